@@ -1,0 +1,197 @@
+"""The click layer: parse options, call one function, map its outcome to output and exit code.
+
+No business logic lives here. Heavy modules are imported inside commands so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from tools.codex.factory import __version__
+from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.status import EXIT_INTERRUPTED, EXIT_USAGE, Outcome
+
+F = TypeVar("F", bound=Callable[..., Any])
+_DEBUG = {"on": False}
+
+
+def json_out_option(f: F) -> F:
+    return click.option(
+        "--json-out",
+        "json_out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Also write the command's JSON result to FILE (UTF-8, whatever the shell).",
+    )(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text.")(f)
+
+
+def run_id_option(required: bool = True) -> Callable[[F], F]:
+    return click.option("--run-id", "run_id", required=required, default=None, help="The run to act on.")
+
+
+def workers_option(f: F) -> F:
+    return click.option("--workers", "workers", default=None, help="Comma-separated worker IDs, e.g. A,C.")(f)
+
+
+def _ctx(click_ctx: click.Context) -> Any:
+    from tools.codex.factory.context import Context
+
+    obj = click_ctx.find_object(Context)
+    assert obj is not None
+    return obj
+
+
+def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) -> int:
+    """Data to stdout (text or JSON), messages to stderr, JSON copy to --json-out."""
+    from tools.codex.factory import jsonio
+
+    for msg in outcome.messages:
+        click.echo(msg, err=True)
+    payload = jsonio.pretty(outcome.data)
+    if json_out is not None:
+        try:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_bytes(payload)
+        except OSError as exc:
+            raise FactoryError(f"--json-out {json_out}: cannot write ({exc.strerror})") from None
+    if as_json:
+        sys.stdout.buffer.write(payload)
+        sys.stdout.flush()
+    elif outcome.text:
+        click.echo(outcome.text)
+    return outcome.exit_code
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="factory")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Repository to work on (default: the git top level of the current directory).")
+@click.option("--now", default=None, metavar="ISO", help="Pin the clock (also FACTORY_NOW), e.g. 2026-11-21T20:15:00Z.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
+@click.pass_context
+def cli(click_ctx: click.Context, repo: Path | None, now: str | None, debug: bool) -> None:
+    """Multi-Codex Factory: validate worker bundles, integrate them in a sandbox, and record
+    every step in a hash-chained ledger. Exit codes: 0 PASS, 1 FAIL, 2 usage, 3 BLOCKED."""
+    from tools.codex.factory.clock import Clock
+    from tools.codex.factory.context import Context
+
+    _DEBUG["on"] = debug
+    ctx = Context(repo_opt=repo, clock=Clock.from_env(now), debug=debug)
+    click_ctx.obj = ctx
+    click_ctx.call_on_close(ctx.close)
+
+
+# -- config ----------------------------------------------------------------------------------
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the layered configuration."""
+
+
+@config_group.command("show")
+@json_option
+@json_out_option
+@click.pass_context
+def config_show(click_ctx: click.Context, as_json: bool, json_out: Path | None) -> int:
+    """Print the effective config, each value with its origin (default, file, env, cli)."""
+    from tools.codex.factory import configview
+
+    return emit(configview.show(_ctx(click_ctx)), as_json, json_out)
+
+
+# -- ledger ----------------------------------------------------------------------------------
+@cli.group("ledger", invoke_without_command=True)
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Only the last N matching events (read from the end).")
+@click.option("--raw-events", is_flag=True, help="Print the stored lines unchanged.")
+@run_id_option(required=False)
+@click.option("--status", default=None, help="Match payload status (PASS, BLOCKED, FAIL, ...).")
+@click.option("--kind", default=None, help="Match the run kind.")
+@click.option("--actor", default=None, help="Match the actor (e.g. Z_integrator, A_worker, operator).")
+@click.option("--event-type", default=None, help="Match the event type; a trailing * matches a prefix.")
+@click.option("--rc", type=int, default=None, help="Match a recorded return code.")
+@click.option("--since", default=None, metavar="ISO", help="Only events at or after this instant.")
+@json_option
+@json_out_option
+@click.pass_context
+def ledger_group(
+    click_ctx: click.Context,
+    limit: int | None,
+    raw_events: bool,
+    run_id: str | None,
+    status: str | None,
+    kind: str | None,
+    actor: str | None,
+    event_type: str | None,
+    rc: int | None,
+    since: str | None,
+    as_json: bool,
+    json_out: Path | None,
+) -> int | None:
+    """Show ledger events sorted by ts_utc then event_type (subcommands: verify, repair)."""
+    if click_ctx.invoked_subcommand is not None:
+        return None
+    from tools.codex.factory import ledgerview
+    from tools.codex.factory.ledger import Filter
+
+    flt = Filter.build(run_id, status, kind, actor, event_type, rc, since)
+    return emit(ledgerview.show(_ctx(click_ctx), flt, limit, raw_events), as_json, json_out)
+
+
+@ledger_group.command("verify")
+@json_option
+@json_out_option
+@click.pass_context
+def ledger_verify(click_ctx: click.Context, as_json: bool, json_out: Path | None) -> int:
+    """Check the whole hash chain; print the head or the first bad seq (exit 3)."""
+    from tools.codex.factory import ledgerview
+
+    return emit(ledgerview.verify(_ctx(click_ctx)), as_json, json_out)
+
+
+@ledger_group.command("repair")
+@json_option
+@json_out_option
+@click.pass_context
+def ledger_repair(click_ctx: click.Context, as_json: bool, json_out: Path | None) -> int:
+    """Move a torn last line aside to a side file (nothing deleted) and record it."""
+    from tools.codex.factory import ledgerview
+
+    return emit(ledgerview.repair(_ctx(click_ctx)), as_json, json_out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: the one place errors become exit codes."""
+    try:
+        rv = cli.main(args=argv, prog_name="factory", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("factory: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("factory: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except FactoryError as exc:
+        if _DEBUG["on"]:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"factory: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _DEBUG["on"]:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"factory: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,70 @@
+"""The only source of time. A pinned clock (``--now``/``FACTORY_NOW``) makes runs reproducible."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+
+from tools.codex.factory.errors import UsageError
+
+UTC = _dt.timezone.utc
+
+
+def parse_instant(text: str, source: str = "--now") -> _dt.datetime:
+    """Parse an ISO-8601 instant; a naive value is taken as UTC."""
+    raw = text.strip()
+    if raw.endswith(("Z", "z")):
+        raw = raw[:-1] + "+00:00"
+    try:
+        value = _dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise UsageError(
+            f"{source}: {text!r} is not an ISO-8601 instant (e.g. 2026-11-21T20:15:00Z)"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def format_ts(value: _dt.datetime) -> str:
+    """RFC 3339 with microseconds and ``Z``: fixed width, so strings sort as times."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def compact(value: _dt.datetime) -> str:
+    """``YYYYMMDD_HHMMSS`` as used in run IDs."""
+    return value.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+
+
+class Clock:
+    """Wall time and elapsed time; pinned, both stand still (durations are 0)."""
+
+    def __init__(self, pinned: _dt.datetime | None = None) -> None:
+        self.pinned = pinned
+
+    @classmethod
+    def from_env(cls, now: str | None = None) -> Clock:
+        if now:
+            return cls(parse_instant(now, "--now"))
+        env = os.environ.get("FACTORY_NOW")
+        if env:
+            return cls(parse_instant(env, "FACTORY_NOW"))
+        return cls(None)
+
+    def now(self) -> _dt.datetime:
+        if self.pinned is not None:
+            return self.pinned
+        return _dt.datetime.now(UTC)
+
+    def now_ts(self) -> str:
+        return format_ts(self.now())
+
+    def monotonic(self) -> float:
+        if self.pinned is not None:
+            return 0.0
+        return time.monotonic()
+
+    def elapsed(self, start: float) -> float:
+        """Seconds since ``start`` (from :meth:`monotonic`), rounded to ms; 0 when pinned."""
+        return round(self.monotonic() - start, 3)

@@ -1,0 +1,61 @@
+"""One error hierarchy; ``cli.py`` maps each class to an exit code in one place."""
+
+from __future__ import annotations
+
+
+class FactoryError(Exception):
+    """An expected failure with a one-line message for the operator (FAIL, exit 1)."""
+
+    exit_code = 1
+
+
+class UsageError(FactoryError):
+    """Bad input from the operator: option, config, run id, plan (exit 2)."""
+
+    exit_code = 2
+
+
+class BlockedError(FactoryError):
+    """A policy or integrity rule refused the action (exit 3)."""
+
+    exit_code = 3
+
+
+class LedgerCorruptError(BlockedError):
+    """The ledger's bytes do not form a valid chain."""
+
+
+class TornTailError(BlockedError):
+    """The ledger ends with an unterminated fragment; ``ledger repair`` moves it aside."""
+
+
+class LockHeldError(BlockedError):
+    """Another process holds a lock we refuse to wait for."""
+
+
+class PolicyViolation(BlockedError):
+    """The integrator tried to write outside its run folder."""
+
+
+class ProcessError(FactoryError):
+    """A subprocess failed; the message carries command, rc, stdout and stderr."""
+
+    def __init__(self, argv: list[str], rc: int | None, stdout: str, stderr: str, why: str = "") -> None:
+        self.argv = argv
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        cmd = " ".join(argv)
+        detail = why or f"exited with rc={rc}"
+        out = _clip(stdout)
+        err = _clip(stderr)
+        super().__init__(f"command `{cmd}` {detail}; stdout: {out!r}; stderr: {err!r}")
+
+
+class GitError(ProcessError):
+    """A git command failed."""
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,659 @@
+"""The append-only, hash-chained JSONL ledger (DESIGN §4).
+
+Line format: one canonical JSON object (sorted keys, no spaces, UTF-8, ``\\n``) with
+``event_type``, ``hash``, ``payload``, ``prev_hash``, ``run_id``, ``seq``, ``stage``,
+``ts_utc``. ``hash`` is sha256 of the canonical line *without* the ``hash`` member; because
+keys are sorted and ``hash`` is never last, that is exactly the stored line with the bytes
+``"hash":"<64 hex>",`` cut out, which lets ``verify`` check stored bytes without re-encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tools.codex.factory import jsonio
+from tools.codex.factory.clock import Clock, format_ts, parse_instant
+from tools.codex.factory.errors import (
+    BlockedError,
+    LedgerCorruptError,
+    TornTailError,
+    UsageError,
+)
+from tools.codex.factory.locks import ProcessLock
+from tools.codex.factory.paths import head_path, lock_path
+
+GENESIS = "0" * 64
+EVENT_TYPE_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+TOKEN_RE = re.compile(r"[A-Za-z0-9._-]*")
+BLOCK = 64 * 1024
+HEAD_RECORD = 100
+_HASH_KEY = b'"hash":"'
+_PREV_KEY = b'"prev_hash":"'
+_SEQ_KEY = b'"seq":'
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    ts_utc: str
+    event_type: str
+    run_id: str
+    stage: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def from_line(cls, line: bytes) -> Event:
+        obj = orjson.loads(line)
+        return cls(
+            seq=obj["seq"],
+            ts_utc=obj["ts_utc"],
+            event_type=obj["event_type"],
+            run_id=obj["run_id"],
+            stage=obj["stage"],
+            payload=obj["payload"],
+            prev_hash=obj["prev_hash"],
+            hash=obj["hash"],
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event_type": self.event_type,
+            "hash": self.hash,
+            "payload": self.payload,
+            "prev_hash": self.prev_hash,
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "stage": self.stage,
+            "ts_utc": self.ts_utc,
+        }
+
+    def sort_key(self) -> tuple[str, str, int]:
+        return (self.ts_utc, self.event_type, self.seq)
+
+
+def encode(body: dict[str, Any]) -> tuple[bytes, str]:
+    """Return the stored line (with ``\\n``) and its hash for an event body without ``hash``.
+
+    With sorted keys ``hash`` follows ``event_type`` (a plain dotted name, never escaped), so
+    the stored line is the hashed bytes with ``"hash":"<hex>",`` spliced in after it.
+    """
+    unhashed = jsonio.canonical(body)
+    digest = hashlib.sha256(unhashed).hexdigest()
+    k = 17 + len(body["event_type"])  # len('{"event_type":"') + name + '",'
+    line = b"".join((unhashed[:k], b'"hash":"', digest.encode("ascii"), b'",', unhashed[k:], b"\n"))
+    return line, digest
+
+
+def line_hash_ok(line: bytes) -> bool:
+    """Does the stored ``hash`` equal sha256 of the line without its hash member?"""
+    i = line.find(_HASH_KEY)
+    if i < 0 or line[i + 72 : i + 74] != b'",':
+        return False
+    stored = line[i + 8 : i + 72]
+    body = line[:i] + line[i + 74 :]
+    return hashlib.sha256(body).hexdigest().encode("ascii") == stored
+
+
+@dataclass
+class Head:
+    seq: int
+    hash: str
+    ts_utc: str
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    lines: int
+    head: Head
+    first_bad_seq: int | None = None
+    reason: str = ""
+    torn_tail: bool = False
+    torn_bytes: int = 0
+    head_file: str = "absent"
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "lines": self.lines,
+            "head": {"seq": self.head.seq, "hash": self.head.hash},
+            "first_bad_seq": self.first_bad_seq,
+            "reason": self.reason,
+            "torn_tail": self.torn_tail,
+            "torn_bytes": self.torn_bytes,
+            "head_file": self.head_file,
+            "notes": sorted(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Event filters shared by ``ledger``, ``watch`` and replay."""
+
+    run_id: str | None = None
+    status: str | None = None
+    kind: str | None = None
+    actor: str | None = None
+    event_type: str | None = None
+    rc: int | None = None
+    since: str | None = None
+
+    def matches(self, ev: Event) -> bool:
+        p = ev.payload
+        if self.run_id is not None and ev.run_id != self.run_id:
+            return False
+        if self.event_type is not None:
+            pat = self.event_type
+            if pat.endswith("*"):
+                if not ev.event_type.startswith(pat[:-1]):
+                    return False
+            elif ev.event_type != pat:
+                return False
+        if self.status is not None and str(p.get("status", "")).upper() != self.status.upper():
+            return False
+        if self.kind is not None and p.get("kind") != self.kind:
+            return False
+        if self.actor is not None and p.get("actor") != self.actor:
+            return False
+        if self.rc is not None and p.get("rc") != self.rc:
+            return False
+        return not (self.since is not None and ev.ts_utc < self.since)
+
+    @classmethod
+    def build(
+        cls,
+        run_id: str | None = None,
+        status: str | None = None,
+        kind: str | None = None,
+        actor: str | None = None,
+        event_type: str | None = None,
+        rc: int | None = None,
+        since: str | None = None,
+    ) -> Filter:
+        since_ts = format_ts(parse_instant(since, "--since")) if since else None
+        return cls(run_id, status, kind, actor, event_type, rc, since_ts)
+
+
+def _strip_eol(line: bytes) -> bytes:
+    """Readers accept ``\\r\\n``; the stored form for hashing is without line end."""
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+class Ledger:
+    """One ledger file plus its head mirror and lock file."""
+
+    def __init__(self, path: Path, clock: Clock, *, fsync: bool = True, lock_timeout: float = 30.0) -> None:
+        self.path = path
+        self.head_path = head_path(path)
+        self.lock_path = lock_path(path)
+        self.clock = clock
+        self.fsync = fsync
+        self.lock_timeout = lock_timeout
+        self._lock: ProcessLock | None = None
+        self._path_s = str(path)
+        self._fd: int | None = None
+        self._head_fd: int | None = None
+        self._cache: tuple[int, int, int, Head] | None = None  # (ino, size, mtime_ns, head)
+
+    # -- locking -------------------------------------------------------------------------
+    def lock(self) -> ProcessLock:
+        """The cross-process lock (re-entrant within this object)."""
+        if self._lock is None:
+            self._lock = ProcessLock(self.lock_path, self.lock_timeout, f"ledger lock for {self.path.name}")
+        return self._lock
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+        for name in ("_fd", "_head_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading the end -----------------------------------------------------------------
+    def _open_append(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_BINARY, 0o644)
+        return self._fd
+
+    def read_head(self) -> Head:
+        """The last complete event's (seq, hash, ts), reading only the end of the file.
+
+        Raises TornTailError if the file ends in an unterminated fragment.
+        """
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return Head(0, GENESIS, "")
+        if size == 0:
+            return Head(0, GENESIS, "")
+        with open(self.path, "rb") as fh:
+            fh.seek(size - 1)
+            if fh.read(1) != b"\n":
+                pos = _last_newline(fh, size)
+                raise TornTailError(
+                    f"ledger {self.path.name} ends with a torn line ({size - pos - 1} bytes after the last "
+                    "newline, a crash mid-write): run `factory ledger repair` to move it aside"
+                )
+            line = _last_line(fh, size)
+        try:
+            ev = Event.from_line(_strip_eol(line))
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise LedgerCorruptError(
+                f"ledger {self.path.name}: last line is not a valid event; run `factory ledger verify`"
+            ) from None
+        return Head(ev.seq, ev.hash, ev.ts_utc)
+
+    def _head_locked(self) -> Head:
+        try:
+            st = os.stat(self._path_s)
+        except FileNotFoundError:
+            self._cache = None
+            self.close()
+            return Head(0, GENESIS, "")
+        if self._fd is not None and os.fstat(self._fd).st_ino != st.st_ino:
+            self.close()  # the file was replaced under us: append to the new one
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._cache is not None and self._cache[:3] == key:
+            return self._cache[3]
+        head = self.read_head()
+        self._cache = (*key, head)
+        return head
+
+    # -- append --------------------------------------------------------------------------
+    def append(self, event_type: str, run_id: str, stage: str, payload: dict[str, Any]) -> Event:
+        with self.lock():
+            return self.append_locked(event_type, run_id, stage, payload)
+
+    def append_locked(self, event_type: str, run_id: str, stage: str, payload: dict[str, Any]) -> Event:
+        """Append while the caller already holds :meth:`lock`."""
+        if not EVENT_TYPE_RE.fullmatch(event_type):
+            raise UsageError(f"ledger: event type {event_type!r} is not dotted lower-case")
+        for name, value in (("run_id", run_id), ("stage", stage)):
+            if not TOKEN_RE.fullmatch(value):
+                raise UsageError(f"ledger: {name} {value!r} has characters outside [A-Za-z0-9._-]")
+        if not isinstance(payload, dict):
+            raise UsageError("ledger: payload must be an object")
+        head = self._head_locked()
+        ts = self.clock.now_ts()
+        if head.ts_utc and ts < head.ts_utc:
+            ts = head.ts_utc
+        body = {
+            "event_type": event_type,
+            "payload": payload,
+            "prev_hash": head.hash,
+            "run_id": run_id,
+            "seq": head.seq + 1,
+            "stage": stage,
+            "ts_utc": ts,
+        }
+        line, digest = encode(body)
+        fd = self._open_append()
+        _write_all(fd, line)
+        if self.fsync:
+            os.fsync(fd)
+        new_head = Head(head.seq + 1, digest, ts)
+        self._write_head_file(new_head)
+        st = os.fstat(fd)
+        self._cache = (st.st_ino, st.st_size, st.st_mtime_ns, new_head)
+        return Event(head.seq + 1, ts, event_type, run_id, stage, payload, head.hash, digest)
+
+    def _write_head_file(self, head: Head) -> None:
+        """Mirror (seq, hash) so a cut-off ledger shows as shorter than its head.
+
+        The record is fixed-width (HEAD_RECORD bytes) and overwritten in place with one write
+        at offset 0: a single-sector write, so a reader sees the old or the new record, and no
+        rename means no extra metadata for the next fsync to flush.
+        """
+        record = jsonio.canonical({"hash": head.hash, "seq": head.seq})
+        data = record.ljust(HEAD_RECORD - 1) + b"\n"
+        if self._head_fd is None:
+            self._head_fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT | _O_BINARY, 0o644)
+            if os.fstat(self._head_fd).st_size > HEAD_RECORD:
+                os.ftruncate(self._head_fd, HEAD_RECORD)
+        if hasattr(os, "pwrite"):
+            n = os.pwrite(self._head_fd, data, 0)
+        else:  # Windows
+            os.lseek(self._head_fd, 0, os.SEEK_SET)
+            n = os.write(self._head_fd, data)
+        if n != len(data):
+            raise BlockedError(f"ledger head file {self.head_path.name}: short write ({n} of {len(data)} bytes)")
+
+    def read_head_file(self) -> tuple[int, str] | None:
+        try:
+            data = self.head_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            obj = orjson.loads(data.strip())
+            return int(obj["seq"]), str(obj["hash"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise LedgerCorruptError(f"ledger head file {self.head_path.name} is unreadable") from None
+
+    # -- streaming -----------------------------------------------------------------------
+    def iter_lines(self) -> Iterator[bytes]:
+        """Every newline-terminated line, without its line end; a torn tail is not yielded."""
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        with fh:
+            rest = b""
+            while True:
+                block = fh.read(1 << 20)
+                if not block:
+                    break
+                parts = (rest + block).split(b"\n")
+                rest = parts.pop()
+                for part in parts:
+                    yield _strip_eol(part)
+
+    def events(self) -> Iterator[Event]:
+        for n, line in enumerate(self.iter_lines(), 1):
+            try:
+                yield Event.from_line(line)
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                raise LedgerCorruptError(
+                    f"ledger {self.path.name}: line {n} is not a valid event; run `factory ledger verify`"
+                ) from None
+
+    def select(self, flt: Filter, limit: int | None = None) -> list[Event]:
+        """Matching events sorted by (ts_utc, event_type, seq); with ``limit``, the last N.
+
+        With a limit the file is read backwards in blocks: ts_utc never decreases along the
+        file, so once N matches are held, only earlier lines with the same ts as the oldest
+        held one can still sort into the last N.
+        """
+        if limit is None:
+            return sorted((e for e in self.events() if flt.matches(e)), key=Event.sort_key)
+        if limit <= 0:
+            return []
+        held: list[Event] = []
+        floor: str | None = None
+        for line in self._lines_backwards():
+            try:
+                ev = Event.from_line(line)
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                raise LedgerCorruptError(
+                    f"ledger {self.path.name}: a line near the end is not a valid event; run `factory ledger verify`"
+                ) from None
+            if floor is not None and ev.ts_utc < floor:
+                break
+            if flt.matches(ev):
+                held.append(ev)
+                if floor is None and len(held) >= limit:
+                    floor = min(e.ts_utc for e in held)
+        held.sort(key=Event.sort_key)
+        return held[-limit:]
+
+    def _lines_backwards(self) -> Iterator[bytes]:
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        with fh:
+            end = fh.seek(0, os.SEEK_END)
+            pos = end
+            rest = b""
+            first = True
+            while pos > 0:
+                step = min(BLOCK, pos)
+                pos -= step
+                fh.seek(pos)
+                chunk = fh.read(step) + rest
+                parts = chunk.split(b"\n")
+                rest = parts[0]
+                tail = parts[1:]
+                if first:
+                    # The piece after the final newline is a torn tail (or empty): skip it.
+                    tail = tail[:-1]
+                    first = False
+                for part in reversed(tail):
+                    yield _strip_eol(part)
+            if rest and not first:
+                yield _strip_eol(rest)
+
+    # -- verify --------------------------------------------------------------------------
+    def verify(self) -> VerifyResult:
+        """Stream the file: seq has no gaps, prev_hash links, each hash matches its bytes."""
+        expected_prev = GENESIS
+        seq = 0
+        last_ts = ""
+        bad: int | None = None
+        reason = ""
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            fh = None
+        torn = 0
+        if fh is not None:
+            with fh:
+                rest = b""
+                sha = hashlib.sha256
+                while bad is None:
+                    block = fh.read(1 << 20)
+                    if not block:
+                        break
+                    parts = (rest + block).split(b"\n")
+                    rest = parts.pop()
+                    for line in parts:
+                        if line.endswith(b"\r"):
+                            line = line[:-1]
+                        expect = seq + 1
+                        i = line.find(_HASH_KEY)
+                        if i < 0 or line[i + 72 : i + 74] != b'",':
+                            bad, reason = expect, "line is not a ledger event (no hash member)"
+                            break
+                        stored = line[i + 8 : i + 72]
+                        if sha(line[:i] + line[i + 74 :]).hexdigest().encode("ascii") != stored:
+                            bad, reason = expect, "hash does not match the line's bytes (edited line)"
+                            break
+                        p = line.rfind(_PREV_KEY)
+                        if p < 0 or line[p + 13 : p + 77].decode("ascii", "replace") != expected_prev:
+                            bad, reason = expect, "prev_hash does not link to the previous line (removed, reordered or inserted line)"
+                            break
+                        s = line.rfind(_SEQ_KEY)
+                        c = line.find(b",", s)
+                        try:
+                            found = int(line[s + 6 : c])
+                        except ValueError:
+                            found = -1
+                        if s < 0 or found != expect:
+                            bad, reason = expect, f"seq is {found}, expected {expect}"
+                            break
+                        t = line.rfind(b'"ts_utc":"')
+                        ts = line[t + 10 : t + 37].decode("ascii", "replace")
+                        if ts < last_ts:
+                            bad, reason = expect, "ts_utc goes backwards"
+                            break
+                        last_ts = ts
+                        seq = expect
+                        expected_prev = stored.decode("ascii")
+                if bad is None and rest:
+                    torn = len(rest)
+        head = Head(seq, expected_prev, last_ts)
+        result = VerifyResult(ok=bad is None and torn == 0, lines=seq, head=head, first_bad_seq=bad, reason=reason)
+        if torn:
+            result.torn_tail = True
+            result.torn_bytes = torn
+            result.first_bad_seq = seq + 1
+            result.reason = f"torn tail: {torn} bytes after the last newline (crash mid-write); run `factory ledger repair`"
+        if bad is None:
+            self._check_head_file(result)
+        return result
+
+    def _check_head_file(self, result: VerifyResult) -> None:
+        mirrored = self.read_head_file()
+        if mirrored is None:
+            result.head_file = "absent"
+            if result.lines:
+                result.notes.append("head file is absent: it is rewritten on the next append")
+            return
+        hseq, hhash = mirrored
+        if hseq > result.lines:
+            result.ok = False
+            result.head_file = "ahead"
+            result.first_bad_seq = result.lines + 1
+            result.reason = (
+                f"ledger is shorter than its head file: head says seq {hseq}, the ledger ends at seq "
+                f"{result.lines} (lines were cut off the end)"
+            )
+        elif hseq == result.lines and hhash != result.head.hash:
+            result.ok = False
+            result.head_file = "mismatch"
+            result.first_bad_seq = hseq
+            result.reason = f"last line's hash differs from the head file's hash at seq {hseq}"
+        elif hseq < result.lines:
+            result.head_file = "behind"
+            result.notes.append(
+                f"head file is at seq {hseq}, the ledger at {result.lines} (a crash between a write and "
+                "its head update); the next append rewrites it"
+            )
+        else:
+            result.head_file = "ok"
+
+    # -- repair --------------------------------------------------------------------------
+    def repair(self, actor: str = "operator") -> dict[str, Any]:
+        """Move a torn tail aside to a side file (nothing is deleted) and record it."""
+        with self.lock():
+            try:
+                size = self.path.stat().st_size
+            except FileNotFoundError:
+                return {"repaired": False, "reason": "ledger does not exist"}
+            with open(self.path, "rb") as fh:
+                if size == 0:
+                    return {"repaired": False, "reason": "ledger is empty"}
+                fh.seek(size - 1)
+                if fh.read(1) == b"\n":
+                    result = self.verify()
+                    if not result.ok:
+                        raise LedgerCorruptError(
+                            f"ledger {self.path.name}: seq {result.first_bad_seq}: {result.reason}; this is "
+                            "corruption, not a torn tail, and is not repaired automatically"
+                        )
+                    return {"repaired": False, "reason": "no torn tail"}
+                cut = _last_newline(fh, size) + 1
+                fh.seek(cut)
+                torn = fh.read()
+            # The lines before the fragment must themselves be sound.
+            check = _prefix_ok(self, cut)
+            if check is not None:
+                raise LedgerCorruptError(
+                    f"ledger {self.path.name}: seq {check[0]}: {check[1]}; refusing to repair a ledger "
+                    "that is corrupt before its torn tail"
+                )
+            stamp = self.clock.now().strftime("%Y%m%dT%H%M%S%fZ")
+            side = self.path.with_name(f"{self.path.name}.torn-{stamp}")
+            n = 1
+            while side.exists():
+                n += 1
+                side = self.path.with_name(f"{self.path.name}.torn-{stamp}-{n}")
+            fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
+            try:
+                _write_all(fd, torn)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.close()
+            with open(self.path, "r+b") as fh:
+                fh.truncate(cut)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._cache = None
+            ev = self.append_locked(
+                "ledger.repaired",
+                "",
+                "ledger",
+                {
+                    "actor": actor,
+                    "side_file": side.name,
+                    "torn_bytes": len(torn),
+                    "torn_sha256": hashlib.sha256(torn).hexdigest(),
+                },
+            )
+            return {"repaired": True, "side_file": side.name, "torn_bytes": len(torn), "seq": ev.seq}
+
+
+def _prefix_ok(ledger: Ledger, cut: int) -> tuple[int, str] | None:
+    """Verify the first ``cut`` bytes; return (bad seq, reason) or None."""
+    probe = ledger.verify()
+    if probe.torn_tail and probe.first_bad_seq == probe.lines + 1:
+        return None
+    if probe.ok:
+        return None
+    return (probe.first_bad_seq or 0, probe.reason)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _last_newline(fh: Any, size: int) -> int:
+    """Offset of the last ``\\n`` in the file, or -1."""
+    pos = size
+    while pos > 0:
+        step = min(BLOCK, pos)
+        pos -= step
+        fh.seek(pos)
+        chunk = fh.read(step)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return pos + i
+    return -1
+
+
+def _last_line(fh: Any, size: int) -> bytes:
+    """The last line of a file that ends with ``\\n``, without that newline."""
+    pos = size - 1
+    buf = b""
+    while pos > 0:
+        step = min(BLOCK, pos)
+        pos -= step
+        fh.seek(pos)
+        buf = fh.read(step) + buf
+        k = buf.rfind(b"\n")
+        if k >= 0:
+            return buf[k + 1 :]
+    return buf
+
+
+def open_ledger(path: Path, clock: Clock, fsync: bool = True, lock_timeout: float = 30.0) -> Ledger:
+    return Ledger(path, clock, fsync=fsync, lock_timeout=lock_timeout)
+
+
+def render_table(events: list[Event]) -> str:
+    """A readable, deterministic table: one line per event."""
+    rows = []
+    for ev in events:
+        p = ev.payload
+        bits = []
+        for key in ("status", "rc", "worker", "actor", "reason"):
+            if key in p and p[key] not in (None, ""):
+                bits.append(f"{key}={p[key]}")
+        rows.append(
+            f"{ev.ts_utc}  {ev.seq:>6}  {ev.event_type:<24} {ev.run_id or '-':<40} {ev.stage:<16} {' '.join(bits)}".rstrip()
+        )
+    return "\n".join(rows)

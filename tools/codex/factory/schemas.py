@@ -1,0 +1,61 @@
+"""Load the JSON Schemas in ``schemas/`` and validate documents with one-line errors."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory import jsonio
+from tools.codex.factory.errors import FactoryError
+
+SCHEMA_VERSION = 1
+
+
+def schema_dir() -> Path:
+    """``schemas/`` at the project root (the package lives at tools/codex/factory)."""
+    return Path(__file__).resolve().parents[3] / "schemas"
+
+
+@functools.lru_cache(maxsize=None)
+def load(name: str) -> dict[str, Any]:
+    path = schema_dir() / f"{name}.schema.json"
+    try:
+        data = jsonio.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise FactoryError(f"schema {path} is missing: reinstall the factory") from None
+    if not isinstance(data, dict):
+        raise FactoryError(f"schema {path} is not a JSON object")
+    return data
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(name: str) -> Any:
+    import jsonschema  # lazy: keeps `--help` fast
+
+    schema = load(name)
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def pointer(path: Any) -> str:
+    """A JSON path like ``checks.required[0].argv`` for messages."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def errors(name: str, doc: Any) -> list[tuple[str, str]]:
+    """Every violation as (json path, message), sorted so reports are stable."""
+    found = []
+    for err in _validator(name).iter_errors(doc):
+        found.append((pointer(err.absolute_path), err.message))
+    return sorted(found)
+
+
+def is_valid(name: str, doc: Any) -> bool:
+    return not errors(name, doc)

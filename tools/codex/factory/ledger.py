@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -354,7 +354,7 @@ class Ledger:
     def iter_lines(self) -> Iterator[bytes]:
         """Every newline-terminated line, without its line end; a torn tail is not yielded."""
         try:
-            fh = open(self.path, "rb")
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed by the `with fh:` below
         except FileNotFoundError:
             return
         with fh:
@@ -408,7 +408,7 @@ class Ledger:
 
     def _lines_backwards(self) -> Iterator[bytes]:
         try:
-            fh = open(self.path, "rb")
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed by the `with fh:` below
         except FileNotFoundError:
             return
         with fh:
@@ -422,12 +422,16 @@ class Ledger:
                 fh.seek(pos)
                 chunk = fh.read(step) + rest
                 parts = chunk.split(b"\n")
+                if first:
+                    # The piece after the final newline is a torn tail (or empty): skip it,
+                    # however many blocks it spans.
+                    if len(parts) == 1:
+                        rest = b""
+                        continue
+                    parts.pop()
+                    first = False
                 rest = parts[0]
                 tail = parts[1:]
-                if first:
-                    # The piece after the final newline is a torn tail (or empty): skip it.
-                    tail = tail[:-1]
-                    first = False
                 for part in reversed(tail):
                     yield _strip_eol(part)
             if rest and not first:
@@ -442,7 +446,7 @@ class Ledger:
         bad: int | None = None
         reason = ""
         try:
-            fh = open(self.path, "rb")
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed by the `with fh:` below
         except FileNotFoundError:
             fh = None
         torn = 0
@@ -611,7 +615,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _last_newline(fh: Any, size: int) -> int:
+def _last_newline(fh: BinaryIO, size: int) -> int:
     """Offset of the last ``\\n`` in the file, or -1."""
     pos = size
     while pos > 0:
@@ -625,7 +629,7 @@ def _last_newline(fh: Any, size: int) -> int:
     return -1
 
 
-def _last_line(fh: Any, size: int) -> bytes:
+def _last_line(fh: BinaryIO, size: int) -> bytes:
     """The last line of a file that ends with ``\\n``, without that newline."""
     pos = size - 1
     buf = b""

@@ -24,7 +24,7 @@ if sys.platform != "win32":
 
     from filelock import UnixFileLock
 
-    class _KeptOpenLock(UnixFileLock):  # type: ignore[misc]
+    class _KeptOpenLock(UnixFileLock):  # type: ignore[misc, unused-ignore]
         _kept_fd: int | None = None
 
         def _acquire(self) -> None:

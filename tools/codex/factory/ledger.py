@@ -518,10 +518,12 @@ class Ledger:
             result.ok = False
             result.head_file = "ahead"
             result.first_bad_seq = result.lines + 1
-            result.reason = (
+            cut = (
                 f"ledger is shorter than its head file: head says seq {hseq}, the ledger ends at seq "
                 f"{result.lines} (lines were cut off the end)"
             )
+            # Keep the torn-tail diagnosis (and its `ledger repair` hint) when there is one.
+            result.reason = f"{result.reason}; {cut}" if result.torn_tail else cut
         elif hseq == result.lines and hhash != result.head.hash:
             result.ok = False
             result.head_file = "mismatch"

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from tools.codex.factory import jsonio
 from tools.codex.factory import ledger as ledger_mod
 from tools.codex.factory.clock import Clock, format_ts, parse_instant
+from tools.codex.factory.errors import LedgerCorruptError
 from tools.codex.factory.ledger import GENESIS, Event, Filter, Ledger, encode, line_hash_ok
 
 BASE = parse_instant("2026-11-21T20:15:00Z")
@@ -113,6 +114,8 @@ def test_any_single_byte_edit_is_caught_at_its_line(
     if torn:
         assert k == N_EVENTS
         assert res.torn_bytes == len(split_lines(raw)[-1])
+        assert res.reason.startswith("torn tail") and "ledger repair" in res.reason
+        assert "shorter than its head file" in res.reason  # the head file saw the full line
 
 
 def test_every_offset_with_a_flipped_bit_or_newline_is_caught(
@@ -293,7 +296,7 @@ def test_tail_reads_only_the_end_of_a_large_ledger(tmp_path: Path) -> None:
     with Ledger(path, Clock(BASE)) as led:
         tail = led.select(Filter(), 3)
         assert [e.payload["i"] for e in tail] == [297, 298, 299]
-        with pytest.raises(ledger_mod.LedgerCorruptError, match="line 6"):
+        with pytest.raises(LedgerCorruptError, match="line 6"):
             led.select(Filter(), None)
 
 

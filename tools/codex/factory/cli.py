@@ -167,6 +167,146 @@ def ledger_repair(click_ctx: click.Context, as_json: bool, json_out: Path | None
     return emit(ledgerview.repair(_ctx(click_ctx)), as_json, json_out)
 
 
+# -- pipeline ---------------------------------------------------------------------------------
+def _launch_request(click_ctx: click.Context, base_ref: str | None, dry_run: bool, run_id: str | None,
+                    kind: str | None, plan: Path | None, workers: str | None) -> Any:
+    from tools.codex.factory.launch import LaunchRequest, parse_workers
+
+    ctx = _ctx(click_ctx)
+    if kind is not None:
+        ctx.cli_config["run.kind"] = kind
+    if base_ref is not None:
+        ctx.cli_config["run.base_ref"] = base_ref
+    return LaunchRequest(
+        base_ref=ctx.config.get("run.base_ref"),
+        dry_run=dry_run,
+        run_id=run_id,
+        kind=ctx.config.get("run.kind"),
+        plan_file=plan,
+        workers=parse_workers(workers),
+    )
+
+
+def launch_options(f: F) -> F:
+    for opt in reversed([
+        click.option("--base-ref", default=None, help="Branch, tag or commit to build on (default: run.base_ref, HEAD)."),
+        click.option("--dry-run", is_flag=True, help="Invoke no agent: each worker gets an empty, schema-valid bundle."),
+        run_id_option(required=False),
+        click.option("--kind", default=None, help="Run kind, the first part of the run ID (default: run.kind)."),
+        click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Plan JSON (schemas/plan.schema.json); default: the embedded plan."),
+        workers_option,
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command("preflight")
+@click.option("--base-ref", default=None, help="The ref a run would build on (default: run.base_ref).")
+@run_id_option(required=False)
+@json_option
+@json_out_option
+@click.pass_context
+def preflight_cmd(click_ctx: click.Context, base_ref: str | None, run_id: str | None, as_json: bool,
+                  json_out: Path | None) -> int:
+    """Check that a run can start here; one line per failed check, with its fix (exit 3)."""
+    from tools.codex.factory import pipeline
+
+    return emit(pipeline.cmd_preflight(_ctx(click_ctx), base_ref, run_id), as_json, json_out)
+
+
+@cli.command("launch")
+@launch_options
+@json_option
+@json_out_option
+@click.pass_context
+def launch_cmd(click_ctx: click.Context, base_ref: str | None, dry_run: bool, run_id: str | None,
+               kind: str | None, plan: Path | None, workers: str | None, as_json: bool, json_out: Path | None) -> int:
+    """Create the run folder, manifest, scope locks and one bundle folder per worker."""
+    from tools.codex.factory import pipeline
+
+    req = _launch_request(click_ctx, base_ref, dry_run, run_id, kind, plan, workers)
+    return emit(pipeline.cmd_launch(_ctx(click_ctx), req), as_json, json_out)
+
+
+@cli.command("bundle-validate")
+@run_id_option()
+@workers_option
+@json_option
+@json_out_option
+@click.pass_context
+def bundle_validate_cmd(click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool,
+                        json_out: Path | None) -> int:
+    """Check every bundle against DESIGN §5 and write VALIDATION.json (BLOCKED: exit 3)."""
+    from tools.codex.factory import pipeline
+    from tools.codex.factory.launch import parse_workers
+
+    return emit(pipeline.cmd_validate(_ctx(click_ctx), run_id, parse_workers(workers)), as_json, json_out)
+
+
+@cli.command("integrate")
+@run_id_option()
+@workers_option
+@json_option
+@json_out_option
+@click.pass_context
+def integrate_cmd(click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool,
+                  json_out: Path | None) -> int:
+    """Apply validated bundles in a sandbox, run the checks, write Z's report and attestations."""
+    from tools.codex.factory import pipeline
+    from tools.codex.factory.launch import parse_workers
+
+    return emit(pipeline.cmd_integrate(_ctx(click_ctx), run_id, parse_workers(workers)), as_json, json_out)
+
+
+@cli.command("oneshot")
+@launch_options
+@json_option
+@json_out_option
+@click.pass_context
+def oneshot_cmd(click_ctx: click.Context, base_ref: str | None, dry_run: bool, run_id: str | None,
+                kind: str | None, plan: Path | None, workers: str | None, as_json: bool, json_out: Path | None) -> int:
+    """preflight -> launch -> bundle-validate -> integrate -> summary; exit code = final status."""
+    from tools.codex.factory import pipeline
+
+    req = _launch_request(click_ctx, base_ref, dry_run, run_id, kind, plan, workers)
+    return emit(pipeline.cmd_oneshot(_ctx(click_ctx), req), as_json, json_out)
+
+
+@cli.command("print-report")
+@run_id_option()
+@json_option
+@json_out_option
+@click.pass_context
+def print_report_cmd(click_ctx: click.Context, run_id: str, as_json: bool, json_out: Path | None) -> int:
+    """Print the run's Z_integrator/FINAL_REPORT.txt."""
+    from tools.codex.factory import pipeline
+
+    return emit(pipeline.cmd_print_report(_ctx(click_ctx), run_id), as_json, json_out)
+
+
+@cli.command("open-report")
+@run_id_option()
+@json_out_option
+@click.pass_context
+def open_report_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -> int:
+    """Open FINAL_REPORT.txt with the platform's opener; headless, print its path."""
+    from tools.codex.factory import pipeline
+
+    return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "report"), False, json_out)
+
+
+@cli.command("open-run")
+@run_id_option()
+@json_out_option
+@click.pass_context
+def open_run_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -> int:
+    """Open the run folder with the platform's opener; headless, print its path."""
+    from tools.codex.factory import pipeline
+
+    return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "run"), False, json_out)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the one place errors become exit codes."""
     try:

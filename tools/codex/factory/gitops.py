@@ -76,3 +76,53 @@ def snapshot(repo: Path) -> dict[str, bytes]:
 
 def run_args(repo: Path, args: Sequence[str]) -> proc.Result:
     return git(repo, *args)
+
+
+# Fixed diff options: the integrator's DIFF.patch must not depend on anyone's git config.
+DIFF_ARGS = (
+    "-c", "diff.noprefix=false",
+    "-c", "diff.mnemonicPrefix=false",
+    "-c", "diff.algorithm=myers",
+    "-c", "core.quotePath=true",
+)
+
+
+def sandbox_env(sandbox: Path) -> dict[str, str]:
+    """No inherited GIT_* and a ceiling above the sandbox: git cannot reach the user's repo."""
+    return proc.base_env({"GIT_CEILING_DIRECTORIES": str(sandbox.parent)}, drop_git=True)
+
+
+def objects_dir(repo: Path) -> Path:
+    common = git(repo, "rev-parse", "--git-common-dir").out.strip()
+    path = Path(common)
+    if not path.is_absolute():
+        path = repo / path
+    return (path / "objects").resolve()
+
+
+def create_sandbox(sandbox: Path, repo: Path, commit: str) -> None:
+    """A repository of its own at ``commit``, borrowing the user's objects read-only."""
+    env = sandbox_env(sandbox)
+    git(None, "init", "-q", str(sandbox), env=env)
+    for key, value in (("core.autocrlf", "false"), ("core.safecrlf", "false"), ("gc.auto", "0"),
+                       ("user.name", "factory"), ("user.email", "factory@localhost")):
+        git(sandbox, "config", key, value, env=env)
+    alternates = sandbox / ".git" / "objects" / "info" / "alternates"
+    alternates.parent.mkdir(parents=True, exist_ok=True)
+    alternates.write_text(str(objects_dir(repo)) + "\n", encoding="utf-8")
+    git(sandbox, "checkout", "-q", "--detach", commit, env=env)
+
+
+def apply_patch(sandbox: Path, patch: bytes, check_only: bool) -> proc.Result:
+    args = ["apply", "--index", "--whitespace=nowarn"]
+    if check_only:
+        args.append("--check")
+    return git(sandbox, *args, "-", input=patch, check=False, env=sandbox_env(sandbox))
+
+
+def diff_cached(sandbox: Path, commit: str) -> bytes:
+    return git(
+        sandbox, *DIFF_ARGS, "diff", "--cached", "--binary", "--full-index", "-M",
+        "--no-color", "--no-ext-diff", "--no-textconv", commit, "--",
+        env=sandbox_env(sandbox),
+    ).stdout

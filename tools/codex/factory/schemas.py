@@ -17,7 +17,7 @@ def schema_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "schemas"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(name: str) -> dict[str, Any]:
     path = schema_dir() / f"{name}.schema.json"
     try:
@@ -29,13 +29,25 @@ def load(name: str) -> dict[str, Any]:
     return data
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
+def _registry() -> Any:
+    """All schemas by ``$id``, so one schema can ``$ref`` another by relative name."""
+    from referencing import Registry, Resource
+
+    resources = []
+    for path in sorted(schema_dir().glob("*.schema.json")):
+        doc = load(path.name.removesuffix(".schema.json"))
+        resources.append((doc["$id"], Resource.from_contents(doc)))
+    return Registry().with_resources(resources)
+
+
+@functools.cache
 def _validator(name: str) -> Any:
     import jsonschema  # lazy: keeps `--help` fast
 
     schema = load(name)
     cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return cls(schema, registry=_registry(), format_checker=cls.FORMAT_CHECKER)
 
 
 def pointer(path: Any) -> str:

@@ -1,0 +1,173 @@
+"""``launch``: allocate the run ID, create the run folder, manifest and one bundle per worker."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory import __version__, bundles, gitops, jsonio, schemas
+from tools.codex.factory.context import Context
+from tools.codex.factory.errors import BlockedError, UsageError
+from tools.codex.factory.events import OPERATOR, Recorder
+from tools.codex.factory.ids import make_run_id, run_id_prefix, validate_run_id
+from tools.codex.factory.paths import ATTEST_DIR, LOCKS_DIR, MANIFEST, Z_DIR
+from tools.codex.factory.plan import Plan, default_plan, load_plan
+from tools.codex.factory.stages import StageResult
+from tools.codex.factory.writer import GuardedWriter
+
+
+@dataclass
+class LaunchRequest:
+    base_ref: str
+    dry_run: bool
+    run_id: str | None
+    kind: str
+    plan_file: Path | None
+    workers: list[str] | None
+
+
+def parse_workers(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    from tools.codex.factory.ids import validate_worker_id
+
+    ids = [validate_worker_id(p.strip()) for p in text.split(",") if p.strip()]
+    if not ids:
+        raise UsageError("--workers: give at least one worker ID, e.g. A,C")
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"--workers: {text!r} names a worker twice")
+    return sorted(ids)
+
+
+def resolve_plan(ctx: Context, plan_file: Path | None, workers: list[str] | None) -> Plan:
+    plan = load_plan(plan_file) if plan_file is not None else default_plan(list(ctx.config.get("workers.ids")))
+    return plan.select(workers)
+
+
+def count_runs(ctx: Context, prefix: str) -> int:
+    """Runs already recorded with this prefix (their run.started events), plus stray folders."""
+    from tools.codex.factory.ledger import Filter
+
+    seen = {e.run_id for e in ctx.ledger.select(Filter(event_type="run.started")) if e.run_id.startswith(prefix)}
+    runs = ctx.layout.runs_dir
+    if runs.is_dir():
+        seen |= {p.name for p in runs.iterdir() if p.is_dir() and p.name.startswith(prefix)}
+    return len(seen)
+
+
+def next_run_id(ctx: Context, kind: str, commit: str) -> str:
+    prefix = run_id_prefix(kind, ctx.clock.now(), commit)
+    return make_run_id(prefix, count_runs(ctx, prefix))
+
+
+def ensure_runs_dir(ctx: Context) -> None:
+    """Create the runs folder so that it ignores itself (git status stays clean)."""
+    runs = ctx.layout.runs_dir
+    runs.mkdir(parents=True, exist_ok=True)
+    ignore = runs / ".gitignore"
+    if not ignore.exists():
+        ignore.write_bytes(b"# created by the factory: run artifacts are not source\n*\n")
+
+
+def launch(ctx: Context, req: LaunchRequest, planned_id: str | None = None) -> tuple[StageResult, Recorder | None]:
+    """Create the run; returns the stage result and the run's recorder."""
+    if not req.dry_run:
+        raise UsageError(
+            "launch without --dry-run would run real agents, which this version cannot do yet; "
+            "use --dry-run (each worker gets an empty, schema-valid bundle)"
+        )
+    commit = gitops.resolve_commit(ctx.repo, req.base_ref)
+    plan = resolve_plan(ctx, req.plan_file, req.workers)
+    ensure_runs_dir(ctx)
+    ledger = ctx.ledger
+    with ledger.lock():
+        if req.run_id is not None:
+            run_id = validate_run_id(req.run_id)
+        elif planned_id is not None:
+            run_id = planned_id
+        else:
+            run_id = next_run_id(ctx, req.kind, commit)
+        run_dir = ctx.layout.run_dir(run_id)
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            raise BlockedError(f"run ID {run_id} is taken: {ctx.layout.run_rel(run_id)} exists; choose another --run-id") from None
+        rec = Recorder(ledger, run_id, req.kind)
+        rec.emit(
+            "run.started",
+            "launch",
+            OPERATOR,
+            base_ref=req.base_ref,
+            base_commit=commit,
+            dry_run=req.dry_run,
+            plan_hash=plan.digest(),
+            workers=plan.ids(),
+        )
+    rec.emit("stage.started", "launch")
+    writer = GuardedWriter(run_dir)
+    for sub in (LOCKS_DIR, ATTEST_DIR, Z_DIR):
+        writer.mkdir(sub)
+    manifest = build_manifest(ctx, run_id, req, commit, plan)
+    manifest_sha = writer.write(MANIFEST, jsonio.pretty(manifest))
+    written: dict[str, str] = {MANIFEST: manifest_sha}
+    for w in plan.workers:
+        files = bundles.write_dry_run_bundle(writer, run_id, w, commit)
+        written.update(files)
+        rec.emit("bundle.created", "launch", f"{w.id}_worker", worker=w.id, dry_run=True, files=dict(sorted(files.items())))
+    rec.emit("artifacts.written", "launch", files=dict(sorted(written.items())))
+    result = StageResult(
+        "launch",
+        "PASS",
+        "",
+        {"run_id": run_id, "base_commit": commit, "workers": plan.ids(), "run_dir": ctx.layout.run_rel(run_id)},
+    )
+    rec.emit("stage.finished", "launch", status="PASS", reason="")
+    return result, rec
+
+
+def build_manifest(ctx: Context, run_id: str, req: LaunchRequest, commit: str, plan: Plan) -> dict[str, Any]:
+    return {
+        "schema_version": schemas.SCHEMA_VERSION,
+        "run_id": run_id,
+        "kind": req.kind,
+        "base_ref": req.base_ref,
+        "base_commit": commit,
+        "dry_run": req.dry_run,
+        "created_utc": ctx.clock.now_ts(),
+        "factory_version": __version__,
+        "config": {"schema_version": schemas.SCHEMA_VERSION, **ctx.config.effective()},
+        "plan": plan.as_dict(),
+        "plan_hash": plan.digest(),
+        "plan_source": "default" if plan.source == "default" else "file",
+        "workers": plan.ids(),
+        "scope_lock_hashes": {
+            w.id: hashlib.sha256(jsonio.pretty(w.scope_lock())).hexdigest() for w in plan.workers
+        },
+    }
+
+
+def read_manifest(ctx: Context, run_id: str) -> dict[str, Any]:
+    run_dir = ctx.layout.run_dir(run_id)
+    if not run_dir.is_dir():
+        raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+    path = run_dir / MANIFEST
+    doc = jsonio.read_json(path, f"{ctx.layout.run_rel(run_id)}/{MANIFEST}")
+    problems = schemas.errors("run_manifest", doc)
+    if problems:
+        where, msg = problems[0]
+        raise BlockedError(f"{ctx.layout.run_rel(run_id)}/{MANIFEST}: {where}: {msg}")
+    if doc["run_id"] != run_id:
+        raise BlockedError(f"{MANIFEST} names run {doc['run_id']!r}, not {run_id!r}")
+    return dict(doc)
+
+
+def selected_workers(manifest: dict[str, Any], workers: list[str] | None) -> list[str]:
+    known = list(manifest["workers"])
+    if workers is None:
+        return sorted(known)
+    unknown = [w for w in workers if w not in known]
+    if unknown:
+        raise UsageError(f"--workers: {', '.join(unknown)} not in this run (workers: {', '.join(known)})")
+    return sorted(workers)

@@ -1,0 +1,219 @@
+"""Stage commands and ``oneshot``: each returns an Outcome for the CLI to print and exit on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory import gitops, preflight, report, validate
+from tools.codex.factory.context import Context
+from tools.codex.factory.errors import FactoryError, LockHeldError
+from tools.codex.factory.events import Recorder
+from tools.codex.factory.ids import validate_kind, validate_run_id
+from tools.codex.factory.launch import (
+    LaunchRequest,
+    launch,
+    next_run_id,
+    read_manifest,
+    resolve_plan,
+    selected_workers,
+)
+from tools.codex.factory.locks import ProcessLock
+from tools.codex.factory.paths import LOCKS_DIR
+from tools.codex.factory.stages import StageResult, run_stage, skipped
+from tools.codex.factory.status import Outcome, Status
+from tools.codex.factory.writer import GuardedWriter
+
+STAGES = ("preflight", "launch", "bundle-validate", "integrate", "summary")
+
+
+def _recorder(ctx: Context, manifest: dict[str, Any]) -> Recorder:
+    return Recorder(ctx.ledger, manifest["run_id"], manifest["kind"])
+
+
+def run_lock(ctx: Context, run_id: str) -> ProcessLock:
+    """The run lock: a second process is BLOCKED at once, never left waiting."""
+    writer = GuardedWriter(ctx.layout.run_dir(run_id))
+    path = writer.target(f"{LOCKS_DIR}/run.lock")
+    return ProcessLock(path, 0, f"run lock of {run_id}")
+
+
+def cmd_preflight(ctx: Context, base_ref: str | None, run_id: str | None) -> Outcome:
+    ref = base_ref or ctx.config.get("run.base_ref")
+    if run_id is not None:
+        validate_run_id(run_id)
+    result = preflight.preflight(ctx, None, ref, run_id)
+    checks = result.data["checks"]
+    return Outcome(Status(result.status), {"status": result.status, "checks": checks}, preflight.render(checks))
+
+
+def cmd_launch(ctx: Context, req: LaunchRequest) -> Outcome:
+    result, _rec = launch(ctx, req)
+    d = result.data
+    text = f"launched {d['run_id']} at {d['base_commit'][:12]} with workers {', '.join(d['workers'])}\nrun folder: {d['run_dir']}"
+    return Outcome(Status.PASS, {"status": "PASS", **d}, text)
+
+
+def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome:
+    manifest = read_manifest(ctx, validate_run_id(run_id))
+    chosen = selected_workers(manifest, workers)
+    rec = _recorder(ctx, manifest)
+    result = run_stage(rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, chosen))
+    if result.status == "FAIL" or "status" not in result.data:
+        return Outcome(Status(result.status), {"status": result.status, "reason": result.reason}, f"bundle-validate: {result.status}: {result.reason}")
+    return Outcome(Status(result.status), result.data, validate.render(result.data))
+
+
+def _integrate_and_finish(ctx: Context, manifest: dict[str, Any], workers: list[str],
+                          before: list[StageResult]) -> dict[str, Any]:
+    from tools.codex.factory import integrate
+
+    rec = _recorder(ctx, manifest)
+    writer = GuardedWriter(ctx.layout.run_dir(manifest["run_id"]))
+    stages = list(before)
+    holder: dict[str, Any] = {}
+
+    def go() -> StageResult:
+        res = integrate.integrate(ctx, rec, writer, manifest, workers)
+        holder.update(res.data)
+        return res
+
+    if any(s.status not in ("PASS",) for s in stages):
+        stages.append(skipped(rec, "integrate", next(s.stage for s in stages if s.status != "PASS")))
+    else:
+        stages.append(run_stage(rec, "integrate", go))
+    if writer.violations and stages[-1].status == "PASS":
+        stages[-1] = StageResult("integrate", "BLOCKED", f"write refused: {writer.violations[0]['path']}")
+    return report.finalize(ctx, rec, writer, manifest, stages, holder)
+
+
+def cmd_integrate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome:
+    manifest = read_manifest(ctx, validate_run_id(run_id))
+    chosen = selected_workers(manifest, workers)
+    lock = run_lock(ctx, run_id)
+    try:
+        lock.acquire()
+    except LockHeldError as exc:
+        _recorder(ctx, manifest).emit("integrate.refused", "integrate", reason=str(exc))
+        raise
+    try:
+        doc = _integrate_and_finish(ctx, manifest, chosen, [])
+    finally:
+        lock.release()
+        lock.close()
+    return _final_outcome(ctx, doc)
+
+
+def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
+    run_id = doc["run_id"]
+    head = ctx.ledger.read_head()
+    data = {
+        "run_id": run_id,
+        "status": doc["status"],
+        "stages": doc["stages"],
+        "report": f"{ctx.layout.run_rel(run_id)}/Z_integrator/FINAL_REPORT.txt",
+        "ledger_head": {"seq": head.seq, "hash": head.hash},
+        "reasons": doc["reasons"],
+    }
+    return Outcome(Status(doc["status"]), data, summary_text(data))
+
+
+def summary_text(data: dict[str, Any]) -> str:
+    lines = [f"run {data['run_id'] or '-'}: {data['status']}"]
+    lines += [f"  {s['stage']:<16} {s['status']:<8} {s.get('reason', '')}".rstrip() for s in data["stages"]]
+    if data.get("report"):
+        lines.append(f"report: {data['report']}")
+    head = data["ledger_head"]
+    lines.append(f"ledger head: seq={head['seq']} hash={head['hash']}")
+    return "\n".join(lines)
+
+
+def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
+    """preflight → launch → bundle-validate → integrate → summary; later stages SKIPPED on failure."""
+    validate_kind(req.kind)
+    if req.run_id is not None:
+        validate_run_id(req.run_id)
+    resolve_plan(ctx, req.plan_file, req.workers)  # a bad plan is a usage error before anything runs
+    if not req.dry_run:
+        launch(ctx, req)  # raises the clear "not yet" usage error
+    planned = req.run_id
+    found = preflight.checks(ctx, req.base_ref, planned)
+    if planned is None and all(c["ok"] for c in found):
+        planned = next_run_id(ctx, req.kind, gitops.resolve_commit(ctx.repo, req.base_ref))
+        found = preflight.checks(ctx, req.base_ref, planned)
+    ledger_ok = next((c["ok"] for c in found if c["name"] == "ledger"), False)
+    pre_rec = Recorder(ctx.ledger, planned or "", req.kind) if ledger_ok else None
+    pre = run_stage(pre_rec, "preflight", lambda: preflight.preflight(ctx, pre_rec, req.base_ref, planned))
+    if pre.status != "PASS":
+        rows = [pre] + [StageResult(s, "SKIPPED", "skipped: preflight did not pass") for s in STAGES[1:]]
+        head = ctx.ledger.read_head() if ledger_ok else None
+        data = {
+            "run_id": planned or "",
+            "status": pre.status,
+            "stages": [s.row() for s in rows],
+            "report": None,
+            "ledger_head": {"seq": head.seq, "hash": head.hash} if head else {"seq": None, "hash": None},
+            "reasons": [f"preflight: {pre.reason}"],
+        }
+        text = summary_text(data) + "\n" + preflight.render(found)
+        return Outcome(Status(pre.status), data, text)
+    stages: list[StageResult] = [pre]
+    holder: dict[str, Any] = {}
+
+    def do_launch() -> StageResult:
+        res, _ = launch(ctx, req, planned_id=planned)
+        holder.update(res.data)
+        return res
+
+    lr = run_stage(None, "launch", do_launch)
+    stages.append(lr)
+    if lr.status != "PASS":
+        stages += [StageResult(s, "SKIPPED", "skipped: launch did not pass") for s in STAGES[2:]]
+        head = ctx.ledger.read_head()
+        data = {
+            "run_id": planned or "",
+            "status": lr.status,
+            "stages": [s.row() for s in stages],
+            "report": None,
+            "ledger_head": {"seq": head.seq, "hash": head.hash},
+            "reasons": [f"launch: {lr.reason}"],
+        }
+        return Outcome(Status(lr.status), data, summary_text(data))
+    run_id = holder["run_id"]
+    manifest = read_manifest(ctx, run_id)
+    workers = list(manifest["workers"])
+    rec = _recorder(ctx, manifest)
+    lock = run_lock(ctx, run_id)
+    lock.acquire()
+    try:
+        stages.append(run_stage(rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, workers)))
+        doc = _integrate_and_finish(ctx, manifest, workers, stages)
+    finally:
+        lock.release()
+        lock.close()
+    return _final_outcome(ctx, doc)
+
+
+def cmd_print_report(ctx: Context, run_id: str) -> Outcome:
+    path = report.report_path(ctx, validate_run_id(run_id))
+    text = path.read_bytes().decode("utf-8")
+    return Outcome(Status.PASS, {"run_id": run_id, "path": _rel(ctx, path), "report": text}, text.rstrip("\n"))
+
+
+def cmd_open(ctx: Context, run_id: str, what: str) -> Outcome:
+    validate_run_id(run_id)
+    if what == "report":
+        path = report.report_path(ctx, run_id)
+    else:
+        path = ctx.layout.run_dir(run_id)
+        if not path.is_dir():
+            raise FactoryError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+    opened, how = report.open_path(path)
+    data = {"run_id": run_id, "path": str(path), "opened": opened, "how": how}
+    text = f"opened {path} ({how})" if opened else str(path)
+    messages = [] if opened else [f"factory: not opening ({how}); path printed instead"]
+    return Outcome(Status.PASS, data, text, messages)
+
+
+def _rel(ctx: Context, path: Path) -> str:
+    return path.relative_to(ctx.repo).as_posix()

@@ -1,0 +1,79 @@
+"""``bundle-validate``: gather each bundle's facts, judge them, write VALIDATION.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tools.codex.factory import decisions, gitops, jsonio, schemas
+from tools.codex.factory.bundles import gather_facts
+from tools.codex.factory.context import Context
+from tools.codex.factory.events import Recorder
+from tools.codex.factory.paths import VALIDATION
+from tools.codex.factory.stages import StageResult
+from tools.codex.factory.writer import GuardedWriter
+
+
+def policy(ctx: Context) -> dict[str, Any]:
+    cfg = ctx.config
+    return {
+        "protected_paths": sorted(cfg.get("security.protected_paths")),
+        "allow_identical_patch_overlap": bool(cfg.get("run.allow_identical_patch_overlap")),
+        "case_collisions": cfg.get("run.case_collisions"),
+    }
+
+
+def base_paths_lower(ctx: Context, commit: str) -> dict[str, str]:
+    out = gitops.git(ctx.repo, "ls-tree", "-r", "-z", "--name-only", commit).stdout
+    paths = [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+    return {p.lower(): p for p in paths}
+
+
+def validate(ctx: Context, rec: Recorder, manifest: dict[str, Any], workers: list[str]) -> StageResult:
+    run_id = manifest["run_id"]
+    run_dir = ctx.layout.run_dir(run_id)
+    base_lower = base_paths_lower(ctx, manifest["base_commit"])
+    facts = {}
+    for w in workers:
+        facts[w] = gather_facts(run_dir, w, base_lower)
+        rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
+    pol = policy(ctx)
+    result = decisions.evaluate(facts, pol)
+    doc = {
+        "schema_version": schemas.SCHEMA_VERSION,
+        "run_id": run_id,
+        "workers": workers,
+        "bundle_hashes": {w: facts[w]["bundle_hash"] for w in workers},
+        "policy": pol,
+        **result,
+    }
+    writer = GuardedWriter(run_dir)
+    digest = writer.write(VALIDATION, jsonio.pretty(doc))
+    rec.emit(
+        "validation.decided",
+        "bundle-validate",
+        status=result["status"],
+        workers=workers,
+        policy=pol,
+        verdicts=result["verdicts"],
+        findings=len(result["findings"]),
+        overlaps=result["overlaps"],
+        validation_sha256=digest,
+    )
+    reason = ""
+    if result["findings"]:
+        first = result["findings"][0]
+        reason = f"{len(result['findings'])} finding(s); first: [{first['rule']}] {first['message']}"
+    return StageResult("bundle-validate", result["status"], reason, doc)
+
+
+def render(doc: dict[str, Any]) -> str:
+    lines = [f"bundle-validate {doc['run_id']}: {doc['status']}"]
+    for w in doc["workers"]:
+        lines.append(f"  {w}_worker: {doc['verdicts'][w]}")
+    for f in doc["findings"]:
+        lines.append(f"  BLOCK [{f['rule']}] {f['worker']} {f['path']}: {f['message']}")
+    for f in doc["warnings"]:
+        lines.append(f"  WARN  [{f['rule']}] {f['worker']} {f['path']}: {f['message']}")
+    for o in doc["overlaps"]:
+        lines.append(f"  overlap {o['path']}: {', '.join(o['workers'])} -> {o['resolution']}")
+    return "\n".join(lines)

@@ -103,7 +103,12 @@ class Config:
         return copy.deepcopy(self.values)
 
 
-def _parse_env_value(raw: str) -> Any:
+def _parse_env_value(raw: str, default: Any) -> Any:
+    """JSON if it parses (numbers, booleans, lists...), else the raw text; a key whose
+    default is a string always takes the text verbatim (a base ref ``1234567`` or a kind
+    ``2026`` is not a number)."""
+    if isinstance(default, str):
+        return raw
     try:
         return jsonio.loads(raw)
     except Exception:
@@ -124,9 +129,9 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
         section, key = section.lower(), key.lower()
         if section not in DEFAULTS:
             raise UsageError(f"env {name}: unknown config section {section!r}")
-        if key not in DEFAULTS[section] and section != "feature_flags":
+        if key not in DEFAULTS[section]:
             raise UsageError(f"env {name}: unknown config key {section}.{key}")
-        found[f"{section}.{key}"] = (_parse_env_value(environ[name]), f"env:{name}")
+        found[f"{section}.{key}"] = (_parse_env_value(environ[name], DEFAULTS[section][key]), f"env:{name}")
     return found
 
 

@@ -1,0 +1,168 @@
+"""Config layering: defaults < factory.config.json < FACTORY_* env < CLI, with origins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools.codex.factory import config as config_mod
+from tools.codex.factory.config import CONFIG_REL, DEFAULTS
+from tools.codex.factory.errors import UsageError
+
+from .conftest import run_cli
+
+FILE_ORIGIN = f"file:{CONFIG_REL}"
+
+
+def write_config(repo: Path, doc: Any) -> Path:
+    path = repo / CONFIG_REL
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def test_defaults_when_nothing_is_set(repo: Path) -> None:
+    cfg = config_mod.load(repo, environ={})
+    assert cfg.values == DEFAULTS
+    assert cfg.file is None
+    assert {r["origin"] for r in cfg.rows()} == {"default"}
+    assert set(cfg.values) == {"run", "paths", "workers", "checks", "ledger", "security", "feature_flags"}
+    assert cfg.values["feature_flags"] and not any(cfg.values["feature_flags"].values())
+    assert cfg.ledger_rel == "tools/codex/runs/factory_ledger.jsonl"
+
+
+# (key, file value, env text, env value, cli value)
+LAYERED = [
+    ("run.kind", "filekind", "envkind", "envkind", "clikind"),
+    ("run.base_ref", "main", "1234567", "1234567", "HEAD~1"),  # digits stay a string
+    ("ledger.fsync", False, "true", True, False),
+    ("workers.max_parallel", 2, "3", 3, 5),
+    ("workers.ids", ["A"], '["A","B"]', ["A", "B"], ["C"]),
+    ("feature_flags.strict_handoff_dependencies", True, "false", False, True),
+]
+
+
+@pytest.mark.parametrize(("key", "file_v", "env_text", "env_v", "cli_v"), LAYERED)
+def test_each_layer_overrides_the_one_below(
+    repo: Path, key: str, file_v: Any, env_text: str, env_v: Any, cli_v: Any
+) -> None:
+    section, name = key.split(".")
+    var = f"FACTORY_{section.upper()}__{name.upper()}"
+    assert config_mod.load(repo, environ={}).get(key) == DEFAULTS[section][name]
+
+    write_config(repo, {"schema_version": 1, section: {name: file_v}})
+    cfg = config_mod.load(repo, environ={})
+    assert (cfg.get(key), cfg.origin(key)) == (file_v, FILE_ORIGIN)
+    assert cfg.origin("run.case_collisions") == "default"  # untouched keys keep defaults
+
+    cfg = config_mod.load(repo, environ={var: env_text})
+    assert (cfg.get(key), cfg.origin(key)) == (env_v, f"env:{var}")
+
+    cfg = config_mod.load(repo, cli={key: cli_v}, environ={var: env_text})
+    assert (cfg.get(key), cfg.origin(key)) == (cli_v, f"cli:--{name.replace('_', '-')}")
+
+    # An unset CLI option (None) does not hide the layers below.
+    cfg = config_mod.load(repo, cli={key: None}, environ={var: env_text})
+    assert cfg.origin(key) == f"env:{var}"
+
+
+def test_config_show_json_gives_values_and_origins(repo: Path) -> None:
+    write_config(repo, {"run": {"kind": "filekind", "base_ref": "main"}, "ledger": {"lock_timeout_s": 5}})
+    res = run_cli("--repo", str(repo), "config", "show", "--json", env={"FACTORY_RUN__KIND": "envkind"})
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert set(doc) == {"config", "origins", "file"}
+    assert doc["file"] == CONFIG_REL
+    assert doc["config"]["run"]["kind"] == "envkind"
+    assert doc["origins"]["run.kind"] == "env:FACTORY_RUN__KIND"
+    assert doc["config"]["run"]["base_ref"] == "main"
+    assert doc["origins"]["run.base_ref"] == FILE_ORIGIN
+    assert doc["config"]["ledger"]["lock_timeout_s"] == 5
+    assert doc["origins"]["ledger.lock_timeout_s"] == FILE_ORIGIN
+    assert doc["origins"]["workers.ids"] == "default"
+    assert doc["config"]["workers"]["ids"] == ["A", "B", "C", "D"]
+    # Every leaf has an origin, and only leaves do.
+    leaves = {f"{s}.{k}" for s, body in doc["config"].items() for k in body}
+    assert set(doc["origins"]) == leaves
+
+    text = run_cli("--repo", str(repo), "config", "show", env={"FACTORY_RUN__KIND": "envkind"})
+    assert text.returncode == 0
+    row = next(line for line in text.stdout.splitlines() if line.startswith("run.kind "))
+    assert '"envkind"' in row and "(env:FACTORY_RUN__KIND)" in row
+
+
+def test_config_file_with_a_utf8_bom_is_read(repo: Path) -> None:
+    path = repo / CONFIG_REL
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"run": {"kind": "bom"}}).encode())
+    assert config_mod.load(repo, environ={}).get("run.kind") == "bom"
+
+
+def assert_usage_error(res: Any, *needles: str) -> None:
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+FILE_CASES = [
+    ("bad-json", '{"run": {"kind": "x",}}', ["invalid JSON"]),
+    ("not-an-object", "[1, 2]", ["not of type 'object'"]),
+    ("unknown-section", {"bogus": {}}, ["'bogus'"]),
+    ("unknown-key", {"run": {"nope": 1}}, ["key run", "'nope'"]),
+    ("wrong-type", {"run": {"kind": 5}}, ["key run.kind", "not of type 'string'"]),
+    ("wrong-type-nested", {"workers": {"max_parallel": "4"}}, ["key workers.max_parallel"]),
+    ("bad-enum", {"run": {"case_collisions": "ignore"}}, ["key run.case_collisions"]),
+    ("bad-check", {"checks": {"required": [{"name": "x"}]}}, ["key checks.required[0]", "'argv'"]),
+    ("bad-kind", {"run": {"kind": "a/b"}}, ["run.kind", "a/b"]),
+    ("dup-workers", {"workers": {"ids": ["A", "A"]}}, ["workers.ids", "duplicate"]),
+    ("escaping-path", {"paths": {"runs_dir": "../elsewhere"}}, ["paths.runs_dir", ".."]),
+]
+
+
+@pytest.mark.parametrize(("case", "doc", "needles"), FILE_CASES, ids=[c[0] for c in FILE_CASES])
+def test_bad_config_file_is_a_usage_error_naming_file_and_key(
+    repo: Path, case: str, doc: Any, needles: list[str]
+) -> None:
+    write_config(repo, doc)
+    res = run_cli("--repo", str(repo), "config", "show")
+    assert_usage_error(res, "factory.config.json", *needles)
+
+
+ENV_CASES = [
+    ("FACTORY_BOGUS", "1", ["FACTORY_BOGUS", "FACTORY_<SECTION>__<KEY>"]),
+    ("FACTORY_NOPE__X", "1", ["FACTORY_NOPE__X", "'nope'"]),
+    ("FACTORY_RUN__NOPE", "1", ["FACTORY_RUN__NOPE", "run.nope"]),
+    ("FACTORY_FEATURE_FLAGS__NOPE", "true", ["FACTORY_FEATURE_FLAGS__NOPE", "feature_flags.nope"]),
+    ("FACTORY_WORKERS__MAX_PARALLEL", "abc", ["FACTORY_WORKERS__MAX_PARALLEL", "workers.max_parallel"]),
+    ("FACTORY_LEDGER__FSYNC", "maybe", ["FACTORY_LEDGER__FSYNC", "ledger.fsync"]),
+    ("FACTORY_RUN__KIND", "bad/kind", ["FACTORY_RUN__KIND", "run.kind"]),
+    ("FACTORY_LEDGER__PATH", "/abs/ledger.jsonl", ["FACTORY_LEDGER__PATH", "ledger.path"]),
+]
+
+
+@pytest.mark.parametrize(("var", "value", "needles"), ENV_CASES, ids=[c[0] for c in ENV_CASES])
+def test_bad_env_is_a_usage_error_naming_the_variable(
+    repo: Path, var: str, value: str, needles: list[str]
+) -> None:
+    res = run_cli("--repo", str(repo), "config", "show", env={var: value})
+    assert_usage_error(res, *needles)
+
+
+def test_bad_cli_value_names_the_option(repo: Path) -> None:
+    with pytest.raises(UsageError, match=r"run\.kind.*cli:--kind"):
+        config_mod.load(repo, cli={"run.kind": "bad/kind"}, environ={})
+    with pytest.raises(UsageError, match=r"workers\.max_parallel.*cli:--max-parallel"):
+        config_mod.load(repo, cli={"workers.max_parallel": 0}, environ={})
+
+
+def test_file_errors_beat_env_and_name_the_file(repo: Path) -> None:
+    path = write_config(repo, {"run": {"kind": 7}})
+    with pytest.raises(UsageError) as exc:
+        config_mod.load(repo, environ={"FACTORY_RUN__KIND": "fine"})
+    assert str(path) in str(exc.value) and "run.kind" in str(exc.value)

@@ -309,6 +309,13 @@ def open_run_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the one place errors become exit codes."""
+    for stream in (sys.stdout, sys.stderr):
+        # Text output must not crash on a console whose encoding lacks a character
+        # (cp1252 under PowerShell): keep its encoding, escape what it cannot show.
+        # JSON goes to the binary buffer as UTF-8 and is unaffected.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         rv = cli.main(args=argv, prog_name="factory", standalone_mode=False)
     except click.exceptions.Abort:

@@ -15,6 +15,12 @@ rather than grepping for ``+++`` lines:
 * one leading path component is stripped (``a/``, ``b/``: ``git apply -p1``); paths are
   otherwise returned exactly (``../x`` stays ``../x``): judging them is the validator's job.
 
+After a file section only another file header, blank lines, a mail signature (``-- ``) or the
+next mail or commit (``From <sha>``, ``commit <sha>``) may follow: other text there is an error,
+not something to skip. Not supported (errors): combined merge diffs, plain diffs whose ``---``
+and ``+++`` names differ, paths that are not UTF-8. ``--no-prefix`` patches are read as
+``git apply`` reads them, with their first component stripped.
+
 Anything that cannot be read unambiguously raises :class:`PatchParseError` naming the line;
 no other exception escapes :func:`parse` for any input.
 """
@@ -66,7 +72,14 @@ class PatchParseError(ValueError):
 
 @dataclass(frozen=True)
 class FileChange:
-    """One file section; ``raw`` is its exact bytes so equal changes compare byte-for-byte."""
+    """One file section of a patch.
+
+    ``raw`` is the section's exact bytes, from its first header line through its last hunk,
+    binary or header line (trailing blank lines and mail signatures are not part of it), so
+    identical changes compare byte-for-byte and sections can be re-joined into a patch.
+    ``old_path`` is None for an added file, ``new_path`` None for a deleted one; ``status``
+    "mode" means only the mode changed.
+    """
 
     old_path: str | None
     new_path: str | None

@@ -29,6 +29,8 @@ class Context:
         start = self.repo_opt if self.repo_opt is not None else Path.cwd()
         if not start.exists():
             raise UsageError(f"--repo {start}: no such directory")
+        if self.repo_opt is not None and (start / ".git").exists():
+            return start.resolve()  # an explicit repository root needs no lookup
         return gitops.toplevel(start.resolve())
 
     @functools.cached_property

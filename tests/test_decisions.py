@@ -42,7 +42,7 @@ WORKERS = st.dictionaries(st.sampled_from(list("ABCDE")), st.tuples(PATHS, PATHS
 def test_overlaps_are_symmetric_and_independent_of_worker_order(ws: dict, perm: list[str], identical: bool) -> None:
     facts = {w: _facts(t, s) for w, (t, s) in ws.items()}
     # Rename workers by a permutation: the overlap set maps exactly, nothing else changes.
-    mapping = dict(zip("ABCDE", perm))
+    mapping = dict(zip("ABCDE", perm, strict=True))
     renamed = {mapping[w]: f for w, f in facts.items()}
     original = decisions.overlaps(facts, identical)
     permuted = decisions.overlaps(renamed, identical)

@@ -307,6 +307,66 @@ def open_run_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -
     return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "run"), False, json_out)
 
 
+# -- audit and operator views (issue 4) --------------------------------------------------------
+def _streams(as_json: bool) -> tuple[Callable[[str], None], Callable[[str], None]]:
+    """Progress lines go to stdout, or to stderr when stdout carries JSON; notices to stderr."""
+    def to_err(line: str) -> None:
+        click.echo(line, err=True)
+
+    return (to_err if as_json else click.echo), to_err
+
+
+@cli.command("ledger-replay")
+@run_id_option()
+@json_option
+@json_out_option
+@click.pass_context
+def ledger_replay_cmd(click_ctx: click.Context, run_id: str, as_json: bool, json_out: Path | None) -> int:
+    """Verify the chain, recompute every decision of a run from its events and compare with the
+    artifacts: REPLAY OK (exit 0) or every divergence (exit 3)."""
+    from tools.codex.factory import replay
+
+    return emit(replay.replay(_ctx(click_ctx), run_id), as_json, json_out)
+
+
+@cli.command("watch")
+@run_id_option()
+@click.option("--timeout", type=float, default=None, metavar="S",
+              help="Give up after S seconds (exit 1) if the run has not finished.")
+@json_option
+@json_out_option
+@click.pass_context
+def watch_cmd(click_ctx: click.Context, run_id: str, timeout: float | None, as_json: bool, json_out: Path | None) -> int:
+    """Follow the ledger and print the run's events until run.finished; exit with its status."""
+    from tools.codex.factory import watch
+
+    echo, note = _streams(as_json)
+    return emit(watch.follow(_ctx(click_ctx), run_id, timeout, echo, note), as_json, json_out)
+
+
+@cli.command("doctor")
+@json_option
+@json_out_option
+@click.pass_context
+def doctor_cmd(click_ctx: click.Context, as_json: bool, json_out: Path | None) -> int:
+    """Check this machine and repository: one OK/WARN/FAIL line per check, with a fix (FAIL: exit 3)."""
+    from tools.codex.factory import doctor
+
+    return emit(doctor.doctor(_ctx(click_ctx)), as_json, json_out)
+
+
+@cli.command("self-test")
+@click.option("--keep", is_flag=True, help="Keep the scratch folder and print where it is.")
+@json_option
+@json_out_option
+def self_test_cmd(keep: bool, as_json: bool, json_out: Path | None) -> int:
+    """End-to-end smoke run in a scratch repository in a temp folder (your repository is not touched)."""
+    from tools.codex.factory import selftest
+
+    echo, note = _streams(as_json)
+    return emit(selftest.run_selftest(echo, note, keep), as_json, json_out)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the one place errors become exit codes."""
     for stream in (sys.stdout, sys.stderr):

@@ -215,17 +215,33 @@ def preflight_cmd(click_ctx: click.Context, base_ref: str | None, run_id: str | 
     return emit(pipeline.cmd_preflight(_ctx(click_ctx), base_ref, run_id), as_json, json_out)
 
 
+def _progress(as_json: bool) -> Callable[[str], None] | None:
+    """Worker progress lines go to stderr; none at all with --json."""
+    if as_json:
+        return None
+
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    return say
+
+
 @cli.command("launch")
 @launch_options
+@click.option("--resume", is_flag=True, help="Continue --run-id: run only the workers without a finished bundle.")
 @json_option
 @json_out_option
 @click.pass_context
 def launch_cmd(click_ctx: click.Context, base_ref: str | None, dry_run: bool, run_id: str | None,
-               kind: str | None, plan: Path | None, workers: str | None, as_json: bool, json_out: Path | None) -> int:
-    """Create the run folder, manifest, scope locks and one bundle folder per worker."""
+               kind: str | None, plan: Path | None, workers: str | None, resume: bool, as_json: bool,
+               json_out: Path | None) -> int:
+    """Create the run folder, manifest, scope locks and one bundle folder per worker; without
+    --dry-run, one git worktree and PROMPT.md per worker, and headless agents are run."""
     from tools.codex.factory import pipeline
 
     req = _launch_request(click_ctx, base_ref, dry_run, run_id, kind, plan, workers)
+    req.resume = resume
+    req.progress = _progress(as_json)
     return emit(pipeline.cmd_launch(_ctx(click_ctx), req), as_json, json_out)
 
 
@@ -247,29 +263,38 @@ def bundle_validate_cmd(click_ctx: click.Context, run_id: str, workers: str | No
 @cli.command("integrate")
 @run_id_option()
 @workers_option
+@click.option("--keep-worktrees", is_flag=True, help="Keep the workers' worktrees and branches after a PASS.")
 @json_option
 @json_out_option
 @click.pass_context
-def integrate_cmd(click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool,
+def integrate_cmd(click_ctx: click.Context, run_id: str, workers: str | None, keep_worktrees: bool, as_json: bool,
                   json_out: Path | None) -> int:
     """Apply validated bundles in a sandbox, run the checks, write Z's report and attestations."""
     from tools.codex.factory import pipeline
     from tools.codex.factory.launch import parse_workers
 
-    return emit(pipeline.cmd_integrate(_ctx(click_ctx), run_id, parse_workers(workers)), as_json, json_out)
+    return emit(pipeline.cmd_integrate(_ctx(click_ctx), run_id, parse_workers(workers), keep_worktrees),
+                as_json, json_out)
 
 
 @cli.command("oneshot")
 @launch_options
+@click.option("--wait", is_flag=True,
+              help="With interactive workers: poll until each marks itself done (.factory/DONE), collecting as they do.")
+@click.option("--keep-worktrees", is_flag=True, help="Keep the workers' worktrees and branches after a PASS.")
 @json_option
 @json_out_option
 @click.pass_context
 def oneshot_cmd(click_ctx: click.Context, base_ref: str | None, dry_run: bool, run_id: str | None,
-                kind: str | None, plan: Path | None, workers: str | None, as_json: bool, json_out: Path | None) -> int:
-    """preflight -> launch -> bundle-validate -> integrate -> summary; exit code = final status."""
+                kind: str | None, plan: Path | None, workers: str | None, wait: bool, keep_worktrees: bool,
+                as_json: bool, json_out: Path | None) -> int:
+    """preflight -> launch -> bundle-validate -> integrate -> summary; exit code = final status.
+    Interactive workers without --wait: stops after launch, PENDING, exit 0."""
     from tools.codex.factory import pipeline
 
     req = _launch_request(click_ctx, base_ref, dry_run, run_id, kind, plan, workers)
+    req.wait, req.keep_worktrees = wait, keep_worktrees
+    req.progress = _progress(as_json)
     return emit(pipeline.cmd_oneshot(_ctx(click_ctx), req), as_json, json_out)
 
 
@@ -365,6 +390,53 @@ def self_test_cmd(keep: bool, as_json: bool, json_out: Path | None) -> int:
 
     echo, note = _streams(as_json)
     return emit(selftest.run_selftest(echo, note, keep), as_json, json_out)
+
+
+# -- real workers (issue 5) ----------------------------------------------------------------------
+@cli.command("bundle-collect")
+@run_id_option()
+@workers_option
+@json_option
+@json_out_option
+@click.pass_context
+def bundle_collect_cmd(click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool,
+                       json_out: Path | None) -> int:
+    """Write each worker's bundle from its worktree (diff against the base, notes from .factory/)."""
+    from tools.codex.factory import collect
+    from tools.codex.factory.launch import parse_workers
+
+    return emit(collect.cmd_collect(_ctx(click_ctx), run_id, parse_workers(workers)), as_json, json_out)
+
+
+@cli.command("bundle-import")
+@run_id_option()
+@click.option("--worker", "worker", required=True, help="The worker whose bundle the patch becomes, e.g. B.")
+@click.option("--patch", "patch", required=True, type=click.Path(path_type=Path),
+              help="A `git diff --binary`, `git format-patch` or PR .patch file.")
+@click.option("--summary", "summary", type=click.Path(path_type=Path), default=None,
+              help="Markdown for SUMMARY.md (default: generated from the patch).")
+@json_option
+@json_out_option
+@click.pass_context
+def bundle_import_cmd(click_ctx: click.Context, run_id: str, worker: str, patch: Path, summary: Path | None,
+                      as_json: bool, json_out: Path | None) -> int:
+    """Build a worker's complete bundle from a patch made elsewhere; then validate and integrate."""
+    from tools.codex.factory import importer
+
+    return emit(importer.cmd_import(_ctx(click_ctx), run_id, worker, patch, summary), as_json, json_out)
+
+
+@cli.command("clean")
+@run_id_option(required=False)
+@click.option("--force", is_flag=True, help="Also remove worktrees holding changes that were never collected.")
+@json_option
+@json_out_option
+@click.pass_context
+def clean_cmd(click_ctx: click.Context, run_id: str | None, force: bool, as_json: bool, json_out: Path | None) -> int:
+    """Remove leftover worker worktrees and branches (found via the ledger); refuses uncollected work (exit 3)."""
+    from tools.codex.factory import clean
+
+    return emit(clean.cmd_clean(_ctx(click_ctx), run_id, force), as_json, json_out)
 
 
 def main(argv: list[str] | None = None) -> None:

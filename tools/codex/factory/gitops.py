@@ -126,3 +126,161 @@ def diff_cached(sandbox: Path, commit: str) -> bytes:
         "--no-color", "--no-ext-diff", "--no-textconv", commit, "--",
         env=sandbox_env(sandbox),
     ).stdout
+
+
+# -- worktrees (real workers) -------------------------------------------------------------------
+# Pathspec that keeps the reserved notes folder out of every collected diff.
+NOTES_EXCLUDE = ":(exclude,top).factory"
+# Sparse checkout is enabled per command (and per agent, through GIT_CONFIG_*), never by
+# writing the user's repository config: `git sparse-checkout` in a linked worktree would turn
+# on extensions.worktreeConfig in the shared .git/config.
+SPARSE_CONFIG = (("core.sparseCheckout", "true"), ("core.sparseCheckoutCone", "false"))
+
+
+def tree_paths(repo: Path, commit: str) -> list[str]:
+    out = git(repo, "ls-tree", "-r", "-z", "--name-only", "--full-tree", commit).stdout
+    return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+
+
+def git_path(worktree: Path, name: str) -> Path:
+    """``git rev-parse --git-path`` for a worktree (per-worktree files such as the index)."""
+    out = git(worktree, "rev-parse", "--git-path", name).out.strip()
+    path = Path(out)
+    return path if path.is_absolute() else worktree / path
+
+
+def valid_branch(name: str) -> bool:
+    return git(None, "check-ref-format", "--branch", name, check=False).rc == 0
+
+
+def branch_exists(repo: Path, branch: str) -> bool:
+    return git(repo, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}", check=False).rc == 0
+
+
+def branch_delete(repo: Path, branch: str) -> None:
+    if branch_exists(repo, branch):
+        git(repo, "branch", "-D", "--", branch)
+
+
+def worktree_add(repo: Path, path: Path, branch: str, commit: str) -> None:
+    """A linked worktree on a new branch at ``commit``, nothing checked out yet."""
+    if branch_exists(repo, branch):
+        raise UsageError(
+            f"branch {branch} already exists (left over from an earlier run?): "
+            "run `factory clean` or choose another --run-id"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(repo, "worktree", "add", "--quiet", "--no-checkout", "-b", branch, str(path), commit)
+
+
+def _sparse_line(path: str) -> str | None:
+    """A non-cone sparse-checkout pattern excluding exactly ``path`` (None: not expressible)."""
+    if "\n" in path or "\r" in path:
+        return None
+    body = "".join("\\" + ch if ch in "\\*?[]" else ch for ch in path)
+    stripped = body.rstrip(" ")
+    body = stripped + "\\ " * (len(body) - len(stripped))
+    return f"!/{body}"
+
+
+def worktree_checkout_sparse(worktree: Path, hidden: Sequence[str]) -> None:
+    """Check the worktree out with the ``hidden`` files absent (skip-worktree, never written).
+
+    The per-worktree ``info/sparse-checkout`` file (non-cone mode: include everything, then
+    negative patterns for each hidden file) is applied with ``core.sparseCheckout`` passed on
+    the command line, so the user's repository config is not changed.
+    """
+    sparse = git_path(worktree, "info/sparse-checkout")
+    sparse.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["/*"] + [line for p in sorted(hidden) if (line := _sparse_line(p)) is not None]
+    sparse.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = [a for key, value in SPARSE_CONFIG for a in ("-c", f"{key}={value}")]
+    git(worktree, *cfg, "read-tree", "-m", "-u", "HEAD")
+    # Safety net: anything a pattern could not express is removed and marked by hand.
+    leaked = [p for p in hidden if (worktree / p).exists() or (worktree / p).is_symlink()]
+    for p in leaked:
+        (worktree / p).unlink()
+    if leaked:
+        git(worktree, "update-index", "-z", "--skip-worktree", "--stdin",
+            input=b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in leaked))
+
+
+def sparse_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` plus GIT_CONFIG_* entries that keep git commands in a worktree sparse."""
+    out = dict(env)
+    try:
+        n = int(out.get("GIT_CONFIG_COUNT", "0"))
+    except ValueError:
+        n = 0
+    for key, value in SPARSE_CONFIG:
+        out[f"GIT_CONFIG_KEY_{n}"] = key
+        out[f"GIT_CONFIG_VALUE_{n}"] = value
+        n += 1
+    out["GIT_CONFIG_COUNT"] = str(n)
+    return out
+
+
+def worktree_list(repo: Path) -> list[dict[str, str]]:
+    """Registered worktrees: path, head, branch (full ref or ''), prunable ('' or reason)."""
+    out = git(repo, "worktree", "list", "--porcelain").out
+    entries: list[dict[str, str]] = []
+    cur: dict[str, str] = {}
+    for line in [*out.splitlines(), ""]:
+        if not line:
+            if cur:
+                entries.append(cur)
+            cur = {}
+            continue
+        key, _, value = line.partition(" ")
+        if key == "worktree":
+            cur = {"path": value, "head": "", "branch": "", "prunable": ""}
+        elif key in ("HEAD", "branch") and cur:
+            cur["head" if key == "HEAD" else "branch"] = value
+        elif key == "prunable" and cur:
+            cur["prunable"] = value or "prunable"
+    return entries
+
+
+def worktree_remove(repo: Path, path: Path) -> None:
+    """Unregister and delete a linked worktree (its files included); prune if already gone."""
+    if path.exists():
+        git(repo, "worktree", "remove", "--force", "--force", str(path))
+    git(repo, "worktree", "prune")
+
+
+def worktree_diff(worktree: Path, commit: str, hidden_missing: Sequence[str]) -> bytes:
+    """Everything the worktree holds against ``commit``: committed, staged, unstaged, untracked.
+
+    Built in a temporary index (the worktree's own index is never touched): the base tree,
+    held-out files that are absent marked skip-worktree (absent by design, not deleted), then
+    ``git add -A`` of the whole worktree minus ``.factory/``, diffed with fixed options.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="factory-collect-") as tmp:
+        env = proc.base_env({"GIT_INDEX_FILE": str(Path(tmp) / "index")})
+        git(worktree, "read-tree", commit, env=env)
+        if hidden_missing:
+            data = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in sorted(hidden_missing))
+            git(worktree, "update-index", "-z", "--skip-worktree", "--stdin", input=data, env=env)
+        git(worktree, "-c", "core.safecrlf=false", "add", "-A", "--", ".", NOTES_EXCLUDE, env=env)
+        return git(
+            worktree, *DIFF_ARGS, "diff", "--cached", "--binary", "--full-index", "-M", "-U3",
+            "--no-color", "--no-ext-diff", "--no-textconv", "--no-relative", commit, "--",
+            env=env,
+        ).stdout
+
+
+def is_ignored(repo: Path, rel: str) -> bool:
+    return git(repo, "check-ignore", "-q", "--no-index", "--", rel, check=False).rc == 0
+
+
+def branches(repo: Path) -> set[str]:
+    out = git(repo, "for-each-ref", "--format=%(refname)", "refs/heads").out
+    return {line.removeprefix("refs/heads/") for line in out.splitlines() if line}
+
+
+def apply_cached(sandbox: Path, patch: bytes) -> proc.Result:
+    """Apply one patch (from memory) to a sandbox's index only."""
+    return git(sandbox, "apply", "--cached", "--whitespace=nowarn", "-", input=patch, check=False,
+               env=sandbox_env(sandbox))

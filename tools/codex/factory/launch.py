@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ class LaunchRequest:
     kind: str
     plan_file: Path | None
     workers: list[str] | None
+    resume: bool = False  # launch --resume: run the workers of --run-id without a finished bundle
+    wait: bool = False  # oneshot --wait: poll interactive workers until each marks itself done
+    keep_worktrees: bool = False  # oneshot --keep-worktrees: keep them after a PASS
+    progress: Callable[[str], None] | None = None  # one line per worker event (stderr; None with --json)
 
 
 def parse_workers(text: str | None) -> list[str] | None:
@@ -72,14 +77,21 @@ def ensure_runs_dir(ctx: Context) -> None:
 
 
 def launch(ctx: Context, req: LaunchRequest, planned_id: str | None = None) -> tuple[StageResult, Recorder | None]:
-    """Create the run; returns the stage result and the run's recorder."""
-    if not req.dry_run:
-        raise UsageError(
-            "launch without --dry-run would run real agents, which this version cannot do yet; "
-            "use --dry-run (each worker gets an empty, schema-valid bundle)"
-        )
+    """Create the run; returns the stage result and the run's recorder.
+
+    Without ``dry_run`` each worker gets a worktree and a prompt, headless agents run (see
+    :mod:`workers`); ``resume`` continues an existing run instead of creating one.
+    """
+    if req.resume:
+        from tools.codex.factory import workers as real
+
+        return real.resume(ctx, req)
     commit = gitops.resolve_commit(ctx.repo, req.base_ref)
     plan = resolve_plan(ctx, req.plan_file, req.workers)
+    if not req.dry_run:
+        from tools.codex.factory import workers as real
+
+        real.check(ctx, plan)  # agents, branch prefix, worktrees folder: refused before anything exists
     ensure_runs_dir(ctx)
     ledger = ctx.ledger
     with ledger.lock():
@@ -112,6 +124,14 @@ def launch(ctx: Context, req: LaunchRequest, planned_id: str | None = None) -> t
     manifest = build_manifest(ctx, run_id, req, commit, plan)
     manifest_sha = writer.write(MANIFEST, jsonio.pretty(manifest))
     written: dict[str, str] = {MANIFEST: manifest_sha}
+    if not req.dry_run:
+        from tools.codex.factory import workers as real
+
+        written.update(real.launch_real(ctx, rec, manifest, plan.ids(), req.progress))
+        rec.emit("artifacts.written", "launch", files=dict(sorted(written.items())))
+        result = StageResult("launch", "PASS", "", real.result_data(ctx, manifest))
+        rec.emit("stage.finished", "launch", status="PASS", reason="")
+        return result, rec
     for w in plan.workers:
         files = bundles.write_dry_run_bundle(writer, run_id, w, commit)
         written.update(files)

@@ -50,8 +50,32 @@ def cmd_preflight(ctx: Context, base_ref: str | None, run_id: str | None) -> Out
 def cmd_launch(ctx: Context, req: LaunchRequest) -> Outcome:
     result, _rec = launch(ctx, req)
     d = result.data
-    text = f"launched {d['run_id']} at {d['base_commit'][:12]} with workers {', '.join(d['workers'])}\nrun folder: {d['run_dir']}"
+    verb = "resumed" if req.resume else "launched"
+    text = f"{verb} {d['run_id']} at {d['base_commit'][:12]} with workers {', '.join(d['workers'])}\nrun folder: {d['run_dir']}"
+    if not d.get("dry_run", True):
+        text += "\n" + _runboard_text(ctx, d["run_id"])
     return Outcome(Status.PASS, {"status": "PASS", **d}, text)
+
+
+def _runboard_text(ctx: Context, run_id: str) -> str:
+    from tools.codex.factory import runboard
+
+    manifest = read_manifest(ctx, run_id)
+    rows = runboard.rows(ctx.repo, ctx.layout.run_dir(run_id), manifest)
+    return "\n".join([f"runboard: {ctx.layout.run_rel(run_id)}/RUNBOARD.md", runboard.rows_text(rows),
+                      runboard.next_line(run_id, rows)])
+
+
+def _remove_worktrees(ctx: Context, manifest: dict[str, Any], workers: list[str], doc: dict[str, Any],
+                      keep: bool) -> list[str]:
+    """After a PASS, a real run's worktrees and branches go (unless kept); messages for stderr."""
+    if manifest["dry_run"] or doc["status"] != "PASS":
+        return []
+    from tools.codex.factory import clean
+
+    if keep:
+        return [f"factory: worktrees kept (--keep-worktrees); remove them with `factory clean --run-id {manifest['run_id']}`"]
+    return clean.remove_integrated(ctx, _recorder(ctx, manifest), manifest, workers)
 
 
 def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome:
@@ -87,7 +111,7 @@ def _integrate_and_finish(ctx: Context, manifest: dict[str, Any], workers: list[
     return report.finalize(ctx, rec, writer, manifest, stages, holder)
 
 
-def cmd_integrate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome:
+def cmd_integrate(ctx: Context, run_id: str, workers: list[str] | None, keep_worktrees: bool = False) -> Outcome:
     manifest = read_manifest(ctx, validate_run_id(run_id))
     chosen = selected_workers(manifest, workers)
     lock = run_lock(ctx, run_id)
@@ -98,10 +122,13 @@ def cmd_integrate(ctx: Context, run_id: str, workers: list[str] | None) -> Outco
         raise
     try:
         doc = _integrate_and_finish(ctx, manifest, chosen, [])
+        messages = _remove_worktrees(ctx, manifest, chosen, doc, keep_worktrees)
     finally:
         lock.release()
         lock.close()
-    return _final_outcome(ctx, doc)
+    out = _final_outcome(ctx, doc)
+    out.messages.extend(messages)
+    return out
 
 
 def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
@@ -133,9 +160,11 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
     validate_kind(req.kind)
     if req.run_id is not None:
         validate_run_id(req.run_id)
-    resolve_plan(ctx, req.plan_file, req.workers)  # a bad plan is a usage error before anything runs
+    plan = resolve_plan(ctx, req.plan_file, req.workers)  # a bad plan is a usage error before anything runs
     if not req.dry_run:
-        launch(ctx, req)  # raises the clear "not yet" usage error
+        from tools.codex.factory import workers as real
+
+        real.check(ctx, plan)  # a missing agent CLI is a usage error before anything runs
     planned = req.run_id
     found = preflight.checks(ctx, req.base_ref, planned)
     if planned is None and all(c["ok"] for c in found):
@@ -183,15 +212,48 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
     manifest = read_manifest(ctx, run_id)
     workers = list(manifest["workers"])
     rec = _recorder(ctx, manifest)
+    if not req.dry_run and holder.get("pending"):
+        if not req.wait:
+            return _pending_outcome(ctx, rec, run_id, stages, list(holder["pending"]))
+        from tools.codex.factory import collect
+
+        collect.wait_for_done(ctx, rec, manifest, list(holder["pending"]), req.progress)
     lock = run_lock(ctx, run_id)
     lock.acquire()
     try:
         stages.append(run_stage(rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, workers)))
         doc = _integrate_and_finish(ctx, manifest, workers, stages)
+        messages = _remove_worktrees(ctx, manifest, workers, doc, req.keep_worktrees)
     finally:
         lock.release()
         lock.close()
-    return _final_outcome(ctx, doc)
+    out = _final_outcome(ctx, doc)
+    out.messages.extend(messages)
+    return out
+
+
+def _pending_outcome(ctx: Context, rec: Recorder, run_id: str, stages: list[StageResult],
+                     pending: list[str]) -> Outcome:
+    """Interactive workers still have to work: stop after launch, PENDING, exit 0."""
+    why = f"waiting for interactive workers {', '.join(pending)}"
+    rows = stages + [StageResult(s, "SKIPPED", why) for s in STAGES[2:]]
+    rec.emit("run.pending", "launch", workers=pending, reason=why)
+    head = ctx.ledger.read_head()
+    nxt = (f"next: collect, validate, integrate: `factory bundle-collect --run-id {run_id}`, "
+           f"`factory bundle-validate --run-id {run_id}`, `factory integrate --run-id {run_id}`")
+    data = {
+        "run_id": run_id,
+        "status": "PENDING",
+        "stages": [s.row() for s in rows],
+        "report": None,
+        "ledger_head": {"seq": head.seq, "hash": head.hash},
+        "reasons": [],
+        "pending": pending,
+        "runboard": f"{ctx.layout.run_rel(run_id)}/RUNBOARD.md",
+        "next": nxt,
+    }
+    text = "\n".join([summary_text(data), _runboard_text(ctx, run_id).rsplit("\n", 1)[0], nxt])
+    return Outcome(Status.PENDING, data, text)
 
 
 def cmd_print_report(ctx: Context, run_id: str) -> Outcome:

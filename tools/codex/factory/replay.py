@@ -267,6 +267,18 @@ class Replayer:
             self.snaps[wdir] = _Snap(ev.seq, "artifacts.written", files={})
         self._record_many(ev.payload["files"], ev.seq, "artifacts.written")
 
+    def _on_bundle_collected(self, ev: Event) -> None:
+        """A bundle collected from a real worker's worktree: its artifacts are the whole bundle."""
+        artifacts = ev.payload.get("artifacts")
+        if isinstance(artifacts, dict):
+            self.snaps[worker_dirname(ev.payload["worker"])] = _Snap(ev.seq, "bundle.collected", files={})
+            self._record_many(artifacts, ev.seq, "bundle.collected")
+
+    def _on_worker_prepared(self, ev: Event) -> None:
+        files = ev.payload.get("files")
+        if isinstance(files, dict):
+            self._record_many(files, ev.seq, "worker.prepared")
+
     def _on_bundle_facts(self, ev: Event) -> None:
         w = ev.payload["worker"]
         facts = ev.payload["facts"]

@@ -55,8 +55,12 @@ class Follower:
                 f"ledger {self.path.name} shrank to {size} bytes while watched at offset {self.offset}: "
                 "it was rewritten; run `factory ledger verify`"
             )
-        if size < self.offset + len(self.partial):
-            self.partial = b""  # the torn tail was moved aside (`ledger repair`)
+        if self.partial:
+            # The held torn piece must still be there: `ledger repair` may have moved it aside
+            # (and a new line taken its place) since the last poll.
+            self._fh.seek(self.offset)
+            if self._fh.read(len(self.partial)) != self.partial:
+                self.partial = b""
         out: list[tuple[int, bytes]] = []
         start = self.offset + len(self.partial)
         while start < size:

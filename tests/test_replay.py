@@ -364,3 +364,68 @@ def test_run_folder_without_events_is_divergent(scenarios: dict[str, tuple[Path,
     (repo / RUNS_REL / "stray-run").mkdir()
     data = replay_json(repo, env, "stray-run", 3)
     assert whats(data) == ["run events"]
+
+
+# -- the ledger event schema -------------------------------------------------------------------------------
+def test_every_ledger_line_matches_the_event_schema(scenarios: dict[str, tuple[Path, str, str]]) -> None:
+    """PASS, BLOCKED (overlap, check) and FAIL runs: every line is valid against the schema."""
+    import jsonschema
+
+    from tools.codex.factory import schemas
+
+    jsonschema.Draft202012Validator.check_schema(schemas.load("ledger_event"))
+    finished = set()
+    types = set()
+    for name, (repo, _run_id, _status) in scenarios.items():
+        for n, event in enumerate(ledger_lines(repo), 1):
+            problems = schemas.errors("ledger_event", event)
+            assert not problems, f"{name} line {n} ({event['event_type']}): {problems}"
+            types.add(event["event_type"])
+            if event["event_type"] == "run.finished":
+                finished.add(event["payload"]["status"])
+    assert finished == {"PASS", "BLOCKED", "FAIL"}
+    assert {"run.started", "stage.started", "stage.finished", "preflight.check", "bundle.created", "artifacts.written",
+            "bundle.facts", "validation.decided", "merge.planned", "patch.applied", "check.finished",
+            "report.written", "run.finished"} <= types
+
+
+def test_the_event_schema_is_not_vacuous(scenarios: dict[str, tuple[Path, str, str]]) -> None:
+    from tools.codex.factory import schemas
+
+    events = ledger_lines(scenarios["pass"][0])
+    finished = next(e for e in events if e["event_type"] == "stage.finished")
+    bad_status = {**finished, "payload": {**finished["payload"], "status": "MAYBE"}}
+    assert schemas.errors("ledger_event", bad_status)
+    facts = next(e for e in events if e["event_type"] == "bundle.facts")
+    no_touched = {**facts, "payload": {**facts["payload"], "facts": {k: v for k, v in facts["payload"]["facts"].items()
+                                                                      if k != "touched"}}}
+    assert schemas.errors("ledger_event", no_touched)
+    assert schemas.errors("ledger_event", {**finished, "event_type": "stage.invented"})
+    assert schemas.errors("ledger_event", {**finished, "extra": 1})
+    assert schemas.errors("ledger_event", {**finished, "ts_utc": "2026-11-21 20:15:00"})
+
+
+def emitted_event_types() -> dict[str, list[str]]:
+    """Every literal event type the package passes to Recorder.emit or Ledger.append(_locked)."""
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "tools" / "codex" / "factory"
+    pattern = re.compile(r"\.(?:emit|append|append_locked)\(\s*\"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)\"")
+    found: dict[str, list[str]] = {}
+    for path in sorted(package.glob("*.py")):
+        for m in pattern.finditer(path.read_text(encoding="utf-8")):
+            found.setdefault(m.group(1), []).append(path.name)
+    return found
+
+
+def test_every_emitted_event_type_is_in_the_schema() -> None:
+    from tools.codex.factory import schemas
+
+    schema = schemas.load("ledger_event")
+    listed = set(schema["properties"]["event_type"]["enum"])
+    with_payload = {c["if"]["properties"]["event_type"]["const"] for c in schema["allOf"]}
+    emitted = emitted_event_types()
+    assert len(emitted) >= 16
+    missing = {t: files for t, files in emitted.items() if t not in listed}
+    assert not missing, f"event types emitted but not in schemas/ledger_event.schema.json: {missing}"
+    assert listed == with_payload  # every listed type describes its payload

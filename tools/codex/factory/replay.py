@@ -274,6 +274,10 @@ class Replayer:
             self.snaps[worker_dirname(ev.payload["worker"])] = _Snap(ev.seq, "bundle.collected", files={})
             self._record_many(artifacts, ev.seq, "bundle.collected")
 
+    def _on_bundle_imported(self, ev: Event) -> None:
+        """A bundle imported from a patch file or commits: likewise the whole bundle."""
+        self._on_bundle_collected(ev)
+
     def _on_worker_prepared(self, ev: Event) -> None:
         files = ev.payload.get("files")
         if isinstance(files, dict):

@@ -33,8 +33,6 @@ DEPENDENCIES: tuple[tuple[str, str, tuple[int, ...], tuple[int, ...] | None], ..
     ("orjson", "orjson", (3, 8), None),
     ("filelock", "filelock", (3, 12), (3, 17)),
 )
-# The program each agent preset runs when its config gives no argv.
-PRESET_PROGRAMS = {"codex": "codex", "claude": "claude", "aider": "aider"}
 INSTALL_FIX = 'python -m pip install -e . --config-settings editable_mode=compat'
 NO_REPO_FIX = "run doctor inside your repository, or pass --repo PATH"
 
@@ -258,9 +256,11 @@ class Doctor:
         if not agents:
             self.add("agents", OK, "no agent configured (dry runs need none)")
             return
+        from tools.codex.factory.agents import PRESETS
+
         for key, spec in agents:
-            argv = spec.get("argv") or []
-            program = argv[0] if argv else PRESET_PROGRAMS.get(str(spec.get("preset")))
+            argv = spec.get("argv") or (PRESETS.get(str(spec.get("preset")), {}).get("argv") or [])
+            program = str(argv[0]) if argv else None
             if program is None:
                 self.add(f"agent {key}", WARN, f"preset {spec.get('preset')!r} has no argv",
                          f"set {key}.argv to the command that runs the agent")

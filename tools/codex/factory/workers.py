@@ -218,10 +218,11 @@ def execute(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str
     )
     interrupted = runner.run(jobs)
     if interrupted:
-        stopped = sorted(j.worker for j in jobs)
+        sts = {j.worker: runboard.read_status(live.run_dir, j.worker) for j in jobs}
+        stopped = sorted(w for w, s in sts.items() if s == "INTERRUPTED")
         with live.lock:
             rec.emit("run.interrupted", "launch", workers=stopped, reason="SIGINT (Ctrl-C)",
-                     statuses={w: runboard.read_status(live.run_dir, w) for w in stopped})
+                     statuses=dict(sorted(sts.items())))
             rec.emit("stage.finished", "launch", status="FAIL", reason="interrupted")
             live.refresh()
         live.say(f"factory: interrupted: agents stopped, bundles collected; resume with "
@@ -245,7 +246,13 @@ def launch_real(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list
     lock = run_lock(ctx, manifest["run_id"])
     lock.acquire()
     try:
-        written = prepare(ctx, rec, manifest, ids)
+        try:
+            written = prepare(ctx, rec, manifest, ids)
+        except KeyboardInterrupt:
+            rec.emit("run.interrupted", "launch", workers=[], reason="SIGINT (Ctrl-C) while preparing the worktrees",
+                     statuses=statuses(ctx, manifest))
+            rec.emit("stage.finished", "launch", status="FAIL", reason="interrupted")
+            raise
         execute(ctx, rec, manifest, ids, progress)
     finally:
         lock.release()

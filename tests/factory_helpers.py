@@ -34,7 +34,7 @@ def make_patch(repo: Path, changes: dict[str, str | bytes | None], renames: dict
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    named = list(changes) + [p for pair in (renames or {}).items() for p in pair]
+    named = list(changes)  # renames are already staged by `git mv`
     if named:
         git(repo, "add", "-A", "--", *named)
     for rel in chmod or []:

@@ -6,6 +6,7 @@ ledger, so ``ledger-replay`` recomputes the same answers the live run gave.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,7 +58,7 @@ def worker_findings(facts: Mapping[str, Any], protected: Sequence[str]) -> list[
         else:
             safe.append(path)
     if len(listed) != len(set(listed)):
-        dupes = sorted({p for p in listed if listed.count(p) > 1})
+        dupes = sorted(p for p, n in Counter(listed).items() if n > 1)
         for p in dupes:
             out.append(_finding(w, p, "files-changed-duplicate", f"worker {w}: FILES_CHANGED lists {p!r} twice"))
     if facts["patch_error"] is None and "DIFF.patch" not in facts["missing"] and "FILES_CHANGED.json" not in _broken(facts):

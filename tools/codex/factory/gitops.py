@@ -101,23 +101,41 @@ def objects_dir(repo: Path) -> Path:
 
 
 def create_sandbox(sandbox: Path, repo: Path, commit: str) -> None:
-    """A repository of its own at ``commit``, borrowing the user's objects read-only."""
+    """A repository of its own whose index is ``commit``, borrowing the user's objects read-only.
+
+    No files are written yet: patches are applied to the index, and the working tree is
+    materialised only when checks need it (:func:`materialise`).
+    """
     env = sandbox_env(sandbox)
     git(None, "init", "-q", str(sandbox), env=env)
-    for key, value in (("core.autocrlf", "false"), ("core.safecrlf", "false"), ("gc.auto", "0"),
-                       ("user.name", "factory"), ("user.email", "factory@localhost")):
-        git(sandbox, "config", key, value, env=env)
+    config = sandbox / ".git" / "config"
+    with open(config, "a", encoding="utf-8", newline="\n") as fh:
+        fh.write("[core]\n\tautocrlf = false\n\tsafecrlf = false\n[gc]\n\tauto = 0\n"
+                 "[user]\n\tname = factory\n\temail = factory@localhost\n")
     alternates = sandbox / ".git" / "objects" / "info" / "alternates"
     alternates.parent.mkdir(parents=True, exist_ok=True)
     alternates.write_text(str(objects_dir(repo)) + "\n", encoding="utf-8")
-    git(sandbox, "checkout", "-q", "--detach", commit, env=env)
+    git(sandbox, "read-tree", commit, env=env)
+    git(sandbox, "update-ref", "--no-deref", "HEAD", commit, env=env)
 
 
 def apply_patch(sandbox: Path, patch: bytes, check_only: bool) -> proc.Result:
+    """Apply one patch (stdin) to a checkout's index and working tree."""
     args = ["apply", "--index", "--whitespace=nowarn"]
     if check_only:
         args.append("--check")
     return git(sandbox, *args, "-", input=patch, check=False, env=sandbox_env(sandbox))
+
+
+def apply_to_index(sandbox: Path, patch_files: Sequence[Path]) -> proc.Result:
+    """Apply patches in order to the sandbox index, all or nothing (one index write)."""
+    return git(sandbox, "apply", "--cached", "--whitespace=nowarn", *[str(p) for p in patch_files],
+               check=False, env=sandbox_env(sandbox))
+
+
+def materialise(sandbox: Path) -> None:
+    """Write the (patched) index out as the sandbox's working tree, for checks to run in."""
+    git(sandbox, "checkout-index", "-a", "-f", "-u", env=sandbox_env(sandbox))
 
 
 def diff_cached(sandbox: Path, commit: str) -> bytes:

@@ -147,41 +147,32 @@ def integrate(
     identical = {o["path"] for o in validation["overlaps"] if o["resolution"] == "identical"}
     sandbox = writer.target(SANDBOX_DIR)
     if sandbox.exists():
-        shutil.rmtree(sandbox)
+        shutil.rmtree(sandbox, onerror=_force_remove)
     writer.mkdir(SANDBOX_DIR)
     status, reason = "PASS", ""
     try:
         gitops.create_sandbox(sandbox, ctx.repo, commit)
-        applied_paths: set[str] = set()
-        for w in order:
-            raw = (run_dir / worker_dirname(w) / "DIFF.patch").read_bytes()
-            patch, converted = normalise_eol(raw)
-            touched = patchparse.parse(patch).touched()
-            dup = identical & applied_paths
-            if dup & set(touched):
-                patch = without_paths(patch, dup)
-            if not patch.strip():
-                rec.emit("patch.applied", "integrate", worker=w, ok=True, files=[], empty=True, eol_normalised=converted)
-                data["applied"].append(w)
-                continue
-            res = gitops.apply_patch(sandbox, patch, check_only=True)
-            if res.rc == 0:
-                res = gitops.apply_patch(sandbox, patch, check_only=False)
-            if res.rc != 0:
-                files = sorted({m.group(1) for m in _APPLY_ERR.finditer(res.err)}) or touched
-                reason = f"patch of {worker_dirname(w)} does not apply to the base (after {', '.join(data['applied']) or 'nothing'}): {', '.join(files)}"
-                rec.emit("patch.applied", "integrate", worker=w, ok=False, files=files, error=res.err.strip()[:2000], eol_normalised=converted)
-                status = "BLOCKED"
-                break
-            rec.emit("patch.applied", "integrate", worker=w, ok=True, files=touched, empty=False, eol_normalised=converted)
-            data["applied"].append(w)
-            applied_paths |= set(touched)
+        staged = stage_patches(run_dir, sandbox, order, identical, validation["touched"])
+        nonempty = [s for s in staged if s["file"] is not None]
+        res = gitops.apply_to_index(sandbox, [s["file"] for s in nonempty]) if nonempty else None
+        if res is not None and res.rc != 0:
+            # Nothing of the failed atomic apply reached the index; apply one by one to name the
+            # first worker that does not fit (those before it stay applied, for the report).
+            status = "BLOCKED"
+            reason, data["applied"] = find_failing(rec, sandbox, staged, res.err)
+        else:
+            for s in staged:
+                rec.emit("patch.applied", "integrate", worker=s["worker"], ok=True, files=s["touched"],
+                         empty=s["file"] is None, eol_normalised=s["eol_normalised"])
+            data["applied"] = [s["worker"] for s in staged]
         merged = gitops.diff_cached(sandbox, commit)
         writer.write(f"{Z_DIR}/DIFF.patch", merged)
         data["files_changed"] = patchparse.parse(merged).touched()
         writer.write(f"{Z_DIR}/FILES_CHANGED.json",
                      jsonio.pretty({"schema_version": schemas.SCHEMA_VERSION, "files": data["files_changed"]}))
-        if status == "PASS":
+        configured = ctx.config.get("checks.required") or ctx.config.get("checks.advisory")
+        if status == "PASS" and configured:
+            gitops.materialise(sandbox)
             data["checks"] = run_checks(ctx, rec, writer, sandbox, run_id, commit)
             check_state, reasons = decisions.check_status(data["checks"])
             if check_state != "PASS":
@@ -191,6 +182,54 @@ def integrate(
             shutil.rmtree(sandbox, onerror=_force_remove)
     write_logs_index(writer)
     return StageResult("integrate", status, reason, data)
+
+
+def stage_patches(run_dir: Path, sandbox: Path, order: list[str], identical: set[str],
+                  touched_by: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Write each worker's patch, as it will be applied, into the sandbox's .git folder.
+
+    ``touched_by`` is what validation recorded for these exact bundles (their hashes matched).
+    """
+    staged: list[dict[str, Any]] = []
+    applied_paths: set[str] = set()
+    folder = sandbox / ".git" / "factory-patches"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, w in enumerate(order, 1):
+        raw = (run_dir / worker_dirname(w) / "DIFF.patch").read_bytes()
+        patch, converted = normalise_eol(raw)
+        touched = list(touched_by[w])
+        dup = identical & applied_paths
+        if dup & set(touched):
+            patch = without_paths(patch, dup)
+        entry: dict[str, Any] = {"worker": w, "touched": touched, "eol_normalised": converted, "file": None}
+        if patch.strip():
+            path = folder / f"{i:03d}-{w}.patch"
+            path.write_bytes(patch)
+            entry["file"] = path
+        staged.append(entry)
+        applied_paths |= set(touched)
+    return staged
+
+
+def find_failing(rec: Recorder, sandbox: Path, staged: list[dict[str, Any]], first_error: str) -> tuple[str, list[str]]:
+    """The all-at-once apply failed: apply one by one to name the first worker that does not fit."""
+    for s in staged:
+        if s["file"] is None:
+            rec.emit("patch.applied", "integrate", worker=s["worker"], ok=True, files=[], empty=True,
+                     eol_normalised=s["eol_normalised"])
+            continue
+        res = gitops.apply_to_index(sandbox, [s["file"]])
+        if res.rc != 0:
+            files = sorted({m.group(1) for m in _APPLY_ERR.finditer(res.err)}) or s["touched"]
+            done = [x["worker"] for x in staged[: staged.index(s)]]
+            rec.emit("patch.applied", "integrate", worker=s["worker"], ok=False, files=files,
+                     error=res.err.strip()[:2000], eol_normalised=s["eol_normalised"])
+            return (f"patch of {worker_dirname(s['worker'])} does not apply to the base "
+                    f"(after {', '.join(done) or 'nothing'}): {', '.join(files)}"), done
+        rec.emit("patch.applied", "integrate", worker=s["worker"], ok=True, files=s["touched"], empty=False,
+                 eol_normalised=s["eol_normalised"])
+    first = first_error.strip().splitlines()[0] if first_error.strip() else "git apply failed"
+    return f"the patches do not apply together: {first}", [x["worker"] for x in staged]
 
 
 def write_logs_index(writer: GuardedWriter) -> None:

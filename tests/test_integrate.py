@@ -385,3 +385,46 @@ def test_keep_sandbox_flag_keeps_it(repo: Path) -> None:
     sandbox = run_dir(repo, run_id) / "sandbox"
     assert (sandbox / "src/app.py").read_text() == "x\n"
     shutil.rmtree(sandbox)
+
+
+def test_flag_record_check_output_in_ledger(repo: Path) -> None:
+    write_config(repo, {"checks": {"required": [{"name": "talk", "argv": ["{python}", "-c", "print('said-this')"]}]}})
+    run_id = validated_run(repo, {})
+    assert integrate(repo, run_id).returncode == 0
+    events = [json.loads(x) for x in (repo / "tools/codex/runs/factory_ledger.jsonl").read_text().splitlines()]
+    finished = [e for e in events if e["event_type"] == "check.finished" and e["run_id"] == run_id]
+    assert "output_tail" not in finished[0]["payload"]  # off by default
+    write_config(repo, {"checks": {"required": [{"name": "talk", "argv": ["{python}", "-c", "print('said-this')"]}]},
+                        "feature_flags": {"record_check_output_in_ledger": True}})
+    run2 = validated_run(repo, {})
+    assert integrate(repo, run2).returncode == 0
+    events = [json.loads(x) for x in (repo / "tools/codex/runs/factory_ledger.jsonl").read_text().splitlines()]
+    finished = [e for e in events if e["event_type"] == "check.finished" and e["run_id"] == run2]
+    assert finished[0]["payload"]["output_tail"]["stdout"].strip() == "said-this"
+
+
+def test_flag_strict_handoff_dependencies(repo: Path) -> None:
+    run_id = launch_dry(repo)
+    note = run_dir(repo, run_id) / "A_worker" / "HANDOFF_NOTE.json"
+    doc = read_json(note)
+    doc["depends_on"] = ["B"]
+    note.write_text(json.dumps(doc))
+    assert run_cli("--repo", str(repo), "bundle-validate", "--run-id", run_id, "--workers", "A,C").returncode == 0
+    # Off (default): a dependency on a worker outside this integration is ignored.
+    assert integrate(repo, run_id, "--workers", "A,C").returncode == 0
+    write_config(repo, {"feature_flags": {"strict_handoff_dependencies": True}})
+    res = integrate(repo, run_id, "--workers", "A,C")
+    assert_agree(repo, run_id, res, "BLOCKED", 3)
+    assert "A->B" in " ".join(read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["reasons"])
+
+
+def test_dependencies_change_merge_order(repo: Path) -> None:
+    run_id = launch_dry(repo)
+    note = run_dir(repo, run_id) / "A_worker" / "HANDOFF_NOTE.json"
+    doc = read_json(note)
+    doc["depends_on"] = ["C"]
+    note.write_text(json.dumps(doc))
+    assert run_cli("--repo", str(repo), "bundle-validate", "--run-id", run_id).returncode == 0
+    assert integrate(repo, run_id).returncode == 0
+    order = read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["merge_order"]
+    assert order == ["B", "C", "A", "D"]

@@ -175,12 +175,17 @@ def evaluate(facts_by_worker: Mapping[str, Mapping[str, Any]], policy: Mapping[s
     }
 
 
-def merge_order(depends_on: Mapping[str, Sequence[str]]) -> tuple[list[str], str]:
-    """Topological order by declared dependencies, ties by worker id; ('', reason) on a cycle.
+def merge_order(depends_on: Mapping[str, Sequence[str]], strict: bool = False) -> tuple[list[str], str]:
+    """Topological order by declared dependencies, ties by worker id; (partial, reason) on a cycle.
 
-    Dependencies on workers outside this integration are ignored (they are not being merged).
+    Dependencies on workers outside this integration are ignored (they are not being merged),
+    unless ``strict`` (feature flag strict_handoff_dependencies): then they block the merge.
     """
     workers = sorted(depends_on)
+    if strict:
+        missing = sorted({f"{w}->{d}" for w in workers for d in depends_on[w] if d not in depends_on})
+        if missing:
+            return [], f"dependencies on workers outside this integration: {', '.join(missing)}"
     deps = {w: sorted(d for d in set(depends_on[w]) if d in depends_on and d != w) for w in workers}
     order: list[str] = []
     done: set[str] = set()

@@ -121,8 +121,11 @@ def run_checks(
         }
         timings.append(f"{name}: {ctx.clock.elapsed(start):.3f}s rc={rc} timed_out={str(timed_out).lower()}\n")
         hashes = {rel: writer.record(rel) for rel in (out_rel, err_rel)}
+        extra: dict[str, Any] = {}
+        if ctx.config.get("feature_flags.record_check_output_in_ledger"):
+            extra["output_tail"] = {"stdout": _tail(out_path), "stderr": _tail(err_path)}
         rec.emit("check.finished", "integrate", name=name, required=required, argv=list(check["argv"]),
-                 rc=rc, timed_out=timed_out, logs=hashes)
+                 rc=rc, timed_out=timed_out, logs=hashes, **extra)
         results.append(entry)
     # Durations are for people, not decisions: they go to a log, never into STATUS.json.
     writer.write_text(f"{Z_DIR}/{LOGS_DIR}/checks.timing.log", "".join(timings))
@@ -138,8 +141,9 @@ def integrate(
     data: dict[str, Any] = {"merge_order": [], "applied": [], "checks": [], "files_changed": []}
     validation = require_validation(run_dir, workers)
     deps = dependencies(run_dir, manifest, workers)
-    order, cycle = decisions.merge_order(deps)
-    rec.emit("merge.planned", "integrate", depends_on=deps, order=order, reason=cycle)
+    strict = bool(ctx.config.get("feature_flags.strict_handoff_dependencies"))
+    order, cycle = decisions.merge_order(deps, strict)
+    rec.emit("merge.planned", "integrate", depends_on=deps, strict=strict, order=order, reason=cycle)
     writer.write_text(f"{Z_DIR}/MERGE_PLAN.md", merge_plan_md(run_id, order, deps, cycle))
     if cycle:
         return StageResult("integrate", "BLOCKED", cycle, data)
@@ -230,6 +234,12 @@ def find_failing(rec: Recorder, sandbox: Path, staged: list[dict[str, Any]], fir
                  eol_normalised=s["eol_normalised"])
     first = first_error.strip().splitlines()[0] if first_error.strip() else "git apply failed"
     return f"the patches do not apply together: {first}", [x["worker"] for x in staged]
+
+
+def _tail(path: Path, limit: int = 2048) -> str:
+    """The last ``limit`` bytes of a log, as text, for the ledger (feature flag)."""
+    data = path.read_bytes()
+    return data[-limit:].decode("utf-8", "replace")
 
 
 def write_logs_index(writer: GuardedWriter) -> None:

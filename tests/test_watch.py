@@ -185,3 +185,35 @@ def test_follower_holds_a_torn_line_until_its_newline(tmp_path: Path) -> None:
             f.poll()
     finally:
         f.close()
+
+
+def test_epilogue_events_end_the_watch_but_a_new_round_does_not(tmp_path: Path, env: dict[str, str]) -> None:
+    """worktree.removed after run.finished is an epilogue; a stage.started after it is a new round."""
+    from tools.codex.factory.clock import Clock
+    from tools.codex.factory.events import Recorder
+    from tools.codex.factory.ledger import Ledger
+
+    repo = make_repo(tmp_path / "repo", env)
+    ledger = Ledger(repo / LEDGER, Clock(None))
+    rec = Recorder(ledger, "run-rounds", "factory")
+    rec.emit("stage.started", "integrate")
+    rec.emit("run.finished", "summary", status="PASS", reasons=[], stages=[])
+    rec.emit("worktree.removed", "summary", "A_worker", worker="A", branch="factory/run-rounds/A",
+             worktree="x/A", reason="integrated", forced=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "watch", "--run-id", "run-rounds",
+         "--timeout", "20"], env=env, capture_output=True, text=True, encoding="utf-8", timeout=60, check=False)
+    assert done.returncode == 0 and "worktree.removed" in done.stdout
+    rec.emit("stage.started", "bundle-validate")  # the operator validates again: a new round
+    watcher = start_watch(repo, env, "run-rounds", "--timeout", "60")
+    try:
+        assert watcher.stdout is not None
+        seen = [watcher.stdout.readline() for _ in range(4)]
+        assert "bundle-validate" in seen[-1] and watcher.poll() is None  # still watching
+        rec.emit("run.finished", "summary", status="BLOCKED", reasons=["integrate: x"], stages=[])
+        rc, out, err = finish(watcher)
+    finally:
+        watcher.kill()
+        ledger.close()
+    assert rc == 3, err
+    assert out.rstrip().endswith("run run-rounds finished: BLOCKED")

@@ -4,7 +4,8 @@ The ledger is read once from the start (a run that already finished is reported 
 polled: each poll reads only the bytes appended since the last offset, never the whole file
 again. A torn last line (another process mid-write, or a crash) is held back until its newline
 arrives; if ``ledger repair`` moves it aside, it is dropped. The watch ends at the run's
-``run.finished`` event, if it is the run's latest event, and exits with that run's status code.
+``run.finished`` event, unless a new stage of the run started after it (a re-validation or
+re-integration, then it waits for the next one), and exits with that run's status code.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from tools.codex.factory.replay import describe
 from tools.codex.factory.status import Outcome, Status
 
 POLL_S = 0.2
+# Events that start a new round of a finished run; anything else after run.finished (worktree
+# clean-up, say) is an epilogue and does not keep the watch going.
+RESTART_EVENTS = frozenset({"stage.started", "run.resumed", "run.started"})
 READ_MAX = 1 << 20
 
 
@@ -98,6 +102,7 @@ def follow(
     # Real elapsed time, not clock.py: a pinned clock (--now) must not stop a watch from timing out.
     deadline = None if timeout is None else time.monotonic() + timeout
     seen: list[Event] = []
+    finished: Event | None = None
     waiting_noted = False
     try:
         while True:
@@ -105,7 +110,6 @@ def follow(
             if not lines and not path.exists() and not waiting_noted:
                 note(f"factory: waiting for the ledger {ctx.config.ledger_rel} to appear")
                 waiting_noted = True
-            finished: Event | None = None
             for offset, line in lines:
                 try:
                     ev = Event.from_line(line)
@@ -117,7 +121,10 @@ def follow(
                     continue
                 echo(describe(ev))
                 seen.append(ev)
-                finished = ev if ev.event_type == "run.finished" else None
+                if ev.event_type == "run.finished":
+                    finished = ev
+                elif ev.event_type in RESTART_EVENTS:
+                    finished = None  # the run goes on (re-validated, re-integrated, resumed)
             if finished is not None:
                 return _finished(run_id, finished, seen)
             if deadline is not None and time.monotonic() >= deadline:

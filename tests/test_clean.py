@@ -6,7 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.workers_helpers import cli, events, factory_branches, run_dir, work_repo, worktrees
+from tests.workers_helpers import (
+    assert_events_valid,
+    cli,
+    events,
+    factory_branches,
+    run_dir,
+    work_repo,
+    worktrees,
+)
 from tools.codex.factory import gitops
 from tools.codex.factory.clean import leftover_worktrees
 from tools.codex.factory.clock import Clock
@@ -49,6 +57,7 @@ def test_clean_refuses_uncollected_changes_and_force_removes_them(tmp_path: Path
     assert [(p["worker"], p["reason"], p["forced"]) for p in removed] == [
         ("B", "clean", False), ("C", "clean", False), ("A", "clean", True)]
     assert [e["payload"]["worker"] for e in events(repo, run_id) if e["event_type"] == "clean.refused"] == ["A"]
+    assert_events_valid(repo)
     res = cli(repo, "clean")
     assert res.returncode == 0 and res.stdout.startswith("nothing to clean")
 

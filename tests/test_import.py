@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import git
 from tests.workers_helpers import (
     apply_to_fresh_clone,
+    assert_events_valid,
     base_commit,
     cli,
     events,
@@ -80,6 +81,7 @@ def test_import_a_git_diff_and_a_format_patch_series_then_integrate(tmp_path: Pa
     assert cli(repo, "bundle-validate", "--run-id", run_id).returncode == 0
     res = cli(repo, "integrate", "--run-id", run_id, "--json")
     assert res.returncode == 0, res.stdout + res.stderr
+    assert_events_valid(repo)
     z = (run_dir(repo, run_id) / "Z_integrator" / "DIFF.patch").read_bytes()
     merged = tree_files(apply_to_fresh_clone(repo, base_commit(repo), z, tmp_path / "merged"))
     assert merged["src/cloud.py"] == b"print('from the cloud')\n" and "src/app.py" not in merged

@@ -12,6 +12,7 @@ from tests.conftest import git
 from tests.workers_helpers import (
     agent_env,
     apply_to_fresh_clone,
+    assert_events_valid,
     base_commit,
     cli,
     events,
@@ -101,6 +102,7 @@ def test_four_headless_workers_run_in_parallel_and_integrate_to_pass(tmp_path: P
 
     removed = [e["payload"]["worker"] for e in evs if e["event_type"] == "worktree.removed"]
     assert removed == ["A", "B", "C", "D"]
+    assert_events_valid(repo)
     home = str(Path(os.environ["XDG_CACHE_HOME"]).parent)
     for e in evs:  # worktree paths never reach the ledger (only relative to the worktrees folder)
         assert home not in json.dumps(e), e["event_type"]
@@ -253,6 +255,7 @@ def test_sigint_stops_every_agent_tree_collects_bundles_and_resume_finishes(tmp_
     res = cli(repo, "integrate", "--run-id", "sigint-run")
     assert res.returncode == 0, res.stdout + res.stderr
     assert worktrees(repo) == {} and factory_branches(repo) == []
+    assert_events_valid(repo)
 
 
 def _finished(repo: Path, worker: str) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 from tests.conftest import PINNED, ROOT, git
 from tests.workers_helpers import (
     apply_to_fresh_clone,
+    assert_events_valid,
     base_commit,
     cli,
     events,
@@ -95,6 +96,7 @@ def test_launch_edit_by_hand_collect_validate_integrate(tmp_path: Path) -> None:
     merged = tree_files(apply_to_fresh_clone(repo, base_commit(repo), z, tmp_path / "merged"))
     assert merged["src/feature.py"] == b"def feature():\n    return 42\n"
     assert merged["docs/guide.md"] == b"guide\nfeature() returns 42\n" and "README.md" not in merged
+    assert_events_valid(repo)
     assert gitops.snapshot(repo) == before  # branches and worktrees gone again, nothing else touched
     assert worktrees(repo) == {} and factory_branches(repo) == []
 

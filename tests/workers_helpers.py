@@ -106,3 +106,12 @@ def project_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def assert_events_valid(repo: Path) -> None:
+    """Every ledger line matches schemas/ledger_event.schema.json."""
+    from tools.codex.factory import schemas
+
+    for e in events(repo):
+        problems = schemas.errors("ledger_event", e)
+        assert not problems, (e["event_type"], problems)

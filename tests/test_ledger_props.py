@@ -370,3 +370,83 @@ def test_encoded_line_round_trips_and_hash_covers_the_body(
     assert ev.as_dict() == {**body, "hash": digest}
     assert jsonio.canonical(ev.as_dict()) == line[:-1]
 
+
+
+# -- verify's block fast path agrees with its line-by-line definition -------------------------
+
+FRAGMENTS = [
+    b"\n",
+    b'"',
+    b"\r",
+    b'"hash":"' + b"a" * 64 + b'",',
+    b'"prev_hash":"' + b"0" * 64 + b'","run_id":"r","seq":1,"stage":"s","ts_utc":"2026-11-21T20:15:00.000000Z"}\n',
+    b'{"event_type":"x.y","hash":"' + b"b" * 64 + b'",',
+    b',"seq":7,',
+    b'"ts_utc":"',
+]
+
+
+@pytest.fixture(scope="module")
+def base_block(base_ledger: tuple[bytes, bytes]) -> bytes:
+    return base_ledger[0]
+
+
+def _slow(body: bytes) -> tuple[int, bytes, bytes, int | None]:
+    lines = body.split(b"\n")
+    lines.pop()
+    seq, prev, ts, bad, _ = ledger_mod._check_lines(lines, 0, GENESIS.encode(), b"")
+    return seq, prev, ts, bad
+
+
+def _fast(body: bytes) -> tuple[int, bytes, bytes] | None:
+    data = body.replace(b"\r\n", b"\n") if b"\r" in body else body  # as verify() feeds it
+    return ledger_mod._fast_block(data, 0, GENESIS.encode(), b"")
+
+
+def test_fast_path_takes_canonical_blocks_and_agrees(base_block: bytes) -> None:
+    fast = _fast(base_block)
+    assert fast is not None  # tricky payloads (hash/prev_hash/seq keys) stay on the fast path
+    seq, prev, ts, bad = _slow(base_block)
+    assert bad is None and fast == (seq, prev, ts) and seq == N_EVENTS
+    crlf = base_block.replace(b"\n", b"\r\n")
+    assert _fast(crlf) == fast and _slow(crlf)[:3] == fast
+
+
+@given(st.data())
+@settings(max_examples=400)
+def test_fast_path_never_accepts_what_the_line_check_rejects(base_block: bytes, data: st.DataObject) -> None:
+    body = base_block
+    for _ in range(data.draw(st.integers(1, 3), label="edits")):
+        kind = data.draw(st.sampled_from(["byte", "insert", "delete"]), label="kind")
+        at = data.draw(st.integers(0, len(body) - 1), label="at")
+        if kind == "byte":
+            body = body[:at] + bytes([data.draw(st.integers(0, 255), label="b")]) + body[at + 1 :]
+        elif kind == "insert":
+            body = body[:at] + data.draw(st.sampled_from(FRAGMENTS), label="frag") + body[at:]
+        else:
+            body = body[:at] + body[at + data.draw(st.integers(1, 80), label="len") :]
+    body = body[: body.rfind(b"\n") + 1]
+    fast = _fast(body)
+    seq, prev, ts, bad = _slow(body)
+    if fast is not None:
+        assert bad is None, (bad, body)
+        assert fast == (seq, prev, ts)
+
+
+def test_valid_lines_the_fast_path_declines_still_verify(tmp_path: Path) -> None:
+    """Hash-correct lines that are not in the writer's exact shape (a quote or newline
+    escaped inside run_id or stage) go through the line-by-line check and pass."""
+    path = tmp_path / "factory_ledger.jsonl"
+    prev = GENESIS
+    lines = []
+    for seq, run_id in enumerate(['plain', 'with"quote', "new\nline", "back\\slash", "plain"], 1):
+        line, prev = encode({
+            "event_type": "ledger.note", "payload": {}, "prev_hash": prev, "run_id": run_id,
+            "seq": seq, "stage": 's"x' if seq == 2 else "s", "ts_utc": format_ts(BASE),
+        })
+        lines.append(line)
+    data = b"".join(lines)
+    assert _fast(data) is None
+    path.write_bytes(data)
+    res = Ledger(path, Clock(BASE)).verify()
+    assert res.ok and res.lines == 5 and res.head.hash == prev

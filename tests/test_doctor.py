@@ -156,3 +156,16 @@ def test_repository_without_commits_fails_the_base_ref(tmp_path: Path, env: dict
     assert res.returncode == 3
     line = lines_of(res.stdout)["base ref"]
     assert line.startswith("FAIL base ref:") and "fix: commit at least once" in line
+
+
+def test_leftover_worktrees_are_a_warning_with_the_clean_fix(tmp_path: Path, env: dict[str, str]) -> None:
+    repo = make_repo(tmp_path / "repo", env)
+    res = factory(repo, env, "launch", "--base-ref", "HEAD", "--run-id", "left-1", "--workers", "A")
+    assert res.returncode == 0, res.stderr
+    out = factory(repo, env, "doctor")
+    assert out.returncode == 0
+    line = lines_of(out.stdout)["worktrees"]
+    assert line.startswith("WARN worktrees: 1 leftover worker worktree(s)/branch(es)") and "left-1" in line
+    assert "fix: run `factory clean`" in line
+    assert factory(repo, env, "clean", "--run-id", "left-1", "--force").returncode == 0
+    assert lines_of(factory(repo, env, "doctor").stdout)["worktrees"].startswith("OK")

@@ -274,6 +274,24 @@ class Doctor:
             else:
                 self.add(f"agent {key}", OK, f"{program} found")
 
+    def worktrees(self) -> None:
+        """Leftover worker worktrees and branches of earlier real runs (found via the ledger)."""
+        from tools.codex.factory import clean
+
+        try:
+            left = clean.leftover_worktrees(self.ctx)
+        except FactoryError as exc:
+            self.add("worktrees", WARN, f"cannot list leftover worktrees: {exc}", "run `factory clean` to see")
+            return
+        if not left:
+            self.add("worktrees", OK, "no leftover worker worktrees or branches")
+            return
+        mib = sum(int(e["bytes"]) for e in left) / (1 << 20)
+        runs = sorted({str(e["run_id"]) for e in left})
+        self.add("worktrees", WARN,
+                 f"{len(left)} leftover worker worktree(s)/branch(es) using {mib:.1f} MiB, from run(s) {', '.join(runs)}",
+                 "run `factory clean` (or `factory clean --run-id ID`; --force also drops work never collected)")
+
     def not_checked(self, names: list[str], why: str, fix: str) -> None:
         self.add("not checked", WARN, f"{', '.join(names)} ({why})", fix)
 
@@ -284,7 +302,7 @@ class Doctor:
         if git_ok:
             self.git_features()
         self.windows_long_paths()
-        repo_dependent = ["config", "base ref", "runs folder", "free disk", "ledger", "agents"]
+        repo_dependent = ["config", "base ref", "runs folder", "free disk", "ledger", "worktrees", "agents"]
         if not self.repository(git_ok):
             self.not_checked(repo_dependent, "no git repository", NO_REPO_FIX)
             return self.checks
@@ -294,6 +312,8 @@ class Doctor:
         self.base_ref()
         self.runs_folder()
         self.ledger()
+        if self.checks[-1]["level"] != FAIL:
+            self.worktrees()
         self.agents()
         return self.checks
 

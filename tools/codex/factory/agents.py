@@ -190,19 +190,23 @@ class Runner:
 
         threads = [threading.Thread(target=loop, name=f"factory-agent-{i}", daemon=True)
                    for i in range(max(1, min(self.max_parallel, len(jobs))))]
-        for t in threads:
-            t.start()
+        started: list[threading.Thread] = []
         interrupted = False
         try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
+            for t in threads:
+                t.start()
+                started.append(t)
+            while any(t.is_alive() for t in started):
+                for t in started:
                     t.join(timeout=0.1)
         except KeyboardInterrupt:
             interrupted = True
-            self.interrupt()
+            self.interrupt()  # jobs not yet taken are collected as "interrupted before start"
             previous = _ignore_sigint()
             try:
-                for t in threads:
+                if not started:  # interrupted before any thread ran: still collect every bundle
+                    loop()
+                for t in started:
                     t.join()
             finally:
                 _restore_sigint(previous)

@@ -91,11 +91,8 @@ def uncollected(ctx: Context, run_id: str, worker: str, path: Path, commit: str 
 def _remove(ctx: Context, rec: Recorder, item: dict[str, Any], reason: str, forced: bool) -> None:
     path = Path(item["path"]) if item["path"] else None
     worktrees.remove(ctx.repo, path if item["registered"] else None, item["branch"])
-    root = worktrees.root_dir(ctx.repo, ctx.config.get("paths.worktrees_dir"))
     rec.emit("worktree.removed", "clean" if reason == "clean" else "summary", f"{item['worker']}_worker",
-             worker=item["worker"], branch=item["branch"],
-             worktree=worktrees.rel_to_root(root, path) if path is not None else "",
-             reason=reason, forced=forced)
+             worker=item["worker"], branch=item["branch"], reason=reason, forced=forced)
 
 
 def remove_integrated(ctx: Context, rec: Recorder, manifest: dict[str, Any], workers: list[str]) -> list[str]:

@@ -250,16 +250,22 @@ def wait_for_done(ctx: Context, rec: Recorder, manifest: dict[str, Any], pending
     if progress:
         progress(f"factory: waiting for {', '.join(worker_dirname(w) for w in left)} "
                  f"(each creates .factory/{worktrees.DONE_MARKER} in its worktree when done; Ctrl-C stops waiting)")
-    while left:
-        paths = locate(ctx, manifest, left)
-        for w in list(left):
-            if worktrees.marked_done(paths[w]):
-                previous = runboard.read_status(run_dir, w)
-                info = collect_worker(run_dir, manifest, plans[w], paths[w], status="DONE", source="collected")
-                emit_collected(rec, info, previous, stage="launch")
-                runboard.refresh(ctx.repo, run_dir, manifest)
-                left.remove(w)
-                if progress:
-                    progress(f"factory: {worker_dirname(w)} marked done: collected, {len(info['files'])} file(s) changed")
-        if left:
-            time.sleep(poll_s)
+    try:
+        while left:
+            paths = locate(ctx, manifest, left)
+            for w in list(left):
+                if worktrees.marked_done(paths[w]):
+                    previous = runboard.read_status(run_dir, w)
+                    info = collect_worker(run_dir, manifest, plans[w], paths[w], status="DONE", source="collected")
+                    emit_collected(rec, info, previous, stage="launch")
+                    runboard.refresh(ctx.repo, run_dir, manifest)
+                    left.remove(w)
+                    if progress:
+                        progress(f"factory: {worker_dirname(w)} marked done: collected, {len(info['files'])} file(s) changed")
+            if left:
+                time.sleep(poll_s)
+    except KeyboardInterrupt:
+        statuses = {w: runboard.read_status(run_dir, w) for w in manifest["workers"]}
+        rec.emit("run.interrupted", "launch", workers=[], reason="SIGINT (Ctrl-C) while waiting for interactive workers "
+                 f"{', '.join(left)}", statuses=statuses)
+        raise

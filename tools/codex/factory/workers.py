@@ -78,8 +78,8 @@ def prepare(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str
         if path is None:
             path = worktrees.worktree_path(root, ctx.repo, run_id, wid)
             worktrees.create(ctx.repo, path, branch, commit, hidden)
-            rec.emit("worktree.created", "launch", f"{wid}_worker", worker=wid, branch=branch,
-                     worktree=worktrees.rel_to_root(root, path), hidden=len(hidden))
+            # No path in the ledger: the worktree's folder depends on where the repository is.
+            rec.emit("worktree.created", "launch", f"{wid}_worker", worker=wid, branch=branch, hidden=len(hidden))
         spec = agents.resolve(w, manifest["config"])
         prompt = _prompt(manifest, w, branch, spec is not None)
         base = worker_dirname(wid)

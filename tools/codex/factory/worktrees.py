@@ -8,8 +8,8 @@ so paths stay short on Windows. The configured holdout paths are absent from the
 (sparse checkout) and never show up as deleted in a collected diff.
 
 A worktree is found again by its branch (``git worktree list``), not by recomputing its path,
-so a changed cache location or config cannot lose it. Artifacts never hold these absolute
-paths; the ledger records them relative to the worktrees folder only.
+so a changed cache location or config cannot lose it. Artifacts and ledger events never hold
+these paths (they depend on where the repository is); only RUNBOARD.md, for people, shows them.
 """
 
 from __future__ import annotations
@@ -129,14 +129,6 @@ def create(repo: Path, path: Path, branch: str, commit: str, hidden: list[str]) 
     notes.mkdir(exist_ok=True)
     # Self-ignoring, like pytest's cache: the notes folder never shows in `git status`.
     (notes / ".gitignore").write_bytes(b"# reserved for the factory: the worker's notes, never part of the change\n*\n")
-
-
-def rel_to_root(root: Path, path: Path) -> str:
-    """The worktree path as recorded in the ledger: relative to the worktrees folder."""
-    try:
-        return Path(os.path.abspath(path)).relative_to(Path(os.path.abspath(root))).as_posix()
-    except ValueError:
-        return path.name
 
 
 def current_diff(path: Path, commit: str, globs: list[str], hidden: list[str] | None = None) -> bytes:

@@ -151,3 +151,36 @@ def test_oneshot_wait_collects_each_worker_when_it_marks_itself_done(tmp_path: P
     run_id = doc["run_id"]
     assert json.loads((run_dir(repo, run_id) / "A_worker" / "FILES_CHANGED.json").read_text())["files"] == ["src/app.py"]
     assert worktrees(repo) == {}
+
+
+def test_real_run_is_byte_identical_in_two_clones_at_different_paths(tmp_path: Path) -> None:
+    """Worktree paths reach only RUNBOARD.md: bundles, decisions and ledger lines do not differ."""
+    origin = work_repo(tmp_path / "origin")
+    outputs = []
+    for name in ("first/clone", "second/much/deeper/clone"):
+        clone = tmp_path / name
+        clone.parent.mkdir(parents=True)
+        subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True)
+        res = cli(clone, "launch", "--workers", "A,C", "--json")
+        assert res.returncode == 0, res.stderr
+        run_id = json.loads(res.stdout)["run_id"]
+        trees = {b[-1]: p for b, p in worktrees(clone).items()}
+        (trees["A"] / "src" / "app.py").write_text("print('same everywhere')\n")
+        git(trees["A"], "commit", "-q", "-am", "A")
+        (trees["C"] / "docs" / "new.md").write_text("new\n")
+        assert cli(clone, "bundle-collect", "--run-id", run_id).returncode == 0
+        assert cli(clone, "bundle-validate", "--run-id", run_id).returncode == 0
+        assert cli(clone, "integrate", "--run-id", run_id).returncode == 0
+        run = run_dir(clone, run_id)
+        files = {p.relative_to(run).as_posix(): p.read_bytes() for p in sorted(run.rglob("*"))
+                 if p.is_file() and p.name != "RUNBOARD.md"}
+        ledger = (clone / "tools/codex/runs/factory_ledger.jsonl").read_bytes()
+        outputs.append((run_id, files, ledger, trees["A"]))
+    assert outputs[0][0] == outputs[1][0]
+    assert outputs[0][1].keys() == outputs[1][1].keys()
+    for key in outputs[0][1]:
+        assert outputs[0][1][key] == outputs[1][1][key], key
+    assert outputs[0][2] == outputs[1][2]
+    assert str(tmp_path).encode() not in outputs[0][2]
+    assert os.environ["XDG_CACHE_HOME"].encode() not in outputs[0][2]
+    assert outputs[0][3] != outputs[1][3]  # the worktrees really were in different places

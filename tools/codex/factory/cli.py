@@ -35,7 +35,9 @@ def json_option(f: F) -> F:
 
 
 def run_id_option(required: bool = True) -> Callable[[F], F]:
-    return click.option("--run-id", "run_id", required=required, default=None, help="The run to act on.")
+    if required:  # no default at all: click 8.4 lets an explicit default=None satisfy required
+        return click.option("--run-id", "run_id", required=True, help="The run to act on.")
+    return click.option("--run-id", "run_id", default=None, help="The run to act on (optional).")
 
 
 def workers_option(f: F) -> F:
@@ -141,6 +143,10 @@ def ledger_group(
     from tools.codex.factory import ledgerview
     from tools.codex.factory.ledger import Filter
 
+    if run_id is not None:
+        from tools.codex.factory.ids import validate_run_id
+
+        validate_run_id(run_id)
     flt = Filter.build(run_id, status, kind, actor, event_type, rc, since)
     return emit(ledgerview.show(_ctx(click_ctx), flt, limit, raw_events), as_json, json_out)
 
@@ -456,8 +462,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("factory: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except click.UsageError as exc:
+        # One line, naming the command, instead of click's three-line usage block.
+        where = exc.ctx.command_path if exc.ctx is not None else "factory"
+        click.echo(f"factory: error: {where}: {exc.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"factory: error: {exc.format_message()}", err=True)
         sys.exit(EXIT_USAGE)
     except FactoryError as exc:
         if _DEBUG["on"]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory import __version__, bundles, gitops, jsonio, schemas
+from tools.codex.factory.clock import format_ts
 from tools.codex.factory.context import Context
 from tools.codex.factory.errors import BlockedError, UsageError
 from tools.codex.factory.events import OPERATOR, Recorder
@@ -51,11 +52,13 @@ def resolve_plan(ctx: Context, plan_file: Path | None, workers: list[str] | None
     return plan.select(workers)
 
 
-def count_runs(ctx: Context, prefix: str) -> int:
-    """Runs already recorded with this prefix (their run.started events), plus stray folders."""
-    from tools.codex.factory.ledger import Filter
+def count_runs(ctx: Context, prefix: str, since: str) -> int:
+    """Runs already recorded with this prefix (their run.started events), plus stray folders.
 
-    seen = {e.run_id for e in ctx.ledger.select(Filter(event_type="run.started")) if e.run_id.startswith(prefix)}
+    A run with this prefix started at or after the prefix's own second (``since``), so only
+    the ledger's tail from that instant on needs reading.
+    """
+    seen = {r for r in ctx.ledger.run_ids_since("run.started", since) if r.startswith(prefix)}
     runs = ctx.layout.runs_dir
     if runs.is_dir():
         seen |= {p.name for p in runs.iterdir() if p.is_dir() and p.name.startswith(prefix)}
@@ -63,8 +66,10 @@ def count_runs(ctx: Context, prefix: str) -> int:
 
 
 def next_run_id(ctx: Context, kind: str, commit: str) -> str:
-    prefix = run_id_prefix(kind, ctx.clock.now(), commit)
-    return make_run_id(prefix, count_runs(ctx, prefix))
+    now = ctx.clock.now()
+    prefix = run_id_prefix(kind, now, commit)
+    floor = format_ts(now.replace(microsecond=0))
+    return make_run_id(prefix, count_runs(ctx, prefix, floor))
 
 
 def ensure_runs_dir(ctx: Context) -> None:

@@ -407,6 +407,26 @@ class Ledger:
         held.sort(key=Event.sort_key)
         return held[-limit:]
 
+    def run_ids_since(self, event_type: str, floor_ts: str) -> set[str]:
+        """Run IDs of ``event_type`` events with ts_utc >= ``floor_ts``, reading from the end.
+
+        ts_utc never decreases along the file, so the scan stops at the first older line:
+        the cost follows how recent ``floor_ts`` is, not the ledger's size.
+        """
+        found: set[str] = set()
+        for line in self._lines_backwards():
+            try:
+                ev = Event.from_line(line)
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                raise LedgerCorruptError(
+                    f"ledger {self.path.name}: a line near the end is not a valid event; run `factory ledger verify`"
+                ) from None
+            if ev.ts_utc < floor_ts:
+                break
+            if ev.event_type == event_type:
+                found.add(ev.run_id)
+        return found
+
     def _lines_backwards(self) -> Iterator[bytes]:
         try:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed by the `with fh:` below

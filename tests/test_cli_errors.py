@@ -1,0 +1,62 @@
+"""Usage errors are one line on stderr with exit 2; run-ID sequencing reads only the ledger's tail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PINNED, run_cli
+from tools.codex.factory.clock import Clock, format_ts
+from tools.codex.factory.ledger import Filter, Ledger
+
+
+@pytest.mark.parametrize("args", [
+    ["ledger", "--limit", "-1"],
+    ["nosuch-command"],
+    ["bundle-validate"],
+    ["integrate"],
+    ["ledger", "--run-id", "../x"],
+    ["print-report", "--run-id", "a/b"],
+    ["launch", "--dry-run", "--workers", "A,,Z"],
+    ["--now", "yesterday-ish", "ledger"],
+])
+def test_usage_errors_are_one_line_exit_2(repo: Path, args: list[str]) -> None:
+    res = run_cli("--repo", str(repo), *args)
+    assert res.returncode == 2, res.stderr
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("factory: error:"), res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_required_option_is_named(repo: Path) -> None:
+    res = run_cli("--repo", str(repo), "bundle-validate")
+    assert "Missing option '--run-id'" in res.stderr
+
+
+def test_same_clock_gives_the_next_seq(repo: Path) -> None:
+    ids = []
+    for _ in range(3):
+        res = run_cli("--repo", str(repo), "--now", PINNED, "oneshot", "--dry-run", "--json")
+        assert res.returncode == 0, res.stderr
+        ids.append(json.loads(res.stdout)["run_id"])
+    assert [i[-3:] for i in ids] == ["001", "002", "003"]
+    assert len({i[:-3] for i in ids}) == 1
+    later = run_cli("--repo", str(repo), "--now", "2026-11-21T20:15:01Z", "oneshot", "--dry-run", "--json")
+    assert json.loads(later.stdout)["run_id"].endswith("_001")
+
+
+def test_run_ids_since_matches_a_full_scan(tmp_path: Path) -> None:
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    with Ledger(tmp_path / "l.jsonl", Clock(base), fsync=False) as ledger:
+        for i in range(300):
+            ledger.clock = Clock(base + dt.timedelta(seconds=i // 7))
+            kind = "run.started" if i % 5 == 0 else "stage.started"
+            ledger.append(kind, f"run{i % 11}", "launch", {"actor": "t", "i": i})
+        for second in (0, 3, 20, 42, 43, 99):
+            floor = format_ts(base + dt.timedelta(seconds=second))
+            full = {e.run_id for e in ledger.select(Filter(event_type="run.started")) if e.ts_utc >= floor}
+            assert ledger.run_ids_since("run.started", floor) == full

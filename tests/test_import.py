@@ -88,6 +88,8 @@ def test_import_a_git_diff_and_a_format_patch_series_then_integrate(tmp_path: Pa
     assert merged["src/icon.bin"] == b"\x00\x01\x02binary\xff"
     assert merged["tests/test_app.py"].endswith(b"def test_two():\n    pass\n")
     assert "tests/test_more.py" in merged
+    res = cli(repo, "ledger-replay", "--run-id", run_id)
+    assert res.returncode == 0 and "REPLAY OK" in res.stdout, res.stdout + res.stderr
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,8 @@ def test_four_headless_workers_run_in_parallel_and_integrate_to_pass(tmp_path: P
     assert merged["docs/new page.md"] == "ünïcode\n".encode()
     assert "scenarios/holdout.md" in merged  # held out of the worktrees, never deleted
 
+    res = cli(repo, "ledger-replay", "--run-id", run_id)
+    assert res.returncode == 0 and "REPLAY OK" in res.stdout, res.stdout + res.stderr
     removed = [e["payload"]["worker"] for e in evs if e["event_type"] == "worktree.removed"]
     assert removed == ["A", "B", "C", "D"]
     assert_events_valid(repo)
@@ -256,6 +258,8 @@ def test_sigint_stops_every_agent_tree_collects_bundles_and_resume_finishes(tmp_
     assert res.returncode == 0, res.stdout + res.stderr
     assert worktrees(repo) == {} and factory_branches(repo) == []
     assert_events_valid(repo)
+    res = cli(repo, "ledger-replay", "--run-id", "sigint-run")
+    assert res.returncode == 0 and "REPLAY OK" in res.stdout, res.stdout + res.stderr
 
 
 def _finished(repo: Path, worker: str) -> bool:

@@ -97,6 +97,8 @@ def test_launch_edit_by_hand_collect_validate_integrate(tmp_path: Path) -> None:
     assert merged["src/feature.py"] == b"def feature():\n    return 42\n"
     assert merged["docs/guide.md"] == b"guide\nfeature() returns 42\n" and "README.md" not in merged
     assert_events_valid(repo)
+    res = cli(repo, "ledger-replay", "--run-id", run_id)
+    assert res.returncode == 0 and "REPLAY OK" in res.stdout, res.stdout + res.stderr
     assert gitops.snapshot(repo) == before  # branches and worktrees gone again, nothing else touched
     assert worktrees(repo) == {} and factory_branches(repo) == []
 

@@ -202,14 +202,14 @@ class Runner:
         except KeyboardInterrupt:
             interrupted = True
             self.interrupt()  # jobs not yet taken are collected as "interrupted before start"
-            previous = _ignore_sigint()
+            previous = ignore_sigint()
             try:
                 if not started:  # interrupted before any thread ran: still collect every bundle
                     loop()
                 for t in started:
                     t.join()
             finally:
-                _restore_sigint(previous)
+                restore_sigint(previous)
         return interrupted
 
     def interrupt(self) -> None:
@@ -289,12 +289,13 @@ def _kill_group(p: subprocess.Popen[bytes]) -> None:
         os.killpg(p.pid, signal.SIGKILL)
 
 
-def _ignore_sigint() -> Any:
+def ignore_sigint() -> Any:
+    """Ignore Ctrl-C (main thread only) while stopping and recording; returns the old handler."""
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _restore_sigint(previous: Any) -> None:
+def restore_sigint(previous: Any) -> None:
     if previous is not None:
         signal.signal(signal.SIGINT, previous)

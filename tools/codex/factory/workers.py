@@ -218,13 +218,17 @@ def execute(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str
     )
     interrupted = runner.run(jobs)
     if interrupted:
-        sts = {j.worker: runboard.read_status(live.run_dir, j.worker) for j in jobs}
-        stopped = sorted(w for w, s in sts.items() if s == "INTERRUPTED")
-        with live.lock:
-            rec.emit("run.interrupted", "launch", workers=stopped, reason="SIGINT (Ctrl-C)",
-                     statuses=dict(sorted(sts.items())))
-            rec.emit("stage.finished", "launch", status="FAIL", reason="interrupted")
-            live.refresh()
+        previous = agents.ignore_sigint()  # a second Ctrl-C must not cut the record short
+        try:
+            sts = {j.worker: runboard.read_status(live.run_dir, j.worker) for j in jobs}
+            stopped = sorted(w for w, s in sts.items() if s == "INTERRUPTED")
+            with live.lock:
+                rec.emit("run.interrupted", "launch", workers=stopped, reason="SIGINT (Ctrl-C)",
+                         statuses=dict(sorted(sts.items())))
+                rec.emit("stage.finished", "launch", status="FAIL", reason="interrupted")
+                live.refresh()
+        finally:
+            agents.restore_sigint(previous)
         live.say(f"factory: interrupted: agents stopped, bundles collected; resume with "
                  f"`factory launch --resume --run-id {run_id}`")
         raise KeyboardInterrupt

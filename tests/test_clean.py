@@ -37,6 +37,7 @@ def test_clean_refuses_uncollected_changes_and_force_removes_them(tmp_path: Path
     assert sorted(found) == ["A", "B", "C"]
     assert found["A"]["path"] == str(trees["A"]) and found["A"]["run_id"] == run_id and found["A"]["bytes"] > 0
     assert found["A"]["branch"] == f"factory/{run_id}/A" and found["A"]["registered"] is True
+    assert (found["A"]["status"], found["C"]["status"], found["A"]["run_finished"]) == ("PENDING", "DONE", False)
 
     res = cli(repo, "clean", "--json")
     assert res.returncode == 3, res.stderr

@@ -28,7 +28,10 @@ def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
 
     Each entry: ``path`` (absolute, '' if only the branch is left), ``run_id``, ``worker``,
     ``branch``, ``bytes`` (disk use of the worktree folder), ``exists`` (folder present),
-    ``registered`` (git knows the worktree). Sorted by run ID, then worker. For ``doctor``.
+    ``registered`` (git knows the worktree), ``status`` (the worker's STATUS.json status,
+    ``MISSING`` without one: ``PENDING`` means an interactive worker may still be at work there)
+    and ``run_finished`` (the run recorded ``run.finished``). Sorted by run ID, then worker.
+    For ``doctor``.
     """
     created: dict[tuple[str, str], str] = {}
     for ev in ctx.ledger.select(Filter(event_type="worktree.created")):
@@ -40,16 +43,23 @@ def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
     listing = {e["branch"]: e for e in gitops.worktree_list(ctx.repo) if e["branch"]}
     heads = gitops.branches(ctx.repo)
     out = []
+    finished: set[str] | None = None
     for (run_id, worker), branch in sorted(created.items()):
         entry = listing.get(f"refs/heads/{branch}")
+        if entry is None and branch not in heads:
+            continue
+        if finished is None:
+            finished = {e.run_id for e in ctx.ledger.select(Filter(event_type="run.finished"))}
+        run_dir = ctx.layout.run_dir(run_id)
+        item: dict[str, Any] = {"run_id": run_id, "worker": worker, "branch": branch, "path": "", "exists": False,
+                                "registered": False, "bytes": 0, "status": runboard.read_status(run_dir, worker),
+                                "run_finished": run_id in finished}
         if entry is not None:
             path = Path(entry["path"])
             exists = path.is_dir()
-            out.append({"run_id": run_id, "worker": worker, "branch": branch, "path": str(path),
-                        "exists": exists, "registered": True, "bytes": worktrees.disk_usage(path) if exists else 0})
-        elif branch in heads:
-            out.append({"run_id": run_id, "worker": worker, "branch": branch, "path": "", "exists": False,
-                        "registered": False, "bytes": 0})
+            item.update(path=str(path), exists=exists, registered=True,
+                        bytes=worktrees.disk_usage(path) if exists else 0)
+        out.append(item)
     return out
 
 

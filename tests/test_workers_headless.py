@@ -154,6 +154,7 @@ def test_holdout_is_absent_and_scope_or_holdout_writes_block(tmp_path: Path) -> 
     report = (run_dir(repo, run_id) / "Z_integrator" / "FINAL_REPORT.txt").read_text(encoding="utf-8")
     assert "STATUS:      BLOCKED" in report and "scenarios/new_case.md" in report and "src/app.py" in report
     # BLOCKED: the worktrees stay for fixing; the holdout is absent there too.
+    assert "worktrees kept (BLOCKED)" in res.stderr
     trees = worktrees(repo)
     assert len(trees) == 4
     assert not (trees[f"factory/{run_id}/A"] / "scenarios").exists()

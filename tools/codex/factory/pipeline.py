@@ -69,12 +69,16 @@ def _runboard_text(ctx: Context, run_id: str) -> str:
 def _remove_worktrees(ctx: Context, manifest: dict[str, Any], workers: list[str], doc: dict[str, Any],
                       keep: bool) -> list[str]:
     """After a PASS, a real run's worktrees and branches go (unless kept); messages for stderr."""
-    if manifest["dry_run"] or doc["status"] != "PASS":
+    if manifest["dry_run"]:
         return []
+    run_id = manifest["run_id"]
+    if doc["status"] != "PASS":
+        return [f"factory: worktrees kept ({doc['status']}): fix the work there, then `factory bundle-collect --run-id "
+                f"{run_id}`, `bundle-validate`, `integrate`; or remove them with `factory clean --run-id {run_id}`"]
     from tools.codex.factory import clean
 
     if keep:
-        return [f"factory: worktrees kept (--keep-worktrees); remove them with `factory clean --run-id {manifest['run_id']}`"]
+        return [f"factory: worktrees kept (--keep-worktrees); remove them with `factory clean --run-id {run_id}`"]
     return clean.remove_integrated(ctx, _recorder(ctx, manifest), manifest, workers)
 
 

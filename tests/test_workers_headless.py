@@ -267,3 +267,16 @@ def _finished(repo: Path, worker: str) -> bool:
     if not (repo / "tools/codex/runs/factory_ledger.jsonl").exists():
         return False
     return any(e["event_type"] == "worker.finished" and e["payload"]["worker"] == worker for e in events(repo))
+
+
+def test_max_parallel_one_runs_the_agents_one_after_another(tmp_path: Path) -> None:
+    repo = work_repo(tmp_path)
+    spec = {"A": {"write": {"src/a.py": "a\n"}}, "B": {"write": {"tests/test_b.py": "b\n"}}}
+    env = agent_env(tmp_path / "spec.json", spec, workers__max_parallel=1)
+    res = cli(repo, "launch", "--workers", "A,B", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    run_id = json.loads(res.stdout)["run_id"]
+    order = [(e["event_type"], e["payload"]["worker"]) for e in events(repo, run_id)
+             if e["event_type"] in ("worker.started", "worker.finished")]
+    assert order == [("worker.started", "A"), ("worker.finished", "A"), ("worker.started", "B"), ("worker.finished", "B")]
+    assert cli(repo, "clean", "--run-id", run_id).returncode == 0

@@ -244,7 +244,10 @@ class Runner:
             self._running[job.worker] = p
         if job.stdin is not None and p.stdin is not None:
             threading.Thread(target=_feed, args=(p.stdin, job.stdin), daemon=True).start()
-        self.on_start(job)
+        try:
+            self.on_start(job)
+        except Exception as exc:  # the process runs: it must still be waited for and collected
+            self.errors.append(exc)
         return p
 
     def _wait(self, job: Job, p: subprocess.Popen[bytes]) -> JobResult:

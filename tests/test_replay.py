@@ -96,6 +96,12 @@ def build_scenarios(root: Path) -> dict[str, tuple[Path, str, str]]:
     _split_run(repo, env, "run-fail", {"A": {"src/app.py": BASE_FILES["src/app.py"] + "# A\n"}},
                "--workers", "A,B", expect_integrate=1, before_integrate=sabotage)
     out["fail"] = (repo, "run-fail", "FAIL")
+
+    repo = make_repo(root / "preflight", env)
+    ok(factory(repo, env, "oneshot", "--base-ref", "no-such-ref", "--dry-run", "--run-id", "run-preflight"), 3)
+    ok(factory(repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-after"))
+    ok(factory(repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-after"), 3)  # taken
+    out["preflight"] = (repo, "run-preflight", "BLOCKED")
     return out
 
 
@@ -429,3 +435,18 @@ def test_every_emitted_event_type_is_in_the_schema() -> None:
     missing = {t: files for t, files in emitted.items() if t not in listed}
     assert not missing, f"event types emitted but not in schemas/ledger_event.schema.json: {missing}"
     assert listed == with_payload  # every listed type describes its payload
+
+
+def test_run_stopped_at_preflight_is_finished_and_replays(scenarios: dict[str, tuple[Path, str, str]],
+                                                           env: dict[str, str]) -> None:
+    """oneshot refused by preflight ends its run (run.finished, for watch) without a report."""
+    repo, run_id, _ = scenarios["preflight"]
+    events = [e for e in ledger_lines(repo) if e["run_id"] == run_id]
+    assert [e["event_type"] for e in events][-2:] == ["stage.finished", "run.finished"]
+    assert events[-1]["payload"]["status"] == "BLOCKED"
+    state = replay_json(repo, env, run_id, 0, cli=True)["state"]
+    assert state["final"]["status"] == "BLOCKED" == state["final"]["recomputed_status"]
+    # A second oneshot refused because its run ID is taken leaves that run's events alone.
+    after = [e for e in ledger_lines(repo) if e["run_id"] == "run-after"]
+    assert [e["event_type"] for e in after].count("run.finished") == 1
+    assert replay_json(repo, env, "run-after", 0)["ok"] is True

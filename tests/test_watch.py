@@ -217,3 +217,17 @@ def test_epilogue_events_end_the_watch_but_a_new_round_does_not(tmp_path: Path, 
         ledger.close()
     assert rc == 3, err
     assert out.rstrip().endswith("run run-rounds finished: BLOCKED")
+
+
+def test_watch_ends_for_a_run_refused_by_preflight(tmp_path: Path, env: dict[str, str]) -> None:
+    repo = make_repo(tmp_path / "repo", env)
+    watcher = start_watch(repo, env, "run-refused", "--timeout", "60")
+    try:
+        wait_for_notice(watcher)
+        res = factory(repo, env, "oneshot", "--base-ref", "no-such-ref", "--dry-run", "--run-id", "run-refused")
+        assert res.returncode == 3
+        rc, out, err = finish(watcher)
+    finally:
+        watcher.kill()
+    assert rc == 3, err
+    assert "preflight" in out and out.rstrip().endswith("run run-refused finished: BLOCKED")

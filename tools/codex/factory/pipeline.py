@@ -175,7 +175,9 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
         planned = next_run_id(ctx, req.kind, gitops.resolve_commit(ctx.repo, req.base_ref))
         found = preflight.checks(ctx, req.base_ref, planned)
     ledger_ok = next((c["ok"] for c in found if c["name"] == "ledger"), False)
-    pre_rec = Recorder(ctx.ledger, planned or "", req.kind) if ledger_ok else None
+    # A taken run ID belongs to another run: its preflight refusal is not that run's event.
+    own_id = planned if planned is not None and not ctx.layout.run_dir(planned).exists() else ""
+    pre_rec = Recorder(ctx.ledger, own_id, req.kind) if ledger_ok else None
     pre = run_stage(pre_rec, "preflight", lambda: preflight.preflight(ctx, pre_rec, req.base_ref, planned))
     if pre.status != "PASS":
         rows = [pre] + [StageResult(s, "SKIPPED", "skipped: preflight did not pass") for s in STAGES[1:]]
@@ -188,6 +190,7 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
             "ledger_head": {"seq": head.seq, "hash": head.hash} if head else {"seq": None, "hash": None},
             "reasons": [f"preflight: {pre.reason}"],
         }
+        _finish_early(pre_rec if own_id else None, pre.status, data)
         text = summary_text(data) + "\n" + preflight.render(found)
         return Outcome(Status(pre.status), data, text)
     stages: list[StageResult] = [pre]
@@ -211,6 +214,8 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
             "ledger_head": {"seq": head.seq, "hash": head.hash},
             "reasons": [f"launch: {lr.reason}"],
         }
+        raced = "is taken" in lr.reason  # another process launched this run ID after preflight
+        _finish_early(pre_rec if own_id and not raced else None, lr.status, data)
         return Outcome(Status(lr.status), data, summary_text(data))
     run_id = holder["run_id"]
     manifest = read_manifest(ctx, run_id)
@@ -234,6 +239,14 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
     out = _final_outcome(ctx, doc)
     out.messages.extend(messages)
     return out
+
+
+def _finish_early(rec: Recorder | None, status: str, data: dict[str, Any]) -> None:
+    """A oneshot that stops before integration still ends its run in the ledger (``watch``)."""
+    if rec is not None:
+        rec.emit("run.finished", "summary", status=status, reasons=data["reasons"], stages=data["stages"])
+        head = rec.ledger.read_head()
+        data["ledger_head"] = {"seq": head.seq, "hash": head.hash}
 
 
 def _pending_outcome(ctx: Context, rec: Recorder, run_id: str, stages: list[StageResult],

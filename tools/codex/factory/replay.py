@@ -414,8 +414,11 @@ class Replayer:
         seg = self.seg
         rows = list(p["stages"])
         report = seg.report
+        reached = any(r["stage"] == "integrate" and r["status"] != "SKIPPED" for r in rows)
         if report is None:
-            self.diverge(ev.seq, "run.finished", "a report.written event before it", "none")
+            # Only a run stopped before integration (preflight or launch refused) ends without a report.
+            if reached or not rows:
+                self.diverge(ev.seq, "run.finished", "a report.written event before it", "none")
             violations: list[Any] = []
         else:
             violations = list(report.payload.get("policy_violations", []))
@@ -424,7 +427,8 @@ class Replayer:
         for row in rows:
             got = seg.stages.get(row["stage"])
             if got is None:
-                self.diverge(ev.seq, f"run.finished stage {row['stage']}", "a stage.finished event for it", "none")
+                if row["status"] != "SKIPPED":  # stages skipped by an early stop record no event
+                    self.diverge(ev.seq, f"run.finished stage {row['stage']}", "a stage.finished event for it", "none")
                 continue
             status, reason, seq = got
             refused = violations and row["status"] == "BLOCKED" and row["reason"].startswith("write refused")
@@ -479,7 +483,7 @@ class Replayer:
         self._check_files()
         self._check_validation_doc()
         self._check_worker_status()
-        if self.state["final"] is not None:
+        if self.state["final"] is not None and self.last_seg.report is not None:
             self._check_status_doc()
             self._check_report()
 

@@ -450,3 +450,24 @@ def test_run_stopped_at_preflight_is_finished_and_replays(scenarios: dict[str, t
     after = [e for e in ledger_lines(repo) if e["run_id"] == "run-after"]
     assert [e["event_type"] for e in after].count("run.finished") == 1
     assert replay_json(repo, env, "run-after", 0)["ok"] is True
+
+
+def test_strict_dependency_block_replays_and_its_flag_is_an_input(tmp_path: Path, env: dict[str, str]) -> None:
+    """merge.planned records the strict flag: replay recomputes the order with it."""
+    repo = make_repo(tmp_path / "repo", env)
+    plan = tmp_path / "plan.json"
+    plan.write_bytes(jsonio.pretty({"schema_version": 1, "workers": [
+        {"id": "A", "allow": ["src/**"]}, {"id": "B", "allow": ["tests/**"], "depends_on": ["A"]}]}))
+    strict = {**env, "FACTORY_FEATURE_FLAGS__STRICT_HANDOFF_DEPENDENCIES": "true"}
+    ok(factory(repo, strict, "launch", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-strict", "--plan", str(plan)))
+    ok(factory(repo, strict, "bundle-validate", "--run-id", "run-strict", "--workers", "B"))
+    ok(factory(repo, strict, "integrate", "--run-id", "run-strict", "--workers", "B"), 3)
+    state = replay_json(repo, env, "run-strict", 0)["state"]
+    assert state["merge"]["reason"].startswith("dependencies on workers outside this integration")
+    assert state["final"]["status"] == "BLOCKED"
+    events = ledger_lines(repo)
+    planned = next(e for e in events if e["event_type"] == "merge.planned")
+    assert planned["payload"]["strict"] is True
+    planned["payload"]["strict"] = False
+    rewrite_ledger(repo, events)
+    assert "merge.planned order (recomputed by decisions.merge_order)" in whats(replay_json(repo, env, "run-strict", 3))

@@ -320,7 +320,7 @@ class Replayer:
     def _on_merge_planned(self, ev: Event) -> None:
         p = ev.payload
         deps = {w: list(d) for w, d in p["depends_on"].items()}
-        order, reason = decisions.merge_order(deps)
+        order, reason = decisions.merge_order(deps, bool(p.get("strict", False)))
         if order != p["order"]:
             self.diverge(ev.seq, "merge.planned order (recomputed by decisions.merge_order)", order, p["order"])
         if reason != p["reason"]:

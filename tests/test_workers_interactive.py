@@ -133,7 +133,9 @@ def test_oneshot_wait_collects_each_worker_when_it_marks_itself_done(tmp_path: P
     )
     try:
         deadline = time.monotonic() + 60
-        while len(worktrees(repo)) < 2:
+        # Ready when both prompts are in place (each worktree is checked out before its prompt).
+        while len(worktrees(repo)) < 2 or not all(
+                (path / ".factory" / "PROMPT.md").exists() for path in worktrees(repo).values()):
             assert p.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         trees = {b[-1]: path for b, path in worktrees(repo).items()}

@@ -162,6 +162,9 @@ def test_leftover_worktrees_are_a_warning_with_the_clean_fix(tmp_path: Path, env
     repo = make_repo(tmp_path / "repo", env)
     res = factory(repo, env, "launch", "--base-ref", "HEAD", "--run-id", "left-1", "--workers", "A")
     assert res.returncode == 0, res.stderr
+    busy = lines_of(factory(repo, env, "doctor").stdout)["worktrees"]  # an interactive worker at work
+    assert busy.startswith("OK   worktrees: no leftover") and "1 in use by run(s) still in progress (left-1)" in busy
+    assert factory(repo, env, "bundle-collect", "--run-id", "left-1").returncode == 0  # collected, never integrated
     out = factory(repo, env, "doctor")
     assert out.returncode == 0
     line = lines_of(out.stdout)["worktrees"]

@@ -283,13 +283,18 @@ class Doctor:
         except FactoryError as exc:
             self.add("worktrees", WARN, f"cannot list leftover worktrees: {exc}", "run `factory clean` to see")
             return
-        if not left:
-            self.add("worktrees", OK, "no leftover worker worktrees or branches")
+        # A PENDING worker of an unfinished run may still be at work in its worktree.
+        at_work = [e for e in left if e.get("status") == "PENDING" and not e.get("run_finished")]
+        stale = [e for e in left if e not in at_work]
+        busy = f"; {len(at_work)} in use by run(s) still in progress ({', '.join(sorted({str(e['run_id']) for e in at_work}))})" \
+            if at_work else ""
+        if not stale:
+            self.add("worktrees", OK, f"no leftover worker worktrees or branches{busy}")
             return
-        mib = sum(int(e["bytes"]) for e in left) / (1 << 20)
-        runs = sorted({str(e["run_id"]) for e in left})
+        mib = sum(int(e["bytes"]) for e in stale) / (1 << 20)
+        runs = sorted({str(e["run_id"]) for e in stale})
         self.add("worktrees", WARN,
-                 f"{len(left)} leftover worker worktree(s)/branch(es) using {mib:.1f} MiB, from run(s) {', '.join(runs)}",
+                 f"{len(stale)} leftover worker worktree(s)/branch(es) using {mib:.1f} MiB, from run(s) {', '.join(runs)}{busy}",
                  "run `factory clean` (or `factory clean --run-id ID`; --force also drops work never collected)")
 
     def not_checked(self, names: list[str], why: str, fix: str) -> None:

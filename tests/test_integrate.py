@@ -404,15 +404,19 @@ def test_flag_record_check_output_in_ledger(repo: Path) -> None:
 
 
 def test_flag_strict_handoff_dependencies(repo: Path) -> None:
-    run_id = launch_dry(repo)
-    note = run_dir(repo, run_id) / "A_worker" / "HANDOFF_NOTE.json"
-    doc = read_json(note)
-    doc["depends_on"] = ["B"]
-    note.write_text(json.dumps(doc))
-    assert run_cli("--repo", str(repo), "bundle-validate", "--run-id", run_id, "--workers", "A,C").returncode == 0
+    def run_with_dependency(now: str) -> str:
+        run_id = launch_dry(repo, now=now)
+        note = run_dir(repo, run_id) / "A_worker" / "HANDOFF_NOTE.json"
+        doc = read_json(note)
+        doc["depends_on"] = ["B"]
+        note.write_text(json.dumps(doc))
+        assert run_cli("--repo", str(repo), "bundle-validate", "--run-id", run_id, "--workers", "A,C").returncode == 0
+        return run_id
+
     # Off (default): a dependency on a worker outside this integration is ignored.
-    assert integrate(repo, run_id, "--workers", "A,C").returncode == 0
+    assert integrate(repo, run_with_dependency(PINNED), "--workers", "A,C").returncode == 0
     write_config(repo, {"feature_flags": {"strict_handoff_dependencies": True}})
+    run_id = run_with_dependency("2026-11-21T20:16:00Z")
     res = integrate(repo, run_id, "--workers", "A,C")
     assert_agree(repo, run_id, res, "BLOCKED", 3)
     assert "A->B" in " ".join(read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["reasons"])
@@ -428,3 +432,26 @@ def test_dependencies_change_merge_order(repo: Path) -> None:
     assert integrate(repo, run_id).returncode == 0
     order = read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["merge_order"]
     assert order == ["B", "C", "A", "D"]
+
+
+def test_hand_edited_validation_is_refused(repo: Path) -> None:
+    run_id = launch_dry(repo)
+    set_bundle(repo, run_id, "A", make_patch(repo, {"README.md": "evil\n"}))
+    assert run_cli("--repo", str(repo), "bundle-validate", "--run-id", run_id).returncode == 3
+    path = run_dir(repo, run_id) / "VALIDATION.json"
+    doc = read_json(path)
+    doc.update(status="PASS", findings=[], verdicts={w: "PASS" for w in doc["verdicts"]})
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    res = integrate(repo, run_id)
+    assert_agree(repo, run_id, res, "BLOCKED", 3)
+    reasons = " ".join(read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["reasons"])
+    assert "not the file bundle-validate wrote" in reasons
+    assert (run_dir(repo, run_id) / "Z_integrator" / "DIFF.patch").read_bytes() == b""
+
+
+def test_checks_are_the_runs_own_an_env_var_cannot_drop_them(repo: Path) -> None:
+    write_config(repo, {"checks": {"required": [{"name": "red", "argv": ["{python}", "-c", "raise SystemExit(1)"]}]}})
+    run_id = validated_run(repo, {})
+    res = integrate(repo, run_id, env={"FACTORY_CHECKS__REQUIRED": "[]"})
+    assert_agree(repo, run_id, res, "BLOCKED", 3)
+    assert read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["checks"][0]["name"] == "red"

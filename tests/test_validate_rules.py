@@ -119,22 +119,55 @@ def test_rename_target_leaves_scope(repo: Path, run: str) -> None:
     assert ("scope-not-allowed", "src/util.py") not in found
 
 
-def test_deny_match(repo: Path, run: str) -> None:
-    edit_scope(repo, run, "A", deny=["src/util.py"])
+def launch_one(repo: Path, tmp_path: Path, **scope: list[str]) -> str:
+    plan = write_plan(tmp_path / "plan-a.json", [{"id": "A", "task": "a", **scope}])
+    return launch_dry(repo, "--plan", str(plan))
+
+
+def test_deny_match(repo: Path, tmp_path: Path) -> None:
+    run = launch_one(repo, tmp_path, allow=["src/**"], deny=["src/util.py"])
     set_bundle(repo, run, "A", make_patch(repo, {"src/util.py": "y = 2\n"}))
-    assert_blocked(repo, run, "scope-denied", path="src/util.py")
+    doc = assert_blocked(repo, run, "scope-denied", path="src/util.py")
+    assert rules(doc) == {"scope-denied"}
 
 
-def test_protected_path(repo: Path, run: str) -> None:
-    edit_scope(repo, run, "A", allow=["**"])
+def test_protected_path(repo: Path, tmp_path: Path) -> None:
+    run = launch_one(repo, tmp_path, allow=["**"])
     set_bundle(repo, run, "A", make_patch(repo, {"scenarios/holdout.md": "peek\n"}))
-    assert_blocked(repo, run, "protected-path", path="scenarios/holdout.md")
+    doc = assert_blocked(repo, run, "protected-path", path="scenarios/holdout.md")
+    assert rules(doc) == {"protected-path"}
 
 
-def test_protected_path_is_case_insensitive(repo: Path, run: str) -> None:
-    edit_scope(repo, run, "A", allow=["**"])
+def test_protected_path_is_case_insensitive(repo: Path, tmp_path: Path) -> None:
+    run = launch_one(repo, tmp_path, allow=["**"])
     set_bundle(repo, run, "A", make_patch(repo, {"Scenarios/holdout.md": "peek\n"}))
     assert_blocked(repo, run, "protected-path", path="Scenarios/holdout.md")
+
+
+def test_configured_holdout_paths_are_protected(repo: Path, tmp_path: Path) -> None:
+    from tests.factory_helpers import write_config
+
+    write_config(repo, {"security": {"holdout_paths": ["eval/"]}})
+    run = launch_one(repo, tmp_path, allow=["**"])
+    set_bundle(repo, run, "A", make_patch(repo, {"eval/new.txt": "answers\n"}))
+    doc = assert_blocked(repo, run, "protected-path", path="eval/new.txt")
+    assert rules(doc) == {"protected-path"}
+
+
+def test_scope_lock_edited_after_launch_is_refused(repo: Path, run: str) -> None:
+    edit_scope(repo, run, "A", allow=["**"])
+    set_bundle(repo, run, "A", make_patch(repo, {"README.md": "widened\n"}))
+    doc = assert_blocked(repo, run, "scope-lock-changed", path="SCOPE_LOCK.json")
+    assert any("launched with" in f["message"] for f in doc["findings"])
+
+
+def test_policy_comes_from_the_run_not_from_later_config(repo: Path, tmp_path: Path) -> None:
+    from tests.factory_helpers import write_config
+
+    run = launch_one(repo, tmp_path, allow=["**"])
+    set_bundle(repo, run, "A", make_patch(repo, {"scenarios/x.md": "peek\n"}))
+    write_config(repo, {"security": {"protected_paths": [], "holdout_paths": []}})  # edited after launch
+    assert_blocked(repo, run, "protected-path", path="scenarios/x.md")
 
 
 def test_case_collision_with_base(repo: Path, run: str) -> None:
@@ -190,9 +223,16 @@ def test_overlap_shared_on_both_sides_passes_and_integrates(repo: Path, tmp_path
 
 
 def test_overlap_shared_on_one_side_only_blocks(repo: Path, tmp_path: Path) -> None:
-    run_id = _two_workers_same_file(repo, tmp_path, shared=False)
-    edit_scope(repo, run_id, "A", shared=["src/app.py"])
-    assert_blocked(repo, run_id, "overlap", worker="B", path="src/app.py")
+    plan = write_plan(tmp_path / "plan.json", [
+        {"id": "A", "task": "top", "allow": ["src/**"], "shared": ["src/app.py"]},
+        {"id": "B", "task": "bottom", "allow": ["src/**"]},
+    ])
+    run_id = launch_dry(repo, "--plan", str(plan))
+    lines = FILES["src/app.py"].splitlines(keepends=True)
+    set_bundle(repo, run_id, "A", make_patch(repo, {"src/app.py": "".join(["A = 0\n", *lines[1:]])}))
+    set_bundle(repo, run_id, "B", make_patch(repo, {"src/app.py": "".join([*lines[:-1], "H = 80\n"])}))
+    doc = assert_blocked(repo, run_id, "overlap", worker="B", path="src/app.py")
+    assert rules(doc) == {"overlap"}
 
 
 def test_identical_overlap_needs_the_flag(repo: Path, tmp_path: Path) -> None:
@@ -208,7 +248,13 @@ def test_identical_overlap_needs_the_flag(repo: Path, tmp_path: Path) -> None:
     set_bundle(repo, run_id, "A", same)
     set_bundle(repo, run_id, "B", same)
     assert_blocked(repo, run_id, "overlap", worker="A", path="src/util.py")
+    # The flag is part of the run's config: it applies to runs launched after it is set.
     write_config(repo, {"run": {"allow_identical_patch_overlap": True}})
+    code, doc = validate(repo, run_id)
+    assert code == 3
+    run_id = launch_dry(repo, "--plan", str(plan), now="2026-11-21T20:16:00Z")
+    set_bundle(repo, run_id, "A", same)
+    set_bundle(repo, run_id, "B", same)
     code, doc = validate(repo, run_id)
     assert code == 0, doc["findings"]
     assert doc["overlaps"][0]["resolution"] == "identical"

@@ -25,10 +25,25 @@ def _sort(findings: list[Finding]) -> list[Finding]:
     return [unique[k] for k in sorted(unique)]
 
 
-def worker_findings(facts: Mapping[str, Any], protected: Sequence[str]) -> list[Finding]:
-    """Every per-worker rule of DESIGN §5 applied to one bundle's recorded facts."""
+def worker_findings(
+    facts: Mapping[str, Any], protected: Sequence[str], expected_scope: Mapping[str, Sequence[str]] | None = None
+) -> list[Finding]:
+    """Every per-worker rule of DESIGN §5 applied to one bundle's recorded facts.
+
+    ``expected_scope`` is the scope lock recorded at launch; a SCOPE_LOCK.json that differs
+    from it is refused, so a bundle cannot widen its own scope.
+    """
     w = facts["worker"]
     out: list[Finding] = []
+    scope_now = facts["scope"]
+    if expected_scope is not None and scope_now is not None:
+        for key in ("allow", "deny", "shared"):
+            if sorted(scope_now[key]) != sorted(expected_scope[key]):
+                out.append(_finding(
+                    w, "SCOPE_LOCK.json", "scope-lock-changed",
+                    f"{w}_worker/SCOPE_LOCK.json {key} is {sorted(scope_now[key])}, but the run was launched with "
+                    f"{sorted(expected_scope[key])}: restore it, or change the plan and launch a new run",
+                ))
     for name in facts["missing"]:
         out.append(_finding(w, name, "bundle-file-missing", f"{w}_worker/{name} is missing"))
     for name in facts["symlinks"]:
@@ -141,8 +156,9 @@ def cross_case_collisions(facts_by_worker: Mapping[str, Mapping[str, Any]]) -> l
 def evaluate(facts_by_worker: Mapping[str, Mapping[str, Any]], policy: Mapping[str, Any]) -> dict[str, Any]:
     """The whole bundle-validate judgement: findings, warnings, overlaps, verdicts, status."""
     findings: list[Finding] = []
+    scopes = policy.get("scopes", {})
     for w in sorted(facts_by_worker):
-        findings.extend(worker_findings(facts_by_worker[w], policy["protected_paths"]))
+        findings.extend(worker_findings(facts_by_worker[w], policy["protected_paths"], scopes.get(w)))
     findings.extend(cross_case_collisions(facts_by_worker))
     ovl = overlaps(facts_by_worker, bool(policy["allow_identical_patch_overlap"]))
     for o in ovl:

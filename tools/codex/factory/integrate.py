@@ -12,18 +12,33 @@ from tools.codex.factory import bundles, decisions, gitops, jsonio, patchparse, 
 from tools.codex.factory.context import Context
 from tools.codex.factory.errors import BlockedError, ProcessError
 from tools.codex.factory.events import Recorder
+from tools.codex.factory.ledger import Filter, Ledger
 from tools.codex.factory.paths import LOGS_DIR, SANDBOX_DIR, VALIDATION, Z_DIR, worker_dirname
 from tools.codex.factory.stages import StageResult
-from tools.codex.factory.writer import GuardedWriter
+from tools.codex.factory.validate import run_setting
+from tools.codex.factory.writer import GuardedWriter, sha256_file
 
 _APPLY_ERR = re.compile(r"error: (?:patch failed: )?(.+?)(?::\d+)?: ")
 
 
-def require_validation(run_dir: Path, workers: list[str]) -> dict[str, Any]:
-    """Integration only follows a PASS validation of exactly these bundles, unchanged since."""
+def require_validation(ledger: Ledger, run_id: str, run_dir: Path, workers: list[str]) -> dict[str, Any]:
+    """Integration only follows a PASS validation of exactly these bundles, unchanged since.
+
+    VALIDATION.json is trusted only if its bytes are the ones the ledger's latest
+    ``validation.decided`` event for this run recorded: a hand-edited verdict is refused.
+    """
     path = run_dir / VALIDATION
     if not path.is_file():
         raise BlockedError("bundle-validate has not run for this run: run `factory bundle-validate` first")
+    decided = ledger.select(Filter(run_id=run_id, event_type="validation.decided"), limit=1)
+    if not decided:
+        raise BlockedError(f"the ledger has no validation.decided event for {run_id}: run `factory bundle-validate`")
+    recorded = decided[-1].payload
+    if sha256_file(path) != recorded.get("validation_sha256"):
+        raise BlockedError(
+            f"{VALIDATION} is not the file bundle-validate wrote (ledger seq {decided[-1].seq} recorded another sha256): "
+            "run bundle-validate again"
+        )
     doc = jsonio.read_json(path, VALIDATION)
     if schemas.errors("validation", doc):
         raise BlockedError(f"{VALIDATION} does not match its schema: run bundle-validate again")
@@ -89,13 +104,16 @@ def expand(argv: list[str], values: dict[str, str]) -> list[str]:
 
 
 def run_checks(
-    ctx: Context, rec: Recorder, writer: GuardedWriter, sandbox: Path, run_id: str, commit: str
+    ctx: Context, rec: Recorder, writer: GuardedWriter, sandbox: Path, manifest: dict[str, Any]
 ) -> list[dict[str, Any]]:
+    """The run's configured checks (as launched), in the materialised sandbox."""
+    run_id, commit = manifest["run_id"], manifest["base_commit"]
     results = []
     timings: list[str] = []
     values = {"python": sys.executable, "base_commit": commit, "run_id": run_id, "sandbox": str(sandbox)}
     env = gitops.sandbox_env(sandbox)
-    configured = [(c, True) for c in ctx.config.get("checks.required")] + [(c, False) for c in ctx.config.get("checks.advisory")]
+    configured = [(c, True) for c in run_setting(manifest, "checks.required")]
+    configured += [(c, False) for c in run_setting(manifest, "checks.advisory")]
     for check, required in configured:
         name = check["name"]
         out_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stdout.log"
@@ -122,7 +140,7 @@ def run_checks(
         timings.append(f"{name}: {ctx.clock.elapsed(start):.3f}s rc={rc} timed_out={str(timed_out).lower()}\n")
         hashes = {rel: writer.record(rel) for rel in (out_rel, err_rel)}
         extra: dict[str, Any] = {}
-        if ctx.config.get("feature_flags.record_check_output_in_ledger"):
+        if run_setting(manifest, "feature_flags.record_check_output_in_ledger"):
             extra["output_tail"] = {"stdout": _tail(out_path), "stderr": _tail(err_path)}
         rec.emit("check.finished", "integrate", name=name, required=required, argv=list(check["argv"]),
                  rc=rc, timed_out=timed_out, logs=hashes, **extra)
@@ -139,9 +157,9 @@ def integrate(
     commit = manifest["base_commit"]
     run_dir = ctx.layout.run_dir(run_id)
     data: dict[str, Any] = {"merge_order": [], "applied": [], "checks": [], "files_changed": []}
-    validation = require_validation(run_dir, workers)
+    validation = require_validation(ctx.ledger, run_id, run_dir, workers)
     deps = dependencies(run_dir, manifest, workers)
-    strict = bool(ctx.config.get("feature_flags.strict_handoff_dependencies"))
+    strict = bool(run_setting(manifest, "feature_flags.strict_handoff_dependencies"))
     order, cycle = decisions.merge_order(deps, strict)
     rec.emit("merge.planned", "integrate", depends_on=deps, strict=strict, order=order, reason=cycle)
     writer.write_text(f"{Z_DIR}/MERGE_PLAN.md", merge_plan_md(run_id, order, deps, cycle))
@@ -174,10 +192,10 @@ def integrate(
         data["files_changed"] = patchparse.parse(merged).touched()
         writer.write(f"{Z_DIR}/FILES_CHANGED.json",
                      jsonio.pretty({"schema_version": schemas.SCHEMA_VERSION, "files": data["files_changed"]}))
-        configured = ctx.config.get("checks.required") or ctx.config.get("checks.advisory")
+        configured = run_setting(manifest, "checks.required") or run_setting(manifest, "checks.advisory")
         if status == "PASS" and configured:
             gitops.materialise(sandbox)
-            data["checks"] = run_checks(ctx, rec, writer, sandbox, run_id, commit)
+            data["checks"] = run_checks(ctx, rec, writer, sandbox, manifest)
             check_state, reasons = decisions.check_status(data["checks"])
             if check_state != "PASS":
                 status, reason = check_state, "; ".join(reasons)

@@ -13,12 +13,28 @@ from tools.codex.factory.stages import StageResult
 from tools.codex.factory.writer import GuardedWriter
 
 
-def policy(ctx: Context) -> dict[str, Any]:
-    cfg = ctx.config
+def run_setting(manifest: dict[str, Any], dotted: str) -> Any:
+    """A config value as it was when the run was launched (RUN_MANIFEST.json), not as it is now.
+
+    A run is judged by the rules it started under: an env var or config edit made later
+    cannot drop a check or widen what is protected.
+    """
+    section, key = dotted.split(".", 1)
+    return manifest["config"][section][key]
+
+
+def policy(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Everything validation judges by, recorded in ``validation.decided`` for replay."""
+    protected = set(run_setting(manifest, "security.protected_paths"))
+    protected |= set(run_setting(manifest, "security.holdout_paths"))  # held-out is protected too
     return {
-        "protected_paths": sorted(cfg.get("security.protected_paths")),
-        "allow_identical_patch_overlap": bool(cfg.get("run.allow_identical_patch_overlap")),
-        "case_collisions": cfg.get("run.case_collisions"),
+        "protected_paths": sorted(protected),
+        "allow_identical_patch_overlap": bool(run_setting(manifest, "run.allow_identical_patch_overlap")),
+        "case_collisions": run_setting(manifest, "run.case_collisions"),
+        "scopes": {
+            w["id"]: {k: sorted(w.get(k, [])) for k in ("allow", "deny", "shared")}
+            for w in manifest["plan"]["workers"]
+        },
     }
 
 
@@ -36,7 +52,7 @@ def validate(ctx: Context, rec: Recorder, manifest: dict[str, Any], workers: lis
     for w in workers:
         facts[w] = gather_facts(run_dir, w, base_lower)
         rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
-    pol = policy(ctx)
+    pol = policy(manifest)
     result = decisions.evaluate(facts, pol)
     doc = {
         "schema_version": schemas.SCHEMA_VERSION,

@@ -305,3 +305,49 @@ def test_workers_subset(repo: Path, run: str) -> None:
     assert code == 0 and doc["workers"] == ["A", "C"]
     code, doc = validate(repo, run, "--workers", "B")
     assert code == 3 and rules(doc) == {"scope-not-allowed"}
+
+
+def test_symlinked_bundle_folder_is_refused(repo: Path, run: str, tmp_path: Path) -> None:
+    import shutil
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(str(run_dir(repo, run) / "A_worker"), elsewhere)
+    (run_dir(repo, run) / "A_worker").symlink_to(elsewhere, target_is_directory=True)
+    assert_blocked(repo, run, "bundle-file-symlink", path="A_worker")
+
+
+def test_symlinked_logs_folder_is_refused(repo: Path, run: str, tmp_path: Path) -> None:
+    import shutil
+
+    logs = run_dir(repo, run) / "A_worker" / "LOGS"
+    shutil.move(str(logs), tmp_path / "logs")
+    logs.symlink_to(tmp_path / "logs", target_is_directory=True)
+    assert_blocked(repo, run, "bundle-file-symlink", path="LOGS")
+
+
+def test_unlisted_symlink_to_a_device_is_never_read(repo: Path, run: str) -> None:
+    (run_dir(repo, run) / "A_worker" / "LOGS" / "extra.log").symlink_to("/proc/self/mem")
+    code, doc = validate(repo, run)  # would hang or fail with EIO if the hash followed it
+    assert code == 0 and doc["status"] == "PASS"
+
+
+@pytest.mark.parametrize("path", ["src/.git/config", "src/.GIT/hooks/pre-commit", "src/.git./x", "src/GIT~1/x"])
+def test_nested_git_dirs_are_refused(repo: Path, run: str, path: str) -> None:
+    patch = make_patch(repo, {"src/placeholder.py": "x\n"}).replace(b"src/placeholder.py", path.encode())
+    set_bundle(repo, run, "A", patch)
+    assert_blocked(repo, run, "path-git-dir", path=path)
+
+
+def test_bundle_from_another_run_is_refused(repo: Path, run: str) -> None:
+    path = run_dir(repo, run) / "A_worker" / "STATUS.json"
+    doc = read_json(path)
+    doc["run_id"] = "some_other_run_001"
+    write_json(path, doc)
+    assert_blocked(repo, run, "run-id-mismatch", path="STATUS.json")
+
+
+def test_utf8_bom_in_bundle_json_is_accepted(repo: Path, run: str) -> None:
+    path = run_dir(repo, run) / "A_worker" / "FILES_CHANGED.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    code, doc = validate(repo, run)
+    assert code == 0, doc["findings"]

@@ -8,6 +8,8 @@ Reading is split from judging: :func:`gather_facts` does all the I/O and returns
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -114,15 +116,50 @@ def write_dry_run_bundle(writer: GuardedWriter, run_id: str, worker: WorkerPlan,
 
 
 def bundle_hash(folder: Path) -> str:
-    """sha256 over (relative path, file sha256) of every file in the bundle, sorted."""
-    entries = []
-    if folder.is_dir():
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() or path.is_symlink():
-                rel = path.relative_to(folder).as_posix()
-                digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "symlink"
-                entries.append([rel, digest])
+    """sha256 over (relative path, content) of every entry in the bundle, sorted.
+
+    Symlinks are hashed as their target text and never followed, special files by kind and
+    unreadable files by errno, so hashing a hostile bundle neither escapes nor fails.
+    """
+    entries: list[list[str]] = []
+    if folder.is_symlink():
+        return hashlib.sha256(jsonio.canonical([[".", "symlink:" + os.readlink(folder)]])).hexdigest()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        base = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            path = base / name
+            rel = path.relative_to(folder).as_posix()
+            try:
+                st = path.lstat()
+                if stat.S_ISLNK(st.st_mode):
+                    entries.append([rel, "symlink:" + os.readlink(path)])
+                elif stat.S_ISREG(st.st_mode):
+                    entries.append([rel, _sha_file(path)])
+                elif not stat.S_ISDIR(st.st_mode):
+                    entries.append([rel, "special"])
+            except OSError as exc:
+                entries.append([rel, f"unreadable:{exc.errno}"])
+    entries.sort()
     return hashlib.sha256(jsonio.canonical(entries)).hexdigest()
+
+
+def _sha_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of a regular, non-symlinked file, or None (missing, special, unreadable)."""
+    try:
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def file_hashes(folder: Path, prefix: str) -> list[tuple[str, str]]:
@@ -160,19 +197,26 @@ def gather_facts(run_dir: Path, worker: str, base_paths_lower: dict[str, str]) -
         "log_problems": [],
         "base_case_variants": {},
         "bundle_hash": bundle_hash(folder),
+        "run_id": None,
     }
+    patch_bytes = b""
     docs: dict[str, Any] = {}
+    if folder.is_symlink() or (folder / "LOGS").is_symlink():
+        # A symlinked bundle folder (or LOGS/) could point anywhere: read nothing through it.
+        facts["symlinks"].append(worker_dirname(worker) if folder.is_symlink() else "LOGS")
+        return facts
     for name in WORKER_FILES:
         path = folder / name
         if path.is_symlink():
             facts["symlinks"].append(name)
             continue
-        if not path.is_file():
+        data = _read_regular(path)
+        if data is None:
             facts["missing"].append(name)
             continue
         if name in JSON_FILES:
             try:
-                doc = jsonio.loads(path.read_bytes())
+                doc = jsonio.loads(data[3:] if data.startswith(b"\xef\xbb\xbf") else data)
             except Exception as exc:
                 facts["json_errors"].append([name, str(exc).splitlines()[0] if str(exc) else "invalid JSON"])
                 continue
@@ -182,7 +226,10 @@ def gather_facts(run_dir: Path, worker: str, base_paths_lower: dict[str, str]) -
                     facts["schema_errors"].append([name, where, msg])
                 continue
             docs[name] = doc
+        elif name == "DIFF.patch":
+            patch_bytes = data
     if "STATUS.json" in docs:
+        facts["run_id"] = docs["STATUS.json"]["run_id"]
         facts["status"] = docs["STATUS.json"]["status"]
         facts["status_reason"] = docs["STATUS.json"].get("reason", "")
         facts["ids"]["STATUS.json"] = docs["STATUS.json"]["worker"]
@@ -195,11 +242,9 @@ def gather_facts(run_dir: Path, worker: str, base_paths_lower: dict[str, str]) -
         facts["ids"]["HANDOFF_NOTE.json"] = docs["HANDOFF_NOTE.json"]["worker"]
     if "FILES_CHANGED.json" in docs:
         facts["files_changed"] = list(docs["FILES_CHANGED.json"]["files"])
-    patch_path = folder / "DIFF.patch"
     if "DIFF.patch" not in facts["missing"] and "DIFF.patch" not in facts["symlinks"]:
-        data = patch_path.read_bytes()
         try:
-            patch = patchparse.parse(data)
+            patch = patchparse.parse(patch_bytes)
         except patchparse.PatchParseError as exc:
             facts["patch_error"] = str(exc)
         else:
@@ -222,10 +267,11 @@ def gather_facts(run_dir: Path, worker: str, base_paths_lower: dict[str, str]) -
                 facts["log_problems"].append([rel, "log-path-invalid", str(exc)])
                 continue
             log = folder / "LOGS" / rel
-            if not log.is_file() or log.is_symlink():
-                facts["log_problems"].append([rel, "log-missing", "listed in LOGS/INDEX.json but absent"])
+            inside = not any(p.is_symlink() for p in [log, *log.parents] if folder in p.parents)
+            data = _read_regular(log) if inside else None
+            if data is None:
+                facts["log_problems"].append([rel, "log-missing", "listed in LOGS/INDEX.json but absent or not a regular file"])
                 continue
-            data = log.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             if digest != entry["sha256"] or len(data) != entry["bytes"]:
                 facts["log_problems"].append(

@@ -26,7 +26,10 @@ def _sort(findings: list[Finding]) -> list[Finding]:
 
 
 def worker_findings(
-    facts: Mapping[str, Any], protected: Sequence[str], expected_scope: Mapping[str, Sequence[str]] | None = None
+    facts: Mapping[str, Any],
+    protected: Sequence[str],
+    expected_scope: Mapping[str, Sequence[str]] | None = None,
+    run_id: str | None = None,
 ) -> list[Finding]:
     """Every per-worker rule of DESIGN §5 applied to one bundle's recorded facts.
 
@@ -55,6 +58,9 @@ def worker_findings(
     for name, found in sorted(facts["ids"].items()):
         if found != w:
             out.append(_finding(w, name, "worker-id-mismatch", f"{w}_worker/{name} names worker {found!r}"))
+    if run_id is not None and facts.get("run_id") not in (None, run_id):
+        out.append(_finding(w, "STATUS.json", "run-id-mismatch",
+                            f"{w}_worker/STATUS.json belongs to run {facts['run_id']!r}, not {run_id!r}"))
     status = facts["status"]
     if status is not None and status != "DONE":
         reason = facts.get("status_reason") or "no reason given"
@@ -158,7 +164,7 @@ def evaluate(facts_by_worker: Mapping[str, Mapping[str, Any]], policy: Mapping[s
     findings: list[Finding] = []
     scopes = policy.get("scopes", {})
     for w in sorted(facts_by_worker):
-        findings.extend(worker_findings(facts_by_worker[w], policy["protected_paths"], scopes.get(w)))
+        findings.extend(worker_findings(facts_by_worker[w], policy["protected_paths"], scopes.get(w), policy.get("run_id")))
     findings.extend(cross_case_collisions(facts_by_worker))
     ovl = overlaps(facts_by_worker, bool(policy["allow_identical_patch_overlap"]))
     for o in ovl:

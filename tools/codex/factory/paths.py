@@ -76,8 +76,11 @@ def normalise_repo_path(raw: str) -> str:
         raise PathRuleError("path-traversal", f"path {raw!r} contains '..'")
     if any(p in ("", ".") for p in parts) or posixpath.normpath(raw) != raw:
         raise PathRuleError("path-not-normalised", f"path {raw!r} is not normalised")
-    if parts[0].lower() == ".git":
-        raise PathRuleError("path-git-dir", f"path {raw!r} is inside .git/")
+    for part in parts:
+        # Any .git directory (a nested repository's too), and the spellings Windows maps to it.
+        low = part.lower()
+        if low.rstrip(". ") == ".git" or low == "git~1":
+            raise PathRuleError("path-git-dir", f"path {raw!r} is inside a .git directory")
     return raw
 
 

@@ -28,6 +28,7 @@ def policy(manifest: dict[str, Any]) -> dict[str, Any]:
     protected = set(run_setting(manifest, "security.protected_paths"))
     protected |= set(run_setting(manifest, "security.holdout_paths"))  # held-out is protected too
     return {
+        "run_id": manifest["run_id"],
         "protected_paths": sorted(protected),
         "allow_identical_patch_overlap": bool(run_setting(manifest, "run.allow_identical_patch_overlap")),
         "case_collisions": run_setting(manifest, "run.case_collisions"),

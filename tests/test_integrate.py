@@ -455,3 +455,35 @@ def test_checks_are_the_runs_own_an_env_var_cannot_drop_them(repo: Path) -> None
     res = integrate(repo, run_id, env={"FACTORY_CHECKS__REQUIRED": "[]"})
     assert_agree(repo, run_id, res, "BLOCKED", 3)
     assert read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["checks"][0]["name"] == "red"
+
+
+def test_attestation_failure_makes_everything_say_fail(repo: Path) -> None:
+    run_id = validated_run(repo, {})
+    (run_dir(repo, run_id) / "attestations" / "bundles.sha256").mkdir()
+    res = integrate(repo, run_id)
+    assert_agree(repo, run_id, res, "FAIL", 1)
+    reasons = read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["reasons"]
+    assert any("could not write the report" in r for r in reasons)
+
+
+def test_symlinked_logs_folder_still_gets_a_report(repo: Path, tmp_path: Path) -> None:
+    run_id = validated_run(repo, {})
+    outside = tmp_path / "outside-logs"
+    outside.mkdir()
+    (run_dir(repo, run_id) / "Z_integrator" / "LOGS").symlink_to(outside, target_is_directory=True)
+    res = integrate(repo, run_id)
+    assert_agree(repo, run_id, res, "BLOCKED", 3)
+    assert list(outside.iterdir()) == []
+    doc = read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")
+    assert doc["policy_violations"] and all("LOGS" in v["path"] for v in doc["policy_violations"])
+
+
+def test_a_new_integration_carries_nothing_of_an_earlier_attempt(repo: Path) -> None:
+    run_id = validated_run(repo, {})
+    stale = run_dir(repo, run_id) / "Z_integrator" / "LOGS" / "check-old.stdout.log"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("from an earlier attempt\n")
+    assert_agree(repo, run_id, integrate(repo, run_id), "PASS", 0)
+    assert not stale.exists()
+    index = read_json(run_dir(repo, run_id) / "Z_integrator" / "LOGS" / "INDEX.json")
+    assert "check-old.stdout.log" not in [e["path"] for e in index["logs"]]

@@ -157,6 +157,7 @@ def integrate(
     commit = manifest["base_commit"]
     run_dir = ctx.layout.run_dir(run_id)
     data: dict[str, Any] = {"merge_order": [], "applied": [], "checks": [], "files_changed": []}
+    writer.clear(Z_DIR)  # nothing of an earlier attempt may be reported or attested as this one's
     validation = require_validation(ctx.ledger, run_id, run_dir, workers)
     deps = dependencies(run_dir, manifest, workers)
     strict = bool(run_setting(manifest, "feature_flags.strict_handoff_dependencies"))

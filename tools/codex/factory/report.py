@@ -6,17 +6,17 @@ computed by :func:`decisions.final_status` from the stage results, so they canno
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from tools.codex.factory import bundles, decisions, jsonio, schemas
 from tools.codex.factory.context import Context
-from tools.codex.factory.errors import PolicyViolation, UsageError
+from tools.codex.factory.errors import FactoryError, PolicyViolation, UsageError
 from tools.codex.factory.events import Recorder
 from tools.codex.factory.ledger import Filter
 from tools.codex.factory.paths import (
@@ -35,16 +35,23 @@ STATUS = f"{Z_DIR}/STATUS.json"
 
 
 def _placeholders(writer: GuardedWriter, run_id: str, reason: str) -> None:
-    """Integration did not run: still leave every Z artifact, saying so."""
-    z = writer.target(Z_DIR)
-    if not (z / "FILES_CHANGED.json").exists():
-        writer.write(f"{Z_DIR}/FILES_CHANGED.json", jsonio.pretty({"schema_version": schemas.SCHEMA_VERSION, "files": []}))
-    if not (z / "DIFF.patch").exists():
-        writer.write(f"{Z_DIR}/DIFF.patch", b"")
-    if not (z / "MERGE_PLAN.md").exists():
-        writer.write_text(f"{Z_DIR}/MERGE_PLAN.md", f"# Merge plan for {run_id}\n\nNo merge: {reason}.\n")
-    if not (z / LOGS_DIR / "INDEX.json").exists():
-        writer.write(f"{Z_DIR}/{LOGS_DIR}/INDEX.json", jsonio.pretty(bundles.logs_index({})))
+    """Integration did not run: still leave every Z artifact, saying so.
+
+    Each is written on its own: a refused write (recorded in writer.violations) does not
+    stop the others, nor STATUS.json and FINAL_REPORT.txt after them.
+    """
+    z = writer.root / Z_DIR
+    wanted: list[tuple[str, bytes]] = [
+        ("FILES_CHANGED.json", jsonio.pretty({"schema_version": schemas.SCHEMA_VERSION, "files": []})),
+        ("DIFF.patch", b""),
+        ("MERGE_PLAN.md", f"# Merge plan for {run_id}\n\nNo merge: {reason}.\n".encode()),
+        (f"{LOGS_DIR}/INDEX.json", jsonio.pretty(bundles.logs_index({}))),
+    ]
+    for name, data in wanted:
+        if (z / name).exists() and not (z / name).is_symlink():
+            continue
+        with contextlib.suppress(PolicyViolation):
+            writer.write(f"{Z_DIR}/{name}", data)
 
 
 def render_report(doc: dict[str, Any], manifest: dict[str, Any], validation: dict[str, Any] | None) -> str:
@@ -135,14 +142,14 @@ def finalize(
         "files_changed": integration.get("files_changed", []),
         "ledger_head": {"seq": head.seq, "hash": head.hash},
     }
+    not_run = next((s.reason for s in stages if s.stage == "integrate" and s.status == "SKIPPED"),
+                   "integration did not complete")
+    _placeholders(writer, run_id, not_run)
+    if writer.violations and status != "FAIL":
+        doc["status"] = status = "BLOCKED"
+    doc["policy_violations"] = list(writer.violations)
+    attest: dict[str, str] = {}
     try:
-        not_run = next((s.reason for s in stages if s.stage == "integrate" and s.status == "SKIPPED"), "integration did not complete")
-        _placeholders(writer, run_id, not_run)
-        for v in writer.violations:
-            if {"path": v["path"], "reason": v["reason"]} not in doc["policy_violations"]:
-                doc["policy_violations"].append(v)
-        if writer.violations and status != "FAIL":
-            doc["status"] = status = "BLOCKED"
         writer.write(STATUS, jsonio.pretty(doc))
         writer.write_text(REPORT, render_report(doc, manifest, validation))
         attest = _attest(ctx, writer, run_dir, manifest)
@@ -150,18 +157,41 @@ def finalize(
         doc["status"] = status = "BLOCKED"
         doc["policy_violations"] = list(writer.violations)
         rec.emit("policy.violation", "summary", path=writer.violations[-1]["path"], reason=str(exc))
-        attest = {}
-    rec.emit(
-        "report.written",
-        "summary",
-        status=status,
-        ledger_head={"seq": head.seq, "hash": head.hash},
-        files=dict(sorted(writer.written.items())),
-        attestations=attest,
-        policy_violations=doc["policy_violations"],
-    )
-    rec.emit("run.finished", "summary", status=status, reasons=reasons, stages=[s.row() for s in stages])
+    except (OSError, FactoryError) as exc:
+        status = _downgrade(writer, doc, manifest, validation, f"summary: could not write the report: {exc}")
+    try:
+        rec.emit(
+            "report.written",
+            "summary",
+            status=status,
+            ledger_head={"seq": head.seq, "hash": head.hash},
+            files=dict(sorted(writer.written.items())),
+            attestations=attest,
+            policy_violations=doc["policy_violations"],
+        )
+        rec.emit("run.finished", "summary", status=status, reasons=doc["reasons"], stages=[s.row() for s in stages])
+    except FactoryError as exc:
+        # The verdict could not be recorded: the files must not claim more than the ledger holds.
+        _downgrade(writer, doc, manifest, validation, f"summary: could not record the run in the ledger: {exc}")
     return doc
+
+
+def _downgrade(writer: GuardedWriter, doc: dict[str, Any], manifest: dict[str, Any],
+               validation: dict[str, Any] | None, reason: str) -> str:
+    """An internal error after the verdict: make STATUS.json and the report say FAIL too.
+
+    If even that cannot be written, remove them rather than leave a stale verdict behind.
+    """
+    doc["status"] = "FAIL"
+    doc["reasons"] = [*doc["reasons"], reason]
+    try:
+        writer.write(STATUS, jsonio.pretty(doc))
+        writer.write_text(REPORT, render_report(doc, manifest, validation))
+    except (OSError, FactoryError):
+        for rel in (STATUS, REPORT):
+            with contextlib.suppress(OSError, PolicyViolation):
+                writer.target(rel).unlink()
+    return "FAIL"
 
 
 def _attest(ctx: Context, writer: GuardedWriter, run_dir: Path, manifest: dict[str, Any]) -> dict[str, str]:
@@ -216,6 +246,10 @@ def open_path(path: Path) -> tuple[bool, str]:
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             return False, "no display (DISPLAY/WAYLAND_DISPLAY unset)"
         cmd = [opener, str(path)]
-    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     start_new_session=True)
+    from tools.codex.factory import proc
+
+    try:
+        proc.spawn_detached(cmd)
+    except FactoryError as exc:
+        return False, f"{Path(cmd[0]).name} could not start: {str(exc).splitlines()[0]}"
     return True, Path(cmd[0]).name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -42,13 +43,15 @@ class GuardedWriter:
         try:
             resolved.relative_to(real_root)
         except ValueError:
-            return self._refuse(rel, f"resolves to {resolved}, outside the run folder")
+            return self._refuse(rel, "resolves outside the run folder")
         if candidate.is_symlink():
             return self._refuse(rel, "target is a symlink")
         return candidate
 
     def _refuse(self, rel: str, why: str) -> Path:
-        self.violations.append({"path": rel, "reason": why})
+        entry = {"path": rel, "reason": why}
+        if entry not in self.violations:
+            self.violations.append(entry)
         raise PolicyViolation(f"write to {rel!r} refused: {why}")
 
     def mkdir(self, rel: str) -> Path:
@@ -75,6 +78,17 @@ class GuardedWriter:
         digest = hashlib.sha256(data).hexdigest()
         self.written[rel] = digest
         return digest
+
+    def clear(self, rel: str) -> None:
+        """Empty the folder ``rel`` (a previous attempt's artifacts), refusing links out."""
+        path = self.target(rel)
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                self.target(f"{rel}/{child.name}")
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
 
     def record(self, rel: str) -> str:
         """Hash a file a child process wrote at ``rel`` (e.g. a log) as if we wrote it."""

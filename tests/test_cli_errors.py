@@ -22,6 +22,8 @@ from tools.codex.factory.ledger import Filter, Ledger
     ["print-report", "--run-id", "a/b"],
     ["launch", "--dry-run", "--workers", "A,,Z"],
     ["--now", "yesterday-ish", "ledger"],
+    ["open-run", "--run-id", "nosuch"],  # an unknown run is a usage error, as the runbook says
+    ["open-report", "--run-id", "nosuch"],
 ])
 def test_usage_errors_are_one_line_exit_2(repo: Path, args: list[str]) -> None:
     res = run_cli("--repo", str(repo), *args)
@@ -30,6 +32,23 @@ def test_usage_errors_are_one_line_exit_2(repo: Path, args: list[str]) -> None:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("factory: error:"), res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(("agent", "expected"), [
+    ({"preset": "codx"}, "config key workers.agent.preset: 'codx' is not one of ['codex', 'claude', 'aider', 'script']"),
+    ({"preset": "script", "argv": []}, "config key workers.agent.argv: [] should be non-empty"),
+    ({"preset": "script", "timeout_s": 0}, "config key workers.agent.timeout_s: 0 is less than or equal to the minimum"),
+    ("codex", "config key workers.agent: 'codex' is not of type 'null' or 'object'"),
+    ({"preset": "script", "argv": ["{python}", "{prompt_file"]},
+     "config workers.agent.argv[1]: unbalanced '{' in '{prompt_file' at column 1"),
+    ({"preset": "script", "argv": ["{python}", "x}"]}, "config workers.agent.argv[1]: unbalanced '}' in 'x}'"),
+])
+def test_agent_config_errors_name_the_field_and_the_rule(repo: Path, agent: object, expected: str) -> None:
+    res = run_cli("--repo", str(repo), "launch", "--workers", "A", env={"FACTORY_WORKERS__AGENT": json.dumps(agent)})
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("factory: error: " + expected), lines
+    assert not (repo / "tools/codex/runs").exists() or not any((repo / "tools/codex/runs").iterdir())
 
 
 def test_missing_required_option_is_named(repo: Path) -> None:

@@ -116,7 +116,7 @@ def test_invalid_handoff_note_is_kept_and_blocks_validation(tmp_path: Path) -> N
     (wt / ".factory" / "HANDOFF_NOTE.json").write_text(json.dumps({"schema_version": 1, "worker": "A", "depends_on": []}))
     cli(repo, "bundle-collect", "--run-id", run_id)
     assert cli(repo, "bundle-validate", "--run-id", run_id).returncode == 0
-    assert cli(repo, "clean", "--run-id", run_id).returncode == 0
+    assert cli(repo, "clean", "--run-id", run_id, "--force").returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_collect_of_a_dry_run_or_unknown_worker_is_refused(tmp_path: Path) -> No
     res = cli(repo, "bundle-collect", "--run-id", run_id, "--workers", "B")
     assert res.returncode == 2 and res.stderr.strip() == (
         "factory: error: --workers: B not in this run (workers: A)")
-    assert cli(repo, "clean", "--run-id", run_id).returncode == 0
+    assert cli(repo, "clean", "--run-id", run_id, "--force").returncode == 0
     res = cli(repo, "bundle-collect", "--run-id", run_id)
     assert res.returncode == 2 and f"A_worker: no worktree on branch factory/{run_id}/A" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1

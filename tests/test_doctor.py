@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -163,12 +165,36 @@ def test_leftover_worktrees_are_a_warning_with_the_clean_fix(tmp_path: Path, env
     res = factory(repo, env, "launch", "--base-ref", "HEAD", "--run-id", "left-1", "--workers", "A")
     assert res.returncode == 0, res.stderr
     busy = lines_of(factory(repo, env, "doctor").stdout)["worktrees"]  # an interactive worker at work
-    assert busy.startswith("OK   worktrees: no leftover") and "1 in use by run(s) still in progress (left-1)" in busy
-    assert factory(repo, env, "bundle-collect", "--run-id", "left-1").returncode == 0  # collected, never integrated
+    assert busy.startswith("OK   worktrees: no leftover") and "1 in use by run(s) still in progress (left-1" in busy
+    assert factory(repo, env, "bundle-collect", "--run-id", "left-1").returncode == 0  # collected, run not finished
+    busy = lines_of(factory(repo, env, "doctor").stdout)["worktrees"]  # `clean` would refuse it: still in use
+    assert busy.startswith("OK") and "in use" in busy and "clean --run-id left-1 --force" in busy
+    assert factory(repo, env, "bundle-validate", "--run-id", "left-1").returncode == 0
+    assert factory(repo, env, "integrate", "--run-id", "left-1", "--keep-worktrees").returncode == 0
     out = factory(repo, env, "doctor")
     assert out.returncode == 0
     line = lines_of(out.stdout)["worktrees"]
     assert line.startswith("WARN worktrees: 1 leftover worker worktree(s)/branch(es)") and "left-1" in line
     assert "fix: run `factory clean`" in line
-    assert factory(repo, env, "clean", "--run-id", "left-1", "--force").returncode == 0
+    assert factory(repo, env, "clean", "--run-id", "left-1").returncode == 0  # finished, all collected: no --force
     assert lines_of(factory(repo, env, "doctor").stdout)["worktrees"].startswith("OK")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a POSIX shell wrapper stands in for a git build")
+def test_git_features_probe_only_what_the_factory_uses(tmp_path: Path, env: dict[str, str]) -> None:
+    """A git without `git sparse-checkout` (never run by the factory) is fine."""
+    real_git = shutil.which("git")
+    assert real_git is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "git"
+    wrapper.write_bytes(
+        b'#!/bin/sh\nfor a in "$@"; do [ "$a" = sparse-checkout ] && { echo "git: \'sparse-checkout\' is not a '
+        b'git command." >&2; exit 1; }; done\nexec ' + real_git.encode() + b' "$@"\n')
+    wrapper.chmod(0o755)
+    env = {**env, "PATH": str(bin_dir) + os.pathsep + env.get("PATH", "")}
+    repo = make_repo(tmp_path / "repo", env)
+    res = factory(repo, env, "doctor")
+    line = lines_of(res.stdout)["git features"]
+    assert line.startswith("OK"), line
+    assert res.returncode == 0, res.stdout

@@ -103,6 +103,11 @@ def test_import_a_git_diff_and_a_format_patch_series_then_integrate(tmp_path: Pa
          "--patch {p} does not apply to the run's base"),
         (b"diff --git a/img.png b/img.png\nnew file mode 100644\nindex 0000000..1111111\nBinary files /dev/null and b/img.png differ\n",
          "--patch {p}: binary change to img.png carries no data; make the patch with `git diff --binary`"),
+        # PowerShell 5.1 `git diff > fix.patch` writes UTF-16 LE with a BOM.
+        ("\ufeffdiff --git a/src/app.py b/src/app.py\r\n--- a/src/app.py\r\n+++ b/src/app.py\r\n@@ -1 +1 @@\r\n"
+         "-print('app')\r\n+print('v2')\r\n".encode("utf-16-le"),
+         "--patch {p} is UTF-16 (PowerShell 5.1 '>' writes UTF-16): save it with `git diff --output {p}` or "
+         "`Out-File -Encoding utf8`"),
     ],
 )
 def test_import_bad_patches_are_one_line_errors(tmp_path: Path, content: bytes | None, expected: str) -> None:
@@ -128,3 +133,33 @@ def test_import_for_a_worker_not_in_the_run(tmp_path: Path) -> None:
     assert res.stderr.strip() == f"factory: error: --worker Q: not in run {run_id} (workers: A, B, C, D)"
     res = cli(repo, "bundle-import", "--run-id", run_id, "--worker", "z", "--patch", str(tmp_path / "p.diff"))
     assert res.returncode == 2 and "--worker: worker ID 'z'" in res.stderr
+
+
+def test_import_takes_the_run_lock(tmp_path: Path) -> None:
+    """A held run lock (an integrate between its hash check and its patch read, a launch running the
+    worker's agent) makes an import BLOCKED at once, and the bundle stays as it was."""
+    from tools.codex.factory.clock import Clock
+    from tools.codex.factory.context import Context
+    from tools.codex.factory.pipeline import run_lock
+
+    repo = work_repo(tmp_path)
+    run_id = _dry_run(repo)
+    patch = tmp_path / "fix.patch"
+    patch.write_bytes(b"diff --git a/src/app.py b/src/app.py\n--- a/src/app.py\n+++ b/src/app.py\n@@ -1 +1 @@\n"
+                      b"-print('app')\n+print('v2')\n")
+    before = (run_dir(repo, run_id) / "A_worker" / "DIFF.patch").read_bytes()
+    ctx = Context(repo_opt=repo, clock=Clock())
+    lock = run_lock(ctx, run_id)
+    lock.acquire()
+    try:
+        res = cli(repo, "bundle-import", "--run-id", run_id, "--worker", "A", "--patch", str(patch), timeout=60)
+    finally:
+        lock.release()
+        lock.close()
+        ctx.close()
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"run lock of {run_id}" in res.stderr and res.stderr.count("\n") == 1
+    assert (run_dir(repo, run_id) / "A_worker" / "DIFF.patch").read_bytes() == before
+    assert [e for e in events(repo, run_id) if e["event_type"] == "bundle.imported"] == []
+    res = cli(repo, "bundle-import", "--run-id", run_id, "--worker", "A", "--patch", str(patch))
+    assert res.returncode == 0, res.stderr

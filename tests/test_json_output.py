@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tools.codex.factory.selftest import factory, make_repo, scratch_env
+from tools.codex.factory.selftest import BASE_FILES, factory, make_repo, real_patch, scratch_env
 
 RUN = "run-json"
 JSON_KEYS: dict[str, set[str] | None] = {  # None: a JSON array (of ledger events)
@@ -31,6 +31,9 @@ JSON_KEYS: dict[str, set[str] | None] = {  # None: a JSON array (of ledger event
     "self-test": {"status", "steps", "scratch"},
     "open-report": {"run_id", "path", "opened", "how"},
     "open-run": {"run_id", "path", "opened", "how"},
+    "bundle-collect": {"run_id", "status", "workers", "runboard"},
+    "bundle-import": {"run_id", "worker", "status", "format", "commits", "files", "diff_sha256"},
+    "clean": {"status", "removed", "refused", "failed", "busy"},
 }
 EVENT_KEYS = {"event_type", "hash", "payload", "prev_hash", "run_id", "seq", "stage", "ts_utc"}
 READ_COMMANDS: list[tuple[str, tuple[str, ...]]] = [
@@ -153,3 +156,26 @@ def test_watch_json_keeps_stdout_for_data(world: tuple[Path, dict[str, str]]) ->
     data = json.loads(res.stdout)
     assert data["finished"] is True and data["status"] == "PASS"
     assert "run.finished" in res.stderr  # the progress lines went to stderr
+
+
+def test_real_worker_commands_json(tmp_path: Path) -> None:
+    """bundle-collect, bundle-import and clean: --json on stdout equals --json-out, with the documented keys."""
+    env = scratch_env(tmp_path / "home")
+    repo = make_repo(tmp_path / "repo", env)
+    res = factory(repo, env, "launch", "--base-ref", "HEAD", "--run-id", "run-real", "--workers", "A,B")
+    assert res.returncode == 0, res.stderr
+    patch = tmp_path / "fix.patch"
+    patch.write_bytes(real_patch(repo, env, {"src/app.py": BASE_FILES["src/app.py"] + "X = 1\n"}))
+    cases = [
+        ("bundle-collect", ("bundle-collect", "--run-id", "run-real", "--workers", "A"), 0),
+        ("bundle-import", ("bundle-import", "--run-id", "run-real", "--worker", "B", "--patch", str(patch)), 0),
+        ("clean", ("clean",), 3),  # the run has not finished: its worktrees are refused
+    ]
+    for name, args, code in cases:
+        out_file = tmp_path / f"{name}.json"
+        res = factory(repo, env, *args, "--json", "--json-out", str(out_file))
+        assert res.returncode == code, (name, res.stderr)
+        data = json.loads(res.stdout)
+        assert json.loads(out_file.read_bytes()) == data
+        check_keys(name, data)
+    assert factory(repo, env, "clean", "--force").returncode == 0

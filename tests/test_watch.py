@@ -231,3 +231,14 @@ def test_watch_ends_for_a_run_refused_by_preflight(tmp_path: Path, env: dict[str
         watcher.kill()
     assert rc == 3, err
     assert "preflight" in out and out.rstrip().endswith("run run-refused finished: BLOCKED")
+
+
+def test_watch_of_an_unknown_run_is_a_usage_error_not_a_silent_wait(tmp_path: Path, env: dict[str, str]) -> None:
+    repo = make_repo(tmp_path / "repo", env)
+    assert factory(repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-known").returncode == 0
+    t0 = time.monotonic()
+    res = factory(repo, env, "watch", "--run-id", "run-knwon", timeout=60)  # a typo, no --timeout
+    assert time.monotonic() - t0 < 30
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("factory: error: --run-id run-knwon: no such run"), lines

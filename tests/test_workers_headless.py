@@ -127,7 +127,7 @@ def test_progress_lines_on_stderr_and_the_prompt_on_stdin(tmp_path: Path) -> Non
     assert "A_worker" in res.stdout and "next:" in res.stdout
     # Not integrated yet: the worktree stays until then (clean removes it).
     assert list(worktrees(repo)) == [f"factory/{run_id}/A"]
-    assert cli(repo, "clean", "--run-id", run_id).returncode == 0
+    assert cli(repo, "clean", "--run-id", run_id, "--force").returncode == 0
     assert worktrees(repo) == {} and factory_branches(repo) == []
 
 
@@ -279,4 +279,4 @@ def test_max_parallel_one_runs_the_agents_one_after_another(tmp_path: Path) -> N
     order = [(e["event_type"], e["payload"]["worker"]) for e in events(repo, run_id)
              if e["event_type"] in ("worker.started", "worker.finished")]
     assert order == [("worker.started", "A"), ("worker.finished", "A"), ("worker.started", "B"), ("worker.finished", "B")]
-    assert cli(repo, "clean", "--run-id", run_id).returncode == 0
+    assert cli(repo, "clean", "--run-id", run_id, "--force").returncode == 0

@@ -118,7 +118,10 @@ def test_oneshot_with_interactive_workers_stops_pending_with_next_steps(tmp_path
     assert not (run_dir(repo, run_id) / "Z_integrator" / "STATUS.json").exists()
     res = cli(repo, "oneshot", "--workers", "A", "--json")
     assert res.returncode == 0 and json.loads(res.stdout)["status"] == "PENDING"
-    assert cli(repo, "clean").returncode == 0
+    res = cli(repo, "clean")  # both runs are pending, not finished: their workers may be at work
+    assert res.returncode == 3 and len(worktrees(repo)) == 3
+    assert res.stderr.count("has not finished") == 3
+    assert cli(repo, "clean", "--force").returncode == 0
     assert worktrees(repo) == {}
 
 

@@ -20,13 +20,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from tools.codex.factory import proc
+from tools.codex.factory.clock import Clock, real_monotonic
 from tools.codex.factory.errors import ProcessError, UsageError
 
 # Documented non-interactive command lines (see RUNBOOK.md "Real workers").
@@ -59,12 +59,19 @@ class AgentSpec:
                 "timeout_s": self.timeout_s, "source": self.source}
 
 
+_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+
+
 def check_argv(argv: list[str], source: str) -> None:
+    """Every ``{...}`` is a known placeholder; any other brace is doubled (``{{``, ``}}``)."""
+    known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
     for i, arg in enumerate(argv):
-        for m in _PLACEHOLDER.finditer(arg):
-            name = m.group(1)
+        for m in _TOKEN.finditer(arg):
+            tok, name = m.group(0), m.group(1)
+            if tok in ("{", "}"):
+                raise UsageError(f"{source}.argv[{i}]: unbalanced {tok!r} in {arg!r} at column {m.start() + 1} "
+                                 f"(placeholders are {known}; write {{{{ or }}}} for a literal brace)")
             if name is not None and name not in PLACEHOLDERS:
-                known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
                 raise UsageError(f"{source}.argv[{i}]: unknown placeholder {{{name}}} (known: {known})")
 
 
@@ -161,7 +168,7 @@ class Runner:
     """
 
     max_parallel: int
-    monotonic: Callable[[], float]
+    clock: Clock  # reported durations (0 when pinned); time limits use real time
     on_start: Callable[[Job], None]
     on_done: Callable[[Job, JobResult], None]
     stop: threading.Event = field(default_factory=threading.Event)
@@ -223,7 +230,7 @@ class Runner:
         if self.stop.is_set():
             self.on_done(job, JobResult(job.worker, None, False, True, False, "interrupted before its agent started"))
             return
-        start = self.monotonic()
+        start = self.clock.monotonic()
         job.stdout_path.parent.mkdir(parents=True, exist_ok=True)
         with open(job.stdout_path, "wb") as out, open(job.stderr_path, "wb") as err:
             try:
@@ -235,7 +242,7 @@ class Runner:
                 p = None
             if p is not None:
                 result = self._wait(job, p)
-        result.elapsed = round(self.monotonic() - start, 3)
+        result.elapsed = self.clock.elapsed(start)
         self.on_done(job, result)
 
     def _start(self, job: Job, out: IO[bytes], err: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -252,7 +259,7 @@ class Runner:
 
     def _wait(self, job: Job, p: subprocess.Popen[bytes]) -> JobResult:
         # Timeouts are enforced in real time; reported durations come from the (maybe pinned) clock.
-        deadline = time.monotonic() + job.spec.timeout_s
+        deadline = real_monotonic() + job.spec.timeout_s
         timed_out = interrupted = False
         while True:
             try:
@@ -264,12 +271,12 @@ class Runner:
                 interrupted = True
                 proc.kill_tree(p)
                 break
-            if time.monotonic() >= deadline:
+            if real_monotonic() >= deadline:
                 timed_out = True
                 proc.kill_tree(p)
                 break
         # Whatever the agent left running in its group would outlive it: stop it.
-        _kill_group(p)
+        proc.kill_group(p)
         with self._lock:
             self._running.pop(job.worker, None)
         if self.stop.is_set() and not timed_out:
@@ -283,13 +290,6 @@ def _feed(pipe: IO[bytes], data: bytes) -> None:
         pipe.write(data)
     with contextlib.suppress(BrokenPipeError, OSError, ValueError):
         pipe.close()
-
-
-def _kill_group(p: subprocess.Popen[bytes]) -> None:
-    if os.name == "nt":  # pragma: no cover - Windows: the tree was stopped by taskkill /T
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(p.pid, signal.SIGKILL)
 
 
 def ignore_sigint() -> Any:

@@ -2,9 +2,9 @@
 
 Leftovers are found through the ledger: every ``worktree.created`` event names a run, a
 worker and a branch; whatever git still has for those branches (a registered worktree, or
-just the branch) is a leftover. No work is lost: a worktree whose current diff differs from
-the DIFF.patch collected in its bundle holds changes never collected, and is refused unless
-``--force``.
+just the branch) is a leftover. No work is lost: without ``--force`` nothing is removed whose
+content is not exactly what the worker's bundle holds (see :func:`uncollected`), nor anything
+of a run that has not finished. Only our own worktree registrations are ever removed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory import gitops, runboard, worktrees
+from tools.codex.factory import collect, gitops, runboard, worktrees
 from tools.codex.factory.context import Context
 from tools.codex.factory.errors import FactoryError, LockHeldError
 from tools.codex.factory.events import Recorder
@@ -73,55 +73,124 @@ def _run_info(ctx: Context, run_id: str) -> dict[str, Any]:
         manifest = None
     if manifest is not None:
         return {"commit": manifest["base_commit"], "kind": manifest["kind"],
-                "holdout": worktrees.settings(manifest)["holdout"], "manifest": manifest}
+                "holdout": worktrees.settings(manifest)["holdout"], "manifest": manifest,
+                "plans": collect.plan_workers(manifest)}
     started = ctx.ledger.select(Filter(run_id=run_id, event_type="run.started"))
     payload = started[-1].payload if started else {}
     return {"commit": payload.get("base_commit"), "kind": payload.get("kind", "factory"),
-            "holdout": list(ctx.config.get("security.holdout_paths")), "manifest": None}
+            "holdout": list(ctx.config.get("security.holdout_paths")), "manifest": None, "plans": {}}
 
 
-def uncollected(ctx: Context, run_id: str, worker: str, path: Path, commit: str | None,
-                holdout: list[str]) -> tuple[bool, str]:
-    """(True, why) when the worktree holds changes its bundle's DIFF.patch does not have."""
+def _collected(ctx: Context, run_id: str, worker: str) -> Path | None:
+    """The worker's bundle folder when it holds a collected (or imported) bundle."""
+    run_dir = ctx.layout.run_dir(run_id)
+    bundle = run_dir / worker_dirname(worker)
+    if runboard.read_status(run_dir, worker) in ("PENDING", "MISSING") or not (bundle / "DIFF.patch").is_file():
+        return None
+    return bundle
+
+
+def uncollected(ctx: Context, item: dict[str, Any], info: dict[str, Any]) -> str:
+    """Why removing ``item`` would lose work never collected ('' when it would not).
+
+    Lost work is anything not exactly in the worker's bundle: a worktree whose current diff is
+    not the collected DIFF.patch, notes in ``.factory/`` the bundle does not hold, or (the
+    worktree folder gone) a branch with commits beyond the base whose diff is not DIFF.patch.
+    """
+    run_id, worker, branch = item["run_id"], item["worker"], item["branch"]
+    commit = info["commit"]
     if commit is None:
-        return True, "its run's base commit is unknown"
-    current = worktrees.current_diff(path, commit, holdout)
-    if not current:
-        return False, ""
-    bundle = ctx.layout.run_dir(run_id) / worker_dirname(worker) / "DIFF.patch"
-    collected = bundle.read_bytes() if bundle.is_file() and runboard.read_status(ctx.layout.run_dir(run_id), worker) != "PENDING" else None
-    now = hashlib.sha256(current).hexdigest()
-    if collected is None:
-        return True, f"changes (diff sha256 {now[:12]}) were never collected"
-    if hashlib.sha256(collected).hexdigest() != now:
-        return True, f"changes (diff sha256 {now[:12]}) differ from the collected DIFF.patch"
-    return False, ""
+        return "its run's base commit is unknown (no manifest, no run.started event)"
+    bundle = _collected(ctx, run_id, worker)
+    collected = (bundle / "DIFF.patch").read_bytes() if bundle is not None else None
+    if item["exists"]:
+        path = Path(item["path"])
+        current = worktrees.current_diff(path, commit, info["holdout"])
+        now = hashlib.sha256(current).hexdigest()
+        if current and collected is None:
+            return f"its changes (diff sha256 {now[:12]}) were never collected"
+        if current and collected is not None and hashlib.sha256(collected).hexdigest() != now:
+            return f"its changes (diff sha256 {now[:12]}) differ from the collected DIFF.patch"
+        plans = info["plans"]
+        if worker in plans:
+            for name, data in sorted(collect.notes_as_collected(path, plans[worker]).items()):
+                kept = bundle / name if bundle is not None else None
+                if kept is None or not kept.is_file() or kept.read_bytes() != data:
+                    return f"its note {worktrees.NOTES_DIR}/{name} was never collected"
+        return ""
+    tip = gitops.branch_tip(ctx.repo, branch)
+    if tip is None or tip == commit:
+        return ""
+    if collected is not None and gitops.commit_diff(ctx.repo, commit, tip) == collected:
+        return ""
+    return (f"its worktree folder is gone, but branch {branch} has commits beyond the base "
+            f"(tip {tip[:12]}) that were never collected")
 
 
-def _remove(ctx: Context, rec: Recorder, item: dict[str, Any], reason: str, forced: bool) -> None:
+def keep_reason(ctx: Context, item: dict[str, Any], info: dict[str, Any]) -> str:
+    """Why ``item`` must stay without --force ('' when it can go): uncollected work, or a run
+    that has not finished (its workers may be at work: what doctor calls "in use")."""
+    why = uncollected(ctx, item, info)
+    if why:
+        return why
+    if not item["run_finished"]:
+        return (f"run {item['run_id']} has not finished (no run.finished; status {item['status']}): "
+                "its worker may still be at work there")
+    return ""
+
+
+def _remove(ctx: Context, rec: Recorder, item: dict[str, Any], reason: str, forced: bool) -> str:
+    """Remove one worktree and branch; '' when done, else one line saying what was kept and why.
+
+    A failure is recorded (``cleanup.failed``) and never raised: what was decided before
+    (a PASS verdict) stands, and ``factory clean`` can retry.
+    """
     path = Path(item["path"]) if item["path"] else None
-    worktrees.remove(ctx.repo, path if item["registered"] else None, item["branch"])
-    rec.emit("worktree.removed", "clean" if reason == "clean" else "summary", f"{item['worker']}_worker",
-             worker=item["worker"], branch=item["branch"], reason=reason, forced=forced)
+    stage = "clean" if reason == "clean" else "summary"
+    actor = f"{item['worker']}_worker"
+    try:
+        worktrees.remove(ctx.repo, path if item["registered"] else None, item["branch"])
+    except (FactoryError, OSError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kept = []
+        if path is not None and path.exists():
+            kept.append("worktree")
+        if gitops.branch_exists(ctx.repo, item["branch"]):
+            kept.append("branch")
+        rec.emit("cleanup.failed", stage, actor, worker=item["worker"], branch=item["branch"], kept=kept,
+                 reason=why)
+        what = " and ".join(([f"worktree {path}"] if "worktree" in kept else [])
+                            + ([f"branch {item['branch']}"] if "branch" in kept else [])) or "nothing"
+        return f"could not remove the worktree of {worker_dirname(item['worker'])}: {why}; kept {what}"
+    rec.emit("worktree.removed", stage, actor, worker=item["worker"], branch=item["branch"], reason=reason,
+             forced=forced)
+    return ""
 
 
 def remove_integrated(ctx: Context, rec: Recorder, manifest: dict[str, Any], workers: list[str]) -> list[str]:
-    """Remove the integrated workers' worktrees and branches; keep any with uncollected work."""
+    """Remove the integrated workers' worktrees and branches; keep any with uncollected work.
+
+    Never raises for a removal that fails: it is recorded and becomes a warning line.
+    """
     run_id = manifest["run_id"]
     items = [i for i in leftover_worktrees(ctx) if i["run_id"] == run_id and i["worker"] in workers]
-    holdout = worktrees.settings(manifest)["holdout"]
+    info = _run_info(ctx, run_id)
     messages: list[str] = []
     removed = 0
     for item in items:
-        if item["exists"]:
-            dirty, why = uncollected(ctx, run_id, item["worker"], Path(item["path"]), manifest["base_commit"], holdout)
-            if dirty:
-                rec.emit("clean.refused", "summary", f"{item['worker']}_worker", worker=item["worker"],
-                         branch=item["branch"], reason=why)
-                messages.append(f"factory: kept the worktree of {worker_dirname(item['worker'])} ({item['path']}): {why}; "
-                                f"collect it again or run `factory clean --run-id {run_id} --force`")
-                continue
-        _remove(ctx, rec, item, "integrated", False)
+        why = uncollected(ctx, item, info)
+        if why:
+            rec.emit("clean.refused", "summary", f"{item['worker']}_worker", worker=item["worker"],
+                     branch=item["branch"], reason=why)
+            where = item["path"] or f"branch {item['branch']}"
+            messages.append(f"factory: kept the worktree of {worker_dirname(item['worker'])} ({where}): {why}; "
+                            f"collect it again or run `factory clean --run-id {run_id} --force`")
+            continue
+        failed = _remove(ctx, rec, item, "integrated", False)
+        if failed:
+            messages.append(f"factory: warning: {failed}; the verdict stands; "
+                            f"retry with `factory clean --run-id {run_id}`")
+            continue
         removed += 1
     if removed:
         messages.append(f"factory: removed {removed} worktree(s) and branch(es) of {run_id} (use --keep-worktrees to keep them)")
@@ -131,7 +200,12 @@ def remove_integrated(ctx: Context, rec: Recorder, manifest: dict[str, Any], wor
 
 
 def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
-    """``clean [--run-id ID] [--force]``: remove leftover worktrees and branches of factory runs."""
+    """``clean [--run-id ID] [--force]``: remove leftover worktrees and branches of factory runs.
+
+    Without ``--force`` a worktree or branch is removed only when nothing is lost: its content
+    is exactly what its bundle holds and its run has finished (see :func:`keep_reason`);
+    anything else is refused (exit 3), one line each, naming the worker and why.
+    """
     from tools.codex.factory.pipeline import run_lock
 
     if run_id is not None:
@@ -139,6 +213,7 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
     items = [i for i in leftover_worktrees(ctx) if run_id is None or i["run_id"] == run_id]
     removed: list[dict[str, Any]] = []
     refused: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     busy: list[str] = []
     messages: list[str] = []
     for rid in sorted({i["run_id"] for i in items}):
@@ -155,35 +230,41 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
                 continue
         try:
             for item in (i for i in items if i["run_id"] == rid):
-                dirty, why = False, ""
-                if item["exists"]:
-                    dirty, why = uncollected(ctx, rid, item["worker"], Path(item["path"]), info["commit"], info["holdout"])
-                if dirty and not force:
+                why = keep_reason(ctx, item, info)
+                where = item["path"] or f"branch {item['branch']}"
+                if why and not force:
                     rec.emit("clean.refused", "clean", f"{item['worker']}_worker", worker=item["worker"],
                              branch=item["branch"], reason=why)
                     refused.append({**item, "reason": why})
-                    messages.append(
-                        f"factory: refused {item['path']}: worktree of {worker_dirname(item['worker'])} (run {rid}): {why}; "
-                        f"run `factory bundle-collect --run-id {rid} --workers {item['worker']}` first, or pass --force to discard them"
-                    )
+                    advice = ("finish the run (collect, validate, integrate) first" if why.startswith("run ") else
+                              f"run `factory bundle-collect --run-id {rid} --workers {item['worker']}` first")
+                    messages.append(f"factory: refused {where}: worktree of {worker_dirname(item['worker'])} "
+                                    f"(run {rid}): {why}; {advice}, or pass --force to discard it")
                     continue
-                _remove(ctx, rec, item, "clean", dirty)
-                removed.append({**item, "forced": dirty})
+                problem = _remove(ctx, rec, item, "clean", bool(why))
+                if problem:
+                    failed.append({**item, "reason": problem})
+                    messages.append(f"factory: {problem}")
+                    continue
+                removed.append({**item, "forced": bool(why)})
             if info["manifest"] is not None:
                 runboard.refresh(ctx.repo, ctx.layout.run_dir(rid), info["manifest"])
         finally:
             if lock is not None:
                 lock.release()
                 lock.close()
-    status = Status.BLOCKED if refused else Status.PASS
-    data = {"status": status.value, "removed": removed, "refused": refused, "busy": busy}
+    status = Status.FAIL if failed else Status.BLOCKED if refused else Status.PASS
+    data = {"status": status.value, "removed": removed, "refused": refused, "failed": failed, "busy": busy}
     lines = []
     for r in removed:
         what = r["path"] or f"branch {r['branch']}"
         lines.append(f"removed {what} ({worker_dirname(r['worker'])} of {r['run_id']}, {r['bytes']} bytes)"
                      + (" [forced: uncollected changes discarded]" if r["forced"] else ""))
     for r in refused:
-        lines.append(f"refused {r['path']} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}")
+        what = r["path"] or f"branch {r['branch']}"
+        lines.append(f"refused {what} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}")
+    for r in failed:
+        lines.append(f"failed {r['path'] or r['branch']} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}")
     if not items:
         lines.append("nothing to clean: no leftover factory worktrees or branches" + (f" for {run_id}" if run_id else ""))
     return Outcome(status, data, "\n".join(lines), messages)

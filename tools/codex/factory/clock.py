@@ -1,4 +1,10 @@
-"""The only source of time. A pinned clock (``--now``/``FACTORY_NOW``) makes runs reproducible."""
+"""The only source of time. A pinned clock (``--now``/``FACTORY_NOW``) makes runs reproducible.
+
+Two kinds of time leave this module: *recorded* time (:class:`Clock`: timestamps, and durations
+that reach logs or artifacts, which stand still when pinned so pinned runs are byte-identical)
+and *real* time (:func:`real_monotonic`, :func:`sleep`: time limits and polling, never pinned,
+never written anywhere).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,17 @@ from tools.codex.factory.errors import UsageError
 UTC = _dt.timezone.utc
 
 
-def parse_instant(text: str, source: str = "--now") -> _dt.datetime:
-    """Parse an ISO-8601 instant; a naive value is taken as UTC."""
+MIN_YEAR = 1970
+MAX_YEAR = 9999
+
+
+def parse_instant(text: str, source: str = "--now", *, bounded: bool = True) -> _dt.datetime:
+    """Parse an ISO-8601 instant; a naive value is taken as UTC.
+
+    ``bounded`` (the clock): the UTC year must be 1970..9999, so every timestamp has the fixed
+    width that makes strings sort as times (a year 999 would sort after 2026 and pin the
+    ledger's never-decreasing ``ts_utc`` there for good). Filters (``--since``) take any year.
+    """
     raw = text.strip()
     if raw.endswith(("Z", "z")):
         raw = raw[:-1] + "+00:00"
@@ -24,17 +39,34 @@ def parse_instant(text: str, source: str = "--now") -> _dt.datetime:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        raise UsageError(f"{source}: {text!r} is outside the years {MIN_YEAR}..{MAX_YEAR} in UTC") from None
+    if bounded and not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise UsageError(f"{source}: {text!r} is outside the years {MIN_YEAR}..{MAX_YEAR} in UTC")
+    return value
 
 
 def format_ts(value: _dt.datetime) -> str:
-    """RFC 3339 with microseconds and ``Z``: fixed width, so strings sort as times."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 with microseconds and ``Z``: fixed width (the year zero-padded to 4 digits),
+    so strings sort as times."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def compact(value: _dt.datetime) -> str:
     """``YYYYMMDD_HHMMSS`` as used in run IDs."""
     return value.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+
+
+def real_monotonic() -> float:
+    """Real elapsed-time reference for time limits and polling; never pinned, never recorded."""
+    return time.monotonic()
+
+
+def sleep(seconds: float) -> None:
+    """Wait in real time (polling loops)."""
+    time.sleep(seconds)
 
 
 class Clock:

@@ -16,12 +16,12 @@ to declare must not be silently dropped. The collection itself records the probl
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tools.codex.factory import bundles, jsonio, patchparse, runboard, schemas, worktrees
+from tools.codex.factory.clock import sleep
 from tools.codex.factory.context import Context
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.events import Recorder
@@ -54,6 +54,23 @@ def _handoff(raw: bytes | None, worker: WorkerPlan) -> tuple[dict[str, Any] | No
     if doc["worker"] != worker.id:
         return None, raw, f".factory/HANDOFF_NOTE.json names worker {doc['worker']!r}, not {worker.id!r}"
     return dict(doc), None, ""
+
+
+def notes_as_collected(path: Path, worker: WorkerPlan) -> dict[str, bytes]:
+    """The bundle bytes that collecting now would write for each note the worker left in
+    ``.factory/`` (name -> bytes); notes it did not leave are absent. ``clean`` compares these
+    with the bundle to know whether the notes were collected."""
+    out: dict[str, bytes] = {}
+    for name in ("SUMMARY.md", "SUGGESTIONS.md"):
+        raw = worktrees.read_note(path, name)
+        if raw is not None:
+            out[name] = raw.decode("utf-8", "replace").encode("utf-8")
+    handoff, handoff_raw, _problem = _handoff(worktrees.read_note(path, "HANDOFF_NOTE.json"), worker)
+    if handoff_raw is not None:
+        out["HANDOFF_NOTE.json"] = handoff_raw
+    elif handoff is not None:
+        out["HANDOFF_NOTE.json"] = jsonio.pretty(handoff)
+    return out
 
 
 def _change_lines(patch: patchparse.Patch) -> list[str]:
@@ -263,7 +280,7 @@ def wait_for_done(ctx: Context, rec: Recorder, manifest: dict[str, Any], pending
                     if progress:
                         progress(f"factory: {worker_dirname(w)} marked done: collected, {len(info['files'])} file(s) changed")
             if left:
-                time.sleep(poll_s)
+                sleep(poll_s)
     except KeyboardInterrupt:
         statuses = {w: runboard.read_status(run_dir, w) for w in manifest["workers"]}
         rec.emit("run.interrupted", "launch", workers=[], reason="SIGINT (Ctrl-C) while waiting for interactive workers "

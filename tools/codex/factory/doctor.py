@@ -130,10 +130,12 @@ class Doctor:
         """Probe the subcommands the factory relies on with ``-h`` (usage text, exit 129)."""
         from tools.codex.factory import gitops
 
+        # Only what the code runs: `git sparse-checkout` is never used (the holdout is a
+        # per-worktree sparse file applied with read-tree and skip-worktree bits).
         probes = (
-            ("apply", "--index", "patches are applied with `git apply --index`"),
-            ("worktree", "add", "real workers get linked worktrees"),
-            ("sparse-checkout", "set", "worker checkouts leave holdout paths out"),
+            ("apply", "--cached", "patches are applied to an index with `git apply --cached`"),
+            ("worktree", "--porcelain", "real workers get linked worktrees (`git worktree add/list --porcelain`)"),
+            ("update-index", "--skip-worktree", "worker checkouts leave holdout paths out (skip-worktree)"),
         )
         missing = []
         for sub, token, why in probes:
@@ -144,7 +146,7 @@ class Doctor:
         if missing:
             self.add("git features", FAIL, "missing: " + "; ".join(missing), f"upgrade git to >= {_fmt(MIN_GIT)}")
         else:
-            self.add("git features", OK, "git apply --index, git worktree, git sparse-checkout")
+            self.add("git features", OK, "git apply --cached, git worktree, git update-index --skip-worktree")
 
     def windows_long_paths(self) -> None:
         enabled = _long_paths_enabled()
@@ -283,11 +285,13 @@ class Doctor:
         except FactoryError as exc:
             self.add("worktrees", WARN, f"cannot list leftover worktrees: {exc}", "run `factory clean` to see")
             return
-        # A PENDING worker of an unfinished run may still be at work in its worktree.
-        at_work = [e for e in left if e.get("status") == "PENDING" and not e.get("run_finished")]
+        # Every worker of a run that has not finished may still be at work in its worktree: in
+        # use, not a leftover (`clean` refuses them without --force, for the same reason).
+        at_work = [e for e in left if not e.get("run_finished")]
         stale = [e for e in left if e not in at_work]
-        busy = f"; {len(at_work)} in use by run(s) still in progress ({', '.join(sorted({str(e['run_id']) for e in at_work}))})" \
-            if at_work else ""
+        busy_runs = sorted({str(e["run_id"]) for e in at_work})
+        busy = (f"; {len(at_work)} in use by run(s) still in progress ({', '.join(busy_runs)}; an abandoned run: "
+                f"`factory clean --run-id {busy_runs[0]} --force`)") if at_work else ""
         if not stale:
             self.add("worktrees", OK, f"no leftover worker worktrees or branches{busy}")
             return

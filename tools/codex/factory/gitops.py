@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tools.codex.factory import proc
 from tools.codex.factory.errors import GitError, UsageError
+from tools.codex.factory.fsutil import remove_tree
 
 MIN_VERSION = (2, 30)
 
@@ -50,10 +52,6 @@ def resolve_commit(repo: Path, ref: str) -> str:
     return res.out.strip()
 
 
-def is_inside_repo(path: Path) -> bool:
-    return git(path, "rev-parse", "--git-dir", check=False).rc == 0
-
-
 def status_porcelain(repo: Path) -> bytes:
     return git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
 
@@ -74,10 +72,6 @@ def snapshot(repo: Path) -> dict[str, bytes]:
     }
 
 
-def run_args(repo: Path, args: Sequence[str]) -> proc.Result:
-    return git(repo, *args)
-
-
 # Fixed diff options: the integrator's DIFF.patch must not depend on anyone's git config.
 DIFF_ARGS = (
     "-c", "diff.noprefix=false",
@@ -87,17 +81,46 @@ DIFF_ARGS = (
 )
 
 
-def sandbox_env(sandbox: Path) -> dict[str, str]:
-    """No inherited GIT_* and a ceiling above the sandbox: git cannot reach the user's repo."""
-    return proc.base_env({"GIT_CEILING_DIRECTORIES": str(sandbox.parent)}, drop_git=True)
+def sandbox_env(sandbox: Path, repo: Path | None = None) -> dict[str, str]:
+    """For checks: no inherited GIT_*, and git ceilings at the sandbox's parent and at the
+    repository root, so git started in or above the sandbox (``git -C ..``) cannot discover
+    the user's repository. Checks are not an OS sandbox: a command that names the
+    repository's own path can still reach it.
+    """
+    # Git checks each folder below a ceiling, never the ceiling itself: with the repository
+    # root as one, discovery from anywhere under it stops before reaching its .git.
+    ceilings = {str(sandbox.parent.resolve())}
+    if repo is not None:
+        ceilings.add(str(repo.resolve()))
+    unique = sorted(ceilings)
+    return proc.base_env({"GIT_CEILING_DIRECTORIES": os.pathsep.join(unique)}, drop_git=True)
 
 
-def objects_dir(repo: Path) -> Path:
+def _own_env(sandbox: Path) -> dict[str, str]:
+    """For the integrator's own git calls in the sandbox: no user or system git config either,
+    so Z's DIFF.patch is the same bytes whatever ~/.gitconfig says (diff.context, ...)."""
+    home = sandbox / ".git" / "factory-home"
+    home.mkdir(parents=True, exist_ok=True)
+    empty = home / "gitconfig"
+    if not empty.exists():
+        empty.write_bytes(b"")
+    env = sandbox_env(sandbox)
+    env.update({"HOME": str(home), "USERPROFILE": str(home), "XDG_CONFIG_HOME": str(home),
+                "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(empty)})
+    return env
+
+
+def common_dir(repo: Path) -> Path:
+    """The repository's common git folder (``.git`` of the main worktree), absolute."""
     common = git(repo, "rev-parse", "--git-common-dir").out.strip()
     path = Path(common)
     if not path.is_absolute():
         path = repo / path
-    return (path / "objects").resolve()
+    return path.resolve()
+
+
+def objects_dir(repo: Path) -> Path:
+    return (common_dir(repo) / "objects").resolve()
 
 
 def create_sandbox(sandbox: Path, repo: Path, commit: str) -> None:
@@ -106,43 +129,36 @@ def create_sandbox(sandbox: Path, repo: Path, commit: str) -> None:
     No files are written yet: patches are applied to the index, and the working tree is
     materialised only when checks need it (:func:`materialise`).
     """
-    env = sandbox_env(sandbox)
-    git(None, "init", "-q", str(sandbox), env=env)
+    git(None, "init", "-q", "--template=", str(sandbox), env=sandbox_env(sandbox))  # no hook templates
     config = sandbox / ".git" / "config"
     with open(config, "a", encoding="utf-8", newline="\n") as fh:
         fh.write("[core]\n\tautocrlf = false\n\tsafecrlf = false\n[gc]\n\tauto = 0\n"
                  "[user]\n\tname = factory\n\temail = factory@localhost\n")
     alternates = sandbox / ".git" / "objects" / "info" / "alternates"
     alternates.parent.mkdir(parents=True, exist_ok=True)
-    alternates.write_text(str(objects_dir(repo)) + "\n", encoding="utf-8")
+    # Bytes with "\n": git reads the path up to the newline and would keep a "\r" (text mode on Windows).
+    alternates.write_bytes(str(objects_dir(repo)).encode("utf-8") + b"\n")
+    env = _own_env(sandbox)
     git(sandbox, "read-tree", commit, env=env)
     git(sandbox, "update-ref", "--no-deref", "HEAD", commit, env=env)
-
-
-def apply_patch(sandbox: Path, patch: bytes, check_only: bool) -> proc.Result:
-    """Apply one patch (stdin) to a checkout's index and working tree."""
-    args = ["apply", "--index", "--whitespace=nowarn"]
-    if check_only:
-        args.append("--check")
-    return git(sandbox, *args, "-", input=patch, check=False, env=sandbox_env(sandbox))
 
 
 def apply_to_index(sandbox: Path, patch_files: Sequence[Path]) -> proc.Result:
     """Apply patches in order to the sandbox index, all or nothing (one index write)."""
     return git(sandbox, "apply", "--cached", "--whitespace=nowarn", *[str(p) for p in patch_files],
-               check=False, env=sandbox_env(sandbox))
+               check=False, env=_own_env(sandbox))
 
 
 def materialise(sandbox: Path) -> None:
     """Write the (patched) index out as the sandbox's working tree, for checks to run in."""
-    git(sandbox, "checkout-index", "-a", "-f", "-u", env=sandbox_env(sandbox))
+    git(sandbox, "checkout-index", "-a", "-f", "-u", env=_own_env(sandbox))
 
 
 def diff_cached(sandbox: Path, commit: str) -> bytes:
     return git(
         sandbox, *DIFF_ARGS, "diff", "--cached", "--binary", "--full-index", "-M",
         "--no-color", "--no-ext-diff", "--no-textconv", commit, "--",
-        env=sandbox_env(sandbox),
+        env=_own_env(sandbox),
     ).stdout
 
 
@@ -211,7 +227,7 @@ def worktree_checkout_sparse(worktree: Path, hidden: Sequence[str]) -> None:
     sparse = git_path(worktree, "info/sparse-checkout")
     sparse.parent.mkdir(parents=True, exist_ok=True)
     lines = ["/*"] + [line for p in sorted(hidden) if (line := _sparse_line(p)) is not None]
-    sparse.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sparse.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
     cfg = [a for key, value in SPARSE_CONFIG for a in ("-c", f"{key}={value}")]
     git(worktree, *cfg, "read-tree", "-m", "-u", "HEAD")
     # Safety net: anything a pattern could not express is removed and marked by hand.
@@ -259,11 +275,56 @@ def worktree_list(repo: Path) -> list[dict[str, str]]:
     return entries
 
 
+def _same_path(a: str, b: str) -> bool:
+    def norm(p: str) -> str:
+        return os.path.normcase(os.path.normpath(p))
+
+    return norm(a) == norm(b) or norm(os.path.realpath(a)) == norm(os.path.realpath(b))
+
+
+def worktree_admin_dir(repo: Path, path: Path) -> Path | None:
+    """Our linked worktree's admin folder ``<common git dir>/worktrees/<name>``: the one whose
+    ``gitdir`` file points at ``path``/.git (None: git has no registration for ``path``)."""
+    root = common_dir(repo) / "worktrees"
+    if not root.is_dir():
+        return None
+    for admin in sorted(root.iterdir()):
+        try:
+            gitdir = (admin / "gitdir").read_bytes().decode("utf-8", "surrogateescape").strip()
+        except OSError:
+            continue
+        if gitdir and _same_path(os.path.dirname(gitdir), str(path)):
+            return admin
+    return None
+
+
 def worktree_remove(repo: Path, path: Path) -> None:
-    """Unregister and delete a linked worktree (its files included); prune if already gone."""
+    """Unregister and delete one linked worktree (its files included), and nothing else.
+
+    Never ``git worktree prune``: that would also drop the user's own registrations of
+    worktrees that are only missing for now (an unplugged drive). When the folder is gone,
+    only the admin folder whose ``gitdir`` points at ``path`` is removed.
+    """
     if path.exists():
         git(repo, "worktree", "remove", "--force", "--force", str(path))
-    git(repo, "worktree", "prune")
+        return
+    admin = worktree_admin_dir(repo, path)
+    if admin is not None:
+        remove_tree(admin)
+
+
+def branch_tip(repo: Path, branch: str) -> str | None:
+    res = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}", check=False)
+    return (res.out.strip() or None) if res.rc == 0 else None
+
+
+def commit_diff(repo: Path, base: str, tip: str) -> bytes:
+    """``tip``'s tree against ``base`` with the options of :func:`worktree_diff` (same bytes
+    for the same change), ``.factory/`` excluded."""
+    return git(
+        repo, *DIFF_ARGS, "diff", "--binary", "--full-index", "-M", "-U3", "--no-color", "--no-ext-diff",
+        "--no-textconv", "--no-relative", base, tip, "--", ".", NOTES_EXCLUDE,
+    ).stdout
 
 
 def worktree_diff(worktree: Path, commit: str, hidden_missing: Sequence[str]) -> bytes:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tools.codex.factory.collect import existing_logs, generated_summary, plan_w
 from tools.codex.factory.context import Context
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.events import Recorder
+from tools.codex.factory.fsutil import remove_tree
 from tools.codex.factory.ids import validate_run_id, validate_worker_id
 from tools.codex.factory.integrate import normalise_eol
 from tools.codex.factory.paths import worker_dirname
@@ -30,15 +30,23 @@ _MAIL = re.compile(rb"^From [0-9a-f]{40} ", re.M)
 _SUBJECT = re.compile(rb"^Subject: (?:\[PATCH[^\]]*\] ?)?(.*)$", re.M)
 
 
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def _read(path: Path, option: str) -> bytes:
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{option} {path}: file not found") from None
     except IsADirectoryError:
         raise UsageError(f"{option} {path}: is a directory, not a file") from None
     except OSError as exc:
         raise UsageError(f"{option} {path}: cannot read ({exc.strerror})") from None
+    if data.startswith(UTF16_BOMS):
+        how = (f"`git diff --output {path}` or `Out-File -Encoding utf8`" if option == "--patch"
+               else "`Out-File -Encoding utf8` or `Set-Content -Encoding utf8`")
+        raise UsageError(f"{option} {path} is UTF-16 (PowerShell 5.1 '>' writes UTF-16): save it with {how}")
+    return data
 
 
 def patch_format(data: bytes) -> tuple[str, int]:
@@ -79,13 +87,30 @@ def cmd_import(ctx: Context, run_id: str, worker: str, patch_file: Path, summary
             path = f.new_path or f.old_path
             raise UsageError(f"{name}: binary change to {path} carries no data; make the patch with `git diff --binary`")
     fmt, commits = patch_format(data)
+    # The run lock, as integrate and bundle-collect take it: an import cannot slip between
+    # integrate's bundle-hash check and its patch read, nor race the worker's running agent
+    # (launch holds the lock while agents run). A held lock is BLOCKED at once.
+    from tools.codex.factory.pipeline import run_lock
+
+    lock = run_lock(ctx, run_id)
+    lock.acquire()
+    try:
+        return _build(ctx, manifest, worker, raw, data, fmt, commits, name, summary_text, summary_file is not None)
+    finally:
+        lock.release()
+        lock.close()
+
+
+def _build(ctx: Context, manifest: dict[str, Any], worker: str, raw: bytes, data: bytes, fmt: str, commits: int,
+           name: str, summary_text: str | None, summary_given: bool) -> Outcome:
+    run_id = manifest["run_id"]
     commit = manifest["base_commit"]
     run_dir = ctx.layout.run_dir(run_id)
     writer = GuardedWriter(run_dir)
     sandbox_rel = f"import-{worker}"
     sandbox = writer.target(sandbox_rel)
     if sandbox.exists():
-        shutil.rmtree(sandbox, onerror=_force_remove)
+        remove_tree(sandbox)
     writer.mkdir(sandbox_rel)
     try:
         gitops.create_sandbox(sandbox, ctx.repo, commit)
@@ -94,7 +119,7 @@ def cmd_import(ctx: Context, run_id: str, worker: str, patch_file: Path, summary
             raise UsageError(f"{name} does not apply to the run's base {commit[:12]}: {_first_error(res.err)}")
         canonical = gitops.diff_cached(sandbox, commit)
     finally:
-        shutil.rmtree(sandbox, onerror=_force_remove)
+        remove_tree(sandbox)
     files = patchparse.parse(canonical).touched()
     if not files:
         raise UsageError(f"{name}: applies to the base but changes nothing")
@@ -122,7 +147,7 @@ def cmd_import(ctx: Context, run_id: str, worker: str, patch_file: Path, summary
     rec = Recorder(ctx.ledger, run_id, manifest["kind"])
     rec.emit("bundle.imported", "bundle-import", f"{worker}_worker", worker=worker, format=fmt, commits=commits,
              files=files, diff_sha256=diff_sha, source_sha256=source_sha,
-             summary="file" if summary_file is not None else "generated", artifacts=dict(sorted(written.items())))
+             summary="file" if summary_given else "generated", artifacts=dict(sorted(written.items())))
     if not manifest["dry_run"]:
         runboard.refresh(ctx.repo, run_dir, manifest)
     out: dict[str, Any] = {"run_id": run_id, "worker": worker, "status": "PASS", "format": fmt, "commits": commits,
@@ -130,11 +155,3 @@ def cmd_import(ctx: Context, run_id: str, worker: str, patch_file: Path, summary
     text = (f"imported {fmt} into {worker_dirname(worker)} of {run_id}: {len(files)} file(s) changed\n"
             f"next: `factory bundle-validate --run-id {run_id}`, then `factory integrate --run-id {run_id}`")
     return Outcome(Status.PASS, out, text)
-
-
-def _force_remove(func: Any, path: str, _exc: Any) -> None:
-    import os
-    import stat
-
-    os.chmod(path, stat.S_IWRITE)
-    func(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 from tools.codex.factory import __version__, bundles, gitops, jsonio, schemas
 from tools.codex.factory.clock import format_ts
 from tools.codex.factory.context import Context
-from tools.codex.factory.errors import BlockedError, UsageError
+from tools.codex.factory.errors import BlockedError, FactoryError, UsageError
 from tools.codex.factory.events import OPERATOR, Recorder
 from tools.codex.factory.ids import make_run_id, run_id_prefix, validate_run_id
 from tools.codex.factory.paths import ATTEST_DIR, LOCKS_DIR, MANIFEST, Z_DIR
@@ -81,11 +82,19 @@ def ensure_runs_dir(ctx: Context) -> None:
         ignore.write_bytes(b"# created by the factory: run artifacts are not source\n*\n")
 
 
-def launch(ctx: Context, req: LaunchRequest, planned_id: str | None = None) -> tuple[StageResult, Recorder | None]:
+Finish = Callable[[Recorder, StageResult], None]
+
+
+def launch(ctx: Context, req: LaunchRequest, planned_id: str | None = None,
+           finish: Finish | None = None) -> tuple[StageResult, Recorder | None]:
     """Create the run; returns the stage result and the run's recorder.
 
     Without ``dry_run`` each worker gets a worktree and a prompt, headless agents run (see
     :mod:`workers`); ``resume`` continues an existing run instead of creating one.
+    Every worker's branch and worktree folder is checked free before the run folder or any
+    event exists. A failure after ``run.started`` records ``stage.finished`` and (through
+    ``finish``, by default a run of this one stage) ``run.finished``, so ``watch`` ends, then
+    re-raises.
     """
     if req.resume:
         from tools.codex.factory import workers as real
@@ -107,6 +116,8 @@ def launch(ctx: Context, req: LaunchRequest, planned_id: str | None = None) -> t
         else:
             run_id = next_run_id(ctx, req.kind, commit)
         run_dir = ctx.layout.run_dir(run_id)
+        if not req.dry_run and not run_dir.exists():
+            real.check_free(ctx, run_id, plan)  # a taken branch or worktree folder: refused before anything exists
         try:
             run_dir.mkdir()
         except FileExistsError:
@@ -122,6 +133,35 @@ def launch(ctx: Context, req: LaunchRequest, planned_id: str | None = None) -> t
             plan_hash=plan.digest(),
             workers=plan.ids(),
         )
+    try:
+        return _create(ctx, req, rec, run_id, commit, plan)
+    except KeyboardInterrupt:
+        raise  # recorded where it happened (run.interrupted): the run can be resumed
+    except Exception as exc:
+        failed = failure(exc)
+        with contextlib.suppress(FactoryError, OSError):
+            rec.emit("stage.finished", "launch", status=failed.status, reason=failed.reason)
+            (finish or _finish_alone)(rec, failed)
+        raise
+
+
+def failure(exc: BaseException) -> StageResult:
+    """The launch stage's result for an exception (as :func:`stages.run_stage` maps it)."""
+    if isinstance(exc, UsageError):
+        return StageResult("launch", "BLOCKED", str(exc))
+    if isinstance(exc, FactoryError):
+        return StageResult("launch", "BLOCKED" if exc.exit_code == 3 else "FAIL", str(exc))
+    return StageResult("launch", "FAIL", f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _finish_alone(rec: Recorder, failed: StageResult) -> None:
+    rec.emit("run.finished", "summary", status=failed.status,
+             reasons=[f"launch: {failed.reason}"] if failed.reason else [], stages=[failed.row()])
+
+
+def _create(ctx: Context, req: LaunchRequest, rec: Recorder, run_id: str, commit: str,
+            plan: Plan) -> tuple[StageResult, Recorder | None]:
+    run_dir = ctx.layout.run_dir(run_id)
     rec.emit("stage.started", "launch")
     writer = GuardedWriter(run_dir)
     for sub in (LOCKS_DIR, ATTEST_DIR, Z_DIR):

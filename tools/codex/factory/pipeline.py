@@ -7,7 +7,7 @@ from typing import Any
 
 from tools.codex.factory import gitops, preflight, report, validate
 from tools.codex.factory.context import Context
-from tools.codex.factory.errors import FactoryError, LockHeldError
+from tools.codex.factory.errors import FactoryError, LockHeldError, UsageError
 from tools.codex.factory.events import Recorder
 from tools.codex.factory.ids import validate_kind, validate_run_id
 from tools.codex.factory.launch import (
@@ -68,7 +68,11 @@ def _runboard_text(ctx: Context, run_id: str) -> str:
 
 def _remove_worktrees(ctx: Context, manifest: dict[str, Any], workers: list[str], doc: dict[str, Any],
                       keep: bool) -> list[str]:
-    """After a PASS, a real run's worktrees and branches go (unless kept); messages for stderr."""
+    """After a PASS, a real run's worktrees and branches go (unless kept); messages for stderr.
+
+    Runs after the verdict and never changes it: a removal that fails is recorded
+    (``cleanup.failed``) and becomes one warning line; ``factory clean`` can retry.
+    """
     if manifest["dry_run"]:
         return []
     run_id = manifest["run_id"]
@@ -79,7 +83,14 @@ def _remove_worktrees(ctx: Context, manifest: dict[str, Any], workers: list[str]
 
     if keep:
         return [f"factory: worktrees kept (--keep-worktrees); remove them with `factory clean --run-id {run_id}`"]
-    return clean.remove_integrated(ctx, _recorder(ctx, manifest), manifest, workers)
+    rec = _recorder(ctx, manifest)
+    try:
+        return clean.remove_integrated(ctx, rec, manifest, workers)
+    except (FactoryError, OSError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        rec.emit("cleanup.failed", "summary", kept=["worktree", "branch"], reason=why)
+        return [f"factory: warning: could not remove the worktrees of {run_id}: {why}; kept them; the verdict "
+                f"stands; retry with `factory clean --run-id {run_id}`"]
 
 
 def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome:
@@ -118,15 +129,29 @@ def _integrate_and_finish(ctx: Context, manifest: dict[str, Any], workers: list[
 def cmd_integrate(ctx: Context, run_id: str, workers: list[str] | None, keep_worktrees: bool = False) -> Outcome:
     manifest = read_manifest(ctx, validate_run_id(run_id))
     chosen = selected_workers(manifest, workers)
-    lock = run_lock(ctx, run_id)
+    return _finish_locked(ctx, manifest, chosen, [], keep_worktrees, validate_first=False)
+
+
+def _finish_locked(ctx: Context, manifest: dict[str, Any], workers: list[str], before: list[StageResult],
+                   keep_worktrees: bool, *, validate_first: bool) -> Outcome:
+    """Under the run lock: (bundle-validate,) integrate, report, then the worktree clean-up.
+
+    A held lock is BLOCKED at once (``integrate.refused``). The outcome is the report's status:
+    the clean-up after it only adds warning lines.
+    """
+    rec = _recorder(ctx, manifest)
+    lock = run_lock(ctx, manifest["run_id"])
     try:
         lock.acquire()
     except LockHeldError as exc:
-        _recorder(ctx, manifest).emit("integrate.refused", "integrate", reason=str(exc))
+        rec.emit("integrate.refused", "integrate", reason=str(exc))
         raise
     try:
-        doc = _integrate_and_finish(ctx, manifest, chosen, [])
-        messages = _remove_worktrees(ctx, manifest, chosen, doc, keep_worktrees)
+        stages = list(before)
+        if validate_first:
+            stages.append(run_stage(rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, workers)))
+        doc = _integrate_and_finish(ctx, manifest, workers, stages)
+        messages = _remove_worktrees(ctx, manifest, workers, doc, keep_worktrees)
     finally:
         lock.release()
         lock.close()
@@ -174,6 +199,10 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
     if planned is None and all(c["ok"] for c in found):
         planned = next_run_id(ctx, req.kind, gitops.resolve_commit(ctx.repo, req.base_ref))
         found = preflight.checks(ctx, req.base_ref, planned)
+    if not req.dry_run and planned is not None and not ctx.layout.run_dir(planned).exists():
+        from tools.codex.factory import workers as real
+
+        real.check_free(ctx, planned, plan)  # a taken branch or worktree folder: refused before any event
     ledger_ok = next((c["ok"] for c in found if c["name"] == "ledger"), False)
     # A taken run ID belongs to another run: its preflight refusal is not that run's event.
     own_id = planned if planned is not None and not ctx.layout.run_dir(planned).exists() else ""
@@ -195,9 +224,17 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
         return Outcome(Status(pre.status), data, text)
     stages: list[StageResult] = [pre]
     holder: dict[str, Any] = {}
+    launch_finished: list[bool] = []
+
+    def launch_failed(rec: Recorder, failed: StageResult) -> None:
+        # launch failed after run.started: it records this oneshot's run.finished itself.
+        rows = [pre, failed] + [StageResult(s, "SKIPPED", "skipped: launch did not pass") for s in STAGES[2:]]
+        reasons = [f"launch: {failed.reason}"] if failed.reason else []
+        rec.emit("run.finished", "summary", status=failed.status, reasons=reasons, stages=[r.row() for r in rows])
+        launch_finished.append(True)
 
     def do_launch() -> StageResult:
-        res, _ = launch(ctx, req, planned_id=planned)
+        res, _ = launch(ctx, req, planned_id=planned, finish=launch_failed)
         holder.update(res.data)
         return res
 
@@ -215,7 +252,10 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
             "reasons": [f"launch: {lr.reason}"],
         }
         raced = "is taken" in lr.reason  # another process launched this run ID after preflight
-        _finish_early(pre_rec if own_id and not raced else None, lr.status, data)
+        if pre_rec is not None and own_id and not raced and not launch_finished:
+            # launch stopped before run.started: its stage still ends in the ledger (replay).
+            pre_rec.emit("stage.finished", "launch", status=lr.status, reason=lr.reason)
+            _finish_early(pre_rec, lr.status, data)
         return Outcome(Status(lr.status), data, summary_text(data))
     run_id = holder["run_id"]
     manifest = read_manifest(ctx, run_id)
@@ -227,18 +267,7 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
         from tools.codex.factory import collect
 
         collect.wait_for_done(ctx, rec, manifest, list(holder["pending"]), req.progress)
-    lock = run_lock(ctx, run_id)
-    lock.acquire()
-    try:
-        stages.append(run_stage(rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, workers)))
-        doc = _integrate_and_finish(ctx, manifest, workers, stages)
-        messages = _remove_worktrees(ctx, manifest, workers, doc, req.keep_worktrees)
-    finally:
-        lock.release()
-        lock.close()
-    out = _final_outcome(ctx, doc)
-    out.messages.extend(messages)
-    return out
+    return _finish_locked(ctx, manifest, workers, stages, req.keep_worktrees, validate_first=True)
 
 
 def _finish_early(rec: Recorder | None, status: str, data: dict[str, Any]) -> None:
@@ -285,8 +314,8 @@ def cmd_open(ctx: Context, run_id: str, what: str) -> Outcome:
         path = report.report_path(ctx, run_id)
     else:
         path = ctx.layout.run_dir(run_id)
-        if not path.is_dir():
-            raise FactoryError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+        if not path.is_dir():  # an unknown run is a usage error (exit 2), as for every --run-id
+            raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
     opened, how = report.open_path(path)
     data = {"run_id": run_id, "path": str(path), "opened": opened, "how": how}
     text = f"opened {path} ({how})" if opened else str(path)

@@ -1,9 +1,16 @@
-"""The one subprocess wrapper: argv lists only, never a shell; errors show cmd, rc and output."""
+"""The one subprocess wrapper: argv lists only, never a shell; errors show cmd, rc and output.
+
+Every child is started through here. ``argv[0]`` is resolved with :func:`shutil.which` on the
+child's PATH first (on Windows that honours PATHEXT, so npm's ``codex.cmd``/``claude.cmd``
+shims start; ``Popen(["codex"])`` alone cannot start them).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +60,30 @@ def base_env(extra: Mapping[str, str] | None = None, drop_git: bool = False) -> 
     return env
 
 
+@functools.lru_cache(maxsize=256)
+def _which(program: str, path: str | None) -> str | None:
+    return shutil.which(program, path=path)
+
+
+def resolve_argv(argv: Sequence[str], env: Mapping[str, str] | None, error: type[ProcessError] = ProcessError) -> list[str]:
+    """``argv`` as strings with ``argv[0]`` resolved on the child's PATH (PATHEXT on Windows).
+
+    A program that is not found is one ``error`` line naming it. A path with a directory part
+    is used as given (relative to the child's working folder).
+    """
+    args = [str(a) for a in argv]
+    if not args:
+        raise error(args, None, "", "", why="could not start: empty command")
+    prog = args[0]
+    if os.sep in prog or (os.altsep and os.altsep in prog):
+        return args
+    path = (env if env is not None else os.environ).get("PATH")
+    found = _which(prog, path if path is not None else os.defpath)
+    if found is None:
+        raise error(args, None, "", "", why=f"could not start: {prog!r} not found on PATH")
+    return [found, *args[1:]]
+
+
 def run(
     argv: Sequence[str],
     cwd: Path | None = None,
@@ -64,12 +95,13 @@ def run(
     error: type[ProcessError] = ProcessError,
 ) -> Result:
     """Run ``argv``; raise ``error`` on a non-zero rc when ``check``, a missing program always."""
-    args = [str(a) for a in argv]
+    child_env = dict(env) if env is not None else base_env()
+    args = [str(a) for a in argv]  # as given: messages and results name the command as written
     try:
         proc = subprocess.run(
-            args,
+            resolve_argv(args, child_env, error),
             cwd=str(cwd) if cwd is not None else None,
-            env=dict(env) if env is not None else base_env(),
+            env=child_env,
             input=input,
             capture_output=True,
             stdin=None if input is not None else subprocess.DEVNULL,
@@ -97,6 +129,16 @@ class Finished:
     interrupted: bool = False
 
 
+def kill_group(p: subprocess.Popen[bytes]) -> None:
+    """Stop whatever is left in a child's process group (POSIX; the child was started by
+    :func:`start` as a group leader). On Windows there is no group to stop once the child has
+    exited: its grandchildren keep running (no job objects yet, see RUNBOOK.md)."""
+    if os.name == "nt":  # pragma: no cover - Windows: kill_tree uses taskkill /T while it runs
+        return
+    import signal
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(p.pid, signal.SIGKILL)
 
 
 def kill_tree(p: subprocess.Popen[bytes]) -> None:
@@ -104,12 +146,10 @@ def kill_tree(p: subprocess.Popen[bytes]) -> None:
     if p.poll() is not None and os.name == "nt":  # pragma: no cover
         return
     if os.name == "nt":  # pragma: no cover - Windows
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(p.pid)], capture_output=True, check=False)
+        with contextlib.suppress(ProcessError):
+            run(["taskkill", "/F", "/T", "/PID", str(p.pid)], check=False)
     else:
-        import signal
-
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(p.pid, signal.SIGKILL)
+        kill_group(p)
     try:
         p.wait(timeout=10)
     except subprocess.TimeoutExpired:  # pragma: no cover
@@ -129,7 +169,7 @@ def start(
     flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if os.name == "nt" else 0
     try:
         return subprocess.Popen(
-            args,
+            resolve_argv(args, env),
             cwd=str(cwd),
             env=dict(env),
             stdin=subprocess.PIPE if stdin_data else subprocess.DEVNULL,
@@ -170,10 +210,16 @@ def run_logged(
         except KeyboardInterrupt:
             kill_tree(p)
             raise
-        if os.name != "nt":
-            # Grandchildren left running in the group would outlive the check: stop them.
-            import signal
-
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(p.pid, signal.SIGKILL)
+        # Grandchildren left running in the group would outlive the check: stop them.
+        kill_group(p)
     return Finished(rc, False)
+
+
+def spawn_detached(argv: Sequence[str]) -> None:
+    """Start a program we do not wait for (a file opener): no stdio, its own session."""
+    args = [str(a) for a in argv]
+    try:
+        subprocess.Popen(resolve_argv(args, None), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=os.name != "nt")
+    except OSError as exc:
+        raise ProcessError(args, None, "", "", why=f"could not start: {exc.strerror}") from None

@@ -128,10 +128,6 @@ def rows_text(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def runboard_path_rel(run_rel: str) -> str:
-    return f"{run_rel}/{RUNBOARD}"
-
-
 def read_status(run_dir: Path, worker: str) -> str:
     path = run_dir / worker_dirname(worker) / "STATUS.json"
     try:

@@ -61,11 +61,29 @@ def pointer(path: Any) -> str:
     return out or "(top level)"
 
 
+def _specific(err: Any) -> list[Any]:
+    """The errors that say what is wrong: for a ``oneOf``/``anyOf`` whose alternatives are of
+    different types (an agent spec or null), the errors of the one alternative of the right
+    type (the field and rule), not "is not valid under any of the given schemas"."""
+    if err.validator not in ("oneOf", "anyOf") or not err.context:
+        return [err]
+    branches: dict[Any, list[Any]] = {}
+    for sub in err.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    fitting = [subs for subs in branches.values()
+               if not all(s.validator == "type" and s.absolute_path == err.absolute_path for s in subs)]
+    if len(fitting) != 1:
+        if not fitting and len(branches) == len(err.context):  # one type error per alternative
+            err.message = f"{err.instance!r} is not of type " + " or ".join(repr(s.validator_value) for s in err.context)
+        return [err]
+    return [e for sub in fitting[0] for e in _specific(sub)]
+
+
 def errors(name: str, doc: Any) -> list[tuple[str, str]]:
     """Every violation as (json path, message), sorted so reports are stable."""
-    found = []
+    found: list[tuple[str, str]] = []
     for err in _validator(name).iter_errors(doc):
-        found.append((pointer(err.absolute_path), err.message))
+        found.extend((pointer(e.absolute_path), e.message) for e in _specific(err))
     return sorted(found)
 
 

@@ -14,9 +14,6 @@ the tests build their scenarios with them too.
 from __future__ import annotations
 
 import os
-import shutil
-import stat
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -24,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory import jsonio, schemas
+from tools.codex.factory import gitops, jsonio, proc, schemas
+from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.fsutil import remove_tree
 from tools.codex.factory.status import Outcome, Status
 
 PINNED = "2026-11-21T20:15:00Z"
@@ -52,9 +51,8 @@ def scratch_env(home: Path) -> dict[str, str]:
     """A child environment independent of the user's: no FACTORY_*, no GIT_*, own git config."""
     home.mkdir(parents=True, exist_ok=True)
     gitconfig = home / "gitconfig"
-    gitconfig.write_text(
-        "[init]\n\tdefaultBranch = main\n[core]\n\tautocrlf = false\n\tsafecrlf = false\n[commit]\n\tgpgsign = false\n",
-        encoding="utf-8",
+    gitconfig.write_bytes(
+        b"[init]\n\tdefaultBranch = main\n[core]\n\tautocrlf = false\n\tsafecrlf = false\n[commit]\n\tgpgsign = false\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTORY_", "GIT_"))}
     env.update({
@@ -73,10 +71,8 @@ def scratch_env(home: Path) -> dict[str, str]:
 
 
 def git(repo: Path, env: Mapping[str, str], *args: str) -> str:
-    res = subprocess.run(["git", "-C", str(repo), *args], env=dict(env), capture_output=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed (rc={res.returncode}): {res.stderr.decode('utf-8', 'replace').strip()}")
-    return res.stdout.decode("utf-8", "replace")
+    """git in the scratch environment (through gitops, like every git the factory runs)."""
+    return gitops.git(repo, *args, env=env).out
 
 
 def make_repo(path: Path, env: Mapping[str, str], files: Mapping[str, str] | None = None) -> Path:
@@ -91,13 +87,26 @@ def make_repo(path: Path, env: Mapping[str, str], files: Mapping[str, str] | Non
     return path
 
 
-def factory(repo: Path, env: Mapping[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+@dataclass(frozen=True)
+class CliResult:
+    """What a factory child process did (the names of ``subprocess.CompletedProcess``)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def factory(repo: Path, env: Mapping[str, str], *args: str, timeout: float = 300) -> CliResult:
     """The real CLI in a child process, on ``repo``, with the pinned clock."""
-    return subprocess.run(
+    res = proc.run(
         [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "--now", PINNED, *args],
-        cwd=str(repo), env=dict(env), capture_output=True, text=True, encoding="utf-8", errors="replace",
-        timeout=timeout, check=False,
+        repo, env=env, timeout=timeout, check=False,
     )
+    return CliResult(res.rc, _text(res.stdout), _text(res.stderr))
 
 
 def real_patch(repo: Path, env: Mapping[str, str], changes: Mapping[str, str | None]) -> bytes:
@@ -115,11 +124,8 @@ def real_patch(repo: Path, env: Mapping[str, str], changes: Mapping[str, str | N
         new = [p for p in paths if not existed[p]]
         if new:
             git(repo, env, "add", "-N", "--", *new)
-        res = subprocess.run(
-            ["git", "-C", str(repo), "diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", "HEAD", "--", *paths],
-            env=dict(env), capture_output=True, check=True,
-        )
-        return res.stdout
+        return gitops.git(repo, "diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", "HEAD", "--",
+                          *paths, env=env).stdout
     finally:
         new = [p for p in paths if not existed[p]]
         if new:
@@ -138,21 +144,13 @@ def write_bundle(repo: Path, run_id: str, worker: str, patch: bytes, files: list
     (folder / "FILES_CHANGED.json").write_bytes(
         jsonio.pretty({"schema_version": schemas.SCHEMA_VERSION, "files": sorted(set(files))})
     )
-    (folder / "SUMMARY.md").write_text(f"# {worker}_worker\n\nChanged: {', '.join(sorted(files))}\n", encoding="utf-8")
+    (folder / "SUMMARY.md").write_bytes(f"# {worker}_worker\n\nChanged: {', '.join(sorted(files))}\n".encode())
     return folder
 
 
 def bundle_from_changes(repo: Path, env: Mapping[str, str], run_id: str, worker: str,
                         changes: Mapping[str, str | None]) -> Path:
     return write_bundle(repo, run_id, worker, real_patch(repo, env, changes), sorted(changes))
-
-
-def remove_tree(path: Path) -> None:
-    def onerror(func: Any, p: str, _exc: Any) -> None:
-        os.chmod(p, stat.S_IWRITE)  # Windows marks git objects read-only
-        func(p)
-
-    shutil.rmtree(path, onerror=onerror)
 
 
 # -- the self-test --------------------------------------------------------------------------------
@@ -184,7 +182,7 @@ class SelfTest:
         if not ok:
             raise _Stop(name)
 
-    def cli(self, name: str, expect: int, *args: str, contains: str = "") -> subprocess.CompletedProcess[str]:
+    def cli(self, name: str, expect: int, *args: str, contains: str = "") -> CliResult:
         res = factory(self.repo, self.env, *args)
         out = res.stdout + res.stderr
         ok = res.returncode == expect and contains in out
@@ -215,12 +213,11 @@ class SelfTest:
         self.cli("bundle-validate (PASS run)", 0, "bundle-validate", "--run-id", PASS_RUN, contains="PASS")
         self.cli("integrate (PASS run)", 0, "integrate", "--run-id", PASS_RUN, contains="PASS")
         merged = self.run_dir(PASS_RUN) / "Z_integrator" / "DIFF.patch"
-        check = subprocess.run(["git", "-C", str(self.repo), "apply", "--check", str(merged)], env=self.env,
-                               capture_output=True, check=False)
+        check = gitops.git(self.repo, "apply", "--check", str(merged), env=self.env, check=False)
         touched = sorted(jsonio.read_json(self.run_dir(PASS_RUN) / "Z_integrator" / "FILES_CHANGED.json")["files"])
         want = ["src/app.py", "tests/test_app.py", "tests/test_more.py"]
-        self.step("merged DIFF.patch applies to the base", check.returncode == 0 and touched == want,
-                  f"git apply --check rc={check.returncode}; files {', '.join(touched)}")
+        self.step("merged DIFF.patch applies to the base", check.rc == 0 and touched == want,
+                  f"git apply --check rc={check.rc}; files {', '.join(touched)}")
         # A BLOCKED run: both workers edit src/app.py without a shared scope entry.
         plan = self.root / "overlap-plan.json"
         plan.write_bytes(jsonio.pretty(OVERLAP_PLAN))
@@ -256,7 +253,7 @@ def run_selftest(echo: Callable[[str], None], note: Callable[[str], None], keep:
         st.run()
     except _Stop:
         pass
-    except (OSError, RuntimeError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+    except (OSError, FactoryError, ValueError, KeyError) as exc:
         error = f"{type(exc).__name__}: {exc}"
         st.steps.append(Step("internal", False, error))
         echo(f"FAIL {len(st.steps):>2} internal: {error}")

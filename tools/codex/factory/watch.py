@@ -11,13 +11,13 @@ re-integration, then it waits for the next one), and exits with that run's statu
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 import orjson
 
+from tools.codex.factory.clock import real_monotonic, sleep
 from tools.codex.factory.context import Context
 from tools.codex.factory.errors import FactoryError, LedgerCorruptError, UsageError
 from tools.codex.factory.ids import validate_run_id
@@ -30,6 +30,9 @@ POLL_S = 0.2
 # clean-up, say) is an epilogue and does not keep the watch going.
 RESTART_EVENTS = frozenset({"stage.started", "run.resumed", "run.started"})
 READ_MAX = 1 << 20
+# A run with no run folder and no event in an existing ledger is unknown (a typo, most likely):
+# after this many seconds (room for a run started next to the watch) it is a usage error.
+START_GRACE_S = 5.0
 
 
 class Follower:
@@ -99,11 +102,13 @@ def follow(
         raise UsageError("--timeout: give a number of seconds greater than 0")
     path = ctx.layout.ledger_path
     follower = Follower(path)
-    # Real elapsed time, not clock.py: a pinned clock (--now) must not stop a watch from timing out.
-    deadline = None if timeout is None else time.monotonic() + timeout
+    # Real time (never pinned): a pinned clock (--now) must not stop a watch from timing out.
+    started = real_monotonic()
+    deadline = None if timeout is None else started + timeout
     seen: list[Event] = []
     finished: Event | None = None
     waiting_noted = False
+    run_dir = ctx.layout.run_dir(run_id)
     try:
         while True:
             lines = follower.poll()
@@ -127,14 +132,19 @@ def follow(
                     finished = None  # the run goes on (re-validated, re-integrated, resumed)
             if finished is not None:
                 return _finished(run_id, finished, seen)
-            if deadline is not None and time.monotonic() >= deadline:
+            if not seen and path.exists() and not run_dir.is_dir() and real_monotonic() - started >= START_GRACE_S:
+                raise UsageError(
+                    f"--run-id {run_id}: no such run (no run folder {ctx.layout.run_rel(run_id)} and no event in "
+                    f"the ledger after {START_GRACE_S:g}s); list runs with `factory ledger --limit 50`"
+                )
+            if deadline is not None and real_monotonic() >= deadline:
                 last = f"; last event seq {seen[-1].seq} ({seen[-1].event_type})" if seen else "; no event of this run seen"
                 data = {"run_id": run_id, "finished": False, "status": None, "timed_out": True,
                         "events": [e.as_dict() for e in seen]}
                 msg = (f"factory: watch: run {run_id} did not finish within {timeout:g}s{last}; "
                        "the run may still be going: watch again, or check `factory ledger --run-id`")
                 return Outcome(Status.FAIL, data, "", [msg])
-            time.sleep(poll_s)
+            sleep(poll_s)
     finally:
         follower.close()
 

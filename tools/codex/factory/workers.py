@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from tools.codex.factory import agents, collect, gitops, jsonio, proc, runboard, worktrees
 from tools.codex.factory.context import Context
-from tools.codex.factory.errors import FactoryError, UsageError
+from tools.codex.factory.errors import BlockedError, FactoryError, UsageError
 from tools.codex.factory.events import Recorder
 from tools.codex.factory.paths import LOGS_DIR, worker_dirname
-from tools.codex.factory.plan import Plan, WorkerPlan
+from tools.codex.factory.plan import Plan
 from tools.codex.factory.stages import StageResult
 from tools.codex.factory.writer import GuardedWriter
 
@@ -47,6 +47,26 @@ def check(ctx: Context, plan: Plan) -> None:
         worktrees.branch_name(cfg["run"]["branch_prefix"], "r", w.id)
     worktrees.holdout_globs(list(cfg["security"]["holdout_paths"]))
     worktrees.check_root(ctx.repo, worktrees.root_dir(ctx.repo, cfg["paths"]["worktrees_dir"]))
+
+
+def check_free(ctx: Context, run_id: str, plan: Plan) -> None:
+    """Every branch and worktree folder the run would create is free (checked before the run
+    folder or any ledger event exists): one line naming the first one that is taken."""
+    cfg = _config(ctx)
+    root = worktrees.root_dir(ctx.repo, cfg["paths"]["worktrees_dir"])
+    heads = gitops.branches(ctx.repo)
+    for w in plan.workers:
+        branch = worktrees.branch_name(cfg["run"]["branch_prefix"], run_id, w.id)
+        # git refuses a branch whose name is a folder of another (factory/x1 vs factory/x1/B) too.
+        clash = sorted(h for h in heads if h == branch or branch.startswith(h + "/") or h.startswith(branch + "/"))
+        if clash:
+            what = f"branch {branch} already exists" if clash[0] == branch else f"branch {clash[0]} exists and blocks branch {branch}"
+            raise BlockedError(f"{what} (left over from an earlier run?): run `factory clean --run-id {run_id}` "
+                               "or choose another --run-id")
+        path = worktrees.worktree_path(root, ctx.repo, run_id, w.id)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise BlockedError(f"worktree folder {path} of worker {w.id} exists and is not empty: "
+                               "remove it or choose another --run-id")
 
 
 def _prompt(manifest: dict[str, Any], w: dict[str, Any], branch: str, headless: bool) -> str:
@@ -214,7 +234,7 @@ def execute(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str
         return
     runner = agents.Runner(
         max_parallel=int(manifest["config"]["workers"]["max_parallel"]),
-        monotonic=ctx.clock.monotonic, on_start=live.on_start, on_done=live.on_done,
+        clock=ctx.clock, on_start=live.on_start, on_done=live.on_done,
     )
     interrupted = runner.run(jobs)
     if interrupted:
@@ -239,14 +259,10 @@ def execute(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str
         raise FactoryError(f"internal error while running agents: {type(exc).__name__}: {exc}")
 
 
-def run_lock(ctx: Context, run_id: str) -> Any:
-    from tools.codex.factory.pipeline import run_lock as lock
-
-    return lock(ctx, run_id)
-
-
 def launch_real(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str],
                 progress: Progress | None) -> dict[str, str]:
+    from tools.codex.factory.pipeline import run_lock
+
     lock = run_lock(ctx, manifest["run_id"])
     lock.acquire()
     try:
@@ -315,11 +331,3 @@ def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
     data = result_data(ctx, manifest)
     rec.emit("stage.finished", "launch", status="PASS", reason="")
     return StageResult("launch", "PASS", "", data), rec
-
-
-def interactive_pending(ctx: Context, manifest: dict[str, Any]) -> list[str]:
-    return [w for w, s in statuses(ctx, manifest).items() if s in ("PENDING", "MISSING")]
-
-
-def worker_plans(manifest: dict[str, Any]) -> dict[str, WorkerPlan]:
-    return collect.plan_workers(manifest)

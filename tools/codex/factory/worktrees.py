@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +103,6 @@ def hidden_paths(repo: Path, commit: str, globs: list[str]) -> list[str]:
     return [p for p in gitops.tree_paths(repo, commit) if match_any(p, globs, ignore_case=True) is not None]
 
 
-@dataclass(frozen=True)
-class Worktree:
-    worker: str
-    branch: str
-    path: Path | None  # None: no registered worktree has this branch
-
-
 def find(repo: Path, branch: str, listing: list[dict[str, str]] | None = None) -> Path | None:
     ref = f"refs/heads/{branch}"
     for entry in listing if listing is not None else gitops.worktree_list(repo):
@@ -140,12 +132,14 @@ def current_diff(path: Path, commit: str, globs: list[str], hidden: list[str] | 
 
 
 def remove(repo: Path, path: Path | None, branch: str) -> None:
+    """Remove our worktree at ``path`` (registered; its folder may be gone) and ``branch``.
+
+    Only this worktree's registration goes, never anyone else's (no ``git worktree prune``).
+    """
     if path is not None:
         gitops.worktree_remove(repo, path)
         with contextlib.suppress(OSError):
             path.parent.rmdir()  # the run's slot, once its last worktree is gone
-    else:
-        gitops.git(repo, "worktree", "prune")
     gitops.branch_delete(repo, branch)
 
 

@@ -14,26 +14,56 @@ The replay trusts nothing it can recompute:
    ``validation.decided``, ``check.finished``, ``report.written`` and the attestation files it
    vouches for), Z's STATUS.json and FINAL_REPORT.txt, VALIDATION.json, the workers' STATUS.json;
 4. the ledger head written into FINAL_REPORT.txt / STATUS.json / ``report.written`` must be the
-   hash of the ledger line at that seq: a forger who edits a payload and re-chains every later
-   hash still cannot change the head already printed in the report.
+   hash of the ledger line at that seq, and every line up to it must hash as recorded and link
+   to the one before: a forger who edits a payload and re-chains every later hash still cannot
+   change the head already printed in the report.
 
-Every mismatch is a :class:`Divergence` (event seq, what, expected, found).
+Nothing read is trusted before it is checked: every ledger event of the run against
+``schemas/ledger_event.schema.json`` (an event that does not match is a divergence and is not
+folded), and every artifact read for its content (RUN_MANIFEST.json, VALIDATION.json, Z's and
+the workers' STATUS.json, FINAL_REPORT.txt, the attestation sums) parsed and checked against its
+schema before use: a malformed, empty, missing or unreadable file (a directory in its place)
+is a one-line divergence naming the file and the rule, never an internal error.
+
+Recorded inputs are re-derived where the evidence is still on disk: for every ``bundle.facts``
+event whose bundle folder still hashes to the recorded ``bundle_hash``, the facts are gathered
+again from the bundle (:func:`bundles.gather_facts`, the base tree from the run's base commit)
+and must equal the recorded ones, so forged facts (a widened scope, a hidden touched path)
+cannot pass even when the decisions, VALIDATION.json and its hash were forged to match and the
+ledger was re-chained.
+
+What the report's anchor does not cover: the head printed in FINAL_REPORT.txt is the ledger
+line just before ``report.written``; that event, ``run.finished`` and the epilogue after it
+(``worktree.removed``, ``clean.refused``, ...) lie beyond it. ``report.written`` and
+``run.finished`` are cross-checked with STATUS.json and FINAL_REPORT.txt (and a missing
+``run.finished`` is a divergence), but **events after ``run.finished`` are not covered by the
+report's anchor**: deleting or editing them and re-chaining the ledger and its head file is not
+detectable from this run alone. Replay lists them (``state.anchor``) and says whether a later
+run's FINAL_REPORT.txt, whose head lies beyond them, anchors them instead (its head is then
+checked like this run's own: a mismatch is a divergence); without one, keep a copy of the
+ledger's last line elsewhere to anchor them. A FINAL_REPORT.txt on disk that no
+``report.written`` event records (the run's tail removed) is a divergence, and its head is
+checked too.
+
+Every mismatch is a :class:`Divergence` (event seq, what, expected, found), one line each.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory import bundles, decisions, jsonio
+import orjson
+
+from tools.codex.factory import bundles, decisions, jsonio, schemas
 from tools.codex.factory.context import Context
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.ids import validate_run_id
-from tools.codex.factory.ledger import Event
+from tools.codex.factory.ledger import GENESIS, Event, Ledger, line_hash_ok
 from tools.codex.factory.paths import ATTEST_DIR, MANIFEST, VALIDATION, Z_DIR, worker_dirname
 from tools.codex.factory.status import Outcome, Status
 from tools.codex.factory.writer import sha256_file
@@ -44,6 +74,8 @@ EXCERPT_REL = f"{ATTEST_DIR}/ledger_excerpt.jsonl"
 _HEAD_LINE = re.compile(r"^ledger head: seq=(\d+) hash=([0-9a-f]{64})\s*$", re.M)
 _STATUS_LINE = re.compile(r"^STATUS:\s+(\S+)\s*$", re.M)
 _SUM_LINE = re.compile(r"^([0-9a-f]{64})  (.+)$")
+# Every character str.splitlines() breaks at, escaped: a timeline entry or divergence stays one line.
+_ONE_LINE = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 @dataclass(frozen=True)
@@ -90,17 +122,29 @@ class _Segment:
     merge: dict[str, Any] | None = None
     patches: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    check_specs: list[dict[str, Any]] = field(default_factory=list)  # name, argv, required, output_tail recorded
     violations: list[dict[str, Any]] = field(default_factory=list)
     report: Event | None = None
 
 
 def _short(value: Any, limit: int = 160) -> str:
-    text = value if isinstance(value, str) else jsonio.canonical(value).decode("utf-8")
+    try:
+        text = value if isinstance(value, str) else jsonio.canonical(value).decode("utf-8")
+    except (TypeError, orjson.JSONEncodeError):
+        text = repr(value)
+    text = text.translate(_ONE_LINE)  # one divergence, one line
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def describe(ev: Event) -> str:
-    """One readable line per event (shared with ``watch``)."""
+    """One readable line per event (shared with ``watch``); a malformed payload still gets one."""
+    try:
+        return _describe(ev).translate(_ONE_LINE)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return _short(f"{ev.seq!s:>6}  {ev.ts_utc}  {ev.stage or '-'!s:<16} {ev.event_type!s:<20} (malformed payload)", 400)
+
+
+def _describe(ev: Event) -> str:
     p = ev.payload
     t = ev.event_type
     bits: list[str] = []
@@ -162,11 +206,16 @@ class Replayer:
         self.files: dict[str, _Rec] = {}
         self.snaps: dict[str, _Snap] = {}
         self.facts: dict[str, tuple[dict[str, Any], int]] = {}
+        self.fact_events: list[tuple[str, dict[str, Any], int]] = []  # every bundle.facts, in order
         self.seg = _Segment()
         self.last_seg = _Segment()
         self.events: list[Event] = []
         self.heads: list[tuple[int, str, str, int | None]] = []  # (seq, hash, source, event seq)
         self.manifest: dict[str, Any] | None = None
+        self.manifest_problem: str | None = None  # why RUN_MANIFEST.json cannot be used
+        self.later_reports: list[tuple[int, str]] = []  # (seq, run_id) of other runs' report.written
+        self.disk_report_head: tuple[int, str] | None = None  # the head line of FINAL_REPORT.txt
+        self.later_anchor: dict[str, Any] | None = None  # a later run's report head covering this run
         self.z_listing: tuple[set[str], int] | None = None  # Z files per the last report.sha256
         self.state: dict[str, Any] = {
             "run_id": run_id,
@@ -190,6 +239,8 @@ class Replayer:
             "policy_violations": [],
             "finished": False,
             "artifacts_checked": 0,
+            "facts_rederived": 0,
+            "anchor": None,
         }
 
     # -- helpers -------------------------------------------------------------------------
@@ -212,16 +263,32 @@ class Replayer:
         for rel, sha in sorted(files.items()):
             self._record_file(rel, sha, seq, source)
 
+    def read_doc(self, rel: str, schema: str) -> tuple[Any, str | None]:
+        """Read a JSON artifact and check it against ``schemas/<schema>.schema.json``.
+
+        Returns (document, None) or (None, a one-line reason naming the rule it broke).
+        """
+        try:
+            doc = jsonio.read_json(self.run_dir / rel, rel)
+        except UsageError as exc:
+            return None, str(exc)
+        problems = schemas.errors(schema, doc)
+        if problems:
+            where, msg = problems[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return None, f"{rel}: breaks schemas/{schema}.schema.json at {where}: {msg}{more}"
+        return doc, None
+
     def _read_manifest(self) -> dict[str, Any] | None:
-        if self.manifest is None:
-            path = self.run_dir / MANIFEST
-            if path.is_file():
-                try:
-                    doc = jsonio.read_json(path, MANIFEST)
-                except UsageError:
-                    return None
-                if isinstance(doc, dict):
-                    self.manifest = doc
+        """RUN_MANIFEST.json once checked against its schema and this run; None if unusable."""
+        if self.manifest is None and self.manifest_problem is None:
+            doc, problem = self.read_doc(MANIFEST, "run_manifest")
+            if problem is None and doc["run_id"] != self.run_id:
+                problem = f"{MANIFEST}: names run {doc['run_id']!r}, not {self.run_id!r}"
+            if problem is None:
+                self.manifest = doc
+            else:
+                self.manifest_problem = problem
         return self.manifest
 
     # -- the fold ------------------------------------------------------------------------
@@ -229,11 +296,18 @@ class Replayer:
         for ev in events:
             self.events.append(ev)
             self.timeline.append(describe(ev))
+            problems = schemas.errors("ledger_event", ev.as_dict())
+            if problems:  # a malformed event is reported, never folded
+                where, msg = problems[0]
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                self.diverge(ev.seq, f"ledger event {_short(ev.event_type, 40)} (schemas/ledger_event.schema.json)",
+                             "an event that matches the schema", f"{where}: {msg}{more}")
+                continue
             handler = getattr(self, "_on_" + ev.event_type.replace(".", "_"), None)
             if handler is not None:
                 try:
                     handler(ev)
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                except (KeyError, TypeError, ValueError, AttributeError, IndexError, FactoryError) as exc:
                     self.diverge(ev.seq, f"{ev.event_type} payload", "the recorded inputs of this event",
                                  f"unreadable payload ({type(exc).__name__}: {exc})")
         self.state["events"] = len(self.events)
@@ -289,6 +363,7 @@ class Replayer:
         if facts["worker"] != w:
             self.diverge(ev.seq, "bundle.facts worker", w, facts["worker"])
         self.facts[w] = (facts, ev.seq)
+        self.fact_events.append((w, facts, ev.seq))
         prev = self.snaps.get(worker_dirname(w))
         before = prev.files if prev is not None and prev.files is not None else (prev.before if prev else None)
         self.snaps[worker_dirname(w)] = _Snap(ev.seq, "bundle.facts", bundle_hash=facts["bundle_hash"], before=before)
@@ -308,6 +383,7 @@ class Replayer:
                 self.diverge(ev.seq, f"validation.decided {key} (recomputed by decisions.evaluate)", result[key], found)
         if len(result["findings"]) != p["findings"]:
             self.diverge(ev.seq, "validation.decided findings count (recomputed)", len(result["findings"]), p["findings"])
+        self._check_policy(ev)
         self.state["validation"] = {
             "seq": ev.seq,
             "workers": workers,
@@ -317,8 +393,44 @@ class Replayer:
         }
         self._record_file(VALIDATION, p["validation_sha256"], ev.seq, "validation.decided")
 
+    def _run_setting(self, ev: Event, dotted: str) -> tuple[bool, Any]:
+        """(True, value) of a setting in the run's RUN_MANIFEST.json config; (False, None) if the
+        manifest is unusable (reported by the manifest check) or lacks it (reported here)."""
+        from tools.codex.factory.validate import run_setting
+
+        manifest = self._read_manifest()
+        if manifest is None:
+            return False, None
+        try:
+            return True, run_setting(manifest, dotted)
+        except (KeyError, TypeError):
+            self.diverge(ev.seq, f"{MANIFEST} config.{dotted}", "the setting the run was launched with", "missing")
+            return False, None
+
+    def _check_policy(self, ev: Event) -> None:
+        """The policy validation judged by is the one the run was launched with (its manifest)."""
+        from tools.codex.factory.validate import policy
+
+        manifest = self._read_manifest()
+        if manifest is None:
+            return
+        try:
+            expected = policy(manifest)
+        except (KeyError, TypeError) as exc:
+            self.diverge(ev.seq, f"{MANIFEST} config", "the settings validation judges by", f"missing {exc}")
+            return
+        recorded = ev.payload["policy"]
+        for key in sorted(set(expected) | set(recorded)):
+            if expected.get(key) != recorded.get(key):
+                self.diverge(ev.seq, f"validation.decided policy {key} (derived from {MANIFEST}: config and plan)",
+                             expected.get(key, "(absent)"), recorded.get(key, "(absent)"))
+
     def _on_merge_planned(self, ev: Event) -> None:
         p = ev.payload
+        known, strict = self._run_setting(ev, "feature_flags.strict_handoff_dependencies")
+        if known and bool(strict) != bool(p.get("strict", False)):
+            self.diverge(ev.seq, f"merge.planned strict (feature_flags.strict_handoff_dependencies in {MANIFEST})",
+                         bool(strict), bool(p.get("strict", False)))
         deps = {w: list(d) for w, d in p["depends_on"].items()}
         order, reason = decisions.merge_order(deps, bool(p.get("strict", False)))
         if order != p["order"]:
@@ -342,6 +454,7 @@ class Replayer:
         self.seg.merge = {"seq": ev.seq, "order": list(p["order"]), "depends_on": deps, "reason": p["reason"]}
         self.seg.patches = []
         self.seg.checks = []
+        self.seg.check_specs = []
         self.state["merge"] = self.seg.merge
 
     def _on_patch_applied(self, ev: Event) -> None:
@@ -358,6 +471,8 @@ class Replayer:
         p = ev.payload
         self.seg.checks.append({"name": p["name"], "required": bool(p["required"]), "rc": p["rc"],
                                 "timed_out": bool(p["timed_out"])})
+        self.seg.check_specs.append({"name": p["name"], "argv": list(p["argv"]), "required": bool(p["required"]),
+                                     "seq": ev.seq, "output_tail": "output_tail" in p})
         self.state["checks"] = self.seg.checks
         self._record_many(p.get("logs", {}), ev.seq, "check.finished")
 
@@ -473,26 +588,69 @@ class Replayer:
             expected, reasons = decisions.check_status(seg.checks)
             why = "; ".join(reasons)
             self.state["check_status"] = expected
+            self._check_configured_checks(seq, seg)
         if status != expected or (why is not None and reason != why):
             self.diverge(seq, "integrate stage (recomputed from merge.planned, patch.applied, check.finished)",
                          f"{expected} {why!r}" if why is not None else expected, f"{status} {reason!r}")
 
+    def _check_configured_checks(self, seq: int, seg: _Segment) -> None:
+        """The checks that ran are exactly the run's configured ones (RUN_MANIFEST.json config):
+        none dropped or added, same argv and required flag, in order; with the output tail in the
+        ledger exactly when the run's feature flag asks for it."""
+        at = self.events[-1] if self.events else None
+        if at is None:
+            return
+        known_r, required = self._run_setting(at, "checks.required")
+        known_a, advisory = self._run_setting(at, "checks.advisory")
+        if not (known_r and known_a):
+            return
+        try:
+            expected = [{"name": c["name"], "argv": list(c["argv"]), "required": flag}
+                        for cfg, flag in ((required, True), (advisory, False)) for c in cfg]
+        except (KeyError, TypeError):
+            self.diverge(seq, f"{MANIFEST} config.checks", "checks with a name and an argv", _short(required))
+            return
+        found = [{k: c[k] for k in ("name", "argv", "required")} for c in seg.check_specs]
+        if found != expected:
+            self.diverge(seq, f"check.finished events vs the checks of the run ({MANIFEST} config.checks.required/advisory)",
+                         expected, found)
+        known, tail = self._run_setting(at, "feature_flags.record_check_output_in_ledger")
+        if known:
+            for c in seg.check_specs:
+                if c["output_tail"] != bool(tail):
+                    self.diverge(c["seq"], f"check.finished output_tail (feature_flags.record_check_output_in_ledger in {MANIFEST})",
+                                 "present" if tail else "absent", "present" if c["output_tail"] else "absent")
+
     # -- comparisons with the disk ----------------------------------------------------------
     def check_disk(self) -> None:
-        self._check_manifest()
-        self._check_files()
-        self._check_validation_doc()
-        self._check_worker_status()
+        steps = [self._check_manifest, self._check_files, self._check_validation_doc, self._check_worker_status,
+                 self._check_facts]
         if self.state["final"] is not None and self.last_seg.report is not None:
-            self._check_status_doc()
-            self._check_report()
+            steps += [self._check_status_doc, self._check_report]
+        else:
+            steps.append(self._check_unrecorded_report)
+        for step in steps:
+            try:
+                step()
+            except OSError as exc:  # an unreadable file or folder: tampered or broken, never a crash
+                self.diverge(None, self._rel(exc.filename), "a readable file",
+                             f"cannot read it ({exc.strerror or type(exc).__name__})")
+
+    def _rel(self, filename: Any) -> str:
+        if not filename:
+            return "a file of the run"
+        path = Path(str(filename))
+        try:
+            return path.relative_to(self.run_dir).as_posix()
+        except ValueError:
+            return str(filename)
 
     def _check_manifest(self) -> None:
         if self.state["plan_hash"] is None:
             return
         manifest = self._read_manifest()
         if manifest is None:
-            self.diverge(None, MANIFEST, "a readable run manifest", "missing or not JSON")
+            self.diverge(None, MANIFEST, "the run manifest launch wrote", self.manifest_problem or "unreadable")
             return
         digest = _sha_bytes(jsonio.canonical(manifest.get("plan")))
         if digest != self.state["plan_hash"]:
@@ -537,7 +695,8 @@ class Replayer:
     def _compare(self, rel: str, sha: str, seq: int, source: str) -> None:
         path = self.run_dir / rel
         if not path.is_file():
-            self.diverge(seq, f"{rel} (recorded by {source})", f"sha256 {sha}", "the file is missing")
+            found = "a folder, not a file" if path.is_dir() else "the file is missing"
+            self.diverge(seq, f"{rel} (recorded by {source})", f"sha256 {sha}", found)
             return
         now = sha256_file(path)
         if now != sha:
@@ -552,11 +711,9 @@ class Replayer:
         v = self.state["validation"]
         if v is None:
             return
-        path = self.run_dir / VALIDATION
-        try:
-            doc = jsonio.read_json(path, VALIDATION)
-        except UsageError as exc:
-            self.diverge(v["seq"], VALIDATION, "the document validation.decided wrote", str(exc))
+        doc, problem = self.read_doc(VALIDATION, "validation")
+        if problem is not None:
+            self.diverge(v["seq"], VALIDATION, "the document validation.decided wrote", problem)
             return
         for key in ("status", "workers", "verdicts", "findings", "warnings", "overlaps", "touched", "policy", "bundle_hashes"):
             if doc.get(key) != v.get(key):
@@ -564,28 +721,90 @@ class Replayer:
 
     def _check_worker_status(self) -> None:
         for w, (facts, seq) in sorted(self.facts.items()):
-            path = self.run_dir / worker_dirname(w) / "STATUS.json"
-            if facts["status"] is None or not path.is_file():
-                continue
-            try:
-                doc = jsonio.read_json(path)
-            except UsageError:
-                doc = {}
-            found = doc.get("status") if isinstance(doc, dict) else None
-            if found != facts["status"]:
-                self.diverge(seq, f"{worker_dirname(w)}/STATUS.json status (recorded in bundle.facts)", facts["status"], found)
+            rel = f"{worker_dirname(w)}/STATUS.json"
+            if facts["status"] is None:
+                continue  # it was missing or malformed at validation: the facts say so
+            doc, problem = self.read_doc(rel, "worker_status")
+            if problem is not None:
+                self.diverge(seq, rel, f"the worker status bundle.facts read (status {facts['status']})", problem)
+            elif doc["status"] != facts["status"]:
+                self.diverge(seq, f"{rel} status (recorded in bundle.facts)", facts["status"], doc["status"])
+
+    def _check_facts(self) -> None:
+        """Re-derive every ``bundle.facts`` whose bundle still hashes as recorded; they must agree.
+
+        The bundle bytes are pinned by the recorded bundle hash, so the facts read from them are
+        not an input to trust but a function to recompute: a forged fact (a wider scope, a hidden
+        path) differs from what the bundle says.
+        """
+        from tools.codex.factory.validate import base_paths_lower
+
+        now: dict[str, str] = {}
+        derived: dict[tuple[str, str], dict[str, Any]] = {}
+        base_lower: dict[str, str] | None = None
+        for w, recorded, seq in self.fact_events:
+            wdir = worker_dirname(w)
+            if wdir not in now:
+                now[wdir] = bundles.bundle_hash(self.run_dir / wdir)
+            if recorded["bundle_hash"] != now[wdir]:
+                continue  # the bundle changed since: a later record or the bundle-hash check covers it
+            if base_lower is None:
+                base = self.state["base_commit"]
+                if not isinstance(base, str):
+                    self.diverge(seq, f"recorded facts for {w} (re-derivation)", "the base commit from run.started",
+                                 "no run.started event: the base tree is unknown")
+                    return
+                try:
+                    base_lower = base_paths_lower(self.ctx, base)
+                except FactoryError as exc:
+                    self.diverge(seq, f"recorded facts for {w} (re-derivation)",
+                                 f"the tree of base commit {base} in this repository", _short(str(exc), 300))
+                    return
+            key = (w, now[wdir])
+            if key not in derived:
+                derived[key] = bundles.gather_facts(self.run_dir, w, base_lower)
+                self.state["facts_rederived"] += 1
+            fresh = derived[key]
+            for name in sorted(set(fresh) | set(recorded)):
+                if fresh.get(name) != recorded.get(name):
+                    self.diverge(seq, f"recorded facts for {w} differ from the bundle {wdir}/ "
+                                      f"(re-derived by bundles.gather_facts): {name}", fresh.get(name), recorded.get(name))
+
+    def _check_unrecorded_report(self) -> None:
+        """A FINAL_REPORT.txt on disk that no report.written (followed by run.finished) records."""
+        if any(ev.event_type == "report.written" for ev in self.events):
+            return  # recorded (a report.written without run.finished is reported by the fold)
+        path = self.run_dir / REPORT_REL
+        if not (path.exists() or path.is_symlink()):
+            return
+        text, problem = self._read_report_text()
+        heads = _HEAD_LINE.findall(text) if text is not None else []
+        said = f"; it says ledger head seq={heads[-1][0]}" if heads else (f"; {problem}" if problem else "")
+        self.diverge(None, f"{REPORT_REL} (no report.written event records it)",
+                     "report.written and run.finished events for the report on disk",
+                     f"none in the ledger (events removed?){said}")
+        if heads:
+            self.heads.append((int(heads[-1][0]), heads[-1][1], f"{REPORT_REL} ledger head", None))
+            self.disk_report_head = (int(heads[-1][0]), heads[-1][1])
+
+    def _read_report_text(self, run_dir: Path | None = None) -> tuple[str | None, str]:
+        path = (run_dir or self.run_dir) / REPORT_REL
+        if path.is_dir():
+            return None, "a folder, not a file"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None, "the file is missing"
+        except OSError as exc:
+            return None, f"cannot read it ({exc.strerror or type(exc).__name__})"
+        return data.decode("utf-8", "replace"), ""
 
     def _check_status_doc(self) -> None:
         final = self.state["final"]
         seg = self.last_seg
-        path = self.run_dir / STATUS_REL
-        try:
-            doc = jsonio.read_json(path, STATUS_REL)
-        except UsageError as exc:
-            self.diverge(final["seq"], STATUS_REL, f"status {final['status']}", str(exc))
-            return
-        if not isinstance(doc, dict):
-            self.diverge(final["seq"], STATUS_REL, "a JSON object", type(doc).__name__)
+        doc, problem = self.read_doc(STATUS_REL, "integrator_status")
+        if problem is not None:
+            self.diverge(final["seq"], STATUS_REL, f"Z's status document (status {final['status']})", problem)
             return
         # integrate's own results reach STATUS.json only when the stage returned (not raised).
         stage = seg.stages.get("integrate")
@@ -615,11 +834,9 @@ class Replayer:
 
     def _check_report(self) -> None:
         final = self.state["final"]
-        path = self.run_dir / REPORT_REL
-        try:
-            text = path.read_bytes().decode("utf-8", "replace")
-        except OSError:
-            self.diverge(final["seq"], REPORT_REL, f"a report saying STATUS: {final['status']}", "the file is missing")
+        text, problem = self._read_report_text()
+        if text is None:
+            self.diverge(final["seq"], REPORT_REL, f"a report saying STATUS: {final['status']}", problem)
             return
         m = _STATUS_LINE.search(text)
         found = m.group(1) if m else "(no STATUS line)"
@@ -631,13 +848,45 @@ class Replayer:
             return
         seq, digest = int(heads[-1][0]), heads[-1][1]
         self.heads.append((seq, digest, f"{REPORT_REL} ledger head", None))
+        self.disk_report_head = (seq, digest)
         recorded = self.state["ledger_head"]
         if recorded is not None and (seq, digest) != (recorded["seq"], recorded["hash"]):
             self.diverge(final["seq"], f"{REPORT_REL} ledger head vs report.written",
                          f"seq={recorded['seq']} hash={recorded['hash']}", f"seq={seq} hash={digest}")
 
-    def check_heads(self, lines: Iterator[Event]) -> None:
-        """Each recorded head must be the hash of the ledger line at that seq."""
+    def plan_later_anchor(self) -> None:
+        """Events of this run beyond its own report's head may be covered by a later run's report.
+
+        The first other run whose ``report.written`` comes after this run's last event and whose
+        FINAL_REPORT.txt (on disk) prints a head at or beyond that event anchors them: its head
+        is checked against the ledger like this run's own.
+        """
+        if not self.events:
+            return
+        last = max(ev.seq for ev in self.events)
+        own = self.disk_report_head[0] if self.disk_report_head else 0
+        if last <= own:
+            return
+        tried: set[str] = set()
+        for seq, rid in self.later_reports:
+            if seq <= last or rid in tried:
+                continue
+            tried.add(rid)
+            try:
+                other = self.ctx.layout.run_dir(rid)
+            except UsageError:
+                continue
+            text, _problem = self._read_report_text(other)
+            heads = _HEAD_LINE.findall(text) if text is not None else []
+            if heads and int(heads[-1][0]) >= last:
+                source = f"{self.ctx.layout.run_rel(rid)}/{REPORT_REL} ledger head (a later run's report)"
+                self.later_anchor = {"run_id": rid, "seq": int(heads[-1][0]), "hash": heads[-1][1], "source": source}
+                self.heads.append((int(heads[-1][0]), heads[-1][1], source, None))
+                return
+
+    def check_heads(self, ledger: Ledger) -> None:
+        """Each recorded head must be the hash of the ledger line at that seq, and every line up to
+        the highest head must hash as recorded and link to the one before it."""
         wanted: dict[int, list[tuple[str, str, int | None]]] = {}
         for seq, digest, source, at in self.heads:
             wanted.setdefault(seq, []).append((digest, source, at))
@@ -646,11 +895,23 @@ class Replayer:
         found: dict[int, str] = {}
         last = 0
         top = max(wanted)
-        for ev in lines:
-            last = ev.seq
-            if ev.seq in wanted:
-                found[ev.seq] = ev.hash
-            if ev.seq >= top:
+        prev = GENESIS
+        broken = False
+        for n, line in enumerate(ledger.iter_lines(), 1):
+            try:
+                obj = orjson.loads(line)
+                seq, digest, linked = obj["seq"], obj["hash"], obj["prev_hash"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                seq, digest, linked = n, "", ""
+            if not broken and (seq != n or linked != prev or not line_hash_ok(line)):
+                broken = True
+                self.diverge(n, f"ledger line seq {n} (at or below the head seq {top} anchored in {wanted[top][0][1]})",
+                             f"seq {n}, hashed as recorded and linked to the line before", "it is not")
+            last = n
+            prev = digest
+            if n in wanted:
+                found[n] = digest
+            if n >= top:
                 break
         for seq in sorted(wanted):
             for digest, source, at in wanted[seq]:
@@ -661,34 +922,73 @@ class Replayer:
                 elif actual != digest:
                     self.diverge(seq, f"ledger head recorded in {source} (the ledger was rewritten and re-chained)",
                                  f"hash {digest} at seq {seq}", f"hash {actual}")
+                elif self.later_anchor is not None and source == self.later_anchor["source"]:
+                    self.later_anchor["ok"] = True
+
+    def anchor_state(self) -> None:
+        """Which of this run's events the report's ledger head does not cover (``state.anchor``)."""
+        head = self.disk_report_head
+        own = head[0] if head else 0
+        finished = [ev.seq for ev in self.events if ev.event_type == "run.finished"]
+        beyond: list[dict[str, Any]] = [{"seq": ev.seq, "event_type": ev.event_type} for ev in self.events if ev.seq > own]
+        after = [b for b in beyond if finished and int(b["seq"]) > finished[-1]]
+        later = self.later_anchor if self.later_anchor and self.later_anchor.get("ok") else None
+        self.state["anchor"] = {
+            "report_head": {"seq": head[0], "hash": head[1]} if head else None,
+            "beyond_report_head": beyond,
+            "after_run_finished": after,
+            "anchored_by_later_report": (
+                {k: later[k] for k in ("run_id", "seq", "hash", "source")} if later else None),
+            "unanchored": [] if later else beyond,
+        }
 
 
 def replay(ctx: Context, run_id: str) -> Outcome:
+    """Replay one run (see the module docstring); exit 0 consistent, 3 divergent or tampered."""
     validate_run_id(run_id)
     ledger = ctx.ledger
     rp = Replayer(ctx, run_id)
-    verified = ledger.verify()
-    if not verified.ok:
-        rp.diverge(verified.first_bad_seq, "ledger chain (ledger verify)", "every line hashed and linked",
-                   verified.reason)
+    ledger_rel = ctx.config.ledger_rel
+    chain_ok = False
+    head: dict[str, Any] = {"seq": None, "hash": None}
+    try:
+        verified = ledger.verify()
+    except (OSError, FactoryError) as exc:
+        rp.diverge(None, f"{ledger_rel} (ledger verify)", "a readable ledger and head file", _io_reason(exc))
+    else:
+        chain_ok = verified.ok
+        head = {"seq": verified.head.seq, "hash": verified.head.hash}
+        if not verified.ok:
+            rp.diverge(verified.first_bad_seq, "ledger chain (ledger verify)", "every line hashed and linked",
+                       verified.reason)
     events: list[Event] = []
     try:
         for ev in ledger.events():
             if ev.run_id == run_id:
                 events.append(ev)
-    except FactoryError as exc:
-        rp.diverge(None, "ledger lines", "valid events", str(exc))
+            elif ev.event_type == "report.written" and isinstance(ev.run_id, str) and isinstance(ev.seq, int):
+                rp.later_reports.append((ev.seq, ev.run_id))
+    except (OSError, FactoryError) as exc:
+        rp.diverge(None, f"{ledger_rel} (ledger lines)", "valid events", _io_reason(exc))
     if not events and not rp.run_dir.is_dir():
-        raise UsageError(f"--run-id {run_id}: no events in {ctx.config.ledger_rel} and no run folder {ctx.layout.run_rel(run_id)}")
+        raise UsageError(f"--run-id {run_id}: no events in {ledger_rel} and no run folder {ctx.layout.run_rel(run_id)}")
     if not events:
-        rp.diverge(None, "run events", f"events of run {run_id} in the ledger", "none, but the run folder exists")
+        rp.diverge(None, "run events", f"events of run {run_id} in {ledger_rel}", "none, but the run folder exists")
     rp.fold(events)
     rp.check_disk()
     try:
-        rp.check_heads(ledger.events())
-    except FactoryError as exc:
-        rp.diverge(None, "ledger heads", "a readable ledger", str(exc))
-    return _outcome(rp, verified.ok, {"seq": verified.head.seq, "hash": verified.head.hash})
+        rp.plan_later_anchor()
+        rp.check_heads(ledger)
+    except (OSError, FactoryError) as exc:
+        rp.diverge(None, f"{ledger_rel} (ledger heads)", "a readable ledger", _io_reason(exc))
+    rp.anchor_state()
+    return _outcome(rp, chain_ok, head)
+
+
+def _io_reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read {exc.filename or 'it'} ({exc.strerror or type(exc).__name__})"
+    return str(exc)
 
 
 def _outcome(rp: Replayer, chain_ok: bool, head: dict[str, Any]) -> Outcome:
@@ -706,9 +1006,10 @@ def _outcome(rp: Replayer, chain_ok: bool, head: dict[str, Any]) -> Outcome:
     lines = [f"replay of {rp.run_id}: {state['events']} events (ledger {'verified' if chain_ok else 'NOT VERIFIED'}, head seq={head['seq']})"]
     lines += rp.timeline
     lines.append(_summary(state))
+    lines += _anchor_lines(state["anchor"])
     lines += [d.line() for d in rp.divergences]
     lines.append("REPLAY OK" if ok else f"REPLAY DIVERGED: {len(rp.divergences)} divergence(s)")
-    return Outcome(Status.PASS if ok else Status.BLOCKED, data, "\n".join(lines))
+    return Outcome(Status.PASS if ok else Status.BLOCKED, data, "\n".join(ln.translate(_ONE_LINE) for ln in lines))
 
 
 def _summary(state: dict[str, Any]) -> str:
@@ -717,4 +1018,38 @@ def _summary(state: dict[str, Any]) -> str:
     end = f"final {final['status']} (recomputed {final['recomputed_status']})" if final else "run not finished"
     v = state["validation"]
     val = (f"validation {v['status']} ({len(v['findings'])} finding(s), {len(v['overlaps'])} overlap(s))" if v else "no validation")
-    return f"state: stages {stages}; {val}; {end}; {state['artifacts_checked']} artifact hash(es) checked"
+    return (f"state: stages {stages}; {val}; {end}; {state['artifacts_checked']} artifact hash(es) checked; "
+            f"{state['facts_rederived']} bundle(s) re-read for their facts")
+
+
+def _listing(events: list[dict[str, Any]], limit: int = 12) -> str:
+    shown = ", ".join(f"seq {e['seq']} {e['event_type']}" for e in events[:limit])
+    return shown + (f", … ({len(events) - limit} more)" if len(events) > limit else "")
+
+
+def _anchor_lines(anchor: dict[str, Any] | None) -> list[str]:
+    """What the report's ledger head covers, and what it does not, said plainly."""
+    if not anchor or not anchor["beyond_report_head"]:
+        return []
+    head = anchor["report_head"]
+    beyond = anchor["beyond_report_head"]
+    after = anchor["after_run_finished"]
+    later = anchor["anchored_by_later_report"]
+    if head is None:
+        lines = [f"anchor: no ledger head printed in {REPORT_REL}: no event of this run is anchored by its report"]
+    else:
+        lines = [f"anchor: the ledger head in {REPORT_REL} (seq {head['seq']}) covers this run's events up to "
+                 f"seq {head['seq']}; beyond it: {_listing(beyond)}"]
+    if after:
+        lines.append(f"anchor: {len(after)} event(s) after run.finished are NOT covered by the report's anchor: "
+                     f"{_listing(after)}")
+    if later is not None:
+        lines.append(f"anchor: covered instead by {later['source']} at seq {later['seq']}, which matches the ledger")
+    elif after or head is None:
+        lines.append("anchor: events beyond the report's head are not anchored: removing or editing them and "
+                     "re-chaining the ledger and its head file is not detectable by replay; keep a copy of the "
+                     "ledger's last line elsewhere to anchor them")
+    else:
+        lines.append("anchor: report.written and run.finished follow the head they print by design; they are "
+                     f"cross-checked with {STATUS_REL} and {REPORT_REL}")
+    return lines

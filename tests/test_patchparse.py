@@ -607,7 +607,7 @@ def test_random_real_patches_match_git(
         git(repo, "add", "-A")
         present = [n for n in chmod if (repo / n).exists()]
         if present:
-            git(repo, "update-index", "--chmod=+x", *present)
+            git(repo, "update-index", "--chmod=+x", "--", *present)  # names may start with "-"
         data = gitb(repo, "diff", "--cached", *flags)
         patch = parse(data)
         assert patch.touched() == git_paths(repo, *flags)

@@ -238,7 +238,6 @@ def test_user_state_is_never_touched(repo: Path) -> None:
     files_before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts and "runs" not in p.parts}
     res = run_cli("--repo", str(repo), "oneshot", "--dry-run")
     assert res.returncode == 0, res.stdout + res.stderr
-    b = make_patch  # noqa: F841 - no bundles changed: the run works on its own sandbox
     assert gitops.snapshot(repo) == before
     files_after = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts and "runs" not in p.parts}
     assert files_after == files_before
@@ -279,16 +278,25 @@ def test_oneshot_in_this_repository(tmp_path: Path) -> None:
     assert git(clone, "status", "--porcelain") == ""
 
 
-def test_oneshot_blocked_at_validation_skips_integrate_and_reports(repo: Path, tmp_path: Path) -> None:
-    # A plan whose workers cannot validate: a protected path in an allow glob is fine, but a
-    # worker scope that is empty still PASSes dry-run; so block via a config-protected default scope.
-    write_config(repo, {"security": {"protected_paths": ["src/**"]}})
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"workers": [{"id": "A", "allow": ["src/**"]}]}))
-    res = run_cli("--repo", str(repo), "oneshot", "--dry-run", "--plan", str(plan), "--json")
+def test_oneshot_blocked_at_validation_skips_integrate_and_reports(repo: Path) -> None:
+    # A headless agent that edits outside its scope: validation blocks, integrate is SKIPPED,
+    # and Z's report and STATUS.json still say BLOCKED, as does the exit code.
+    agent = "import pathlib; pathlib.Path('README.md').write_text('out of scope\\n')"
+    write_config(repo, {"workers": {"agent": {"preset": "script", "argv": ["{python}", "-c", agent], "timeout_s": 60}}})
+    res = run_cli("--repo", str(repo), "--now", PINNED, "oneshot", "--workers", "A", "--json")
     summary = json.loads(res.stdout)
-    assert res.returncode == 0, summary  # an empty dry-run patch touches no protected path
-    assert summary["status"] == "PASS"
+    assert res.returncode == 3, res.stderr
+    assert summary["status"] == "BLOCKED"
+    stages = {s["stage"]: s["status"] for s in summary["stages"]}
+    assert stages["bundle-validate"] == "BLOCKED" and stages["integrate"] == "SKIPPED"
+    z = run_dir(repo, summary["run_id"]) / "Z_integrator"
+    status = read_json(z / "STATUS.json")
+    assert status["status"] == "BLOCKED" and status["applied"] == []
+    report = (z / "FINAL_REPORT.txt").read_text()
+    assert "STATUS:      BLOCKED" in report and "[scope-not-allowed] A README.md" in report
+    assert (z / "DIFF.patch").read_bytes() == b""
+    untracked = git(repo, "status", "--porcelain", "--untracked-files=all")
+    assert untracked == "?? tools/codex/factory/factory.config.json\n"  # the test's own config, nothing else
 
 
 def test_preflight_blocks_on_bad_base_ref(repo: Path) -> None:
@@ -487,3 +495,37 @@ def test_a_new_integration_carries_nothing_of_an_earlier_attempt(repo: Path) -> 
     assert not stale.exists()
     index = read_json(run_dir(repo, run_id) / "Z_integrator" / "LOGS" / "INDEX.json")
     assert "check-old.stdout.log" not in [e["path"] for e in index["logs"]]
+
+
+def test_checks_cannot_walk_up_to_the_user_repo(repo: Path) -> None:
+    probe = (
+        "import subprocess, sys; "
+        "bad = [d for d in ('..', '../..', '../../..', '../../../..') "
+        "if subprocess.run(['git', '-C', d, 'rev-parse', '--git-dir'], capture_output=True).returncode == 0]; "
+        "r = subprocess.run(['git', '-C', '../..', 'branch', 'pwned-by-check'], capture_output=True); "
+        "sys.exit(0 if not bad and r.returncode != 0 else 9)"
+    )
+    write_config(repo, {"checks": {"required": [{"name": "walk-up", "argv": ["{python}", "-c", probe]}]}})
+    run_id = validated_run(repo, {})
+    before = gitops.snapshot(repo)
+    assert_agree(repo, run_id, integrate(repo, run_id), "PASS", 0)
+    assert gitops.snapshot(repo) == before
+
+
+def test_merged_diff_ignores_the_users_git_config(repo: Path, tmp_path: Path, isolated_env: Path) -> None:
+    lines = "".join(f"line {i}\n" for i in range(40))
+    (repo / "src/long.txt").write_text(lines)
+    git(repo, "add", "src/long.txt")
+    git(repo, "commit", "-q", "-m", "long file")
+    changed = lines.replace("line 20\n", "LINE 20\n")
+    outputs = []
+    patch = make_patch(repo, {"src/long.txt": changed})  # made before the hostile config below
+    for context in ("3", "9"):
+        (isolated_env / ".gitconfig").write_text(f"[diff]\n\tcontext = {context}\n\tnoprefix = true\n")
+        run_id = launch_dry(repo, now=f"2026-11-21T20:1{context}:00Z")
+        set_bundle(repo, run_id, "A", patch)
+        assert run_cli("--repo", str(repo), "bundle-validate", "--run-id", run_id).returncode == 0
+        assert integrate(repo, run_id).returncode == 0
+        outputs.append((run_dir(repo, run_id) / "Z_integrator" / "DIFF.patch").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert b"@@ -18,7 +18,7 @@" in outputs[0]

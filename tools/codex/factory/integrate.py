@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from tools.codex.factory import bundles, decisions, gitops, jsonio, patchparse, 
 from tools.codex.factory.context import Context
 from tools.codex.factory.errors import BlockedError, ProcessError
 from tools.codex.factory.events import Recorder
+from tools.codex.factory.fsutil import remove_tree
 from tools.codex.factory.ledger import Filter, Ledger
 from tools.codex.factory.paths import LOGS_DIR, SANDBOX_DIR, VALIDATION, Z_DIR, worker_dirname
 from tools.codex.factory.stages import StageResult
@@ -111,7 +111,7 @@ def run_checks(
     results = []
     timings: list[str] = []
     values = {"python": sys.executable, "base_commit": commit, "run_id": run_id, "sandbox": str(sandbox)}
-    env = gitops.sandbox_env(sandbox)
+    env = gitops.sandbox_env(sandbox, ctx.repo)
     configured = [(c, True) for c in run_setting(manifest, "checks.required")]
     configured += [(c, False) for c in run_setting(manifest, "checks.advisory")]
     for check, required in configured:
@@ -170,7 +170,7 @@ def integrate(
     identical = {o["path"] for o in validation["overlaps"] if o["resolution"] == "identical"}
     sandbox = writer.target(SANDBOX_DIR)
     if sandbox.exists():
-        shutil.rmtree(sandbox, onerror=_force_remove)
+        remove_tree(sandbox)
     writer.mkdir(SANDBOX_DIR)
     status, reason = "PASS", ""
     try:
@@ -202,7 +202,7 @@ def integrate(
                 status, reason = check_state, "; ".join(reasons)
     finally:
         if not ctx.config.get("run.keep_sandbox") and sandbox.exists():
-            shutil.rmtree(sandbox, onerror=_force_remove)
+            remove_tree(sandbox)
     write_logs_index(writer)
     return StageResult("integrate", status, reason, data)
 
@@ -269,12 +269,3 @@ def write_logs_index(writer: GuardedWriter) -> None:
             if p.is_file() and p.name != "INDEX.json":
                 entries[p.relative_to(logs_dir).as_posix()] = p.read_bytes()
     writer.write(f"{Z_DIR}/{LOGS_DIR}/INDEX.json", jsonio.pretty(bundles.logs_index(entries)))
-
-
-def _force_remove(func: Any, path: str, _exc: Any) -> None:
-    """Windows marks git objects read-only: clear the bit and retry."""
-    import os
-    import stat
-
-    os.chmod(path, stat.S_IWRITE)
-    func(path)

@@ -79,3 +79,26 @@ def test_run_ids_since_matches_a_full_scan(tmp_path: Path) -> None:
             floor = format_ts(base + dt.timedelta(seconds=second))
             full = {e.run_id for e in ledger.select(Filter(event_type="run.started")) if e.ts_utc >= floor}
             assert ledger.run_ids_since("run.started", floor) == full
+
+
+def test_concurrent_oneshots_each_get_their_own_run(repo: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "--now", PINNED,
+                          "oneshot", "--dry-run", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    results = [(p.wait(timeout=300), p.stdout.read() if p.stdout else b"") for p in procs]
+    assert [rc for rc, _ in results] == [0, 0, 0, 0], [out[-400:] for _, out in results]
+    ids = sorted(json.loads(out)["run_id"] for _, out in results)
+    assert [i[-3:] for i in ids] == ["001", "002", "003", "004"]
+    verify = run_cli("--repo", str(repo), "ledger", "verify")
+    assert verify.returncode == 0
+    for run_id in ids:
+        replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", run_id)
+        assert replay.returncode == 0, replay.stdout[-800:]

@@ -85,7 +85,41 @@ def ensure_runs_dir(ctx: Context) -> None:
 Finish = Callable[[Recorder, StageResult], None]
 
 
-def launch(ctx: Context, req: LaunchRequest, planned_id: str | None = None,
+def _claim(ctx: Context, req: LaunchRequest, commit: str, plan: Plan) -> str:
+    """Under the ledger lock: choose the run ID and create its (empty) folder atomically."""
+    run_id = validate_run_id(req.run_id) if req.run_id is not None else next_run_id(ctx, req.kind, commit)
+    run_dir = ctx.layout.run_dir(run_id)
+    if not req.dry_run and not run_dir.exists():
+        from tools.codex.factory import workers as real
+
+        real.check_free(ctx, run_id, plan)  # a taken branch or worktree folder: refused before anything exists
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        raise BlockedError(f"run ID {run_id} is taken: {ctx.layout.run_rel(run_id)} exists; choose another --run-id") from None
+    return run_id
+
+
+def reserve_run_id(ctx: Context, req: LaunchRequest) -> str:
+    """Claim the run ID for a oneshot before its preflight events are recorded under it.
+
+    Concurrent oneshots each get their own ID (the claim and the ledger scan share one
+    lock), instead of computing the same next ID and refusing each other.
+    """
+    commit = gitops.resolve_commit(ctx.repo, req.base_ref)
+    plan = resolve_plan(ctx, req.plan_file, req.workers)
+    ensure_runs_dir(ctx)
+    with ctx.ledger.lock():
+        return _claim(ctx, req, commit, plan)
+
+
+def release_reservation(ctx: Context, run_id: str) -> None:
+    """A claimed run that never started: remove its still-empty folder (nothing else)."""
+    with contextlib.suppress(OSError):
+        ctx.layout.run_dir(run_id).rmdir()
+
+
+def launch(ctx: Context, req: LaunchRequest, reserved_id: str | None = None,
            finish: Finish | None = None) -> tuple[StageResult, Recorder | None]:
     """Create the run; returns the stage result and the run's recorder.
 
@@ -109,19 +143,8 @@ def launch(ctx: Context, req: LaunchRequest, planned_id: str | None = None,
     ensure_runs_dir(ctx)
     ledger = ctx.ledger
     with ledger.lock():
-        if req.run_id is not None:
-            run_id = validate_run_id(req.run_id)
-        elif planned_id is not None:
-            run_id = planned_id
-        else:
-            run_id = next_run_id(ctx, req.kind, commit)
-        run_dir = ctx.layout.run_dir(run_id)
-        if not req.dry_run and not run_dir.exists():
-            real.check_free(ctx, run_id, plan)  # a taken branch or worktree folder: refused before anything exists
-        try:
-            run_dir.mkdir()
-        except FileExistsError:
-            raise BlockedError(f"run ID {run_id} is taken: {ctx.layout.run_rel(run_id)} exists; choose another --run-id") from None
+        # A reserved ID was claimed by reserve_run_id: its (empty) folder exists and is ours.
+        run_id = reserved_id if reserved_id is not None else _claim(ctx, req, commit, plan)
         rec = Recorder(ledger, run_id, req.kind)
         rec.emit(
             "run.started",

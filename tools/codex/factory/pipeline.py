@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory import gitops, preflight, report, validate
+from tools.codex.factory import preflight, report, validate
 from tools.codex.factory.context import Context
 from tools.codex.factory.errors import FactoryError, LockHeldError, UsageError
 from tools.codex.factory.events import Recorder
@@ -13,8 +13,9 @@ from tools.codex.factory.ids import validate_kind, validate_run_id
 from tools.codex.factory.launch import (
     LaunchRequest,
     launch,
-    next_run_id,
     read_manifest,
+    release_reservation,
+    reserve_run_id,
     resolve_plan,
     selected_workers,
 )
@@ -194,20 +195,31 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
         from tools.codex.factory import workers as real
 
         real.check(ctx, plan)  # a missing agent CLI is a usage error before anything runs
-    planned = req.run_id
-    found = preflight.checks(ctx, req.base_ref, planned)
-    if planned is None and all(c["ok"] for c in found):
-        planned = next_run_id(ctx, req.kind, gitops.resolve_commit(ctx.repo, req.base_ref))
-        found = preflight.checks(ctx, req.base_ref, planned)
-    if not req.dry_run and planned is not None and not ctx.layout.run_dir(planned).exists():
-        from tools.codex.factory import workers as real
-
-        real.check_free(ctx, planned, plan)  # a taken branch or worktree folder: refused before any event
+    found = preflight.checks(ctx, req.base_ref, req.run_id)
+    planned: str | None = None
+    if all(c["ok"] for c in found):
+        # The ID is ours before anything is recorded under it. A taken worker branch is
+        # refused here with one line, before any event or folder exists.
+        planned = reserve_run_id(ctx, req)
     ledger_ok = next((c["ok"] for c in found if c["name"] == "ledger"), False)
     # A taken run ID belongs to another run: its preflight refusal is not that run's event.
-    own_id = planned if planned is not None and not ctx.layout.run_dir(planned).exists() else ""
+    pinned_free = req.run_id is not None and not ctx.layout.run_dir(req.run_id).exists()
+    own_id = planned or (req.run_id if pinned_free else "") or ""
     pre_rec = Recorder(ctx.ledger, own_id, req.kind) if ledger_ok else None
-    pre = run_stage(pre_rec, "preflight", lambda: preflight.preflight(ctx, pre_rec, req.base_ref, planned))
+    if planned is None and not all(c["ok"] for c in found):
+        def refused() -> StageResult:
+            if pre_rec is not None:
+                for c in found:
+                    pre_rec.emit("preflight.check", "preflight", "operator", name=c["name"], ok=c["ok"], detail=c["detail"])
+            failed = [c for c in found if not c["ok"]]
+            reason = "; ".join(f"{c['name']}: {c['detail']} (fix: {c['fix']})" for c in failed)
+            return StageResult("preflight", "BLOCKED", reason, {"checks": found})
+
+        pre = run_stage(pre_rec, "preflight", refused)
+    else:
+        pre = run_stage(pre_rec, "preflight", lambda: preflight.preflight(ctx, pre_rec, req.base_ref, None))
+        if pre.status != "PASS" and planned is not None:
+            release_reservation(ctx, planned)
     if pre.status != "PASS":
         rows = [pre] + [StageResult(s, "SKIPPED", "skipped: preflight did not pass") for s in STAGES[1:]]
         head = ctx.ledger.read_head() if ledger_ok else None
@@ -234,7 +246,7 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
         launch_finished.append(True)
 
     def do_launch() -> StageResult:
-        res, _ = launch(ctx, req, planned_id=planned, finish=launch_failed)
+        res, _ = launch(ctx, req, reserved_id=planned, finish=launch_failed)
         holder.update(res.data)
         return res
 

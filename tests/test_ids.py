@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,53 @@ def test_clock_pinning() -> None:
     assert pinned.elapsed(pinned.monotonic()) == 0.0
     with pytest.raises(UsageError, match="--now"):
         Clock.from_env("not-a-time")
+
+
+# -- the clock's range: every timestamp has the fixed width that sorts as time -----------------
+
+OUT_OF_RANGE = [
+    "0999-01-01T00:00:00Z",  # 3-digit year: "999-..." would sort after "2026-..."
+    "0001-01-01T00:00:00+01:00",  # before year 1 in UTC: OverflowError
+    "9999-12-31T23:30:00-01:00",  # after year 9999 in UTC: OverflowError
+    "1969-12-31T23:59:59Z",
+]
+
+
+@pytest.mark.parametrize("bad", OUT_OF_RANGE)
+def test_instants_outside_1970_to_9999_utc_are_usage_errors(bad: str) -> None:
+    with pytest.raises(UsageError, match=r"--now: .*1970\.\.9999"):
+        Clock.from_env(bad)
+    with pytest.raises(UsageError, match=r"FACTORY_NOW: .*1970\.\.9999"):
+        parse_instant(bad, "FACTORY_NOW")
+
+
+@pytest.mark.parametrize("good", ["1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "1970-01-01T01:00:00+01:00"])
+def test_the_range_ends_are_accepted_and_fixed_width(good: str) -> None:
+    ts = Clock.from_env(good).now_ts()
+    assert len(ts) == 27 and ts.endswith("Z")
+
+
+def test_format_ts_pads_the_year_to_four_digits() -> None:
+    import datetime as dt
+
+    assert format_ts(dt.datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc)) == "0999-01-02T03:04:05.000006Z"
+    # Filters (--since) take any year: they compare with stored timestamps, never become one.
+    assert format_ts(parse_instant("0001-01-01", "--since", bounded=False)) == "0001-01-01T00:00:00.000000Z"
+    with pytest.raises(UsageError, match="--since"):
+        parse_instant("0001-01-01T00:00:00+01:00", "--since", bounded=False)  # overflows: still one line
+
+
+def test_cli_refuses_an_out_of_range_clock_and_creates_nothing(tmp_path: Path) -> None:
+    from .conftest import make_repo, run_cli
+
+    repo = make_repo(tmp_path / "repo")
+    for args, env, source in (
+        (("--now", "0999-01-01T00:00:00Z"), None, "--now"),
+        (("--now", "0001-01-01T00:00:00+01:00"), None, "--now"),
+        ((), {"FACTORY_NOW": "0999-01-01T00:00:00Z"}, "FACTORY_NOW"),
+    ):
+        res = run_cli("--repo", str(repo), *args, "launch", "--base-ref", "HEAD", "--dry-run", env=env)
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and source in lines[0] and "1970..9999" in lines[0], res.stderr
+    assert not (repo / "tools").exists()

@@ -336,3 +336,136 @@ def test_filters_match_payload_fields_and_since(lpath: Path) -> None:
         assert seqs(since="2026-11-21T21:15:10+01:00") == [2, 3]  # offsets are converted
         with pytest.raises(UsageError, match="--since"):
             Filter.build(since="yesterday")
+
+
+# -- ts_utc has one stored form --------------------------------------------------------------
+
+def _write_chain(lpath: Path, stamps: list[str]) -> None:
+    """A ledger whose hashes and links are sound, with the given ts_utc strings verbatim."""
+    from tools.codex.factory.ledger import encode
+
+    prev, lines = GENESIS, []
+    for seq, ts in enumerate(stamps, 1):
+        body = {"event_type": "ledger.note", "payload": {}, "prev_hash": prev, "run_id": "", "seq": seq,
+                "stage": "t", "ts_utc": ts}
+        line, prev = encode(body)
+        lines.append(line)
+    lpath.parent.mkdir(parents=True, exist_ok=True)
+    lpath.write_bytes(b"".join(lines))
+
+
+GOOD_TS = "2026-11-21T20:15:00.000000Z"
+BAD_TS = [
+    "999-01-01T00:00:00.000000Z",  # the 3-digit year a --now 0999 used to write: sorts after 2026
+    "2026-11-21T20:15:00Z",  # no microseconds
+    "2026-11-21T20:15:00.000000+00:00",  # an offset, not Z
+    "2026-13-01T00:00:00.000000Z",  # month 13: right width, not a time
+    "2026-11-21 20:15:00.000000Z",  # space, not T
+    "9999-99-99T99:99:99.999999Z",
+]
+
+
+@pytest.mark.parametrize("bad", BAD_TS)
+@pytest.mark.parametrize("where", [0, 10, 29])
+def test_verify_flags_a_ts_utc_not_in_the_stored_form(lpath: Path, bad: str, where: int) -> None:
+    stamps = [GOOD_TS] * 30
+    stamps[where] = bad
+    if bad.startswith(("999", "9999")):
+        stamps[where + 1:] = [bad] * (29 - where)  # what clamping to max(now, last ts) did
+    _write_chain(lpath, stamps)
+    res = Ledger(lpath, at(0)).verify()
+    assert not res.ok and res.first_bad_seq == where + 1, res
+    assert "ts_utc" in res.reason
+
+
+def test_append_refuses_to_carry_a_malformed_last_ts_on(lpath: Path) -> None:
+    _write_chain(lpath, [GOOD_TS, "999-01-01T00:00:00.000000Z"])
+    size = lpath.stat().st_size
+    with pytest.raises(LedgerCorruptError, match=r"seq 2: ts_utc '999-01-01T00:00:00\.000000Z'"):
+        Ledger(lpath, at(0), fsync=False).append("ledger.note", "", "t", {})
+    assert lpath.stat().st_size == size
+
+
+def test_a_pinned_clock_before_1000_cannot_reach_the_ledger(lpath: Path) -> None:
+    with pytest.raises(UsageError, match=r"1970\.\.9999"):
+        Ledger(lpath, Clock.from_env("0999-01-01T00:00:00Z"), fsync=False)
+    assert not lpath.exists()
+
+
+# -- a ledger, head or lock path that is not a file: one line naming it ----------------------
+
+def _all_ops(led: Ledger) -> dict[str, object]:
+    return {
+        "append": lambda: led.append("ledger.note", "", "t", {}),
+        "verify": led.verify,
+        "select": lambda: led.select(Filter()),
+        "tail": lambda: led.select(Filter(), 5),
+        "events": lambda: list(led.events()),
+        "read_head": led.read_head,
+        "repair": led.repair,
+        "run_ids_since": lambda: led.run_ids_since("run.started", GOOD_TS),
+    }
+
+
+@pytest.mark.parametrize("op", ["append", "verify", "select", "tail", "events", "read_head", "repair", "run_ids_since"])
+@pytest.mark.parametrize("shape", ["runs-is-a-file", "ledger-is-a-dir"])
+def test_a_ledger_path_of_the_wrong_shape_is_a_usage_error_naming_it(tmp_path: Path, op: str, shape: str) -> None:
+    runs = tmp_path / "runs"
+    if shape == "runs-is-a-file":
+        runs.write_bytes(b"user data\n")
+    else:
+        (runs / "factory_ledger.jsonl").mkdir(parents=True)
+    lpath = runs / "factory_ledger.jsonl"
+    with Ledger(lpath, at(0), fsync=False) as led:
+        fn = _all_ops(led)[op]
+        with pytest.raises(UsageError) as exc:
+            fn()  # type: ignore[operator]
+    msg = str(exc.value)
+    assert "\n" not in msg and str(runs) in msg and "ledger.path" in msg, msg
+    if shape == "runs-is-a-file":
+        assert runs.read_bytes() == b"user data\n"
+
+
+@pytest.mark.parametrize("which", ["head", "lock"])
+def test_a_head_or_lock_file_that_is_a_directory_is_a_usage_error(lpath: Path, which: str) -> None:
+    build(lpath, 3)
+    target = lpath.with_name("factory_ledger.sha256") if which == "head" else lpath.with_name(lpath.name + ".lock")
+    target.unlink()
+    target.mkdir()
+    with Ledger(lpath, at(0), fsync=False) as led:
+        with pytest.raises(UsageError, match=target.name):
+            led.append("ledger.note", "", "t", {})
+        if which == "head":
+            with pytest.raises(UsageError, match=target.name):
+                led.verify()
+        else:
+            with pytest.raises(UsageError, match=target.name), led.lock():
+                pass
+            with pytest.raises(UsageError, match=target.name):
+                led.repair()
+
+
+@pytest.mark.parametrize("shape", ["runs-is-a-file", "ledger-is-a-dir", "head-is-a-dir"])
+def test_cli_reports_a_misshapen_ledger_in_one_line(tmp_path: Path, shape: str) -> None:
+    from .conftest import make_repo, run_cli
+
+    repo = make_repo(tmp_path / "repo")
+    runs = repo / "tools" / "codex" / "runs"
+    if shape == "runs-is-a-file":
+        runs.parent.mkdir(parents=True)
+        runs.write_bytes(b"x")
+    elif shape == "ledger-is-a-dir":
+        (runs / "factory_ledger.jsonl").mkdir(parents=True)
+    else:
+        build(runs / "factory_ledger.jsonl", 2)
+        (runs / "factory_ledger.sha256").unlink()
+        (runs / "factory_ledger.sha256").mkdir()
+    listing = 0 if shape == "head-is-a-dir" else 2  # listing never reads the head file
+    for args, code in ((["ledger"], listing), (["ledger", "--limit", "3"], listing), (["ledger", "verify"], 2),
+                       (["ledger", "repair"], 2), (["preflight"], 3), (["doctor"], None)):
+        res = run_cli("--repo", str(repo), *args)
+        assert "internal error" not in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+        if code is not None:
+            assert res.returncode == code, (args, res.returncode, res.stdout, res.stderr)
+        if code == 2:
+            assert len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,11 @@ from tools.codex.factory.errors import UsageError
 
 _LINE = orjson.OPT_SORT_KEYS
 _PRETTY = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
+_BOM = b"\xef\xbb\xbf"
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice (a parser would silently keep the last)."""
 
 
 def canonical(obj: Any) -> bytes:
@@ -27,18 +35,51 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
-def read_json(path: Path, what: str = "") -> Any:
-    """Read a JSON file or raise a one-line error naming it."""
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKeyError(f"duplicate key {key!r} in one object")
+        seen[key] = value
+    return seen
+
+
+def loads_document(data: bytes, *, unique_keys: bool = False) -> Any:
+    """Parse a JSON document as a file holds it: a leading UTF-8 BOM (Windows editors) is
+    dropped. With ``unique_keys`` an object naming a key twice is refused rather than
+    silently keeping the last value (operator-written files: config, plan).
+
+    Raises ValueError: ``orjson.JSONDecodeError`` for bad JSON, :class:`DuplicateKeyError`.
+    """
+    if data.startswith(_BOM):
+        data = data[3:]
+    doc = orjson.loads(data)  # the one JSON dialect: strict UTF-8, no NaN, no lone surrogates
+    if unique_keys and b"{" in data:
+        # orjson keeps the last of duplicate keys without telling; a second, checking pass
+        # (only for small operator files: orjson alone stays the fast path elsewhere).
+        json.loads(data.decode("utf-8"), object_pairs_hook=_refuse_duplicates)
+    return doc
+
+
+def read_json(path: Path, what: str = "", *, unique_keys: bool = False) -> Any:
+    """Read a JSON file or raise a one-line error naming it.
+
+    Only a regular file is read (a folder, FIFO or device is refused before opening, so a
+    FIFO cannot hang the command). ``unique_keys``: see :func:`loads_document`.
+    """
     label = what or str(path)
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{label}: not a regular file")
         data = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{label}: file not found") from None
     except OSError as exc:
-        raise UsageError(f"{label}: cannot read ({exc.strerror})") from None
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+        raise UsageError(f"{label}: cannot read ({exc.strerror or type(exc).__name__})") from None
     try:
-        return orjson.loads(data)
+        return loads_document(data, unique_keys=unique_keys)
+    except DuplicateKeyError as exc:
+        raise UsageError(f"{label}: invalid JSON ({exc})") from None
     except orjson.JSONDecodeError as exc:
         raise UsageError(f"{label}: invalid JSON ({exc})") from None

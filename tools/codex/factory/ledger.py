@@ -9,14 +9,15 @@ keys are sorted and ``hash`` is never last, that is exactly the stored line with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from operator import methodcaller
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
@@ -24,6 +25,7 @@ from tools.codex.factory import jsonio
 from tools.codex.factory.clock import Clock, format_ts, parse_instant
 from tools.codex.factory.errors import (
     BlockedError,
+    FactoryError,
     LedgerCorruptError,
     TornTailError,
     UsageError,
@@ -40,6 +42,41 @@ _HASH_KEY = b'"hash":"'
 _PREV_KEY = b'"prev_hash":"'
 _SEQ_KEY = b'"seq":'
 _O_BINARY = getattr(os, "O_BINARY", 0)
+# The one stored form of ts_utc (RFC 3339, UTC, microseconds, ``Z``): fixed width, so byte
+# order is time order. Anything else (a 3-digit year, an offset, no fraction) breaks the
+# never-decreasing rule's meaning and fails verify.
+_TS_FORM = rb"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z"
+_TS_RE = re.compile(_TS_FORM)
+_TS_STR_RE = re.compile(_TS_FORM.decode("ascii"))
+TS_FORM_HINT = "YYYY-MM-DDTHH:MM:SS.ffffffZ"
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _io_error(exc: OSError, path: Path) -> FactoryError:
+    """One line naming the path for an OSError on the ledger, its head or its lock file."""
+    where = exc.filename if exc.filename else path
+    reason = exc.strerror or type(exc).__name__
+    if isinstance(exc, (IsADirectoryError, NotADirectoryError, FileExistsError)):
+        return UsageError(
+            f"ledger: {where}: {reason} (the ledger, its head and lock files must be files inside a "
+            "folder: fix ledger.path or paths.runs_dir, or move what is in the way)"
+        )
+    return BlockedError(f"ledger: {where}: {reason}")
+
+
+def _guarded(fn: Callable[Concatenate[Ledger, _P], _R]) -> Callable[Concatenate[Ledger, _P], _R]:
+    """Turn an OSError on the ledger's files into a one-line error naming the path."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Ledger, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(self, *args, **kwargs)
+        except OSError as exc:
+            raise _io_error(exc, self.path) from None
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -183,7 +220,7 @@ class Filter:
         rc: int | None = None,
         since: str | None = None,
     ) -> Filter:
-        since_ts = format_ts(parse_instant(since, "--since")) if since else None
+        since_ts = format_ts(parse_instant(since, "--since", bounded=False)) if since else None
         return cls(run_id, status, kind, actor, event_type, rc, since_ts)
 
 
@@ -209,10 +246,11 @@ class Ledger:
         self._cache: tuple[int, int, int, Head] | None = None  # (ino, size, mtime_ns, head)
 
     # -- locking -------------------------------------------------------------------------
+    @_guarded
     def lock(self) -> ProcessLock:
         """The cross-process lock (re-entrant within this object)."""
         if self._lock is None:
-            self._lock = ProcessLock(self.lock_path, self.lock_timeout, f"ledger lock for {self.path.name}")
+            self._lock = _LedgerLock(self.lock_path, self.lock_timeout, f"ledger lock for {self.path.name}")
         return self._lock
 
     def close(self) -> None:
@@ -237,10 +275,13 @@ class Ledger:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_BINARY, 0o644)
         return self._fd
 
+    @_guarded
     def read_head(self) -> Head:
         """The last complete event's (seq, hash, ts), reading only the end of the file.
 
-        Raises TornTailError if the file ends in an unterminated fragment.
+        Raises TornTailError if the file ends in an unterminated fragment, LedgerCorruptError
+        if the last line is not an event or its ts_utc is not in the stored form (appending
+        after it would carry the bad timestamp on).
         """
         try:
             size = self.path.stat().st_size
@@ -263,6 +304,11 @@ class Ledger:
             raise LedgerCorruptError(
                 f"ledger {self.path.name}: last line is not a valid event; run `factory ledger verify`"
             ) from None
+        if not isinstance(ev.ts_utc, str) or not _TS_STR_RE.fullmatch(ev.ts_utc):
+            raise LedgerCorruptError(
+                f"ledger {self.path.name}: seq {ev.seq}: ts_utc {ev.ts_utc!r} is not {TS_FORM_HINT}; "
+                "run `factory ledger verify`"
+            )
         return Head(ev.seq, ev.hash, ev.ts_utc)
 
     def _head_locked(self) -> Head:
@@ -282,10 +328,12 @@ class Ledger:
         return head
 
     # -- append --------------------------------------------------------------------------
+    @_guarded
     def append(self, event_type: str, run_id: str, stage: str, payload: dict[str, Any]) -> Event:
         with self.lock():
             return self.append_locked(event_type, run_id, stage, payload)
 
+    @_guarded
     def append_locked(self, event_type: str, run_id: str, stage: str, payload: dict[str, Any]) -> Event:
         """Append while the caller already holds :meth:`lock`."""
         if not EVENT_TYPE_RE.fullmatch(event_type):
@@ -340,6 +388,7 @@ class Ledger:
         if n != len(data):
             raise BlockedError(f"ledger head file {self.head_path.name}: short write ({n} of {len(data)} bytes)")
 
+    @_guarded
     def read_head_file(self) -> tuple[int, str] | None:
         try:
             data = self.head_path.read_bytes()
@@ -355,19 +404,22 @@ class Ledger:
     def iter_lines(self) -> Iterator[bytes]:
         """Every newline-terminated line, without its line end; a torn tail is not yielded."""
         try:
-            fh = open(self.path, "rb")  # noqa: SIM115 - closed by the `with fh:` below
-        except FileNotFoundError:
-            return
-        with fh:
-            rest = b""
-            while True:
-                block = fh.read(1 << 20)
-                if not block:
-                    break
-                parts = (rest + block).split(b"\n")
-                rest = parts.pop()
-                for part in parts:
-                    yield _strip_eol(part)
+            try:
+                fh = open(self.path, "rb")  # noqa: SIM115 - closed by the `with fh:` below
+            except FileNotFoundError:
+                return
+            with fh:
+                rest = b""
+                while True:
+                    block = fh.read(1 << 20)
+                    if not block:
+                        break
+                    parts = (rest + block).split(b"\n")
+                    rest = parts.pop()
+                    for part in parts:
+                        yield _strip_eol(part)
+        except OSError as exc:
+            raise _io_error(exc, self.path) from None
 
     def events(self) -> Iterator[Event]:
         for n, line in enumerate(self.iter_lines(), 1):
@@ -384,6 +436,11 @@ class Ledger:
         With a limit the file is read backwards in blocks: ts_utc never decreases along the
         file, so once N matches are held, only earlier lines with the same ts as the oldest
         held one can still sort into the last N.
+
+        Cost: that stop needs time to have moved. Lines sharing the oldest held ts must all
+        be read, because event_type (not file order) decides their place; so a ledger written
+        under one pinned clock (``--now``/``FACTORY_NOW``: every ts_utc equal) is read whole,
+        O(n) like an unlimited select. Real clocks give distinct instants and a flat cost.
         """
         if limit is None:
             return sorted((e for e in self.events() if flt.matches(e)), key=Event.sort_key)
@@ -429,6 +486,12 @@ class Ledger:
 
     def _lines_backwards(self) -> Iterator[bytes]:
         try:
+            yield from self._lines_backwards_raw()
+        except OSError as exc:
+            raise _io_error(exc, self.path) from None
+
+    def _lines_backwards_raw(self) -> Iterator[bytes]:
+        try:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed by the `with fh:` below
         except FileNotFoundError:
             return
@@ -459,8 +522,10 @@ class Ledger:
                 yield _strip_eol(rest)
 
     # -- verify --------------------------------------------------------------------------
+    @_guarded
     def verify(self) -> VerifyResult:
-        """Stream the file: seq has no gaps, prev_hash links, each hash matches its bytes.
+        """Stream the file: seq has no gaps, prev_hash links, each hash matches its bytes,
+        each ts_utc has the stored form and none goes backwards.
 
         Blocks of whole lines go through :func:`_fast_block` (a handful of C-level passes
         per block); a block it cannot vouch for is re-checked line by line by
@@ -547,6 +612,7 @@ class Ledger:
             result.head_file = "ok"
 
     # -- repair --------------------------------------------------------------------------
+    @_guarded
     def repair(self, actor: str = "operator") -> dict[str, Any]:
         """Move a torn tail aside to a side file (nothing is deleted) and record it."""
         with self.lock():
@@ -613,7 +679,8 @@ class Ledger:
 # "stage":S,"ts_utc":T}``. _check_lines is the definition of a good line: the first
 # ``"hash":"`` member holds sha256 of the line without it; the last ``"prev_hash":"`` holds
 # the previous line's hash; the last ``"seq":`` is one more than the previous line's; the
-# 27 bytes after the last ``"ts_utc":"`` do not sort before the previous line's.
+# 27 bytes after the last ``"ts_utc":"`` are a timestamp of the stored form (_TS_FORM)
+# closed by a quote, and do not sort before the previous line's.
 #
 # _fast_block checks a whole block in a few C-level passes instead of ~20 Python operations
 # per line, and only ever accepts a block that _check_lines would accept. One regex split
@@ -627,10 +694,10 @@ class Ledger:
 # the first bad seq and why.
 _TS_KEY = b'"ts_utc":"'
 _BOUNDARY = re.compile(
-    rb'("prev_hash":"(.{64})","run_id":"[^"]*","seq":(\d+),"stage":"[^"]*","ts_utc":"(.{27})"\}\n'
+    rb'("prev_hash":"(.{64})","run_id":"[^"]*","seq":(\d+),"stage":"[^"]*","ts_utc":"(' + _TS_FORM + rb')"\}\n'
     rb'\{"event_type":"[^"]*",)"hash":"(.{64})",'
 )
-_FAKE_TAIL = b'"prev_hash":"' + b"0" * 64 + b'","run_id":"","seq":0,"stage":"","ts_utc":"' + b"0" * 27 + b'"}\n'
+_FAKE_TAIL = b'"prev_hash":"' + b"0" * 64 + b'","run_id":"","seq":0,"stage":"","ts_utc":"0000-01-01T00:00:00.000000Z"}\n'
 _FAKE_HEAD = b'{"event_type":"","hash":"' + b"0" * 64 + b'",'
 _HEXDIGEST = methodcaller("hexdigest")
 VERIFY_BLOCK = 64 * 1024  # small enough that the passes over one block stay in cache
@@ -654,7 +721,7 @@ def _fast_block(body: bytes | memoryview, seq: int, prev: bytes, last_ts: bytes)
         return None
     if list(map(int, seqs)) != list(range(seq + 1, seq + 1 + n)):
         return None
-    if stamps[0] < last_ts or stamps != sorted(stamps) or b'"' in b"".join(stamps):
+    if stamps[0] < last_ts or stamps != sorted(stamps):
         return None
     return n, stored[-1], stamps[-1]
 
@@ -690,6 +757,8 @@ def _check_lines(
             return seq, prev, last_ts, expect, f"seq is {found}, expected {expect}"
         t = line.rfind(_TS_KEY)
         ts = line[t + 10 : t + 37]
+        if t < 0 or line[t + 37 : t + 38] != b'"' or not _TS_RE.fullmatch(ts):
+            return seq, prev, last_ts, expect, f"ts_utc is not {TS_FORM_HINT} (RFC 3339, UTC, microseconds)"
         if ts < last_ts:
             return seq, prev, last_ts, expect, "ts_utc goes backwards"
         seq, prev, last_ts = expect, stored, ts
@@ -740,6 +809,22 @@ def _last_line(fh: BinaryIO, size: int) -> bytes:
         if k >= 0:
             return buf[k + 1 :]
     return buf
+
+
+class _LedgerLock(ProcessLock):
+    """The ledger's ProcessLock; an OSError on the lock file is a one-line error naming it."""
+
+    def __init__(self, path: Path, timeout: float, what: str) -> None:
+        try:
+            super().__init__(path, timeout, what)
+        except OSError as exc:
+            raise _io_error(exc, path) from None
+
+    def acquire(self) -> None:
+        try:
+            super().acquire()
+        except OSError as exc:
+            raise _io_error(exc, self.path) from None
 
 
 def open_ledger(path: Path, clock: Clock, fsync: bool = True, lock_timeout: float = 30.0) -> Ledger:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
+from tools.codex.factory import config as config_mod
 from tools.codex.factory import gitops
 from tools.codex.factory.context import Context
-from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.events import OPERATOR, Recorder
 from tools.codex.factory.stages import StageResult
 
 
 def checks(ctx: Context, base_ref: str, run_id: str | None) -> list[dict[str, Any]]:
-    """Each check: name, ok, detail, fix. Pure reporting; nothing is created."""
+    """Each check: name, ok, detail, fix. Pure reporting; nothing is created (a probe file
+    in an existing runs folder is removed at once; a missing one is judged by its nearest
+    existing ancestor)."""
     out: list[dict[str, Any]] = []
 
     def add(name: str, ok: bool, detail: str, fix: str = "") -> None:
@@ -41,18 +45,18 @@ def checks(ctx: Context, base_ref: str, run_id: str | None) -> list[dict[str, An
     try:
         _ = ctx.config
         add("config", True, "config valid" + (" (file + defaults)" if ctx.config.file else " (defaults)"))
-    except FactoryError as exc:
+    except (FactoryError, OSError) as exc:
         add("config", False, str(exc), "fix the named key, or run `factory config show`")
         return out
-    runs = ctx.layout.runs_dir
     try:
-        runs.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=runs, prefix=".preflight-")
-        os.close(fd)
-        os.remove(probe)
-        add("runs-folder", True, f"{ctx.config.runs_rel} is writable")
-    except OSError as exc:
-        add("runs-folder", False, f"{ctx.config.runs_rel}: {exc.strerror}", "make the runs folder writable or set paths.runs_dir")
+        config_mod.check_runs_dir(repo, ctx.config)
+    except FactoryError as exc:
+        add("runs-folder", False, str(exc), "set paths.runs_dir to a folder of the factory's own (default tools/codex/runs)")
+    else:
+        try:
+            add("runs-folder", True, _writable(ctx.layout.runs_dir, ctx.config.runs_rel))
+        except OSError as exc:
+            add("runs-folder", False, f"{ctx.config.runs_rel}: {exc.strerror or exc}", "make the runs folder writable or set paths.runs_dir")
     try:
         res = ctx.ledger.verify()
         if res.ok:
@@ -61,12 +65,31 @@ def checks(ctx: Context, base_ref: str, run_id: str | None) -> list[dict[str, An
             add("ledger", False, res.reason, "run `factory ledger repair`")
         else:
             add("ledger", False, f"seq {res.first_bad_seq}: {res.reason}", "run `factory ledger verify` and investigate; never edit the ledger by hand")
+    except UsageError as exc:
+        add("ledger", False, str(exc), "fix ledger.path or paths.runs_dir, or move what is in the way")
     except FactoryError as exc:
         add("ledger", False, str(exc), "run `factory ledger verify`")
+    except OSError as exc:
+        add("ledger", False, f"{ctx.config.ledger_rel}: {exc.strerror or exc}", "make the ledger a readable file or set ledger.path")
     if run_id is not None:
         taken = ctx.layout.run_dir(run_id).exists()
         add("run-id", not taken, f"run ID {run_id} is {'taken' if taken else 'free'}", "choose another --run-id or omit it")
     return out
+
+
+def _writable(runs: Path, rel: str) -> str:
+    """Probe the runs folder without creating it; raise OSError when it cannot be written."""
+    if runs.is_dir():
+        fd, probe = tempfile.mkstemp(dir=runs, prefix=".preflight-")
+        os.close(fd)
+        os.remove(probe)
+        return f"{rel} is writable"
+    ancestor = runs.parent
+    while not ancestor.exists() and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(13, f"cannot create it: {ancestor} is not writable")
+    return f"{rel} does not exist yet; it will be created (its parent {ancestor} is writable)"
 
 
 def preflight(ctx: Context, rec: Recorder | None, base_ref: str, run_id: str | None) -> StageResult:

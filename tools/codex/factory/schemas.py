@@ -13,8 +13,14 @@ SCHEMA_VERSION = 1
 
 
 def schema_dir() -> Path:
-    """``schemas/`` at the project root (the package lives at tools/codex/factory)."""
-    return Path(__file__).resolve().parents[3] / "schemas"
+    """The JSON Schemas: ``_schemas/`` beside this module in an installed wheel (pyproject
+    maps the top-level ``schemas/`` there), else ``schemas/`` at the project root of a source
+    checkout or editable install (the package lives at tools/codex/factory)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "_schemas"
+    if installed.is_dir():
+        return installed
+    return here.parents[2] / "schemas"
 
 
 @functools.cache

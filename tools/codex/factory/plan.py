@@ -103,7 +103,7 @@ def default_plan(ids: list[str]) -> Plan:
 
 def load_plan(path: Path) -> Plan:
     label = f"plan {path}"
-    doc = jsonio.read_json(path, label)
+    doc = jsonio.read_json(path, label, unique_keys=True)
     problems = schemas.errors("plan", doc)
     if problems:
         where, msg = problems[0]

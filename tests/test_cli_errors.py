@@ -102,3 +102,16 @@ def test_concurrent_oneshots_each_get_their_own_run(repo: Path) -> None:
     for run_id in ids:
         replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", run_id)
         assert replay.returncode == 0, replay.stdout[-800:]
+
+
+def test_runs_dir_with_user_files_is_refused_before_anything_is_written(repo: Path) -> None:
+    from tests.conftest import git
+
+    (repo / "app").mkdir()
+    (repo / "app" / "main.py").write_text("print(1)\n")
+    git(repo, "add", "app/main.py")
+    git(repo, "commit", "-q", "-m", "app")
+    res = run_cli("--repo", str(repo), "launch", "--dry-run", env={"FACTORY_PATHS__RUNS_DIR": "app"})
+    assert res.returncode == 2 and "paths.runs_dir" in res.stderr, res.stderr
+    assert not (repo / "app" / ".gitignore").exists()
+    assert sorted(p.name for p in (repo / "app").iterdir()) == ["main.py"]

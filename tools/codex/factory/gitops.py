@@ -22,10 +22,10 @@ def git(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
 ) -> proc.Result:
-    argv = ["git", *args]
-    if repo is not None:
-        argv = ["git", "-C", str(repo), *args]
-    return proc.run(argv, env=env if env is not None else proc.base_env(), input=input, check=check, error=GitError, timeout=timeout)
+    # The repository is the working directory, not a `-C /abs/path` argument: error messages
+    # (which quote argv) then carry no absolute path into reports and ledger events.
+    return proc.run(["git", *args], cwd=repo, env=env if env is not None else proc.base_env(), input=input,
+                    check=check, error=GitError, timeout=timeout)
 
 
 def version() -> tuple[int, int, int]:
@@ -48,7 +48,7 @@ def resolve_commit(repo: Path, ref: str) -> str:
         raise UsageError(f"--base-ref {ref!r} may not start with '-'")
     res = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False)
     if res.rc != 0 or not res.out.strip():
-        raise UsageError(f"--base-ref {ref!r} does not resolve to a commit in {repo}")
+        raise UsageError(f"--base-ref {ref!r} does not resolve to a commit in this repository")
     return res.out.strip()
 
 
@@ -129,7 +129,7 @@ def create_sandbox(sandbox: Path, repo: Path, commit: str) -> None:
     No files are written yet: patches are applied to the index, and the working tree is
     materialised only when checks need it (:func:`materialise`).
     """
-    git(None, "init", "-q", "--template=", str(sandbox), env=sandbox_env(sandbox))  # no hook templates
+    git(sandbox.parent, "init", "-q", "--template=", sandbox.name, env=sandbox_env(sandbox))  # no hook templates
     config = sandbox / ".git" / "config"
     with open(config, "a", encoding="utf-8", newline="\n") as fh:
         fh.write("[core]\n\tautocrlf = false\n\tsafecrlf = false\n[gc]\n\tauto = 0\n"

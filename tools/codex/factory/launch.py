@@ -74,7 +74,14 @@ def next_run_id(ctx: Context, kind: str, commit: str) -> str:
 
 
 def ensure_runs_dir(ctx: Context) -> None:
-    """Create the runs folder so that it ignores itself (git status stays clean)."""
+    """Create the runs folder so that it ignores itself (git status stays clean).
+
+    A configured runs folder holding the user's tracked files is refused first: its
+    ``.gitignore`` of ``*`` would hide their future files.
+    """
+    from tools.codex.factory.config import check_runs_dir
+
+    check_runs_dir(ctx.repo, ctx.config)
     runs = ctx.layout.runs_dir
     runs.mkdir(parents=True, exist_ok=True)
     ignore = runs / ".gitignore"

@@ -98,7 +98,7 @@ def default_plan(ids: list[str]) -> Plan:
     for wid in ids:
         spec = DEFAULT_SCOPES.get(wid, {"task": f"Changes under work/{wid}/.", "allow": [f"work/{wid}/**"]})
         workers.append(WorkerPlan(wid, spec["task"], tuple(spec["allow"])))
-    return Plan(tuple(workers), "default")
+    return Plan(tuple(sorted(workers, key=lambda w: w.id)), "default")  # config order must not matter
 
 
 def load_plan(path: Path) -> Plan:

@@ -115,3 +115,14 @@ def test_runs_dir_with_user_files_is_refused_before_anything_is_written(repo: Pa
     assert res.returncode == 2 and "paths.runs_dir" in res.stderr, res.stderr
     assert not (repo / "app" / ".gitignore").exists()
     assert sorted(p.name for p in (repo / "app").iterdir()) == ["main.py"]
+
+
+def test_plan_with_a_dependency_cycle_is_refused_at_launch(repo: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "cycle.json"
+    plan.write_text(json.dumps({"workers": [
+        {"id": "A", "allow": ["src/**"], "depends_on": ["B"]},
+        {"id": "B", "allow": ["tests/**"], "depends_on": ["A"]},
+    ]}))
+    res = run_cli("--repo", str(repo), "launch", "--dry-run", "--plan", str(plan))
+    assert res.returncode == 2 and "dependency cycle among workers A, B" in res.stderr, res.stderr
+    assert not (repo / "tools/codex/runs").exists() or not [p for p in (repo / "tools/codex/runs").iterdir() if p.is_dir()]

@@ -142,4 +142,9 @@ def from_dict(doc: dict[str, Any], label: str) -> Plan:
         for dep in w.depends_on:
             if dep not in seen:
                 raise UsageError(f"{label}: workers[{i}].depends_on: unknown worker {dep!r}")
+    from tools.codex.factory.decisions import merge_order
+
+    _, cycle = merge_order({w.id: list(w.depends_on) for w in workers})
+    if cycle:
+        raise UsageError(f"{label}: depends_on: {cycle}")
     return Plan(tuple(sorted(workers, key=lambda w: w.id)), label)

@@ -21,7 +21,7 @@ from tools.codex.factory.paths import (
     worker_dirname,
 )
 from tools.codex.factory.plan import WorkerPlan
-from tools.codex.factory.writer import GuardedWriter
+from tools.codex.factory.writer import GuardedWriter, sha256_file
 
 JSON_FILES = {
     "STATUS.json": "worker_status",
@@ -134,21 +134,13 @@ def bundle_hash(folder: Path) -> str:
                 if stat.S_ISLNK(st.st_mode):
                     entries.append([rel, "symlink:" + os.readlink(path)])
                 elif stat.S_ISREG(st.st_mode):
-                    entries.append([rel, _sha_file(path)])
+                    entries.append([rel, sha256_file(path)])
                 elif not stat.S_ISDIR(st.st_mode):
                     entries.append([rel, "special"])
             except OSError as exc:
                 entries.append([rel, f"unreadable:{exc.errno}"])
     entries.sort()
     return hashlib.sha256(jsonio.canonical(entries)).hexdigest()
-
-
-def _sha_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_regular(path: Path) -> bytes | None:

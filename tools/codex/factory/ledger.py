@@ -448,13 +448,7 @@ class Ledger:
             return []
         held: list[Event] = []
         floor: str | None = None
-        for line in self._lines_backwards():
-            try:
-                ev = Event.from_line(line)
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                raise LedgerCorruptError(
-                    f"ledger {self.path.name}: a line near the end is not a valid event; run `factory ledger verify`"
-                ) from None
+        for ev in self._events_backwards():
             if floor is not None and ev.ts_utc < floor:
                 break
             if flt.matches(ev):
@@ -464,6 +458,16 @@ class Ledger:
         held.sort(key=Event.sort_key)
         return held[-limit:]
 
+    def _events_backwards(self) -> Iterator[Event]:
+        """Events from the last to the first, parsed as they are read from the end."""
+        for line in self._lines_backwards():
+            try:
+                yield Event.from_line(line)
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                raise LedgerCorruptError(
+                    f"ledger {self.path.name}: a line read from the end is not a valid event; run `factory ledger verify`"
+                ) from None
+
     def run_ids_since(self, event_type: str, floor_ts: str) -> set[str]:
         """Run IDs of ``event_type`` events with ts_utc >= ``floor_ts``, reading from the end.
 
@@ -471,13 +475,7 @@ class Ledger:
         the cost follows how recent ``floor_ts`` is, not the ledger's size.
         """
         found: set[str] = set()
-        for line in self._lines_backwards():
-            try:
-                ev = Event.from_line(line)
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                raise LedgerCorruptError(
-                    f"ledger {self.path.name}: a line near the end is not a valid event; run `factory ledger verify`"
-                ) from None
+        for ev in self._events_backwards():
             if ev.ts_utc < floor_ts:
                 break
             if ev.event_type == event_type:

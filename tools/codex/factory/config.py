@@ -114,7 +114,7 @@ def _parse_env_value(raw: str, default: Any) -> Any:
         return raw
     try:
         return jsonio.loads(raw)
-    except Exception:
+    except ValueError:  # orjson.JSONDecodeError: not JSON, so the text itself
         return raw
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory import jsonio
+from tools.codex.factory.errors import FactoryError
 from tools.codex.factory.paths import RUNBOARD, worker_dirname
 from tools.codex.factory.worktrees import DONE_MARKER, NOTES_DIR, PROMPT
 from tools.codex.factory.writer import GuardedWriter
@@ -132,7 +133,7 @@ def read_status(run_dir: Path, worker: str) -> str:
     path = run_dir / worker_dirname(worker) / "STATUS.json"
     try:
         doc = jsonio.read_json(path)
-    except Exception:
+    except (FactoryError, ValueError):  # absent, unreadable or not JSON: the board says so
         return "MISSING"
     status = doc.get("status") if isinstance(doc, dict) else None
     return str(status) if status else "MISSING"

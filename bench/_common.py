@@ -75,10 +75,10 @@ def build_ledger(path: Path, n: int, *, start: str = "2026-01-01T00:00:00Z", ste
     """
     import datetime as dt
 
-    from tools.codex.factory import jsonio
-    from tools.codex.factory.clock import format_ts, parse_instant
-    from tools.codex.factory.ledger import GENESIS, HEAD_RECORD, encode
-    from tools.codex.factory.paths import head_path
+    from tools.codex.factory.core.paths import head_path
+    from tools.codex.factory.infra import jsonio
+    from tools.codex.factory.infra.clock import format_ts, parse_instant
+    from tools.codex.factory.ledger.store import GENESIS, HEAD_RECORD, encode
 
     t0 = parse_instant(start)
     step = dt.timedelta(microseconds=step_us)

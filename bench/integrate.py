@@ -68,9 +68,9 @@ def factory(repo: Path, *args: str) -> None:
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from tools.codex.factory import pipeline
-from tools.codex.factory.clock import Clock
-from tools.codex.factory.context import Context
+from tools.codex.factory.run import pipeline
+from tools.codex.factory.infra.clock import Clock
+from tools.codex.factory.run.context import Context
 repo, run_id = Path(sys.argv[1]), sys.argv[2]
 ctx = Context(repo, Clock())
 t = time.perf_counter()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import _common
 
-from tools.codex.factory.clock import Clock
-from tools.codex.factory.ledger import Ledger
+from tools.codex.factory.infra.clock import Clock
+from tools.codex.factory.ledger.store import Ledger
 
 
 def main() -> int:

@@ -21,8 +21,8 @@ VERIFY = r"""
 import sys, time
 sys.path.insert(0, sys.argv[2])
 from pathlib import Path
-from tools.codex.factory.clock import Clock
-from tools.codex.factory.ledger import Ledger
+from tools.codex.factory.infra.clock import Clock
+from tools.codex.factory.ledger.store import Ledger
 t = time.perf_counter()
 res = Ledger(Path(sys.argv[1]), Clock()).verify()
 e = time.perf_counter() - t

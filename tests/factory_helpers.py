@@ -50,7 +50,7 @@ def make_patch(repo: Path, changes: dict[str, str | bytes | None], renames: dict
 
 
 def touched_by_git(patch: bytes) -> list[str]:
-    from tools.codex.factory import patchparse
+    from tools.codex.factory.core import patchparse
 
     return patchparse.parse(patch).touched()
 

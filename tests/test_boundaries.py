@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tools.codex.factory import proc
 from tools.codex.factory.errors import ProcessError
+from tools.codex.factory.infra import proc
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tools" / "codex" / "factory"
-MODULES = sorted(PACKAGE.glob("*.py"))
+MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
 def _trees() -> list[tuple[str, ast.AST]]:
@@ -132,7 +132,7 @@ def test_open_run_starts_the_opener_detached(tmp_path: Path) -> None:
 
 def test_ledger_schema_closes_the_real_worker_payloads() -> None:
     """No `worktree` path member any more (paths never reach the ledger); the payload lists are closed."""
-    from tools.codex.factory import schemas
+    from tools.codex.factory.infra import schemas
 
     payloads = {c["if"]["properties"]["event_type"]["const"]: c["then"]["properties"]["payload"]
                 for c in schemas.load("ledger_event")["allOf"]}

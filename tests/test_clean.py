@@ -17,10 +17,10 @@ from tests.workers_helpers import (
     work_repo,
     worktrees,
 )
-from tools.codex.factory import gitops
-from tools.codex.factory.clean import leftover_worktrees
-from tools.codex.factory.clock import Clock
-from tools.codex.factory.context import Context
+from tools.codex.factory.infra import gitops
+from tools.codex.factory.infra.clock import Clock
+from tools.codex.factory.run.clean import leftover_worktrees
+from tools.codex.factory.run.context import Context
 
 
 def refusals(stderr: str) -> dict[str, str]:

@@ -16,9 +16,9 @@ import orjson
 import pytest
 
 from tools.codex.factory import __version__
-from tools.codex.factory.cli import cli
-from tools.codex.factory.clock import Clock, parse_instant
-from tools.codex.factory.ledger import Ledger
+from tools.codex.factory.cli.commands import cli
+from tools.codex.factory.infra.clock import Clock, parse_instant
+from tools.codex.factory.ledger.store import Ledger
 
 from .conftest import PINNED, ROOT, make_repo, run_cli
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PINNED, run_cli
-from tools.codex.factory.clock import Clock, format_ts
-from tools.codex.factory.ledger import Filter, Ledger
+from tools.codex.factory.infra.clock import Clock, format_ts
+from tools.codex.factory.ledger.store import Filter, Ledger
 
 
 @pytest.mark.parametrize("args", [

@@ -20,7 +20,7 @@ from tests.workers_helpers import (
     work_repo,
     worktrees,
 )
-from tools.codex.factory import patchparse
+from tools.codex.factory.core import patchparse
 
 EVERYTHING = [{"id": "A", "task": "Anything outside the holdout.", "allow": ["**"], "deny": ["scenarios/**"]}]
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from tools.codex.factory import config as config_mod
-from tools.codex.factory import jsonio
-from tools.codex.factory.config import CONFIG_REL, DEFAULTS
 from tools.codex.factory.errors import UsageError
+from tools.codex.factory.infra import jsonio
+from tools.codex.factory.run import config as config_mod
+from tools.codex.factory.run.config import CONFIG_REL, DEFAULTS
 
 from .conftest import run_cli
 
@@ -294,7 +294,7 @@ def test_duplicate_keys_in_the_config_file_are_refused(repo: Path, text: str) ->
 
 
 def test_duplicate_keys_in_a_plan_file_are_refused(repo: Path, tmp_path: Path) -> None:
-    from tools.codex.factory import plan as plan_mod
+    from tools.codex.factory.records import plan as plan_mod
 
     plan = tmp_path / "plan.json"
     plan.write_text('{"schema_version": 1, "workers": [], "workers": []}', encoding="utf-8")

@@ -8,8 +8,8 @@ from pathlib import Path, PurePosixPath
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tools.codex.factory import decisions
-from tools.codex.factory.paths import PathRuleError, normalise_repo_path
+from tools.codex.factory.core import decisions
+from tools.codex.factory.core.paths import PathRuleError, normalise_repo_path
 
 SEGMENT = st.text(alphabet=st.sampled_from(list("ab./\\:C~ _-é\x00")), min_size=0, max_size=6)
 RAW_PATH = st.lists(SEGMENT, min_size=1, max_size=5).map(lambda parts: "/".join(parts)) | st.text(max_size=20)

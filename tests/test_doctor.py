@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_cli
-from tools.codex.factory import jsonio
-from tools.codex.factory.selftest import RUNS_REL, factory, make_repo, scratch_env
+from tools.codex.factory.infra import jsonio
+from tools.codex.factory.ops.selftest import RUNS_REL, factory, make_repo, scratch_env
 
 CONFIG_REL = "tools/codex/factory/factory.config.json"
 
@@ -149,7 +149,7 @@ def test_missing_agent_command_is_only_a_warning(tmp_path: Path, env: dict[str, 
 
 
 def test_repository_without_commits_fails_the_base_ref(tmp_path: Path, env: dict[str, str]) -> None:
-    from tools.codex.factory.selftest import git
+    from tools.codex.factory.ops.selftest import git
 
     repo = tmp_path / "empty"
     repo.mkdir()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tools.codex.factory.globs import compile_glob, match_any, validate_glob
+from tools.codex.factory.core.globs import compile_glob, match_any, validate_glob
 
 EXAMPLES: list[tuple[str, str, bool]] = [
     # root anchoring

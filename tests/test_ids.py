@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.codex.factory import ids
-from tools.codex.factory.clock import Clock, compact, format_ts, parse_instant
+from tools.codex.factory.core import ids
 from tools.codex.factory.errors import UsageError
+from tools.codex.factory.infra.clock import Clock, compact, format_ts, parse_instant
 
 from .conftest import PINNED
 

@@ -138,9 +138,9 @@ def test_import_for_a_worker_not_in_the_run(tmp_path: Path) -> None:
 def test_import_takes_the_run_lock(tmp_path: Path) -> None:
     """A held run lock (an integrate between its hash check and its patch read, a launch running the
     worker's agent) makes an import BLOCKED at once, and the bundle stays as it was."""
-    from tools.codex.factory.clock import Clock
-    from tools.codex.factory.context import Context
-    from tools.codex.factory.pipeline import run_lock
+    from tools.codex.factory.infra.clock import Clock
+    from tools.codex.factory.run.context import Context
+    from tools.codex.factory.run.pipeline import run_lock
 
     repo = work_repo(tmp_path)
     run_id = _dry_run(repo)

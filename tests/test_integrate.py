@@ -19,7 +19,7 @@ from tests.factory_helpers import (
     set_bundle,
     write_config,
 )
-from tools.codex.factory import gitops, schemas
+from tools.codex.factory.infra import gitops, schemas
 
 FILES = {
     "README.md": "hello\n",
@@ -211,7 +211,7 @@ def test_write_outside_run_folder_is_refused_and_reported(repo: Path, tmp_path: 
 
 
 def test_second_integrate_is_blocked_at_once(repo: Path) -> None:
-    from tools.codex.factory.locks import ProcessLock
+    from tools.codex.factory.infra.locks import ProcessLock
 
     run_id = validated_run(repo, {})
     lock = ProcessLock(run_dir(repo, run_id) / "locks" / "run.lock", 0, "test holder")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tools.codex.factory.selftest import BASE_FILES, factory, make_repo, real_patch, scratch_env
+from tools.codex.factory.ops.selftest import BASE_FILES, factory, make_repo, real_patch, scratch_env
 
 RUN = "run-json"
 JSON_KEYS: dict[str, set[str] | None] = {  # None: a JSON array (of ledger events)

@@ -9,10 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tools.codex.factory import jsonio
-from tools.codex.factory.clock import Clock, format_ts, parse_instant
 from tools.codex.factory.errors import LedgerCorruptError, TornTailError, UsageError
-from tools.codex.factory.ledger import GENESIS, Event, Filter, Ledger, line_hash_ok
+from tools.codex.factory.infra import jsonio
+from tools.codex.factory.infra.clock import Clock, format_ts, parse_instant
+from tools.codex.factory.ledger.store import GENESIS, Event, Filter, Ledger, line_hash_ok
 
 from .conftest import PINNED
 
@@ -342,7 +342,7 @@ def test_filters_match_payload_fields_and_since(lpath: Path) -> None:
 
 def _write_chain(lpath: Path, stamps: list[str]) -> None:
     """A ledger whose hashes and links are sound, with the given ts_utc strings verbatim."""
-    from tools.codex.factory.ledger import encode
+    from tools.codex.factory.ledger.store import encode
 
     prev, lines = GENESIS, []
     for seq, ts in enumerate(stamps, 1):

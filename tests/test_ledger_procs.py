@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tools.codex.factory.clock import Clock
-from tools.codex.factory.ledger import Ledger, line_hash_ok
+from tools.codex.factory.infra.clock import Clock
+from tools.codex.factory.ledger.store import Ledger, line_hash_ok
 
 from .conftest import ROOT, make_repo, run_cli
 
@@ -30,8 +30,8 @@ def child_env() -> dict[str, str]:
 APPENDER = r"""
 import sys, time
 from pathlib import Path
-from tools.codex.factory.clock import Clock
-from tools.codex.factory.ledger import Ledger
+from tools.codex.factory.infra.clock import Clock
+from tools.codex.factory.ledger.store import Ledger
 
 path, wid, n, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 led = Ledger(path, Clock(), fsync=True)
@@ -91,8 +91,8 @@ def test_eight_processes_append_without_loss_or_interleaving(tmp_path: Path) -> 
 CRASHER = r"""
 import os, sys, time
 from pathlib import Path
-from tools.codex.factory.clock import Clock
-from tools.codex.factory.ledger import Ledger, encode
+from tools.codex.factory.infra.clock import Clock
+from tools.codex.factory.ledger.store import Ledger, encode
 
 path, torn_at, cut_seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 led = Ledger(path, Clock(), fsync=True)

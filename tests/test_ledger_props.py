@@ -20,11 +20,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tools.codex.factory import jsonio
-from tools.codex.factory import ledger as ledger_mod
-from tools.codex.factory.clock import Clock, format_ts, parse_instant
 from tools.codex.factory.errors import LedgerCorruptError
-from tools.codex.factory.ledger import GENESIS, Event, Filter, Ledger, encode, line_hash_ok
+from tools.codex.factory.infra import jsonio
+from tools.codex.factory.infra.clock import Clock, format_ts, parse_instant
+from tools.codex.factory.ledger.store import GENESIS, Event, Filter, Ledger, encode, line_hash_ok
+from tools.codex.factory.ledger import store as ledger_mod
 
 BASE = parse_instant("2026-11-21T20:15:00Z")
 N_EVENTS = 24

@@ -23,7 +23,7 @@ from .conftest import ROOT
 PROBE = r"""
 import json, sys
 from pathlib import Path
-from tools.codex.factory import schemas
+from tools.codex.factory.infra import schemas
 where = Path(schemas.schema_dir()).resolve()
 names = sorted(p.name.removesuffix(".schema.json") for p in where.glob("*.schema.json"))
 assert names, where
@@ -120,7 +120,7 @@ def test_the_wheel_installs_into_a_venv_and_runs(wheel: Path, tmp_path: Path) ->
 
 
 def test_a_source_checkout_reads_the_top_level_schemas() -> None:
-    from tools.codex.factory import schemas
+    from tools.codex.factory.infra import schemas
 
     assert schemas.schema_dir() == ROOT / "schemas"
     assert not (ROOT / "tools/codex/factory/_schemas").exists()  # the one source of truth

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import git, make_repo
-from tools.codex.factory.patchparse import FileChange, Patch, PatchParseError, parse
+from tools.codex.factory.core.patchparse import FileChange, Patch, PatchParseError, parse
 
 BASE = {
     "README.md": "hello\n",

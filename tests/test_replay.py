@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 
-from tools.codex.factory import jsonio
-from tools.codex.factory.clock import Clock
-from tools.codex.factory.context import Context
-from tools.codex.factory.ledger import GENESIS, HEAD_RECORD, Ledger, encode
-from tools.codex.factory.replay import replay
-from tools.codex.factory.selftest import (
+from tools.codex.factory.audit.replay import replay
+from tools.codex.factory.infra import jsonio
+from tools.codex.factory.infra.clock import Clock
+from tools.codex.factory.ledger.store import GENESIS, HEAD_RECORD, Ledger, encode
+from tools.codex.factory.ops.selftest import (
     BASE_FILES,
     OVERLAP_PLAN,
     RUNS_REL,
@@ -28,6 +27,7 @@ from tools.codex.factory.selftest import (
     make_repo,
     scratch_env,
 )
+from tools.codex.factory.run.context import Context
 
 LEDGER = f"{RUNS_REL}/factory_ledger.jsonl"
 HEAD = f"{RUNS_REL}/factory_ledger.sha256"
@@ -377,7 +377,7 @@ def test_every_ledger_line_matches_the_event_schema(scenarios: dict[str, tuple[P
     """PASS, BLOCKED (overlap, check) and FAIL runs: every line is valid against the schema."""
     import jsonschema
 
-    from tools.codex.factory import schemas
+    from tools.codex.factory.infra import schemas
 
     jsonschema.Draft202012Validator.check_schema(schemas.load("ledger_event"))
     finished = set()
@@ -396,7 +396,7 @@ def test_every_ledger_line_matches_the_event_schema(scenarios: dict[str, tuple[P
 
 
 def test_the_event_schema_is_not_vacuous(scenarios: dict[str, tuple[Path, str, str]]) -> None:
-    from tools.codex.factory import schemas
+    from tools.codex.factory.infra import schemas
 
     events = ledger_lines(scenarios["pass"][0])
     finished = next(e for e in events if e["event_type"] == "stage.finished")
@@ -418,14 +418,14 @@ def emitted_event_types() -> dict[str, list[str]]:
     package = Path(__file__).resolve().parents[1] / "tools" / "codex" / "factory"
     pattern = re.compile(r"\.(?:emit|append|append_locked)\(\s*\"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)\"")
     found: dict[str, list[str]] = {}
-    for path in sorted(package.glob("*.py")):
+    for path in sorted(package.rglob("*.py")):
         for m in pattern.finditer(path.read_text(encoding="utf-8")):
             found.setdefault(m.group(1), []).append(path.name)
     return found
 
 
 def test_every_emitted_event_type_is_in_the_schema() -> None:
-    from tools.codex.factory import schemas
+    from tools.codex.factory.infra import schemas
 
     schema = schemas.load("ledger_event")
     listed = set(schema["properties"]["event_type"]["enum"])

@@ -32,8 +32,9 @@ from tests.test_replay import (
     whats,
 )
 from tests.workers_helpers import agent_env, cli, work_repo
-from tools.codex.factory import decisions, jsonio
-from tools.codex.factory.selftest import BASE_FILES, RUNS_REL, factory, make_repo, scratch_env
+from tools.codex.factory.core import decisions
+from tools.codex.factory.infra import jsonio
+from tools.codex.factory.ops.selftest import BASE_FILES, RUNS_REL, factory, make_repo, scratch_env
 
 SCOPE_RUN = "run-scope"
 
@@ -52,7 +53,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # its scope (src/**, ...): BLOCKED by scope.
     repo = make_repo(root / "scope", env)
     ok(factory(repo, env, "launch", "--base-ref", "HEAD", "--dry-run", "--run-id", SCOPE_RUN, "--workers", "A,B"))
-    from tools.codex.factory.selftest import bundle_from_changes
+    from tools.codex.factory.ops.selftest import bundle_from_changes
 
     bundle_from_changes(repo, env, SCOPE_RUN, "A", {"README.md": BASE_FILES["README.md"] + "more\n"})
     ok(factory(repo, env, "bundle-validate", "--run-id", SCOPE_RUN), 3)
@@ -99,7 +100,7 @@ def test_a_complete_forgery_of_a_widened_scope_is_caught_by_the_bundle(built: di
     """The reviewer's forger: facts.scope.allow = ["**"], the plan and manifest to match, the
     decisions, VALIDATION.json and its recorded sha256 recomputed, the ledger re-chained. Every
     recorded input then agrees with every recorded output; only the bundle still says otherwise."""
-    from tools.codex.factory import validate
+    from tools.codex.factory.run import validate
 
     repo = copy(built, "scope", tmp_path)
     run = repo / RUNS_REL / SCOPE_RUN

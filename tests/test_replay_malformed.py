@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.test_replay import CONFIG_REL, HEAD, LEDGER, _split_run, ledger_lines, ok, rewrite_ledger
-from tools.codex.factory import jsonio
-from tools.codex.factory.clock import Clock
-from tools.codex.factory.context import Context
-from tools.codex.factory.replay import replay
-from tools.codex.factory.selftest import BASE_FILES, RUNS_REL, factory, make_repo, scratch_env
+from tools.codex.factory.audit.replay import replay
+from tools.codex.factory.infra import jsonio
+from tools.codex.factory.infra.clock import Clock
+from tools.codex.factory.ops.selftest import BASE_FILES, RUNS_REL, factory, make_repo, scratch_env
+from tools.codex.factory.run.context import Context
 
 RUN = "run-malformed"
 FAILING_CHECK = {  # a required check that fails and says so on stderr (so its log is not empty)

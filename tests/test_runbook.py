@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from tests.conftest import ROOT, make_repo, run_cli
-from tools.codex.factory.cli import cli
+from tools.codex.factory.cli.commands import cli
 
 RUNBOOK = ROOT / "RUNBOOK.md"
 PREFIX = "python -m tools.codex.factory"
@@ -79,7 +79,7 @@ def test_every_command_has_help_and_is_documented_with_its_options() -> None:
 
 
 def test_runbook_documents_exit_codes_and_every_event_type() -> None:
-    from tools.codex.factory import schemas
+    from tools.codex.factory.infra import schemas
 
     text = RUNBOOK.read_text(encoding="utf-8")
     table = text.split("## Exit Codes", 1)[1].split("\n## ", 1)[0]
@@ -88,7 +88,7 @@ def test_runbook_documents_exit_codes_and_every_event_type() -> None:
     assert "schemas/ledger_event.schema.json" in text
     for key in ("FACTORY_NOW", "FACTORY_<SECTION>__<KEY>", "sha256sum -c", "ledger-replay", "self-test"):
         assert key in text
-    from tools.codex.factory.plan import DEFAULT_SCOPES
+    from tools.codex.factory.records.plan import DEFAULT_SCOPES
 
     scopes = text.split("## Default Plan and Scopes", 1)[1].split("\n## ", 1)[0]
     for spec in DEFAULT_SCOPES.values():

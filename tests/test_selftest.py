@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_repo, run_cli
-from tools.codex.factory import gitops
-from tools.codex.factory.selftest import remove_tree
+from tools.codex.factory.infra import gitops
+from tools.codex.factory.ops.selftest import remove_tree
 
 
 def step_lines(out: str) -> list[str]:

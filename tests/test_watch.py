@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.codex.factory import jsonio
-from tools.codex.factory.selftest import PINNED, RUNS_REL, factory, make_repo, scratch_env
+from tools.codex.factory.infra import jsonio
+from tools.codex.factory.ops.selftest import PINNED, RUNS_REL, factory, make_repo, scratch_env
 
 LEDGER = f"{RUNS_REL}/factory_ledger.jsonl"
 FAILING_CHECK = {
@@ -160,7 +160,7 @@ def test_watch_ctrl_c_exits_130_cleanly(tmp_path: Path, env: dict[str, str]) -> 
 
 
 def test_follower_holds_a_torn_line_until_its_newline(tmp_path: Path) -> None:
-    from tools.codex.factory.watch import Follower
+    from tools.codex.factory.audit.watch import Follower
 
     path = tmp_path / "ledger.jsonl"
     f = Follower(path)
@@ -189,9 +189,9 @@ def test_follower_holds_a_torn_line_until_its_newline(tmp_path: Path) -> None:
 
 def test_epilogue_events_end_the_watch_but_a_new_round_does_not(tmp_path: Path, env: dict[str, str]) -> None:
     """worktree.removed after run.finished is an epilogue; a stage.started after it is a new round."""
-    from tools.codex.factory.clock import Clock
-    from tools.codex.factory.events import Recorder
-    from tools.codex.factory.ledger import Ledger
+    from tools.codex.factory.infra.clock import Clock
+    from tools.codex.factory.ledger.recorder import Recorder
+    from tools.codex.factory.ledger.store import Ledger
 
     repo = make_repo(tmp_path / "repo", env)
     ledger = Ledger(repo / LEDGER, Clock(None))

@@ -23,7 +23,8 @@ from tests.workers_helpers import (
     work_repo,
     worktrees,
 )
-from tools.codex.factory import gitops, patchparse
+from tools.codex.factory.core import patchparse
+from tools.codex.factory.infra import gitops
 
 PNG = "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000a49444154789c6360000000020001e221bc330000000049454e44ae426082"
 

@@ -23,7 +23,7 @@ from tests.workers_helpers import (
     work_repo,
     worktrees,
 )
-from tools.codex.factory import gitops
+from tools.codex.factory.infra import gitops
 
 
 def test_launch_edit_by_hand_collect_validate_integrate(tmp_path: Path) -> None:

@@ -110,7 +110,7 @@ def project_env() -> dict[str, str]:
 
 def assert_events_valid(repo: Path) -> None:
     """Every ledger line matches schemas/ledger_event.schema.json."""
-    from tools.codex.factory import schemas
+    from tools.codex.factory.infra import schemas
 
     for e in events(repo):
         problems = schemas.errors("ledger_event", e)

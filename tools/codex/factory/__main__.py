@@ -1,6 +1,6 @@
 """Entry point for ``python -m tools.codex.factory``."""
 
-from tools.codex.factory.cli import main
+from tools.codex.factory.cli.commands import main
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,46 @@
+"""The ``ledger`` commands: list, verify, repair — each returns an Outcome for the CLI."""
+
+from __future__ import annotations
+
+from tools.codex.factory.ledger.store import Filter, render_table
+from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.run.context import Context
+
+
+def show(ctx: Context, flt: Filter, limit: int | None, raw: bool) -> Outcome:
+    ledger = ctx.ledger
+    events = ledger.select(flt, limit)
+    data = [ev.as_dict() for ev in events]
+    if raw:
+        from tools.codex.factory.infra import jsonio
+
+        text = "\n".join(jsonio.canonical(d).decode("utf-8") for d in data)
+    else:
+        text = render_table(events) if events else "(no events)"
+    return Outcome(Status.PASS, data, text)
+
+
+def verify(ctx: Context) -> Outcome:
+    res = ctx.ledger.verify()
+    data = res.as_dict()
+    data["path"] = ctx.config.ledger_rel
+    lines = [f"ledger {ctx.config.ledger_rel}: {res.lines} events"]
+    lines.append(f"head seq={res.head.seq} hash={res.head.hash}")
+    if res.ok:
+        lines.append("VERIFY OK")
+    else:
+        lines.append(f"VERIFY FAILED at seq {res.first_bad_seq}: {res.reason}")
+    lines.extend(f"note: {n}" for n in sorted(res.notes))
+    return Outcome(Status.PASS if res.ok else Status.BLOCKED, data, "\n".join(lines))
+
+
+def repair(ctx: Context) -> Outcome:
+    res = ctx.ledger.repair()
+    if res.get("repaired"):
+        text = (
+            f"moved {res['torn_bytes']} torn bytes to {res['side_file']} (nothing deleted); "
+            f"recorded ledger.repaired at seq {res['seq']}"
+        )
+    else:
+        text = f"nothing to repair: {res.get('reason')}"
+    return Outcome(Status.PASS, res, text)

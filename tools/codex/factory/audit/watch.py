@@ -1,0 +1,157 @@
+"""``watch``: follow the ledger and print a run's events as they are appended.
+
+The ledger is read once from the start (a run that already finished is reported at once), then
+polled: each poll reads only the bytes appended since the last offset, never the whole file
+again. A torn last line (another process mid-write, or a crash) is held back until its newline
+arrives; if ``ledger repair`` moves it aside, it is dropped. The watch ends at the run's
+``run.finished`` event, unless a new stage of the run started after it (a re-validation or
+re-integration, then it waits for the next one), and exits with that run's status code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+
+from tools.codex.factory.audit.replay import describe
+from tools.codex.factory.core.ids import validate_run_id
+from tools.codex.factory.errors import FactoryError, LedgerCorruptError, UsageError
+from tools.codex.factory.infra.clock import real_monotonic, sleep
+from tools.codex.factory.ledger.store import Event
+from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.run.context import Context
+
+POLL_S = 0.2
+# Events that start a new round of a finished run; anything else after run.finished (worktree
+# clean-up, say) is an epilogue and does not keep the watch going.
+RESTART_EVENTS = frozenset({"stage.started", "run.resumed", "run.started"})
+READ_MAX = 1 << 20
+# A run with no run folder and no event in an existing ledger is unknown (a typo, most likely):
+# after this many seconds (room for a run started next to the watch) it is a usage error.
+START_GRACE_S = 5.0
+
+
+class Follower:
+    """Reads whole lines appended to a file since the last call; keeps a torn tail for later."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0  # bytes consumed: the end of the last complete line
+        self.partial = b""
+        self._fh: BinaryIO | None = None
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def poll(self) -> list[tuple[int, bytes]]:
+        """New complete lines as (byte offset, line without its line end)."""
+        if self._fh is None:
+            try:
+                self._fh = open(self.path, "rb")  # noqa: SIM115 - kept open across polls, closed in close()
+            except FileNotFoundError:
+                return []
+        size = os.fstat(self._fh.fileno()).st_size
+        if size < self.offset:
+            raise FactoryError(
+                f"ledger {self.path.name} shrank to {size} bytes while watched at offset {self.offset}: "
+                "it was rewritten; run `factory ledger verify`"
+            )
+        if self.partial:
+            # The held torn piece must still be there: `ledger repair` may have moved it aside
+            # (and a new line taken its place) since the last poll.
+            self._fh.seek(self.offset)
+            if self._fh.read(len(self.partial)) != self.partial:
+                self.partial = b""
+        out: list[tuple[int, bytes]] = []
+        start = self.offset + len(self.partial)
+        while start < size:
+            self._fh.seek(start)
+            chunk = self._fh.read(min(READ_MAX, size - start))
+            if not chunk:
+                break
+            start += len(chunk)
+            data = self.partial + chunk
+            parts = data.split(b"\n")
+            self.partial = parts.pop()
+            pos = self.offset
+            for part in parts:
+                line = part[:-1] if part.endswith(b"\r") else part
+                if line:
+                    out.append((pos, line))
+                pos += len(part) + 1
+            self.offset = pos
+        return out
+
+
+def follow(
+    ctx: Context,
+    run_id: str,
+    timeout: float | None,
+    echo: Callable[[str], None],
+    note: Callable[[str], None],
+    poll_s: float = POLL_S,
+) -> Outcome:
+    validate_run_id(run_id)
+    if timeout is not None and timeout <= 0:
+        raise UsageError("--timeout: give a number of seconds greater than 0")
+    path = ctx.layout.ledger_path
+    follower = Follower(path)
+    # Real time (never pinned): a pinned clock (--now) must not stop a watch from timing out.
+    started = real_monotonic()
+    deadline = None if timeout is None else started + timeout
+    seen: list[Event] = []
+    finished: Event | None = None
+    waiting_noted = False
+    run_dir = ctx.layout.run_dir(run_id)
+    try:
+        while True:
+            lines = follower.poll()
+            if not lines and not path.exists() and not waiting_noted:
+                note(f"factory: waiting for the ledger {ctx.config.ledger_rel} to appear")
+                waiting_noted = True
+            for offset, line in lines:
+                try:
+                    ev = Event.from_line(line)
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    raise LedgerCorruptError(
+                        f"ledger {path.name}: the line at byte {offset} is not a valid event; run `factory ledger verify`"
+                    ) from None
+                if ev.run_id != run_id:
+                    continue
+                echo(describe(ev))
+                seen.append(ev)
+                if ev.event_type == "run.finished":
+                    finished = ev
+                elif ev.event_type in RESTART_EVENTS:
+                    finished = None  # the run goes on (re-validated, re-integrated, resumed)
+            if finished is not None:
+                return _finished(run_id, finished, seen)
+            if not seen and path.exists() and not run_dir.is_dir() and real_monotonic() - started >= START_GRACE_S:
+                raise UsageError(
+                    f"--run-id {run_id}: no such run (no run folder {ctx.layout.run_rel(run_id)} and no event in "
+                    f"the ledger after {START_GRACE_S:g}s); list runs with `factory ledger --limit 50`"
+                )
+            if deadline is not None and real_monotonic() >= deadline:
+                last = f"; last event seq {seen[-1].seq} ({seen[-1].event_type})" if seen else "; no event of this run seen"
+                data = {"run_id": run_id, "finished": False, "status": None, "timed_out": True,
+                        "events": [e.as_dict() for e in seen]}
+                msg = (f"factory: watch: run {run_id} did not finish within {timeout:g}s{last}; "
+                       "the run may still be going: watch again, or check `factory ledger --run-id`")
+                return Outcome(Status.FAIL, data, "", [msg])
+            sleep(poll_s)
+    finally:
+        follower.close()
+
+
+def _finished(run_id: str, ev: Event, seen: list[Event]) -> Outcome:
+    raw = str(ev.payload.get("status", "FAIL"))
+    status = Status(raw) if raw in ("PASS", "BLOCKED", "FAIL") else Status.FAIL
+    data = {"run_id": run_id, "finished": True, "status": raw, "timed_out": False,
+            "events": [e.as_dict() for e in seen]}
+    return Outcome(status, data, f"run {run_id} finished: {raw}")

@@ -1,0 +1,487 @@
+"""The click layer: parse options, call one function, map its outcome to output and exit code.
+
+No business logic lives here. Heavy modules are imported inside commands so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from tools.codex.factory import __version__
+from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.records.status import EXIT_INTERRUPTED, EXIT_USAGE, Outcome
+
+F = TypeVar("F", bound=Callable[..., Any])
+_DEBUG = {"on": False}
+
+
+def json_out_option(f: F) -> F:
+    return click.option(
+        "--json-out",
+        "json_out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Also write the command's JSON result to FILE (UTF-8, whatever the shell).",
+    )(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text.")(f)
+
+
+def run_id_option(required: bool = True) -> Callable[[F], F]:
+    if required:  # no default at all: click 8.4 lets an explicit default=None satisfy required
+        return click.option("--run-id", "run_id", required=True, help="The run to act on.")
+    return click.option("--run-id", "run_id", default=None, help="The run to act on (optional).")
+
+
+def workers_option(f: F) -> F:
+    return click.option("--workers", "workers", default=None, help="Comma-separated worker IDs, e.g. A,C.")(f)
+
+
+def _ctx(click_ctx: click.Context) -> Any:
+    from tools.codex.factory.run.context import Context
+
+    obj = click_ctx.find_object(Context)
+    assert obj is not None
+    return obj
+
+
+def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) -> int:
+    """Data to stdout (text or JSON), messages to stderr, JSON copy to --json-out."""
+    from tools.codex.factory.infra import jsonio
+
+    for msg in outcome.messages:
+        click.echo(msg, err=True)
+    payload = jsonio.pretty(outcome.data)
+    if json_out is not None:
+        try:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_bytes(payload)
+        except OSError as exc:
+            raise FactoryError(f"--json-out {json_out}: cannot write ({exc.strerror})") from None
+    if as_json:
+        sys.stdout.buffer.write(payload)
+        sys.stdout.flush()
+    elif outcome.text:
+        click.echo(outcome.text)
+    return outcome.exit_code
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="factory")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Repository to work on (default: the git top level of the current directory).")
+@click.option("--now", default=None, metavar="ISO", help="Pin the clock (also FACTORY_NOW), e.g. 2026-11-21T20:15:00Z.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
+@click.pass_context
+def cli(click_ctx: click.Context, repo: Path | None, now: str | None, debug: bool) -> None:
+    """Multi-Codex Factory: validate worker bundles, integrate them in a sandbox, and record
+    every step in a hash-chained ledger. Exit codes: 0 PASS, 1 FAIL, 2 usage, 3 BLOCKED."""
+    from tools.codex.factory.infra.clock import Clock
+    from tools.codex.factory.run.context import Context
+
+    _DEBUG["on"] = debug
+    ctx = Context(repo_opt=repo, clock=Clock.from_env(now), debug=debug)
+    click_ctx.obj = ctx
+    click_ctx.call_on_close(ctx.close)
+
+
+# -- config ----------------------------------------------------------------------------------
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the layered configuration."""
+
+
+@config_group.command("show")
+@json_option
+@json_out_option
+@click.pass_context
+def config_show(click_ctx: click.Context, as_json: bool, json_out: Path | None) -> int:
+    """Print the effective config, each value with its origin (default, file, env, cli)."""
+    from tools.codex.factory.ops import configview
+
+    return emit(configview.show(_ctx(click_ctx)), as_json, json_out)
+
+
+# -- ledger ----------------------------------------------------------------------------------
+@cli.group("ledger", invoke_without_command=True)
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Only the last N matching events (read from the end).")
+@click.option("--raw-events", is_flag=True, help="Print the stored lines unchanged.")
+@run_id_option(required=False)
+@click.option("--status", default=None, help="Match payload status (PASS, BLOCKED, FAIL, ...).")
+@click.option("--kind", default=None, help="Match the run kind.")
+@click.option("--actor", default=None, help="Match the actor (e.g. Z_integrator, A_worker, operator).")
+@click.option("--event-type", default=None, help="Match the event type; a trailing * matches a prefix.")
+@click.option("--rc", type=int, default=None, help="Match a recorded return code.")
+@click.option("--since", default=None, metavar="ISO", help="Only events at or after this instant.")
+@json_option
+@json_out_option
+@click.pass_context
+def ledger_group(
+    click_ctx: click.Context,
+    limit: int | None,
+    raw_events: bool,
+    run_id: str | None,
+    status: str | None,
+    kind: str | None,
+    actor: str | None,
+    event_type: str | None,
+    rc: int | None,
+    since: str | None,
+    as_json: bool,
+    json_out: Path | None,
+) -> int | None:
+    """Show ledger events sorted by ts_utc then event_type (subcommands: verify, repair)."""
+    if click_ctx.invoked_subcommand is not None:
+        return None
+    from tools.codex.factory.audit import ledgerview
+    from tools.codex.factory.ledger.store import Filter
+
+    if run_id is not None:
+        from tools.codex.factory.core.ids import validate_run_id
+
+        validate_run_id(run_id)
+    flt = Filter.build(run_id, status, kind, actor, event_type, rc, since)
+    return emit(ledgerview.show(_ctx(click_ctx), flt, limit, raw_events), as_json, json_out)
+
+
+@ledger_group.command("verify")
+@json_option
+@json_out_option
+@click.pass_context
+def ledger_verify(click_ctx: click.Context, as_json: bool, json_out: Path | None) -> int:
+    """Check the whole hash chain; print the head or the first bad seq (exit 3)."""
+    from tools.codex.factory.audit import ledgerview
+
+    return emit(ledgerview.verify(_ctx(click_ctx)), as_json, json_out)
+
+
+@ledger_group.command("repair")
+@json_option
+@json_out_option
+@click.pass_context
+def ledger_repair(click_ctx: click.Context, as_json: bool, json_out: Path | None) -> int:
+    """Move a torn last line aside to a side file (nothing deleted) and record it."""
+    from tools.codex.factory.audit import ledgerview
+
+    return emit(ledgerview.repair(_ctx(click_ctx)), as_json, json_out)
+
+
+# -- pipeline ---------------------------------------------------------------------------------
+def _launch_request(click_ctx: click.Context, base_ref: str | None, dry_run: bool, run_id: str | None,
+                    kind: str | None, plan: Path | None, workers: str | None) -> Any:
+    from tools.codex.factory.run.launch import LaunchRequest, parse_workers
+
+    ctx = _ctx(click_ctx)
+    if kind is not None:
+        ctx.cli_config["run.kind"] = kind
+    if base_ref is not None:
+        ctx.cli_config["run.base_ref"] = base_ref
+    return LaunchRequest(
+        base_ref=ctx.config.get("run.base_ref"),
+        dry_run=dry_run,
+        run_id=run_id,
+        kind=ctx.config.get("run.kind"),
+        plan_file=plan,
+        workers=parse_workers(workers),
+    )
+
+
+def launch_options(f: F) -> F:
+    for opt in reversed([
+        click.option("--base-ref", default=None, help="Branch, tag or commit to build on (default: run.base_ref, HEAD)."),
+        click.option("--dry-run", is_flag=True, help="Invoke no agent: each worker gets an empty, schema-valid bundle."),
+        run_id_option(required=False),
+        click.option("--kind", default=None, help="Run kind, the first part of the run ID (default: run.kind)."),
+        click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Plan JSON (schemas/plan.schema.json); default: the embedded plan."),
+        workers_option,
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command("preflight")
+@click.option("--base-ref", default=None, help="The ref a run would build on (default: run.base_ref).")
+@run_id_option(required=False)
+@json_option
+@json_out_option
+@click.pass_context
+def preflight_cmd(click_ctx: click.Context, base_ref: str | None, run_id: str | None, as_json: bool,
+                  json_out: Path | None) -> int:
+    """Check that a run can start here; one line per failed check, with its fix (exit 3)."""
+    from tools.codex.factory.run import pipeline
+
+    return emit(pipeline.cmd_preflight(_ctx(click_ctx), base_ref, run_id), as_json, json_out)
+
+
+def _progress(as_json: bool) -> Callable[[str], None] | None:
+    """Worker progress lines go to stderr; none at all with --json."""
+    if as_json:
+        return None
+
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    return say
+
+
+@cli.command("launch")
+@launch_options
+@click.option("--resume", is_flag=True, help="Continue --run-id: run only the workers without a finished bundle.")
+@json_option
+@json_out_option
+@click.pass_context
+def launch_cmd(click_ctx: click.Context, base_ref: str | None, dry_run: bool, run_id: str | None,
+               kind: str | None, plan: Path | None, workers: str | None, resume: bool, as_json: bool,
+               json_out: Path | None) -> int:
+    """Create the run folder, manifest, scope locks and one bundle folder per worker; without
+    --dry-run, one git worktree and PROMPT.md per worker, and headless agents are run."""
+    from tools.codex.factory.run import pipeline
+
+    req = _launch_request(click_ctx, base_ref, dry_run, run_id, kind, plan, workers)
+    req.resume = resume
+    req.progress = _progress(as_json)
+    return emit(pipeline.cmd_launch(_ctx(click_ctx), req), as_json, json_out)
+
+
+@cli.command("bundle-validate")
+@run_id_option()
+@workers_option
+@json_option
+@json_out_option
+@click.pass_context
+def bundle_validate_cmd(click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool,
+                        json_out: Path | None) -> int:
+    """Check every bundle against DESIGN §5 and write VALIDATION.json (BLOCKED: exit 3)."""
+    from tools.codex.factory.run import pipeline
+    from tools.codex.factory.run.launch import parse_workers
+
+    return emit(pipeline.cmd_validate(_ctx(click_ctx), run_id, parse_workers(workers)), as_json, json_out)
+
+
+@cli.command("integrate")
+@run_id_option()
+@workers_option
+@click.option("--keep-worktrees", is_flag=True, help="Keep the workers' worktrees and branches after a PASS.")
+@json_option
+@json_out_option
+@click.pass_context
+def integrate_cmd(click_ctx: click.Context, run_id: str, workers: str | None, keep_worktrees: bool, as_json: bool,
+                  json_out: Path | None) -> int:
+    """Apply validated bundles in a sandbox, run the checks, write Z's report and attestations."""
+    from tools.codex.factory.run import pipeline
+    from tools.codex.factory.run.launch import parse_workers
+
+    return emit(pipeline.cmd_integrate(_ctx(click_ctx), run_id, parse_workers(workers), keep_worktrees),
+                as_json, json_out)
+
+
+@cli.command("oneshot")
+@launch_options
+@click.option("--wait", is_flag=True,
+              help="With interactive workers: poll until each marks itself done (.factory/DONE), collecting as they do.")
+@click.option("--keep-worktrees", is_flag=True, help="Keep the workers' worktrees and branches after a PASS.")
+@json_option
+@json_out_option
+@click.pass_context
+def oneshot_cmd(click_ctx: click.Context, base_ref: str | None, dry_run: bool, run_id: str | None,
+                kind: str | None, plan: Path | None, workers: str | None, wait: bool, keep_worktrees: bool,
+                as_json: bool, json_out: Path | None) -> int:
+    """preflight -> launch -> bundle-validate -> integrate -> summary; exit code = final status.
+    Interactive workers without --wait: stops after launch, PENDING, exit 0."""
+    from tools.codex.factory.run import pipeline
+
+    req = _launch_request(click_ctx, base_ref, dry_run, run_id, kind, plan, workers)
+    req.wait, req.keep_worktrees = wait, keep_worktrees
+    req.progress = _progress(as_json)
+    return emit(pipeline.cmd_oneshot(_ctx(click_ctx), req), as_json, json_out)
+
+
+@cli.command("print-report")
+@run_id_option()
+@json_option
+@json_out_option
+@click.pass_context
+def print_report_cmd(click_ctx: click.Context, run_id: str, as_json: bool, json_out: Path | None) -> int:
+    """Print the run's Z_integrator/FINAL_REPORT.txt."""
+    from tools.codex.factory.run import pipeline
+
+    return emit(pipeline.cmd_print_report(_ctx(click_ctx), run_id), as_json, json_out)
+
+
+@cli.command("open-report")
+@run_id_option()
+@json_out_option
+@click.pass_context
+def open_report_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -> int:
+    """Open FINAL_REPORT.txt with the platform's opener; headless, print its path."""
+    from tools.codex.factory.run import pipeline
+
+    return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "report"), False, json_out)
+
+
+@cli.command("open-run")
+@run_id_option()
+@json_out_option
+@click.pass_context
+def open_run_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -> int:
+    """Open the run folder with the platform's opener; headless, print its path."""
+    from tools.codex.factory.run import pipeline
+
+    return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "run"), False, json_out)
+
+
+# -- audit and operator views (issue 4) --------------------------------------------------------
+def _streams(as_json: bool) -> tuple[Callable[[str], None], Callable[[str], None]]:
+    """Progress lines go to stdout, or to stderr when stdout carries JSON; notices to stderr."""
+    def to_err(line: str) -> None:
+        click.echo(line, err=True)
+
+    return (to_err if as_json else click.echo), to_err
+
+
+@cli.command("ledger-replay")
+@run_id_option()
+@json_option
+@json_out_option
+@click.pass_context
+def ledger_replay_cmd(click_ctx: click.Context, run_id: str, as_json: bool, json_out: Path | None) -> int:
+    """Verify the chain, recompute every decision of a run from its events and compare with the
+    artifacts: REPLAY OK (exit 0) or every divergence (exit 3)."""
+    from tools.codex.factory.audit import replay
+
+    return emit(replay.replay(_ctx(click_ctx), run_id), as_json, json_out)
+
+
+@cli.command("watch")
+@run_id_option()
+@click.option("--timeout", type=float, default=None, metavar="S",
+              help="Give up after S seconds (exit 1) if the run has not finished.")
+@json_option
+@json_out_option
+@click.pass_context
+def watch_cmd(click_ctx: click.Context, run_id: str, timeout: float | None, as_json: bool, json_out: Path | None) -> int:
+    """Follow the ledger and print the run's events until run.finished; exit with its status."""
+    from tools.codex.factory.audit import watch
+
+    echo, note = _streams(as_json)
+    return emit(watch.follow(_ctx(click_ctx), run_id, timeout, echo, note), as_json, json_out)
+
+
+@cli.command("doctor")
+@json_option
+@json_out_option
+@click.pass_context
+def doctor_cmd(click_ctx: click.Context, as_json: bool, json_out: Path | None) -> int:
+    """Check this machine and repository: one OK/WARN/FAIL line per check, with a fix (FAIL: exit 3)."""
+    from tools.codex.factory.ops import doctor
+
+    return emit(doctor.doctor(_ctx(click_ctx)), as_json, json_out)
+
+
+@cli.command("self-test")
+@click.option("--keep", is_flag=True, help="Keep the scratch folder and print where it is.")
+@json_option
+@json_out_option
+def self_test_cmd(keep: bool, as_json: bool, json_out: Path | None) -> int:
+    """End-to-end smoke run in a scratch repository in a temp folder (your repository is not touched)."""
+    from tools.codex.factory.ops import selftest
+
+    echo, note = _streams(as_json)
+    return emit(selftest.run_selftest(echo, note, keep), as_json, json_out)
+
+
+# -- real workers (issue 5) ----------------------------------------------------------------------
+@cli.command("bundle-collect")
+@run_id_option()
+@workers_option
+@json_option
+@json_out_option
+@click.pass_context
+def bundle_collect_cmd(click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool,
+                       json_out: Path | None) -> int:
+    """Write each worker's bundle from its worktree (diff against the base, notes from .factory/)."""
+    from tools.codex.factory.run import collect
+    from tools.codex.factory.run.launch import parse_workers
+
+    return emit(collect.cmd_collect(_ctx(click_ctx), run_id, parse_workers(workers)), as_json, json_out)
+
+
+@cli.command("bundle-import")
+@run_id_option()
+@click.option("--worker", "worker", required=True, help="The worker whose bundle the patch becomes, e.g. B.")
+@click.option("--patch", "patch", required=True, type=click.Path(path_type=Path),
+              help="A `git diff --binary`, `git format-patch` or PR .patch file.")
+@click.option("--summary", "summary", type=click.Path(path_type=Path), default=None,
+              help="Markdown for SUMMARY.md (default: generated from the patch).")
+@json_option
+@json_out_option
+@click.pass_context
+def bundle_import_cmd(click_ctx: click.Context, run_id: str, worker: str, patch: Path, summary: Path | None,
+                      as_json: bool, json_out: Path | None) -> int:
+    """Build a worker's complete bundle from a patch made elsewhere; then validate and integrate."""
+    from tools.codex.factory.run import importer
+
+    return emit(importer.cmd_import(_ctx(click_ctx), run_id, worker, patch, summary), as_json, json_out)
+
+
+@cli.command("clean")
+@run_id_option(required=False)
+@click.option("--force", is_flag=True, help="Also remove worktrees holding changes that were never collected.")
+@json_option
+@json_out_option
+@click.pass_context
+def clean_cmd(click_ctx: click.Context, run_id: str | None, force: bool, as_json: bool, json_out: Path | None) -> int:
+    """Remove leftover worker worktrees and branches (found via the ledger); refuses uncollected work (exit 3)."""
+    from tools.codex.factory.run import clean
+
+    return emit(clean.cmd_clean(_ctx(click_ctx), run_id, force), as_json, json_out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: the one place errors become exit codes."""
+    for stream in (sys.stdout, sys.stderr):
+        # Text output must not crash on a console whose encoding lacks a character
+        # (cp1252 under PowerShell): keep its encoding, escape what it cannot show.
+        # JSON goes to the binary buffer as UTF-8 and is unaffected.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    try:
+        rv = cli.main(args=argv, prog_name="factory", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("factory: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("factory: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.UsageError as exc:
+        # One line, naming the command, instead of click's three-line usage block.
+        where = exc.ctx.command_path if exc.ctx is not None else "factory"
+        click.echo(f"factory: error: {where}: {exc.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        click.echo(f"factory: error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except FactoryError as exc:
+        if _DEBUG["on"]:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"factory: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _DEBUG["on"]:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"factory: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,4 @@
+"""Pure rules and decisions: verdicts, overlaps, merge order, patch parsing, globs, ID, path and name rules.
+
+May import: ``errors``, ``records``. No I/O, no clock, no git.
+"""

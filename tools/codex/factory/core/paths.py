@@ -1,0 +1,146 @@
+"""The run layout and safe path handling; the only module that knows folder names."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from tools.codex.factory.core.ids import validate_run_id
+from tools.codex.factory.errors import UsageError
+
+LEDGER_NAME = "factory_ledger.jsonl"
+HEAD_SUFFIX = ".sha256"
+MANIFEST = "RUN_MANIFEST.json"
+VALIDATION = "VALIDATION.json"
+RUNBOARD = "RUNBOARD.md"
+Z_DIR = "Z_integrator"
+LOCKS_DIR = "locks"
+ATTEST_DIR = "attestations"
+LOGS_DIR = "LOGS"
+SANDBOX_DIR = "sandbox"
+
+WORKER_FILES = (
+    "STATUS.json",
+    "SUMMARY.md",
+    "FILES_CHANGED.json",
+    "DIFF.patch",
+    "SUGGESTIONS.md",
+    "SCOPE_LOCK.json",
+    "HANDOFF_NOTE.json",
+    "LOGS/INDEX.json",
+)
+Z_FILES = (
+    "STATUS.json",
+    "FINAL_REPORT.txt",
+    "FILES_CHANGED.json",
+    "DIFF.patch",
+    "MERGE_PLAN.md",
+    "LOGS/INDEX.json",
+)
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def worker_dirname(worker_id: str) -> str:
+    return f"{worker_id}_worker"
+
+
+class PathRuleError(ValueError):
+    """A repository path broke a rule; ``rule`` is the short rule name for findings."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+def normalise_repo_path(raw: str) -> str:
+    """Check a repository-relative path and return it; raise PathRuleError naming the rule.
+
+    Accepted paths are relative, '/'-separated, already normal (no '.', '..', '//'),
+    not absolute or drive-qualified, and not inside ``.git/``.
+    """
+    if not raw:
+        raise PathRuleError("path-empty", "empty path")
+    if "\x00" in raw:
+        raise PathRuleError("path-nul", f"path {raw!r} contains NUL")
+    if "\\" in raw:
+        raise PathRuleError("path-backslash", f"path {raw!r} uses '\\'; use '/'")
+    if _DRIVE.match(raw):
+        raise PathRuleError("path-drive", f"path {raw!r} is drive-qualified")
+    if raw.startswith("/"):
+        raise PathRuleError("path-absolute", f"path {raw!r} is absolute")
+    parts = raw.split("/")
+    if ".." in parts:
+        raise PathRuleError("path-traversal", f"path {raw!r} contains '..'")
+    if any(p in ("", ".") for p in parts) or posixpath.normpath(raw) != raw:
+        raise PathRuleError("path-not-normalised", f"path {raw!r} is not normalised")
+    for part in parts:
+        # Any .git directory (a nested repository's too), and the spellings Windows maps to it.
+        low = part.lower()
+        if low.rstrip(". ") == ".git" or low == "git~1":
+            raise PathRuleError("path-git-dir", f"path {raw!r} is inside a .git directory")
+    return raw
+
+
+def is_within(child: Path, root: Path) -> bool:
+    try:
+        child.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def safe_join(root: Path, rel: str) -> Path:
+    """Join a checked relative path under ``root``; the real path must stay inside it."""
+    try:
+        normalise_repo_path(rel)
+    except PathRuleError as exc:
+        raise UsageError(str(exc)) from None
+    real_root = root.resolve()
+    target = (real_root / PurePosixPath(rel)).resolve()
+    if not is_within(target, real_root):
+        raise UsageError(f"path {rel!r} resolves outside {root}")
+    return target
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything lives for one repository."""
+
+    repo: Path
+    runs_rel: str
+    ledger_rel: str
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.repo / PurePosixPath(self.runs_rel)
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.repo / PurePosixPath(self.ledger_rel)
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / validate_run_id(run_id)
+
+    def run_rel(self, run_id: str) -> str:
+        """The run folder relative to the repository, '/'-separated (for artifacts)."""
+        return f"{self.runs_rel.rstrip('/')}/{validate_run_id(run_id)}"
+
+    def worker_dir(self, run_id: str, worker_id: str) -> Path:
+        return self.run_dir(run_id) / worker_dirname(worker_id)
+
+    def z_dir(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / Z_DIR
+
+    def report_path(self, run_id: str) -> Path:
+        return self.z_dir(run_id) / "FINAL_REPORT.txt"
+
+
+def head_path(ledger: Path) -> Path:
+    return ledger.with_name(ledger.name.removesuffix(".jsonl") + HEAD_SUFFIX)
+
+
+def lock_path(ledger: Path) -> Path:
+    return ledger.with_name(ledger.name + ".lock")

@@ -1,0 +1,365 @@
+"""The only module that runs git. Typed errors, argv lists, never a shell."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from tools.codex.factory.errors import GitError, UsageError
+from tools.codex.factory.infra import proc
+from tools.codex.factory.infra.fsutil import remove_tree
+
+MIN_VERSION = (2, 30)
+
+
+def git(
+    repo: Path | None,
+    *args: str,
+    input: bytes | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> proc.Result:
+    # The repository is the working directory, not a `-C /abs/path` argument: error messages
+    # (which quote argv) then carry no absolute path into reports and ledger events.
+    return proc.run(["git", *args], cwd=repo, env=env if env is not None else proc.base_env(), input=input,
+                    check=check, error=GitError, timeout=timeout)
+
+
+def version() -> tuple[int, int, int]:
+    out = git(None, "--version").out
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
+    if not m:
+        raise GitError(["git", "--version"], 0, out, "", why="printed no version")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def toplevel(path: Path) -> Path:
+    res = git(path, "rev-parse", "--show-toplevel", check=False)
+    if res.rc != 0:
+        raise UsageError(f"{path} is not inside a git repository; run from a checkout or pass --repo PATH")
+    return Path(res.out.strip())
+
+
+def resolve_commit(repo: Path, ref: str) -> str:
+    if ref.startswith("-"):
+        raise UsageError(f"--base-ref {ref!r} may not start with '-'")
+    res = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False)
+    if res.rc != 0 or not res.out.strip():
+        raise UsageError(f"--base-ref {ref!r} does not resolve to a commit in this repository")
+    return res.out.strip()
+
+
+def status_porcelain(repo: Path) -> bytes:
+    return git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
+
+
+def snapshot(repo: Path) -> dict[str, bytes]:
+    """What an operator would notice changing: HEAD, index, branches, stash, worktree status."""
+    def out(*args: str) -> bytes:
+        return git(repo, *args, check=False).stdout
+
+    return {
+        "head": out("rev-parse", "HEAD"),
+        "symbolic": out("symbolic-ref", "-q", "HEAD"),
+        "branches": out("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads"),
+        "stash": out("stash", "list"),
+        "status": status_porcelain(repo),
+        "index": out("ls-files", "-s", "--debug"),
+        "worktrees": out("worktree", "list", "--porcelain"),
+    }
+
+
+# Fixed diff options: the integrator's DIFF.patch must not depend on anyone's git config.
+DIFF_ARGS = (
+    "-c", "diff.noprefix=false",
+    "-c", "diff.mnemonicPrefix=false",
+    "-c", "diff.algorithm=myers",
+    "-c", "core.quotePath=true",
+)
+
+
+def sandbox_env(sandbox: Path, repo: Path | None = None) -> dict[str, str]:
+    """For checks: no inherited GIT_*, and git ceilings at the sandbox's parent and at the
+    repository root, so git started in or above the sandbox (``git -C ..``) cannot discover
+    the user's repository. Checks are not an OS sandbox: a command that names the
+    repository's own path can still reach it.
+    """
+    # Git checks each folder below a ceiling, never the ceiling itself: with the repository
+    # root as one, discovery from anywhere under it stops before reaching its .git.
+    ceilings = {str(sandbox.parent.resolve())}
+    if repo is not None:
+        ceilings.add(str(repo.resolve()))
+    unique = sorted(ceilings)
+    return proc.base_env({"GIT_CEILING_DIRECTORIES": os.pathsep.join(unique)}, drop_git=True)
+
+
+def _own_env(sandbox: Path) -> dict[str, str]:
+    """For the integrator's own git calls in the sandbox: no user or system git config either,
+    so Z's DIFF.patch is the same bytes whatever ~/.gitconfig says (diff.context, ...)."""
+    home = sandbox / ".git" / "factory-home"
+    home.mkdir(parents=True, exist_ok=True)
+    empty = home / "gitconfig"
+    if not empty.exists():
+        empty.write_bytes(b"")
+    env = sandbox_env(sandbox)
+    env.update({"HOME": str(home), "USERPROFILE": str(home), "XDG_CONFIG_HOME": str(home),
+                "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(empty)})
+    return env
+
+
+def common_dir(repo: Path) -> Path:
+    """The repository's common git folder (``.git`` of the main worktree), absolute."""
+    common = git(repo, "rev-parse", "--git-common-dir").out.strip()
+    path = Path(common)
+    if not path.is_absolute():
+        path = repo / path
+    return path.resolve()
+
+
+def objects_dir(repo: Path) -> Path:
+    return (common_dir(repo) / "objects").resolve()
+
+
+def create_sandbox(sandbox: Path, repo: Path, commit: str) -> None:
+    """A repository of its own whose index is ``commit``, borrowing the user's objects read-only.
+
+    No files are written yet: patches are applied to the index, and the working tree is
+    materialised only when checks need it (:func:`materialise`).
+    """
+    git(sandbox.parent, "init", "-q", "--template=", sandbox.name, env=sandbox_env(sandbox))  # no hook templates
+    config = sandbox / ".git" / "config"
+    with open(config, "a", encoding="utf-8", newline="\n") as fh:
+        fh.write("[core]\n\tautocrlf = false\n\tsafecrlf = false\n[gc]\n\tauto = 0\n"
+                 "[user]\n\tname = factory\n\temail = factory@localhost\n")
+    alternates = sandbox / ".git" / "objects" / "info" / "alternates"
+    alternates.parent.mkdir(parents=True, exist_ok=True)
+    # Bytes with "\n": git reads the path up to the newline and would keep a "\r" (text mode on Windows).
+    alternates.write_bytes(str(objects_dir(repo)).encode("utf-8") + b"\n")
+    env = _own_env(sandbox)
+    git(sandbox, "read-tree", commit, env=env)
+    git(sandbox, "update-ref", "--no-deref", "HEAD", commit, env=env)
+
+
+def apply_to_index(sandbox: Path, patch_files: Sequence[Path]) -> proc.Result:
+    """Apply patches in order to the sandbox index, all or nothing (one index write)."""
+    return git(sandbox, "apply", "--cached", "--whitespace=nowarn", *[str(p) for p in patch_files],
+               check=False, env=_own_env(sandbox))
+
+
+def materialise(sandbox: Path) -> None:
+    """Write the (patched) index out as the sandbox's working tree, for checks to run in."""
+    git(sandbox, "checkout-index", "-a", "-f", "-u", env=_own_env(sandbox))
+
+
+def diff_cached(sandbox: Path, commit: str) -> bytes:
+    return git(
+        sandbox, *DIFF_ARGS, "diff", "--cached", "--binary", "--full-index", "-M",
+        "--no-color", "--no-ext-diff", "--no-textconv", commit, "--",
+        env=_own_env(sandbox),
+    ).stdout
+
+
+# -- worktrees (real workers) -------------------------------------------------------------------
+# Pathspec that keeps the reserved notes folder out of every collected diff.
+NOTES_EXCLUDE = ":(exclude,top).factory"
+# Sparse checkout is enabled per command (and per agent, through GIT_CONFIG_*), never by
+# writing the user's repository config: `git sparse-checkout` in a linked worktree would turn
+# on extensions.worktreeConfig in the shared .git/config.
+SPARSE_CONFIG = (("core.sparseCheckout", "true"), ("core.sparseCheckoutCone", "false"))
+
+
+def tree_paths(repo: Path, commit: str) -> list[str]:
+    out = git(repo, "ls-tree", "-r", "-z", "--name-only", "--full-tree", commit).stdout
+    return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+
+
+def git_path(worktree: Path, name: str) -> Path:
+    """``git rev-parse --git-path`` for a worktree (per-worktree files such as the index)."""
+    out = git(worktree, "rev-parse", "--git-path", name).out.strip()
+    path = Path(out)
+    return path if path.is_absolute() else worktree / path
+
+
+def valid_branch(name: str) -> bool:
+    return git(None, "check-ref-format", "--branch", name, check=False).rc == 0
+
+
+def branch_exists(repo: Path, branch: str) -> bool:
+    return git(repo, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}", check=False).rc == 0
+
+
+def branch_delete(repo: Path, branch: str) -> None:
+    if branch_exists(repo, branch):
+        git(repo, "branch", "-D", "--", branch)
+
+
+def worktree_add(repo: Path, path: Path, branch: str, commit: str) -> None:
+    """A linked worktree on a new branch at ``commit``, nothing checked out yet."""
+    if branch_exists(repo, branch):
+        raise UsageError(
+            f"branch {branch} already exists (left over from an earlier run?): "
+            "run `factory clean` or choose another --run-id"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(repo, "worktree", "add", "--quiet", "--no-checkout", "-b", branch, str(path), commit)
+
+
+def _sparse_line(path: str) -> str | None:
+    """A non-cone sparse-checkout pattern excluding exactly ``path`` (None: not expressible)."""
+    if "\n" in path or "\r" in path:
+        return None
+    body = "".join("\\" + ch if ch in "\\*?[]" else ch for ch in path)
+    stripped = body.rstrip(" ")
+    body = stripped + "\\ " * (len(body) - len(stripped))
+    return f"!/{body}"
+
+
+def worktree_checkout_sparse(worktree: Path, hidden: Sequence[str]) -> None:
+    """Check the worktree out with the ``hidden`` files absent (skip-worktree, never written).
+
+    The per-worktree ``info/sparse-checkout`` file (non-cone mode: include everything, then
+    negative patterns for each hidden file) is applied with ``core.sparseCheckout`` passed on
+    the command line, so the user's repository config is not changed.
+    """
+    sparse = git_path(worktree, "info/sparse-checkout")
+    sparse.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["/*"] + [line for p in sorted(hidden) if (line := _sparse_line(p)) is not None]
+    sparse.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+    cfg = [a for key, value in SPARSE_CONFIG for a in ("-c", f"{key}={value}")]
+    git(worktree, *cfg, "read-tree", "-m", "-u", "HEAD")
+    # Safety net: anything a pattern could not express is removed and marked by hand.
+    leaked = [p for p in hidden if (worktree / p).exists() or (worktree / p).is_symlink()]
+    for p in leaked:
+        (worktree / p).unlink()
+    if leaked:
+        git(worktree, "update-index", "-z", "--skip-worktree", "--stdin",
+            input=b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in leaked))
+
+
+def sparse_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` plus GIT_CONFIG_* entries that keep git commands in a worktree sparse."""
+    out = dict(env)
+    try:
+        n = int(out.get("GIT_CONFIG_COUNT", "0"))
+    except ValueError:
+        n = 0
+    for key, value in SPARSE_CONFIG:
+        out[f"GIT_CONFIG_KEY_{n}"] = key
+        out[f"GIT_CONFIG_VALUE_{n}"] = value
+        n += 1
+    out["GIT_CONFIG_COUNT"] = str(n)
+    return out
+
+
+def worktree_list(repo: Path) -> list[dict[str, str]]:
+    """Registered worktrees: path, head, branch (full ref or ''), prunable ('' or reason)."""
+    out = git(repo, "worktree", "list", "--porcelain").out
+    entries: list[dict[str, str]] = []
+    cur: dict[str, str] = {}
+    for line in [*out.splitlines(), ""]:
+        if not line:
+            if cur:
+                entries.append(cur)
+            cur = {}
+            continue
+        key, _, value = line.partition(" ")
+        if key == "worktree":
+            cur = {"path": value, "head": "", "branch": "", "prunable": ""}
+        elif key in ("HEAD", "branch") and cur:
+            cur["head" if key == "HEAD" else "branch"] = value
+        elif key == "prunable" and cur:
+            cur["prunable"] = value or "prunable"
+    return entries
+
+
+def _same_path(a: str, b: str) -> bool:
+    def norm(p: str) -> str:
+        return os.path.normcase(os.path.normpath(p))
+
+    return norm(a) == norm(b) or norm(os.path.realpath(a)) == norm(os.path.realpath(b))
+
+
+def worktree_admin_dir(repo: Path, path: Path) -> Path | None:
+    """Our linked worktree's admin folder ``<common git dir>/worktrees/<name>``: the one whose
+    ``gitdir`` file points at ``path``/.git (None: git has no registration for ``path``)."""
+    root = common_dir(repo) / "worktrees"
+    if not root.is_dir():
+        return None
+    for admin in sorted(root.iterdir()):
+        try:
+            gitdir = (admin / "gitdir").read_bytes().decode("utf-8", "surrogateescape").strip()
+        except OSError:
+            continue
+        if gitdir and _same_path(os.path.dirname(gitdir), str(path)):
+            return admin
+    return None
+
+
+def worktree_remove(repo: Path, path: Path) -> None:
+    """Unregister and delete one linked worktree (its files included), and nothing else.
+
+    Never ``git worktree prune``: that would also drop the user's own registrations of
+    worktrees that are only missing for now (an unplugged drive). When the folder is gone,
+    only the admin folder whose ``gitdir`` points at ``path`` is removed.
+    """
+    if path.exists():
+        git(repo, "worktree", "remove", "--force", "--force", str(path))
+        return
+    admin = worktree_admin_dir(repo, path)
+    if admin is not None:
+        remove_tree(admin)
+
+
+def branch_tip(repo: Path, branch: str) -> str | None:
+    res = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}", check=False)
+    return (res.out.strip() or None) if res.rc == 0 else None
+
+
+def commit_diff(repo: Path, base: str, tip: str) -> bytes:
+    """``tip``'s tree against ``base`` with the options of :func:`worktree_diff` (same bytes
+    for the same change), ``.factory/`` excluded."""
+    return git(
+        repo, *DIFF_ARGS, "diff", "--binary", "--full-index", "-M", "-U3", "--no-color", "--no-ext-diff",
+        "--no-textconv", "--no-relative", base, tip, "--", ".", NOTES_EXCLUDE,
+    ).stdout
+
+
+def worktree_diff(worktree: Path, commit: str, hidden_missing: Sequence[str]) -> bytes:
+    """Everything the worktree holds against ``commit``: committed, staged, unstaged, untracked.
+
+    Built in a temporary index (the worktree's own index is never touched): the base tree,
+    held-out files that are absent marked skip-worktree (absent by design, not deleted), then
+    ``git add -A`` of the whole worktree minus ``.factory/``, diffed with fixed options.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="factory-collect-") as tmp:
+        env = proc.base_env({"GIT_INDEX_FILE": str(Path(tmp) / "index")})
+        git(worktree, "read-tree", commit, env=env)
+        if hidden_missing:
+            data = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in sorted(hidden_missing))
+            git(worktree, "update-index", "-z", "--skip-worktree", "--stdin", input=data, env=env)
+        git(worktree, "-c", "core.safecrlf=false", "add", "-A", "--", ".", NOTES_EXCLUDE, env=env)
+        return git(
+            worktree, *DIFF_ARGS, "diff", "--cached", "--binary", "--full-index", "-M", "-U3",
+            "--no-color", "--no-ext-diff", "--no-textconv", "--no-relative", commit, "--",
+            env=env,
+        ).stdout
+
+
+def is_ignored(repo: Path, rel: str) -> bool:
+    return git(repo, "check-ignore", "-q", "--no-index", "--", rel, check=False).rc == 0
+
+
+def branches(repo: Path) -> set[str]:
+    out = git(repo, "for-each-ref", "--format=%(refname)", "refs/heads").out
+    return {line.removeprefix("refs/heads/") for line in out.splitlines() if line}
+
+
+def apply_cached(sandbox: Path, patch: bytes) -> proc.Result:
+    """Apply one patch (from memory) to a sandbox's index only."""
+    return git(sandbox, "apply", "--cached", "--whitespace=nowarn", "-", input=patch, check=False,
+               env=sandbox_env(sandbox))

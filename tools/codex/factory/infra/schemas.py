@@ -1,0 +1,97 @@
+"""Load the JSON Schemas in ``schemas/`` and validate documents with one-line errors."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.infra import jsonio
+
+SCHEMA_VERSION = 1
+
+
+def schema_dir() -> Path:
+    """The JSON Schemas: ``_schemas/`` beside this module in an installed wheel (pyproject
+    maps the top-level ``schemas/`` there), else ``schemas/`` at the project root of a source
+    checkout or editable install (the package lives at tools/codex/factory)."""
+    here = Path(__file__).resolve().parents[1]  # the package folder
+    installed = here / "_schemas"
+    if installed.is_dir():
+        return installed
+    return here.parents[2] / "schemas"
+
+
+@functools.cache
+def load(name: str) -> dict[str, Any]:
+    path = schema_dir() / f"{name}.schema.json"
+    try:
+        data = jsonio.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise FactoryError(f"schema {path} is missing: reinstall the factory") from None
+    if not isinstance(data, dict):
+        raise FactoryError(f"schema {path} is not a JSON object")
+    return data
+
+
+@functools.cache
+def _registry() -> Any:
+    """All schemas by ``$id``, so one schema can ``$ref`` another by relative name."""
+    from referencing import Registry, Resource
+
+    resources = []
+    for path in sorted(schema_dir().glob("*.schema.json")):
+        doc = load(path.name.removesuffix(".schema.json"))
+        resources.append((doc["$id"], Resource.from_contents(doc)))
+    return Registry().with_resources(resources)
+
+
+@functools.cache
+def _validator(name: str) -> Any:
+    import jsonschema  # lazy: keeps `--help` fast
+
+    schema = load(name)
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, registry=_registry(), format_checker=cls.FORMAT_CHECKER)
+
+
+def pointer(path: Any) -> str:
+    """A JSON path like ``checks.required[0].argv`` for messages."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _specific(err: Any) -> list[Any]:
+    """The errors that say what is wrong: for a ``oneOf``/``anyOf`` whose alternatives are of
+    different types (an agent spec or null), the errors of the one alternative of the right
+    type (the field and rule), not "is not valid under any of the given schemas"."""
+    if err.validator not in ("oneOf", "anyOf") or not err.context:
+        return [err]
+    branches: dict[Any, list[Any]] = {}
+    for sub in err.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    fitting = [subs for subs in branches.values()
+               if not all(s.validator == "type" and s.absolute_path == err.absolute_path for s in subs)]
+    if len(fitting) != 1:
+        if not fitting and len(branches) == len(err.context):  # one type error per alternative
+            err.message = f"{err.instance!r} is not of type " + " or ".join(repr(s.validator_value) for s in err.context)
+        return [err]
+    return [e for sub in fitting[0] for e in _specific(sub)]
+
+
+def errors(name: str, doc: Any) -> list[tuple[str, str]]:
+    """Every violation as (json path, message), sorted so reports are stable."""
+    found: list[tuple[str, str]] = []
+    for err in _validator(name).iter_errors(doc):
+        found.extend((pointer(e.absolute_path), e.message) for e in _specific(err))
+    return sorted(found)
+
+
+def is_valid(name: str, doc: Any) -> bool:
+    return not errors(name, doc)

@@ -1,0 +1,304 @@
+"""Headless agents: presets, argv placeholders, and running them in parallel with timeouts.
+
+An agent spec (config ``workers.agent`` / ``workers.agents.<W>``, or a plan worker's ``agent``)
+is ``{preset, argv?, prompt_via?, timeout_s?}``. Presets give a documented command line for a
+CLI agent; ``argv`` replaces it. argv is always a list, run without a shell, in the worker's
+worktree, in a process group of its own so the whole tree can be stopped.
+
+Placeholders in argv: ``{prompt_file}`` (the worktree's ``.factory/PROMPT.md``), ``{worktree}``,
+``{worker_id}``, ``{run_id}``, ``{base_ref}``, ``{base_commit}`` and ``{python}`` (the Python
+running the factory, ``sys.executable``). ``{{`` and ``}}`` are literal braces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from tools.codex.factory.errors import ProcessError, UsageError
+from tools.codex.factory.infra import proc
+from tools.codex.factory.infra.clock import Clock, real_monotonic
+
+# Documented non-interactive command lines (see RUNBOOK.md "Real workers").
+PRESETS: dict[str, dict[str, Any]] = {
+    # Codex CLI: `codex exec` runs one task without the TUI; `-` reads the prompt from stdin;
+    # workspace-write lets it edit the worktree (the successor of the deprecated --full-auto).
+    "codex": {"argv": ["codex", "exec", "--sandbox", "workspace-write", "-"], "prompt_via": "stdin"},
+    # Claude Code: print mode (-p) reads the prompt from stdin; acceptEdits applies file edits.
+    "claude": {"argv": ["claude", "-p", "--permission-mode", "acceptEdits"], "prompt_via": "stdin"},
+    # Aider: one message from a file, answer yes to every question, then exit.
+    "aider": {"argv": ["aider", "--yes-always", "--no-check-update", "--message-file", "{prompt_file}"],
+              "prompt_via": "file"},
+    # Anything else: argv is required.
+    "script": {"argv": None, "prompt_via": "file"},
+}
+PLACEHOLDERS = ("prompt_file", "worktree", "worker_id", "run_id", "base_ref", "base_commit", "python")
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    preset: str
+    argv: tuple[str, ...]
+    prompt_via: str
+    timeout_s: float
+    source: str  # where the spec came from, for messages
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"preset": self.preset, "argv": list(self.argv), "prompt_via": self.prompt_via,
+                "timeout_s": self.timeout_s, "source": self.source}
+
+
+_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+
+
+def check_argv(argv: list[str], source: str) -> None:
+    """Every ``{...}`` is a known placeholder; any other brace is doubled (``{{``, ``}}``)."""
+    known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+    for i, arg in enumerate(argv):
+        for m in _TOKEN.finditer(arg):
+            tok, name = m.group(0), m.group(1)
+            if tok in ("{", "}"):
+                raise UsageError(f"{source}.argv[{i}]: unbalanced {tok!r} in {arg!r} at column {m.start() + 1} "
+                                 f"(placeholders are {known}; write {{{{ or }}}} for a literal brace)")
+            if name is not None and name not in PLACEHOLDERS:
+                raise UsageError(f"{source}.argv[{i}]: unknown placeholder {{{name}}} (known: {known})")
+
+
+def expand(argv: tuple[str, ...] | list[str], values: Mapping[str, str]) -> list[str]:
+    def sub(m: re.Match[str]) -> str:
+        tok = m.group(0)
+        if tok == "{{":
+            return "{"
+        if tok == "}}":
+            return "}"
+        return values[m.group(1)]
+
+    return [_PLACEHOLDER.sub(sub, a) for a in argv]
+
+
+def resolve(worker: Mapping[str, Any], config: Mapping[str, Any]) -> AgentSpec | None:
+    """The worker's agent: ``workers.agents.<W>`` > the plan worker's ``agent`` > ``workers.agent``.
+
+    ``config`` is the effective config (as recorded in the run manifest). None: interactive.
+    """
+    wid = worker["id"]
+    wcfg = config["workers"]
+    raw: Mapping[str, Any] | None
+    if wid in (wcfg.get("agents") or {}):
+        raw, source = wcfg["agents"][wid], f"config workers.agents.{wid}"
+    elif worker.get("agent"):
+        raw, source = worker["agent"], f"plan worker {wid} agent"
+    elif wcfg.get("agent"):
+        raw, source = wcfg["agent"], "config workers.agent"
+    else:
+        return None
+    preset = raw.get("preset")
+    if preset not in PRESETS:
+        raise UsageError(f"{source}.preset: {preset!r} is not one of {', '.join(PRESETS)}")
+    argv = raw.get("argv") or PRESETS[preset]["argv"]
+    if not argv:
+        raise UsageError(f"{source}.argv: preset 'script' needs an argv list, e.g. [\"{{python}}\", \"agent.py\"]")
+    check_argv(list(argv), source)
+    via = raw.get("prompt_via") or PRESETS[preset]["prompt_via"]
+    if via not in ("file", "stdin"):
+        raise UsageError(f"{source}.prompt_via: {via!r} is not 'file' or 'stdin'")
+    timeout = float(raw.get("timeout_s") or wcfg["timeout_s"])
+    return AgentSpec(preset, tuple(str(a) for a in argv), via, timeout, source)
+
+
+def check_available(spec: AgentSpec) -> None:
+    """The program exists before anything is created (a missing CLI is a usage error)."""
+    prog = expand(spec.argv[:1], _dummy_values())[0]
+    if os.sep in prog or (os.altsep and os.altsep in prog):
+        if not Path(prog).exists():
+            raise UsageError(f"{spec.source}.argv[0]: {prog!r} does not exist")
+        return
+    if shutil.which(prog) is None:
+        hint = f" (preset {spec.preset}: install its CLI or set argv)" if spec.preset != "script" else ""
+        raise UsageError(f"{spec.source}.argv[0]: {prog!r} not found on PATH{hint}")
+
+
+def _dummy_values() -> dict[str, str]:
+    values = {p: "" for p in PLACEHOLDERS}
+    values["python"] = sys.executable
+    return values
+
+
+# -- running ------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    worker: str
+    spec: AgentSpec
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    stdin: bytes | None
+    stdout_path: Path
+    stderr_path: Path
+
+
+@dataclass
+class JobResult:
+    worker: str
+    rc: int | None
+    timed_out: bool
+    interrupted: bool
+    started: bool
+    error: str = ""
+    elapsed: float = 0.0
+
+
+@dataclass
+class Runner:
+    """Runs jobs in parallel (``max_parallel`` at a time) and stops them all on Ctrl-C.
+
+    ``on_start(job)`` runs when a process has started; ``on_done(job, result)`` runs in the
+    job's thread as soon as its process ends (that is where the bundle is collected).
+    """
+
+    max_parallel: int
+    clock: Clock  # reported durations (0 when pinned); time limits use real time
+    on_start: Callable[[Job], None]
+    on_done: Callable[[Job, JobResult], None]
+    stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def run(self, jobs: list[Job]) -> bool:
+        """Run every job; returns True if interrupted (Ctrl-C), after every bundle is collected."""
+        queue = list(jobs)
+        qlock = threading.Lock()
+
+        def take() -> Job | None:
+            with qlock:
+                return queue.pop(0) if queue else None
+
+        def loop() -> None:
+            while True:
+                job = take()
+                if job is None:
+                    return
+                try:
+                    self._one(job)
+                except BaseException as exc:  # recorded; the main thread reports it
+                    self.errors.append(exc)
+
+        threads = [threading.Thread(target=loop, name=f"factory-agent-{i}", daemon=True)
+                   for i in range(max(1, min(self.max_parallel, len(jobs))))]
+        started: list[threading.Thread] = []
+        interrupted = False
+        try:
+            for t in threads:
+                t.start()
+                started.append(t)
+            while any(t.is_alive() for t in started):
+                for t in started:
+                    t.join(timeout=0.1)
+        except KeyboardInterrupt:
+            interrupted = True
+            self.interrupt()  # jobs not yet taken are collected as "interrupted before start"
+            previous = ignore_sigint()
+            try:
+                if not started:  # interrupted before any thread ran: still collect every bundle
+                    loop()
+                for t in started:
+                    t.join()
+            finally:
+                restore_sigint(previous)
+        return interrupted
+
+    def interrupt(self) -> None:
+        self.stop.set()
+        with self._lock:
+            running = list(self._running.values())
+        for p in running:
+            proc.kill_tree(p)
+
+    def _one(self, job: Job) -> None:
+        if self.stop.is_set():
+            self.on_done(job, JobResult(job.worker, None, False, True, False, "interrupted before its agent started"))
+            return
+        start = self.clock.monotonic()
+        job.stdout_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(job.stdout_path, "wb") as out, open(job.stderr_path, "wb") as err:
+            try:
+                p = self._start(job, out, err)
+            except ProcessError as exc:
+                err.write((str(exc) + "\n").encode("utf-8"))
+                err.flush()
+                result = JobResult(job.worker, None, False, False, False, f"agent could not start: {exc.args[0]}")
+                p = None
+            if p is not None:
+                result = self._wait(job, p)
+        result.elapsed = self.clock.elapsed(start)
+        self.on_done(job, result)
+
+    def _start(self, job: Job, out: IO[bytes], err: IO[bytes]) -> subprocess.Popen[bytes]:
+        with self._lock:
+            p = proc.start(job.argv, job.cwd, job.env, out, err, stdin_data=job.stdin is not None)
+            self._running[job.worker] = p
+        if job.stdin is not None and p.stdin is not None:
+            threading.Thread(target=_feed, args=(p.stdin, job.stdin), daemon=True).start()
+        try:
+            self.on_start(job)
+        except Exception as exc:  # the process runs: it must still be waited for and collected
+            self.errors.append(exc)
+        return p
+
+    def _wait(self, job: Job, p: subprocess.Popen[bytes]) -> JobResult:
+        # Timeouts are enforced in real time; reported durations come from the (maybe pinned) clock.
+        deadline = real_monotonic() + job.spec.timeout_s
+        timed_out = interrupted = False
+        while True:
+            try:
+                p.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if self.stop.is_set():
+                interrupted = True
+                proc.kill_tree(p)
+                break
+            if real_monotonic() >= deadline:
+                timed_out = True
+                proc.kill_tree(p)
+                break
+        # Whatever the agent left running in its group would outlive it: stop it.
+        proc.kill_group(p)
+        with self._lock:
+            self._running.pop(job.worker, None)
+        if self.stop.is_set() and not timed_out:
+            interrupted = True
+        rc = None if (timed_out or interrupted) else p.returncode
+        return JobResult(job.worker, rc, timed_out, interrupted, True)
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        pipe.write(data)
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        pipe.close()
+
+
+def ignore_sigint() -> Any:
+    """Ignore Ctrl-C (main thread only) while stopping and recording; returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def restore_sigint(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)

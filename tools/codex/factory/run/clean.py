@@ -1,0 +1,271 @@
+"""Worktree cleanup: after a PASS integration, and ``clean`` for leftovers of crashed runs.
+
+Leftovers are found through the ledger: every ``worktree.created`` event names a run, a
+worker and a branch; whatever git still has for those branches (a registered worktree, or
+just the branch) is a leftover. No work is lost: without ``--force`` nothing is removed whose
+content is not exactly what the worker's bundle holds (see :func:`uncollected`), nor anything
+of a run that has not finished. Only our own worktree registrations are ever removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory.core.ids import validate_run_id
+from tools.codex.factory.core.paths import worker_dirname
+from tools.codex.factory.errors import FactoryError, LockHeldError
+from tools.codex.factory.infra import gitops
+from tools.codex.factory.ledger.recorder import Recorder
+from tools.codex.factory.ledger.store import Filter
+from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.run import collect, runboard, worktrees
+from tools.codex.factory.run.context import Context
+
+
+def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
+    """Every factory worktree or branch still present in this repository, found via the ledger.
+
+    Each entry: ``path`` (absolute, '' if only the branch is left), ``run_id``, ``worker``,
+    ``branch``, ``bytes`` (disk use of the worktree folder), ``exists`` (folder present),
+    ``registered`` (git knows the worktree), ``status`` (the worker's STATUS.json status,
+    ``MISSING`` without one: ``PENDING`` means an interactive worker may still be at work there)
+    and ``run_finished`` (the run recorded ``run.finished``). Sorted by run ID, then worker.
+    For ``doctor``.
+    """
+    created: dict[tuple[str, str], str] = {}
+    for ev in ctx.ledger.select(Filter(event_type="worktree.created")):
+        worker, branch = ev.payload.get("worker"), ev.payload.get("branch")
+        if isinstance(worker, str) and isinstance(branch, str):
+            created[(ev.run_id, worker)] = branch
+    if not created:
+        return []
+    listing = {e["branch"]: e for e in gitops.worktree_list(ctx.repo) if e["branch"]}
+    heads = gitops.branches(ctx.repo)
+    out = []
+    finished: set[str] | None = None
+    for (run_id, worker), branch in sorted(created.items()):
+        entry = listing.get(f"refs/heads/{branch}")
+        if entry is None and branch not in heads:
+            continue
+        if finished is None:
+            finished = {e.run_id for e in ctx.ledger.select(Filter(event_type="run.finished"))}
+        run_dir = ctx.layout.run_dir(run_id)
+        item: dict[str, Any] = {"run_id": run_id, "worker": worker, "branch": branch, "path": "", "exists": False,
+                                "registered": False, "bytes": 0, "status": runboard.read_status(run_dir, worker),
+                                "run_finished": run_id in finished}
+        if entry is not None:
+            path = Path(entry["path"])
+            exists = path.is_dir()
+            item.update(path=str(path), exists=exists, registered=True,
+                        bytes=worktrees.disk_usage(path) if exists else 0)
+        out.append(item)
+    return out
+
+
+def _run_info(ctx: Context, run_id: str) -> dict[str, Any]:
+    """Base commit, kind and holdout globs of a run: its manifest, else its run.started event."""
+    from tools.codex.factory.run.launch import read_manifest
+
+    try:
+        manifest = read_manifest(ctx, run_id)
+    except FactoryError:
+        manifest = None
+    if manifest is not None:
+        return {"commit": manifest["base_commit"], "kind": manifest["kind"],
+                "holdout": worktrees.settings(manifest)["holdout"], "manifest": manifest,
+                "plans": collect.plan_workers(manifest)}
+    started = ctx.ledger.select(Filter(run_id=run_id, event_type="run.started"))
+    payload = started[-1].payload if started else {}
+    return {"commit": payload.get("base_commit"), "kind": payload.get("kind", "factory"),
+            "holdout": list(ctx.config.get("security.holdout_paths")), "manifest": None, "plans": {}}
+
+
+def _collected(ctx: Context, run_id: str, worker: str) -> Path | None:
+    """The worker's bundle folder when it holds a collected (or imported) bundle."""
+    run_dir = ctx.layout.run_dir(run_id)
+    bundle = run_dir / worker_dirname(worker)
+    if runboard.read_status(run_dir, worker) in ("PENDING", "MISSING") or not (bundle / "DIFF.patch").is_file():
+        return None
+    return bundle
+
+
+def uncollected(ctx: Context, item: dict[str, Any], info: dict[str, Any]) -> str:
+    """Why removing ``item`` would lose work never collected ('' when it would not).
+
+    Lost work is anything not exactly in the worker's bundle: a worktree whose current diff is
+    not the collected DIFF.patch, notes in ``.factory/`` the bundle does not hold, or (the
+    worktree folder gone) a branch with commits beyond the base whose diff is not DIFF.patch.
+    """
+    run_id, worker, branch = item["run_id"], item["worker"], item["branch"]
+    commit = info["commit"]
+    if commit is None:
+        return "its run's base commit is unknown (no manifest, no run.started event)"
+    bundle = _collected(ctx, run_id, worker)
+    collected = (bundle / "DIFF.patch").read_bytes() if bundle is not None else None
+    if item["exists"]:
+        path = Path(item["path"])
+        current = worktrees.current_diff(path, commit, info["holdout"])
+        now = hashlib.sha256(current).hexdigest()
+        if current and collected is None:
+            return f"its changes (diff sha256 {now[:12]}) were never collected"
+        if current and collected is not None and hashlib.sha256(collected).hexdigest() != now:
+            return f"its changes (diff sha256 {now[:12]}) differ from the collected DIFF.patch"
+        plans = info["plans"]
+        if worker in plans:
+            for name, data in sorted(collect.notes_as_collected(path, plans[worker]).items()):
+                kept = bundle / name if bundle is not None else None
+                if kept is None or not kept.is_file() or kept.read_bytes() != data:
+                    return f"its note {worktrees.NOTES_DIR}/{name} was never collected"
+        return ""
+    tip = gitops.branch_tip(ctx.repo, branch)
+    if tip is None or tip == commit:
+        return ""
+    if collected is not None and gitops.commit_diff(ctx.repo, commit, tip) == collected:
+        return ""
+    return (f"its worktree folder is gone, but branch {branch} has commits beyond the base "
+            f"(tip {tip[:12]}) that were never collected")
+
+
+def keep_reason(ctx: Context, item: dict[str, Any], info: dict[str, Any]) -> str:
+    """Why ``item`` must stay without --force ('' when it can go): uncollected work, or a run
+    that has not finished (its workers may be at work: what doctor calls "in use")."""
+    why = uncollected(ctx, item, info)
+    if why:
+        return why
+    if not item["run_finished"]:
+        return (f"run {item['run_id']} has not finished (no run.finished; status {item['status']}): "
+                "its worker may still be at work there")
+    return ""
+
+
+def _remove(ctx: Context, rec: Recorder, item: dict[str, Any], reason: str, forced: bool) -> str:
+    """Remove one worktree and branch; '' when done, else one line saying what was kept and why.
+
+    A failure is recorded (``cleanup.failed``) and never raised: what was decided before
+    (a PASS verdict) stands, and ``factory clean`` can retry.
+    """
+    path = Path(item["path"]) if item["path"] else None
+    stage = "clean" if reason == "clean" else "summary"
+    actor = f"{item['worker']}_worker"
+    try:
+        worktrees.remove(ctx.repo, path if item["registered"] else None, item["branch"])
+    except (FactoryError, OSError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kept = []
+        if path is not None and path.exists():
+            kept.append("worktree")
+        if gitops.branch_exists(ctx.repo, item["branch"]):
+            kept.append("branch")
+        rec.emit("cleanup.failed", stage, actor, worker=item["worker"], branch=item["branch"], kept=kept,
+                 reason=why)
+        what = " and ".join(([f"worktree {path}"] if "worktree" in kept else [])
+                            + ([f"branch {item['branch']}"] if "branch" in kept else [])) or "nothing"
+        return f"could not remove the worktree of {worker_dirname(item['worker'])}: {why}; kept {what}"
+    rec.emit("worktree.removed", stage, actor, worker=item["worker"], branch=item["branch"], reason=reason,
+             forced=forced)
+    return ""
+
+
+def remove_integrated(ctx: Context, rec: Recorder, manifest: dict[str, Any], workers: list[str]) -> list[str]:
+    """Remove the integrated workers' worktrees and branches; keep any with uncollected work.
+
+    Never raises for a removal that fails: it is recorded and becomes a warning line.
+    """
+    run_id = manifest["run_id"]
+    items = [i for i in leftover_worktrees(ctx) if i["run_id"] == run_id and i["worker"] in workers]
+    info = _run_info(ctx, run_id)
+    messages: list[str] = []
+    removed = 0
+    for item in items:
+        why = uncollected(ctx, item, info)
+        if why:
+            rec.emit("clean.refused", "summary", f"{item['worker']}_worker", worker=item["worker"],
+                     branch=item["branch"], reason=why)
+            where = item["path"] or f"branch {item['branch']}"
+            messages.append(f"factory: kept the worktree of {worker_dirname(item['worker'])} ({where}): {why}; "
+                            f"collect it again or run `factory clean --run-id {run_id} --force`")
+            continue
+        failed = _remove(ctx, rec, item, "integrated", False)
+        if failed:
+            messages.append(f"factory: warning: {failed}; the verdict stands; "
+                            f"retry with `factory clean --run-id {run_id}`")
+            continue
+        removed += 1
+    if removed:
+        messages.append(f"factory: removed {removed} worktree(s) and branch(es) of {run_id} (use --keep-worktrees to keep them)")
+    if ctx.layout.run_dir(run_id).is_dir():
+        runboard.refresh(ctx.repo, ctx.layout.run_dir(run_id), manifest)
+    return messages
+
+
+def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
+    """``clean [--run-id ID] [--force]``: remove leftover worktrees and branches of factory runs.
+
+    Without ``--force`` a worktree or branch is removed only when nothing is lost: its content
+    is exactly what its bundle holds and its run has finished (see :func:`keep_reason`);
+    anything else is refused (exit 3), one line each, naming the worker and why.
+    """
+    from tools.codex.factory.run.pipeline import run_lock
+
+    if run_id is not None:
+        validate_run_id(run_id)
+    items = [i for i in leftover_worktrees(ctx) if run_id is None or i["run_id"] == run_id]
+    removed: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    busy: list[str] = []
+    messages: list[str] = []
+    for rid in sorted({i["run_id"] for i in items}):
+        info = _run_info(ctx, rid)
+        rec = Recorder(ctx.ledger, rid, info["kind"])
+        lock = run_lock(ctx, rid) if ctx.layout.run_dir(rid).is_dir() else None
+        if lock is not None:
+            try:
+                lock.acquire()
+            except LockHeldError:
+                busy.append(rid)
+                messages.append(f"factory: run {rid} is busy (a launch or integrate holds its lock): skipped")
+                lock.close()
+                continue
+        try:
+            for item in (i for i in items if i["run_id"] == rid):
+                why = keep_reason(ctx, item, info)
+                where = item["path"] or f"branch {item['branch']}"
+                if why and not force:
+                    rec.emit("clean.refused", "clean", f"{item['worker']}_worker", worker=item["worker"],
+                             branch=item["branch"], reason=why)
+                    refused.append({**item, "reason": why})
+                    advice = ("finish the run (collect, validate, integrate) first" if why.startswith("run ") else
+                              f"run `factory bundle-collect --run-id {rid} --workers {item['worker']}` first")
+                    messages.append(f"factory: refused {where}: worktree of {worker_dirname(item['worker'])} "
+                                    f"(run {rid}): {why}; {advice}, or pass --force to discard it")
+                    continue
+                problem = _remove(ctx, rec, item, "clean", bool(why))
+                if problem:
+                    failed.append({**item, "reason": problem})
+                    messages.append(f"factory: {problem}")
+                    continue
+                removed.append({**item, "forced": bool(why)})
+            if info["manifest"] is not None:
+                runboard.refresh(ctx.repo, ctx.layout.run_dir(rid), info["manifest"])
+        finally:
+            if lock is not None:
+                lock.release()
+                lock.close()
+    status = Status.FAIL if failed else Status.BLOCKED if refused else Status.PASS
+    data = {"status": status.value, "removed": removed, "refused": refused, "failed": failed, "busy": busy}
+    lines = []
+    for r in removed:
+        what = r["path"] or f"branch {r['branch']}"
+        lines.append(f"removed {what} ({worker_dirname(r['worker'])} of {r['run_id']}, {r['bytes']} bytes)"
+                     + (" [forced: uncollected changes discarded]" if r["forced"] else ""))
+    for r in refused:
+        what = r["path"] or f"branch {r['branch']}"
+        lines.append(f"refused {what} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}")
+    for r in failed:
+        lines.append(f"failed {r['path'] or r['branch']} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}")
+    if not items:
+        lines.append("nothing to clean: no leftover factory worktrees or branches" + (f" for {run_id}" if run_id else ""))
+    return Outcome(status, data, "\n".join(lines), messages)

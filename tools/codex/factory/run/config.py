@@ -1,0 +1,301 @@
+"""Layered configuration: defaults < factory.config.json < FACTORY_* env < CLI options.
+
+Every leaf value (``section.key``) remembers where it came from, for ``config show``
+and for error messages that name the file, key and source.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from tools.codex.factory.core.ids import validate_kind, validate_worker_id
+from tools.codex.factory.core.paths import PathRuleError, normalise_repo_path
+from tools.codex.factory.errors import UsageError
+from tools.codex.factory.infra import jsonio, schemas
+
+CONFIG_REL = "tools/codex/factory/factory.config.json"
+ENV_PREFIX = "FACTORY_"
+ENV_RESERVED = frozenset({"FACTORY_NOW"})
+# Files the factory itself may find tracked in its runs folder (the repository's own
+# placeholder and ignore file); anything else tracked there belongs to the user.
+RUNS_DIR_OWN_FILES = frozenset({".gitkeep", ".gitignore"})
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "run": {
+        "kind": "factory",
+        "base_ref": "HEAD",
+        "allow_identical_patch_overlap": False,
+        "case_collisions": "block",
+        "branch_prefix": "factory",
+        "keep_sandbox": False,
+    },
+    "paths": {
+        "runs_dir": "tools/codex/runs",
+        "worktrees_dir": None,
+    },
+    "workers": {
+        "ids": ["A", "B", "C", "D"],
+        "max_parallel": 4,
+        "timeout_s": 1800,
+        "agent": None,
+        "agents": {},
+    },
+    "checks": {
+        "required": [
+            {
+                "name": "diff-whitespace",
+                "argv": ["git", "diff", "--check", "{base_commit}"],
+                "timeout_s": 120,
+            }
+        ],
+        "advisory": [],
+    },
+    "ledger": {
+        "path": None,
+        "fsync": True,
+        "lock_timeout_s": 30,
+    },
+    "security": {
+        "protected_paths": ["scenarios/**", "tools/codex/factory/**"],
+        "holdout_paths": ["scenarios/"],
+    },
+    "feature_flags": {
+        "record_check_output_in_ledger": False,
+        "strict_handoff_dependencies": False,
+    },
+}
+
+
+@dataclass
+class Config:
+    values: dict[str, dict[str, Any]]
+    origins: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None
+
+    def get(self, dotted: str) -> Any:
+        section, key = dotted.split(".", 1)
+        return self.values[section][key]
+
+    def origin(self, dotted: str) -> str:
+        return self.origins.get(dotted, "default")
+
+    @property
+    def runs_rel(self) -> str:
+        return str(self.get("paths.runs_dir")).rstrip("/")
+
+    @property
+    def ledger_rel(self) -> str:
+        configured = self.get("ledger.path")
+        return str(configured) if configured else f"{self.runs_rel}/factory_ledger.jsonl"
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Flat, sorted (key, value, origin) rows for ``config show``."""
+        out = []
+        for section in sorted(self.values):
+            for key in sorted(self.values[section]):
+                dotted = f"{section}.{key}"
+                out.append({"key": dotted, "value": self.values[section][key], "origin": self.origin(dotted)})
+        return out
+
+    def effective(self) -> dict[str, Any]:
+        return copy.deepcopy(self.values)
+
+
+def _parse_env_value(raw: str, default: Any) -> Any:
+    """JSON if it parses (numbers, booleans, lists...), else the raw text; a key whose
+    default is a string always takes the text verbatim (a base ref ``1234567`` or a kind
+    ``2026`` is not a number)."""
+    if isinstance(default, str):
+        return raw
+    try:
+        return jsonio.loads(raw)
+    except ValueError:  # orjson.JSONDecodeError: not JSON, so the text itself
+        return raw
+
+
+def _misspelt_section(rest: str) -> str | None:
+    """The config section a ``FACTORY_<rest>`` name without ``__`` starts with, if any
+    (``RUN_KIND`` -> ``run``, ``FEATURE_FLAGS_X`` -> ``feature_flags``)."""
+    low = rest.lower()
+    for section in sorted(DEFAULTS, key=len, reverse=True):
+        if low == section or low.startswith(section + "_"):
+            return section
+    return None
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+    """``FACTORY_<SECTION>__<KEY>`` variables, validated strictly. A name without ``__`` that
+    starts with a section (``FACTORY_RUN_KIND``) is a misspelt config variable: an error
+    naming the ``__`` form. Other ``FACTORY_*`` names (``FACTORY_TOKEN``) are not config and
+    are left alone; ``FACTORY_NOW`` is the clock's."""
+    found: dict[str, tuple[Any, str]] = {}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
+            continue
+        rest = name[len(ENV_PREFIX):]
+        if "__" not in rest:
+            section = _misspelt_section(rest)
+            if section is None:
+                continue
+            key = rest[len(section) + 1:].lower()
+            meant = (
+                f"FACTORY_{section.upper()}__{key.upper()}" if key in DEFAULTS[section]
+                else f"FACTORY_{section.upper()}__<KEY>"
+            )
+            raise UsageError(
+                f"env {name}: looks like config section {section!r} but config variables use a double "
+                f"underscore: {meant} (FACTORY_<SECTION>__<KEY>)"
+            )
+        section, key = rest.split("__", 1)
+        section, key = section.lower(), key.lower()
+        if section not in DEFAULTS:
+            raise UsageError(f"env {name}: unknown config section {section!r}")
+        if key not in DEFAULTS[section]:
+            raise UsageError(f"env {name}: unknown config key {section}.{key}")
+        found[f"{section}.{key}"] = (_parse_env_value(environ[name], DEFAULTS[section][key]), f"env:{name}")
+    return found
+
+
+def _file_layer(path: Path) -> dict[str, tuple[Any, str]]:
+    label = f"config file {path}"
+    doc = jsonio.read_json(path, label, unique_keys=True)
+    problems = schemas.errors("factory_config", doc)
+    if problems:
+        where, msg = problems[0]
+        raise UsageError(f"{label}: key {where}: {msg} (source: file)")
+    found: dict[str, tuple[Any, str]] = {}
+    for section, body in doc.items():
+        if section == "schema_version":
+            continue
+        for key, value in body.items():
+            found[f"{section}.{key}"] = (value, f"file:{CONFIG_REL}")
+    return found
+
+
+def load(
+    repo: Path,
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the effective config for ``repo``; raise UsageError naming file, key and source."""
+    values = copy.deepcopy(DEFAULTS)
+    origins: dict[str, str] = {}
+    path = repo / CONFIG_REL
+    layers: list[dict[str, tuple[Any, str]]] = []
+    file_used: Path | None = None
+    if path.is_file():
+        layers.append(_file_layer(path))
+        file_used = path
+    elif path.exists() or path.is_symlink():
+        raise UsageError(f"config file {path}: not a regular file (remove it, or make it a JSON file)")
+    layers.append(_env_layer(os.environ if environ is None else environ))
+    layers.append({k: (v, f"cli:--{k.split('.', 1)[1].replace('_', '-')}") for k, v in (cli or {}).items() if v is not None})
+    for layer in layers:
+        for dotted, (value, origin) in layer.items():
+            section, key = dotted.split(".", 1)
+            values[section][key] = value
+            origins[dotted] = origin
+    cfg = Config(values, origins, file_used)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    doc: dict[str, Any] = {"schema_version": schemas.SCHEMA_VERSION, **cfg.values}
+    problems = schemas.errors("factory_config", doc)
+    if problems:
+        where, msg = problems[0]
+        dotted = ".".join(where.replace("[", ".").split(".")[:2])
+        raise UsageError(f"config key {where}: {msg} (source: {_describe(cfg, dotted)})")
+    kind = cfg.get("run.kind")
+    validate_kind(kind, f"config run.kind (source: {_describe(cfg, 'run.kind')})")
+    ids = cfg.get("workers.ids")
+    for wid in ids:
+        validate_worker_id(wid, f"config workers.ids (source: {_describe(cfg, 'workers.ids')})")
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"config workers.ids: duplicate worker IDs in {ids} (source: {_describe(cfg, 'workers.ids')})")
+    normal: dict[str, str] = {}
+    for key in ("paths.runs_dir", "ledger.path"):
+        value = cfg.get(key)
+        if value is None:
+            continue
+        try:
+            normal[key] = normalise_repo_path(value)
+        except PathRuleError as exc:
+            raise UsageError(f"config {key}: {exc} (source: {_describe(cfg, key)})") from None
+    if "ledger.path" in normal:
+        runs = PurePosixPath(normal["paths.runs_dir"])
+        ledger = PurePosixPath(normal["ledger.path"])
+        if ledger == runs or runs not in ledger.parents:
+            raise UsageError(
+                f"config ledger.path: {cfg.get('ledger.path')!r} is not inside paths.runs_dir "
+                f"{cfg.get('paths.runs_dir')!r} (the ledger lives with the run artifacts, never among "
+                f"your files) (source: {_describe(cfg, 'ledger.path')})"
+            )
+    _check_names_unique(cfg)
+
+
+def _check_names_unique(cfg: Config) -> None:
+    """Check names key their logs and results: unique across required + advisory, ignoring
+    case (two names differing only in case are one file on Windows and macOS)."""
+    seen: dict[str, str] = {}
+    for section in ("required", "advisory"):
+        for i, check in enumerate(cfg.get(f"checks.{section}")):
+            name = str(check["name"])
+            where = f"checks.{section}[{i}].name"
+            first = seen.setdefault(name.casefold(), where)
+            if first != where:
+                raise UsageError(
+                    f"config {where}: check name {name!r} is already used by {first} (names must be "
+                    f"unique across checks.required and checks.advisory, ignoring case) "
+                    f"(source: {_describe(cfg, f'checks.{section}')})"
+                )
+
+
+def check_runs_dir(repo: Path, cfg: Config) -> None:
+    """Refuse a runs folder that is not the factory's own, before anything is written there.
+
+    The factory writes ``.gitignore`` (``*``) into its runs folder and run artifacts and the
+    ledger under it; pointed at a folder of the user's (``paths.runs_dir=app``) that would hide
+    and litter their files. So: it must be a folder (or not exist yet, with a folder as its
+    nearest existing ancestor), and git may track nothing in it except ``.gitkeep`` and
+    ``.gitignore`` at its top. Raises UsageError (one line, naming key and source).
+    """
+    from tools.codex.factory.infra import gitops  # lazy: git is only needed once a run starts
+
+    rel = cfg.runs_rel
+    source = _describe(cfg, "paths.runs_dir")
+    runs = repo / PurePosixPath(rel)
+    probe = runs
+    while not (probe.exists() or probe.is_symlink()) and probe != repo and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        shown = probe.relative_to(repo).as_posix() if probe.is_relative_to(repo) else str(probe)
+        raise UsageError(
+            f"config paths.runs_dir: {rel!r} cannot be a folder: {shown} exists and is not a folder "
+            f"(source: {source})"
+        )
+    if probe != runs:
+        return  # does not exist yet: it will be the factory's own
+    listed = gitops.git(repo, "ls-files", "-z", "--full-name", "--", f":(literal){rel}").stdout
+    own = {f"{rel}/{name}" for name in RUNS_DIR_OWN_FILES}
+    tracked = sorted(p for p in listed.decode("utf-8", "replace").split("\0") if p and p not in own)
+    if tracked:
+        more = f" and {len(tracked) - 3} more" if len(tracked) > 3 else ""
+        raise UsageError(
+            f"config paths.runs_dir: {rel!r} holds files tracked by git ({', '.join(tracked[:3])}{more}): "
+            f"the runs folder must be the factory's own (it git-ignores everything in it); "
+            f"choose another folder, e.g. the default tools/codex/runs (source: {source})"
+        )
+
+
+def _describe(cfg: Config, dotted: str) -> str:
+    origin = cfg.origin(dotted)
+    if origin.startswith("file:"):
+        return f"file {cfg.file}"
+    return origin

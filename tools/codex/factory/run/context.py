@@ -1,0 +1,57 @@
+"""What every command needs: the repository, the clock, the config and the ledger."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory.core.paths import Layout
+from tools.codex.factory.errors import UsageError
+from tools.codex.factory.infra.clock import Clock
+from tools.codex.factory.ledger.store import Ledger
+from tools.codex.factory.run import config as config_mod
+
+
+@dataclass
+class Context:
+    repo_opt: Path | None
+    clock: Clock
+    debug: bool = False
+    cli_config: dict[str, Any] = field(default_factory=dict)
+    _ledger: Ledger | None = None
+
+    @functools.cached_property
+    def repo(self) -> Path:
+        from tools.codex.factory.infra import gitops
+
+        start = self.repo_opt if self.repo_opt is not None else Path.cwd()
+        if not start.exists():
+            raise UsageError(f"--repo {start}: no such directory")
+        if self.repo_opt is not None and (start / ".git").exists():
+            return start.resolve()  # an explicit repository root needs no lookup
+        return gitops.toplevel(start.resolve())
+
+    @functools.cached_property
+    def config(self) -> config_mod.Config:
+        return config_mod.load(self.repo, cli=self.cli_config)
+
+    @functools.cached_property
+    def layout(self) -> Layout:
+        return Layout(self.repo, self.config.runs_rel, self.config.ledger_rel)
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger(
+                self.layout.ledger_path,
+                self.clock,
+                fsync=bool(self.config.get("ledger.fsync")),
+                lock_timeout=float(self.config.get("ledger.lock_timeout_s")),
+            )
+        return self._ledger
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()

@@ -1,0 +1,270 @@
+"""``launch``: allocate the run ID, create the run folder, manifest and one bundle per worker."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory import __version__
+from tools.codex.factory.core.ids import make_run_id, run_id_prefix, validate_run_id
+from tools.codex.factory.core.paths import ATTEST_DIR, LOCKS_DIR, MANIFEST, Z_DIR
+from tools.codex.factory.errors import BlockedError, FactoryError, UsageError
+from tools.codex.factory.infra import gitops, jsonio, schemas
+from tools.codex.factory.infra.clock import format_ts
+from tools.codex.factory.infra.writer import GuardedWriter
+from tools.codex.factory.ledger.recorder import OPERATOR, Recorder
+from tools.codex.factory.records.plan import Plan, default_plan, load_plan
+from tools.codex.factory.run import bundles
+from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.stages import StageResult
+
+
+@dataclass
+class LaunchRequest:
+    base_ref: str
+    dry_run: bool
+    run_id: str | None
+    kind: str
+    plan_file: Path | None
+    workers: list[str] | None
+    resume: bool = False  # launch --resume: run the workers of --run-id without a finished bundle
+    wait: bool = False  # oneshot --wait: poll interactive workers until each marks itself done
+    keep_worktrees: bool = False  # oneshot --keep-worktrees: keep them after a PASS
+    progress: Callable[[str], None] | None = None  # one line per worker event (stderr; None with --json)
+
+
+def parse_workers(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    from tools.codex.factory.core.ids import validate_worker_id
+
+    ids = [validate_worker_id(p.strip()) for p in text.split(",") if p.strip()]
+    if not ids:
+        raise UsageError("--workers: give at least one worker ID, e.g. A,C")
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"--workers: {text!r} names a worker twice")
+    return sorted(ids)
+
+
+def resolve_plan(ctx: Context, plan_file: Path | None, workers: list[str] | None) -> Plan:
+    plan = load_plan(plan_file) if plan_file is not None else default_plan(list(ctx.config.get("workers.ids")))
+    return plan.select(workers)
+
+
+def count_runs(ctx: Context, prefix: str, since: str) -> int:
+    """Runs already recorded with this prefix (their run.started events), plus stray folders.
+
+    A run with this prefix started at or after the prefix's own second (``since``), so only
+    the ledger's tail from that instant on needs reading.
+    """
+    seen = {r for r in ctx.ledger.run_ids_since("run.started", since) if r.startswith(prefix)}
+    runs = ctx.layout.runs_dir
+    if runs.is_dir():
+        seen |= {p.name for p in runs.iterdir() if p.is_dir() and p.name.startswith(prefix)}
+    return len(seen)
+
+
+def next_run_id(ctx: Context, kind: str, commit: str) -> str:
+    now = ctx.clock.now()
+    prefix = run_id_prefix(kind, now, commit)
+    floor = format_ts(now.replace(microsecond=0))
+    return make_run_id(prefix, count_runs(ctx, prefix, floor))
+
+
+def ensure_runs_dir(ctx: Context) -> None:
+    """Create the runs folder so that it ignores itself (git status stays clean).
+
+    A configured runs folder holding the user's tracked files is refused first: its
+    ``.gitignore`` of ``*`` would hide their future files.
+    """
+    from tools.codex.factory.run.config import check_runs_dir
+
+    check_runs_dir(ctx.repo, ctx.config)
+    runs = ctx.layout.runs_dir
+    runs.mkdir(parents=True, exist_ok=True)
+    ignore = runs / ".gitignore"
+    if not ignore.exists():
+        ignore.write_bytes(b"# created by the factory: run artifacts are not source\n*\n")
+
+
+Finish = Callable[[Recorder, StageResult], None]
+
+
+def _claim(ctx: Context, req: LaunchRequest, commit: str, plan: Plan) -> str:
+    """Under the ledger lock: choose the run ID and create its (empty) folder atomically."""
+    run_id = validate_run_id(req.run_id) if req.run_id is not None else next_run_id(ctx, req.kind, commit)
+    run_dir = ctx.layout.run_dir(run_id)
+    if not req.dry_run and not run_dir.exists():
+        from tools.codex.factory.run import workers as real
+
+        real.check_free(ctx, run_id, plan)  # a taken branch or worktree folder: refused before anything exists
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        raise BlockedError(f"run ID {run_id} is taken: {ctx.layout.run_rel(run_id)} exists; choose another --run-id") from None
+    return run_id
+
+
+def reserve_run_id(ctx: Context, req: LaunchRequest) -> str:
+    """Claim the run ID for a oneshot before its preflight events are recorded under it.
+
+    Concurrent oneshots each get their own ID (the claim and the ledger scan share one
+    lock), instead of computing the same next ID and refusing each other.
+    """
+    commit = gitops.resolve_commit(ctx.repo, req.base_ref)
+    plan = resolve_plan(ctx, req.plan_file, req.workers)
+    ensure_runs_dir(ctx)
+    with ctx.ledger.lock():
+        return _claim(ctx, req, commit, plan)
+
+
+def release_reservation(ctx: Context, run_id: str) -> None:
+    """A claimed run that never started: remove its still-empty folder (nothing else)."""
+    with contextlib.suppress(OSError):
+        ctx.layout.run_dir(run_id).rmdir()
+
+
+def launch(ctx: Context, req: LaunchRequest, reserved_id: str | None = None,
+           finish: Finish | None = None) -> tuple[StageResult, Recorder | None]:
+    """Create the run; returns the stage result and the run's recorder.
+
+    Without ``dry_run`` each worker gets a worktree and a prompt, headless agents run (see
+    :mod:`workers`); ``resume`` continues an existing run instead of creating one.
+    Every worker's branch and worktree folder is checked free before the run folder or any
+    event exists. A failure after ``run.started`` records ``stage.finished`` and (through
+    ``finish``, by default a run of this one stage) ``run.finished``, so ``watch`` ends, then
+    re-raises.
+    """
+    if req.resume:
+        from tools.codex.factory.run import workers as real
+
+        return real.resume(ctx, req)
+    commit = gitops.resolve_commit(ctx.repo, req.base_ref)
+    plan = resolve_plan(ctx, req.plan_file, req.workers)
+    if not req.dry_run:
+        from tools.codex.factory.run import workers as real
+
+        real.check(ctx, plan)  # agents, branch prefix, worktrees folder: refused before anything exists
+    ensure_runs_dir(ctx)
+    ledger = ctx.ledger
+    with ledger.lock():
+        # A reserved ID was claimed by reserve_run_id: its (empty) folder exists and is ours.
+        run_id = reserved_id if reserved_id is not None else _claim(ctx, req, commit, plan)
+        rec = Recorder(ledger, run_id, req.kind)
+        rec.emit(
+            "run.started",
+            "launch",
+            OPERATOR,
+            base_ref=req.base_ref,
+            base_commit=commit,
+            dry_run=req.dry_run,
+            plan_hash=plan.digest(),
+            workers=plan.ids(),
+        )
+    try:
+        return _create(ctx, req, rec, run_id, commit, plan)
+    except KeyboardInterrupt:
+        raise  # recorded where it happened (run.interrupted): the run can be resumed
+    except Exception as exc:
+        failed = failure(exc)
+        with contextlib.suppress(FactoryError, OSError):
+            rec.emit("stage.finished", "launch", status=failed.status, reason=failed.reason)
+            (finish or _finish_alone)(rec, failed)
+        raise
+
+
+def failure(exc: BaseException) -> StageResult:
+    """The launch stage's result for an exception (as :func:`stages.run_stage` maps it)."""
+    if isinstance(exc, UsageError):
+        return StageResult("launch", "BLOCKED", str(exc))
+    if isinstance(exc, FactoryError):
+        return StageResult("launch", "BLOCKED" if exc.exit_code == 3 else "FAIL", str(exc))
+    return StageResult("launch", "FAIL", f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _finish_alone(rec: Recorder, failed: StageResult) -> None:
+    rec.emit("run.finished", "summary", status=failed.status,
+             reasons=[f"launch: {failed.reason}"] if failed.reason else [], stages=[failed.row()])
+
+
+def _create(ctx: Context, req: LaunchRequest, rec: Recorder, run_id: str, commit: str,
+            plan: Plan) -> tuple[StageResult, Recorder | None]:
+    run_dir = ctx.layout.run_dir(run_id)
+    rec.emit("stage.started", "launch")
+    writer = GuardedWriter(run_dir)
+    for sub in (LOCKS_DIR, ATTEST_DIR, Z_DIR):
+        writer.mkdir(sub)
+    manifest = build_manifest(ctx, run_id, req, commit, plan)
+    manifest_sha = writer.write(MANIFEST, jsonio.pretty(manifest))
+    written: dict[str, str] = {MANIFEST: manifest_sha}
+    if not req.dry_run:
+        from tools.codex.factory.run import workers as real
+
+        written.update(real.launch_real(ctx, rec, manifest, plan.ids(), req.progress))
+        rec.emit("artifacts.written", "launch", files=dict(sorted(written.items())))
+        result = StageResult("launch", "PASS", "", real.result_data(ctx, manifest))
+        rec.emit("stage.finished", "launch", status="PASS", reason="")
+        return result, rec
+    for w in plan.workers:
+        files = bundles.write_dry_run_bundle(writer, run_id, w, commit)
+        written.update(files)
+        rec.emit("bundle.created", "launch", f"{w.id}_worker", worker=w.id, dry_run=True, files=dict(sorted(files.items())))
+    rec.emit("artifacts.written", "launch", files=dict(sorted(written.items())))
+    result = StageResult(
+        "launch",
+        "PASS",
+        "",
+        {"run_id": run_id, "base_commit": commit, "workers": plan.ids(), "run_dir": ctx.layout.run_rel(run_id)},
+    )
+    rec.emit("stage.finished", "launch", status="PASS", reason="")
+    return result, rec
+
+
+def build_manifest(ctx: Context, run_id: str, req: LaunchRequest, commit: str, plan: Plan) -> dict[str, Any]:
+    return {
+        "schema_version": schemas.SCHEMA_VERSION,
+        "run_id": run_id,
+        "kind": req.kind,
+        "base_ref": req.base_ref,
+        "base_commit": commit,
+        "dry_run": req.dry_run,
+        "created_utc": ctx.clock.now_ts(),
+        "factory_version": __version__,
+        "config": {"schema_version": schemas.SCHEMA_VERSION, **ctx.config.effective()},
+        "plan": plan.as_dict(),
+        "plan_hash": plan.digest(),
+        "plan_source": "default" if plan.source == "default" else "file",
+        "workers": plan.ids(),
+        "scope_lock_hashes": {
+            w.id: hashlib.sha256(jsonio.pretty(w.scope_lock())).hexdigest() for w in plan.workers
+        },
+    }
+
+
+def read_manifest(ctx: Context, run_id: str) -> dict[str, Any]:
+    run_dir = ctx.layout.run_dir(run_id)
+    if not run_dir.is_dir():
+        raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+    path = run_dir / MANIFEST
+    doc = jsonio.read_json(path, f"{ctx.layout.run_rel(run_id)}/{MANIFEST}")
+    problems = schemas.errors("run_manifest", doc)
+    if problems:
+        where, msg = problems[0]
+        raise BlockedError(f"{ctx.layout.run_rel(run_id)}/{MANIFEST}: {where}: {msg}")
+    if doc["run_id"] != run_id:
+        raise BlockedError(f"{MANIFEST} names run {doc['run_id']!r}, not {run_id!r}")
+    return dict(doc)
+
+
+def selected_workers(manifest: dict[str, Any], workers: list[str] | None) -> list[str]:
+    known = list(manifest["workers"])
+    if workers is None:
+        return sorted(known)
+    unknown = [w for w in workers if w not in known]
+    if unknown:
+        raise UsageError(f"--workers: {', '.join(unknown)} not in this run (workers: {', '.join(known)})")
+    return sorted(workers)

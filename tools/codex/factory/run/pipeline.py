@@ -1,0 +1,339 @@
+"""Stage commands and ``oneshot``: each returns an Outcome for the CLI to print and exit on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory.core.ids import validate_kind, validate_run_id
+from tools.codex.factory.core.paths import LOCKS_DIR
+from tools.codex.factory.errors import FactoryError, LockHeldError, UsageError
+from tools.codex.factory.infra.locks import ProcessLock
+from tools.codex.factory.infra.writer import GuardedWriter
+from tools.codex.factory.ledger.recorder import Recorder
+from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.run import preflight, report, validate
+from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.launch import (
+    LaunchRequest,
+    launch,
+    read_manifest,
+    release_reservation,
+    reserve_run_id,
+    resolve_plan,
+    selected_workers,
+)
+from tools.codex.factory.run.stages import StageResult, run_stage, skipped
+
+STAGES = ("preflight", "launch", "bundle-validate", "integrate", "summary")
+
+
+def _recorder(ctx: Context, manifest: dict[str, Any]) -> Recorder:
+    return Recorder(ctx.ledger, manifest["run_id"], manifest["kind"])
+
+
+def run_lock(ctx: Context, run_id: str) -> ProcessLock:
+    """The run lock: a second process is BLOCKED at once, never left waiting."""
+    writer = GuardedWriter(ctx.layout.run_dir(run_id))
+    path = writer.target(f"{LOCKS_DIR}/run.lock")
+    return ProcessLock(path, 0, f"run lock of {run_id}")
+
+
+def cmd_preflight(ctx: Context, base_ref: str | None, run_id: str | None) -> Outcome:
+    ref = base_ref or ctx.config.get("run.base_ref")
+    if run_id is not None:
+        validate_run_id(run_id)
+    result = preflight.preflight(ctx, None, ref, run_id)
+    checks = result.data["checks"]
+    return Outcome(Status(result.status), {"status": result.status, "checks": checks}, preflight.render(checks))
+
+
+def cmd_launch(ctx: Context, req: LaunchRequest) -> Outcome:
+    result, _rec = launch(ctx, req)
+    d = result.data
+    verb = "resumed" if req.resume else "launched"
+    text = f"{verb} {d['run_id']} at {d['base_commit'][:12]} with workers {', '.join(d['workers'])}\nrun folder: {d['run_dir']}"
+    if not d.get("dry_run", True):
+        text += "\n" + _runboard_text(ctx, d["run_id"])
+    return Outcome(Status.PASS, {"status": "PASS", **d}, text)
+
+
+def _runboard_text(ctx: Context, run_id: str) -> str:
+    from tools.codex.factory.run import runboard
+
+    manifest = read_manifest(ctx, run_id)
+    rows = runboard.rows(ctx.repo, ctx.layout.run_dir(run_id), manifest)
+    return "\n".join([f"runboard: {ctx.layout.run_rel(run_id)}/RUNBOARD.md", runboard.rows_text(rows),
+                      runboard.next_line(run_id, rows)])
+
+
+def _remove_worktrees(ctx: Context, manifest: dict[str, Any], workers: list[str], doc: dict[str, Any],
+                      keep: bool) -> list[str]:
+    """After a PASS, a real run's worktrees and branches go (unless kept); messages for stderr.
+
+    Runs after the verdict and never changes it: a removal that fails is recorded
+    (``cleanup.failed``) and becomes one warning line; ``factory clean`` can retry.
+    """
+    if manifest["dry_run"]:
+        return []
+    run_id = manifest["run_id"]
+    if doc["status"] != "PASS":
+        return [f"factory: worktrees kept ({doc['status']}): fix the work there, then `factory bundle-collect --run-id "
+                f"{run_id}`, `bundle-validate`, `integrate`; or remove them with `factory clean --run-id {run_id}`"]
+    from tools.codex.factory.run import clean
+
+    if keep:
+        return [f"factory: worktrees kept (--keep-worktrees); remove them with `factory clean --run-id {run_id}`"]
+    rec = _recorder(ctx, manifest)
+    try:
+        return clean.remove_integrated(ctx, rec, manifest, workers)
+    except (FactoryError, OSError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        rec.emit("cleanup.failed", "summary", kept=["worktree", "branch"], reason=why)
+        return [f"factory: warning: could not remove the worktrees of {run_id}: {why}; kept them; the verdict "
+                f"stands; retry with `factory clean --run-id {run_id}`"]
+
+
+def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome:
+    manifest = read_manifest(ctx, validate_run_id(run_id))
+    chosen = selected_workers(manifest, workers)
+    rec = _recorder(ctx, manifest)
+    result = run_stage(rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, chosen))
+    if result.status == "FAIL" or "status" not in result.data:
+        return Outcome(Status(result.status), {"status": result.status, "reason": result.reason}, f"bundle-validate: {result.status}: {result.reason}")
+    return Outcome(Status(result.status), result.data, validate.render(result.data))
+
+
+def _integrate_and_finish(ctx: Context, manifest: dict[str, Any], workers: list[str],
+                          before: list[StageResult]) -> dict[str, Any]:
+    from tools.codex.factory.run import integrate
+
+    rec = _recorder(ctx, manifest)
+    writer = GuardedWriter(ctx.layout.run_dir(manifest["run_id"]))
+    stages = list(before)
+    holder: dict[str, Any] = {}
+
+    def go() -> StageResult:
+        res = integrate.integrate(ctx, rec, writer, manifest, workers)
+        holder.update(res.data)
+        return res
+
+    if any(s.status not in ("PASS",) for s in stages):
+        stages.append(skipped(rec, "integrate", next(s.stage for s in stages if s.status != "PASS")))
+    else:
+        stages.append(run_stage(rec, "integrate", go))
+    if writer.violations and stages[-1].status == "PASS":
+        stages[-1] = StageResult("integrate", "BLOCKED", f"write refused: {writer.violations[0]['path']}")
+    return report.finalize(ctx, rec, writer, manifest, stages, holder)
+
+
+def cmd_integrate(ctx: Context, run_id: str, workers: list[str] | None, keep_worktrees: bool = False) -> Outcome:
+    manifest = read_manifest(ctx, validate_run_id(run_id))
+    chosen = selected_workers(manifest, workers)
+    return _finish_locked(ctx, manifest, chosen, [], keep_worktrees, validate_first=False)
+
+
+def _finish_locked(ctx: Context, manifest: dict[str, Any], workers: list[str], before: list[StageResult],
+                   keep_worktrees: bool, *, validate_first: bool) -> Outcome:
+    """Under the run lock: (bundle-validate,) integrate, report, then the worktree clean-up.
+
+    A held lock is BLOCKED at once (``integrate.refused``). The outcome is the report's status:
+    the clean-up after it only adds warning lines.
+    """
+    rec = _recorder(ctx, manifest)
+    lock = run_lock(ctx, manifest["run_id"])
+    try:
+        lock.acquire()
+    except LockHeldError as exc:
+        rec.emit("integrate.refused", "integrate", reason=str(exc))
+        raise
+    try:
+        stages = list(before)
+        if validate_first:
+            stages.append(run_stage(rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, workers)))
+        doc = _integrate_and_finish(ctx, manifest, workers, stages)
+        messages = _remove_worktrees(ctx, manifest, workers, doc, keep_worktrees)
+    finally:
+        lock.release()
+        lock.close()
+    out = _final_outcome(ctx, doc)
+    out.messages.extend(messages)
+    return out
+
+
+def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
+    run_id = doc["run_id"]
+    head = ctx.ledger.read_head()
+    data = {
+        "run_id": run_id,
+        "status": doc["status"],
+        "stages": doc["stages"],
+        "report": f"{ctx.layout.run_rel(run_id)}/Z_integrator/FINAL_REPORT.txt",
+        "ledger_head": {"seq": head.seq, "hash": head.hash},
+        "reasons": doc["reasons"],
+    }
+    return Outcome(Status(doc["status"]), data, summary_text(data))
+
+
+def summary_text(data: dict[str, Any]) -> str:
+    lines = [f"run {data['run_id'] or '-'}: {data['status']}"]
+    lines += [f"  {s['stage']:<16} {s['status']:<8} {s.get('reason', '')}".rstrip() for s in data["stages"]]
+    if data.get("report"):
+        lines.append(f"report: {data['report']}")
+    head = data["ledger_head"]
+    lines.append(f"ledger head: seq={head['seq']} hash={head['hash']}")
+    return "\n".join(lines)
+
+
+def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
+    """preflight → launch → bundle-validate → integrate → summary; later stages SKIPPED on failure."""
+    validate_kind(req.kind)
+    if req.run_id is not None:
+        validate_run_id(req.run_id)
+    plan = resolve_plan(ctx, req.plan_file, req.workers)  # a bad plan is a usage error before anything runs
+    if not req.dry_run:
+        from tools.codex.factory.run import workers as real
+
+        real.check(ctx, plan)  # a missing agent CLI is a usage error before anything runs
+    found = preflight.checks(ctx, req.base_ref, req.run_id)
+    planned: str | None = None
+    if all(c["ok"] for c in found):
+        # The ID is ours before anything is recorded under it. A taken worker branch is
+        # refused here with one line, before any event or folder exists.
+        planned = reserve_run_id(ctx, req)
+    ledger_ok = next((c["ok"] for c in found if c["name"] == "ledger"), False)
+    # A taken run ID belongs to another run: its preflight refusal is not that run's event.
+    pinned_free = req.run_id is not None and not ctx.layout.run_dir(req.run_id).exists()
+    own_id = planned or (req.run_id if pinned_free else "") or ""
+    pre_rec = Recorder(ctx.ledger, own_id, req.kind) if ledger_ok else None
+    if planned is None and not all(c["ok"] for c in found):
+        def refused() -> StageResult:
+            if pre_rec is not None:
+                for c in found:
+                    pre_rec.emit("preflight.check", "preflight", "operator", name=c["name"], ok=c["ok"], detail=c["detail"])
+            failed = [c for c in found if not c["ok"]]
+            reason = "; ".join(f"{c['name']}: {c['detail']} (fix: {c['fix']})" for c in failed)
+            return StageResult("preflight", "BLOCKED", reason, {"checks": found})
+
+        pre = run_stage(pre_rec, "preflight", refused)
+    else:
+        pre = run_stage(pre_rec, "preflight", lambda: preflight.preflight(ctx, pre_rec, req.base_ref, None))
+        if pre.status != "PASS" and planned is not None:
+            release_reservation(ctx, planned)
+    if pre.status != "PASS":
+        rows = [pre] + [StageResult(s, "SKIPPED", "skipped: preflight did not pass") for s in STAGES[1:]]
+        head = ctx.ledger.read_head() if ledger_ok else None
+        data = {
+            "run_id": planned or "",
+            "status": pre.status,
+            "stages": [s.row() for s in rows],
+            "report": None,
+            "ledger_head": {"seq": head.seq, "hash": head.hash} if head else {"seq": None, "hash": None},
+            "reasons": [f"preflight: {pre.reason}"],
+        }
+        _finish_early(pre_rec if own_id else None, pre.status, data)
+        text = summary_text(data) + "\n" + preflight.render(found)
+        return Outcome(Status(pre.status), data, text)
+    stages: list[StageResult] = [pre]
+    holder: dict[str, Any] = {}
+    launch_finished: list[bool] = []
+
+    def launch_failed(rec: Recorder, failed: StageResult) -> None:
+        # launch failed after run.started: it records this oneshot's run.finished itself.
+        rows = [pre, failed] + [StageResult(s, "SKIPPED", "skipped: launch did not pass") for s in STAGES[2:]]
+        reasons = [f"launch: {failed.reason}"] if failed.reason else []
+        rec.emit("run.finished", "summary", status=failed.status, reasons=reasons, stages=[r.row() for r in rows])
+        launch_finished.append(True)
+
+    def do_launch() -> StageResult:
+        res, _ = launch(ctx, req, reserved_id=planned, finish=launch_failed)
+        holder.update(res.data)
+        return res
+
+    lr = run_stage(None, "launch", do_launch)
+    stages.append(lr)
+    if lr.status != "PASS":
+        stages += [StageResult(s, "SKIPPED", "skipped: launch did not pass") for s in STAGES[2:]]
+        head = ctx.ledger.read_head()
+        data = {
+            "run_id": planned or "",
+            "status": lr.status,
+            "stages": [s.row() for s in stages],
+            "report": None,
+            "ledger_head": {"seq": head.seq, "hash": head.hash},
+            "reasons": [f"launch: {lr.reason}"],
+        }
+        raced = "is taken" in lr.reason  # another process launched this run ID after preflight
+        if pre_rec is not None and own_id and not raced and not launch_finished:
+            # launch stopped before run.started: its stage still ends in the ledger (replay).
+            pre_rec.emit("stage.finished", "launch", status=lr.status, reason=lr.reason)
+            _finish_early(pre_rec, lr.status, data)
+        return Outcome(Status(lr.status), data, summary_text(data))
+    run_id = holder["run_id"]
+    manifest = read_manifest(ctx, run_id)
+    workers = list(manifest["workers"])
+    rec = _recorder(ctx, manifest)
+    if not req.dry_run and holder.get("pending"):
+        if not req.wait:
+            return _pending_outcome(ctx, rec, run_id, stages, list(holder["pending"]))
+        from tools.codex.factory.run import collect
+
+        collect.wait_for_done(ctx, rec, manifest, list(holder["pending"]), req.progress)
+    return _finish_locked(ctx, manifest, workers, stages, req.keep_worktrees, validate_first=True)
+
+
+def _finish_early(rec: Recorder | None, status: str, data: dict[str, Any]) -> None:
+    """A oneshot that stops before integration still ends its run in the ledger (``watch``)."""
+    if rec is not None:
+        rec.emit("run.finished", "summary", status=status, reasons=data["reasons"], stages=data["stages"])
+        head = rec.ledger.read_head()
+        data["ledger_head"] = {"seq": head.seq, "hash": head.hash}
+
+
+def _pending_outcome(ctx: Context, rec: Recorder, run_id: str, stages: list[StageResult],
+                     pending: list[str]) -> Outcome:
+    """Interactive workers still have to work: stop after launch, PENDING, exit 0."""
+    why = f"waiting for interactive workers {', '.join(pending)}"
+    rows = stages + [StageResult(s, "SKIPPED", why) for s in STAGES[2:]]
+    rec.emit("run.pending", "launch", workers=pending, reason=why)
+    head = ctx.ledger.read_head()
+    nxt = (f"next: collect, validate, integrate: `factory bundle-collect --run-id {run_id}`, "
+           f"`factory bundle-validate --run-id {run_id}`, `factory integrate --run-id {run_id}`")
+    data = {
+        "run_id": run_id,
+        "status": "PENDING",
+        "stages": [s.row() for s in rows],
+        "report": None,
+        "ledger_head": {"seq": head.seq, "hash": head.hash},
+        "reasons": [],
+        "pending": pending,
+        "runboard": f"{ctx.layout.run_rel(run_id)}/RUNBOARD.md",
+        "next": nxt,
+    }
+    text = "\n".join([summary_text(data), _runboard_text(ctx, run_id).rsplit("\n", 1)[0], nxt])
+    return Outcome(Status.PENDING, data, text)
+
+
+def cmd_print_report(ctx: Context, run_id: str) -> Outcome:
+    path = report.report_path(ctx, validate_run_id(run_id))
+    text = path.read_bytes().decode("utf-8")
+    return Outcome(Status.PASS, {"run_id": run_id, "path": _rel(ctx, path), "report": text}, text.rstrip("\n"))
+
+
+def cmd_open(ctx: Context, run_id: str, what: str) -> Outcome:
+    validate_run_id(run_id)
+    if what == "report":
+        path = report.report_path(ctx, run_id)
+    else:
+        path = ctx.layout.run_dir(run_id)
+        if not path.is_dir():  # an unknown run is a usage error (exit 2), as for every --run-id
+            raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+    opened, how = report.open_path(path)
+    data = {"run_id": run_id, "path": str(path), "opened": opened, "how": how}
+    text = f"opened {path} ({how})" if opened else str(path)
+    messages = [] if opened else [f"factory: not opening ({how}); path printed instead"]
+    return Outcome(Status.PASS, data, text, messages)
+
+
+def _rel(ctx: Context, path: Path) -> str:
+    return path.relative_to(ctx.repo).as_posix()

@@ -1,0 +1,257 @@
+"""The end of a run: Z's STATUS.json and FINAL_REPORT.txt, attestations, ``run.finished``.
+
+STATUS.json, FINAL_REPORT.txt and the exit code are all derived from one final status,
+computed by :func:`decisions.final_status` from the stage results, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory.core import decisions
+from tools.codex.factory.core.paths import (
+    ATTEST_DIR,
+    LOGS_DIR,
+    MANIFEST,
+    VALIDATION,
+    Z_DIR,
+    worker_dirname,
+)
+from tools.codex.factory.errors import FactoryError, PolicyViolation, UsageError
+from tools.codex.factory.infra import jsonio, schemas
+from tools.codex.factory.infra.writer import GuardedWriter
+from tools.codex.factory.ledger.recorder import Recorder
+from tools.codex.factory.ledger.store import Filter
+from tools.codex.factory.run import bundles
+from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.stages import StageResult
+
+REPORT = f"{Z_DIR}/FINAL_REPORT.txt"
+STATUS = f"{Z_DIR}/STATUS.json"
+
+
+def _placeholders(writer: GuardedWriter, run_id: str, reason: str) -> None:
+    """Integration did not run: still leave every Z artifact, saying so.
+
+    Each is written on its own: a refused write (recorded in writer.violations) does not
+    stop the others, nor STATUS.json and FINAL_REPORT.txt after them.
+    """
+    z = writer.root / Z_DIR
+    wanted: list[tuple[str, bytes]] = [
+        ("FILES_CHANGED.json", jsonio.pretty({"schema_version": schemas.SCHEMA_VERSION, "files": []})),
+        ("DIFF.patch", b""),
+        ("MERGE_PLAN.md", f"# Merge plan for {run_id}\n\nNo merge: {reason}.\n".encode()),
+        (f"{LOGS_DIR}/INDEX.json", jsonio.pretty(bundles.logs_index({}))),
+    ]
+    for name, data in wanted:
+        if (z / name).exists() and not (z / name).is_symlink():
+            continue
+        with contextlib.suppress(PolicyViolation):
+            writer.write(f"{Z_DIR}/{name}", data)
+
+
+def render_report(doc: dict[str, Any], manifest: dict[str, Any], validation: dict[str, Any] | None) -> str:
+    head = doc["ledger_head"]
+    lines = [
+        "MULTI-CODEX FACTORY — FINAL REPORT",
+        "",
+        f"run_id:      {doc['run_id']}",
+        f"kind:        {manifest['kind']}",
+        f"base_ref:    {manifest['base_ref']}",
+        f"base_commit: {manifest['base_commit']}",
+        f"dry_run:     {str(manifest['dry_run']).lower()}",
+        f"STATUS:      {doc['status']}",
+        "",
+        "stages:",
+    ]
+    lines += [f"  {s['stage']:<16} {s['status']:<8} {s['reason']}".rstrip() for s in doc["stages"]]
+    lines += ["", "workers:"]
+    verdicts = (validation or {}).get("verdicts", {})
+    for w in manifest["workers"]:
+        lines.append(f"  {worker_dirname(w):<12} {verdicts.get(w, 'not validated')}")
+    findings = (validation or {}).get("findings", [])
+    lines += ["", f"findings: {len(findings) or 'none'}"]
+    lines += [f"  [{f['rule']}] {f['worker']} {f['path']}: {f['message']}" for f in findings]
+    warnings = (validation or {}).get("warnings", [])
+    if warnings:
+        lines += ["", f"warnings: {len(warnings)}"]
+        lines += [f"  [{f['rule']}] {f['worker']} {f['path']}: {f['message']}" for f in warnings]
+    overlaps = (validation or {}).get("overlaps", [])
+    lines += ["", f"overlaps: {len(overlaps) or 'none'}"]
+    lines += [f"  {o['path']}: {', '.join(o['workers'])} -> {o['resolution']}" for o in overlaps]
+    lines += ["", f"merge order: {', '.join(doc['merge_order']) or '-'}", f"applied:     {', '.join(doc['applied']) or '-'}"]
+    lines += ["", f"checks: {len(doc['checks']) or 'none run'}"]
+    for c in doc["checks"]:
+        kind = "required" if c["required"] else "advisory"
+        rc = "timeout" if c["timed_out"] else f"rc={c['rc']}"
+        lines.append(f"  [{kind}] {c['name']}: {rc}  (logs: {c['stdout_log']}, {c['stderr_log']})")
+    lines += ["", f"policy violations: {len(doc['policy_violations']) or 'none'}"]
+    lines += [f"  write to {v['path']!r} refused: {v['reason']}" for v in doc["policy_violations"]]
+    lines += ["", f"files changed: {len(doc['files_changed'])}"]
+    lines += [f"  {p}" for p in doc["files_changed"]]
+    if doc["reasons"]:
+        lines += ["", "reasons:"]
+        lines += [f"  - {r}" for r in doc["reasons"]]
+    lines += ["", f"ledger head: seq={head['seq']} hash={head['hash']}", ""]
+    return "\n".join(lines)
+
+
+def _sha256sum(entries: list[tuple[str, str]]) -> bytes:
+    return "".join(f"{digest}  {path}\n" for path, digest in sorted(entries)).encode("utf-8")
+
+
+def finalize(
+    ctx: Context,
+    rec: Recorder,
+    writer: GuardedWriter,
+    manifest: dict[str, Any],
+    stages: list[StageResult],
+    integration: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Write Z's verdict, the attestations and ``run.finished``; return the STATUS document."""
+    run_id = manifest["run_id"]
+    run_dir = ctx.layout.run_dir(run_id)
+    integration = integration or {}
+    statuses = [s.status for s in stages]
+    if writer.violations:
+        statuses.append("BLOCKED")
+    status = decisions.final_status(statuses)
+    reasons = [f"{s.stage}: {s.reason}" for s in stages if s.status in ("BLOCKED", "FAIL") and s.reason]
+    validation = None
+    vpath = run_dir / VALIDATION
+    if vpath.is_file():
+        try:
+            validation = jsonio.read_json(vpath, VALIDATION)
+        except UsageError:
+            validation = None
+    head = ctx.ledger.read_head()
+    doc: dict[str, Any] = {
+        "schema_version": schemas.SCHEMA_VERSION,
+        "run_id": run_id,
+        "status": status,
+        "reasons": reasons,
+        "stages": [s.row() for s in stages],
+        "merge_order": integration.get("merge_order", []),
+        "applied": integration.get("applied", []),
+        "checks": integration.get("checks", []),
+        "policy_violations": list(writer.violations),
+        "files_changed": integration.get("files_changed", []),
+        "ledger_head": {"seq": head.seq, "hash": head.hash},
+    }
+    not_run = next((s.reason for s in stages if s.stage == "integrate" and s.status == "SKIPPED"),
+                   "integration did not complete")
+    _placeholders(writer, run_id, not_run)
+    if writer.violations and status != "FAIL":
+        doc["status"] = status = "BLOCKED"
+    doc["policy_violations"] = list(writer.violations)
+    attest: dict[str, str] = {}
+    try:
+        writer.write(STATUS, jsonio.pretty(doc))
+        writer.write_text(REPORT, render_report(doc, manifest, validation))
+        attest = _attest(ctx, writer, run_dir, manifest)
+    except PolicyViolation as exc:
+        doc["status"] = status = "BLOCKED"
+        doc["policy_violations"] = list(writer.violations)
+        rec.emit("policy.violation", "summary", path=writer.violations[-1]["path"], reason=str(exc))
+    except (OSError, FactoryError) as exc:
+        status = _downgrade(writer, doc, manifest, validation, f"summary: could not write the report: {exc}")
+    try:
+        rec.emit(
+            "report.written",
+            "summary",
+            status=status,
+            ledger_head={"seq": head.seq, "hash": head.hash},
+            files=dict(sorted(writer.written.items())),
+            attestations=attest,
+            policy_violations=doc["policy_violations"],
+        )
+        rec.emit("run.finished", "summary", status=status, reasons=doc["reasons"], stages=[s.row() for s in stages])
+    except FactoryError as exc:
+        # The verdict could not be recorded: the files must not claim more than the ledger holds.
+        _downgrade(writer, doc, manifest, validation, f"summary: could not record the run in the ledger: {exc}")
+    return doc
+
+
+def _downgrade(writer: GuardedWriter, doc: dict[str, Any], manifest: dict[str, Any],
+               validation: dict[str, Any] | None, reason: str) -> str:
+    """An internal error after the verdict: make STATUS.json and the report say FAIL too.
+
+    If even that cannot be written, remove them rather than leave a stale verdict behind.
+    """
+    doc["status"] = "FAIL"
+    doc["reasons"] = [*doc["reasons"], reason]
+    try:
+        writer.write(STATUS, jsonio.pretty(doc))
+        writer.write_text(REPORT, render_report(doc, manifest, validation))
+    except (OSError, FactoryError):
+        for rel in (STATUS, REPORT):
+            with contextlib.suppress(OSError, PolicyViolation):
+                writer.target(rel).unlink()
+    return "FAIL"
+
+
+def _attest(ctx: Context, writer: GuardedWriter, run_dir: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """``attestations/*.sha256`` in sha256sum format, checkable with ``sha256sum -c`` in the run folder."""
+    run_id = manifest["run_id"]
+    inputs = [(MANIFEST, _sha(run_dir / MANIFEST))]
+    if (run_dir / VALIDATION).is_file():
+        inputs.append((VALIDATION, _sha(run_dir / VALIDATION)))
+    for w in manifest["workers"]:
+        inputs.extend(bundles.file_hashes(run_dir / worker_dirname(w), worker_dirname(w)))
+    excerpt = b"".join(jsonio.canonical(e.as_dict()) + b"\n" for e in ctx.ledger.select(Filter(run_id=run_id)))
+    out = {}
+    excerpt_rel = f"{ATTEST_DIR}/ledger_excerpt.jsonl"
+    out[excerpt_rel] = writer.write(excerpt_rel, excerpt)
+    out[f"{ATTEST_DIR}/bundles.sha256"] = writer.write(f"{ATTEST_DIR}/bundles.sha256", _sha256sum(inputs))
+    out[f"{ATTEST_DIR}/ledger.sha256"] = writer.write(f"{ATTEST_DIR}/ledger.sha256", _sha256sum([(excerpt_rel, out[excerpt_rel])]))
+    z = bundles.file_hashes(run_dir / Z_DIR, Z_DIR)
+    out[f"{ATTEST_DIR}/report.sha256"] = writer.write(f"{ATTEST_DIR}/report.sha256", _sha256sum(z))
+    return dict(sorted(out.items()))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- views -----------------------------------------------------------------------------------
+def report_path(ctx: Context, run_id: str) -> Path:
+    path = ctx.layout.report_path(run_id)
+    if not ctx.layout.run_dir(run_id).is_dir():
+        raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+    if not path.is_file():
+        raise UsageError(f"run {run_id} has no {REPORT} yet: run `factory integrate --run-id {run_id}`")
+    return path
+
+
+def open_path(path: Path) -> tuple[bool, str]:
+    """Open with the platform's opener; headless (no display, no opener) just says where."""
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        if os.environ.get("CI") or os.environ.get("SSH_CONNECTION"):
+            return False, "headless session (CI/SSH)"
+        os.startfile(str(path))  # type: ignore[attr-defined]
+        return True, "os.startfile"
+    if sys.platform == "darwin":  # pragma: no cover - macOS
+        opener = shutil.which("open")
+        if opener is None or os.environ.get("SSH_CONNECTION") or os.environ.get("CI"):
+            return False, "headless session (CI/SSH) or no `open`"
+        cmd = [opener, str(path)]
+    else:
+        opener = shutil.which("xdg-open")
+        if opener is None:
+            return False, "no xdg-open on PATH"
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            return False, "no display (DISPLAY/WAYLAND_DISPLAY unset)"
+        cmd = [opener, str(path)]
+    from tools.codex.factory.infra import proc
+
+    try:
+        proc.spawn_detached(cmd)
+    except FactoryError as exc:
+        return False, f"{Path(cmd[0]).name} could not start: {str(exc).splitlines()[0]}"
+    return True, Path(cmd[0]).name

@@ -1,0 +1,192 @@
+"""PROMPT.md for each worker and RUNBOARD.md for the operator.
+
+PROMPT.md is deterministic (no absolute paths, no host or user names): it sits in the bundle
+folder, whose hashes reach VALIDATION.json. RUNBOARD.md is the operator's page at the run root:
+it names the worktree folders (absolute, unavoidably) and is never hashed into a decision.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory.core.paths import RUNBOARD, worker_dirname
+from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.infra import jsonio
+from tools.codex.factory.infra.writer import GuardedWriter
+from tools.codex.factory.run.worktrees import DONE_MARKER, NOTES_DIR, PROMPT
+
+
+def _globs(items: list[str]) -> str:
+    return ", ".join(f"`{g}`" for g in items) if items else "(none)"
+
+
+def render_prompt(
+    *,
+    run_id: str,
+    worker: dict[str, Any],
+    branch: str,
+    base_ref: str,
+    base_commit: str,
+    holdout: list[str],
+    protected: list[str],
+    headless: bool,
+) -> str:
+    wid = worker["id"]
+    example = {"schema_version": 1, "worker": wid, "depends_on": [], "notes": "what the integrator should know",
+               "next_steps": []}
+    lines = [
+        f"# Worker {wid} of run {run_id}",
+        "",
+        "You are one of several coding workers changing this repository in parallel. Each worker has",
+        "its own git worktree and its own scope. When you are done, the factory collects your change",
+        "from this worktree, checks it against your scope lock and integrates it with the others.",
+        "",
+        "## Your task",
+        "",
+        worker.get("task") or "(no task text in the plan: ask the operator)",
+        "",
+        "## Scope lock",
+        "",
+        f"- You may create, change, rename or delete only paths matching: {_globs(worker['allow'])}.",
+        f"- Never touch paths matching: {_globs(worker['deny'])}.",
+        f"- Paths you share with other workers (overlaps allowed there): {_globs(worker['shared'])}.",
+        f"- Protected paths no worker may touch: {_globs(protected)}.",
+        "- Globs are anchored at the repository root; `dir/**` is everything under `dir/`.",
+        "- Any change outside your allowed paths blocks the whole run.",
+        "",
+        "## Rules",
+        "",
+        f"- Work only in this worktree (your current directory): branch `{branch}`, based on `{base_ref}`",
+        f"  (commit `{base_commit}`).",
+        f"- Held-out paths ({_globs(holdout)}) are absent from this checkout on purpose. Do not try to",
+        "  read them (from git history or anywhere else) and do not create files there.",
+        "- Committing is optional: committed and uncommitted changes are both collected, new, deleted,",
+        "  renamed, binary and mode-changed files included (git-ignored files are not).",
+        "- Do not change files outside this worktree, git configuration, other branches or worktrees.",
+        "- Keep the change focused on your task.",
+        "",
+        "## When you finish",
+        "",
+        f"Leave your notes in the reserved folder `{NOTES_DIR}/` at the root of this worktree (git ignores",
+        "it and it is never part of your change):",
+        "",
+        f"- `{NOTES_DIR}/SUMMARY.md`: what you changed and why.",
+        f"- `{NOTES_DIR}/SUGGESTIONS.md`: follow-ups for the operator or the other workers.",
+        f"- `{NOTES_DIR}/HANDOFF_NOTE.json`: list under `depends_on` the workers whose changes must be",
+        "  merged before yours; it must match schemas/handoff_note.schema.json, for example:",
+        "",
+        "```json",
+        jsonio.pretty(example).decode().rstrip("\n"),
+        "```",
+        "",
+    ]
+    if headless:
+        lines += ["Your work is collected when your process exits; exit non-zero if you could not finish.", ""]
+    else:
+        lines += [
+            f"When you are done, create the empty file `{NOTES_DIR}/{DONE_MARKER}`, then tell the operator, who",
+            f"runs `factory bundle-collect --run-id {run_id} --workers {wid}`.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def render_runboard(run_id: str, base_ref: str, base_commit: str, rows: list[dict[str, Any]], next_line: str) -> str:
+    lines = [
+        f"# Runboard: {run_id}",
+        "",
+        f"Base: `{base_ref}` (`{base_commit[:12]}`). Worker prompts: `<W>_worker/{PROMPT}` in the run folder",
+        f"and `{NOTES_DIR}/{PROMPT}` in each worktree. Interactive workers: open an agent session in the",
+        f"worktree, give it the prompt, and when it is done (`{NOTES_DIR}/{DONE_MARKER}`) collect the bundle.",
+        "",
+        "| Worker | Status | Mode | Branch | Worktree | Scope | Prompt |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        scope = ", ".join(f"`{g}`" for g in r["allow"]) or "(none)"
+        if r["deny"]:
+            scope += " (deny " + ", ".join(f"`{g}`" for g in r["deny"]) + ")"
+        worktree = f"`{r['worktree']}`" if r["worktree"] else "(none)"
+        lines.append(
+            f"| {r['worker']} | {r['status']} | {r['mode']} | `{r['branch']}` | {worktree} | {scope} | "
+            f"`{worker_dirname(r['worker'])}/{PROMPT}` |"
+        )
+    lines += ["", next_line, ""]
+    return "\n".join(lines)
+
+
+def write_runboard(writer: GuardedWriter, text: str) -> str:
+    return writer.write_text(RUNBOARD, text)
+
+
+def rows_text(rows: list[dict[str, Any]]) -> str:
+    """A compact console form of the runboard."""
+    out = []
+    for r in rows:
+        out.append(f"  {worker_dirname(r['worker']):<10} {r['status']:<11} {r['mode']:<12} {r['branch']}")
+        out.append(f"  {'':<10} worktree: {r['worktree'] or '(none)'}")
+    return "\n".join(out)
+
+
+def read_status(run_dir: Path, worker: str) -> str:
+    path = run_dir / worker_dirname(worker) / "STATUS.json"
+    try:
+        doc = jsonio.read_json(path)
+    except (FactoryError, ValueError):  # absent, unreadable or not JSON: the board says so
+        return "MISSING"
+    status = doc.get("status") if isinstance(doc, dict) else None
+    return str(status) if status else "MISSING"
+
+
+def worker_mode(worker: dict[str, Any], config: dict[str, Any]) -> str:
+    from tools.codex.factory.run import agents
+
+    spec = agents.resolve(worker, config)
+    return "interactive" if spec is None else f"headless:{spec.preset}"
+
+
+def rows(repo: Path, run_dir: Path, manifest: dict[str, Any], overrides: dict[str, str] | None = None,
+         listing: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    from tools.codex.factory.infra import gitops
+    from tools.codex.factory.run import worktrees
+
+    st = worktrees.settings(manifest)
+    if listing is None:
+        listing = gitops.worktree_list(repo)
+    out = []
+    for w in manifest["plan"]["workers"]:
+        wid = w["id"]
+        if wid not in manifest["workers"]:
+            continue
+        branch = worktrees.branch_name(st["branch_prefix"], manifest["run_id"], wid)
+        path = worktrees.find(repo, branch, listing)
+        out.append({
+            "worker": wid,
+            "status": (overrides or {}).get(wid) or read_status(run_dir, wid),
+            "mode": worker_mode(w, manifest["config"]),
+            "branch": branch,
+            "worktree": str(path) if path is not None else "",
+            "allow": list(w["allow"]),
+            "deny": list(w["deny"]),
+            "prompt": f"{worker_dirname(wid)}/{PROMPT}",
+        })
+    return out
+
+
+def next_line(run_id: str, rows_: list[dict[str, Any]]) -> str:
+    pending = [r["worker"] for r in rows_ if r["status"] in ("PENDING", "RUNNING", "MISSING")]
+    if pending:
+        return (f"next: finish workers {', '.join(pending)} in their worktrees, then "
+                f"`factory bundle-collect --run-id {run_id}`, `factory bundle-validate --run-id {run_id}`, "
+                f"`factory integrate --run-id {run_id}`")
+    return f"next: `factory bundle-validate --run-id {run_id}`, then `factory integrate --run-id {run_id}`"
+
+
+def refresh(repo: Path, run_dir: Path, manifest: dict[str, Any], overrides: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Regenerate RUNBOARD.md from the bundles' STATUS.json (plus in-flight states)."""
+    rs = rows(repo, run_dir, manifest, overrides)
+    text = render_runboard(manifest["run_id"], manifest["base_ref"], manifest["base_commit"], rs,
+                           next_line(manifest["run_id"], rs))
+    write_runboard(GuardedWriter(run_dir), text)
+    return rs

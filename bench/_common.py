@@ -63,11 +63,15 @@ def make_repo(path: Path) -> Path:
 
     path.mkdir(parents=True, exist_ok=True)
     for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "bench"]):
-        subprocess.run(["git", "-C", str(path), *args], check=True, env=git_env(), capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(path), *args], check=True, env=git_env(), capture_output=True
+        )
     return path
 
 
-def build_ledger(path: Path, n: int, *, start: str = "2026-01-01T00:00:00Z", step_us: int = 1000) -> tuple[int, str]:
+def build_ledger(
+    path: Path, n: int, *, start: str = "2026-01-01T00:00:00Z", step_us: int = 1000
+) -> tuple[int, str]:
     """Write an ``n``-event ledger fast: the real encoder, in-process, no lock or fsync.
 
     Timestamps increase by ``step_us`` per event (realistic: sorted by time already); the
@@ -89,7 +93,12 @@ def build_ledger(path: Path, n: int, *, start: str = "2026-01-01T00:00:00Z", ste
         for seq in range(1, n + 1):
             body = {
                 "event_type": kinds[seq % len(kinds)],
-                "payload": {"actor": "Z_integrator", "rc": 0, "status": "PASS", "worker": "ABCD"[seq % 4]},
+                "payload": {
+                    "actor": "Z_integrator",
+                    "rc": 0,
+                    "status": "PASS",
+                    "worker": "ABCD"[seq % 4],
+                },
                 "prev_hash": prev,
                 "run_id": f"factory_20260101_000000_1a2b3c4d_{seq // 50 % 1000:03d}",
                 "seq": seq,
@@ -119,7 +128,11 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
         if hasattr(os, "wait4"):
             _, status, usage = os.wait4(proc.pid, 0)
             rc = os.waitstatus_to_exitcode(status)
-            rss = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / (1024 * 1024)
+            rss = (
+                usage.ru_maxrss / 1024
+                if sys.platform != "darwin"
+                else usage.ru_maxrss / (1024 * 1024)
+            )
             proc.returncode = rc
         else:  # Windows: no per-child rusage
             rc = proc.wait()
@@ -130,5 +143,7 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
     if proc.stdout:
         proc.stdout.close()
     if rc != 0:
-        raise SystemExit(f"{' '.join(argv[:4])} ... exited {rc}: {err.decode(errors='replace')[-500:]}")
+        raise SystemExit(
+            f"{' '.join(argv[:4])} ... exited {rc}: {err.decode(errors='replace')[-500:]}"
+        )
     return wall, rss, out

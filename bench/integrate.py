@@ -22,12 +22,21 @@ from pathlib import Path
 import _common
 
 PY = sys.executable
-ENV = {**os.environ, "PYTHONPATH": str(_common.ROOT), "GIT_CONFIG_NOSYSTEM": "1",
-       "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@b"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": str(_common.ROOT),
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "b@b",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "b@b",
+}
 
 
 def sh(*args: str, cwd: Path | None = None, input: bytes | None = None) -> bytes:
-    return subprocess.run(args, cwd=cwd, env=ENV, input=input, capture_output=True, check=True).stdout
+    return subprocess.run(
+        args, cwd=cwd, env=ENV, input=input, capture_output=True, check=True
+    ).stdout
 
 
 def build(root: Path, workers: int, files: int) -> tuple[Path, list[bytes]]:
@@ -51,18 +60,26 @@ def build(root: Path, workers: int, files: int) -> tuple[Path, list[bytes]]:
         sh("git", "add", "-A", cwd=repo)
         patches.append(sh("git", "diff", "--cached", "--binary", "--full-index", "HEAD", cwd=repo))
         sh("git", "reset", "-q", "--hard", "HEAD", cwd=repo)
-    plan = {"schema_version": 1, "workers": [{"id": w, "task": "bench", "allow": [f"w{w}/**"]} for w in ids]}
+    plan = {
+        "schema_version": 1,
+        "workers": [{"id": w, "task": "bench", "allow": [f"w{w}/**"]} for w in ids],
+    }
     (root / "plan.json").write_text(json.dumps(plan))
     (repo / "tools/codex/factory").mkdir(parents=True)
     (repo / "tools/codex/factory/factory.config.json").write_text(
-        json.dumps({"checks": {"required": [], "advisory": []}, "ledger": {"fsync": False}}))
+        json.dumps({"checks": {"required": [], "advisory": []}, "ledger": {"fsync": False}})
+    )
     return repo, patches
 
 
 def factory(repo: Path, *args: str) -> None:
-    res = subprocess.run([PY, "-m", "tools.codex.factory", "--repo", str(repo), *args], env=ENV, capture_output=True)
+    res = subprocess.run(
+        [PY, "-m", "tools.codex.factory", "--repo", str(repo), *args], env=ENV, capture_output=True
+    )
     if res.returncode != 0:
-        raise SystemExit(f"factory {' '.join(args)} failed rc={res.returncode}: {res.stdout.decode()[-500:]} {res.stderr.decode()[-500:]}")
+        raise SystemExit(
+            f"factory {' '.join(args)} failed rc={res.returncode}: {res.stdout.decode()[-500:]} {res.stderr.decode()[-500:]}"
+        )
 
 
 CHILD = """
@@ -95,9 +112,15 @@ def ours(root: Path, repo: Path, patches: list[bytes]) -> tuple[float, float]:
         w = chr(ord("A") + i)
         folder = run / f"{w}_worker"
         (folder / "DIFF.patch").write_bytes(patch)
-        listed = sorted(line[6:].decode() for line in patch.splitlines() if line.startswith(b"+++ b/"))
-        (folder / "FILES_CHANGED.json").write_text(json.dumps({"schema_version": 1, "files": listed}))
-    out = subprocess.run([PY, "-c", CHILD, str(repo), run_id], env=ENV, capture_output=True, check=True).stdout
+        listed = sorted(
+            line[6:].decode() for line in patch.splitlines() if line.startswith(b"+++ b/")
+        )
+        (folder / "FILES_CHANGED.json").write_text(
+            json.dumps({"schema_version": 1, "files": listed})
+        )
+    out = subprocess.run(
+        [PY, "-c", CHILD, str(repo), run_id], env=ENV, capture_output=True, check=True
+    ).stdout
     res = json.loads(out)
     if res["status"] != ["PASS", "PASS"]:
         raise SystemExit(f"bench run did not PASS: {res['status']}")
@@ -134,7 +157,9 @@ def main() -> int:
     args = ap.parse_args()
     print(_common.env_line())
     o, r, _ = scenario(4, 250, args.rounds)
-    print(f"4 x 250: validate+integrate {o:.3f}s, raw git apply --check + apply {r:.3f}s (medians of {args.rounds})")
+    print(
+        f"4 x 250: validate+integrate {o:.3f}s, raw git apply --check + apply {r:.3f}s (medians of {args.rounds})"
+    )
     print(_common.verdict("ratio ours/raw", o / r, 2.0, higher_is_better=False))
     if not args.skip_scaling:
         o8, r8, _ = scenario(8, 1000, args.rounds)

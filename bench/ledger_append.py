@@ -37,7 +37,9 @@ def main() -> int:
                 ours.append(args.events / (time.perf_counter() - t))
             lines = ledger_path.read_bytes().splitlines(keepends=True)
             raw_path = root / f"raw_{r}.jsonl"
-            fd = os.open(raw_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o644)
+            fd = os.open(
+                raw_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o644
+            )
             t = time.perf_counter()
             for line in lines:
                 os.write(fd, line)

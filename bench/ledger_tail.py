@@ -37,23 +37,43 @@ def main() -> int:
         tail_bin = shutil.which("tail")
         for _ in range(args.runs):
             for name, repo in repos.items():
-                argv = [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo),
-                        "ledger", "--limit", str(args.limit)]
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "tools.codex.factory",
+                    "--repo",
+                    str(repo),
+                    "ledger",
+                    "--limit",
+                    str(args.limit),
+                ]
                 wall, _, out = _common.run_child(argv, env)
                 rows = out.decode("utf-8").strip().splitlines()
                 if len(rows) != args.limit:
                     raise SystemExit(f"{name}: expected {args.limit} rows, got {len(rows)}")
                 times[name].append(wall)
             if tail_bin:
-                wall, _, _ = _common.run_child([tail_bin, "-n", str(args.limit), str(repos["big"] / _common.LEDGER_REL)], env)
+                wall, _, _ = _common.run_child(
+                    [tail_bin, "-n", str(args.limit), str(repos["big"] / _common.LEDGER_REL)], env
+                )
                 times["tail"].append(wall)
     big, small = _common.median(times["big"]), _common.median(times["small"])
     print(_common.env_line())
-    print(f"ledger --limit {args.limit} on {args.big:,} events: {big * 1000:.1f} ms (median of {args.runs}, whole process)")
-    print(f"ledger --limit {args.limit} on {args.small:,} events: {small * 1000:.1f} ms (baseline, same run)")
+    print(
+        f"ledger --limit {args.limit} on {args.big:,} events: {big * 1000:.1f} ms (median of {args.runs}, whole process)"
+    )
+    print(
+        f"ledger --limit {args.limit} on {args.small:,} events: {small * 1000:.1f} ms (baseline, same run)"
+    )
     if times["tail"]:
-        print(f"raw `tail -n {args.limit}` on {args.big:,} events: {_common.median(times['tail']) * 1000:.1f} ms (reference)")
-    print(_common.verdict(f"ratio {args.big:,}/{args.small:,}", big / small, 1.2, higher_is_better=False))
+        print(
+            f"raw `tail -n {args.limit}` on {args.big:,} events: {_common.median(times['tail']) * 1000:.1f} ms (reference)"
+        )
+    print(
+        _common.verdict(
+            f"ratio {args.big:,}/{args.small:,}", big / small, 1.2, higher_is_better=False
+        )
+    )
     return 0
 
 

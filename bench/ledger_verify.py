@@ -55,7 +55,9 @@ def main() -> int:
         _common.build_ledger(path, args.events)
         size = path.stat().st_size
         print(_common.env_line())
-        print(f"built {args.events:,} events ({size / 2**20:,.0f} MiB) in {time.perf_counter() - t:.1f}s")
+        print(
+            f"built {args.events:,} events ({size / 2**20:,.0f} MiB) in {time.perf_counter() - t:.1f}s"
+        )
         with open(path, "rb") as fh:  # warm the page cache for both sides
             while fh.read(1 << 24):
                 pass
@@ -63,7 +65,9 @@ def main() -> int:
         raw: list[float] = []
         peaks: list[float] = []
         for _ in range(args.rounds):
-            _, rss, out = _common.run_child([sys.executable, "-c", VERIFY, str(path), str(_common.ROOT)])
+            _, rss, out = _common.run_child(
+                [sys.executable, "-c", VERIFY, str(path), str(_common.ROOT)]
+            )
             lines, secs = out.split()
             assert int(lines) == args.events, out
             ours.append(args.events / float(secs))
@@ -73,11 +77,19 @@ def main() -> int:
             assert int(lines) == args.events, out
             raw.append(args.events / float(secs))
     o, b = _common.median(ours), _common.median(raw)
-    print(f"ledger verify: {o:,.0f} lines/s (median of {args.rounds}; runs {', '.join(f'{x:,.0f}' for x in ours)})")
-    print(f"raw sha256 loop: {b:,.0f} lines/s (same lines; runs {', '.join(f'{x:,.0f}' for x in raw)})")
+    print(
+        f"ledger verify: {o:,.0f} lines/s (median of {args.rounds}; runs {', '.join(f'{x:,.0f}' for x in ours)})"
+    )
+    print(
+        f"raw sha256 loop: {b:,.0f} lines/s (same lines; runs {', '.join(f'{x:,.0f}' for x in raw)})"
+    )
     print(_common.verdict("ratio verify/raw", o / b, 0.5, higher_is_better=True))
     print(_common.verdict("verify lines/s", o, 500_000, higher_is_better=True))
-    print(_common.verdict("verify peak memory MiB (whole process)", max(peaks), 64, higher_is_better=False))
+    print(
+        _common.verdict(
+            "verify peak memory MiB (whole process)", max(peaks), 64, higher_is_better=False
+        )
+    )
     return 0
 
 

@@ -35,8 +35,13 @@ def main() -> int:
     print(f"python -c 'import click': {b * 1000:.1f} ms (same run)")
     print(_common.verdict("ratio --help/import click", o / b, 1.5, higher_is_better=False))
     if args.importtime:
-        res = subprocess.run([sys.executable, "-X", "importtime", *ours_argv[1:]], env=env,
-                             capture_output=True, text=True, check=True)
+        res = subprocess.run(
+            [sys.executable, "-X", "importtime", *ours_argv[1:]],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows = []
         for line in res.stderr.splitlines():
             if not line.startswith("import time:") or "|" not in line:

@@ -21,7 +21,9 @@ PINNED = "2026-11-21T20:15:00Z"
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_env(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """No test sees the developer's HOME, git config or FACTORY_* variables."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
@@ -48,7 +50,9 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 
 def git(repo: Path, *args: str, input: bytes | None = None) -> str:
     """Test-side git helper (tests set up fixtures with real git)."""
-    res = subprocess.run(["git", "-C", str(repo), *args], input=input, capture_output=True, check=False)
+    res = subprocess.run(
+        ["git", "-C", str(repo), *args], input=input, capture_output=True, check=False
+    )
     if res.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {res.stderr.decode()}")
     return res.stdout.decode()
@@ -71,8 +75,9 @@ def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo")
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI as an operator would: a real process, ``python -m tools.codex.factory``."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")

@@ -12,7 +12,18 @@ RUNS = "tools/codex/runs"
 
 
 def launch_dry(repo: Path, *extra: str, now: str = PINNED) -> str:
-    res = run_cli("--repo", str(repo), "--now", now, "launch", "--base-ref", "HEAD", "--dry-run", "--json", *extra)
+    res = run_cli(
+        "--repo",
+        str(repo),
+        "--now",
+        now,
+        "launch",
+        "--base-ref",
+        "HEAD",
+        "--dry-run",
+        "--json",
+        *extra,
+    )
     assert res.returncode == 0, res.stderr
     return str(json.loads(res.stdout)["run_id"])
 
@@ -21,8 +32,12 @@ def run_dir(repo: Path, run_id: str) -> Path:
     return repo / RUNS / run_id
 
 
-def make_patch(repo: Path, changes: dict[str, str | bytes | None], renames: dict[str, str] | None = None,
-               chmod: list[str] | None = None) -> bytes:
+def make_patch(
+    repo: Path,
+    changes: dict[str, str | bytes | None],
+    renames: dict[str, str] | None = None,
+    chmod: list[str] | None = None,
+) -> bytes:
     """Make the changes in the working tree, capture `git diff` against HEAD, then undo them."""
     for old, new in (renames or {}).items():
         (repo / new).parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +58,8 @@ def make_patch(repo: Path, changes: dict[str, str | bytes | None], renames: dict
 
     patch = subprocess.run(
         ["git", "-C", str(repo), "diff", "--cached", "--binary", "--full-index", "-M", "HEAD"],
-        capture_output=True, check=True,
+        capture_output=True,
+        check=True,
     ).stdout
     git(repo, "reset", "-q", "--hard", "HEAD")  # untracked files outside `named` are kept
     return patch
@@ -55,7 +71,9 @@ def touched_by_git(patch: bytes) -> list[str]:
     return patchparse.parse(patch).touched()
 
 
-def set_bundle(repo: Path, run_id: str, worker: str, patch: bytes, files: list[str] | None = None) -> None:
+def set_bundle(
+    repo: Path, run_id: str, worker: str, patch: bytes, files: list[str] | None = None
+) -> None:
     """Replace a worker's DIFF.patch and FILES_CHANGED.json (files default: what the patch touches)."""
     folder = run_dir(repo, run_id) / f"{worker}_worker"
     (folder / "DIFF.patch").write_bytes(patch)
@@ -90,7 +108,17 @@ def write_config(repo: Path, doc: dict[str, Any]) -> None:
 
 
 def validate(repo: Path, run_id: str, *extra: str) -> tuple[int, dict[str, Any]]:
-    res = run_cli("--repo", str(repo), "--now", PINNED, "bundle-validate", "--run-id", run_id, "--json", *extra)
+    res = run_cli(
+        "--repo",
+        str(repo),
+        "--now",
+        PINNED,
+        "bundle-validate",
+        "--run-id",
+        run_id,
+        "--json",
+        *extra,
+    )
     assert res.returncode in (0, 3), res.stderr
     return res.returncode, json.loads(res.stdout)
 

@@ -40,17 +40,34 @@ def test_only_clock_reads_the_time() -> None:
                 found.append(f"{name}:{node.lineno} import time")
             elif isinstance(node, ast.ImportFrom) and node.module == "time":
                 found.append(f"{name}:{node.lineno} from time import")
-            elif isinstance(node, ast.Attribute) and node.attr in ("now", "utcnow", "today") \
-                    and "date" in _dotted(node.value).lower():
+            elif (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("now", "utcnow", "today")
+                and "date" in _dotted(node.value).lower()
+            ):
                 found.append(f"{name}:{node.lineno} {_dotted(node)}")
     assert found == []
 
 
 def test_only_proc_starts_or_stops_processes() -> None:
-    starters = {"subprocess.run", "subprocess.Popen", "subprocess.call", "subprocess.check_call",
-                "subprocess.check_output", "os.system", "os.popen", "os.killpg", "os.kill"}
-    found = [f"{name}:{node.lineno} {_dotted(node.func)}" for name, tree in _trees() if name != "proc.py"
-             for node in ast.walk(tree) if isinstance(node, ast.Call) and _dotted(node.func) in starters]
+    starters = {
+        "subprocess.run",
+        "subprocess.Popen",
+        "subprocess.call",
+        "subprocess.check_call",
+        "subprocess.check_output",
+        "os.system",
+        "os.popen",
+        "os.killpg",
+        "os.kill",
+    }
+    found = [
+        f"{name}:{node.lineno} {_dotted(node.func)}"
+        for name, tree in _trees()
+        if name != "proc.py"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and _dotted(node.func) in starters
+    ]
     assert found == []
 
 
@@ -63,8 +80,12 @@ def test_only_gitops_runs_git() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 for arg in node.args:
-                    if isinstance(arg, ast.List) and arg.elts and isinstance(arg.elts[0], ast.Constant) \
-                            and arg.elts[0].value == "git":
+                    if (
+                        isinstance(arg, ast.List)
+                        and arg.elts
+                        and isinstance(arg.elts[0], ast.Constant)
+                        and arg.elts[0].value == "git"
+                    ):
                         found.append(f"{name}:{node.lineno}")
     assert found == []
 
@@ -77,12 +98,22 @@ def test_no_text_mode_writes() -> None:
             if not isinstance(node, ast.Call):
                 continue
             keywords = {k.arg for k in node.keywords}
-            if isinstance(node.func, ast.Attribute) and node.func.attr == "write_text" and "encoding" in keywords:
+            if (
+                isinstance(node.func, ast.Attribute)
+                and node.func.attr == "write_text"
+                and "encoding" in keywords
+            ):
                 found.append(f"{name}:{node.lineno} write_text")
-            if isinstance(node.func, ast.Name) and node.func.id == "open" and len(node.args) > 1 \
-                    and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str) \
-                    and set(node.args[1].value) & set("wax") and "b" not in node.args[1].value \
-                    and "newline" not in keywords:
+            if (
+                isinstance(node.func, ast.Name)
+                and node.func.id == "open"
+                and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)
+                and set(node.args[1].value) & set("wax")
+                and "b" not in node.args[1].value
+                and "newline" not in keywords
+            ):
                 found.append(f"{name}:{node.lineno} open({node.args[1].value!r})")
     assert found == []
 
@@ -101,7 +132,10 @@ def test_programs_are_resolved_on_the_childs_path(tmp_path: Path) -> None:
     env = proc.base_env({"PATH": str(bin_dir)})
     assert proc.resolve_argv(["mytool", "x"], env) == [str(tool), "x"]
     res = proc.run(["mytool", "hello"], env=env)
-    assert res.out.strip() == "shim hello" and res.argv == ["mytool", "hello"]  # messages keep the name as written
+    assert res.out.strip() == "shim hello" and res.argv == [
+        "mytool",
+        "hello",
+    ]  # messages keep the name as written
     with pytest.raises(ProcessError) as err:
         proc.run(["no-such-tool-5c1e"], env=env)
     assert "could not start: 'no-such-tool-5c1e' not found on PATH" in str(err.value)
@@ -118,9 +152,16 @@ def test_open_run_starts_the_opener_detached(tmp_path: Path) -> None:
     bin_dir.mkdir()
     marker = tmp_path / "opened.txt"
     opener = bin_dir / "xdg-open"
-    opener.write_bytes(f"#!{sys.executable}\nimport sys\nopen({str(marker)!r}, 'w').write(sys.argv[1])\n".encode())
+    opener.write_bytes(
+        f"#!{sys.executable}\nimport sys\nopen({str(marker)!r}, 'w').write(sys.argv[1])\n".encode()
+    )
     opener.chmod(0o755)
-    env = {"PATH": str(bin_dir) + os.pathsep + os.environ.get("PATH", ""), "DISPLAY": ":0", "CI": "", "SSH_CONNECTION": ""}
+    env = {
+        "PATH": str(bin_dir) + os.pathsep + os.environ.get("PATH", ""),
+        "DISPLAY": ":0",
+        "CI": "",
+        "SSH_CONNECTION": "",
+    }
     res = run_cli("--repo", str(repo), "open-run", "--run-id", "r-open", env=env, timeout=30)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("opened ") and "(xdg-open)" in res.stdout
@@ -134,14 +175,53 @@ def test_ledger_schema_closes_the_real_worker_payloads() -> None:
     """No `worktree` path member any more (paths never reach the ledger); the payload lists are closed."""
     from tools.codex.factory.infra import schemas
 
-    payloads = {c["if"]["properties"]["event_type"]["const"]: c["then"]["properties"]["payload"]
-                for c in schemas.load("ledger_event")["allOf"]}
-    assert set(payloads["worktree.created"]["properties"]) == {"actor", "kind", "worker", "branch", "hidden"}
-    assert set(payloads["worktree.removed"]["properties"]) == {"actor", "kind", "worker", "branch", "reason", "forced"}
-    for event in ("worktree.created", "worktree.removed", "clean.refused", "cleanup.failed", "worker.prepared",
-                  "worker.started", "worker.finished", "bundle.collected", "bundle.imported", "run.pending"):
+    payloads = {
+        c["if"]["properties"]["event_type"]["const"]: c["then"]["properties"]["payload"]
+        for c in schemas.load("ledger_event")["allOf"]
+    }
+    assert set(payloads["worktree.created"]["properties"]) == {
+        "actor",
+        "kind",
+        "worker",
+        "branch",
+        "hidden",
+    }
+    assert set(payloads["worktree.removed"]["properties"]) == {
+        "actor",
+        "kind",
+        "worker",
+        "branch",
+        "reason",
+        "forced",
+    }
+    for event in (
+        "worktree.created",
+        "worktree.removed",
+        "clean.refused",
+        "cleanup.failed",
+        "worker.prepared",
+        "worker.started",
+        "worker.finished",
+        "bundle.collected",
+        "bundle.imported",
+        "run.pending",
+    ):
         assert payloads[event]["additionalProperties"] is False, event
-    assert not schemas.is_valid("ledger_event", {
-        "seq": 1, "ts_utc": "2026-11-21T20:15:00.000000Z", "event_type": "worktree.created", "run_id": "r",
-        "stage": "launch", "prev_hash": "0" * 64, "hash": "0" * 64,
-        "payload": {"actor": "A_worker", "kind": "factory", "worker": "A", "worktree": "/home/me/wt/A"}})
+    assert not schemas.is_valid(
+        "ledger_event",
+        {
+            "seq": 1,
+            "ts_utc": "2026-11-21T20:15:00.000000Z",
+            "event_type": "worktree.created",
+            "run_id": "r",
+            "stage": "launch",
+            "prev_hash": "0" * 64,
+            "hash": "0" * 64,
+            "payload": {
+                "actor": "A_worker",
+                "kind": "factory",
+                "worker": "A",
+                "worktree": "/home/me/wt/A",
+            },
+        },
+    )

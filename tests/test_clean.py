@@ -34,7 +34,9 @@ def refusals(stderr: str) -> dict[str, str]:
     return out
 
 
-def test_clean_refuses_uncollected_work_and_unfinished_runs_and_force_removes_them(tmp_path: Path) -> None:
+def test_clean_refuses_uncollected_work_and_unfinished_runs_and_force_removes_them(
+    tmp_path: Path,
+) -> None:
     repo = work_repo(tmp_path)
     before = gitops.snapshot(repo)
     res = cli(repo, "launch", "--workers", "A,B,C,D", "--json")
@@ -49,9 +51,17 @@ def test_clean_refuses_uncollected_work_and_unfinished_runs_and_force_removes_th
     found = {i["worker"]: i for i in leftover_worktrees(ctx)}
     ctx.close()
     assert sorted(found) == ["A", "B", "C", "D"]
-    assert found["A"]["path"] == str(trees["A"]) and found["A"]["run_id"] == run_id and found["A"]["bytes"] > 0
+    assert (
+        found["A"]["path"] == str(trees["A"])
+        and found["A"]["run_id"] == run_id
+        and found["A"]["bytes"] > 0
+    )
     assert found["A"]["branch"] == f"factory/{run_id}/A" and found["A"]["registered"] is True
-    assert (found["A"]["status"], found["C"]["status"], found["A"]["run_finished"]) == ("PENDING", "DONE", False)
+    assert (found["A"]["status"], found["C"]["status"], found["A"]["run_finished"]) == (
+        "PENDING",
+        "DONE",
+        False,
+    )
 
     # The run has not finished: nothing goes, each worker refused on one line saying why.
     res = cli(repo, "clean", "--json")
@@ -61,7 +71,9 @@ def test_clean_refuses_uncollected_work_and_unfinished_runs_and_force_removes_th
     why = {r["worker"]: r["reason"] for r in doc["refused"]}
     assert "were never collected" in why["A"]
     assert "note .factory/SUMMARY.md was never collected" in why["B"]
-    assert why["C"].startswith(f"run {run_id} has not finished") and why["D"].startswith(f"run {run_id} has not finished")
+    assert why["C"].startswith(f"run {run_id} has not finished") and why["D"].startswith(
+        f"run {run_id} has not finished"
+    )
     lines = refusals(res.stderr)
     assert sorted(lines) == ["A", "B", "C", "D"] and all("--force" in ln for ln in lines.values())
     assert str(trees["A"]) in lines["A"] and "bundle-collect" in lines["A"]
@@ -74,7 +86,10 @@ def test_clean_refuses_uncollected_work_and_unfinished_runs_and_force_removes_th
     assert res.returncode == 3, res.stderr
     doc = json.loads(res.stdout)
     assert [r["worker"] for r in doc["refused"]] == ["A", "B"]
-    assert sorted(r["worker"] for r in doc["removed"]) == ["C", "D"]  # C's change is in its bundle; D did nothing
+    assert sorted(r["worker"] for r in doc["removed"]) == [
+        "C",
+        "D",
+    ]  # C's change is in its bundle; D did nothing
     assert sorted(refusals(res.stderr)) == ["A", "B"]
     assert sorted(worktrees(repo)) == [f"factory/{run_id}/A", f"factory/{run_id}/B"]
     assert (trees["A"] / "src" / "app.py").read_text() == "print('precious, never collected')\n"
@@ -86,15 +101,23 @@ def test_clean_refuses_uncollected_work_and_unfinished_runs_and_force_removes_th
     assert gitops.snapshot(repo) == before
     removed = [e["payload"] for e in events(repo, run_id) if e["event_type"] == "worktree.removed"]
     assert [(p["worker"], p["reason"], p["forced"]) for p in removed] == [
-        ("C", "clean", False), ("D", "clean", False), ("A", "clean", True), ("B", "clean", True)]
-    refused = [e["payload"]["worker"] for e in events(repo, run_id) if e["event_type"] == "clean.refused"]
+        ("C", "clean", False),
+        ("D", "clean", False),
+        ("A", "clean", True),
+        ("B", "clean", True),
+    ]
+    refused = [
+        e["payload"]["worker"] for e in events(repo, run_id) if e["event_type"] == "clean.refused"
+    ]
     assert refused == ["A", "B", "C", "D", "A", "B"]
     assert_events_valid(repo)
     res = cli(repo, "clean")
     assert res.returncode == 0 and res.stdout.startswith("nothing to clean")
 
 
-def test_a_branch_whose_worktree_folder_is_gone_keeps_commits_never_collected(tmp_path: Path) -> None:
+def test_a_branch_whose_worktree_folder_is_gone_keeps_commits_never_collected(
+    tmp_path: Path,
+) -> None:
     repo = work_repo(tmp_path)
     run_id = json.loads(cli(repo, "launch", "--workers", "A,B", "--json").stdout)["run_id"]
     trees = {b[-1]: p for b, p in worktrees(repo).items()}
@@ -111,16 +134,25 @@ def test_a_branch_whose_worktree_folder_is_gone_keeps_commits_never_collected(tm
     res = cli(repo, "clean", "--json")
     assert res.returncode == 3, res.stderr
     why = {r["worker"]: r["reason"] for r in json.loads(res.stdout)["refused"]}
-    assert f"branch factory/{run_id}/A has commits beyond the base (tip {tip[:12]}) that were never collected" in why["A"]
+    assert (
+        f"branch factory/{run_id}/A has commits beyond the base (tip {tip[:12]}) that were never collected"
+        in why["A"]
+    )
     assert "has not finished" in why["B"]
-    assert git(repo, "rev-parse", f"factory/{run_id}/A").strip() == tip  # the commit is still on its branch
+    assert (
+        git(repo, "rev-parse", f"factory/{run_id}/A").strip() == tip
+    )  # the commit is still on its branch
 
-    assert cli(repo, "integrate", "--run-id", run_id).returncode == 3  # A never collected: BLOCKED, run finished
+    assert (
+        cli(repo, "integrate", "--run-id", run_id).returncode == 3
+    )  # A never collected: BLOCKED, run finished
     res = cli(repo, "clean", "--json")
     assert res.returncode == 3
     doc = json.loads(res.stdout)
     assert [r["worker"] for r in doc["refused"]] == ["A"]
-    assert [r["worker"] for r in doc["removed"]] == ["B"]  # its commits are exactly its collected DIFF.patch
+    assert [r["worker"] for r in doc["removed"]] == [
+        "B"
+    ]  # its commits are exactly its collected DIFF.patch
     assert factory_branches(repo) == [f"factory/{run_id}/A"]
     assert cli(repo, "clean", "--force").returncode == 0
     assert factory_branches(repo) == [] and worktrees(repo) == {}
@@ -155,12 +187,26 @@ def test_integrate_keeps_worktrees_on_request_and_with_uncollected_work(tmp_path
     assert cli(repo, "bundle-validate", "--run-id", run_id).returncode == 0
     res = cli(repo, "integrate", "--run-id", run_id)
     assert res.returncode == 0, res.stderr
-    assert "kept the worktree of C_worker" in res.stderr and "differ from the collected DIFF.patch" in res.stderr
+    assert (
+        "kept the worktree of C_worker" in res.stderr
+        and "differ from the collected DIFF.patch" in res.stderr
+    )
     assert list(worktrees(repo)) == [f"factory/{run_id}/C"]
     assert (trees["C"] / "docs" / "guide.md").read_text() == "edited after collecting\n"
     # --keep-worktrees: nothing removed at all.
-    res = cli(repo, "oneshot", "--workers", "B", "--keep-worktrees", "--json",
-              env={"FACTORY_WORKERS__AGENT": json.dumps({"preset": "script", "argv": ["{python}", "-c", "pass"]})})
+    res = cli(
+        repo,
+        "oneshot",
+        "--workers",
+        "B",
+        "--keep-worktrees",
+        "--json",
+        env={
+            "FACTORY_WORKERS__AGENT": json.dumps(
+                {"preset": "script", "argv": ["{python}", "-c", "pass"]}
+            )
+        },
+    )
     assert res.returncode == 0, res.stderr
     other = json.loads(res.stdout)["run_id"]
     assert f"factory/{other}/B" in worktrees(repo)
@@ -179,20 +225,29 @@ def test_the_users_own_stale_worktree_registration_survives_runs_and_clean(tmp_p
     admin = {p.name for p in (repo / ".git" / "worktrees").iterdir()}
 
     env = agent_env(tmp_path / "spec.json", {"A": {"write": {"src/app.py": "print('A')\n"}}})
-    res = cli(repo, "oneshot", "--workers", "A", env=env)  # real run, integrate PASS, worktree removed
+    res = cli(
+        repo, "oneshot", "--workers", "A", env=env
+    )  # real run, integrate PASS, worktree removed
     assert res.returncode == 0, res.stdout + res.stderr
     res = cli(repo, "launch", "--workers", "B", "--json")
     run_id = json.loads(res.stdout)["run_id"]
-    shutil.rmtree(worktrees(repo)[f"factory/{run_id}/B"])  # our folder gone: only our registration goes
+    shutil.rmtree(
+        worktrees(repo)[f"factory/{run_id}/B"]
+    )  # our folder gone: only our registration goes
     assert cli(repo, "clean", "--force").returncode == 0
 
     assert worktrees(repo) == {} and factory_branches(repo) == []
-    assert [e["branch"] for e in gitops.worktree_list(repo)] == ["refs/heads/main", "refs/heads/user/topic"]
+    assert [e["branch"] for e in gitops.worktree_list(repo)] == [
+        "refs/heads/main",
+        "refs/heads/user/topic",
+    ]
     assert {p.name for p in (repo / ".git" / "worktrees").iterdir()} == admin
     assert "user/topic" in gitops.branches(repo)
 
 
-def test_a_clean_up_failing_after_a_pass_keeps_the_verdict_and_clean_retries(tmp_path: Path) -> None:
+def test_a_clean_up_failing_after_a_pass_keeps_the_verdict_and_clean_retries(
+    tmp_path: Path,
+) -> None:
     repo = work_repo(tmp_path)
     run_id = json.loads(cli(repo, "launch", "--workers", "A", "--json").stdout)["run_id"]
     tree = worktrees(repo)[f"factory/{run_id}/A"]
@@ -202,12 +257,20 @@ def test_a_clean_up_failing_after_a_pass_keeps_the_verdict_and_clean_retries(tmp
     lock = repo / ".git" / "packed-refs.lock"  # another git process is rewriting refs
     lock.write_bytes(b"")
     res = cli(repo, "integrate", "--run-id", run_id, "--json")
-    assert res.returncode == 0, res.stdout + res.stderr  # the report says PASS: so does the exit code
+    assert res.returncode == 0, (
+        res.stdout + res.stderr
+    )  # the report says PASS: so does the exit code
     assert json.loads(res.stdout)["status"] == "PASS"
-    assert "STATUS:      PASS" in (run_dir(repo, run_id) / "Z_integrator" / "FINAL_REPORT.txt").read_text()
+    assert (
+        "STATUS:      PASS"
+        in (run_dir(repo, run_id) / "Z_integrator" / "FINAL_REPORT.txt").read_text()
+    )
     warnings = [ln for ln in res.stderr.splitlines() if "warning" in ln]
     assert len(warnings) == 1, res.stderr
-    assert f"kept branch factory/{run_id}/A" in warnings[0] and f"factory clean --run-id {run_id}" in warnings[0]
+    assert (
+        f"kept branch factory/{run_id}/A" in warnings[0]
+        and f"factory clean --run-id {run_id}" in warnings[0]
+    )
     failed = [e["payload"] for e in events(repo, run_id) if e["event_type"] == "cleanup.failed"]
     assert [(p["worker"], p["kept"]) for p in failed] == [("A", ["branch"])]
     assert_events_valid(repo)

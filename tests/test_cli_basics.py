@@ -24,7 +24,18 @@ from .conftest import PINNED, ROOT, make_repo, run_cli
 
 LEDGER_REL = "tools/codex/runs/factory_ledger.jsonl"
 T0 = parse_instant(PINNED)
-VERIFY_KEYS = {"ok", "lines", "head", "first_bad_seq", "reason", "torn_tail", "torn_bytes", "head_file", "notes", "path"}
+VERIFY_KEYS = {
+    "ok",
+    "lines",
+    "head",
+    "first_bad_seq",
+    "reason",
+    "torn_tail",
+    "torn_bytes",
+    "head_file",
+    "notes",
+    "path",
+}
 EVENT_KEYS = {"event_type", "hash", "payload", "prev_hash", "run_id", "seq", "stage", "ts_utc"}
 
 
@@ -73,6 +84,7 @@ def assert_one_line_usage_error(res: subprocess.CompletedProcess[str], *needles:
 
 # -- version and help ---------------------------------------------------------------------------
 
+
 def test_version() -> None:
     res = run_cli("--version")
     assert res.returncode == 0
@@ -95,6 +107,7 @@ def test_top_level_help_lists_the_ledger_and_config_commands() -> None:
 
 
 # -- ledger verify ------------------------------------------------------------------------------
+
 
 def test_ledger_verify_ok_and_json_keys(repo: Path) -> None:
     events = fill(repo)
@@ -151,13 +164,21 @@ def test_torn_tail_through_the_cli(repo: Path) -> None:
 
 # -- ledger show ------------------------------------------------------------------------------
 
+
 def test_json_out_is_utf8_and_identical_to_json_stdout(repo: Path, tmp_path: Path) -> None:
     fill(repo)
     for args in (["ledger"], ["ledger", "verify"], ["config", "show"], ["ledger", "--limit", "3"]):
         out = tmp_path / ("-".join(args) + ".json")
         # A console that cannot encode the payload's characters must not matter.
-        res = run_cli("--repo", str(repo), *args, "--json", "--json-out", str(out),
-                      env={"PYTHONIOENCODING": "cp1252"})
+        res = run_cli(
+            "--repo",
+            str(repo),
+            *args,
+            "--json",
+            "--json-out",
+            str(out),
+            env={"PYTHONIOENCODING": "cp1252"},
+        )
         assert res.returncode == 0, res.stderr
         assert out.read_bytes() == res.stdout.encode("utf-8"), args
         json.loads(out.read_bytes().decode("utf-8"))
@@ -177,8 +198,12 @@ def test_text_table_survives_a_narrow_console_encoding(repo: Path) -> None:
     """A cp1252 console (PowerShell) cannot show every character: the table still prints."""
     fill(repo)
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONIOENCODING="cp1252")
-    res = subprocess.run([sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "ledger"],
-                         env=env, capture_output=True, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "ledger"],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stderr == b""
     text = res.stdout.decode("cp1252")
@@ -248,6 +273,7 @@ def test_empty_ledger_shows_no_events(repo: Path) -> None:
 
 
 # -- usage errors -----------------------------------------------------------------------------
+
 
 def test_bad_now_is_a_one_line_usage_error(repo: Path) -> None:
     res = run_cli("--repo", str(repo), "--now", "garbage", "ledger")

@@ -22,7 +22,9 @@ from tests.workers_helpers import (
 )
 from tools.codex.factory.core import patchparse
 
-EVERYTHING = [{"id": "A", "task": "Anything outside the holdout.", "allow": ["**"], "deny": ["scenarios/**"]}]
+EVERYTHING = [
+    {"id": "A", "task": "Anything outside the holdout.", "allow": ["**"], "deny": ["scenarios/**"]}
+]
 
 
 def _launch_a(repo: Path, tmp_path: Path) -> tuple[str, Path]:
@@ -68,7 +70,9 @@ def test_collected_diff_reproduces_every_kind_of_change(tmp_path: Path) -> None:
         assert statuses["setup.cfg"] == "mode"
     files = json.loads((folder / "FILES_CHANGED.json").read_text(encoding="utf-8"))["files"]
     assert files == parsed.touched()
-    assert "debug.log" not in files and not any(f.startswith((".factory", "scenarios")) for f in files)
+    assert "debug.log" not in files and not any(
+        f.startswith((".factory", "scenarios")) for f in files
+    )
     assert "notes dir/ünïcödé file.txt" in files
 
     # Applied to a fresh clone of the base, the patch gives exactly the worktree's files.
@@ -97,11 +101,17 @@ def test_invalid_handoff_note_is_kept_and_blocks_validation(tmp_path: Path) -> N
     repo = work_repo(tmp_path)
     run_id, wt = _launch_a(repo, tmp_path)
     (wt / "src" / "app.py").write_text("print('x')\n")
-    (wt / ".factory" / "HANDOFF_NOTE.json").write_text(json.dumps({"schema_version": 1, "worker": "A"}))
+    (wt / ".factory" / "HANDOFF_NOTE.json").write_text(
+        json.dumps({"schema_version": 1, "worker": "A"})
+    )
     res = cli(repo, "bundle-collect", "--run-id", run_id)
     assert res.returncode == 0
     warning = [ln for ln in res.stderr.splitlines() if "HANDOFF_NOTE.json" in ln]
-    assert len(warning) == 1 and "depends_on" in warning[0] and "bundle-validate will block" in warning[0]
+    assert (
+        len(warning) == 1
+        and "depends_on" in warning[0]
+        and "bundle-validate will block" in warning[0]
+    )
     ev = [e for e in events(repo, run_id) if e["event_type"] == "bundle.collected"][-1]["payload"]
     assert ev["notes"]["HANDOFF_NOTE.json"] == "invalid" and "depends_on" in ev["handoff_error"]
     res = cli(repo, "bundle-validate", "--run-id", run_id, "--json")
@@ -113,7 +123,9 @@ def test_invalid_handoff_note_is_kept_and_blocks_validation(tmp_path: Path) -> N
     cli(repo, "bundle-collect", "--run-id", run_id)
     res = cli(repo, "bundle-validate", "--run-id", run_id, "--json")
     assert [f["rule"] for f in json.loads(res.stdout)["findings"]] == ["json-invalid"]
-    (wt / ".factory" / "HANDOFF_NOTE.json").write_text(json.dumps({"schema_version": 1, "worker": "A", "depends_on": []}))
+    (wt / ".factory" / "HANDOFF_NOTE.json").write_text(
+        json.dumps({"schema_version": 1, "worker": "A", "depends_on": []})
+    )
     cli(repo, "bundle-collect", "--run-id", run_id)
     assert cli(repo, "bundle-validate", "--run-id", run_id).returncode == 0
     assert cli(repo, "clean", "--run-id", run_id, "--force").returncode == 0
@@ -122,7 +134,10 @@ def test_invalid_handoff_note_is_kept_and_blocks_validation(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--run-id", "nope"], "factory: error: --run-id nope: no run folder tools/codex/runs/nope"),
+        (
+            ["--run-id", "nope"],
+            "factory: error: --run-id nope: no run folder tools/codex/runs/nope",
+        ),
         (["--run-id", "../x"], "factory: error: --run-id: run ID '../x' contains '..'"),
     ],
 )
@@ -139,13 +154,19 @@ def test_collect_of_a_dry_run_or_unknown_worker_is_refused(tmp_path: Path) -> No
     run_id = json.loads(res.stdout)["run_id"]
     res = cli(repo, "bundle-collect", "--run-id", run_id)
     assert res.returncode == 2
-    assert res.stderr.strip() == f"factory: error: run {run_id} was launched with --dry-run: it has no worktrees to collect"
+    assert (
+        res.stderr.strip()
+        == f"factory: error: run {run_id} was launched with --dry-run: it has no worktrees to collect"
+    )
     res = cli(repo, "launch", "--workers", "A", "--json")
     run_id = json.loads(res.stdout)["run_id"]
     res = cli(repo, "bundle-collect", "--run-id", run_id, "--workers", "B")
     assert res.returncode == 2 and res.stderr.strip() == (
-        "factory: error: --workers: B not in this run (workers: A)")
+        "factory: error: --workers: B not in this run (workers: A)"
+    )
     assert cli(repo, "clean", "--run-id", run_id, "--force").returncode == 0
     res = cli(repo, "bundle-collect", "--run-id", run_id)
-    assert res.returncode == 2 and f"A_worker: no worktree on branch factory/{run_id}/A" in res.stderr
+    assert (
+        res.returncode == 2 and f"A_worker: no worktree on branch factory/{run_id}/A" in res.stderr
+    )
     assert len(res.stderr.strip().splitlines()) == 1

@@ -32,7 +32,15 @@ def test_defaults_when_nothing_is_set(repo: Path) -> None:
     assert cfg.values == DEFAULTS
     assert cfg.file is None
     assert {r["origin"] for r in cfg.rows()} == {"default"}
-    assert set(cfg.values) == {"run", "paths", "workers", "checks", "ledger", "security", "feature_flags"}
+    assert set(cfg.values) == {
+        "run",
+        "paths",
+        "workers",
+        "checks",
+        "ledger",
+        "security",
+        "feature_flags",
+    }
     assert cfg.values["feature_flags"] and not any(cfg.values["feature_flags"].values())
     assert cfg.ledger_rel == "tools/codex/runs/factory_ledger.jsonl"
 
@@ -73,8 +81,12 @@ def test_each_layer_overrides_the_one_below(
 
 
 def test_config_show_json_gives_values_and_origins(repo: Path) -> None:
-    write_config(repo, {"run": {"kind": "filekind", "base_ref": "main"}, "ledger": {"lock_timeout_s": 5}})
-    res = run_cli("--repo", str(repo), "config", "show", "--json", env={"FACTORY_RUN__KIND": "envkind"})
+    write_config(
+        repo, {"run": {"kind": "filekind", "base_ref": "main"}, "ledger": {"lock_timeout_s": 5}}
+    )
+    res = run_cli(
+        "--repo", str(repo), "config", "show", "--json", env={"FACTORY_RUN__KIND": "envkind"}
+    )
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert set(doc) == {"config", "origins", "file"}
@@ -140,12 +152,20 @@ def test_bad_config_file_is_a_usage_error_naming_file_and_key(
 ENV_CASES = [
     ("FACTORY_RUN_KIND", "x", ["FACTORY_RUN_KIND", "FACTORY_RUN__KIND"]),
     ("FACTORY_LEDGER_FSYNC", "true", ["FACTORY_LEDGER_FSYNC", "FACTORY_LEDGER__FSYNC"]),
-    ("FACTORY_FEATURE_FLAGS_NOPE", "true", ["FACTORY_FEATURE_FLAGS_NOPE", "FACTORY_FEATURE_FLAGS__<KEY>"]),
+    (
+        "FACTORY_FEATURE_FLAGS_NOPE",
+        "true",
+        ["FACTORY_FEATURE_FLAGS_NOPE", "FACTORY_FEATURE_FLAGS__<KEY>"],
+    ),
     ("FACTORY_checks", "[]", ["FACTORY_checks", "FACTORY_CHECKS__<KEY>"]),
     ("FACTORY_NOPE__X", "1", ["FACTORY_NOPE__X", "'nope'"]),
     ("FACTORY_RUN__NOPE", "1", ["FACTORY_RUN__NOPE", "run.nope"]),
     ("FACTORY_FEATURE_FLAGS__NOPE", "true", ["FACTORY_FEATURE_FLAGS__NOPE", "feature_flags.nope"]),
-    ("FACTORY_WORKERS__MAX_PARALLEL", "abc", ["FACTORY_WORKERS__MAX_PARALLEL", "workers.max_parallel"]),
+    (
+        "FACTORY_WORKERS__MAX_PARALLEL",
+        "abc",
+        ["FACTORY_WORKERS__MAX_PARALLEL", "workers.max_parallel"],
+    ),
     ("FACTORY_LEDGER__FSYNC", "maybe", ["FACTORY_LEDGER__FSYNC", "ledger.fsync"]),
     ("FACTORY_RUN__KIND", "bad/kind", ["FACTORY_RUN__KIND", "run.kind"]),
     ("FACTORY_LEDGER__PATH", "/abs/ledger.jsonl", ["FACTORY_LEDGER__PATH", "ledger.path"]),
@@ -176,7 +196,10 @@ def test_file_errors_beat_env_and_name_the_file(repo: Path) -> None:
 
 # -- unrelated FACTORY_* variables ----------------------------------------------------------
 
-@pytest.mark.parametrize("var", ["FACTORY_TOKEN", "FACTORY_HOME", "FACTORY_RUNNER_ID", "FACTORY_PATHSEP", "FACTORY_"])
+
+@pytest.mark.parametrize(
+    "var", ["FACTORY_TOKEN", "FACTORY_HOME", "FACTORY_RUNNER_ID", "FACTORY_PATHSEP", "FACTORY_"]
+)
 def test_unrelated_factory_variables_are_ignored(repo: Path, var: str) -> None:
     cfg = config_mod.load(repo, environ={var: "secret", "FACTORY_RUN__KIND": "envkind"})
     assert cfg.get("run.kind") == "envkind"
@@ -187,10 +210,16 @@ def test_unrelated_factory_variables_are_ignored(repo: Path, var: str) -> None:
 
 # -- the ledger lives in the runs folder; the runs folder is the factory's own ---------------
 
+
 @pytest.mark.parametrize(
     ("layer", "path"),
-    [("env", "VERSION"), ("file", "audit/ledger.jsonl"), ("env", "tools/codex/runs"),
-     ("file", "tools/codex/runsX/l.jsonl"), ("env", "tools/codex/l.jsonl")],
+    [
+        ("env", "VERSION"),
+        ("file", "audit/ledger.jsonl"),
+        ("env", "tools/codex/runs"),
+        ("file", "tools/codex/runsX/l.jsonl"),
+        ("env", "tools/codex/l.jsonl"),
+    ],
 )
 def test_ledger_path_outside_the_runs_folder_is_refused(repo: Path, layer: str, path: str) -> None:
     (repo / "VERSION").write_text("1.0\n")
@@ -213,7 +242,10 @@ def test_ledger_path_outside_the_runs_folder_is_refused(repo: Path, layer: str, 
 def test_ledger_path_inside_the_runs_folder_is_accepted(repo: Path) -> None:
     cfg = config_mod.load(repo, environ={"FACTORY_LEDGER__PATH": "tools/codex/runs/audit/l.jsonl"})
     assert cfg.ledger_rel == "tools/codex/runs/audit/l.jsonl"
-    cfg = config_mod.load(repo, environ={"FACTORY_PATHS__RUNS_DIR": "out/runs", "FACTORY_LEDGER__PATH": "out/runs/l.jsonl"})
+    cfg = config_mod.load(
+        repo,
+        environ={"FACTORY_PATHS__RUNS_DIR": "out/runs", "FACTORY_LEDGER__PATH": "out/runs/l.jsonl"},
+    )
     assert cfg.ledger_rel == "out/runs/l.jsonl"
     cfg = config_mod.load(repo, environ={"FACTORY_PATHS__RUNS_DIR": "out/runs"})
     assert cfg.ledger_rel == "out/runs/factory_ledger.jsonl"
@@ -223,7 +255,10 @@ def test_check_runs_dir_refuses_a_folder_with_tracked_user_files(repo: Path) -> 
     from .conftest import git
 
     cfg = config_mod.load(repo, environ={"FACTORY_PATHS__RUNS_DIR": "src"})
-    with pytest.raises(UsageError, match=r"paths\.runs_dir: 'src' holds files tracked by git \(src/app\.py\).*env:FACTORY_PATHS__RUNS_DIR"):
+    with pytest.raises(
+        UsageError,
+        match=r"paths\.runs_dir: 'src' holds files tracked by git \(src/app\.py\).*env:FACTORY_PATHS__RUNS_DIR",
+    ):
         config_mod.check_runs_dir(repo, cfg)
     # The factory's own placeholder and ignore file are fine; a missing folder is fine.
     (repo / "tools/codex/runs").mkdir(parents=True)
@@ -232,7 +267,9 @@ def test_check_runs_dir_refuses_a_folder_with_tracked_user_files(repo: Path) -> 
     git(repo, "add", "-f", "tools/codex/runs/.gitkeep", "tools/codex/runs/.gitignore")
     git(repo, "commit", "-q", "-m", "runs")
     config_mod.check_runs_dir(repo, config_mod.load(repo, environ={}))
-    config_mod.check_runs_dir(repo, config_mod.load(repo, environ={"FACTORY_PATHS__RUNS_DIR": "new/runs"}))
+    config_mod.check_runs_dir(
+        repo, config_mod.load(repo, environ={"FACTORY_PATHS__RUNS_DIR": "new/runs"})
+    )
     # ...but a nested .gitkeep is a user file like any other.
     (repo / "tools/codex/runs/keep").mkdir()
     (repo / "tools/codex/runs/keep/.gitkeep").write_text("")
@@ -257,11 +294,19 @@ CHECK = {"argv": ["git", "status"]}
     ("checks", "where"),
     [
         ({"required": [{"name": "x", **CHECK}, {"name": "x", **CHECK}]}, "checks.required[1].name"),
-        ({"required": [{"name": "tests", **CHECK}], "advisory": [{"name": "Tests", **CHECK}]}, "checks.advisory[0].name"),
-        ({"advisory": [{"name": "lint", **CHECK}, {"name": "LINT", **CHECK}]}, "checks.advisory[1].name"),
+        (
+            {"required": [{"name": "tests", **CHECK}], "advisory": [{"name": "Tests", **CHECK}]},
+            "checks.advisory[0].name",
+        ),
+        (
+            {"advisory": [{"name": "lint", **CHECK}, {"name": "LINT", **CHECK}]},
+            "checks.advisory[1].name",
+        ),
     ],
 )
-def test_duplicate_check_names_are_refused_ignoring_case(repo: Path, checks: dict[str, Any], where: str) -> None:
+def test_duplicate_check_names_are_refused_ignoring_case(
+    repo: Path, checks: dict[str, Any], where: str
+) -> None:
     write_config(repo, {"checks": checks})
     res = run_cli("--repo", str(repo), "config", "show")
     assert_usage_error(res, where, "already used", "factory.config.json")
@@ -271,11 +316,14 @@ def test_duplicate_check_names_are_refused_ignoring_case(repo: Path, checks: dic
 
 
 def test_distinct_check_names_are_accepted(repo: Path) -> None:
-    cfg = config_mod.load(repo, environ={"FACTORY_CHECKS__ADVISORY": json.dumps([{"name": "lint", **CHECK}])})
+    cfg = config_mod.load(
+        repo, environ={"FACTORY_CHECKS__ADVISORY": json.dumps([{"name": "lint", **CHECK}])}
+    )
     assert [c["name"] for c in cfg.get("checks.advisory")] == ["lint"]
 
 
 # -- operator files: only regular files, no duplicate keys -----------------------------------
+
 
 def test_a_config_path_that_is_a_directory_is_an_error(repo: Path) -> None:
     (repo / CONFIG_REL).mkdir(parents=True)
@@ -307,7 +355,17 @@ def test_a_fifo_is_refused_not_read(repo: Path, tmp_path: Path) -> None:
     fifo = tmp_path / "plan.fifo"
     os.mkfifo(fifo)
     # In child processes with a time limit first: reading a FIFO would wait for a writer forever.
-    res = run_cli("--repo", str(repo), "launch", "--base-ref", "HEAD", "--dry-run", "--plan", str(fifo), timeout=60)
+    res = run_cli(
+        "--repo",
+        str(repo),
+        "launch",
+        "--base-ref",
+        "HEAD",
+        "--dry-run",
+        "--plan",
+        str(fifo),
+        timeout=60,
+    )
     assert_usage_error(res, "not a regular file")
     (repo / CONFIG_REL).parent.mkdir(parents=True)
     os.mkfifo(repo / CONFIG_REL)
@@ -318,9 +376,9 @@ def test_a_fifo_is_refused_not_read(repo: Path, tmp_path: Path) -> None:
 
 
 def test_loads_document_strips_a_bom_and_can_refuse_duplicate_keys() -> None:
-    assert jsonio.loads_document(b"\xef\xbb\xbf{\"a\": 1}") == {"a": 1}
+    assert jsonio.loads_document(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}
     assert jsonio.loads_document(b'{"a": 1, "a": 2}') == {"a": 2}  # orjson's reading by default
     with pytest.raises(ValueError, match="duplicate key 'b'"):
         jsonio.loads_document(b'{"a": [{"b": 1, "b": 1}]}', unique_keys=True)
     with pytest.raises(ValueError):
-        jsonio.loads_document(b"{\"a\": NaN}", unique_keys=True)  # one dialect: orjson's
+        jsonio.loads_document(b'{"a": NaN}', unique_keys=True)  # one dialect: orjson's

@@ -12,7 +12,9 @@ from tools.codex.factory.core import decisions
 from tools.codex.factory.core.paths import PathRuleError, normalise_repo_path
 
 SEGMENT = st.text(alphabet=st.sampled_from(list("ab./\\:C~ _-é\x00")), min_size=0, max_size=6)
-RAW_PATH = st.lists(SEGMENT, min_size=1, max_size=5).map(lambda parts: "/".join(parts)) | st.text(max_size=20)
+RAW_PATH = st.lists(SEGMENT, min_size=1, max_size=5).map(lambda parts: "/".join(parts)) | st.text(
+    max_size=20
+)
 
 
 @given(RAW_PATH)
@@ -30,16 +32,25 @@ def test_accepted_paths_never_leave_the_repository(raw: str) -> None:
 
 
 def _facts(touched: list[str], shared: list[str]) -> dict:
-    return {"touched": touched, "scope": {"allow": ["**"], "deny": [], "shared": shared},
-            "section_hashes": {p: "h" + p for p in touched}}
+    return {
+        "touched": touched,
+        "scope": {"allow": ["**"], "deny": [], "shared": shared},
+        "section_hashes": {p: "h" + p for p in touched},
+    }
 
 
-PATHS = st.lists(st.sampled_from(["a.py", "b.py", "src/c.py", "src/d.py", "docs/e.md"]), unique=True, max_size=5)
-WORKERS = st.dictionaries(st.sampled_from(list("ABCDE")), st.tuples(PATHS, PATHS), min_size=1, max_size=5)
+PATHS = st.lists(
+    st.sampled_from(["a.py", "b.py", "src/c.py", "src/d.py", "docs/e.md"]), unique=True, max_size=5
+)
+WORKERS = st.dictionaries(
+    st.sampled_from(list("ABCDE")), st.tuples(PATHS, PATHS), min_size=1, max_size=5
+)
 
 
 @given(WORKERS, st.permutations(list("ABCDE")), st.booleans())
-def test_overlaps_are_symmetric_and_independent_of_worker_order(ws: dict, perm: list[str], identical: bool) -> None:
+def test_overlaps_are_symmetric_and_independent_of_worker_order(
+    ws: dict, perm: list[str], identical: bool
+) -> None:
     facts = {w: _facts(t, s) for w, (t, s) in ws.items()}
     # Rename workers by a permutation: the overlap set maps exactly, nothing else changes.
     mapping = dict(zip("ABCDE", perm, strict=True))
@@ -47,7 +58,14 @@ def test_overlaps_are_symmetric_and_independent_of_worker_order(ws: dict, perm: 
     original = decisions.overlaps(facts, identical)
     permuted = decisions.overlaps(renamed, identical)
     expect = sorted(
-        ({"path": o["path"], "workers": sorted(mapping[w] for w in o["workers"]), "resolution": o["resolution"]} for o in original),
+        (
+            {
+                "path": o["path"],
+                "workers": sorted(mapping[w] for w in o["workers"]),
+                "resolution": o["resolution"],
+            }
+            for o in original
+        ),
         key=lambda o: o["path"],
     )
     assert permuted == expect
@@ -64,7 +82,13 @@ def test_overlaps_are_symmetric_and_independent_of_worker_order(ws: dict, perm: 
     assert decisions.overlaps(dict(reversed(list(facts.items()))), identical) == original
 
 
-@given(st.dictionaries(st.sampled_from(list("ABCDEF")), st.lists(st.sampled_from(list("ABCDEF")), max_size=3), min_size=1))
+@given(
+    st.dictionaries(
+        st.sampled_from(list("ABCDEF")),
+        st.lists(st.sampled_from(list("ABCDEF")), max_size=3),
+        min_size=1,
+    )
+)
 def test_merge_order_respects_dependencies_or_names_a_cycle(deps: dict[str, list[str]]) -> None:
     order, cycle = decisions.merge_order(deps)
     if cycle:
@@ -81,7 +105,9 @@ def test_merge_order_respects_dependencies_or_names_a_cycle(deps: dict[str, list
 def test_merge_order_ties_by_worker_id() -> None:
     assert decisions.merge_order({"C": [], "A": [], "B": []}) == (["A", "B", "C"], "")
     assert decisions.merge_order({"A": ["C"], "B": [], "C": []}) == (["B", "C", "A"], "")
-    assert decisions.merge_order({"A": ["B"], "B": ["A"]})[1] == "dependency cycle among workers A, B"
+    assert (
+        decisions.merge_order({"A": ["B"], "B": ["A"]})[1] == "dependency cycle among workers A, B"
+    )
 
 
 @given(st.lists(st.sampled_from(["PASS", "BLOCKED", "FAIL", "SKIPPED", "PENDING"]), min_size=1))
@@ -96,8 +122,10 @@ def test_final_status_is_the_worst_counted_stage(statuses: list[str]) -> None:
 
 
 def test_check_status_ignores_advisory() -> None:
-    checks = [{"name": "a", "required": False, "rc": 1, "timed_out": False},
-              {"name": "r", "required": True, "rc": 0, "timed_out": False}]
+    checks = [
+        {"name": "a", "required": False, "rc": 1, "timed_out": False},
+        {"name": "r", "required": True, "rc": 0, "timed_out": False},
+    ]
     assert decisions.check_status(checks) == ("PASS", [])
     checks.append({"name": "t", "required": True, "rc": None, "timed_out": True})
     assert decisions.check_status(checks) == ("BLOCKED", ["required check 't' timed out"])

@@ -45,9 +45,22 @@ def test_healthy_repository_has_no_fail(tmp_path: Path, env: dict[str, str]) -> 
     res = factory(repo, env, "doctor")
     assert res.returncode == 0, res.stdout
     found = lines_of(res.stdout)
-    for name in ("python", "dependency click", "dependency jsonschema", "dependency orjson", "dependency filelock",
-                 "git", "git features", "windows long paths", "repository", "config", "base ref", "runs folder",
-                 "ledger", "agents"):
+    for name in (
+        "python",
+        "dependency click",
+        "dependency jsonschema",
+        "dependency orjson",
+        "dependency filelock",
+        "git",
+        "git features",
+        "windows long paths",
+        "repository",
+        "config",
+        "base ref",
+        "runs folder",
+        "ledger",
+        "agents",
+    ):
         assert found[name].startswith("OK"), found.get(name)
     assert "free disk" in found
     assert "not Windows" in found["windows long paths"]
@@ -105,7 +118,9 @@ def test_edited_ledger_fails_naming_the_seq(tmp_path: Path, env: dict[str, str])
         ({"nosuch": {}}, "nosuch"),
     ],
 )
-def test_bad_config_fails_with_the_key_and_a_fix(tmp_path: Path, env: dict[str, str], doc: dict[str, Any], expect: str) -> None:
+def test_bad_config_fails_with_the_key_and_a_fix(
+    tmp_path: Path, env: dict[str, str], doc: dict[str, Any], expect: str
+) -> None:
     repo = make_repo(tmp_path / "repo", env)
     (repo / CONFIG_REL).parent.mkdir(parents=True)
     (repo / CONFIG_REL).write_bytes(jsonio.pretty(doc))
@@ -136,14 +151,23 @@ def test_config_origins_are_listed(tmp_path: Path, env: dict[str, str]) -> None:
 def test_missing_agent_command_is_only_a_warning(tmp_path: Path, env: dict[str, str]) -> None:
     repo = make_repo(tmp_path / "repo", env)
     (repo / CONFIG_REL).parent.mkdir(parents=True)
-    (repo / CONFIG_REL).write_bytes(jsonio.pretty({"workers": {
-        "agent": {"preset": "codex", "argv": ["no-such-agent-binary-7f3a", "exec"]},
-        "agents": {"B": {"preset": "script", "argv": ["git", "--version"]}},
-    }}))
+    (repo / CONFIG_REL).write_bytes(
+        jsonio.pretty(
+            {
+                "workers": {
+                    "agent": {"preset": "codex", "argv": ["no-such-agent-binary-7f3a", "exec"]},
+                    "agents": {"B": {"preset": "script", "argv": ["git", "--version"]}},
+                }
+            }
+        )
+    )
     res = factory(repo, env, "doctor")
     assert res.returncode == 0, res.stdout
     found = lines_of(res.stdout)
-    assert found["agent workers.agent"].startswith("WARN") and "no-such-agent-binary-7f3a" in found["agent workers.agent"]
+    assert (
+        found["agent workers.agent"].startswith("WARN")
+        and "no-such-agent-binary-7f3a" in found["agent workers.agent"]
+    )
     assert "fix: install no-such-agent-binary-7f3a" in found["agent workers.agent"]
     assert found["agent workers.agents.B"].startswith("OK")
 
@@ -160,23 +184,39 @@ def test_repository_without_commits_fails_the_base_ref(tmp_path: Path, env: dict
     assert line.startswith("FAIL base ref:") and "fix: commit at least once" in line
 
 
-def test_leftover_worktrees_are_a_warning_with_the_clean_fix(tmp_path: Path, env: dict[str, str]) -> None:
+def test_leftover_worktrees_are_a_warning_with_the_clean_fix(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     repo = make_repo(tmp_path / "repo", env)
     res = factory(repo, env, "launch", "--base-ref", "HEAD", "--run-id", "left-1", "--workers", "A")
     assert res.returncode == 0, res.stderr
-    busy = lines_of(factory(repo, env, "doctor").stdout)["worktrees"]  # an interactive worker at work
-    assert busy.startswith("OK   worktrees: no leftover") and "1 in use by run(s) still in progress (left-1" in busy
-    assert factory(repo, env, "bundle-collect", "--run-id", "left-1").returncode == 0  # collected, run not finished
-    busy = lines_of(factory(repo, env, "doctor").stdout)["worktrees"]  # `clean` would refuse it: still in use
+    busy = lines_of(factory(repo, env, "doctor").stdout)[
+        "worktrees"
+    ]  # an interactive worker at work
+    assert (
+        busy.startswith("OK   worktrees: no leftover")
+        and "1 in use by run(s) still in progress (left-1" in busy
+    )
+    assert (
+        factory(repo, env, "bundle-collect", "--run-id", "left-1").returncode == 0
+    )  # collected, run not finished
+    busy = lines_of(factory(repo, env, "doctor").stdout)[
+        "worktrees"
+    ]  # `clean` would refuse it: still in use
     assert busy.startswith("OK") and "in use" in busy and "clean --run-id left-1 --force" in busy
     assert factory(repo, env, "bundle-validate", "--run-id", "left-1").returncode == 0
     assert factory(repo, env, "integrate", "--run-id", "left-1", "--keep-worktrees").returncode == 0
     out = factory(repo, env, "doctor")
     assert out.returncode == 0
     line = lines_of(out.stdout)["worktrees"]
-    assert line.startswith("WARN worktrees: 1 leftover worker worktree(s)/branch(es)") and "left-1" in line
+    assert (
+        line.startswith("WARN worktrees: 1 leftover worker worktree(s)/branch(es)")
+        and "left-1" in line
+    )
     assert "fix: run `factory clean`" in line
-    assert factory(repo, env, "clean", "--run-id", "left-1").returncode == 0  # finished, all collected: no --force
+    assert (
+        factory(repo, env, "clean", "--run-id", "left-1").returncode == 0
+    )  # finished, all collected: no --force
     assert lines_of(factory(repo, env, "doctor").stdout)["worktrees"].startswith("OK")
 
 
@@ -190,7 +230,8 @@ def test_git_features_probe_only_what_the_factory_uses(tmp_path: Path, env: dict
     wrapper = bin_dir / "git"
     wrapper.write_bytes(
         b'#!/bin/sh\nfor a in "$@"; do [ "$a" = sparse-checkout ] && { echo "git: \'sparse-checkout\' is not a '
-        b'git command." >&2; exit 1; }; done\nexec ' + real_git.encode() + b' "$@"\n')
+        b'git command." >&2; exit 1; }; done\nexec ' + real_git.encode() + b' "$@"\n'
+    )
     wrapper.chmod(0o755)
     env = {**env, "PATH": str(bin_dir) + os.pathsep + env.get("PATH", "")}
     repo = make_repo(tmp_path / "repo", env)

@@ -69,7 +69,9 @@ def test_the_error_names_the_source() -> None:
 def test_prefix_and_id_are_deterministic_for_kind_clock_and_commit() -> None:
     now = Clock.from_env(PINNED).now()
     prefix = ids.run_id_prefix("factory", now, COMMIT)
-    assert prefix == "factory_20261121_201500_" + hashlib.sha256(COMMIT.encode()).hexdigest()[:8] + "_"
+    assert (
+        prefix == "factory_20261121_201500_" + hashlib.sha256(COMMIT.encode()).hexdigest()[:8] + "_"
+    )
     assert ids.run_id_prefix("factory", Clock.from_env(PINNED).now(), COMMIT) == prefix
     assert ids.make_run_id(prefix, 0) == prefix + "001"
     rid = ids.make_run_id(prefix, 0)
@@ -87,7 +89,9 @@ def test_prefix_uses_utc_whatever_the_offset() -> None:
     assert format_ts(local) == "2026-11-21T20:15:00.000000Z"
 
 
-@pytest.mark.parametrize(("existing", "suffix"), [(0, "001"), (1, "002"), (9, "010"), (41, "042"), (998, "999")])
+@pytest.mark.parametrize(
+    ("existing", "suffix"), [(0, "001"), (1, "002"), (9, "010"), (41, "042"), (998, "999")]
+)
 def test_seq_is_three_digits_from_001(existing: int, suffix: str) -> None:
     assert ids.make_run_id("p_", existing) == "p_" + suffix
 
@@ -140,7 +144,9 @@ def test_instants_outside_1970_to_9999_utc_are_usage_errors(bad: str) -> None:
         parse_instant(bad, "FACTORY_NOW")
 
 
-@pytest.mark.parametrize("good", ["1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "1970-01-01T01:00:00+01:00"])
+@pytest.mark.parametrize(
+    "good", ["1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "1970-01-01T01:00:00+01:00"]
+)
 def test_the_range_ends_are_accepted_and_fixed_width(good: str) -> None:
     ts = Clock.from_env(good).now_ts()
     assert len(ts) == 27 and ts.endswith("Z")
@@ -149,11 +155,19 @@ def test_the_range_ends_are_accepted_and_fixed_width(good: str) -> None:
 def test_format_ts_pads_the_year_to_four_digits() -> None:
     import datetime as dt
 
-    assert format_ts(dt.datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc)) == "0999-01-02T03:04:05.000006Z"
+    assert (
+        format_ts(dt.datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc))
+        == "0999-01-02T03:04:05.000006Z"
+    )
     # Filters (--since) take any year: they compare with stored timestamps, never become one.
-    assert format_ts(parse_instant("0001-01-01", "--since", bounded=False)) == "0001-01-01T00:00:00.000000Z"
+    assert (
+        format_ts(parse_instant("0001-01-01", "--since", bounded=False))
+        == "0001-01-01T00:00:00.000000Z"
+    )
     with pytest.raises(UsageError, match="--since"):
-        parse_instant("0001-01-01T00:00:00+01:00", "--since", bounded=False)  # overflows: still one line
+        parse_instant(
+            "0001-01-01T00:00:00+01:00", "--since", bounded=False
+        )  # overflows: still one line
 
 
 def test_cli_refuses_an_out_of_range_clock_and_creates_nothing(tmp_path: Path) -> None:
@@ -165,7 +179,9 @@ def test_cli_refuses_an_out_of_range_clock_and_creates_nothing(tmp_path: Path) -
         (("--now", "0001-01-01T00:00:00+01:00"), None, "--now"),
         ((), {"FACTORY_NOW": "0999-01-01T00:00:00Z"}, "FACTORY_NOW"),
     ):
-        res = run_cli("--repo", str(repo), *args, "launch", "--base-ref", "HEAD", "--dry-run", env=env)
+        res = run_cli(
+            "--repo", str(repo), *args, "launch", "--base-ref", "HEAD", "--dry-run", env=env
+        )
         assert res.returncode == 2, res.stderr
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and source in lines[0] and "1970..9999" in lines[0], res.stderr

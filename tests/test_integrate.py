@@ -34,8 +34,21 @@ def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo", FILES)
 
 
-def integrate(repo: Path, run_id: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return run_cli("--repo", str(repo), "--now", PINNED, "integrate", "--run-id", run_id, "--json", *extra, env=env)
+def integrate(
+    repo: Path, run_id: str, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        "--repo",
+        str(repo),
+        "--now",
+        PINNED,
+        "integrate",
+        "--run-id",
+        run_id,
+        "--json",
+        *extra,
+        env=env,
+    )
 
 
 def validated_run(repo: Path, patches: dict[str, bytes]) -> str:
@@ -47,7 +60,9 @@ def validated_run(repo: Path, patches: dict[str, bytes]) -> str:
     return run_id
 
 
-def assert_agree(repo: Path, run_id: str, res: subprocess.CompletedProcess[str], status: str, code: int) -> None:
+def assert_agree(
+    repo: Path, run_id: str, res: subprocess.CompletedProcess[str], status: str, code: int
+) -> None:
     """FINAL_REPORT.txt, STATUS.json and the exit code tell the same story."""
     z = run_dir(repo, run_id) / "Z_integrator"
     assert res.returncode == code, res.stdout + res.stderr
@@ -63,12 +78,19 @@ def assert_agree(repo: Path, run_id: str, res: subprocess.CompletedProcess[str],
 
 def test_two_disjoint_workers_pass_and_diff_reproduces_merge(repo: Path, tmp_path: Path) -> None:
     a = make_patch(repo, {"src/app.py": "print('app v2')\n", "src/new.py": "N = 1\n"})
-    b = make_patch(repo, {"tests/test_app.py": FILES["tests/test_app.py"] + "\ndef test_more():\n    assert 1\n"})
+    b = make_patch(
+        repo,
+        {"tests/test_app.py": FILES["tests/test_app.py"] + "\ndef test_more():\n    assert 1\n"},
+    )
     run_id = validated_run(repo, {"A": a, "B": b})
     res = integrate(repo, run_id)
     assert_agree(repo, run_id, res, "PASS", 0)
     z = run_dir(repo, run_id) / "Z_integrator"
-    assert read_json(z / "FILES_CHANGED.json")["files"] == ["src/app.py", "src/new.py", "tests/test_app.py"]
+    assert read_json(z / "FILES_CHANGED.json")["files"] == [
+        "src/app.py",
+        "src/new.py",
+        "tests/test_app.py",
+    ]
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(repo), str(clone))
     git(clone, "apply", "--index", str(z / "DIFF.patch"))
@@ -78,14 +100,35 @@ def test_two_disjoint_workers_pass_and_diff_reproduces_merge(repo: Path, tmp_pat
     merge_plan = (z / "MERGE_PLAN.md").read_text()
     assert merge_plan.index("A_worker") < merge_plan.index("B_worker")
     run = run_dir(repo, run_id)
-    ok = subprocess.run(["sha256sum", "-c", "--quiet", *[f"attestations/{n}" for n in ("bundles.sha256", "ledger.sha256", "report.sha256")]],
-                        cwd=run, capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            "sha256sum",
+            "-c",
+            "--quiet",
+            *[f"attestations/{n}" for n in ("bundles.sha256", "ledger.sha256", "report.sha256")],
+        ],
+        cwd=run,
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert not (run / "sandbox").exists()
 
 
 def test_failing_required_check_blocks(repo: Path) -> None:
-    write_config(repo, {"checks": {"required": [{"name": "unit", "argv": ["{python}", "-c", "import sys; print('boom'); sys.exit(4)"]}]}})
+    write_config(
+        repo,
+        {
+            "checks": {
+                "required": [
+                    {
+                        "name": "unit",
+                        "argv": ["{python}", "-c", "import sys; print('boom'); sys.exit(4)"],
+                    }
+                ]
+            }
+        },
+    )
     run_id = validated_run(repo, {"A": make_patch(repo, {"src/app.py": "x = 1\n"})})
     res = integrate(repo, run_id)
     assert_agree(repo, run_id, res, "BLOCKED", 3)
@@ -99,7 +142,15 @@ def test_failing_required_check_blocks(repo: Path) -> None:
 
 
 def test_advisory_check_never_blocks(repo: Path) -> None:
-    write_config(repo, {"checks": {"required": [], "advisory": [{"name": "lint", "argv": ["{python}", "-c", "raise SystemExit(2)"]}]}})
+    write_config(
+        repo,
+        {
+            "checks": {
+                "required": [],
+                "advisory": [{"name": "lint", "argv": ["{python}", "-c", "raise SystemExit(2)"]}],
+            }
+        },
+    )
     run_id = validated_run(repo, {})
     res = integrate(repo, run_id)
     assert_agree(repo, run_id, res, "PASS", 0)
@@ -109,7 +160,9 @@ def test_advisory_check_never_blocks(repo: Path) -> None:
 
 def test_check_runs_in_sandbox_with_merged_change(repo: Path) -> None:
     probe = "import pathlib, sys; sys.exit(0 if pathlib.Path('src/new.py').read_text() == 'N = 1\\n' else 9)"
-    write_config(repo, {"checks": {"required": [{"name": "sees-merge", "argv": ["{python}", "-c", probe]}]}})
+    write_config(
+        repo, {"checks": {"required": [{"name": "sees-merge", "argv": ["{python}", "-c", probe]}]}}
+    )
     run_id = validated_run(repo, {"A": make_patch(repo, {"src/new.py": "N = 1\n"})})
     assert_agree(repo, run_id, integrate(repo, run_id), "PASS", 0)
 
@@ -124,7 +177,9 @@ def test_check_cannot_reach_user_repo_through_git(repo: Path) -> None:
         "subprocess.run(['git', 'commit', '-q', '--allow-empty', '-m', 'evil'], check=True); "
         "sys.exit(0 if ok else 7)"
     )
-    write_config(repo, {"checks": {"required": [{"name": "isolated", "argv": ["{python}", "-c", probe]}]}})
+    write_config(
+        repo, {"checks": {"required": [{"name": "isolated", "argv": ["{python}", "-c", probe]}]}}
+    )
     run_id = validated_run(repo, {})
     before = gitops.snapshot(repo)
     res = integrate(repo, run_id, env={"GIT_DIR": str(repo / ".git"), "GIT_WORK_TREE": str(repo)})
@@ -132,9 +187,14 @@ def test_check_cannot_reach_user_repo_through_git(repo: Path) -> None:
     assert gitops.snapshot(repo) == before
     assert "evil-from-check" not in git(repo, "branch", "--list")
     env_probe = "import os, sys; sys.exit(1 if any(k.startswith('GIT_') and k != 'GIT_CEILING_DIRECTORIES' for k in os.environ) else 0)"
-    write_config(repo, {"checks": {"required": [{"name": "clean-env", "argv": ["{python}", "-c", env_probe]}]}})
+    write_config(
+        repo,
+        {"checks": {"required": [{"name": "clean-env", "argv": ["{python}", "-c", env_probe]}]}},
+    )
     run2 = validated_run(repo, {})
-    assert_agree(repo, run2, integrate(repo, run2, env={"GIT_TRACE": "0", "GIT_AUTHOR_NAME": "x"}), "PASS", 0)
+    assert_agree(
+        repo, run2, integrate(repo, run2, env={"GIT_TRACE": "0", "GIT_AUTHOR_NAME": "x"}), "PASS", 0
+    )
 
 
 def test_check_timeout_blocks_and_kills_the_tree(repo: Path, tmp_path: Path) -> None:
@@ -144,7 +204,14 @@ def test_check_timeout_blocks_and_kills_the_tree(repo: Path, tmp_path: Path) -> 
         f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); open({str(marker)!r}, 'w').write(str(p.pid)); "
         "time.sleep(60)"
     )
-    write_config(repo, {"checks": {"required": [{"name": "slow", "argv": ["{python}", "-c", script], "timeout_s": 2}]}})
+    write_config(
+        repo,
+        {
+            "checks": {
+                "required": [{"name": "slow", "argv": ["{python}", "-c", script], "timeout_s": 2}]
+            }
+        },
+    )
     run_id = validated_run(repo, {})
     res = integrate(repo, run_id)
     assert_agree(repo, run_id, res, "BLOCKED", 3)
@@ -157,7 +224,9 @@ def test_check_timeout_blocks_and_kills_the_tree(repo: Path, tmp_path: Path) -> 
 
 def test_patch_that_does_not_apply_blocks_naming_worker_and_file(repo: Path) -> None:
     run_id = launch_dry(repo)
-    patch = make_patch(repo, {"src/app.py": "changed\n"}).replace(b"-print('app')", b"-print('not what is there')")
+    patch = make_patch(repo, {"src/app.py": "changed\n"}).replace(
+        b"-print('app')", b"-print('not what is there')"
+    )
     set_bundle(repo, run_id, "A", patch)
     assert run_cli("--repo", str(repo), "bundle-validate", "--run-id", run_id).returncode == 0
     res = integrate(repo, run_id)
@@ -170,12 +239,16 @@ def test_integrate_refuses_without_validation_or_after_a_change(repo: Path) -> N
     run_id = launch_dry(repo)
     res = integrate(repo, run_id)
     assert_agree(repo, run_id, res, "BLOCKED", 3)
-    assert "bundle-validate has not run" in " ".join(read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["reasons"])
+    assert "bundle-validate has not run" in " ".join(
+        read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["reasons"]
+    )
     assert run_cli("--repo", str(repo), "bundle-validate", "--run-id", run_id).returncode == 0
     (run_dir(repo, run_id) / "C_worker" / "SUMMARY.md").write_text("changed after validation\n")
     res = integrate(repo, run_id)
     assert_agree(repo, run_id, res, "BLOCKED", 3)
-    assert "C_worker changed since it was validated" in " ".join(read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["reasons"])
+    assert "C_worker changed since it was validated" in " ".join(
+        read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["reasons"]
+    )
 
 
 def test_integrate_a_different_selection_than_validated_blocks(repo: Path) -> None:
@@ -235,11 +308,19 @@ def test_user_state_is_never_touched(repo: Path) -> None:
     (repo / "README.md").write_text("dirty again\n")
     git(repo, "branch", "feature")
     before = gitops.snapshot(repo)
-    files_before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts and "runs" not in p.parts}
+    files_before = {
+        p: p.read_bytes()
+        for p in repo.rglob("*")
+        if p.is_file() and ".git" not in p.parts and "runs" not in p.parts
+    }
     res = run_cli("--repo", str(repo), "oneshot", "--dry-run")
     assert res.returncode == 0, res.stdout + res.stderr
     assert gitops.snapshot(repo) == before
-    files_after = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts and "runs" not in p.parts}
+    files_after = {
+        p: p.read_bytes()
+        for p in repo.rglob("*")
+        if p.is_file() and ".git" not in p.parts and "runs" not in p.parts
+    }
     assert files_after == files_before
     assert git(repo, "status", "--porcelain", "--ignored=no").count("tools/codex/runs") == 0
 
@@ -249,20 +330,45 @@ def test_oneshot_dry_run_pass_in_fresh_repo_all_artifacts_schema_valid(repo: Pat
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["status"] == "PASS"
-    assert [s["stage"] for s in summary["stages"]] == ["preflight", "launch", "bundle-validate", "integrate"]
+    assert [s["stage"] for s in summary["stages"]] == [
+        "preflight",
+        "launch",
+        "bundle-validate",
+        "integrate",
+    ]
     run = repo / "tools/codex/runs" / summary["run_id"]
     assert (repo / summary["report"]).is_file()
-    kinds = {"STATUS.json": "worker_status", "FILES_CHANGED.json": "files_changed", "SCOPE_LOCK.json": "scope_lock",
-             "HANDOFF_NOTE.json": "handoff_note", "LOGS/INDEX.json": "logs_index"}
+    kinds = {
+        "STATUS.json": "worker_status",
+        "FILES_CHANGED.json": "files_changed",
+        "SCOPE_LOCK.json": "scope_lock",
+        "HANDOFF_NOTE.json": "handoff_note",
+        "LOGS/INDEX.json": "logs_index",
+    }
     for w in "ABCD":
-        for name in ("STATUS.json", "SUMMARY.md", "FILES_CHANGED.json", "DIFF.patch", "SUGGESTIONS.md",
-                     "SCOPE_LOCK.json", "HANDOFF_NOTE.json", "LOGS/INDEX.json"):
+        for name in (
+            "STATUS.json",
+            "SUMMARY.md",
+            "FILES_CHANGED.json",
+            "DIFF.patch",
+            "SUGGESTIONS.md",
+            "SCOPE_LOCK.json",
+            "HANDOFF_NOTE.json",
+            "LOGS/INDEX.json",
+        ):
             path = run / f"{w}_worker" / name
             assert path.is_file(), path
             if name in kinds:
                 assert schemas.errors(kinds[name], read_json(path)) == [], path
         assert read_json(run / f"{w}_worker" / "STATUS.json")["dry_run"] is True
-    for name in ("STATUS.json", "FINAL_REPORT.txt", "FILES_CHANGED.json", "DIFF.patch", "MERGE_PLAN.md", "LOGS/INDEX.json"):
+    for name in (
+        "STATUS.json",
+        "FINAL_REPORT.txt",
+        "FILES_CHANGED.json",
+        "DIFF.patch",
+        "MERGE_PLAN.md",
+        "LOGS/INDEX.json",
+    ):
         assert (run / "Z_integrator" / name).is_file(), name
     assert schemas.errors("run_manifest", read_json(run / "RUN_MANIFEST.json")) == []
     assert schemas.errors("validation", read_json(run / "VALIDATION.json")) == []
@@ -282,7 +388,14 @@ def test_oneshot_blocked_at_validation_skips_integrate_and_reports(repo: Path) -
     # A headless agent that edits outside its scope: validation blocks, integrate is SKIPPED,
     # and Z's report and STATUS.json still say BLOCKED, as does the exit code.
     agent = "import pathlib; pathlib.Path('README.md').write_text('out of scope\\n')"
-    write_config(repo, {"workers": {"agent": {"preset": "script", "argv": ["{python}", "-c", agent], "timeout_s": 60}}})
+    write_config(
+        repo,
+        {
+            "workers": {
+                "agent": {"preset": "script", "argv": ["{python}", "-c", agent], "timeout_s": 60}
+            }
+        },
+    )
     res = run_cli("--repo", str(repo), "--now", PINNED, "oneshot", "--workers", "A", "--json")
     summary = json.loads(res.stdout)
     assert res.returncode == 3, res.stderr
@@ -296,23 +409,40 @@ def test_oneshot_blocked_at_validation_skips_integrate_and_reports(repo: Path) -
     assert "STATUS:      BLOCKED" in report and "[scope-not-allowed] A README.md" in report
     assert (z / "DIFF.patch").read_bytes() == b""
     untracked = git(repo, "status", "--porcelain", "--untracked-files=all")
-    assert untracked == "?? tools/codex/factory/factory.config.json\n"  # the test's own config, nothing else
+    assert (
+        untracked == "?? tools/codex/factory/factory.config.json\n"
+    )  # the test's own config, nothing else
 
 
 def test_preflight_blocks_on_bad_base_ref(repo: Path) -> None:
     res = run_cli("--repo", str(repo), "preflight", "--base-ref", "no-such-branch")
     assert res.returncode == 3
     assert "FAIL base-ref" in res.stdout and "fix:" in res.stdout
-    res = run_cli("--repo", str(repo), "oneshot", "--dry-run", "--base-ref", "no-such-branch", "--json")
+    res = run_cli(
+        "--repo", str(repo), "oneshot", "--dry-run", "--base-ref", "no-such-branch", "--json"
+    )
     assert res.returncode == 3
     summary = json.loads(res.stdout)
     assert summary["status"] == "BLOCKED"
-    assert [s["status"] for s in summary["stages"]] == ["BLOCKED", "SKIPPED", "SKIPPED", "SKIPPED", "SKIPPED"]
+    assert [s["status"] for s in summary["stages"]] == [
+        "BLOCKED",
+        "SKIPPED",
+        "SKIPPED",
+        "SKIPPED",
+        "SKIPPED",
+    ]
     assert not [p for p in (repo / "tools/codex/runs").glob("factory_*") if p.is_dir()]
 
 
 def test_oneshot_blocked_run_writes_report_and_skips(repo: Path, tmp_path: Path) -> None:
-    write_config(repo, {"checks": {"required": [{"name": "red", "argv": ["{python}", "-c", "raise SystemExit(1)"]}]}})
+    write_config(
+        repo,
+        {
+            "checks": {
+                "required": [{"name": "red", "argv": ["{python}", "-c", "raise SystemExit(1)"]}]
+            }
+        },
+    )
     res = run_cli("--repo", str(repo), "--now", PINNED, "oneshot", "--dry-run", "--json")
     summary = json.loads(res.stdout)
     assert res.returncode == 3 and summary["status"] == "BLOCKED"
@@ -329,7 +459,9 @@ def test_hostile_run_ids_are_usage_errors_and_create_nothing(repo: Path) -> None
         res = run_cli("--repo", str(repo), "launch", "--dry-run", "--run-id", bad)
         assert res.returncode == 2, (bad, res.stderr)
         assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1
-    assert not (repo / "tools/codex/runs").exists() or not [p for p in (repo / "tools/codex/runs").iterdir() if p.is_dir()]
+    assert not (repo / "tools/codex/runs").exists() or not [
+        p for p in (repo / "tools/codex/runs").iterdir() if p.is_dir()
+    ]
     assert not (repo.parent / "x").exists()
 
 
@@ -368,7 +500,11 @@ def test_determinism_two_clones_byte_identical(tmp_path: Path) -> None:
         res = run_cli("--repo", str(clone), "--now", PINNED, "integrate", "--run-id", run_id)
         assert res.returncode == 0, res.stderr
         run = run_dir(clone, run_id)
-        files = {p.relative_to(run).as_posix(): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+        files = {
+            p.relative_to(run).as_posix(): p.read_bytes()
+            for p in sorted(run.rglob("*"))
+            if p.is_file()
+        }
         ledger = (clone / "tools/codex/runs/factory_ledger.jsonl").read_bytes()
         outputs.append((run_id, files, ledger))
     assert outputs[0][0] == outputs[1][0]
@@ -381,7 +517,9 @@ def test_determinism_two_clones_byte_identical(tmp_path: Path) -> None:
 
 def test_python_check_placeholder_uses_this_interpreter(repo: Path) -> None:
     probe = f"import sys; sys.exit(0 if sys.executable == {sys.executable!r} else 5)"
-    write_config(repo, {"checks": {"required": [{"name": "py", "argv": ["{python}", "-c", probe]}]}})
+    write_config(
+        repo, {"checks": {"required": [{"name": "py", "argv": ["{python}", "-c", probe]}]}}
+    )
     run_id = validated_run(repo, {})
     assert_agree(repo, run_id, integrate(repo, run_id), "PASS", 0)
 
@@ -396,17 +534,37 @@ def test_keep_sandbox_flag_keeps_it(repo: Path) -> None:
 
 
 def test_flag_record_check_output_in_ledger(repo: Path) -> None:
-    write_config(repo, {"checks": {"required": [{"name": "talk", "argv": ["{python}", "-c", "print('said-this')"]}]}})
+    write_config(
+        repo,
+        {
+            "checks": {
+                "required": [{"name": "talk", "argv": ["{python}", "-c", "print('said-this')"]}]
+            }
+        },
+    )
     run_id = validated_run(repo, {})
     assert integrate(repo, run_id).returncode == 0
-    events = [json.loads(x) for x in (repo / "tools/codex/runs/factory_ledger.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(x)
+        for x in (repo / "tools/codex/runs/factory_ledger.jsonl").read_text().splitlines()
+    ]
     finished = [e for e in events if e["event_type"] == "check.finished" and e["run_id"] == run_id]
     assert "output_tail" not in finished[0]["payload"]  # off by default
-    write_config(repo, {"checks": {"required": [{"name": "talk", "argv": ["{python}", "-c", "print('said-this')"]}]},
-                        "feature_flags": {"record_check_output_in_ledger": True}})
+    write_config(
+        repo,
+        {
+            "checks": {
+                "required": [{"name": "talk", "argv": ["{python}", "-c", "print('said-this')"]}]
+            },
+            "feature_flags": {"record_check_output_in_ledger": True},
+        },
+    )
     run2 = validated_run(repo, {})
     assert integrate(repo, run2).returncode == 0
-    events = [json.loads(x) for x in (repo / "tools/codex/runs/factory_ledger.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(x)
+        for x in (repo / "tools/codex/runs/factory_ledger.jsonl").read_text().splitlines()
+    ]
     finished = [e for e in events if e["event_type"] == "check.finished" and e["run_id"] == run2]
     assert finished[0]["payload"]["output_tail"]["stdout"].strip() == "said-this"
 
@@ -418,7 +576,12 @@ def test_flag_strict_handoff_dependencies(repo: Path) -> None:
         doc = read_json(note)
         doc["depends_on"] = ["B"]
         note.write_text(json.dumps(doc))
-        assert run_cli("--repo", str(repo), "bundle-validate", "--run-id", run_id, "--workers", "A,C").returncode == 0
+        assert (
+            run_cli(
+                "--repo", str(repo), "bundle-validate", "--run-id", run_id, "--workers", "A,C"
+            ).returncode
+            == 0
+        )
         return run_id
 
     # Off (default): a dependency on a worker outside this integration is ignored.
@@ -427,7 +590,9 @@ def test_flag_strict_handoff_dependencies(repo: Path) -> None:
     run_id = run_with_dependency("2026-11-21T20:16:00Z")
     res = integrate(repo, run_id, "--workers", "A,C")
     assert_agree(repo, run_id, res, "BLOCKED", 3)
-    assert "A->B" in " ".join(read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["reasons"])
+    assert "A->B" in " ".join(
+        read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["reasons"]
+    )
 
 
 def test_dependencies_change_merge_order(repo: Path) -> None:
@@ -458,11 +623,21 @@ def test_hand_edited_validation_is_refused(repo: Path) -> None:
 
 
 def test_checks_are_the_runs_own_an_env_var_cannot_drop_them(repo: Path) -> None:
-    write_config(repo, {"checks": {"required": [{"name": "red", "argv": ["{python}", "-c", "raise SystemExit(1)"]}]}})
+    write_config(
+        repo,
+        {
+            "checks": {
+                "required": [{"name": "red", "argv": ["{python}", "-c", "raise SystemExit(1)"]}]
+            }
+        },
+    )
     run_id = validated_run(repo, {})
     res = integrate(repo, run_id, env={"FACTORY_CHECKS__REQUIRED": "[]"})
     assert_agree(repo, run_id, res, "BLOCKED", 3)
-    assert read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["checks"][0]["name"] == "red"
+    assert (
+        read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")["checks"][0]["name"]
+        == "red"
+    )
 
 
 def test_attestation_failure_makes_everything_say_fail(repo: Path) -> None:
@@ -505,14 +680,18 @@ def test_checks_cannot_walk_up_to_the_user_repo(repo: Path) -> None:
         "r = subprocess.run(['git', '-C', '../..', 'branch', 'pwned-by-check'], capture_output=True); "
         "sys.exit(0 if not bad and r.returncode != 0 else 9)"
     )
-    write_config(repo, {"checks": {"required": [{"name": "walk-up", "argv": ["{python}", "-c", probe]}]}})
+    write_config(
+        repo, {"checks": {"required": [{"name": "walk-up", "argv": ["{python}", "-c", probe]}]}}
+    )
     run_id = validated_run(repo, {})
     before = gitops.snapshot(repo)
     assert_agree(repo, run_id, integrate(repo, run_id), "PASS", 0)
     assert gitops.snapshot(repo) == before
 
 
-def test_merged_diff_ignores_the_users_git_config(repo: Path, tmp_path: Path, isolated_env: Path) -> None:
+def test_merged_diff_ignores_the_users_git_config(
+    repo: Path, tmp_path: Path, isolated_env: Path
+) -> None:
     lines = "".join(f"line {i}\n" for i in range(40))
     (repo / "src/long.txt").write_text(lines)
     git(repo, "add", "src/long.txt")
@@ -521,7 +700,9 @@ def test_merged_diff_ignores_the_users_git_config(repo: Path, tmp_path: Path, is
     outputs = []
     patch = make_patch(repo, {"src/long.txt": changed})  # made before the hostile config below
     for context in ("3", "9"):
-        (isolated_env / ".gitconfig").write_text(f"[diff]\n\tcontext = {context}\n\tnoprefix = true\n")
+        (isolated_env / ".gitconfig").write_text(
+            f"[diff]\n\tcontext = {context}\n\tnoprefix = true\n"
+        )
         run_id = launch_dry(repo, now=f"2026-11-21T20:1{context}:00Z")
         set_bundle(repo, run_id, "A", patch)
         assert run_cli("--repo", str(repo), "bundle-validate", "--run-id", run_id).returncode == 0

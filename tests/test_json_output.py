@@ -16,10 +16,28 @@ from tools.codex.factory.ops.selftest import BASE_FILES, factory, make_repo, rea
 RUN = "run-json"
 JSON_KEYS: dict[str, set[str] | None] = {  # None: a JSON array (of ledger events)
     "ledger": None,
-    "ledger verify": {"ok", "lines", "head", "first_bad_seq", "reason", "torn_tail", "torn_bytes", "head_file",
-                      "notes", "path"},
+    "ledger verify": {
+        "ok",
+        "lines",
+        "head",
+        "first_bad_seq",
+        "reason",
+        "torn_tail",
+        "torn_bytes",
+        "head_file",
+        "notes",
+        "path",
+    },
     "ledger repair": {"repaired", "reason"},
-    "ledger-replay": {"run_id", "ok", "chain_verified", "ledger", "state", "timeline", "divergences"},
+    "ledger-replay": {
+        "run_id",
+        "ok",
+        "chain_verified",
+        "ledger",
+        "state",
+        "timeline",
+        "divergences",
+    },
     "print-report": {"run_id", "path", "report"},
     "config show": {"config", "origins", "file"},
     "doctor": {"status", "counts", "checks", "self_test"},
@@ -72,9 +90,12 @@ def check_keys(name: str, data: Any) -> None:
         assert keys <= set(data), f"{name}: missing {keys - set(data)}"
 
 
-@pytest.mark.parametrize(("name", "args"), READ_COMMANDS, ids=[" ".join(a) for _, a in READ_COMMANDS])
-def test_read_command_json_equals_json_out(world: tuple[Path, dict[str, str]], tmp_path: Path, name: str,
-                                           args: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("name", "args"), READ_COMMANDS, ids=[" ".join(a) for _, a in READ_COMMANDS]
+)
+def test_read_command_json_equals_json_out(
+    world: tuple[Path, dict[str, str]], tmp_path: Path, name: str, args: tuple[str, ...]
+) -> None:
     repo, env = world
     out_file = tmp_path / "nested" / "out.json"
     res = factory(repo, env, *args, "--json", "--json-out", str(out_file))
@@ -105,7 +126,16 @@ def test_doctor_json_equals_json_out(world: tuple[Path, dict[str, str]], tmp_pat
 def test_non_ascii_survives_as_utf8(world: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     repo, env = world
     out_file = tmp_path / "ledger.json"
-    res = factory(repo, env, "ledger", "--event-type", "preflight.check", "--json", "--json-out", str(out_file))
+    res = factory(
+        repo,
+        env,
+        "ledger",
+        "--event-type",
+        "preflight.check",
+        "--json",
+        "--json-out",
+        str(out_file),
+    )
     assert res.returncode == 0
     raw = out_file.read_bytes()
     assert "brünhilde-ß".encode() in raw and not raw.startswith(b"\xff\xfe")
@@ -117,10 +147,18 @@ def test_every_command_writes_json_out(world: tuple[Path, dict[str, str]], tmp_p
     repo, env = world
     cases: list[tuple[str, tuple[str, ...], int]] = [
         ("preflight", ("preflight",), 0),
-        ("launch", ("launch", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-two", "--json"), 0),
+        (
+            "launch",
+            ("launch", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-two", "--json"),
+            0,
+        ),
         ("bundle-validate", ("bundle-validate", "--run-id", "run-two", "--json"), 0),
         ("integrate", ("integrate", "--run-id", "run-two", "--json"), 0),
-        ("oneshot", ("oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-three", "--json"), 0),
+        (
+            "oneshot",
+            ("oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-three", "--json"),
+            0,
+        ),
         ("ledger repair", ("ledger", "repair", "--json"), 0),
         ("open-report", ("open-report", "--run-id", RUN), 0),
         ("open-run", ("open-run", "--run-id", RUN), 0),
@@ -142,9 +180,29 @@ def test_replay_json_shape(world: tuple[Path, dict[str, str]]) -> None:
     data = json.loads(factory(repo, env, "ledger-replay", "--run-id", RUN, "--json").stdout)
     assert data["ok"] is True and data["divergences"] == []
     state = data["state"]
-    for key in ("run_id", "kind", "base_ref", "base_commit", "dry_run", "workers", "plan_hash", "events", "stages",
-                "preflight", "validation", "merge", "patches", "checks", "check_status", "final", "ledger_head",
-                "refusals", "policy_violations", "finished", "artifacts_checked"):
+    for key in (
+        "run_id",
+        "kind",
+        "base_ref",
+        "base_commit",
+        "dry_run",
+        "workers",
+        "plan_hash",
+        "events",
+        "stages",
+        "preflight",
+        "validation",
+        "merge",
+        "patches",
+        "checks",
+        "check_status",
+        "final",
+        "ledger_head",
+        "refusals",
+        "policy_violations",
+        "finished",
+        "artifacts_checked",
+    ):
         assert key in state
     assert len(data["timeline"]) == state["events"]
 
@@ -162,13 +220,19 @@ def test_real_worker_commands_json(tmp_path: Path) -> None:
     """bundle-collect, bundle-import and clean: --json on stdout equals --json-out, with the documented keys."""
     env = scratch_env(tmp_path / "home")
     repo = make_repo(tmp_path / "repo", env)
-    res = factory(repo, env, "launch", "--base-ref", "HEAD", "--run-id", "run-real", "--workers", "A,B")
+    res = factory(
+        repo, env, "launch", "--base-ref", "HEAD", "--run-id", "run-real", "--workers", "A,B"
+    )
     assert res.returncode == 0, res.stderr
     patch = tmp_path / "fix.patch"
     patch.write_bytes(real_patch(repo, env, {"src/app.py": BASE_FILES["src/app.py"] + "X = 1\n"}))
     cases = [
         ("bundle-collect", ("bundle-collect", "--run-id", "run-real", "--workers", "A"), 0),
-        ("bundle-import", ("bundle-import", "--run-id", "run-real", "--worker", "B", "--patch", str(patch)), 0),
+        (
+            "bundle-import",
+            ("bundle-import", "--run-id", "run-real", "--worker", "B", "--patch", str(patch)),
+            0,
+        ),
         ("clean", ("clean",), 3),  # the run has not finished: its worktrees are refused
     ]
     for name, args, code in cases:

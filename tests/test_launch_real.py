@@ -31,7 +31,10 @@ def test_a_taken_worker_branch_is_refused_before_anything_is_created(tmp_path: P
     # A branch named like the run's folder of branches blocks every worker's branch too.
     git(repo, "branch", "factory/x2")
     res = cli(repo, "launch", "--run-id", "x2", "--workers", "A")
-    assert res.returncode == 3 and "branch factory/x2 exists and blocks branch factory/x2/A" in res.stderr
+    assert (
+        res.returncode == 3
+        and "branch factory/x2 exists and blocks branch factory/x2/A" in res.stderr
+    )
     assert not run_dir(repo, "x2").exists()
 
 
@@ -55,6 +58,12 @@ def test_a_launch_failing_after_run_started_ends_the_run_so_watch_ends(tmp_path:
     res = cli(repo, "oneshot", "--run-id", "x4", "--workers", "A", env=env)
     assert res.returncode == 1, res.stdout + res.stderr
     finals = [e["payload"] for e in events(repo, "x4") if e["event_type"] == "run.finished"]
-    assert len(finals) == 1 and [r["status"] for r in finals[0]["stages"]] == ["PASS", "FAIL", "SKIPPED", "SKIPPED", "SKIPPED"]
+    assert len(finals) == 1 and [r["status"] for r in finals[0]["stages"]] == [
+        "PASS",
+        "FAIL",
+        "SKIPPED",
+        "SKIPPED",
+        "SKIPPED",
+    ]
     assert cli(repo, "watch", "--run-id", "x4", "--timeout", "30").returncode == 1
     assert cli(repo, "ledger-replay", "--run-id", "x4").returncode == 0

@@ -28,7 +28,14 @@ def build(path: Path, n: int, *, step: float = 1.0) -> list[Event]:
     with Ledger(path, at(0), fsync=False) as led:
         for i in range(n):
             led.clock = at(i * step)
-            out.append(led.append("stage.finished" if i % 2 else "run.started", f"run_{i % 3}", "launch", {"i": i, "status": "PASS"}))
+            out.append(
+                led.append(
+                    "stage.finished" if i % 2 else "run.started",
+                    f"run_{i % 3}",
+                    "launch",
+                    {"i": i, "status": "PASS"},
+                )
+            )
     return out
 
 
@@ -42,6 +49,7 @@ def side_files(lpath: Path) -> list[Path]:
 
 
 # -- append ---------------------------------------------------------------------------------
+
 
 def test_append_chains_seq_prev_hash_and_head_file(lpath: Path) -> None:
     events = build(lpath, 5)
@@ -162,7 +170,9 @@ def test_repair_moves_exactly_the_torn_bytes_aside_and_records_it(lpath: Path) -
     assert out["repaired"] is True and out["torn_bytes"] == len(TORN) and out["seq"] == 5
     [side] = side_files(lpath)
     assert side.name == out["side_file"]
-    assert side.name == "factory_ledger.jsonl.torn-" + (T0 + dt.timedelta(seconds=60)).strftime("%Y%m%dT%H%M%S%fZ")
+    assert side.name == "factory_ledger.jsonl.torn-" + (T0 + dt.timedelta(seconds=60)).strftime(
+        "%Y%m%dT%H%M%S%fZ"
+    )
     assert side.read_bytes() == TORN
     data = lpath.read_bytes()
     assert data.startswith(sound)  # nothing before the fragment changed
@@ -243,6 +253,7 @@ def test_repair_refuses_a_torn_tail_after_corruption(lpath: Path) -> None:
 
 # -- CRLF -------------------------------------------------------------------------------------
 
+
 def test_readers_accept_crlf_line_ends(lpath: Path) -> None:
     events = build(lpath, 6)
     lpath.write_bytes(lpath.read_bytes().replace(b"\n", b"\r\n"))
@@ -259,6 +270,7 @@ def test_readers_accept_crlf_line_ends(lpath: Path) -> None:
 
 
 # -- head file ----------------------------------------------------------------------------------
+
 
 def test_cutting_the_last_line_is_caught_by_the_head_file(lpath: Path) -> None:
     build(lpath, 5)
@@ -315,11 +327,22 @@ def test_missing_and_empty_ledgers_verify_as_empty(lpath: Path) -> None:
 
 # -- filters ----------------------------------------------------------------------------------
 
+
 def test_filters_match_payload_fields_and_since(lpath: Path) -> None:
     with Ledger(lpath, at(0), fsync=False) as led:
-        led.append("stage.finished", "r1", "integrate", {"status": "PASS", "rc": 0, "actor": "Z_integrator", "kind": "factory"})
+        led.append(
+            "stage.finished",
+            "r1",
+            "integrate",
+            {"status": "PASS", "rc": 0, "actor": "Z_integrator", "kind": "factory"},
+        )
         led.clock = at(10)
-        led.append("stage.finished", "r2", "integrate", {"status": "blocked", "rc": 3, "actor": "A_worker", "kind": "nightly"})
+        led.append(
+            "stage.finished",
+            "r2",
+            "integrate",
+            {"status": "blocked", "rc": 3, "actor": "A_worker", "kind": "nightly"},
+        )
         led.clock = at(20)
         led.append("run.finished", "r2", "summary", {"status": "BLOCKED"})
 
@@ -340,14 +363,22 @@ def test_filters_match_payload_fields_and_since(lpath: Path) -> None:
 
 # -- ts_utc has one stored form --------------------------------------------------------------
 
+
 def _write_chain(lpath: Path, stamps: list[str]) -> None:
     """A ledger whose hashes and links are sound, with the given ts_utc strings verbatim."""
     from tools.codex.factory.ledger.store import encode
 
     prev, lines = GENESIS, []
     for seq, ts in enumerate(stamps, 1):
-        body = {"event_type": "ledger.note", "payload": {}, "prev_hash": prev, "run_id": "", "seq": seq,
-                "stage": "t", "ts_utc": ts}
+        body = {
+            "event_type": "ledger.note",
+            "payload": {},
+            "prev_hash": prev,
+            "run_id": "",
+            "seq": seq,
+            "stage": "t",
+            "ts_utc": ts,
+        }
         line, prev = encode(body)
         lines.append(line)
     lpath.parent.mkdir(parents=True, exist_ok=True)
@@ -371,7 +402,7 @@ def test_verify_flags_a_ts_utc_not_in_the_stored_form(lpath: Path, bad: str, whe
     stamps = [GOOD_TS] * 30
     stamps[where] = bad
     if bad.startswith(("999", "9999")):
-        stamps[where + 1:] = [bad] * (29 - where)  # what clamping to max(now, last ts) did
+        stamps[where + 1 :] = [bad] * (29 - where)  # what clamping to max(now, last ts) did
     _write_chain(lpath, stamps)
     res = Ledger(lpath, at(0)).verify()
     assert not res.ok and res.first_bad_seq == where + 1, res
@@ -394,6 +425,7 @@ def test_a_pinned_clock_before_1000_cannot_reach_the_ledger(lpath: Path) -> None
 
 # -- a ledger, head or lock path that is not a file: one line naming it ----------------------
 
+
 def _all_ops(led: Ledger) -> dict[str, object]:
     return {
         "append": lambda: led.append("ledger.note", "", "t", {}),
@@ -407,9 +439,13 @@ def _all_ops(led: Ledger) -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize("op", ["append", "verify", "select", "tail", "events", "read_head", "repair", "run_ids_since"])
+@pytest.mark.parametrize(
+    "op", ["append", "verify", "select", "tail", "events", "read_head", "repair", "run_ids_since"]
+)
 @pytest.mark.parametrize("shape", ["runs-is-a-file", "ledger-is-a-dir"])
-def test_a_ledger_path_of_the_wrong_shape_is_a_usage_error_naming_it(tmp_path: Path, op: str, shape: str) -> None:
+def test_a_ledger_path_of_the_wrong_shape_is_a_usage_error_naming_it(
+    tmp_path: Path, op: str, shape: str
+) -> None:
     runs = tmp_path / "runs"
     if shape == "runs-is-a-file":
         runs.write_bytes(b"user data\n")
@@ -429,7 +465,11 @@ def test_a_ledger_path_of_the_wrong_shape_is_a_usage_error_naming_it(tmp_path: P
 @pytest.mark.parametrize("which", ["head", "lock"])
 def test_a_head_or_lock_file_that_is_a_directory_is_a_usage_error(lpath: Path, which: str) -> None:
     build(lpath, 3)
-    target = lpath.with_name("factory_ledger.sha256") if which == "head" else lpath.with_name(lpath.name + ".lock")
+    target = (
+        lpath.with_name("factory_ledger.sha256")
+        if which == "head"
+        else lpath.with_name(lpath.name + ".lock")
+    )
     target.unlink()
     target.mkdir()
     with Ledger(lpath, at(0), fsync=False) as led:
@@ -461,10 +501,19 @@ def test_cli_reports_a_misshapen_ledger_in_one_line(tmp_path: Path, shape: str) 
         (runs / "factory_ledger.sha256").unlink()
         (runs / "factory_ledger.sha256").mkdir()
     listing = 0 if shape == "head-is-a-dir" else 2  # listing never reads the head file
-    for args, code in ((["ledger"], listing), (["ledger", "--limit", "3"], listing), (["ledger", "verify"], 2),
-                       (["ledger", "repair"], 2), (["preflight"], 3), (["doctor"], None)):
+    for args, code in (
+        (["ledger"], listing),
+        (["ledger", "--limit", "3"], listing),
+        (["ledger", "verify"], 2),
+        (["ledger", "repair"], 2),
+        (["preflight"], 3),
+        (["doctor"], None),
+    ):
         res = run_cli("--repo", str(repo), *args)
-        assert "internal error" not in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+        assert "internal error" not in res.stderr and "Traceback" not in res.stderr, (
+            args,
+            res.stderr,
+        )
         if code is not None:
             assert res.returncode == code, (args, res.returncode, res.stdout, res.stderr)
         if code == 2:

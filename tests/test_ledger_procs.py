@@ -118,7 +118,10 @@ while True:
 """
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL does not exist on Windows (TerminateProcess is not a signal)")
+@pytest.mark.skipif(
+    sys.platform == "win32",
+    reason="SIGKILL does not exist on Windows (TerminateProcess is not a signal)",
+)
 def test_sigkill_mid_append_loses_nothing_that_was_reported(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     path = repo / LEDGER_REL

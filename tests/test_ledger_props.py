@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from tools.codex.factory.errors import LedgerCorruptError
 from tools.codex.factory.infra import jsonio
 from tools.codex.factory.infra.clock import Clock, format_ts, parse_instant
-from tools.codex.factory.ledger.store import GENESIS, Event, Filter, Ledger, encode, line_hash_ok
 from tools.codex.factory.ledger import store as ledger_mod
+from tools.codex.factory.ledger.store import GENESIS, Event, Filter, Ledger, encode, line_hash_ok
 
 BASE = parse_instant("2026-11-21T20:15:00Z")
 N_EVENTS = 24
@@ -51,7 +51,12 @@ def base_ledger(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]
         for i in range(N_EVENTS):
             # Some equal, some increasing instants; one going backwards (clamped).
             led.clock = Clock(BASE + dt.timedelta(seconds=(i // 3) if i != 10 else 0))
-            led.append(EVENT_TYPES[i % len(EVENT_TYPES)], f"run_{i % 3}", f"stage{i % 4}", PAYLOADS[i % len(PAYLOADS)])
+            led.append(
+                EVENT_TYPES[i % len(EVENT_TYPES)],
+                f"run_{i % 3}",
+                f"stage{i % 4}",
+                PAYLOADS[i % len(PAYLOADS)],
+            )
     data = path.read_bytes()
     head = (d / "factory_ledger.sha256").read_bytes()
     assert data.count(b"\n") == N_EVENTS
@@ -148,7 +153,9 @@ def test_every_offset_with_a_flipped_bit_or_newline_is_caught(
 
 
 @given(k=st.integers(1, N_EVENTS))
-def test_deleted_line_is_caught_at_its_seq(base_ledger: tuple[bytes, bytes], scratch: Path, k: int) -> None:
+def test_deleted_line_is_caught_at_its_seq(
+    base_ledger: tuple[bytes, bytes], scratch: Path, k: int
+) -> None:
     raw, head = base_ledger
     lines = split_lines(raw)
     del lines[k - 1]
@@ -256,9 +263,12 @@ def test_tail_equals_last_n_of_sorted_list(
     assert tail == full[-limit:]
 
 
-@given(specs=st.lists(event_spec, min_size=1, max_size=30), limit=st.integers(1, 40),
-       torn=st.binary(min_size=1, max_size=200).filter(lambda b: b"\n" not in b),
-       block=st.sampled_from([1, 3, 50, ledger_mod.BLOCK]))
+@given(
+    specs=st.lists(event_spec, min_size=1, max_size=30),
+    limit=st.integers(1, 40),
+    torn=st.binary(min_size=1, max_size=200).filter(lambda b: b"\n" not in b),
+    block=st.sampled_from([1, 3, 50, ledger_mod.BLOCK]),
+)
 def test_tail_ignores_a_torn_fragment_of_any_length(
     select_dir: Path, specs: list[tuple[int, str, str]], limit: int, torn: bytes, block: int
 ) -> None:
@@ -310,12 +320,18 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars | st.floats(allow_nan=False, allow_infinity=False),
-    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=8), kids, max_size=5),
+    lambda kids: (
+        st.lists(kids, max_size=5)
+        | st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=8), kids, max_size=5)
+    ),
     max_leaves=25,
 )
 json_values_no_float = st.recursive(
     json_scalars,
-    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=8), kids, max_size=5),
+    lambda kids: (
+        st.lists(kids, max_size=5)
+        | st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=8), kids, max_size=5)
+    ),
     max_leaves=25,
 )
 
@@ -339,7 +355,9 @@ def test_canonical_round_trips_byte_for_byte(value: Any) -> None:
 def test_canonical_has_no_spaces_and_sorted_keys(value: Any) -> None:
     """Without floats (whose spelling differs between encoders) canonical equals the
     reference compact form: sorted keys, ',' and ':' separators, raw UTF-8."""
-    ref = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    ref = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
     assert jsonio.canonical(value) == ref
 
 
@@ -371,7 +389,6 @@ def test_encoded_line_round_trips_and_hash_covers_the_body(
     assert jsonio.canonical(ev.as_dict()) == line[:-1]
 
 
-
 # -- verify's block fast path agrees with its line-by-line definition -------------------------
 
 FRAGMENTS = [
@@ -379,7 +396,9 @@ FRAGMENTS = [
     b'"',
     b"\r",
     b'"hash":"' + b"a" * 64 + b'",',
-    b'"prev_hash":"' + b"0" * 64 + b'","run_id":"r","seq":1,"stage":"s","ts_utc":"2026-11-21T20:15:00.000000Z"}\n',
+    b'"prev_hash":"'
+    + b"0" * 64
+    + b'","run_id":"r","seq":1,"stage":"s","ts_utc":"2026-11-21T20:15:00.000000Z"}\n',
     b'{"event_type":"x.y","hash":"' + b"b" * 64 + b'",',
     b',"seq":7,',
     b'"ts_utc":"',
@@ -414,7 +433,9 @@ def test_fast_path_takes_canonical_blocks_and_agrees(base_block: bytes) -> None:
 
 @given(st.data())
 @settings(max_examples=400)
-def test_fast_path_never_accepts_what_the_line_check_rejects(base_block: bytes, data: st.DataObject) -> None:
+def test_fast_path_never_accepts_what_the_line_check_rejects(
+    base_block: bytes, data: st.DataObject
+) -> None:
     body = base_block
     for _ in range(data.draw(st.integers(1, 3), label="edits")):
         kind = data.draw(st.sampled_from(["byte", "insert", "delete"]), label="kind")
@@ -439,11 +460,18 @@ def test_valid_lines_the_fast_path_declines_still_verify(tmp_path: Path) -> None
     path = tmp_path / "factory_ledger.jsonl"
     prev = GENESIS
     lines = []
-    for seq, run_id in enumerate(['plain', 'with"quote', "new\nline", "back\\slash", "plain"], 1):
-        line, prev = encode({
-            "event_type": "ledger.note", "payload": {}, "prev_hash": prev, "run_id": run_id,
-            "seq": seq, "stage": 's"x' if seq == 2 else "s", "ts_utc": format_ts(BASE),
-        })
+    for seq, run_id in enumerate(["plain", 'with"quote', "new\nline", "back\\slash", "plain"], 1):
+        line, prev = encode(
+            {
+                "event_type": "ledger.note",
+                "payload": {},
+                "prev_hash": prev,
+                "run_id": run_id,
+                "seq": seq,
+                "stage": 's"x' if seq == 2 else "s",
+                "ts_utc": format_ts(BASE),
+            }
+        )
         lines.append(line)
     data = b"".join(lines)
     assert _fast(data) is None

@@ -24,7 +24,9 @@ def test_preflight_creates_nothing_in_a_fresh_repository(repo: Path) -> None:
     res = run_cli("--repo", str(repo), "preflight", "--json")
     assert res.returncode == 0, res.stderr
     found = checks_of(res.stdout)
-    assert found["runs-folder"]["ok"] and "does not exist yet" in str(found["runs-folder"]["detail"])
+    assert found["runs-folder"]["ok"] and "does not exist yet" in str(
+        found["runs-folder"]["detail"]
+    )
     assert files_under(repo) == before  # no runs folder, no probe file, no ledger
     assert git(repo, "status", "--porcelain", "--ignored") == ""
 
@@ -39,10 +41,16 @@ def test_preflight_probes_an_existing_runs_folder_and_leaves_it_as_it_was(repo: 
 
 
 def test_preflight_refuses_a_runs_folder_holding_user_files(repo: Path) -> None:
-    res = run_cli("--repo", str(repo), "preflight", "--json", env={"FACTORY_PATHS__RUNS_DIR": "src"})
+    res = run_cli(
+        "--repo", str(repo), "preflight", "--json", env={"FACTORY_PATHS__RUNS_DIR": "src"}
+    )
     assert res.returncode == 3, res.stderr
     failed = checks_of(res.stdout)["runs-folder"]
-    assert not failed["ok"] and "src/app.py" in str(failed["detail"]) and "FACTORY_PATHS__RUNS_DIR" in str(failed["detail"])
+    assert (
+        not failed["ok"]
+        and "src/app.py" in str(failed["detail"])
+        and "FACTORY_PATHS__RUNS_DIR" in str(failed["detail"])
+    )
     assert "paths.runs_dir" in str(failed["fix"])
     assert not (repo / "src/.gitignore").exists()
     text = run_cli("--repo", str(repo), "preflight", env={"FACTORY_PATHS__RUNS_DIR": "src"})
@@ -70,8 +78,10 @@ def test_preflight_reports_a_misshapen_runs_folder_or_ledger(repo: Path, shape: 
     assert files_under(repo) == before
 
 
-@pytest.mark.skipif(os.name == "nt" or (hasattr(os, "geteuid") and os.geteuid() == 0),
-                    reason="needs POSIX permissions that apply (not root)")
+@pytest.mark.skipif(
+    os.name == "nt" or (hasattr(os, "geteuid") and os.geteuid() == 0),
+    reason="needs POSIX permissions that apply (not root)",
+)
 def test_preflight_reports_an_unwritable_parent_without_creating(repo: Path) -> None:
     codex = repo / "tools/codex"
     codex.mkdir(parents=True)

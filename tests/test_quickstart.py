@@ -9,8 +9,14 @@ from tests.conftest import ROOT
 
 
 def test_quickstart_runs_pass_then_blocked_with_the_overlap_named() -> None:
-    res = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart" / "run.py")],
-                         capture_output=True, text=True, encoding="utf-8", timeout=180, check=False)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart" / "run.py")],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=180,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout
     first, second = out.split("$ factory oneshot", 2)[1:]

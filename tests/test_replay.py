@@ -34,19 +34,48 @@ HEAD = f"{RUNS_REL}/factory_ledger.sha256"
 CONFIG_REL = "tools/codex/factory/factory.config.json"
 FAILING_CHECK = {
     "schema_version": 1,
-    "checks": {"required": [{"name": "always-fails", "argv": ["{python}", "-c", "raise SystemExit(1)"], "timeout_s": 60}]},
+    "checks": {
+        "required": [
+            {
+                "name": "always-fails",
+                "argv": ["{python}", "-c", "raise SystemExit(1)"],
+                "timeout_s": 60,
+            }
+        ]
+    },
 }
 
 
 def ok(res: Any, code: int = 0) -> Any:
-    assert res.returncode == code, f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    assert res.returncode == code, (
+        f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    )
     return res
 
 
-def _split_run(repo: Path, env: dict[str, str], run_id: str, changes: dict[str, dict[str, str]],
-               *launch_extra: str, expect_validate: int = 0, expect_integrate: int = 0,
-               before_integrate: Callable[[], None] | None = None) -> None:
-    ok(factory(repo, env, "launch", "--base-ref", "HEAD", "--dry-run", "--run-id", run_id, *launch_extra))
+def _split_run(
+    repo: Path,
+    env: dict[str, str],
+    run_id: str,
+    changes: dict[str, dict[str, str]],
+    *launch_extra: str,
+    expect_validate: int = 0,
+    expect_integrate: int = 0,
+    before_integrate: Callable[[], None] | None = None,
+) -> None:
+    ok(
+        factory(
+            repo,
+            env,
+            "launch",
+            "--base-ref",
+            "HEAD",
+            "--dry-run",
+            "--run-id",
+            run_id,
+            *launch_extra,
+        )
+    )
     for worker, change in changes.items():
         bundle_from_changes(repo, env, run_id, worker, change)
     ok(factory(repo, env, "bundle-validate", "--run-id", run_id), expect_validate)
@@ -61,11 +90,22 @@ def build_scenarios(root: Path) -> dict[str, tuple[Path, str, str]]:
     out: dict[str, tuple[Path, str, str]] = {}
 
     repo = make_repo(root / "pass", env)
-    _split_run(repo, env, "run-pass", {
-        "A": {"src/app.py": BASE_FILES["src/app.py"].replace("hello ", "hello, ")},
-        "B": {"tests/test_app.py": BASE_FILES["tests/test_app.py"].replace("'hello x'", "'hello, x'"),
-              "tests/test_new.py": "def test_new():\n    assert 1\n"},
-    }, "--workers", "A,B")
+    _split_run(
+        repo,
+        env,
+        "run-pass",
+        {
+            "A": {"src/app.py": BASE_FILES["src/app.py"].replace("hello ", "hello, ")},
+            "B": {
+                "tests/test_app.py": BASE_FILES["tests/test_app.py"].replace(
+                    "'hello x'", "'hello, x'"
+                ),
+                "tests/test_new.py": "def test_new():\n    assert 1\n",
+            },
+        },
+        "--workers",
+        "A,B",
+    )
     out["pass"] = (repo, "run-pass", "PASS")
 
     repo = make_repo(root / "oneshot", env)
@@ -75,17 +115,38 @@ def build_scenarios(root: Path) -> dict[str, tuple[Path, str, str]]:
     repo = make_repo(root / "overlap", env)
     plan = root / "overlap-plan.json"
     plan.write_bytes(jsonio.pretty(OVERLAP_PLAN))
-    _split_run(repo, env, "run-overlap", {
-        "A": {"src/app.py": BASE_FILES["src/app.py"] + "\nVERSION = 1\n"},
-        "B": {"src/app.py": "# B\n" + BASE_FILES["src/app.py"], "tests/test_app.py": BASE_FILES["tests/test_app.py"] + "# more\n"},
-    }, "--workers", "A,B", "--plan", str(plan), expect_validate=3, expect_integrate=3)
+    _split_run(
+        repo,
+        env,
+        "run-overlap",
+        {
+            "A": {"src/app.py": BASE_FILES["src/app.py"] + "\nVERSION = 1\n"},
+            "B": {
+                "src/app.py": "# B\n" + BASE_FILES["src/app.py"],
+                "tests/test_app.py": BASE_FILES["tests/test_app.py"] + "# more\n",
+            },
+        },
+        "--workers",
+        "A,B",
+        "--plan",
+        str(plan),
+        expect_validate=3,
+        expect_integrate=3,
+    )
     out["overlap"] = (repo, "run-overlap", "BLOCKED")
 
     repo = make_repo(root / "check", env)
     (repo / CONFIG_REL).parent.mkdir(parents=True, exist_ok=True)
     (repo / CONFIG_REL).write_bytes(jsonio.pretty(FAILING_CHECK))
-    _split_run(repo, env, "run-check", {"A": {"src/app.py": BASE_FILES["src/app.py"] + "# A\n"}},
-               "--workers", "A,B", expect_integrate=3)
+    _split_run(
+        repo,
+        env,
+        "run-check",
+        {"A": {"src/app.py": BASE_FILES["src/app.py"] + "# A\n"}},
+        "--workers",
+        "A,B",
+        expect_integrate=3,
+    )
     out["check"] = (repo, "run-check", "BLOCKED")
 
     repo = make_repo(root / "fail", env)
@@ -93,14 +154,36 @@ def build_scenarios(root: Path) -> dict[str, tuple[Path, str, str]]:
     def sabotage() -> None:  # a file where integrate puts its sandbox folder: an internal error
         (repo / RUNS_REL / "run-fail" / "sandbox").write_bytes(b"not a folder\n")
 
-    _split_run(repo, env, "run-fail", {"A": {"src/app.py": BASE_FILES["src/app.py"] + "# A\n"}},
-               "--workers", "A,B", expect_integrate=1, before_integrate=sabotage)
+    _split_run(
+        repo,
+        env,
+        "run-fail",
+        {"A": {"src/app.py": BASE_FILES["src/app.py"] + "# A\n"}},
+        "--workers",
+        "A,B",
+        expect_integrate=1,
+        before_integrate=sabotage,
+    )
     out["fail"] = (repo, "run-fail", "FAIL")
 
     repo = make_repo(root / "preflight", env)
-    ok(factory(repo, env, "oneshot", "--base-ref", "no-such-ref", "--dry-run", "--run-id", "run-preflight"), 3)
+    ok(
+        factory(
+            repo,
+            env,
+            "oneshot",
+            "--base-ref",
+            "no-such-ref",
+            "--dry-run",
+            "--run-id",
+            "run-preflight",
+        ),
+        3,
+    )
     ok(factory(repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-after"))
-    ok(factory(repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-after"), 3)  # taken
+    ok(
+        factory(repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-after"), 3
+    )  # taken
     out["preflight"] = (repo, "run-preflight", "BLOCKED")
     return out
 
@@ -115,14 +198,18 @@ def env(tmp_path: Path) -> dict[str, str]:
     return scratch_env(tmp_path / "home")
 
 
-def copy_of(scenarios: dict[str, tuple[Path, str, str]], name: str, tmp_path: Path) -> tuple[Path, str, str]:
+def copy_of(
+    scenarios: dict[str, tuple[Path, str, str]], name: str, tmp_path: Path
+) -> tuple[Path, str, str]:
     repo, run_id, status = scenarios[name]
     dest = tmp_path / name
     shutil.copytree(repo, dest, symlinks=True)
     return dest, run_id, status
 
 
-def replay_json(repo: Path, env: dict[str, str], run_id: str, code: int, cli: bool = False) -> dict[str, Any]:
+def replay_json(
+    repo: Path, env: dict[str, str], run_id: str, code: int, cli: bool = False
+) -> dict[str, Any]:
     """The replay's JSON: through the real CLI (``cli``), or in-process (same function, faster)."""
     if cli:
         res = ok(factory(repo, env, "ledger-replay", "--run-id", run_id, "--json"), code)
@@ -147,7 +234,9 @@ def ledger_lines(repo: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (repo / LEDGER).read_bytes().splitlines()]
 
 
-def rewrite_ledger(repo: Path, events: list[dict[str, Any]], rechain: bool = True, head: bool = True) -> None:
+def rewrite_ledger(
+    repo: Path, events: list[dict[str, Any]], rechain: bool = True, head: bool = True
+) -> None:
     """Write ``events`` back; with ``rechain``, renumber and re-hash every line; with ``head``,
     rewrite the head file to match: a forger covering their tracks."""
     out = []
@@ -183,7 +272,9 @@ def flip_one_byte(path: Path) -> None:
 
 # -- consistent runs ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["pass", "oneshot", "overlap", "check", "fail"])
-def test_consistent_run_replays_ok(scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str], name: str) -> None:
+def test_consistent_run_replays_ok(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str], name: str
+) -> None:
     repo, run_id, status = scenarios[name]
     res = ok(factory(repo, env, "ledger-replay", "--run-id", run_id))
     assert res.stdout.rstrip().endswith("REPLAY OK")
@@ -199,15 +290,21 @@ def test_consistent_run_replays_ok(scenarios: dict[str, tuple[Path, str, str]], 
     assert state["artifacts_checked"] > 10
 
 
-def test_replayed_state_holds_the_recomputed_decisions(scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str]) -> None:
+def test_replayed_state_holds_the_recomputed_decisions(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str]
+) -> None:
     overlap = replay_json(scenarios["overlap"][0], env, "run-overlap", 0)["state"]
     assert overlap["validation"]["status"] == "BLOCKED"
     assert overlap["validation"]["verdicts"] == {"A": "BLOCKED", "B": "BLOCKED"}
-    assert overlap["validation"]["overlaps"] == [{"path": "src/app.py", "workers": ["A", "B"], "resolution": "blocked"}]
+    assert overlap["validation"]["overlaps"] == [
+        {"path": "src/app.py", "workers": ["A", "B"], "resolution": "blocked"}
+    ]
     assert {f["rule"] for f in overlap["validation"]["findings"]} == {"overlap"}
     assert overlap["stages"]["integrate"]["status"] == "BLOCKED"
     check = replay_json(scenarios["check"][0], env, "run-check", 0)["state"]
-    assert check["checks"] == [{"name": "always-fails", "required": True, "rc": 1, "timed_out": False}]
+    assert check["checks"] == [
+        {"name": "always-fails", "required": True, "rc": 1, "timed_out": False}
+    ]
     assert check["check_status"] == "BLOCKED"
     assert check["merge"]["order"] == ["A", "B"]
     passed = replay_json(scenarios["pass"][0], env, "run-pass", 0)["state"]
@@ -217,17 +314,37 @@ def test_replayed_state_holds_the_recomputed_decisions(scenarios: dict[str, tupl
 
 # -- an edited artifact is named ------------------------------------------------------------------------
 EDITS = {
-    "pass": ["A_worker/DIFF.patch", "B_worker/FILES_CHANGED.json", "RUN_MANIFEST.json", "VALIDATION.json",
-             "Z_integrator/DIFF.patch", "Z_integrator/MERGE_PLAN.md", "attestations/bundles.sha256"],
-    "oneshot": ["C_worker/SUMMARY.md", "Z_integrator/LOGS/INDEX.json", "attestations/ledger_excerpt.jsonl"],
+    "pass": [
+        "A_worker/DIFF.patch",
+        "B_worker/FILES_CHANGED.json",
+        "RUN_MANIFEST.json",
+        "VALIDATION.json",
+        "Z_integrator/DIFF.patch",
+        "Z_integrator/MERGE_PLAN.md",
+        "attestations/bundles.sha256",
+    ],
+    "oneshot": [
+        "C_worker/SUMMARY.md",
+        "Z_integrator/LOGS/INDEX.json",
+        "attestations/ledger_excerpt.jsonl",
+    ],
     "overlap": ["B_worker/DIFF.patch", "VALIDATION.json", "Z_integrator/FINAL_REPORT.txt"],
-    "check": ["Z_integrator/LOGS/check-always-fails.stderr.log", "Z_integrator/STATUS.json", "A_worker/SCOPE_LOCK.json"],
+    "check": [
+        "Z_integrator/LOGS/check-always-fails.stderr.log",
+        "Z_integrator/STATUS.json",
+        "A_worker/SCOPE_LOCK.json",
+    ],
 }
 
 
 @pytest.mark.parametrize(("name", "rel"), [(n, r) for n, rels in EDITS.items() for r in rels])
-def test_one_edited_byte_is_named(scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str],
-                                  tmp_path: Path, name: str, rel: str) -> None:
+def test_one_edited_byte_is_named(
+    scenarios: dict[str, tuple[Path, str, str]],
+    env: dict[str, str],
+    tmp_path: Path,
+    name: str,
+    rel: str,
+) -> None:
     repo, run_id, _ = copy_of(scenarios, name, tmp_path)
     path = repo / RUNS_REL / run_id / rel
     if path.stat().st_size == 0:
@@ -243,8 +360,9 @@ def test_one_edited_byte_is_named(scenarios: dict[str, tuple[Path, str, str]], e
         assert any(ln.startswith("DIVERGENCE seq=") and rel in ln for ln in res.stdout.splitlines())
 
 
-def test_a_removed_artifact_and_an_added_file_are_named(scenarios: dict[str, tuple[Path, str, str]],
-                                                       env: dict[str, str], tmp_path: Path) -> None:
+def test_a_removed_artifact_and_an_added_file_are_named(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str], tmp_path: Path
+) -> None:
     repo, run_id, _ = copy_of(scenarios, "pass", tmp_path)
     run = repo / RUNS_REL / run_id
     (run / "Z_integrator" / "MERGE_PLAN.md").unlink()
@@ -256,23 +374,34 @@ def test_a_removed_artifact_and_an_added_file_are_named(scenarios: dict[str, tup
 
 # -- a forger who edits a payload and re-chains the ledger --------------------------------------------
 @pytest.mark.parametrize("name", ["pass", "oneshot", "overlap", "check"])
-def test_rechained_ledger_is_caught_by_the_reported_head(scenarios: dict[str, tuple[Path, str, str]],
-                                                          env: dict[str, str], tmp_path: Path, name: str) -> None:
+def test_rechained_ledger_is_caught_by_the_reported_head(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str], tmp_path: Path, name: str
+) -> None:
     repo, run_id, _ = copy_of(scenarios, name, tmp_path)
     events = ledger_lines(repo)
     started = next(e for e in events if e["event_type"] == "run.started")
     started["payload"]["base_ref"] = "refs/heads/forged"  # a harmless-looking, decision-free edit
     rewrite_ledger(repo, events)
     ok(factory(repo, env, "ledger", "verify"))  # the chain itself now verifies...
-    data = replay_json(repo, env, run_id, 3, cli=True)  # ...but the head printed in the report does not match
-    heads = [d for d in data["divergences"] if "Z_integrator/FINAL_REPORT.txt ledger head" in d["what"]]
+    data = replay_json(
+        repo, env, run_id, 3, cli=True
+    )  # ...but the head printed in the report does not match
+    heads = [
+        d for d in data["divergences"] if "Z_integrator/FINAL_REPORT.txt ledger head" in d["what"]
+    ]
     assert heads, whats(data)
     assert "re-chained" in heads[0]["what"]
-    assert heads[0]["seq"] == json.loads((repo / RUNS_REL / run_id / "Z_integrator" / "STATUS.json").read_bytes())["ledger_head"]["seq"]
+    assert (
+        heads[0]["seq"]
+        == json.loads((repo / RUNS_REL / run_id / "Z_integrator" / "STATUS.json").read_bytes())[
+            "ledger_head"
+        ]["seq"]
+    )
 
 
-def test_rechained_decision_is_recomputed(scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str],
-                                          tmp_path: Path) -> None:
+def test_rechained_decision_is_recomputed(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str], tmp_path: Path
+) -> None:
     """Flip the overlap verdict in the ledger: decisions.evaluate over the recorded facts disagrees."""
     repo, run_id, _ = copy_of(scenarios, "overlap", tmp_path)
     events = ledger_lines(repo)
@@ -283,12 +412,15 @@ def test_rechained_decision_is_recomputed(scenarios: dict[str, tuple[Path, str, 
     assert "validation.decided verdicts (recomputed by decisions.evaluate)" in found
 
 
-def test_rechained_facts_diverge_from_validation_json(scenarios: dict[str, tuple[Path, str, str]],
-                                                       env: dict[str, str], tmp_path: Path) -> None:
+def test_rechained_facts_diverge_from_validation_json(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str], tmp_path: Path
+) -> None:
     """Hide B's touch of src/app.py from the recorded facts: the recomputed judgement changes."""
     repo, run_id, _ = copy_of(scenarios, "overlap", tmp_path)
     events = ledger_lines(repo)
-    facts = next(e for e in events if e["event_type"] == "bundle.facts" and e["payload"]["worker"] == "B")
+    facts = next(
+        e for e in events if e["event_type"] == "bundle.facts" and e["payload"]["worker"] == "B"
+    )
     facts["payload"]["facts"]["touched"] = ["tests/test_app.py"]
     facts["payload"]["facts"]["files_changed"] = ["tests/test_app.py"]
     rewrite_ledger(repo, events)
@@ -297,8 +429,9 @@ def test_rechained_facts_diverge_from_validation_json(scenarios: dict[str, tuple
     assert any(w.startswith("VALIDATION.json") for w in found), found
 
 
-def test_rechained_check_rc_is_recomputed(scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str],
-                                           tmp_path: Path) -> None:
+def test_rechained_check_rc_is_recomputed(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str], tmp_path: Path
+) -> None:
     repo, run_id, _ = copy_of(scenarios, "check", tmp_path)
     events = ledger_lines(repo)
     check = next(e for e in events if e["event_type"] == "check.finished")
@@ -311,12 +444,15 @@ def test_rechained_check_rc_is_recomputed(scenarios: dict[str, tuple[Path, str, 
 
 # -- a removed last event -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["pass", "oneshot", "overlap", "check"])
-def test_removed_last_event_is_caught(scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str],
-                                      tmp_path: Path, name: str) -> None:
+def test_removed_last_event_is_caught(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str], tmp_path: Path, name: str
+) -> None:
     repo, run_id, _ = copy_of(scenarios, name, tmp_path)
     events = ledger_lines(repo)
     assert events[-1]["event_type"] == "run.finished"
-    rewrite_ledger(repo, events[:-1], rechain=False, head=False)  # cut the tail, leave the head file
+    rewrite_ledger(
+        repo, events[:-1], rechain=False, head=False
+    )  # cut the tail, leave the head file
     data = replay_json(repo, env, run_id, 3)
     assert data["divergences"][0]["what"] == "ledger chain (ledger verify)"
     assert "shorter than its head file" in data["divergences"][0]["found"]
@@ -324,8 +460,9 @@ def test_removed_last_event_is_caught(scenarios: dict[str, tuple[Path, str, str]
 
 
 @pytest.mark.parametrize("name", ["pass", "overlap", "check"])
-def test_removed_last_event_with_head_file_rewritten_is_caught(scenarios: dict[str, tuple[Path, str, str]],
-                                                               env: dict[str, str], tmp_path: Path, name: str) -> None:
+def test_removed_last_event_with_head_file_rewritten_is_caught(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str], tmp_path: Path, name: str
+) -> None:
     repo, run_id, _ = copy_of(scenarios, name, tmp_path)
     events = ledger_lines(repo)
     rewrite_ledger(repo, events[:-1])  # the head file now agrees with the shorter ledger
@@ -336,8 +473,9 @@ def test_removed_last_event_with_head_file_rewritten_is_caught(scenarios: dict[s
     assert missing[0]["seq"] == len(events) - 1  # named at the report.written it should follow
 
 
-def test_removed_middle_event_breaks_the_chain(scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str],
-                                               tmp_path: Path) -> None:
+def test_removed_middle_event_breaks_the_chain(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str], tmp_path: Path
+) -> None:
     repo, run_id, _ = copy_of(scenarios, "pass", tmp_path)
     events = ledger_lines(repo)
     k = next(i for i, e in enumerate(events) if e["event_type"] == "merge.planned")
@@ -349,10 +487,16 @@ def test_removed_middle_event_breaks_the_chain(scenarios: dict[str, tuple[Path, 
 
 
 # -- usage ---------------------------------------------------------------------------------------------------
-def test_unknown_run_is_a_one_line_usage_error(scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str]) -> None:
+def test_unknown_run_is_a_one_line_usage_error(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str]
+) -> None:
     repo = scenarios["pass"][0]
     res = ok(factory(repo, env, "ledger-replay", "--run-id", "no-such-run"), 2)
-    assert res.stderr.count("\n") == 1 and "no-such-run" in res.stderr and "Traceback" not in res.stderr
+    assert (
+        res.stderr.count("\n") == 1
+        and "no-such-run" in res.stderr
+        and "Traceback" not in res.stderr
+    )
     res = ok(factory(repo, env, "ledger-replay", "--run-id", "../escape"), 2)
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
 
@@ -364,8 +508,9 @@ def test_replay_outside_a_repository_is_a_usage_error(tmp_path: Path, env: dict[
     assert "not inside a git repository" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_run_folder_without_events_is_divergent(scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str],
-                                                 tmp_path: Path) -> None:
+def test_run_folder_without_events_is_divergent(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str], tmp_path: Path
+) -> None:
     repo, _, _ = copy_of(scenarios, "pass", tmp_path)
     (repo / RUNS_REL / "stray-run").mkdir()
     data = replay_json(repo, env, "stray-run", 3)
@@ -373,7 +518,9 @@ def test_run_folder_without_events_is_divergent(scenarios: dict[str, tuple[Path,
 
 
 # -- the ledger event schema -------------------------------------------------------------------------------
-def test_every_ledger_line_matches_the_event_schema(scenarios: dict[str, tuple[Path, str, str]]) -> None:
+def test_every_ledger_line_matches_the_event_schema(
+    scenarios: dict[str, tuple[Path, str, str]],
+) -> None:
     """PASS, BLOCKED (overlap, check) and FAIL runs: every line is valid against the schema."""
     import jsonschema
 
@@ -390,9 +537,21 @@ def test_every_ledger_line_matches_the_event_schema(scenarios: dict[str, tuple[P
             if event["event_type"] == "run.finished":
                 finished.add(event["payload"]["status"])
     assert finished == {"PASS", "BLOCKED", "FAIL"}
-    assert {"run.started", "stage.started", "stage.finished", "preflight.check", "bundle.created", "artifacts.written",
-            "bundle.facts", "validation.decided", "merge.planned", "patch.applied", "check.finished",
-            "report.written", "run.finished"} <= types
+    assert {
+        "run.started",
+        "stage.started",
+        "stage.finished",
+        "preflight.check",
+        "bundle.created",
+        "artifacts.written",
+        "bundle.facts",
+        "validation.decided",
+        "merge.planned",
+        "patch.applied",
+        "check.finished",
+        "report.written",
+        "run.finished",
+    } <= types
 
 
 def test_the_event_schema_is_not_vacuous(scenarios: dict[str, tuple[Path, str, str]]) -> None:
@@ -403,8 +562,13 @@ def test_the_event_schema_is_not_vacuous(scenarios: dict[str, tuple[Path, str, s
     bad_status = {**finished, "payload": {**finished["payload"], "status": "MAYBE"}}
     assert schemas.errors("ledger_event", bad_status)
     facts = next(e for e in events if e["event_type"] == "bundle.facts")
-    no_touched = {**facts, "payload": {**facts["payload"], "facts": {k: v for k, v in facts["payload"]["facts"].items()
-                                                                      if k != "touched"}}}
+    no_touched = {
+        **facts,
+        "payload": {
+            **facts["payload"],
+            "facts": {k: v for k, v in facts["payload"]["facts"].items() if k != "touched"},
+        },
+    }
     assert schemas.errors("ledger_event", no_touched)
     assert schemas.errors("ledger_event", {**finished, "event_type": "stage.invented"})
     assert schemas.errors("ledger_event", {**finished, "extra": 1})
@@ -416,7 +580,9 @@ def emitted_event_types() -> dict[str, list[str]]:
     import re
 
     package = Path(__file__).resolve().parents[1] / "tools" / "codex" / "factory"
-    pattern = re.compile(r"\.(?:emit|append|append_locked)\(\s*\"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)\"")
+    pattern = re.compile(
+        r"\.(?:emit|append|append_locked)\(\s*\"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)\""
+    )
     found: dict[str, list[str]] = {}
     for path in sorted(package.rglob("*.py")):
         for m in pattern.finditer(path.read_text(encoding="utf-8")):
@@ -433,12 +599,15 @@ def test_every_emitted_event_type_is_in_the_schema() -> None:
     emitted = emitted_event_types()
     assert len(emitted) >= 16
     missing = {t: files for t, files in emitted.items() if t not in listed}
-    assert not missing, f"event types emitted but not in schemas/ledger_event.schema.json: {missing}"
+    assert not missing, (
+        f"event types emitted but not in schemas/ledger_event.schema.json: {missing}"
+    )
     assert listed == with_payload  # every listed type describes its payload
 
 
-def test_run_stopped_at_preflight_is_finished_and_replays(scenarios: dict[str, tuple[Path, str, str]],
-                                                           env: dict[str, str]) -> None:
+def test_run_stopped_at_preflight_is_finished_and_replays(
+    scenarios: dict[str, tuple[Path, str, str]], env: dict[str, str]
+) -> None:
     """oneshot refused by preflight ends its run (run.finished, for watch) without a report."""
     repo, run_id, _ = scenarios["preflight"]
     events = [e for e in ledger_lines(repo) if e["run_id"] == run_id]
@@ -452,14 +621,38 @@ def test_run_stopped_at_preflight_is_finished_and_replays(scenarios: dict[str, t
     assert replay_json(repo, env, "run-after", 0)["ok"] is True
 
 
-def test_strict_dependency_block_replays_and_its_flag_is_an_input(tmp_path: Path, env: dict[str, str]) -> None:
+def test_strict_dependency_block_replays_and_its_flag_is_an_input(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     """merge.planned records the strict flag: replay recomputes the order with it."""
     repo = make_repo(tmp_path / "repo", env)
     plan = tmp_path / "plan.json"
-    plan.write_bytes(jsonio.pretty({"schema_version": 1, "workers": [
-        {"id": "A", "allow": ["src/**"]}, {"id": "B", "allow": ["tests/**"], "depends_on": ["A"]}]}))
+    plan.write_bytes(
+        jsonio.pretty(
+            {
+                "schema_version": 1,
+                "workers": [
+                    {"id": "A", "allow": ["src/**"]},
+                    {"id": "B", "allow": ["tests/**"], "depends_on": ["A"]},
+                ],
+            }
+        )
+    )
     strict = {**env, "FACTORY_FEATURE_FLAGS__STRICT_HANDOFF_DEPENDENCIES": "true"}
-    ok(factory(repo, strict, "launch", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-strict", "--plan", str(plan)))
+    ok(
+        factory(
+            repo,
+            strict,
+            "launch",
+            "--base-ref",
+            "HEAD",
+            "--dry-run",
+            "--run-id",
+            "run-strict",
+            "--plan",
+            str(plan),
+        )
+    )
     ok(factory(repo, strict, "bundle-validate", "--run-id", "run-strict", "--workers", "B"))
     ok(factory(repo, strict, "integrate", "--run-id", "run-strict", "--workers", "B"), 3)
     state = replay_json(repo, env, "run-strict", 0)["state"]
@@ -470,4 +663,6 @@ def test_strict_dependency_block_replays_and_its_flag_is_an_input(tmp_path: Path
     assert planned["payload"]["strict"] is True
     planned["payload"]["strict"] = False
     rewrite_ledger(repo, events)
-    assert "merge.planned order (recomputed by decisions.merge_order)" in whats(replay_json(repo, env, "run-strict", 3))
+    assert "merge.planned order (recomputed by decisions.merge_order)" in whats(
+        replay_json(repo, env, "run-strict", 3)
+    )

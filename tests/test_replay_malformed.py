@@ -28,8 +28,19 @@ from tools.codex.factory.run.context import Context
 RUN = "run-malformed"
 FAILING_CHECK = {  # a required check that fails and says so on stderr (so its log is not empty)
     "schema_version": 1,
-    "checks": {"required": [{"name": "always-fails", "timeout_s": 60,
-                             "argv": ["{python}", "-c", "import sys; sys.stderr.write('boom\\n'); raise SystemExit(1)"]}]},
+    "checks": {
+        "required": [
+            {
+                "name": "always-fails",
+                "timeout_s": 60,
+                "argv": [
+                    "{python}",
+                    "-c",
+                    "import sys; sys.stderr.write('boom\\n'); raise SystemExit(1)",
+                ],
+            }
+        ]
+    },
 }
 
 # Files replay reads for their content (JSON docs, the report, the attestation sums), the
@@ -60,9 +71,18 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     repo = make_repo(root / "repo", env)
     (repo / CONFIG_REL).parent.mkdir(parents=True, exist_ok=True)
     (repo / CONFIG_REL).write_bytes(jsonio.pretty(FAILING_CHECK))
-    _split_run(repo, env, RUN, {"A": {"src/app.py": BASE_FILES["src/app.py"] + "# A\n"},
-                                "B": {"tests/test_app.py": BASE_FILES["tests/test_app.py"] + "# B\n"}},
-               "--workers", "A,B", expect_integrate=3)
+    _split_run(
+        repo,
+        env,
+        RUN,
+        {
+            "A": {"src/app.py": BASE_FILES["src/app.py"] + "# A\n"},
+            "B": {"tests/test_app.py": BASE_FILES["tests/test_app.py"] + "# B\n"},
+        },
+        "--workers",
+        "A,B",
+        expect_integrate=3,
+    )
     return repo, env
 
 
@@ -104,13 +124,15 @@ def damage(path: Path, variant: str) -> None:
             path.mkdir()
             (path / "inside.txt").write_bytes(b"a folder where a file was\n")
         return
-    path.write_bytes({
-        "invalid-json": b'{"schema_version": 1, "status": ',
-        "a-list": b"[1,2]\n",
-        "wrong-types": wrong_types(original),
-        "empty": b"",
-        "binary": b"\xff\xfe\x00\x01 not text \xc3\x28\n",
-    }[variant])
+    path.write_bytes(
+        {
+            "invalid-json": b'{"schema_version": 1, "status": ',
+            "a-list": b"[1,2]\n",
+            "wrong-types": wrong_types(original),
+            "empty": b"",
+            "binary": b"\xff\xfe\x00\x01 not text \xc3\x28\n",
+        }[variant]
+    )
 
 
 def assert_diverges_naming(code: int, data: dict[str, Any], *names: str) -> None:
@@ -119,7 +141,9 @@ def assert_diverges_naming(code: int, data: dict[str, Any], *names: str) -> None
     for d in data["divergences"]:
         for key in ("what", "expected", "found"):
             assert "\n" not in d[key] and "\r" not in d[key], d
-    assert any(n in d["what"] or n in d["found"] for d in data["divergences"] for n in names), data["divergences"]
+    assert any(n in d["what"] or n in d["found"] for d in data["divergences"] for n in names), data[
+        "divergences"
+    ]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -132,18 +156,27 @@ def test_a_malformed_artifact_is_a_divergence_naming_it(repo: Path, rel: str, va
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("rel", [LEDGER, HEAD])
-def test_a_malformed_ledger_or_head_file_is_a_divergence(repo: Path, rel: str, variant: str) -> None:
+def test_a_malformed_ledger_or_head_file_is_a_divergence(
+    repo: Path, rel: str, variant: str
+) -> None:
     damage(repo / rel, variant)
     code, data = run_replay(repo)
-    if (rel, variant) == (HEAD, "missing"):  # documented: an absent head file is rewritten on the next append
+    if (rel, variant) == (
+        HEAD,
+        "missing",
+    ):  # documented: an absent head file is rewritten on the next append
         assert code == 0 and data["chain_verified"] is True, data["divergences"]
         return
     assert_diverges_naming(code, data, Path(rel).name, "ledger chain", "run events")
 
 
 @pytest.mark.parametrize("variant", ["a-file", "missing", "empty"])
-@pytest.mark.parametrize("rel", ["A_worker", "A_worker/LOGS", "Z_integrator", "Z_integrator/LOGS", "attestations"])
-def test_a_replaced_or_removed_folder_is_a_divergence_naming_it(repo: Path, rel: str, variant: str) -> None:
+@pytest.mark.parametrize(
+    "rel", ["A_worker", "A_worker/LOGS", "Z_integrator", "Z_integrator/LOGS", "attestations"]
+)
+def test_a_replaced_or_removed_folder_is_a_divergence_naming_it(
+    repo: Path, rel: str, variant: str
+) -> None:
     path = repo / RUNS_REL / RUN / rel
     shutil.rmtree(path)
     if variant == "a-file":
@@ -154,12 +187,17 @@ def test_a_replaced_or_removed_folder_is_a_divergence_naming_it(repo: Path, rel:
     assert_diverges_naming(code, data, rel)
 
 
-@pytest.mark.parametrize(("rel", "content"), [
-    ("Z_integrator/STATUS.json", None),  # the reviewer's: "checks": ["x"]
-    ("VALIDATION.json", b"[1,2]\n"),
-    (LEDGER, "directory"),
-])
-def test_the_cli_reports_them_without_an_internal_error(repo: Path, rel: str, content: bytes | str | None) -> None:
+@pytest.mark.parametrize(
+    ("rel", "content"),
+    [
+        ("Z_integrator/STATUS.json", None),  # the reviewer's: "checks": ["x"]
+        ("VALIDATION.json", b"[1,2]\n"),
+        (LEDGER, "directory"),
+    ],
+)
+def test_the_cli_reports_them_without_an_internal_error(
+    repo: Path, rel: str, content: bytes | str | None
+) -> None:
     path = repo / rel if rel == LEDGER else repo / RUNS_REL / RUN / rel
     if content is None:
         doc = json.loads(path.read_bytes())
@@ -174,20 +212,38 @@ def test_the_cli_reports_them_without_an_internal_error(repo: Path, rel: str, co
     res = ok(factory(repo, env, "ledger-replay", "--run-id", RUN), 3)
     assert "Traceback" not in res.stderr and "internal error" not in res.stderr, res.stderr
     assert res.stdout.rstrip().splitlines()[-1].startswith("REPLAY DIVERGED")
-    assert any(ln.startswith("DIVERGENCE ") and rel in ln for ln in res.stdout.splitlines()), res.stdout
+    assert any(ln.startswith("DIVERGENCE ") and rel in ln for ln in res.stdout.splitlines()), (
+        res.stdout
+    )
     data = json.loads(ok(factory(repo, env, "ledger-replay", "--run-id", RUN, "--json"), 3).stdout)
     assert data["ok"] is False
 
 
 # -- arbitrary JSON in a member (hypothesis) ------------------------------------------------------------
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
-JSON_DOCS = ["RUN_MANIFEST.json", "VALIDATION.json", "Z_integrator/STATUS.json", "A_worker/STATUS.json",
-             "A_worker/SCOPE_LOCK.json", "A_worker/LOGS/INDEX.json"]
-FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None, max_examples=int(__import__("os").environ.get("FUZZ_N", "60")))
+JSON_DOCS = [
+    "RUN_MANIFEST.json",
+    "VALIDATION.json",
+    "Z_integrator/STATUS.json",
+    "A_worker/STATUS.json",
+    "A_worker/SCOPE_LOCK.json",
+    "A_worker/LOGS/INDEX.json",
+]
+FUZZ = settings(
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    deadline=None,
+    max_examples=int(__import__("os").environ.get("FUZZ_N", "60")),
+)
 
 
 @FUZZ
@@ -216,9 +272,15 @@ def test_any_payload_member_of_any_event_may_be_anything(repo: Path, data: st.Da
     """A forger's edit (re-chained, head file rewritten) in an event the report's head anchors."""
     ledger, head = (repo / LEDGER).read_bytes(), (repo / HEAD).read_bytes()
     events = ledger_lines(repo)
-    anchored = json.loads((repo / RUNS_REL / RUN / "Z_integrator" / "STATUS.json").read_bytes())["ledger_head"]["seq"]
-    i = data.draw(st.sampled_from([n for n, e in enumerate(events) if e["run_id"] == RUN and e["seq"] <= anchored]),
-                  label="event")
+    anchored = json.loads((repo / RUNS_REL / RUN / "Z_integrator" / "STATUS.json").read_bytes())[
+        "ledger_head"
+    ]["seq"]
+    i = data.draw(
+        st.sampled_from(
+            [n for n, e in enumerate(events) if e["run_id"] == RUN and e["seq"] <= anchored]
+        ),
+        label="event",
+    )
     key = data.draw(st.sampled_from(sorted(events[i]["payload"])), label="member")
     value = data.draw(JSON_VALUES, label="value")
     if jsonio.canonical(value) == jsonio.canonical(events[i]["payload"][key]):
@@ -237,12 +299,18 @@ def test_any_payload_member_of_any_event_may_be_anything(repo: Path, data: st.Da
 
 @FUZZ
 @given(data=st.data())
-def test_events_beyond_the_anchor_may_hold_anything_without_a_crash(repo: Path, data: st.DataObject) -> None:
+def test_events_beyond_the_anchor_may_hold_anything_without_a_crash(
+    repo: Path, data: st.DataObject
+) -> None:
     """report.written and run.finished (not covered by the head they print): never a crash."""
     ledger, head = (repo / LEDGER).read_bytes(), (repo / HEAD).read_bytes()
     events = ledger_lines(repo)
-    anchored = json.loads((repo / RUNS_REL / RUN / "Z_integrator" / "STATUS.json").read_bytes())["ledger_head"]["seq"]
-    i = data.draw(st.sampled_from([n for n, e in enumerate(events) if e["seq"] > anchored]), label="event")
+    anchored = json.loads((repo / RUNS_REL / RUN / "Z_integrator" / "STATUS.json").read_bytes())[
+        "ledger_head"
+    ]["seq"]
+    i = data.draw(
+        st.sampled_from([n for n, e in enumerate(events) if e["seq"] > anchored]), label="event"
+    )
     key = data.draw(st.sampled_from(sorted(events[i]["payload"])), label="member")
     events[i]["payload"][key] = data.draw(JSON_VALUES, label="value")
     try:
@@ -262,4 +330,6 @@ def test_a_malformed_event_is_named_by_the_schema_and_not_folded(repo: Path) -> 
     code, out = run_replay(repo)
     assert code == 3
     bad = [d for d in out["divergences"] if d["what"].startswith("ledger event check.finished")]
-    assert bad and bad[0]["seq"] == finished["seq"] and "required" in bad[0]["found"], out["divergences"]
+    assert bad and bad[0]["seq"] == finished["seq"] and "required" in bad[0]["found"], out[
+        "divergences"
+    ]

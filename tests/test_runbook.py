@@ -86,7 +86,13 @@ def test_runbook_documents_exit_codes_and_every_event_type() -> None:
     for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 130 |"):
         assert code in table
     assert "schemas/ledger_event.schema.json" in text
-    for key in ("FACTORY_NOW", "FACTORY_<SECTION>__<KEY>", "sha256sum -c", "ledger-replay", "self-test"):
+    for key in (
+        "FACTORY_NOW",
+        "FACTORY_<SECTION>__<KEY>",
+        "sha256sum -c",
+        "ledger-replay",
+        "self-test",
+    ):
         assert key in text
     from tools.codex.factory.records.plan import DEFAULT_SCOPES
 
@@ -114,7 +120,9 @@ def test_runbook_examples_exit_as_documented(tmp_path: Path) -> None:
     finished dry run. Lines marked ``# manual`` need agents or files of your own."""
     repo = make_repo(tmp_path / "repo")
     env = {"DISPLAY": "", "WAYLAND_DISPLAY": "", "CI": "1"}
-    res = run_cli("oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", RUN_ID, cwd=repo, env=env)
+    res = run_cli(
+        "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", RUN_ID, cwd=repo, env=env
+    )
     assert res.returncode == 0, res.stderr
     found = examples(RUNBOOK.read_text(encoding="utf-8"))
     runnable = [(c, m) for c, m in found if not m.startswith("manual")]
@@ -128,14 +136,23 @@ def test_runbook_examples_exit_as_documented(tmp_path: Path) -> None:
         args = shlex.split(cmd.replace("<RUN_ID>", RUN_ID))[3:]
         got = run_cli(*args, cwd=repo, env=env)
         if got.returncode != expected:
-            failures.append(f"{cmd}: expected exit {expected}, got {got.returncode}: {got.stderr.strip()[-300:]}")
+            failures.append(
+                f"{cmd}: expected exit {expected}, got {got.returncode}: {got.stderr.strip()[-300:]}"
+            )
         if "Traceback" in got.stderr:
             failures.append(f"{cmd}: traceback on stderr")
     assert not failures, "\n".join(failures)
     # The audit recipe: sha256sum -c in the run folder, as the runbook shows.
-    assert "cd tools/codex/runs/<RUN_ID> && sha256sum -c attestations/*.sha256" in RUNBOOK.read_text(encoding="utf-8")
+    assert (
+        "cd tools/codex/runs/<RUN_ID> && sha256sum -c attestations/*.sha256"
+        in RUNBOOK.read_text(encoding="utf-8")
+    )
     if shutil.which("sha256sum"):
         run_dir = repo / "tools/codex/runs" / RUN_ID
-        sums = sorted(str(p.relative_to(run_dir)) for p in (run_dir / "attestations").glob("*.sha256"))
-        check = subprocess.run(["sha256sum", "-c", *sums], cwd=run_dir, capture_output=True, text=True, check=False)
+        sums = sorted(
+            str(p.relative_to(run_dir)) for p in (run_dir / "attestations").glob("*.sha256")
+        )
+        check = subprocess.run(
+            ["sha256sum", "-c", *sums], cwd=run_dir, capture_output=True, text=True, check=False
+        )
         assert check.returncode == 0, check.stdout + check.stderr

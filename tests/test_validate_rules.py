@@ -38,7 +38,9 @@ def run(repo: Path) -> str:
     return launch_dry(repo)
 
 
-def assert_blocked(repo: Path, run_id: str, rule: str, worker: str = "A", path: str | None = None) -> dict:
+def assert_blocked(
+    repo: Path, run_id: str, rule: str, worker: str = "A", path: str | None = None
+) -> dict:
     code, doc = validate(repo, run_id)
     assert code == 3, doc
     assert doc["status"] == "BLOCKED"
@@ -69,7 +71,10 @@ def test_bad_json(repo: Path, run: str) -> None:
 
 
 def test_schema_violation(repo: Path, run: str) -> None:
-    write_json(run_dir(repo, run) / "A_worker" / "FILES_CHANGED.json", {"schema_version": 1, "files": "src/app.py"})
+    write_json(
+        run_dir(repo, run) / "A_worker" / "FILES_CHANGED.json",
+        {"schema_version": 1, "files": "src/app.py"},
+    )
     doc = assert_blocked(repo, run, "schema-violation", path="FILES_CHANGED.json")
     assert any("files" in f["message"] for f in doc["findings"])
 
@@ -166,7 +171,9 @@ def test_policy_comes_from_the_run_not_from_later_config(repo: Path, tmp_path: P
 
     run = launch_one(repo, tmp_path, allow=["**"])
     set_bundle(repo, run, "A", make_patch(repo, {"scenarios/x.md": "peek\n"}))
-    write_config(repo, {"security": {"protected_paths": [], "holdout_paths": []}})  # edited after launch
+    write_config(
+        repo, {"security": {"protected_paths": [], "holdout_paths": []}}
+    )  # edited after launch
     assert_blocked(repo, run, "protected-path", path="scenarios/x.md")
 
 
@@ -176,10 +183,13 @@ def test_case_collision_with_base(repo: Path, run: str) -> None:
 
 
 def test_case_collision_across_workers(repo: Path, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "plan.json", [
-        {"id": "A", "task": "a", "allow": ["src/**"]},
-        {"id": "B", "task": "b", "allow": ["src/**"]},
-    ])
+    plan = write_plan(
+        tmp_path / "plan.json",
+        [
+            {"id": "A", "task": "a", "allow": ["src/**"]},
+            {"id": "B", "task": "b", "allow": ["src/**"]},
+        ],
+    )
     run_id = launch_dry(repo, "--plan", str(plan))
     set_bundle(repo, run_id, "A", make_patch(repo, {"src/new.py": "a\n"}))
     set_bundle(repo, run_id, "B", make_patch(repo, {"src/NEW.py": "b\n"}))
@@ -189,10 +199,13 @@ def test_case_collision_across_workers(repo: Path, tmp_path: Path) -> None:
 
 def _two_workers_same_file(repo: Path, tmp_path: Path, shared: bool) -> str:
     extra = {"shared": ["src/app.py"]} if shared else {}
-    plan = write_plan(tmp_path / "plan.json", [
-        {"id": "A", "task": "top", "allow": ["src/**"], **extra},
-        {"id": "B", "task": "bottom", "allow": ["src/**"], **extra},
-    ])
+    plan = write_plan(
+        tmp_path / "plan.json",
+        [
+            {"id": "A", "task": "top", "allow": ["src/**"], **extra},
+            {"id": "B", "task": "bottom", "allow": ["src/**"], **extra},
+        ],
+    )
     run_id = launch_dry(repo, "--plan", str(plan))
     lines = FILES["src/app.py"].splitlines(keepends=True)
     top = "".join(["A = 0\n", *lines[1:]])
@@ -205,7 +218,9 @@ def _two_workers_same_file(repo: Path, tmp_path: Path, shared: bool) -> str:
 def test_overlap_without_shared_blocks(repo: Path, tmp_path: Path) -> None:
     run_id = _two_workers_same_file(repo, tmp_path, shared=False)
     doc = assert_blocked(repo, run_id, "overlap", worker="A", path="src/app.py")
-    assert doc["overlaps"] == [{"path": "src/app.py", "workers": ["A", "B"], "resolution": "blocked"}]
+    assert doc["overlaps"] == [
+        {"path": "src/app.py", "workers": ["A", "B"], "resolution": "blocked"}
+    ]
     assert doc["verdicts"] == {"A": "BLOCKED", "B": "BLOCKED"}
 
 
@@ -215,7 +230,9 @@ def test_overlap_shared_on_both_sides_passes_and_integrates(repo: Path, tmp_path
     run_id = _two_workers_same_file(repo, tmp_path, shared=True)
     code, doc = validate(repo, run_id)
     assert code == 0, doc["findings"]
-    assert doc["overlaps"] == [{"path": "src/app.py", "workers": ["A", "B"], "resolution": "shared"}]
+    assert doc["overlaps"] == [
+        {"path": "src/app.py", "workers": ["A", "B"], "resolution": "shared"}
+    ]
     res = run_cli("--repo", str(repo), "--now", PINNED, "integrate", "--run-id", run_id)
     assert res.returncode == 0, res.stdout + res.stderr
     merged = (run_dir(repo, run_id) / "Z_integrator" / "DIFF.patch").read_text(encoding="utf-8")
@@ -223,14 +240,21 @@ def test_overlap_shared_on_both_sides_passes_and_integrates(repo: Path, tmp_path
 
 
 def test_overlap_shared_on_one_side_only_blocks(repo: Path, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "plan.json", [
-        {"id": "A", "task": "top", "allow": ["src/**"], "shared": ["src/app.py"]},
-        {"id": "B", "task": "bottom", "allow": ["src/**"]},
-    ])
+    plan = write_plan(
+        tmp_path / "plan.json",
+        [
+            {"id": "A", "task": "top", "allow": ["src/**"], "shared": ["src/app.py"]},
+            {"id": "B", "task": "bottom", "allow": ["src/**"]},
+        ],
+    )
     run_id = launch_dry(repo, "--plan", str(plan))
     lines = FILES["src/app.py"].splitlines(keepends=True)
-    set_bundle(repo, run_id, "A", make_patch(repo, {"src/app.py": "".join(["A = 0\n", *lines[1:]])}))
-    set_bundle(repo, run_id, "B", make_patch(repo, {"src/app.py": "".join([*lines[:-1], "H = 80\n"])}))
+    set_bundle(
+        repo, run_id, "A", make_patch(repo, {"src/app.py": "".join(["A = 0\n", *lines[1:]])})
+    )
+    set_bundle(
+        repo, run_id, "B", make_patch(repo, {"src/app.py": "".join([*lines[:-1], "H = 80\n"])})
+    )
     doc = assert_blocked(repo, run_id, "overlap", worker="B", path="src/app.py")
     assert rules(doc) == {"overlap"}
 
@@ -239,10 +263,13 @@ def test_identical_overlap_needs_the_flag(repo: Path, tmp_path: Path) -> None:
     from tests.conftest import PINNED, run_cli
     from tests.factory_helpers import write_config
 
-    plan = write_plan(tmp_path / "plan.json", [
-        {"id": "A", "task": "a", "allow": ["src/**"]},
-        {"id": "B", "task": "b", "allow": ["src/**"]},
-    ])
+    plan = write_plan(
+        tmp_path / "plan.json",
+        [
+            {"id": "A", "task": "a", "allow": ["src/**"]},
+            {"id": "B", "task": "b", "allow": ["src/**"]},
+        ],
+    )
     run_id = launch_dry(repo, "--plan", str(plan))
     same = make_patch(repo, {"src/util.py": "x = 2\n"})
     set_bundle(repo, run_id, "A", same)
@@ -263,7 +290,9 @@ def test_identical_overlap_needs_the_flag(repo: Path, tmp_path: Path) -> None:
 
 
 def test_log_hash_mismatch(repo: Path, run: str) -> None:
-    (run_dir(repo, run) / "A_worker" / "LOGS" / "launch.log").write_text("edited\n", encoding="utf-8")
+    (run_dir(repo, run) / "A_worker" / "LOGS" / "launch.log").write_text(
+        "edited\n", encoding="utf-8"
+    )
     assert_blocked(repo, run, "log-hash-mismatch", path="LOGS/launch.log")
 
 
@@ -331,9 +360,13 @@ def test_unlisted_symlink_to_a_device_is_never_read(repo: Path, run: str) -> Non
     assert code == 0 and doc["status"] == "PASS"
 
 
-@pytest.mark.parametrize("path", ["src/.git/config", "src/.GIT/hooks/pre-commit", "src/.git./x", "src/GIT~1/x"])
+@pytest.mark.parametrize(
+    "path", ["src/.git/config", "src/.GIT/hooks/pre-commit", "src/.git./x", "src/GIT~1/x"]
+)
 def test_nested_git_dirs_are_refused(repo: Path, run: str, path: str) -> None:
-    patch = make_patch(repo, {"src/placeholder.py": "x\n"}).replace(b"src/placeholder.py", path.encode())
+    patch = make_patch(repo, {"src/placeholder.py": "x\n"}).replace(
+        b"src/placeholder.py", path.encode()
+    )
     set_bundle(repo, run, "A", patch)
     assert_blocked(repo, run, "path-git-dir", path=path)
 

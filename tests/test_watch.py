@@ -18,14 +18,37 @@ from tools.codex.factory.ops.selftest import PINNED, RUNS_REL, factory, make_rep
 LEDGER = f"{RUNS_REL}/factory_ledger.jsonl"
 FAILING_CHECK = {
     "schema_version": 1,
-    "checks": {"required": [{"name": "always-fails", "argv": ["{python}", "-c", "raise SystemExit(1)"], "timeout_s": 60}]},
+    "checks": {
+        "required": [
+            {
+                "name": "always-fails",
+                "argv": ["{python}", "-c", "raise SystemExit(1)"],
+                "timeout_s": 60,
+            }
+        ]
+    },
 }
 
 
 def start_watch(repo: Path, env: dict[str, str], run_id: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "watch", "--run-id", run_id, *extra],
-        cwd=str(repo), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+        [
+            sys.executable,
+            "-m",
+            "tools.codex.factory",
+            "--repo",
+            str(repo),
+            "watch",
+            "--run-id",
+            run_id,
+            *extra,
+        ],
+        cwd=str(repo),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
     )
 
 
@@ -56,7 +79,9 @@ def test_watch_sees_a_run_appended_by_another_process(tmp_path: Path, env: dict[
     watcher = start_watch(repo, env, "run-live", "--timeout", "120")
     try:
         wait_for_notice(watcher)
-        res = factory(repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-live")
+        res = factory(
+            repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-live"
+        )
         assert res.returncode == 0, res.stderr
         rc, out, err = finish(watcher)
     finally:
@@ -72,8 +97,24 @@ def test_watch_sees_a_run_appended_by_another_process(tmp_path: Path, env: dict[
     assert out.rstrip().endswith("run run-live finished: PASS")
     # The run is over: a second watch reports it at once.
     again = subprocess.run(
-        [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "watch", "--run-id", "run-live", "--timeout", "10"],
-        env=env, capture_output=True, text=True, encoding="utf-8", timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "tools.codex.factory",
+            "--repo",
+            str(repo),
+            "watch",
+            "--run-id",
+            "run-live",
+            "--timeout",
+            "10",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        check=False,
     )
     assert again.returncode == 0 and event_lines(again.stdout) == lines
 
@@ -86,7 +127,9 @@ def test_watch_exits_with_a_blocked_runs_code(tmp_path: Path, env: dict[str, str
     watcher = start_watch(repo, env, "run-blocked", "--timeout", "120")
     try:
         wait_for_notice(watcher)
-        res = factory(repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-blocked")
+        res = factory(
+            repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-blocked"
+        )
         assert res.returncode == 3, res.stderr
         rc, out, err = finish(watcher)
     finally:
@@ -110,17 +153,27 @@ with open(dst, "ab") as fh:
 def test_watch_waits_for_the_rest_of_a_torn_line(tmp_path: Path, env: dict[str, str]) -> None:
     """Another process appends the ledger in pieces that cut lines in half: no line is lost or garbled."""
     source = make_repo(tmp_path / "source", env)
-    assert factory(source, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-torn").returncode == 0
+    assert (
+        factory(
+            source, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-torn"
+        ).returncode
+        == 0
+    )
     data = (source / LEDGER).read_bytes()
     lines = data.splitlines()
-    step = max(len(ln) for ln in lines) // 2 + 7  # every piece ends inside a line, most lines span two
+    step = (
+        max(len(ln) for ln in lines) // 2 + 7
+    )  # every piece ends inside a line, most lines span two
     repo = make_repo(tmp_path / "repo", env)
     (repo / LEDGER).parent.mkdir(parents=True, exist_ok=True)
     watcher = start_watch(repo, env, "run-torn", "--timeout", "120")
     try:
         wait_for_notice(watcher)
-        writer = subprocess.run([sys.executable, "-c", WRITER, str(source / LEDGER), str(repo / LEDGER), str(step)],
-                                timeout=120, check=False)
+        writer = subprocess.run(
+            [sys.executable, "-c", WRITER, str(source / LEDGER), str(repo / LEDGER), str(step)],
+            timeout=120,
+            check=False,
+        )
         assert writer.returncode == 0
         rc, out, err = finish(watcher)
     finally:
@@ -134,9 +187,26 @@ def test_watch_timeout_exits_1_with_a_clear_message(tmp_path: Path, env: dict[st
     repo = make_repo(tmp_path / "repo", env)
     t0 = time.monotonic()
     res = subprocess.run(
-        [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "--now", PINNED,
-         "watch", "--run-id", "never-started", "--timeout", "0.5"],
-        env=env, capture_output=True, text=True, encoding="utf-8", timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "tools.codex.factory",
+            "--repo",
+            str(repo),
+            "--now",
+            PINNED,
+            "watch",
+            "--run-id",
+            "never-started",
+            "--timeout",
+            "0.5",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        check=False,
     )
     assert time.monotonic() - t0 < 30  # a pinned clock must not stop the timeout
     assert res.returncode == 1
@@ -187,7 +257,9 @@ def test_follower_holds_a_torn_line_until_its_newline(tmp_path: Path) -> None:
         f.close()
 
 
-def test_epilogue_events_end_the_watch_but_a_new_round_does_not(tmp_path: Path, env: dict[str, str]) -> None:
+def test_epilogue_events_end_the_watch_but_a_new_round_does_not(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     """worktree.removed after run.finished is an epilogue; a stage.started after it is a new round."""
     from tools.codex.factory.infra.clock import Clock
     from tools.codex.factory.ledger.recorder import Recorder
@@ -198,11 +270,36 @@ def test_epilogue_events_end_the_watch_but_a_new_round_does_not(tmp_path: Path, 
     rec = Recorder(ledger, "run-rounds", "factory")
     rec.emit("stage.started", "integrate")
     rec.emit("run.finished", "summary", status="PASS", reasons=[], stages=[])
-    rec.emit("worktree.removed", "summary", "A_worker", worker="A", branch="factory/run-rounds/A",
-             worktree="x/A", reason="integrated", forced=False)
+    rec.emit(
+        "worktree.removed",
+        "summary",
+        "A_worker",
+        worker="A",
+        branch="factory/run-rounds/A",
+        worktree="x/A",
+        reason="integrated",
+        forced=False,
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "watch", "--run-id", "run-rounds",
-         "--timeout", "20"], env=env, capture_output=True, text=True, encoding="utf-8", timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "tools.codex.factory",
+            "--repo",
+            str(repo),
+            "watch",
+            "--run-id",
+            "run-rounds",
+            "--timeout",
+            "20",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0 and "worktree.removed" in done.stdout
     rec.emit("stage.started", "bundle-validate")  # the operator validates again: a new round
     watcher = start_watch(repo, env, "run-rounds", "--timeout", "60")
@@ -224,7 +321,16 @@ def test_watch_ends_for_a_run_refused_by_preflight(tmp_path: Path, env: dict[str
     watcher = start_watch(repo, env, "run-refused", "--timeout", "60")
     try:
         wait_for_notice(watcher)
-        res = factory(repo, env, "oneshot", "--base-ref", "no-such-ref", "--dry-run", "--run-id", "run-refused")
+        res = factory(
+            repo,
+            env,
+            "oneshot",
+            "--base-ref",
+            "no-such-ref",
+            "--dry-run",
+            "--run-id",
+            "run-refused",
+        )
         assert res.returncode == 3
         rc, out, err = finish(watcher)
     finally:
@@ -233,12 +339,21 @@ def test_watch_ends_for_a_run_refused_by_preflight(tmp_path: Path, env: dict[str
     assert "preflight" in out and out.rstrip().endswith("run run-refused finished: BLOCKED")
 
 
-def test_watch_of_an_unknown_run_is_a_usage_error_not_a_silent_wait(tmp_path: Path, env: dict[str, str]) -> None:
+def test_watch_of_an_unknown_run_is_a_usage_error_not_a_silent_wait(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     repo = make_repo(tmp_path / "repo", env)
-    assert factory(repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-known").returncode == 0
+    assert (
+        factory(
+            repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run", "--run-id", "run-known"
+        ).returncode
+        == 0
+    )
     t0 = time.monotonic()
     res = factory(repo, env, "watch", "--run-id", "run-knwon", timeout=60)  # a typo, no --timeout
     assert time.monotonic() - t0 < 30
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("factory: error: --run-id run-knwon: no such run"), lines
+    assert len(lines) == 1 and lines[0].startswith(
+        "factory: error: --run-id run-knwon: no such run"
+    ), lines

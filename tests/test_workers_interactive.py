@@ -43,10 +43,16 @@ def test_launch_edit_by_hand_collect_validate_integrate(tmp_path: Path) -> None:
         assert path.parent.parent == cache / "multi-codex-factory" / "wt" and path.name == w
         assert not (path / "scenarios").exists()  # held out of the checkout
         assert (path / "src" / "app.py").read_text() == "print('app')\n"
-        assert git(path, "status", "--porcelain") == ""  # .factory/ ignores itself; holdout not "deleted"
+        assert (
+            git(path, "status", "--porcelain") == ""
+        )  # .factory/ ignores itself; holdout not "deleted"
         prompt = (path / ".factory" / "PROMPT.md").read_text(encoding="utf-8")
-        assert prompt == (run_dir(repo, run_id) / f"{w}_worker" / "PROMPT.md").read_text(encoding="utf-8")
-        assert str(path) not in prompt and str(tmp_path) not in prompt  # deterministic: no absolute paths
+        assert prompt == (run_dir(repo, run_id) / f"{w}_worker" / "PROMPT.md").read_text(
+            encoding="utf-8"
+        )
+        assert (
+            str(path) not in prompt and str(tmp_path) not in prompt
+        )  # deterministic: no absolute paths
         assert "`.factory/DONE`" in prompt and "bundle-collect" in prompt
         st = status_doc(repo, run_id, w)
         assert st["status"] == "PENDING" and "bundle-collect" in st["reason"]
@@ -55,12 +61,16 @@ def test_launch_edit_by_hand_collect_validate_integrate(tmp_path: Path) -> None:
         assert f"| {w[-1]} | PENDING | interactive | `{w}` | `{path}` |" in board
     assert "next: finish workers A, B, C, D" in board
     prompt_a = (run_dir(repo, run_id) / "A_worker" / "PROMPT.md").read_text(encoding="utf-8")
-    assert "Source code changes." in prompt_a and "`src/**`" in prompt_a and "`scenarios/`" in prompt_a
+    assert (
+        "Source code changes." in prompt_a and "`src/**`" in prompt_a and "`scenarios/`" in prompt_a
+    )
 
     # bundle-validate before anything was collected: BLOCKED, naming the pending workers.
     res = cli(repo, "bundle-validate", "--run-id", run_id, "--json")
     assert res.returncode == 3
-    msgs = [f["message"] for f in json.loads(res.stdout)["findings"] if f["rule"] == "worker-not-done"]
+    msgs = [
+        f["message"] for f in json.loads(res.stdout)["findings"] if f["rule"] == "worker-not-done"
+    ]
     assert any("status is PENDING" in m for m in msgs)
 
     # A commits its work; C leaves its work uncommitted (modified, new, deleted).
@@ -69,8 +79,9 @@ def test_launch_edit_by_hand_collect_validate_integrate(tmp_path: Path) -> None:
     git(a, "add", "-A")
     git(a, "commit", "-q", "-m", "A: feature")
     (a / ".factory" / "SUMMARY.md").write_text("# A\n\nAdded feature().\n")
-    (a / ".factory" / "HANDOFF_NOTE.json").write_text(json.dumps(
-        {"schema_version": 1, "worker": "A", "depends_on": [], "notes": "independent"}))
+    (a / ".factory" / "HANDOFF_NOTE.json").write_text(
+        json.dumps({"schema_version": 1, "worker": "A", "depends_on": [], "notes": "independent"})
+    )
     (c / "docs" / "guide.md").write_text("guide\nfeature() returns 42\n")
     (c / "docs" / "api.md").write_text("# API\n")
     (c / "README.md").unlink()
@@ -81,12 +92,22 @@ def test_launch_edit_by_hand_collect_validate_integrate(tmp_path: Path) -> None:
     assert got["A"]["files"] == ["src/feature.py"] and got["A"]["notes"]["SUMMARY.md"] == "worker"
     assert got["C"]["files"] == ["README.md", "docs/api.md", "docs/guide.md"]
     assert got["B"]["files"] == [] and got["D"]["files"] == []
-    assert (run_dir(repo, run_id) / "A_worker" / "SUMMARY.md").read_text() == "# A\n\nAdded feature().\n"
-    assert json.loads((run_dir(repo, run_id) / "A_worker" / "HANDOFF_NOTE.json").read_text())["notes"] == "independent"
-    collected = [e["payload"] for e in events(repo, run_id) if e["event_type"] == "bundle.collected"]
+    assert (
+        run_dir(repo, run_id) / "A_worker" / "SUMMARY.md"
+    ).read_text() == "# A\n\nAdded feature().\n"
+    assert (
+        json.loads((run_dir(repo, run_id) / "A_worker" / "HANDOFF_NOTE.json").read_text())["notes"]
+        == "independent"
+    )
+    collected = [
+        e["payload"] for e in events(repo, run_id) if e["event_type"] == "bundle.collected"
+    ]
     assert [(p["worker"], p["previous_status"], p["status"]) for p in collected] == [
-        (w, "PENDING", "DONE") for w in "ABCD"]
-    assert "| A | DONE | interactive |" in (run_dir(repo, run_id) / "RUNBOARD.md").read_text(encoding="utf-8")
+        (w, "PENDING", "DONE") for w in "ABCD"
+    ]
+    assert "| A | DONE | interactive |" in (run_dir(repo, run_id) / "RUNBOARD.md").read_text(
+        encoding="utf-8"
+    )
 
     assert cli(repo, "bundle-validate", "--run-id", run_id).returncode == 0
     res = cli(repo, "integrate", "--run-id", run_id, "--json")
@@ -99,7 +120,9 @@ def test_launch_edit_by_hand_collect_validate_integrate(tmp_path: Path) -> None:
     assert_events_valid(repo)
     res = cli(repo, "ledger-replay", "--run-id", run_id)
     assert res.returncode == 0 and "REPLAY OK" in res.stdout, res.stdout + res.stderr
-    assert gitops.snapshot(repo) == before  # branches and worktrees gone again, nothing else touched
+    assert (
+        gitops.snapshot(repo) == before
+    )  # branches and worktrees gone again, nothing else touched
     assert worktrees(repo) == {} and factory_branches(repo) == []
 
 
@@ -112,7 +135,9 @@ def test_oneshot_with_interactive_workers_stops_pending_with_next_steps(tmp_path
     assert lines[0] == f"run {run_id}: PENDING"
     assert "bundle-validate  SKIPPED  waiting for interactive workers A, B" in res.stdout
     assert f"factory/{run_id}/A" in res.stdout and "worktree: " in res.stdout
-    assert lines[-1].startswith("next: collect, validate, integrate: `factory bundle-collect --run-id")
+    assert lines[-1].startswith(
+        "next: collect, validate, integrate: `factory bundle-collect --run-id"
+    )
     pending = [e for e in events(repo, run_id) if e["event_type"] == "run.pending"]
     assert pending[0]["payload"]["workers"] == ["A", "B"]
     assert not (run_dir(repo, run_id) / "Z_integrator" / "STATUS.json").exists()
@@ -130,15 +155,30 @@ def test_oneshot_wait_collects_each_worker_when_it_marks_itself_done(tmp_path: P
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     p = subprocess.Popen(
-        [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "--now", PINNED, "oneshot",
-         "--workers", "A,C", "--wait", "--json"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "tools.codex.factory",
+            "--repo",
+            str(repo),
+            "--now",
+            PINNED,
+            "oneshot",
+            "--workers",
+            "A,C",
+            "--wait",
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 60
         # Ready when both prompts are in place (each worktree is checked out before its prompt).
         while len(worktrees(repo)) < 2 or not all(
-                (path / ".factory" / "PROMPT.md").exists() for path in worktrees(repo).values()):
+            (path / ".factory" / "PROMPT.md").exists() for path in worktrees(repo).values()
+        ):
             assert p.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         trees = {b[-1]: path for b, path in worktrees(repo).items()}
@@ -156,7 +196,9 @@ def test_oneshot_wait_collects_each_worker_when_it_marks_itself_done(tmp_path: P
     doc = json.loads(out)
     assert doc["status"] == "PASS"
     run_id = doc["run_id"]
-    assert json.loads((run_dir(repo, run_id) / "A_worker" / "FILES_CHANGED.json").read_text())["files"] == ["src/app.py"]
+    assert json.loads((run_dir(repo, run_id) / "A_worker" / "FILES_CHANGED.json").read_text())[
+        "files"
+    ] == ["src/app.py"]
     assert worktrees(repo) == {}
 
 
@@ -179,8 +221,11 @@ def test_real_run_is_byte_identical_in_two_clones_at_different_paths(tmp_path: P
         assert cli(clone, "bundle-validate", "--run-id", run_id).returncode == 0
         assert cli(clone, "integrate", "--run-id", run_id).returncode == 0
         run = run_dir(clone, run_id)
-        files = {p.relative_to(run).as_posix(): p.read_bytes() for p in sorted(run.rglob("*"))
-                 if p.is_file() and p.name != "RUNBOARD.md"}
+        files = {
+            p.relative_to(run).as_posix(): p.read_bytes()
+            for p in sorted(run.rglob("*"))
+            if p.is_file() and p.name != "RUNBOARD.md"
+        }
         ledger = (clone / "tools/codex/runs/factory_ledger.jsonl").read_bytes()
         outputs.append((run_id, files, ledger, trees["A"]))
     assert outputs[0][0] == outputs[1][0]

@@ -27,21 +27,30 @@ def work_repo(tmp_path: Path, files: dict[str, str] | None = None) -> Path:
     return make_repo(tmp_path / "repo", files or FILES)
 
 
-def agent_env(spec_file: Path, spec: dict[str, Any], *, per_worker: dict[str, dict[str, Any]] | None = None,
-              **config: Any) -> dict[str, str]:
+def agent_env(
+    spec_file: Path,
+    spec: dict[str, Any],
+    *,
+    per_worker: dict[str, dict[str, Any]] | None = None,
+    **config: Any,
+) -> dict[str, str]:
     """FACTORY_* variables running the scripted agent for every worker (env, not a config file,
     so the user's tree stays exactly as committed)."""
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
     agent = {"preset": "script", "argv": ["{python}", str(AGENT), str(spec_file), "{worker_id}"]}
     env = {"FACTORY_WORKERS__AGENT": json.dumps(agent)}
     if per_worker:
-        env["FACTORY_WORKERS__AGENTS"] = json.dumps({w: {**agent, **extra} for w, extra in per_worker.items()})
+        env["FACTORY_WORKERS__AGENTS"] = json.dumps(
+            {w: {**agent, **extra} for w, extra in per_worker.items()}
+        )
     for key, value in config.items():
         env[f"FACTORY_{key.upper()}"] = json.dumps(value)
     return env
 
 
-def cli(repo: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def cli(
+    repo: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return run_cli("--repo", str(repo), "--now", PINNED, *args, env=env, timeout=timeout)
 
 
@@ -56,7 +65,11 @@ def run_dir(repo: Path, run_id: str) -> Path:
 
 
 def status_doc(repo: Path, run_id: str, worker: str) -> dict[str, Any]:
-    return dict(json.loads((run_dir(repo, run_id) / f"{worker}_worker" / "STATUS.json").read_text(encoding="utf-8")))
+    return dict(
+        json.loads(
+            (run_dir(repo, run_id) / f"{worker}_worker" / "STATUS.json").read_text(encoding="utf-8")
+        )
+    )
 
 
 def worktrees(repo: Path) -> dict[str, Path]:
@@ -66,14 +79,18 @@ def worktrees(repo: Path) -> dict[str, Path]:
     path: Path | None = None
     for line in out.splitlines():
         if line.startswith("worktree "):
-            path = Path(line[len("worktree "):])
+            path = Path(line[len("worktree ") :])
         elif line.startswith("branch ") and path is not None:
-            found[line[len("branch refs/heads/"):]] = path
+            found[line[len("branch refs/heads/") :]] = path
     return {b: p for b, p in found.items() if b.startswith("factory/")}
 
 
 def factory_branches(repo: Path) -> list[str]:
-    return [b for b in git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads").split() if b.startswith("factory/")]
+    return [
+        b
+        for b in git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads").split()
+        if b.startswith("factory/")
+    ]
 
 
 def tree_files(root: Path) -> dict[str, bytes]:
@@ -89,7 +106,11 @@ def tree_files(root: Path) -> dict[str, bytes]:
 
 def apply_to_fresh_clone(repo: Path, commit: str, patch: bytes, dest: Path) -> Path:
     """A fresh clone of the base with ``patch`` applied by plain ``git apply``."""
-    subprocess.run(["git", "clone", "-q", "--no-checkout", str(repo), str(dest)], check=True, capture_output=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--no-checkout", str(repo), str(dest)],
+        check=True,
+        capture_output=True,
+    )
     git(dest, "checkout", "-q", "--detach", commit)
     if patch:
         git(dest, "apply", "--index", "-", input=patch)

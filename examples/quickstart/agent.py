@@ -38,7 +38,9 @@ def main() -> int:
             old = path.read_text(encoding="utf-8") if path.exists() else ""
             path.write_text(old + text + "\n", encoding="utf-8")
         done.append(f"- {verb} `{rel}`")
-    Path(".factory/SUMMARY.md").write_text(f"# Worker {worker}\n\n" + "\n".join(done) + "\n", encoding="utf-8")
+    Path(".factory/SUMMARY.md").write_text(
+        f"# Worker {worker}\n\n" + "\n".join(done) + "\n", encoding="utf-8"
+    )
     print(f"worker {worker}: {len(done)} step(s) done")
     return 0 if done else 1
 

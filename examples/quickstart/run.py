@@ -86,9 +86,14 @@ def main(argv: list[str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="factory-quickstart-"))
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["FACTORY_PATHS__WORKTREES_DIR"] = str(tmp / "wt")  # keep the demo's worktrees in the scratch folder
+    env["FACTORY_PATHS__WORKTREES_DIR"] = str(
+        tmp / "wt"
+    )  # keep the demo's worktrees in the scratch folder
     for key in ("NAME", "EMAIL"):
-        env.setdefault(f"GIT_AUTHOR_{key}", "Factory Quickstart" if key == "NAME" else "quickstart@example.invalid")
+        env.setdefault(
+            f"GIT_AUTHOR_{key}",
+            "Factory Quickstart" if key == "NAME" else "quickstart@example.invalid",
+        )
         env.setdefault(f"GIT_COMMITTER_{key}", env[f"GIT_AUTHOR_{key}"])
     repo = tmp / "repo"
     try:
@@ -103,8 +108,10 @@ def main(argv: list[str]) -> int:
             print(f"\noverlaps in {runs[-1].name}/Z_integrator/FINAL_REPORT.txt:\n{overlaps}")
             factory(repo, env, "clean", "--force")  # the BLOCKED run kept its worktrees for fixing
         ok = rc_pass == 0 and rc_blocked == 3
-        print(f"\nquick start: first run exit {rc_pass} (PASS expected), second run exit {rc_blocked} "
-              f"(BLOCKED expected): {'OK' if ok else 'UNEXPECTED'}")
+        print(
+            f"\nquick start: first run exit {rc_pass} (PASS expected), second run exit {rc_blocked} "
+            f"(BLOCKED expected): {'OK' if ok else 'UNEXPECTED'}"
+        )
         return 0 if ok else 1
     finally:
         if keep:

@@ -40,7 +40,9 @@ class PolicyViolation(BlockedError):
 class ProcessError(FactoryError):
     """A subprocess failed; the message carries command, rc, stdout and stderr."""
 
-    def __init__(self, argv: list[str], rc: int | None, stdout: str, stderr: str, why: str = "") -> None:
+    def __init__(
+        self, argv: list[str], rc: int | None, stdout: str, stderr: str, why: str = ""
+    ) -> None:
         self.argv = argv
         self.rc = rc
         self.stdout = stdout

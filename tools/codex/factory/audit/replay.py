@@ -124,7 +124,9 @@ class _Segment:
     merge: dict[str, Any] | None = None
     patches: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
-    check_specs: list[dict[str, Any]] = field(default_factory=list)  # name, argv, required, output_tail recorded
+    check_specs: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # name, argv, required, output_tail recorded
     violations: list[dict[str, Any]] = field(default_factory=list)
     report: Event | None = None
 
@@ -143,7 +145,10 @@ def describe(ev: Event) -> str:
     try:
         return _describe(ev).translate(_ONE_LINE)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-        return _short(f"{ev.seq!s:>6}  {ev.ts_utc}  {ev.stage or '-'!s:<16} {ev.event_type!s:<20} (malformed payload)", 400)
+        return _short(
+            f"{ev.seq!s:>6}  {ev.ts_utc}  {ev.stage or '-'!s:<16} {ev.event_type!s:<20} (malformed payload)",
+            400,
+        )
 
 
 def _describe(ev: Event) -> str:
@@ -151,32 +156,58 @@ def _describe(ev: Event) -> str:
     t = ev.event_type
     bits: list[str] = []
     if t == "run.started":
-        bits = [f"base_ref={p.get('base_ref')}", f"base_commit={str(p.get('base_commit', ''))[:12]}",
-                f"workers={','.join(p.get('workers', []))}", f"dry_run={str(p.get('dry_run')).lower()}"]
+        bits = [
+            f"base_ref={p.get('base_ref')}",
+            f"base_commit={str(p.get('base_commit', ''))[:12]}",
+            f"workers={','.join(p.get('workers', []))}",
+            f"dry_run={str(p.get('dry_run')).lower()}",
+        ]
     elif t == "stage.finished":
-        bits = [f"status={p.get('status')}"] + ([f"reason={_short(p['reason'])}"] if p.get("reason") else [])
+        bits = [f"status={p.get('status')}"] + (
+            [f"reason={_short(p['reason'])}"] if p.get("reason") else []
+        )
     elif t == "preflight.check":
         bits = [f"{p.get('name')}={'ok' if p.get('ok') else 'FAILED'}", _short(p.get("detail", ""))]
     elif t in ("bundle.created", "artifacts.written"):
-        bits = ([f"worker={p['worker']}"] if "worker" in p else []) + [f"files={len(p.get('files', {}))}"]
+        bits = ([f"worker={p['worker']}"] if "worker" in p else []) + [
+            f"files={len(p.get('files', {}))}"
+        ]
     elif t == "bundle.facts":
         f = p.get("facts", {})
-        bits = [f"worker={p.get('worker')}", f"status={f.get('status')}", f"touched={len(f.get('touched', []))}",
-                f"files_changed={len(f.get('files_changed', []))}"]
+        bits = [
+            f"worker={p.get('worker')}",
+            f"status={f.get('status')}",
+            f"touched={len(f.get('touched', []))}",
+            f"files_changed={len(f.get('files_changed', []))}",
+        ]
     elif t == "validation.decided":
         verdicts = ",".join(f"{w}={v}" for w, v in sorted(p.get("verdicts", {}).items()))
-        bits = [f"status={p.get('status')}", f"findings={p.get('findings')}", f"overlaps={len(p.get('overlaps', []))}",
-                f"verdicts={verdicts}"]
+        bits = [
+            f"status={p.get('status')}",
+            f"findings={p.get('findings')}",
+            f"overlaps={len(p.get('overlaps', []))}",
+            f"verdicts={verdicts}",
+        ]
     elif t == "merge.planned":
-        bits = [f"order={','.join(p.get('order', [])) or '-'}"] + ([f"reason={p['reason']}"] if p.get("reason") else [])
+        bits = [f"order={','.join(p.get('order', [])) or '-'}"] + (
+            [f"reason={p['reason']}"] if p.get("reason") else []
+        )
     elif t == "patch.applied":
-        bits = [f"worker={p.get('worker')}", "ok" if p.get("ok") else "FAILED", f"files={len(p.get('files', []))}"]
+        bits = [
+            f"worker={p.get('worker')}",
+            "ok" if p.get("ok") else "FAILED",
+            f"files={len(p.get('files', []))}",
+        ]
     elif t == "check.finished":
         rc = "timeout" if p.get("timed_out") else f"rc={p.get('rc')}"
         bits = [f"name={p.get('name')}", "required" if p.get("required") else "advisory", rc]
     elif t == "report.written":
         head = p.get("ledger_head", {})
-        bits = [f"status={p.get('status')}", f"files={len(p.get('files', {}))}", f"head=seq{head.get('seq')}"]
+        bits = [
+            f"status={p.get('status')}",
+            f"files={len(p.get('files', {}))}",
+            f"head=seq{head.get('seq')}",
+        ]
     elif t == "run.finished":
         bits = [f"status={p.get('status')}"]
     elif t == "ledger.repaired":
@@ -215,9 +246,13 @@ class Replayer:
         self.heads: list[tuple[int, str, str, int | None]] = []  # (seq, hash, source, event seq)
         self.manifest: dict[str, Any] | None = None
         self.manifest_problem: str | None = None  # why RUN_MANIFEST.json cannot be used
-        self.later_reports: list[tuple[int, str]] = []  # (seq, run_id) of other runs' report.written
+        self.later_reports: list[
+            tuple[int, str]
+        ] = []  # (seq, run_id) of other runs' report.written
         self.disk_report_head: tuple[int, str] | None = None  # the head line of FINAL_REPORT.txt
-        self.later_anchor: dict[str, Any] | None = None  # a later run's report head covering this run
+        self.later_anchor: dict[str, Any] | None = (
+            None  # a later run's report head covering this run
+        )
         self.z_listing: tuple[set[str], int] | None = None  # Z files per the last report.sha256
         self.state: dict[str, Any] = {
             "run_id": run_id,
@@ -302,26 +337,51 @@ class Replayer:
             if problems:  # a malformed event is reported, never folded
                 where, msg = problems[0]
                 more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-                self.diverge(ev.seq, f"ledger event {_short(ev.event_type, 40)} (schemas/ledger_event.schema.json)",
-                             "an event that matches the schema", f"{where}: {msg}{more}")
+                self.diverge(
+                    ev.seq,
+                    f"ledger event {_short(ev.event_type, 40)} (schemas/ledger_event.schema.json)",
+                    "an event that matches the schema",
+                    f"{where}: {msg}{more}",
+                )
                 continue
             handler = getattr(self, "_on_" + ev.event_type.replace(".", "_"), None)
             if handler is not None:
                 try:
                     handler(ev)
-                except (KeyError, TypeError, ValueError, AttributeError, IndexError, FactoryError) as exc:
-                    self.diverge(ev.seq, f"{ev.event_type} payload", "the recorded inputs of this event",
-                                 f"unreadable payload ({type(exc).__name__}: {exc})")
+                except (
+                    KeyError,
+                    TypeError,
+                    ValueError,
+                    AttributeError,
+                    IndexError,
+                    FactoryError,
+                ) as exc:
+                    self.diverge(
+                        ev.seq,
+                        f"{ev.event_type} payload",
+                        "the recorded inputs of this event",
+                        f"unreadable payload ({type(exc).__name__}: {exc})",
+                    )
         self.state["events"] = len(self.events)
         if self.seg.report is not None:
             r = self.seg.report
-            self.diverge(r.seq, "run.finished", f"a run.finished event after report.written (seq {r.seq})",
-                         "none: the ledger ends before the run finished (last event removed?)")
+            self.diverge(
+                r.seq,
+                "run.finished",
+                f"a run.finished event after report.written (seq {r.seq})",
+                "none: the ledger ends before the run finished (last event removed?)",
+            )
 
     def _on_run_started(self, ev: Event) -> None:
         p = ev.payload
-        self.state.update(kind=p.get("kind"), base_ref=p["base_ref"], base_commit=p["base_commit"],
-                          dry_run=p["dry_run"], workers=list(p["workers"]), plan_hash=p["plan_hash"])
+        self.state.update(
+            kind=p.get("kind"),
+            base_ref=p["base_ref"],
+            base_commit=p["base_commit"],
+            dry_run=p["dry_run"],
+            workers=list(p["workers"]),
+            plan_hash=p["plan_hash"],
+        )
 
     def _on_stage_finished(self, ev: Event) -> None:
         status, reason = ev.payload["status"], ev.payload.get("reason", "")
@@ -347,7 +407,9 @@ class Replayer:
         """A bundle collected from a real worker's worktree: its artifacts are the whole bundle."""
         artifacts = ev.payload.get("artifacts")
         if isinstance(artifacts, dict):
-            self.snaps[worker_dirname(ev.payload["worker"])] = _Snap(ev.seq, "bundle.collected", files={})
+            self.snaps[worker_dirname(ev.payload["worker"])] = _Snap(
+                ev.seq, "bundle.collected", files={}
+            )
             self._record_many(artifacts, ev.seq, "bundle.collected")
 
     def _on_bundle_imported(self, ev: Event) -> None:
@@ -367,8 +429,14 @@ class Replayer:
         self.facts[w] = (facts, ev.seq)
         self.fact_events.append((w, facts, ev.seq))
         prev = self.snaps.get(worker_dirname(w))
-        before = prev.files if prev is not None and prev.files is not None else (prev.before if prev else None)
-        self.snaps[worker_dirname(w)] = _Snap(ev.seq, "bundle.facts", bundle_hash=facts["bundle_hash"], before=before)
+        before = (
+            prev.files
+            if prev is not None and prev.files is not None
+            else (prev.before if prev else None)
+        )
+        self.snaps[worker_dirname(w)] = _Snap(
+            ev.seq, "bundle.facts", bundle_hash=facts["bundle_hash"], before=before
+        )
 
     def _on_validation_decided(self, ev: Event) -> None:
         p = ev.payload
@@ -376,15 +444,34 @@ class Replayer:
         facts: dict[str, Any] = {}
         for w in workers:
             if w not in self.facts:
-                self.diverge(ev.seq, f"validation.decided input for worker {w}", "a bundle.facts event before it", "none")
+                self.diverge(
+                    ev.seq,
+                    f"validation.decided input for worker {w}",
+                    "a bundle.facts event before it",
+                    "none",
+                )
                 return
             facts[w] = self.facts[w][0]
         result = decisions.evaluate(facts, p["policy"])
-        for key, found in (("status", p["status"]), ("verdicts", p["verdicts"]), ("overlaps", p["overlaps"])):
+        for key, found in (
+            ("status", p["status"]),
+            ("verdicts", p["verdicts"]),
+            ("overlaps", p["overlaps"]),
+        ):
             if result[key] != found:
-                self.diverge(ev.seq, f"validation.decided {key} (recomputed by decisions.evaluate)", result[key], found)
+                self.diverge(
+                    ev.seq,
+                    f"validation.decided {key} (recomputed by decisions.evaluate)",
+                    result[key],
+                    found,
+                )
         if len(result["findings"]) != p["findings"]:
-            self.diverge(ev.seq, "validation.decided findings count (recomputed)", len(result["findings"]), p["findings"])
+            self.diverge(
+                ev.seq,
+                "validation.decided findings count (recomputed)",
+                len(result["findings"]),
+                p["findings"],
+            )
         self._check_policy(ev)
         self.state["validation"] = {
             "seq": ev.seq,
@@ -406,7 +493,12 @@ class Replayer:
         try:
             return True, run_setting(manifest, dotted)
         except (KeyError, TypeError):
-            self.diverge(ev.seq, f"{MANIFEST} config.{dotted}", "the setting the run was launched with", "missing")
+            self.diverge(
+                ev.seq,
+                f"{MANIFEST} config.{dotted}",
+                "the setting the run was launched with",
+                "missing",
+            )
             return False, None
 
     def _check_policy(self, ev: Event) -> None:
@@ -419,41 +511,73 @@ class Replayer:
         try:
             expected = policy(manifest)
         except (KeyError, TypeError) as exc:
-            self.diverge(ev.seq, f"{MANIFEST} config", "the settings validation judges by", f"missing {exc}")
+            self.diverge(
+                ev.seq, f"{MANIFEST} config", "the settings validation judges by", f"missing {exc}"
+            )
             return
         recorded = ev.payload["policy"]
         for key in sorted(set(expected) | set(recorded)):
             if expected.get(key) != recorded.get(key):
-                self.diverge(ev.seq, f"validation.decided policy {key} (derived from {MANIFEST}: config and plan)",
-                             expected.get(key, "(absent)"), recorded.get(key, "(absent)"))
+                self.diverge(
+                    ev.seq,
+                    f"validation.decided policy {key} (derived from {MANIFEST}: config and plan)",
+                    expected.get(key, "(absent)"),
+                    recorded.get(key, "(absent)"),
+                )
 
     def _on_merge_planned(self, ev: Event) -> None:
         p = ev.payload
         known, strict = self._run_setting(ev, "feature_flags.strict_handoff_dependencies")
         if known and bool(strict) != bool(p.get("strict", False)):
-            self.diverge(ev.seq, f"merge.planned strict (feature_flags.strict_handoff_dependencies in {MANIFEST})",
-                         bool(strict), bool(p.get("strict", False)))
+            self.diverge(
+                ev.seq,
+                f"merge.planned strict (feature_flags.strict_handoff_dependencies in {MANIFEST})",
+                bool(strict),
+                bool(p.get("strict", False)),
+            )
         deps = {w: list(d) for w, d in p["depends_on"].items()}
         order, reason = decisions.merge_order(deps, bool(p.get("strict", False)))
         if order != p["order"]:
-            self.diverge(ev.seq, "merge.planned order (recomputed by decisions.merge_order)", order, p["order"])
+            self.diverge(
+                ev.seq,
+                "merge.planned order (recomputed by decisions.merge_order)",
+                order,
+                p["order"],
+            )
         if reason != p["reason"]:
             self.diverge(ev.seq, "merge.planned reason (recomputed)", reason, p["reason"])
         v = self.state["validation"]
         if v is None or v["status"] != "PASS":
-            self.diverge(ev.seq, "merge.planned precondition", "a PASS validation.decided before integration",
-                         v["status"] if v else "no validation")
+            self.diverge(
+                ev.seq,
+                "merge.planned precondition",
+                "a PASS validation.decided before integration",
+                v["status"] if v else "no validation",
+            )
         elif sorted(v["workers"]) != sorted(deps):
             self.diverge(ev.seq, "merge.planned workers", sorted(v["workers"]), sorted(deps))
         manifest = self._read_manifest()
         if manifest is not None:
-            plan_deps = {w["id"]: list(w.get("depends_on", [])) for w in manifest.get("plan", {}).get("workers", [])}
+            plan_deps = {
+                w["id"]: list(w.get("depends_on", []))
+                for w in manifest.get("plan", {}).get("workers", [])
+            }
             for w in sorted(deps):
                 handoff = self.facts.get(w, ({"depends_on": []}, 0))[0].get("depends_on", [])
                 expected = sorted(set(plan_deps.get(w, [])) | set(handoff))
                 if sorted(deps[w]) != expected:
-                    self.diverge(ev.seq, f"merge.planned depends_on[{w}] (plan + HANDOFF_NOTE)", expected, deps[w])
-        self.seg.merge = {"seq": ev.seq, "order": list(p["order"]), "depends_on": deps, "reason": p["reason"]}
+                    self.diverge(
+                        ev.seq,
+                        f"merge.planned depends_on[{w}] (plan + HANDOFF_NOTE)",
+                        expected,
+                        deps[w],
+                    )
+        self.seg.merge = {
+            "seq": ev.seq,
+            "order": list(p["order"]),
+            "depends_on": deps,
+            "reason": p["reason"],
+        }
         self.seg.patches = []
         self.seg.checks = []
         self.seg.check_specs = []
@@ -464,17 +588,36 @@ class Replayer:
         i = len(self.seg.patches)
         order = self.seg.merge["order"] if self.seg.merge else []
         if i >= len(order) or order[i] != p["worker"]:
-            self.diverge(ev.seq, "patch.applied order", f"worker {order[i] if i < len(order) else '(none)'} per merge.planned",
-                         f"worker {p['worker']}")
-        self.seg.patches.append({"worker": p["worker"], "ok": bool(p["ok"]), "files": list(p["files"])})
+            self.diverge(
+                ev.seq,
+                "patch.applied order",
+                f"worker {order[i] if i < len(order) else '(none)'} per merge.planned",
+                f"worker {p['worker']}",
+            )
+        self.seg.patches.append(
+            {"worker": p["worker"], "ok": bool(p["ok"]), "files": list(p["files"])}
+        )
         self.state["patches"] = self.seg.patches
 
     def _on_check_finished(self, ev: Event) -> None:
         p = ev.payload
-        self.seg.checks.append({"name": p["name"], "required": bool(p["required"]), "rc": p["rc"],
-                                "timed_out": bool(p["timed_out"])})
-        self.seg.check_specs.append({"name": p["name"], "argv": list(p["argv"]), "required": bool(p["required"]),
-                                     "seq": ev.seq, "output_tail": "output_tail" in p})
+        self.seg.checks.append(
+            {
+                "name": p["name"],
+                "required": bool(p["required"]),
+                "rc": p["rc"],
+                "timed_out": bool(p["timed_out"]),
+            }
+        )
+        self.seg.check_specs.append(
+            {
+                "name": p["name"],
+                "argv": list(p["argv"]),
+                "required": bool(p["required"]),
+                "seq": ev.seq,
+                "output_tail": "output_tail" in p,
+            }
+        )
         self.state["checks"] = self.seg.checks
         self._record_many(p.get("logs", {}), ev.seq, "check.finished")
 
@@ -487,12 +630,26 @@ class Replayer:
     def _on_report_written(self, ev: Event) -> None:
         p = ev.payload
         if self.seg.report is not None:
-            self.diverge(ev.seq, "report.written", "one report per run.finished", f"a second report after seq {self.seg.report.seq}")
+            self.diverge(
+                ev.seq,
+                "report.written",
+                "one report per run.finished",
+                f"a second report after seq {self.seg.report.seq}",
+            )
         self.seg.report = ev
         head = p["ledger_head"]
-        self.heads.append((int(head["seq"]), str(head["hash"]), f"report.written (seq {ev.seq}) ledger_head", ev.seq))
+        self.heads.append(
+            (
+                int(head["seq"]),
+                str(head["hash"]),
+                f"report.written (seq {ev.seq}) ledger_head",
+                ev.seq,
+            )
+        )
         if int(head["seq"]) >= ev.seq:
-            self.diverge(ev.seq, "report.written ledger_head", f"a seq before {ev.seq}", head["seq"])
+            self.diverge(
+                ev.seq, "report.written ledger_head", f"a seq before {ev.seq}", head["seq"]
+            )
         self._record_many(p["files"], ev.seq, "report.written")
         self._record_many(p.get("attestations", {}), ev.seq, "report.written")
         self._check_excerpt(ev)
@@ -510,21 +667,29 @@ class Replayer:
                     listed[m.group(2)] = m.group(1)
             for wdir in {_worker_dir_of(r) for r in listed} - {None}:
                 assert wdir is not None
-                self.snaps[wdir] = _Snap(ev.seq, f"{rel} (vouched for by report.written)", files={}, complete=True)
+                self.snaps[wdir] = _Snap(
+                    ev.seq, f"{rel} (vouched for by report.written)", files={}, complete=True
+                )
             for rel2, sha in sorted(listed.items()):
                 self._record_file(rel2, sha, ev.seq, f"{rel} (vouched for by report.written)")
             if name == "report.sha256":
                 self.z_listing = (set(listed), ev.seq)
 
     def _check_excerpt(self, ev: Event) -> None:
-        recorded = ev.payload.get("attestations", {}).get(EXCERPT_REL) or ev.payload["files"].get(EXCERPT_REL)
+        recorded = ev.payload.get("attestations", {}).get(EXCERPT_REL) or ev.payload["files"].get(
+            EXCERPT_REL
+        )
         if recorded is None:
             return
         before = sorted((e for e in self.events if e.seq < ev.seq), key=Event.sort_key)
         excerpt = b"".join(jsonio.canonical(e.as_dict()) + b"\n" for e in before)
         if _sha_bytes(excerpt) != recorded:
-            self.diverge(ev.seq, f"{EXCERPT_REL} (the run's events before report.written, recomputed from the ledger)",
-                         f"sha256 {recorded}", f"sha256 {_sha_bytes(excerpt)} (the ledger's events changed since)")
+            self.diverge(
+                ev.seq,
+                f"{EXCERPT_REL} (the run's events before report.written, recomputed from the ledger)",
+                f"sha256 {recorded}",
+                f"sha256 {_sha_bytes(excerpt)} (the ledger's events changed since)",
+            )
 
     def _on_run_finished(self, ev: Event) -> None:
         p = ev.payload
@@ -540,28 +705,60 @@ class Replayer:
         else:
             violations = list(report.payload.get("policy_violations", []))
             if report.payload["status"] != p["status"]:
-                self.diverge(ev.seq, "run.finished status vs report.written", report.payload["status"], p["status"])
+                self.diverge(
+                    ev.seq,
+                    "run.finished status vs report.written",
+                    report.payload["status"],
+                    p["status"],
+                )
         for row in rows:
             got = seg.stages.get(row["stage"])
             if got is None:
                 if row["status"] != "SKIPPED":  # stages skipped by an early stop record no event
-                    self.diverge(ev.seq, f"run.finished stage {row['stage']}", "a stage.finished event for it", "none")
+                    self.diverge(
+                        ev.seq,
+                        f"run.finished stage {row['stage']}",
+                        "a stage.finished event for it",
+                        "none",
+                    )
                 continue
             status, reason, seq = got
-            refused = violations and row["status"] == "BLOCKED" and row["reason"].startswith("write refused")
+            refused = (
+                violations
+                and row["status"] == "BLOCKED"
+                and row["reason"].startswith("write refused")
+            )
             if (status, reason) != (row["status"], row["reason"]) and not refused:
-                self.diverge(ev.seq, f"run.finished stage {row['stage']} (from stage.finished seq {seq})",
-                             f"{status} {reason!r}", f"{row['status']} {row['reason']!r}")
+                self.diverge(
+                    ev.seq,
+                    f"run.finished stage {row['stage']} (from stage.finished seq {seq})",
+                    f"{status} {reason!r}",
+                    f"{row['status']} {row['reason']!r}",
+                )
         statuses = [r["status"] for r in rows] + (["BLOCKED"] if violations else [])
         recomputed = decisions.final_status(statuses)
         if recomputed != p["status"]:
-            self.diverge(ev.seq, "run.finished status (recomputed by decisions.final_status)", recomputed, p["status"])
-        reasons = [f"{r['stage']}: {r['reason']}" for r in rows if r["status"] in ("BLOCKED", "FAIL") and r["reason"]]
+            self.diverge(
+                ev.seq,
+                "run.finished status (recomputed by decisions.final_status)",
+                recomputed,
+                p["status"],
+            )
+        reasons = [
+            f"{r['stage']}: {r['reason']}"
+            for r in rows
+            if r["status"] in ("BLOCKED", "FAIL") and r["reason"]
+        ]
         if reasons != p["reasons"]:
             self.diverge(ev.seq, "run.finished reasons (recomputed)", reasons, p["reasons"])
         self._check_integrate(ev, seg)
-        self.state["final"] = {"seq": ev.seq, "status": p["status"], "recomputed_status": recomputed,
-                               "reasons": p["reasons"], "stages": rows}
+        self.state["final"] = {
+            "seq": ev.seq,
+            "status": p["status"],
+            "recomputed_status": recomputed,
+            "reasons": p["reasons"],
+            "stages": rows,
+        }
         self.state["policy_violations"] = violations
         self.state["finished"] = True
         if report is not None:
@@ -574,11 +771,18 @@ class Replayer:
         if got is None or got[0] in ("FAIL", "SKIPPED"):
             return  # an internal error or a skip is not a decision to recompute
         status, reason, seq = got
-        if status == "BLOCKED" and (seg.violations or (seg.report and seg.report.payload.get("policy_violations"))):
+        if status == "BLOCKED" and (
+            seg.violations or (seg.report and seg.report.payload.get("policy_violations"))
+        ):
             return  # a refused write ended the stage: reported as a policy violation
         if seg.merge is None:
             if status != "BLOCKED":
-                self.diverge(seq, "integrate stage", "BLOCKED (integration refused before planning a merge)", status)
+                self.diverge(
+                    seq,
+                    "integrate stage",
+                    "BLOCKED (integration refused before planning a merge)",
+                    status,
+                )
             return
         if seg.merge["reason"]:
             expected, why = "BLOCKED", seg.merge["reason"]
@@ -586,14 +790,20 @@ class Replayer:
             expected, why = "BLOCKED", None
         else:
             if [x["worker"] for x in seg.patches] != seg.merge["order"]:
-                self.diverge(seq, "integrate patches", seg.merge["order"], [x["worker"] for x in seg.patches])
+                self.diverge(
+                    seq, "integrate patches", seg.merge["order"], [x["worker"] for x in seg.patches]
+                )
             expected, reasons = decisions.check_status(seg.checks)
             why = "; ".join(reasons)
             self.state["check_status"] = expected
             self._check_configured_checks(seq, seg)
         if status != expected or (why is not None and reason != why):
-            self.diverge(seq, "integrate stage (recomputed from merge.planned, patch.applied, check.finished)",
-                         f"{expected} {why!r}" if why is not None else expected, f"{status} {reason!r}")
+            self.diverge(
+                seq,
+                "integrate stage (recomputed from merge.planned, patch.applied, check.finished)",
+                f"{expected} {why!r}" if why is not None else expected,
+                f"{status} {reason!r}",
+            )
 
     def _check_configured_checks(self, seq: int, seg: _Segment) -> None:
         """The checks that ran are exactly the run's configured ones (RUN_MANIFEST.json config):
@@ -607,26 +817,44 @@ class Replayer:
         if not (known_r and known_a):
             return
         try:
-            expected = [{"name": c["name"], "argv": list(c["argv"]), "required": flag}
-                        for cfg, flag in ((required, True), (advisory, False)) for c in cfg]
+            expected = [
+                {"name": c["name"], "argv": list(c["argv"]), "required": flag}
+                for cfg, flag in ((required, True), (advisory, False))
+                for c in cfg
+            ]
         except (KeyError, TypeError):
-            self.diverge(seq, f"{MANIFEST} config.checks", "checks with a name and an argv", _short(required))
+            self.diverge(
+                seq, f"{MANIFEST} config.checks", "checks with a name and an argv", _short(required)
+            )
             return
         found = [{k: c[k] for k in ("name", "argv", "required")} for c in seg.check_specs]
         if found != expected:
-            self.diverge(seq, f"check.finished events vs the checks of the run ({MANIFEST} config.checks.required/advisory)",
-                         expected, found)
+            self.diverge(
+                seq,
+                f"check.finished events vs the checks of the run ({MANIFEST} config.checks.required/advisory)",
+                expected,
+                found,
+            )
         known, tail = self._run_setting(at, "feature_flags.record_check_output_in_ledger")
         if known:
             for c in seg.check_specs:
                 if c["output_tail"] != bool(tail):
-                    self.diverge(c["seq"], f"check.finished output_tail (feature_flags.record_check_output_in_ledger in {MANIFEST})",
-                                 "present" if tail else "absent", "present" if c["output_tail"] else "absent")
+                    self.diverge(
+                        c["seq"],
+                        f"check.finished output_tail (feature_flags.record_check_output_in_ledger in {MANIFEST})",
+                        "present" if tail else "absent",
+                        "present" if c["output_tail"] else "absent",
+                    )
 
     # -- comparisons with the disk ----------------------------------------------------------
     def check_disk(self) -> None:
-        steps = [self._check_manifest, self._check_files, self._check_validation_doc, self._check_worker_status,
-                 self._check_facts]
+        steps = [
+            self._check_manifest,
+            self._check_files,
+            self._check_validation_doc,
+            self._check_worker_status,
+            self._check_facts,
+        ]
         if self.state["final"] is not None and self.last_seg.report is not None:
             steps += [self._check_status_doc, self._check_report]
         else:
@@ -634,9 +862,15 @@ class Replayer:
         for step in steps:
             try:
                 step()
-            except OSError as exc:  # an unreadable file or folder: tampered or broken, never a crash
-                self.diverge(None, self._rel(exc.filename), "a readable file",
-                             f"cannot read it ({exc.strerror or type(exc).__name__})")
+            except (
+                OSError
+            ) as exc:  # an unreadable file or folder: tampered or broken, never a crash
+                self.diverge(
+                    None,
+                    self._rel(exc.filename),
+                    "a readable file",
+                    f"cannot read it ({exc.strerror or type(exc).__name__})",
+                )
 
     def _rel(self, filename: Any) -> str:
         if not filename:
@@ -652,15 +886,26 @@ class Replayer:
             return
         manifest = self._read_manifest()
         if manifest is None:
-            self.diverge(None, MANIFEST, "the run manifest launch wrote", self.manifest_problem or "unreadable")
+            self.diverge(
+                None,
+                MANIFEST,
+                "the run manifest launch wrote",
+                self.manifest_problem or "unreadable",
+            )
             return
         digest = _sha_bytes(jsonio.canonical(manifest.get("plan")))
         if digest != self.state["plan_hash"]:
-            self.diverge(None, f"{MANIFEST} plan (sha256 of the canonical plan vs run.started plan_hash)",
-                         self.state["plan_hash"], digest)
+            self.diverge(
+                None,
+                f"{MANIFEST} plan (sha256 of the canonical plan vs run.started plan_hash)",
+                self.state["plan_hash"],
+                digest,
+            )
         for key in ("base_commit", "workers"):
             if manifest.get(key) != self.state[key]:
-                self.diverge(None, f"{MANIFEST} {key} vs run.started", self.state[key], manifest.get(key))
+                self.diverge(
+                    None, f"{MANIFEST} {key} vs run.started", self.state[key], manifest.get(key)
+                )
 
     def _check_files(self) -> None:
         checked = 0
@@ -673,8 +918,12 @@ class Replayer:
                 checked += 1
                 now = bundles.bundle_hash(folder)
                 if now != snap.bundle_hash:
-                    self.diverge(snap.seq, f"{wdir}/ bundle hash (recorded by {snap.source})",
-                                 f"sha256 {snap.bundle_hash}", f"sha256 {now}{self._name_changed(snap)}")
+                    self.diverge(
+                        snap.seq,
+                        f"{wdir}/ bundle hash (recorded by {snap.source})",
+                        f"sha256 {snap.bundle_hash}",
+                        f"sha256 {now}{self._name_changed(snap)}",
+                    )
                 continue
             for rel, sha in sorted((snap.files or {}).items()):
                 checked += 1
@@ -683,16 +932,23 @@ class Replayer:
                 self._extra_files(folder, wdir, set(snap.files or {}), snap.seq, snap.source)
         if self.z_listing is not None:
             listed, seq = self.z_listing
-            self._extra_files(self.run_dir / Z_DIR, Z_DIR, listed, seq, f"{ATTEST_DIR}/report.sha256")
+            self._extra_files(
+                self.run_dir / Z_DIR, Z_DIR, listed, seq, f"{ATTEST_DIR}/report.sha256"
+            )
         self.state["artifacts_checked"] = checked
 
     def _name_changed(self, snap: _Snap) -> str:
         """Name the files that differ from the per-file record the bundle hash superseded."""
         if not snap.before:
             return ""
-        names = [rel for rel, sha in sorted(snap.before.items())
-                 if not (self.run_dir / rel).is_file() or sha256_file(self.run_dir / rel) != sha]
-        return f" (differs from the earlier per-file record in: {', '.join(names)})" if names else ""
+        names = [
+            rel
+            for rel, sha in sorted(snap.before.items())
+            if not (self.run_dir / rel).is_file() or sha256_file(self.run_dir / rel) != sha
+        ]
+        return (
+            f" (differs from the earlier per-file record in: {', '.join(names)})" if names else ""
+        )
 
     def _compare(self, rel: str, sha: str, seq: int, source: str) -> None:
         path = self.run_dir / rel
@@ -702,9 +958,16 @@ class Replayer:
             return
         now = sha256_file(path)
         if now != sha:
-            self.diverge(seq, f"{rel} (recorded by {source})", f"sha256 {sha}", f"sha256 {now} (file changed)")
+            self.diverge(
+                seq,
+                f"{rel} (recorded by {source})",
+                f"sha256 {sha}",
+                f"sha256 {now} (file changed)",
+            )
 
-    def _extra_files(self, folder: Path, prefix: str, listed: set[str], seq: int, source: str) -> None:
+    def _extra_files(
+        self, folder: Path, prefix: str, listed: set[str], seq: int, source: str
+    ) -> None:
         for rel, _sha in bundles.file_hashes(folder, prefix):
             if rel not in listed:
                 self.diverge(seq, f"{rel} (not in {source})", "no such file", "an unrecorded file")
@@ -717,9 +980,24 @@ class Replayer:
         if problem is not None:
             self.diverge(v["seq"], VALIDATION, "the document validation.decided wrote", problem)
             return
-        for key in ("status", "workers", "verdicts", "findings", "warnings", "overlaps", "touched", "policy", "bundle_hashes"):
+        for key in (
+            "status",
+            "workers",
+            "verdicts",
+            "findings",
+            "warnings",
+            "overlaps",
+            "touched",
+            "policy",
+            "bundle_hashes",
+        ):
             if doc.get(key) != v.get(key):
-                self.diverge(v["seq"], f"{VALIDATION} {key} (recomputed from bundle.facts)", v.get(key), doc.get(key))
+                self.diverge(
+                    v["seq"],
+                    f"{VALIDATION} {key} (recomputed from bundle.facts)",
+                    v.get(key),
+                    doc.get(key),
+                )
 
     def _check_worker_status(self) -> None:
         for w, (facts, seq) in sorted(self.facts.items()):
@@ -728,9 +1006,16 @@ class Replayer:
                 continue  # it was missing or malformed at validation: the facts say so
             doc, problem = self.read_doc(rel, "worker_status")
             if problem is not None:
-                self.diverge(seq, rel, f"the worker status bundle.facts read (status {facts['status']})", problem)
+                self.diverge(
+                    seq,
+                    rel,
+                    f"the worker status bundle.facts read (status {facts['status']})",
+                    problem,
+                )
             elif doc["status"] != facts["status"]:
-                self.diverge(seq, f"{rel} status (recorded in bundle.facts)", facts["status"], doc["status"])
+                self.diverge(
+                    seq, f"{rel} status (recorded in bundle.facts)", facts["status"], doc["status"]
+                )
 
     def _check_facts(self) -> None:
         """Re-derive every ``bundle.facts`` whose bundle still hashes as recorded; they must agree.
@@ -753,14 +1038,22 @@ class Replayer:
             if base_lower is None:
                 base = self.state["base_commit"]
                 if not isinstance(base, str):
-                    self.diverge(seq, f"recorded facts for {w} (re-derivation)", "the base commit from run.started",
-                                 "no run.started event: the base tree is unknown")
+                    self.diverge(
+                        seq,
+                        f"recorded facts for {w} (re-derivation)",
+                        "the base commit from run.started",
+                        "no run.started event: the base tree is unknown",
+                    )
                     return
                 try:
                     base_lower = base_paths_lower(self.ctx, base)
                 except FactoryError as exc:
-                    self.diverge(seq, f"recorded facts for {w} (re-derivation)",
-                                 f"the tree of base commit {base} in this repository", _short(str(exc), 300))
+                    self.diverge(
+                        seq,
+                        f"recorded facts for {w} (re-derivation)",
+                        f"the tree of base commit {base} in this repository",
+                        _short(str(exc), 300),
+                    )
                     return
             key = (w, now[wdir])
             if key not in derived:
@@ -769,8 +1062,13 @@ class Replayer:
             fresh = derived[key]
             for name in sorted(set(fresh) | set(recorded)):
                 if fresh.get(name) != recorded.get(name):
-                    self.diverge(seq, f"recorded facts for {w} differ from the bundle {wdir}/ "
-                                      f"(re-derived by bundles.gather_facts): {name}", fresh.get(name), recorded.get(name))
+                    self.diverge(
+                        seq,
+                        f"recorded facts for {w} differ from the bundle {wdir}/ "
+                        f"(re-derived by bundles.gather_facts): {name}",
+                        fresh.get(name),
+                        recorded.get(name),
+                    )
 
     def _check_unrecorded_report(self) -> None:
         """A FINAL_REPORT.txt on disk that no report.written (followed by run.finished) records."""
@@ -781,10 +1079,17 @@ class Replayer:
             return
         text, problem = self._read_report_text()
         heads = _HEAD_LINE.findall(text) if text is not None else []
-        said = f"; it says ledger head seq={heads[-1][0]}" if heads else (f"; {problem}" if problem else "")
-        self.diverge(None, f"{REPORT_REL} (no report.written event records it)",
-                     "report.written and run.finished events for the report on disk",
-                     f"none in the ledger (events removed?){said}")
+        said = (
+            f"; it says ledger head seq={heads[-1][0]}"
+            if heads
+            else (f"; {problem}" if problem else "")
+        )
+        self.diverge(
+            None,
+            f"{REPORT_REL} (no report.written event records it)",
+            "report.written and run.finished events for the report on disk",
+            f"none in the ledger (events removed?){said}",
+        )
         if heads:
             self.heads.append((int(heads[-1][0]), heads[-1][1], f"{REPORT_REL} ledger head", None))
             self.disk_report_head = (int(heads[-1][0]), heads[-1][1])
@@ -806,11 +1111,18 @@ class Replayer:
         seg = self.last_seg
         doc, problem = self.read_doc(STATUS_REL, "integrator_status")
         if problem is not None:
-            self.diverge(final["seq"], STATUS_REL, f"Z's status document (status {final['status']})", problem)
+            self.diverge(
+                final["seq"], STATUS_REL, f"Z's status document (status {final['status']})", problem
+            )
             return
         # integrate's own results reach STATUS.json only when the stage returned (not raised).
         stage = seg.stages.get("integrate")
-        returned = seg.merge is not None and stage is not None and stage[0] != "FAIL" and not self.state["policy_violations"]
+        returned = (
+            seg.merge is not None
+            and stage is not None
+            and stage[0] != "FAIL"
+            and not self.state["policy_violations"]
+        )
         expected: dict[str, Any] = {
             "status": final["status"],
             "reasons": final["reasons"],
@@ -819,26 +1131,43 @@ class Replayer:
         }
         if returned or seg.merge is None:
             merged = seg.merge is not None and not seg.merge["reason"]
-            expected["checks"] = [{k: c[k] for k in ("name", "required", "rc", "timed_out")} for c in seg.checks] if merged else []
+            expected["checks"] = (
+                [{k: c[k] for k in ("name", "required", "rc", "timed_out")} for c in seg.checks]
+                if merged
+                else []
+            )
             expected["merge_order"] = seg.merge["order"] if merged and seg.merge else []
             expected["applied"] = [x["worker"] for x in seg.patches if x["ok"]] if merged else []
-        found_checks = [{k: c.get(k) for k in ("name", "required", "rc", "timed_out")} for c in doc.get("checks", [])]
+        found_checks = [
+            {k: c.get(k) for k in ("name", "required", "rc", "timed_out")}
+            for c in doc.get("checks", [])
+        ]
         for key, exp in expected.items():
             got = found_checks if key == "checks" else doc.get(key)
             if got != exp:
                 self.diverge(final["seq"], f"{STATUS_REL} {key} (replayed)", exp, got)
         if seg.report is not None and doc.get("ledger_head") != seg.report.payload["ledger_head"]:
-            self.diverge(seg.report.seq, f"{STATUS_REL} ledger_head vs report.written",
-                         seg.report.payload["ledger_head"], doc.get("ledger_head"))
+            self.diverge(
+                seg.report.seq,
+                f"{STATUS_REL} ledger_head vs report.written",
+                seg.report.payload["ledger_head"],
+                doc.get("ledger_head"),
+            )
         head = doc.get("ledger_head")
-        if isinstance(head, dict) and isinstance(head.get("seq"), int) and isinstance(head.get("hash"), str):
+        if (
+            isinstance(head, dict)
+            and isinstance(head.get("seq"), int)
+            and isinstance(head.get("hash"), str)
+        ):
             self.heads.append((head["seq"], head["hash"], f"{STATUS_REL} ledger_head", None))
 
     def _check_report(self) -> None:
         final = self.state["final"]
         text, problem = self._read_report_text()
         if text is None:
-            self.diverge(final["seq"], REPORT_REL, f"a report saying STATUS: {final['status']}", problem)
+            self.diverge(
+                final["seq"], REPORT_REL, f"a report saying STATUS: {final['status']}", problem
+            )
             return
         m = _STATUS_LINE.search(text)
         found = m.group(1) if m else "(no STATUS line)"
@@ -846,15 +1175,24 @@ class Replayer:
             self.diverge(final["seq"], f"{REPORT_REL} STATUS line", final["status"], found)
         heads = _HEAD_LINE.findall(text)
         if not heads:
-            self.diverge(final["seq"], f"{REPORT_REL} ledger head line", "a last line `ledger head: seq=N hash=H`", "none")
+            self.diverge(
+                final["seq"],
+                f"{REPORT_REL} ledger head line",
+                "a last line `ledger head: seq=N hash=H`",
+                "none",
+            )
             return
         seq, digest = int(heads[-1][0]), heads[-1][1]
         self.heads.append((seq, digest, f"{REPORT_REL} ledger head", None))
         self.disk_report_head = (seq, digest)
         recorded = self.state["ledger_head"]
         if recorded is not None and (seq, digest) != (recorded["seq"], recorded["hash"]):
-            self.diverge(final["seq"], f"{REPORT_REL} ledger head vs report.written",
-                         f"seq={recorded['seq']} hash={recorded['hash']}", f"seq={seq} hash={digest}")
+            self.diverge(
+                final["seq"],
+                f"{REPORT_REL} ledger head vs report.written",
+                f"seq={recorded['seq']} hash={recorded['hash']}",
+                f"seq={seq} hash={digest}",
+            )
 
     def plan_later_anchor(self) -> None:
         """Events of this run beyond its own report's head may be covered by a later run's report.
@@ -882,7 +1220,12 @@ class Replayer:
             heads = _HEAD_LINE.findall(text) if text is not None else []
             if heads and int(heads[-1][0]) >= last:
                 source = f"{self.ctx.layout.run_rel(rid)}/{REPORT_REL} ledger head (a later run's report)"
-                self.later_anchor = {"run_id": rid, "seq": int(heads[-1][0]), "hash": heads[-1][1], "source": source}
+                self.later_anchor = {
+                    "run_id": rid,
+                    "seq": int(heads[-1][0]),
+                    "hash": heads[-1][1],
+                    "source": source,
+                }
                 self.heads.append((int(heads[-1][0]), heads[-1][1], source, None))
                 return
 
@@ -907,8 +1250,12 @@ class Replayer:
                 seq, digest, linked = n, "", ""
             if not broken and (seq != n or linked != prev or not line_hash_ok(line)):
                 broken = True
-                self.diverge(n, f"ledger line seq {n} (at or below the head seq {top} anchored in {wanted[top][0][1]})",
-                             f"seq {n}, hashed as recorded and linked to the line before", "it is not")
+                self.diverge(
+                    n,
+                    f"ledger line seq {n} (at or below the head seq {top} anchored in {wanted[top][0][1]})",
+                    f"seq {n}, hashed as recorded and linked to the line before",
+                    "it is not",
+                )
             last = n
             prev = digest
             if n in wanted:
@@ -919,11 +1266,19 @@ class Replayer:
             for digest, source, at in wanted[seq]:
                 actual = found.get(seq)
                 if actual is None:
-                    self.diverge(at if at is not None else seq, f"ledger head recorded in {source}",
-                                 f"a ledger line at seq {seq} with hash {digest}", f"the ledger ends at seq {last}")
+                    self.diverge(
+                        at if at is not None else seq,
+                        f"ledger head recorded in {source}",
+                        f"a ledger line at seq {seq} with hash {digest}",
+                        f"the ledger ends at seq {last}",
+                    )
                 elif actual != digest:
-                    self.diverge(seq, f"ledger head recorded in {source} (the ledger was rewritten and re-chained)",
-                                 f"hash {digest} at seq {seq}", f"hash {actual}")
+                    self.diverge(
+                        seq,
+                        f"ledger head recorded in {source} (the ledger was rewritten and re-chained)",
+                        f"hash {digest} at seq {seq}",
+                        f"hash {actual}",
+                    )
                 elif self.later_anchor is not None and source == self.later_anchor["source"]:
                     self.later_anchor["ok"] = True
 
@@ -932,7 +1287,9 @@ class Replayer:
         head = self.disk_report_head
         own = head[0] if head else 0
         finished = [ev.seq for ev in self.events if ev.event_type == "run.finished"]
-        beyond: list[dict[str, Any]] = [{"seq": ev.seq, "event_type": ev.event_type} for ev in self.events if ev.seq > own]
+        beyond: list[dict[str, Any]] = [
+            {"seq": ev.seq, "event_type": ev.event_type} for ev in self.events if ev.seq > own
+        ]
         after = [b for b in beyond if finished and int(b["seq"]) > finished[-1]]
         later = self.later_anchor if self.later_anchor and self.later_anchor.get("ok") else None
         self.state["anchor"] = {
@@ -940,7 +1297,8 @@ class Replayer:
             "beyond_report_head": beyond,
             "after_run_finished": after,
             "anchored_by_later_report": (
-                {k: later[k] for k in ("run_id", "seq", "hash", "source")} if later else None),
+                {k: later[k] for k in ("run_id", "seq", "hash", "source")} if later else None
+            ),
             "unanchored": [] if later else beyond,
         }
 
@@ -956,26 +1314,46 @@ def replay(ctx: Context, run_id: str) -> Outcome:
     try:
         verified = ledger.verify()
     except (OSError, FactoryError) as exc:
-        rp.diverge(None, f"{ledger_rel} (ledger verify)", "a readable ledger and head file", _io_reason(exc))
+        rp.diverge(
+            None,
+            f"{ledger_rel} (ledger verify)",
+            "a readable ledger and head file",
+            _io_reason(exc),
+        )
     else:
         chain_ok = verified.ok
         head = {"seq": verified.head.seq, "hash": verified.head.hash}
         if not verified.ok:
-            rp.diverge(verified.first_bad_seq, "ledger chain (ledger verify)", "every line hashed and linked",
-                       verified.reason)
+            rp.diverge(
+                verified.first_bad_seq,
+                "ledger chain (ledger verify)",
+                "every line hashed and linked",
+                verified.reason,
+            )
     events: list[Event] = []
     try:
         for ev in ledger.events():
             if ev.run_id == run_id:
                 events.append(ev)
-            elif ev.event_type == "report.written" and isinstance(ev.run_id, str) and isinstance(ev.seq, int):
+            elif (
+                ev.event_type == "report.written"
+                and isinstance(ev.run_id, str)
+                and isinstance(ev.seq, int)
+            ):
                 rp.later_reports.append((ev.seq, ev.run_id))
     except (OSError, FactoryError) as exc:
         rp.diverge(None, f"{ledger_rel} (ledger lines)", "valid events", _io_reason(exc))
     if not events and not rp.run_dir.is_dir():
-        raise UsageError(f"--run-id {run_id}: no events in {ledger_rel} and no run folder {ctx.layout.run_rel(run_id)}")
+        raise UsageError(
+            f"--run-id {run_id}: no events in {ledger_rel} and no run folder {ctx.layout.run_rel(run_id)}"
+        )
     if not events:
-        rp.diverge(None, "run events", f"events of run {run_id} in {ledger_rel}", "none, but the run folder exists")
+        rp.diverge(
+            None,
+            "run events",
+            f"events of run {run_id} in {ledger_rel}",
+            "none, but the run folder exists",
+        )
     rp.fold(events)
     rp.check_disk()
     try:
@@ -1005,23 +1383,39 @@ def _outcome(rp: Replayer, chain_ok: bool, head: dict[str, Any]) -> Outcome:
         "timeline": rp.timeline,
         "divergences": [d.as_dict() for d in rp.divergences],
     }
-    lines = [f"replay of {rp.run_id}: {state['events']} events (ledger {'verified' if chain_ok else 'NOT VERIFIED'}, head seq={head['seq']})"]
+    lines = [
+        f"replay of {rp.run_id}: {state['events']} events (ledger {'verified' if chain_ok else 'NOT VERIFIED'}, head seq={head['seq']})"
+    ]
     lines += rp.timeline
     lines.append(_summary(state))
     lines += _anchor_lines(state["anchor"])
     lines += [d.line() for d in rp.divergences]
     lines.append("REPLAY OK" if ok else f"REPLAY DIVERGED: {len(rp.divergences)} divergence(s)")
-    return Outcome(Status.PASS if ok else Status.BLOCKED, data, "\n".join(ln.translate(_ONE_LINE) for ln in lines))
+    return Outcome(
+        Status.PASS if ok else Status.BLOCKED,
+        data,
+        "\n".join(ln.translate(_ONE_LINE) for ln in lines),
+    )
 
 
 def _summary(state: dict[str, Any]) -> str:
     stages = " ".join(f"{k}={v['status']}" for k, v in state["stages"].items()) or "none"
     final = state["final"]
-    end = f"final {final['status']} (recomputed {final['recomputed_status']})" if final else "run not finished"
+    end = (
+        f"final {final['status']} (recomputed {final['recomputed_status']})"
+        if final
+        else "run not finished"
+    )
     v = state["validation"]
-    val = (f"validation {v['status']} ({len(v['findings'])} finding(s), {len(v['overlaps'])} overlap(s))" if v else "no validation")
-    return (f"state: stages {stages}; {val}; {end}; {state['artifacts_checked']} artifact hash(es) checked; "
-            f"{state['facts_rederived']} bundle(s) re-read for their facts")
+    val = (
+        f"validation {v['status']} ({len(v['findings'])} finding(s), {len(v['overlaps'])} overlap(s))"
+        if v
+        else "no validation"
+    )
+    return (
+        f"state: stages {stages}; {val}; {end}; {state['artifacts_checked']} artifact hash(es) checked; "
+        f"{state['facts_rederived']} bundle(s) re-read for their facts"
+    )
 
 
 def _listing(events: list[dict[str, Any]], limit: int = 12) -> str:
@@ -1038,20 +1432,32 @@ def _anchor_lines(anchor: dict[str, Any] | None) -> list[str]:
     after = anchor["after_run_finished"]
     later = anchor["anchored_by_later_report"]
     if head is None:
-        lines = [f"anchor: no ledger head printed in {REPORT_REL}: no event of this run is anchored by its report"]
+        lines = [
+            f"anchor: no ledger head printed in {REPORT_REL}: no event of this run is anchored by its report"
+        ]
     else:
-        lines = [f"anchor: the ledger head in {REPORT_REL} (seq {head['seq']}) covers this run's events up to "
-                 f"seq {head['seq']}; beyond it: {_listing(beyond)}"]
+        lines = [
+            f"anchor: the ledger head in {REPORT_REL} (seq {head['seq']}) covers this run's events up to "
+            f"seq {head['seq']}; beyond it: {_listing(beyond)}"
+        ]
     if after:
-        lines.append(f"anchor: {len(after)} event(s) after run.finished are NOT covered by the report's anchor: "
-                     f"{_listing(after)}")
+        lines.append(
+            f"anchor: {len(after)} event(s) after run.finished are NOT covered by the report's anchor: "
+            f"{_listing(after)}"
+        )
     if later is not None:
-        lines.append(f"anchor: covered instead by {later['source']} at seq {later['seq']}, which matches the ledger")
+        lines.append(
+            f"anchor: covered instead by {later['source']} at seq {later['seq']}, which matches the ledger"
+        )
     elif after or head is None:
-        lines.append("anchor: events beyond the report's head are not anchored: removing or editing them and "
-                     "re-chaining the ledger and its head file is not detectable by replay; keep a copy of the "
-                     "ledger's last line elsewhere to anchor them")
+        lines.append(
+            "anchor: events beyond the report's head are not anchored: removing or editing them and "
+            "re-chaining the ledger and its head file is not detectable by replay; keep a copy of the "
+            "ledger's last line elsewhere to anchor them"
+        )
     else:
-        lines.append("anchor: report.written and run.finished follow the head they print by design; they are "
-                     f"cross-checked with {STATUS_REL} and {REPORT_REL}")
+        lines.append(
+            "anchor: report.written and run.finished follow the head they print by design; they are "
+            f"cross-checked with {STATUS_REL} and {REPORT_REL}"
+        )
     return lines

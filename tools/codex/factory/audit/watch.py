@@ -132,17 +132,33 @@ def follow(
                     finished = None  # the run goes on (re-validated, re-integrated, resumed)
             if finished is not None:
                 return _finished(run_id, finished, seen)
-            if not seen and path.exists() and not run_dir.is_dir() and real_monotonic() - started >= START_GRACE_S:
+            if (
+                not seen
+                and path.exists()
+                and not run_dir.is_dir()
+                and real_monotonic() - started >= START_GRACE_S
+            ):
                 raise UsageError(
                     f"--run-id {run_id}: no such run (no run folder {ctx.layout.run_rel(run_id)} and no event in "
                     f"the ledger after {START_GRACE_S:g}s); list runs with `factory ledger --limit 50`"
                 )
             if deadline is not None and real_monotonic() >= deadline:
-                last = f"; last event seq {seen[-1].seq} ({seen[-1].event_type})" if seen else "; no event of this run seen"
-                data = {"run_id": run_id, "finished": False, "status": None, "timed_out": True,
-                        "events": [e.as_dict() for e in seen]}
-                msg = (f"factory: watch: run {run_id} did not finish within {timeout:g}s{last}; "
-                       "the run may still be going: watch again, or check `factory ledger --run-id`")
+                last = (
+                    f"; last event seq {seen[-1].seq} ({seen[-1].event_type})"
+                    if seen
+                    else "; no event of this run seen"
+                )
+                data = {
+                    "run_id": run_id,
+                    "finished": False,
+                    "status": None,
+                    "timed_out": True,
+                    "events": [e.as_dict() for e in seen],
+                }
+                msg = (
+                    f"factory: watch: run {run_id} did not finish within {timeout:g}s{last}; "
+                    "the run may still be going: watch again, or check `factory ledger --run-id`"
+                )
                 return Outcome(Status.FAIL, data, "", [msg])
             sleep(poll_s)
     finally:
@@ -152,6 +168,11 @@ def follow(
 def _finished(run_id: str, ev: Event, seen: list[Event]) -> Outcome:
     raw = str(ev.payload.get("status", "FAIL"))
     status = Status(raw) if raw in ("PASS", "BLOCKED", "FAIL") else Status.FAIL
-    data = {"run_id": run_id, "finished": True, "status": raw, "timed_out": False,
-            "events": [e.as_dict() for e in seen]}
+    data = {
+        "run_id": run_id,
+        "finished": True,
+        "status": raw,
+        "timed_out": False,
+        "events": [e.as_dict() for e in seen],
+    }
     return Outcome(status, data, f"run {run_id} finished: {raw}")

@@ -31,7 +31,9 @@ def json_out_option(f: F) -> F:
 
 
 def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text.")(f)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text."
+    )(f)
 
 
 def run_id_option(required: bool = True) -> Callable[[F], F]:
@@ -41,7 +43,9 @@ def run_id_option(required: bool = True) -> Callable[[F], F]:
 
 
 def workers_option(f: F) -> F:
-    return click.option("--workers", "workers", default=None, help="Comma-separated worker IDs, e.g. A,C.")(f)
+    return click.option(
+        "--workers", "workers", default=None, help="Comma-separated worker IDs, e.g. A,C."
+    )(f)
 
 
 def _ctx(click_ctx: click.Context) -> Any:
@@ -75,9 +79,18 @@ def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="factory")
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Repository to work on (default: the git top level of the current directory).")
-@click.option("--now", default=None, metavar="ISO", help="Pin the clock (also FACTORY_NOW), e.g. 2026-11-21T20:15:00Z.")
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Repository to work on (default: the git top level of the current directory).",
+)
+@click.option(
+    "--now",
+    default=None,
+    metavar="ISO",
+    help="Pin the clock (also FACTORY_NOW), e.g. 2026-11-21T20:15:00Z.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
 @click.pass_context
 def cli(click_ctx: click.Context, repo: Path | None, now: str | None, debug: bool) -> None:
@@ -111,13 +124,22 @@ def config_show(click_ctx: click.Context, as_json: bool, json_out: Path | None) 
 
 # -- ledger ----------------------------------------------------------------------------------
 @cli.group("ledger", invoke_without_command=True)
-@click.option("--limit", type=click.IntRange(min=0), default=None, help="Only the last N matching events (read from the end).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Only the last N matching events (read from the end).",
+)
 @click.option("--raw-events", is_flag=True, help="Print the stored lines unchanged.")
 @run_id_option(required=False)
 @click.option("--status", default=None, help="Match payload status (PASS, BLOCKED, FAIL, ...).")
 @click.option("--kind", default=None, help="Match the run kind.")
-@click.option("--actor", default=None, help="Match the actor (e.g. Z_integrator, A_worker, operator).")
-@click.option("--event-type", default=None, help="Match the event type; a trailing * matches a prefix.")
+@click.option(
+    "--actor", default=None, help="Match the actor (e.g. Z_integrator, A_worker, operator)."
+)
+@click.option(
+    "--event-type", default=None, help="Match the event type; a trailing * matches a prefix."
+)
 @click.option("--rc", type=int, default=None, help="Match a recorded return code.")
 @click.option("--since", default=None, metavar="ISO", help="Only events at or after this instant.")
 @json_option
@@ -174,8 +196,15 @@ def ledger_repair(click_ctx: click.Context, as_json: bool, json_out: Path | None
 
 
 # -- pipeline ---------------------------------------------------------------------------------
-def _launch_request(click_ctx: click.Context, base_ref: str | None, dry_run: bool, run_id: str | None,
-                    kind: str | None, plan: Path | None, workers: str | None) -> Any:
+def _launch_request(
+    click_ctx: click.Context,
+    base_ref: str | None,
+    dry_run: bool,
+    run_id: str | None,
+    kind: str | None,
+    plan: Path | None,
+    workers: str | None,
+) -> Any:
     from tools.codex.factory.run.launch import LaunchRequest, parse_workers
 
     ctx = _ctx(click_ctx)
@@ -194,27 +223,52 @@ def _launch_request(click_ctx: click.Context, base_ref: str | None, dry_run: boo
 
 
 def launch_options(f: F) -> F:
-    for opt in reversed([
-        click.option("--base-ref", default=None, help="Branch, tag or commit to build on (default: run.base_ref, HEAD)."),
-        click.option("--dry-run", is_flag=True, help="Invoke no agent: each worker gets an empty, schema-valid bundle."),
-        run_id_option(required=False),
-        click.option("--kind", default=None, help="Run kind, the first part of the run ID (default: run.kind)."),
-        click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="Plan JSON (schemas/plan.schema.json); default: the embedded plan."),
-        workers_option,
-    ]):
+    for opt in reversed(
+        [
+            click.option(
+                "--base-ref",
+                default=None,
+                help="Branch, tag or commit to build on (default: run.base_ref, HEAD).",
+            ),
+            click.option(
+                "--dry-run",
+                is_flag=True,
+                help="Invoke no agent: each worker gets an empty, schema-valid bundle.",
+            ),
+            run_id_option(required=False),
+            click.option(
+                "--kind",
+                default=None,
+                help="Run kind, the first part of the run ID (default: run.kind).",
+            ),
+            click.option(
+                "--plan",
+                type=click.Path(dir_okay=False, path_type=Path),
+                default=None,
+                help="Plan JSON (schemas/plan.schema.json); default: the embedded plan.",
+            ),
+            workers_option,
+        ]
+    ):
         f = opt(f)
     return f
 
 
 @cli.command("preflight")
-@click.option("--base-ref", default=None, help="The ref a run would build on (default: run.base_ref).")
+@click.option(
+    "--base-ref", default=None, help="The ref a run would build on (default: run.base_ref)."
+)
 @run_id_option(required=False)
 @json_option
 @json_out_option
 @click.pass_context
-def preflight_cmd(click_ctx: click.Context, base_ref: str | None, run_id: str | None, as_json: bool,
-                  json_out: Path | None) -> int:
+def preflight_cmd(
+    click_ctx: click.Context,
+    base_ref: str | None,
+    run_id: str | None,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
     """Check that a run can start here; one line per failed check, with its fix (exit 3)."""
     from tools.codex.factory.run import pipeline
 
@@ -234,13 +288,26 @@ def _progress(as_json: bool) -> Callable[[str], None] | None:
 
 @cli.command("launch")
 @launch_options
-@click.option("--resume", is_flag=True, help="Continue --run-id: run only the workers without a finished bundle.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue --run-id: run only the workers without a finished bundle.",
+)
 @json_option
 @json_out_option
 @click.pass_context
-def launch_cmd(click_ctx: click.Context, base_ref: str | None, dry_run: bool, run_id: str | None,
-               kind: str | None, plan: Path | None, workers: str | None, resume: bool, as_json: bool,
-               json_out: Path | None) -> int:
+def launch_cmd(
+    click_ctx: click.Context,
+    base_ref: str | None,
+    dry_run: bool,
+    run_id: str | None,
+    kind: str | None,
+    plan: Path | None,
+    workers: str | None,
+    resume: bool,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
     """Create the run folder, manifest, scope locks and one bundle folder per worker; without
     --dry-run, one git worktree and PROMPT.md per worker, and headless agents are run."""
     from tools.codex.factory.run import pipeline
@@ -257,43 +324,72 @@ def launch_cmd(click_ctx: click.Context, base_ref: str | None, dry_run: bool, ru
 @json_option
 @json_out_option
 @click.pass_context
-def bundle_validate_cmd(click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool,
-                        json_out: Path | None) -> int:
+def bundle_validate_cmd(
+    click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool, json_out: Path | None
+) -> int:
     """Check every bundle against DESIGN §5 and write VALIDATION.json (BLOCKED: exit 3)."""
     from tools.codex.factory.run import pipeline
     from tools.codex.factory.run.launch import parse_workers
 
-    return emit(pipeline.cmd_validate(_ctx(click_ctx), run_id, parse_workers(workers)), as_json, json_out)
+    return emit(
+        pipeline.cmd_validate(_ctx(click_ctx), run_id, parse_workers(workers)), as_json, json_out
+    )
 
 
 @cli.command("integrate")
 @run_id_option()
 @workers_option
-@click.option("--keep-worktrees", is_flag=True, help="Keep the workers' worktrees and branches after a PASS.")
+@click.option(
+    "--keep-worktrees", is_flag=True, help="Keep the workers' worktrees and branches after a PASS."
+)
 @json_option
 @json_out_option
 @click.pass_context
-def integrate_cmd(click_ctx: click.Context, run_id: str, workers: str | None, keep_worktrees: bool, as_json: bool,
-                  json_out: Path | None) -> int:
+def integrate_cmd(
+    click_ctx: click.Context,
+    run_id: str,
+    workers: str | None,
+    keep_worktrees: bool,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
     """Apply validated bundles in a sandbox, run the checks, write Z's report and attestations."""
     from tools.codex.factory.run import pipeline
     from tools.codex.factory.run.launch import parse_workers
 
-    return emit(pipeline.cmd_integrate(_ctx(click_ctx), run_id, parse_workers(workers), keep_worktrees),
-                as_json, json_out)
+    return emit(
+        pipeline.cmd_integrate(_ctx(click_ctx), run_id, parse_workers(workers), keep_worktrees),
+        as_json,
+        json_out,
+    )
 
 
 @cli.command("oneshot")
 @launch_options
-@click.option("--wait", is_flag=True,
-              help="With interactive workers: poll until each marks itself done (.factory/DONE), collecting as they do.")
-@click.option("--keep-worktrees", is_flag=True, help="Keep the workers' worktrees and branches after a PASS.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="With interactive workers: poll until each marks itself done (.factory/DONE), collecting as they do.",
+)
+@click.option(
+    "--keep-worktrees", is_flag=True, help="Keep the workers' worktrees and branches after a PASS."
+)
 @json_option
 @json_out_option
 @click.pass_context
-def oneshot_cmd(click_ctx: click.Context, base_ref: str | None, dry_run: bool, run_id: str | None,
-                kind: str | None, plan: Path | None, workers: str | None, wait: bool, keep_worktrees: bool,
-                as_json: bool, json_out: Path | None) -> int:
+def oneshot_cmd(
+    click_ctx: click.Context,
+    base_ref: str | None,
+    dry_run: bool,
+    run_id: str | None,
+    kind: str | None,
+    plan: Path | None,
+    workers: str | None,
+    wait: bool,
+    keep_worktrees: bool,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
     """preflight -> launch -> bundle-validate -> integrate -> summary; exit code = final status.
     Interactive workers without --wait: stops after launch, PENDING, exit 0."""
     from tools.codex.factory.run import pipeline
@@ -309,7 +405,9 @@ def oneshot_cmd(click_ctx: click.Context, base_ref: str | None, dry_run: bool, r
 @json_option
 @json_out_option
 @click.pass_context
-def print_report_cmd(click_ctx: click.Context, run_id: str, as_json: bool, json_out: Path | None) -> int:
+def print_report_cmd(
+    click_ctx: click.Context, run_id: str, as_json: bool, json_out: Path | None
+) -> int:
     """Print the run's Z_integrator/FINAL_REPORT.txt."""
     from tools.codex.factory.run import pipeline
 
@@ -341,6 +439,7 @@ def open_run_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -
 # -- audit and operator views (issue 4) --------------------------------------------------------
 def _streams(as_json: bool) -> tuple[Callable[[str], None], Callable[[str], None]]:
     """Progress lines go to stdout, or to stderr when stdout carries JSON; notices to stderr."""
+
     def to_err(line: str) -> None:
         click.echo(line, err=True)
 
@@ -352,7 +451,9 @@ def _streams(as_json: bool) -> tuple[Callable[[str], None], Callable[[str], None
 @json_option
 @json_out_option
 @click.pass_context
-def ledger_replay_cmd(click_ctx: click.Context, run_id: str, as_json: bool, json_out: Path | None) -> int:
+def ledger_replay_cmd(
+    click_ctx: click.Context, run_id: str, as_json: bool, json_out: Path | None
+) -> int:
     """Verify the chain, recompute every decision of a run from its events and compare with the
     artifacts: REPLAY OK (exit 0) or every divergence (exit 3)."""
     from tools.codex.factory.audit import replay
@@ -362,12 +463,23 @@ def ledger_replay_cmd(click_ctx: click.Context, run_id: str, as_json: bool, json
 
 @cli.command("watch")
 @run_id_option()
-@click.option("--timeout", type=float, default=None, metavar="S",
-              help="Give up after S seconds (exit 1) if the run has not finished.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    metavar="S",
+    help="Give up after S seconds (exit 1) if the run has not finished.",
+)
 @json_option
 @json_out_option
 @click.pass_context
-def watch_cmd(click_ctx: click.Context, run_id: str, timeout: float | None, as_json: bool, json_out: Path | None) -> int:
+def watch_cmd(
+    click_ctx: click.Context,
+    run_id: str,
+    timeout: float | None,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
     """Follow the ledger and print the run's events until run.finished; exit with its status."""
     from tools.codex.factory.audit import watch
 
@@ -405,40 +517,68 @@ def self_test_cmd(keep: bool, as_json: bool, json_out: Path | None) -> int:
 @json_option
 @json_out_option
 @click.pass_context
-def bundle_collect_cmd(click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool,
-                       json_out: Path | None) -> int:
+def bundle_collect_cmd(
+    click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool, json_out: Path | None
+) -> int:
     """Write each worker's bundle from its worktree (diff against the base, notes from .factory/)."""
     from tools.codex.factory.run import collect
     from tools.codex.factory.run.launch import parse_workers
 
-    return emit(collect.cmd_collect(_ctx(click_ctx), run_id, parse_workers(workers)), as_json, json_out)
+    return emit(
+        collect.cmd_collect(_ctx(click_ctx), run_id, parse_workers(workers)), as_json, json_out
+    )
 
 
 @cli.command("bundle-import")
 @run_id_option()
-@click.option("--worker", "worker", required=True, help="The worker whose bundle the patch becomes, e.g. B.")
-@click.option("--patch", "patch", required=True, type=click.Path(path_type=Path),
-              help="A `git diff --binary`, `git format-patch` or PR .patch file.")
-@click.option("--summary", "summary", type=click.Path(path_type=Path), default=None,
-              help="Markdown for SUMMARY.md (default: generated from the patch).")
+@click.option(
+    "--worker", "worker", required=True, help="The worker whose bundle the patch becomes, e.g. B."
+)
+@click.option(
+    "--patch",
+    "patch",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A `git diff --binary`, `git format-patch` or PR .patch file.",
+)
+@click.option(
+    "--summary",
+    "summary",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Markdown for SUMMARY.md (default: generated from the patch).",
+)
 @json_option
 @json_out_option
 @click.pass_context
-def bundle_import_cmd(click_ctx: click.Context, run_id: str, worker: str, patch: Path, summary: Path | None,
-                      as_json: bool, json_out: Path | None) -> int:
+def bundle_import_cmd(
+    click_ctx: click.Context,
+    run_id: str,
+    worker: str,
+    patch: Path,
+    summary: Path | None,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
     """Build a worker's complete bundle from a patch made elsewhere; then validate and integrate."""
     from tools.codex.factory.run import importer
 
-    return emit(importer.cmd_import(_ctx(click_ctx), run_id, worker, patch, summary), as_json, json_out)
+    return emit(
+        importer.cmd_import(_ctx(click_ctx), run_id, worker, patch, summary), as_json, json_out
+    )
 
 
 @cli.command("clean")
 @run_id_option(required=False)
-@click.option("--force", is_flag=True, help="Also remove worktrees holding changes that were never collected.")
+@click.option(
+    "--force", is_flag=True, help="Also remove worktrees holding changes that were never collected."
+)
 @json_option
 @json_out_option
 @click.pass_context
-def clean_cmd(click_ctx: click.Context, run_id: str | None, force: bool, as_json: bool, json_out: Path | None) -> int:
+def clean_cmd(
+    click_ctx: click.Context, run_id: str | None, force: bool, as_json: bool, json_out: Path | None
+) -> int:
     """Remove leftover worker worktrees and branches (found via the ledger); refuses uncollected work (exit 3)."""
     from tools.codex.factory.run import clean
 
@@ -465,7 +605,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.UsageError as exc:
         # One line, naming the command, instead of click's three-line usage block.
         where = exc.ctx.command_path if exc.ctx is not None else "factory"
-        click.echo(f"factory: error: {where}: {exc.format_message()} (see `{where} --help`)", err=True)
+        click.echo(
+            f"factory: error: {where}: {exc.format_message()} (see `{where} --help`)", err=True
+        )
         sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
         click.echo(f"factory: error: {exc.format_message()}", err=True)
@@ -482,6 +624,9 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"factory: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", err=True)
+        click.echo(
+            f"factory: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
+            err=True,
+        )
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

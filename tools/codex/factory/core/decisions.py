@@ -42,31 +42,61 @@ def worker_findings(
     if expected_scope is not None and scope_now is not None:
         for key in ("allow", "deny", "shared"):
             if sorted(scope_now[key]) != sorted(expected_scope[key]):
-                out.append(_finding(
-                    w, "SCOPE_LOCK.json", "scope-lock-changed",
-                    f"{w}_worker/SCOPE_LOCK.json {key} is {sorted(scope_now[key])}, but the run was launched with "
-                    f"{sorted(expected_scope[key])}: restore it, or change the plan and launch a new run",
-                ))
+                out.append(
+                    _finding(
+                        w,
+                        "SCOPE_LOCK.json",
+                        "scope-lock-changed",
+                        f"{w}_worker/SCOPE_LOCK.json {key} is {sorted(scope_now[key])}, but the run was launched with "
+                        f"{sorted(expected_scope[key])}: restore it, or change the plan and launch a new run",
+                    )
+                )
     for name in facts["missing"]:
         out.append(_finding(w, name, "bundle-file-missing", f"{w}_worker/{name} is missing"))
     for name in facts["symlinks"]:
-        out.append(_finding(w, name, "bundle-file-symlink", f"{w}_worker/{name} is a symlink; bundle files must be regular files"))
+        out.append(
+            _finding(
+                w,
+                name,
+                "bundle-file-symlink",
+                f"{w}_worker/{name} is a symlink; bundle files must be regular files",
+            )
+        )
     for name, msg in facts["json_errors"]:
         out.append(_finding(w, name, "json-invalid", f"{w}_worker/{name} is not valid JSON: {msg}"))
     for name, where, msg in facts["schema_errors"]:
         out.append(_finding(w, name, "schema-violation", f"{w}_worker/{name} at {where}: {msg}"))
     for name, found in sorted(facts["ids"].items()):
         if found != w:
-            out.append(_finding(w, name, "worker-id-mismatch", f"{w}_worker/{name} names worker {found!r}"))
+            out.append(
+                _finding(w, name, "worker-id-mismatch", f"{w}_worker/{name} names worker {found!r}")
+            )
     if run_id is not None and facts.get("run_id") not in (None, run_id):
-        out.append(_finding(w, "STATUS.json", "run-id-mismatch",
-                            f"{w}_worker/STATUS.json belongs to run {facts['run_id']!r}, not {run_id!r}"))
+        out.append(
+            _finding(
+                w,
+                "STATUS.json",
+                "run-id-mismatch",
+                f"{w}_worker/STATUS.json belongs to run {facts['run_id']!r}, not {run_id!r}",
+            )
+        )
     status = facts["status"]
     if status is not None and status != "DONE":
         reason = facts.get("status_reason") or "no reason given"
-        out.append(_finding(w, "STATUS.json", "worker-not-done", f"worker {w} status is {status}: {reason}"))
+        out.append(
+            _finding(
+                w, "STATUS.json", "worker-not-done", f"worker {w} status is {status}: {reason}"
+            )
+        )
     if facts["patch_error"]:
-        out.append(_finding(w, "DIFF.patch", "patch-unparseable", f"{w}_worker/DIFF.patch: {facts['patch_error']}"))
+        out.append(
+            _finding(
+                w,
+                "DIFF.patch",
+                "patch-unparseable",
+                f"{w}_worker/DIFF.patch: {facts['patch_error']}",
+            )
+        )
 
     touched = list(facts["touched"])
     listed = list(facts["files_changed"])
@@ -81,26 +111,68 @@ def worker_findings(
     if len(listed) != len(set(listed)):
         dupes = sorted(p for p, n in Counter(listed).items() if n > 1)
         for p in dupes:
-            out.append(_finding(w, p, "files-changed-duplicate", f"worker {w}: FILES_CHANGED lists {p!r} twice"))
-    if facts["patch_error"] is None and "DIFF.patch" not in facts["missing"] and "FILES_CHANGED.json" not in _broken(facts):
+            out.append(
+                _finding(
+                    w, p, "files-changed-duplicate", f"worker {w}: FILES_CHANGED lists {p!r} twice"
+                )
+            )
+    if (
+        facts["patch_error"] is None
+        and "DIFF.patch" not in facts["missing"]
+        and "FILES_CHANGED.json" not in _broken(facts)
+    ):
         for p in sorted(set(touched) - set(listed)):
-            out.append(_finding(w, p, "files-changed-incomplete", f"worker {w}: DIFF.patch touches {p!r} but FILES_CHANGED does not list it"))
+            out.append(
+                _finding(
+                    w,
+                    p,
+                    "files-changed-incomplete",
+                    f"worker {w}: DIFF.patch touches {p!r} but FILES_CHANGED does not list it",
+                )
+            )
         for p in sorted(set(listed) - set(touched)):
-            out.append(_finding(w, p, "files-changed-not-in-patch", f"worker {w}: FILES_CHANGED lists {p!r} but DIFF.patch does not touch it"))
+            out.append(
+                _finding(
+                    w,
+                    p,
+                    "files-changed-not-in-patch",
+                    f"worker {w}: FILES_CHANGED lists {p!r} but DIFF.patch does not touch it",
+                )
+            )
     scope = facts["scope"]
     for p in safe:
         hit = match_any(p, protected, ignore_case=True)
         if hit is not None:
-            out.append(_finding(w, p, "protected-path", f"worker {w}: {p!r} is protected (matches {hit!r})"))
+            out.append(
+                _finding(
+                    w, p, "protected-path", f"worker {w}: {p!r} is protected (matches {hit!r})"
+                )
+            )
         if scope is None:
             continue
         denied = match_any(p, scope["deny"], ignore_case=True)
         if denied is not None:
-            out.append(_finding(w, p, "scope-denied", f"worker {w}: {p!r} matches deny glob {denied!r}"))
+            out.append(
+                _finding(w, p, "scope-denied", f"worker {w}: {p!r} matches deny glob {denied!r}")
+            )
         elif match_any(p, scope["allow"]) is None:
-            out.append(_finding(w, p, "scope-not-allowed", f"worker {w}: {p!r} is outside its allow globs {scope['allow']}"))
+            out.append(
+                _finding(
+                    w,
+                    p,
+                    "scope-not-allowed",
+                    f"worker {w}: {p!r} is outside its allow globs {scope['allow']}",
+                )
+            )
     for p, existing in sorted(facts["base_case_variants"].items()):
-        out.append(_finding(w, p, "case-collision", f"worker {w}: {p!r} differs only by case from {existing!r} in the base"))
+        out.append(
+            _finding(
+                w,
+                p,
+                "case-collision",
+                f"worker {w}: {p!r} differs only by case from {existing!r} in the base",
+            )
+        )
     by_lower: dict[str, list[str]] = {}
     for p in safe:
         by_lower.setdefault(p.lower(), []).append(p)
@@ -108,7 +180,14 @@ def worker_findings(
         if len(group) > 1:
             for p in group:
                 others = [o for o in group if o != p]
-                out.append(_finding(w, p, "case-collision", f"worker {w}: {p!r} differs only by case from {others}"))
+                out.append(
+                    _finding(
+                        w,
+                        p,
+                        "case-collision",
+                        f"worker {w}: {p!r} differs only by case from {others}",
+                    )
+                )
     for rel, rule, msg in facts["log_problems"]:
         out.append(_finding(w, f"LOGS/{rel}", rule, f"worker {w}: LOGS/{rel}: {msg}"))
     return _sort(out)
@@ -121,7 +200,9 @@ def _broken(facts: Mapping[str, Any]) -> set[str]:
     return names
 
 
-def overlaps(facts_by_worker: Mapping[str, Mapping[str, Any]], allow_identical: bool) -> list[dict[str, Any]]:
+def overlaps(
+    facts_by_worker: Mapping[str, Mapping[str, Any]], allow_identical: bool
+) -> list[dict[str, Any]]:
     """Paths touched by two or more workers, each with its resolution; symmetric in workers."""
     owners: dict[str, list[str]] = {}
     for w in sorted(facts_by_worker):
@@ -135,7 +216,10 @@ def overlaps(facts_by_worker: Mapping[str, Mapping[str, Any]], allow_identical: 
         scopes = [facts_by_worker[w]["scope"] for w in ws]
         if all(s is not None and match_any(path, s["shared"]) is not None for s in scopes):
             resolution = "shared"
-        elif allow_identical and len({facts_by_worker[w]["section_hashes"].get(path) for w in ws}) == 1:
+        elif (
+            allow_identical
+            and len({facts_by_worker[w]["section_hashes"].get(path) for w in ws}) == 1
+        ):
             resolution = "identical"
         else:
             resolution = "blocked"
@@ -155,16 +239,29 @@ def cross_case_collisions(facts_by_worker: Mapping[str, Mapping[str, Any]]) -> l
             continue
         for p, w in sorted(group):
             others = sorted(f"{o} ({ow})" for o, ow in group if o != p)
-            out.append(_finding(w, p, "case-collision", f"worker {w}: {p!r} differs only by case from {', '.join(others)}"))
+            out.append(
+                _finding(
+                    w,
+                    p,
+                    "case-collision",
+                    f"worker {w}: {p!r} differs only by case from {', '.join(others)}",
+                )
+            )
     return out
 
 
-def evaluate(facts_by_worker: Mapping[str, Mapping[str, Any]], policy: Mapping[str, Any]) -> dict[str, Any]:
+def evaluate(
+    facts_by_worker: Mapping[str, Mapping[str, Any]], policy: Mapping[str, Any]
+) -> dict[str, Any]:
     """The whole bundle-validate judgement: findings, warnings, overlaps, verdicts, status."""
     findings: list[Finding] = []
     scopes = policy.get("scopes", {})
     for w in sorted(facts_by_worker):
-        findings.extend(worker_findings(facts_by_worker[w], policy["protected_paths"], scopes.get(w), policy.get("run_id")))
+        findings.extend(
+            worker_findings(
+                facts_by_worker[w], policy["protected_paths"], scopes.get(w), policy.get("run_id")
+            )
+        )
     findings.extend(cross_case_collisions(facts_by_worker))
     ovl = overlaps(facts_by_worker, bool(policy["allow_identical_patch_overlap"]))
     for o in ovl:
@@ -172,9 +269,13 @@ def evaluate(facts_by_worker: Mapping[str, Mapping[str, Any]], policy: Mapping[s
             for w in o["workers"]:
                 others = [x for x in o["workers"] if x != w]
                 findings.append(
-                    _finding(w, o["path"], "overlap",
-                             f"{o['path']!r} is touched by {', '.join(o['workers'])}: worker {w} overlaps {', '.join(others)} "
-                             "without a shared scope lock entry on every side")
+                    _finding(
+                        w,
+                        o["path"],
+                        "overlap",
+                        f"{o['path']!r} is touched by {', '.join(o['workers'])}: worker {w} overlaps {', '.join(others)} "
+                        "without a shared scope lock entry on every side",
+                    )
                 )
     warnings: list[Finding] = []
     if policy["case_collisions"] == "warn":
@@ -184,7 +285,8 @@ def evaluate(facts_by_worker: Mapping[str, Mapping[str, Any]], policy: Mapping[s
         findings = [f for f in findings if f["rule"] != "case-collision"]
     findings = _sort(findings)
     verdicts = {
-        w: ("BLOCKED" if any(f["worker"] == w for f in findings) else "PASS") for w in sorted(facts_by_worker)
+        w: ("BLOCKED" if any(f["worker"] == w for f in findings) else "PASS")
+        for w in sorted(facts_by_worker)
     }
     status = "BLOCKED" if findings or not facts_by_worker else "PASS"
     return {
@@ -197,7 +299,9 @@ def evaluate(facts_by_worker: Mapping[str, Mapping[str, Any]], policy: Mapping[s
     }
 
 
-def merge_order(depends_on: Mapping[str, Sequence[str]], strict: bool = False) -> tuple[list[str], str]:
+def merge_order(
+    depends_on: Mapping[str, Sequence[str]], strict: bool = False
+) -> tuple[list[str], str]:
     """Topological order by declared dependencies, ties by worker id; (partial, reason) on a cycle.
 
     Dependencies on workers outside this integration are ignored (they are not being merged),
@@ -205,7 +309,9 @@ def merge_order(depends_on: Mapping[str, Sequence[str]], strict: bool = False) -
     """
     workers = sorted(depends_on)
     if strict:
-        missing = sorted({f"{w}->{d}" for w in workers for d in depends_on[w] if d not in depends_on})
+        missing = sorted(
+            {f"{w}->{d}" for w in workers for d in depends_on[w] if d not in depends_on}
+        )
         if missing:
             return [], f"dependencies on workers outside this integration: {', '.join(missing)}"
     deps = {w: sorted(d for d in set(depends_on[w]) if d in depends_on and d != w) for w in workers}

@@ -42,7 +42,9 @@ def parse_instant(text: str, source: str = "--now", *, bounded: bool = True) -> 
     try:
         value = value.astimezone(UTC)
     except OverflowError:
-        raise UsageError(f"{source}: {text!r} is outside the years {MIN_YEAR}..{MAX_YEAR} in UTC") from None
+        raise UsageError(
+            f"{source}: {text!r} is outside the years {MIN_YEAR}..{MAX_YEAR} in UTC"
+        ) from None
     if bounded and not MIN_YEAR <= value.year <= MAX_YEAR:
         raise UsageError(f"{source}: {text!r} is outside the years {MIN_YEAR}..{MAX_YEAR} in UTC")
     return value

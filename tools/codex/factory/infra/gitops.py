@@ -24,8 +24,15 @@ def git(
 ) -> proc.Result:
     # The repository is the working directory, not a `-C /abs/path` argument: error messages
     # (which quote argv) then carry no absolute path into reports and ledger events.
-    return proc.run(["git", *args], cwd=repo, env=env if env is not None else proc.base_env(), input=input,
-                    check=check, error=GitError, timeout=timeout)
+    return proc.run(
+        ["git", *args],
+        cwd=repo,
+        env=env if env is not None else proc.base_env(),
+        input=input,
+        check=check,
+        error=GitError,
+        timeout=timeout,
+    )
 
 
 def version() -> tuple[int, int, int]:
@@ -39,14 +46,24 @@ def version() -> tuple[int, int, int]:
 def toplevel(path: Path) -> Path:
     res = git(path, "rev-parse", "--show-toplevel", check=False)
     if res.rc != 0:
-        raise UsageError(f"{path} is not inside a git repository; run from a checkout or pass --repo PATH")
+        raise UsageError(
+            f"{path} is not inside a git repository; run from a checkout or pass --repo PATH"
+        )
     return Path(res.out.strip())
 
 
 def resolve_commit(repo: Path, ref: str) -> str:
     if ref.startswith("-"):
         raise UsageError(f"--base-ref {ref!r} may not start with '-'")
-    res = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False)
+    res = git(
+        repo,
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        "--end-of-options",
+        f"{ref}^{{commit}}",
+        check=False,
+    )
     if res.rc != 0 or not res.out.strip():
         raise UsageError(f"--base-ref {ref!r} does not resolve to a commit in this repository")
     return res.out.strip()
@@ -58,6 +75,7 @@ def status_porcelain(repo: Path) -> bytes:
 
 def snapshot(repo: Path) -> dict[str, bytes]:
     """What an operator would notice changing: HEAD, index, branches, stash, worktree status."""
+
     def out(*args: str) -> bytes:
         return git(repo, *args, check=False).stdout
 
@@ -74,10 +92,14 @@ def snapshot(repo: Path) -> dict[str, bytes]:
 
 # Fixed diff options: the integrator's DIFF.patch must not depend on anyone's git config.
 DIFF_ARGS = (
-    "-c", "diff.noprefix=false",
-    "-c", "diff.mnemonicPrefix=false",
-    "-c", "diff.algorithm=myers",
-    "-c", "core.quotePath=true",
+    "-c",
+    "diff.noprefix=false",
+    "-c",
+    "diff.mnemonicPrefix=false",
+    "-c",
+    "diff.algorithm=myers",
+    "-c",
+    "core.quotePath=true",
 )
 
 
@@ -105,8 +127,15 @@ def _own_env(sandbox: Path) -> dict[str, str]:
     if not empty.exists():
         empty.write_bytes(b"")
     env = sandbox_env(sandbox)
-    env.update({"HOME": str(home), "USERPROFILE": str(home), "XDG_CONFIG_HOME": str(home),
-                "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(empty)})
+    env.update(
+        {
+            "HOME": str(home),
+            "USERPROFILE": str(home),
+            "XDG_CONFIG_HOME": str(home),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": str(empty),
+        }
+    )
     return env
 
 
@@ -129,11 +158,15 @@ def create_sandbox(sandbox: Path, repo: Path, commit: str) -> None:
     No files are written yet: patches are applied to the index, and the working tree is
     materialised only when checks need it (:func:`materialise`).
     """
-    git(sandbox.parent, "init", "-q", "--template=", sandbox.name, env=sandbox_env(sandbox))  # no hook templates
+    git(
+        sandbox.parent, "init", "-q", "--template=", sandbox.name, env=sandbox_env(sandbox)
+    )  # no hook templates
     config = sandbox / ".git" / "config"
     with open(config, "a", encoding="utf-8", newline="\n") as fh:
-        fh.write("[core]\n\tautocrlf = false\n\tsafecrlf = false\n[gc]\n\tauto = 0\n"
-                 "[user]\n\tname = factory\n\temail = factory@localhost\n")
+        fh.write(
+            "[core]\n\tautocrlf = false\n\tsafecrlf = false\n[gc]\n\tauto = 0\n"
+            "[user]\n\tname = factory\n\temail = factory@localhost\n"
+        )
     alternates = sandbox / ".git" / "objects" / "info" / "alternates"
     alternates.parent.mkdir(parents=True, exist_ok=True)
     # Bytes with "\n": git reads the path up to the newline and would keep a "\r" (text mode on Windows).
@@ -145,8 +178,15 @@ def create_sandbox(sandbox: Path, repo: Path, commit: str) -> None:
 
 def apply_to_index(sandbox: Path, patch_files: Sequence[Path]) -> proc.Result:
     """Apply patches in order to the sandbox index, all or nothing (one index write)."""
-    return git(sandbox, "apply", "--cached", "--whitespace=nowarn", *[str(p) for p in patch_files],
-               check=False, env=_own_env(sandbox))
+    return git(
+        sandbox,
+        "apply",
+        "--cached",
+        "--whitespace=nowarn",
+        *[str(p) for p in patch_files],
+        check=False,
+        env=_own_env(sandbox),
+    )
 
 
 def materialise(sandbox: Path) -> None:
@@ -156,8 +196,18 @@ def materialise(sandbox: Path) -> None:
 
 def diff_cached(sandbox: Path, commit: str) -> bytes:
     return git(
-        sandbox, *DIFF_ARGS, "diff", "--cached", "--binary", "--full-index", "-M",
-        "--no-color", "--no-ext-diff", "--no-textconv", commit, "--",
+        sandbox,
+        *DIFF_ARGS,
+        "diff",
+        "--cached",
+        "--binary",
+        "--full-index",
+        "-M",
+        "--no-color",
+        "--no-ext-diff",
+        "--no-textconv",
+        commit,
+        "--",
         env=_own_env(sandbox),
     ).stdout
 
@@ -235,8 +285,14 @@ def worktree_checkout_sparse(worktree: Path, hidden: Sequence[str]) -> None:
     for p in leaked:
         (worktree / p).unlink()
     if leaked:
-        git(worktree, "update-index", "-z", "--skip-worktree", "--stdin",
-            input=b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in leaked))
+        git(
+            worktree,
+            "update-index",
+            "-z",
+            "--skip-worktree",
+            "--stdin",
+            input=b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in leaked),
+        )
 
 
 def sparse_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -314,7 +370,9 @@ def worktree_remove(repo: Path, path: Path) -> None:
 
 
 def branch_tip(repo: Path, branch: str) -> str | None:
-    res = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}", check=False)
+    res = git(
+        repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}", check=False
+    )
     return (res.out.strip() or None) if res.rc == 0 else None
 
 
@@ -322,8 +380,22 @@ def commit_diff(repo: Path, base: str, tip: str) -> bytes:
     """``tip``'s tree against ``base`` with the options of :func:`worktree_diff` (same bytes
     for the same change), ``.factory/`` excluded."""
     return git(
-        repo, *DIFF_ARGS, "diff", "--binary", "--full-index", "-M", "-U3", "--no-color", "--no-ext-diff",
-        "--no-textconv", "--no-relative", base, tip, "--", ".", NOTES_EXCLUDE,
+        repo,
+        *DIFF_ARGS,
+        "diff",
+        "--binary",
+        "--full-index",
+        "-M",
+        "-U3",
+        "--no-color",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--no-relative",
+        base,
+        tip,
+        "--",
+        ".",
+        NOTES_EXCLUDE,
     ).stdout
 
 
@@ -340,12 +412,26 @@ def worktree_diff(worktree: Path, commit: str, hidden_missing: Sequence[str]) ->
         env = proc.base_env({"GIT_INDEX_FILE": str(Path(tmp) / "index")})
         git(worktree, "read-tree", commit, env=env)
         if hidden_missing:
-            data = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in sorted(hidden_missing))
+            data = b"".join(
+                p.encode("utf-8", "surrogateescape") + b"\0" for p in sorted(hidden_missing)
+            )
             git(worktree, "update-index", "-z", "--skip-worktree", "--stdin", input=data, env=env)
         git(worktree, "-c", "core.safecrlf=false", "add", "-A", "--", ".", NOTES_EXCLUDE, env=env)
         return git(
-            worktree, *DIFF_ARGS, "diff", "--cached", "--binary", "--full-index", "-M", "-U3",
-            "--no-color", "--no-ext-diff", "--no-textconv", "--no-relative", commit, "--",
+            worktree,
+            *DIFF_ARGS,
+            "diff",
+            "--cached",
+            "--binary",
+            "--full-index",
+            "-M",
+            "-U3",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--no-relative",
+            commit,
+            "--",
             env=env,
         ).stdout
 
@@ -361,5 +447,13 @@ def branches(repo: Path) -> set[str]:
 
 def apply_cached(sandbox: Path, patch: bytes) -> proc.Result:
     """Apply one patch (from memory) to a sandbox's index only."""
-    return git(sandbox, "apply", "--cached", "--whitespace=nowarn", "-", input=patch, check=False,
-               env=sandbox_env(sandbox))
+    return git(
+        sandbox,
+        "apply",
+        "--cached",
+        "--whitespace=nowarn",
+        "-",
+        input=patch,
+        check=False,
+        env=sandbox_env(sandbox),
+    )

@@ -98,7 +98,9 @@ class ProcessLock:
         except Timeout:
             self._thread.release()
             if self.timeout == 0:
-                raise LockHeldError(f"{self.what} ({self.path.name}) is held by another process") from None
+                raise LockHeldError(
+                    f"{self.what} ({self.path.name}) is held by another process"
+                ) from None
             raise LockHeldError(
                 f"{self.what} ({self.path.name}) is held by another process for over {self.timeout}s"
             ) from None

@@ -65,7 +65,9 @@ def _which(program: str, path: str | None) -> str | None:
     return shutil.which(program, path=path)
 
 
-def resolve_argv(argv: Sequence[str], env: Mapping[str, str] | None, error: type[ProcessError] = ProcessError) -> list[str]:
+def resolve_argv(
+    argv: Sequence[str], env: Mapping[str, str] | None, error: type[ProcessError] = ProcessError
+) -> list[str]:
     """``argv`` as strings with ``argv[0]`` resolved on the child's PATH (PATHEXT on Windows).
 
     A program that is not found is one ``error`` line naming it. A path with a directory part
@@ -109,7 +111,9 @@ def run(
             check=False,
         )
     except FileNotFoundError:
-        raise error(args, None, "", "", why=f"could not start: {args[0]!r} not found on PATH") from None
+        raise error(
+            args, None, "", "", why=f"could not start: {args[0]!r} not found on PATH"
+        ) from None
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"").decode("utf-8", "replace")
         err = (exc.stderr or b"").decode("utf-8", "replace")
@@ -179,7 +183,9 @@ def start(
             start_new_session=os.name != "nt",
         )
     except FileNotFoundError:
-        raise ProcessError(args, None, "", "", why=f"could not start: {args[0]!r} not found on PATH") from None
+        raise ProcessError(
+            args, None, "", "", why=f"could not start: {args[0]!r} not found on PATH"
+        ) from None
     except OSError as exc:
         raise ProcessError(args, None, "", "", why=f"could not start: {exc.strerror}") from None
 
@@ -219,7 +225,12 @@ def spawn_detached(argv: Sequence[str]) -> None:
     """Start a program we do not wait for (a file opener): no stdio, its own session."""
     args = [str(a) for a in argv]
     try:
-        subprocess.Popen(resolve_argv(args, None), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=os.name != "nt")
+        subprocess.Popen(
+            resolve_argv(args, None),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=os.name != "nt",
+        )
     except OSError as exc:
         raise ProcessError(args, None, "", "", why=f"could not start: {exc.strerror}") from None

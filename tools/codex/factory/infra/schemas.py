@@ -76,11 +76,16 @@ def _specific(err: Any) -> list[Any]:
     branches: dict[Any, list[Any]] = {}
     for sub in err.context:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
-    fitting = [subs for subs in branches.values()
-               if not all(s.validator == "type" and s.absolute_path == err.absolute_path for s in subs)]
+    fitting = [
+        subs
+        for subs in branches.values()
+        if not all(s.validator == "type" and s.absolute_path == err.absolute_path for s in subs)
+    ]
     if len(fitting) != 1:
         if not fitting and len(branches) == len(err.context):  # one type error per alternative
-            err.message = f"{err.instance!r} is not of type " + " or ".join(repr(s.validator_value) for s in err.context)
+            err.message = f"{err.instance!r} is not of type " + " or ".join(
+                repr(s.validator_value) for s in err.context
+            )
         return [err]
     return [e for sub in fitting[0] for e in _specific(sub)]
 

@@ -45,7 +45,9 @@ _O_BINARY = getattr(os, "O_BINARY", 0)
 # The one stored form of ts_utc (RFC 3339, UTC, microseconds, ``Z``): fixed width, so byte
 # order is time order. Anything else (a 3-digit year, an offset, no fraction) breaks the
 # never-decreasing rule's meaning and fails verify.
-_TS_FORM = rb"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z"
+_TS_FORM = (
+    rb"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z"
+)
 _TS_RE = re.compile(_TS_FORM)
 _TS_STR_RE = re.compile(_TS_FORM.decode("ascii"))
 TS_FORM_HINT = "YYYY-MM-DDTHH:MM:SS.ffffffZ"
@@ -232,7 +234,9 @@ def _strip_eol(line: bytes) -> bytes:
 class Ledger:
     """One ledger file plus its head mirror and lock file."""
 
-    def __init__(self, path: Path, clock: Clock, *, fsync: bool = True, lock_timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: Path, clock: Clock, *, fsync: bool = True, lock_timeout: float = 30.0
+    ) -> None:
         self.path = path
         self.head_path = head_path(path)
         self.lock_path = lock_path(path)
@@ -250,7 +254,9 @@ class Ledger:
     def lock(self) -> ProcessLock:
         """The cross-process lock (re-entrant within this object)."""
         if self._lock is None:
-            self._lock = _LedgerLock(self.lock_path, self.lock_timeout, f"ledger lock for {self.path.name}")
+            self._lock = _LedgerLock(
+                self.lock_path, self.lock_timeout, f"ledger lock for {self.path.name}"
+            )
         return self._lock
 
     def close(self) -> None:
@@ -334,7 +340,9 @@ class Ledger:
             return self.append_locked(event_type, run_id, stage, payload)
 
     @_guarded
-    def append_locked(self, event_type: str, run_id: str, stage: str, payload: dict[str, Any]) -> Event:
+    def append_locked(
+        self, event_type: str, run_id: str, stage: str, payload: dict[str, Any]
+    ) -> Event:
         """Append while the caller already holds :meth:`lock`."""
         if not EVENT_TYPE_RE.fullmatch(event_type):
             raise UsageError(f"ledger: event type {event_type!r} is not dotted lower-case")
@@ -386,7 +394,9 @@ class Ledger:
             os.lseek(self._head_fd, 0, os.SEEK_SET)
             n = os.write(self._head_fd, data)
         if n != len(data):
-            raise BlockedError(f"ledger head file {self.head_path.name}: short write ({n} of {len(data)} bytes)")
+            raise BlockedError(
+                f"ledger head file {self.head_path.name}: short write ({n} of {len(data)} bytes)"
+            )
 
     @_guarded
     def read_head_file(self) -> tuple[int, str] | None:
@@ -398,7 +408,9 @@ class Ledger:
             obj = orjson.loads(data.strip())
             return int(obj["seq"]), str(obj["hash"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise LedgerCorruptError(f"ledger head file {self.head_path.name} is unreadable") from None
+            raise LedgerCorruptError(
+                f"ledger head file {self.head_path.name} is unreadable"
+            ) from None
 
     # -- streaming -----------------------------------------------------------------------
     def iter_lines(self) -> Iterator[bytes]:
@@ -567,7 +579,9 @@ class Ledger:
                 if bad is None and rest:
                     torn = len(rest)
         head = Head(seq, prev.decode("ascii"), last_ts.decode("ascii", "replace"))
-        result = VerifyResult(ok=bad is None and torn == 0, lines=seq, head=head, first_bad_seq=bad, reason=reason)
+        result = VerifyResult(
+            ok=bad is None and torn == 0, lines=seq, head=head, first_bad_seq=bad, reason=reason
+        )
         if torn:
             result.torn_tail = True
             result.torn_bytes = torn
@@ -669,7 +683,12 @@ class Ledger:
                     "torn_sha256": hashlib.sha256(torn).hexdigest(),
                 },
             )
-            return {"repaired": True, "side_file": side.name, "torn_bytes": len(torn), "seq": ev.seq}
+            return {
+                "repaired": True,
+                "side_file": side.name,
+                "torn_bytes": len(torn),
+                "seq": ev.seq,
+            }
 
 
 # -- verify internals ----------------------------------------------------------------------------
@@ -692,16 +711,24 @@ class Ledger:
 # the first bad seq and why.
 _TS_KEY = b'"ts_utc":"'
 _BOUNDARY = re.compile(
-    rb'("prev_hash":"(.{64})","run_id":"[^"]*","seq":(\d+),"stage":"[^"]*","ts_utc":"(' + _TS_FORM + rb')"\}\n'
+    rb'("prev_hash":"(.{64})","run_id":"[^"]*","seq":(\d+),"stage":"[^"]*","ts_utc":"('
+    + _TS_FORM
+    + rb')"\}\n'
     rb'\{"event_type":"[^"]*",)"hash":"(.{64})",'
 )
-_FAKE_TAIL = b'"prev_hash":"' + b"0" * 64 + b'","run_id":"","seq":0,"stage":"","ts_utc":"0000-01-01T00:00:00.000000Z"}\n'
+_FAKE_TAIL = (
+    b'"prev_hash":"'
+    + b"0" * 64
+    + b'","run_id":"","seq":0,"stage":"","ts_utc":"0000-01-01T00:00:00.000000Z"}\n'
+)
 _FAKE_HEAD = b'{"event_type":"","hash":"' + b"0" * 64 + b'",'
 _HEXDIGEST = methodcaller("hexdigest")
 VERIFY_BLOCK = 64 * 1024  # small enough that the passes over one block stay in cache
 
 
-def _fast_block(body: bytes | memoryview, seq: int, prev: bytes, last_ts: bytes) -> tuple[int, bytes, bytes] | None:
+def _fast_block(
+    body: bytes | memoryview, seq: int, prev: bytes, last_ts: bytes
+) -> tuple[int, bytes, bytes] | None:
     """Check whole ``\\n``-terminated lines at once; (lines, new prev, new last ts) or None."""
     # [text, kept, prev, seq, ts, hash, text, kept, ...]: one group of 5 per boundary.
     parts = _BOUNDARY.split(b"".join((_FAKE_TAIL, body, _FAKE_HEAD)))
@@ -742,7 +769,10 @@ def _check_lines(
         p = line.rfind(_PREV_KEY)
         if p < 0 or line[p + 13 : p + 77] != prev:
             return (
-                seq, prev, last_ts, expect,
+                seq,
+                prev,
+                last_ts,
+                expect,
                 "prev_hash does not link to the previous line (removed, reordered or inserted line)",
             )
         s = line.rfind(_SEQ_KEY)
@@ -756,7 +786,13 @@ def _check_lines(
         t = line.rfind(_TS_KEY)
         ts = line[t + 10 : t + 37]
         if t < 0 or line[t + 37 : t + 38] != b'"' or not _TS_RE.fullmatch(ts):
-            return seq, prev, last_ts, expect, f"ts_utc is not {TS_FORM_HINT} (RFC 3339, UTC, microseconds)"
+            return (
+                seq,
+                prev,
+                last_ts,
+                expect,
+                f"ts_utc is not {TS_FORM_HINT} (RFC 3339, UTC, microseconds)",
+            )
         if ts < last_ts:
             return seq, prev, last_ts, expect, "ts_utc goes backwards"
         seq, prev, last_ts = expect, stored, ts

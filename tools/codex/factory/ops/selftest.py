@@ -55,18 +55,21 @@ def scratch_env(home: Path) -> dict[str, str]:
         b"[init]\n\tdefaultBranch = main\n[core]\n\tautocrlf = false\n\tsafecrlf = false\n[commit]\n\tgpgsign = false\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FACTORY_", "GIT_"))}
-    env.update({
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": str(gitconfig),
-        "GIT_AUTHOR_NAME": "Factory Self-Test",
-        "GIT_AUTHOR_EMAIL": "self-test@example.invalid",
-        "GIT_COMMITTER_NAME": "Factory Self-Test",
-        "GIT_COMMITTER_EMAIL": "self-test@example.invalid",
-        "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
-        "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
-        "PYTHONPATH": str(PACKAGE_ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
-        "PYTHONIOENCODING": "utf-8",
-    })
+    env.update(
+        {
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": str(gitconfig),
+            "GIT_AUTHOR_NAME": "Factory Self-Test",
+            "GIT_AUTHOR_EMAIL": "self-test@example.invalid",
+            "GIT_COMMITTER_NAME": "Factory Self-Test",
+            "GIT_COMMITTER_EMAIL": "self-test@example.invalid",
+            "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
+            "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
+            "PYTHONPATH": str(PACKAGE_ROOT)
+            + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
+            "PYTHONIOENCODING": "utf-8",
+        }
+    )
     return env
 
 
@@ -104,7 +107,10 @@ def factory(repo: Path, env: Mapping[str, str], *args: str, timeout: float = 300
     """The real CLI in a child process, on ``repo``, with the pinned clock."""
     res = proc.run(
         [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "--now", PINNED, *args],
-        repo, env=env, timeout=timeout, check=False,
+        repo,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
     return CliResult(res.rc, _text(res.stdout), _text(res.stderr))
 
@@ -124,8 +130,18 @@ def real_patch(repo: Path, env: Mapping[str, str], changes: Mapping[str, str | N
         new = [p for p in paths if not existed[p]]
         if new:
             git(repo, env, "add", "-N", "--", *new)
-        return gitops.git(repo, "diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", "HEAD", "--",
-                          *paths, env=env).stdout
+        return gitops.git(
+            repo,
+            "diff",
+            "--binary",
+            "--full-index",
+            "--no-color",
+            "--no-ext-diff",
+            "HEAD",
+            "--",
+            *paths,
+            env=env,
+        ).stdout
     finally:
         new = [p for p in paths if not existed[p]]
         if new:
@@ -144,12 +160,15 @@ def write_bundle(repo: Path, run_id: str, worker: str, patch: bytes, files: list
     (folder / "FILES_CHANGED.json").write_bytes(
         jsonio.pretty({"schema_version": schemas.SCHEMA_VERSION, "files": sorted(set(files))})
     )
-    (folder / "SUMMARY.md").write_bytes(f"# {worker}_worker\n\nChanged: {', '.join(sorted(files))}\n".encode())
+    (folder / "SUMMARY.md").write_bytes(
+        f"# {worker}_worker\n\nChanged: {', '.join(sorted(files))}\n".encode()
+    )
     return folder
 
 
-def bundle_from_changes(repo: Path, env: Mapping[str, str], run_id: str, worker: str,
-                        changes: Mapping[str, str | None]) -> Path:
+def bundle_from_changes(
+    repo: Path, env: Mapping[str, str], run_id: str, worker: str, changes: Mapping[str, str | None]
+) -> Path:
     return write_bundle(repo, run_id, worker, real_patch(repo, env, changes), sorted(changes))
 
 
@@ -187,7 +206,9 @@ class SelfTest:
         out = res.stdout + res.stderr
         ok = res.returncode == expect and contains in out
         if ok:
-            detail = f"`{' '.join(args[:1])}` exit {res.returncode} as expected" + (f", says {contains!r}" if contains else "")
+            detail = f"`{' '.join(args[:1])}` exit {res.returncode} as expected" + (
+                f", says {contains!r}" if contains else ""
+            )
         else:
             first = next((ln for ln in reversed(out.splitlines()) if ln.strip()), "(no output)")
             want = f"exit {expect}" + (f" and {contains!r}" if contains else "")
@@ -201,52 +222,161 @@ class SelfTest:
     def run(self) -> None:
         make_repo(self.repo, self.env)
         head = git(self.repo, self.env, "rev-parse", "HEAD").strip()
-        self.step("scratch repository", True, f"{len(BASE_FILES)} files committed at base {head[:12]}")
+        self.step(
+            "scratch repository", True, f"{len(BASE_FILES)} files committed at base {head[:12]}"
+        )
         # A PASS integration of two disjoint real changes.
-        self.cli("launch (PASS run)", 0, "launch", "--base-ref", "HEAD", "--dry-run", "--run-id", PASS_RUN, "--workers", "A,B")
-        bundle_from_changes(self.repo, self.env, PASS_RUN, "A", {"src/app.py": BASE_FILES["src/app.py"].replace("hello ", "hello, ")})
-        bundle_from_changes(self.repo, self.env, PASS_RUN, "B", {
-            "tests/test_app.py": BASE_FILES["tests/test_app.py"].replace("'hello x'", "'hello, x'"),
-            "tests/test_more.py": "def test_more():\n    assert True\n",
-        })
-        self.step("worker bundles (PASS run)", True, "A edits src/app.py; B edits tests/test_app.py, adds tests/test_more.py")
-        self.cli("bundle-validate (PASS run)", 0, "bundle-validate", "--run-id", PASS_RUN, contains="PASS")
+        self.cli(
+            "launch (PASS run)",
+            0,
+            "launch",
+            "--base-ref",
+            "HEAD",
+            "--dry-run",
+            "--run-id",
+            PASS_RUN,
+            "--workers",
+            "A,B",
+        )
+        bundle_from_changes(
+            self.repo,
+            self.env,
+            PASS_RUN,
+            "A",
+            {"src/app.py": BASE_FILES["src/app.py"].replace("hello ", "hello, ")},
+        )
+        bundle_from_changes(
+            self.repo,
+            self.env,
+            PASS_RUN,
+            "B",
+            {
+                "tests/test_app.py": BASE_FILES["tests/test_app.py"].replace(
+                    "'hello x'", "'hello, x'"
+                ),
+                "tests/test_more.py": "def test_more():\n    assert True\n",
+            },
+        )
+        self.step(
+            "worker bundles (PASS run)",
+            True,
+            "A edits src/app.py; B edits tests/test_app.py, adds tests/test_more.py",
+        )
+        self.cli(
+            "bundle-validate (PASS run)",
+            0,
+            "bundle-validate",
+            "--run-id",
+            PASS_RUN,
+            contains="PASS",
+        )
         self.cli("integrate (PASS run)", 0, "integrate", "--run-id", PASS_RUN, contains="PASS")
         merged = self.run_dir(PASS_RUN) / "Z_integrator" / "DIFF.patch"
         check = gitops.git(self.repo, "apply", "--check", str(merged), env=self.env, check=False)
-        touched = sorted(jsonio.read_json(self.run_dir(PASS_RUN) / "Z_integrator" / "FILES_CHANGED.json")["files"])
+        touched = sorted(
+            jsonio.read_json(self.run_dir(PASS_RUN) / "Z_integrator" / "FILES_CHANGED.json")[
+                "files"
+            ]
+        )
         want = ["src/app.py", "tests/test_app.py", "tests/test_more.py"]
-        self.step("merged DIFF.patch applies to the base", check.rc == 0 and touched == want,
-                  f"git apply --check rc={check.rc}; files {', '.join(touched)}")
+        self.step(
+            "merged DIFF.patch applies to the base",
+            check.rc == 0 and touched == want,
+            f"git apply --check rc={check.rc}; files {', '.join(touched)}",
+        )
         # A BLOCKED run: both workers edit src/app.py without a shared scope entry.
         plan = self.root / "overlap-plan.json"
         plan.write_bytes(jsonio.pretty(OVERLAP_PLAN))
-        self.cli("launch (overlap run)", 0, "launch", "--base-ref", "HEAD", "--dry-run", "--run-id", OVERLAP_RUN,
-                 "--workers", "A,B", "--plan", str(plan))
-        bundle_from_changes(self.repo, self.env, OVERLAP_RUN, "A", {"src/app.py": BASE_FILES["src/app.py"] + "\n\nVERSION = 1\n"})
-        bundle_from_changes(self.repo, self.env, OVERLAP_RUN, "B", {"src/app.py": "# fixed by B\n" + BASE_FILES["src/app.py"]})
+        self.cli(
+            "launch (overlap run)",
+            0,
+            "launch",
+            "--base-ref",
+            "HEAD",
+            "--dry-run",
+            "--run-id",
+            OVERLAP_RUN,
+            "--workers",
+            "A,B",
+            "--plan",
+            str(plan),
+        )
+        bundle_from_changes(
+            self.repo,
+            self.env,
+            OVERLAP_RUN,
+            "A",
+            {"src/app.py": BASE_FILES["src/app.py"] + "\n\nVERSION = 1\n"},
+        )
+        bundle_from_changes(
+            self.repo,
+            self.env,
+            OVERLAP_RUN,
+            "B",
+            {"src/app.py": "# fixed by B\n" + BASE_FILES["src/app.py"]},
+        )
         self.step("worker bundles (overlap run)", True, "A and B both edit src/app.py")
-        self.cli("bundle-validate (overlap run)", 3, "bundle-validate", "--run-id", OVERLAP_RUN, contains="[overlap]")
-        self.cli("integrate (overlap run)", 3, "integrate", "--run-id", OVERLAP_RUN, contains="BLOCKED")
-        status = jsonio.read_json(self.run_dir(OVERLAP_RUN) / "Z_integrator" / "STATUS.json")["status"]
-        self.step("overlap run reports BLOCKED", status == "BLOCKED", f"Z_integrator/STATUS.json status {status}")
+        self.cli(
+            "bundle-validate (overlap run)",
+            3,
+            "bundle-validate",
+            "--run-id",
+            OVERLAP_RUN,
+            contains="[overlap]",
+        )
+        self.cli(
+            "integrate (overlap run)", 3, "integrate", "--run-id", OVERLAP_RUN, contains="BLOCKED"
+        )
+        status = jsonio.read_json(self.run_dir(OVERLAP_RUN) / "Z_integrator" / "STATUS.json")[
+            "status"
+        ]
+        self.step(
+            "overlap run reports BLOCKED",
+            status == "BLOCKED",
+            f"Z_integrator/STATUS.json status {status}",
+        )
         # Audit both runs, then prove the audit notices a one-byte edit.
         self.cli("ledger verify", 0, "ledger", "verify", contains="VERIFY OK")
-        self.cli("ledger-replay (PASS run)", 0, "ledger-replay", "--run-id", PASS_RUN, contains="REPLAY OK")
-        self.cli("ledger-replay (overlap run)", 0, "ledger-replay", "--run-id", OVERLAP_RUN, contains="REPLAY OK")
+        self.cli(
+            "ledger-replay (PASS run)",
+            0,
+            "ledger-replay",
+            "--run-id",
+            PASS_RUN,
+            contains="REPLAY OK",
+        )
+        self.cli(
+            "ledger-replay (overlap run)",
+            0,
+            "ledger-replay",
+            "--run-id",
+            OVERLAP_RUN,
+            contains="REPLAY OK",
+        )
         target = self.run_dir(PASS_RUN) / "A_worker" / "SUMMARY.md"
         original = target.read_bytes()
         target.write_bytes(original[:-1] + (b"?" if original[-1:] != b"?" else b"!"))
         try:
-            self.cli("ledger-replay notices a one-byte edit", 3, "ledger-replay", "--run-id", PASS_RUN,
-                     contains="A_worker/SUMMARY.md")
+            self.cli(
+                "ledger-replay notices a one-byte edit",
+                3,
+                "ledger-replay",
+                "--run-id",
+                PASS_RUN,
+                contains="A_worker/SUMMARY.md",
+            )
         finally:
             target.write_bytes(original)
 
 
-def run_selftest(echo: Callable[[str], None], note: Callable[[str], None], keep: bool = False) -> Outcome:
+def run_selftest(
+    echo: Callable[[str], None], note: Callable[[str], None], keep: bool = False
+) -> Outcome:
     root = Path(tempfile.mkdtemp(prefix="factory-selftest-"))
-    note(f"factory: self-test in a scratch repository under {root}" + ("" if keep else " (removed afterwards)"))
+    note(
+        f"factory: self-test in a scratch repository under {root}"
+        + ("" if keep else " (removed afterwards)")
+    )
     st = SelfTest(root, echo)
     error = ""
     try:
@@ -262,8 +392,11 @@ def run_selftest(echo: Callable[[str], None], note: Callable[[str], None], keep:
             remove_tree(root)
     ok = bool(st.steps) and all(s.ok for s in st.steps) and not error
     passed = sum(1 for s in st.steps if s.ok)
-    text = (f"SELF-TEST PASS: {passed} steps behaved as expected" if ok
-            else f"SELF-TEST FAIL: step {len(st.steps)} ({st.steps[-1].name if st.steps else '-'}) did not behave")
+    text = (
+        f"SELF-TEST PASS: {passed} steps behaved as expected"
+        if ok
+        else f"SELF-TEST FAIL: step {len(st.steps)} ({st.steps[-1].name if st.steps else '-'}) did not behave"
+    )
     data = {
         "status": "PASS" if ok else "FAIL",
         "steps": [s.as_dict(i) for i, s in enumerate(st.steps, 1)],

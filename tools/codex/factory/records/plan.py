@@ -27,7 +27,17 @@ DEFAULT_SCOPES: dict[str, dict[str, Any]] = {
     },
     "D": {
         "task": "Build, CI and configuration.",
-        "allow": [".ci/**", ".github/**", "*.toml", "*.cfg", "*.ini", "*.json", "*.yml", "*.yaml", "Makefile"],
+        "allow": [
+            ".ci/**",
+            ".github/**",
+            "*.toml",
+            "*.cfg",
+            "*.ini",
+            "*.json",
+            "*.yml",
+            "*.yaml",
+            "Makefile",
+        ],
     },
 }
 
@@ -80,7 +90,10 @@ class Plan:
         raise UsageError(f"worker {wid!r} is not in the plan ({', '.join(self.ids())})")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"schema_version": schemas.SCHEMA_VERSION, "workers": [w.as_dict() for w in self.workers]}
+        return {
+            "schema_version": schemas.SCHEMA_VERSION,
+            "workers": [w.as_dict() for w in self.workers],
+        }
 
     def digest(self) -> str:
         return hashlib.sha256(jsonio.canonical(self.as_dict())).hexdigest()
@@ -96,9 +109,13 @@ def default_plan(ids: list[str]) -> Plan:
     """Default scopes for A-D; extra configured workers get a scope of their own folder."""
     workers = []
     for wid in ids:
-        spec = DEFAULT_SCOPES.get(wid, {"task": f"Changes under work/{wid}/.", "allow": [f"work/{wid}/**"]})
+        spec = DEFAULT_SCOPES.get(
+            wid, {"task": f"Changes under work/{wid}/.", "allow": [f"work/{wid}/**"]}
+        )
         workers.append(WorkerPlan(wid, spec["task"], tuple(spec["allow"])))
-    return Plan(tuple(sorted(workers, key=lambda w: w.id)), "default")  # config order must not matter
+    return Plan(
+        tuple(sorted(workers, key=lambda w: w.id)), "default"
+    )  # config order must not matter
 
 
 def load_plan(path: Path) -> Plan:

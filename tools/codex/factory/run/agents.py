@@ -33,16 +33,29 @@ from tools.codex.factory.infra.clock import Clock, real_monotonic
 PRESETS: dict[str, dict[str, Any]] = {
     # Codex CLI: `codex exec` runs one task without the TUI; `-` reads the prompt from stdin;
     # workspace-write lets it edit the worktree (the successor of the deprecated --full-auto).
-    "codex": {"argv": ["codex", "exec", "--sandbox", "workspace-write", "-"], "prompt_via": "stdin"},
+    "codex": {
+        "argv": ["codex", "exec", "--sandbox", "workspace-write", "-"],
+        "prompt_via": "stdin",
+    },
     # Claude Code: print mode (-p) reads the prompt from stdin; acceptEdits applies file edits.
     "claude": {"argv": ["claude", "-p", "--permission-mode", "acceptEdits"], "prompt_via": "stdin"},
     # Aider: one message from a file, answer yes to every question, then exit.
-    "aider": {"argv": ["aider", "--yes-always", "--no-check-update", "--message-file", "{prompt_file}"],
-              "prompt_via": "file"},
+    "aider": {
+        "argv": ["aider", "--yes-always", "--no-check-update", "--message-file", "{prompt_file}"],
+        "prompt_via": "file",
+    },
     # Anything else: argv is required.
     "script": {"argv": None, "prompt_via": "file"},
 }
-PLACEHOLDERS = ("prompt_file", "worktree", "worker_id", "run_id", "base_ref", "base_commit", "python")
+PLACEHOLDERS = (
+    "prompt_file",
+    "worktree",
+    "worker_id",
+    "run_id",
+    "base_ref",
+    "base_commit",
+    "python",
+)
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 
 
@@ -55,8 +68,13 @@ class AgentSpec:
     source: str  # where the spec came from, for messages
 
     def as_dict(self) -> dict[str, Any]:
-        return {"preset": self.preset, "argv": list(self.argv), "prompt_via": self.prompt_via,
-                "timeout_s": self.timeout_s, "source": self.source}
+        return {
+            "preset": self.preset,
+            "argv": list(self.argv),
+            "prompt_via": self.prompt_via,
+            "timeout_s": self.timeout_s,
+            "source": self.source,
+        }
 
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
@@ -69,10 +87,14 @@ def check_argv(argv: list[str], source: str) -> None:
         for m in _TOKEN.finditer(arg):
             tok, name = m.group(0), m.group(1)
             if tok in ("{", "}"):
-                raise UsageError(f"{source}.argv[{i}]: unbalanced {tok!r} in {arg!r} at column {m.start() + 1} "
-                                 f"(placeholders are {known}; write {{{{ or }}}} for a literal brace)")
+                raise UsageError(
+                    f"{source}.argv[{i}]: unbalanced {tok!r} in {arg!r} at column {m.start() + 1} "
+                    f"(placeholders are {known}; write {{{{ or }}}} for a literal brace)"
+                )
             if name is not None and name not in PLACEHOLDERS:
-                raise UsageError(f"{source}.argv[{i}]: unknown placeholder {{{name}}} (known: {known})")
+                raise UsageError(
+                    f"{source}.argv[{i}]: unknown placeholder {{{name}}} (known: {known})"
+                )
 
 
 def expand(argv: tuple[str, ...] | list[str], values: Mapping[str, str]) -> list[str]:
@@ -108,7 +130,9 @@ def resolve(worker: Mapping[str, Any], config: Mapping[str, Any]) -> AgentSpec |
         raise UsageError(f"{source}.preset: {preset!r} is not one of {', '.join(PRESETS)}")
     argv = raw.get("argv") or PRESETS[preset]["argv"]
     if not argv:
-        raise UsageError(f"{source}.argv: preset 'script' needs an argv list, e.g. [\"{{python}}\", \"agent.py\"]")
+        raise UsageError(
+            f'{source}.argv: preset \'script\' needs an argv list, e.g. ["{{python}}", "agent.py"]'
+        )
     check_argv(list(argv), source)
     via = raw.get("prompt_via") or PRESETS[preset]["prompt_via"]
     if via not in ("file", "stdin"):
@@ -125,7 +149,11 @@ def check_available(spec: AgentSpec) -> None:
             raise UsageError(f"{spec.source}.argv[0]: {prog!r} does not exist")
         return
     if shutil.which(prog) is None:
-        hint = f" (preset {spec.preset}: install its CLI or set argv)" if spec.preset != "script" else ""
+        hint = (
+            f" (preset {spec.preset}: install its CLI or set argv)"
+            if spec.preset != "script"
+            else ""
+        )
         raise UsageError(f"{spec.source}.argv[0]: {prog!r} not found on PATH{hint}")
 
 
@@ -195,8 +223,10 @@ class Runner:
                 except BaseException as exc:  # recorded; the main thread reports it
                     self.errors.append(exc)
 
-        threads = [threading.Thread(target=loop, name=f"factory-agent-{i}", daemon=True)
-                   for i in range(max(1, min(self.max_parallel, len(jobs))))]
+        threads = [
+            threading.Thread(target=loop, name=f"factory-agent-{i}", daemon=True)
+            for i in range(max(1, min(self.max_parallel, len(jobs))))
+        ]
         started: list[threading.Thread] = []
         interrupted = False
         try:
@@ -228,7 +258,12 @@ class Runner:
 
     def _one(self, job: Job) -> None:
         if self.stop.is_set():
-            self.on_done(job, JobResult(job.worker, None, False, True, False, "interrupted before its agent started"))
+            self.on_done(
+                job,
+                JobResult(
+                    job.worker, None, False, True, False, "interrupted before its agent started"
+                ),
+            )
             return
         start = self.clock.monotonic()
         job.stdout_path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,7 +273,9 @@ class Runner:
             except ProcessError as exc:
                 err.write((str(exc) + "\n").encode("utf-8"))
                 err.flush()
-                result = JobResult(job.worker, None, False, False, False, f"agent could not start: {exc.args[0]}")
+                result = JobResult(
+                    job.worker, None, False, False, False, f"agent could not start: {exc.args[0]}"
+                )
                 p = None
             if p is not None:
                 result = self._wait(job, p)

@@ -89,15 +89,23 @@ def write_bundle(
     )
     out[f"{base}/DIFF.patch"] = writer.write(f"{base}/DIFF.patch", patch)
     out[f"{base}/SUGGESTIONS.md"] = writer.write_text(f"{base}/SUGGESTIONS.md", suggestions)
-    out[f"{base}/SCOPE_LOCK.json"] = writer.write(f"{base}/SCOPE_LOCK.json", jsonio.pretty(worker.scope_lock()))
-    out[f"{base}/HANDOFF_NOTE.json"] = writer.write(f"{base}/HANDOFF_NOTE.json", jsonio.pretty(note))
+    out[f"{base}/SCOPE_LOCK.json"] = writer.write(
+        f"{base}/SCOPE_LOCK.json", jsonio.pretty(worker.scope_lock())
+    )
+    out[f"{base}/HANDOFF_NOTE.json"] = writer.write(
+        f"{base}/HANDOFF_NOTE.json", jsonio.pretty(note)
+    )
     for name, data in sorted(logs.items()):
         out[f"{base}/LOGS/{name}"] = writer.write(f"{base}/LOGS/{name}", data)
-    out[f"{base}/LOGS/INDEX.json"] = writer.write(f"{base}/LOGS/INDEX.json", jsonio.pretty(logs_index(logs)))
+    out[f"{base}/LOGS/INDEX.json"] = writer.write(
+        f"{base}/LOGS/INDEX.json", jsonio.pretty(logs_index(logs))
+    )
     return out
 
 
-def write_dry_run_bundle(writer: GuardedWriter, run_id: str, worker: WorkerPlan, base_commit: str) -> dict[str, str]:
+def write_dry_run_bundle(
+    writer: GuardedWriter, run_id: str, worker: WorkerPlan, base_commit: str
+) -> dict[str, str]:
     log = f"dry run: no agent invoked for worker {worker.id} at base {base_commit}\n".encode()
     return write_bundle(
         writer,
@@ -123,7 +131,9 @@ def bundle_hash(folder: Path) -> str:
     """
     entries: list[list[str]] = []
     if folder.is_symlink():
-        return hashlib.sha256(jsonio.canonical([[".", "symlink:" + os.readlink(folder)]])).hexdigest()
+        return hashlib.sha256(
+            jsonio.canonical([[".", "symlink:" + os.readlink(folder)]])
+        ).hexdigest()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         base = Path(dirpath)
         for name in sorted(dirnames + filenames):
@@ -210,7 +220,9 @@ def gather_facts(run_dir: Path, worker: str, base_paths_lower: dict[str, str]) -
             try:
                 doc = jsonio.loads(data[3:] if data.startswith(b"\xef\xbb\xbf") else data)
             except Exception as exc:
-                facts["json_errors"].append([name, str(exc).splitlines()[0] if str(exc) else "invalid JSON"])
+                facts["json_errors"].append(
+                    [name, str(exc).splitlines()[0] if str(exc) else "invalid JSON"]
+                )
                 continue
             problems = schemas.errors(JSON_FILES[name], doc)
             if problems:
@@ -241,9 +253,12 @@ def gather_facts(run_dir: Path, worker: str, base_paths_lower: dict[str, str]) -
             facts["patch_error"] = str(exc)
         else:
             facts["touched"] = patch.touched()
-            facts["added"] = sorted({f.new_path for f in patch.files if f.new_path and f.new_path != f.old_path})
+            facts["added"] = sorted(
+                {f.new_path for f in patch.files if f.new_path and f.new_path != f.old_path}
+            )
             facts["section_hashes"] = {
-                p: hashlib.sha256(raw).hexdigest() for p, raw in sorted(patch.sections_by_path().items())
+                p: hashlib.sha256(raw).hexdigest()
+                for p, raw in sorted(patch.sections_by_path().items())
             }
     deleted = set(facts["touched"]) - set(facts["added"])
     for p in facts["added"]:
@@ -262,11 +277,21 @@ def gather_facts(run_dir: Path, worker: str, base_paths_lower: dict[str, str]) -
             inside = not any(p.is_symlink() for p in [log, *log.parents] if folder in p.parents)
             data = _read_regular(log) if inside else None
             if data is None:
-                facts["log_problems"].append([rel, "log-missing", "listed in LOGS/INDEX.json but absent or not a regular file"])
+                facts["log_problems"].append(
+                    [
+                        rel,
+                        "log-missing",
+                        "listed in LOGS/INDEX.json but absent or not a regular file",
+                    ]
+                )
                 continue
             digest = hashlib.sha256(data).hexdigest()
             if digest != entry["sha256"] or len(data) != entry["bytes"]:
                 facts["log_problems"].append(
-                    [rel, "log-hash-mismatch", f"sha256 {digest[:12]}…/{len(data)} bytes, index says {entry['sha256'][:12]}…/{entry['bytes']}"]
+                    [
+                        rel,
+                        "log-hash-mismatch",
+                        f"sha256 {digest[:12]}…/{len(data)} bytes, index says {entry['sha256'][:12]}…/{entry['bytes']}",
+                    ]
                 )
     return facts

@@ -52,14 +52,26 @@ def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
         if finished is None:
             finished = {e.run_id for e in ctx.ledger.select(Filter(event_type="run.finished"))}
         run_dir = ctx.layout.run_dir(run_id)
-        item: dict[str, Any] = {"run_id": run_id, "worker": worker, "branch": branch, "path": "", "exists": False,
-                                "registered": False, "bytes": 0, "status": runboard.read_status(run_dir, worker),
-                                "run_finished": run_id in finished}
+        item: dict[str, Any] = {
+            "run_id": run_id,
+            "worker": worker,
+            "branch": branch,
+            "path": "",
+            "exists": False,
+            "registered": False,
+            "bytes": 0,
+            "status": runboard.read_status(run_dir, worker),
+            "run_finished": run_id in finished,
+        }
         if entry is not None:
             path = Path(entry["path"])
             exists = path.is_dir()
-            item.update(path=str(path), exists=exists, registered=True,
-                        bytes=worktrees.disk_usage(path) if exists else 0)
+            item.update(
+                path=str(path),
+                exists=exists,
+                registered=True,
+                bytes=worktrees.disk_usage(path) if exists else 0,
+            )
         out.append(item)
     return out
 
@@ -73,20 +85,32 @@ def _run_info(ctx: Context, run_id: str) -> dict[str, Any]:
     except FactoryError:
         manifest = None
     if manifest is not None:
-        return {"commit": manifest["base_commit"], "kind": manifest["kind"],
-                "holdout": worktrees.settings(manifest)["holdout"], "manifest": manifest,
-                "plans": collect.plan_workers(manifest)}
+        return {
+            "commit": manifest["base_commit"],
+            "kind": manifest["kind"],
+            "holdout": worktrees.settings(manifest)["holdout"],
+            "manifest": manifest,
+            "plans": collect.plan_workers(manifest),
+        }
     started = ctx.ledger.select(Filter(run_id=run_id, event_type="run.started"))
     payload = started[-1].payload if started else {}
-    return {"commit": payload.get("base_commit"), "kind": payload.get("kind", "factory"),
-            "holdout": list(ctx.config.get("security.holdout_paths")), "manifest": None, "plans": {}}
+    return {
+        "commit": payload.get("base_commit"),
+        "kind": payload.get("kind", "factory"),
+        "holdout": list(ctx.config.get("security.holdout_paths")),
+        "manifest": None,
+        "plans": {},
+    }
 
 
 def _collected(ctx: Context, run_id: str, worker: str) -> Path | None:
     """The worker's bundle folder when it holds a collected (or imported) bundle."""
     run_dir = ctx.layout.run_dir(run_id)
     bundle = run_dir / worker_dirname(worker)
-    if runboard.read_status(run_dir, worker) in ("PENDING", "MISSING") or not (bundle / "DIFF.patch").is_file():
+    if (
+        runboard.read_status(run_dir, worker) in ("PENDING", "MISSING")
+        or not (bundle / "DIFF.patch").is_file()
+    ):
         return None
     return bundle
 
@@ -124,8 +148,10 @@ def uncollected(ctx: Context, item: dict[str, Any], info: dict[str, Any]) -> str
         return ""
     if collected is not None and gitops.commit_diff(ctx.repo, commit, tip) == collected:
         return ""
-    return (f"its worktree folder is gone, but branch {branch} has commits beyond the base "
-            f"(tip {tip[:12]}) that were never collected")
+    return (
+        f"its worktree folder is gone, but branch {branch} has commits beyond the base "
+        f"(tip {tip[:12]}) that were never collected"
+    )
 
 
 def keep_reason(ctx: Context, item: dict[str, Any], info: dict[str, Any]) -> str:
@@ -135,8 +161,10 @@ def keep_reason(ctx: Context, item: dict[str, Any], info: dict[str, Any]) -> str
     if why:
         return why
     if not item["run_finished"]:
-        return (f"run {item['run_id']} has not finished (no run.finished; status {item['status']}): "
-                "its worker may still be at work there")
+        return (
+            f"run {item['run_id']} has not finished (no run.finished; status {item['status']}): "
+            "its worker may still be at work there"
+        )
     return ""
 
 
@@ -158,17 +186,40 @@ def _remove(ctx: Context, rec: Recorder, item: dict[str, Any], reason: str, forc
             kept.append("worktree")
         if gitops.branch_exists(ctx.repo, item["branch"]):
             kept.append("branch")
-        rec.emit("cleanup.failed", stage, actor, worker=item["worker"], branch=item["branch"], kept=kept,
-                 reason=why)
-        what = " and ".join(([f"worktree {path}"] if "worktree" in kept else [])
-                            + ([f"branch {item['branch']}"] if "branch" in kept else [])) or "nothing"
-        return f"could not remove the worktree of {worker_dirname(item['worker'])}: {why}; kept {what}"
-    rec.emit("worktree.removed", stage, actor, worker=item["worker"], branch=item["branch"], reason=reason,
-             forced=forced)
+        rec.emit(
+            "cleanup.failed",
+            stage,
+            actor,
+            worker=item["worker"],
+            branch=item["branch"],
+            kept=kept,
+            reason=why,
+        )
+        what = (
+            " and ".join(
+                ([f"worktree {path}"] if "worktree" in kept else [])
+                + ([f"branch {item['branch']}"] if "branch" in kept else [])
+            )
+            or "nothing"
+        )
+        return (
+            f"could not remove the worktree of {worker_dirname(item['worker'])}: {why}; kept {what}"
+        )
+    rec.emit(
+        "worktree.removed",
+        stage,
+        actor,
+        worker=item["worker"],
+        branch=item["branch"],
+        reason=reason,
+        forced=forced,
+    )
     return ""
 
 
-def remove_integrated(ctx: Context, rec: Recorder, manifest: dict[str, Any], workers: list[str]) -> list[str]:
+def remove_integrated(
+    ctx: Context, rec: Recorder, manifest: dict[str, Any], workers: list[str]
+) -> list[str]:
     """Remove the integrated workers' worktrees and branches; keep any with uncollected work.
 
     Never raises for a removal that fails: it is recorded and becomes a warning line.
@@ -181,20 +232,32 @@ def remove_integrated(ctx: Context, rec: Recorder, manifest: dict[str, Any], wor
     for item in items:
         why = uncollected(ctx, item, info)
         if why:
-            rec.emit("clean.refused", "summary", f"{item['worker']}_worker", worker=item["worker"],
-                     branch=item["branch"], reason=why)
+            rec.emit(
+                "clean.refused",
+                "summary",
+                f"{item['worker']}_worker",
+                worker=item["worker"],
+                branch=item["branch"],
+                reason=why,
+            )
             where = item["path"] or f"branch {item['branch']}"
-            messages.append(f"factory: kept the worktree of {worker_dirname(item['worker'])} ({where}): {why}; "
-                            f"collect it again or run `factory clean --run-id {run_id} --force`")
+            messages.append(
+                f"factory: kept the worktree of {worker_dirname(item['worker'])} ({where}): {why}; "
+                f"collect it again or run `factory clean --run-id {run_id} --force`"
+            )
             continue
         failed = _remove(ctx, rec, item, "integrated", False)
         if failed:
-            messages.append(f"factory: warning: {failed}; the verdict stands; "
-                            f"retry with `factory clean --run-id {run_id}`")
+            messages.append(
+                f"factory: warning: {failed}; the verdict stands; "
+                f"retry with `factory clean --run-id {run_id}`"
+            )
             continue
         removed += 1
     if removed:
-        messages.append(f"factory: removed {removed} worktree(s) and branch(es) of {run_id} (use --keep-worktrees to keep them)")
+        messages.append(
+            f"factory: removed {removed} worktree(s) and branch(es) of {run_id} (use --keep-worktrees to keep them)"
+        )
     if ctx.layout.run_dir(run_id).is_dir():
         runboard.refresh(ctx.repo, ctx.layout.run_dir(run_id), manifest)
     return messages
@@ -226,7 +289,9 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
                 lock.acquire()
             except LockHeldError:
                 busy.append(rid)
-                messages.append(f"factory: run {rid} is busy (a launch or integrate holds its lock): skipped")
+                messages.append(
+                    f"factory: run {rid} is busy (a launch or integrate holds its lock): skipped"
+                )
                 lock.close()
                 continue
         try:
@@ -234,13 +299,24 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
                 why = keep_reason(ctx, item, info)
                 where = item["path"] or f"branch {item['branch']}"
                 if why and not force:
-                    rec.emit("clean.refused", "clean", f"{item['worker']}_worker", worker=item["worker"],
-                             branch=item["branch"], reason=why)
+                    rec.emit(
+                        "clean.refused",
+                        "clean",
+                        f"{item['worker']}_worker",
+                        worker=item["worker"],
+                        branch=item["branch"],
+                        reason=why,
+                    )
                     refused.append({**item, "reason": why})
-                    advice = ("finish the run (collect, validate, integrate) first" if why.startswith("run ") else
-                              f"run `factory bundle-collect --run-id {rid} --workers {item['worker']}` first")
-                    messages.append(f"factory: refused {where}: worktree of {worker_dirname(item['worker'])} "
-                                    f"(run {rid}): {why}; {advice}, or pass --force to discard it")
+                    advice = (
+                        "finish the run (collect, validate, integrate) first"
+                        if why.startswith("run ")
+                        else f"run `factory bundle-collect --run-id {rid} --workers {item['worker']}` first"
+                    )
+                    messages.append(
+                        f"factory: refused {where}: worktree of {worker_dirname(item['worker'])} "
+                        f"(run {rid}): {why}; {advice}, or pass --force to discard it"
+                    )
                     continue
                 problem = _remove(ctx, rec, item, "clean", bool(why))
                 if problem:
@@ -255,17 +331,32 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
                 lock.release()
                 lock.close()
     status = Status.FAIL if failed else Status.BLOCKED if refused else Status.PASS
-    data = {"status": status.value, "removed": removed, "refused": refused, "failed": failed, "busy": busy}
+    data = {
+        "status": status.value,
+        "removed": removed,
+        "refused": refused,
+        "failed": failed,
+        "busy": busy,
+    }
     lines = []
     for r in removed:
         what = r["path"] or f"branch {r['branch']}"
-        lines.append(f"removed {what} ({worker_dirname(r['worker'])} of {r['run_id']}, {r['bytes']} bytes)"
-                     + (" [forced: uncollected changes discarded]" if r["forced"] else ""))
+        lines.append(
+            f"removed {what} ({worker_dirname(r['worker'])} of {r['run_id']}, {r['bytes']} bytes)"
+            + (" [forced: uncollected changes discarded]" if r["forced"] else "")
+        )
     for r in refused:
         what = r["path"] or f"branch {r['branch']}"
-        lines.append(f"refused {what} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}")
+        lines.append(
+            f"refused {what} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}"
+        )
     for r in failed:
-        lines.append(f"failed {r['path'] or r['branch']} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}")
+        lines.append(
+            f"failed {r['path'] or r['branch']} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}"
+        )
     if not items:
-        lines.append("nothing to clean: no leftover factory worktrees or branches" + (f" for {run_id}" if run_id else ""))
+        lines.append(
+            "nothing to clean: no leftover factory worktrees or branches"
+            + (f" for {run_id}" if run_id else "")
+        )
     return Outcome(status, data, "\n".join(lines), messages)

@@ -40,7 +40,9 @@ def plan_workers(manifest: dict[str, Any]) -> dict[str, WorkerPlan]:
     return {w.id: w for w in plan.workers}
 
 
-def _handoff(raw: bytes | None, worker: WorkerPlan) -> tuple[dict[str, Any] | None, bytes | None, str]:
+def _handoff(
+    raw: bytes | None, worker: WorkerPlan
+) -> tuple[dict[str, Any] | None, bytes | None, str]:
     """(valid note, raw bytes to keep verbatim, problem) for ``.factory/HANDOFF_NOTE.json``."""
     if raw is None:
         return None, None, ""
@@ -48,13 +50,21 @@ def _handoff(raw: bytes | None, worker: WorkerPlan) -> tuple[dict[str, Any] | No
     try:
         doc = jsonio.loads(data)
     except Exception as exc:
-        return None, raw, f".factory/HANDOFF_NOTE.json is not valid JSON: {str(exc).splitlines()[0] if str(exc) else 'invalid'}"
+        return (
+            None,
+            raw,
+            f".factory/HANDOFF_NOTE.json is not valid JSON: {str(exc).splitlines()[0] if str(exc) else 'invalid'}",
+        )
     problems = schemas.errors("handoff_note", doc)
     if problems:
         where, msg = problems[0]
         return None, raw, f".factory/HANDOFF_NOTE.json at {where}: {msg}"
     if doc["worker"] != worker.id:
-        return None, raw, f".factory/HANDOFF_NOTE.json names worker {doc['worker']!r}, not {worker.id!r}"
+        return (
+            None,
+            raw,
+            f".factory/HANDOFF_NOTE.json names worker {doc['worker']!r}, not {worker.id!r}",
+        )
     return dict(doc), None, ""
 
 
@@ -67,7 +77,9 @@ def notes_as_collected(path: Path, worker: WorkerPlan) -> dict[str, bytes]:
         raw = worktrees.read_note(path, name)
         if raw is not None:
             out[name] = raw.decode("utf-8", "replace").encode("utf-8")
-    handoff, handoff_raw, _problem = _handoff(worktrees.read_note(path, "HANDOFF_NOTE.json"), worker)
+    handoff, handoff_raw, _problem = _handoff(
+        worktrees.read_note(path, "HANDOFF_NOTE.json"), worker
+    )
     if handoff_raw is not None:
         out["HANDOFF_NOTE.json"] = handoff_raw
     elif handoff is not None:
@@ -89,8 +101,16 @@ def _change_lines(patch: patchparse.Patch) -> list[str]:
     return out
 
 
-def generated_summary(worker: WorkerPlan, status: str, reason: str, source: str, patch: patchparse.Patch) -> str:
-    lines = [f"# {worker_dirname(worker.id)}", "", f"Task: {worker.task or '(none)'}", "", f"Status: {status}"]
+def generated_summary(
+    worker: WorkerPlan, status: str, reason: str, source: str, patch: patchparse.Patch
+) -> str:
+    lines = [
+        f"# {worker_dirname(worker.id)}",
+        "",
+        f"Task: {worker.task or '(none)'}",
+        "",
+        f"Status: {status}",
+    ]
     if reason:
         lines.append(f"Reason: {reason}")
     if source == "imported":
@@ -111,7 +131,12 @@ def existing_logs(run_dir: Path, worker: str) -> dict[str, bytes]:
     if logs_dir.is_dir():
         for p in sorted(logs_dir.rglob("*")):
             rel = p.relative_to(logs_dir).as_posix()
-            if p.is_file() and not p.is_symlink() and rel != "INDEX.json" and not p.name.startswith("."):
+            if (
+                p.is_file()
+                and not p.is_symlink()
+                and rel != "INDEX.json"
+                and not p.name.startswith(".")
+            ):
                 out[rel] = p.read_bytes()
     return out
 
@@ -142,14 +167,24 @@ def collect_worker(
     notes: dict[str, str] = {}
     summary_raw = worktrees.read_note(path, "SUMMARY.md")
     suggestions_raw = worktrees.read_note(path, "SUGGESTIONS.md")
-    handoff, handoff_raw, handoff_error = _handoff(worktrees.read_note(path, "HANDOFF_NOTE.json"), worker)
+    handoff, handoff_raw, handoff_error = _handoff(
+        worktrees.read_note(path, "HANDOFF_NOTE.json"), worker
+    )
     notes["SUMMARY.md"] = "worker" if summary_raw is not None else "generated"
     notes["SUGGESTIONS.md"] = "worker" if suggestions_raw is not None else "generated"
-    notes["HANDOFF_NOTE.json"] = "invalid" if handoff_error else ("worker" if handoff is not None else "generated")
-    summary = summary_raw.decode("utf-8", "replace") if summary_raw is not None else generated_summary(
-        worker, status, reason, source, parsed)
-    suggestions = suggestions_raw.decode("utf-8", "replace") if suggestions_raw is not None else (
-        "# Suggestions\n\nNone left by the worker.\n")
+    notes["HANDOFF_NOTE.json"] = (
+        "invalid" if handoff_error else ("worker" if handoff is not None else "generated")
+    )
+    summary = (
+        summary_raw.decode("utf-8", "replace")
+        if summary_raw is not None
+        else generated_summary(worker, status, reason, source, parsed)
+    )
+    suggestions = (
+        suggestions_raw.decode("utf-8", "replace")
+        if suggestions_raw is not None
+        else ("# Suggestions\n\nNone left by the worker.\n")
+    )
     diff_sha = hashlib.sha256(diff).hexdigest()
     log_lines = [
         f"collected worker {worker.id} of run {manifest['run_id']}",
@@ -161,13 +196,27 @@ def collect_worker(
         "notes: " + ", ".join(f"{k}={v}" for k, v in sorted(notes.items())),
     ]
     if handoff_error:
-        log_lines.append(f"handoff problem: {handoff_error} (kept as written; bundle-validate will block)")
+        log_lines.append(
+            f"handoff problem: {handoff_error} (kept as written; bundle-validate will block)"
+        )
     logs = existing_logs(run_dir, worker.id)
     logs["collect.log"] = ("\n".join(log_lines) + "\n").encode("utf-8")
     writer = GuardedWriter(run_dir)
     written = bundles.write_bundle(
-        writer, manifest["run_id"], worker, status=status, patch=diff, files=files, dry_run=False, source=source,
-        summary=summary, suggestions=suggestions, handoff=handoff, logs=logs, rc=rc, timed_out=timed_out,
+        writer,
+        manifest["run_id"],
+        worker,
+        status=status,
+        patch=diff,
+        files=files,
+        dry_run=False,
+        source=source,
+        summary=summary,
+        suggestions=suggestions,
+        handoff=handoff,
+        logs=logs,
+        rc=rc,
+        timed_out=timed_out,
         reason=reason,
     )
     if handoff_raw is not None:
@@ -186,12 +235,23 @@ def collect_worker(
     }
 
 
-def emit_collected(rec: Recorder, info: dict[str, Any], previous: str, stage: str = "bundle-collect") -> None:
+def emit_collected(
+    rec: Recorder, info: dict[str, Any], previous: str, stage: str = "bundle-collect"
+) -> None:
     rec.emit(
-        "bundle.collected", stage, f"{info['worker']}_worker",
-        worker=info["worker"], status=info["status"], reason=info["reason"], source=info["source"],
-        previous_status=previous, files=info["files"], diff_sha256=info["diff_sha256"], notes=info["notes"],
-        handoff_error=info["handoff_error"], artifacts=info["artifacts"],
+        "bundle.collected",
+        stage,
+        f"{info['worker']}_worker",
+        worker=info["worker"],
+        status=info["status"],
+        reason=info["reason"],
+        source=info["source"],
+        previous_status=previous,
+        files=info["files"],
+        diff_sha256=info["diff_sha256"],
+        notes=info["notes"],
+        handoff_error=info["handoff_error"],
+        artifacts=info["artifacts"],
     )
 
 
@@ -200,7 +260,9 @@ def locate(ctx: Context, manifest: dict[str, Any], workers: list[str]) -> dict[s
     from tools.codex.factory.infra import gitops
 
     if manifest["dry_run"]:
-        raise UsageError(f"run {manifest['run_id']} was launched with --dry-run: it has no worktrees to collect")
+        raise UsageError(
+            f"run {manifest['run_id']} was launched with --dry-run: it has no worktrees to collect"
+        )
     st = worktrees.settings(manifest)
     listing = gitops.worktree_list(ctx.repo)
     found: dict[str, Path] = {}
@@ -234,12 +296,16 @@ def cmd_collect(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome
     try:
         for w in chosen:
             previous = runboard.read_status(run_dir, w)
-            info = collect_worker(run_dir, manifest, plans[w], paths[w], status="DONE", source="collected")
+            info = collect_worker(
+                run_dir, manifest, plans[w], paths[w], status="DONE", source="collected"
+            )
             emit_collected(rec, info, previous)
             results[w] = info
             if info["handoff_error"]:
-                messages.append(f"factory: warning: {worker_dirname(w)}: {info['handoff_error']}; "
-                                "kept as written, bundle-validate will block until it is fixed and collected again")
+                messages.append(
+                    f"factory: warning: {worker_dirname(w)}: {info['handoff_error']}; "
+                    "kept as written, bundle-validate will block until it is fixed and collected again"
+                )
         rows = runboard.refresh(ctx.repo, run_dir, manifest)
     finally:
         lock.release()
@@ -247,44 +313,68 @@ def cmd_collect(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome
     data = {
         "run_id": run_id,
         "status": "PASS",
-        "workers": {w: {k: results[w][k] for k in ("status", "reason", "files", "diff_sha256", "notes", "handoff_error")}
-                    for w in chosen},
+        "workers": {
+            w: {
+                k: results[w][k]
+                for k in ("status", "reason", "files", "diff_sha256", "notes", "handoff_error")
+            }
+            for w in chosen
+        },
         "runboard": f"{ctx.layout.run_rel(run_id)}/RUNBOARD.md",
     }
     lines = [f"collected {len(chosen)} bundle(s) of {run_id}"]
     for w in chosen:
         r = results[w]
-        lines.append(f"  {worker_dirname(w):<10} {r['status']:<8} {len(r['files'])} file(s) changed  "
-                     f"DIFF.patch sha256 {r['diff_sha256'][:12]}")
+        lines.append(
+            f"  {worker_dirname(w):<10} {r['status']:<8} {len(r['files'])} file(s) changed  "
+            f"DIFF.patch sha256 {r['diff_sha256'][:12]}"
+        )
     lines.append(runboard.next_line(run_id, rows))
     return Outcome(Status.PASS, data, "\n".join(lines), messages)
 
 
-def wait_for_done(ctx: Context, rec: Recorder, manifest: dict[str, Any], pending: list[str],
-                  progress: Progress | None, poll_s: float = 1.0) -> None:
+def wait_for_done(
+    ctx: Context,
+    rec: Recorder,
+    manifest: dict[str, Any],
+    pending: list[str],
+    progress: Progress | None,
+    poll_s: float = 1.0,
+) -> None:
     """Poll the interactive workers' worktrees; collect each when it writes ``.factory/DONE``."""
     run_dir = ctx.layout.run_dir(manifest["run_id"])
     plans = plan_workers(manifest)
     left = list(pending)
     if progress:
-        progress(f"factory: waiting for {', '.join(worker_dirname(w) for w in left)} "
-                 f"(each creates .factory/{worktrees.DONE_MARKER} in its worktree when done; Ctrl-C stops waiting)")
+        progress(
+            f"factory: waiting for {', '.join(worker_dirname(w) for w in left)} "
+            f"(each creates .factory/{worktrees.DONE_MARKER} in its worktree when done; Ctrl-C stops waiting)"
+        )
     try:
         while left:
             paths = locate(ctx, manifest, left)
             for w in list(left):
                 if worktrees.marked_done(paths[w]):
                     previous = runboard.read_status(run_dir, w)
-                    info = collect_worker(run_dir, manifest, plans[w], paths[w], status="DONE", source="collected")
+                    info = collect_worker(
+                        run_dir, manifest, plans[w], paths[w], status="DONE", source="collected"
+                    )
                     emit_collected(rec, info, previous, stage="launch")
                     runboard.refresh(ctx.repo, run_dir, manifest)
                     left.remove(w)
                     if progress:
-                        progress(f"factory: {worker_dirname(w)} marked done: collected, {len(info['files'])} file(s) changed")
+                        progress(
+                            f"factory: {worker_dirname(w)} marked done: collected, {len(info['files'])} file(s) changed"
+                        )
             if left:
                 sleep(poll_s)
     except KeyboardInterrupt:
         statuses = {w: runboard.read_status(run_dir, w) for w in manifest["workers"]}
-        rec.emit("run.interrupted", "launch", workers=[], reason="SIGINT (Ctrl-C) while waiting for interactive workers "
-                 f"{', '.join(left)}", statuses=statuses)
+        rec.emit(
+            "run.interrupted",
+            "launch",
+            workers=[],
+            reason=f"SIGINT (Ctrl-C) while waiting for interactive workers {', '.join(left)}",
+            statuses=statuses,
+        )
         raise

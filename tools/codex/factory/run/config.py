@@ -99,7 +99,13 @@ class Config:
         for section in sorted(self.values):
             for key in sorted(self.values[section]):
                 dotted = f"{section}.{key}"
-                out.append({"key": dotted, "value": self.values[section][key], "origin": self.origin(dotted)})
+                out.append(
+                    {
+                        "key": dotted,
+                        "value": self.values[section][key],
+                        "origin": self.origin(dotted),
+                    }
+                )
         return out
 
     def effective(self) -> dict[str, Any]:
@@ -137,14 +143,15 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
             continue
-        rest = name[len(ENV_PREFIX):]
+        rest = name[len(ENV_PREFIX) :]
         if "__" not in rest:
             section = _misspelt_section(rest)
             if section is None:
                 continue
-            key = rest[len(section) + 1:].lower()
+            key = rest[len(section) + 1 :].lower()
             meant = (
-                f"FACTORY_{section.upper()}__{key.upper()}" if key in DEFAULTS[section]
+                f"FACTORY_{section.upper()}__{key.upper()}"
+                if key in DEFAULTS[section]
                 else f"FACTORY_{section.upper()}__<KEY>"
             )
             raise UsageError(
@@ -157,7 +164,10 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
             raise UsageError(f"env {name}: unknown config section {section!r}")
         if key not in DEFAULTS[section]:
             raise UsageError(f"env {name}: unknown config key {section}.{key}")
-        found[f"{section}.{key}"] = (_parse_env_value(environ[name], DEFAULTS[section][key]), f"env:{name}")
+        found[f"{section}.{key}"] = (
+            _parse_env_value(environ[name], DEFAULTS[section][key]),
+            f"env:{name}",
+        )
     return found
 
 
@@ -192,9 +202,17 @@ def load(
         layers.append(_file_layer(path))
         file_used = path
     elif path.exists() or path.is_symlink():
-        raise UsageError(f"config file {path}: not a regular file (remove it, or make it a JSON file)")
+        raise UsageError(
+            f"config file {path}: not a regular file (remove it, or make it a JSON file)"
+        )
     layers.append(_env_layer(os.environ if environ is None else environ))
-    layers.append({k: (v, f"cli:--{k.split('.', 1)[1].replace('_', '-')}") for k, v in (cli or {}).items() if v is not None})
+    layers.append(
+        {
+            k: (v, f"cli:--{k.split('.', 1)[1].replace('_', '-')}")
+            for k, v in (cli or {}).items()
+            if v is not None
+        }
+    )
     for layer in layers:
         for dotted, (value, origin) in layer.items():
             section, key = dotted.split(".", 1)
@@ -218,7 +236,9 @@ def _validate(cfg: Config) -> None:
     for wid in ids:
         validate_worker_id(wid, f"config workers.ids (source: {_describe(cfg, 'workers.ids')})")
     if len(set(ids)) != len(ids):
-        raise UsageError(f"config workers.ids: duplicate worker IDs in {ids} (source: {_describe(cfg, 'workers.ids')})")
+        raise UsageError(
+            f"config workers.ids: duplicate worker IDs in {ids} (source: {_describe(cfg, 'workers.ids')})"
+        )
     normal: dict[str, str] = {}
     for key in ("paths.runs_dir", "ledger.path"):
         value = cfg.get(key)

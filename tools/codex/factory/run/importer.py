@@ -45,9 +45,14 @@ def _read(path: Path, option: str) -> bytes:
     except OSError as exc:
         raise UsageError(f"{option} {path}: cannot read ({exc.strerror})") from None
     if data.startswith(UTF16_BOMS):
-        how = (f"`git diff --output {path}` or `Out-File -Encoding utf8`" if option == "--patch"
-               else "`Out-File -Encoding utf8` or `Set-Content -Encoding utf8`")
-        raise UsageError(f"{option} {path} is UTF-16 (PowerShell 5.1 '>' writes UTF-16): save it with {how}")
+        how = (
+            f"`git diff --output {path}` or `Out-File -Encoding utf8`"
+            if option == "--patch"
+            else "`Out-File -Encoding utf8` or `Set-Content -Encoding utf8`"
+        )
+        raise UsageError(
+            f"{option} {path} is UTF-16 (PowerShell 5.1 '>' writes UTF-16): save it with {how}"
+        )
     return data
 
 
@@ -67,15 +72,23 @@ def _first_error(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "git apply failed"
 
 
-def cmd_import(ctx: Context, run_id: str, worker: str, patch_file: Path, summary_file: Path | None) -> Outcome:
+def cmd_import(
+    ctx: Context, run_id: str, worker: str, patch_file: Path, summary_file: Path | None
+) -> Outcome:
     from tools.codex.factory.run.launch import read_manifest
 
     manifest = read_manifest(ctx, validate_run_id(run_id))
     validate_worker_id(worker, "--worker")
     if worker not in manifest["workers"]:
-        raise UsageError(f"--worker {worker}: not in run {run_id} (workers: {', '.join(manifest['workers'])})")
+        raise UsageError(
+            f"--worker {worker}: not in run {run_id} (workers: {', '.join(manifest['workers'])})"
+        )
     raw = _read(patch_file, "--patch")
-    summary_text = _read(summary_file, "--summary").decode("utf-8", "replace") if summary_file is not None else None
+    summary_text = (
+        _read(summary_file, "--summary").decode("utf-8", "replace")
+        if summary_file is not None
+        else None
+    )
     data, _converted = normalise_eol(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)
     name = f"--patch {patch_file}"
     try:
@@ -83,11 +96,15 @@ def cmd_import(ctx: Context, run_id: str, worker: str, patch_file: Path, summary
     except patchparse.PatchParseError as exc:
         raise UsageError(f"{name}: not a readable patch: {exc}") from None
     if not parsed.files:
-        raise UsageError(f"{name}: no file changes found (expected `git diff`, `git format-patch` or a PR's .patch)")
+        raise UsageError(
+            f"{name}: no file changes found (expected `git diff`, `git format-patch` or a PR's .patch)"
+        )
     for f in parsed.files:
         if f.binary and b"GIT binary patch" not in f.raw:
             path = f.new_path or f.old_path
-            raise UsageError(f"{name}: binary change to {path} carries no data; make the patch with `git diff --binary`")
+            raise UsageError(
+                f"{name}: binary change to {path} carries no data; make the patch with `git diff --binary`"
+            )
     fmt, commits = patch_format(data)
     # The run lock, as integrate and bundle-collect take it: an import cannot slip between
     # integrate's bundle-hash check and its patch read, nor race the worker's running agent
@@ -97,14 +114,35 @@ def cmd_import(ctx: Context, run_id: str, worker: str, patch_file: Path, summary
     lock = run_lock(ctx, run_id)
     lock.acquire()
     try:
-        return _build(ctx, manifest, worker, raw, data, fmt, commits, name, summary_text, summary_file is not None)
+        return _build(
+            ctx,
+            manifest,
+            worker,
+            raw,
+            data,
+            fmt,
+            commits,
+            name,
+            summary_text,
+            summary_file is not None,
+        )
     finally:
         lock.release()
         lock.close()
 
 
-def _build(ctx: Context, manifest: dict[str, Any], worker: str, raw: bytes, data: bytes, fmt: str, commits: int,
-           name: str, summary_text: str | None, summary_given: bool) -> Outcome:
+def _build(
+    ctx: Context,
+    manifest: dict[str, Any],
+    worker: str,
+    raw: bytes,
+    data: bytes,
+    fmt: str,
+    commits: int,
+    name: str,
+    summary_text: str | None,
+    summary_given: bool,
+) -> Outcome:
     run_id = manifest["run_id"]
     commit = manifest["base_commit"]
     run_dir = ctx.layout.run_dir(run_id)
@@ -118,7 +156,9 @@ def _build(ctx: Context, manifest: dict[str, Any], worker: str, raw: bytes, data
         gitops.create_sandbox(sandbox, ctx.repo, commit)
         res = gitops.apply_cached(sandbox, data)
         if res.rc != 0:
-            raise UsageError(f"{name} does not apply to the run's base {commit[:12]}: {_first_error(res.err)}")
+            raise UsageError(
+                f"{name} does not apply to the run's base {commit[:12]}: {_first_error(res.err)}"
+            )
         canonical = gitops.diff_cached(sandbox, commit)
     finally:
         remove_tree(sandbox)
@@ -130,30 +170,68 @@ def _build(ctx: Context, manifest: dict[str, Any], worker: str, raw: bytes, data
     if summary_text is None:
         summary_text = generated_summary(plan, "DONE", "", "imported", patchparse.parse(canonical))
         if subjects:
-            summary_text += "\nCommits in the imported patch:\n" + "".join(f"- {s}\n" for s in subjects)
+            summary_text += "\nCommits in the imported patch:\n" + "".join(
+                f"- {s}\n" for s in subjects
+            )
     source_sha = hashlib.sha256(raw).hexdigest()
     diff_sha = hashlib.sha256(canonical).hexdigest()
-    log = "\n".join([
-        f"imported a {fmt} patch for worker {worker} of run {run_id}",
-        f"source sha256: {source_sha} ({len(raw)} bytes{', ' + str(commits) + ' commit(s)' if commits else ''})",
-        f"applied to base commit: {commit}",
-        f"files changed: {len(files)}",
-        f"DIFF.patch sha256: {diff_sha}",
-    ]) + "\n"
+    log = (
+        "\n".join(
+            [
+                f"imported a {fmt} patch for worker {worker} of run {run_id}",
+                f"source sha256: {source_sha} ({len(raw)} bytes{', ' + str(commits) + ' commit(s)' if commits else ''})",
+                f"applied to base commit: {commit}",
+                f"files changed: {len(files)}",
+                f"DIFF.patch sha256: {diff_sha}",
+            ]
+        )
+        + "\n"
+    )
     written = bundles.write_bundle(
-        writer, run_id, plan, status="DONE", patch=canonical, files=files, dry_run=False, source="imported",
-        summary=summary_text, suggestions="# Suggestions\n\nNone: imported patch.\n",
-        logs={**existing_logs(run_dir, worker), "import.source.patch": raw, "import.log": log.encode("utf-8")},
+        writer,
+        run_id,
+        plan,
+        status="DONE",
+        patch=canonical,
+        files=files,
+        dry_run=False,
+        source="imported",
+        summary=summary_text,
+        suggestions="# Suggestions\n\nNone: imported patch.\n",
+        logs={
+            **existing_logs(run_dir, worker),
+            "import.source.patch": raw,
+            "import.log": log.encode("utf-8"),
+        },
         reason="",
     )
     rec = Recorder(ctx.ledger, run_id, manifest["kind"])
-    rec.emit("bundle.imported", "bundle-import", f"{worker}_worker", worker=worker, format=fmt, commits=commits,
-             files=files, diff_sha256=diff_sha, source_sha256=source_sha,
-             summary="file" if summary_given else "generated", artifacts=dict(sorted(written.items())))
+    rec.emit(
+        "bundle.imported",
+        "bundle-import",
+        f"{worker}_worker",
+        worker=worker,
+        format=fmt,
+        commits=commits,
+        files=files,
+        diff_sha256=diff_sha,
+        source_sha256=source_sha,
+        summary="file" if summary_given else "generated",
+        artifacts=dict(sorted(written.items())),
+    )
     if not manifest["dry_run"]:
         runboard.refresh(ctx.repo, run_dir, manifest)
-    out: dict[str, Any] = {"run_id": run_id, "worker": worker, "status": "PASS", "format": fmt, "commits": commits,
-                           "files": files, "diff_sha256": diff_sha}
-    text = (f"imported {fmt} into {worker_dirname(worker)} of {run_id}: {len(files)} file(s) changed\n"
-            f"next: `factory bundle-validate --run-id {run_id}`, then `factory integrate --run-id {run_id}`")
+    out: dict[str, Any] = {
+        "run_id": run_id,
+        "worker": worker,
+        "status": "PASS",
+        "format": fmt,
+        "commits": commits,
+        "files": files,
+        "diff_sha256": diff_sha,
+    }
+    text = (
+        f"imported {fmt} into {worker_dirname(worker)} of {run_id}: {len(files)} file(s) changed\n"
+        f"next: `factory bundle-validate --run-id {run_id}`, then `factory integrate --run-id {run_id}`"
+    )
     return Outcome(Status.PASS, out, text)

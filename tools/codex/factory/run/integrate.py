@@ -23,7 +23,9 @@ from tools.codex.factory.run.validate import run_setting
 _APPLY_ERR = re.compile(r"error: (?:patch failed: )?(.+?)(?::\d+)?: ")
 
 
-def require_validation(ledger: Ledger, run_id: str, run_dir: Path, workers: list[str]) -> dict[str, Any]:
+def require_validation(
+    ledger: Ledger, run_id: str, run_dir: Path, workers: list[str]
+) -> dict[str, Any]:
     """Integration only follows a PASS validation of exactly these bundles, unchanged since.
 
     VALIDATION.json is trusted only if its bytes are the ones the ledger's latest
@@ -31,10 +33,14 @@ def require_validation(ledger: Ledger, run_id: str, run_dir: Path, workers: list
     """
     path = run_dir / VALIDATION
     if not path.is_file():
-        raise BlockedError("bundle-validate has not run for this run: run `factory bundle-validate` first")
+        raise BlockedError(
+            "bundle-validate has not run for this run: run `factory bundle-validate` first"
+        )
     decided = ledger.select(Filter(run_id=run_id, event_type="validation.decided"), limit=1)
     if not decided:
-        raise BlockedError(f"the ledger has no validation.decided event for {run_id}: run `factory bundle-validate`")
+        raise BlockedError(
+            f"the ledger has no validation.decided event for {run_id}: run `factory bundle-validate`"
+        )
     recorded = decided[-1].payload
     if sha256_file(path) != recorded.get("validation_sha256"):
         raise BlockedError(
@@ -50,20 +56,29 @@ def require_validation(ledger: Ledger, run_id: str, run_dir: Path, workers: list
             "validate the same selection"
         )
     if doc["status"] != "PASS":
-        raise BlockedError(f"bundle-validate said {doc['status']} ({len(doc['findings'])} finding(s)): see {VALIDATION}")
+        raise BlockedError(
+            f"bundle-validate said {doc['status']} ({len(doc['findings'])} finding(s)): see {VALIDATION}"
+        )
     for w in workers:
         now = bundles.bundle_hash(run_dir / worker_dirname(w))
         if now != doc["bundle_hashes"].get(w):
-            raise BlockedError(f"bundle {worker_dirname(w)} changed since it was validated: run bundle-validate again")
+            raise BlockedError(
+                f"bundle {worker_dirname(w)} changed since it was validated: run bundle-validate again"
+            )
     return dict(doc)
 
 
-def dependencies(run_dir: Path, manifest: dict[str, Any], workers: list[str]) -> dict[str, list[str]]:
+def dependencies(
+    run_dir: Path, manifest: dict[str, Any], workers: list[str]
+) -> dict[str, list[str]]:
     """Declared dependencies: the plan's plus each worker's HANDOFF_NOTE.json."""
     plan_deps = {w["id"]: list(w.get("depends_on", [])) for w in manifest["plan"]["workers"]}
     out = {}
     for w in workers:
-        note = jsonio.read_json(run_dir / worker_dirname(w) / "HANDOFF_NOTE.json", f"{worker_dirname(w)}/HANDOFF_NOTE.json")
+        note = jsonio.read_json(
+            run_dir / worker_dirname(w) / "HANDOFF_NOTE.json",
+            f"{worker_dirname(w)}/HANDOFF_NOTE.json",
+        )
         out[w] = sorted(set(plan_deps.get(w, [])) | set(note.get("depends_on", [])))
     return out
 
@@ -73,7 +88,10 @@ def merge_plan_md(run_id: str, order: list[str], deps: dict[str, list[str]], rea
     if reason:
         lines += [f"No merge: {reason}.", ""]
     else:
-        lines += ["Patches are applied to the base in this order (worker id, unless dependencies say otherwise):", ""]
+        lines += [
+            "Patches are applied to the base in this order (worker id, unless dependencies say otherwise):",
+            "",
+        ]
         for i, w in enumerate(order, 1):
             after = f" (after {', '.join(deps[w])})" if deps.get(w) else ""
             lines.append(f"{i}. {worker_dirname(w)}{after}")
@@ -112,7 +130,12 @@ def run_checks(
     run_id, commit = manifest["run_id"], manifest["base_commit"]
     results = []
     timings: list[str] = []
-    values = {"python": sys.executable, "base_commit": commit, "run_id": run_id, "sandbox": str(sandbox)}
+    values = {
+        "python": sys.executable,
+        "base_commit": commit,
+        "run_id": run_id,
+        "sandbox": str(sandbox),
+    }
     env = gitops.sandbox_env(sandbox, ctx.repo)
     configured = [(c, True) for c in run_setting(manifest, "checks.required")]
     configured += [(c, False) for c in run_setting(manifest, "checks.advisory")]
@@ -125,7 +148,9 @@ def run_checks(
         timeout = float(check.get("timeout_s", 600))
         start = ctx.clock.monotonic()
         try:
-            done = proc.run_logged(expand(check["argv"], values), sandbox, env, out_path, err_path, timeout)
+            done = proc.run_logged(
+                expand(check["argv"], values), sandbox, env, out_path, err_path, timeout
+            )
             rc, timed_out = done.rc, done.timed_out
         except ProcessError as exc:
             err_path.write_bytes((str(exc) + "\n").encode("utf-8"))
@@ -139,13 +164,24 @@ def run_checks(
             "stdout_log": f"{LOGS_DIR}/check-{name}.stdout.log",
             "stderr_log": f"{LOGS_DIR}/check-{name}.stderr.log",
         }
-        timings.append(f"{name}: {ctx.clock.elapsed(start):.3f}s rc={rc} timed_out={str(timed_out).lower()}\n")
+        timings.append(
+            f"{name}: {ctx.clock.elapsed(start):.3f}s rc={rc} timed_out={str(timed_out).lower()}\n"
+        )
         hashes = {rel: writer.record(rel) for rel in (out_rel, err_rel)}
         extra: dict[str, Any] = {}
         if run_setting(manifest, "feature_flags.record_check_output_in_ledger"):
             extra["output_tail"] = {"stdout": _tail(out_path), "stderr": _tail(err_path)}
-        rec.emit("check.finished", "integrate", name=name, required=required, argv=list(check["argv"]),
-                 rc=rc, timed_out=timed_out, logs=hashes, **extra)
+        rec.emit(
+            "check.finished",
+            "integrate",
+            name=name,
+            required=required,
+            argv=list(check["argv"]),
+            rc=rc,
+            timed_out=timed_out,
+            logs=hashes,
+            **extra,
+        )
         results.append(entry)
     # Durations are for people, not decisions: they go to a log, never into STATUS.json.
     writer.write_text(f"{Z_DIR}/{LOGS_DIR}/checks.timing.log", "".join(timings))
@@ -164,7 +200,9 @@ def integrate(
     deps = dependencies(run_dir, manifest, workers)
     strict = bool(run_setting(manifest, "feature_flags.strict_handoff_dependencies"))
     order, cycle = decisions.merge_order(deps, strict)
-    rec.emit("merge.planned", "integrate", depends_on=deps, strict=strict, order=order, reason=cycle)
+    rec.emit(
+        "merge.planned", "integrate", depends_on=deps, strict=strict, order=order, reason=cycle
+    )
     writer.write_text(f"{Z_DIR}/MERGE_PLAN.md", merge_plan_md(run_id, order, deps, cycle))
     if cycle:
         return StageResult("integrate", "BLOCKED", cycle, data)
@@ -187,15 +225,28 @@ def integrate(
             reason, data["applied"] = find_failing(rec, sandbox, staged, res.err)
         else:
             for s in staged:
-                rec.emit("patch.applied", "integrate", worker=s["worker"], ok=True, files=s["touched"],
-                         empty=s["file"] is None, eol_normalised=s["eol_normalised"])
+                rec.emit(
+                    "patch.applied",
+                    "integrate",
+                    worker=s["worker"],
+                    ok=True,
+                    files=s["touched"],
+                    empty=s["file"] is None,
+                    eol_normalised=s["eol_normalised"],
+                )
             data["applied"] = [s["worker"] for s in staged]
         merged = gitops.diff_cached(sandbox, commit)
         writer.write(f"{Z_DIR}/DIFF.patch", merged)
         data["files_changed"] = patchparse.parse(merged).touched()
-        writer.write(f"{Z_DIR}/FILES_CHANGED.json",
-                     jsonio.pretty({"schema_version": schemas.SCHEMA_VERSION, "files": data["files_changed"]}))
-        configured = run_setting(manifest, "checks.required") or run_setting(manifest, "checks.advisory")
+        writer.write(
+            f"{Z_DIR}/FILES_CHANGED.json",
+            jsonio.pretty(
+                {"schema_version": schemas.SCHEMA_VERSION, "files": data["files_changed"]}
+            ),
+        )
+        configured = run_setting(manifest, "checks.required") or run_setting(
+            manifest, "checks.advisory"
+        )
         if status == "PASS" and configured:
             gitops.materialise(sandbox)
             data["checks"] = run_checks(ctx, rec, writer, sandbox, manifest)
@@ -209,8 +260,13 @@ def integrate(
     return StageResult("integrate", status, reason, data)
 
 
-def stage_patches(run_dir: Path, sandbox: Path, order: list[str], identical: set[str],
-                  touched_by: dict[str, list[str]]) -> list[dict[str, Any]]:
+def stage_patches(
+    run_dir: Path,
+    sandbox: Path,
+    order: list[str],
+    identical: set[str],
+    touched_by: dict[str, list[str]],
+) -> list[dict[str, Any]]:
     """Write each worker's patch, as it will be applied, into the sandbox's .git folder.
 
     ``touched_by`` is what validation recorded for these exact bundles (their hashes matched).
@@ -226,7 +282,12 @@ def stage_patches(run_dir: Path, sandbox: Path, order: list[str], identical: set
         dup = identical & applied_paths
         if dup & set(touched):
             patch = without_paths(patch, dup)
-        entry: dict[str, Any] = {"worker": w, "touched": touched, "eol_normalised": converted, "file": None}
+        entry: dict[str, Any] = {
+            "worker": w,
+            "touched": touched,
+            "eol_normalised": converted,
+            "file": None,
+        }
         if patch.strip():
             path = folder / f"{i:03d}-{w}.patch"
             path.write_bytes(patch)
@@ -236,23 +297,48 @@ def stage_patches(run_dir: Path, sandbox: Path, order: list[str], identical: set
     return staged
 
 
-def find_failing(rec: Recorder, sandbox: Path, staged: list[dict[str, Any]], first_error: str) -> tuple[str, list[str]]:
+def find_failing(
+    rec: Recorder, sandbox: Path, staged: list[dict[str, Any]], first_error: str
+) -> tuple[str, list[str]]:
     """The all-at-once apply failed: apply one by one to name the first worker that does not fit."""
     for s in staged:
         if s["file"] is None:
-            rec.emit("patch.applied", "integrate", worker=s["worker"], ok=True, files=[], empty=True,
-                     eol_normalised=s["eol_normalised"])
+            rec.emit(
+                "patch.applied",
+                "integrate",
+                worker=s["worker"],
+                ok=True,
+                files=[],
+                empty=True,
+                eol_normalised=s["eol_normalised"],
+            )
             continue
         res = gitops.apply_to_index(sandbox, [s["file"]])
         if res.rc != 0:
             files = sorted({m.group(1) for m in _APPLY_ERR.finditer(res.err)}) or s["touched"]
             done = [x["worker"] for x in staged[: staged.index(s)]]
-            rec.emit("patch.applied", "integrate", worker=s["worker"], ok=False, files=files,
-                     error=res.err.strip()[:2000], eol_normalised=s["eol_normalised"])
-            return (f"patch of {worker_dirname(s['worker'])} does not apply to the base "
-                    f"(after {', '.join(done) or 'nothing'}): {', '.join(files)}"), done
-        rec.emit("patch.applied", "integrate", worker=s["worker"], ok=True, files=s["touched"], empty=False,
-                 eol_normalised=s["eol_normalised"])
+            rec.emit(
+                "patch.applied",
+                "integrate",
+                worker=s["worker"],
+                ok=False,
+                files=files,
+                error=res.err.strip()[:2000],
+                eol_normalised=s["eol_normalised"],
+            )
+            return (
+                f"patch of {worker_dirname(s['worker'])} does not apply to the base "
+                f"(after {', '.join(done) or 'nothing'}): {', '.join(files)}"
+            ), done
+        rec.emit(
+            "patch.applied",
+            "integrate",
+            worker=s["worker"],
+            ok=True,
+            files=s["touched"],
+            empty=False,
+            eol_normalised=s["eol_normalised"],
+        )
     first = first_error.strip().splitlines()[0] if first_error.strip() else "git apply failed"
     return f"the patches do not apply together: {first}", [x["worker"] for x in staged]
 

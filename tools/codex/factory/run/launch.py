@@ -34,7 +34,9 @@ class LaunchRequest:
     resume: bool = False  # launch --resume: run the workers of --run-id without a finished bundle
     wait: bool = False  # oneshot --wait: poll interactive workers until each marks itself done
     keep_worktrees: bool = False  # oneshot --keep-worktrees: keep them after a PASS
-    progress: Callable[[str], None] | None = None  # one line per worker event (stderr; None with --json)
+    progress: Callable[[str], None] | None = (
+        None  # one line per worker event (stderr; None with --json)
+    )
 
 
 def parse_workers(text: str | None) -> list[str] | None:
@@ -51,7 +53,11 @@ def parse_workers(text: str | None) -> list[str] | None:
 
 
 def resolve_plan(ctx: Context, plan_file: Path | None, workers: list[str] | None) -> Plan:
-    plan = load_plan(plan_file) if plan_file is not None else default_plan(list(ctx.config.get("workers.ids")))
+    plan = (
+        load_plan(plan_file)
+        if plan_file is not None
+        else default_plan(list(ctx.config.get("workers.ids")))
+    )
     return plan.select(workers)
 
 
@@ -96,16 +102,24 @@ Finish = Callable[[Recorder, StageResult], None]
 
 def _claim(ctx: Context, req: LaunchRequest, commit: str, plan: Plan) -> str:
     """Under the ledger lock: choose the run ID and create its (empty) folder atomically."""
-    run_id = validate_run_id(req.run_id) if req.run_id is not None else next_run_id(ctx, req.kind, commit)
+    run_id = (
+        validate_run_id(req.run_id)
+        if req.run_id is not None
+        else next_run_id(ctx, req.kind, commit)
+    )
     run_dir = ctx.layout.run_dir(run_id)
     if not req.dry_run and not run_dir.exists():
         from tools.codex.factory.run import workers as real
 
-        real.check_free(ctx, run_id, plan)  # a taken branch or worktree folder: refused before anything exists
+        real.check_free(
+            ctx, run_id, plan
+        )  # a taken branch or worktree folder: refused before anything exists
     try:
         run_dir.mkdir()
     except FileExistsError:
-        raise BlockedError(f"run ID {run_id} is taken: {ctx.layout.run_rel(run_id)} exists; choose another --run-id") from None
+        raise BlockedError(
+            f"run ID {run_id} is taken: {ctx.layout.run_rel(run_id)} exists; choose another --run-id"
+        ) from None
     return run_id
 
 
@@ -128,8 +142,9 @@ def release_reservation(ctx: Context, run_id: str) -> None:
         ctx.layout.run_dir(run_id).rmdir()
 
 
-def launch(ctx: Context, req: LaunchRequest, reserved_id: str | None = None,
-           finish: Finish | None = None) -> tuple[StageResult, Recorder | None]:
+def launch(
+    ctx: Context, req: LaunchRequest, reserved_id: str | None = None, finish: Finish | None = None
+) -> tuple[StageResult, Recorder | None]:
     """Create the run; returns the stage result and the run's recorder.
 
     Without ``dry_run`` each worker gets a worktree and a prompt, headless agents run (see
@@ -148,7 +163,9 @@ def launch(ctx: Context, req: LaunchRequest, reserved_id: str | None = None,
     if not req.dry_run:
         from tools.codex.factory.run import workers as real
 
-        real.check(ctx, plan)  # agents, branch prefix, worktrees folder: refused before anything exists
+        real.check(
+            ctx, plan
+        )  # agents, branch prefix, worktrees folder: refused before anything exists
     ensure_runs_dir(ctx)
     ledger = ctx.ledger
     with ledger.lock():
@@ -187,12 +204,18 @@ def failure(exc: BaseException) -> StageResult:
 
 
 def _finish_alone(rec: Recorder, failed: StageResult) -> None:
-    rec.emit("run.finished", "summary", status=failed.status,
-             reasons=[f"launch: {failed.reason}"] if failed.reason else [], stages=[failed.row()])
+    rec.emit(
+        "run.finished",
+        "summary",
+        status=failed.status,
+        reasons=[f"launch: {failed.reason}"] if failed.reason else [],
+        stages=[failed.row()],
+    )
 
 
-def _create(ctx: Context, req: LaunchRequest, rec: Recorder, run_id: str, commit: str,
-            plan: Plan) -> tuple[StageResult, Recorder | None]:
+def _create(
+    ctx: Context, req: LaunchRequest, rec: Recorder, run_id: str, commit: str, plan: Plan
+) -> tuple[StageResult, Recorder | None]:
     run_dir = ctx.layout.run_dir(run_id)
     rec.emit("stage.started", "launch")
     writer = GuardedWriter(run_dir)
@@ -212,19 +235,33 @@ def _create(ctx: Context, req: LaunchRequest, rec: Recorder, run_id: str, commit
     for w in plan.workers:
         files = bundles.write_dry_run_bundle(writer, run_id, w, commit)
         written.update(files)
-        rec.emit("bundle.created", "launch", f"{w.id}_worker", worker=w.id, dry_run=True, files=dict(sorted(files.items())))
+        rec.emit(
+            "bundle.created",
+            "launch",
+            f"{w.id}_worker",
+            worker=w.id,
+            dry_run=True,
+            files=dict(sorted(files.items())),
+        )
     rec.emit("artifacts.written", "launch", files=dict(sorted(written.items())))
     result = StageResult(
         "launch",
         "PASS",
         "",
-        {"run_id": run_id, "base_commit": commit, "workers": plan.ids(), "run_dir": ctx.layout.run_rel(run_id)},
+        {
+            "run_id": run_id,
+            "base_commit": commit,
+            "workers": plan.ids(),
+            "run_dir": ctx.layout.run_rel(run_id),
+        },
     )
     rec.emit("stage.finished", "launch", status="PASS", reason="")
     return result, rec
 
 
-def build_manifest(ctx: Context, run_id: str, req: LaunchRequest, commit: str, plan: Plan) -> dict[str, Any]:
+def build_manifest(
+    ctx: Context, run_id: str, req: LaunchRequest, commit: str, plan: Plan
+) -> dict[str, Any]:
     return {
         "schema_version": schemas.SCHEMA_VERSION,
         "run_id": run_id,
@@ -266,5 +303,7 @@ def selected_workers(manifest: dict[str, Any], workers: list[str] | None) -> lis
         return sorted(known)
     unknown = [w for w in workers if w not in known]
     if unknown:
-        raise UsageError(f"--workers: {', '.join(unknown)} not in this run (workers: {', '.join(known)})")
+        raise UsageError(
+            f"--workers: {', '.join(unknown)} not in this run (workers: {', '.join(known)})"
+        )
     return sorted(workers)

@@ -45,7 +45,9 @@ def cmd_preflight(ctx: Context, base_ref: str | None, run_id: str | None) -> Out
         validate_run_id(run_id)
     result = preflight.preflight(ctx, None, ref, run_id)
     checks = result.data["checks"]
-    return Outcome(Status(result.status), {"status": result.status, "checks": checks}, preflight.render(checks))
+    return Outcome(
+        Status(result.status), {"status": result.status, "checks": checks}, preflight.render(checks)
+    )
 
 
 def cmd_launch(ctx: Context, req: LaunchRequest) -> Outcome:
@@ -63,12 +65,18 @@ def _runboard_text(ctx: Context, run_id: str) -> str:
 
     manifest = read_manifest(ctx, run_id)
     rows = runboard.rows(ctx.repo, ctx.layout.run_dir(run_id), manifest)
-    return "\n".join([f"runboard: {ctx.layout.run_rel(run_id)}/RUNBOARD.md", runboard.rows_text(rows),
-                      runboard.next_line(run_id, rows)])
+    return "\n".join(
+        [
+            f"runboard: {ctx.layout.run_rel(run_id)}/RUNBOARD.md",
+            runboard.rows_text(rows),
+            runboard.next_line(run_id, rows),
+        ]
+    )
 
 
-def _remove_worktrees(ctx: Context, manifest: dict[str, Any], workers: list[str], doc: dict[str, Any],
-                      keep: bool) -> list[str]:
+def _remove_worktrees(
+    ctx: Context, manifest: dict[str, Any], workers: list[str], doc: dict[str, Any], keep: bool
+) -> list[str]:
     """After a PASS, a real run's worktrees and branches go (unless kept); messages for stderr.
 
     Runs after the verdict and never changes it: a removal that fails is recorded
@@ -78,34 +86,47 @@ def _remove_worktrees(ctx: Context, manifest: dict[str, Any], workers: list[str]
         return []
     run_id = manifest["run_id"]
     if doc["status"] != "PASS":
-        return [f"factory: worktrees kept ({doc['status']}): fix the work there, then `factory bundle-collect --run-id "
-                f"{run_id}`, `bundle-validate`, `integrate`; or remove them with `factory clean --run-id {run_id}`"]
+        return [
+            f"factory: worktrees kept ({doc['status']}): fix the work there, then `factory bundle-collect --run-id "
+            f"{run_id}`, `bundle-validate`, `integrate`; or remove them with `factory clean --run-id {run_id}`"
+        ]
     from tools.codex.factory.run import clean
 
     if keep:
-        return [f"factory: worktrees kept (--keep-worktrees); remove them with `factory clean --run-id {run_id}`"]
+        return [
+            f"factory: worktrees kept (--keep-worktrees); remove them with `factory clean --run-id {run_id}`"
+        ]
     rec = _recorder(ctx, manifest)
     try:
         return clean.remove_integrated(ctx, rec, manifest, workers)
     except (FactoryError, OSError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         rec.emit("cleanup.failed", "summary", kept=["worktree", "branch"], reason=why)
-        return [f"factory: warning: could not remove the worktrees of {run_id}: {why}; kept them; the verdict "
-                f"stands; retry with `factory clean --run-id {run_id}`"]
+        return [
+            f"factory: warning: could not remove the worktrees of {run_id}: {why}; kept them; the verdict "
+            f"stands; retry with `factory clean --run-id {run_id}`"
+        ]
 
 
 def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome:
     manifest = read_manifest(ctx, validate_run_id(run_id))
     chosen = selected_workers(manifest, workers)
     rec = _recorder(ctx, manifest)
-    result = run_stage(rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, chosen))
+    result = run_stage(
+        rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, chosen)
+    )
     if result.status == "FAIL" or "status" not in result.data:
-        return Outcome(Status(result.status), {"status": result.status, "reason": result.reason}, f"bundle-validate: {result.status}: {result.reason}")
+        return Outcome(
+            Status(result.status),
+            {"status": result.status, "reason": result.reason},
+            f"bundle-validate: {result.status}: {result.reason}",
+        )
     return Outcome(Status(result.status), result.data, validate.render(result.data))
 
 
-def _integrate_and_finish(ctx: Context, manifest: dict[str, Any], workers: list[str],
-                          before: list[StageResult]) -> dict[str, Any]:
+def _integrate_and_finish(
+    ctx: Context, manifest: dict[str, Any], workers: list[str], before: list[StageResult]
+) -> dict[str, Any]:
     from tools.codex.factory.run import integrate
 
     rec = _recorder(ctx, manifest)
@@ -119,22 +140,35 @@ def _integrate_and_finish(ctx: Context, manifest: dict[str, Any], workers: list[
         return res
 
     if any(s.status not in ("PASS",) for s in stages):
-        stages.append(skipped(rec, "integrate", next(s.stage for s in stages if s.status != "PASS")))
+        stages.append(
+            skipped(rec, "integrate", next(s.stage for s in stages if s.status != "PASS"))
+        )
     else:
         stages.append(run_stage(rec, "integrate", go))
     if writer.violations and stages[-1].status == "PASS":
-        stages[-1] = StageResult("integrate", "BLOCKED", f"write refused: {writer.violations[0]['path']}")
+        stages[-1] = StageResult(
+            "integrate", "BLOCKED", f"write refused: {writer.violations[0]['path']}"
+        )
     return report.finalize(ctx, rec, writer, manifest, stages, holder)
 
 
-def cmd_integrate(ctx: Context, run_id: str, workers: list[str] | None, keep_worktrees: bool = False) -> Outcome:
+def cmd_integrate(
+    ctx: Context, run_id: str, workers: list[str] | None, keep_worktrees: bool = False
+) -> Outcome:
     manifest = read_manifest(ctx, validate_run_id(run_id))
     chosen = selected_workers(manifest, workers)
     return _finish_locked(ctx, manifest, chosen, [], keep_worktrees, validate_first=False)
 
 
-def _finish_locked(ctx: Context, manifest: dict[str, Any], workers: list[str], before: list[StageResult],
-                   keep_worktrees: bool, *, validate_first: bool) -> Outcome:
+def _finish_locked(
+    ctx: Context,
+    manifest: dict[str, Any],
+    workers: list[str],
+    before: list[StageResult],
+    keep_worktrees: bool,
+    *,
+    validate_first: bool,
+) -> Outcome:
     """Under the run lock: (bundle-validate,) integrate, report, then the worktree clean-up.
 
     A held lock is BLOCKED at once (``integrate.refused``). The outcome is the report's status:
@@ -150,7 +184,11 @@ def _finish_locked(ctx: Context, manifest: dict[str, Any], workers: list[str], b
     try:
         stages = list(before)
         if validate_first:
-            stages.append(run_stage(rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, workers)))
+            stages.append(
+                run_stage(
+                    rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, workers)
+                )
+            )
         doc = _integrate_and_finish(ctx, manifest, workers, stages)
         messages = _remove_worktrees(ctx, manifest, workers, doc, keep_worktrees)
     finally:
@@ -177,7 +215,10 @@ def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
 
 def summary_text(data: dict[str, Any]) -> str:
     lines = [f"run {data['run_id'] or '-'}: {data['status']}"]
-    lines += [f"  {s['stage']:<16} {s['status']:<8} {s.get('reason', '')}".rstrip() for s in data["stages"]]
+    lines += [
+        f"  {s['stage']:<16} {s['status']:<8} {s.get('reason', '')}".rstrip()
+        for s in data["stages"]
+    ]
     if data.get("report"):
         lines.append(f"report: {data['report']}")
     head = data["ledger_head"]
@@ -190,7 +231,9 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
     validate_kind(req.kind)
     if req.run_id is not None:
         validate_run_id(req.run_id)
-    plan = resolve_plan(ctx, req.plan_file, req.workers)  # a bad plan is a usage error before anything runs
+    plan = resolve_plan(
+        ctx, req.plan_file, req.workers
+    )  # a bad plan is a usage error before anything runs
     if not req.dry_run:
         from tools.codex.factory.run import workers as real
 
@@ -207,28 +250,42 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
     own_id = planned or (req.run_id if pinned_free else "") or ""
     pre_rec = Recorder(ctx.ledger, own_id, req.kind) if ledger_ok else None
     if planned is None and not all(c["ok"] for c in found):
+
         def refused() -> StageResult:
             if pre_rec is not None:
                 for c in found:
-                    pre_rec.emit("preflight.check", "preflight", "operator", name=c["name"], ok=c["ok"], detail=c["detail"])
+                    pre_rec.emit(
+                        "preflight.check",
+                        "preflight",
+                        "operator",
+                        name=c["name"],
+                        ok=c["ok"],
+                        detail=c["detail"],
+                    )
             failed = [c for c in found if not c["ok"]]
             reason = "; ".join(f"{c['name']}: {c['detail']} (fix: {c['fix']})" for c in failed)
             return StageResult("preflight", "BLOCKED", reason, {"checks": found})
 
         pre = run_stage(pre_rec, "preflight", refused)
     else:
-        pre = run_stage(pre_rec, "preflight", lambda: preflight.preflight(ctx, pre_rec, req.base_ref, None))
+        pre = run_stage(
+            pre_rec, "preflight", lambda: preflight.preflight(ctx, pre_rec, req.base_ref, None)
+        )
         if pre.status != "PASS" and planned is not None:
             release_reservation(ctx, planned)
     if pre.status != "PASS":
-        rows = [pre] + [StageResult(s, "SKIPPED", "skipped: preflight did not pass") for s in STAGES[1:]]
+        rows = [pre] + [
+            StageResult(s, "SKIPPED", "skipped: preflight did not pass") for s in STAGES[1:]
+        ]
         head = ctx.ledger.read_head() if ledger_ok else None
         data = {
             "run_id": planned or "",
             "status": pre.status,
             "stages": [s.row() for s in rows],
             "report": None,
-            "ledger_head": {"seq": head.seq, "hash": head.hash} if head else {"seq": None, "hash": None},
+            "ledger_head": {"seq": head.seq, "hash": head.hash}
+            if head
+            else {"seq": None, "hash": None},
             "reasons": [f"preflight: {pre.reason}"],
         }
         _finish_early(pre_rec if own_id else None, pre.status, data)
@@ -240,9 +297,17 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
 
     def launch_failed(rec: Recorder, failed: StageResult) -> None:
         # launch failed after run.started: it records this oneshot's run.finished itself.
-        rows = [pre, failed] + [StageResult(s, "SKIPPED", "skipped: launch did not pass") for s in STAGES[2:]]
+        rows = [pre, failed] + [
+            StageResult(s, "SKIPPED", "skipped: launch did not pass") for s in STAGES[2:]
+        ]
         reasons = [f"launch: {failed.reason}"] if failed.reason else []
-        rec.emit("run.finished", "summary", status=failed.status, reasons=reasons, stages=[r.row() for r in rows])
+        rec.emit(
+            "run.finished",
+            "summary",
+            status=failed.status,
+            reasons=reasons,
+            stages=[r.row() for r in rows],
+        )
         launch_finished.append(True)
 
     def do_launch() -> StageResult:
@@ -285,20 +350,25 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
 def _finish_early(rec: Recorder | None, status: str, data: dict[str, Any]) -> None:
     """A oneshot that stops before integration still ends its run in the ledger (``watch``)."""
     if rec is not None:
-        rec.emit("run.finished", "summary", status=status, reasons=data["reasons"], stages=data["stages"])
+        rec.emit(
+            "run.finished", "summary", status=status, reasons=data["reasons"], stages=data["stages"]
+        )
         head = rec.ledger.read_head()
         data["ledger_head"] = {"seq": head.seq, "hash": head.hash}
 
 
-def _pending_outcome(ctx: Context, rec: Recorder, run_id: str, stages: list[StageResult],
-                     pending: list[str]) -> Outcome:
+def _pending_outcome(
+    ctx: Context, rec: Recorder, run_id: str, stages: list[StageResult], pending: list[str]
+) -> Outcome:
     """Interactive workers still have to work: stop after launch, PENDING, exit 0."""
     why = f"waiting for interactive workers {', '.join(pending)}"
     rows = stages + [StageResult(s, "SKIPPED", why) for s in STAGES[2:]]
     rec.emit("run.pending", "launch", workers=pending, reason=why)
     head = ctx.ledger.read_head()
-    nxt = (f"next: collect, validate, integrate: `factory bundle-collect --run-id {run_id}`, "
-           f"`factory bundle-validate --run-id {run_id}`, `factory integrate --run-id {run_id}`")
+    nxt = (
+        f"next: collect, validate, integrate: `factory bundle-collect --run-id {run_id}`, "
+        f"`factory bundle-validate --run-id {run_id}`, `factory integrate --run-id {run_id}`"
+    )
     data = {
         "run_id": run_id,
         "status": "PENDING",
@@ -317,7 +387,9 @@ def _pending_outcome(ctx: Context, rec: Recorder, run_id: str, stages: list[Stag
 def cmd_print_report(ctx: Context, run_id: str) -> Outcome:
     path = report.report_path(ctx, validate_run_id(run_id))
     text = path.read_bytes().decode("utf-8")
-    return Outcome(Status.PASS, {"run_id": run_id, "path": _rel(ctx, path), "report": text}, text.rstrip("\n"))
+    return Outcome(
+        Status.PASS, {"run_id": run_id, "path": _rel(ctx, path), "report": text}, text.rstrip("\n")
+    )
 
 
 def cmd_open(ctx: Context, run_id: str, what: str) -> Outcome:

@@ -27,7 +27,12 @@ def checks(ctx: Context, base_ref: str, run_id: str | None) -> list[dict[str, An
     try:
         v = gitops.version()
         ok = v[:2] >= gitops.MIN_VERSION
-        add("git", ok, f"git {'.'.join(map(str, v))}", f"install git >= {'.'.join(map(str, gitops.MIN_VERSION))}")
+        add(
+            "git",
+            ok,
+            f"git {'.'.join(map(str, v))}",
+            f"install git >= {'.'.join(map(str, gitops.MIN_VERSION))}",
+        )
     except FactoryError as exc:
         add("git", False, str(exc), "install git and put it on PATH")
         return out
@@ -44,19 +49,33 @@ def checks(ctx: Context, base_ref: str, run_id: str | None) -> list[dict[str, An
         add("base-ref", False, str(exc), "pass --base-ref with a branch, tag or commit that exists")
     try:
         _ = ctx.config
-        add("config", True, "config valid" + (" (file + defaults)" if ctx.config.file else " (defaults)"))
+        add(
+            "config",
+            True,
+            "config valid" + (" (file + defaults)" if ctx.config.file else " (defaults)"),
+        )
     except (FactoryError, OSError) as exc:
         add("config", False, str(exc), "fix the named key, or run `factory config show`")
         return out
     try:
         config_mod.check_runs_dir(repo, ctx.config)
     except FactoryError as exc:
-        add("runs-folder", False, str(exc), "set paths.runs_dir to a folder of the factory's own (default tools/codex/runs)")
+        add(
+            "runs-folder",
+            False,
+            str(exc),
+            "set paths.runs_dir to a folder of the factory's own (default tools/codex/runs)",
+        )
     else:
         try:
             add("runs-folder", True, _writable(ctx.layout.runs_dir, ctx.config.runs_rel))
         except OSError as exc:
-            add("runs-folder", False, f"{ctx.config.runs_rel}: {exc.strerror or exc}", "make the runs folder writable or set paths.runs_dir")
+            add(
+                "runs-folder",
+                False,
+                f"{ctx.config.runs_rel}: {exc.strerror or exc}",
+                "make the runs folder writable or set paths.runs_dir",
+            )
     try:
         res = ctx.ledger.verify()
         if res.ok:
@@ -64,16 +83,36 @@ def checks(ctx: Context, base_ref: str, run_id: str | None) -> list[dict[str, An
         elif res.torn_tail:
             add("ledger", False, res.reason, "run `factory ledger repair`")
         else:
-            add("ledger", False, f"seq {res.first_bad_seq}: {res.reason}", "run `factory ledger verify` and investigate; never edit the ledger by hand")
+            add(
+                "ledger",
+                False,
+                f"seq {res.first_bad_seq}: {res.reason}",
+                "run `factory ledger verify` and investigate; never edit the ledger by hand",
+            )
     except UsageError as exc:
-        add("ledger", False, str(exc), "fix ledger.path or paths.runs_dir, or move what is in the way")
+        add(
+            "ledger",
+            False,
+            str(exc),
+            "fix ledger.path or paths.runs_dir, or move what is in the way",
+        )
     except FactoryError as exc:
         add("ledger", False, str(exc), "run `factory ledger verify`")
     except OSError as exc:
-        add("ledger", False, f"{ctx.config.ledger_rel}: {exc.strerror or exc}", "make the ledger a readable file or set ledger.path")
+        add(
+            "ledger",
+            False,
+            f"{ctx.config.ledger_rel}: {exc.strerror or exc}",
+            "make the ledger a readable file or set ledger.path",
+        )
     if run_id is not None:
         taken = ctx.layout.run_dir(run_id).exists()
-        add("run-id", not taken, f"run ID {run_id} is {'taken' if taken else 'free'}", "choose another --run-id or omit it")
+        add(
+            "run-id",
+            not taken,
+            f"run ID {run_id} is {'taken' if taken else 'free'}",
+            "choose another --run-id or omit it",
+        )
     return out
 
 
@@ -96,7 +135,14 @@ def preflight(ctx: Context, rec: Recorder | None, base_ref: str, run_id: str | N
     found = checks(ctx, base_ref, run_id)
     if rec is not None:
         for c in found:
-            rec.emit("preflight.check", "preflight", OPERATOR, name=c["name"], ok=c["ok"], detail=c["detail"])
+            rec.emit(
+                "preflight.check",
+                "preflight",
+                OPERATOR,
+                name=c["name"],
+                ok=c["ok"],
+                detail=c["detail"],
+            )
     failed = [c for c in found if not c["ok"]]
     reason = "; ".join(f"{c['name']}: {c['detail']} (fix: {c['fix']})" for c in failed)
     return StageResult("preflight", "BLOCKED" if failed else "PASS", reason, {"checks": found})

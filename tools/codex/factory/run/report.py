@@ -44,7 +44,10 @@ def _placeholders(writer: GuardedWriter, run_id: str, reason: str) -> None:
     """
     z = writer.root / Z_DIR
     wanted: list[tuple[str, bytes]] = [
-        ("FILES_CHANGED.json", jsonio.pretty({"schema_version": schemas.SCHEMA_VERSION, "files": []})),
+        (
+            "FILES_CHANGED.json",
+            jsonio.pretty({"schema_version": schemas.SCHEMA_VERSION, "files": []}),
+        ),
         ("DIFF.patch", b""),
         ("MERGE_PLAN.md", f"# Merge plan for {run_id}\n\nNo merge: {reason}.\n".encode()),
         (f"{LOGS_DIR}/INDEX.json", jsonio.pretty(bundles.logs_index({}))),
@@ -56,7 +59,9 @@ def _placeholders(writer: GuardedWriter, run_id: str, reason: str) -> None:
             writer.write(f"{Z_DIR}/{name}", data)
 
 
-def render_report(doc: dict[str, Any], manifest: dict[str, Any], validation: dict[str, Any] | None) -> str:
+def render_report(
+    doc: dict[str, Any], manifest: dict[str, Any], validation: dict[str, Any] | None
+) -> str:
     head = doc["ledger_head"]
     lines = [
         "MULTI-CODEX FACTORY — FINAL REPORT",
@@ -85,7 +90,11 @@ def render_report(doc: dict[str, Any], manifest: dict[str, Any], validation: dic
     overlaps = (validation or {}).get("overlaps", [])
     lines += ["", f"overlaps: {len(overlaps) or 'none'}"]
     lines += [f"  {o['path']}: {', '.join(o['workers'])} -> {o['resolution']}" for o in overlaps]
-    lines += ["", f"merge order: {', '.join(doc['merge_order']) or '-'}", f"applied:     {', '.join(doc['applied']) or '-'}"]
+    lines += [
+        "",
+        f"merge order: {', '.join(doc['merge_order']) or '-'}",
+        f"applied:     {', '.join(doc['applied']) or '-'}",
+    ]
     lines += ["", f"checks: {len(doc['checks']) or 'none run'}"]
     for c in doc["checks"]:
         kind = "required" if c["required"] else "advisory"
@@ -122,7 +131,9 @@ def finalize(
     if writer.violations:
         statuses.append("BLOCKED")
     status = decisions.final_status(statuses)
-    reasons = [f"{s.stage}: {s.reason}" for s in stages if s.status in ("BLOCKED", "FAIL") and s.reason]
+    reasons = [
+        f"{s.stage}: {s.reason}" for s in stages if s.status in ("BLOCKED", "FAIL") and s.reason
+    ]
     validation = None
     vpath = run_dir / VALIDATION
     if vpath.is_file():
@@ -144,8 +155,10 @@ def finalize(
         "files_changed": integration.get("files_changed", []),
         "ledger_head": {"seq": head.seq, "hash": head.hash},
     }
-    not_run = next((s.reason for s in stages if s.stage == "integrate" and s.status == "SKIPPED"),
-                   "integration did not complete")
+    not_run = next(
+        (s.reason for s in stages if s.stage == "integrate" and s.status == "SKIPPED"),
+        "integration did not complete",
+    )
     _placeholders(writer, run_id, not_run)
     if writer.violations and status != "FAIL":
         doc["status"] = status = "BLOCKED"
@@ -160,7 +173,9 @@ def finalize(
         doc["policy_violations"] = list(writer.violations)
         rec.emit("policy.violation", "summary", path=writer.violations[-1]["path"], reason=str(exc))
     except (OSError, FactoryError) as exc:
-        status = _downgrade(writer, doc, manifest, validation, f"summary: could not write the report: {exc}")
+        status = _downgrade(
+            writer, doc, manifest, validation, f"summary: could not write the report: {exc}"
+        )
     try:
         rec.emit(
             "report.written",
@@ -171,15 +186,32 @@ def finalize(
             attestations=attest,
             policy_violations=doc["policy_violations"],
         )
-        rec.emit("run.finished", "summary", status=status, reasons=doc["reasons"], stages=[s.row() for s in stages])
+        rec.emit(
+            "run.finished",
+            "summary",
+            status=status,
+            reasons=doc["reasons"],
+            stages=[s.row() for s in stages],
+        )
     except FactoryError as exc:
         # The verdict could not be recorded: the files must not claim more than the ledger holds.
-        _downgrade(writer, doc, manifest, validation, f"summary: could not record the run in the ledger: {exc}")
+        _downgrade(
+            writer,
+            doc,
+            manifest,
+            validation,
+            f"summary: could not record the run in the ledger: {exc}",
+        )
     return doc
 
 
-def _downgrade(writer: GuardedWriter, doc: dict[str, Any], manifest: dict[str, Any],
-               validation: dict[str, Any] | None, reason: str) -> str:
+def _downgrade(
+    writer: GuardedWriter,
+    doc: dict[str, Any],
+    manifest: dict[str, Any],
+    validation: dict[str, Any] | None,
+    reason: str,
+) -> str:
     """An internal error after the verdict: make STATUS.json and the report say FAIL too.
 
     If even that cannot be written, remove them rather than leave a stale verdict behind.
@@ -196,7 +228,9 @@ def _downgrade(writer: GuardedWriter, doc: dict[str, Any], manifest: dict[str, A
     return "FAIL"
 
 
-def _attest(ctx: Context, writer: GuardedWriter, run_dir: Path, manifest: dict[str, Any]) -> dict[str, str]:
+def _attest(
+    ctx: Context, writer: GuardedWriter, run_dir: Path, manifest: dict[str, Any]
+) -> dict[str, str]:
     """``attestations/*.sha256`` in sha256sum format, checkable with ``sha256sum -c`` in the run folder."""
     run_id = manifest["run_id"]
     inputs = [(MANIFEST, _sha(run_dir / MANIFEST))]
@@ -204,12 +238,18 @@ def _attest(ctx: Context, writer: GuardedWriter, run_dir: Path, manifest: dict[s
         inputs.append((VALIDATION, _sha(run_dir / VALIDATION)))
     for w in manifest["workers"]:
         inputs.extend(bundles.file_hashes(run_dir / worker_dirname(w), worker_dirname(w)))
-    excerpt = b"".join(jsonio.canonical(e.as_dict()) + b"\n" for e in ctx.ledger.select(Filter(run_id=run_id)))
+    excerpt = b"".join(
+        jsonio.canonical(e.as_dict()) + b"\n" for e in ctx.ledger.select(Filter(run_id=run_id))
+    )
     out = {}
     excerpt_rel = f"{ATTEST_DIR}/ledger_excerpt.jsonl"
     out[excerpt_rel] = writer.write(excerpt_rel, excerpt)
-    out[f"{ATTEST_DIR}/bundles.sha256"] = writer.write(f"{ATTEST_DIR}/bundles.sha256", _sha256sum(inputs))
-    out[f"{ATTEST_DIR}/ledger.sha256"] = writer.write(f"{ATTEST_DIR}/ledger.sha256", _sha256sum([(excerpt_rel, out[excerpt_rel])]))
+    out[f"{ATTEST_DIR}/bundles.sha256"] = writer.write(
+        f"{ATTEST_DIR}/bundles.sha256", _sha256sum(inputs)
+    )
+    out[f"{ATTEST_DIR}/ledger.sha256"] = writer.write(
+        f"{ATTEST_DIR}/ledger.sha256", _sha256sum([(excerpt_rel, out[excerpt_rel])])
+    )
     z = bundles.file_hashes(run_dir / Z_DIR, Z_DIR)
     out[f"{ATTEST_DIR}/report.sha256"] = writer.write(f"{ATTEST_DIR}/report.sha256", _sha256sum(z))
     return dict(sorted(out.items()))
@@ -225,7 +265,9 @@ def report_path(ctx: Context, run_id: str) -> Path:
     if not ctx.layout.run_dir(run_id).is_dir():
         raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
     if not path.is_file():
-        raise UsageError(f"run {run_id} has no {REPORT} yet: run `factory integrate --run-id {run_id}`")
+        raise UsageError(
+            f"run {run_id} has no {REPORT} yet: run `factory integrate --run-id {run_id}`"
+        )
     return path
 
 

@@ -33,8 +33,13 @@ def render_prompt(
     headless: bool,
 ) -> str:
     wid = worker["id"]
-    example = {"schema_version": 1, "worker": wid, "depends_on": [], "notes": "what the integrator should know",
-               "next_steps": []}
+    example = {
+        "schema_version": 1,
+        "worker": wid,
+        "depends_on": [],
+        "notes": "what the integrator should know",
+        "next_steps": [],
+    }
     lines = [
         f"# Worker {wid} of run {run_id}",
         "",
@@ -82,7 +87,10 @@ def render_prompt(
         "",
     ]
     if headless:
-        lines += ["Your work is collected when your process exits; exit non-zero if you could not finish.", ""]
+        lines += [
+            "Your work is collected when your process exits; exit non-zero if you could not finish.",
+            "",
+        ]
     else:
         lines += [
             f"When you are done, create the empty file `{NOTES_DIR}/{DONE_MARKER}`, then tell the operator, who",
@@ -92,7 +100,9 @@ def render_prompt(
     return "\n".join(lines)
 
 
-def render_runboard(run_id: str, base_ref: str, base_commit: str, rows: list[dict[str, Any]], next_line: str) -> str:
+def render_runboard(
+    run_id: str, base_ref: str, base_commit: str, rows: list[dict[str, Any]], next_line: str
+) -> str:
     lines = [
         f"# Runboard: {run_id}",
         "",
@@ -124,7 +134,9 @@ def rows_text(rows: list[dict[str, Any]]) -> str:
     """A compact console form of the runboard."""
     out = []
     for r in rows:
-        out.append(f"  {worker_dirname(r['worker']):<10} {r['status']:<11} {r['mode']:<12} {r['branch']}")
+        out.append(
+            f"  {worker_dirname(r['worker']):<10} {r['status']:<11} {r['mode']:<12} {r['branch']}"
+        )
         out.append(f"  {'':<10} worktree: {r['worktree'] or '(none)'}")
     return "\n".join(out)
 
@@ -146,8 +158,13 @@ def worker_mode(worker: dict[str, Any], config: dict[str, Any]) -> str:
     return "interactive" if spec is None else f"headless:{spec.preset}"
 
 
-def rows(repo: Path, run_dir: Path, manifest: dict[str, Any], overrides: dict[str, str] | None = None,
-         listing: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+def rows(
+    repo: Path,
+    run_dir: Path,
+    manifest: dict[str, Any],
+    overrides: dict[str, str] | None = None,
+    listing: list[dict[str, str]] | None = None,
+) -> list[dict[str, Any]]:
     from tools.codex.factory.infra import gitops
     from tools.codex.factory.run import worktrees
 
@@ -161,32 +178,43 @@ def rows(repo: Path, run_dir: Path, manifest: dict[str, Any], overrides: dict[st
             continue
         branch = worktrees.branch_name(st["branch_prefix"], manifest["run_id"], wid)
         path = worktrees.find(repo, branch, listing)
-        out.append({
-            "worker": wid,
-            "status": (overrides or {}).get(wid) or read_status(run_dir, wid),
-            "mode": worker_mode(w, manifest["config"]),
-            "branch": branch,
-            "worktree": str(path) if path is not None else "",
-            "allow": list(w["allow"]),
-            "deny": list(w["deny"]),
-            "prompt": f"{worker_dirname(wid)}/{PROMPT}",
-        })
+        out.append(
+            {
+                "worker": wid,
+                "status": (overrides or {}).get(wid) or read_status(run_dir, wid),
+                "mode": worker_mode(w, manifest["config"]),
+                "branch": branch,
+                "worktree": str(path) if path is not None else "",
+                "allow": list(w["allow"]),
+                "deny": list(w["deny"]),
+                "prompt": f"{worker_dirname(wid)}/{PROMPT}",
+            }
+        )
     return out
 
 
 def next_line(run_id: str, rows_: list[dict[str, Any]]) -> str:
     pending = [r["worker"] for r in rows_ if r["status"] in ("PENDING", "RUNNING", "MISSING")]
     if pending:
-        return (f"next: finish workers {', '.join(pending)} in their worktrees, then "
-                f"`factory bundle-collect --run-id {run_id}`, `factory bundle-validate --run-id {run_id}`, "
-                f"`factory integrate --run-id {run_id}`")
+        return (
+            f"next: finish workers {', '.join(pending)} in their worktrees, then "
+            f"`factory bundle-collect --run-id {run_id}`, `factory bundle-validate --run-id {run_id}`, "
+            f"`factory integrate --run-id {run_id}`"
+        )
     return f"next: `factory bundle-validate --run-id {run_id}`, then `factory integrate --run-id {run_id}`"
 
 
-def refresh(repo: Path, run_dir: Path, manifest: dict[str, Any], overrides: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def refresh(
+    repo: Path, run_dir: Path, manifest: dict[str, Any], overrides: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Regenerate RUNBOARD.md from the bundles' STATUS.json (plus in-flight states)."""
     rs = rows(repo, run_dir, manifest, overrides)
-    text = render_runboard(manifest["run_id"], manifest["base_ref"], manifest["base_commit"], rs,
-                           next_line(manifest["run_id"], rs))
+    text = render_runboard(
+        manifest["run_id"],
+        manifest["base_ref"],
+        manifest["base_commit"],
+        rs,
+        next_line(manifest["run_id"], rs),
+    )
     write_runboard(GuardedWriter(run_dir), text)
     return rs

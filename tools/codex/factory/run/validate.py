@@ -31,7 +31,9 @@ def policy(manifest: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": manifest["run_id"],
         "protected_paths": sorted(protected),
-        "allow_identical_patch_overlap": bool(run_setting(manifest, "run.allow_identical_patch_overlap")),
+        "allow_identical_patch_overlap": bool(
+            run_setting(manifest, "run.allow_identical_patch_overlap")
+        ),
         "case_collisions": run_setting(manifest, "run.case_collisions"),
         "scopes": {
             w["id"]: {k: sorted(w.get(k, [])) for k in ("allow", "deny", "shared")}
@@ -46,7 +48,9 @@ def base_paths_lower(ctx: Context, commit: str) -> dict[str, str]:
     return {p.lower(): p for p in paths}
 
 
-def validate(ctx: Context, rec: Recorder, manifest: dict[str, Any], workers: list[str]) -> StageResult:
+def validate(
+    ctx: Context, rec: Recorder, manifest: dict[str, Any], workers: list[str]
+) -> StageResult:
     run_id = manifest["run_id"]
     run_dir = ctx.layout.run_dir(run_id)
     base_lower = base_paths_lower(ctx, manifest["base_commit"])
@@ -80,7 +84,9 @@ def validate(ctx: Context, rec: Recorder, manifest: dict[str, Any], workers: lis
     reason = ""
     if result["findings"]:
         first = result["findings"][0]
-        reason = f"{len(result['findings'])} finding(s); first: [{first['rule']}] {first['message']}"
+        reason = (
+            f"{len(result['findings'])} finding(s); first: [{first['rule']}] {first['message']}"
+        )
     return StageResult("bundle-validate", result["status"], reason, doc)
 
 

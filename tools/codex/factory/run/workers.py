@@ -59,27 +59,46 @@ def check_free(ctx: Context, run_id: str, plan: Plan) -> None:
     for w in plan.workers:
         branch = worktrees.branch_name(cfg["run"]["branch_prefix"], run_id, w.id)
         # git refuses a branch whose name is a folder of another (factory/x1 vs factory/x1/B) too.
-        clash = sorted(h for h in heads if h == branch or branch.startswith(h + "/") or h.startswith(branch + "/"))
+        clash = sorted(
+            h
+            for h in heads
+            if h == branch or branch.startswith(h + "/") or h.startswith(branch + "/")
+        )
         if clash:
-            what = f"branch {branch} already exists" if clash[0] == branch else f"branch {clash[0]} exists and blocks branch {branch}"
-            raise BlockedError(f"{what} (left over from an earlier run?): run `factory clean --run-id {run_id}` "
-                               "or choose another --run-id")
+            what = (
+                f"branch {branch} already exists"
+                if clash[0] == branch
+                else f"branch {clash[0]} exists and blocks branch {branch}"
+            )
+            raise BlockedError(
+                f"{what} (left over from an earlier run?): run `factory clean --run-id {run_id}` "
+                "or choose another --run-id"
+            )
         path = worktrees.worktree_path(root, ctx.repo, run_id, w.id)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise BlockedError(f"worktree folder {path} of worker {w.id} exists and is not empty: "
-                               "remove it or choose another --run-id")
+            raise BlockedError(
+                f"worktree folder {path} of worker {w.id} exists and is not empty: "
+                "remove it or choose another --run-id"
+            )
 
 
 def _prompt(manifest: dict[str, Any], w: dict[str, Any], branch: str, headless: bool) -> str:
     cfg = manifest["config"]
     return runboard.render_prompt(
-        run_id=manifest["run_id"], worker=w, branch=branch, base_ref=manifest["base_ref"],
-        base_commit=manifest["base_commit"], holdout=list(cfg["security"]["holdout_paths"]),
-        protected=list(cfg["security"]["protected_paths"]), headless=headless,
+        run_id=manifest["run_id"],
+        worker=w,
+        branch=branch,
+        base_ref=manifest["base_ref"],
+        base_commit=manifest["base_commit"],
+        holdout=list(cfg["security"]["holdout_paths"]),
+        protected=list(cfg["security"]["protected_paths"]),
+        headless=headless,
     )
 
 
-def prepare(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str]) -> dict[str, str]:
+def prepare(
+    ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str]
+) -> dict[str, str]:
     """Create the worktrees, prompts and PENDING statuses of ``ids``; return written artifacts."""
     run_id, commit = manifest["run_id"], manifest["base_commit"]
     st = worktrees.settings(manifest)
@@ -100,25 +119,54 @@ def prepare(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str
             path = worktrees.worktree_path(root, ctx.repo, run_id, wid)
             worktrees.create(ctx.repo, path, branch, commit, hidden)
             # No path in the ledger: the worktree's folder depends on where the repository is.
-            rec.emit("worktree.created", "launch", f"{wid}_worker", worker=wid, branch=branch, hidden=len(hidden))
+            rec.emit(
+                "worktree.created",
+                "launch",
+                f"{wid}_worker",
+                worker=wid,
+                branch=branch,
+                hidden=len(hidden),
+            )
         spec = agents.resolve(w, manifest["config"])
         prompt = _prompt(manifest, w, branch, spec is not None)
         base = worker_dirname(wid)
-        files = {f"{base}/{worktrees.PROMPT}": writer.write_text(f"{base}/{worktrees.PROMPT}", prompt)}
+        files = {
+            f"{base}/{worktrees.PROMPT}": writer.write_text(f"{base}/{worktrees.PROMPT}", prompt)
+        }
         GuardedWriter(path).write_text(f"{worktrees.NOTES_DIR}/{worktrees.PROMPT}", prompt)
-        files[f"{base}/SCOPE_LOCK.json"] = writer.write(f"{base}/SCOPE_LOCK.json", jsonio.pretty(plans[wid].scope_lock()))
+        files[f"{base}/SCOPE_LOCK.json"] = writer.write(
+            f"{base}/SCOPE_LOCK.json", jsonio.pretty(plans[wid].scope_lock())
+        )
         if runboard.read_status(run_dir, wid) == "MISSING":
-            how = (f"its agent ({spec.preset}) runs headless" if spec is not None else
-                   f"interactive: work in its worktree, then `factory bundle-collect --run-id {run_id} --workers {wid}`")
+            how = (
+                f"its agent ({spec.preset}) runs headless"
+                if spec is not None
+                else f"interactive: work in its worktree, then `factory bundle-collect --run-id {run_id} --workers {wid}`"
+            )
             status_doc = {
-                "schema_version": 1, "run_id": run_id, "worker": wid, "status": "PENDING", "dry_run": False,
-                "source": "agent" if spec is not None else "collected", "rc": None, "timed_out": False,
+                "schema_version": 1,
+                "run_id": run_id,
+                "worker": wid,
+                "status": "PENDING",
+                "dry_run": False,
+                "source": "agent" if spec is not None else "collected",
+                "rc": None,
+                "timed_out": False,
                 "reason": f"not collected yet; {how}",
             }
-            files[f"{base}/STATUS.json"] = writer.write(f"{base}/STATUS.json", jsonio.pretty(status_doc))
-        rec.emit("worker.prepared", "launch", f"{wid}_worker", worker=wid, branch=branch,
-                 mode="interactive" if spec is None else "headless",
-                 agent=None if spec is None else spec.preset, files=dict(sorted(files.items())))
+            files[f"{base}/STATUS.json"] = writer.write(
+                f"{base}/STATUS.json", jsonio.pretty(status_doc)
+            )
+        rec.emit(
+            "worker.prepared",
+            "launch",
+            f"{wid}_worker",
+            worker=wid,
+            branch=branch,
+            mode="interactive" if spec is None else "headless",
+            agent=None if spec is None else spec.preset,
+            files=dict(sorted(files.items())),
+        )
         written.update(files)
     runboard.refresh(ctx.repo, run_dir, manifest)
     return written
@@ -127,7 +175,9 @@ def prepare(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str
 class _Live:
     """Shared state while agents run: one lock for the ledger, the runboard and progress."""
 
-    def __init__(self, ctx: Context, rec: Recorder, manifest: dict[str, Any], progress: Progress | None) -> None:
+    def __init__(
+        self, ctx: Context, rec: Recorder, manifest: dict[str, Any], progress: Progress | None
+    ) -> None:
         self.ctx, self.rec, self.manifest, self.progress = ctx, rec, manifest, progress
         self.run_dir = ctx.layout.run_dir(manifest["run_id"])
         self.lock = threading.Lock()
@@ -146,23 +196,39 @@ class _Live:
     def on_start(self, job: agents.Job) -> None:
         spec = job.spec
         with self.lock:
-            self.rec.emit("worker.started", "launch", f"{job.worker}_worker", worker=job.worker, preset=spec.preset,
-                          source=spec.source, argv=list(spec.argv), prompt_via=spec.prompt_via,
-                          timeout_s=spec.timeout_s)
+            self.rec.emit(
+                "worker.started",
+                "launch",
+                f"{job.worker}_worker",
+                worker=job.worker,
+                preset=spec.preset,
+                source=spec.source,
+                argv=list(spec.argv),
+                prompt_via=spec.prompt_via,
+                timeout_s=spec.timeout_s,
+            )
             self.overrides[job.worker] = "RUNNING"
             self.refresh()
-            self.say(f"factory: {worker_dirname(job.worker)} started ({spec.preset}, timeout {spec.timeout_s:g}s)")
+            self.say(
+                f"factory: {worker_dirname(job.worker)} started ({spec.preset}, timeout {spec.timeout_s:g}s)"
+            )
 
     def on_done(self, job: agents.Job, res: agents.JobResult) -> None:
         run_id = self.manifest["run_id"]
         spec = job.spec
         if res.interrupted:
             status = "INTERRUPTED"
-            reason = ("interrupted (Ctrl-C) before its agent started" if not res.started else
-                      "interrupted (Ctrl-C): the agent's process tree was stopped")
+            reason = (
+                "interrupted (Ctrl-C) before its agent started"
+                if not res.started
+                else "interrupted (Ctrl-C): the agent's process tree was stopped"
+            )
             reason += f"; run it again with `factory launch --resume --run-id {run_id}`"
         elif res.timed_out:
-            status, reason = "TIMEOUT", f"agent timed out after {spec.timeout_s:g}s (timeout_s of {spec.source})"
+            status, reason = (
+                "TIMEOUT",
+                f"agent timed out after {spec.timeout_s:g}s (timeout_s of {spec.source})",
+            )
         elif not res.started:
             status, reason = "CRASHED", res.error
         elif res.rc != 0:
@@ -171,35 +237,66 @@ class _Live:
             status, reason = "DONE", ""
         writer = GuardedWriter(self.run_dir)
         logs_rel = f"{worker_dirname(job.worker)}/{LOGS_DIR}"
-        run_log = "\n".join([
-            f"worker {job.worker} agent: preset {spec.preset} ({spec.source})",
-            f"argv (template): {jsonio.canonical(list(spec.argv)).decode()}",
-            f"prompt via: {spec.prompt_via}",
-            f"timeout: {spec.timeout_s:g}s",
-            f"started: {str(res.started).lower()}",
-            f"rc: {res.rc}  timed_out: {str(res.timed_out).lower()}  interrupted: {str(res.interrupted).lower()}",
-            f"elapsed: {res.elapsed:.3f}s",
-        ]) + "\n"
+        run_log = (
+            "\n".join(
+                [
+                    f"worker {job.worker} agent: preset {spec.preset} ({spec.source})",
+                    f"argv (template): {jsonio.canonical(list(spec.argv)).decode()}",
+                    f"prompt via: {spec.prompt_via}",
+                    f"timeout: {spec.timeout_s:g}s",
+                    f"started: {str(res.started).lower()}",
+                    f"rc: {res.rc}  timed_out: {str(res.timed_out).lower()}  interrupted: {str(res.interrupted).lower()}",
+                    f"elapsed: {res.elapsed:.3f}s",
+                ]
+            )
+            + "\n"
+        )
         writer.write_text(f"{logs_rel}/agent.log", run_log)
-        logs = {name: writer.record(f"{logs_rel}/{name}")
-                for name in ("agent.stdout.log", "agent.stderr.log", "agent.log")
-                if (self.run_dir / worker_dirname(job.worker) / LOGS_DIR / name).is_file()}
-        info = collect.collect_worker(self.run_dir, self.manifest, self.plans[job.worker], self.paths[job.worker],
-                                      status=status, source="agent", rc=res.rc, timed_out=res.timed_out, reason=reason)
+        logs = {
+            name: writer.record(f"{logs_rel}/{name}")
+            for name in ("agent.stdout.log", "agent.stderr.log", "agent.log")
+            if (self.run_dir / worker_dirname(job.worker) / LOGS_DIR / name).is_file()
+        }
+        info = collect.collect_worker(
+            self.run_dir,
+            self.manifest,
+            self.plans[job.worker],
+            self.paths[job.worker],
+            status=status,
+            source="agent",
+            rc=res.rc,
+            timed_out=res.timed_out,
+            reason=reason,
+        )
         with self.lock:
-            self.rec.emit("worker.finished", "launch", f"{job.worker}_worker", worker=job.worker, status=info["status"],
-                          rc=res.rc, timed_out=res.timed_out, interrupted=res.interrupted, reason=info["reason"],
-                          logs=dict(sorted(logs.items())))
+            self.rec.emit(
+                "worker.finished",
+                "launch",
+                f"{job.worker}_worker",
+                worker=job.worker,
+                status=info["status"],
+                rc=res.rc,
+                timed_out=res.timed_out,
+                interrupted=res.interrupted,
+                reason=info["reason"],
+                logs=dict(sorted(logs.items())),
+            )
             collect.emit_collected(self.rec, info, "PENDING", stage="launch")
             self.overrides.pop(job.worker, None)
             self.refresh()
-            how = {"TIMEOUT": f"after {res.elapsed:.1f}s (limit {spec.timeout_s:g}s)",
-                   "INTERRUPTED": f"after {res.elapsed:.1f}s"}.get(info["status"], f"rc={res.rc} in {res.elapsed:.1f}s")
-            self.say(f"factory: {worker_dirname(job.worker)} finished: {info['status']} {how}, "
-                     f"{len(info['files'])} file(s) changed")
+            how = {
+                "TIMEOUT": f"after {res.elapsed:.1f}s (limit {spec.timeout_s:g}s)",
+                "INTERRUPTED": f"after {res.elapsed:.1f}s",
+            }.get(info["status"], f"rc={res.rc} in {res.elapsed:.1f}s")
+            self.say(
+                f"factory: {worker_dirname(job.worker)} finished: {info['status']} {how}, "
+                f"{len(info['files'])} file(s) changed"
+            )
 
 
-def execute(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str], progress: Progress | None) -> None:
+def execute(
+    ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str], progress: Progress | None
+) -> None:
     """Run the headless agents of ``ids`` in parallel; collect each bundle when its agent exits."""
     live = _Live(ctx, rec, manifest, progress)
     run_id = manifest["run_id"]
@@ -214,28 +311,45 @@ def execute(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str
         spec = agents.resolve(w, manifest["config"])
         if spec is None:
             continue
-        path = worktrees.find(ctx.repo, worktrees.branch_name(st["branch_prefix"], run_id, wid), listing)
+        path = worktrees.find(
+            ctx.repo, worktrees.branch_name(st["branch_prefix"], run_id, wid), listing
+        )
         if path is None:
-            raise FactoryError(f"{worker_dirname(wid)}: its worktree disappeared before its agent could start")
+            raise FactoryError(
+                f"{worker_dirname(wid)}: its worktree disappeared before its agent could start"
+            )
         prompt_file = path / worktrees.NOTES_DIR / worktrees.PROMPT
         values = {
-            "prompt_file": str(prompt_file), "worktree": str(path), "worker_id": wid, "run_id": run_id,
-            "base_ref": manifest["base_ref"], "base_commit": manifest["base_commit"], "python": sys.executable,
+            "prompt_file": str(prompt_file),
+            "worktree": str(path),
+            "worker_id": wid,
+            "run_id": run_id,
+            "base_ref": manifest["base_ref"],
+            "base_commit": manifest["base_commit"],
+            "python": sys.executable,
         }
         writer = GuardedWriter(live.run_dir)
         logs_rel = f"{worker_dirname(wid)}/{LOGS_DIR}"
         live.paths[wid], live.specs[wid] = path, spec
-        jobs.append(agents.Job(
-            worker=wid, spec=spec, argv=agents.expand(spec.argv, values), cwd=path, env=env,
-            stdin=prompt_file.read_bytes() if spec.prompt_via == "stdin" else None,
-            stdout_path=writer.target(f"{logs_rel}/agent.stdout.log"),
-            stderr_path=writer.target(f"{logs_rel}/agent.stderr.log"),
-        ))
+        jobs.append(
+            agents.Job(
+                worker=wid,
+                spec=spec,
+                argv=agents.expand(spec.argv, values),
+                cwd=path,
+                env=env,
+                stdin=prompt_file.read_bytes() if spec.prompt_via == "stdin" else None,
+                stdout_path=writer.target(f"{logs_rel}/agent.stdout.log"),
+                stderr_path=writer.target(f"{logs_rel}/agent.stderr.log"),
+            )
+        )
     if not jobs:
         return
     runner = agents.Runner(
         max_parallel=int(manifest["config"]["workers"]["max_parallel"]),
-        clock=ctx.clock, on_start=live.on_start, on_done=live.on_done,
+        clock=ctx.clock,
+        on_start=live.on_start,
+        on_done=live.on_done,
     )
     interrupted = runner.run(jobs)
     if interrupted:
@@ -244,14 +358,21 @@ def execute(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str
             sts = {j.worker: runboard.read_status(live.run_dir, j.worker) for j in jobs}
             stopped = sorted(w for w, s in sts.items() if s == "INTERRUPTED")
             with live.lock:
-                rec.emit("run.interrupted", "launch", workers=stopped, reason="SIGINT (Ctrl-C)",
-                         statuses=dict(sorted(sts.items())))
+                rec.emit(
+                    "run.interrupted",
+                    "launch",
+                    workers=stopped,
+                    reason="SIGINT (Ctrl-C)",
+                    statuses=dict(sorted(sts.items())),
+                )
                 rec.emit("stage.finished", "launch", status="FAIL", reason="interrupted")
                 live.refresh()
         finally:
             agents.restore_sigint(previous)
-        live.say(f"factory: interrupted: agents stopped, bundles collected; resume with "
-                 f"`factory launch --resume --run-id {run_id}`")
+        live.say(
+            f"factory: interrupted: agents stopped, bundles collected; resume with "
+            f"`factory launch --resume --run-id {run_id}`"
+        )
         raise KeyboardInterrupt
     if runner.errors:
         exc = runner.errors[0]
@@ -260,8 +381,9 @@ def execute(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str
         raise FactoryError(f"internal error while running agents: {type(exc).__name__}: {exc}")
 
 
-def launch_real(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str],
-                progress: Progress | None) -> dict[str, str]:
+def launch_real(
+    ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str], progress: Progress | None
+) -> dict[str, str]:
     from tools.codex.factory.run.pipeline import run_lock
 
     lock = run_lock(ctx, manifest["run_id"])
@@ -270,8 +392,13 @@ def launch_real(ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list
         try:
             written = prepare(ctx, rec, manifest, ids)
         except KeyboardInterrupt:
-            rec.emit("run.interrupted", "launch", workers=[], reason="SIGINT (Ctrl-C) while preparing the worktrees",
-                     statuses=statuses(ctx, manifest))
+            rec.emit(
+                "run.interrupted",
+                "launch",
+                workers=[],
+                reason="SIGINT (Ctrl-C) while preparing the worktrees",
+                statuses=statuses(ctx, manifest),
+            )
             rec.emit("stage.finished", "launch", status="FAIL", reason="interrupted")
             raise
         execute(ctx, rec, manifest, ids, progress)
@@ -308,12 +435,16 @@ def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
     if req.run_id is None:
         raise UsageError("--resume needs --run-id ID (the run to continue)")
     if req.dry_run:
-        raise UsageError("--resume and --dry-run do not go together: a dry run has no workers to resume")
+        raise UsageError(
+            "--resume and --dry-run do not go together: a dry run has no workers to resume"
+        )
     if req.plan_file is not None:
         raise UsageError("--resume uses the run's recorded plan: drop --plan")
     manifest = read_manifest(ctx, req.run_id)
     if manifest["dry_run"]:
-        raise UsageError(f"run {req.run_id} was launched with --dry-run: there is nothing to resume")
+        raise UsageError(
+            f"run {req.run_id} was launched with --dry-run: there is nothing to resume"
+        )
     chosen = selected_workers(manifest, req.workers)
     run_dir = ctx.layout.run_dir(req.run_id)
     todo = [w for w in chosen if runboard.read_status(run_dir, w) not in FINISHED]
@@ -327,7 +458,9 @@ def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
     rec.emit("run.resumed", "launch", workers=todo, finished=done)
     rec.emit("stage.started", "launch")
     if req.progress is not None and done:
-        req.progress(f"factory: resume: {', '.join(worker_dirname(w) for w in done)} already finished")
+        req.progress(
+            f"factory: resume: {', '.join(worker_dirname(w) for w in done)} already finished"
+        )
     launch_real(ctx, rec, manifest, todo, req.progress)
     data = result_data(ctx, manifest)
     rec.emit("stage.finished", "launch", status="PASS", reason="")

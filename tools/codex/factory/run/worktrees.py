@@ -62,7 +62,9 @@ def check_root(repo: Path, root: Path) -> None:
     except ValueError:
         return
     if not rel.parts:
-        raise UsageError(f"config paths.worktrees_dir: {root} is the repository itself; choose a folder outside it")
+        raise UsageError(
+            f"config paths.worktrees_dir: {root} is the repository itself; choose a folder outside it"
+        )
     if not gitops.is_ignored(repo, rel.as_posix() + "/x"):
         raise UsageError(
             f"config paths.worktrees_dir: {rel.as_posix()} is inside the repository and not git-ignored; "
@@ -83,7 +85,9 @@ def worktree_path(root: Path, repo: Path, run_id: str, worker: str) -> Path:
 def branch_name(prefix: str, run_id: str, worker: str) -> str:
     name = f"{prefix.strip('/')}/{run_id}/{worker}"
     if not prefix.strip("/") or not gitops.valid_branch(name):
-        raise UsageError(f"config run.branch_prefix: {prefix!r} does not give a valid branch name ({name!r})")
+        raise UsageError(
+            f"config run.branch_prefix: {prefix!r} does not give a valid branch name ({name!r})"
+        )
     return name
 
 
@@ -100,7 +104,11 @@ def hidden_paths(repo: Path, commit: str, globs: list[str]) -> list[str]:
     """The base's files that the holdout globs keep out of every worktree."""
     if not globs:
         return []
-    return [p for p in gitops.tree_paths(repo, commit) if match_any(p, globs, ignore_case=True) is not None]
+    return [
+        p
+        for p in gitops.tree_paths(repo, commit)
+        if match_any(p, globs, ignore_case=True) is not None
+    ]
 
 
 def find(repo: Path, branch: str, listing: list[dict[str, str]] | None = None) -> Path | None:
@@ -114,16 +122,22 @@ def find(repo: Path, branch: str, listing: list[dict[str, str]] | None = None) -
 def create(repo: Path, path: Path, branch: str, commit: str, hidden: list[str]) -> None:
     """Make the worktree, check it out without the hidden files, reserve ``.factory/``."""
     if path.exists() and any(path.iterdir()):
-        raise UsageError(f"worktree folder {path} exists and is not empty; run `factory clean` or remove it")
+        raise UsageError(
+            f"worktree folder {path} exists and is not empty; run `factory clean` or remove it"
+        )
     gitops.worktree_add(repo, path, branch, commit)
     gitops.worktree_checkout_sparse(path, hidden)
     notes = path / NOTES_DIR
     notes.mkdir(exist_ok=True)
     # Self-ignoring, like pytest's cache: the notes folder never shows in `git status`.
-    (notes / ".gitignore").write_bytes(b"# reserved for the factory: the worker's notes, never part of the change\n*\n")
+    (notes / ".gitignore").write_bytes(
+        b"# reserved for the factory: the worker's notes, never part of the change\n*\n"
+    )
 
 
-def current_diff(path: Path, commit: str, globs: list[str], hidden: list[str] | None = None) -> bytes:
+def current_diff(
+    path: Path, commit: str, globs: list[str], hidden: list[str] | None = None
+) -> bytes:
     """The worktree's whole change against ``commit`` (see :func:`gitops.worktree_diff`)."""
     if hidden is None:
         hidden = hidden_paths(path, commit, globs)

@@ -24,7 +24,7 @@ def legacy_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4
             tar.extractall(root, filter="data")
         else:  # pragma: no cover - older patch releases; the fixture is ours
-            tar.extractall(root)  # noqa: S202
+            tar.extractall(root)
     return root / "repo"
 
 

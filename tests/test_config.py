@@ -39,6 +39,7 @@ def test_defaults_when_nothing_is_set(repo: Path) -> None:
         "checks",
         "ledger",
         "security",
+        "limits",
         "feature_flags",
     }
     assert cfg.values["feature_flags"] and not any(cfg.values["feature_flags"].values())

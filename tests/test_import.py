@@ -215,7 +215,7 @@ def test_import_takes_the_run_lock(tmp_path: Path) -> None:
     worker's agent) makes an import BLOCKED at once, and the bundle stays as it was."""
     from tools.codex.factory.infra.clock import Clock
     from tools.codex.factory.run.context import Context
-    from tools.codex.factory.run.pipeline import run_lock
+    from tools.codex.factory.run.handle import run_lock
 
     repo = work_repo(tmp_path)
     run_id = _dry_run(repo)

@@ -186,7 +186,8 @@ def test_check_cannot_reach_user_repo_through_git(repo: Path) -> None:
     assert_agree(repo, run_id, res, "PASS", 0)
     assert gitops.snapshot(repo) == before
     assert "evil-from-check" not in git(repo, "branch", "--list")
-    env_probe = "import os, sys; sys.exit(1 if any(k.startswith('GIT_') and k != 'GIT_CEILING_DIRECTORIES' for k in os.environ) else 0)"
+    # Only the factory's own: the ceiling, and attributes from the base commit.
+    env_probe = "import os, sys; sys.exit(1 if any(k.startswith('GIT_') and k not in ('GIT_CEILING_DIRECTORIES', 'GIT_ATTR_SOURCE') for k in os.environ) else 0)"
     write_config(
         repo,
         {"checks": {"required": [{"name": "clean-env", "argv": ["{python}", "-c", env_probe]}]}},

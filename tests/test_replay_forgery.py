@@ -152,6 +152,7 @@ def test_a_complete_forgery_of_a_widened_scope_is_caught_by_the_bundle(
     first(events, "artifacts.written")["payload"]["files"]["RUN_MANIFEST.json"] = sha(
         manifest_bytes
     )
+    first(events, "manifest.written")["payload"]["sha256"] = sha(manifest_bytes)
 
     facts = {
         e["payload"]["worker"]: e["payload"]["facts"]
@@ -168,6 +169,9 @@ def test_a_complete_forgery_of_a_widened_scope_is_caught_by_the_bundle(
         "run_id": SCOPE_RUN,
         "workers": workers,
         "bundle_hashes": {w: facts[w]["bundle_hash"] for w in workers},
+        "apply_sha256": {w: facts[w]["apply_sha256"] for w in workers},
+        "depends_on": {w: facts[w]["depends_on"] for w in workers},
+        "eol_normalised": {w: facts[w]["eol_normalised"] for w in workers},
         "policy": policy,
         **result,
     }
@@ -190,7 +194,7 @@ def test_a_complete_forgery_of_a_widened_scope_is_caught_by_the_bundle(
 
     data = replay_json(repo, env, SCOPE_RUN, 3, cli=True)
     assert whats(data) == [
-        "recorded facts for A differ from the bundle A_worker/ (re-derived by bundles.gather_facts): scope"
+        "recorded facts for A differ from the bundle A_worker/ (re-derived by facts.gather_facts): scope"
     ]
     d = data["divergences"][0]
     assert d["seq"] == first(events, "bundle.facts", worker="A")["seq"]

@@ -27,7 +27,7 @@ is a one-line divergence naming the file and the rule, never an internal error.
 
 Recorded inputs are re-derived where the evidence is still on disk: for every ``bundle.facts``
 event whose bundle folder still hashes to the recorded ``bundle_hash``, the facts are gathered
-again from the bundle (:func:`bundles.gather_facts`, the base tree from the run's base commit)
+again from the bundle (:func:`facts.gather_facts`, the base tree from the run's base commit)
 and must equal the recorded ones, so forged facts (a widened scope, a hidden touched path)
 cannot pass even when the decisions, VALIDATION.json and its hash were forged to match and the
 ledger was re-chained.
@@ -67,8 +67,8 @@ from tools.codex.factory.infra import jsonio, schemas
 from tools.codex.factory.infra.writer import sha256_file
 from tools.codex.factory.ledger.store import GENESIS, Event, Ledger, line_hash_ok
 from tools.codex.factory.records.status import Outcome, Status
-from tools.codex.factory.run import bundles
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.facts import V1_KEYS, Limits, bundle_hash, file_hashes, gather_facts
 
 REPORT_REL = f"{Z_DIR}/FINAL_REPORT.txt"
 STATUS_REL = f"{Z_DIR}/STATUS.json"
@@ -480,12 +480,38 @@ class Replayer:
             "bundle_hashes": {w: facts[w]["bundle_hash"] for w in workers},
             **result,
         }
+        if all("version" in facts[w] for w in workers):
+            # What integration applies: the judged bytes and declarations, per worker.
+            self.state["validation"]["apply_sha256"] = {
+                w: facts[w]["apply_sha256"] for w in workers
+            }
+            self.state["validation"]["depends_on"] = {
+                w: list(facts[w]["depends_on"]) for w in workers
+            }
+            self.state["validation"]["eol_normalised"] = {
+                w: bool(facts[w]["eol_normalised"]) for w in workers
+            }
         self._record_file(VALIDATION, p["validation_sha256"], ev.seq, "validation.decided")
+
+    def _limits(self) -> Limits:
+        """The run's limits (its manifest's config; defaults when it is unusable)."""
+        from tools.codex.factory.run.validate import limits
+
+        manifest = self._read_manifest()
+        if manifest is None:
+            return Limits()
+        try:
+            return limits(manifest)
+        except (KeyError, TypeError, ValueError):
+            return Limits()
+
+    def _on_manifest_written(self, ev: Event) -> None:
+        self._record_file(MANIFEST, ev.payload["sha256"], ev.seq, "manifest.written")
 
     def _run_setting(self, ev: Event, dotted: str) -> tuple[bool, Any]:
         """(True, value) of a setting in the run's RUN_MANIFEST.json config; (False, None) if the
         manifest is unusable (reported by the manifest check) or lacks it (reported here)."""
-        from tools.codex.factory.run.validate import run_setting
+        from tools.codex.factory.run.handle import run_setting
 
         manifest = self._read_manifest()
         if manifest is None:
@@ -508,14 +534,15 @@ class Replayer:
         manifest = self._read_manifest()
         if manifest is None:
             return
+        recorded = ev.payload["policy"]
+        version = recorded.get("version", 1)
         try:
-            expected = policy(manifest)
+            expected = policy(manifest, version if isinstance(version, int) else 1)
         except (KeyError, TypeError) as exc:
             self.diverge(
                 ev.seq, f"{MANIFEST} config", "the settings validation judges by", f"missing {exc}"
             )
             return
-        recorded = ev.payload["policy"]
         for key in sorted(set(expected) | set(recorded)):
             if expected.get(key) != recorded.get(key):
                 self.diverge(
@@ -916,7 +943,7 @@ class Replayer:
             folder = self.run_dir / wdir
             if snap.bundle_hash is not None:
                 checked += 1
-                now = bundles.bundle_hash(folder)
+                now = bundle_hash(folder, self._limits())
                 if now != snap.bundle_hash:
                     self.diverge(
                         snap.seq,
@@ -968,7 +995,7 @@ class Replayer:
     def _extra_files(
         self, folder: Path, prefix: str, listed: set[str], seq: int, source: str
     ) -> None:
-        for rel, _sha in bundles.file_hashes(folder, prefix):
+        for rel, _sha in file_hashes(folder, prefix, self._limits().max_file_bytes):
             if rel not in listed:
                 self.diverge(seq, f"{rel} (not in {source})", "no such file", "an unrecorded file")
 
@@ -990,7 +1017,12 @@ class Replayer:
             "touched",
             "policy",
             "bundle_hashes",
+            "apply_sha256",
+            "depends_on",
+            "eol_normalised",
         ):
+            if key not in v and key not in doc:
+                continue  # validated by an earlier release
             if doc.get(key) != v.get(key):
                 self.diverge(
                     v["seq"],
@@ -1032,7 +1064,7 @@ class Replayer:
         for w, recorded, seq in self.fact_events:
             wdir = worker_dirname(w)
             if wdir not in now:
-                now[wdir] = bundles.bundle_hash(self.run_dir / wdir)
+                now[wdir] = bundle_hash(self.run_dir / wdir, self._limits())
             if recorded["bundle_hash"] != now[wdir]:
                 continue  # the bundle changed since: a later record or the bundle-hash check covers it
             if base_lower is None:
@@ -1057,15 +1089,17 @@ class Replayer:
                     return
             key = (w, now[wdir])
             if key not in derived:
-                derived[key] = bundles.gather_facts(self.run_dir, w, base_lower)
+                derived[key] = gather_facts(self.run_dir, w, base_lower, self._limits())
                 self.state["facts_rederived"] += 1
             fresh = derived[key]
-            for name in sorted(set(fresh) | set(recorded)):
+            # A fact recorded by an earlier release is compared on the keys it had.
+            names = set(fresh) | set(recorded) if "version" in recorded else set(V1_KEYS)
+            for name in sorted(names):
                 if fresh.get(name) != recorded.get(name):
                     self.diverge(
                         seq,
                         f"recorded facts for {w} differ from the bundle {wdir}/ "
-                        f"(re-derived by bundles.gather_facts): {name}",
+                        f"(re-derived by facts.gather_facts): {name}",
                         fresh.get(name),
                         recorded.get(name),
                     )

@@ -14,6 +14,32 @@ from tools.codex.factory.infra.fsutil import remove_tree
 MIN_VERSION = (2, 30)
 
 
+# Config every git the factory runs carries (as GIT_CONFIG_* entries, the environment form of
+# `-c`): never the user's hooks (a post-checkout hook would run on `worktree add`), never their
+# fsmonitor daemon.
+GUARD_CONFIG = (("core.hooksPath", os.devnull), ("core.fsmonitor", "false"))
+
+
+def with_config(env: Mapping[str, str], pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """``env`` plus ``pairs`` as GIT_CONFIG_KEY_n/VALUE_n entries after any already there."""
+    out = dict(env)
+    try:
+        n = int(out.get("GIT_CONFIG_COUNT", "0"))
+    except ValueError:
+        n = 0
+    for key, value in pairs:
+        out[f"GIT_CONFIG_KEY_{n}"] = key
+        out[f"GIT_CONFIG_VALUE_{n}"] = value
+        n += 1
+    out["GIT_CONFIG_COUNT"] = str(n)
+    return out
+
+
+def guarded_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a git child: no hooks, no fsmonitor (see GUARD_CONFIG)."""
+    return with_config(env if env is not None else proc.base_env(), GUARD_CONFIG)
+
+
 def git(
     repo: Path | None,
     *args: str,
@@ -27,7 +53,7 @@ def git(
     return proc.run(
         ["git", *args],
         cwd=repo,
-        env=env if env is not None else proc.base_env(),
+        env=guarded_env(env),
         input=input,
         check=check,
         error=GitError,
@@ -152,21 +178,41 @@ def objects_dir(repo: Path) -> Path:
     return (common_dir(repo) / "objects").resolve()
 
 
+def _sandbox_config(repo: Path) -> bytes:
+    """The sandbox's own config: no CRLF conversion, no gc, no hooks, no fsmonitor, long paths
+    (Windows), and the user's whitespace rules when they set some, else CR at end of line is not
+    trailing whitespace (files committed with CRLF pass `git diff --check`)."""
+    res = git(repo, "config", "--get", "core.whitespace", check=False)
+    whitespace = res.out.strip() if res.rc == 0 and res.out.strip() else "cr-at-eol"
+    whitespace = whitespace.replace("\\", "").replace('"', "").replace("\n", "")
+    lines = [
+        "[core]",
+        "\tautocrlf = false",
+        "\tsafecrlf = false",
+        "\tlongpaths = true",
+        "\tfsmonitor = false",
+        f'\twhitespace = "{whitespace}"',
+        "[gc]",
+        "\tauto = 0",
+        "[user]",
+        "\tname = factory",
+        "\temail = factory@localhost",
+        "",
+    ]
+    return "\n".join(lines).encode("utf-8")
+
+
 def create_sandbox(sandbox: Path, repo: Path, commit: str) -> None:
     """A repository of its own whose index is ``commit``, borrowing the user's objects read-only.
 
     No files are written yet: patches are applied to the index, and the working tree is
-    materialised only when checks need it (:func:`materialise`).
+    materialised only when checks need it (:func:`materialise`). Binary patches cannot take a
+    postimage from the borrowed objects unchecked: validation verified each one's data.
     """
-    git(
-        sandbox.parent, "init", "-q", "--template=", sandbox.name, env=sandbox_env(sandbox)
-    )  # no hook templates
+    git(sandbox.parent, "init", "-q", "--template=", sandbox.name, env=sandbox_env(sandbox))
     config = sandbox / ".git" / "config"
-    with open(config, "a", encoding="utf-8", newline="\n") as fh:
-        fh.write(
-            "[core]\n\tautocrlf = false\n\tsafecrlf = false\n[gc]\n\tauto = 0\n"
-            "[user]\n\tname = factory\n\temail = factory@localhost\n"
-        )
+    with open(config, "ab") as fh:
+        fh.write(_sandbox_config(repo))
     alternates = sandbox / ".git" / "objects" / "info" / "alternates"
     alternates.parent.mkdir(parents=True, exist_ok=True)
     # Bytes with "\n": git reads the path up to the newline and would keep a "\r" (text mode on Windows).
@@ -176,14 +222,21 @@ def create_sandbox(sandbox: Path, repo: Path, commit: str) -> None:
     git(sandbox, "update-ref", "--no-deref", "HEAD", commit, env=env)
 
 
-def apply_to_index(sandbox: Path, patch_files: Sequence[Path]) -> proc.Result:
-    """Apply patches in order to the sandbox index, all or nothing (one index write)."""
+def join_patches(patches: Sequence[bytes]) -> bytes:
+    """Patches as one stream for one `git apply`: each ends with a newline."""
+    return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in patches)
+
+
+def apply_to_index(sandbox: Path, patches: Sequence[bytes]) -> proc.Result:
+    """Apply patches (the bytes validation judged, from memory: no file in between that a
+    racing process could swap) in order to the sandbox index, all or nothing (one index write)."""
     return git(
         sandbox,
         "apply",
         "--cached",
         "--whitespace=nowarn",
-        *[str(p) for p in patch_files],
+        "-",
+        input=join_patches(patches),
         check=False,
         env=_own_env(sandbox),
     )
@@ -296,18 +349,9 @@ def worktree_checkout_sparse(worktree: Path, hidden: Sequence[str]) -> None:
 
 
 def sparse_env(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` plus GIT_CONFIG_* entries that keep git commands in a worktree sparse."""
-    out = dict(env)
-    try:
-        n = int(out.get("GIT_CONFIG_COUNT", "0"))
-    except ValueError:
-        n = 0
-    for key, value in SPARSE_CONFIG:
-        out[f"GIT_CONFIG_KEY_{n}"] = key
-        out[f"GIT_CONFIG_VALUE_{n}"] = value
-        n += 1
-    out["GIT_CONFIG_COUNT"] = str(n)
-    return out
+    """``env`` plus GIT_CONFIG_* entries that keep git commands in a worktree sparse and away
+    from the user's hooks and fsmonitor (the agents' environment too)."""
+    return with_config(env, [*SPARSE_CONFIG, *GUARD_CONFIG])
 
 
 def worktree_list(repo: Path) -> list[dict[str, str]]:

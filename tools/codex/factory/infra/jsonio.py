@@ -21,6 +21,24 @@ class DuplicateKeyError(ValueError):
     """A JSON object names the same key twice (a parser would silently keep the last)."""
 
 
+class EncodingError(ValueError):
+    """The document is not UTF-8 (PowerShell 5.1's ``>`` and ``Out-File`` write UTF-16)."""
+
+
+UTF16_FIX = (
+    "save it as UTF-8 (PowerShell: `Out-File -Encoding utf8` or `Set-Content -Encoding utf8`)"
+)
+
+
+def utf16_kind(data: bytes) -> str | None:
+    """'UTF-16 LE' / 'UTF-16 BE' when ``data`` looks UTF-16 (a BOM, or NULs between ASCII)."""
+    if data.startswith(b"\xff\xfe") or (len(data) >= 2 and data[0] != 0 and data[1] == 0):
+        return "UTF-16 LE"
+    if data.startswith(b"\xfe\xff") or (len(data) >= 2 and data[0] == 0 and data[1] != 0):
+        return "UTF-16 BE"
+    return None
+
+
 def canonical(obj: Any) -> bytes:
     """Sorted keys, no spaces, UTF-8: equal values give equal bytes."""
     return orjson.dumps(obj, option=_LINE)
@@ -49,8 +67,12 @@ def loads_document(data: bytes, *, unique_keys: bool = False) -> Any:
     dropped. With ``unique_keys`` an object naming a key twice is refused rather than
     silently keeping the last value (operator-written files: config, plan).
 
-    Raises ValueError: ``orjson.JSONDecodeError`` for bad JSON, :class:`DuplicateKeyError`.
+    Raises ValueError: ``orjson.JSONDecodeError`` for bad JSON, :class:`DuplicateKeyError`,
+    :class:`EncodingError` for UTF-16 text.
     """
+    kind = utf16_kind(data)
+    if kind is not None:
+        raise EncodingError(f"the file is {kind}, not UTF-8: {UTF16_FIX}")
     if data.startswith(_BOM):
         data = data[3:]
     doc = orjson.loads(data)  # the one JSON dialect: strict UTF-8, no NaN, no lone surrogates
@@ -79,6 +101,8 @@ def read_json(path: Path, what: str = "", *, unique_keys: bool = False) -> Any:
         raise UsageError(f"{label}: cannot read ({exc.strerror or type(exc).__name__})") from None
     try:
         return loads_document(data, unique_keys=unique_keys)
+    except EncodingError as exc:
+        raise UsageError(f"{label}: {exc}") from None
     except DuplicateKeyError as exc:
         raise UsageError(f"{label}: invalid JSON ({exc})") from None
     except orjson.JSONDecodeError as exc:

@@ -51,6 +51,9 @@ class WorkerPlan:
     shared: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
     agent: dict[str, Any] | None = field(default=None, compare=False)
+    special: tuple[
+        str, ...
+    ] = ()  # where symlinks, gitlinks, .gitattributes, .gitmodules may change
 
     def scope_lock(self) -> dict[str, Any]:
         return {
@@ -72,6 +75,8 @@ class WorkerPlan:
         }
         if self.agent is not None:
             out["agent"] = self.agent
+        if self.special:  # absent when empty: a plan without it hashes as before
+            out["special"] = sorted(self.special)
         return out
 
 
@@ -138,7 +143,7 @@ def from_dict(doc: dict[str, Any], label: str) -> Plan:
         if wid in seen:
             raise UsageError(f"{label}: workers[{i}].id: duplicate worker {wid!r}")
         seen.add(wid)
-        for key in ("allow", "deny", "shared"):
+        for key in ("allow", "deny", "shared", "special"):
             for j, pattern in enumerate(w.get(key, [])):
                 try:
                     validate_glob(pattern)
@@ -153,6 +158,7 @@ def from_dict(doc: dict[str, Any], label: str) -> Plan:
                 tuple(w.get("shared", [])),
                 tuple(w.get("depends_on", [])),
                 w.get("agent"),
+                tuple(w.get("special", [])),
             )
         )
     for i, w in enumerate(workers):

@@ -78,10 +78,11 @@ def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
 
 def _run_info(ctx: Context, run_id: str) -> dict[str, Any]:
     """Base commit, kind and holdout globs of a run: its manifest, else its run.started event."""
-    from tools.codex.factory.run.launch import read_manifest
+    from tools.codex.factory.run.handle import read_manifest
 
+    manifest: dict[str, Any] | None
     try:
-        manifest = read_manifest(ctx, run_id)
+        manifest, _sha = read_manifest(ctx, run_id)
     except FactoryError:
         manifest = None
     if manifest is not None:
@@ -270,7 +271,7 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
     is exactly what its bundle holds and its run has finished (see :func:`keep_reason`);
     anything else is refused (exit 3), one line each, naming the worker and why.
     """
-    from tools.codex.factory.run.pipeline import run_lock
+    from tools.codex.factory.run.handle import run_lock
 
     if run_id is not None:
         validate_run_id(run_id)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.codex.factory.core import patchparse
 from tools.codex.factory.core.paths import LOGS_DIR, worker_dirname
@@ -31,6 +31,9 @@ from tools.codex.factory.records.plan import WorkerPlan, from_dict
 from tools.codex.factory.records.status import Outcome, Status
 from tools.codex.factory.run import bundles, runboard, worktrees
 from tools.codex.factory.run.context import Context
+
+if TYPE_CHECKING:
+    from tools.codex.factory.run.handle import RunHandle
 
 Progress = Callable[[str], None]
 
@@ -280,36 +283,34 @@ def locate(ctx: Context, manifest: dict[str, Any], workers: list[str]) -> dict[s
 
 def cmd_collect(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome:
     from tools.codex.factory.core.ids import validate_run_id
-    from tools.codex.factory.run.launch import read_manifest, selected_workers
-    from tools.codex.factory.run.pipeline import run_lock
+    from tools.codex.factory.run.handle import RunHandle
 
-    manifest = read_manifest(ctx, validate_run_id(run_id))
-    chosen = selected_workers(manifest, workers)
+    # The run lock: BLOCKED at once while a launch runs this run's agents.
+    with RunHandle.open(ctx, validate_run_id(run_id), workers) as run:
+        return _collect_locked(run)
+
+
+def _collect_locked(run: RunHandle) -> Outcome:
+    ctx, manifest, chosen, rec = run.ctx, run.manifest, run.workers, run.recorder
+    run_id = run.run_id
     paths = locate(ctx, manifest, chosen)
     plans = plan_workers(manifest)
-    rec = Recorder(ctx.ledger, run_id, manifest["kind"])
-    lock = run_lock(ctx, run_id)
-    lock.acquire()  # BLOCKED at once while a launch runs this run's agents
-    run_dir = ctx.layout.run_dir(run_id)
+    run_dir = run.run_dir
     results: dict[str, Any] = {}
     messages = []
-    try:
-        for w in chosen:
-            previous = runboard.read_status(run_dir, w)
-            info = collect_worker(
-                run_dir, manifest, plans[w], paths[w], status="DONE", source="collected"
+    for w in chosen:
+        previous = runboard.read_status(run_dir, w)
+        info = collect_worker(
+            run_dir, manifest, plans[w], paths[w], status="DONE", source="collected"
+        )
+        emit_collected(rec, info, previous)
+        results[w] = info
+        if info["handoff_error"]:
+            messages.append(
+                f"factory: warning: {worker_dirname(w)}: {info['handoff_error']}; "
+                "kept as written, bundle-validate will block until it is fixed and collected again"
             )
-            emit_collected(rec, info, previous)
-            results[w] = info
-            if info["handoff_error"]:
-                messages.append(
-                    f"factory: warning: {worker_dirname(w)}: {info['handoff_error']}; "
-                    "kept as written, bundle-validate will block until it is fixed and collected again"
-                )
-        rows = runboard.refresh(ctx.repo, run_dir, manifest)
-    finally:
-        lock.release()
-        lock.close()
+    rows = runboard.refresh(ctx.repo, run_dir, manifest)
     data = {
         "run_id": run_id,
         "status": "PASS",

@@ -31,12 +31,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "base_ref": "HEAD",
         "allow_identical_patch_overlap": False,
         "case_collisions": "block",
+        "portable_names": "block",
         "branch_prefix": "factory",
         "keep_sandbox": False,
     },
     "paths": {
         "runs_dir": "tools/codex/runs",
         "worktrees_dir": None,
+        "sandbox_dir": None,
     },
     "workers": {
         "ids": ["A", "B", "C", "D"],
@@ -54,6 +56,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             }
         ],
         "advisory": [],
+        "attributes": "base",
     },
     "ledger": {
         "path": None,
@@ -61,8 +64,25 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lock_timeout_s": 30,
     },
     "security": {
-        "protected_paths": ["scenarios/**", "tools/codex/factory/**"],
+        # The holdout and the factory's whole import chain (`python -m tools.codex.factory`
+        # imports tools/__init__.py and tools/codex/__init__.py first); the runs folder is always
+        # protected on top of these (see run.validate.policy).
+        "protected_paths": [
+            "scenarios/**",
+            "tools/__init__.py",
+            "tools/codex/__init__.py",
+            "tools/codex/factory/**",
+        ],
         "holdout_paths": ["scenarios/"],
+    },
+    "limits": {
+        # Generous bounds on what a worker hands back: nothing hostile can make the factory
+        # hash a sparse 1 TiB file, read a 6 GiB log into memory or echo a 20 MB string.
+        "max_file_bytes": 64 * 1024 * 1024,
+        "max_bundle_bytes": 512 * 1024 * 1024,
+        "max_bundle_files": 100_000,
+        "max_path_chars": 4096,
+        "max_text_chars": 2000,
     },
     "feature_flags": {
         "record_check_output_in_ledger": False,

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import stat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.codex.factory.core import patchparse
 from tools.codex.factory.core.ids import validate_run_id, validate_worker_id
@@ -20,13 +21,14 @@ from tools.codex.factory.core.paths import worker_dirname
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.infra.fsutil import remove_tree
-from tools.codex.factory.infra.writer import GuardedWriter
-from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.records.status import Outcome, Status
 from tools.codex.factory.run import bundles, runboard
 from tools.codex.factory.run.collect import existing_logs, generated_summary, plan_workers
 from tools.codex.factory.run.context import Context
-from tools.codex.factory.run.integrate import normalise_eol
+from tools.codex.factory.run.facts import normalise_eol
+
+if TYPE_CHECKING:
+    from tools.codex.factory.run.handle import RunHandle
 
 _MAIL = re.compile(rb"^From [0-9a-f]{40} ", re.M)
 _SUBJECT = re.compile(rb"^Subject: (?:\[PATCH[^\]]*\] ?)?(.*)$", re.M)
@@ -35,13 +37,23 @@ _SUBJECT = re.compile(rb"^Subject: (?:\[PATCH[^\]]*\] ?)?(.*)$", re.M)
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
-def _read(path: Path, option: str) -> bytes:
+def _read(path: Path, option: str, limit: int) -> bytes:
     try:
-        data = path.read_bytes()
+        st = path.stat()
     except FileNotFoundError:
         raise UsageError(f"{option} {path}: file not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"{option} {path}: is a directory, not a file") from None
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{option} {path}: is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{option} {path}: not a regular file")
+    if st.st_size > limit:
+        raise UsageError(
+            f"{option} {path}: {st.st_size} bytes, over the limit of {limit} (limits.max_file_bytes)"
+        )
+    try:
+        data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"{option} {path}: cannot read ({exc.strerror})") from None
     if data.startswith(UTF16_BOMS):
@@ -75,65 +87,52 @@ def _first_error(text: str) -> str:
 def cmd_import(
     ctx: Context, run_id: str, worker: str, patch_file: Path, summary_file: Path | None
 ) -> Outcome:
-    from tools.codex.factory.run.launch import read_manifest
+    from tools.codex.factory.run.handle import RunHandle
 
-    manifest = read_manifest(ctx, validate_run_id(run_id))
     validate_worker_id(worker, "--worker")
-    if worker not in manifest["workers"]:
-        raise UsageError(
-            f"--worker {worker}: not in run {run_id} (workers: {', '.join(manifest['workers'])})"
-        )
-    raw = _read(patch_file, "--patch")
-    summary_text = (
-        _read(summary_file, "--summary").decode("utf-8", "replace")
-        if summary_file is not None
-        else None
-    )
-    data, _converted = normalise_eol(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)
-    name = f"--patch {patch_file}"
-    try:
-        parsed = patchparse.parse(data)
-    except patchparse.PatchParseError as exc:
-        raise UsageError(f"{name}: not a readable patch: {exc}") from None
-    if not parsed.files:
-        raise UsageError(
-            f"{name}: no file changes found (expected `git diff`, `git format-patch` or a PR's .patch)"
-        )
-    for f in parsed.files:
-        if f.binary and b"GIT binary patch" not in f.raw:
-            path = f.new_path or f.old_path
+    # The run lock, as integrate and bundle-collect take it: an import cannot race integrate,
+    # nor the worker's running agent (launch holds the lock while agents run). A held lock is
+    # BLOCKED at once.
+    with RunHandle.open(ctx, validate_run_id(run_id)) as run:
+        manifest = run.manifest
+        if worker not in manifest["workers"]:
             raise UsageError(
-                f"{name}: binary change to {path} carries no data; make the patch with `git diff --binary`"
+                f"--worker {worker}: not in run {run_id} (workers: "
+                f"{', '.join(manifest['workers'])})"
             )
-    fmt, commits = patch_format(data)
-    # The run lock, as integrate and bundle-collect take it: an import cannot slip between
-    # integrate's bundle-hash check and its patch read, nor race the worker's running agent
-    # (launch holds the lock while agents run). A held lock is BLOCKED at once.
-    from tools.codex.factory.run.pipeline import run_lock
-
-    lock = run_lock(ctx, run_id)
-    lock.acquire()
-    try:
-        return _build(
-            ctx,
-            manifest,
-            worker,
-            raw,
-            data,
-            fmt,
-            commits,
-            name,
-            summary_text,
-            summary_file is not None,
+        limit = int(run.setting("limits.max_file_bytes"))
+        raw = _read(patch_file, "--patch", limit)
+        summary_text = (
+            _read(summary_file, "--summary", limit).decode("utf-8", "replace")
+            if summary_file is not None
+            else None
         )
-    finally:
-        lock.release()
-        lock.close()
+        data, _converted = normalise_eol(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)
+        name = f"--patch {patch_file}"
+        try:
+            parsed = patchparse.parse(data)
+        except patchparse.PatchParseError as exc:
+            raise UsageError(f"{name}: not a readable patch: {exc}") from None
+        if not parsed.files:
+            raise UsageError(
+                f"{name}: no file changes found (expected `git diff`, `git format-patch` or a "
+                "PR's .patch)"
+            )
+        for f in parsed.files:
+            if f.binary and b"GIT binary patch" not in f.raw:
+                path = f.new_path or f.old_path
+                raise UsageError(
+                    f"{name}: binary change to {path} carries no data; make the patch with "
+                    "`git diff --binary`"
+                )
+        fmt, commits = patch_format(data)
+        return _build(
+            run, worker, raw, data, fmt, commits, name, summary_text, summary_file is not None
+        )
 
 
 def _build(
-    ctx: Context,
-    manifest: dict[str, Any],
+    run: RunHandle,
     worker: str,
     raw: bytes,
     data: bytes,
@@ -143,10 +142,10 @@ def _build(
     summary_text: str | None,
     summary_given: bool,
 ) -> Outcome:
-    run_id = manifest["run_id"]
-    commit = manifest["base_commit"]
-    run_dir = ctx.layout.run_dir(run_id)
-    writer = GuardedWriter(run_dir)
+    ctx, manifest, writer = run.ctx, run.manifest, run.writer
+    run_id = run.run_id
+    commit = run.base_commit
+    run_dir = run.run_dir
     sandbox_rel = f"import-{worker}"
     sandbox = writer.target(sandbox_rel)
     if sandbox.exists():
@@ -205,7 +204,7 @@ def _build(
         },
         reason="",
     )
-    rec = Recorder(ctx.ledger, run_id, manifest["kind"])
+    rec = run.recorder
     rec.emit(
         "bundle.imported",
         "bundle-import",

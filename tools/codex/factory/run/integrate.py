@@ -1,7 +1,15 @@
-"""``integrate`` (Z): apply validated bundles to the base in a sandbox and run the checks."""
+"""``integrate`` (Z): apply validated bundles to the base in a sandbox and run the checks.
+
+What is validated is what is applied: the patches come from the run's snapshot store, by the
+sha256 that the ledger-anchored VALIDATION.json recorded, verified again when read, and reach
+`git apply` through its standard input (no file in between that a racing process could swap).
+The bundle folders are not read again.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -9,78 +17,86 @@ from typing import Any
 
 from tools.codex.factory.core import decisions, patchparse
 from tools.codex.factory.core.paths import LOGS_DIR, SANDBOX_DIR, VALIDATION, Z_DIR, worker_dirname
-from tools.codex.factory.errors import BlockedError, ProcessError
+from tools.codex.factory.errors import BlockedError, FactoryError, ProcessError
 from tools.codex.factory.infra import gitops, jsonio, proc, schemas
-from tools.codex.factory.infra.fsutil import remove_tree
-from tools.codex.factory.infra.writer import GuardedWriter, sha256_file
-from tools.codex.factory.ledger.recorder import Recorder
-from tools.codex.factory.ledger.store import Filter, Ledger
-from tools.codex.factory.run import bundles
-from tools.codex.factory.run.context import Context
+from tools.codex.factory.infra.fsutil import read_regular, remove_tree
+from tools.codex.factory.infra.writer import GuardedWriter
+from tools.codex.factory.ledger.store import Filter
+from tools.codex.factory.run import bundles, snapshots
+from tools.codex.factory.run.facts import Limits, bundle_hash, file_hashes
+from tools.codex.factory.run.handle import RunHandle
 from tools.codex.factory.run.stages import StageResult
-from tools.codex.factory.run.validate import run_setting
+from tools.codex.factory.run.validate import limits as run_limits
 
 _APPLY_ERR = re.compile(r"error: (?:patch failed: )?(.+?)(?::\d+)?: ")
+MAX_VALIDATION_BYTES = 64 * 1024 * 1024
 
 
-def require_validation(
-    ledger: Ledger, run_id: str, run_dir: Path, workers: list[str]
-) -> dict[str, Any]:
+def require_validation(run: RunHandle) -> dict[str, Any]:
     """Integration only follows a PASS validation of exactly these bundles, unchanged since.
 
-    VALIDATION.json is trusted only if its bytes are the ones the ledger's latest
+    VALIDATION.json is trusted only if its bytes (read once) are the ones the ledger's latest
     ``validation.decided`` event for this run recorded: a hand-edited verdict is refused.
     """
-    path = run_dir / VALIDATION
-    if not path.is_file():
+    path = run.run_dir / VALIDATION
+    if not path.exists():
         raise BlockedError(
             "bundle-validate has not run for this run: run `factory bundle-validate` first"
         )
-    decided = ledger.select(Filter(run_id=run_id, event_type="validation.decided"), limit=1)
+    decided = run.ctx.ledger.select(
+        Filter(run_id=run.run_id, event_type="validation.decided"), limit=1
+    )
     if not decided:
         raise BlockedError(
-            f"the ledger has no validation.decided event for {run_id}: run `factory bundle-validate`"
+            f"the ledger has no validation.decided event for {run.run_id}: "
+            "run `factory bundle-validate`"
         )
-    recorded = decided[-1].payload
-    if sha256_file(path) != recorded.get("validation_sha256"):
+    try:
+        data = read_regular(path, VALIDATION, limit=MAX_VALIDATION_BYTES)
+    except FactoryError as exc:
+        raise BlockedError(f"{exc}: run bundle-validate again") from None
+    if hashlib.sha256(data).hexdigest() != decided[-1].payload.get("validation_sha256"):
         raise BlockedError(
-            f"{VALIDATION} is not the file bundle-validate wrote (ledger seq {decided[-1].seq} recorded another sha256): "
-            "run bundle-validate again"
+            f"{VALIDATION} is not the file bundle-validate wrote (ledger seq {decided[-1].seq} "
+            "recorded another sha256): run bundle-validate again"
         )
-    doc = jsonio.read_json(path, VALIDATION)
+    doc = jsonio.loads_document(data)
     if schemas.errors("validation", doc):
         raise BlockedError(f"{VALIDATION} does not match its schema: run bundle-validate again")
+    workers = run.workers
     if sorted(doc["workers"]) != sorted(workers):
         raise BlockedError(
-            f"{VALIDATION} covers workers {','.join(doc['workers'])} but integrate was asked for {','.join(workers)}: "
-            "validate the same selection"
+            f"{VALIDATION} covers workers {','.join(doc['workers'])} but integrate was asked for "
+            f"{','.join(workers)}: validate the same selection"
         )
     if doc["status"] != "PASS":
         raise BlockedError(
-            f"bundle-validate said {doc['status']} ({len(doc['findings'])} finding(s)): see {VALIDATION}"
+            f"bundle-validate said {doc['status']} ({len(doc['findings'])} finding(s)): "
+            f"see {VALIDATION}"
         )
+    if "apply_sha256" not in doc:
+        raise BlockedError(
+            f"{VALIDATION} was written by an earlier release and names no validated patch bytes: "
+            "run bundle-validate again"
+        )
+    bounds = run_limits(run.manifest)
     for w in workers:
-        now = bundles.bundle_hash(run_dir / worker_dirname(w))
+        now = bundle_hash(run.run_dir / worker_dirname(w), bounds)
         if now != doc["bundle_hashes"].get(w):
             raise BlockedError(
-                f"bundle {worker_dirname(w)} changed since it was validated: run bundle-validate again"
+                f"bundle {worker_dirname(w)} changed since it was validated: "
+                "run bundle-validate again"
             )
     return dict(doc)
 
 
-def dependencies(
-    run_dir: Path, manifest: dict[str, Any], workers: list[str]
-) -> dict[str, list[str]]:
-    """Declared dependencies: the plan's plus each worker's HANDOFF_NOTE.json."""
+def dependencies(manifest: dict[str, Any], validation: dict[str, Any]) -> dict[str, list[str]]:
+    """Declared dependencies: the plan's plus each HANDOFF_NOTE.json's, as validation read it."""
     plan_deps = {w["id"]: list(w.get("depends_on", [])) for w in manifest["plan"]["workers"]}
-    out = {}
-    for w in workers:
-        note = jsonio.read_json(
-            run_dir / worker_dirname(w) / "HANDOFF_NOTE.json",
-            f"{worker_dirname(w)}/HANDOFF_NOTE.json",
-        )
-        out[w] = sorted(set(plan_deps.get(w, [])) | set(note.get("depends_on", [])))
-    return out
+    noted = validation.get("depends_on", {})
+    return {
+        w: sorted(set(plan_deps.get(w, [])) | set(noted.get(w, []))) for w in validation["workers"]
+    }
 
 
 def merge_plan_md(run_id: str, order: list[str], deps: dict[str, list[str]], reason: str) -> str:
@@ -89,7 +105,8 @@ def merge_plan_md(run_id: str, order: list[str], deps: dict[str, list[str]], rea
         lines += [f"No merge: {reason}.", ""]
     else:
         lines += [
-            "Patches are applied to the base in this order (worker id, unless dependencies say otherwise):",
+            "Patches are applied to the base in this order (worker id, unless dependencies say "
+            "otherwise):",
             "",
         ]
         for i, w in enumerate(order, 1):
@@ -97,14 +114,6 @@ def merge_plan_md(run_id: str, order: list[str], deps: dict[str, list[str]], rea
             lines.append(f"{i}. {worker_dirname(w)}{after}")
         lines.append("")
     return "\n".join(lines)
-
-
-def normalise_eol(patch: bytes) -> tuple[bytes, bool]:
-    """A patch whose first line ends in CRLF was saved through a CRLF filter: convert it back."""
-    end = patch.find(b"\n")
-    if end > 0 and patch[end - 1 : end] == b"\r":
-        return patch.replace(b"\r\n", b"\n"), True
-    return patch, False
 
 
 def without_paths(patch: bytes, drop: set[str]) -> bytes:
@@ -123,37 +132,39 @@ def expand(argv: list[str], values: dict[str, str]) -> list[str]:
     return out
 
 
-def run_checks(
-    ctx: Context, rec: Recorder, writer: GuardedWriter, sandbox: Path, manifest: dict[str, Any]
-) -> list[dict[str, Any]]:
+def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
     """The run's configured checks (as launched), in the materialised sandbox."""
-    run_id, commit = manifest["run_id"], manifest["base_commit"]
+    writer, rec = run.writer, run.recorder
+    commit = run.base_commit
     results = []
     timings: list[str] = []
     values = {
         "python": sys.executable,
         "base_commit": commit,
-        "run_id": run_id,
+        "run_id": run.run_id,
         "sandbox": str(sandbox),
     }
-    env = gitops.sandbox_env(sandbox, ctx.repo)
-    configured = [(c, True) for c in run_setting(manifest, "checks.required")]
-    configured += [(c, False) for c in run_setting(manifest, "checks.advisory")]
+    env = gitops.sandbox_env(sandbox, run.ctx.repo)
+    if run.setting("checks.attributes") == "base":
+        # Attributes come from the base commit, not the candidate (git >= 2.42; see RUNBOOK).
+        env["GIT_ATTR_SOURCE"] = commit
+    configured = [(c, True) for c in run.setting("checks.required")]
+    configured += [(c, False) for c in run.setting("checks.advisory")]
     for check, required in configured:
         name = check["name"]
         out_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stdout.log"
         err_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stderr.log"
+        writer.mkdir(f"{Z_DIR}/{LOGS_DIR}")
         out_path, err_path = writer.target(out_rel), writer.target(err_rel)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
         timeout = float(check.get("timeout_s", 600))
-        start = ctx.clock.monotonic()
+        start = run.ctx.clock.monotonic()
         try:
             done = proc.run_logged(
                 expand(check["argv"], values), sandbox, env, out_path, err_path, timeout
             )
             rc, timed_out = done.rc, done.timed_out
         except ProcessError as exc:
-            err_path.write_bytes((str(exc) + "\n").encode("utf-8"))
+            writer.write_text(err_rel, str(exc) + "\n")
             rc, timed_out = 127, False
         entry = {
             "name": name,
@@ -165,11 +176,12 @@ def run_checks(
             "stderr_log": f"{LOGS_DIR}/check-{name}.stderr.log",
         }
         timings.append(
-            f"{name}: {ctx.clock.elapsed(start):.3f}s rc={rc} timed_out={str(timed_out).lower()}\n"
+            f"{name}: {run.ctx.clock.elapsed(start):.3f}s rc={rc} "
+            f"timed_out={str(timed_out).lower()}\n"
         )
         hashes = {rel: writer.record(rel) for rel in (out_rel, err_rel)}
         extra: dict[str, Any] = {}
-        if run_setting(manifest, "feature_flags.record_check_output_in_ledger"):
+        if run.setting("feature_flags.record_check_output_in_ledger"):
             extra["output_tail"] = {"stdout": _tail(out_path), "stderr": _tail(err_path)}
         rec.emit(
             "check.finished",
@@ -188,41 +200,61 @@ def run_checks(
     return results
 
 
-def integrate(
-    ctx: Context, rec: Recorder, writer: GuardedWriter, manifest: dict[str, Any], workers: list[str]
-) -> StageResult:
-    run_id = manifest["run_id"]
-    commit = manifest["base_commit"]
-    run_dir = ctx.layout.run_dir(run_id)
+def sandbox_path(run: RunHandle) -> tuple[Path, bool]:
+    """Where the sandbox goes: ``sandbox/`` in the run folder, or under ``paths.sandbox_dir``
+    (a short folder for Windows' path limits), in a slot of its own. (path, inside run folder)."""
+    configured = run.ctx.config.get("paths.sandbox_dir")
+    if not configured:
+        return run.writer.target(SANDBOX_DIR), True
+    root = Path(os.path.expanduser(str(configured)))
+    if not root.is_absolute():
+        root = run.ctx.repo / root
+    slot = hashlib.sha256(f"{run.ctx.repo.resolve()}\0{run.run_id}".encode()).hexdigest()[:10]
+    return root / slot, False
+
+
+def integrate(run: RunHandle) -> StageResult:
+    manifest, writer, rec = run.manifest, run.writer, run.recorder
+    commit = run.base_commit
     data: dict[str, Any] = {"merge_order": [], "applied": [], "checks": [], "files_changed": []}
     writer.clear(Z_DIR)  # nothing of an earlier attempt may be reported or attested as this one's
-    validation = require_validation(ctx.ledger, run_id, run_dir, workers)
-    deps = dependencies(run_dir, manifest, workers)
-    strict = bool(run_setting(manifest, "feature_flags.strict_handoff_dependencies"))
+    validation = require_validation(run)
+    deps = dependencies(manifest, validation)
+    strict = bool(run.setting("feature_flags.strict_handoff_dependencies"))
     order, cycle = decisions.merge_order(deps, strict)
     rec.emit(
         "merge.planned", "integrate", depends_on=deps, strict=strict, order=order, reason=cycle
     )
-    writer.write_text(f"{Z_DIR}/MERGE_PLAN.md", merge_plan_md(run_id, order, deps, cycle))
+    writer.write_text(f"{Z_DIR}/MERGE_PLAN.md", merge_plan_md(run.run_id, order, deps, cycle))
     if cycle:
         return StageResult("integrate", "BLOCKED", cycle, data)
     data["merge_order"] = order
+    bounds = run_limits(manifest)
+    patches = {
+        w: snapshots.get(run.run_dir, validation["apply_sha256"][w], bounds.max_file_bytes)
+        for w in order
+    }
     identical = {o["path"] for o in validation["overlaps"] if o["resolution"] == "identical"}
-    sandbox = writer.target(SANDBOX_DIR)
+    sandbox, inside = sandbox_path(run)
     if sandbox.exists():
         remove_tree(sandbox)
-    writer.mkdir(SANDBOX_DIR)
+    if inside:
+        writer.mkdir(SANDBOX_DIR)
+    else:
+        sandbox.mkdir(parents=True)
     status, reason = "PASS", ""
     try:
-        gitops.create_sandbox(sandbox, ctx.repo, commit)
-        staged = stage_patches(run_dir, sandbox, order, identical, validation["touched"])
-        nonempty = [s for s in staged if s["file"] is not None]
-        res = gitops.apply_to_index(sandbox, [s["file"] for s in nonempty]) if nonempty else None
+        gitops.create_sandbox(sandbox, run.ctx.repo, commit)
+        staged = stage_patches(
+            patches, order, identical, validation["touched"], validation.get("eol_normalised", {})
+        )
+        nonempty = [s for s in staged if s["patch"]]
+        res = gitops.apply_to_index(sandbox, [s["patch"] for s in nonempty]) if nonempty else None
         if res is not None and res.rc != 0:
             # Nothing of the failed atomic apply reached the index; apply one by one to name the
             # first worker that does not fit (those before it stay applied, for the report).
             status = "BLOCKED"
-            reason, data["applied"] = find_failing(rec, sandbox, staged, res.err)
+            reason, data["applied"] = find_failing(run, sandbox, staged, res.err)
         else:
             for s in staged:
                 rec.emit(
@@ -231,7 +263,7 @@ def integrate(
                     worker=s["worker"],
                     ok=True,
                     files=s["touched"],
-                    empty=s["file"] is None,
+                    empty=not s["patch"],
                     eol_normalised=s["eol_normalised"],
                 )
             data["applied"] = [s["worker"] for s in staged]
@@ -244,65 +276,68 @@ def integrate(
                 {"schema_version": schemas.SCHEMA_VERSION, "files": data["files_changed"]}
             ),
         )
-        configured = run_setting(manifest, "checks.required") or run_setting(
-            manifest, "checks.advisory"
-        )
+        configured = run.setting("checks.required") or run.setting("checks.advisory")
         if status == "PASS" and configured:
             gitops.materialise(sandbox)
-            data["checks"] = run_checks(ctx, rec, writer, sandbox, manifest)
+            data["checks"] = run_checks(run, sandbox)
             check_state, reasons = decisions.check_status(data["checks"])
             if check_state != "PASS":
                 status, reason = check_state, "; ".join(reasons)
     finally:
-        if not ctx.config.get("run.keep_sandbox") and sandbox.exists():
-            remove_tree(sandbox)
-    write_logs_index(writer)
+        if not run.ctx.config.get("run.keep_sandbox") and sandbox.exists():
+            _remove_sandbox(run, sandbox)
+    write_logs_index(writer, bounds)
     return StageResult("integrate", status, reason, data)
 
 
+def _remove_sandbox(run: RunHandle, sandbox: Path) -> None:
+    """Remove the sandbox (with retries for transient sharing violations); a failure is recorded
+    and never changes the verdict."""
+    try:
+        remove_tree(sandbox)
+    except (OSError, FactoryError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        run.recorder.emit("cleanup.failed", "integrate", kept=["sandbox"], reason=why)
+
+
 def stage_patches(
-    run_dir: Path,
-    sandbox: Path,
+    patches: dict[str, bytes],
     order: list[str],
     identical: set[str],
     touched_by: dict[str, list[str]],
+    eol_normalised: dict[str, bool],
 ) -> list[dict[str, Any]]:
-    """Write each worker's patch, as it will be applied, into the sandbox's .git folder.
+    """Each worker's validated patch, as it will be applied, in merge order.
 
-    ``touched_by`` is what validation recorded for these exact bundles (their hashes matched).
+    ``touched_by`` is what validation recorded for these exact bytes.
     """
     staged: list[dict[str, Any]] = []
     applied_paths: set[str] = set()
-    folder = sandbox / ".git" / "factory-patches"
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, w in enumerate(order, 1):
-        raw = (run_dir / worker_dirname(w) / "DIFF.patch").read_bytes()
-        patch, converted = normalise_eol(raw)
+    for w in order:
+        patch = patches[w]
         touched = list(touched_by[w])
         dup = identical & applied_paths
         if dup & set(touched):
             patch = without_paths(patch, dup)
-        entry: dict[str, Any] = {
-            "worker": w,
-            "touched": touched,
-            "eol_normalised": converted,
-            "file": None,
-        }
-        if patch.strip():
-            path = folder / f"{i:03d}-{w}.patch"
-            path.write_bytes(patch)
-            entry["file"] = path
-        staged.append(entry)
+        staged.append(
+            {
+                "worker": w,
+                "touched": touched,
+                "eol_normalised": bool(eol_normalised.get(w, False)),
+                "patch": patch if patch.strip() else b"",
+            }
+        )
         applied_paths |= set(touched)
     return staged
 
 
 def find_failing(
-    rec: Recorder, sandbox: Path, staged: list[dict[str, Any]], first_error: str
+    run: RunHandle, sandbox: Path, staged: list[dict[str, Any]], first_error: str
 ) -> tuple[str, list[str]]:
     """The all-at-once apply failed: apply one by one to name the first worker that does not fit."""
+    rec = run.recorder
     for s in staged:
-        if s["file"] is None:
+        if not s["patch"]:
             rec.emit(
                 "patch.applied",
                 "integrate",
@@ -313,7 +348,7 @@ def find_failing(
                 eol_normalised=s["eol_normalised"],
             )
             continue
-        res = gitops.apply_to_index(sandbox, [s["file"]])
+        res = gitops.apply_to_index(sandbox, [s["patch"]])
         if res.rc != 0:
             files = sorted({m.group(1) for m in _APPLY_ERR.finditer(res.err)}) or s["touched"]
             done = [x["worker"] for x in staged[: staged.index(s)]]
@@ -345,15 +380,23 @@ def find_failing(
 
 def _tail(path: Path, limit: int = 2048) -> str:
     """The last ``limit`` bytes of a log, as text, for the ledger (feature flag)."""
-    data = path.read_bytes()
-    return data[-limit:].decode("utf-8", "replace")
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - limit))
+        data = fh.read(limit)
+    return data.decode("utf-8", "replace")
 
 
-def write_logs_index(writer: GuardedWriter) -> None:
-    logs_dir = writer.target(f"{Z_DIR}/{LOGS_DIR}")
-    entries: dict[str, bytes] = {}
-    if logs_dir.is_dir():
-        for p in sorted(logs_dir.rglob("*")):
-            if p.is_file() and p.name != "INDEX.json":
-                entries[p.relative_to(logs_dir).as_posix()] = p.read_bytes()
-    writer.write(f"{Z_DIR}/{LOGS_DIR}/INDEX.json", jsonio.pretty(bundles.logs_index(entries)))
+def write_logs_index(writer: GuardedWriter, bounds: Limits) -> None:
+    entries = {
+        rel.removeprefix(f"{Z_DIR}/{LOGS_DIR}/"): sha
+        for rel, sha in file_hashes(writer.root / Z_DIR / LOGS_DIR, f"{Z_DIR}/{LOGS_DIR}")
+        if not rel.endswith("/INDEX.json")
+    }
+    sizes = {
+        name: (writer.root / Z_DIR / LOGS_DIR / name).stat().st_size for name in sorted(entries)
+    }
+    writer.write(
+        f"{Z_DIR}/{LOGS_DIR}/INDEX.json",
+        jsonio.pretty(bundles.logs_index_from_hashes(entries, sizes)),
+    )

@@ -20,6 +20,7 @@ from tools.codex.factory.ledger.recorder import OPERATOR, Recorder
 from tools.codex.factory.records.plan import Plan, default_plan, load_plan
 from tools.codex.factory.run import bundles
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.handle import MANIFEST_EVENT, run_lock
 from tools.codex.factory.run.stages import StageResult
 
 
@@ -216,13 +217,34 @@ def _finish_alone(rec: Recorder, failed: StageResult) -> None:
 def _create(
     ctx: Context, req: LaunchRequest, rec: Recorder, run_id: str, commit: str, plan: Plan
 ) -> tuple[StageResult, Recorder | None]:
+    """Write the run folder under the run lock (no other stage can read a half-made run)."""
     run_dir = ctx.layout.run_dir(run_id)
     rec.emit("stage.started", "launch")
     writer = GuardedWriter(run_dir)
     for sub in (LOCKS_DIR, ATTEST_DIR, Z_DIR):
         writer.mkdir(sub)
+    lock = run_lock(ctx, run_id)
+    lock.acquire()
+    try:
+        return _create_locked(ctx, req, rec, writer, run_id, commit, plan)
+    finally:
+        lock.release()
+        lock.close()
+
+
+def _create_locked(
+    ctx: Context,
+    req: LaunchRequest,
+    rec: Recorder,
+    writer: GuardedWriter,
+    run_id: str,
+    commit: str,
+    plan: Plan,
+) -> tuple[StageResult, Recorder | None]:
     manifest = build_manifest(ctx, run_id, req, commit, plan)
     manifest_sha = writer.write(MANIFEST, jsonio.pretty(manifest))
+    # Every later stage refuses a manifest whose bytes differ from these.
+    rec.emit(MANIFEST_EVENT, "launch", sha256=manifest_sha)
     written: dict[str, str] = {MANIFEST: manifest_sha}
     if not req.dry_run:
         from tools.codex.factory.run import workers as real
@@ -280,30 +302,3 @@ def build_manifest(
             w.id: hashlib.sha256(jsonio.pretty(w.scope_lock())).hexdigest() for w in plan.workers
         },
     }
-
-
-def read_manifest(ctx: Context, run_id: str) -> dict[str, Any]:
-    run_dir = ctx.layout.run_dir(run_id)
-    if not run_dir.is_dir():
-        raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
-    path = run_dir / MANIFEST
-    doc = jsonio.read_json(path, f"{ctx.layout.run_rel(run_id)}/{MANIFEST}")
-    problems = schemas.errors("run_manifest", doc)
-    if problems:
-        where, msg = problems[0]
-        raise BlockedError(f"{ctx.layout.run_rel(run_id)}/{MANIFEST}: {where}: {msg}")
-    if doc["run_id"] != run_id:
-        raise BlockedError(f"{MANIFEST} names run {doc['run_id']!r}, not {run_id!r}")
-    return dict(doc)
-
-
-def selected_workers(manifest: dict[str, Any], workers: list[str] | None) -> list[str]:
-    known = list(manifest["workers"])
-    if workers is None:
-        return sorted(known)
-    unknown = [w for w in workers if w not in known]
-    if unknown:
-        raise UsageError(
-            f"--workers: {', '.join(unknown)} not in this run (workers: {', '.join(known)})"
-        )
-    return sorted(workers)

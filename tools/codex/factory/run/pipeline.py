@@ -6,37 +6,22 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.core.ids import validate_kind, validate_run_id
-from tools.codex.factory.core.paths import LOCKS_DIR
 from tools.codex.factory.errors import FactoryError, LockHeldError, UsageError
-from tools.codex.factory.infra.locks import ProcessLock
-from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.records.status import Outcome, Status
 from tools.codex.factory.run import preflight, report, validate
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.handle import RunHandle
 from tools.codex.factory.run.launch import (
     LaunchRequest,
     launch,
-    read_manifest,
     release_reservation,
     reserve_run_id,
     resolve_plan,
-    selected_workers,
 )
 from tools.codex.factory.run.stages import StageResult, run_stage, skipped
 
 STAGES = ("preflight", "launch", "bundle-validate", "integrate", "summary")
-
-
-def _recorder(ctx: Context, manifest: dict[str, Any]) -> Recorder:
-    return Recorder(ctx.ledger, manifest["run_id"], manifest["kind"])
-
-
-def run_lock(ctx: Context, run_id: str) -> ProcessLock:
-    """The run lock: a second process is BLOCKED at once, never left waiting."""
-    writer = GuardedWriter(ctx.layout.run_dir(run_id))
-    path = writer.target(f"{LOCKS_DIR}/run.lock")
-    return ProcessLock(path, 0, f"run lock of {run_id}")
 
 
 def cmd_preflight(ctx: Context, base_ref: str | None, run_id: str | None) -> Outcome:
@@ -62,8 +47,9 @@ def cmd_launch(ctx: Context, req: LaunchRequest) -> Outcome:
 
 def _runboard_text(ctx: Context, run_id: str) -> str:
     from tools.codex.factory.run import runboard
+    from tools.codex.factory.run.handle import read_manifest
 
-    manifest = read_manifest(ctx, run_id)
+    manifest, _sha = read_manifest(ctx, run_id)
     rows = runboard.rows(ctx.repo, ctx.layout.run_dir(run_id), manifest)
     return "\n".join(
         [
@@ -74,47 +60,43 @@ def _runboard_text(ctx: Context, run_id: str) -> str:
     )
 
 
-def _remove_worktrees(
-    ctx: Context, manifest: dict[str, Any], workers: list[str], doc: dict[str, Any], keep: bool
-) -> list[str]:
+def _remove_worktrees(run: RunHandle, doc: dict[str, Any], keep: bool) -> list[str]:
     """After a PASS, a real run's worktrees and branches go (unless kept); messages for stderr.
 
     Runs after the verdict and never changes it: a removal that fails is recorded
     (``cleanup.failed``) and becomes one warning line; ``factory clean`` can retry.
     """
+    manifest, run_id = run.manifest, run.run_id
     if manifest["dry_run"]:
         return []
-    run_id = manifest["run_id"]
     if doc["status"] != "PASS":
         return [
-            f"factory: worktrees kept ({doc['status']}): fix the work there, then `factory bundle-collect --run-id "
-            f"{run_id}`, `bundle-validate`, `integrate`; or remove them with `factory clean --run-id {run_id}`"
+            f"factory: worktrees kept ({doc['status']}): fix the work there, then `factory "
+            f"bundle-collect --run-id {run_id}`, `bundle-validate`, `integrate`; or remove them "
+            f"with `factory clean --run-id {run_id}`"
         ]
     from tools.codex.factory.run import clean
 
     if keep:
         return [
-            f"factory: worktrees kept (--keep-worktrees); remove them with `factory clean --run-id {run_id}`"
+            "factory: worktrees kept (--keep-worktrees); remove them with "
+            f"`factory clean --run-id {run_id}`"
         ]
-    rec = _recorder(ctx, manifest)
+    rec = run.recorder
     try:
-        return clean.remove_integrated(ctx, rec, manifest, workers)
+        return clean.remove_integrated(run.ctx, rec, manifest, run.workers)
     except (FactoryError, OSError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         rec.emit("cleanup.failed", "summary", kept=["worktree", "branch"], reason=why)
         return [
-            f"factory: warning: could not remove the worktrees of {run_id}: {why}; kept them; the verdict "
-            f"stands; retry with `factory clean --run-id {run_id}`"
+            f"factory: warning: could not remove the worktrees of {run_id}: {why}; kept them; the "
+            f"verdict stands; retry with `factory clean --run-id {run_id}`"
         ]
 
 
 def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome:
-    manifest = read_manifest(ctx, validate_run_id(run_id))
-    chosen = selected_workers(manifest, workers)
-    rec = _recorder(ctx, manifest)
-    result = run_stage(
-        rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, chosen)
-    )
+    with RunHandle.open(ctx, validate_run_id(run_id), workers) as run:
+        result = run_stage(run.recorder, "bundle-validate", lambda: validate.validate(run))
     if result.status == "FAIL" or "status" not in result.data:
         return Outcome(
             Status(result.status),
@@ -124,18 +106,15 @@ def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcom
     return Outcome(Status(result.status), result.data, validate.render(result.data))
 
 
-def _integrate_and_finish(
-    ctx: Context, manifest: dict[str, Any], workers: list[str], before: list[StageResult]
-) -> dict[str, Any]:
+def _integrate_and_finish(run: RunHandle, before: list[StageResult]) -> dict[str, Any]:
     from tools.codex.factory.run import integrate
 
-    rec = _recorder(ctx, manifest)
-    writer = GuardedWriter(ctx.layout.run_dir(manifest["run_id"]))
+    rec, writer = run.recorder, run.writer
     stages = list(before)
     holder: dict[str, Any] = {}
 
     def go() -> StageResult:
-        res = integrate.integrate(ctx, rec, writer, manifest, workers)
+        res = integrate.integrate(run)
         holder.update(res.data)
         return res
 
@@ -149,21 +128,22 @@ def _integrate_and_finish(
         stages[-1] = StageResult(
             "integrate", "BLOCKED", f"write refused: {writer.violations[0]['path']}"
         )
-    return report.finalize(ctx, rec, writer, manifest, stages, holder)
+    return report.finalize(run, stages, holder)
+
+
+def _refused(rec: Recorder, exc: LockHeldError) -> None:
+    rec.emit("integrate.refused", "integrate", reason=str(exc))
 
 
 def cmd_integrate(
     ctx: Context, run_id: str, workers: list[str] | None, keep_worktrees: bool = False
 ) -> Outcome:
-    manifest = read_manifest(ctx, validate_run_id(run_id))
-    chosen = selected_workers(manifest, workers)
-    return _finish_locked(ctx, manifest, chosen, [], keep_worktrees, validate_first=False)
+    with RunHandle.open(ctx, validate_run_id(run_id), workers, on_busy=_refused) as run:
+        return _finish(run, [], keep_worktrees, validate_first=False)
 
 
-def _finish_locked(
-    ctx: Context,
-    manifest: dict[str, Any],
-    workers: list[str],
+def _finish(
+    run: RunHandle,
     before: list[StageResult],
     keep_worktrees: bool,
     *,
@@ -171,30 +151,14 @@ def _finish_locked(
 ) -> Outcome:
     """Under the run lock: (bundle-validate,) integrate, report, then the worktree clean-up.
 
-    A held lock is BLOCKED at once (``integrate.refused``). The outcome is the report's status:
-    the clean-up after it only adds warning lines.
+    The outcome is the report's status: the clean-up after it only adds warning lines.
     """
-    rec = _recorder(ctx, manifest)
-    lock = run_lock(ctx, manifest["run_id"])
-    try:
-        lock.acquire()
-    except LockHeldError as exc:
-        rec.emit("integrate.refused", "integrate", reason=str(exc))
-        raise
-    try:
-        stages = list(before)
-        if validate_first:
-            stages.append(
-                run_stage(
-                    rec, "bundle-validate", lambda: validate.validate(ctx, rec, manifest, workers)
-                )
-            )
-        doc = _integrate_and_finish(ctx, manifest, workers, stages)
-        messages = _remove_worktrees(ctx, manifest, workers, doc, keep_worktrees)
-    finally:
-        lock.release()
-        lock.close()
-    out = _final_outcome(ctx, doc)
+    stages = list(before)
+    if validate_first:
+        stages.append(run_stage(run.recorder, "bundle-validate", lambda: validate.validate(run)))
+    doc = _integrate_and_finish(run, stages)
+    messages = _remove_worktrees(run, doc, keep_worktrees)
+    out = _final_outcome(run.ctx, doc)
     out.messages.extend(messages)
     return out
 
@@ -335,16 +299,16 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
             _finish_early(pre_rec, lr.status, data)
         return Outcome(Status(lr.status), data, summary_text(data))
     run_id = holder["run_id"]
-    manifest = read_manifest(ctx, run_id)
-    workers = list(manifest["workers"])
-    rec = _recorder(ctx, manifest)
-    if not req.dry_run and holder.get("pending"):
-        if not req.wait:
-            return _pending_outcome(ctx, rec, run_id, stages, list(holder["pending"]))
-        from tools.codex.factory.run import collect
+    with RunHandle.open(ctx, run_id, on_busy=_refused) as run:
+        if not req.dry_run and holder.get("pending"):
+            if not req.wait:
+                return _pending_outcome(ctx, run.recorder, run_id, stages, list(holder["pending"]))
+            from tools.codex.factory.run import collect
 
-        collect.wait_for_done(ctx, rec, manifest, list(holder["pending"]), req.progress)
-    return _finish_locked(ctx, manifest, workers, stages, req.keep_worktrees, validate_first=True)
+            collect.wait_for_done(
+                ctx, run.recorder, run.manifest, list(holder["pending"]), req.progress
+            )
+        return _finish(run, stages, req.keep_worktrees, validate_first=True)
 
 
 def _finish_early(rec: Recorder | None, status: str, data: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ computed by :func:`decisions.final_status` from the stage results, so they canno
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import sys
@@ -26,10 +25,12 @@ from tools.codex.factory.core.paths import (
 from tools.codex.factory.errors import FactoryError, PolicyViolation, UsageError
 from tools.codex.factory.infra import jsonio, schemas
 from tools.codex.factory.infra.writer import GuardedWriter
-from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.run import bundles
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.facts import file_hashes
+from tools.codex.factory.run.handle import RunHandle
+from tools.codex.factory.run.snapshots import SNAPSHOT_DIR
 from tools.codex.factory.run.stages import StageResult
 
 REPORT = f"{Z_DIR}/FINAL_REPORT.txt"
@@ -116,16 +117,14 @@ def _sha256sum(entries: list[tuple[str, str]]) -> bytes:
 
 
 def finalize(
-    ctx: Context,
-    rec: Recorder,
-    writer: GuardedWriter,
-    manifest: dict[str, Any],
+    run: RunHandle,
     stages: list[StageResult],
     integration: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """Write Z's verdict, the attestations and ``run.finished``; return the STATUS document."""
-    run_id = manifest["run_id"]
-    run_dir = ctx.layout.run_dir(run_id)
+    ctx, rec, writer, manifest = run.ctx, run.recorder, run.writer, run.manifest
+    run_id = run.run_id
+    run_dir = run.run_dir
     integration = integration or {}
     statuses = [s.status for s in stages]
     if writer.violations:
@@ -167,7 +166,7 @@ def finalize(
     try:
         writer.write(STATUS, jsonio.pretty(doc))
         writer.write_text(REPORT, render_report(doc, manifest, validation))
-        attest = _attest(ctx, writer, run_dir, manifest)
+        attest = _attest(run)
     except PolicyViolation as exc:
         doc["status"] = status = "BLOCKED"
         doc["policy_violations"] = list(writer.violations)
@@ -228,16 +227,17 @@ def _downgrade(
     return "FAIL"
 
 
-def _attest(
-    ctx: Context, writer: GuardedWriter, run_dir: Path, manifest: dict[str, Any]
-) -> dict[str, str]:
-    """``attestations/*.sha256`` in sha256sum format, checkable with ``sha256sum -c`` in the run folder."""
-    run_id = manifest["run_id"]
-    inputs = [(MANIFEST, _sha(run_dir / MANIFEST))]
-    if (run_dir / VALIDATION).is_file():
-        inputs.append((VALIDATION, _sha(run_dir / VALIDATION)))
+def _attest(run: RunHandle) -> dict[str, str]:
+    """``attestations/*.sha256`` in sha256sum format, checkable with ``sha256sum -c`` in the run
+    folder. Files over the run's file limit were never read and are not listed."""
+    ctx, writer, run_dir, manifest = run.ctx, run.writer, run.run_dir, run.manifest
+    run_id = run.run_id
+    limit = int(run.setting("limits.max_file_bytes"))
+    inputs = [(MANIFEST, run.manifest_sha256)]
+    inputs.extend(file_hashes(run_dir, "", limit, names=(VALIDATION,)))
     for w in manifest["workers"]:
-        inputs.extend(bundles.file_hashes(run_dir / worker_dirname(w), worker_dirname(w)))
+        inputs.extend(file_hashes(run_dir / worker_dirname(w), worker_dirname(w), limit))
+    inputs.extend(file_hashes(run_dir / SNAPSHOT_DIR, SNAPSHOT_DIR, limit))
     excerpt = b"".join(
         jsonio.canonical(e.as_dict()) + b"\n" for e in ctx.ledger.select(Filter(run_id=run_id))
     )
@@ -250,13 +250,9 @@ def _attest(
     out[f"{ATTEST_DIR}/ledger.sha256"] = writer.write(
         f"{ATTEST_DIR}/ledger.sha256", _sha256sum([(excerpt_rel, out[excerpt_rel])])
     )
-    z = bundles.file_hashes(run_dir / Z_DIR, Z_DIR)
+    z = file_hashes(run_dir / Z_DIR, Z_DIR, limit)
     out[f"{ATTEST_DIR}/report.sha256"] = writer.write(f"{ATTEST_DIR}/report.sha256", _sha256sum(z))
     return dict(sorted(out.items()))
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # -- views -----------------------------------------------------------------------------------

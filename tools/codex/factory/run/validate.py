@@ -7,28 +7,27 @@ from typing import Any
 from tools.codex.factory.core import decisions
 from tools.codex.factory.core.paths import VALIDATION
 from tools.codex.factory.infra import gitops, jsonio, schemas
-from tools.codex.factory.infra.writer import GuardedWriter
-from tools.codex.factory.ledger.recorder import Recorder
-from tools.codex.factory.run.bundles import gather_facts
+from tools.codex.factory.run import snapshots
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.facts import Limits, gather_facts
+from tools.codex.factory.run.handle import RunHandle, run_setting
 from tools.codex.factory.run.stages import StageResult
 
+# The policy format: 2 protects the runs folder and records the limits and name rules.
+POLICY_VERSION = 2
 
-def run_setting(manifest: dict[str, Any], dotted: str) -> Any:
-    """A config value as it was when the run was launched (RUN_MANIFEST.json), not as it is now.
 
-    A run is judged by the rules it started under: an env var or config edit made later
-    cannot drop a check or widen what is protected.
+def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> dict[str, Any]:
+    """Everything validation judges by, recorded in ``validation.decided`` for replay.
+
+    ``version`` 1 is the policy as earlier releases recorded it (replay of their runs).
     """
-    section, key = dotted.split(".", 1)
-    return manifest["config"][section][key]
-
-
-def policy(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Everything validation judges by, recorded in ``validation.decided`` for replay."""
     protected = set(run_setting(manifest, "security.protected_paths"))
     protected |= set(run_setting(manifest, "security.holdout_paths"))  # held-out is protected too
-    return {
+    if version >= 2:
+        # The runs folder (ledger, run artifacts) is never a worker's to touch.
+        protected.add(str(run_setting(manifest, "paths.runs_dir")).rstrip("/") + "/**")
+    out: dict[str, Any] = {
         "run_id": manifest["run_id"],
         "protected_paths": sorted(protected),
         "allow_identical_patch_overlap": bool(
@@ -40,6 +39,17 @@ def policy(manifest: dict[str, Any]) -> dict[str, Any]:
             for w in manifest["plan"]["workers"]
         },
     }
+    if version >= 2:
+        out["version"] = version
+        out["portable_names"] = run_setting(manifest, "run.portable_names")
+        out["limits"] = limits(manifest).as_dict()
+        for w in manifest["plan"]["workers"]:
+            out["scopes"][w["id"]]["special"] = sorted(w.get("special", []))
+    return out
+
+
+def limits(manifest: dict[str, Any]) -> Limits:
+    return Limits.from_settings(lambda dotted: run_setting(manifest, dotted))
 
 
 def base_paths_lower(ctx: Context, commit: str) -> dict[str, str]:
@@ -48,28 +58,31 @@ def base_paths_lower(ctx: Context, commit: str) -> dict[str, str]:
     return {p.lower(): p for p in paths}
 
 
-def validate(
-    ctx: Context, rec: Recorder, manifest: dict[str, Any], workers: list[str]
-) -> StageResult:
-    run_id = manifest["run_id"]
-    run_dir = ctx.layout.run_dir(run_id)
-    base_lower = base_paths_lower(ctx, manifest["base_commit"])
+def validate(run: RunHandle) -> StageResult:
+    """Judge the selected workers' bundles, each read once into the run's snapshot store."""
+    manifest, workers, rec = run.manifest, run.workers, run.recorder
+    base_lower = base_paths_lower(run.ctx, run.base_commit)
+    bounds = limits(manifest)
     facts = {}
     for w in workers:
-        facts[w] = gather_facts(run_dir, w, base_lower)
+        facts[w] = gather_facts(
+            run.run_dir, w, base_lower, bounds, lambda data: snapshots.put(run.writer, data)
+        )
         rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
     pol = policy(manifest)
     result = decisions.evaluate(facts, pol)
     doc = {
         "schema_version": schemas.SCHEMA_VERSION,
-        "run_id": run_id,
+        "run_id": run.run_id,
         "workers": workers,
         "bundle_hashes": {w: facts[w]["bundle_hash"] for w in workers},
+        "apply_sha256": {w: facts[w]["apply_sha256"] for w in workers},
+        "depends_on": {w: list(facts[w]["depends_on"]) for w in workers},
+        "eol_normalised": {w: bool(facts[w]["eol_normalised"]) for w in workers},
         "policy": pol,
         **result,
     }
-    writer = GuardedWriter(run_dir)
-    digest = writer.write(VALIDATION, jsonio.pretty(doc))
+    digest = run.writer.write(VALIDATION, jsonio.pretty(doc))
     rec.emit(
         "validation.decided",
         "bundle-validate",

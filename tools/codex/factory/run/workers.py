@@ -384,27 +384,20 @@ def execute(
 def launch_real(
     ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str], progress: Progress | None
 ) -> dict[str, str]:
-    from tools.codex.factory.run.pipeline import run_lock
-
-    lock = run_lock(ctx, manifest["run_id"])
-    lock.acquire()
+    """Prepare the worktrees and run the agents; the caller holds the run lock."""
     try:
-        try:
-            written = prepare(ctx, rec, manifest, ids)
-        except KeyboardInterrupt:
-            rec.emit(
-                "run.interrupted",
-                "launch",
-                workers=[],
-                reason="SIGINT (Ctrl-C) while preparing the worktrees",
-                statuses=statuses(ctx, manifest),
-            )
-            rec.emit("stage.finished", "launch", status="FAIL", reason="interrupted")
-            raise
-        execute(ctx, rec, manifest, ids, progress)
-    finally:
-        lock.release()
-        lock.close()
+        written = prepare(ctx, rec, manifest, ids)
+    except KeyboardInterrupt:
+        rec.emit(
+            "run.interrupted",
+            "launch",
+            workers=[],
+            reason="SIGINT (Ctrl-C) while preparing the worktrees",
+            statuses=statuses(ctx, manifest),
+        )
+        rec.emit("stage.finished", "launch", status="FAIL", reason="interrupted")
+        raise
+    execute(ctx, rec, manifest, ids, progress)
     return written
 
 
@@ -430,7 +423,7 @@ def result_data(ctx: Context, manifest: dict[str, Any]) -> dict[str, Any]:
 
 def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
     """``launch --resume --run-id ID``: run the workers whose bundle is not finished."""
-    from tools.codex.factory.run.launch import read_manifest, selected_workers
+    from tools.codex.factory.run.handle import RunHandle
 
     if req.run_id is None:
         raise UsageError("--resume needs --run-id ID (the run to continue)")
@@ -440,28 +433,28 @@ def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
         )
     if req.plan_file is not None:
         raise UsageError("--resume uses the run's recorded plan: drop --plan")
-    manifest = read_manifest(ctx, req.run_id)
-    if manifest["dry_run"]:
-        raise UsageError(
-            f"run {req.run_id} was launched with --dry-run: there is nothing to resume"
-        )
-    chosen = selected_workers(manifest, req.workers)
-    run_dir = ctx.layout.run_dir(req.run_id)
-    todo = [w for w in chosen if runboard.read_status(run_dir, w) not in FINISHED]
-    done = [w for w in chosen if w not in todo]
-    for w in manifest["plan"]["workers"]:
-        if w["id"] in todo:
-            spec = agents.resolve(w, manifest["config"])
-            if spec is not None:
-                agents.check_available(spec)
-    rec = Recorder(ctx.ledger, req.run_id, manifest["kind"])
-    rec.emit("run.resumed", "launch", workers=todo, finished=done)
-    rec.emit("stage.started", "launch")
-    if req.progress is not None and done:
-        req.progress(
-            f"factory: resume: {', '.join(worker_dirname(w) for w in done)} already finished"
-        )
-    launch_real(ctx, rec, manifest, todo, req.progress)
-    data = result_data(ctx, manifest)
-    rec.emit("stage.finished", "launch", status="PASS", reason="")
-    return StageResult("launch", "PASS", "", data), rec
+    with RunHandle.open(ctx, req.run_id, req.workers) as run:
+        manifest = run.manifest
+        if manifest["dry_run"]:
+            raise UsageError(
+                f"run {req.run_id} was launched with --dry-run: there is nothing to resume"
+            )
+        chosen = run.workers
+        todo = [w for w in chosen if runboard.read_status(run.run_dir, w) not in FINISHED]
+        done = [w for w in chosen if w not in todo]
+        for w in manifest["plan"]["workers"]:
+            if w["id"] in todo:
+                spec = agents.resolve(w, manifest["config"])
+                if spec is not None:
+                    agents.check_available(spec)
+        rec = run.recorder
+        rec.emit("run.resumed", "launch", workers=todo, finished=done)
+        rec.emit("stage.started", "launch")
+        if req.progress is not None and done:
+            req.progress(
+                f"factory: resume: {', '.join(worker_dirname(w) for w in done)} already finished"
+            )
+        launch_real(ctx, rec, manifest, todo, req.progress)
+        data = result_data(ctx, manifest)
+        rec.emit("stage.finished", "launch", status="PASS", reason="")
+        return StageResult("launch", "PASS", "", data), rec

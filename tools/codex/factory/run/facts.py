@@ -1,0 +1,431 @@
+"""Read a worker's bundle once, within limits, into recorded facts and a content-addressed snapshot.
+
+Reading is split from judging: :func:`gather_facts` does all the I/O and returns plain JSON
+(recorded in the ledger as ``bundle.facts``), and :mod:`core.decisions` judges those facts with
+pure functions, so ``ledger-replay`` recomputes every verdict from the ledger alone.
+
+What is validated is what is applied: each bundle file is read exactly once; the bytes judged
+(DIFF.patch as it will be applied, the JSON documents) are hashed and, when a ``store`` is given,
+kept in the run's snapshot store under their hash. Integration later applies those bytes,
+verified against the hashes validation recorded, and never reads the bundle folder again.
+
+Bounded: the walk is iterative and never follows a link; no file over ``max_file_bytes`` is read
+(a sparse 1 TiB file is listed by its size, not hashed); the bundle as a whole is capped; every
+string a worker supplies is clipped with its hash before it reaches a fact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory.core import patchparse
+from tools.codex.factory.core.paths import (
+    WORKER_FILES,
+    PathRuleError,
+    normalise_repo_path,
+    worker_dirname,
+)
+from tools.codex.factory.core.text import clip
+from tools.codex.factory.infra import jsonio, schemas
+
+# Version of the facts format: 2 adds snapshot hashes and limit problems. Replay compares a
+# recorded version-1 fact (written by an earlier release) on the keys that version had.
+FACTS_VERSION = 2
+V1_KEYS = (
+    "worker", "missing", "symlinks", "json_errors", "schema_errors", "status", "status_reason",
+    "ids", "files_changed", "touched", "added", "patch_error", "section_hashes", "scope",
+    "depends_on", "log_problems", "base_case_variants", "bundle_hash", "run_id",
+)  # fmt: skip
+JSON_FILES = {
+    "STATUS.json": "worker_status",
+    "FILES_CHANGED.json": "files_changed",
+    "SCOPE_LOCK.json": "scope_lock",
+    "HANDOFF_NOTE.json": "handoff_note",
+    "LOGS/INDEX.json": "logs_index",
+}
+_CHUNK = 1 << 20
+Store = Callable[[bytes], str]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a bundle may hold; from the run's recorded config."""
+
+    max_file_bytes: int = 64 * 1024 * 1024
+    max_bundle_bytes: int = 512 * 1024 * 1024
+    max_bundle_files: int = 100_000
+    max_path_chars: int = 4096
+    max_text_chars: int = 2000
+
+    @classmethod
+    def from_settings(cls, get: Callable[[str], Any]) -> Limits:
+        return cls(**{name: int(get(f"limits.{name}")) for name in cls.__dataclass_fields__})
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: int(getattr(self, name)) for name in sorted(self.__dataclass_fields__)}
+
+
+def walk(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every entry below ``folder`` as ('/'-separated relative path, lstat), sorted per folder.
+
+    Iterative (a 1,100-deep tree is no RecursionError) and never follows a link: a linked folder
+    is reported as the link it is.
+    """
+    stack: list[tuple[str, Path]] = [("", folder)]
+    while stack:
+        prefix, here = stack.pop()
+        try:
+            names = sorted(os.listdir(here))
+        except OSError:
+            continue
+        found: list[tuple[str, Path]] = []
+        for name in names:
+            path = here / name
+            rel = f"{prefix}{name}"
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            yield rel, st
+            if stat.S_ISDIR(st.st_mode):
+                found.append((rel + "/", path))
+        stack.extend(reversed(found))
+
+
+def _read_bounded(path: Path, size: int) -> bytes | None:
+    """Read a regular file of (at most) ``size`` bytes without following a link."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        parts: list[bytes] = []
+        left = size + 1
+        while left > 0:
+            chunk = os.read(fd, min(_CHUNK, left))
+            if not chunk:
+                break
+            parts.append(chunk)
+            left -= len(chunk)
+        data = b"".join(parts)
+        return data if len(data) <= size else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _hash_bounded(path: Path, limit: int) -> str | None:
+    data = _read_bounded(path, limit)
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def scan(folder: Path, limits: Limits, keep: frozenset[str]) -> tuple[str, dict[str, Any]]:
+    """Walk a bundle once: (bundle hash, per entry {kind, sha256, bytes?, data?}).
+
+    The bundle hash is sha256 over the sorted (relative path, content marker) pairs: a regular
+    file's sha256, ``symlink:<target>``, ``special``, ``unreadable:<errno>``, and for a file over
+    a limit ``oversize:<bytes>`` (never read). The bytes of the names in ``keep`` are returned
+    with them: they are read once and used for everything that follows.
+    """
+    entries: list[list[str]] = []
+    seen: dict[str, Any] = {}
+    if folder.is_symlink():
+        target = os.readlink(folder)
+        marker = "symlink:" + target
+        return hashlib.sha256(jsonio.canonical([[".", marker]])).hexdigest(), {}
+    total = 0
+    count = 0
+    for rel, st in walk(folder):
+        count += 1
+        if count > limits.max_bundle_files:
+            seen["(bundle)"] = {"kind": "too-many-files"}
+            entries.append([".", f"over-limit:{limits.max_bundle_files}-files"])
+            break
+        mode = st.st_mode
+        if stat.S_ISLNK(mode):
+            try:
+                marker = "symlink:" + clip(os.readlink(folder / rel), limits.max_path_chars)
+            except OSError as exc:
+                marker = f"unreadable:{exc.errno}"
+            seen[rel] = {"kind": "symlink"}
+            entries.append([rel, marker])
+        elif stat.S_ISDIR(mode):
+            continue
+        elif not stat.S_ISREG(mode):
+            seen[rel] = {"kind": "special"}
+            entries.append([rel, "special"])
+        elif st.st_size > limits.max_file_bytes or total + st.st_size > limits.max_bundle_bytes:
+            over = "file" if st.st_size > limits.max_file_bytes else "bundle"
+            seen[rel] = {"kind": "oversize", "bytes": st.st_size, "over": over}
+            entries.append([rel, f"oversize:{st.st_size}"])
+        else:
+            data = _read_bounded(folder / rel, limits.max_file_bytes)
+            if data is None:
+                seen[rel] = {"kind": "unreadable"}
+                entries.append([rel, "unreadable:read"])
+                continue
+            total += len(data)
+            digest = hashlib.sha256(data).hexdigest()
+            entry: dict[str, Any] = {"kind": "file", "sha256": digest, "bytes": len(data)}
+            if rel in keep:
+                entry["data"] = data
+            seen[rel] = entry
+            entries.append([rel, digest])
+    entries.sort()
+    return hashlib.sha256(jsonio.canonical(entries)).hexdigest(), seen
+
+
+def bundle_hash(folder: Path, limits: Limits | None = None) -> str:
+    """sha256 over (relative path, content marker) of every entry in the bundle (see :func:`scan`)."""
+    return scan(folder, limits or Limits(), frozenset())[0]
+
+
+def file_hashes(
+    folder: Path,
+    prefix: str,
+    limit: int = Limits.max_file_bytes,
+    names: tuple[str, ...] | None = None,
+) -> list[tuple[str, str]]:
+    """(path under the run folder, sha256) for every regular file below ``folder`` (only the
+    top-level ``names`` when given) that is not a link and within ``limit`` bytes (for the
+    attestation files)."""
+    out: list[tuple[str, str]] = []
+    if folder.is_symlink() or not folder.is_dir():
+        return out
+    if names is not None:
+        found = []
+        for name in names:
+            try:
+                found.append((name, os.lstat(folder / name)))
+            except OSError:
+                continue
+        entries: Iterator[tuple[str, os.stat_result]] | list[tuple[str, os.stat_result]] = found
+    else:
+        entries = walk(folder)
+    for rel, st in entries:
+        if stat.S_ISREG(st.st_mode) and st.st_size <= limit:
+            digest = _hash_bounded(folder / rel, limit)
+            if digest is not None:
+                out.append((f"{prefix}/{rel}" if prefix else rel, digest))
+    return sorted(out)
+
+
+def normalise_eol(patch: bytes) -> tuple[bytes, bool]:
+    """A patch whose first line ends in CRLF was saved through a CRLF filter: convert it back.
+
+    Validation judges, and integration applies, the converted bytes.
+    """
+    end = patch.find(b"\n")
+    if end > 0 and patch[end - 1 : end] == b"\r":
+        return patch.replace(b"\r\n", b"\n"), True
+    return patch, False
+
+
+def _clip_path(path: str, limits: Limits, problems: list[list[str]], where: str) -> str:
+    if len(path) <= limits.max_path_chars:
+        return path
+    short = clip(path, limits.max_path_chars)
+    problems.append(
+        [
+            where,
+            "path-too-long",
+            f"a path of {len(path)} characters (over the limit of {limits.max_path_chars}): {short}",
+        ]
+    )
+    return short
+
+
+def gather_facts(
+    run_dir: Path,
+    worker: str,
+    base_paths_lower: Mapping[str, str],
+    limits: Limits | None = None,
+    store: Store | None = None,
+) -> dict[str, Any]:
+    """Read one bundle and return everything the judgement needs, as plain JSON.
+
+    ``store`` keeps the judged bytes (the snapshot) and returns their sha256.
+    """
+    limits = limits or Limits()
+    text = limits.max_text_chars
+    folder = run_dir / worker_dirname(worker)
+    facts: dict[str, Any] = {
+        "version": FACTS_VERSION,
+        "worker": worker,
+        "missing": [],
+        "symlinks": [],
+        "json_errors": [],
+        "schema_errors": [],
+        "status": None,
+        "status_reason": "",
+        "ids": {},
+        "files_changed": [],
+        "touched": [],
+        "added": [],
+        "patch_error": None,
+        "section_hashes": {},
+        "scope": None,
+        "depends_on": [],
+        "log_problems": [],
+        "base_case_variants": {},
+        "bundle_hash": "",
+        "run_id": None,
+        "files_sha256": {},
+        "apply_sha256": None,
+        "eol_normalised": False,
+        "limit_problems": [],
+    }
+    limit_problems: list[list[str]] = facts["limit_problems"]
+    keep = frozenset(WORKER_FILES)
+    digest, seen = scan(folder, limits, keep)
+    facts["bundle_hash"] = digest
+    if folder.is_symlink() or (folder / "LOGS").is_symlink():
+        # A symlinked bundle folder (or LOGS/) could point anywhere: read nothing through it.
+        facts["symlinks"].append(worker_dirname(worker) if folder.is_symlink() else "LOGS")
+        return facts
+    if "(bundle)" in seen:
+        limit_problems.append(
+            [
+                worker_dirname(worker),
+                "bundle-too-many-files",
+                f"more than {limits.max_bundle_files} entries in the bundle folder",
+            ]
+        )
+    for rel, entry in sorted(seen.items()):
+        if entry["kind"] == "oversize":
+            rule = "bundle-file-too-large" if entry["over"] == "file" else "bundle-too-large"
+            limit = limits.max_file_bytes if entry["over"] == "file" else limits.max_bundle_bytes
+            what = "the file limit" if entry["over"] == "file" else "the bundle's total limit"
+            limit_problems.append(
+                [rel, rule, f"{entry['bytes']} bytes: over {what} of {limit} bytes; not read"]
+            )
+    patch_bytes = b""
+    docs: dict[str, Any] = {}
+    for name in WORKER_FILES:
+        entry = seen.get(name)
+        kind = entry["kind"] if entry is not None else "missing"
+        if kind == "symlink":
+            facts["symlinks"].append(name)
+            continue
+        if kind != "file":
+            if kind != "oversize":  # an oversize file is a limit problem, not a missing one
+                facts["missing"].append(name)
+            continue
+        assert entry is not None
+        data: bytes = entry["data"]
+        if name == "DIFF.patch":
+            patch_bytes = data
+            continue
+        facts["files_sha256"][name] = store(data) if store is not None else entry["sha256"]
+        if name in JSON_FILES:
+            try:
+                doc = jsonio.loads_document(data, unique_keys=True)
+            except ValueError as exc:
+                first = str(exc).splitlines()[0] if str(exc) else "invalid JSON"
+                facts["json_errors"].append([name, clip(first, text)])
+                continue
+            problems = schemas.errors(JSON_FILES[name], doc)
+            if problems:
+                for where, msg in problems:
+                    facts["schema_errors"].append([name, clip(where, text), clip(msg, text)])
+                continue
+            docs[name] = doc
+    if "STATUS.json" in docs:
+        st_doc = docs["STATUS.json"]
+        facts["run_id"] = st_doc["run_id"]
+        facts["status"] = st_doc["status"]
+        facts["status_reason"] = clip(st_doc.get("reason", ""), text)
+        facts["ids"]["STATUS.json"] = st_doc["worker"]
+    if "SCOPE_LOCK.json" in docs:
+        sl = docs["SCOPE_LOCK.json"]
+        facts["scope"] = {
+            "allow": [clip(g, text) for g in sl["allow"]],
+            "deny": [clip(g, text) for g in sl["deny"]],
+            "shared": [clip(g, text) for g in sl["shared"]],
+        }
+        facts["ids"]["SCOPE_LOCK.json"] = sl["worker"]
+    if "HANDOFF_NOTE.json" in docs:
+        facts["depends_on"] = sorted(docs["HANDOFF_NOTE.json"]["depends_on"])
+        facts["ids"]["HANDOFF_NOTE.json"] = docs["HANDOFF_NOTE.json"]["worker"]
+    if "FILES_CHANGED.json" in docs:
+        facts["files_changed"] = [
+            _clip_path(p, limits, limit_problems, "FILES_CHANGED.json")
+            for p in docs["FILES_CHANGED.json"]["files"]
+        ]
+    if (
+        "DIFF.patch" not in facts["missing"]
+        and "DIFF.patch" not in facts["symlinks"]
+        and (seen.get("DIFF.patch", {}).get("kind") == "file")
+    ):
+        applied, converted = normalise_eol(patch_bytes)
+        facts["eol_normalised"] = converted
+        facts["files_sha256"]["DIFF.patch"] = hashlib.sha256(patch_bytes).hexdigest()
+        facts["apply_sha256"] = (
+            store(applied) if store is not None else hashlib.sha256(applied).hexdigest()
+        )
+        try:
+            patch = patchparse.parse(applied)
+        except patchparse.PatchParseError as exc:
+            facts["patch_error"] = clip(str(exc), text)
+        else:
+            touched = patch.touched()
+            facts["touched"] = [
+                _clip_path(p, limits, limit_problems, "DIFF.patch") for p in touched
+            ]
+            facts["added"] = sorted(
+                {
+                    _clip_path(f.new_path, limits, [], "DIFF.patch")
+                    for f in patch.files
+                    if f.new_path and f.new_path != f.old_path
+                }
+            )
+            facts["section_hashes"] = {
+                _clip_path(p, limits, [], "DIFF.patch"): hashlib.sha256(raw).hexdigest()
+                for p, raw in sorted(patch.sections_by_path().items())
+            }
+    deleted = set(facts["touched"]) - set(facts["added"])
+    for p in facts["added"]:
+        existing = base_paths_lower.get(p.lower())
+        if existing is not None and existing != p and existing not in deleted:
+            facts["base_case_variants"][p] = existing
+    if "LOGS/INDEX.json" in docs:
+        for item in docs["LOGS/INDEX.json"]["logs"]:
+            rel = clip(item["path"], limits.max_path_chars)
+            try:
+                normalise_repo_path(rel)
+            except PathRuleError as exc:
+                facts["log_problems"].append([rel, "log-path-invalid", clip(str(exc), text)])
+                continue
+            log = seen.get(f"LOGS/{rel}")
+            if log is None or log["kind"] not in ("file", "oversize"):
+                facts["log_problems"].append(
+                    [
+                        rel,
+                        "log-missing",
+                        "listed in LOGS/INDEX.json but absent or not a regular file",
+                    ]
+                )
+                continue
+            if log["kind"] == "oversize":
+                continue  # reported as a limit problem
+            if log["sha256"] != item["sha256"] or log["bytes"] != item["bytes"]:
+                facts["log_problems"].append(
+                    [
+                        rel,
+                        "log-hash-mismatch",
+                        f"sha256 {log['sha256'][:12]}…/{log['bytes']} bytes, index says "
+                        f"{item['sha256'][:12]}…/{item['bytes']}",
+                    ]
+                )
+    facts["files_sha256"] = dict(sorted(facts["files_sha256"].items()))
+    return facts

@@ -1,0 +1,202 @@
+"""The run handle: the one owner of an open run.
+
+A stage that reads or writes a run opens it through :meth:`RunHandle.open`, which takes the run
+lock (a second process is BLOCKED at once, never left waiting), reads RUN_MANIFEST.json once and
+refuses it unless its sha256 is the one the ledger recorded at launch (rule ``manifest-changed``):
+an edited manifest cannot widen a scope, drop a protected path or a required check. The handle
+carries the run's one guarded writer, so every refused write reaches STATUS.json, and its recorder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory.core.ids import validate_run_id
+from tools.codex.factory.core.paths import LOCKS_DIR, MANIFEST
+from tools.codex.factory.core.text import clip
+from tools.codex.factory.errors import BlockedError, LockHeldError, UsageError
+from tools.codex.factory.infra import jsonio, schemas
+from tools.codex.factory.infra.fsutil import read_regular
+from tools.codex.factory.infra.locks import ProcessLock
+from tools.codex.factory.infra.writer import GuardedWriter
+from tools.codex.factory.ledger.recorder import Recorder
+from tools.codex.factory.ledger.store import Filter, Ledger
+from tools.codex.factory.run.config import DEFAULTS
+from tools.codex.factory.run.context import Context
+
+MANIFEST_EVENT = "manifest.written"
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
+def run_lock(ctx: Context, run_id: str) -> ProcessLock:
+    """The run lock: a second process is BLOCKED at once, never left waiting."""
+    writer = GuardedWriter(ctx.layout.run_dir(run_id))
+    path = writer.target(f"{LOCKS_DIR}/run.lock")
+    return ProcessLock(path, 0, f"run lock of {run_id}")
+
+
+def recorded_manifest_sha(ledger: Ledger, run_id: str) -> str | None:
+    """The sha256 of RUN_MANIFEST.json as launch recorded it (``manifest.written``; runs made by
+    earlier releases recorded it in their first ``artifacts.written``)."""
+    found = ledger.select(Filter(run_id=run_id, event_type=MANIFEST_EVENT), limit=1)
+    if found:
+        sha = found[-1].payload.get("sha256")
+        return sha if isinstance(sha, str) else None
+    for ev in ledger.select(Filter(run_id=run_id, event_type="artifacts.written")):
+        files = ev.payload.get("files")
+        if isinstance(files, dict) and isinstance(files.get(MANIFEST), str):
+            return str(files[MANIFEST])
+    return None
+
+
+def read_manifest(ctx: Context, run_id: str) -> tuple[dict[str, Any], str]:
+    """RUN_MANIFEST.json of ``run_id``, read once, checked against the ledger and its schema.
+
+    Returns (manifest, sha256). UsageError for an unknown run; BlockedError naming the rule for
+    a manifest that is not the one launch wrote.
+    """
+    validate_run_id(run_id)
+    run_dir = ctx.layout.run_dir(run_id)
+    rel = f"{ctx.layout.run_rel(run_id)}/{MANIFEST}"
+    if not run_dir.is_dir():
+        raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+    try:
+        data = read_regular(run_dir / MANIFEST, rel, limit=MAX_MANIFEST_BYTES)
+    except UsageError as exc:
+        raise BlockedError(str(exc)) from None
+    sha = hashlib.sha256(data).hexdigest()
+    recorded = recorded_manifest_sha(ctx.ledger, run_id)
+    if recorded is None:
+        raise BlockedError(
+            f"[manifest-unrecorded] {rel}: the ledger records no hash for this run's manifest, "
+            "so it cannot be trusted: launch a new run"
+        )
+    if sha != recorded:
+        raise BlockedError(
+            f"[manifest-changed] {rel} is not the manifest launch wrote (sha256 {sha[:12]}, the "
+            f"ledger recorded {recorded[:12]}): restore it, or launch a new run"
+        )
+    try:
+        doc = jsonio.loads_document(data)
+    except ValueError as exc:
+        raise BlockedError(f"{rel}: invalid JSON ({exc})") from None
+    problems = schemas.errors("run_manifest", doc)
+    if problems:
+        where, msg = problems[0]
+        raise BlockedError(f"{rel}: {where}: {clip(msg, 300)}")
+    if doc["run_id"] != run_id:
+        raise BlockedError(f"{MANIFEST} names run {doc['run_id']!r}, not {run_id!r}")
+    return dict(doc), sha
+
+
+def run_setting(manifest: dict[str, Any], dotted: str) -> Any:
+    """A config value as the run was launched with it (RUN_MANIFEST.json), not as it is now.
+
+    A run is judged by the rules it started under: an env var or config edit made later cannot
+    drop a check or widen what is protected. Keys added by later releases take their default in
+    manifests written before them.
+    """
+    section, key = dotted.split(".", 1)
+    values = manifest["config"].get(section, {})
+    if key in values:
+        return values[key]
+    return DEFAULTS[section][key]
+
+
+def selected_workers(manifest: dict[str, Any], workers: list[str] | None) -> list[str]:
+    known = list(manifest["workers"])
+    if workers is None:
+        return sorted(known)
+    unknown = [w for w in workers if w not in known]
+    if unknown:
+        raise UsageError(
+            f"--workers: {', '.join(unknown)} not in this run (workers: {', '.join(known)})"
+        )
+    return sorted(workers)
+
+
+OnBusy = Callable[[Recorder, LockHeldError], None]
+
+
+@dataclass
+class RunHandle:
+    """An open run: its verified manifest, the selected workers, its lock, writer and recorder."""
+
+    ctx: Context
+    run_id: str
+    manifest: dict[str, Any]
+    manifest_sha256: str
+    workers: list[str]
+    lock: ProcessLock | None = None
+    writer: GuardedWriter = field(init=False)
+    recorder: Recorder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = GuardedWriter(self.run_dir)
+        self.recorder = Recorder(self.ctx.ledger, self.run_id, str(self.manifest["kind"]))
+
+    @classmethod
+    def open(
+        cls,
+        ctx: Context,
+        run_id: str,
+        workers: list[str] | None = None,
+        *,
+        lock: bool = True,
+        on_busy: OnBusy | None = None,
+    ) -> RunHandle:
+        """Lock the run (BLOCKED at once when another process holds it), then read and verify
+        its manifest. ``on_busy`` records the refusal before it is raised."""
+        validate_run_id(run_id)
+        if not ctx.layout.run_dir(run_id).is_dir():
+            raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+        held: ProcessLock | None = None
+        if lock:
+            held = run_lock(ctx, run_id)
+            try:
+                held.acquire()
+            except LockHeldError as exc:
+                held.close()
+                if on_busy is not None:
+                    on_busy(Recorder(ctx.ledger, run_id, str(ctx.config.get("run.kind"))), exc)
+                raise
+        try:
+            manifest, sha = read_manifest(ctx, run_id)
+            chosen = selected_workers(manifest, workers)
+        except BaseException:
+            if held is not None:
+                held.release()
+                held.close()
+            raise
+        return cls(ctx, run_id, manifest, sha, chosen, held)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.ctx.layout.run_dir(self.run_id)
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest["kind"])
+
+    @property
+    def base_commit(self) -> str:
+        return str(self.manifest["base_commit"])
+
+    def setting(self, dotted: str) -> Any:
+        return run_setting(self.manifest, dotted)
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock.close()
+            self.lock = None
+
+    def __enter__(self) -> RunHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

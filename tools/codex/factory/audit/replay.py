@@ -452,7 +452,7 @@ class Replayer:
                 )
                 return
             facts[w] = self.facts[w][0]
-        result = decisions.evaluate(facts, p["policy"])
+        result = decisions.evaluate(facts, p["policy"], list(p.get("gitdir_changed", [])))
         for key, found in (
             ("status", p["status"]),
             ("verdicts", p["verdicts"]),

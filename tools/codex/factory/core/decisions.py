@@ -188,6 +188,8 @@ def worker_findings(
                         f"worker {w}: {p!r} differs only by case from {others}",
                     )
                 )
+    for where, rule, msg in facts.get("limit_problems", []):
+        out.append(_finding(w, where, rule, f"worker {w}: {where}: {msg}"))
     for rel, rule, msg in facts["log_problems"]:
         out.append(_finding(w, f"LOGS/{rel}", rule, f"worker {w}: LOGS/{rel}: {msg}"))
     return _sort(out)
@@ -251,10 +253,28 @@ def cross_case_collisions(facts_by_worker: Mapping[str, Mapping[str, Any]]) -> l
 
 
 def evaluate(
-    facts_by_worker: Mapping[str, Mapping[str, Any]], policy: Mapping[str, Any]
+    facts_by_worker: Mapping[str, Mapping[str, Any]],
+    policy: Mapping[str, Any],
+    gitdir_changed: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The whole bundle-validate judgement: findings, warnings, overlaps, verdicts, status."""
+    """The whole bundle-validate judgement: findings, warnings, overlaps, verdicts, status.
+
+    ``gitdir_changed``: paths of the repository's shared git folder (hooks, config) that changed
+    while the run's agents worked; the factory restored them, and every worker is blocked, since
+    any of them could have done it.
+    """
     findings: list[Finding] = []
+    for w in sorted(facts_by_worker):
+        for rel in gitdir_changed:
+            findings.append(
+                _finding(
+                    w,
+                    f".git/{rel}",
+                    "git-dir-changed",
+                    f"the repository's .git/{rel} changed while the run's agents worked (restored "
+                    "by the factory): a hook or config there would run in the operator's git",
+                )
+            )
     scopes = policy.get("scopes", {})
     for w in sorted(facts_by_worker):
         findings.extend(

@@ -7,7 +7,7 @@ from typing import Any
 from tools.codex.factory.core import decisions
 from tools.codex.factory.core.paths import VALIDATION
 from tools.codex.factory.infra import gitops, jsonio, schemas
-from tools.codex.factory.run import snapshots
+from tools.codex.factory.run import gitdir, snapshots
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import Limits, gather_facts
 from tools.codex.factory.run.handle import RunHandle, run_setting
@@ -70,7 +70,8 @@ def validate(run: RunHandle) -> StageResult:
         )
         rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
     pol = policy(manifest)
-    result = decisions.evaluate(facts, pol)
+    changed = gitdir.check_and_restore(run.ctx.repo, rec, run.run_dir)
+    result = decisions.evaluate(facts, pol, changed)
     doc = {
         "schema_version": schemas.SCHEMA_VERSION,
         "run_id": run.run_id,
@@ -93,6 +94,7 @@ def validate(run: RunHandle) -> StageResult:
         findings=len(result["findings"]),
         overlaps=result["overlaps"],
         validation_sha256=digest,
+        **({"gitdir_changed": changed} if changed else {}),
     )
     reason = ""
     if result["findings"]:

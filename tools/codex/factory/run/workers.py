@@ -22,6 +22,7 @@ from tools.codex.factory.errors import BlockedError, FactoryError, UsageError
 from tools.codex.factory.infra import gitops, jsonio, proc
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
+from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.records.plan import Plan
 from tools.codex.factory.run import agents, collect, runboard, worktrees
 from tools.codex.factory.run.context import Context
@@ -385,6 +386,12 @@ def launch_real(
     ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str], progress: Progress | None
 ) -> dict[str, str]:
     """Prepare the worktrees and run the agents; the caller holds the run lock."""
+    from tools.codex.factory.run import gitdir
+
+    run_dir = ctx.layout.run_dir(manifest["run_id"])
+    if not rec.ledger.select(Filter(run_id=rec.run_id, event_type=gitdir.RECORDED), limit=1):
+        # What the shared git folder holds before any agent runs (checked at validation).
+        gitdir.record(ctx.repo, rec, GuardedWriter(run_dir))
     try:
         written = prepare(ctx, rec, manifest, ids)
     except KeyboardInterrupt:

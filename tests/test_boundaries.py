@@ -61,12 +61,13 @@ def test_only_proc_starts_or_stops_processes() -> None:
         "os.killpg",
         "os.kill",
     }
+    # The watchdog is a separate program that proc starts; stopping groups is its one job.
+    allowed = {"proc.py": starters, "watchdog.py": {"os.killpg"}}
     found = [
         f"{name}:{node.lineno} {_dotted(node.func)}"
         for name, tree in _trees()
-        if name != "proc.py"
         for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and _dotted(node.func) in starters
+        if isinstance(node, ast.Call) and _dotted(node.func) in starters - allowed.get(name, set())
     ]
     assert found == []
 

@@ -3,15 +3,24 @@
 Every child is started through here. ``argv[0]`` is resolved with :func:`shutil.which` on the
 child's PATH first (on Windows that honours PATHEXT, so npm's ``codex.cmd``/``claude.cmd``
 shims start; ``Popen(["codex"])`` alone cannot start them).
+
+Children started by :func:`start` (agents, checks) die with the factory, however it ends: on
+POSIX a watchdog process (:mod:`watchdog`) SIGKILLs their process groups when the factory's
+end of a pipe closes; on Windows each child runs in a job object that kills its whole tree when
+the factory's handle to it closes. Short calls through :func:`run` (git) are not covered.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,27 +142,255 @@ class Finished:
     interrupted: bool = False
 
 
-def kill_group(p: subprocess.Popen[bytes]) -> None:
-    """Stop whatever is left in a child's process group (POSIX; the child was started by
-    :func:`start` as a group leader). On Windows there is no group to stop once the child has
-    exited: its grandchildren keep running (no job objects yet, see RUNBOOK.md)."""
-    if os.name == "nt":  # pragma: no cover - Windows: kill_tree uses taskkill /T while it runs
-        return
-    import signal
+class _Watchdog:
+    """The factory's side of the POSIX watchdog: one per process, started before the first
+    child group, told of every group by a line on a pipe only the factory can write to.
 
+    Only this process holds the write end (``os.pipe`` descriptors are not inherited, and the
+    watchdog gets the read end as its stdin), so the watchdog sees end of file exactly when
+    this process is gone. It runs in its own session with no stdout or stderr: a caller waiting
+    for the factory's output is not kept waiting by it, and a signal to the factory's process
+    group does not take it down with the factory.
+    """
+
+    PROGRAM = Path(__file__).with_name("watchdog.py")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._fd: int | None = None
+        self._groups: set[int] = set()
+
+    def ensure(self) -> None:
+        """Start the watchdog unless it runs: only processes that start children pay for it."""
+        with self._lock:
+            if self._fd is None:
+                if self._proc is None:
+                    atexit.register(self.close)
+                self._restart()
+
+    def close(self) -> None:
+        """At a normal exit: let the watchdog stop what is left and wait for it (briefly), so
+        the children are gone when the factory is and no watchdog outlives it."""
+        with self._lock:
+            if self._fd is None or self._proc is None:
+                return
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=2)
+
+    def register(self, pgid: int) -> None:
+        with self._lock:
+            self._groups.add(pgid)
+            self._send(f"+{pgid}\n".encode())
+
+    def unregister(self, pgid: int) -> None:
+        """Forget a group once it is stopped, so a later group reusing its id is left alone."""
+        with self._lock:
+            if pgid not in self._groups:
+                return
+            self._groups.discard(pgid)
+            if self._fd is not None:
+                with contextlib.suppress(OSError):  # a dead watchdog is replaced by register
+                    self._write(f"-{pgid}\n".encode())
+
+    def _send(self, line: bytes) -> None:
+        try:
+            self._write(line)
+        except OSError:  # the watchdog was killed: a new one takes over every group
+            self._restart()
+
+    def _write(self, data: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def _restart(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        if self._proc is not None:
+            self._proc.poll()  # reap a dead one
+        argv = [sys.executable, "-I", "-S", str(self.PROGRAM), str(int(signal.SIGKILL))]
+        read_fd, write_fd = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=read_fd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=os.sep,
+                close_fds=True,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(write_fd)
+            raise ProcessError(
+                argv, None, "", "", why=f"could not start the watchdog: {exc.strerror}"
+            ) from None
+        finally:
+            os.close(read_fd)
+        self._fd = write_fd
+        if self._groups:
+            self._write("".join(f"+{g}\n" for g in sorted(self._groups)).encode())
+
+
+_WATCHDOG = _Watchdog()
+
+
+if sys.platform == "win32":  # pragma: no cover - Windows
+    import ctypes
+    from ctypes import wintypes
+
+    _KILL_ON_JOB_CLOSE = 0x2000  # JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+    _EXTENDED_LIMIT_INFORMATION = 9  # JobObjectExtendedLimitInformation
+    _CREATE_SUSPENDED = 0x4
+    _PROCESS_RIGHTS = 0x0001 | 0x0100 | 0x0800  # TERMINATE | SET_QUOTA | SUSPEND_RESUME
+
+    class _BasicLimits(ctypes.Structure):
+        _fields_ = (
+            ("PerProcessUserTimeLimit", ctypes.c_int64),
+            ("PerJobUserTimeLimit", ctypes.c_int64),
+            ("LimitFlags", wintypes.DWORD),
+            ("MinimumWorkingSetSize", ctypes.c_size_t),
+            ("MaximumWorkingSetSize", ctypes.c_size_t),
+            ("ActiveProcessLimit", wintypes.DWORD),
+            ("Affinity", ctypes.c_size_t),
+            ("PriorityClass", wintypes.DWORD),
+            ("SchedulingClass", wintypes.DWORD),
+        )
+
+    class _ExtendedLimits(ctypes.Structure):
+        _fields_ = (
+            ("BasicLimitInformation", _BasicLimits),
+            ("IoInfo", ctypes.c_uint64 * 6),
+            ("ProcessMemoryLimit", ctypes.c_size_t),
+            ("JobMemoryLimit", ctypes.c_size_t),
+            ("PeakProcessMemoryUsed", ctypes.c_size_t),
+            ("PeakJobMemoryUsed", ctypes.c_size_t),
+        )
+
+    _K32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    _K32.CreateJobObjectW.argtypes = (wintypes.LPVOID, wintypes.LPCWSTR)
+    _K32.CreateJobObjectW.restype = wintypes.HANDLE
+    _K32.SetInformationJobObject.argtypes = (
+        wintypes.HANDLE,
+        ctypes.c_int,
+        wintypes.LPVOID,
+        wintypes.DWORD,
+    )
+    _K32.SetInformationJobObject.restype = wintypes.BOOL
+    _K32.AssignProcessToJobObject.argtypes = (wintypes.HANDLE, wintypes.HANDLE)
+    _K32.AssignProcessToJobObject.restype = wintypes.BOOL
+    _K32.TerminateJobObject.argtypes = (wintypes.HANDLE, wintypes.UINT)
+    _K32.TerminateJobObject.restype = wintypes.BOOL
+    _K32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
+    _K32.OpenProcess.restype = wintypes.HANDLE
+    _K32.CloseHandle.argtypes = (wintypes.HANDLE,)
+    _K32.CloseHandle.restype = wintypes.BOOL
+    _NTDLL = ctypes.WinDLL("ntdll")
+    _NTDLL.NtResumeProcess.argtypes = (wintypes.HANDLE,)
+    _NTDLL.NtResumeProcess.restype = ctypes.c_long
+
+    def _job_create() -> int:
+        """A job whose processes all die when its last handle closes: ours is the only one (not
+        inheritable), so the factory's death, SIGKILL-like TerminateProcess included, kills it."""
+        job = _K32.CreateJobObjectW(None, None)
+        if not job:
+            raise ctypes.WinError(ctypes.get_last_error())
+        info = _ExtendedLimits()
+        info.BasicLimitInformation.LimitFlags = _KILL_ON_JOB_CLOSE
+        if not _K32.SetInformationJobObject(
+            job, _EXTENDED_LIMIT_INFORMATION, ctypes.byref(info), ctypes.sizeof(info)
+        ):
+            code = ctypes.get_last_error()
+            _K32.CloseHandle(job)
+            raise ctypes.WinError(code)
+        return int(job)
+
+    def _job_adopt(job: int, pid: int) -> None:
+        """Put a child started suspended into ``job``, then let it run: nothing it starts can
+        be created outside the job."""
+        handle = _K32.OpenProcess(_PROCESS_RIGHTS, False, pid)
+        if not handle:
+            raise ctypes.WinError(ctypes.get_last_error())
+        try:
+            if not _K32.AssignProcessToJobObject(job, handle):
+                raise ctypes.WinError(ctypes.get_last_error())
+            status = _NTDLL.NtResumeProcess(handle)
+            if status != 0:
+                raise OSError(0, f"could not resume the process (0x{status & 0xFFFFFFFF:08x})")
+        finally:
+            _K32.CloseHandle(handle)
+
+    def _job_stop(job: int) -> None:
+        _K32.TerminateJobObject(job, 1)
+        _K32.CloseHandle(job)
+
+    def _start_in_job(
+        args: list[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        stdout: IO[bytes],
+        stderr: IO[bytes],
+        stdin_data: bool,
+    ) -> subprocess.Popen[bytes]:
+        """Start suspended, put into its own kill-on-close job, then resume."""
+        try:
+            job = _job_create()
+        except OSError as exc:
+            raise ProcessError(args, None, "", "", why=f"could not start: {exc.strerror}") from None
+        flags = subprocess.CREATE_NEW_PROCESS_GROUP | _CREATE_SUSPENDED
+        try:
+            p = _popen(args, cwd, env, stdout, stderr, stdin_data, flags)
+        except ProcessError:
+            _job_stop(job)
+            raise
+        try:
+            _job_adopt(job, p.pid)
+        except OSError as exc:
+            p.kill()
+            p.wait()
+            _job_stop(job)
+            raise ProcessError(args, None, "", "", why=f"could not start: {exc.strerror}") from None
+        with _JOBS_LOCK:
+            _JOBS[p] = job
+        return p
+
+
+# Windows: the job of each child started by start(), until kill_group stops it.
+_JOBS: dict[subprocess.Popen[bytes], int] = {}
+_JOBS_LOCK = threading.Lock()
+
+
+def kill_group(p: subprocess.Popen[bytes]) -> None:
+    """Stop whatever is left of a child started by :func:`start` and everything it started,
+    running or not: its process group (POSIX) or its job object (Windows). Call it once the
+    child is done: the group is then dropped from what the factory's death would stop."""
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        with _JOBS_LOCK:
+            job = _JOBS.pop(p, None)
+        if job is not None:
+            _job_stop(job)
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(p.pid, signal.SIGKILL)
+    _WATCHDOG.unregister(p.pid)
 
 
 def kill_tree(p: subprocess.Popen[bytes]) -> None:
     """Stop a child and everything it started (its own process group / job)."""
-    if p.poll() is not None and os.name == "nt":  # pragma: no cover
-        return
-    if os.name == "nt":  # pragma: no cover - Windows
-        with contextlib.suppress(ProcessError):
-            run(["taskkill", "/F", "/T", "/PID", str(p.pid)], check=False)
-    else:
-        kill_group(p)
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        with _JOBS_LOCK:
+            known = p in _JOBS
+        if not known and p.poll() is None:  # not started by start(): no job to stop
+            with contextlib.suppress(ProcessError):
+                run(["taskkill", "/F", "/T", "/PID", str(p.pid)], check=False)
+    kill_group(p)
     try:
         p.wait(timeout=10)
     except subprocess.TimeoutExpired:  # pragma: no cover
@@ -168,9 +405,32 @@ def start(
     stderr: IO[bytes],
     stdin_data: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start in a new process group (POSIX session / Windows group) so the tree can be stopped."""
+    """Start in a new process group (POSIX session / Windows job) that dies with the factory.
+
+    Stop it with :func:`kill_tree` or, once the child has exited, :func:`kill_group`.
+    """
     args = [str(a) for a in argv]
-    flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if os.name == "nt" else 0
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        return _start_in_job(args, cwd, env, stdout, stderr, stdin_data)
+    _WATCHDOG.ensure()  # first, so a watchdog that cannot start means no unwatched child
+    p = _popen(args, cwd, env, stdout, stderr, stdin_data, 0)
+    try:
+        _WATCHDOG.register(p.pid)
+    except (ProcessError, OSError):  # pragma: no cover - the watchdog died and cannot restart
+        kill_tree(p)
+        raise
+    return p
+
+
+def _popen(
+    args: list[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    stdout: IO[bytes],
+    stderr: IO[bytes],
+    stdin_data: bool,
+    flags: int,
+) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(
             resolve_argv(args, env),

@@ -84,6 +84,7 @@ def validate(run: RunHandle) -> StageResult:
         **result,
     }
     digest = run.writer.write(VALIDATION, jsonio.pretty(doc))
+    extra: dict[str, Any] = {"gitdir_changed": changed} if changed else {}
     rec.emit(
         "validation.decided",
         "bundle-validate",
@@ -94,7 +95,7 @@ def validate(run: RunHandle) -> StageResult:
         findings=len(result["findings"]),
         overlaps=result["overlaps"],
         validation_sha256=digest,
-        **({"gitdir_changed": changed} if changed else {}),
+        **extra,
     )
     reason = ""
     if result["findings"]:

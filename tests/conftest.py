@@ -76,9 +76,39 @@ def repo(tmp_path: Path) -> Path:
 
 
 def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    real: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as an operator would and return what a process would: exit code, stdout,
+    stderr. In-process (click's isolation: the same entry point, streams and environment) unless
+    ``real`` (a child process, ``python -m tools.codex.factory``) or FACTORY_TEST_REAL=1."""
+    if real or os.environ.get("FACTORY_TEST_REAL") == "1":
+        return run_process(*args, cwd=cwd, env=env, timeout=timeout)
+    from click.testing import CliRunner
+
+    from tools.codex.factory.cli.commands import run
+
+    runner = CliRunner()
+    here = os.getcwd()
+    with runner.isolation(env=env) as (out, err, _mixed):
+        if cwd is not None:
+            os.chdir(cwd)
+        try:
+            code = run(list(args))
+        finally:
+            os.chdir(here)
+        stdout = out.getvalue().decode("utf-8", "replace")
+        stderr = err.getvalue().decode("utf-8", "replace")
+    return subprocess.CompletedProcess(["factory", *args], code, stdout, stderr)
+
+
+def run_process(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as an operator would: a real process, ``python -m tools.codex.factory``."""
+    """Run the CLI as a real process, ``python -m tools.codex.factory``."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
     if env:

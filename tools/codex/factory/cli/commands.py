@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -585,8 +585,8 @@ def clean_cmd(
     return emit(clean.cmd_clean(_ctx(click_ctx), run_id, force), as_json, json_out)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: the one place errors become exit codes."""
+def run(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit code: the one place errors become exit codes."""
     for stream in (sys.stdout, sys.stderr):
         # Text output must not crash on a console whose encoding lacks a character
         # (cp1252 under PowerShell): keep its encoding, escape what it cannot show.
@@ -598,35 +598,43 @@ def main(argv: list[str] | None = None) -> None:
         rv = cli.main(args=argv, prog_name="factory", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("factory: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         click.echo("factory: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     except click.UsageError as exc:
         # One line, naming the command, instead of click's three-line usage block.
         where = exc.ctx.command_path if exc.ctx is not None else "factory"
         click.echo(
             f"factory: error: {where}: {exc.format_message()} (see `{where} --help`)", err=True
         )
-        sys.exit(EXIT_USAGE)
+        return EXIT_USAGE
     except click.ClickException as exc:
         click.echo(f"factory: error: {exc.format_message()}", err=True)
-        sys.exit(EXIT_USAGE)
+        return EXIT_USAGE
     except FactoryError as exc:
         if _DEBUG["on"]:
             import traceback
 
             traceback.print_exc()
         click.echo(f"factory: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except Exception as exc:
         if _DEBUG["on"]:
             import traceback
 
             traceback.print_exc()
         click.echo(
-            f"factory: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
+            f"factory: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a "
+            "traceback)",
             err=True,
         )
-        sys.exit(1)
-    sys.exit(rv if isinstance(rv, int) else 0)
+        return 1
+    finally:
+        _DEBUG["on"] = False
+    return rv if isinstance(rv, int) else 0
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Console entry point."""
+    sys.exit(run(argv))

@@ -491,6 +491,9 @@ class Replayer:
             self.state["validation"]["eol_normalised"] = {
                 w: bool(facts[w]["eol_normalised"]) for w in workers
             }
+            self.state["validation"]["files_sha256"] = {
+                w: dict(facts[w]["files_sha256"]) for w in workers
+            }
         self._record_file(VALIDATION, p["validation_sha256"], ev.seq, "validation.decided")
 
     def _limits(self) -> Limits:
@@ -1020,6 +1023,7 @@ class Replayer:
             "apply_sha256",
             "depends_on",
             "eol_normalised",
+            "files_sha256",
         ):
             if key not in v and key not in doc:
                 continue  # validated by an earlier release

@@ -24,6 +24,7 @@ from tools.codex.factory.core.paths import (
 )
 from tools.codex.factory.errors import FactoryError, PolicyViolation, UsageError
 from tools.codex.factory.infra import jsonio, schemas
+from tools.codex.factory.infra.fsutil import read_regular
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.run import bundles
@@ -235,8 +236,17 @@ def _attest(run: RunHandle) -> dict[str, str]:
     limit = int(run.setting("limits.max_file_bytes"))
     inputs = [(MANIFEST, run.manifest_sha256)]
     inputs.extend(file_hashes(run_dir, "", limit, names=(VALIDATION,)))
+    judged = _judged_hashes(run_dir)
     for w in manifest["workers"]:
-        inputs.extend(file_hashes(run_dir / worker_dirname(w), worker_dirname(w), limit))
+        # The bytes validation judged (and integration applied), not what the folder holds now:
+        # a bundle file swapped afterwards fails `sha256sum -c` instead of being attested.
+        own = {f"{worker_dirname(w)}/{name}": sha for name, sha in judged.get(w, {}).items()}
+        inputs.extend(own.items())
+        inputs.extend(
+            (rel, sha)
+            for rel, sha in file_hashes(run_dir / worker_dirname(w), worker_dirname(w), limit)
+            if rel not in own
+        )
     inputs.extend(file_hashes(run_dir / SNAPSHOT_DIR, SNAPSHOT_DIR, limit))
     excerpt = b"".join(
         jsonio.canonical(e.as_dict()) + b"\n" for e in ctx.ledger.select(Filter(run_id=run_id))
@@ -253,6 +263,17 @@ def _attest(run: RunHandle) -> dict[str, str]:
     z = file_hashes(run_dir / Z_DIR, Z_DIR, limit)
     out[f"{ATTEST_DIR}/report.sha256"] = writer.write(f"{ATTEST_DIR}/report.sha256", _sha256sum(z))
     return dict(sorted(out.items()))
+
+
+def _judged_hashes(run_dir: Path) -> dict[str, dict[str, str]]:
+    """Per worker, the sha256 of each bundle file as bundle-validate judged it (VALIDATION.json,
+    whose own hash the ledger anchors); {} without a usable VALIDATION.json."""
+    try:
+        doc = jsonio.loads_document(read_regular(run_dir / VALIDATION, VALIDATION, limit=1 << 26))
+    except (FactoryError, ValueError):
+        return {}
+    judged = doc.get("files_sha256") if isinstance(doc, dict) else None
+    return judged if isinstance(judged, dict) else {}
 
 
 # -- views -----------------------------------------------------------------------------------

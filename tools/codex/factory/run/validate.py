@@ -80,6 +80,7 @@ def validate(run: RunHandle) -> StageResult:
         "apply_sha256": {w: facts[w]["apply_sha256"] for w in workers},
         "depends_on": {w: list(facts[w]["depends_on"]) for w in workers},
         "eol_normalised": {w: bool(facts[w]["eol_normalised"]) for w in workers},
+        "files_sha256": {w: dict(facts[w]["files_sha256"]) for w in workers},
         "policy": pol,
         **result,
     }

@@ -106,7 +106,7 @@ def test_a_changed_snapshot_is_refused(repo: Path, tmp_path: Path) -> None:
     doc = read_json(run_dir(repo, run_id) / "VALIDATION.json")
     snap = run_dir(repo, run_id) / "snapshots" / doc["apply_sha256"]["A"]
     snap.write_bytes(make_patch(repo, {"scenarios/secret.md": "leaked\n"}))
-    code, _out, err = integrate(repo, run_id)
+    code, _out, _err = integrate(repo, run_id)
     assert code == 3
     status = read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")
     assert status["status"] == "BLOCKED" and "[snapshot-changed]" in " ".join(status["reasons"])

@@ -172,6 +172,7 @@ def test_a_complete_forgery_of_a_widened_scope_is_caught_by_the_bundle(
         "apply_sha256": {w: facts[w]["apply_sha256"] for w in workers},
         "depends_on": {w: facts[w]["depends_on"] for w in workers},
         "eol_normalised": {w: facts[w]["eol_normalised"] for w in workers},
+        "files_sha256": {w: facts[w]["files_sha256"] for w in workers},
         "policy": policy,
         **result,
     }

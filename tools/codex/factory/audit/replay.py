@@ -128,6 +128,7 @@ class _Segment:
         default_factory=list
     )  # name, argv, required, output_tail recorded
     violations: list[dict[str, Any]] = field(default_factory=list)
+    conflict: str = ""
     report: Event | None = None
 
 
@@ -609,6 +610,7 @@ class Replayer:
             "reason": p["reason"],
         }
         self.seg.patches = []
+        self.seg.conflict = ""
         self.seg.checks = []
         self.seg.check_specs = []
         self.state["merge"] = self.seg.merge
@@ -655,7 +657,12 @@ class Replayer:
         self.state["refusals"].append({"seq": ev.seq, "reason": ev.payload.get("reason", "")})
 
     def _on_policy_violation(self, ev: Event) -> None:
-        self.seg.violations.append({"path": ev.payload["path"], "reason": ev.payload["reason"]})
+        self.seg.violations.append(
+            {"path": ev.payload["path"], "reason": ev.payload["reason"], "seq": ev.seq}
+        )
+
+    def _on_patch_conflict(self, ev: Event) -> None:
+        self.seg.conflict = str(ev.payload["error"])
 
     def _on_report_written(self, ev: Event) -> None:
         p = ev.payload
@@ -753,32 +760,21 @@ class Replayer:
                     )
                 continue
             status, reason, seq = got
-            refused = (
-                violations
-                and row["status"] == "BLOCKED"
-                and row["reason"].startswith("write refused")
-            )
-            if (status, reason) != (row["status"], row["reason"]) and not refused:
+            if (status, reason) != (row["status"], row["reason"]):
                 self.diverge(
                     ev.seq,
                     f"run.finished stage {row['stage']} (from stage.finished seq {seq})",
                     f"{status} {reason!r}",
                     f"{row['status']} {row['reason']!r}",
                 )
-        statuses = [r["status"] for r in rows] + (["BLOCKED"] if violations else [])
-        recomputed = decisions.final_status(statuses)
+        recomputed, reasons = decisions.final_verdict(rows, violations)
         if recomputed != p["status"]:
             self.diverge(
                 ev.seq,
-                "run.finished status (recomputed by decisions.final_status)",
+                "run.finished status (recomputed by decisions.final_verdict)",
                 recomputed,
                 p["status"],
             )
-        reasons = [
-            f"{r['stage']}: {r['reason']}"
-            for r in rows
-            if r["status"] in ("BLOCKED", "FAIL") and r["reason"]
-        ]
         if reasons != p["reasons"]:
             self.diverge(ev.seq, "run.finished reasons (recomputed)", reasons, p["reasons"])
         self._check_integrate(ev, seg)
@@ -801,10 +797,8 @@ class Replayer:
         if got is None or got[0] in ("FAIL", "SKIPPED"):
             return  # an internal error or a skip is not a decision to recompute
         status, reason, seq = got
-        if status == "BLOCKED" and (
-            seg.violations or (seg.report and seg.report.payload.get("policy_violations"))
-        ):
-            return  # a refused write ended the stage: reported as a policy violation
+        # The refused writes recorded before the stage ended are an input of its status.
+        before = [v for v in seg.violations if v["seq"] < seq]
         if seg.merge is None:
             if status != "BLOCKED":
                 self.diverge(
@@ -814,24 +808,25 @@ class Replayer:
                     status,
                 )
             return
-        if seg.merge["reason"]:
-            expected, why = "BLOCKED", seg.merge["reason"]
-        elif any(not x["ok"] for x in seg.patches):
-            expected, why = "BLOCKED", None
-        else:
+        if not seg.merge["reason"] and all(x["ok"] for x in seg.patches):
             if [x["worker"] for x in seg.patches] != seg.merge["order"]:
                 self.diverge(
                     seq, "integrate patches", seg.merge["order"], [x["worker"] for x in seg.patches]
                 )
-            expected, reasons = decisions.check_status(seg.checks)
-            why = "; ".join(reasons)
-            self.state["check_status"] = expected
+            self.state["check_status"] = decisions.check_status(seg.checks)[0]
             self._check_configured_checks(seq, seg)
-        if status != expected or (why is not None and reason != why):
+        expected = decisions.with_policy(
+            *decisions.integrate_outcome(
+                seg.merge["reason"], seg.patches, seg.checks, seg.conflict
+            ),
+            before,
+        )
+        if (status, reason) != expected:
             self.diverge(
                 seq,
-                "integrate stage (recomputed from merge.planned, patch.applied, check.finished)",
-                f"{expected} {why!r}" if why is not None else expected,
+                "integrate stage (recomputed by decisions.integrate_outcome from merge.planned, "
+                "patch.applied, patch.conflict, check.finished)",
+                f"{expected[0]} {expected[1]!r}",
                 f"{status} {reason!r}",
             )
 

@@ -360,6 +360,39 @@ def check_status(checks: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
     return ("BLOCKED" if reasons else "PASS"), reasons
 
 
+def integrate_outcome(
+    merge_reason: str,
+    applied: Sequence[Mapping[str, Any]],
+    checks: Sequence[Mapping[str, Any]],
+    conflict: str = "",
+) -> tuple[str, str]:
+    """The integrate stage's status and reason from what it recorded: ``merge.planned``'s reason,
+    the ``patch.applied`` events in merge order (worker, ok, files), the error of the all-together
+    apply when every patch applied alone (``patch.conflict``) and the ``check.finished`` events."""
+    if merge_reason:
+        return "BLOCKED", merge_reason
+    for i, a in enumerate(applied):
+        if not a["ok"]:
+            done = [str(x["worker"]) for x in applied[:i]]
+            return "BLOCKED", (
+                f"patch of {a['worker']}_worker does not apply to the base "
+                f"(after {', '.join(done) or 'nothing'}): {', '.join(a['files'])}"
+            )
+    if conflict:
+        return "BLOCKED", f"the patches do not apply together: {conflict}"
+    status, reasons = check_status(checks)
+    return status, "; ".join(reasons)
+
+
+def with_policy(
+    status: str, reason: str, violations: Sequence[Mapping[str, Any]]
+) -> tuple[str, str]:
+    """A write the guarded writer refused blocks the stage that was running when it passed."""
+    if violations and status == "PASS":
+        return "BLOCKED", f"write refused: {violations[0]['path']}"
+    return status, reason
+
+
 def final_status(stage_statuses: Sequence[str]) -> str:
     """FAIL beats BLOCKED beats PENDING beats PASS; SKIPPED stages do not count."""
     counted = [s for s in stage_statuses if s != "SKIPPED"]
@@ -367,3 +400,16 @@ def final_status(stage_statuses: Sequence[str]) -> str:
         if s in counted:
             return s
     return "PASS" if counted else "FAIL"
+
+
+def final_verdict(
+    rows: Sequence[Mapping[str, Any]], violations: Sequence[Mapping[str, Any]] = ()
+) -> tuple[str, list[str]]:
+    """The run's final status and reasons from its stage rows (a refused write blocks it)."""
+    statuses = [str(r["status"]) for r in rows] + (["BLOCKED"] if violations else [])
+    reasons = [
+        f"{r['stage']}: {r['reason']}"
+        for r in rows
+        if r["status"] in ("BLOCKED", "FAIL") and r["reason"]
+    ]
+    return final_status(statuses), reasons

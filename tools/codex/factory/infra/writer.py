@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -23,6 +24,8 @@ class GuardedWriter:
     root: Path
     written: dict[str, str] = field(default_factory=dict)
     violations: list[dict[str, str]] = field(default_factory=list)
+    # Called once per new refusal (the run handle records it in the ledger as it happens).
+    on_violation: Callable[[str, str], None] | None = None
 
     def __post_init__(self) -> None:
         self.root = Path(os.path.abspath(self.root))
@@ -52,6 +55,8 @@ class GuardedWriter:
         entry = {"path": rel, "reason": why}
         if entry not in self.violations:
             self.violations.append(entry)
+            if self.on_violation is not None:
+                self.on_violation(rel, why)
         raise PolicyViolation(f"write to {rel!r} refused: {why}")
 
     def mkdir(self, rel: str) -> Path:

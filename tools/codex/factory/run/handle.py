@@ -138,6 +138,11 @@ class RunHandle:
     def __post_init__(self) -> None:
         self.writer = GuardedWriter(self.run_dir)
         self.recorder = Recorder(self.ctx.ledger, self.run_id, str(self.manifest["kind"]))
+        # Every refused write reaches the ledger as it happens, and STATUS.json at the end.
+        self.writer.on_violation = lambda path, why: self._violation(path, why)
+
+    def _violation(self, path: str, why: str) -> None:
+        self.recorder.policy_violation(path, f"write to {path!r} refused: {why}")
 
     @classmethod
     def open(

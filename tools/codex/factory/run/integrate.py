@@ -227,7 +227,8 @@ def integrate(run: RunHandle) -> StageResult:
     )
     writer.write_text(f"{Z_DIR}/MERGE_PLAN.md", merge_plan_md(run.run_id, order, deps, cycle))
     if cycle:
-        return StageResult("integrate", "BLOCKED", cycle, data)
+        status, reason = decisions.integrate_outcome(cycle, [], [])
+        return StageResult("integrate", status, reason, data)
     data["merge_order"] = order
     bounds = run_limits(manifest)
     patches = {
@@ -242,7 +243,8 @@ def integrate(run: RunHandle) -> StageResult:
         writer.mkdir(SANDBOX_DIR)
     else:
         sandbox.mkdir(parents=True)
-    status, reason = "PASS", ""
+    applied: list[dict[str, Any]] = []
+    conflict = ""
     try:
         gitops.create_sandbox(sandbox, run.ctx.repo, commit)
         staged = stage_patches(
@@ -253,20 +255,11 @@ def integrate(run: RunHandle) -> StageResult:
         if res is not None and res.rc != 0:
             # Nothing of the failed atomic apply reached the index; apply one by one to name the
             # first worker that does not fit (those before it stay applied, for the report).
-            status = "BLOCKED"
-            reason, data["applied"] = find_failing(run, sandbox, staged, res.err)
+            applied, conflict = find_failing(run, sandbox, staged, res.err)
         else:
             for s in staged:
-                rec.emit(
-                    "patch.applied",
-                    "integrate",
-                    worker=s["worker"],
-                    ok=True,
-                    files=s["touched"],
-                    empty=not s["patch"],
-                    eol_normalised=s["eol_normalised"],
-                )
-            data["applied"] = [s["worker"] for s in staged]
+                applied.append(_applied(run, s, ok=True, files=s["touched"]))
+        data["applied"] = [a["worker"] for a in applied if a["ok"]]
         merged = gitops.diff_cached(sandbox, commit)
         writer.write(f"{Z_DIR}/DIFF.patch", merged)
         data["files_changed"] = patchparse.parse(merged).touched()
@@ -277,17 +270,33 @@ def integrate(run: RunHandle) -> StageResult:
             ),
         )
         configured = run.setting("checks.required") or run.setting("checks.advisory")
-        if status == "PASS" and configured:
+        together = not conflict and all(a["ok"] for a in applied)
+        if together and configured:
             gitops.materialise(sandbox)
             data["checks"] = run_checks(run, sandbox)
-            check_state, reasons = decisions.check_status(data["checks"])
-            if check_state != "PASS":
-                status, reason = check_state, "; ".join(reasons)
     finally:
         if not run.ctx.config.get("run.keep_sandbox") and sandbox.exists():
             _remove_sandbox(run, sandbox)
     write_logs_index(writer, bounds)
+    status, reason = decisions.integrate_outcome("", applied, data["checks"], conflict)
     return StageResult("integrate", status, reason, data)
+
+
+def _applied(
+    run: RunHandle, s: dict[str, Any], *, ok: bool, files: list[str], error: str = ""
+) -> dict[str, Any]:
+    """Record one worker's patch as applied (or not) and return what the decision reads."""
+    extra: dict[str, Any] = {"error": error[:2000]} if error else {"empty": not s["patch"]}
+    run.recorder.emit(
+        "patch.applied",
+        "integrate",
+        worker=s["worker"],
+        ok=ok,
+        files=files,
+        eol_normalised=s["eol_normalised"],
+        **extra,
+    )
+    return {"worker": s["worker"], "ok": ok, "files": files}
 
 
 def _remove_sandbox(run: RunHandle, sandbox: Path) -> None:
@@ -333,49 +342,26 @@ def stage_patches(
 
 def find_failing(
     run: RunHandle, sandbox: Path, staged: list[dict[str, Any]], first_error: str
-) -> tuple[str, list[str]]:
-    """The all-at-once apply failed: apply one by one to name the first worker that does not fit."""
-    rec = run.recorder
+) -> tuple[list[dict[str, Any]], str]:
+    """The all-at-once apply failed: apply one by one to name the first worker that does not fit.
+
+    Returns the applied records (up to and including the failing one) and, when every patch
+    applies alone but not all together, that error's first line (recorded as patch.conflict).
+    """
+    applied: list[dict[str, Any]] = []
     for s in staged:
         if not s["patch"]:
-            rec.emit(
-                "patch.applied",
-                "integrate",
-                worker=s["worker"],
-                ok=True,
-                files=[],
-                empty=True,
-                eol_normalised=s["eol_normalised"],
-            )
+            applied.append(_applied(run, s, ok=True, files=[]))
             continue
         res = gitops.apply_to_index(sandbox, [s["patch"]])
         if res.rc != 0:
             files = sorted({m.group(1) for m in _APPLY_ERR.finditer(res.err)}) or s["touched"]
-            done = [x["worker"] for x in staged[: staged.index(s)]]
-            rec.emit(
-                "patch.applied",
-                "integrate",
-                worker=s["worker"],
-                ok=False,
-                files=files,
-                error=res.err.strip()[:2000],
-                eol_normalised=s["eol_normalised"],
-            )
-            return (
-                f"patch of {worker_dirname(s['worker'])} does not apply to the base "
-                f"(after {', '.join(done) or 'nothing'}): {', '.join(files)}"
-            ), done
-        rec.emit(
-            "patch.applied",
-            "integrate",
-            worker=s["worker"],
-            ok=True,
-            files=s["touched"],
-            empty=False,
-            eol_normalised=s["eol_normalised"],
-        )
+            applied.append(_applied(run, s, ok=False, files=files, error=res.err.strip()))
+            return applied, ""
+        applied.append(_applied(run, s, ok=True, files=s["touched"]))
     first = first_error.strip().splitlines()[0] if first_error.strip() else "git apply failed"
-    return f"the patches do not apply together: {first}", [x["worker"] for x in staged]
+    run.recorder.emit("patch.conflict", "integrate", error=first[:2000])
+    return applied, first[:2000]
 
 
 def _tail(path: Path, limit: int = 2048) -> str:

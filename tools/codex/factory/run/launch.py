@@ -190,7 +190,7 @@ def launch(
     except Exception as exc:
         failed = failure(exc)
         with contextlib.suppress(FactoryError, OSError):
-            rec.emit("stage.finished", "launch", status=failed.status, reason=failed.reason)
+            rec.stage_finished("launch", failed.status, failed.reason)
             (finish or _finish_alone)(rec, failed)
         raise
 
@@ -205,13 +205,7 @@ def failure(exc: BaseException) -> StageResult:
 
 
 def _finish_alone(rec: Recorder, failed: StageResult) -> None:
-    rec.emit(
-        "run.finished",
-        "summary",
-        status=failed.status,
-        reasons=[f"launch: {failed.reason}"] if failed.reason else [],
-        stages=[failed.row()],
-    )
+    rec.run_finished([failed.row()])
 
 
 def _create(
@@ -219,7 +213,7 @@ def _create(
 ) -> tuple[StageResult, Recorder | None]:
     """Write the run folder under the run lock (no other stage can read a half-made run)."""
     run_dir = ctx.layout.run_dir(run_id)
-    rec.emit("stage.started", "launch")
+    rec.stage_started("launch")
     writer = GuardedWriter(run_dir)
     for sub in (LOCKS_DIR, ATTEST_DIR, Z_DIR):
         writer.mkdir(sub)
@@ -252,7 +246,7 @@ def _create_locked(
         written.update(real.launch_real(ctx, rec, manifest, plan.ids(), req.progress))
         rec.emit("artifacts.written", "launch", files=dict(sorted(written.items())))
         result = StageResult("launch", "PASS", "", real.result_data(ctx, manifest))
-        rec.emit("stage.finished", "launch", status="PASS", reason="")
+        rec.stage_finished("launch", "PASS")
         return result, rec
     for w in plan.workers:
         files = bundles.write_dry_run_bundle(writer, run_id, w, commit)
@@ -277,7 +271,7 @@ def _create_locked(
             "run_dir": ctx.layout.run_rel(run_id),
         },
     )
-    rec.emit("stage.finished", "launch", status="PASS", reason="")
+    rec.stage_finished("launch", "PASS")
     return result, rec
 
 

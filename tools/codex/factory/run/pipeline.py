@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tools.codex.factory.core import decisions
 from tools.codex.factory.core.ids import validate_kind, validate_run_id
 from tools.codex.factory.errors import FactoryError, LockHeldError, UsageError
 from tools.codex.factory.ledger.recorder import Recorder
@@ -116,7 +117,9 @@ def _integrate_and_finish(run: RunHandle, before: list[StageResult]) -> dict[str
     def go() -> StageResult:
         res = integrate.integrate(run)
         holder.update(res.data)
-        return res
+        # A write the guarded writer refused during integration blocks the stage itself.
+        status, reason = decisions.with_policy(res.status, res.reason, writer.violations)
+        return StageResult(res.stage, status, reason, res.data)
 
     if any(s.status not in ("PASS",) for s in stages):
         stages.append(
@@ -124,10 +127,6 @@ def _integrate_and_finish(run: RunHandle, before: list[StageResult]) -> dict[str
         )
     else:
         stages.append(run_stage(rec, "integrate", go))
-    if writer.violations and stages[-1].status == "PASS":
-        stages[-1] = StageResult(
-            "integrate", "BLOCKED", f"write refused: {writer.violations[0]['path']}"
-        )
     return report.finalize(run, stages, holder)
 
 
@@ -264,14 +263,7 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
         rows = [pre, failed] + [
             StageResult(s, "SKIPPED", "skipped: launch did not pass") for s in STAGES[2:]
         ]
-        reasons = [f"launch: {failed.reason}"] if failed.reason else []
-        rec.emit(
-            "run.finished",
-            "summary",
-            status=failed.status,
-            reasons=reasons,
-            stages=[r.row() for r in rows],
-        )
+        rec.run_finished([r.row() for r in rows])
         launch_finished.append(True)
 
     def do_launch() -> StageResult:
@@ -295,7 +287,7 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
         raced = "is taken" in lr.reason  # another process launched this run ID after preflight
         if pre_rec is not None and own_id and not raced and not launch_finished:
             # launch stopped before run.started: its stage still ends in the ledger (replay).
-            pre_rec.emit("stage.finished", "launch", status=lr.status, reason=lr.reason)
+            pre_rec.stage_finished("launch", lr.status, lr.reason)
             _finish_early(pre_rec, lr.status, data)
         return Outcome(Status(lr.status), data, summary_text(data))
     run_id = holder["run_id"]
@@ -314,9 +306,7 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
 def _finish_early(rec: Recorder | None, status: str, data: dict[str, Any]) -> None:
     """A oneshot that stops before integration still ends its run in the ledger (``watch``)."""
     if rec is not None:
-        rec.emit(
-            "run.finished", "summary", status=status, reasons=data["reasons"], stages=data["stages"]
-        )
+        data["status"], data["reasons"] = rec.run_finished(data["stages"])
         head = rec.ledger.read_head()
         data["ledger_head"] = {"seq": head.seq, "hash": head.hash}
 

@@ -122,102 +122,94 @@ def finalize(
     stages: list[StageResult],
     integration: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """Write Z's verdict, the attestations and ``run.finished``; return the STATUS document."""
+    """Write Z's verdict, the attestations and ``run.finished``; return the STATUS document.
+
+    STATUS.json, FINAL_REPORT.txt, ``run.finished`` and the exit code all carry the one status
+    :func:`decisions.final_verdict` derives from the stage rows and the refused writes; a report
+    that cannot be written is a failed ``summary`` stage row, recorded like any other.
+    """
     ctx, rec, writer, manifest = run.ctx, run.recorder, run.writer, run.manifest
     run_id = run.run_id
-    run_dir = run.run_dir
     integration = integration or {}
-    statuses = [s.status for s in stages]
-    if writer.violations:
-        statuses.append("BLOCKED")
-    status = decisions.final_status(statuses)
-    reasons = [
-        f"{s.stage}: {s.reason}" for s in stages if s.status in ("BLOCKED", "FAIL") and s.reason
-    ]
-    validation = None
-    vpath = run_dir / VALIDATION
-    if vpath.is_file():
-        try:
-            validation = jsonio.read_json(vpath, VALIDATION)
-        except UsageError:
-            validation = None
+    rows = [s.row() for s in stages]
+    validation = _read_validation(run.run_dir)
     head = ctx.ledger.read_head()
-    doc: dict[str, Any] = {
-        "schema_version": schemas.SCHEMA_VERSION,
-        "run_id": run_id,
-        "status": status,
-        "reasons": reasons,
-        "stages": [s.row() for s in stages],
-        "merge_order": integration.get("merge_order", []),
-        "applied": integration.get("applied", []),
-        "checks": integration.get("checks", []),
-        "policy_violations": list(writer.violations),
-        "files_changed": integration.get("files_changed", []),
-        "ledger_head": {"seq": head.seq, "hash": head.hash},
-    }
     not_run = next(
         (s.reason for s in stages if s.stage == "integrate" and s.status == "SKIPPED"),
         "integration did not complete",
     )
     _placeholders(writer, run_id, not_run)
-    if writer.violations and status != "FAIL":
-        doc["status"] = status = "BLOCKED"
-    doc["policy_violations"] = list(writer.violations)
+    doc: dict[str, Any] = {
+        "schema_version": schemas.SCHEMA_VERSION,
+        "run_id": run_id,
+        "status": "",
+        "reasons": [],
+        "stages": rows,
+        "merge_order": integration.get("merge_order", []),
+        "applied": integration.get("applied", []),
+        "checks": integration.get("checks", []),
+        "policy_violations": [],
+        "files_changed": integration.get("files_changed", []),
+        "ledger_head": {"seq": head.seq, "hash": head.hash},
+    }
+
+    def verdict() -> None:
+        doc["policy_violations"] = list(writer.violations)
+        doc["status"], doc["reasons"] = decisions.final_verdict(rows, writer.violations)
+
+    verdict()
     attest: dict[str, str] = {}
     try:
         writer.write(STATUS, jsonio.pretty(doc))
         writer.write_text(REPORT, render_report(doc, manifest, validation))
         attest = _attest(run)
-    except PolicyViolation as exc:
-        doc["status"] = status = "BLOCKED"
-        doc["policy_violations"] = list(writer.violations)
-        rec.emit("policy.violation", "summary", path=writer.violations[-1]["path"], reason=str(exc))
+    except PolicyViolation:  # recorded in the ledger as it happened (the run handle)
+        verdict()
+        _rewrite(writer, doc, manifest, validation)
     except (OSError, FactoryError) as exc:
-        status = _downgrade(
-            writer, doc, manifest, validation, f"summary: could not write the report: {exc}"
-        )
+        summary = StageResult("summary", "FAIL", f"could not write the report: {exc}")
+        rec.stage_finished(summary.stage, summary.status, summary.reason)
+        rows.append(summary.row())
+        verdict()
+        _rewrite(writer, doc, manifest, validation)
     try:
         rec.emit(
             "report.written",
             "summary",
-            status=status,
+            status=doc["status"],
             ledger_head={"seq": head.seq, "hash": head.hash},
             files=dict(sorted(writer.written.items())),
             attestations=attest,
             policy_violations=doc["policy_violations"],
         )
-        rec.emit(
-            "run.finished",
-            "summary",
-            status=status,
-            reasons=doc["reasons"],
-            stages=[s.row() for s in stages],
-        )
+        rec.run_finished(rows, writer.violations)
     except FactoryError as exc:
         # The verdict could not be recorded: the files must not claim more than the ledger holds.
-        _downgrade(
-            writer,
-            doc,
-            manifest,
-            validation,
+        doc["status"] = "FAIL"
+        doc["reasons"] = [
+            *doc["reasons"],
             f"summary: could not record the run in the ledger: {exc}",
-        )
+        ]
+        _rewrite(writer, doc, manifest, validation)
     return doc
 
 
-def _downgrade(
+def _read_validation(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        doc = jsonio.loads_document(read_regular(run_dir / VALIDATION, VALIDATION, limit=1 << 26))
+    except (FactoryError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _rewrite(
     writer: GuardedWriter,
     doc: dict[str, Any],
     manifest: dict[str, Any],
     validation: dict[str, Any] | None,
-    reason: str,
-) -> str:
-    """An internal error after the verdict: make STATUS.json and the report say FAIL too.
-
-    If even that cannot be written, remove them rather than leave a stale verdict behind.
-    """
-    doc["status"] = "FAIL"
-    doc["reasons"] = [*doc["reasons"], reason]
+) -> None:
+    """Write STATUS.json and FINAL_REPORT.txt again after the verdict changed; if even that
+    fails, remove them rather than leave a verdict behind that the ledger does not hold."""
     try:
         writer.write(STATUS, jsonio.pretty(doc))
         writer.write_text(REPORT, render_report(doc, manifest, validation))
@@ -225,7 +217,6 @@ def _downgrade(
         for rel in (STATUS, REPORT):
             with contextlib.suppress(OSError, PolicyViolation):
                 writer.target(rel).unlink()
-    return "FAIL"
 
 
 def _attest(run: RunHandle) -> dict[str, str]:

@@ -28,7 +28,7 @@ def run_stage(rec: Recorder | None, name: str, fn: Callable[[], StageResult]) ->
     plan that names no one): it blocks the run rather than aborting without a report.
     """
     if rec is not None:
-        rec.emit("stage.started", name)
+        rec.stage_started(name)
     try:
         result = fn()
     except UsageError as exc:
@@ -37,17 +37,17 @@ def run_stage(rec: Recorder | None, name: str, fn: Callable[[], StageResult]) ->
         result = StageResult(name, "BLOCKED" if exc.exit_code == 3 else "FAIL", str(exc))
     except KeyboardInterrupt:
         if rec is not None:
-            rec.emit("stage.finished", name, status="FAIL", reason="interrupted")
+            rec.stage_finished(name, "FAIL", "interrupted")
         raise
     except Exception as exc:  # an internal error must still be recorded and reported
         result = StageResult(name, "FAIL", f"internal error: {type(exc).__name__}: {exc}")
     if rec is not None:
-        rec.emit("stage.finished", name, status=result.status, reason=result.reason)
+        rec.stage_finished(name, result.status, result.reason)
     return result
 
 
 def skipped(rec: Recorder | None, name: str, after: str) -> StageResult:
     result = StageResult(name, "SKIPPED", f"skipped: {after} did not pass")
     if rec is not None:
-        rec.emit("stage.finished", name, status="SKIPPED", reason=result.reason)
+        rec.stage_finished(name, "SKIPPED", result.reason)
     return result

@@ -366,7 +366,7 @@ def execute(
                     reason="SIGINT (Ctrl-C)",
                     statuses=dict(sorted(sts.items())),
                 )
-                rec.emit("stage.finished", "launch", status="FAIL", reason="interrupted")
+                rec.stage_finished("launch", "FAIL", "interrupted")
                 live.refresh()
         finally:
             agents.restore_sigint(previous)
@@ -402,7 +402,7 @@ def launch_real(
             reason="SIGINT (Ctrl-C) while preparing the worktrees",
             statuses=statuses(ctx, manifest),
         )
-        rec.emit("stage.finished", "launch", status="FAIL", reason="interrupted")
+        rec.stage_finished("launch", "FAIL", "interrupted")
         raise
     execute(ctx, rec, manifest, ids, progress)
     return written
@@ -456,12 +456,12 @@ def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
                     agents.check_available(spec)
         rec = run.recorder
         rec.emit("run.resumed", "launch", workers=todo, finished=done)
-        rec.emit("stage.started", "launch")
+        rec.stage_started("launch")
         if req.progress is not None and done:
             req.progress(
                 f"factory: resume: {', '.join(worker_dirname(w) for w in done)} already finished"
             )
         launch_real(ctx, rec, manifest, todo, req.progress)
         data = result_data(ctx, manifest)
-        rec.emit("stage.finished", "launch", status="PASS", reason="")
+        rec.stage_finished("launch", "PASS")
         return StageResult("launch", "PASS", "", data), rec

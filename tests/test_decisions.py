@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tools.codex.factory.core import decisions
+from tools.codex.factory.core import decisions, validation
 from tools.codex.factory.core.paths import PathRuleError, normalise_repo_path
 
 SEGMENT = st.text(alphabet=st.sampled_from(list("ab./\\:C~ _-é\x00")), min_size=0, max_size=6)
@@ -55,8 +55,8 @@ def test_overlaps_are_symmetric_and_independent_of_worker_order(
     # Rename workers by a permutation: the overlap set maps exactly, nothing else changes.
     mapping = dict(zip("ABCDE", perm, strict=True))
     renamed = {mapping[w]: f for w, f in facts.items()}
-    original = decisions.overlaps(facts, identical)
-    permuted = decisions.overlaps(renamed, identical)
+    original = validation.overlaps(facts, identical)
+    permuted = validation.overlaps(renamed, identical)
     expect = sorted(
         (
             {
@@ -79,7 +79,7 @@ def test_overlaps_are_symmetric_and_independent_of_worker_order(
             owners.setdefault(p, set()).add(w)
     assert {o["path"] for o in original} == {p for p, ws_ in owners.items() if len(ws_) > 1}
     # Insertion order of the mapping does not matter.
-    assert decisions.overlaps(dict(reversed(list(facts.items()))), identical) == original
+    assert validation.overlaps(dict(reversed(list(facts.items()))), identical) == original
 
 
 @given(

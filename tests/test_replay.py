@@ -409,7 +409,7 @@ def test_rechained_decision_is_recomputed(
     decided["payload"]["verdicts"]["A"] = "PASS"
     rewrite_ledger(repo, events)
     found = whats(replay_json(repo, env, run_id, 3))
-    assert "validation.decided verdicts (recomputed by decisions.evaluate)" in found
+    assert "validation.decided verdicts (recomputed by validation.evaluate)" in found
 
 
 def test_rechained_facts_diverge_from_validation_json(
@@ -425,7 +425,7 @@ def test_rechained_facts_diverge_from_validation_json(
     facts["payload"]["facts"]["files_changed"] = ["tests/test_app.py"]
     rewrite_ledger(repo, events)
     found = whats(replay_json(repo, env, run_id, 3))
-    assert "validation.decided status (recomputed by decisions.evaluate)" in found
+    assert "validation.decided status (recomputed by validation.evaluate)" in found
     assert any(w.startswith("VALIDATION.json") for w in found), found
 
 

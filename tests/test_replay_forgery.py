@@ -32,7 +32,7 @@ from tests.test_replay import (
     whats,
 )
 from tests.workers_helpers import agent_env, cli, work_repo
-from tools.codex.factory.core import decisions
+from tools.codex.factory.core import validation
 from tools.codex.factory.infra import jsonio
 from tools.codex.factory.ops.selftest import BASE_FILES, RUNS_REL, factory, make_repo, scratch_env
 
@@ -161,7 +161,7 @@ def test_a_complete_forgery_of_a_widened_scope_is_caught_by_the_bundle(
     }
     facts["A"]["scope"]["allow"] = ["**"]
     policy = validate.policy(manifest)
-    result = decisions.evaluate(facts, policy)
+    result = validation.evaluate(facts, policy)
     assert result["status"] == "PASS"  # the forged inputs give the forged verdict
     workers = sorted(facts)
     doc = {
@@ -176,8 +176,8 @@ def test_a_complete_forgery_of_a_widened_scope_is_caught_by_the_bundle(
         "policy": policy,
         **result,
     }
-    validation = jsonio.pretty(doc)
-    (run / "VALIDATION.json").write_bytes(validation)
+    validation_bytes = jsonio.pretty(doc)
+    (run / "VALIDATION.json").write_bytes(validation_bytes)
     decided = first(events, "validation.decided")["payload"]
     decided.update(
         status="PASS",
@@ -185,7 +185,7 @@ def test_a_complete_forgery_of_a_widened_scope_is_caught_by_the_bundle(
         findings=0,
         overlaps=result["overlaps"],
         policy=policy,
-        validation_sha256=sha(validation),
+        validation_sha256=sha(validation_bytes),
     )
     stage = next(
         e for e in events if e["event_type"] == "stage.finished" and e["stage"] == "bundle-validate"

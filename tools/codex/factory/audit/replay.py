@@ -59,7 +59,7 @@ from typing import Any
 
 import orjson
 
-from tools.codex.factory.core import decisions
+from tools.codex.factory.core import decisions, validation
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.core.paths import ATTEST_DIR, MANIFEST, VALIDATION, Z_DIR, worker_dirname
 from tools.codex.factory.errors import FactoryError, UsageError
@@ -68,7 +68,14 @@ from tools.codex.factory.infra.writer import sha256_file
 from tools.codex.factory.ledger.store import GENESIS, Event, Ledger, line_hash_ok
 from tools.codex.factory.records.status import Outcome, Status
 from tools.codex.factory.run.context import Context
-from tools.codex.factory.run.facts import V1_KEYS, Limits, bundle_hash, file_hashes, gather_facts
+from tools.codex.factory.run.facts import (
+    V1_KEYS,
+    BaseTree,
+    Limits,
+    bundle_hash,
+    file_hashes,
+    gather_facts,
+)
 
 REPORT_REL = f"{Z_DIR}/FINAL_REPORT.txt"
 STATUS_REL = f"{Z_DIR}/STATUS.json"
@@ -453,7 +460,7 @@ class Replayer:
                 )
                 return
             facts[w] = self.facts[w][0]
-        result = decisions.evaluate(facts, p["policy"], list(p.get("gitdir_changed", [])))
+        result = validation.evaluate(facts, p["policy"], list(p.get("gitdir_changed", [])))
         for key, found in (
             ("status", p["status"]),
             ("verdicts", p["verdicts"]),
@@ -462,7 +469,7 @@ class Replayer:
             if result[key] != found:
                 self.diverge(
                     ev.seq,
-                    f"validation.decided {key} (recomputed by decisions.evaluate)",
+                    f"validation.decided {key} (recomputed by validation.evaluate)",
                     result[key],
                     found,
                 )
@@ -1055,11 +1062,11 @@ class Replayer:
         not an input to trust but a function to recompute: a forged fact (a wider scope, a hidden
         path) differs from what the bundle says.
         """
-        from tools.codex.factory.run.validate import base_paths_lower
+        from tools.codex.factory.run.validate import base_tree
 
         now: dict[str, str] = {}
         derived: dict[tuple[str, str], dict[str, Any]] = {}
-        base_lower: dict[str, str] | None = None
+        base_lower: BaseTree | None = None
         for w, recorded, seq in self.fact_events:
             wdir = worker_dirname(w)
             if wdir not in now:
@@ -1077,7 +1084,7 @@ class Replayer:
                     )
                     return
                 try:
-                    base_lower = base_paths_lower(self.ctx, base)
+                    base_lower = base_tree(self.ctx, base)
                 except FactoryError as exc:
                     self.diverge(
                         seq,

@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory.core import patchparse
+from tools.codex.factory.core import names, patchparse
 from tools.codex.factory.core.paths import (
     WORKER_FILES,
     PathRuleError,
@@ -51,6 +51,50 @@ JSON_FILES = {
 }
 _CHUNK = 1 << 20
 Store = Callable[[bytes], str]
+
+
+@dataclass(frozen=True)
+class BaseTree:
+    """The base commit's paths by name-equivalence key: files and leading folders."""
+
+    files: Mapping[str, str]  # fold key -> path
+    dirs: Mapping[str, str]  # fold key -> folder path
+
+    @classmethod
+    def of(cls, paths: Iterable[str]) -> BaseTree:
+        files: dict[str, str] = {}
+        dirs: dict[str, str] = {}
+        for p in paths:
+            parts = p.split("/")
+            keys = [names.fold_name(x) for x in parts]
+            files.setdefault("/".join(keys), p)
+            for i in range(1, len(parts)):
+                dirs.setdefault("/".join(keys[:i]), "/".join(parts[:i]))
+        return cls(files, dirs)
+
+    def clashes(
+        self, added: Iterable[str], deleted: set[str]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """(aliases, file-folder clashes) of the ``added`` paths with the base, each
+        path -> the base path it clashes with; base files the patch deletes do not count."""
+        aliases: dict[str, str] = {}
+        clashes: dict[str, str] = {}
+        for p in sorted(added):
+            parts = p.split("/")
+            keys = [names.fold_name(x) for x in parts]
+            key = "/".join(keys)
+            existing = self.files.get(key)
+            if existing is not None and existing != p and existing not in deleted:
+                aliases[p] = existing
+            folder = self.dirs.get(key)
+            if folder is not None:
+                clashes[p] = folder
+            for i in range(1, len(parts)):
+                above = self.files.get("/".join(keys[:i]))
+                if above is not None and above not in deleted:
+                    clashes[p] = above
+                    break
+        return aliases, clashes
 
 
 @dataclass(frozen=True)
@@ -248,7 +292,7 @@ def _clip_path(path: str, limits: Limits, problems: list[list[str]], where: str)
 def gather_facts(
     run_dir: Path,
     worker: str,
-    base_paths_lower: Mapping[str, str],
+    base: BaseTree,
     limits: Limits | None = None,
     store: Store | None = None,
 ) -> dict[str, Any]:
@@ -284,6 +328,10 @@ def gather_facts(
         "apply_sha256": None,
         "eol_normalised": False,
         "limit_problems": [],
+        "deleted": [],
+        "base_dir_clashes": {},
+        "links": [],
+        "gitlinks": [],
     }
     limit_problems: list[list[str]] = facts["limit_problems"]
     keep = frozenset(WORKER_FILES)
@@ -389,15 +437,22 @@ def gather_facts(
                     if f.new_path and f.new_path != f.old_path
                 }
             )
+            facts["deleted"] = sorted(
+                {
+                    _clip_path(f.old_path, limits, [], "DIFF.patch")
+                    for f in patch.files
+                    if f.old_path is not None and f.status in ("deleted", "renamed")
+                }
+                - set(facts["added"])
+            )
             facts["section_hashes"] = {
                 _clip_path(p, limits, [], "DIFF.patch"): hashlib.sha256(raw).hexdigest()
                 for p, raw in sorted(patch.sections_by_path().items())
             }
-    deleted = set(facts["touched"]) - set(facts["added"])
-    for p in facts["added"]:
-        existing = base_paths_lower.get(p.lower())
-        if existing is not None and existing != p and existing not in deleted:
-            facts["base_case_variants"][p] = existing
+    deleted = set(facts["deleted"])
+    aliases, clashes = base.clashes(facts["added"], deleted)
+    facts["base_case_variants"] = aliases
+    facts["base_dir_clashes"] = clashes
     if "LOGS/INDEX.json" in docs:
         for item in docs["LOGS/INDEX.json"]["logs"]:
             rel = clip(item["path"], limits.max_path_chars)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.codex.factory.core import decisions
+from tools.codex.factory.core import validation
 from tools.codex.factory.core.paths import VALIDATION
 from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.run import gitdir, snapshots
 from tools.codex.factory.run.context import Context
-from tools.codex.factory.run.facts import Limits, gather_facts
+from tools.codex.factory.run.facts import BaseTree, Limits, gather_facts
 from tools.codex.factory.run.handle import RunHandle, run_setting
 from tools.codex.factory.run.stages import StageResult
 
@@ -52,26 +52,25 @@ def limits(manifest: dict[str, Any]) -> Limits:
     return Limits.from_settings(lambda dotted: run_setting(manifest, dotted))
 
 
-def base_paths_lower(ctx: Context, commit: str) -> dict[str, str]:
-    out = gitops.git(ctx.repo, "ls-tree", "-r", "-z", "--name-only", commit).stdout
-    paths = [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
-    return {p.lower(): p for p in paths}
+def base_tree(ctx: Context, commit: str) -> BaseTree:
+    """The base commit's paths by name-equivalence key (for aliases and file/folder clashes)."""
+    return BaseTree.of(gitops.tree_paths(ctx.repo, commit))
 
 
 def validate(run: RunHandle) -> StageResult:
     """Judge the selected workers' bundles, each read once into the run's snapshot store."""
     manifest, workers, rec = run.manifest, run.workers, run.recorder
-    base_lower = base_paths_lower(run.ctx, run.base_commit)
+    base = base_tree(run.ctx, run.base_commit)
     bounds = limits(manifest)
     facts = {}
     for w in workers:
         facts[w] = gather_facts(
-            run.run_dir, w, base_lower, bounds, lambda data: snapshots.put(run.writer, data)
+            run.run_dir, w, base, bounds, lambda data: snapshots.put(run.writer, data)
         )
         rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
     pol = policy(manifest)
     changed = gitdir.check_and_restore(run.ctx.repo, rec, run.run_dir)
-    result = decisions.evaluate(facts, pol, changed)
+    result = validation.evaluate(facts, pol, changed)
     doc = {
         "schema_version": schemas.SCHEMA_VERSION,
         "run_id": run.run_id,

@@ -1,0 +1,535 @@
+"""The bundle-validate judgement: every per-worker and cross-worker rule over recorded facts.
+
+Pure: a function of the bundles' recorded facts and the recorded policy only, so
+``ledger-replay`` recomputes the verdicts the live run gave. Policy version 1 is how earlier
+releases judged (case collisions by ``str.lower``); version 2 adds one name equivalence
+(:mod:`core.names`) for aliases, clashes and protected paths, name portability, special files
+(symlinks, gitlinks, ``.gitattributes``, ``.gitmodules``), git's own reading of each patch and
+the verification of binary postimages.
+"""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tools.codex.factory.core import names
+from tools.codex.factory.core.globs import match_any
+from tools.codex.factory.core.paths import PathRuleError, normalise_repo_path
+
+Finding = dict[str, str]
+# Rules a run may downgrade to warnings (run.portable_names = warn): names that only some
+# filesystem refuses or aliases. Anything that aliases .git or a special file always blocks.
+PORTABLE_RULES = frozenset(
+    {
+        "name-windows-reserved",
+        "name-windows-invalid",
+        "name-trailing-dot-space",
+        "name-hfs-ignorable",
+    }
+)
+SPECIAL_FILES = {"gitattributes": ".gitattributes", "gitmodules": ".gitmodules"}
+
+
+def _finding(worker: str, path: str, rule: str, message: str, severity: str = "block") -> Finding:
+    return {"worker": worker, "path": path, "rule": rule, "message": message, "severity": severity}
+
+
+def _sort(findings: list[Finding]) -> list[Finding]:
+    unique = {(f["worker"], f["path"], f["rule"], f["message"]): f for f in findings}
+    return [unique[k] for k in sorted(unique)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded_pattern(pattern: str) -> str | None:
+    try:
+        return names.fold_pattern(pattern)
+    except ValueError:
+        return None
+
+
+def protected_match(path: str, patterns: Sequence[str]) -> str | None:
+    """The first pattern ``path`` matches on any filesystem: as spelled (ignoring case), or as
+    one name-equivalence key (a trailing dot, an NFD spelling, an ignorable code point)."""
+    hit = match_any(path, patterns, ignore_case=True)
+    if hit is not None:
+        return hit
+    key = names.fold(path)
+    for pattern in patterns:
+        folded = _folded_pattern(pattern)
+        if folded is not None and match_any(key, [folded]) is not None:
+            return pattern
+    return None
+
+
+def _present_after(facts: Mapping[str, Any]) -> list[str]:
+    """Paths that exist once the patch is applied (deleted ones do not count for clashes)."""
+    deleted = set(facts.get("deleted", []))
+    return sorted(set(facts["touched"]) - deleted)
+
+
+def link_problem(path: str, target: str, protected: Sequence[str]) -> tuple[str, str] | None:
+    """(rule, why) when a symlink at ``path`` with ``target`` leaves the repository, enters
+    ``.git`` or a protected (holdout) path; None when it stays inside."""
+    raw = target.replace("\\", "/")
+    if not raw or raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        return "symlink-escape", f"its target {target!r} is absolute"
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), raw))
+    if resolved == ".." or resolved.startswith("../"):
+        return "symlink-escape", f"its target {target!r} leaves the repository"
+    parts = [] if resolved == "." else resolved.split("/")
+    for part in parts:
+        if names.fold_name(part) == ".git" or any(
+            p.rule == "name-git-alias" for p in names.name_problems(part)
+        ):
+            return "symlink-escape", f"its target {target!r} enters .git"
+    if parts:
+        hit = protected_match(resolved, protected) or protected_match(resolved + "/x", protected)
+        if hit is not None:
+            return "symlink-into-protected", f"its target {target!r} is protected (matches {hit!r})"
+    return None
+
+
+def worker_findings(
+    facts: Mapping[str, Any],
+    protected: Sequence[str],
+    expected_scope: Mapping[str, Sequence[str]] | None = None,
+    run_id: str | None = None,
+    version: int = 1,
+    portable: str = "block",
+) -> list[Finding]:
+    """Every per-worker rule applied to one bundle's recorded facts.
+
+    ``expected_scope`` is the scope lock recorded at launch; a SCOPE_LOCK.json that differs
+    from it is refused, so a bundle cannot widen its own scope.
+    """
+    w = facts["worker"]
+    out: list[Finding] = []
+    scope_now = facts["scope"]
+    if expected_scope is not None and scope_now is not None:
+        for key in ("allow", "deny", "shared"):
+            if sorted(scope_now[key]) != sorted(expected_scope[key]):
+                out.append(
+                    _finding(
+                        w,
+                        "SCOPE_LOCK.json",
+                        "scope-lock-changed",
+                        f"{w}_worker/SCOPE_LOCK.json {key} is {sorted(scope_now[key])}, but the "
+                        f"run was launched with {sorted(expected_scope[key])}: restore it, or "
+                        "change the plan and launch a new run",
+                    )
+                )
+    for name in facts["missing"]:
+        out.append(_finding(w, name, "bundle-file-missing", f"{w}_worker/{name} is missing"))
+    for name in facts["symlinks"]:
+        out.append(
+            _finding(
+                w,
+                name,
+                "bundle-file-symlink",
+                f"{w}_worker/{name} is a symlink; bundle files must be regular files",
+            )
+        )
+    for name, msg in facts["json_errors"]:
+        out.append(_finding(w, name, "json-invalid", f"{w}_worker/{name} is not valid JSON: {msg}"))
+    for name, where, msg in facts["schema_errors"]:
+        out.append(_finding(w, name, "schema-violation", f"{w}_worker/{name} at {where}: {msg}"))
+    for name, found in sorted(facts["ids"].items()):
+        if found != w:
+            out.append(
+                _finding(w, name, "worker-id-mismatch", f"{w}_worker/{name} names worker {found!r}")
+            )
+    if run_id is not None and facts.get("run_id") not in (None, run_id):
+        out.append(
+            _finding(
+                w,
+                "STATUS.json",
+                "run-id-mismatch",
+                f"{w}_worker/STATUS.json belongs to run {facts['run_id']!r}, not {run_id!r}",
+            )
+        )
+    status = facts["status"]
+    if status is not None and status != "DONE":
+        reason = facts.get("status_reason") or "no reason given"
+        out.append(
+            _finding(
+                w, "STATUS.json", "worker-not-done", f"worker {w} status is {status}: {reason}"
+            )
+        )
+    if facts["patch_error"]:
+        out.append(
+            _finding(
+                w,
+                "DIFF.patch",
+                "patch-unparseable",
+                f"{w}_worker/DIFF.patch: {facts['patch_error']}",
+            )
+        )
+
+    touched = list(facts["touched"])
+    listed = list(facts["files_changed"])
+    safe: list[str] = []
+    for path in sorted(set(touched) | set(listed)):
+        try:
+            normalise_repo_path(path)
+        except PathRuleError as exc:
+            out.append(_finding(w, path, exc.rule, f"worker {w}: {exc}"))
+        else:
+            safe.append(path)
+    if len(listed) != len(set(listed)):
+        dupes = sorted(p for p, n in Counter(listed).items() if n > 1)
+        for p in dupes:
+            out.append(
+                _finding(
+                    w, p, "files-changed-duplicate", f"worker {w}: FILES_CHANGED lists {p!r} twice"
+                )
+            )
+    if (
+        facts["patch_error"] is None
+        and "DIFF.patch" not in facts["missing"]
+        and "FILES_CHANGED.json" not in _broken(facts)
+    ):
+        for p in sorted(set(touched) - set(listed)):
+            out.append(
+                _finding(
+                    w,
+                    p,
+                    "files-changed-incomplete",
+                    f"worker {w}: DIFF.patch touches {p!r} but FILES_CHANGED does not list it",
+                )
+            )
+        for p in sorted(set(listed) - set(touched)):
+            out.append(
+                _finding(
+                    w,
+                    p,
+                    "files-changed-not-in-patch",
+                    f"worker {w}: FILES_CHANGED lists {p!r} but DIFF.patch does not touch it",
+                )
+            )
+    scope = facts["scope"]
+    v2 = version >= 2
+    for p in safe:
+        hit = protected_match(p, protected) if v2 else match_any(p, protected, ignore_case=True)
+        if hit is not None:
+            out.append(
+                _finding(
+                    w, p, "protected-path", f"worker {w}: {p!r} is protected (matches {hit!r})"
+                )
+            )
+        if scope is None:
+            continue
+        deny = scope["deny"]
+        denied = protected_match(p, deny) if v2 else match_any(p, deny, ignore_case=True)
+        if denied is not None:
+            out.append(
+                _finding(w, p, "scope-denied", f"worker {w}: {p!r} matches deny glob {denied!r}")
+            )
+        elif match_any(p, scope["allow"]) is None:
+            out.append(
+                _finding(
+                    w,
+                    p,
+                    "scope-not-allowed",
+                    f"worker {w}: {p!r} is outside its allow globs {scope['allow']}",
+                )
+            )
+    if v2:
+        out.extend(_v2_findings(facts, safe, protected, expected_scope, portable))
+    else:
+        out.extend(_v1_case_findings(facts, safe))
+    for where, rule, msg in facts.get("limit_problems", []):
+        out.append(_finding(w, where, rule, f"worker {w}: {where}: {msg}"))
+    for rel, rule, msg in facts["log_problems"]:
+        out.append(_finding(w, f"LOGS/{rel}", rule, f"worker {w}: LOGS/{rel}: {msg}"))
+    return _sort(out)
+
+
+def _v1_case_findings(facts: Mapping[str, Any], safe: list[str]) -> list[Finding]:
+    """Case collisions as earlier releases judged them (``str.lower``), for their runs' replay."""
+    w = facts["worker"]
+    out: list[Finding] = []
+    for p, existing in sorted(facts["base_case_variants"].items()):
+        out.append(
+            _finding(
+                w,
+                p,
+                "case-collision",
+                f"worker {w}: {p!r} differs only by case from {existing!r} in the base",
+            )
+        )
+    by_lower: dict[str, list[str]] = {}
+    for p in safe:
+        by_lower.setdefault(p.lower(), []).append(p)
+    for group in sorted(by_lower.values()):
+        if len(group) > 1:
+            for p in group:
+                others = [o for o in group if o != p]
+                out.append(
+                    _finding(
+                        w,
+                        p,
+                        "case-collision",
+                        f"worker {w}: {p!r} differs only by case from {others}",
+                    )
+                )
+    return out
+
+
+def _alias_rule(spellings: Sequence[str]) -> str:
+    """``case-collision`` when the spellings differ only by case, else ``name-alias``."""
+    return "case-collision" if len({s.lower() for s in spellings}) == 1 else "name-alias"
+
+
+def _v2_findings(
+    facts: Mapping[str, Any],
+    safe: list[str],
+    protected: Sequence[str],
+    scope: Mapping[str, Sequence[str]] | None,
+    portable: str,
+) -> list[Finding]:
+    w = facts["worker"]
+    out: list[Finding] = []
+    special = list((scope or {}).get("special", []))
+    present = set(_present_after(facts))
+    for p in safe:
+        for problem in names.name_problems(p):
+            severity = "warn" if portable == "warn" and problem.rule in PORTABLE_RULES else "block"
+            out.append(_finding(w, p, problem.rule, f"worker {w}: {problem.message}", severity))
+        kind = names.special_kind(p)
+        if kind in SPECIAL_FILES and match_any(p, special) is None:
+            out.append(
+                _finding(
+                    w,
+                    p,
+                    f"special-{kind}",
+                    f"worker {w}: {p!r} is a {SPECIAL_FILES[kind]} file: it changes how git "
+                    "reads the repository for every worker; allowed only where the plan's "
+                    "`special` globs say so",
+                )
+            )
+    for p, existing in sorted(facts["base_case_variants"].items()):
+        rule = _alias_rule([p, existing])
+        out.append(
+            _finding(
+                w,
+                p,
+                rule,
+                f"worker {w}: {p!r} and {existing!r} in the base are one file on some filesystem",
+            )
+        )
+    for p, existing in sorted(facts.get("base_dir_clashes", {}).items()):
+        out.append(
+            _finding(
+                w,
+                p,
+                "file-directory-clash",
+                f"worker {w}: {p!r} and {existing!r} in the base need one name to be a file "
+                "and a folder at once",
+            )
+        )
+    for clash in names.clashes({w: sorted(present)}):
+        spellings = [e.path for e in clash.paths + clash.nested]
+        rule = clash.rule if clash.rule != "name-alias" else _alias_rule(spellings)
+        for e in clash.paths + clash.nested:
+            out.append(_finding(w, e.path, rule, f"worker {w}: {clash.message}"))
+    for path, target in facts.get("links", []):
+        escape = link_problem(path, target, protected)
+        if escape is not None:
+            out.append(_finding(w, path, escape[0], f"worker {w}: symlink {path!r}: {escape[1]}"))
+        elif match_any(path, special) is None:
+            out.append(
+                _finding(
+                    w,
+                    path,
+                    "special-symlink",
+                    f"worker {w}: {path!r} becomes a symlink (to {target!r}); allowed only where "
+                    "the plan's `special` globs say so",
+                )
+            )
+    for path in facts.get("gitlinks", []):
+        if match_any(path, special) is None:
+            out.append(
+                _finding(
+                    w,
+                    path,
+                    "special-gitlink",
+                    f"worker {w}: {path!r} becomes a submodule (gitlink); allowed only where the "
+                    "plan's `special` globs say so",
+                )
+            )
+    for path, verdict, why in facts.get("binary_checks", []):
+        if verdict != "ok":
+            out.append(
+                _finding(
+                    w,
+                    path,
+                    "binary-postimage-mismatch" if verdict == "mismatch" else "binary-unverifiable",
+                    f"worker {w}: binary patch of {path!r}: {why}",
+                )
+            )
+    for difference in facts.get("patch_disagreements", []):
+        out.append(
+            _finding(
+                w,
+                "DIFF.patch",
+                "patch-ambiguous",
+                f"worker {w}: git reads DIFF.patch differently from the validator: {difference}",
+            )
+        )
+    return out
+
+
+def _broken(facts: Mapping[str, Any]) -> set[str]:
+    found = set(facts["missing"]) | set(facts["symlinks"])
+    found |= {n for n, _ in facts["json_errors"]}
+    found |= {n for n, _, _ in facts["schema_errors"]}
+    return found
+
+
+def overlaps(
+    facts_by_worker: Mapping[str, Mapping[str, Any]], allow_identical: bool
+) -> list[dict[str, Any]]:
+    """Paths touched by two or more workers, each with its resolution; symmetric in workers."""
+    owners: dict[str, list[str]] = {}
+    for w in sorted(facts_by_worker):
+        for p in set(facts_by_worker[w]["touched"]):
+            owners.setdefault(p, []).append(w)
+    out = []
+    for path in sorted(owners):
+        ws = sorted(owners[path])
+        if len(ws) < 2:
+            continue
+        scopes = [facts_by_worker[w]["scope"] for w in ws]
+        if all(s is not None and match_any(path, s["shared"]) is not None for s in scopes):
+            resolution = "shared"
+        elif (
+            allow_identical
+            and len({facts_by_worker[w]["section_hashes"].get(path) for w in ws}) == 1
+        ):
+            resolution = "identical"
+        else:
+            resolution = "blocked"
+        out.append({"path": path, "workers": ws, "resolution": resolution})
+    return out
+
+
+def cross_case_collisions(facts_by_worker: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
+    """Version 1: paths of different workers that differ only by case."""
+    by_lower: dict[str, set[tuple[str, str]]] = {}
+    for w in sorted(facts_by_worker):
+        for p in facts_by_worker[w]["touched"]:
+            by_lower.setdefault(p.lower(), set()).add((p, w))
+    out = []
+    for group in by_lower.values():
+        spellings = {p for p, _ in group}
+        if len(spellings) < 2:
+            continue
+        for p, w in sorted(group):
+            others = sorted(f"{o} ({ow})" for o, ow in group if o != p)
+            out.append(
+                _finding(
+                    w,
+                    p,
+                    "case-collision",
+                    f"worker {w}: {p!r} differs only by case from {', '.join(others)}",
+                )
+            )
+    return out
+
+
+def cross_name_clashes(facts_by_worker: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
+    """Version 2: names of different workers that are one file, or a file and a folder at
+    once, on some filesystem (:func:`names.clashes`); within one worker they are judged there."""
+    present = {w: _present_after(f) for w, f in sorted(facts_by_worker.items())}
+    out: list[Finding] = []
+    for clash in names.clashes(present):
+        members = clash.paths + clash.nested
+        if len({e.owner for e in members}) < 2:
+            continue
+        rule = clash.rule if clash.rule != "name-alias" else _alias_rule([e.path for e in members])
+        for e in members:
+            out.append(_finding(e.owner, e.path, rule, f"worker {e.owner}: {clash.message}"))
+    return out
+
+
+def evaluate(
+    facts_by_worker: Mapping[str, Mapping[str, Any]],
+    policy: Mapping[str, Any],
+    gitdir_changed: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The whole bundle-validate judgement: findings, warnings, overlaps, verdicts, status.
+
+    ``gitdir_changed``: paths of the repository's shared git folder (hooks, config) that changed
+    while the run's agents worked; the factory restored them, and every worker is blocked, since
+    any of them could have done it.
+    """
+    version = int(policy.get("version", 1))
+    portable = str(policy.get("portable_names", "block"))
+    findings: list[Finding] = []
+    for w in sorted(facts_by_worker):
+        for rel in gitdir_changed:
+            findings.append(
+                _finding(
+                    w,
+                    f".git/{rel}",
+                    "git-dir-changed",
+                    f"the repository's .git/{rel} changed while the run's agents worked (restored "
+                    "by the factory): a hook or config there would run in the operator's git",
+                )
+            )
+    scopes = policy.get("scopes", {})
+    for w in sorted(facts_by_worker):
+        findings.extend(
+            worker_findings(
+                facts_by_worker[w],
+                policy["protected_paths"],
+                scopes.get(w),
+                policy.get("run_id"),
+                version,
+                portable,
+            )
+        )
+    if version >= 2:
+        findings.extend(cross_name_clashes(facts_by_worker))
+    else:
+        findings.extend(cross_case_collisions(facts_by_worker))
+    ovl = overlaps(facts_by_worker, bool(policy["allow_identical_patch_overlap"]))
+    for o in ovl:
+        if o["resolution"] == "blocked":
+            for w in o["workers"]:
+                others = [x for x in o["workers"] if x != w]
+                findings.append(
+                    _finding(
+                        w,
+                        o["path"],
+                        "overlap",
+                        f"{o['path']!r} is touched by {', '.join(o['workers'])}: worker {w} "
+                        f"overlaps {', '.join(others)} without a shared scope lock entry on "
+                        "every side",
+                    )
+                )
+    warnings: list[Finding] = [f for f in findings if f["severity"] == "warn"]
+    findings = [f for f in findings if f["severity"] != "warn"]
+    if policy["case_collisions"] == "warn":
+        for f in findings:
+            if f["rule"] in ("case-collision", "name-alias"):
+                warnings.append({**f, "severity": "warn"})
+        findings = [f for f in findings if f["rule"] not in ("case-collision", "name-alias")]
+    findings = _sort(findings)
+    verdicts = {
+        w: ("BLOCKED" if any(f["worker"] == w for f in findings) else "PASS")
+        for w in sorted(facts_by_worker)
+    }
+    status = "BLOCKED" if findings or not facts_by_worker else "PASS"
+    return {
+        "status": status,
+        "verdicts": verdicts,
+        "findings": findings,
+        "warnings": _sort(warnings),
+        "overlaps": ovl,
+        "touched": {w: sorted(facts_by_worker[w]["touched"]) for w in sorted(facts_by_worker)},
+    }

@@ -343,7 +343,7 @@ def test_duplicate_keys_in_the_config_file_are_refused(repo: Path, text: str) ->
 
 
 def test_duplicate_keys_in_a_plan_file_are_refused(repo: Path, tmp_path: Path) -> None:
-    from tools.codex.factory.records import plan as plan_mod
+    from tools.codex.factory.run import plans as plan_mod
 
     plan = tmp_path / "plan.json"
     plan.write_text('{"schema_version": 1, "workers": [], "workers": []}', encoding="utf-8")

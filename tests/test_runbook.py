@@ -94,7 +94,7 @@ def test_runbook_documents_exit_codes_and_every_event_type() -> None:
         "self-test",
     ):
         assert key in text
-    from tools.codex.factory.records.plan import DEFAULT_SCOPES
+    from tools.codex.factory.run.plans import DEFAULT_SCOPES
 
     scopes = text.split("## Default Plan and Scopes", 1)[1].split("\n## ", 1)[0]
     for spec in DEFAULT_SCOPES.values():

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tools.codex.factory.ledger.store import Filter, render_table
-from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.outcome import Outcome
 
 
 def show(ctx: Context, flt: Filter, limit: int | None, raw: bool) -> Outcome:

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,8 @@ from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import jsonio, schemas
 from tools.codex.factory.infra.writer import sha256_file
 from tools.codex.factory.ledger.store import GENESIS, Event, Ledger, line_hash_ok
-from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.records.status import Status
+from tools.codex.factory.records.validation import AppliedPatch, CheckResult, Violation
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import (
     V1_KEYS,
@@ -76,6 +77,7 @@ from tools.codex.factory.run.facts import (
     file_hashes,
     gather_facts,
 )
+from tools.codex.factory.run.outcome import Outcome
 
 REPORT_REL = f"{Z_DIR}/FINAL_REPORT.txt"
 STATUS_REL = f"{Z_DIR}/STATUS.json"
@@ -129,12 +131,12 @@ class _Segment:
 
     stages: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     merge: dict[str, Any] | None = None
-    patches: list[dict[str, Any]] = field(default_factory=list)
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    patches: list[AppliedPatch] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
     check_specs: list[dict[str, Any]] = field(
         default_factory=list
     )  # name, argv, required, output_tail recorded
-    violations: list[dict[str, Any]] = field(default_factory=list)
+    violations: list[tuple[int, Violation]] = field(default_factory=list)  # (seq, violation)
     conflict: str = ""
     report: Event | None = None
 
@@ -461,17 +463,14 @@ class Replayer:
                 return
             facts[w] = self.facts[w][0]
         result = validation.evaluate(facts, p["policy"], list(p.get("gitdir_changed", [])))
-        for key, found in (
-            ("status", p["status"]),
-            ("verdicts", p["verdicts"]),
-            ("overlaps", p["overlaps"]),
-        ):
-            if result[key] != found:
+        recomputed: dict[str, Any] = dict(result)
+        for key in ("status", "verdicts", "overlaps"):
+            if recomputed[key] != p[key]:
                 self.diverge(
                     ev.seq,
                     f"validation.decided {key} (recomputed by validation.evaluate)",
-                    result[key],
-                    found,
+                    recomputed[key],
+                    p[key],
                 )
         if len(result["findings"]) != p["findings"]:
             self.diverge(
@@ -665,7 +664,7 @@ class Replayer:
 
     def _on_policy_violation(self, ev: Event) -> None:
         self.seg.violations.append(
-            {"path": ev.payload["path"], "reason": ev.payload["reason"], "seq": ev.seq}
+            (ev.seq, {"path": str(ev.payload["path"]), "reason": str(ev.payload["reason"])})
         )
 
     def _on_patch_conflict(self, ev: Event) -> None:
@@ -805,7 +804,7 @@ class Replayer:
             return  # an internal error or a skip is not a decision to recompute
         status, reason, seq = got
         # The refused writes recorded before the stage ended are an input of its status.
-        before = [v for v in seg.violations if v["seq"] < seq]
+        before = [v for at, v in seg.violations if at < seq]
         if seg.merge is None:
             if status != "BLOCKED":
                 self.diverge(
@@ -1065,7 +1064,7 @@ class Replayer:
         from tools.codex.factory.run.validate import base_tree
 
         now: dict[str, str] = {}
-        derived: dict[tuple[str, str], dict[str, Any]] = {}
+        derived: dict[tuple[str, str], Mapping[str, Any]] = {}
         base_lower: BaseTree | None = None
         for w, recorded, seq in self.fact_events:
             wdir = worker_dirname(w)

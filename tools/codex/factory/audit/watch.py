@@ -22,8 +22,9 @@ from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.errors import FactoryError, LedgerCorruptError, UsageError
 from tools.codex.factory.infra.clock import real_monotonic, sleep
 from tools.codex.factory.ledger.store import Event
-from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.outcome import Outcome
 
 POLL_S = 0.2
 # Events that start a new round of a finished run; anything else after run.finished (worktree

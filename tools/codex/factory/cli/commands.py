@@ -14,7 +14,8 @@ import click
 
 from tools.codex.factory import __version__
 from tools.codex.factory.errors import FactoryError
-from tools.codex.factory.records.status import EXIT_INTERRUPTED, EXIT_USAGE, Outcome
+from tools.codex.factory.records.status import EXIT_INTERRUPTED, EXIT_USAGE
+from tools.codex.factory.run.outcome import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEBUG = {"on": False}

@@ -8,7 +8,8 @@ ledger, so ``ledger-replay`` recomputes the same answers the live run gave, with
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+
+from tools.codex.factory.records.validation import AppliedPatch, CheckResult, StageRow, Violation
 
 
 def merge_order(
@@ -39,7 +40,7 @@ def merge_order(
     return order, ""
 
 
-def check_status(checks: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
+def check_status(checks: Sequence[CheckResult]) -> tuple[str, list[str]]:
     """PASS iff every required check ran with rc 0 (advisory ones never block)."""
     reasons = []
     for c in checks:
@@ -54,8 +55,8 @@ def check_status(checks: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
 
 def integrate_outcome(
     merge_reason: str,
-    applied: Sequence[Mapping[str, Any]],
-    checks: Sequence[Mapping[str, Any]],
+    applied: Sequence[AppliedPatch],
+    checks: Sequence[CheckResult],
     conflict: str = "",
 ) -> tuple[str, str]:
     """The integrate stage's status and reason from what it recorded: ``merge.planned``'s reason,
@@ -76,9 +77,7 @@ def integrate_outcome(
     return status, "; ".join(reasons)
 
 
-def with_policy(
-    status: str, reason: str, violations: Sequence[Mapping[str, Any]]
-) -> tuple[str, str]:
+def with_policy(status: str, reason: str, violations: Sequence[Violation]) -> tuple[str, str]:
     """A write the guarded writer refused blocks the stage that was running when it passed."""
     if violations and status == "PASS":
         return "BLOCKED", f"write refused: {violations[0]['path']}"
@@ -95,7 +94,7 @@ def final_status(stage_statuses: Sequence[str]) -> str:
 
 
 def final_verdict(
-    rows: Sequence[Mapping[str, Any]], violations: Sequence[Mapping[str, Any]] = ()
+    rows: Sequence[StageRow], violations: Sequence[Violation] = ()
 ) -> tuple[str, list[str]]:
     """The run's final status and reasons from its stage rows (a refused write blocks it)."""
     statuses = [str(r["status"]) for r in rows] + (["BLOCKED"] if violations else [])

@@ -14,13 +14,22 @@ import functools
 import posixpath
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Literal
 
 from tools.codex.factory.core import names
 from tools.codex.factory.core.globs import match_any
 from tools.codex.factory.core.paths import PathRuleError, normalise_repo_path
+from tools.codex.factory.records.validation import (
+    BundleFacts,
+    Finding,
+    Judgement,
+    Overlap,
+    PlannedScope,
+    Policy,
+    Severity,
+    Verdict,
+)
 
-Finding = dict[str, str]
 # Rules a run may downgrade to warnings (run.portable_names = warn): names that only some
 # filesystem refuses or aliases. Anything that aliases .git or a special file always blocks.
 PORTABLE_RULES = frozenset(
@@ -34,7 +43,9 @@ PORTABLE_RULES = frozenset(
 SPECIAL_FILES = {"gitattributes": ".gitattributes", "gitmodules": ".gitmodules"}
 
 
-def _finding(worker: str, path: str, rule: str, message: str, severity: str = "block") -> Finding:
+def _finding(
+    worker: str, path: str, rule: str, message: str, severity: Severity = "block"
+) -> Finding:
     return {"worker": worker, "path": path, "rule": rule, "message": message, "severity": severity}
 
 
@@ -65,7 +76,7 @@ def protected_match(path: str, patterns: Sequence[str]) -> str | None:
     return None
 
 
-def _present_after(facts: Mapping[str, Any]) -> list[str]:
+def _present_after(facts: BundleFacts) -> list[str]:
     """Paths that exist once the patch is applied (deleted ones do not count for clashes)."""
     deleted = set(facts.get("deleted", []))
     return sorted(set(facts["touched"]) - deleted)
@@ -94,9 +105,9 @@ def link_problem(path: str, target: str, protected: Sequence[str]) -> tuple[str,
 
 
 def worker_findings(
-    facts: Mapping[str, Any],
+    facts: BundleFacts,
     protected: Sequence[str],
-    expected_scope: Mapping[str, Sequence[str]] | None = None,
+    expected_scope: PlannedScope | None = None,
     run_id: str | None = None,
     version: int = 1,
     portable: str = "block",
@@ -248,7 +259,7 @@ def worker_findings(
     return _sort(out)
 
 
-def _v1_case_findings(facts: Mapping[str, Any], safe: list[str]) -> list[Finding]:
+def _v1_case_findings(facts: BundleFacts, safe: list[str]) -> list[Finding]:
     """Case collisions as earlier releases judged them (``str.lower``), for their runs' replay."""
     w = facts["worker"]
     out: list[Finding] = []
@@ -285,19 +296,21 @@ def _alias_rule(spellings: Sequence[str]) -> str:
 
 
 def _v2_findings(
-    facts: Mapping[str, Any],
+    facts: BundleFacts,
     safe: list[str],
     protected: Sequence[str],
-    scope: Mapping[str, Sequence[str]] | None,
+    scope: PlannedScope | None,
     portable: str,
 ) -> list[Finding]:
     w = facts["worker"]
     out: list[Finding] = []
-    special = list((scope or {}).get("special", []))
+    special = list(scope.get("special", [])) if scope is not None else []
     present = set(_present_after(facts))
     for p in safe:
         for problem in names.name_problems(p):
-            severity = "warn" if portable == "warn" and problem.rule in PORTABLE_RULES else "block"
+            severity: Severity = (
+                "warn" if portable == "warn" and problem.rule in PORTABLE_RULES else "block"
+            )
             out.append(_finding(w, p, problem.rule, f"worker {w}: {problem.message}", severity))
         kind = names.special_kind(p)
         if kind in SPECIAL_FILES and match_any(p, special) is None:
@@ -383,27 +396,26 @@ def _v2_findings(
     return out
 
 
-def _broken(facts: Mapping[str, Any]) -> set[str]:
+def _broken(facts: BundleFacts) -> set[str]:
     found = set(facts["missing"]) | set(facts["symlinks"])
     found |= {n for n, _ in facts["json_errors"]}
     found |= {n for n, _, _ in facts["schema_errors"]}
     return found
 
 
-def overlaps(
-    facts_by_worker: Mapping[str, Mapping[str, Any]], allow_identical: bool
-) -> list[dict[str, Any]]:
+def overlaps(facts_by_worker: Mapping[str, BundleFacts], allow_identical: bool) -> list[Overlap]:
     """Paths touched by two or more workers, each with its resolution; symmetric in workers."""
     owners: dict[str, list[str]] = {}
     for w in sorted(facts_by_worker):
         for p in set(facts_by_worker[w]["touched"]):
             owners.setdefault(p, []).append(w)
-    out = []
+    out: list[Overlap] = []
     for path in sorted(owners):
         ws = sorted(owners[path])
         if len(ws) < 2:
             continue
         scopes = [facts_by_worker[w]["scope"] for w in ws]
+        resolution: Literal["shared", "identical", "blocked"]
         if all(s is not None and match_any(path, s["shared"]) is not None for s in scopes):
             resolution = "shared"
         elif (
@@ -417,13 +429,13 @@ def overlaps(
     return out
 
 
-def cross_case_collisions(facts_by_worker: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
+def cross_case_collisions(facts_by_worker: Mapping[str, BundleFacts]) -> list[Finding]:
     """Version 1: paths of different workers that differ only by case."""
     by_lower: dict[str, set[tuple[str, str]]] = {}
     for w in sorted(facts_by_worker):
         for p in facts_by_worker[w]["touched"]:
             by_lower.setdefault(p.lower(), set()).add((p, w))
-    out = []
+    out: list[Finding] = []
     for group in by_lower.values():
         spellings = {p for p, _ in group}
         if len(spellings) < 2:
@@ -441,7 +453,7 @@ def cross_case_collisions(facts_by_worker: Mapping[str, Mapping[str, Any]]) -> l
     return out
 
 
-def cross_name_clashes(facts_by_worker: Mapping[str, Mapping[str, Any]]) -> list[Finding]:
+def cross_name_clashes(facts_by_worker: Mapping[str, BundleFacts]) -> list[Finding]:
     """Version 2: names of different workers that are one file, or a file and a folder at
     once, on some filesystem (:func:`names.clashes`); within one worker they are judged there."""
     present = {w: _present_after(f) for w, f in sorted(facts_by_worker.items())}
@@ -457,10 +469,10 @@ def cross_name_clashes(facts_by_worker: Mapping[str, Mapping[str, Any]]) -> list
 
 
 def evaluate(
-    facts_by_worker: Mapping[str, Mapping[str, Any]],
-    policy: Mapping[str, Any],
+    facts_by_worker: Mapping[str, BundleFacts],
+    policy: Policy,
     gitdir_changed: Sequence[str] = (),
-) -> dict[str, Any]:
+) -> Judgement:
     """The whole bundle-validate judgement: findings, warnings, overlaps, verdicts, status.
 
     ``gitdir_changed``: paths of the repository's shared git folder (hooks, config) that changed
@@ -520,11 +532,11 @@ def evaluate(
                 warnings.append({**f, "severity": "warn"})
         findings = [f for f in findings if f["rule"] not in ("case-collision", "name-alias")]
     findings = _sort(findings)
-    verdicts = {
+    verdicts: dict[str, Verdict] = {
         w: ("BLOCKED" if any(f["worker"] == w for f in findings) else "PASS")
         for w in sorted(facts_by_worker)
     }
-    status = "BLOCKED" if findings or not facts_by_worker else "PASS"
+    status: Verdict = "BLOCKED" if findings or not facts_by_worker else "PASS"
     return {
         "status": status,
         "verdicts": verdicts,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from tools.codex.factory.errors import PolicyViolation
+from tools.codex.factory.records.validation import Violation
 
 _O_BINARY = getattr(os, "O_BINARY", 0)
 
@@ -23,7 +24,7 @@ _O_BINARY = getattr(os, "O_BINARY", 0)
 class GuardedWriter:
     root: Path
     written: dict[str, str] = field(default_factory=dict)
-    violations: list[dict[str, str]] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
     # Called once per new refusal (the run handle records it in the ledger as it happens).
     on_violation: Callable[[str, str], None] | None = None
 
@@ -52,7 +53,7 @@ class GuardedWriter:
         return candidate
 
     def _refuse(self, rel: str, why: str) -> Path:
-        entry = {"path": rel, "reason": why}
+        entry: Violation = {"path": rel, "reason": why}
         if entry not in self.violations:
             self.violations.append(entry)
             if self.on_violation is not None:

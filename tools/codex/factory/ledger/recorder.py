@@ -4,12 +4,13 @@ replay recomputes it with). Every payload carries the actor and the run kind."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tools.codex.factory.core import decisions
 from tools.codex.factory.ledger.store import Event, Ledger
+from tools.codex.factory.records.validation import StageRow, Violation
 
 Z_ACTOR = "Z_integrator"
 OPERATOR = "operator"
@@ -35,8 +36,8 @@ class Recorder:
 
     def run_finished(
         self,
-        rows: Sequence[Mapping[str, Any]],
-        violations: Sequence[Mapping[str, Any]] = (),
+        rows: Sequence[StageRow],
+        violations: Sequence[Violation] = (),
     ) -> tuple[str, list[str]]:
         """Record the run's end; its status and reasons come from the stage rows alone."""
         status, reasons = decisions.final_verdict(rows, violations)

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.errors import FactoryError
-from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.outcome import Outcome
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 MIN_PYTHON = (3, 10)

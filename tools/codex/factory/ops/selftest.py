@@ -24,7 +24,8 @@ from typing import Any
 from tools.codex.factory.errors import FactoryError
 from tools.codex.factory.infra import gitops, jsonio, proc, schemas
 from tools.codex.factory.infra.fsutil import remove_tree
-from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.records.status import Status
+from tools.codex.factory.run.outcome import Outcome
 
 PINNED = "2026-11-21T20:15:00Z"
 PACKAGE_ROOT = Path(__file__).resolve().parents[4]

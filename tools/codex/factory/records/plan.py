@@ -1,45 +1,54 @@
-"""Plans: which workers exist, their task and their scope lock (allow / deny / shared globs)."""
+"""Plans: which workers exist, their task and their scope lock (allow / deny / shared globs).
+
+Loading and checking a plan is :mod:`run.plans`.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
-from tools.codex.factory.core.ids import validate_worker_id
 from tools.codex.factory.errors import UsageError
-from tools.codex.factory.infra import jsonio, schemas
+from tools.codex.factory.records.common import SCHEMA_VERSION
 
-# The embedded default: four disjoint scopes a typical repository splits into.
-DEFAULT_SCOPES: dict[str, dict[str, Any]] = {
-    "A": {
-        "task": "Source code changes.",
-        "allow": ["src/**", "lib/**", "app/**", "tools/**", "pkg/**"],
-    },
-    "B": {
-        "task": "Tests.",
-        "allow": ["tests/**", "test/**"],
-    },
-    "C": {
-        "task": "Documentation.",
-        "allow": ["docs/**", "*.md", "*.rst", "*.txt"],
-    },
-    "D": {
-        "task": "Build, CI and configuration.",
-        "allow": [
-            ".ci/**",
-            ".github/**",
-            "*.toml",
-            "*.cfg",
-            "*.ini",
-            "*.json",
-            "*.yml",
-            "*.yaml",
-            "Makefile",
-        ],
-    },
-}
+if sys.version_info >= (3, 11):
+    from typing import NotRequired
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import NotRequired
+
+
+class AgentDoc(TypedDict, total=False):
+    """An agent spec as a plan or the config gives it (schemas/factory_config $defs.agent)."""
+
+    preset: str
+    argv: list[str]
+    prompt_via: str
+    timeout_s: float
+
+
+class ScopeLockDoc(TypedDict):
+    schema_version: int
+    worker: str
+    allow: list[str]
+    deny: list[str]
+    shared: list[str]
+
+
+class PlanWorkerDoc(TypedDict):
+    id: str
+    task: str
+    allow: list[str]
+    deny: list[str]
+    shared: list[str]
+    depends_on: list[str]
+    agent: NotRequired[AgentDoc]
+    special: NotRequired[list[str]]
+
+
+class PlanDoc(TypedDict):
+    schema_version: int
+    workers: list[PlanWorkerDoc]
 
 
 @dataclass(frozen=True)
@@ -50,22 +59,21 @@ class WorkerPlan:
     deny: tuple[str, ...] = ()
     shared: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
-    agent: dict[str, Any] | None = field(default=None, compare=False)
-    special: tuple[
-        str, ...
-    ] = ()  # where symlinks, gitlinks, .gitattributes, .gitmodules may change
+    agent: AgentDoc | None = field(default=None, compare=False)
+    # Where symlinks, gitlinks, .gitattributes and .gitmodules may change.
+    special: tuple[str, ...] = ()
 
-    def scope_lock(self) -> dict[str, Any]:
+    def scope_lock(self) -> ScopeLockDoc:
         return {
-            "schema_version": schemas.SCHEMA_VERSION,
+            "schema_version": SCHEMA_VERSION,
             "worker": self.id,
             "allow": sorted(self.allow),
             "deny": sorted(self.deny),
             "shared": sorted(self.shared),
         }
 
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def as_dict(self) -> PlanWorkerDoc:
+        out: PlanWorkerDoc = {
             "id": self.id,
             "task": self.task,
             "allow": sorted(self.allow),
@@ -94,80 +102,14 @@ class Plan:
                 return w
         raise UsageError(f"worker {wid!r} is not in the plan ({', '.join(self.ids())})")
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> PlanDoc:
         return {
-            "schema_version": schemas.SCHEMA_VERSION,
+            "schema_version": SCHEMA_VERSION,
             "workers": [w.as_dict() for w in self.workers],
         }
-
-    def digest(self) -> str:
-        return hashlib.sha256(jsonio.canonical(self.as_dict())).hexdigest()
 
     def select(self, ids: list[str] | None) -> Plan:
         if ids is None:
             return self
         chosen = [self.worker(i) for i in ids]
         return Plan(tuple(sorted(chosen, key=lambda w: w.id)), self.source)
-
-
-def default_plan(ids: list[str]) -> Plan:
-    """Default scopes for A-D; extra configured workers get a scope of their own folder."""
-    workers = []
-    for wid in ids:
-        spec = DEFAULT_SCOPES.get(
-            wid, {"task": f"Changes under work/{wid}/.", "allow": [f"work/{wid}/**"]}
-        )
-        workers.append(WorkerPlan(wid, spec["task"], tuple(spec["allow"])))
-    return Plan(
-        tuple(sorted(workers, key=lambda w: w.id)), "default"
-    )  # config order must not matter
-
-
-def load_plan(path: Path) -> Plan:
-    label = f"plan {path}"
-    doc = jsonio.read_json(path, label, unique_keys=True)
-    problems = schemas.errors("plan", doc)
-    if problems:
-        where, msg = problems[0]
-        raise UsageError(f"{label}: {where}: {msg}")
-    return from_dict(doc, label)
-
-
-def from_dict(doc: dict[str, Any], label: str) -> Plan:
-    from tools.codex.factory.core.globs import validate_glob
-
-    workers = []
-    seen: set[str] = set()
-    for i, w in enumerate(doc["workers"]):
-        wid = validate_worker_id(w["id"], f"{label}: workers[{i}].id")
-        if wid in seen:
-            raise UsageError(f"{label}: workers[{i}].id: duplicate worker {wid!r}")
-        seen.add(wid)
-        for key in ("allow", "deny", "shared", "special"):
-            for j, pattern in enumerate(w.get(key, [])):
-                try:
-                    validate_glob(pattern)
-                except ValueError as exc:
-                    raise UsageError(f"{label}: workers[{i}].{key}[{j}]: {exc}") from None
-        workers.append(
-            WorkerPlan(
-                wid,
-                w.get("task", ""),
-                tuple(w["allow"]),
-                tuple(w.get("deny", [])),
-                tuple(w.get("shared", [])),
-                tuple(w.get("depends_on", [])),
-                w.get("agent"),
-                tuple(w.get("special", [])),
-            )
-        )
-    for i, w in enumerate(workers):
-        for dep in w.depends_on:
-            if dep not in seen:
-                raise UsageError(f"{label}: workers[{i}].depends_on: unknown worker {dep!r}")
-    from tools.codex.factory.core.decisions import merge_order
-
-    _, cycle = merge_order({w.id: list(w.depends_on) for w in workers})
-    if cycle:
-        raise UsageError(f"{label}: depends_on: {cycle}")
-    return Plan(tuple(sorted(workers, key=lambda w: w.id)), label)

@@ -1,10 +1,8 @@
-"""Statuses, exit codes and the result every stage returns."""
+"""Statuses and their exit codes (0 PASS, 1 FAIL, 2 usage, 3 BLOCKED)."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any
 
 
 class Status(str, enum.Enum):
@@ -31,28 +29,3 @@ EXIT_INTERRUPTED = 130
 
 def exit_code(status: Status) -> int:
     return EXIT_CODES[status]
-
-
-def worst(statuses: list[Status]) -> Status:
-    """FAIL beats BLOCKED beats PASS: the run is as good as its worst stage."""
-    if Status.FAIL in statuses:
-        return Status.FAIL
-    if Status.BLOCKED in statuses:
-        return Status.BLOCKED
-    if Status.PENDING in statuses:
-        return Status.PENDING
-    return Status.PASS
-
-
-@dataclass
-class Outcome:
-    """What a command hands back to the CLI: a status, JSON data and human text."""
-
-    status: Status
-    data: dict[str, Any] | list[Any]
-    text: str = ""
-    messages: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        return exit_code(self.status)

@@ -19,9 +19,10 @@ from tools.codex.factory.errors import FactoryError, LockHeldError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Filter
-from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import collect, runboard, worktrees
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.outcome import Outcome
 
 
 def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:

@@ -27,10 +27,12 @@ from tools.codex.factory.infra import jsonio, schemas
 from tools.codex.factory.infra.clock import sleep
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
-from tools.codex.factory.records.plan import WorkerPlan, from_dict
-from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.records.plan import WorkerPlan
+from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import bundles, runboard, worktrees
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.outcome import Outcome
+from tools.codex.factory.run.plans import from_dict
 
 if TYPE_CHECKING:
     from tools.codex.factory.run.handle import RunHandle

@@ -33,6 +33,7 @@ from tools.codex.factory.core.paths import (
 )
 from tools.codex.factory.core.text import clip
 from tools.codex.factory.infra import jsonio, schemas
+from tools.codex.factory.records.validation import BundleFacts
 
 # Version of the facts format: 2 adds snapshot hashes and limit problems. Replay compares a
 # recorded version-1 fact (written by an earlier release) on the keys that version had.
@@ -295,7 +296,7 @@ def gather_facts(
     base: BaseTree,
     limits: Limits | None = None,
     store: Store | None = None,
-) -> dict[str, Any]:
+) -> BundleFacts:
     """Read one bundle and return everything the judgement needs, as plain JSON.
 
     ``store`` keeps the judged bytes (the snapshot) and returns their sha256.
@@ -303,7 +304,7 @@ def gather_facts(
     limits = limits or Limits()
     text = limits.max_text_chars
     folder = run_dir / worker_dirname(worker)
-    facts: dict[str, Any] = {
+    facts: BundleFacts = {
         "version": FACTS_VERSION,
         "worker": worker,
         "missing": [],

@@ -21,11 +21,12 @@ from tools.codex.factory.core.paths import worker_dirname
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.infra.fsutil import remove_tree
-from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import bundles, runboard
 from tools.codex.factory.run.collect import existing_logs, generated_summary, plan_workers
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import normalise_eol
+from tools.codex.factory.run.outcome import Outcome
 
 if TYPE_CHECKING:
     from tools.codex.factory.run.handle import RunHandle

@@ -22,6 +22,7 @@ from tools.codex.factory.infra import gitops, jsonio, proc, schemas
 from tools.codex.factory.infra.fsutil import read_regular, remove_tree
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.store import Filter
+from tools.codex.factory.records.validation import AppliedPatch
 from tools.codex.factory.run import bundles, snapshots
 from tools.codex.factory.run.facts import Limits, bundle_hash, file_hashes
 from tools.codex.factory.run.handle import RunHandle
@@ -243,7 +244,7 @@ def integrate(run: RunHandle) -> StageResult:
         writer.mkdir(SANDBOX_DIR)
     else:
         sandbox.mkdir(parents=True)
-    applied: list[dict[str, Any]] = []
+    applied: list[AppliedPatch] = []
     conflict = ""
     try:
         gitops.create_sandbox(sandbox, run.ctx.repo, commit)
@@ -284,7 +285,7 @@ def integrate(run: RunHandle) -> StageResult:
 
 def _applied(
     run: RunHandle, s: dict[str, Any], *, ok: bool, files: list[str], error: str = ""
-) -> dict[str, Any]:
+) -> AppliedPatch:
     """Record one worker's patch as applied (or not) and return what the decision reads."""
     extra: dict[str, Any] = {"error": error[:2000]} if error else {"empty": not s["patch"]}
     run.recorder.emit(
@@ -342,13 +343,13 @@ def stage_patches(
 
 def find_failing(
     run: RunHandle, sandbox: Path, staged: list[dict[str, Any]], first_error: str
-) -> tuple[list[dict[str, Any]], str]:
+) -> tuple[list[AppliedPatch], str]:
     """The all-at-once apply failed: apply one by one to name the first worker that does not fit.
 
     Returns the applied records (up to and including the failing one) and, when every patch
     applies alone but not all together, that error's first line (recorded as patch.conflict).
     """
-    applied: list[dict[str, Any]] = []
+    applied: list[AppliedPatch] = []
     for s in staged:
         if not s["patch"]:
             applied.append(_applied(run, s, ok=True, files=[]))

@@ -17,10 +17,11 @@ from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.infra.clock import format_ts
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import OPERATOR, Recorder
-from tools.codex.factory.records.plan import Plan, default_plan, load_plan
+from tools.codex.factory.records.plan import Plan
 from tools.codex.factory.run import bundles
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import MANIFEST_EVENT, run_lock
+from tools.codex.factory.run.plans import default_plan, digest, load_plan
 from tools.codex.factory.run.stages import StageResult
 
 
@@ -180,7 +181,7 @@ def launch(
             base_ref=req.base_ref,
             base_commit=commit,
             dry_run=req.dry_run,
-            plan_hash=plan.digest(),
+            plan_hash=digest(plan),
             workers=plan.ids(),
         )
     try:
@@ -289,7 +290,7 @@ def build_manifest(
         "factory_version": __version__,
         "config": {"schema_version": schemas.SCHEMA_VERSION, **ctx.config.effective()},
         "plan": plan.as_dict(),
-        "plan_hash": plan.digest(),
+        "plan_hash": digest(plan),
         "plan_source": "default" if plan.source == "default" else "file",
         "workers": plan.ids(),
         "scope_lock_hashes": {

@@ -9,7 +9,7 @@ from tools.codex.factory.core import decisions
 from tools.codex.factory.core.ids import validate_kind, validate_run_id
 from tools.codex.factory.errors import FactoryError, LockHeldError, UsageError
 from tools.codex.factory.ledger.recorder import Recorder
-from tools.codex.factory.records.status import Outcome, Status
+from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import preflight, report, validate
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import RunHandle
@@ -20,6 +20,7 @@ from tools.codex.factory.run.launch import (
     reserve_run_id,
     resolve_plan,
 )
+from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.run.stages import StageResult, run_stage, skipped
 
 STAGES = ("preflight", "launch", "bundle-validate", "integrate", "summary")

@@ -8,6 +8,7 @@ from typing import Any
 
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.ledger.recorder import Recorder
+from tools.codex.factory.records.validation import StageRow
 
 
 @dataclass
@@ -17,7 +18,7 @@ class StageResult:
     reason: str = ""
     data: dict[str, Any] = field(default_factory=dict)
 
-    def row(self) -> dict[str, str]:
+    def row(self) -> StageRow:
         return {"stage": self.stage, "status": self.status, "reason": self.reason}
 
 

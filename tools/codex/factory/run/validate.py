@@ -7,6 +7,7 @@ from typing import Any
 from tools.codex.factory.core import validation
 from tools.codex.factory.core.paths import VALIDATION
 from tools.codex.factory.infra import gitops, jsonio, schemas
+from tools.codex.factory.records.validation import BundleFacts, Policy
 from tools.codex.factory.run import gitdir, snapshots
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import BaseTree, Limits, gather_facts
@@ -17,7 +18,7 @@ from tools.codex.factory.run.stages import StageResult
 POLICY_VERSION = 2
 
 
-def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> dict[str, Any]:
+def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
     """Everything validation judges by, recorded in ``validation.decided`` for replay.
 
     ``version`` 1 is the policy as earlier releases recorded it (replay of their runs).
@@ -27,7 +28,7 @@ def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> dict[str,
     if version >= 2:
         # The runs folder (ledger, run artifacts) is never a worker's to touch.
         protected.add(str(run_setting(manifest, "paths.runs_dir")).rstrip("/") + "/**")
-    out: dict[str, Any] = {
+    out: Policy = {
         "run_id": manifest["run_id"],
         "protected_paths": sorted(protected),
         "allow_identical_patch_overlap": bool(
@@ -35,7 +36,11 @@ def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> dict[str,
         ),
         "case_collisions": run_setting(manifest, "run.case_collisions"),
         "scopes": {
-            w["id"]: {k: sorted(w.get(k, [])) for k in ("allow", "deny", "shared")}
+            w["id"]: {
+                "allow": sorted(w.get("allow", [])),
+                "deny": sorted(w.get("deny", [])),
+                "shared": sorted(w.get("shared", [])),
+            }
             for w in manifest["plan"]["workers"]
         },
     }
@@ -62,7 +67,7 @@ def validate(run: RunHandle) -> StageResult:
     manifest, workers, rec = run.manifest, run.workers, run.recorder
     base = base_tree(run.ctx, run.base_commit)
     bounds = limits(manifest)
-    facts = {}
+    facts: dict[str, BundleFacts] = {}
     for w in workers:
         facts[w] = gather_facts(
             run.run_dir, w, base, bounds, lambda data: snapshots.put(run.writer, data)

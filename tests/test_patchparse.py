@@ -60,6 +60,11 @@ def check_against_git(repo: Path, *args: str) -> Patch:
     data = staged_patch(repo, *args)
     patch = parse(data)
     assert patch.touched() == git_paths(repo, *args)
+    if any(f.binary for f in patch.files):
+        # git does not read a CRLF-mangled binary section as binary: neither do we
+        with pytest.raises(PatchParseError, match="binary patch line"):
+            parse(data.replace(b"\n", b"\r\n"))
+        return patch
     crlf = parse(data.replace(b"\n", b"\r\n"))
     assert crlf.touched() == patch.touched()
     assert [(f.old_path, f.new_path, f.status) for f in crlf.files] == [
@@ -397,7 +402,8 @@ MALFORMED: list[tuple[bytes, int, str]] = [
         7,
         "expected a file header",
     ),
-    (b"diff --git a/x b/x\nsome junk\n", 2, "expected a file header"),
+    (b"diff --git a/x b/x\nsome junk\n", 1, "no header or content"),
+    (b"diff --git a/x b/x\nindex 1111111..2222222\nsome junk\n", 3, "expected a file header"),
     (b"diff --git a/x b/x\n--- a/x\nfoo\n", 3, "expected a '+++' line"),
     (b"diff --git a/x b/x\n--- a/y\n+++ b/y\n@@ -1 +1 @@\n-a\n+b\n", 1, "does not name"),
     (b"diff --git a/x b/x\n--- a/x\n+++ b/y\n@@ -1 +1 @@\n-a\n+b\n", 1, "different files"),
@@ -611,5 +617,9 @@ def test_random_real_patches_match_git(
         data = gitb(repo, "diff", "--cached", *flags)
         patch = parse(data)
         assert patch.touched() == git_paths(repo, *flags)
-        assert parse(data.replace(b"\n", b"\r\n")).touched() == patch.touched()
+        if any(f.binary for f in patch.files):
+            with pytest.raises(PatchParseError, match="binary patch line"):
+                parse(data.replace(b"\n", b"\r\n"))
+        else:
+            assert parse(data.replace(b"\n", b"\r\n")).touched() == patch.touched()
         assert b"".join(f.raw for f in patch.files) == data

@@ -10,16 +10,22 @@ rather than grepping for ``+++`` lines:
   and must agree with the ``diff --git`` header, which is only trusted where it is unambiguous
   (unquoted names with spaces are resolved the way git does: both halves equal);
 * hunks are skipped by the line counts in their ``@@`` header, so a content line that looks
-  like a header (``--- a/evil``) is never read as one; ``GIT binary patch`` blocks are skipped
-  by their encoded line lengths;
+  like a header (``--- a/evil``) is never read as one; ``GIT binary patch`` blocks are decoded
+  as git decodes them (their lines must end in a bare LF, as git requires);
 * one leading path component is stripped (``a/``, ``b/``: ``git apply -p1``); paths are
   otherwise returned exactly (``../x`` stays ``../x``): judging them is the validator's job.
 
 After a file section only another file header, blank lines, a mail signature (``-- ``) or the
 next mail or commit (``From <sha>``, ``commit <sha>``) may follow: other text there is an error,
 not something to skip. Not supported (errors): combined merge diffs, plain diffs whose ``---``
-and ``+++`` names differ, paths that are not UTF-8. ``--no-prefix`` patches are read as
-``git apply`` reads them, with their first component stripped.
+and ``+++`` names differ, paths that are not UTF-8, modes git does not write, header lines git
+reads in an order-dependent way (two mode lines for one side), a type change inside one section.
+``--no-prefix`` patches are read as ``git apply`` reads them, with their first component
+stripped.
+
+This parser is one of two readers: :func:`git_view` renders its reading the way
+``git apply --numstat --summary`` prints a patch, for comparison with git's own reading
+(``infra.gitops.apply_view``). Where the two differ, the patch is ambiguous.
 
 Anything that cannot be read unambiguously raises :class:`PatchParseError` naming the line;
 no other exception escapes :func:`parse` for any input.
@@ -32,6 +38,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tools.codex.factory.core import gitbinary
+from tools.codex.factory.core.gitview import GitSection, GitView, split_summary
+
 Status = Literal["added", "deleted", "modified", "renamed", "copied", "mode"]
 
 # A header longer than this is refused: git paths are bounded (PATH_MAX) and resolving an
@@ -40,7 +49,16 @@ MAX_HEADER = 16384
 
 _HUNK = re.compile(rb"@@ -(\d{1,10})(?:,(\d{1,10}))? \+(\d{1,10})(?:,(\d{1,10}))? @@(?: .*)?")
 _MODE = re.compile(rb"[0-7]{6}")
+# The modes git writes. Others (100664, 040000) are refused: newer gits rewrite them on
+# reading (canon_mode), so git's own report of them would depend on its version.
+_MODE_TYPE = {b"100644": "file", b"100755": "file", b"120000": "symlink", b"160000": "gitlink"}
+_MODES = frozenset(_MODE_TYPE)
 _INDEX = re.compile(rb"index ([0-9a-f]{4,64})\.\.([0-9a-f]{4,64})(?: ([0-7]{6}))?")
+# git's has_epoch_timestamp: GNU diff -N marks a created/deleted file with the epoch.
+_EPOCH = re.compile(
+    rb"(1969-12-31|1970-01-01) ([0-2][0-9]):([0-5][0-9]):00(?:\.0+)? "
+    rb"([-+])([0-2][0-9]):?([0-5][0-9])\n"
+)
 _SIMILARITY = re.compile(rb"(\d{1,3})%")
 _BINARY_BLOCK = re.compile(rb"(literal|delta) (\d{1,20})")
 _MAIL_START = re.compile(rb"From [0-9a-f]{40} ")
@@ -79,6 +97,16 @@ class FileChange:
     identical changes compare byte-for-byte and sections can be re-joined into a patch.
     ``old_path`` is None for an added file, ``new_path`` None for a deleted one; ``status``
     "mode" means only the mode changed.
+
+    What git needs to report the section as it would (see :func:`git_view`): its line counts
+    (``added_lines``, ``deleted_lines``, and each hunk header's old/new counts), the
+    ``dissimilarity`` of a rewrite, and ``plain`` for a section without ``diff --git``.
+
+    What the validator needs to judge content that is not plain text: ``symlink_target`` (the
+    bytes a mode 120000 section gives the link, decoded; None when the section does not give
+    it new content), ``gitlink`` for a mode 160000 side, ``old_oid``/``new_oid`` from the
+    ``index`` line, and for a ``GIT binary patch`` its forward block: ``binary_kind``,
+    ``binary_size`` (declared, inflated) and ``binary_data`` (decoded, still deflated).
     """
 
     old_path: str | None
@@ -89,6 +117,18 @@ class FileChange:
     new_mode: str | None = None
     similarity: int | None = None
     raw: bytes = field(default=b"", repr=False)
+    dissimilarity: int | None = None
+    added_lines: int = 0
+    deleted_lines: int = 0
+    hunk_counts: tuple[tuple[int, int], ...] = ()
+    plain: bool = False
+    symlink_target: str | None = None
+    gitlink: bool = False
+    old_oid: str | None = None
+    new_oid: str | None = None
+    binary_kind: Literal["literal", "delta"] | None = None
+    binary_size: int | None = None
+    binary_data: bytes | None = field(default=None, repr=False)
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -119,6 +159,71 @@ class Patch:
 def parse(data: bytes) -> Patch:
     """Parse patch bytes; raise PatchParseError (and nothing else) if they cannot be read."""
     return _Parser(data).run()
+
+
+def git_view(patch: Patch) -> GitView:
+    """What ``git apply --numstat --summary -z`` (and ``-R --numstat -z``) would print if git
+    read the patch as we did: compare it with ``gitops.apply_view`` of the same bytes.
+
+    Rendered as ``apply.c`` renders it (numstat_patch_list, summary_patch_list,
+    show_rename_copy): numstat names are raw with ``-z``; summary names are never quoted.
+    """
+    sections = []
+    summary: list[str] = []
+    for f in patch.files:
+        name = f.new_path if f.new_path is not None else f.old_path
+        old_name = f.old_path if f.old_path is not None else f.new_path
+        assert name is not None and old_name is not None
+        counts = (None, None) if f.binary else (f.added_lines, f.deleted_lines)
+        sections.append(GitSection(name, old_name, *counts))
+        summary.extend(_summary_lines(f))
+    text = "".join(line + "\n" for line in summary)
+    return GitView(sections=tuple(sections), summary=split_summary(text))
+
+
+def _summary_lines(f: FileChange) -> list[str]:
+    """apply.c summary_patch_list for one section."""
+    is_new, is_delete = f.status == "added", f.status == "deleted"
+    if f.plain and f.status == "modified":
+        # A plain section's create/delete is undecided (-1, which prints as true) until git
+        # reads the target file, unless old lines or a second hunk settle it.
+        multi = len(f.hunk_counts) > 1
+        is_new = not (sum(o for o, _ in f.hunk_counts) or multi)
+        is_delete = not (sum(n for _, n in f.hunk_counts) or multi)
+    if is_new:
+        return [_mode_name("create", f.new_mode, f.new_path or "")]
+    if is_delete:
+        return [_mode_name("delete", f.old_mode, f.old_path or "")]
+    score = f.similarity if f.similarity is not None else f.dissimilarity or 0
+    out = []
+    if f.status in ("renamed", "copied"):
+        assert f.old_path is not None and f.new_path is not None
+        kind = "rename" if f.status == "renamed" else "copy"
+        out.append(_rename_copy(kind, f.old_path, f.new_path, score))
+    elif score:
+        out.append(f" rewrite {f.new_path} ({score}%)")
+    elif f.old_mode and f.new_mode and f.old_mode != f.new_mode:
+        return [f" mode change {f.old_mode} => {f.new_mode} {f.new_path}"]
+    if f.old_mode and f.new_mode and f.old_mode != f.new_mode:
+        out.append(f" mode change {f.old_mode} => {f.new_mode}")
+    return out
+
+
+def _mode_name(kind: str, mode: str | None, name: str) -> str:
+    return f" {kind} mode {mode} {name}" if mode else f" {kind} {name}"
+
+
+def _rename_copy(kind: str, old: str, new: str, score: int) -> str:
+    """show_rename_copy: a common leading-directory prefix is written once, ``p/{a => b}``."""
+    o = n = 0
+    while True:
+        so, sn = old.find("/", o), new.find("/", n)
+        if so < 0 or sn < 0 or so - o != sn - n or old[o:so] != new[n:sn]:
+            break
+        o, n = so + 1, sn + 1
+    if o:
+        return f" {kind} {old[:o]}{{{old[o:]} => {new[n:]}}} ({score}%)"
+    return f" {kind} {old} => {new} ({score}%)"
 
 
 class _Bad(Exception):
@@ -259,6 +364,22 @@ def _check_base85(line: bytes) -> bool:
     return len(body) == (n + 3) // 4 * 5 and all(c in _BASE85 for c in body)
 
 
+def _epoch(rest: bytes) -> bool:
+    """git's has_epoch_timestamp on a ``---``/``+++`` line (after the marker, with its end)."""
+    end = rest.find(b"\n")
+    tab = rest.rfind(b"\t", 0, end if end != -1 else len(rest))
+    if tab == -1:
+        return False
+    m = _EPOCH.match(rest, tab + 1)
+    if m is None:
+        return False
+    epoch_hour = 24 if m[1] == b"1969-12-31" else 0
+    zone = int(m[5]) * 60 + int(m[6])
+    if m[4] == b"-":
+        zone = -zone
+    return int(m[2]) * 60 + int(m[3]) - zone == epoch_hour * 60
+
+
 @dataclass
 class _Header:
     """Extended header lines of one ``diff --git`` section."""
@@ -272,8 +393,28 @@ class _Header:
     copy_from: bytes | None = None
     copy_to: bytes | None = None
     similarity: int | None = None
+    dissimilarity: int | None = None
     index_mode: bytes | None = None
+    old_oid: bytes | None = None
+    new_oid: bytes | None = None
     seen: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Body:
+    """What the hunks of one section hold: header counts, '+' line indexes, other lines."""
+
+    counts: list[tuple[int, int]] = field(default_factory=list)
+    added: list[int] = field(default_factory=list)
+    deleted: int = 0
+    context: int = 0
+
+
+@dataclass(frozen=True)
+class _Binary:
+    kind: Literal["literal", "delta"]
+    size: int
+    data: bytes
 
 
 _EXT_PREFIXES: tuple[tuple[bytes, str], ...] = (
@@ -340,9 +481,11 @@ class _Parser:
             nxt = self.peek(self.i + 1)
             if t.startswith(b"diff --git "):
                 self.git_section()
+                self.check_line_end()
                 strict = True
             elif t.startswith(b"--- ") and nxt is not None and nxt.startswith(b"+++ "):
                 self.plain_section()
+                self.check_line_end()
                 strict = True
             elif t.startswith(b"@@ -"):
                 raise self.fail(self.i, "hunk header without a file header before it")
@@ -365,6 +508,12 @@ class _Parser:
             raise self.fail(0, "no file header ('diff --git' or a '---'/'+++' pair) found")
         return Patch(self.files)
 
+    def check_line_end(self) -> None:
+        """A section's last line needs its newline: git ignores an unterminated header line
+        and refuses an unterminated hunk line."""
+        if not self.lines[self.i - 1].endswith(b"\n"):
+            raise self.fail(self.i - 1, "the patch ends inside a file section (no final newline)")
+
     # -- sections --------------------------------------------------------------------------
     def git_section(self) -> None:
         start = self.i
@@ -376,7 +525,9 @@ class _Parser:
         minus: tuple[int, bytes | None] | None = None
         plus: tuple[int, bytes | None] | None = None
         binary_line: tuple[int, bytes] | None = None
-        binary = hunks = False
+        body: _Body | None = None
+        block: _Binary | None = None
+        binary = False
         t = self.peek(self.i)
         if t is not None and t.startswith(b"--- "):
             nxt = self.peek(self.i + 1)
@@ -387,11 +538,12 @@ class _Parser:
             self.i += 2
             t = self.peek(self.i)
             if t is None or not t.startswith((b"GIT binary patch", b"Binary files ")):
-                self.hunks()
-                hunks = True
+                body = self.hunks()
                 t = None
+        if t is not None and t.startswith((b"GIT binary patch", b"Binary files ")):
+            self.binary_line_end(self.i)
         if t is not None and t == b"GIT binary patch":
-            self.binary_block()
+            block = self.binary_block()
             binary = True
         elif t is not None and t.startswith(b"Binary files ") and t.endswith(b" differ"):
             if len(t) > MAX_HEADER:
@@ -399,7 +551,9 @@ class _Parser:
             binary_line = (self.i, t[len(b"Binary files ") : -len(b" differ")])
             binary = True
             self.i += 1
-        self.finish_git(start, rest, h, minus, plus, binary_line, binary, hunks)
+        if not h.seen and minus is None and not binary:
+            raise self.fail(start, "'diff --git' line with no header or content after it")
+        self.finish_git(start, rest, h, minus, plus, binary_line, binary, body, block)
 
     def finish_git(
         self,
@@ -410,14 +564,23 @@ class _Parser:
         plus: tuple[int, bytes | None] | None,
         binary_line: tuple[int, bytes] | None,
         binary: bool,
-        hunks: bool,
+        body: _Body | None,
+        block: _Binary | None,
     ) -> None:
         """Resolve the names from every source and insist they agree with each other."""
         status: Status
-        added = h.new_file is not None or (minus is not None and minus[1] is None)
-        deleted = h.deleted is not None or (plus is not None and plus[1] is None)
-        if added and deleted:
+        # In a git section only the mode lines create or delete: git reads '--- /dev/null'
+        # without 'new file mode' as a file named "dev/null".
+        minus_null = minus is not None and minus[1] is None
+        plus_null = plus is not None and plus[1] is None
+        added = h.new_file is not None
+        deleted = h.deleted is not None
+        if (added or minus_null) and (deleted or plus_null):
             raise self.fail(start, "file section both creates and deletes the file")
+        if minus is not None and minus_null and not added:
+            raise self.fail(minus[0], "'--- /dev/null' without a 'new file mode' line")
+        if plus is not None and plus_null and not deleted:
+            raise self.fail(plus[0], "'+++ /dev/null' without a 'deleted file mode' line")
         if h.new_file is not None and minus is not None and minus[1] is not None:
             raise self.fail(minus[0], "expected '--- /dev/null' for a new file")
         if h.deleted is not None and plus is not None and plus[1] is not None:
@@ -461,7 +624,7 @@ class _Parser:
                 status = "added"
             elif deleted:
                 status = "deleted"
-            elif h.old_mode is not None and h.new_mode is not None and not hunks and not binary:
+            elif h.old_mode is not None and h.new_mode is not None and body is None and not binary:
                 status = "mode"
             else:
                 status = "modified"
@@ -484,20 +647,50 @@ class _Parser:
                 raise self.fail(
                     binary_line[0], "'Binary files' line does not match the 'diff --git' header"
                 )
-        old_mode = h.old_mode or h.deleted or h.index_mode
-        new_mode = h.new_mode or h.new_file or h.index_mode
+        self.check_sides(start, status, body)
+        old_mode = None if added else h.old_mode or h.deleted or h.index_mode
+        new_mode = None if deleted else h.new_mode or h.new_file or h.index_mode
+        if old_mode and new_mode and _MODE_TYPE[old_mode] != _MODE_TYPE[new_mode]:
+            # git writes a type change as a deletion and a creation; in one section a file's
+            # old content would silently become a link target (or a gitlink).
+            raise self.fail(start, "a file section that changes the type of a file")
+        target = None
+        if new_mode == b"120000":
+            if binary:
+                raise self.fail(start, "a symbolic link's target given as binary data")
+            target = self.symlink_target(start, body)
         self.files.append(
             FileChange(
                 old_path=None if old is None else self.decode(start, old),
                 new_path=None if new is None else self.decode(start, new),
                 status=status,
                 binary=binary,
-                old_mode=None if old_mode is None or added else old_mode.decode(),
-                new_mode=None if new_mode is None or deleted else new_mode.decode(),
+                old_mode=None if old_mode is None else old_mode.decode(),
+                new_mode=None if new_mode is None else new_mode.decode(),
                 similarity=h.similarity,
                 raw=self.data[self.offsets[start] : self.offsets[self.i]],
+                dissimilarity=h.dissimilarity,
+                added_lines=0 if body is None else len(body.added),
+                deleted_lines=0 if body is None else body.deleted,
+                hunk_counts=() if body is None else tuple(body.counts),
+                symlink_target=target,
+                gitlink=b"160000" in (old_mode, new_mode),
+                old_oid=None if h.old_oid is None else h.old_oid.decode(),
+                new_oid=None if h.new_oid is None else h.new_oid.decode(),
+                binary_kind=None if block is None else block.kind,
+                binary_size=None if block is None else block.size,
+                binary_data=None if block is None else block.data,
             )
         )
+
+    def check_sides(self, start: int, status: Status, body: _Body | None) -> None:
+        """A created file has no old lines and a deleted one no new lines (git refuses both)."""
+        if body is None:
+            return
+        if status == "added" and any(o for o, _ in body.counts):
+            raise self.fail(start, "a new file's hunks have old lines")
+        if status == "deleted" and any(n for _, n in body.counts):
+            raise self.fail(start, "a deleted file's hunks have new lines")
 
     def binary_name(self, binary_line: tuple[int, bytes], candidates: list[bytes]) -> bytes:
         """The one name a ``Binary files X and Y differ`` line and the header agree on."""
@@ -532,18 +725,17 @@ class _Parser:
             t = self.text(self.i)
             found = next(((p, k) for p, k in _EXT_PREFIXES if t.startswith(p)), None)
             if found is None:
-                return h
+                break
             prefix, key = found
-            if key in ("old_mode", "new_mode", "new_file", "deleted") or key.startswith(
-                ("rename", "copy")
-            ):
-                if key in h.seen:
-                    raise self.fail(self.i, f"duplicate {_show(prefix.strip())} line")
-                h.seen.add(key)
+            if key in h.seen:
+                raise self.fail(self.i, f"duplicate {_show(prefix.strip())} line")
+            h.seen.add(key)
             value = t[len(prefix) :]
             if key in ("old_mode", "new_mode", "new_file", "deleted"):
                 if not _MODE.fullmatch(value):
                     raise self.fail(self.i, f"bad file mode {_show(value)}")
+                if value not in _MODES:
+                    raise self.fail(self.i, f"unsupported file mode {_show(value)}")
                 setattr(h, key, value)
             elif key.startswith(("rename", "copy")):
                 setattr(h, key, self.name_at(self.i, _full_name, value))
@@ -551,15 +743,32 @@ class _Parser:
                 m = _SIMILARITY.fullmatch(value)
                 if m is None or int(m[1]) > 100:
                     raise self.fail(self.i, f"bad {key} index {_show(value)}")
-                if key == "similarity":
-                    h.similarity = int(m[1])
+                setattr(h, key, int(m[1]))
             else:
                 m = _INDEX.fullmatch(t)
                 if m is None:
                     raise self.fail(self.i, f"bad index line {_show(t)}")
-                h.index_mode = m[3]
+                if m[3] is not None and m[3] not in _MODES:
+                    raise self.fail(self.i, f"unsupported file mode {_show(m[3])}")
+                h.old_oid, h.new_oid, h.index_mode = m[1], m[2], m[3]
             self.i += 1
+        self.check_header(h)
         return h
+
+    def check_header(self, h: _Header) -> None:
+        """Refuse header combinations git never writes and reads order-dependently (the last
+        mode line wins in git, the first one in a naive reading)."""
+        pairs = (
+            ("old_mode", "deleted", "'old mode' and 'deleted file mode'"),
+            ("new_mode", "new_file", "'new mode' and 'new file mode'"),
+            ("similarity", "dissimilarity", "'similarity index' and 'dissimilarity index'"),
+        )
+        for a, b, what in pairs:
+            if a in h.seen and b in h.seen:
+                raise self.fail(self.i - 1, f"both {what} in one file section")
+        modes = {"old_mode", "new_mode", "new_file", "deleted"} & h.seen
+        if h.index_mode is not None and modes:
+            raise self.fail(self.i - 1, "a mode on the index line and a mode line in one section")
 
     def plain_section(self) -> None:
         """A unified diff without ``diff --git``: names from ``---``/``+++`` only."""
@@ -573,35 +782,49 @@ class _Parser:
             raise self.fail(
                 start, f"'---' and '+++' name different files ({_show(old)}, {_show(new)})"
             )
-        self.hunks()
+        body = self.hunks()
+        if old is not None and new is not None:
+            # As git reads GNU diff -N output: an epoch timestamp marks a side as absent.
+            if _epoch(self.lines[start][4:]):
+                old = None
+            elif _epoch(self.lines[start + 1][4:]):
+                new = None
         status: Status = "added" if old is None else "deleted" if new is None else "modified"
+        self.check_sides(start, status, body)
         self.files.append(
             FileChange(
                 old_path=None if old is None else self.decode(start, old),
                 new_path=None if new is None else self.decode(start + 1, new),
                 status=status,
                 raw=self.data[self.offsets[start] : self.offsets[self.i]],
+                added_lines=len(body.added),
+                deleted_lines=body.deleted,
+                hunk_counts=tuple(body.counts),
+                plain=True,
             )
         )
 
     # -- bodies ----------------------------------------------------------------------------
-    def hunks(self) -> None:
+    def hunks(self) -> _Body:
         """One or more hunks, each exactly as long as its ``@@`` header says."""
         t = self.peek(self.i)
         if t is None or not t.startswith(b"@@"):
             found = "the end of the patch" if t is None else _show(t)
             raise self.fail(self.i, f"expected a hunk header '@@ -a,b +c,d @@' but found {found}")
+        body = _Body()
         while t is not None and t.startswith(b"@@"):
-            self.hunk()
+            self.hunk(body)
             t = self.peek(self.i)
+        return body
 
-    def hunk(self) -> None:
+    def hunk(self, body: _Body) -> None:
         head = self.i
         m = _HUNK.fullmatch(self.text(head))
         if m is None:
             raise self.fail(head, f"malformed hunk header {_show(self.text(head))}")
         old = 1 if m[2] is None else int(m[2])
         new = 1 if m[4] is None else int(m[4])
+        body.counts.append((old, new))
         self.i += 1
         while old > 0 or new > 0:
             if self.i >= self.n:
@@ -616,14 +839,17 @@ class _Parser:
                     raise self.hunk_mismatch(head, "context")
                 old -= 1
                 new -= 1
+                body.context += 1
             elif c == b"-":
                 if old == 0:
                     raise self.hunk_mismatch(head, "'-'")
                 old -= 1
+                body.deleted += 1
             elif c == b"+":
                 if new == 0:
                     raise self.hunk_mismatch(head, "'+'")
                 new -= 1
+                body.added.append(self.i)
             elif c != b"\\":
                 raise self.fail(
                     self.i,
@@ -639,21 +865,60 @@ class _Parser:
             self.i, f"{kind} line does not fit the counts of the hunk header at line {head + 1}"
         )
 
-    def binary_block(self) -> None:
-        """``GIT binary patch``: a forward and an optional reverse literal/delta block."""
+    def symlink_target(self, start: int, body: _Body | None) -> str | None:
+        """The link target a mode 120000 section writes: its one '+' line, which must replace
+        the whole old target (no context), without the newline a '\\' marker takes away."""
+        if body is None:
+            return None
+        if body.context or len(body.added) != 1 or len(body.counts) != 1:
+            raise self.fail(
+                start, "a symbolic link's section must replace its target with one '+' line"
+            )
+        i = body.added[0]
+        target = self.lines[i][1:]
+        if i + 1 < self.n and self.lines[i + 1].startswith(b"\\") and target.endswith(b"\n"):
+            target = target[:-1]
+        try:
+            return target.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail(i, f"symbolic link target {_show(target)} is not valid UTF-8") from None
+
+    def binary_line_end(self, i: int) -> None:
+        """Binary lines must end in a bare LF: git does not read a CRLF-mangled binary section
+        as binary at all (it sees an empty change), so neither may we."""
+        if not self.lines[i].endswith(b"\n") or self.lines[i].endswith(b"\r\n"):
+            raise self.fail(i, "binary patch line does not end in a bare newline")
+
+    def binary_block(self) -> _Binary:
+        """``GIT binary patch``: a forward and an optional reverse literal/delta block, each
+        decoded (base85) as git decodes it; the forward one is returned, still deflated."""
         self.i += 1
+        forward: _Binary | None = None
         for block in range(2):
             t = self.peek(self.i)
-            if t is None or _BINARY_BLOCK.fullmatch(t) is None:
-                if block == 0:
+            m = None if t is None else _BINARY_BLOCK.fullmatch(t)
+            if m is None:
+                if forward is None:
                     raise self.fail(
                         self.i, "expected 'literal N' or 'delta N' after 'GIT binary patch'"
                     )
-                return
+                return forward
             self.i += 1
+            data: list[bytes] = []
             while (t := self.peek(self.i)) is not None and t.strip():
                 if not _check_base85(t):
                     raise self.fail(self.i, f"malformed binary patch data {_show(t)}")
+                self.binary_line_end(self.i)
+                try:
+                    data.append(gitbinary.decode_line(t))
+                except gitbinary.BinaryPatchError as exc:
+                    raise self.fail(self.i, str(exc)) from None
                 self.i += 1
-            if t is not None:
-                self.i += 1  # the blank line closing the block
+            if t is None or self.lines[self.i] != b"\n":
+                raise self.fail(self.i, "binary patch data not closed by an empty line")
+            self.i += 1
+            if block == 0:
+                kind: Literal["literal", "delta"] = "literal" if m[1] == b"literal" else "delta"
+                forward = _Binary(kind, int(m[2]), b"".join(data))
+        assert forward is not None
+        return forward

@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from tools.codex.factory.core import gitbinary
+from tools.codex.factory.core.gitview import GitView, read_apply_output
 from tools.codex.factory.errors import GitError, UsageError
 from tools.codex.factory.infra import proc
 from tools.codex.factory.infra.fsutil import remove_tree
@@ -501,3 +503,116 @@ def apply_cached(sandbox: Path, patch: bytes) -> proc.Result:
         check=False,
         env=sandbox_env(sandbox),
     )
+
+
+# -- git's own reading of a patch ----------------------------------------------------------------
+_HEX_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _bare_env(home: Path) -> dict[str, str]:
+    """No repository to find (ceiling at ``home``'s parent, no GIT_* inherited) and no user or
+    system config: what git prints must depend on the patch bytes alone."""
+    return proc.base_env(
+        {
+            "GIT_CEILING_DIRECTORIES": str(home.parent.resolve()),
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+        },
+        drop_git=True,
+    )
+
+
+def _apply_error(res: proc.Result) -> str | None:
+    """git's complaint, if any: a non-zero exit, or an error printed while it went on (git
+    stops reading at a corrupt binary hunk yet exits 0 for the sections before it)."""
+    lines = [line.strip() for line in res.err.splitlines() if line.strip()]
+    bad = [line for line in lines if line.startswith(("error:", "fatal:"))]
+    if bad:
+        return "; ".join(bad)[:400]
+    if res.rc != 0:
+        return (lines[0] if lines else f"git apply exited with rc={res.rc}")[:400]
+    return None
+
+
+_BINARY_SIZE = re.compile(rb"^(?:literal|delta) (\d+)\r?$", re.MULTILINE)
+
+
+def apply_view(
+    patch: bytes, timeout: float = 120, max_binary: int = gitbinary.DEFAULT_LIMIT
+) -> GitView:
+    """What git reads in ``patch``: ``git apply --numstat --summary -z`` and ``-R --numstat``.
+
+    Run on stdin in an empty folder outside any repository (nothing is applied; the user's
+    hooks and config play no part). A patch git refuses is reported as ``GitView.error``,
+    never raised; so is one whose binary hunks declare more than ``max_binary`` bytes in all
+    (git inflates every hunk into memory of the declared size while reading). A blank patch
+    touches nothing and is not shown to git, which would refuse it.
+    """
+    if not patch.strip():
+        return GitView()
+    declared = sum(int(m[1]) for m in _BINARY_SIZE.finditer(patch))
+    if declared > max_binary:
+        return GitView(error=f"binary hunks declare {declared} bytes, over {max_binary}")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="factory-gitview-") as tmp:
+        cwd = Path(tmp)
+        env = _bare_env(cwd)
+        outputs = []
+        for extra in ((), ("-R",)):
+            summary = () if extra else ("--summary",)
+            try:
+                res = git(
+                    cwd,
+                    "-c",
+                    "core.quotePath=true",
+                    "apply",
+                    *extra,
+                    "--numstat",
+                    *summary,
+                    "-z",
+                    "-",
+                    input=patch,
+                    check=False,
+                    env=env,
+                    timeout=timeout,
+                )
+            except GitError as exc:
+                if exc.rc is None and "timed out" in str(exc):
+                    return GitView(error=f"git apply took longer than {timeout}s")
+                raise
+            error = _apply_error(res)
+            if error is not None:
+                return GitView(error=error)
+            outputs.append(res.stdout)
+    return read_apply_output(outputs[0], outputs[1])
+
+
+def object_format(repo: Path) -> str:
+    """The repository's object format, 'sha1' or 'sha256'. A git too old to know the option
+    echoes it back, and knows only sha1."""
+    value = git(repo, "rev-parse", "--show-object-format").out.strip()
+    return value if value in ("sha1", "sha256") else "sha1"
+
+
+def cat_blob(repo: Path, oid: str, max_size: int) -> bytes | None:
+    """The blob ``oid`` (a full object id, nothing else: ids come from hostile patches), or
+    None if it is missing, not a blob or bigger than ``max_size`` bytes. Replace refs are
+    ignored: the object store's own bytes are what git apply would use."""
+    if not _HEX_OID.fullmatch(oid):
+        return None
+    env = proc.base_env({"GIT_NO_REPLACE_OBJECTS": "1"})
+    check = git(
+        repo, "cat-file", "--batch-check", input=(oid + "\n").encode(), check=False, env=env
+    )
+    fields = check.out.split()
+    if check.rc != 0 or len(fields) != 3 or fields[0] != oid or fields[1] != "blob":
+        return None
+    if not fields[2].isdigit() or int(fields[2]) > max_size:
+        return None
+    res = git(repo, "cat-file", "blob", oid, check=False, env=env)
+    if res.rc != 0 or len(res.stdout) != int(fields[2]):
+        return None
+    return res.stdout

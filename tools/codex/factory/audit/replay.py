@@ -63,7 +63,7 @@ from tools.codex.factory.core import decisions, validation
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.core.paths import ATTEST_DIR, MANIFEST, VALIDATION, Z_DIR, worker_dirname
 from tools.codex.factory.errors import FactoryError, UsageError
-from tools.codex.factory.infra import jsonio, schemas
+from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.infra.writer import sha256_file
 from tools.codex.factory.ledger.store import GENESIS, Event, Ledger, line_hash_ok
 from tools.codex.factory.records.status import Status
@@ -72,6 +72,7 @@ from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import (
     V1_KEYS,
     BaseTree,
+    GitSide,
     Limits,
     bundle_hash,
     file_hashes,
@@ -1094,7 +1095,12 @@ class Replayer:
                     return
             key = (w, now[wdir])
             if key not in derived:
-                derived[key] = gather_facts(self.run_dir, w, base_lower, self._limits())
+                side = (
+                    GitSide(self.ctx.repo, gitops.object_format(self.ctx.repo))
+                    if "version" in recorded
+                    else None
+                )
+                derived[key] = gather_facts(self.run_dir, w, base_lower, self._limits(), None, side)
                 self.state["facts_rederived"] += 1
             fresh = derived[key]
             # A fact recorded by an earlier release is compared on the keys it had.

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory.core import names, patchparse
+from tools.codex.factory.core import gitbinary, gitview, names, patchparse
 from tools.codex.factory.core.paths import (
     WORKER_FILES,
     PathRuleError,
@@ -32,7 +32,7 @@ from tools.codex.factory.core.paths import (
     worker_dirname,
 )
 from tools.codex.factory.core.text import clip
-from tools.codex.factory.infra import jsonio, schemas
+from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.records.validation import BundleFacts
 
 # Version of the facts format: 2 adds snapshot hashes and limit problems. Replay compares a
@@ -276,6 +276,27 @@ def normalise_eol(patch: bytes) -> tuple[bytes, bool]:
     return patch, False
 
 
+def binary_checks(patch: patchparse.Patch, git: GitSide, limits: Limits) -> list[list[str]]:
+    """[path, ok | mismatch | unverifiable, why] for each binary section: git takes a postimage
+    it already has from the object store instead of the patch's data, so the data must be
+    what the section's index line declares."""
+    out: list[list[str]] = []
+    for f in patch.files:
+        if not f.binary:
+            continue
+        path = f.new_path or f.old_path or ""
+        base = None
+        if f.old_oid and f.old_oid.strip("0"):
+            base = gitops.cat_blob(git.repo, f.old_oid, limits.max_file_bytes)
+        try:
+            res = gitbinary.postimage(f, base, git.object_format, limits.max_file_bytes)
+        except (ValueError, gitbinary.BinaryPatchError) as exc:
+            res = gitbinary.Postimage(False, None, str(exc))
+        verdict = "ok" if res.ok else ("mismatch" if res.oid is not None else "unverifiable")
+        out.append([path, verdict, clip(res.reason, limits.max_text_chars)])
+    return sorted(out)
+
+
 def _clip_path(path: str, limits: Limits, problems: list[list[str]], where: str) -> str:
     if len(path) <= limits.max_path_chars:
         return path
@@ -290,16 +311,28 @@ def _clip_path(path: str, limits: Limits, problems: list[list[str]], where: str)
     return short
 
 
+@dataclass(frozen=True)
+class GitSide:
+    """The repository whose git reads the patches: its own reading, and the preimages of
+    binary deltas (from the object store, by full id only)."""
+
+    repo: Path
+    object_format: str = "sha1"
+
+
 def gather_facts(
     run_dir: Path,
     worker: str,
     base: BaseTree,
     limits: Limits | None = None,
     store: Store | None = None,
+    git: GitSide | None = None,
 ) -> BundleFacts:
     """Read one bundle and return everything the judgement needs, as plain JSON.
 
-    ``store`` keeps the judged bytes (the snapshot) and returns their sha256.
+    ``store`` keeps the judged bytes (the snapshot) and returns their sha256. With ``git``,
+    git's own reading of DIFF.patch is compared with ours and every binary postimage is
+    verified against the section's own data.
     """
     limits = limits or Limits()
     text = limits.max_text_chars
@@ -446,6 +479,25 @@ def gather_facts(
                 }
                 - set(facts["added"])
             )
+            facts["links"] = [
+                [_clip_path(f.new_path, limits, [], "DIFF.patch"), clip(f.symlink_target, text)]
+                for f in patch.files
+                if f.new_path is not None and f.symlink_target is not None
+            ]
+            facts["gitlinks"] = sorted(
+                _clip_path(f.new_path, limits, [], "DIFF.patch")
+                for f in patch.files
+                if f.new_path is not None and f.gitlink
+            )
+            if git is not None:
+                facts["patch_disagreements"] = [
+                    clip(d, text)
+                    for d in gitview.compare_views(
+                        patchparse.git_view(patch),
+                        gitops.apply_view(applied, max_binary=limits.max_file_bytes),
+                    )
+                ]
+                facts["binary_checks"] = binary_checks(patch, git, limits)
             facts["section_hashes"] = {
                 _clip_path(p, limits, [], "DIFF.patch"): hashlib.sha256(raw).hexdigest()
                 for p, raw in sorted(patch.sections_by_path().items())

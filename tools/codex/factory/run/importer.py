@@ -25,7 +25,7 @@ from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import bundles, runboard
 from tools.codex.factory.run.collect import existing_logs, generated_summary, plan_workers
 from tools.codex.factory.run.context import Context
-from tools.codex.factory.run.facts import normalise_eol
+from tools.codex.factory.run.facts import GitSide, Limits, binary_checks, normalise_eol
 from tools.codex.factory.run.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -126,6 +126,12 @@ def cmd_import(
                     f"{name}: binary change to {path} carries no data; make the patch with "
                     "`git diff --binary`"
                 )
+        side = GitSide(ctx.repo, gitops.object_format(ctx.repo))
+        for path, verdict, why in binary_checks(parsed, side, Limits(max_file_bytes=limit)):
+            if verdict != "ok":
+                # The import sandbox borrows the repository's objects: a forged postimage id
+                # would pull any blob (the holdout's) into the canonical patch.
+                raise UsageError(f"{name}: binary change to {path} cannot be trusted: {why}")
         fmt, commits = patch_format(data)
         return _build(
             run, worker, raw, data, fmt, commits, name, summary_text, summary_file is not None

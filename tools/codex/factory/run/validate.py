@@ -10,7 +10,7 @@ from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.records.validation import BundleFacts, Policy
 from tools.codex.factory.run import gitdir, snapshots
 from tools.codex.factory.run.context import Context
-from tools.codex.factory.run.facts import BaseTree, Limits, gather_facts
+from tools.codex.factory.run.facts import BaseTree, GitSide, Limits, gather_facts
 from tools.codex.factory.run.handle import RunHandle, run_setting
 from tools.codex.factory.run.stages import StageResult
 
@@ -67,10 +67,11 @@ def validate(run: RunHandle) -> StageResult:
     manifest, workers, rec = run.manifest, run.workers, run.recorder
     base = base_tree(run.ctx, run.base_commit)
     bounds = limits(manifest)
+    side = GitSide(run.ctx.repo, gitops.object_format(run.ctx.repo))
     facts: dict[str, BundleFacts] = {}
     for w in workers:
         facts[w] = gather_facts(
-            run.run_dir, w, base, bounds, lambda data: snapshots.put(run.writer, data)
+            run.run_dir, w, base, bounds, lambda data: snapshots.put(run.writer, data), side
         )
         rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
     pol = policy(manifest)

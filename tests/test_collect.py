@@ -136,7 +136,7 @@ def test_invalid_handoff_note_is_kept_and_blocks_validation(tmp_path: Path) -> N
     [
         (
             ["--run-id", "nope"],
-            "factory: error: --run-id nope: no run folder tools/codex/runs/nope",
+            "factory: error: run nope: no run folder tools/codex/runs/nope",
         ),
         (["--run-id", "../x"], "factory: error: --run-id: run ID '../x' contains '..'"),
     ],

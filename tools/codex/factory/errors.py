@@ -7,18 +7,21 @@ class FactoryError(Exception):
     """An expected failure with a one-line message for the operator (FAIL, exit 1)."""
 
     exit_code = 1
+    status = "FAIL"
 
 
 class UsageError(FactoryError):
     """Bad input from the operator: option, config, run id, plan (exit 2)."""
 
     exit_code = 2
+    status = "USAGE"
 
 
 class BlockedError(FactoryError):
     """A policy or integrity rule refused the action (exit 3)."""
 
     exit_code = 3
+    status = "BLOCKED"
 
 
 class LedgerCorruptError(BlockedError):

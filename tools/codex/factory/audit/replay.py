@@ -1390,7 +1390,7 @@ def replay(ctx: Context, run_id: str) -> Outcome:
         rp.diverge(None, f"{ledger_rel} (ledger lines)", "valid events", _io_reason(exc))
     if not events and not rp.run_dir.is_dir():
         raise UsageError(
-            f"--run-id {run_id}: no events in {ledger_rel} and no run folder {ctx.layout.run_rel(run_id)}"
+            f"run {run_id}: no events in {ledger_rel} and no run folder {ctx.layout.run_rel(run_id)}"
         )
     if not events:
         rp.diverge(

@@ -140,7 +140,7 @@ def follow(
                 and real_monotonic() - started >= START_GRACE_S
             ):
                 raise UsageError(
-                    f"--run-id {run_id}: no such run (no run folder {ctx.layout.run_rel(run_id)} and no event in "
+                    f"run {run_id}: no such run (no run folder {ctx.layout.run_rel(run_id)} and no event in "
                     f"the ledger after {START_GRACE_S:g}s); list runs with `factory ledger --limit 50`"
                 )
             if deadline is not None and real_monotonic() >= deadline:

@@ -80,9 +80,11 @@ def toplevel(path: Path) -> Path:
     return Path(res.out.strip())
 
 
-def resolve_commit(repo: Path, ref: str) -> str:
+def resolve_commit(repo: Path, ref: str, origin: str = "") -> str:
+    """The commit ``ref`` names; ``origin`` says where the ref came from (for the message)."""
+    source = f"base ref {ref!r}" + (f" (from {origin})" if origin else "")
     if ref.startswith("-"):
-        raise UsageError(f"--base-ref {ref!r} may not start with '-'")
+        raise UsageError(f"{source} may not start with '-'")
     res = git(
         repo,
         "rev-parse",
@@ -93,7 +95,7 @@ def resolve_commit(repo: Path, ref: str) -> str:
         check=False,
     )
     if res.rc != 0 or not res.out.strip():
-        raise UsageError(f"--base-ref {ref!r} does not resolve to a commit in this repository")
+        raise UsageError(f"{source} does not resolve to a commit in this repository")
     return res.out.strip()
 
 

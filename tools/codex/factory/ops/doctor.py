@@ -256,7 +256,7 @@ class Doctor:
 
         ref = str(self.ctx.config.get("run.base_ref"))
         try:
-            commit = gitops.resolve_commit(self.ctx.repo, ref)
+            commit = gitops.resolve_commit(self.ctx.repo, ref, self.ctx.source("run.base_ref"))
         except FactoryError as exc:
             self.add(
                 "base ref",

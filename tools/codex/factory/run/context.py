@@ -52,6 +52,16 @@ class Context:
             )
         return self._ledger
 
+    def source(self, dotted: str) -> str:
+        """Where a config value came from, as the operator set it: ``--base-ref``,
+        ``FACTORY_RUN__BASE_REF``, ``run.base_ref in <file>`` or ``run.base_ref`` (default)."""
+        origin = self.config.origin(dotted)
+        if origin.startswith(("cli:", "env:")):
+            return origin.split(":", 1)[1]
+        if origin.startswith("file:"):
+            return f"{dotted} in {self.config.file}"
+        return dotted
+
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.close()

@@ -63,7 +63,7 @@ def read_manifest(ctx: Context, run_id: str) -> tuple[dict[str, Any], str]:
     run_dir = ctx.layout.run_dir(run_id)
     rel = f"{ctx.layout.run_rel(run_id)}/{MANIFEST}"
     if not run_dir.is_dir():
-        raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+        raise UsageError(f"run {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
     try:
         data = read_regular(run_dir / MANIFEST, rel, limit=MAX_MANIFEST_BYTES)
     except UsageError as exc:
@@ -114,7 +114,7 @@ def selected_workers(manifest: dict[str, Any], workers: list[str] | None) -> lis
     unknown = [w for w in workers if w not in known]
     if unknown:
         raise UsageError(
-            f"--workers: {', '.join(unknown)} not in this run (workers: {', '.join(known)})"
+            f"workers {', '.join(unknown)}: not in this run (workers: {', '.join(known)})"
         )
     return sorted(workers)
 
@@ -158,7 +158,7 @@ class RunHandle:
         its manifest. ``on_busy`` records the refusal before it is raised."""
         validate_run_id(run_id)
         if not ctx.layout.run_dir(run_id).is_dir():
-            raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+            raise UsageError(f"run {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
         held: ProcessLock | None = None
         if lock:
             held = run_lock(ctx, run_id)

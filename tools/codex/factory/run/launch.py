@@ -39,6 +39,7 @@ class LaunchRequest:
     progress: Callable[[str], None] | None = (
         None  # one line per worker event (stderr; None with --json)
     )
+    base_ref_source: str | None = None  # where base_ref came from, for messages (default: config)
 
 
 def parse_workers(text: str | None) -> list[str] | None:
@@ -131,7 +132,9 @@ def reserve_run_id(ctx: Context, req: LaunchRequest) -> str:
     Concurrent oneshots each get their own ID (the claim and the ledger scan share one
     lock), instead of computing the same next ID and refusing each other.
     """
-    commit = gitops.resolve_commit(ctx.repo, req.base_ref)
+    commit = gitops.resolve_commit(
+        ctx.repo, req.base_ref, req.base_ref_source or ctx.source("run.base_ref")
+    )
     plan = resolve_plan(ctx, req.plan_file, req.workers)
     ensure_runs_dir(ctx)
     with ctx.ledger.lock():
@@ -160,7 +163,9 @@ def launch(
         from tools.codex.factory.run import workers as real
 
         return real.resume(ctx, req)
-    commit = gitops.resolve_commit(ctx.repo, req.base_ref)
+    commit = gitops.resolve_commit(
+        ctx.repo, req.base_ref, req.base_ref_source or ctx.source("run.base_ref")
+    )
     plan = resolve_plan(ctx, req.plan_file, req.workers)
     if not req.dry_run:
         from tools.codex.factory.run import workers as real

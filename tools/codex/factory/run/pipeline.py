@@ -354,7 +354,7 @@ def cmd_open(ctx: Context, run_id: str, what: str) -> Outcome:
     else:
         path = ctx.layout.run_dir(run_id)
         if not path.is_dir():  # an unknown run is a usage error (exit 2), as for every --run-id
-            raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+            raise UsageError(f"run {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
     opened, how = report.open_path(path)
     data = {"run_id": run_id, "path": str(path), "opened": opened, "how": how}
     text = f"opened {path} ({how})" if opened else str(path)

@@ -43,7 +43,7 @@ def checks(ctx: Context, base_ref: str, run_id: str | None) -> list[dict[str, An
         add("repository", False, str(exc), "cd into your repository or pass --repo PATH")
         return out
     try:
-        commit = gitops.resolve_commit(repo, base_ref)
+        commit = gitops.resolve_commit(repo, base_ref, ctx.source("run.base_ref"))
         add("base-ref", True, f"{base_ref} -> {commit}")
     except FactoryError as exc:
         add("base-ref", False, str(exc), "pass --base-ref with a branch, tag or commit that exists")

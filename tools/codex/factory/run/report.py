@@ -271,7 +271,7 @@ def _judged_hashes(run_dir: Path) -> dict[str, dict[str, str]]:
 def report_path(ctx: Context, run_id: str) -> Path:
     path = ctx.layout.report_path(run_id)
     if not ctx.layout.run_dir(run_id).is_dir():
-        raise UsageError(f"--run-id {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+        raise UsageError(f"run {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
     if not path.is_file():
         raise UsageError(
             f"run {run_id} has no {REPORT} yet: run `factory integrate --run-id {run_id}`"

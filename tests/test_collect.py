@@ -162,7 +162,7 @@ def test_collect_of_a_dry_run_or_unknown_worker_is_refused(tmp_path: Path) -> No
     run_id = json.loads(res.stdout)["run_id"]
     res = cli(repo, "bundle-collect", "--run-id", run_id, "--workers", "B")
     assert res.returncode == 2 and res.stderr.strip() == (
-        "factory: error: --workers: B not in this run (workers: A)"
+        "factory: error: workers B: not in this run (workers: A)"
     )
     assert cli(repo, "clean", "--run-id", run_id, "--force").returncode == 0
     res = cli(repo, "bundle-collect", "--run-id", run_id)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from tools.codex.factory.version import __version__
+
 __all__ = ["Factory", "__version__"]
 
 if TYPE_CHECKING:

@@ -24,8 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools.codex.factory.audit import ledgerview, replay
 from tools.codex.factory.infra.clock import Clock
+from tools.codex.factory.run import importer, pipeline
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.launch import LaunchRequest
 from tools.codex.factory.run.outcome import Outcome
 
 
@@ -131,7 +134,6 @@ class Factory:
         kind: str | None,
     ) -> Any:
         """A launch request: arguments given here win over the config for this call only."""
-        from tools.codex.factory.run.launch import LaunchRequest
 
         return LaunchRequest(
             base_ref=base_ref if base_ref is not None else self.ctx.config.get("run.base_ref"),
@@ -154,7 +156,6 @@ class Factory:
         kind: str | None = None,
     ) -> LaunchResult:
         """Create a run (see ``factory launch``)."""
-        from tools.codex.factory.run import pipeline
 
         req = self._request(
             dry_run=dry_run, plan=plan, workers=workers, base_ref=base_ref, run_id=run_id, kind=kind
@@ -169,7 +170,6 @@ class Factory:
         self, run_id: str, worker: str, patch: str | Path, *, summary: str | Path | None = None
     ) -> ImportResult:
         """Turn a patch file into ``worker``'s bundle (see ``factory bundle-import``)."""
-        from tools.codex.factory.run import importer
 
         d = _dict(
             importer.cmd_import(
@@ -180,7 +180,6 @@ class Factory:
 
     def validate(self, run_id: str, workers: list[str] | None = None) -> ValidationResult:
         """Judge the bundles (see ``factory bundle-validate``)."""
-        from tools.codex.factory.run import pipeline
 
         out = pipeline.cmd_validate(self.ctx, run_id, sorted(workers) if workers else None)
         d = _dict(out)
@@ -193,7 +192,6 @@ class Factory:
         self, run_id: str, workers: list[str] | None = None, *, keep_worktrees: bool = False
     ) -> RunResult:
         """Apply the validated bundles and run the checks (see ``factory integrate``)."""
-        from tools.codex.factory.run import pipeline
 
         out = pipeline.cmd_integrate(
             self.ctx, run_id, sorted(workers) if workers else None, keep_worktrees
@@ -212,7 +210,6 @@ class Factory:
         wait: bool = False,
     ) -> RunResult:
         """preflight, launch, bundle-validate, integrate (see ``factory oneshot``)."""
-        from tools.codex.factory.run import pipeline
 
         req = self._request(
             dry_run=dry_run, plan=plan, workers=workers, base_ref=base_ref, run_id=run_id, kind=kind
@@ -222,14 +219,12 @@ class Factory:
 
     def replay(self, run_id: str) -> ReplayResult:
         """Recompute every decision of a run from the ledger (see ``factory ledger-replay``)."""
-        from tools.codex.factory.audit import replay
 
         d = _dict(replay.replay(self.ctx, run_id))
         return ReplayResult(run_id, bool(d["ok"]), list(d["divergences"]), d)
 
     def verify_ledger(self) -> VerifyResult:
         """Check the whole hash chain (see ``factory ledger verify``)."""
-        from tools.codex.factory.audit import ledgerview
 
         d = _dict(ledgerview.verify(self.ctx))
         return VerifyResult(

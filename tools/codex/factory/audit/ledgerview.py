@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tools.codex.factory.infra import jsonio
 from tools.codex.factory.ledger.store import Filter, render_table
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
@@ -13,8 +14,6 @@ def show(ctx: Context, flt: Filter, limit: int | None, raw: bool) -> Outcome:
     events = ledger.select(flt, limit)
     data = [ev.as_dict() for ev in events]
     if raw:
-        from tools.codex.factory.infra import jsonio
-
         text = "\n".join(jsonio.canonical(d).decode("utf-8") for d in data)
     else:
         text = render_table(events) if events else "(no events)"

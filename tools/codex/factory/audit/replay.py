@@ -78,7 +78,9 @@ from tools.codex.factory.run.facts import (
     file_hashes,
     gather_facts,
 )
+from tools.codex.factory.run.handle import run_setting
 from tools.codex.factory.run.outcome import Outcome
+from tools.codex.factory.run.validate import base_tree, limits, policy
 
 REPORT_REL = f"{Z_DIR}/FINAL_REPORT.txt"
 STATUS_REL = f"{Z_DIR}/STATUS.json"
@@ -506,7 +508,6 @@ class Replayer:
 
     def _limits(self) -> Limits:
         """The run's limits (its manifest's config; defaults when it is unusable)."""
-        from tools.codex.factory.run.validate import limits
 
         manifest = self._read_manifest()
         if manifest is None:
@@ -522,7 +523,6 @@ class Replayer:
     def _run_setting(self, ev: Event, dotted: str) -> tuple[bool, Any]:
         """(True, value) of a setting in the run's RUN_MANIFEST.json config; (False, None) if the
         manifest is unusable (reported by the manifest check) or lacks it (reported here)."""
-        from tools.codex.factory.run.handle import run_setting
 
         manifest = self._read_manifest()
         if manifest is None:
@@ -540,7 +540,6 @@ class Replayer:
 
     def _check_policy(self, ev: Event) -> None:
         """The policy validation judged by is the one the run was launched with (its manifest)."""
-        from tools.codex.factory.run.validate import policy
 
         manifest = self._read_manifest()
         if manifest is None:
@@ -1062,7 +1061,6 @@ class Replayer:
         not an input to trust but a function to recompute: a forged fact (a wider scope, a hidden
         path) differs from what the bundle says.
         """
-        from tools.codex.factory.run.validate import base_tree
 
         now: dict[str, str] = {}
         derived: dict[tuple[str, str], Mapping[str, Any]] = {}

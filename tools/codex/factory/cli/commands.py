@@ -12,10 +12,10 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from tools.codex.factory import __version__
 from tools.codex.factory.errors import FactoryError
 from tools.codex.factory.records.status import EXIT_INTERRUPTED, EXIT_USAGE
 from tools.codex.factory.run.outcome import Outcome
+from tools.codex.factory.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEBUG = {"on": False}
@@ -328,7 +328,7 @@ def launch_cmd(
 def bundle_validate_cmd(
     click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool, json_out: Path | None
 ) -> int:
-    """Check every bundle against DESIGN §5 and write VALIDATION.json (BLOCKED: exit 3)."""
+    """Check every bundle (files, schemas, scopes, overlaps, names, what git reads) and write VALIDATION.json (BLOCKED: exit 3)."""
     from tools.codex.factory.run import pipeline
     from tools.codex.factory.run.launch import parse_workers
 
@@ -437,7 +437,7 @@ def open_run_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -
     return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "run"), False, json_out)
 
 
-# -- audit and operator views (issue 4) --------------------------------------------------------
+# -- audit and operator views --------------------------------------------------------
 def _streams(as_json: bool) -> tuple[Callable[[str], None], Callable[[str], None]]:
     """Progress lines go to stdout, or to stderr when stdout carries JSON; notices to stderr."""
 
@@ -511,7 +511,7 @@ def self_test_cmd(keep: bool, as_json: bool, json_out: Path | None) -> int:
     return emit(selftest.run_selftest(echo, note, keep), as_json, json_out)
 
 
-# -- real workers (issue 5) ----------------------------------------------------------------------
+# -- real workers ----------------------------------------------------------------------
 @cli.command("bundle-collect")
 @run_id_option()
 @workers_option

@@ -6,8 +6,8 @@ import datetime as _dt
 import hashlib
 import re
 
+from tools.codex.factory.core.timefmt import compact
 from tools.codex.factory.errors import UsageError
-from tools.codex.factory.infra.clock import compact
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 KIND_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")

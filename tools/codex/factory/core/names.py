@@ -216,6 +216,11 @@ def _git_dir_alias(part: str) -> bool:
     return key in (".git", "git~1")
 
 
+def is_git_dir_name(part: str) -> bool:
+    """Is this one path component ``.git``, or a name some filesystem maps to it?"""
+    return fold_name(part) == ".git" or _git_dir_alias(part)
+
+
 def _special_aliases(part: str) -> list[str]:
     """The special files (kinds) ``part`` may name on some filesystem, in ``_SPECIAL`` order.
 

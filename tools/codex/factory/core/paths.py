@@ -7,10 +7,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from tools.codex.factory.core import names
 from tools.codex.factory.core.ids import validate_run_id
-from tools.codex.factory.errors import UsageError
 
-LEDGER_NAME = "factory_ledger.jsonl"
 HEAD_SUFFIX = ".sha256"
 MANIFEST = "RUN_MANIFEST.json"
 VALIDATION = "VALIDATION.json"
@@ -29,14 +28,6 @@ WORKER_FILES = (
     "SUGGESTIONS.md",
     "SCOPE_LOCK.json",
     "HANDOFF_NOTE.json",
-    "LOGS/INDEX.json",
-)
-Z_FILES = (
-    "STATUS.json",
-    "FINAL_REPORT.txt",
-    "FILES_CHANGED.json",
-    "DIFF.patch",
-    "MERGE_PLAN.md",
     "LOGS/INDEX.json",
 )
 
@@ -77,32 +68,12 @@ def normalise_repo_path(raw: str) -> str:
     if any(p in ("", ".") for p in parts) or posixpath.normpath(raw) != raw:
         raise PathRuleError("path-not-normalised", f"path {raw!r} is not normalised")
     for part in parts:
-        # Any .git directory (a nested repository's too), and the spellings Windows maps to it.
-        low = part.lower()
-        if low.rstrip(". ") == ".git" or low == "git~1":
+        # Any .git directory (a nested repository's too), and every spelling some filesystem
+        # maps to it (the one name equivalence: case, trailing dots and spaces, git~1, the
+        # code points macOS ignores).
+        if names.is_git_dir_name(part):
             raise PathRuleError("path-git-dir", f"path {raw!r} is inside a .git directory")
     return raw
-
-
-def is_within(child: Path, root: Path) -> bool:
-    try:
-        child.relative_to(root)
-    except ValueError:
-        return False
-    return True
-
-
-def safe_join(root: Path, rel: str) -> Path:
-    """Join a checked relative path under ``root``; the real path must stay inside it."""
-    try:
-        normalise_repo_path(rel)
-    except PathRuleError as exc:
-        raise UsageError(str(exc)) from None
-    real_root = root.resolve()
-    target = (real_root / PurePosixPath(rel)).resolve()
-    if not is_within(target, real_root):
-        raise UsageError(f"path {rel!r} resolves outside {root}")
-    return target
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The append-only, hash-chained JSONL ledger (DESIGN §4).
+"""The append-only, hash-chained JSONL ledger.
 
 Line format: one canonical JSON object (sorted keys, no spaces, UTF-8, ``\\n``) with
 ``event_type``, ``hash``, ``payload``, ``prev_hash``, ``run_id``, ``seq``, ``stage``,

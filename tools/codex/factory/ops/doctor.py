@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.infra import gitops
 from tools.codex.factory.records.status import Status
+from tools.codex.factory.run import clean
+from tools.codex.factory.run.agents import PRESETS
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.outcome import Outcome
 
@@ -132,7 +135,6 @@ class Doctor:
                 self.add(name, OK, f"{dist} {version}")
 
     def git(self) -> bool:
-        from tools.codex.factory.infra import gitops
 
         exe = shutil.which("git")
         if exe is None:
@@ -161,7 +163,6 @@ class Doctor:
 
     def git_features(self) -> None:
         """Probe the subcommands the factory relies on with ``-h`` (usage text, exit 129)."""
-        from tools.codex.factory.infra import gitops
 
         # Only what the code runs: `git sparse-checkout` is never used (the holdout is a
         # per-worktree sparse file applied with read-tree and skip-worktree bits).
@@ -252,7 +253,6 @@ class Doctor:
         return True
 
     def base_ref(self) -> None:
-        from tools.codex.factory.infra import gitops
 
         ref = str(self.ctx.config.get("run.base_ref"))
         try:
@@ -351,7 +351,6 @@ class Doctor:
         if not agents:
             self.add("agents", OK, "no agent configured (dry runs need none)")
             return
-        from tools.codex.factory.run.agents import PRESETS
 
         for key, spec in agents:
             argv = spec.get("argv") or (PRESETS.get(str(spec.get("preset")), {}).get("argv") or [])
@@ -379,7 +378,6 @@ class Doctor:
 
     def worktrees(self) -> None:
         """Leftover worker worktrees and branches of earlier real runs (found via the ledger)."""
-        from tools.codex.factory.run import clean
 
         try:
             left = clean.leftover_worktrees(self.ctx)

@@ -22,6 +22,7 @@ from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import collect, runboard, worktrees
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.handle import read_manifest, run_lock
 from tools.codex.factory.run.outcome import Outcome
 
 
@@ -79,7 +80,6 @@ def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
 
 def _run_info(ctx: Context, run_id: str) -> dict[str, Any]:
     """Base commit, kind and holdout globs of a run: its manifest, else its run.started event."""
-    from tools.codex.factory.run.handle import read_manifest
 
     manifest: dict[str, Any] | None
     try:
@@ -272,7 +272,6 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
     is exactly what its bundle holds and its run has finished (see :func:`keep_reason`);
     anything else is refused (exit 3), one line each, naming the worker and why.
     """
-    from tools.codex.factory.run.handle import run_lock
 
     if run_id is not None:
         validate_run_id(run_id)

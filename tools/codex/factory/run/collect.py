@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tools.codex.factory.core import patchparse
+from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.core.paths import LOGS_DIR, worker_dirname
 from tools.codex.factory.errors import FactoryError, UsageError
-from tools.codex.factory.infra import jsonio, schemas
+from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.infra.clock import sleep
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
@@ -31,6 +32,7 @@ from tools.codex.factory.records.plan import WorkerPlan
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import bundles, runboard, worktrees
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.handle import RunHandle
 from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.run.plans import from_dict
 
@@ -262,7 +264,6 @@ def emit_collected(
 
 def locate(ctx: Context, manifest: dict[str, Any], workers: list[str]) -> dict[str, Path]:
     """Each worker's worktree, found by branch; one clear error if any is missing."""
-    from tools.codex.factory.infra import gitops
 
     if manifest["dry_run"]:
         raise UsageError(
@@ -284,8 +285,6 @@ def locate(ctx: Context, manifest: dict[str, Any], workers: list[str]) -> dict[s
 
 
 def cmd_collect(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome:
-    from tools.codex.factory.core.ids import validate_run_id
-    from tools.codex.factory.run.handle import RunHandle
 
     # The run lock: BLOCKED at once while a launch runs this run's agents.
     with RunHandle.open(ctx, validate_run_id(run_id), workers) as run:

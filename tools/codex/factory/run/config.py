@@ -16,7 +16,7 @@ from typing import Any
 from tools.codex.factory.core.ids import validate_kind, validate_worker_id
 from tools.codex.factory.core.paths import PathRuleError, normalise_repo_path
 from tools.codex.factory.errors import UsageError
-from tools.codex.factory.infra import jsonio, schemas
+from tools.codex.factory.infra import gitops, jsonio, schemas
 
 CONFIG_REL = "tools/codex/factory/factory.config.json"
 ENV_PREFIX = "FACTORY_"
@@ -306,7 +306,6 @@ def check_runs_dir(repo: Path, cfg: Config) -> None:
     nearest existing ancestor), and git may track nothing in it except ``.gitkeep`` and
     ``.gitignore`` at its top. Raises UsageError (one line, naming key and source).
     """
-    from tools.codex.factory.infra import gitops  # lazy: git is only needed once a run starts
 
     rel = cfg.runs_rel
     source = _describe(cfg, "paths.runs_dir")

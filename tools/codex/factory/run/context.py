@@ -9,6 +9,7 @@ from typing import Any
 
 from tools.codex.factory.core.paths import Layout
 from tools.codex.factory.errors import UsageError
+from tools.codex.factory.infra import gitops
 from tools.codex.factory.infra.clock import Clock
 from tools.codex.factory.ledger.store import Ledger
 from tools.codex.factory.run import config as config_mod
@@ -24,7 +25,6 @@ class Context:
 
     @functools.cached_property
     def repo(self) -> Path:
-        from tools.codex.factory.infra import gitops
 
         start = self.repo_opt if self.repo_opt is not None else Path.cwd()
         if not start.exists():

@@ -26,6 +26,7 @@ from tools.codex.factory.run import bundles, runboard
 from tools.codex.factory.run.collect import existing_logs, generated_summary, plan_workers
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import GitSide, Limits, binary_checks, normalise_eol
+from tools.codex.factory.run.handle import RunHandle
 from tools.codex.factory.run.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -88,7 +89,6 @@ def _first_error(text: str) -> str:
 def cmd_import(
     ctx: Context, run_id: str, worker: str, patch_file: Path, summary_file: Path | None
 ) -> Outcome:
-    from tools.codex.factory.run.handle import RunHandle
 
     validate_worker_id(worker, "--worker")
     # The run lock, as integrate and bundle-collect take it: an import cannot race integrate,

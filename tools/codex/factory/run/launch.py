@@ -9,8 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory import __version__
-from tools.codex.factory.core.ids import make_run_id, run_id_prefix, validate_run_id
+from tools.codex.factory.core.ids import (
+    make_run_id,
+    run_id_prefix,
+    validate_run_id,
+    validate_worker_id,
+)
 from tools.codex.factory.core.paths import ATTEST_DIR, LOCKS_DIR, MANIFEST, Z_DIR
 from tools.codex.factory.errors import BlockedError, FactoryError, UsageError
 from tools.codex.factory.infra import gitops, jsonio, schemas
@@ -19,10 +23,13 @@ from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import OPERATOR, Recorder
 from tools.codex.factory.records.plan import Plan
 from tools.codex.factory.run import bundles
+from tools.codex.factory.run import workers as real
+from tools.codex.factory.run.config import check_runs_dir
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import MANIFEST_EVENT, run_lock
 from tools.codex.factory.run.plans import default_plan, digest, load_plan
 from tools.codex.factory.run.stages import StageResult
+from tools.codex.factory.version import __version__
 
 
 @dataclass
@@ -45,7 +52,6 @@ class LaunchRequest:
 def parse_workers(text: str | None) -> list[str] | None:
     if text is None:
         return None
-    from tools.codex.factory.core.ids import validate_worker_id
 
     ids = [validate_worker_id(p.strip()) for p in text.split(",") if p.strip()]
     if not ids:
@@ -90,7 +96,6 @@ def ensure_runs_dir(ctx: Context) -> None:
     A configured runs folder holding the user's tracked files is refused first: its
     ``.gitignore`` of ``*`` would hide their future files.
     """
-    from tools.codex.factory.run.config import check_runs_dir
 
     check_runs_dir(ctx.repo, ctx.config)
     runs = ctx.layout.runs_dir
@@ -112,8 +117,6 @@ def _claim(ctx: Context, req: LaunchRequest, commit: str, plan: Plan) -> str:
     )
     run_dir = ctx.layout.run_dir(run_id)
     if not req.dry_run and not run_dir.exists():
-        from tools.codex.factory.run import workers as real
-
         real.check_free(
             ctx, run_id, plan
         )  # a taken branch or worktree folder: refused before anything exists
@@ -160,16 +163,12 @@ def launch(
     re-raises.
     """
     if req.resume:
-        from tools.codex.factory.run import workers as real
-
         return real.resume(ctx, req)
     commit = gitops.resolve_commit(
         ctx.repo, req.base_ref, req.base_ref_source or ctx.source("run.base_ref")
     )
     plan = resolve_plan(ctx, req.plan_file, req.workers)
     if not req.dry_run:
-        from tools.codex.factory.run import workers as real
-
         real.check(
             ctx, plan
         )  # agents, branch prefix, worktrees folder: refused before anything exists
@@ -247,8 +246,6 @@ def _create_locked(
     rec.emit(MANIFEST_EVENT, "launch", sha256=manifest_sha)
     written: dict[str, str] = {MANIFEST: manifest_sha}
     if not req.dry_run:
-        from tools.codex.factory.run import workers as real
-
         written.update(real.launch_real(ctx, rec, manifest, plan.ids(), req.progress))
         rec.emit("artifacts.written", "launch", files=dict(sorted(written.items())))
         result = StageResult("launch", "PASS", "", real.result_data(ctx, manifest))

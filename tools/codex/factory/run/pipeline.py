@@ -10,9 +10,10 @@ from tools.codex.factory.core.ids import validate_kind, validate_run_id
 from tools.codex.factory.errors import FactoryError, LockHeldError, UsageError
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.records.status import Status
-from tools.codex.factory.run import preflight, report, validate
+from tools.codex.factory.run import clean, collect, integrate, preflight, report, runboard, validate
+from tools.codex.factory.run import workers as real
 from tools.codex.factory.run.context import Context
-from tools.codex.factory.run.handle import RunHandle
+from tools.codex.factory.run.handle import RunHandle, read_manifest
 from tools.codex.factory.run.launch import (
     LaunchRequest,
     launch,
@@ -48,8 +49,6 @@ def cmd_launch(ctx: Context, req: LaunchRequest) -> Outcome:
 
 
 def _runboard_text(ctx: Context, run_id: str) -> str:
-    from tools.codex.factory.run import runboard
-    from tools.codex.factory.run.handle import read_manifest
 
     manifest, _sha = read_manifest(ctx, run_id)
     rows = runboard.rows(ctx.repo, ctx.layout.run_dir(run_id), manifest)
@@ -77,7 +76,6 @@ def _remove_worktrees(run: RunHandle, doc: dict[str, Any], keep: bool) -> list[s
             f"bundle-collect --run-id {run_id}`, `bundle-validate`, `integrate`; or remove them "
             f"with `factory clean --run-id {run_id}`"
         ]
-    from tools.codex.factory.run import clean
 
     if keep:
         return [
@@ -109,7 +107,6 @@ def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcom
 
 
 def _integrate_and_finish(run: RunHandle, before: list[StageResult]) -> dict[str, Any]:
-    from tools.codex.factory.run import integrate
 
     rec, writer = run.recorder, run.writer
     stages = list(before)
@@ -199,8 +196,6 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
         ctx, req.plan_file, req.workers
     )  # a bad plan is a usage error before anything runs
     if not req.dry_run:
-        from tools.codex.factory.run import workers as real
-
         real.check(ctx, plan)  # a missing agent CLI is a usage error before anything runs
     found = preflight.checks(ctx, req.base_ref, req.run_id)
     planned: str | None = None
@@ -296,7 +291,6 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
         if not req.dry_run and holder.get("pending"):
             if not req.wait:
                 return _pending_outcome(ctx, run.recorder, run_id, stages, list(holder["pending"]))
-            from tools.codex.factory.run import collect
 
             collect.wait_for_done(
                 ctx, run.recorder, run.manifest, list(holder["pending"]), req.progress

@@ -23,7 +23,7 @@ from tools.codex.factory.core.paths import (
     worker_dirname,
 )
 from tools.codex.factory.errors import FactoryError, PolicyViolation, UsageError
-from tools.codex.factory.infra import jsonio, schemas
+from tools.codex.factory.infra import jsonio, proc, schemas
 from tools.codex.factory.infra.fsutil import read_regular
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.store import Filter
@@ -298,7 +298,6 @@ def open_path(path: Path) -> tuple[bool, str]:
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             return False, "no display (DISPLAY/WAYLAND_DISPLAY unset)"
         cmd = [opener, str(path)]
-    from tools.codex.factory.infra import proc
 
     try:
         proc.spawn_detached(cmd)

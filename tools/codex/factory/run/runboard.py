@@ -12,8 +12,9 @@ from typing import Any
 
 from tools.codex.factory.core.paths import RUNBOARD, worker_dirname
 from tools.codex.factory.errors import FactoryError
-from tools.codex.factory.infra import jsonio
+from tools.codex.factory.infra import gitops, jsonio
 from tools.codex.factory.infra.writer import GuardedWriter
+from tools.codex.factory.run import agents, worktrees
 from tools.codex.factory.run.worktrees import DONE_MARKER, NOTES_DIR, PROMPT
 
 
@@ -152,7 +153,6 @@ def read_status(run_dir: Path, worker: str) -> str:
 
 
 def worker_mode(worker: dict[str, Any], config: dict[str, Any]) -> str:
-    from tools.codex.factory.run import agents
 
     spec = agents.resolve(worker, config)
     return "interactive" if spec is None else f"headless:{spec.preset}"
@@ -165,8 +165,6 @@ def rows(
     overrides: dict[str, str] | None = None,
     listing: list[dict[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    from tools.codex.factory.infra import gitops
-    from tools.codex.factory.run import worktrees
 
     st = worktrees.settings(manifest)
     if listing is None:

@@ -24,8 +24,9 @@ from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.records.plan import Plan
-from tools.codex.factory.run import agents, collect, runboard, worktrees
+from tools.codex.factory.run import agents, collect, gitdir, runboard, worktrees
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.handle import RunHandle
 from tools.codex.factory.run.stages import StageResult
 
 if TYPE_CHECKING:
@@ -386,7 +387,6 @@ def launch_real(
     ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str], progress: Progress | None
 ) -> dict[str, str]:
     """Prepare the worktrees and run the agents; the caller holds the run lock."""
-    from tools.codex.factory.run import gitdir
 
     run_dir = ctx.layout.run_dir(manifest["run_id"])
     if not rec.ledger.select(Filter(run_id=rec.run_id, event_type=gitdir.RECORDED), limit=1):
@@ -430,7 +430,6 @@ def result_data(ctx: Context, manifest: dict[str, Any]) -> dict[str, Any]:
 
 def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
     """``launch --resume --run-id ID``: run the workers whose bundle is not finished."""
-    from tools.codex.factory.run.handle import RunHandle
 
     if req.run_id is None:
         raise UsageError("--resume needs --run-id ID (the run to continue)")

@@ -29,7 +29,6 @@ APP_DIR = "multi-codex-factory"
 NOTES_DIR = ".factory"  # reserved folder in each worktree for the worker's notes
 DONE_MARKER = "DONE"  # an interactive worker marks itself done with .factory/DONE
 PROMPT = "PROMPT.md"
-NOTE_FILES = ("SUMMARY.md", "SUGGESTIONS.md", "HANDOFF_NOTE.json")
 
 
 def cache_home() -> Path:

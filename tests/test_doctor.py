@@ -47,28 +47,28 @@ def test_healthy_repository_has_no_fail(tmp_path: Path, env: dict[str, str]) -> 
     found = lines_of(res.stdout)
     for name in (
         "python",
-        "dependency click",
-        "dependency jsonschema",
-        "dependency orjson",
-        "dependency filelock",
+        "dependency-click",
+        "dependency-jsonschema",
+        "dependency-orjson",
+        "dependency-filelock",
         "git",
-        "git features",
-        "windows long paths",
+        "git-features",
+        "windows-long-paths",
         "repository",
         "config",
-        "base ref",
-        "runs folder",
+        "base-ref",
+        "runs-folder",
         "ledger",
         "agents",
     ):
         assert found[name].startswith("OK"), found.get(name)
-    assert "free disk" in found
-    assert "not Windows" in found["windows long paths"]
+    assert "free-disk" in found
+    assert "not Windows" in found["windows-long-paths"]
     assert "self-test" in res.stdout
     data = doctor_json(repo, env, 0)
     assert data["status"] == "PASS" and data["counts"]["FAIL"] == 0
     assert {c["level"] for c in data["checks"]} <= {"OK", "WARN"}
-    assert all(set(c) == {"name", "level", "detail", "fix"} for c in data["checks"])
+    assert all(set(c) == {"name", "level", "ok", "detail", "fix"} for c in data["checks"])
 
 
 def test_outside_a_repository_fails_the_repo_check_without_crashing(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_outside_a_repository_fails_the_repo_check_without_crashing(tmp_path: Pa
     assert found["repository"].startswith("FAIL")
     assert "fix: cd into your repository" in found["repository"]
     assert found["python"].startswith("OK") and found["git"].startswith("OK")
-    assert found["not checked"].startswith("WARN") and "config" in found["not checked"]
+    assert found["not-checked"].startswith("WARN") and "config" in found["not-checked"]
     assert sum(1 for ln in res.stdout.splitlines() if ln.startswith("FAIL")) == 1
     assert "self-test" in res.stdout
 
@@ -129,7 +129,7 @@ def test_bad_config_fails_with_the_key_and_a_fix(
     found = lines_of(res.stdout)
     assert found["config"].startswith("FAIL config:") and expect in found["config"]
     assert "fix: fix the named key" in found["config"]
-    assert found["not checked"].startswith("WARN") and "ledger" in found["not checked"]
+    assert found["not-checked"].startswith("WARN") and "ledger" in found["not-checked"]
 
 
 def test_bad_env_variable_is_a_config_fail(tmp_path: Path, env: dict[str, str]) -> None:
@@ -165,11 +165,11 @@ def test_missing_agent_command_is_only_a_warning(tmp_path: Path, env: dict[str, 
     assert res.returncode == 0, res.stdout
     found = lines_of(res.stdout)
     assert (
-        found["agent workers.agent"].startswith("WARN")
-        and "no-such-agent-binary-7f3a" in found["agent workers.agent"]
+        found["agent-workers.agent"].startswith("WARN")
+        and "no-such-agent-binary-7f3a" in found["agent-workers.agent"]
     )
-    assert "fix: install no-such-agent-binary-7f3a" in found["agent workers.agent"]
-    assert found["agent workers.agents.B"].startswith("OK")
+    assert "fix: install no-such-agent-binary-7f3a" in found["agent-workers.agent"]
+    assert found["agent-workers.agents.B"].startswith("OK")
 
 
 def test_repository_without_commits_fails_the_base_ref(tmp_path: Path, env: dict[str, str]) -> None:
@@ -180,8 +180,8 @@ def test_repository_without_commits_fails_the_base_ref(tmp_path: Path, env: dict
     git(repo, env, "init", "-q")
     res = factory(repo, env, "doctor")
     assert res.returncode == 3
-    line = lines_of(res.stdout)["base ref"]
-    assert line.startswith("FAIL base ref:") and "fix: commit at least once" in line
+    line = lines_of(res.stdout)["base-ref"]
+    assert line.startswith("FAIL base-ref:") and "fix: commit at least once" in line
 
 
 def test_leftover_worktrees_are_a_warning_with_the_clean_fix(
@@ -236,6 +236,6 @@ def test_git_features_probe_only_what_the_factory_uses(tmp_path: Path, env: dict
     env = {**env, "PATH": str(bin_dir) + os.pathsep + env.get("PATH", "")}
     repo = make_repo(tmp_path / "repo", env)
     res = factory(repo, env, "doctor")
-    line = lines_of(res.stdout)["git features"]
+    line = lines_of(res.stdout)["git-features"]
     assert line.startswith("OK"), line
     assert res.returncode == 0, res.stdout

@@ -71,6 +71,30 @@ def version() -> tuple[int, int, int]:
     return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 
+# The subcommands the factory relies on, probed with `-h` (usage text, exit 129): only what the
+# code runs (the holdout is a per-worktree sparse file applied with read-tree and skip-worktree).
+FEATURES = (
+    ("apply", "--cached", "patches are applied to an index with `git apply --cached`"),
+    (
+        "worktree",
+        "--porcelain",
+        "real workers get linked worktrees (`git worktree add/list --porcelain`)",
+    ),
+    ("update-index", "--skip-worktree", "worker checkouts leave holdout paths out (skip-worktree)"),
+)
+
+
+def missing_features() -> list[str]:
+    """The git features the factory needs that this git lacks, one phrase each."""
+    missing = []
+    for sub, token, why in FEATURES:
+        res = git(None, sub, "-h", check=False)
+        text = res.out + res.err
+        if f"git {sub}" not in text or token not in text:
+            missing.append(f"`git {sub}` ({why})")
+    return missing
+
+
 def toplevel(path: Path) -> Path:
     res = git(path, "rev-parse", "--show-toplevel", check=False)
     if res.rc != 0:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from tools.codex.factory.core import placeholders
 from tools.codex.factory.errors import ProcessError, UsageError
 from tools.codex.factory.infra import proc
 from tools.codex.factory.infra.clock import Clock, real_monotonic
@@ -56,7 +56,6 @@ PLACEHOLDERS = (
     "base_commit",
     "python",
 )
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 
 
 @dataclass(frozen=True)
@@ -77,36 +76,13 @@ class AgentSpec:
         }
 
 
-_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-
-
 def check_argv(argv: list[str], source: str) -> None:
     """Every ``{...}`` is a known placeholder; any other brace is doubled (``{{``, ``}}``)."""
-    known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-    for i, arg in enumerate(argv):
-        for m in _TOKEN.finditer(arg):
-            tok, name = m.group(0), m.group(1)
-            if tok in ("{", "}"):
-                raise UsageError(
-                    f"{source}.argv[{i}]: unbalanced {tok!r} in {arg!r} at column {m.start() + 1} "
-                    f"(placeholders are {known}; write {{{{ or }}}} for a literal brace)"
-                )
-            if name is not None and name not in PLACEHOLDERS:
-                raise UsageError(
-                    f"{source}.argv[{i}]: unknown placeholder {{{name}}} (known: {known})"
-                )
+    placeholders.check(argv, PLACEHOLDERS, source)
 
 
 def expand(argv: tuple[str, ...] | list[str], values: Mapping[str, str]) -> list[str]:
-    def sub(m: re.Match[str]) -> str:
-        tok = m.group(0)
-        if tok == "{{":
-            return "{"
-        if tok == "}}":
-            return "}"
-        return values[m.group(1)]
-
-    return [_PLACEHOLDER.sub(sub, a) for a in argv]
+    return placeholders.expand(argv, values)
 
 
 def resolve(worker: Mapping[str, Any], config: Mapping[str, Any]) -> AgentSpec | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from tools.codex.factory.core import placeholders
 from tools.codex.factory.core.ids import validate_kind, validate_worker_id
 from tools.codex.factory.core.paths import PathRuleError, normalise_repo_path
 from tools.codex.factory.errors import UsageError
@@ -278,6 +279,21 @@ def _validate(cfg: Config) -> None:
                 f"your files) (source: {_describe(cfg, 'ledger.path')})"
             )
     _check_names_unique(cfg)
+    _check_argvs(cfg)
+
+
+# What a check's argv may name (expanded when it runs in the sandbox).
+CHECK_PLACEHOLDERS = ("python", "base_commit", "run_id", "sandbox")
+
+
+def _check_argvs(cfg: Config) -> None:
+    for section in ("required", "advisory"):
+        for i, check in enumerate(cfg.get(f"checks.{section}")):
+            placeholders.check(
+                list(check["argv"]),
+                CHECK_PLACEHOLDERS,
+                f"config checks.{section}[{i}] (source: {_describe(cfg, f'checks.{section}')})",
+            )
 
 
 def _check_names_unique(cfg: Config) -> None:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory.core import decisions, patchparse
+from tools.codex.factory.core import decisions, patchparse, placeholders
 from tools.codex.factory.core.paths import LOGS_DIR, SANDBOX_DIR, VALIDATION, Z_DIR, worker_dirname
 from tools.codex.factory.errors import BlockedError, FactoryError, ProcessError
 from tools.codex.factory.infra import gitops, jsonio, proc, schemas
@@ -24,6 +24,7 @@ from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.records.validation import AppliedPatch
 from tools.codex.factory.run import bundles, snapshots
+from tools.codex.factory.run.config import CHECK_PLACEHOLDERS
 from tools.codex.factory.run.facts import Limits, bundle_hash, file_hashes
 from tools.codex.factory.run.handle import RunHandle
 from tools.codex.factory.run.stages import StageResult
@@ -124,15 +125,6 @@ def without_paths(patch: bytes, drop: set[str]) -> bytes:
     return b"".join(keep)
 
 
-def expand(argv: list[str], values: dict[str, str]) -> list[str]:
-    out = []
-    for arg in argv:
-        for key, value in values.items():
-            arg = arg.replace("{" + key + "}", value)
-        out.append(arg)
-    return out
-
-
 def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
     """The run's configured checks (as launched), in the materialised sandbox."""
     writer, rec = run.writer, run.recorder
@@ -145,6 +137,7 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
         "run_id": run.run_id,
         "sandbox": str(sandbox),
     }
+    assert set(values) == set(CHECK_PLACEHOLDERS)  # config validation checked every argv
     env = gitops.sandbox_env(sandbox, run.ctx.repo)
     if run.setting("checks.attributes") == "base":
         # Attributes come from the base commit, not the candidate (git >= 2.42; see RUNBOOK).
@@ -161,7 +154,12 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
         start = run.ctx.clock.monotonic()
         try:
             done = proc.run_logged(
-                expand(check["argv"], values), sandbox, env, out_path, err_path, timeout
+                placeholders.expand(check["argv"], values),
+                sandbox,
+                env,
+                out_path,
+                err_path,
+                timeout,
             )
             rc, timed_out = done.rc, done.timed_out
         except ProcessError as exc:

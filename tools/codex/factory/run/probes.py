@@ -1,0 +1,348 @@
+"""The one set of probes `preflight` and `doctor` ask: can this machine and repository run the
+factory? Each probe is OK, WARN or FAIL with a detail and, unless OK, a concrete fix; the same
+failure has the same name, words and fix in both commands. Nothing is created or changed (a
+writability probe makes and removes one temporary file in an existing folder).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.codex.factory.errors import FactoryError, UsageError
+from tools.codex.factory.infra import gitops
+from tools.codex.factory.run import config as config_mod
+from tools.codex.factory.run.context import Context
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+MIN_PYTHON = (3, 10)
+LOW_DISK = 1 << 30  # 1 GiB
+INSTALL_FIX = "python -m pip install -e . --config-settings editable_mode=compat"
+# Declared in pyproject.toml: (module, distribution, minimum, exclusive maximum).
+DEPENDENCIES: tuple[tuple[str, str, tuple[int, ...], tuple[int, ...] | None], ...] = (
+    ("click", "click", (8, 1), None),
+    ("jsonschema", "jsonschema", (4, 18), None),
+    ("orjson", "orjson", (3, 8), None),
+    ("filelock", "filelock", (3, 12), (3, 17)),
+)
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    level: str  # OK, WARN, FAIL
+    detail: str
+    fix: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.level != FAIL
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "level": self.level,
+            "ok": self.ok,
+            "detail": self.detail,
+            "fix": "" if self.level == OK else self.fix,
+        }
+
+
+def _fmt(v: tuple[int, ...]) -> str:
+    return ".".join(map(str, v))
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        m = re.match(r"\d+", piece)
+        if not m:
+            break
+        parts.append(int(m.group()))
+    return tuple(parts)
+
+
+def python() -> Probe:
+    v = sys.version_info[:3]
+    if v[:2] >= MIN_PYTHON:
+        return Probe("python", OK, f"Python {_fmt(v)}")
+    return Probe(
+        "python",
+        FAIL,
+        f"Python {_fmt(v)} is older than {_fmt(MIN_PYTHON)}",
+        f"install Python >= {_fmt(MIN_PYTHON)} and reinstall: {INSTALL_FIX}",
+    )
+
+
+def dependencies() -> list[Probe]:
+    out = []
+    for module, dist, low, high in DEPENDENCIES:
+        name = f"dependency-{dist}"
+        try:
+            importlib.import_module(module)
+            version = importlib.metadata.version(dist)
+        except ImportError as exc:
+            out.append(
+                Probe(name, FAIL, f"cannot import {module}: {exc}", f"install: {INSTALL_FIX}")
+            )
+            continue
+        except importlib.metadata.PackageNotFoundError:
+            out.append(
+                Probe(name, WARN, f"{module} imports but has no package metadata", INSTALL_FIX)
+            )
+            continue
+        have = _version_tuple(version)
+        wanted = f">={_fmt(low)}" + (f",<{_fmt(high)}" if high else "")
+        if have < low or (high is not None and have >= high):
+            out.append(
+                Probe(
+                    name,
+                    WARN,
+                    f"{dist} {version} is outside the declared range {wanted}",
+                    f'python -m pip install "{dist}{wanted}"',
+                )
+            )
+        else:
+            out.append(Probe(name, OK, f"{dist} {version}"))
+    return out
+
+
+def git() -> Probe:
+    if shutil.which("git") is None:
+        return Probe(
+            "git", FAIL, "git is not on PATH", f"install git >= {_fmt(gitops.MIN_VERSION)}"
+        )
+    try:
+        v = gitops.version()
+    except FactoryError as exc:
+        return Probe("git", FAIL, str(exc), f"reinstall git >= {_fmt(gitops.MIN_VERSION)}")
+    if v[:2] < gitops.MIN_VERSION:
+        return Probe(
+            "git",
+            FAIL,
+            f"git {_fmt(v)} is older than {_fmt(gitops.MIN_VERSION)}",
+            f"upgrade git to >= {_fmt(gitops.MIN_VERSION)}",
+        )
+    return Probe("git", OK, f"git {_fmt(v)}")
+
+
+def git_features() -> Probe:
+    missing = gitops.missing_features()
+    if missing:
+        return Probe(
+            "git-features",
+            FAIL,
+            "missing: " + "; ".join(missing),
+            f"upgrade git to >= {_fmt(gitops.MIN_VERSION)}",
+        )
+    return Probe(
+        "git-features", OK, "git apply --cached, git worktree, git update-index --skip-worktree"
+    )
+
+
+def repository(ctx: Context) -> Probe:
+    try:
+        repo = ctx.repo
+    except FactoryError as exc:
+        return Probe(
+            "repository",
+            FAIL,
+            str(exc),
+            "cd into your repository (git init to make one), or pass --repo PATH",
+        )
+    # No absolute path: preflight records this line in the ledger (byte-identical across clones).
+    del repo
+    return Probe("repository", OK, "inside a git repository")
+
+
+def config(ctx: Context) -> Probe:
+    try:
+        cfg = ctx.config
+    except (FactoryError, OSError) as exc:
+        return Probe(
+            "config",
+            FAIL,
+            str(exc),
+            "fix the named key in tools/codex/factory/factory.config.json or the FACTORY_* "
+            "variable, then check with `factory config show`",
+        )
+    by_origin: dict[str, int] = {}
+    for row in cfg.rows():
+        by_origin[row["origin"]] = by_origin.get(row["origin"], 0) + 1
+    origins = ", ".join(f"{n} from {o}" for o, n in sorted(by_origin.items()))
+    return Probe("config", OK, f"config valid ({origins})")
+
+
+def base_ref(ctx: Context, ref: str | None = None) -> Probe:
+    ref = ref or str(ctx.config.get("run.base_ref"))
+    try:
+        commit = gitops.resolve_commit(ctx.repo, ref, ctx.source("run.base_ref"))
+    except FactoryError as exc:
+        return Probe(
+            "base-ref",
+            FAIL,
+            str(exc),
+            "commit at least once (git commit), or pass --base-ref (run.base_ref) naming a "
+            "branch, tag or commit that exists",
+        )
+    return Probe("base-ref", OK, f"{ref} -> {commit}")
+
+
+def _writable(runs: Path, rel: str) -> str:
+    """Probe the runs folder without creating it; raise OSError when it cannot be written."""
+    if runs.is_dir():
+        fd, probe = tempfile.mkstemp(dir=runs, prefix=".probe-")
+        os.close(fd)
+        os.remove(probe)
+        return f"{rel} is writable"
+    ancestor = runs.parent
+    while not ancestor.exists() and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".probe-")
+    os.close(fd)
+    os.remove(probe)
+    return f"{rel} does not exist yet; it will be created (its parent folder is writable)"
+
+
+def runs_folder(ctx: Context) -> Probe:
+    try:
+        config_mod.check_runs_dir(ctx.repo, ctx.config)
+    except FactoryError as exc:
+        return Probe(
+            "runs-folder",
+            FAIL,
+            str(exc),
+            "set paths.runs_dir to a folder of the factory's own (default tools/codex/runs)",
+        )
+    try:
+        return Probe("runs-folder", OK, _writable(ctx.layout.runs_dir, ctx.config.runs_rel))
+    except OSError as exc:
+        return Probe(
+            "runs-folder",
+            FAIL,
+            f"{ctx.config.runs_rel}: cannot write ({exc.strerror or type(exc).__name__})",
+            "make the runs folder writable, or set paths.runs_dir to a writable folder",
+        )
+
+
+def free_disk(ctx: Context) -> Probe:
+    probe_dir = ctx.layout.runs_dir
+    while not probe_dir.is_dir() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    try:
+        free = shutil.disk_usage(probe_dir).free
+    except OSError as exc:
+        return Probe("free-disk", WARN, f"cannot measure ({exc.strerror})", "check free space")
+    gib = free / (1 << 30)
+    if free < LOW_DISK:
+        return Probe(
+            "free-disk",
+            WARN,
+            f"{gib:.2f} GiB free where runs are written (under 1 GiB)",
+            "free some disk space: each run holds a sandbox checkout while it integrates",
+        )
+    return Probe("free-disk", OK, f"{gib:.1f} GiB free")
+
+
+def ledger(ctx: Context) -> Probe:
+    rel = ctx.config.ledger_rel
+    try:
+        led = ctx.ledger
+        if not led.path.exists() and not led.path.is_symlink():
+            above = led.path.parent
+            while not (above.exists() or above.is_symlink()) and above.parent != above:
+                above = above.parent
+            if not above.is_dir():
+                return Probe(
+                    "ledger",
+                    FAIL,
+                    f"{rel} cannot be created: {above.name} is in the way (not a folder)",
+                    "fix ledger.path or paths.runs_dir, or move what is in the way",
+                )
+            return Probe("ledger", OK, f"no ledger yet ({rel} is created by the first run)")
+        res = led.verify()
+    except UsageError as exc:
+        return Probe(
+            "ledger",
+            FAIL,
+            str(exc),
+            "fix ledger.path or paths.runs_dir, or move what is in the way",
+        )
+    except FactoryError as exc:
+        return Probe("ledger", FAIL, str(exc), "run `factory ledger verify` and investigate")
+    except OSError as exc:
+        return Probe(
+            "ledger",
+            FAIL,
+            f"{rel}: {exc.strerror or exc}",
+            "make the ledger a readable file or set ledger.path",
+        )
+    if res.ok:
+        return Probe("ledger", OK, f"{rel} verifies ({res.lines} events, head seq {res.head.seq})")
+    if res.torn_tail:
+        return Probe(
+            "ledger",
+            FAIL,
+            f"torn tail: {res.torn_bytes} bytes after the last newline (a crash mid-write)",
+            "run `factory ledger repair` (moves the torn bytes to a side file; nothing is deleted)",
+        )
+    return Probe(
+        "ledger",
+        FAIL,
+        f"seq {res.first_bad_seq}: {res.reason}",
+        "the ledger was edited, cut or reordered: keep a copy, run `factory ledger verify`, and "
+        "audit runs with `factory ledger-replay`; never edit the ledger by hand",
+    )
+
+
+def run_id(ctx: Context, wanted: str) -> Probe:
+    taken = ctx.layout.run_dir(wanted).exists()
+    return Probe(
+        "run-id",
+        FAIL if taken else OK,
+        f"run ID {wanted} is {'taken' if taken else 'free'}",
+        "choose another --run-id or omit it",
+    )
+
+
+def windows_long_paths() -> Probe:
+    enabled = _long_paths_enabled()
+    if enabled is None:
+        return Probe("windows-long-paths", OK, "not Windows")
+    if enabled:
+        return Probe("windows-long-paths", OK, "LongPathsEnabled = 1")
+    return Probe(
+        "windows-long-paths",
+        WARN,
+        "LongPathsEnabled is off: paths over 260 characters fail",
+        "enable it from an admin PowerShell: New-ItemProperty -Path "
+        '"HKLM:\\SYSTEM\\CurrentControlSet\\Control\\FileSystem" -Name LongPathsEnabled -Value 1 '
+        "-PropertyType DWORD -Force; then: git config --global core.longpaths true",
+    )
+
+
+if sys.platform == "win32":  # pragma: no cover - Windows only
+
+    def _long_paths_enabled() -> bool | None:
+        import winreg
+
+        try:
+            with winreg.OpenKey(
+                winreg.HKEY_LOCAL_MACHINE, r"SYSTEM\CurrentControlSet\Control\FileSystem"
+            ) as key:
+                value, _ = winreg.QueryValueEx(key, "LongPathsEnabled")
+        except OSError:
+            return False
+        return bool(value == 1)
+
+else:
+
+    def _long_paths_enabled() -> bool | None:
+        return None

@@ -20,3 +20,21 @@ def clip(text: str, limit: int) -> str:
 def one_line(text: str) -> str:
     """``text`` with every line break escaped."""
     return text.translate(_ONE_LINE)
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def strip_bom(data: bytes) -> bytes:
+    """``data`` without a leading UTF-8 byte-order mark (Windows editors write one)."""
+    return data[3:] if data.startswith(UTF8_BOM) else data
+
+
+def utf16_kind(data: bytes) -> str | None:
+    """'UTF-16 LE' / 'UTF-16 BE' when ``data`` looks UTF-16 (a BOM, or NULs between ASCII):
+    what PowerShell 5.1's ``>`` and ``Out-File`` write."""
+    if data.startswith(b"\xff\xfe") or (len(data) >= 2 and data[0] != 0 and data[1] == 0):
+        return "UTF-16 LE"
+    if data.startswith(b"\xfe\xff") or (len(data) >= 2 and data[0] == 0 and data[1] != 0):
+        return "UTF-16 BE"
+    return None

@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 
+from tools.codex.factory.core.text import strip_bom, utf16_kind
 from tools.codex.factory.errors import UsageError
 
 _LINE = orjson.OPT_SORT_KEYS
 _PRETTY = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
-_BOM = b"\xef\xbb\xbf"
 
 
 class DuplicateKeyError(ValueError):
@@ -28,15 +28,6 @@ class EncodingError(ValueError):
 UTF16_FIX = (
     "save it as UTF-8 (PowerShell: `Out-File -Encoding utf8` or `Set-Content -Encoding utf8`)"
 )
-
-
-def utf16_kind(data: bytes) -> str | None:
-    """'UTF-16 LE' / 'UTF-16 BE' when ``data`` looks UTF-16 (a BOM, or NULs between ASCII)."""
-    if data.startswith(b"\xff\xfe") or (len(data) >= 2 and data[0] != 0 and data[1] == 0):
-        return "UTF-16 LE"
-    if data.startswith(b"\xfe\xff") or (len(data) >= 2 and data[0] == 0 and data[1] != 0):
-        return "UTF-16 BE"
-    return None
 
 
 def canonical(obj: Any) -> bytes:
@@ -73,8 +64,7 @@ def loads_document(data: bytes, *, unique_keys: bool = False) -> Any:
     kind = utf16_kind(data)
     if kind is not None:
         raise EncodingError(f"the file is {kind}, not UTF-8: {UTF16_FIX}")
-    if data.startswith(_BOM):
-        data = data[3:]
+    data = strip_bom(data)
     doc = orjson.loads(data)  # the one JSON dialect: strict UTF-8, no NaN, no lone surrogates
     if unique_keys and b"{" in data:
         # orjson keeps the last of duplicate keys without telling; a second, checking pass

@@ -53,10 +53,10 @@ def _handoff(
     """(valid note, raw bytes to keep verbatim, problem) for ``.factory/HANDOFF_NOTE.json``."""
     if raw is None:
         return None, None, ""
-    data = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
     try:
-        doc = jsonio.loads(data)
-    except Exception as exc:
+        # The one JSON-document reader (BOM, duplicate keys, UTF-16), as validation reads it.
+        doc = jsonio.loads_document(raw, unique_keys=True)
+    except ValueError as exc:
         return (
             None,
             raw,

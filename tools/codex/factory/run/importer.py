@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tools.codex.factory.core import patchparse
 from tools.codex.factory.core.ids import validate_run_id, validate_worker_id
 from tools.codex.factory.core.paths import worker_dirname
+from tools.codex.factory.core.text import strip_bom, utf16_kind
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.infra.fsutil import remove_tree
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
 
 _MAIL = re.compile(rb"^From [0-9a-f]{40} ", re.M)
 _SUBJECT = re.compile(rb"^Subject: (?:\[PATCH[^\]]*\] ?)?(.*)$", re.M)
-
-
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def _read(path: Path, option: str, limit: int) -> bytes:
@@ -58,7 +56,7 @@ def _read(path: Path, option: str, limit: int) -> bytes:
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"{option} {path}: cannot read ({exc.strerror})") from None
-    if data.startswith(UTF16_BOMS):
+    if utf16_kind(data) is not None:
         how = (
             f"`git diff --output {path}` or `Out-File -Encoding utf8`"
             if option == "--patch"
@@ -108,7 +106,7 @@ def cmd_import(
             if summary_file is not None
             else None
         )
-        data, _converted = normalise_eol(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)
+        data, _converted = normalise_eol(strip_bom(raw))
         name = f"--patch {patch_file}"
         try:
             parsed = patchparse.parse(data)

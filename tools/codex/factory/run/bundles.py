@@ -19,7 +19,7 @@ from tools.codex.factory.core.paths import (
     normalise_repo_path,
     worker_dirname,
 )
-from tools.codex.factory.infra import jsonio, schemas
+from tools.codex.factory.infra import fsutil, jsonio, schemas
 from tools.codex.factory.infra.writer import GuardedWriter, sha256_file
 from tools.codex.factory.records.plan import WorkerPlan
 
@@ -134,21 +134,17 @@ def bundle_hash(folder: Path) -> str:
         return hashlib.sha256(
             jsonio.canonical([[".", "symlink:" + os.readlink(folder)]])
         ).hexdigest()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        base = Path(dirpath)
-        for name in sorted(dirnames + filenames):
-            path = base / name
-            rel = path.relative_to(folder).as_posix()
-            try:
-                st = path.lstat()
-                if stat.S_ISLNK(st.st_mode):
-                    entries.append([rel, "symlink:" + os.readlink(path)])
-                elif stat.S_ISREG(st.st_mode):
-                    entries.append([rel, sha256_file(path)])
-                elif not stat.S_ISDIR(st.st_mode):
-                    entries.append([rel, "special"])
-            except OSError as exc:
-                entries.append([rel, f"unreadable:{exc.errno}"])
+    for entry in fsutil.walk(folder):
+        rel, path, st = entry.rel, entry.path, entry.st
+        try:
+            if stat.S_ISLNK(st.st_mode):
+                entries.append([rel, "symlink:" + os.readlink(path)])
+            elif stat.S_ISREG(st.st_mode):
+                entries.append([rel, sha256_file(path)])
+            elif not stat.S_ISDIR(st.st_mode):
+                entries.append([rel, "special"])
+        except OSError as exc:
+            entries.append([rel, f"unreadable:{exc.errno}"])
     entries.sort()
     return hashlib.sha256(jsonio.canonical(entries)).hexdigest()
 
@@ -167,11 +163,10 @@ def _read_regular(path: Path) -> bytes | None:
 def file_hashes(folder: Path, prefix: str) -> list[tuple[str, str]]:
     """(path under the run folder, sha256) for every regular file below ``folder``."""
     out = []
-    if folder.is_dir():
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                rel = f"{prefix}/{path.relative_to(folder).as_posix()}"
-                out.append((rel, hashlib.sha256(path.read_bytes()).hexdigest()))
+    for entry in sorted(fsutil.walk(folder), key=lambda e: e.path):  # the order rglob gave
+        if entry.is_regular:
+            digest = hashlib.sha256(entry.path.read_bytes()).hexdigest()
+            out.append((f"{prefix}/{entry.rel}", digest))
     return out
 
 

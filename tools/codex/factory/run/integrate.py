@@ -10,7 +10,7 @@ from typing import Any
 from tools.codex.factory.core import decisions, patchparse
 from tools.codex.factory.core.paths import LOGS_DIR, SANDBOX_DIR, VALIDATION, Z_DIR, worker_dirname
 from tools.codex.factory.errors import BlockedError, ProcessError
-from tools.codex.factory.infra import gitops, jsonio, proc, schemas
+from tools.codex.factory.infra import fsutil, gitops, jsonio, proc, schemas
 from tools.codex.factory.infra.fsutil import remove_tree
 from tools.codex.factory.infra.writer import GuardedWriter, sha256_file
 from tools.codex.factory.ledger.recorder import Recorder
@@ -352,8 +352,7 @@ def _tail(path: Path, limit: int = 2048) -> str:
 def write_logs_index(writer: GuardedWriter) -> None:
     logs_dir = writer.target(f"{Z_DIR}/{LOGS_DIR}")
     entries: dict[str, bytes] = {}
-    if logs_dir.is_dir():
-        for p in sorted(logs_dir.rglob("*")):
-            if p.is_file() and p.name != "INDEX.json":
-                entries[p.relative_to(logs_dir).as_posix()] = p.read_bytes()
+    for entry in fsutil.walk(logs_dir):
+        if entry.is_regular and entry.path.name != "INDEX.json":
+            entries[entry.rel] = entry.path.read_bytes()
     writer.write(f"{Z_DIR}/{LOGS_DIR}/INDEX.json", jsonio.pretty(bundles.logs_index(entries)))

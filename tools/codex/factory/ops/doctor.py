@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.ledger.store import MISSING_HEAD_FIX
 from tools.codex.factory.records.status import Outcome, Status
 from tools.codex.factory.run.context import Context
 
@@ -330,6 +331,8 @@ class Doctor:
                 f"torn tail: {res.torn_bytes} bytes after the last newline (a crash mid-write)",
                 "run `factory ledger repair` (moves the torn bytes to a side file; nothing is deleted)",
             )
+        elif res.head_missing:
+            self.add("ledger", FAIL, f"seq {res.first_bad_seq}: {res.reason}", MISSING_HEAD_FIX)
         else:
             self.add(
                 "ledger",

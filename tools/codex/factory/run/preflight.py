@@ -10,6 +10,7 @@ from typing import Any
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.ledger.recorder import OPERATOR, Recorder
+from tools.codex.factory.ledger.store import MISSING_HEAD_FIX
 from tools.codex.factory.run import config as config_mod
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.stages import StageResult
@@ -82,6 +83,8 @@ def checks(ctx: Context, base_ref: str, run_id: str | None) -> list[dict[str, An
             add("ledger", True, f"ledger verifies (head seq {res.head.seq})")
         elif res.torn_tail:
             add("ledger", False, res.reason, "run `factory ledger repair`")
+        elif res.head_missing:
+            add("ledger", False, f"seq {res.first_bad_seq}: {res.reason}", MISSING_HEAD_FIX)
         else:
             add(
                 "ledger",

@@ -163,6 +163,7 @@ def test_repair_never_writes_through_a_link_at_the_side_file_name(
     [
         ("ledger", ["ledger", "verify"]),
         ("ledger", ["ledger", "--limit", "2"]),
+        ("ledger", ["watch", "--run-id", "run_0", "--timeout", "5"]),
         ("head", ["ledger", "verify"]),
         ("lock", ["ledger", "repair"]),
     ],
@@ -317,3 +318,15 @@ def test_a_huge_head_file_is_not_read_whole(repo: Path) -> None:
         fh.write(b"\n")
     with pytest.raises(FactoryError, match=r"head file factory_ledger\.sha256 is unreadable"):
         Ledger(paths(repo)["ledger"], at(0)).verify()
+
+
+def test_doctor_does_not_take_a_dangling_ledger_link_for_no_ledger(
+    repo: Path, tmp_path: Path
+) -> None:
+    ledger = paths(repo)["ledger"]
+    ledger.unlink()
+    ledger.symlink_to(tmp_path / "nowhere.jsonl")
+    res = run_cli("--repo", str(repo), "doctor", timeout=120)
+    line = next(ln for ln in res.stdout.splitlines() if " ledger:" in ln)
+    assert line.startswith("FAIL ledger: " + refusal(repo, "ledger", "a symbolic link")), line
+    assert not (tmp_path / "nowhere.jsonl").exists()

@@ -456,12 +456,12 @@ def test_a_symlinked_lock_file_creates_nothing_outside(tmp_path: Path) -> None:
     lock_path = tmp_path / "locks" / "run.lock"
     lock_path.parent.mkdir()
     lock_path.symlink_to(outside)  # dangling: following it would create the file
-    lock = ProcessLock(lock_path, 0, "run lock of r1")
+    lock = ProcessLock(lock_path, 0, "run lock of r1", "tools/codex/runs/r1/locks/run.lock")
     with pytest.raises(BlockedError) as exc:
         lock.acquire()
     assert str(exc.value) == (
-        f"run lock of r1: {lock_path} is a symbolic link; lock files must be regular files: "
-        "remove it"
+        "run lock of r1: tools/codex/runs/r1/locks/run.lock is a symbolic link; lock files "
+        "must be regular files: remove it"
     )
     assert not outside.exists()
     lock_path.unlink()

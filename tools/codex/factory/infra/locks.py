@@ -90,11 +90,12 @@ else:  # pragma: no cover - Windows
 class ProcessLock:
     """Re-entrant lock held across threads and processes; ``timeout=0`` means don't wait."""
 
-    def __init__(self, path: Path, timeout: float, what: str) -> None:
+    def __init__(self, path: Path, timeout: float, what: str, shown: str | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.timeout = timeout
         self.what = what
+        self.shown = shown or str(path)  # how messages name the lock file
         self._thread = threading.RLock()
         self._file = _make(path, timeout)
 
@@ -131,8 +132,7 @@ class ProcessLock:
     def _not_regular(self, exc: fsutil.NotRegularFileError) -> FactoryError:
         """The one-line refusal of a lock file that is a link, FIFO or other non-file."""
         return BlockedError(
-            f"{self.what}: {exc.filename} is {exc.kind}; lock files must be regular files: "
-            "remove it"
+            f"{self.what}: {self.shown} is {exc.kind}; lock files must be regular files: remove it"
         )
 
     def release(self) -> None:

@@ -307,7 +307,7 @@ class Doctor:
     def ledger(self) -> None:
         try:
             ledger = self.ctx.ledger
-            if not ledger.path.exists():
+            if not os.path.lexists(ledger.path):  # a dangling link is not "no ledger"
                 self.add(
                     "ledger",
                     OK,

@@ -36,7 +36,8 @@ def run_lock(ctx: Context, run_id: str) -> ProcessLock:
     """The run lock: a second process is BLOCKED at once, never left waiting."""
     writer = GuardedWriter(ctx.layout.run_dir(run_id))
     path = writer.target(f"{LOCKS_DIR}/run.lock")
-    return ProcessLock(path, 0, f"run lock of {run_id}")
+    shown = f"{ctx.layout.run_rel(run_id)}/{LOCKS_DIR}/run.lock"
+    return ProcessLock(path, 0, f"run lock of {run_id}", shown)
 
 
 def cmd_preflight(ctx: Context, base_ref: str | None, run_id: str | None) -> Outcome:

@@ -476,3 +476,86 @@ def test_a_fifo_as_lock_file_is_refused(tmp_path: Path) -> None:
     os.mkfifo(lock_path)
     with pytest.raises(BlockedError, match="is a FIFO; lock files must be regular files"):
         ProcessLock(lock_path, 0, "run lock").acquire()
+
+
+# -- logs a child process writes -------------------------------------------------------------
+
+
+def test_create_replaces_links_hard_links_and_fifos_never_writing_through(
+    site: tuple[Path, Path, Path], mode: str
+) -> None:
+    """A log is written while its process runs, so it is created in place: whatever is at the
+    name is unlinked first (a hard link to a user's file would otherwise be truncated)."""
+    run, user_file, _ = site
+    logs = run / "Z_integrator" / "LOGS"
+    logs.mkdir(parents=True)
+    os.link(user_file, logs / "hard.log")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(logs / "fifo.log")
+    (logs / "old.log").write_bytes(b"an earlier attempt's output\n")
+
+    class LinkAfterCheck(GuardedWriter):
+        def target(self, rel: str) -> Path:
+            path = super().target(rel)
+            if rel.endswith("soft.log") and not path.is_symlink():
+                path.symlink_to(user_file)
+            return path
+
+    writer = LinkAfterCheck(run)
+    for name in ("hard.log", "fifo.log", "old.log", "soft.log", "new.log"):
+        with writer.create(f"Z_integrator/LOGS/{name}") as fh:
+            fh.write(b"child output\n")
+        log = logs / name
+        assert not log.is_symlink() and log.read_bytes() == b"child output\n"
+    assert user_file.read_bytes() == b"print('precious')\n"
+    assert writer.violations == []
+    (logs / "soft.log").unlink()
+    (logs / "soft.log").symlink_to(user_file)  # there when the name is checked: refused
+    with pytest.raises(PolicyViolation):
+        GuardedWriter(run).create("Z_integrator/LOGS/soft.log")
+    assert user_file.read_bytes() == b"print('precious')\n"
+
+
+def test_a_check_cannot_plant_a_hard_link_for_the_next_checks_log(tmp_path: Path) -> None:
+    from .conftest import PINNED, make_repo, run_cli
+    from .factory_helpers import launch_dry, read_json, run_dir, write_config
+
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n")
+    # A hard link passes every name check (a plain file inside the run folder); opening it
+    # to write the log would truncate the file it shares with the victim.
+    plant = f"import os; os.link({str(victim)!r}, '../Z_integrator/LOGS/check-second.stdout.log')"
+    repo = make_repo(tmp_path / "repo")
+    write_config(
+        repo,
+        {
+            "checks": {
+                "required": [
+                    {"name": "first", "argv": ["{python}", "-c", plant]},
+                    {"name": "second", "argv": ["{python}", "-c", "print('second ran')"]},
+                ]
+            }
+        },
+    )
+    run_id = launch_dry(repo)
+    res = run_cli("--repo", str(repo), "--now", PINNED, "bundle-validate", "--run-id", run_id)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = run_cli("--repo", str(repo), "--now", PINNED, "integrate", "--run-id", run_id)
+    assert victim.read_bytes() == b"precious\n"
+    log = run_dir(repo, run_id) / "Z_integrator" / "LOGS" / "check-second.stdout.log"
+    assert not log.is_symlink() and log.read_bytes() == b"second ran\n", res.stdout + res.stderr
+    doc = read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")
+    assert [c["rc"] for c in doc["checks"]] == [0, 0]
+
+
+def test_launch_never_writes_the_runs_gitignore_through_a_link(tmp_path: Path) -> None:
+    from .conftest import make_repo
+    from .factory_helpers import RUNS, launch_dry
+
+    repo = make_repo(tmp_path / "repo")
+    outside = tmp_path / "outside" / "created.txt"
+    outside.parent.mkdir()
+    (repo / RUNS).mkdir(parents=True)
+    (repo / RUNS / ".gitignore").symlink_to(outside)  # dangling: following it creates it
+    launch_dry(repo)
+    assert not outside.exists()

@@ -97,6 +97,64 @@ class GuardedWriter:
     def write_text(self, rel: str, text: str) -> str:
         return self.write(rel, text.encode("utf-8"))
 
+    def create(self, rel: str) -> BinaryIO:
+        """A new, empty file at ``rel`` opened for writing, for a child process's output (a
+        log that is written while it runs, so it cannot be renamed into place).
+
+        Whatever is at that name is removed first, as itself: a link or a hard link to
+        someone's file is unlinked, never truncated or written through. The file is then
+        created exclusively through the folder handles, so nothing can be slipped in between.
+        Hash it afterwards with :meth:`record`.
+        """
+        self.target(rel)
+        parts = _parts(rel)
+        with self._io(rel, "create"):
+            if fsutil.HAVE_DIR_FD:
+                dfd = self._open_dir(rel, parts[:-1], create=True)
+                try:
+                    fd = self._fresh(
+                        rel,
+                        lambda: os.unlink(parts[-1], dir_fd=dfd),
+                        lambda: os.open(parts[-1], _temp_flags(), 0o644, dir_fd=dfd),
+                    )
+                finally:
+                    os.close(dfd)
+            else:
+                path = self._dirs_by_path(rel, parts[:-1], create=True) / parts[-1]
+                fd = self._fresh(
+                    rel, lambda: os.unlink(path), lambda: os.open(path, _temp_flags(), 0o644)
+                )
+                try:  # the handle must be the file at that name, in the folders checked
+                    opened, named = os.fstat(fd), os.lstat(path)
+                    if fsutil.is_link(named) or (opened.st_dev, opened.st_ino) != (
+                        named.st_dev,
+                        named.st_ino,
+                    ):
+                        self._refuse(rel, "the new file was swapped for a link")
+                    self._dirs_by_path(rel, parts[:-1], create=False)
+                except BaseException:
+                    os.close(fd)
+                    raise
+        return os.fdopen(fd, "wb")
+
+    def _fresh(self, rel: str, unlink: Callable[[], None], create: Callable[[], int]) -> int:
+        """Remove what is at the name, then create it exclusively (again if re-planted)."""
+        for _ in range(_TMP_TRIES):
+            with contextlib.suppress(FileNotFoundError):
+                unlink()
+            try:
+                return create()
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno in fsutil.LINK_ERRNOS:
+                    continue
+                raise
+        self._refuse(
+            rel, "something keeps reappearing at that name (the folder is being tampered with)"
+        )
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _write_at(self, rel: str, dfd: int, name: str, data: bytes) -> None:
         fd, tmp = self._create_temp(
             rel, name, lambda n: os.open(n, _temp_flags(), 0o644, dir_fd=dfd)

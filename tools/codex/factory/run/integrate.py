@@ -144,17 +144,17 @@ def run_checks(
         out_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stdout.log"
         err_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stderr.log"
         out_path, err_path = writer.target(out_rel), writer.target(err_rel)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
         timeout = float(check.get("timeout_s", 600))
         start = ctx.clock.monotonic()
-        try:
-            done = proc.run_logged(
-                expand(check["argv"], values), sandbox, env, out_path, err_path, timeout
-            )
-            rc, timed_out = done.rc, done.timed_out
-        except ProcessError as exc:
-            err_path.write_bytes((str(exc) + "\n").encode("utf-8"))
-            rc, timed_out = 127, False
+        with writer.create(out_rel) as out, writer.create(err_rel) as err:
+            try:
+                done = proc.run_logged(
+                    expand(check["argv"], values), sandbox, env, out, err, timeout
+                )
+                rc, timed_out = done.rc, done.timed_out
+            except ProcessError as exc:
+                err.write((str(exc) + "\n").encode("utf-8"))
+                rc, timed_out = 127, False
         entry = {
             "name": name,
             "argv": list(check["argv"]),
@@ -273,8 +273,7 @@ def stage_patches(
     """
     staged: list[dict[str, Any]] = []
     applied_paths: set[str] = set()
-    folder = sandbox / ".git" / "factory-patches"
-    folder.mkdir(parents=True, exist_ok=True)
+    writer = GuardedWriter(sandbox)
     for i, w in enumerate(order, 1):
         raw = (run_dir / worker_dirname(w) / "DIFF.patch").read_bytes()
         patch, converted = normalise_eol(raw)
@@ -289,9 +288,9 @@ def stage_patches(
             "file": None,
         }
         if patch.strip():
-            path = folder / f"{i:03d}-{w}.patch"
-            path.write_bytes(patch)
-            entry["file"] = path
+            rel = f".git/factory-patches/{i:03d}-{w}.patch"
+            writer.write(rel, patch)
+            entry["file"] = writer.target(rel)
         staged.append(entry)
         applied_paths |= set(touched)
     return staged

@@ -24,6 +24,7 @@ from typing import Any
 from tools.codex.factory.core.globs import match_any, validate_glob
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.infra import fsutil, gitops
+from tools.codex.factory.infra.writer import GuardedWriter
 
 APP_DIR = "multi-codex-factory"
 NOTES_DIR = ".factory"  # reserved folder in each worktree for the worker's notes
@@ -127,11 +128,10 @@ def create(repo: Path, path: Path, branch: str, commit: str, hidden: list[str]) 
         )
     gitops.worktree_add(repo, path, branch, commit)
     gitops.worktree_checkout_sparse(path, hidden)
-    notes = path / NOTES_DIR
-    notes.mkdir(exist_ok=True)
     # Self-ignoring, like pytest's cache: the notes folder never shows in `git status`.
-    (notes / ".gitignore").write_bytes(
-        b"# reserved for the factory: the worker's notes, never part of the change\n*\n"
+    GuardedWriter(path).write(
+        f"{NOTES_DIR}/.gitignore",
+        b"# reserved for the factory: the worker's notes, never part of the change\n*\n",
     )
 
 

@@ -254,18 +254,21 @@ def test_repair_refuses_a_torn_tail_after_corruption(lpath: Path) -> None:
 # -- CRLF -------------------------------------------------------------------------------------
 
 
-def test_readers_accept_crlf_line_ends(lpath: Path) -> None:
+def test_readers_accept_crlf_line_ends_but_verify_names_them(lpath: Path) -> None:
+    """Readers are lenient (a checkout that rewrote line ends stays readable), but a CR is a
+    byte the hash does not cover, so verify reports the first line that has one."""
     events = build(lpath, 6)
     lpath.write_bytes(lpath.read_bytes().replace(b"\n", b"\r\n"))
     with Ledger(lpath, at(100), fsync=False) as led:
         res = led.verify()
-        assert res.ok and res.lines == 6 and res.head.hash == events[-1].hash
+        assert not res.ok and res.first_bad_seq == 1 and res.lines == 0
+        assert res.reason.startswith("line ends with CR")
         assert led.select(Filter(), None) == sorted(events, key=Event.sort_key)
         assert led.select(Filter(), 2) == sorted(events, key=Event.sort_key)[-2:]
         assert led.select(Filter(run_id="run_1"), 1) == [events[4]]
         ev = led.append("ledger.note", "", "x", {})  # the head is read through the \r
         assert ev.seq == 7 and ev.prev_hash == events[-1].hash
-        assert led.verify().ok
+        assert led.verify().first_bad_seq == 1
     assert lpath.read_bytes().endswith(b"}\n") and not lpath.read_bytes().endswith(b"\r\n")
 
 
@@ -305,11 +308,14 @@ def test_head_file_with_another_hash_fails(lpath: Path) -> None:
     assert not res.ok and res.first_bad_seq == 3 and res.head_file == "mismatch"
 
 
-def test_absent_head_file_is_noted_and_rewritten(lpath: Path) -> None:
+def test_absent_head_file_fails_unless_accepted_and_is_rewritten(lpath: Path) -> None:
     build(lpath, 3)
     head = lpath.with_name("factory_ledger.sha256")
     head.unlink()
     res = Ledger(lpath, at(0)).verify()
+    assert not res.ok and res.head_file == "absent" and res.first_bad_seq == 4
+    assert "head file factory_ledger.sha256 is missing" in res.reason and "--no-head" in res.reason
+    res = Ledger(lpath, at(0)).verify(require_head=False)
     assert res.ok and res.head_file == "absent" and res.notes
     with Ledger(lpath, at(10)) as led:
         led.append("ledger.note", "", "x", {})

@@ -418,8 +418,7 @@ def _slow(body: bytes) -> tuple[int, bytes, bytes, int | None]:
 
 
 def _fast(body: bytes) -> tuple[int, bytes, bytes] | None:
-    data = body.replace(b"\r\n", b"\n") if b"\r" in body else body  # as verify() feeds it
-    return ledger_mod._fast_block(data, 0, GENESIS.encode(), b"")
+    return ledger_mod._fast_block(body, 0, GENESIS.encode(), b"")
 
 
 def test_fast_path_takes_canonical_blocks_and_agrees(base_block: bytes) -> None:
@@ -427,8 +426,8 @@ def test_fast_path_takes_canonical_blocks_and_agrees(base_block: bytes) -> None:
     assert fast is not None  # tricky payloads (hash/prev_hash/seq keys) stay on the fast path
     seq, prev, ts, bad = _slow(base_block)
     assert bad is None and fast == (seq, prev, ts) and seq == N_EVENTS
-    crlf = base_block.replace(b"\n", b"\r\n")
-    assert _fast(crlf) == fast and _slow(crlf)[:3] == fast
+    crlf = base_block.replace(b"\n", b"\r\n")  # a CR is not the stored form: line 1 is bad
+    assert _fast(crlf) is None and _slow(crlf) == (0, GENESIS.encode(), b"", 1)
 
 
 @given(st.data())
@@ -476,5 +475,5 @@ def test_valid_lines_the_fast_path_declines_still_verify(tmp_path: Path) -> None
     data = b"".join(lines)
     assert _fast(data) is None
     path.write_bytes(data)
-    res = Ledger(path, Clock(BASE)).verify()
+    res = Ledger(path, Clock(BASE)).verify(require_head=False)  # no head file written here
     assert res.ok and res.lines == 5 and res.head.hash == prev

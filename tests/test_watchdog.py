@@ -47,7 +47,8 @@ from pathlib import Path
 from tools.codex.factory.infra import proc
 folder = Path(sys.argv[1])
 argv = [sys.executable, "-c", sys.argv[2], str(folder), str(folder / "go")]
-proc.run_logged(argv, folder, proc.base_env(), folder / "out.log", folder / "err.log", 120)
+with open(folder / "out.log", "wb") as out, open(folder / "err.log", "wb") as err:
+    proc.run_logged(argv, folder, proc.base_env(), out, err, 120)
 """
 
 

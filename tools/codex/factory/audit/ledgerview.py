@@ -20,8 +20,8 @@ def show(ctx: Context, flt: Filter, limit: int | None, raw: bool) -> Outcome:
     return Outcome(Status.PASS, data, text)
 
 
-def verify(ctx: Context) -> Outcome:
-    res = ctx.ledger.verify()
+def verify(ctx: Context, *, require_head: bool = True) -> Outcome:
+    res = ctx.ledger.verify(require_head=require_head)
     data = res.as_dict()
     data["path"] = ctx.config.ledger_rel
     lines = [f"ledger {ctx.config.ledger_rel}: {res.lines} events"]

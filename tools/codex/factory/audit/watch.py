@@ -19,7 +19,8 @@ import orjson
 
 from tools.codex.factory.audit.replay import describe
 from tools.codex.factory.core.ids import validate_run_id
-from tools.codex.factory.errors import FactoryError, LedgerCorruptError, UsageError
+from tools.codex.factory.errors import BlockedError, FactoryError, LedgerCorruptError, UsageError
+from tools.codex.factory.infra import fsutil
 from tools.codex.factory.infra.clock import real_monotonic, sleep
 from tools.codex.factory.ledger.store import Event
 from tools.codex.factory.records.status import Status
@@ -39,8 +40,9 @@ START_GRACE_S = 5.0
 class Follower:
     """Reads whole lines appended to a file since the last call; keeps a torn tail for later."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, shown: str = "") -> None:
         self.path = path
+        self.shown = shown or str(path)  # how messages name the file
         self.offset = 0  # bytes consumed: the end of the last complete line
         self.partial = b""
         self._fh: BinaryIO | None = None
@@ -53,10 +55,16 @@ class Follower:
     def poll(self) -> list[tuple[int, bytes]]:
         """New complete lines as (byte offset, line without its line end)."""
         if self._fh is None:
-            try:
-                self._fh = open(self.path, "rb")  # noqa: SIM115 - kept open across polls, closed in close()
+            try:  # a regular file, not through a link: a FIFO would hang the watch
+                fd = fsutil.open_regular(self.path, os.O_RDONLY)
             except FileNotFoundError:
                 return []
+            except fsutil.NotRegularFileError as exc:
+                raise BlockedError(
+                    f"ledger: {self.shown} is {exc.kind}; the ledger's files must be regular "
+                    "files: remove it"
+                ) from None
+            self._fh = os.fdopen(fd, "rb")
         size = os.fstat(self._fh.fileno()).st_size
         if size < self.offset:
             raise FactoryError(
@@ -102,7 +110,7 @@ def follow(
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout: give a number of seconds greater than 0")
     path = ctx.layout.ledger_path
-    follower = Follower(path)
+    follower = Follower(path, ctx.config.ledger_rel)
     # Real time (never pinned): a pinned clock (--now) must not stop a watch from timing out.
     started = real_monotonic()
     deadline = None if timeout is None else started + timeout

@@ -175,14 +175,22 @@ def ledger_group(
 
 
 @ledger_group.command("verify")
+@click.option(
+    "--no-head",
+    "no_head",
+    is_flag=True,
+    help="Accept a missing head file (only if you removed it on purpose).",
+)
 @json_option
 @json_out_option
 @click.pass_context
-def ledger_verify(click_ctx: click.Context, as_json: bool, json_out: Path | None) -> int:
+def ledger_verify(
+    click_ctx: click.Context, no_head: bool, as_json: bool, json_out: Path | None
+) -> int:
     """Check the whole hash chain; print the head or the first bad seq (exit 3)."""
     from tools.codex.factory.audit import ledgerview
 
-    return emit(ledgerview.verify(_ctx(click_ctx)), as_json, json_out)
+    return emit(ledgerview.verify(_ctx(click_ctx), require_head=not no_head), as_json, json_out)
 
 
 @ledger_group.command("repair")

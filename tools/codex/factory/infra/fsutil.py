@@ -1,51 +1,479 @@
-"""Small filesystem helpers shared by the stages (one copy of each)."""
+"""Filesystem helpers shared by the stages (one copy of each).
+
+Everything here treats the tree as hostile: links are never followed (a link is listed or
+removed as itself, never its target), nothing recurses (a folder can be nested deeper than
+Python's recursion limit), and a file that must be regular is checked on the open handle,
+so a link or a FIFO swapped in cannot redirect or hang the factory.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-import shutil
 import stat
 import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
-from tools.codex.factory.errors import UsageError
+from tools.codex.factory.errors import FactoryError, UsageError
+from tools.codex.factory.infra import clock
+
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+O_CLOEXEC = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
+O_BINARY = getattr(os, "O_BINARY", 0)
+DIR_FLAGS = os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+# Opening relative to a directory handle (openat and friends) is what makes "never through a
+# link" hold for every component, not only the last. Windows has none of it.
+HAVE_DIR_FD = (
+    sys.platform != "win32"
+    and O_NOFOLLOW != 0
+    and O_DIRECTORY != 0
+    and {os.open, os.mkdir, os.rename, os.unlink, os.rmdir, os.stat} <= os.supports_dir_fd
+    and os.scandir in os.supports_fd
+)
+# A link refused by O_NOFOLLOW: ELOOP on Linux and macOS, EMLINK on FreeBSD.
+LINK_ERRNOS = frozenset({errno.ELOOP, getattr(errno, "EMLINK", errno.ELOOP)})
+_REPARSE_LINK_TAGS = frozenset(
+    {
+        getattr(stat, "IO_REPARSE_TAG_SYMLINK", 0xA000000C),
+        getattr(stat, "IO_REPARSE_TAG_MOUNT_POINT", 0xA0000003),
+    }
+)
+RETRIES = 5
+RETRY_FIRST_DELAY = 0.1
+_WINERRORS_TRANSIENT = (5, 32)  # access denied, sharing violation (another process has it open)
+
+_T = TypeVar("_T")
 
 
-def _make_writable_and_retry(func: Any, path: str, _exc: Any) -> None:
-    # Windows marks git objects read-only: rmtree cannot unlink them until they are writable.
-    os.chmod(path, stat.S_IWRITE)
-    func(path)
+class NotRegularFileError(OSError):
+    """A path that must be a regular file is something else; ``kind`` says what."""
+
+    def __init__(self, path: Path | str, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"is {kind}", str(path))
+        self.kind = kind
+
+
+def is_link(st: os.stat_result) -> bool:
+    """A symbolic link, or on Windows a junction (both redirect whoever follows them)."""
+    if stat.S_ISLNK(st.st_mode):
+        return True
+    return getattr(st, "st_reparse_tag", 0) in _REPARSE_LINK_TAGS  # pragma: no cover - Windows
+
+
+def kind_of(st: os.stat_result) -> str:
+    """What a non-regular file is, for messages ("a symbolic link", "a FIFO", ...)."""
+    mode = st.st_mode
+    if is_link(st):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
+    """Open ``path`` as a regular file: never through a link at it, never blocking on a FIFO.
+
+    Raises NotRegularFileError (an OSError) for anything else; other OSErrors pass through.
+    """
+    flags |= O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_BINARY
+    before: os.stat_result | None = None
+    if not O_NOFOLLOW:  # pragma: no cover - Windows: check the name, then the handle
+        try:
+            before = os.lstat(path)
+        except FileNotFoundError:
+            before = None
+        if before is not None and is_link(before):
+            raise NotRegularFileError(path, kind_of(before))
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno in LINK_ERRNOS or exc.errno == errno.ENXIO:  # ENXIO: a FIFO, no reader
+            try:
+                st = os.lstat(path)
+            except OSError:
+                raise exc from None
+            raise NotRegularFileError(path, kind_of(st)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(path, kind_of(st))
+        if not O_NOFOLLOW:  # pragma: no cover - Windows: the handle must be what the name is
+            after = os.lstat(path)
+            if is_link(after) or (st.st_dev, st.st_ino) != (after.st_dev, after.st_ino):
+                raise NotRegularFileError(path, "a link or was replaced while it was opened")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a regular file (see :func:`open_regular`)."""
+    fd = open_regular(path, os.O_RDONLY)
+    try:
+        chunks: list[bytes] = []
+        left = limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+# -- walk --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Entry:
+    """One thing below the walked root: its '/'-separated relative path, path and lstat."""
+
+    rel: str
+    path: Path
+    st: os.stat_result
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.st.st_mode) and not is_link(self.st)
+
+    @property
+    def is_regular(self) -> bool:
+        return stat.S_ISREG(self.st.st_mode) and not is_link(self.st)
+
+
+def walk(root: Path) -> Iterator[Entry]:
+    """Every entry below ``root`` (not ``root`` itself), names sorted within each folder.
+
+    Iterative, so any depth works; links are yielded as links and never descended. A folder
+    that cannot be listed (or was swapped for something else meanwhile) is skipped, like
+    ``os.walk``. An entry is yielded before anything below it.
+    """
+    try:
+        top = os.lstat(root)
+    except OSError:
+        return
+    if not stat.S_ISDIR(top.st_mode) or is_link(top):
+        return
+    stack: list[tuple[str, Path, os.stat_result]] = [("", root, top)]
+    while stack:
+        rel, path, expect = stack.pop()
+        below: list[tuple[str, Path, os.stat_result]] = []
+        for name, st in sorted(_listing(path, expect)):
+            child = Entry(f"{rel}{name}", path / name, st)
+            yield child
+            if child.is_dir:
+                below.append((f"{child.rel}/", child.path, st))
+        stack.extend(reversed(below))
+
+
+def _listing(path: Path, expect: os.stat_result) -> list[tuple[str, os.stat_result]]:
+    """(name, lstat) of the folder at ``path`` if it is still the folder ``expect`` was."""
+    try:
+        if HAVE_DIR_FD:
+            fd = os.open(path, DIR_FLAGS)
+            try:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != (expect.st_dev, expect.st_ino):
+                    return []
+                with os.scandir(fd) as it:
+                    names = [e.name for e in it]
+                out = []
+                for name in names:
+                    try:
+                        out.append((name, os.stat(name, dir_fd=fd, follow_symlinks=False)))
+                    except FileNotFoundError:
+                        continue
+                return out
+            finally:
+                os.close(fd)
+        with os.scandir(path) as it:  # pragma: no cover - Windows
+            entries = list(it)
+        out = []  # pragma: no cover - Windows
+        for e in entries:  # pragma: no cover - Windows
+            try:
+                out.append((e.name, e.stat(follow_symlinks=False)))
+            except FileNotFoundError:
+                continue
+        return out  # pragma: no cover - Windows
+    except OSError:
+        return []
+
+
+# -- remove_tree -------------------------------------------------------------------------------
+class RemoveError(FactoryError):
+    """A tree could not be removed; the message names the path and what to do."""
 
 
 def remove_tree(path: Path) -> None:
-    """Delete a folder and everything in it, read-only files included (git objects on Windows)."""
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=_make_writable_and_retry)
-    else:  # Python 3.10, 3.11 (onerror is deprecated from 3.12)
-        shutil.rmtree(path, onerror=_make_writable_and_retry)
+    """Delete ``path`` and everything below it, read-only files included (git objects on
+    Windows); a missing path is fine.
 
-
-def read_regular(path: Path, label: str, *, limit: int) -> bytes:
-    """The bytes of a regular file that is not a link, at most ``limit`` bytes; one-line
-    UsageError naming ``label`` otherwise (a FIFO cannot hang it: it is never opened)."""
+    Never follows a link: a link below ``path`` is removed itself, never what it points
+    to, and ``path`` itself must be a folder (like ``shutil.rmtree``, a link or a file there
+    is refused). Iterative with one directory handle open at a time, so any depth works.
+    Each removal is retried on a transient error (another process holding a file open on
+    Windows); a lasting failure is one RemoveError naming the path.
+    """
     try:
-        st = os.lstat(path)
+        top = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise _remove_error(path, exc) from None
+    if not stat.S_ISDIR(top.st_mode) or is_link(top):
+        raise RemoveError(
+            f"cannot remove {path}: it is {kind_of(top)}, not a folder; move it away by hand"
+        )
+    if HAVE_DIR_FD:
+        try:
+            fd = os.open(path, DIR_FLAGS)
+        except OSError as exc:
+            raise _remove_error(path, exc) from None
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (top.st_dev, top.st_ino):
+                raise RemoveError(f"cannot remove {path}: it was replaced while being removed")
+            empty_folder(fd, path)
+        finally:
+            os.close(fd)
+    else:
+        empty_folder_by_path(path)
+    _retry(path, partial(_missing_ok, os.rmdir, path))
+
+
+def empty_folder(dir_fd: int, where: Path) -> list[str]:
+    """Remove everything in the folder open at ``dir_fd`` (shown as ``where``); return the
+    names of the links that were directly in it.
+
+    Each sub-folder is opened relative to its parent's handle with O_NOFOLLOW and checked to
+    be the folder that was listed; climbing back uses ``..``, checked against the parent's
+    identity, so only one handle is open at a time however deep the tree is.
+    """
+    fd = os.dup(dir_fd)
+    links: list[str] = []
+    # One frame per level above the current one: (name in parent, parent's remaining names,
+    # parent's identity).
+    frames: list[tuple[str, list[str], tuple[int, int]]] = []
+    here = where
+    try:
+        st = os.fstat(fd)
+        ident = (st.st_dev, st.st_ino)
+        todo = _names(fd, here)
+        while True:
+            child: tuple[int, str, os.stat_result] | None = None
+            while todo:
+                name = todo.pop()
+                path = here / name
+                try:
+                    cst = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise _remove_error(path, exc) from None
+                if not frames and is_link(cst):
+                    links.append(name)
+                if not stat.S_ISDIR(cst.st_mode):
+                    _retry(path, partial(_missing_ok, os.unlink, name, dir_fd=fd))
+                elif not _rmdir_if_empty(fd, name, path):
+                    child = (_open_child(fd, name, cst, path), name, cst)
+                    break
+            if child is not None:
+                cfd, name, cst = child
+                frames.append((name, todo, ident))
+                os.close(fd)
+                fd, ident, here = cfd, (cst.st_dev, cst.st_ino), here / name
+                todo = _names(fd, here)
+                continue
+            if not frames:
+                return sorted(links)
+            name, todo, parent_ident = frames.pop()
+            parent = os.open("..", DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            pst = os.fstat(fd)
+            if (pst.st_dev, pst.st_ino) != parent_ident:
+                raise RemoveError(
+                    f"cannot remove {here}: a folder above it was moved while it was being "
+                    "removed; remove what is left by hand"
+                )
+            done, here, ident = here, here.parent, parent_ident
+            _retry(done, partial(_missing_ok, os.rmdir, name, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def _rmdir_if_empty(fd: int, name: str, path: Path) -> bool:
+    """Remove an empty sub-folder at once; False if it has entries (descend into it)."""
+    try:
+        os.rmdir(name, dir_fd=fd)
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return False
+        _retry(path, partial(_missing_ok, os.rmdir, name, dir_fd=fd))
+    return True
+
+
+def _names(fd: int, where: Path) -> list[str]:
+    """The names in the folder open at ``fd``, in reverse order (popped from the end)."""
+    try:
+        with os.scandir(fd) as it:
+            return sorted((e.name for e in it), reverse=True)
+    except OSError as exc:
+        raise _remove_error(where, exc) from None
+
+
+def _open_child(fd: int, name: str, expect: os.stat_result, where: Path) -> int:
+    """Open the sub-folder ``name`` of ``fd``: no link, and the folder that was listed."""
+    try:
+        child = os.open(name, DIR_FLAGS, dir_fd=fd)
+    except OSError as exc:
+        raise _remove_error(where, exc) from None
+    cst = os.fstat(child)
+    if (cst.st_dev, cst.st_ino) != (expect.st_dev, expect.st_ino):
+        os.close(child)
+        raise RemoveError(f"cannot remove {where}: it was replaced while being removed")
+    return child
+
+
+def empty_folder_by_path(root: Path) -> list[str]:
+    """:func:`empty_folder` without directory handles (Windows): post-order with an explicit
+    stack; a link or junction is removed as itself (``rmdir`` on a directory link removes the
+    link, not its target's contents). Returns the names of the links directly in ``root``."""
+    links: list[str] = []
+    stack: list[tuple[Path, bool]] = [(root, False)]
+    while stack:
+        path, emptied = stack.pop()
+        if emptied:
+            if path != root:
+                _retry(path, partial(_missing_ok, os.rmdir, path))
+            continue
+        stack.append((path, True))
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise _remove_error(path, exc) from None
+        for e in entries:
+            child = Path(e.path)
+            try:
+                st = e.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if path == root and is_link(st):
+                links.append(e.name)
+            if stat.S_ISDIR(st.st_mode) and not is_link(st):
+                stack.append((child, False))
+            else:
+                _retry(child, partial(_remove_entry, child, st))
+    return links
+
+
+def _remove_entry(path: Path, st: os.stat_result) -> None:
+    """Remove one non-folder (or a link to a folder) by path."""
+    if stat.S_ISDIR(st.st_mode):  # pragma: no cover - Windows: a junction or directory link
+        _missing_ok(os.rmdir, path)
+    else:
+        _missing_ok(os.unlink, path)
+
+
+def _missing_ok(op: Callable[..., None], *args: object, **kwargs: object) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        op(*args, **kwargs)
+
+
+def _transient(exc: OSError) -> bool:
+    """Worth retrying: Windows reports a file another process holds open as access denied
+    or a sharing violation, which clears once that process lets go."""
+    return (
+        isinstance(exc, PermissionError) or getattr(exc, "winerror", None) in _WINERRORS_TRANSIENT
+    )
+
+
+def _retry(path: Path, op: Callable[[], _T]) -> _T:
+    """Run ``op``; on a transient error try again, RETRIES tries in all with doubling waits.
+    On Windows a read-only file cannot be deleted: it is made writable and retried at once."""
+    delay = RETRY_FIRST_DELAY
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return op()
+        except OSError as exc:
+            if not _transient(exc) or attempt == RETRIES:
+                raise _remove_error(path, exc, attempt) from None
+            if attempt == 1 and os.name == "nt" and _make_writable(path):  # pragma: no cover
+                continue
+            clock.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _make_writable(path: Path) -> bool:  # pragma: no cover - Windows
+    """Clear the read-only attribute (git marks its objects so), never through a link."""
+    try:
+        if is_link(os.lstat(path)):
+            return False
+        os.chmod(path, stat.S_IWRITE | stat.S_IREAD)
+    except OSError:
+        return False
+    return True
+
+
+def _remove_error(path: Path, exc: OSError, tries: int = 1) -> RemoveError:
+    reason = exc.strerror or type(exc).__name__
+    after = f" (after {tries} tries)" if tries > 1 else ""
+    return RemoveError(
+        f"cannot remove {path}: {reason}{after}; close any program using it (an editor, a "
+        "terminal, a virus scanner), then remove it by hand or run the command again"
+    )
+
+
+def read_file(path: Path, label: str, *, limit: int) -> bytes:
+    """The bytes of a regular file that is not a link, at most ``limit`` bytes; a one-line
+    UsageError naming ``label`` otherwise (a FIFO cannot hang it)."""
+
+    try:
+        fd = open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         raise UsageError(f"{label}: file not found") from None
+    except NotRegularFileError as exc:
+        raise UsageError(f"{label}: {exc.strerror}; it must be a regular file") from None
     except OSError as exc:
         raise UsageError(f"{label}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    if stat.S_ISLNK(st.st_mode):
-        raise UsageError(f"{label}: is a symbolic link; it must be a regular file")
-    if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"{label}: not a regular file")
-    if st.st_size > limit:
-        raise UsageError(f"{label}: {st.st_size} bytes, over the limit of {limit}")
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise UsageError(f"{label}: {size} bytes, over the limit of {limit}")
+        chunks: list[bytes] = []
+        left = limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
     except OSError as exc:
         raise UsageError(f"{label}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     if len(data) > limit:
         raise UsageError(f"{label}: over the limit of {limit} bytes")
     return data

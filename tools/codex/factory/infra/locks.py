@@ -6,17 +6,22 @@ next fsync of the ledger (measured: a third slower appends). The inode is re-che
 acquire, so a deleted or replaced lock file is reopened rather than silently not shared.
 A threading lock in front makes one process's threads exclude each other too, since flock
 treats every holder of the same open file as one.
+
+A lock file must be a regular file: it is opened without following a link and without
+blocking (a FIFO planted there would hang the open), and anything else is refused.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory.errors import LockHeldError
+from tools.codex.factory.errors import BlockedError, FactoryError, LockHeldError
+from tools.codex.factory.infra import fsutil
 
 if sys.platform != "win32":
     import errno
@@ -32,14 +37,14 @@ if sys.platform != "win32":
             fd = self._kept_fd
             if fd is not None:
                 try:
-                    same = os.fstat(fd).st_ino == os.stat(path).st_ino
+                    same = os.fstat(fd).st_ino == os.lstat(path).st_ino
                 except FileNotFoundError:
                     same = False
                 if not same:
                     os.close(fd)
                     fd = self._kept_fd = None
             if fd is None:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, self._context.mode)
+                fd = fsutil.open_regular(Path(path), os.O_RDWR | os.O_CREAT, self._context.mode)
                 self._kept_fd = fd
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -66,18 +71,31 @@ if sys.platform != "win32":
 else:  # pragma: no cover - Windows
     from filelock import FileLock
 
+    class _CheckedLock(FileLock):  # type: ignore[misc, unused-ignore]
+        """filelock opens by name (following links): check the name first."""
+
+        def _acquire(self) -> None:
+            try:
+                st = os.lstat(self.lock_file)
+            except FileNotFoundError:
+                st = None
+            if st is not None and (fsutil.is_link(st) or not stat.S_ISREG(st.st_mode)):
+                raise fsutil.NotRegularFileError(self.lock_file, fsutil.kind_of(st))
+            super()._acquire()
+
     def _make(path: Path, timeout: float) -> Any:
-        return FileLock(str(path), timeout=timeout, thread_local=False)
+        return _CheckedLock(str(path), timeout=timeout, thread_local=False)
 
 
 class ProcessLock:
     """Re-entrant lock held across threads and processes; ``timeout=0`` means don't wait."""
 
-    def __init__(self, path: Path, timeout: float, what: str) -> None:
+    def __init__(self, path: Path, timeout: float, what: str, shown: str | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.timeout = timeout
         self.what = what
+        self.shown = shown or str(path)  # how messages name the lock file
         self._thread = threading.RLock()
         self._file = _make(path, timeout)
 
@@ -95,6 +113,9 @@ class ProcessLock:
             raise LockHeldError(f"{self.what} ({self.path.name}) is held by another thread")
         try:
             self._file.acquire()
+        except fsutil.NotRegularFileError as exc:
+            self._thread.release()
+            raise self._not_regular(exc) from None
         except Timeout:
             self._thread.release()
             if self.timeout == 0:
@@ -107,6 +128,12 @@ class ProcessLock:
         except BaseException:
             self._thread.release()
             raise
+
+    def _not_regular(self, exc: fsutil.NotRegularFileError) -> FactoryError:
+        """The one-line refusal of a lock file that is a link, FIFO or other non-file."""
+        return BlockedError(
+            f"{self.what}: {self.shown} is {exc.kind}; lock files must be regular files: remove it"
+        )
 
     def release(self) -> None:
         try:

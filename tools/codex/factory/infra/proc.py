@@ -454,30 +454,30 @@ def run_logged(
     argv: Sequence[str],
     cwd: Path,
     env: Mapping[str, str],
-    stdout_path: Path,
-    stderr_path: Path,
+    out: IO[bytes],
+    err: IO[bytes],
     timeout: float | None,
     stdin_data: bytes | None = None,
 ) -> Finished:
-    """Run with output streamed to two files; on timeout or Ctrl-C the whole tree is stopped."""
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        p = start(argv, cwd, env, out, err, stdin_data is not None)
-        try:
-            if stdin_data is not None and p.stdin is not None:
-                try:
-                    p.stdin.write(stdin_data)
-                    p.stdin.close()
-                except BrokenPipeError:
-                    pass
-            rc = p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_tree(p)
-            return Finished(None, True)
-        except KeyboardInterrupt:
-            kill_tree(p)
-            raise
-        # Grandchildren left running in the group would outlive the check: stop them.
-        kill_group(p)
+    """Run with output streamed to two open files (the caller creates them, e.g. through the
+    guarded writer); on timeout or Ctrl-C the whole tree is stopped."""
+    p = start(argv, cwd, env, out, err, stdin_data is not None)
+    try:
+        if stdin_data is not None and p.stdin is not None:
+            try:
+                p.stdin.write(stdin_data)
+                p.stdin.close()
+            except BrokenPipeError:
+                pass
+        rc = p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(p)
+        return Finished(None, True)
+    except KeyboardInterrupt:
+        kill_tree(p)
+        raise
+    # Grandchildren left running in the group would outlive the check: stop them.
+    kill_group(p)
     return Finished(rc, False)
 
 

@@ -5,6 +5,11 @@ Line format: one canonical JSON object (sorted keys, no spaces, UTF-8, ``\\n``) 
 ``ts_utc``. ``hash`` is sha256 of the canonical line *without* the ``hash`` member; because
 keys are sorted and ``hash`` is never last, that is exactly the stored line with the bytes
 ``"hash":"<64 hex>",`` cut out, which lets ``verify`` check stored bytes without re-encoding.
+
+The ledger, its head file and its lock file must be regular files: each is opened without
+following a link and without blocking (a FIFO would hang the reader), and checked on the
+open handle, so a link planted at one of those names can neither redirect an append nor
+hide a cut.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from operator import methodcaller
+from operator import add, methodcaller
 from pathlib import Path
 from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
@@ -29,7 +34,7 @@ from tools.codex.factory.errors import (
     TornTailError,
     UsageError,
 )
-from tools.codex.factory.infra import jsonio
+from tools.codex.factory.infra import fsutil, jsonio
 from tools.codex.factory.infra.clock import Clock, format_ts, parse_instant
 from tools.codex.factory.infra.locks import ProcessLock
 
@@ -38,6 +43,7 @@ EVENT_TYPE_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 TOKEN_RE = re.compile(r"[A-Za-z0-9._-]*")
 BLOCK = 64 * 1024
 HEAD_RECORD = 100
+HEAD_READ_LIMIT = 4096  # a head file is one HEAD_RECORD; anything far larger is not one
 _HASH_KEY = b'"hash":"'
 _PREV_KEY = b'"prev_hash":"'
 _SEQ_KEY = b'"seq":'
@@ -51,21 +57,42 @@ _TS_FORM = (
 _TS_RE = re.compile(_TS_FORM)
 _TS_STR_RE = re.compile(_TS_FORM.decode("ascii"))
 TS_FORM_HINT = "YYYY-MM-DDTHH:MM:SS.ffffffZ"
+# The fix shown (preflight, doctor) when verify fails only because the head file is missing.
+MISSING_HEAD_FIX = (
+    "run `factory ledger verify --no-head` if you removed it on purpose; otherwise investigate"
+)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def _io_error(exc: OSError, path: Path) -> FactoryError:
+def _io_error(exc: OSError, path: Path, base: Path | None = None) -> FactoryError:
     """One line naming the path for an OSError on the ledger, its head or its lock file."""
     where = exc.filename if exc.filename else path
     reason = exc.strerror or type(exc).__name__
-    if isinstance(exc, (IsADirectoryError, NotADirectoryError, FileExistsError)):
+    if isinstance(exc, fsutil.NotRegularFileError) and exc.kind != "a directory":
+        return BlockedError(
+            f"ledger: {_shown(Path(where), base)} is {exc.kind}; the ledger's files must be "
+            "regular files: remove it"
+        )
+    if isinstance(
+        exc, (IsADirectoryError, NotADirectoryError, FileExistsError, fsutil.NotRegularFileError)
+    ):
         return UsageError(
             f"ledger: {where}: {reason} (the ledger, its head and lock files must be files inside a "
             "folder: fix ledger.path or paths.runs_dir, or move what is in the way)"
         )
     return BlockedError(f"ledger: {where}: {reason}")
+
+
+def _shown(path: Path, base: Path | None) -> str:
+    """``path`` relative to ``base`` (the repository) when it is inside it, for messages."""
+    if base is not None:
+        try:
+            return path.relative_to(base).as_posix()
+        except ValueError:
+            pass
+    return str(path)
 
 
 def _guarded(fn: Callable[Concatenate[Ledger, _P], _R]) -> Callable[Concatenate[Ledger, _P], _R]:
@@ -76,7 +103,7 @@ def _guarded(fn: Callable[Concatenate[Ledger, _P], _R]) -> Callable[Concatenate[
         try:
             return fn(self, *args, **kwargs)
         except OSError as exc:
-            raise _io_error(exc, self.path) from None
+            raise _io_error(exc, self.path, self.base) from None
 
     return wrapper
 
@@ -163,6 +190,7 @@ class VerifyResult:
     torn_bytes: int = 0
     head_file: str = "absent"
     notes: list[str] = field(default_factory=list)
+    head_missing: bool = False  # failed only for want of the head file (not in the JSON)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -235,9 +263,16 @@ class Ledger:
     """One ledger file plus its head mirror and lock file."""
 
     def __init__(
-        self, path: Path, clock: Clock, *, fsync: bool = True, lock_timeout: float = 30.0
+        self,
+        path: Path,
+        clock: Clock,
+        *,
+        fsync: bool = True,
+        lock_timeout: float = 30.0,
+        base: Path | None = None,
     ) -> None:
         self.path = path
+        self.base = base  # messages name the files relative to it (the repository)
         self.head_path = head_path(path)
         self.lock_path = lock_path(path)
         self.clock = clock
@@ -255,7 +290,7 @@ class Ledger:
         """The cross-process lock (re-entrant within this object)."""
         if self._lock is None:
             self._lock = _LedgerLock(
-                self.lock_path, self.lock_timeout, f"ledger lock for {self.path.name}"
+                self.lock_path, self.lock_timeout, f"ledger lock for {self.path.name}", self.base
             )
         return self._lock
 
@@ -278,8 +313,16 @@ class Ledger:
     def _open_append(self) -> int:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_BINARY, 0o644)
+            self._fd = fsutil.open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return self._fd
+
+    def _open_read(self) -> BinaryIO | None:
+        """The ledger opened for reading (a regular file, not through a link), or None."""
+        try:
+            fd = fsutil.open_regular(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        return os.fdopen(fd, "rb")
 
     @_guarded
     def read_head(self) -> Head:
@@ -289,13 +332,13 @@ class Ledger:
         if the last line is not an event or its ts_utc is not in the stored form (appending
         after it would carry the bad timestamp on).
         """
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
+        fh = self._open_read()
+        if fh is None:
             return Head(0, GENESIS, "")
-        if size == 0:
-            return Head(0, GENESIS, "")
-        with open(self.path, "rb") as fh:
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                return Head(0, GENESIS, "")
             fh.seek(size - 1)
             if fh.read(1) != b"\n":
                 pos = _last_newline(fh, size)
@@ -319,7 +362,7 @@ class Ledger:
 
     def _head_locked(self) -> Head:
         try:
-            st = os.stat(self._path_s)
+            st = os.lstat(self._path_s)
         except FileNotFoundError:
             self._cache = None
             self.close()
@@ -366,6 +409,7 @@ class Ledger:
         }
         line, digest = encode(body)
         fd = self._open_append()
+        self._open_head()  # a head file that must be refused is refused before the line
         _write_all(fd, line)
         if self.fsync:
             os.fsync(fd)
@@ -384,26 +428,35 @@ class Ledger:
         """
         record = jsonio.canonical({"hash": head.hash, "seq": head.seq})
         data = record.ljust(HEAD_RECORD - 1) + b"\n"
-        if self._head_fd is None:
-            self._head_fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT | _O_BINARY, 0o644)
-            if os.fstat(self._head_fd).st_size > HEAD_RECORD:
-                os.ftruncate(self._head_fd, HEAD_RECORD)
+        fd = self._open_head()
         if hasattr(os, "pwrite"):
-            n = os.pwrite(self._head_fd, data, 0)
+            n = os.pwrite(fd, data, 0)
         else:  # Windows
-            os.lseek(self._head_fd, 0, os.SEEK_SET)
-            n = os.write(self._head_fd, data)
+            os.lseek(fd, 0, os.SEEK_SET)
+            n = os.write(fd, data)
         if n != len(data):
             raise BlockedError(
                 f"ledger head file {self.head_path.name}: short write ({n} of {len(data)} bytes)"
             )
 
+    def _open_head(self) -> int:
+        """The head file, kept open for writing (a regular file, not through a link)."""
+        if self._head_fd is None:
+            self._head_fd = fsutil.open_regular(self.head_path, os.O_RDWR | os.O_CREAT)
+            if os.fstat(self._head_fd).st_size > HEAD_RECORD:
+                os.ftruncate(self._head_fd, HEAD_RECORD)
+        return self._head_fd
+
     @_guarded
     def read_head_file(self) -> tuple[int, str] | None:
         try:
-            data = self.head_path.read_bytes()
+            data = fsutil.read_regular(self.head_path, HEAD_READ_LIMIT + 1)
         except FileNotFoundError:
             return None
+        if len(data) > HEAD_READ_LIMIT:
+            raise LedgerCorruptError(
+                f"ledger head file {self.head_path.name} is unreadable (over {HEAD_READ_LIMIT} bytes)"
+            )
         try:
             obj = orjson.loads(data.strip())
             return int(obj["seq"]), str(obj["hash"])
@@ -416,9 +469,8 @@ class Ledger:
     def iter_lines(self) -> Iterator[bytes]:
         """Every newline-terminated line, without its line end; a torn tail is not yielded."""
         try:
-            try:
-                fh = open(self.path, "rb")  # noqa: SIM115 - closed by the `with fh:` below
-            except FileNotFoundError:
+            fh = self._open_read()
+            if fh is None:
                 return
             with fh:
                 rest = b""
@@ -431,7 +483,7 @@ class Ledger:
                     for part in parts:
                         yield _strip_eol(part)
         except OSError as exc:
-            raise _io_error(exc, self.path) from None
+            raise _io_error(exc, self.path, self.base) from None
 
     def events(self) -> Iterator[Event]:
         for n, line in enumerate(self.iter_lines(), 1):
@@ -498,12 +550,11 @@ class Ledger:
         try:
             yield from self._lines_backwards_raw()
         except OSError as exc:
-            raise _io_error(exc, self.path) from None
+            raise _io_error(exc, self.path, self.base) from None
 
     def _lines_backwards_raw(self) -> Iterator[bytes]:
-        try:
-            fh = open(self.path, "rb")  # noqa: SIM115 - closed by the `with fh:` below
-        except FileNotFoundError:
+        fh = self._open_read()
+        if fh is None:
             return
         with fh:
             end = fh.seek(0, os.SEEK_END)
@@ -533,9 +584,13 @@ class Ledger:
 
     # -- verify --------------------------------------------------------------------------
     @_guarded
-    def verify(self) -> VerifyResult:
+    def verify(self, *, require_head: bool = True) -> VerifyResult:
         """Stream the file: seq has no gaps, prev_hash links, each hash matches its bytes,
-        each ts_utc has the stored form and none goes backwards.
+        each ts_utc has the stored form and none goes backwards, each line is the canonical
+        JSON of its event, and the head file agrees.
+
+        Without the head file a cut-off end would go unseen, so a missing head file fails
+        unless ``require_head`` is False (the operator removed it knowingly).
 
         Blocks of whole lines go through :func:`_fast_block` (a handful of C-level passes
         per block); a block it cannot vouch for is re-checked line by line by
@@ -547,10 +602,7 @@ class Ledger:
         bad: int | None = None
         reason = ""
         torn = 0
-        try:
-            fh = open(self.path, "rb")  # noqa: SIM115 - closed by the `with fh:` below
-        except FileNotFoundError:
-            fh = None
+        fh = self._open_read()
         if fh is not None:
             with fh:
                 rest = b""
@@ -563,10 +615,7 @@ class Ledger:
                     rest = chunk[cut:]
                     if not cut:
                         continue
-                    if b"\r" in chunk:
-                        fast = _fast_block(chunk[:cut].replace(b"\r\n", b"\n"), seq, prev, last_ts)
-                    else:
-                        fast = _fast_block(memoryview(chunk)[:cut], seq, prev, last_ts)
+                    fast = _fast_block(memoryview(chunk)[:cut], seq, prev, last_ts)
                     if fast is not None:
                         seq += fast[0]
                         prev, last_ts = fast[1], fast[2]
@@ -588,15 +637,29 @@ class Ledger:
             result.first_bad_seq = seq + 1
             result.reason = f"torn tail: {torn} bytes after the last newline (crash mid-write); run `factory ledger repair`"
         if bad is None:
-            self._check_head_file(result)
+            self._check_head_file(result, require_head)
         return result
 
-    def _check_head_file(self, result: VerifyResult) -> None:
+    def _check_head_file(self, result: VerifyResult, require_head: bool) -> None:
         mirrored = self.read_head_file()
         if mirrored is None:
             result.head_file = "absent"
-            if result.lines:
-                result.notes.append("head file is absent: it is rewritten on the next append")
+            if not result.lines:
+                return
+            if not require_head:
+                result.notes.append(
+                    "head file is absent (accepted: --no-head); it is rewritten on the next append"
+                )
+                return
+            result.ok = False
+            result.head_missing = True
+            if not result.torn_tail:
+                result.first_bad_seq = result.lines + 1
+            missing = (
+                f"head file {self.head_path.name} is missing, so lines cut off the end would go "
+                "unseen; if it was removed on purpose, `factory ledger verify --no-head` accepts it"
+            )
+            result.reason = f"{result.reason}; {missing}" if result.torn_tail else missing
             return
         hseq, hhash = mirrored
         if hseq > result.lines:
@@ -628,11 +691,11 @@ class Ledger:
     def repair(self, actor: str = "operator") -> dict[str, Any]:
         """Move a torn tail aside to a side file (nothing is deleted) and record it."""
         with self.lock():
-            try:
-                size = self.path.stat().st_size
-            except FileNotFoundError:
+            fh = self._open_read()
+            if fh is None:
                 return {"repaired": False, "reason": "ledger does not exist"}
-            with open(self.path, "rb") as fh:
+            with fh:
+                size = os.fstat(fh.fileno()).st_size
                 if size == 0:
                     return {"repaired": False, "reason": "ledger is empty"}
                 fh.seek(size - 1)
@@ -654,23 +717,19 @@ class Ledger:
                     f"ledger {self.path.name}: seq {check[0]}: {check[1]}; refusing to repair a ledger "
                     "that is corrupt before its torn tail"
                 )
-            stamp = self.clock.now().strftime("%Y%m%dT%H%M%S%fZ")
-            side = self.path.with_name(f"{self.path.name}.torn-{stamp}")
-            n = 1
-            while side.exists():
-                n += 1
-                side = self.path.with_name(f"{self.path.name}.torn-{stamp}-{n}")
-            fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
+            side, fd = self._new_side_file()
             try:
                 _write_all(fd, torn)
                 os.fsync(fd)
             finally:
                 os.close(fd)
             self.close()
-            with open(self.path, "r+b") as fh:
-                fh.truncate(cut)
-                fh.flush()
-                os.fsync(fh.fileno())
+            fd = fsutil.open_regular(self.path, os.O_RDWR)
+            try:
+                os.ftruncate(fd, cut)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             self._cache = None
             ev = self.append_locked(
                 "ledger.repaired",
@@ -690,39 +749,75 @@ class Ledger:
                 "seq": ev.seq,
             }
 
+    def _new_side_file(self) -> tuple[Path, int]:
+        """A side file for torn bytes: a name never used before, created exclusively (so
+        nothing at that name, a link included, is ever written through)."""
+        stamp = self.clock.now().strftime("%Y%m%dT%H%M%S%fZ")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | fsutil.O_NOFOLLOW | fsutil.O_CLOEXEC
+        for n in range(1, 10_000):
+            suffix = f"-{n}" if n > 1 else ""
+            side = self.path.with_name(f"{self.path.name}.torn-{stamp}{suffix}")
+            try:
+                return side, os.open(side, flags | _O_BINARY, 0o644)
+            except FileExistsError:
+                continue
+        raise BlockedError(
+            f"ledger {self.path.name}: no free side-file name for {stamp}; move old "
+            f"{self.path.name}.torn-* files away"
+        )
+
 
 # -- verify internals ----------------------------------------------------------------------------
 # A stored line is ``{"event_type":E,"hash":H,"payload":P,"prev_hash":V,"run_id":R,"seq":N,
-# "stage":S,"ts_utc":T}``. _check_lines is the definition of a good line: the first
+# "stage":S,"ts_utc":T}`` in canonical JSON (orjson, sorted keys, no spaces), ``\n``-ended.
+# _check_lines is the definition of a good line: no CR before its ``\n``; the first
 # ``"hash":"`` member holds sha256 of the line without it; the last ``"prev_hash":"`` holds
 # the previous line's hash; the last ``"seq":`` is one more than the previous line's; the
 # 27 bytes after the last ``"ts_utc":"`` are a timestamp of the stored form (_TS_FORM)
-# closed by a quote, and do not sort before the previous line's.
+# closed by a quote, and do not sort before the previous line's; the line parses as JSON
+# to an object of exactly those eight members with those values (so readers see what was
+# checked), and re-encoding it gives the same bytes (canonical: nothing was edited that
+# the hash does not bind, and nothing a reader would refuse).
 #
 # _fast_block checks a whole block in a few C-level passes instead of ~20 Python operations
 # per line, and only ever accepts a block that _check_lines would accept. One regex split
 # matches every line boundary ``<tail of line k>}\n{<head of line k+1>`` (a fake tail and a
-# fake head close the block) and cuts out the hash member. There are as many boundaries as
-# newlines, and each match spans exactly one, so a match at every boundary means: every
-# line starts ``{"event_type":"E","hash":"`` (E has no quote: this is the first
-# ``"hash":"``) and ends ``"prev_hash":"V","run_id":"R","seq":N,"stage":"S","ts_utc":"T"}``
-# (R, S and T have no quote: these are the last ``"prev_hash":"``, ``"seq":`` and
-# ``"ts_utc":"``). Anything else (CRLF aside) is left to _check_lines, which also names
-# the first bad seq and why.
+# fake head close the block) and cuts out the hash member; each line is then its head, its
+# payload (the text between two matches) and its tail. A match at every boundary means:
+# every line starts ``{"event_type":"E","hash":"H","payload":{`` and ends
+# ``,"prev_hash":"V","run_id":"R","seq":N,"stage":"S","ts_utc":"T"}``, where E, R and S are
+# printable ASCII without quote or backslash (so each is one JSON string, as orjson writes
+# it) and T has the stored form; N is compared as text with the expected numbers (so it is
+# written as orjson writes it). The payloads are parsed one by one and re-encoded together:
+# equal bytes mean each is canonical JSON on its own (a JSON value is prefix-free, so equal
+# concatenations of canonical values and of pieces split alike), and none holds a newline,
+# so no line has more than its one. The line is then exactly the canonical encoding of those
+# eight members. Anything else (a run ID with non-ASCII letters, say) is left to
+# _check_lines, which also names the first bad seq and why.
 _TS_KEY = b'"ts_utc":"'
+_TOKEN = rb"[ !#-\[\]-~]*"  # printable ASCII but '"' and '\'
 _BOUNDARY = re.compile(
-    rb'("prev_hash":"(.{64})","run_id":"[^"]*","seq":(\d+),"stage":"[^"]*","ts_utc":"('
+    rb'(,"prev_hash":"(.{64})","run_id":"'
+    + _TOKEN
+    + rb'","seq":(\d+),"stage":"'
+    + _TOKEN
+    + rb'","ts_utc":"('
     + _TS_FORM
-    + rb')"\}\n'
-    rb'\{"event_type":"[^"]*",)"hash":"(.{64})",'
+    + rb')"\})\n'
+    rb'(\{"event_type":"' + _TOKEN + rb'",)"hash":"(.{64})",(?="payload":\{)'
 )
 _FAKE_TAIL = (
-    b'"prev_hash":"'
+    b',"prev_hash":"'
     + b"0" * 64
     + b'","run_id":"","seq":0,"stage":"","ts_utc":"0000-01-01T00:00:00.000000Z"}\n'
 )
-_FAKE_HEAD = b'{"event_type":"","hash":"' + b"0" * 64 + b'",'
+_FAKE_HEAD = b'{"event_type":"","hash":"' + b"0" * 64 + b'","payload":{'
+_FAKE_REST = b'"payload":{'  # what follows the last match when it is the fake head's
+_PAYLOAD_KEY = b'"payload":'
 _HEXDIGEST = methodcaller("hexdigest")
+_EVENT_KEYS = frozenset(
+    ("event_type", "hash", "payload", "prev_hash", "run_id", "seq", "stage", "ts_utc")
+)
 VERIFY_BLOCK = 64 * 1024  # small enough that the passes over one block stay in cache
 
 
@@ -730,25 +825,50 @@ def _fast_block(
     body: bytes | memoryview, seq: int, prev: bytes, last_ts: bytes
 ) -> tuple[int, bytes, bytes] | None:
     """Check whole ``\\n``-terminated lines at once; (lines, new prev, new last ts) or None."""
-    # [text, kept, prev, seq, ts, hash, text, kept, ...]: one group of 5 per boundary.
+    # [text, tail, prev, seq, ts, head, hash, text, ...]: one group of 6 per boundary; the
+    # tail ends line k, the head starts line k+1, the text after the hash is line k+1's
+    # payload. The first tail and the last head and text are the fakes'.
     parts = _BOUNDARY.split(b"".join((_FAKE_TAIL, body, _FAKE_HEAD)))
-    stored, prevs, seqs, stamps = parts[5::6], parts[2::6], parts[3::6], parts[4::6]
-    del parts[5::6], parts[4::5], parts[3::4], parts[2::3]  # keep text and the kept group
-    unhashed = b"".join(parts).split(b"\n")
-    n = len(unhashed) - 2  # without the fake first and last line
-    if len(stored) != n + 1 or n <= 0:
-        return None
-    del unhashed[0], stored[-1], prevs[0], seqs[0], stamps[0]
-    unhashed.pop()
-    if "".join(map(_HEXDIGEST, map(hashlib.sha256, unhashed))).encode("ascii") != b"".join(stored):
+    n = len(parts) // 7 - 1
+    if n <= 0 or parts[0] or parts[-1] != _FAKE_REST:
+        return None  # the first or the last line is not in the shape matched
+    heads, stored, texts = parts[5::7], parts[6::7], parts[7::7]
+    del heads[-1], stored[-1], texts[-1]
+    tails, prevs, seqs, stamps = parts[8::7], parts[9::7], parts[10::7], parts[11::7]
+    lines = map(add, map(add, heads, texts), tails)  # each without its hash member
+    if "".join(map(_HEXDIGEST, map(hashlib.sha256, lines))).encode("ascii") != b"".join(stored):
         return None
     if prevs[0] != prev or prevs[1:] != stored[:-1]:
         return None
-    if list(map(int, seqs)) != list(range(seq + 1, seq + 1 + n)):
+    expected = ("%d," * n % tuple(range(seq + 1, seq + 1 + n))).encode("ascii")
+    if b",".join(seqs) + b"," != expected:  # the numbers as orjson writes them
         return None
     if stamps[0] < last_ts or stamps != sorted(stamps):
         return None
+    if not _canonical_payloads(texts):
+        return None
     return n, stored[-1], stamps[-1]
+
+
+def _canonical_payloads(texts: list[bytes]) -> bool:
+    """Is each ``"payload":P`` piece's P one JSON object in canonical form, on one line?
+
+    Equal pieces are checked once: payloads repeat (the same status, the same actor).
+    """
+    unique = set(texts)
+    joined = b"\n".join(unique)
+    if joined.count(_PAYLOAD_KEY) != len(unique):
+        return False  # a payload that itself holds a "payload" member: line by line
+    pieces = joined.replace(_PAYLOAD_KEY, b"").split(b"\n")
+    if len(pieces) != len(unique):
+        return False  # a newline inside a payload: that line is more than one line
+    try:
+        objs = list(map(orjson.loads, pieces))
+    except orjson.JSONDecodeError:
+        return False
+    return orjson.dumps(objs, option=orjson.OPT_SORT_KEYS) == b"".join(
+        (b"[", b",".join(pieces), b"]")
+    )
 
 
 def _check_lines(
@@ -757,9 +877,16 @@ def _check_lines(
     """Line by line; (seq, prev, last ts, first bad seq or None, reason)."""
     sha = hashlib.sha256
     for line in lines:
-        if line.endswith(b"\r"):
-            line = line[:-1]
         expect = seq + 1
+        if line.endswith(b"\r"):
+            return (
+                seq,
+                prev,
+                last_ts,
+                expect,
+                "line ends with CR (a CRLF line end): the ledger's lines end with LF only, so "
+                "a tool rewrote its line ends; restore the file from a trusted copy",
+            )
         i = line.find(_HASH_KEY)
         if i < 0 or line[i + 72 : i + 74] != b'",':
             return seq, prev, last_ts, expect, "line is not a ledger event (no hash member)"
@@ -795,8 +922,37 @@ def _check_lines(
             )
         if ts < last_ts:
             return seq, prev, last_ts, expect, "ts_utc goes backwards"
+        why = _json_problem(line, stored, prev, expect, ts)
+        if why:
+            return seq, prev, last_ts, expect, why
         seq, prev, last_ts = expect, stored, ts
     return seq, prev, last_ts, None, ""
+
+
+def _json_problem(line: bytes, stored: bytes, prev: bytes, seq: int, ts: bytes) -> str:
+    """Why readers would not see exactly the checked event in ``line`` ("" if they would)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return "line is not valid JSON (readers cannot parse it)"
+    if not (
+        isinstance(obj, dict)
+        and obj.keys() == _EVENT_KEYS
+        and isinstance(obj["payload"], dict)
+        and all(isinstance(obj[k], str) for k in ("event_type", "run_id", "stage"))
+        and obj["hash"] == stored.decode("ascii")
+        and obj["prev_hash"] == prev.decode("ascii")
+        and type(obj["seq"]) is int
+        and obj["seq"] == seq
+        and obj["ts_utc"] == ts.decode("ascii")
+    ):
+        return "line's JSON members are not those of a ledger event (missing, extra or misplaced)"
+    if orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) != line:
+        return (
+            "line is not in the ledger's canonical JSON form (spaces, key order, number or "
+            "string escapes differ from what the factory writes)"
+        )
+    return ""
 
 
 def _prefix_ok(ledger: Ledger, cut: int) -> tuple[int, str] | None:
@@ -848,21 +1004,31 @@ def _last_line(fh: BinaryIO, size: int) -> bytes:
 class _LedgerLock(ProcessLock):
     """The ledger's ProcessLock; an OSError on the lock file is a one-line error naming it."""
 
-    def __init__(self, path: Path, timeout: float, what: str) -> None:
+    def __init__(self, path: Path, timeout: float, what: str, base: Path | None) -> None:
+        self.base = base
         try:
             super().__init__(path, timeout, what)
         except OSError as exc:
-            raise _io_error(exc, path) from None
+            raise _io_error(exc, path, base) from None
 
     def acquire(self) -> None:
         try:
             super().acquire()
         except OSError as exc:
-            raise _io_error(exc, self.path) from None
+            raise _io_error(exc, self.path, self.base) from None
+
+    def _not_regular(self, exc: fsutil.NotRegularFileError) -> FactoryError:
+        return _io_error(exc, self.path, self.base)
 
 
-def open_ledger(path: Path, clock: Clock, fsync: bool = True, lock_timeout: float = 30.0) -> Ledger:
-    return Ledger(path, clock, fsync=fsync, lock_timeout=lock_timeout)
+def open_ledger(
+    path: Path,
+    clock: Clock,
+    fsync: bool = True,
+    lock_timeout: float = 30.0,
+    base: Path | None = None,
+) -> Ledger:
+    return Ledger(path, clock, fsync=fsync, lock_timeout=lock_timeout, base=base)
 
 
 def render_table(events: list[Event]) -> str:

@@ -22,10 +22,10 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from tools.codex.factory.core import placeholders
-from tools.codex.factory.errors import ProcessError, UsageError
+from tools.codex.factory.errors import FactoryError, ProcessError, UsageError
 from tools.codex.factory.infra import proc
 from tools.codex.factory.infra.clock import Clock, real_monotonic
 
@@ -148,8 +148,9 @@ class Job:
     cwd: Path
     env: dict[str, str]
     stdin: bytes | None
-    stdout_path: Path
-    stderr_path: Path
+    # Creates the agent's stdout and stderr logs (through the guarded writer: never through
+    # a link planted at their names).
+    open_logs: Callable[[], tuple[BinaryIO, BinaryIO]]
 
 
 @dataclass
@@ -242,8 +243,16 @@ class Runner:
             )
             return
         start = self.clock.monotonic()
-        job.stdout_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(job.stdout_path, "wb") as out, open(job.stderr_path, "wb") as err:
+        try:
+            out, err = job.open_logs()
+        except FactoryError as exc:
+            result = JobResult(
+                job.worker, None, False, False, False, f"agent could not start: {exc}"
+            )
+            result.elapsed = self.clock.elapsed(start)
+            self.on_done(job, result)
+            return
+        with out, err:
             try:
                 p = self._start(job, out, err)
             except ProcessError as exc:

@@ -24,7 +24,7 @@ from tools.codex.factory.core import patchparse
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.core.paths import LOGS_DIR, worker_dirname
 from tools.codex.factory.errors import FactoryError, UsageError
-from tools.codex.factory.infra import gitops, jsonio, schemas
+from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.infra.clock import sleep
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
@@ -135,16 +135,9 @@ def generated_summary(
 def existing_logs(run_dir: Path, worker: str) -> dict[str, bytes]:
     logs_dir = run_dir / worker_dirname(worker) / LOGS_DIR
     out: dict[str, bytes] = {}
-    if logs_dir.is_dir():
-        for p in sorted(logs_dir.rglob("*")):
-            rel = p.relative_to(logs_dir).as_posix()
-            if (
-                p.is_file()
-                and not p.is_symlink()
-                and rel != "INDEX.json"
-                and not p.name.startswith(".")
-            ):
-                out[rel] = p.read_bytes()
+    for entry in fsutil.walk(logs_dir):
+        if entry.is_regular and entry.rel != "INDEX.json" and not entry.path.name.startswith("."):
+            out[entry.rel] = entry.path.read_bytes()
     return out
 
 

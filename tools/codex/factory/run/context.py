@@ -49,6 +49,7 @@ class Context:
                 self.clock,
                 fsync=bool(self.config.get("ledger.fsync")),
                 lock_timeout=float(self.config.get("ledger.lock_timeout_s")),
+                base=self.layout.repo,
             )
         return self._ledger
 

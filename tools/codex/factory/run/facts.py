@@ -32,7 +32,7 @@ from tools.codex.factory.core.paths import (
     worker_dirname,
 )
 from tools.codex.factory.core.text import clip
-from tools.codex.factory.infra import gitops, jsonio, schemas
+from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.records.validation import BundleFacts
 
 # Version of the facts format: 2 adds snapshot hashes and limit problems. Replay compares a
@@ -117,30 +117,10 @@ class Limits:
 
 
 def walk(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Every entry below ``folder`` as ('/'-separated relative path, lstat), sorted per folder.
-
-    Iterative (a 1,100-deep tree is no RecursionError) and never follows a link: a linked folder
-    is reported as the link it is.
-    """
-    stack: list[tuple[str, Path]] = [("", folder)]
-    while stack:
-        prefix, here = stack.pop()
-        try:
-            names = sorted(os.listdir(here))
-        except OSError:
-            continue
-        found: list[tuple[str, Path]] = []
-        for name in names:
-            path = here / name
-            rel = f"{prefix}{name}"
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            yield rel, st
-            if stat.S_ISDIR(st.st_mode):
-                found.append((rel + "/", path))
-        stack.extend(reversed(found))
+    """Every entry below ``folder`` as ('/'-separated relative path, lstat), never through a
+    link and at any depth (:func:`infra.fsutil.walk`)."""
+    for entry in fsutil.walk(folder):
+        yield entry.rel, entry.st
 
 
 def _read_bounded(path: Path, size: int) -> bytes | None:

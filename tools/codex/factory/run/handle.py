@@ -20,7 +20,7 @@ from tools.codex.factory.core.paths import LOCKS_DIR, MANIFEST
 from tools.codex.factory.core.text import clip
 from tools.codex.factory.errors import BlockedError, LockHeldError, UsageError
 from tools.codex.factory.infra import jsonio, schemas
-from tools.codex.factory.infra.fsutil import read_regular
+from tools.codex.factory.infra.fsutil import read_file
 from tools.codex.factory.infra.locks import ProcessLock
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
@@ -36,7 +36,8 @@ def run_lock(ctx: Context, run_id: str) -> ProcessLock:
     """The run lock: a second process is BLOCKED at once, never left waiting."""
     writer = GuardedWriter(ctx.layout.run_dir(run_id))
     path = writer.target(f"{LOCKS_DIR}/run.lock")
-    return ProcessLock(path, 0, f"run lock of {run_id}")
+    shown = f"{ctx.layout.run_rel(run_id)}/{LOCKS_DIR}/run.lock"
+    return ProcessLock(path, 0, f"run lock of {run_id}", shown)
 
 
 def recorded_manifest_sha(ledger: Ledger, run_id: str) -> str | None:
@@ -65,7 +66,7 @@ def read_manifest(ctx: Context, run_id: str) -> tuple[dict[str, Any], str]:
     if not run_dir.is_dir():
         raise UsageError(f"run {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
     try:
-        data = read_regular(run_dir / MANIFEST, rel, limit=MAX_MANIFEST_BYTES)
+        data = read_file(run_dir / MANIFEST, rel, limit=MAX_MANIFEST_BYTES)
     except UsageError as exc:
         raise BlockedError(str(exc)) from None
     sha = hashlib.sha256(data).hexdigest()

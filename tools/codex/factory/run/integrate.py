@@ -19,7 +19,7 @@ from tools.codex.factory.core import decisions, patchparse, placeholders
 from tools.codex.factory.core.paths import LOGS_DIR, SANDBOX_DIR, VALIDATION, Z_DIR, worker_dirname
 from tools.codex.factory.errors import BlockedError, FactoryError, ProcessError
 from tools.codex.factory.infra import gitops, jsonio, proc, schemas
-from tools.codex.factory.infra.fsutil import read_regular, remove_tree
+from tools.codex.factory.infra.fsutil import read_file, remove_tree
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.records.validation import AppliedPatch
@@ -54,7 +54,7 @@ def require_validation(run: RunHandle) -> dict[str, Any]:
             "run `factory bundle-validate`"
         )
     try:
-        data = read_regular(path, VALIDATION, limit=MAX_VALIDATION_BYTES)
+        data = read_file(path, VALIDATION, limit=MAX_VALIDATION_BYTES)
     except FactoryError as exc:
         raise BlockedError(f"{exc}: run bundle-validate again") from None
     if hashlib.sha256(data).hexdigest() != decided[-1].payload.get("validation_sha256"):
@@ -148,23 +148,20 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
         name = check["name"]
         out_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stdout.log"
         err_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stderr.log"
-        writer.mkdir(f"{Z_DIR}/{LOGS_DIR}")
-        out_path, err_path = writer.target(out_rel), writer.target(err_rel)
+        out_path = writer.target(out_rel)
         timeout = float(check.get("timeout_s", 600))
         start = run.ctx.clock.monotonic()
-        try:
-            done = proc.run_logged(
-                placeholders.expand(check["argv"], values),
-                sandbox,
-                env,
-                out_path,
-                err_path,
-                timeout,
-            )
-            rc, timed_out = done.rc, done.timed_out
-        except ProcessError as exc:
-            writer.write_text(err_rel, str(exc) + "\n")
-            rc, timed_out = 127, False
+        # Created fresh through the writer: a link (or a hard link to a user's file) planted at a
+        # log's name is removed, never written through.
+        with writer.create(out_rel) as out, writer.create(err_rel) as err:
+            try:
+                done = proc.run_logged(
+                    placeholders.expand(check["argv"], values), sandbox, env, out, err, timeout
+                )
+                rc, timed_out = done.rc, done.timed_out
+            except ProcessError as exc:
+                err.write((str(exc) + "\n").encode("utf-8"))
+                rc, timed_out = 127, False
         entry = {
             "name": name,
             "argv": list(check["argv"]),
@@ -181,7 +178,10 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
         hashes = {rel: writer.record(rel) for rel in (out_rel, err_rel)}
         extra: dict[str, Any] = {}
         if run.setting("feature_flags.record_check_output_in_ledger"):
-            extra["output_tail"] = {"stdout": _tail(out_path), "stderr": _tail(err_path)}
+            extra["output_tail"] = {
+                "stdout": _tail(out_path),
+                "stderr": _tail(writer.target(err_rel)),
+            }
         rec.emit(
             "check.finished",
             "integrate",

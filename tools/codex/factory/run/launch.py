@@ -101,8 +101,10 @@ def ensure_runs_dir(ctx: Context) -> None:
     runs = ctx.layout.runs_dir
     runs.mkdir(parents=True, exist_ok=True)
     ignore = runs / ".gitignore"
-    if not ignore.exists():
-        ignore.write_bytes(b"# created by the factory: run artifacts are not source\n*\n")
+    if not ignore.exists() and not ignore.is_symlink():  # a link there is left alone
+        GuardedWriter(runs).write(
+            ".gitignore", b"# created by the factory: run artifacts are not source\n*\n"
+        )
 
 
 Finish = Callable[[Recorder, StageResult], None]

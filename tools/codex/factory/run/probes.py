@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import gitops
+from tools.codex.factory.ledger.store import MISSING_HEAD_FIX
 from tools.codex.factory.run import config as config_mod
 from tools.codex.factory.run.context import Context
 
@@ -255,7 +256,7 @@ def ledger(ctx: Context) -> Probe:
     rel = ctx.config.ledger_rel
     try:
         led = ctx.ledger
-        if not led.path.exists() and not led.path.is_symlink():
+        if not os.path.lexists(led.path):  # a dangling link is not "no ledger"
             above = led.path.parent
             while not (above.exists() or above.is_symlink()) and above.parent != above:
                 above = above.parent
@@ -293,6 +294,8 @@ def ledger(ctx: Context) -> Probe:
             f"torn tail: {res.torn_bytes} bytes after the last newline (a crash mid-write)",
             "run `factory ledger repair` (moves the torn bytes to a side file; nothing is deleted)",
         )
+    if res.head_missing:
+        return Probe("ledger", FAIL, f"seq {res.first_bad_seq}: {res.reason}", MISSING_HEAD_FIX)
     return Probe(
         "ledger",
         FAIL,

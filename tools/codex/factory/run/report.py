@@ -24,7 +24,7 @@ from tools.codex.factory.core.paths import (
 )
 from tools.codex.factory.errors import FactoryError, PolicyViolation, UsageError
 from tools.codex.factory.infra import jsonio, proc, schemas
-from tools.codex.factory.infra.fsutil import read_regular
+from tools.codex.factory.infra.fsutil import read_file
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.run import bundles
@@ -196,7 +196,7 @@ def finalize(
 
 def _read_validation(run_dir: Path) -> dict[str, Any] | None:
     try:
-        doc = jsonio.loads_document(read_regular(run_dir / VALIDATION, VALIDATION, limit=1 << 26))
+        doc = jsonio.loads_document(read_file(run_dir / VALIDATION, VALIDATION, limit=1 << 26))
     except (FactoryError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
@@ -260,7 +260,7 @@ def _judged_hashes(run_dir: Path) -> dict[str, dict[str, str]]:
     """Per worker, the sha256 of each bundle file as bundle-validate judged it (VALIDATION.json,
     whose own hash the ledger anchors); {} without a usable VALIDATION.json."""
     try:
-        doc = jsonio.loads_document(read_regular(run_dir / VALIDATION, VALIDATION, limit=1 << 26))
+        doc = jsonio.loads_document(read_file(run_dir / VALIDATION, VALIDATION, limit=1 << 26))
     except (FactoryError, ValueError):
         return {}
     judged = doc.get("files_sha256") if isinstance(doc, dict) else None

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 from tools.codex.factory.errors import BlockedError, UsageError
-from tools.codex.factory.infra.fsutil import read_regular
+from tools.codex.factory.infra.fsutil import read_file
 from tools.codex.factory.infra.writer import GuardedWriter
 
 SNAPSHOT_DIR = "snapshots"
@@ -25,7 +25,7 @@ def put(writer: GuardedWriter, data: bytes) -> str:
     path = writer.root / SNAPSHOT_DIR / digest
     try:
         if path.is_file() and not path.is_symlink():
-            current = read_regular(path, rel, limit=len(data))
+            current = read_file(path, rel, limit=len(data))
             if current == data:
                 writer.written[rel] = digest
                 return digest
@@ -39,7 +39,7 @@ def get(run_dir: Path, digest: str, limit: int) -> bytes:
     """The snapshot with this sha256, verified; BlockedError naming the rule otherwise."""
     rel = f"{SNAPSHOT_DIR}/{digest}"
     try:
-        data = read_regular(run_dir / SNAPSHOT_DIR / digest, rel, limit=limit)
+        data = read_file(run_dir / SNAPSHOT_DIR / digest, rel, limit=limit)
     except UsageError as exc:
         raise BlockedError(
             f"[snapshot-missing] {exc}: the validated bytes are gone; run bundle-validate again"

@@ -11,11 +11,12 @@ tree, collects what each left (STATUS INTERRUPTED), records ``run.interrupted`` 
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from tools.codex.factory.core.paths import LOGS_DIR, worker_dirname
 from tools.codex.factory.errors import BlockedError, FactoryError, UsageError
@@ -296,6 +297,16 @@ class _Live:
             )
 
 
+def _create_logs(writer: GuardedWriter, rels: tuple[str, str]) -> tuple[BinaryIO, BinaryIO]:
+    """The agent's stdout and stderr logs, created fresh (a link planted there is removed)."""
+    out = writer.create(rels[0])
+    try:
+        return out, writer.create(rels[1])
+    except BaseException:
+        out.close()
+        raise
+
+
 def execute(
     ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str], progress: Progress | None
 ) -> None:
@@ -332,6 +343,9 @@ def execute(
         }
         writer = GuardedWriter(live.run_dir)
         logs_rel = f"{worker_dirname(wid)}/{LOGS_DIR}"
+        logs = (f"{logs_rel}/agent.stdout.log", f"{logs_rel}/agent.stderr.log")
+        for rel in logs:
+            writer.target(rel)  # a name refused by the checks is refused before any agent starts
         live.paths[wid], live.specs[wid] = path, spec
         jobs.append(
             agents.Job(
@@ -341,8 +355,7 @@ def execute(
                 cwd=path,
                 env=env,
                 stdin=prompt_file.read_bytes() if spec.prompt_via == "stdin" else None,
-                stdout_path=writer.target(f"{logs_rel}/agent.stdout.log"),
-                stderr_path=writer.target(f"{logs_rel}/agent.stderr.log"),
+                open_logs=functools.partial(_create_logs, writer, logs),
             )
         )
     if not jobs:

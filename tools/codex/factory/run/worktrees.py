@@ -23,7 +23,8 @@ from typing import Any
 
 from tools.codex.factory.core.globs import match_any, validate_glob
 from tools.codex.factory.errors import UsageError
-from tools.codex.factory.infra import gitops
+from tools.codex.factory.infra import fsutil, gitops
+from tools.codex.factory.infra.writer import GuardedWriter
 
 APP_DIR = "multi-codex-factory"
 NOTES_DIR = ".factory"  # reserved folder in each worktree for the worker's notes
@@ -126,11 +127,10 @@ def create(repo: Path, path: Path, branch: str, commit: str, hidden: list[str]) 
         )
     gitops.worktree_add(repo, path, branch, commit)
     gitops.worktree_checkout_sparse(path, hidden)
-    notes = path / NOTES_DIR
-    notes.mkdir(exist_ok=True)
     # Self-ignoring, like pytest's cache: the notes folder never shows in `git status`.
-    (notes / ".gitignore").write_bytes(
-        b"# reserved for the factory: the worker's notes, never part of the change\n*\n"
+    GuardedWriter(path).write(
+        f"{NOTES_DIR}/.gitignore",
+        b"# reserved for the factory: the worker's notes, never part of the change\n*\n",
     )
 
 
@@ -157,13 +157,7 @@ def remove(repo: Path, path: Path | None, branch: str) -> None:
 
 
 def disk_usage(path: Path) -> int:
-    total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in filenames:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-    return total
+    return sum(e.st.st_size for e in fsutil.walk(path) if not e.is_dir)
 
 
 def read_note(path: Path, name: str) -> bytes | None:

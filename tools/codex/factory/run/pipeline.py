@@ -167,7 +167,12 @@ def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
         "run_id": run_id,
         "status": doc["status"],
         "stages": doc["stages"],
-        "report": f"{ctx.layout.run_rel(run_id)}/Z_integrator/FINAL_REPORT.txt",
+        # None when the report could not be written (the reasons say why).
+        "report": (
+            f"{ctx.layout.run_rel(run_id)}/Z_integrator/FINAL_REPORT.txt"
+            if ctx.layout.report_path(run_id).is_file()
+            else None
+        ),
         "ledger_head": {"seq": head.seq, "hash": head.hash},
         "reasons": doc["reasons"],
     }

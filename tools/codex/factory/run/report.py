@@ -57,7 +57,8 @@ def _placeholders(writer: GuardedWriter, run_id: str, reason: str) -> None:
     for name, data in wanted:
         if (z / name).exists() and not (z / name).is_symlink():
             continue
-        with contextlib.suppress(PolicyViolation):
+        # Best effort: a refused or failed placeholder must not stop the verdict being recorded.
+        with contextlib.suppress(FactoryError, OSError):
             writer.write(f"{Z_DIR}/{name}", data)
 
 

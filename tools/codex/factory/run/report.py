@@ -130,6 +130,7 @@ def finalize(
     that cannot be written is a failed ``summary`` stage row, recorded like any other.
     """
     ctx, rec, writer, manifest = run.ctx, run.recorder, run.writer, run.manifest
+    rec.current = "summary"  # refused writes from here on belong to the summary
     run_id = run.run_id
     integration = integration or {}
     rows = [s.row() for s in stages]

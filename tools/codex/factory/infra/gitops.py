@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tools.codex.factory.core import gitbinary
@@ -172,14 +172,14 @@ def sandbox_env(sandbox: Path, repo: Path | None = None) -> dict[str, str]:
     return proc.base_env({"GIT_CEILING_DIRECTORIES": os.pathsep.join(unique)}, drop_git=True)
 
 
+OWN_HOME = ".git/factory-home"
+
+
 def _own_env(sandbox: Path) -> dict[str, str]:
     """For the integrator's own git calls in the sandbox: no user or system git config either,
-    so Z's DIFF.patch is the same bytes whatever ~/.gitconfig says (diff.context, ...)."""
-    home = sandbox / ".git" / "factory-home"
-    home.mkdir(parents=True, exist_ok=True)
-    empty = home / "gitconfig"
-    if not empty.exists():
-        empty.write_bytes(b"")
+    so Z's DIFF.patch is the same bytes whatever ~/.gitconfig says (diff.context, ...). The
+    empty global config it names is written by :func:`create_sandbox`."""
+    home = sandbox / OWN_HOME
     env = sandbox_env(sandbox)
     env.update(
         {
@@ -187,7 +187,7 @@ def _own_env(sandbox: Path) -> dict[str, str]:
             "USERPROFILE": str(home),
             "XDG_CONFIG_HOME": str(home),
             "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": str(empty),
+            "GIT_CONFIG_GLOBAL": str(home / "gitconfig"),
         }
     )
     return env
@@ -230,21 +230,25 @@ def _sandbox_config(repo: Path) -> bytes:
     return "\n".join(lines).encode("utf-8")
 
 
-def create_sandbox(sandbox: Path, repo: Path, commit: str) -> None:
+Write = Callable[[str, bytes], object]
+
+
+def create_sandbox(sandbox: Path, repo: Path, commit: str, write: Write) -> None:
     """A repository of its own whose index is ``commit``, borrowing the user's objects read-only.
 
-    No files are written yet: patches are applied to the index, and the working tree is
-    materialised only when checks need it (:func:`materialise`). Binary patches cannot take a
-    postimage from the borrowed objects unchecked: validation verified each one's data.
+    ``write(rel, data)`` writes a file under the sandbox (the caller's guarded writer: never
+    through a link). No work-tree file is written yet: patches are applied to the index, and
+    the working tree is materialised only when checks need it (:func:`materialise`). Binary
+    patches cannot take a postimage from the borrowed objects unchecked: validation verified
+    each one's data.
     """
     git(sandbox.parent, "init", "-q", "--template=", sandbox.name, env=sandbox_env(sandbox))
-    config = sandbox / ".git" / "config"
-    with open(config, "ab") as fh:
-        fh.write(_sandbox_config(repo))
-    alternates = sandbox / ".git" / "objects" / "info" / "alternates"
-    alternates.parent.mkdir(parents=True, exist_ok=True)
-    # Bytes with "\n": git reads the path up to the newline and would keep a "\r" (text mode on Windows).
-    alternates.write_bytes(str(objects_dir(repo)).encode("utf-8") + b"\n")
+    config = (sandbox / ".git" / "config").read_bytes()
+    write(".git/config", config + _sandbox_config(repo))
+    # Bytes with "\n": git reads the path up to the newline and would keep a "\r" (text mode
+    # on Windows).
+    write(".git/objects/info/alternates", str(objects_dir(repo)).encode("utf-8") + b"\n")
+    write(f"{OWN_HOME}/gitconfig", b"")
     env = _own_env(sandbox)
     git(sandbox, "read-tree", commit, env=env)
     git(sandbox, "update-ref", "--no-deref", "HEAD", commit, env=env)
@@ -348,17 +352,24 @@ def _sparse_line(path: str) -> str | None:
     return f"!/{body}"
 
 
+def sparse_file(worktree: Path) -> Path:
+    """The worktree's own ``info/sparse-checkout`` file (in its admin folder)."""
+    return git_path(worktree, "info/sparse-checkout")
+
+
+def sparse_patterns(hidden: Sequence[str]) -> bytes:
+    """Non-cone sparse-checkout patterns: include everything, then exclude each hidden file."""
+    lines = ["/*"] + [line for p in sorted(hidden) if (line := _sparse_line(p)) is not None]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
 def worktree_checkout_sparse(worktree: Path, hidden: Sequence[str]) -> None:
     """Check the worktree out with the ``hidden`` files absent (skip-worktree, never written).
 
-    The per-worktree ``info/sparse-checkout`` file (non-cone mode: include everything, then
-    negative patterns for each hidden file) is applied with ``core.sparseCheckout`` passed on
-    the command line, so the user's repository config is not changed.
+    The caller has written :func:`sparse_patterns` to :func:`sparse_file`; it is applied with
+    ``core.sparseCheckout`` passed on the command line, so the user's repository config is not
+    changed.
     """
-    sparse = git_path(worktree, "info/sparse-checkout")
-    sparse.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["/*"] + [line for p in sorted(hidden) if (line := _sparse_line(p)) is not None]
-    sparse.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
     cfg = [a for key, value in SPARSE_CONFIG for a in ("-c", f"{key}={value}")]
     git(worktree, *cfg, "read-tree", "-m", "-u", "HEAD")
     # Safety net: anything a pattern could not express is removed and marked by hand.

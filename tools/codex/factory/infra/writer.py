@@ -82,8 +82,12 @@ class GuardedWriter:
                 self._dirs_by_path(rel, _parts(rel), create=True)
         return path
 
-    def write(self, rel: str, data: bytes) -> str:
-        """Write atomically (fresh temp file + rename) and return the sha256 of the bytes."""
+    def write(self, rel: str, data: bytes, *, scratch: bool = False) -> str:
+        """Write atomically (fresh temp file + rename) and return the sha256 of the bytes.
+
+        ``scratch``: a working file (the sandbox's git setup), not an artifact of the run: it is
+        guarded like any other write but not listed in ``written`` (nor reported or replayed).
+        """
         self.target(rel)
         parts = _parts(rel)
         with self._io(rel, "write"):
@@ -96,7 +100,8 @@ class GuardedWriter:
             else:
                 self._write_by_path(rel, parts, data)
         digest = hashlib.sha256(data).hexdigest()
-        self.written[rel] = digest
+        if not scratch:
+            self.written[rel] = digest
         return digest
 
     def write_text(self, rel: str, text: str) -> str:

@@ -157,7 +157,12 @@ def _build(
         remove_tree(sandbox)
     writer.mkdir(sandbox_rel)
     try:
-        gitops.create_sandbox(sandbox, ctx.repo, commit)
+        gitops.create_sandbox(
+            sandbox,
+            ctx.repo,
+            commit,
+            lambda rel, data: writer.write(f"{sandbox_rel}/{rel}", data, scratch=True),
+        )
         res = gitops.apply_cached(sandbox, data)
         if res.rc != 0:
             raise UsageError(

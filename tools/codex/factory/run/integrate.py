@@ -245,7 +245,13 @@ def integrate(run: RunHandle) -> StageResult:
     applied: list[AppliedPatch] = []
     conflict = ""
     try:
-        gitops.create_sandbox(sandbox, run.ctx.repo, commit)
+        # Inside the run folder, through the run's one writer (every refusal reaches STATUS.json).
+        write = (
+            (lambda rel, data: writer.write(f"{SANDBOX_DIR}/{rel}", data, scratch=True))
+            if inside
+            else GuardedWriter(sandbox).write
+        )
+        gitops.create_sandbox(sandbox, run.ctx.repo, commit, write)
         staged = stage_patches(
             patches, order, identical, validation["touched"], validation.get("eol_normalised", {})
         )

@@ -126,6 +126,10 @@ def create(repo: Path, path: Path, branch: str, commit: str, hidden: list[str]) 
             f"worktree folder {path} exists and is not empty; run `factory clean` or remove it"
         )
     gitops.worktree_add(repo, path, branch, commit)
+    sparse = gitops.sparse_file(path)
+    GuardedWriter(sparse.parent.parent).write(
+        f"{sparse.parent.name}/{sparse.name}", gitops.sparse_patterns(hidden)
+    )
     gitops.worktree_checkout_sparse(path, hidden)
     # Self-ignoring, like pytest's cache: the notes folder never shows in `git status`.
     GuardedWriter(path).write(

@@ -72,22 +72,44 @@ def test_only_proc_starts_or_stops_processes() -> None:
     assert found == []
 
 
+# Where a command line given as text would run: a string starting with "git " passed to these.
+_RUNNERS = {"shlex.split", "proc.run", "proc.start", "proc.run_logged", "run", "start"}
+
+
+def _git_literal(node: ast.AST) -> bool:
+    """A command line that starts with git: ["git", ...], ("git", ...), or a string or
+    f-string starting with "git " (a command built as text to be split)."""
+    if isinstance(node, (ast.List, ast.Tuple)) and node.elts:
+        first = node.elts[0]
+        return isinstance(first, ast.Constant) and first.value == "git"
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return (
+            node.value.startswith("git ") and len(node.value.split()) > 1 and "`" not in node.value
+        )
+    if isinstance(node, ast.JoinedStr) and node.values:
+        head = node.values[0]
+        return isinstance(head, ast.Constant) and str(head.value).startswith("git ")
+    return False
+
+
 def test_only_gitops_runs_git() -> None:
-    """No call elsewhere gets a ["git", ...] argv (a configured check's argv is data, not a call)."""
+    """git runs only in gitops, which offers named operations: no command line starting with
+    git is built anywhere else (list, tuple, string or f-string passed to a call), and nothing
+    outside gitops calls its low-level ``gitops.git``. (A configured check's argv is data.)"""
     found = []
     for name, tree in _trees():
         if name == "gitops.py":
             continue
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                for arg in node.args:
-                    if (
-                        isinstance(arg, ast.List)
-                        and arg.elts
-                        and isinstance(arg.elts[0], ast.Constant)
-                        and arg.elts[0].value == "git"
-                    ):
-                        found.append(f"{name}:{node.lineno}")
+            if not isinstance(node, ast.Call):
+                continue
+            if _dotted(node.func) == "gitops.git":
+                found.append(f"{name}:{node.lineno} gitops.git(...)")
+            runner = _dotted(node.func) in _RUNNERS
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                textual = isinstance(arg, (ast.Constant, ast.JoinedStr))
+                if _git_literal(arg) and (runner or not textual):
+                    found.append(f"{name}:{node.lineno} git command line")
     assert found == []
 
 

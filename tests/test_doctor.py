@@ -173,11 +173,11 @@ def test_missing_agent_command_is_only_a_warning(tmp_path: Path, env: dict[str, 
 
 
 def test_repository_without_commits_fails_the_base_ref(tmp_path: Path, env: dict[str, str]) -> None:
-    from tools.codex.factory.ops.selftest import git
+    from tests.conftest import git
 
     repo = tmp_path / "empty"
     repo.mkdir()
-    git(repo, env, "init", "-q")
+    git(repo, "init", "-q")
     res = factory(repo, env, "doctor")
     assert res.returncode == 3
     line = lines_of(res.stdout)["base-ref"]

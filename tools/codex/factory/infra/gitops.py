@@ -653,3 +653,50 @@ def cat_blob(repo: Path, oid: str, max_size: int) -> bytes | None:
     if res.rc != 0 or len(res.stdout) != int(fields[2]):
         return None
     return res.stdout
+
+
+# -- the user's repository: what is tracked ------------------------------------------------------
+def tracked_under(repo: Path, rel: str) -> list[str]:
+    """Files git tracks at or below the folder ``rel`` (taken literally), repository-relative."""
+    out = git(repo, "ls-files", "-z", "--full-name", "--", f":(literal){rel}").stdout
+    return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+# -- scratch repositories (self-test) -----------------------------------------------------------
+def init_commit(repo: Path, env: Mapping[str, str], message: str) -> str:
+    """Make ``repo`` (whose files are written) a repository with one commit of all of them."""
+    git(repo, "init", "-q", env=env)
+    git(repo, "add", "-A", env=env)
+    git(repo, "commit", "-q", "-m", message, env=env)
+    return git(repo, "rev-parse", "HEAD", env=env).out.strip()
+
+
+def worktree_patch(
+    repo: Path, env: Mapping[str, str], paths: Sequence[str], new: Sequence[str]
+) -> bytes:
+    """``git diff --binary`` of ``paths`` in the work tree against HEAD (``new`` files included,
+    as intent-to-add entries that are dropped again)."""
+    if new:
+        git(repo, "add", "-N", "--", *new, env=env)
+    try:
+        return git(
+            repo, "diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", "HEAD",
+            "--", *paths, env=env,
+        ).stdout  # fmt: skip
+    finally:
+        if new:
+            git(repo, "reset", "-q", "--", *new, env=env)
+
+
+def restore_from_head(repo: Path, env: Mapping[str, str], paths: Sequence[str]) -> None:
+    if paths:
+        git(repo, "checkout", "-q", "HEAD", "--", *paths, env=env)
+
+
+def applies(repo: Path, patch_file: Path, env: Mapping[str, str]) -> bool:
+    """Does ``git apply --check`` accept the patch on the repository's work tree?"""
+    return git(repo, "apply", "--check", str(patch_file), env=env, check=False).rc == 0
+
+
+def head_commit(repo: Path, env: Mapping[str, str] | None = None) -> str:
+    return git(repo, "rev-parse", "HEAD", env=env).out.strip()

@@ -74,20 +74,14 @@ def scratch_env(home: Path) -> dict[str, str]:
     return env
 
 
-def git(repo: Path, env: Mapping[str, str], *args: str) -> str:
-    """git in the scratch environment (through gitops, like every git the factory runs)."""
-    return gitops.git(repo, *args, env=env).out
-
-
 def make_repo(path: Path, env: Mapping[str, str], files: Mapping[str, str] | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    git(path, env, "init", "-q")
+
     for rel, text in (files or BASE_FILES).items():
         f = path / rel
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(text.encode("utf-8"))
-    git(path, env, "add", "-A")
-    git(path, env, "commit", "-q", "-m", "base")
+    gitops.init_commit(path, env, "base")
     return path
 
 
@@ -128,30 +122,12 @@ def real_patch(repo: Path, env: Mapping[str, str], changes: Mapping[str, str | N
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(text.encode("utf-8"))
-        new = [p for p in paths if not existed[p]]
-        if new:
-            git(repo, env, "add", "-N", "--", *new)
-        return gitops.git(
-            repo,
-            "diff",
-            "--binary",
-            "--full-index",
-            "--no-color",
-            "--no-ext-diff",
-            "HEAD",
-            "--",
-            *paths,
-            env=env,
-        ).stdout
+        return gitops.worktree_patch(repo, env, paths, [p for p in paths if not existed[p]])
     finally:
-        new = [p for p in paths if not existed[p]]
-        if new:
-            git(repo, env, "reset", "-q", "--", *new)
-            for p in new:
+        for p in paths:
+            if not existed[p]:
                 (repo / p).unlink(missing_ok=True)
-        old = [p for p in paths if existed[p]]
-        if old:
-            git(repo, env, "checkout", "-q", "HEAD", "--", *old)
+        gitops.restore_from_head(repo, env, [p for p in paths if existed[p]])
 
 
 def write_bundle(repo: Path, run_id: str, worker: str, patch: bytes, files: list[str]) -> Path:
@@ -222,7 +198,7 @@ class SelfTest:
 
     def run(self) -> None:
         make_repo(self.repo, self.env)
-        head = git(self.repo, self.env, "rev-parse", "HEAD").strip()
+        head = gitops.head_commit(self.repo, self.env)
         self.step(
             "scratch repository", True, f"{len(BASE_FILES)} files committed at base {head[:12]}"
         )
@@ -273,7 +249,7 @@ class SelfTest:
         )
         self.cli("integrate (PASS run)", 0, "integrate", "--run-id", PASS_RUN, contains="PASS")
         merged = self.run_dir(PASS_RUN) / "Z_integrator" / "DIFF.patch"
-        check = gitops.git(self.repo, "apply", "--check", str(merged), env=self.env, check=False)
+        applies = gitops.applies(self.repo, merged, self.env)
         touched = sorted(
             jsonio.read_json(self.run_dir(PASS_RUN) / "Z_integrator" / "FILES_CHANGED.json")[
                 "files"
@@ -282,8 +258,8 @@ class SelfTest:
         want = ["src/app.py", "tests/test_app.py", "tests/test_more.py"]
         self.step(
             "merged DIFF.patch applies to the base",
-            check.rc == 0 and touched == want,
-            f"git apply --check rc={check.rc}; files {', '.join(touched)}",
+            applies and touched == want,
+            f"git apply --check {'accepts' if applies else 'refuses'} it; files {', '.join(touched)}",
         )
         # A BLOCKED run: both workers edit src/app.py without a shared scope entry.
         plan = self.root / "overlap-plan.json"

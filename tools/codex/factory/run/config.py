@@ -337,9 +337,8 @@ def check_runs_dir(repo: Path, cfg: Config) -> None:
         )
     if probe != runs:
         return  # does not exist yet: it will be the factory's own
-    listed = gitops.git(repo, "ls-files", "-z", "--full-name", "--", f":(literal){rel}").stdout
     own = {f"{rel}/{name}" for name in RUNS_DIR_OWN_FILES}
-    tracked = sorted(p for p in listed.decode("utf-8", "replace").split("\0") if p and p not in own)
+    tracked = sorted(p for p in gitops.tracked_under(repo, rel) if p not in own)
     if tracked:
         more = f" and {len(tracked) - 3} more" if len(tracked) > 3 else ""
         raise UsageError(

@@ -164,6 +164,14 @@ class VerifyResult:
     head_file: str = "absent"
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def first_bad_line(self) -> int | None:
+        """The first stored line that fails the line checks (hash, link, seq, ts_utc), or None:
+        a torn tail or a head file that disagrees is about the ledger's end, not one of its lines."""
+        if self.ok or self.torn_tail or self.head_file in ("ahead", "mismatch"):
+            return None
+        return self.first_bad_seq
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -863,18 +871,3 @@ class _LedgerLock(ProcessLock):
 
 def open_ledger(path: Path, clock: Clock, fsync: bool = True, lock_timeout: float = 30.0) -> Ledger:
     return Ledger(path, clock, fsync=fsync, lock_timeout=lock_timeout)
-
-
-def render_table(events: list[Event]) -> str:
-    """A readable, deterministic table: one line per event."""
-    rows = []
-    for ev in events:
-        p = ev.payload
-        bits = []
-        for key in ("status", "rc", "worker", "actor", "reason"):
-            if key in p and p[key] not in (None, ""):
-                bits.append(f"{key}={p[key]}")
-        rows.append(
-            f"{ev.ts_utc}  {ev.seq:>6}  {ev.event_type:<24} {ev.run_id or '-':<40} {ev.stage:<16} {' '.join(bits)}".rstrip()
-        )
-    return "\n".join(rows)

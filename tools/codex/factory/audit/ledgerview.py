@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from tools.codex.factory.audit.describe import render_table
 from tools.codex.factory.infra import jsonio
-from tools.codex.factory.ledger.store import Filter, render_table
+from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.outcome import Outcome

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import orjson
 
-from tools.codex.factory.audit.replay import describe
+from tools.codex.factory.audit.describe import describe
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.errors import BlockedError, FactoryError, LedgerCorruptError, UsageError
 from tools.codex.factory.infra import fsutil

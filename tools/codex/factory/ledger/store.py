@@ -192,6 +192,14 @@ class VerifyResult:
     notes: list[str] = field(default_factory=list)
     head_missing: bool = False  # failed only for want of the head file (not in the JSON)
 
+    @property
+    def first_bad_line(self) -> int | None:
+        """The first stored line that fails the line checks (hash, link, seq, ts_utc), or None:
+        a torn tail or a head file that disagrees is about the ledger's end, not one of its lines."""
+        if self.ok or self.torn_tail or self.head_file in ("ahead", "mismatch"):
+            return None
+        return self.first_bad_seq
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -711,7 +719,7 @@ class Ledger:
                 fh.seek(cut)
                 torn = fh.read()
             # The lines before the fragment must themselves be sound.
-            check = _prefix_ok(self, cut)
+            check = _prefix_ok(self)
             if check is not None:
                 raise LedgerCorruptError(
                     f"ledger {self.path.name}: seq {check[0]}: {check[1]}; refusing to repair a ledger "
@@ -955,8 +963,8 @@ def _json_problem(line: bytes, stored: bytes, prev: bytes, seq: int, ts: bytes) 
     return ""
 
 
-def _prefix_ok(ledger: Ledger, cut: int) -> tuple[int, str] | None:
-    """Verify the first ``cut`` bytes; return (bad seq, reason) or None."""
+def _prefix_ok(ledger: Ledger) -> tuple[int, str] | None:
+    """Verify the lines before a torn tail; return (bad seq, reason) or None."""
     probe = ledger.verify()
     if probe.torn_tail and probe.first_bad_seq == probe.lines + 1:
         return None
@@ -1019,28 +1027,3 @@ class _LedgerLock(ProcessLock):
 
     def _not_regular(self, exc: fsutil.NotRegularFileError) -> FactoryError:
         return _io_error(exc, self.path, self.base)
-
-
-def open_ledger(
-    path: Path,
-    clock: Clock,
-    fsync: bool = True,
-    lock_timeout: float = 30.0,
-    base: Path | None = None,
-) -> Ledger:
-    return Ledger(path, clock, fsync=fsync, lock_timeout=lock_timeout, base=base)
-
-
-def render_table(events: list[Event]) -> str:
-    """A readable, deterministic table: one line per event."""
-    rows = []
-    for ev in events:
-        p = ev.payload
-        bits = []
-        for key in ("status", "rc", "worker", "actor", "reason"):
-            if key in p and p[key] not in (None, ""):
-                bits.append(f"{key}={p[key]}")
-        rows.append(
-            f"{ev.ts_utc}  {ev.seq:>6}  {ev.event_type:<24} {ev.run_id or '-':<40} {ev.stage:<16} {' '.join(bits)}".rstrip()
-        )
-    return "\n".join(rows)

@@ -1,0 +1,902 @@
+"""The pure fold of one run's ledger events into its state, recomputing every decision.
+
+Events are folded in chain order. Each one is checked against
+``schemas/ledger_event.schema.json`` first (a malformed event is a divergence and is not
+folded), then handed to the handler registered for its type in :data:`HANDLERS`. Handlers
+recompute what the live run decided with the same pure functions it used
+(:mod:`core.validation`, :mod:`core.decisions`) from the inputs the events record: the
+validation judgement from ``bundle.facts`` and the policy in ``validation.decided``, the merge
+order from ``merge.planned``'s ``depends_on``, the check status from ``check.finished``, the
+integrate stage from those, and the final status from the stage rows of ``run.finished``.
+
+The registry is explicit so that renaming an event type cannot silently disable its check: a
+test holds it against the schema's list of types (:func:`registry_problems`), where every type
+has a handler or is in :data:`NO_CHECK`.
+
+Nothing here reads a file: what the fold needs from the run folder (RUN_MANIFEST.json read and
+schema-checked, or why it is unusable; the attestation sum files) comes in as :class:`RunDocs`,
+so every divergence found here follows from the events and those inputs alone. What the events
+say about files (recorded hashes, ledger heads) is collected for the disk and anchor checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypedDict
+
+from tools.codex.factory.audit.describe import describe, short
+from tools.codex.factory.core import decisions, validation
+from tools.codex.factory.core.paths import ATTEST_DIR, MANIFEST, VALIDATION, worker_dirname
+from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.infra import jsonio, schemas
+from tools.codex.factory.ledger.store import Event
+from tools.codex.factory.records.validation import (
+    AppliedPatch,
+    BundleFacts,
+    CheckResult,
+    Finding,
+    Overlap,
+    Policy,
+    StageRow,
+    Verdict,
+    Violation,
+)
+from tools.codex.factory.run.handle import run_setting
+from tools.codex.factory.run.validate import policy
+
+if sys.version_info >= (3, 11):
+    from typing import NotRequired
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import NotRequired
+
+EXCERPT_REL = f"{ATTEST_DIR}/ledger_excerpt.jsonl"
+# The attestation files that list every bundle and Z file: intact, they vouch for each file.
+SUM_FILES = (f"{ATTEST_DIR}/bundles.sha256", f"{ATTEST_DIR}/report.sha256")
+
+
+# -- what the fold finds and keeps -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Divergence:
+    """One mismatch between what was recorded and what replay recomputed or found."""
+
+    seq: int | None
+    what: str
+    expected: str
+    found: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "what": self.what, "expected": self.expected, "found": self.found}
+
+    def line(self) -> str:
+        where = f"seq={self.seq}" if self.seq is not None else "seq=-"
+        return f"DIVERGENCE {where} {self.what}: expected {self.expected}; found {self.found}"
+
+
+def divergence(seq: int | None, what: str, expected: object, found: object) -> Divergence:
+    """A divergence with both sides as one short line each (values may be any JSON)."""
+    return Divergence(seq, what, short(expected, 400), short(found, 400))
+
+
+class SumFile(NamedTuple):
+    """An attestation sum file as it is on disk: its sha256 and the files it lists."""
+
+    sha256: str
+    listed: dict[str, str]  # path under the run folder -> sha256
+
+
+@dataclass(frozen=True)
+class RunDocs:
+    """What the fold needs from the run folder, read (and schema-checked) by the caller."""
+
+    manifest: dict[str, Any] | None  # RUN_MANIFEST.json, valid and of this run; None if unusable
+    manifest_problem: str | None  # why it is unusable
+    sums: Mapping[str, SumFile] = field(default_factory=dict)  # of SUM_FILES, those readable
+
+
+class AnchoredHead(NamedTuple):
+    """A ledger head recorded somewhere: it must be the hash of the ledger line at ``seq``."""
+
+    seq: int
+    hash: str
+    source: str
+    at: int | None  # the seq of the event that records it, if an event does
+
+
+@dataclass
+class FileRecord:
+    """A recorded sha256 for one file under the run folder."""
+
+    sha: str
+    seq: int
+    source: str
+
+
+@dataclass
+class Snapshot:
+    """What the ledger last said about one worker folder: per-file hashes or a bundle hash."""
+
+    seq: int
+    source: str
+    files: dict[str, str] | None = None
+    bundle_hash: str | None = None
+    complete: bool = False
+    before: dict[str, str] | None = None  # the per-file record a bundle hash superseded
+
+
+class MergeState(TypedDict):
+    seq: int
+    order: list[str]
+    depends_on: dict[str, list[str]]
+    reason: str
+
+
+class CheckSpec(TypedDict):
+    """What a ``check.finished`` says about the check that ran (vs the run's configured ones)."""
+
+    name: str
+    argv: list[str]
+    required: bool
+    seq: int
+    output_tail: bool  # recorded in the ledger
+
+
+@dataclass
+class Segment:
+    """Events since the previous ``run.finished``: the inputs of the next final status."""
+
+    stages: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # status, reason, seq
+    merge: MergeState | None = None
+    patches: list[AppliedPatch] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    check_specs: list[CheckSpec] = field(default_factory=list)
+    violations: list[tuple[int, Violation]] = field(default_factory=list)  # (seq, violation)
+    conflict: str = ""
+    report: Event | None = None
+
+
+class StageState(TypedDict):
+    status: str
+    reason: str
+    seq: int
+
+
+class PreflightState(TypedDict):
+    name: str
+    ok: bool
+    detail: str
+
+
+class ValidationState(TypedDict):
+    """The recomputed judgement and what it judged: the expected content of VALIDATION.json."""
+
+    seq: int
+    workers: list[str]
+    policy: Policy
+    bundle_hashes: dict[str, str]
+    status: Verdict
+    verdicts: dict[str, Verdict]
+    findings: list[Finding]
+    warnings: list[Finding]
+    overlaps: list[Overlap]
+    touched: dict[str, list[str]]
+    # Judged by this release (facts of version 2): what integration applies, per worker.
+    apply_sha256: NotRequired[dict[str, str | None]]
+    depends_on: NotRequired[dict[str, list[str]]]
+    eol_normalised: NotRequired[dict[str, bool]]
+    files_sha256: NotRequired[dict[str, dict[str, str]]]
+
+
+class FinalState(TypedDict):
+    seq: int
+    status: str
+    recomputed_status: str
+    reasons: list[str]
+    stages: list[StageRow]
+
+
+class Refusal(TypedDict):
+    seq: int
+    reason: str
+
+
+class LedgerHead(TypedDict):
+    seq: int
+    hash: str
+
+
+@dataclass
+class RunState:
+    """The run as its events tell it (the ``state`` of the replay's output, without the disk's
+    counters and the anchor, which later checks add)."""
+
+    run_id: str
+    kind: str | None = None
+    base_ref: str | None = None
+    base_commit: str | None = None
+    dry_run: bool | None = None
+    workers: list[str] = field(default_factory=list)
+    plan_hash: str | None = None
+    events: int = 0
+    stages: dict[str, StageState] = field(default_factory=dict)
+    preflight: list[PreflightState] = field(default_factory=list)
+    validation: ValidationState | None = None
+    merge: MergeState | None = None
+    patches: list[AppliedPatch] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    check_status: str | None = None
+    final: FinalState | None = None
+    ledger_head: LedgerHead | None = None
+    refusals: list[Refusal] = field(default_factory=list)
+    policy_violations: list[Violation] = field(default_factory=list)
+    finished: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "base_ref": self.base_ref,
+            "base_commit": self.base_commit,
+            "dry_run": self.dry_run,
+            "workers": self.workers,
+            "plan_hash": self.plan_hash,
+            "events": self.events,
+            "stages": self.stages,
+            "preflight": self.preflight,
+            "validation": self.validation,
+            "merge": self.merge,
+            "patches": self.patches,
+            "checks": self.checks,
+            "check_status": self.check_status,
+            "final": self.final,
+            "ledger_head": self.ledger_head,
+            "refusals": self.refusals,
+            "policy_violations": self.policy_violations,
+            "finished": self.finished,
+        }
+
+
+def worker_dir_of(rel: str) -> str | None:
+    """The worker folder a run-relative path lies in, if it lies in one."""
+    first = rel.split("/", 1)[0]
+    return first if first.endswith("_worker") and "/" in rel else None
+
+
+def _sha_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- the fold ---------------------------------------------------------------------------------------
+class Fold:
+    """One run's events folded in order: its state, what it says about files, the divergences."""
+
+    def __init__(self, run_id: str, docs: RunDocs) -> None:
+        self.docs = docs
+        self.state = RunState(run_id)
+        self.divergences: list[Divergence] = []
+        self.timeline: list[str] = []
+        self.events: list[Event] = []
+        self.files: dict[str, FileRecord] = {}  # files outside the worker folders
+        self.snaps: dict[str, Snapshot] = {}  # by worker folder
+        self.facts: dict[str, tuple[BundleFacts, int]] = {}  # the last bundle.facts per worker
+        self.fact_events: list[tuple[str, BundleFacts, int]] = []  # every bundle.facts, in order
+        self.heads: list[AnchoredHead] = []  # recorded by report.written
+        self.z_listing: tuple[set[str], int] | None = None  # Z files per the last report.sha256
+        self.seg = Segment()
+        self.last_seg = Segment()
+
+    def diverge(self, seq: int | None, what: str, expected: object, found: object) -> None:
+        self.divergences.append(divergence(seq, what, expected, found))
+
+    def run(self, events: Iterable[Event]) -> None:
+        for ev in events:
+            self.events.append(ev)
+            self.timeline.append(describe(ev))
+            problems = schemas.errors("ledger_event", ev.as_dict())
+            if problems:  # a malformed event is reported, never folded
+                where, msg = problems[0]
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                self.diverge(
+                    ev.seq,
+                    f"ledger event {short(ev.event_type, 40)} (schemas/ledger_event.schema.json)",
+                    "an event that matches the schema",
+                    f"{where}: {msg}{more}",
+                )
+                continue
+            handler = HANDLERS.get(ev.event_type)
+            if handler is None:
+                continue  # a type in NO_CHECK (the schema admits no other)
+            try:
+                handler(self, ev)
+            except (
+                KeyError,
+                TypeError,
+                ValueError,
+                AttributeError,
+                IndexError,
+                FactoryError,
+            ) as exc:
+                self.diverge(
+                    ev.seq,
+                    f"{ev.event_type} payload",
+                    "the recorded inputs of this event",
+                    f"unreadable payload ({type(exc).__name__}: {exc})",
+                )
+        self.state.events = len(self.events)
+        if self.seg.report is not None:
+            r = self.seg.report
+            self.diverge(
+                r.seq,
+                "run.finished",
+                f"a run.finished event after report.written (seq {r.seq})",
+                "none: the ledger ends before the run finished (last event removed?)",
+            )
+
+    # -- recorded files ------------------------------------------------------------------------
+    def _record_file(self, rel: str, sha: str, seq: int, source: str) -> None:
+        wdir = worker_dir_of(rel)
+        if wdir is None:
+            self.files[rel] = FileRecord(sha, seq, source)
+        else:
+            snap = self.snaps.get(wdir)
+            if snap is None or snap.seq != seq or snap.files is None:
+                snap = Snapshot(seq, source, files={})
+                self.snaps[wdir] = snap
+            assert snap.files is not None
+            snap.files[rel] = sha
+
+    def _record_many(self, files: dict[str, str], seq: int, source: str) -> None:
+        for rel, sha in sorted(files.items()):
+            self._record_file(rel, sha, seq, source)
+
+    # -- the run's own settings (its manifest) ---------------------------------------------------
+    def _run_setting(self, ev: Event, dotted: str) -> tuple[bool, Any]:
+        """(True, value) of a setting in the run's RUN_MANIFEST.json config; (False, None) if the
+        manifest is unusable (reported by the manifest check) or lacks it (reported here)."""
+        manifest = self.docs.manifest
+        if manifest is None:
+            return False, None
+        try:
+            return True, run_setting(manifest, dotted)
+        except (KeyError, TypeError):
+            self.diverge(
+                ev.seq,
+                f"{MANIFEST} config.{dotted}",
+                "the setting the run was launched with",
+                "missing",
+            )
+            return False, None
+
+    def _check_policy(self, ev: Event) -> None:
+        """The policy validation judged by is the one the run was launched with (its manifest)."""
+        manifest = self.docs.manifest
+        if manifest is None:
+            return
+        recorded = ev.payload["policy"]
+        version = recorded.get("version", 1)
+        try:
+            expected = policy(manifest, version if isinstance(version, int) else 1)
+        except (KeyError, TypeError) as exc:
+            self.diverge(
+                ev.seq, f"{MANIFEST} config", "the settings validation judges by", f"missing {exc}"
+            )
+            return
+        for key in sorted(set(expected) | set(recorded)):
+            if expected.get(key) != recorded.get(key):
+                self.diverge(
+                    ev.seq,
+                    f"validation.decided policy {key} (derived from {MANIFEST}: config and plan)",
+                    expected.get(key, "(absent)"),
+                    recorded.get(key, "(absent)"),
+                )
+
+    # -- handlers (registered in HANDLERS below) --------------------------------------------------
+    def on_run_started(self, ev: Event) -> None:
+        p = ev.payload
+        s = self.state
+        s.kind = p.get("kind")
+        s.base_ref = p["base_ref"]
+        s.base_commit = p["base_commit"]
+        s.dry_run = p["dry_run"]
+        s.workers = list(p["workers"])
+        s.plan_hash = p["plan_hash"]
+
+    def on_stage_finished(self, ev: Event) -> None:
+        status, reason = ev.payload["status"], ev.payload.get("reason", "")
+        self.seg.stages[ev.stage] = (status, reason, ev.seq)
+        self.state.stages[ev.stage] = {"status": status, "reason": reason, "seq": ev.seq}
+
+    def on_preflight_check(self, ev: Event) -> None:
+        p = ev.payload
+        self.state.preflight.append({"name": p["name"], "ok": p["ok"], "detail": p["detail"]})
+
+    def on_bundle_created(self, ev: Event) -> None:
+        wdir = worker_dirname(ev.payload["worker"])
+        self.snaps[wdir] = Snapshot(ev.seq, "bundle.created", files={})
+        self._record_many(ev.payload["files"], ev.seq, "bundle.created")
+
+    def on_artifacts_written(self, ev: Event) -> None:
+        for wdir in {worker_dir_of(r) for r in ev.payload["files"]} - {None}:
+            assert wdir is not None
+            self.snaps[wdir] = Snapshot(ev.seq, "artifacts.written", files={})
+        self._record_many(ev.payload["files"], ev.seq, "artifacts.written")
+
+    def on_bundle_collected(self, ev: Event) -> None:
+        """A bundle collected from a real worker's worktree, or imported from a patch file or
+        commits: its artifacts are the whole bundle."""
+        artifacts = ev.payload.get("artifacts")
+        if isinstance(artifacts, dict):
+            self.snaps[worker_dirname(ev.payload["worker"])] = Snapshot(
+                ev.seq, "bundle.collected", files={}
+            )
+            self._record_many(artifacts, ev.seq, "bundle.collected")
+
+    def on_worker_prepared(self, ev: Event) -> None:
+        files = ev.payload.get("files")
+        if isinstance(files, dict):
+            self._record_many(files, ev.seq, "worker.prepared")
+
+    def on_manifest_written(self, ev: Event) -> None:
+        self._record_file(MANIFEST, ev.payload["sha256"], ev.seq, "manifest.written")
+
+    def on_bundle_facts(self, ev: Event) -> None:
+        w = ev.payload["worker"]
+        facts = ev.payload["facts"]
+        if facts["worker"] != w:
+            self.diverge(ev.seq, "bundle.facts worker", w, facts["worker"])
+        self.facts[w] = (facts, ev.seq)
+        self.fact_events.append((w, facts, ev.seq))
+        prev = self.snaps.get(worker_dirname(w))
+        before = (
+            prev.files
+            if prev is not None and prev.files is not None
+            else (prev.before if prev else None)
+        )
+        self.snaps[worker_dirname(w)] = Snapshot(
+            ev.seq, "bundle.facts", bundle_hash=facts["bundle_hash"], before=before
+        )
+
+    def on_validation_decided(self, ev: Event) -> None:
+        p = ev.payload
+        workers = list(p["workers"])
+        facts: dict[str, BundleFacts] = {}
+        for w in workers:
+            if w not in self.facts:
+                self.diverge(
+                    ev.seq,
+                    f"validation.decided input for worker {w}",
+                    "a bundle.facts event before it",
+                    "none",
+                )
+                return
+            facts[w] = self.facts[w][0]
+        result = validation.evaluate(facts, p["policy"], list(p.get("gitdir_changed", [])))
+        recomputed: Mapping[str, object] = result
+        for key in ("status", "verdicts", "overlaps"):
+            if recomputed[key] != p[key]:
+                self.diverge(
+                    ev.seq,
+                    f"validation.decided {key} (recomputed by validation.evaluate)",
+                    recomputed[key],
+                    p[key],
+                )
+        if len(result["findings"]) != p["findings"]:
+            self.diverge(
+                ev.seq,
+                "validation.decided findings count (recomputed)",
+                len(result["findings"]),
+                p["findings"],
+            )
+        self._check_policy(ev)
+        state: ValidationState = {
+            "seq": ev.seq,
+            "workers": workers,
+            "policy": p["policy"],
+            "bundle_hashes": {w: facts[w]["bundle_hash"] for w in workers},
+            "status": result["status"],
+            "verdicts": result["verdicts"],
+            "findings": result["findings"],
+            "warnings": result["warnings"],
+            "overlaps": result["overlaps"],
+            "touched": result["touched"],
+        }
+        if all("version" in facts[w] for w in workers):
+            # What integration applies: the judged bytes and declarations, per worker.
+            state["apply_sha256"] = {w: facts[w]["apply_sha256"] for w in workers}
+            state["depends_on"] = {w: list(facts[w]["depends_on"]) for w in workers}
+            state["eol_normalised"] = {w: bool(facts[w]["eol_normalised"]) for w in workers}
+            state["files_sha256"] = {w: dict(facts[w]["files_sha256"]) for w in workers}
+        self.state.validation = state
+        self._record_file(VALIDATION, p["validation_sha256"], ev.seq, "validation.decided")
+
+    def on_merge_planned(self, ev: Event) -> None:
+        p = ev.payload
+        known, strict = self._run_setting(ev, "feature_flags.strict_handoff_dependencies")
+        if known and bool(strict) != bool(p.get("strict", False)):
+            self.diverge(
+                ev.seq,
+                f"merge.planned strict (feature_flags.strict_handoff_dependencies in {MANIFEST})",
+                bool(strict),
+                bool(p.get("strict", False)),
+            )
+        deps = {w: list(d) for w, d in p["depends_on"].items()}
+        order, reason = decisions.merge_order(deps, bool(p.get("strict", False)))
+        if order != p["order"]:
+            self.diverge(
+                ev.seq,
+                "merge.planned order (recomputed by decisions.merge_order)",
+                order,
+                p["order"],
+            )
+        if reason != p["reason"]:
+            self.diverge(ev.seq, "merge.planned reason (recomputed)", reason, p["reason"])
+        v = self.state.validation
+        if v is None or v["status"] != "PASS":
+            self.diverge(
+                ev.seq,
+                "merge.planned precondition",
+                "a PASS validation.decided before integration",
+                v["status"] if v else "no validation",
+            )
+        elif sorted(v["workers"]) != sorted(deps):
+            self.diverge(ev.seq, "merge.planned workers", sorted(v["workers"]), sorted(deps))
+        manifest = self.docs.manifest
+        if manifest is not None:
+            plan_deps = {
+                w["id"]: list(w.get("depends_on", []))
+                for w in manifest.get("plan", {}).get("workers", [])
+            }
+            for w in sorted(deps):
+                known_facts = self.facts.get(w)
+                handoff = known_facts[0].get("depends_on", []) if known_facts else []
+                expected = sorted(set(plan_deps.get(w, [])) | set(handoff))
+                if sorted(deps[w]) != expected:
+                    self.diverge(
+                        ev.seq,
+                        f"merge.planned depends_on[{w}] (plan + HANDOFF_NOTE)",
+                        expected,
+                        deps[w],
+                    )
+        self.seg.merge = {
+            "seq": ev.seq,
+            "order": list(p["order"]),
+            "depends_on": deps,
+            "reason": p["reason"],
+        }
+        self.seg.patches = []
+        self.seg.conflict = ""
+        self.seg.checks = []
+        self.seg.check_specs = []
+        self.state.merge = self.seg.merge
+
+    def on_patch_applied(self, ev: Event) -> None:
+        p = ev.payload
+        i = len(self.seg.patches)
+        order = self.seg.merge["order"] if self.seg.merge else []
+        if i >= len(order) or order[i] != p["worker"]:
+            self.diverge(
+                ev.seq,
+                "patch.applied order",
+                f"worker {order[i] if i < len(order) else '(none)'} per merge.planned",
+                f"worker {p['worker']}",
+            )
+        self.seg.patches.append(
+            {"worker": p["worker"], "ok": bool(p["ok"]), "files": list(p["files"])}
+        )
+        self.state.patches = self.seg.patches
+
+    def on_check_finished(self, ev: Event) -> None:
+        p = ev.payload
+        self.seg.checks.append(
+            {
+                "name": p["name"],
+                "required": bool(p["required"]),
+                "rc": p["rc"],
+                "timed_out": bool(p["timed_out"]),
+            }
+        )
+        self.seg.check_specs.append(
+            {
+                "name": p["name"],
+                "argv": list(p["argv"]),
+                "required": bool(p["required"]),
+                "seq": ev.seq,
+                "output_tail": "output_tail" in p,
+            }
+        )
+        self.state.checks = self.seg.checks
+        self._record_many(p.get("logs", {}), ev.seq, "check.finished")
+
+    def on_integrate_refused(self, ev: Event) -> None:
+        self.state.refusals.append({"seq": ev.seq, "reason": ev.payload.get("reason", "")})
+
+    def on_policy_violation(self, ev: Event) -> None:
+        self.seg.violations.append(
+            (ev.seq, {"path": str(ev.payload["path"]), "reason": str(ev.payload["reason"])})
+        )
+
+    def on_patch_conflict(self, ev: Event) -> None:
+        self.seg.conflict = str(ev.payload["error"])
+
+    def on_report_written(self, ev: Event) -> None:
+        p = ev.payload
+        if self.seg.report is not None:
+            self.diverge(
+                ev.seq,
+                "report.written",
+                "one report per run.finished",
+                f"a second report after seq {self.seg.report.seq}",
+            )
+        self.seg.report = ev
+        head = p["ledger_head"]
+        self.heads.append(
+            AnchoredHead(
+                int(head["seq"]),
+                str(head["hash"]),
+                f"report.written (seq {ev.seq}) ledger_head",
+                ev.seq,
+            )
+        )
+        if int(head["seq"]) >= ev.seq:
+            self.diverge(
+                ev.seq, "report.written ledger_head", f"a seq before {ev.seq}", head["seq"]
+            )
+        self._record_many(p["files"], ev.seq, "report.written")
+        self._record_many(p.get("attestations", {}), ev.seq, "report.written")
+        self._check_excerpt(ev)
+        # The attestation files list every bundle and Z file: trust them if they are intact.
+        for rel in SUM_FILES:
+            recorded = p.get("attestations", {}).get(rel) or p["files"].get(rel)
+            on_disk = self.docs.sums.get(rel)
+            if recorded is None or on_disk is None or on_disk.sha256 != recorded:
+                continue  # the artifact check reports it
+            source = f"{rel} (vouched for by report.written)"
+            for wdir in {worker_dir_of(r) for r in on_disk.listed} - {None}:
+                assert wdir is not None
+                self.snaps[wdir] = Snapshot(ev.seq, source, files={}, complete=True)
+            for rel2, sha in sorted(on_disk.listed.items()):
+                self._record_file(rel2, sha, ev.seq, source)
+            if rel == SUM_FILES[1]:
+                self.z_listing = (set(on_disk.listed), ev.seq)
+
+    def _check_excerpt(self, ev: Event) -> None:
+        recorded = ev.payload.get("attestations", {}).get(EXCERPT_REL) or ev.payload["files"].get(
+            EXCERPT_REL
+        )
+        if recorded is None:
+            return
+        before = sorted((e for e in self.events if e.seq < ev.seq), key=Event.sort_key)
+        excerpt = b"".join(jsonio.canonical(e.as_dict()) + b"\n" for e in before)
+        if _sha_bytes(excerpt) != recorded:
+            self.diverge(
+                ev.seq,
+                f"{EXCERPT_REL} (the run's events before report.written, recomputed from the ledger)",
+                f"sha256 {recorded}",
+                f"sha256 {_sha_bytes(excerpt)} (the ledger's events changed since)",
+            )
+
+    def on_run_finished(self, ev: Event) -> None:
+        p = ev.payload
+        seg = self.seg
+        rows = list(p["stages"])
+        report = seg.report
+        reached = any(r["stage"] == "integrate" and r["status"] != "SKIPPED" for r in rows)
+        violations: list[Violation]
+        if report is None:
+            # Only a run stopped before integration (preflight or launch refused) ends without a report.
+            if reached or not rows:
+                self.diverge(ev.seq, "run.finished", "a report.written event before it", "none")
+            violations = []
+        else:
+            violations = list(report.payload.get("policy_violations", []))
+            if report.payload["status"] != p["status"]:
+                self.diverge(
+                    ev.seq,
+                    "run.finished status vs report.written",
+                    report.payload["status"],
+                    p["status"],
+                )
+        for row in rows:
+            got = seg.stages.get(row["stage"])
+            if got is None:
+                if row["status"] != "SKIPPED":  # stages skipped by an early stop record no event
+                    self.diverge(
+                        ev.seq,
+                        f"run.finished stage {row['stage']}",
+                        "a stage.finished event for it",
+                        "none",
+                    )
+                continue
+            status, reason, seq = got
+            if (status, reason) != (row["status"], row["reason"]):
+                self.diverge(
+                    ev.seq,
+                    f"run.finished stage {row['stage']} (from stage.finished seq {seq})",
+                    f"{status} {reason!r}",
+                    f"{row['status']} {row['reason']!r}",
+                )
+        recomputed, reasons = decisions.final_verdict(rows, violations)
+        if recomputed != p["status"]:
+            self.diverge(
+                ev.seq,
+                "run.finished status (recomputed by decisions.final_verdict)",
+                recomputed,
+                p["status"],
+            )
+        if reasons != p["reasons"]:
+            self.diverge(ev.seq, "run.finished reasons (recomputed)", reasons, p["reasons"])
+        self._check_integrate(seg)
+        self.state.final = {
+            "seq": ev.seq,
+            "status": p["status"],
+            "recomputed_status": recomputed,
+            "reasons": p["reasons"],
+            "stages": rows,
+        }
+        self.state.policy_violations = violations
+        self.state.finished = True
+        if report is not None:
+            self.state.ledger_head = report.payload["ledger_head"]
+        self.last_seg = seg
+        self.seg = Segment()
+
+    def _check_integrate(self, seg: Segment) -> None:
+        got = seg.stages.get("integrate")
+        if got is None or got[0] in ("FAIL", "SKIPPED"):
+            return  # an internal error or a skip is not a decision to recompute
+        status, reason, seq = got
+        # The refused writes recorded before the stage ended are an input of its status.
+        before = [v for at, v in seg.violations if at < seq]
+        if seg.merge is None:
+            if status != "BLOCKED":
+                self.diverge(
+                    seq,
+                    "integrate stage",
+                    "BLOCKED (integration refused before planning a merge)",
+                    status,
+                )
+            return
+        if not seg.merge["reason"] and all(x["ok"] for x in seg.patches):
+            if [x["worker"] for x in seg.patches] != seg.merge["order"]:
+                self.diverge(
+                    seq, "integrate patches", seg.merge["order"], [x["worker"] for x in seg.patches]
+                )
+            self.state.check_status = decisions.check_status(seg.checks)[0]
+            self._check_configured_checks(seq, seg)
+        expected = decisions.with_policy(
+            *decisions.integrate_outcome(
+                seg.merge["reason"], seg.patches, seg.checks, seg.conflict
+            ),
+            before,
+        )
+        if (status, reason) != expected:
+            self.diverge(
+                seq,
+                "integrate stage (recomputed by decisions.integrate_outcome from merge.planned, "
+                "patch.applied, patch.conflict, check.finished)",
+                f"{expected[0]} {expected[1]!r}",
+                f"{status} {reason!r}",
+            )
+
+    def _check_configured_checks(self, seq: int, seg: Segment) -> None:
+        """The checks that ran are exactly the run's configured ones (RUN_MANIFEST.json config):
+        none dropped or added, same argv and required flag, in order; with the output tail in the
+        ledger exactly when the run's feature flag asks for it."""
+        at = self.events[-1] if self.events else None
+        if at is None:
+            return
+        known_r, required = self._run_setting(at, "checks.required")
+        known_a, advisory = self._run_setting(at, "checks.advisory")
+        if not (known_r and known_a):
+            return
+        try:
+            expected = [
+                {"name": c["name"], "argv": list(c["argv"]), "required": flag}
+                for cfg, flag in ((required, True), (advisory, False))
+                for c in cfg
+            ]
+        except (KeyError, TypeError):
+            self.diverge(
+                seq, f"{MANIFEST} config.checks", "checks with a name and an argv", short(required)
+            )
+            return
+        found = [
+            {"name": c["name"], "argv": c["argv"], "required": c["required"]}
+            for c in seg.check_specs
+        ]
+        if found != expected:
+            self.diverge(
+                seq,
+                f"check.finished events vs the checks of the run ({MANIFEST} config.checks.required/advisory)",
+                expected,
+                found,
+            )
+        known, tail = self._run_setting(at, "feature_flags.record_check_output_in_ledger")
+        if known:
+            for c in seg.check_specs:
+                if c["output_tail"] != bool(tail):
+                    self.diverge(
+                        c["seq"],
+                        f"check.finished output_tail (feature_flags.record_check_output_in_ledger in {MANIFEST})",
+                        "present" if tail else "absent",
+                        "present" if c["output_tail"] else "absent",
+                    )
+
+
+Handler = Callable[[Fold, Event], None]
+
+# Every event type replay checks, by name: a renamed type must be renamed here too (a test holds
+# this registry and NO_CHECK against the schema's list of types).
+HANDLERS: Mapping[str, Handler] = {
+    "run.started": Fold.on_run_started,
+    "stage.finished": Fold.on_stage_finished,
+    "preflight.check": Fold.on_preflight_check,
+    "manifest.written": Fold.on_manifest_written,
+    "artifacts.written": Fold.on_artifacts_written,
+    "worker.prepared": Fold.on_worker_prepared,
+    "bundle.created": Fold.on_bundle_created,
+    "bundle.collected": Fold.on_bundle_collected,
+    "bundle.imported": Fold.on_bundle_collected,
+    "bundle.facts": Fold.on_bundle_facts,
+    "validation.decided": Fold.on_validation_decided,
+    "merge.planned": Fold.on_merge_planned,
+    "patch.applied": Fold.on_patch_applied,
+    "patch.conflict": Fold.on_patch_conflict,
+    "check.finished": Fold.on_check_finished,
+    "policy.violation": Fold.on_policy_violation,
+    "integrate.refused": Fold.on_integrate_refused,
+    "report.written": Fold.on_report_written,
+    "run.finished": Fold.on_run_finished,
+}
+
+# Event types replay checks nothing of beyond the schema: they record no decision it recomputes
+# and no input or file hash it compares; they appear in the timeline and the anchor listing.
+NO_CHECK: frozenset[str] = frozenset(
+    {
+        "stage.started",
+        "run.pending",
+        "run.resumed",
+        "run.interrupted",
+        "worker.started",
+        "worker.finished",
+        "worktree.created",
+        "worktree.removed",
+        "gitdir.recorded",
+        "gitdir.restored",
+        "clean.refused",
+        "cleanup.failed",
+        "ledger.repaired",
+    }
+)
+
+
+def registry_problems(
+    schema_types: Collection[str],
+    handlers: Collection[str] = HANDLERS.keys(),
+    no_check: Collection[str] = NO_CHECK,
+) -> list[str]:
+    """What is wrong with a handler registry against the schema's event types (empty if none):
+    a type neither handled nor declared unchecked, a handler or exemption for a type the schema
+    does not know (a renamed event), or a type both handled and exempt."""
+    known = set(schema_types)
+    problems = [
+        f"{t}: no handler and not in NO_CHECK"
+        for t in sorted(known - set(handlers) - set(no_check))
+    ]
+    problems += [
+        f"{t}: handler for a type not in the schema" for t in sorted(set(handlers) - known)
+    ]
+    problems += [f"{t}: in NO_CHECK but not in the schema" for t in sorted(set(no_check) - known)]
+    problems += [
+        f"{t}: both handled and in NO_CHECK" for t in sorted(set(handlers) & set(no_check))
+    ]
+    return problems
+
+
+def fold(run_id: str, events: Iterable[Event], docs: RunDocs) -> Fold:
+    """Fold one run's events (in chain order) into its state; see the module docstring."""
+    folded = Fold(run_id, docs)
+    folded.run(events)
+    return folded

@@ -610,14 +610,28 @@ class Ledger:
         bad: int | None = None
         reason = ""
         torn = 0
-        fh = self._open_read()
+        # A consistent snapshot: the file's length and the head record, taken together under the
+        # lock (appends hold it), so a concurrent append cannot look like a cut or a bad head.
+        if not (self.path.is_file() and not self.path.is_symlink()):
+            # Nothing to verify, or not a ledger (the open below says which): no lock file is
+            # created for it.
+            fh = self._open_read()
+            size = os.fstat(fh.fileno()).st_size if fh is not None else 0
+            mirrored = self.read_head_file()
+        else:
+            with self.lock():
+                fh = self._open_read()
+                size = os.fstat(fh.fileno()).st_size if fh is not None else 0
+                mirrored = self.read_head_file()
         if fh is not None:
             with fh:
                 rest = b""
-                while True:
-                    block = fh.read(VERIFY_BLOCK)
+                left = size
+                while left > 0:
+                    block = fh.read(min(VERIFY_BLOCK, left))
                     if not block:
                         break
+                    left -= len(block)
                     chunk = rest + block
                     cut = chunk.rfind(b"\n") + 1
                     rest = chunk[cut:]
@@ -645,11 +659,12 @@ class Ledger:
             result.first_bad_seq = seq + 1
             result.reason = f"torn tail: {torn} bytes after the last newline (crash mid-write); run `factory ledger repair`"
         if bad is None:
-            self._check_head_file(result, require_head)
+            self._check_head_file(result, require_head, mirrored)
         return result
 
-    def _check_head_file(self, result: VerifyResult, require_head: bool) -> None:
-        mirrored = self.read_head_file()
+    def _check_head_file(
+        self, result: VerifyResult, require_head: bool, mirrored: tuple[int, str] | None
+    ) -> None:
         if mirrored is None:
             result.head_file = "absent"
             if not result.lines:

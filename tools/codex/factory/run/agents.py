@@ -200,19 +200,32 @@ class Runner:
                 except BaseException as exc:  # recorded; the main thread reports it
                     self.errors.append(exc)
 
+        count = max(1, min(self.max_parallel, len(jobs)))
+        # Completion is tracked with events, not Thread.join: on CPython 3.11 a Ctrl-C that
+        # lands inside join() can mark a still-running thread as stopped (its tstate lock is
+        # released on the way out), and a later join() would then return before the agent's
+        # bundle is collected.
+        done = [threading.Event() for _ in range(count)]
+
+        def worker(i: int) -> None:
+            try:
+                loop()
+            finally:
+                done[i].set()
+
         threads = [
-            threading.Thread(target=loop, name=f"factory-agent-{i}", daemon=True)
-            for i in range(max(1, min(self.max_parallel, len(jobs))))
+            threading.Thread(target=worker, args=(i,), name=f"factory-agent-{i}", daemon=True)
+            for i in range(count)
         ]
-        started: list[threading.Thread] = []
+        started: list[int] = []
         interrupted = False
         try:
-            for t in threads:
+            for i, t in enumerate(threads):
                 t.start()
-                started.append(t)
-            while any(t.is_alive() for t in started):
-                for t in started:
-                    t.join(timeout=0.1)
+                started.append(i)
+            while not all(done[i].is_set() for i in started):
+                for i in started:
+                    done[i].wait(timeout=0.1)
         except KeyboardInterrupt:
             interrupted = True
             self.interrupt()  # jobs not yet taken are collected as "interrupted before start"
@@ -220,8 +233,8 @@ class Runner:
             try:
                 if not started:  # interrupted before any thread ran: still collect every bundle
                     loop()
-                for t in started:
-                    t.join()
+                for i in started:
+                    done[i].wait()
             finally:
                 restore_sigint(previous)
         return interrupted

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PINNED, make_repo
-from tests.factory_helpers import make_patch
+from tests.support.factory import make_patch
+from tests.support.repos import PINNED, make_repo
 from tools.codex.factory import Factory
 from tools.codex.factory.errors import BlockedError, UsageError
 from tools.codex.factory.infra.locks import ProcessLock
@@ -70,7 +70,7 @@ def test_the_readme_example_runs(
 ) -> None:
     import re
 
-    from tests.conftest import ROOT
+    from tests.support.repos import ROOT
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"## Python API\n.*?```python\n(.*?)```", text, re.S)

@@ -167,7 +167,7 @@ def test_programs_are_resolved_on_the_childs_path(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="xdg-open is the opener elsewhere")
 def test_open_run_starts_the_opener_detached(tmp_path: Path) -> None:
-    from tests.conftest import make_repo, run_cli
+    from tests.support.repos import make_repo, run_cli
 
     repo = make_repo(tmp_path / "repo")
     assert run_cli("--repo", str(repo), "launch", "--dry-run", "--run-id", "r-open").returncode == 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from tests.support.repos import ROOT
 
 PROBE = r"""
 import json, sys

@@ -7,8 +7,8 @@ clean environment (no ``FACTORY_*``, no user or system git config). Two workers 
 bundles with real patches made by git; one run integrates to PASS, one is BLOCKED by an
 overlap; both replay consistently, and a one-byte edit is caught by the replay.
 
-The helpers here (scratch environment, repository, bundles made from real edits) are public:
-the tests build their scenarios with them too.
+It depends on nothing outside the package: the scratch environment, repository and bundles
+made from real edits are built here.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ PASS_RUN = "selftest-pass"
 OVERLAP_RUN = "selftest-overlap"
 
 
-# -- helpers shared with the tests ---------------------------------------------------------------
-def scratch_env(home: Path) -> dict[str, str]:
+# -- the scratch world ------------------------------------------------------------------------------
+def _scratch_env(home: Path) -> dict[str, str]:
     """A child environment independent of the user's: no FACTORY_*, no GIT_*, own git config."""
     home.mkdir(parents=True, exist_ok=True)
     gitconfig = home / "gitconfig"
@@ -74,7 +74,7 @@ def scratch_env(home: Path) -> dict[str, str]:
     return env
 
 
-def make_repo(path: Path, env: Mapping[str, str], files: Mapping[str, str] | None = None) -> Path:
+def _make_repo(path: Path, env: Mapping[str, str], files: Mapping[str, str] | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
 
     for rel, text in (files or BASE_FILES).items():
@@ -86,7 +86,7 @@ def make_repo(path: Path, env: Mapping[str, str], files: Mapping[str, str] | Non
 
 
 @dataclass(frozen=True)
-class CliResult:
+class _CliResult:
     """What a factory child process did (the names of ``subprocess.CompletedProcess``)."""
 
     returncode: int
@@ -98,7 +98,7 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def factory(repo: Path, env: Mapping[str, str], *args: str, timeout: float = 300) -> CliResult:
+def _factory(repo: Path, env: Mapping[str, str], *args: str, timeout: float = 300) -> _CliResult:
     """The real CLI in a child process, on ``repo``, with the pinned clock."""
     res = proc.run(
         [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "--now", PINNED, *args],
@@ -107,10 +107,10 @@ def factory(repo: Path, env: Mapping[str, str], *args: str, timeout: float = 300
         timeout=timeout,
         check=False,
     )
-    return CliResult(res.rc, _text(res.stdout), _text(res.stderr))
+    return _CliResult(res.rc, _text(res.stdout), _text(res.stderr))
 
 
-def real_patch(repo: Path, env: Mapping[str, str], changes: Mapping[str, str | None]) -> bytes:
+def _real_patch(repo: Path, env: Mapping[str, str], changes: Mapping[str, str | None]) -> bytes:
     """Make ``changes`` (path -> new text, None = delete) in the work tree, diff with git, undo."""
     paths = sorted(changes)
     existed = {p: (repo / p).is_file() for p in paths}
@@ -130,7 +130,7 @@ def real_patch(repo: Path, env: Mapping[str, str], changes: Mapping[str, str | N
         gitops.restore_from_head(repo, env, [p for p in paths if existed[p]])
 
 
-def write_bundle(repo: Path, run_id: str, worker: str, patch: bytes, files: list[str]) -> Path:
+def _write_bundle(repo: Path, run_id: str, worker: str, patch: bytes, files: list[str]) -> Path:
     """Put a real patch into a launched worker bundle (what a worker hands back)."""
     folder = repo / RUNS_REL / run_id / f"{worker}_worker"
     (folder / "DIFF.patch").write_bytes(patch)
@@ -143,10 +143,10 @@ def write_bundle(repo: Path, run_id: str, worker: str, patch: bytes, files: list
     return folder
 
 
-def bundle_from_changes(
+def _bundle_from_changes(
     repo: Path, env: Mapping[str, str], run_id: str, worker: str, changes: Mapping[str, str | None]
 ) -> Path:
-    return write_bundle(repo, run_id, worker, real_patch(repo, env, changes), sorted(changes))
+    return _write_bundle(repo, run_id, worker, _real_patch(repo, env, changes), sorted(changes))
 
 
 # -- the self-test --------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ class SelfTest:
     def __init__(self, root: Path, echo: Callable[[str], None]) -> None:
         self.root = root
         self.repo = root / "repo"
-        self.env = scratch_env(root / "home")
+        self.env = _scratch_env(root / "home")
         self.echo = echo
         self.steps: list[Step] = []
 
@@ -178,8 +178,8 @@ class SelfTest:
         if not ok:
             raise _Stop(name)
 
-    def cli(self, name: str, expect: int, *args: str, contains: str = "") -> CliResult:
-        res = factory(self.repo, self.env, *args)
+    def cli(self, name: str, expect: int, *args: str, contains: str = "") -> _CliResult:
+        res = _factory(self.repo, self.env, *args)
         out = res.stdout + res.stderr
         ok = res.returncode == expect and contains in out
         if ok:
@@ -197,7 +197,7 @@ class SelfTest:
         return self.repo / RUNS_REL / run_id
 
     def run(self) -> None:
-        make_repo(self.repo, self.env)
+        _make_repo(self.repo, self.env)
         head = gitops.head_commit(self.repo, self.env)
         self.step(
             "scratch repository", True, f"{len(BASE_FILES)} files committed at base {head[:12]}"
@@ -215,14 +215,14 @@ class SelfTest:
             "--workers",
             "A,B",
         )
-        bundle_from_changes(
+        _bundle_from_changes(
             self.repo,
             self.env,
             PASS_RUN,
             "A",
             {"src/app.py": BASE_FILES["src/app.py"].replace("hello ", "hello, ")},
         )
-        bundle_from_changes(
+        _bundle_from_changes(
             self.repo,
             self.env,
             PASS_RUN,
@@ -278,14 +278,14 @@ class SelfTest:
             "--plan",
             str(plan),
         )
-        bundle_from_changes(
+        _bundle_from_changes(
             self.repo,
             self.env,
             OVERLAP_RUN,
             "A",
             {"src/app.py": BASE_FILES["src/app.py"] + "\n\nVERSION = 1\n"},
         )
-        bundle_from_changes(
+        _bundle_from_changes(
             self.repo,
             self.env,
             OVERLAP_RUN,

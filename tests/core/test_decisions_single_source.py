@@ -1,0 +1,122 @@
+"""Decisions from one source: for real runs ending in every status, the recorded stage and run
+verdicts are exactly what the core decision functions give for the recorded inputs, and
+ledger-replay (which calls those same functions) agrees."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.factory import launch_dry, make_patch, run_dir, set_bundle, write_config
+from tests.support.repos import PINNED, make_repo, run_cli
+from tools.codex.factory.core import decisions
+
+FILES = {"README.md": "hi\n", "src/app.py": "x = 1\n", "docs/guide.md": "g\n"}
+
+
+def events(repo: Path, run_id: str) -> list[dict[str, Any]]:
+    lines = (repo / "tools/codex/runs/factory_ledger.jsonl").read_bytes().splitlines()
+    return [e for e in map(json.loads, lines) if e["run_id"] == run_id]
+
+
+def recompute(evs: list[dict[str, Any]]) -> tuple[tuple[str, str], tuple[str, list[str]]]:
+    """The integrate stage and the final verdict, from the recorded inputs alone (a stage that
+    stopped before planning a merge, e.g. on a refused write, is BLOCKED with its error)."""
+    end = next(e for e in evs if e["event_type"] == "stage.finished" and e["stage"] == "integrate")
+    finished = next(e for e in evs if e["event_type"] == "run.finished")["payload"]
+    report = next(e for e in evs if e["event_type"] == "report.written")["payload"]
+    final = decisions.final_verdict(finished["stages"], report["policy_violations"])
+    merge = next((e["payload"] for e in evs if e["event_type"] == "merge.planned"), None)
+    if merge is None:
+        assert end["payload"]["status"] == "BLOCKED"
+        return (end["payload"]["status"], end["payload"]["reason"]), final
+    applied = [
+        {"worker": e["payload"]["worker"], "ok": e["payload"]["ok"], "files": e["payload"]["files"]}
+        for e in evs
+        if e["event_type"] == "patch.applied"
+    ]
+    checks = [
+        {k: e["payload"][k] for k in ("name", "required", "rc", "timed_out")}
+        for e in evs
+        if e["event_type"] == "check.finished"
+    ]
+    conflict = next((e["payload"]["error"] for e in evs if e["event_type"] == "patch.conflict"), "")
+    violations = [
+        {"path": e["payload"]["path"], "reason": e["payload"]["reason"]}
+        for e in evs
+        if e["event_type"] == "policy.violation" and e["seq"] < end["seq"]
+    ]
+    stage = decisions.with_policy(
+        *decisions.integrate_outcome(merge["reason"], applied, checks, conflict), violations
+    )
+    return stage, final
+
+
+def scenario(repo: Path, kind: str) -> tuple[str, str]:
+    """Set up and integrate a run ending as ``kind`` says; (run ID, expected status)."""
+    if kind == "check-fails":
+        write_config(repo, {"checks": {"required": [
+            {"name": "nope", "argv": ["{python}", "-c", "raise SystemExit(4)"]}]}})  # fmt: skip
+    if kind == "cycle":
+        plan = repo.parent / "plan.json"
+        plan.write_text(json.dumps({"schema_version": 1, "workers": [
+            {"id": "A", "allow": ["src/**"], "depends_on": []},
+            {"id": "C", "allow": ["docs/**"]}]}), encoding="utf-8")  # fmt: skip
+    run_id = launch_dry(repo)
+    if kind == "does-not-apply":
+        bad = b"diff --git a/src/app.py b/src/app.py\n--- a/src/app.py\n+++ b/src/app.py\n@@ -1 +1 @@\n-y = 2\n+z = 3\n"
+        set_bundle(repo, run_id, "A", bad)
+    else:
+        set_bundle(repo, run_id, "A", make_patch(repo, {"src/app.py": "x = 2\n"}))
+        set_bundle(repo, run_id, "C", make_patch(repo, {"docs/guide.md": "g2\n"}))
+    if kind == "cycle":
+        for w, dep in (("A", "C"), ("C", "A")):
+            note = run_dir(repo, run_id) / f"{w}_worker" / "HANDOFF_NOTE.json"
+            doc = json.loads(note.read_text(encoding="utf-8"))
+            doc["depends_on"] = [dep]
+            note.write_text(json.dumps(doc), encoding="utf-8")
+    assert (
+        run_cli(
+            "--repo", str(repo), "--now", PINNED, "bundle-validate", "--run-id", run_id
+        ).returncode
+        == 0
+    )
+    if kind == "write-refused":
+        z = run_dir(repo, run_id) / "Z_integrator"
+        z.rmdir()
+        (repo.parent / "elsewhere").mkdir()
+        z.symlink_to(repo.parent / "elsewhere", target_is_directory=True)
+    expected = {"pass": "PASS", "check-fails": "BLOCKED", "does-not-apply": "BLOCKED",
+                "cycle": "BLOCKED", "write-refused": "BLOCKED"}[kind]  # fmt: skip
+    return run_id, expected
+
+
+@pytest.mark.parametrize(
+    "kind", ["pass", "check-fails", "does-not-apply", "cycle", "write-refused"]
+)
+def test_recorded_verdicts_are_the_core_functions_of_recorded_inputs(
+    tmp_path: Path, kind: str
+) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    run_id, expected = scenario(repo, kind)
+    res = run_cli("--repo", str(repo), "--now", PINNED, "integrate", "--run-id", run_id)
+    assert res.returncode == {"PASS": 0, "BLOCKED": 3}[expected], res.stdout + res.stderr
+    evs = events(repo, run_id)
+    stage, final = recompute(evs)
+    recorded_stage = next(
+        e["payload"]
+        for e in evs
+        if e["event_type"] == "stage.finished" and e["stage"] == "integrate"
+    )
+    assert stage == (recorded_stage["status"], recorded_stage["reason"])
+    finished = next(e["payload"] for e in evs if e["event_type"] == "run.finished")
+    assert final == (finished["status"], finished["reasons"]) and final[0] == expected
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", run_id, "--json")
+    found = [d["what"] for d in json.loads(replay.stdout)["divergences"]]
+    if kind == "write-refused":  # Z's files could not be written anywhere: replay says so
+        assert found == ["Z_integrator/STATUS.json", "Z_integrator/FINAL_REPORT.txt"]
+    else:
+        assert found == [], replay.stdout[-2000:]

@@ -1,0 +1,94 @@
+"""``preflight`` reports and creates nothing; a misplaced runs folder or ledger is a FAIL line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.repos import git, run_cli
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if ".git" not in p.parts)
+
+
+def checks_of(res_stdout: str) -> dict[str, dict[str, object]]:
+    return {c["name"]: c for c in json.loads(res_stdout)["checks"]}
+
+
+def test_preflight_creates_nothing_in_a_fresh_repository(repo: Path) -> None:
+    before = files_under(repo)
+    res = run_cli("--repo", str(repo), "preflight", "--json")
+    assert res.returncode == 0, res.stderr
+    found = checks_of(res.stdout)
+    assert found["runs-folder"]["ok"] and "does not exist yet" in str(
+        found["runs-folder"]["detail"]
+    )
+    assert files_under(repo) == before  # no runs folder, no probe file, no ledger
+    assert git(repo, "status", "--porcelain", "--ignored") == ""
+
+
+def test_preflight_probes_an_existing_runs_folder_and_leaves_it_as_it_was(repo: Path) -> None:
+    runs = repo / "tools/codex/runs"
+    runs.mkdir(parents=True)
+    res = run_cli("--repo", str(repo), "preflight", "--json")
+    assert res.returncode == 0, res.stderr
+    assert checks_of(res.stdout)["runs-folder"]["detail"] == "tools/codex/runs is writable"
+    assert list(runs.iterdir()) == []
+
+
+def test_preflight_refuses_a_runs_folder_holding_user_files(repo: Path) -> None:
+    res = run_cli(
+        "--repo", str(repo), "preflight", "--json", env={"FACTORY_PATHS__RUNS_DIR": "src"}
+    )
+    assert res.returncode == 3, res.stderr
+    failed = checks_of(res.stdout)["runs-folder"]
+    assert (
+        not failed["ok"]
+        and "src/app.py" in str(failed["detail"])
+        and "FACTORY_PATHS__RUNS_DIR" in str(failed["detail"])
+    )
+    assert "paths.runs_dir" in str(failed["fix"])
+    assert not (repo / "src/.gitignore").exists()
+    text = run_cli("--repo", str(repo), "preflight", env={"FACTORY_PATHS__RUNS_DIR": "src"})
+    line = next(x for x in text.stdout.splitlines() if x.startswith("FAIL runs-folder"))
+    assert "-> fix:" in line
+
+
+@pytest.mark.parametrize("shape", ["runs-is-a-file", "parent-is-a-file", "ledger-is-a-dir"])
+def test_preflight_reports_a_misshapen_runs_folder_or_ledger(repo: Path, shape: str) -> None:
+    runs = repo / "tools/codex/runs"
+    if shape == "runs-is-a-file":
+        runs.parent.mkdir(parents=True)
+        runs.write_bytes(b"mine\n")
+    elif shape == "parent-is-a-file":
+        (repo / "tools").write_bytes(b"mine\n")
+    else:
+        (runs / "factory_ledger.jsonl").mkdir(parents=True)
+    before = files_under(repo)
+    res = run_cli("--repo", str(repo), "preflight", "--json")
+    assert res.returncode == 3, (res.stdout, res.stderr)
+    assert "internal error" not in res.stderr
+    found = checks_of(res.stdout)
+    assert not found["ledger"]["ok"]
+    assert found["runs-folder"]["ok"] is (shape == "ledger-is-a-dir")
+    assert files_under(repo) == before
+
+
+@pytest.mark.skipif(
+    os.name == "nt" or (hasattr(os, "geteuid") and os.geteuid() == 0),
+    reason="needs POSIX permissions that apply (not root)",
+)
+def test_preflight_reports_an_unwritable_parent_without_creating(repo: Path) -> None:
+    codex = repo / "tools/codex"
+    codex.mkdir(parents=True)
+    codex.chmod(0o555)
+    try:
+        res = run_cli("--repo", str(repo), "preflight", "--json")
+    finally:
+        codex.chmod(0o755)
+    assert res.returncode == 3
+    assert not checks_of(res.stdout)["runs-folder"]["ok"]

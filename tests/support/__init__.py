@@ -1,0 +1,1 @@
+"""Test support: scratch repositories, the CLI in-process, bundles and agents. Not shipped."""

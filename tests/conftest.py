@@ -37,6 +37,14 @@ def isolated_env(
     for key in list(os.environ):
         if key.startswith("FACTORY_") or key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
             monkeypatch.delenv(key, raising=False)
+    # Appends skip fsync here, as git's own suite does (GIT_TEST_FSYNC=0): a killed process
+    # loses nothing either way, only a power cut would, which no test can stage. The ledger's
+    # crash tests and the default-config test keep it on.
+    monkeypatch.setenv("FACTORY_LEDGER__FSYNC", "false")
+    # Child Pythons (the CLI as a process, scripted agents) cache their bytecode outside the
+    # checkout instead of compiling the package afresh each time.
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.getbasetemp() / "pycache"))
     (home / ".gitconfig").write_text(
         "[init]\n\tdefaultBranch = main\n[core]\n\tautocrlf = false\n[commit]\n\tgpgsign = false\n",
         encoding="utf-8",

@@ -20,6 +20,9 @@ import pytest
 
 from tests.support.repos import ROOT
 
+# One worker builds the wheel once for every test that needs it.
+pytestmark = pytest.mark.xdist_group("wheel")
+
 PROBE = r"""
 import json, sys
 from pathlib import Path

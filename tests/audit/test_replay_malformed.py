@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,14 @@ from tests.audit.test_replay import (
     ok,
     rewrite_ledger,
 )
-from tests.support.scratch import BASE_FILES, RUNS_REL, factory, make_repo, scratch_env
+from tests.support.scratch import (
+    BASE_FILES,
+    RUNS_REL,
+    factory,
+    make_repo,
+    remove_tree,
+    scratch_env,
+)
 from tools.codex.factory.audit.replay import replay
 from tools.codex.factory.infra import jsonio
 from tools.codex.factory.infra.clock import Clock
@@ -94,11 +102,22 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     return repo, env
 
 
-@pytest.fixture
-def repo(built: tuple[Path, dict[str, str]], tmp_path: Path) -> Path:
-    dest = tmp_path / "repo"
-    shutil.copytree(built[0], dest, symlinks=True)
+@pytest.fixture(scope="module")
+def pristine(built: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run folders and ledger as the run left them (tests damage the built repository's)."""
+    dest = tmp_path_factory.mktemp("pristine") / "runs"
+    shutil.copytree(built[0] / RUNS_REL, dest, symlinks=True)
     return dest
+
+
+@pytest.fixture
+def repo(built: tuple[Path, dict[str, str]], pristine: Path) -> Iterator[Path]:
+    """The built repository; its runs folder is put back afterwards (copying .git per test
+    would cost more than the replay under test)."""
+    yield built[0]
+    runs = built[0] / RUNS_REL
+    remove_tree(runs)
+    shutil.copytree(pristine, runs, symlinks=True)
 
 
 def run_replay(repo: Path) -> tuple[int, dict[str, Any]]:

@@ -340,8 +340,11 @@ def test_watch_ends_for_a_run_refused_by_preflight(tmp_path: Path, env: dict[str
 
 
 def test_watch_of_an_unknown_run_is_a_usage_error_not_a_silent_wait(
-    tmp_path: Path, env: dict[str, str]
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tools.codex.factory.audit import watch
+
+    monkeypatch.setattr(watch, "START_GRACE_S", 0.5)  # the wait for a run that is starting
     repo = make_repo(tmp_path / "repo", env)
     assert (
         factory(

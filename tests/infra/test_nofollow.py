@@ -516,9 +516,8 @@ def test_create_replaces_links_hard_links_and_fifos_never_writing_through(
 
 
 def test_a_check_cannot_plant_a_hard_link_for_the_next_checks_log(tmp_path: Path) -> None:
-    from tests.support.repos import PINNED, make_repo, run_cli
-
     from tests.support.factory import launch_dry, read_json, run_dir, write_config
+    from tests.support.repos import PINNED, make_repo, run_cli
 
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"precious\n")
@@ -549,9 +548,8 @@ def test_a_check_cannot_plant_a_hard_link_for_the_next_checks_log(tmp_path: Path
 
 
 def test_launch_never_writes_the_runs_gitignore_through_a_link(tmp_path: Path) -> None:
-    from tests.support.repos import make_repo
-
     from tests.support.factory import RUNS, launch_dry
+    from tests.support.repos import make_repo
 
     repo = make_repo(tmp_path / "repo")
     outside = tmp_path / "outside" / "created.txt"

@@ -160,6 +160,7 @@ def test_sigkill_mid_append_loses_nothing_that_was_reported(tmp_path: Path) -> N
                 child.wait()
         assert child.returncode == -signal.SIGKILL
         for report in (first + rest).decode().splitlines():
+            assert report.count(" ") == 1, (first + rest)[-300:]
             word, value = report.split(" ")
             if word == "TORN":
                 torn_hex = value

@@ -18,7 +18,9 @@ def step_lines(out: str) -> list[str]:
     return [ln for ln in out.splitlines() if ln.startswith(("ok  ", "FAIL"))]
 
 
-def test_self_test_passes_and_leaves_the_users_repository_alone(tmp_path: Path) -> None:
+def test_self_test_passes_leaves_the_users_repository_alone_and_is_deterministic(
+    tmp_path: Path,
+) -> None:
     repo = make_repo(tmp_path / "user-repo")
     (repo / "wip.txt").write_text("uncommitted work\n", encoding="utf-8")
     before = gitops.snapshot(repo)
@@ -50,24 +52,24 @@ def test_self_test_passes_and_leaves_the_users_repository_alone(tmp_path: Path) 
     scratch = res.stderr.split("under ", 1)[1].split()[0]
     assert not Path(scratch).exists()  # the scratch folder is removed
 
-
-def test_self_test_is_deterministic_and_needs_no_repository(tmp_path: Path) -> None:
+    # Again outside any repository, as text, keeping the scratch folder: the same steps with
+    # the same details (same commits, same run IDs, same outcomes).
     plain = tmp_path / "plain"
     plain.mkdir()
-    first = run_cli("self-test", "--keep", cwd=plain)
-    assert first.returncode == 0, first.stdout + first.stderr
-    lines = step_lines(first.stdout)
-    assert len(lines) >= 15 and first.stdout.rstrip().endswith("steps behaved as expected")
-    scratch = Path(first.stderr.split("under ", 1)[1].split()[0])
+    second = run_cli("self-test", "--keep", cwd=plain)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.rstrip().endswith("steps behaved as expected")
+    assert step_lines(second.stdout) == [
+        f"ok   {s['n']:>2} {s['name']}: {s['detail']}" for s in data["steps"]
+    ]
+    assert len(data["steps"]) >= 15
+    kept = Path(second.stderr.split("under ", 1)[1].split()[0])
     try:
         assert (
-            scratch / "repo" / "tools/codex/runs/selftest-pass/Z_integrator/FINAL_REPORT.txt"
+            kept / "repo" / "tools/codex/runs/selftest-pass/Z_integrator/FINAL_REPORT.txt"
         ).is_file()
     finally:
-        remove_tree(scratch)
-    second = run_cli("self-test", cwd=plain)
-    assert second.returncode == 0
-    assert step_lines(second.stdout) == lines  # same commits, same run IDs, same outcomes
+        remove_tree(kept)
 
 
 @pytest.mark.skipif(

@@ -69,6 +69,7 @@ def scratch_env(home: Path) -> dict[str, str]:
             "PYTHONPATH": str(ROOT)
             + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
             "PYTHONIOENCODING": "utf-8",
+            "FACTORY_LEDGER__FSYNC": "false",  # see the conftest: a test cannot cut the power
         }
     )
     return env

@@ -47,13 +47,63 @@ def _registry() -> Any:
     return Registry().with_resources(resources)
 
 
+def _branch_key(branch: Any) -> tuple[str, Any] | None:
+    """(member, value) when ``branch`` is ``{"if": {"properties": {member: {"const": value}},
+    "required": [member]}, "then": ...}`` and nothing else, the shape of a tagged union."""
+    if not isinstance(branch, dict) or sorted(branch) != ["if", "then"]:
+        return None
+    cond = branch["if"]
+    if not isinstance(cond, dict) or sorted(cond) != ["properties", "required"]:
+        return None
+    props, required = cond["properties"], cond["required"]
+    if not isinstance(props, dict) or len(props) != 1 or required != list(props):
+        return None
+    member, rule = next(iter(props.items()))
+    if not isinstance(rule, dict) or list(rule) != ["const"] or not isinstance(rule["const"], str):
+        return None
+    return member, rule["const"]
+
+
 @functools.cache
-def _validator(name: str) -> Any:
+def _tagged(name: str) -> tuple[str, dict[str, list[Any]]] | None:
+    """A schema whose ``allOf`` is only tagged-union branches on one member: the branches by
+    tag value. Validating a document against the schema without ``allOf`` plus the branches
+    of its tag is the same judgement (a branch whose ``if`` fails applies nothing), but does
+    not evaluate every other branch's condition."""
+    branches = load(name).get("allOf")
+    if not isinstance(branches, list) or not branches:
+        return None
+    keys = [_branch_key(b) for b in branches]
+    members = {k[0] for k in keys if k is not None}
+    if None in keys or len(members) != 1:
+        return None
+    by_tag: dict[str, list[Any]] = {}
+    for key, branch in zip(keys, branches, strict=True):
+        assert key is not None
+        by_tag.setdefault(key[1], []).append(branch["then"])
+    return members.pop(), by_tag
+
+
+@functools.cache
+def _validator(name: str, tag: str | None = None) -> Any:
     import jsonschema  # lazy: keeps `--help` fast
 
     schema = load(name)
+    tagged = _tagged(name)
+    if tagged is not None:
+        schema = {k: v for k, v in schema.items() if k != "allOf"}
+        if tag is not None and tag in tagged[1]:
+            schema["allOf"] = tagged[1][tag]
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema, registry=_registry(), format_checker=cls.FORMAT_CHECKER)
+
+
+def _validator_for(name: str, doc: Any) -> Any:
+    tagged = _tagged(name)
+    if tagged is None:
+        return _validator(name)
+    tag = doc.get(tagged[0]) if isinstance(doc, dict) else None
+    return _validator(name, tag if isinstance(tag, str) and tag in tagged[1] else None)
 
 
 def pointer(path: Any) -> str:
@@ -93,7 +143,7 @@ def _specific(err: Any) -> list[Any]:
 def errors(name: str, doc: Any) -> list[tuple[str, str]]:
     """Every violation as (json path, message), sorted so reports are stable."""
     found: list[tuple[str, str]] = []
-    for err in _validator(name).iter_errors(doc):
+    for err in _validator_for(name, doc).iter_errors(doc):
         found.extend((pointer(e.absolute_path), e.message) for e in _specific(err))
     return sorted(found)
 

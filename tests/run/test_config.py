@@ -382,3 +382,24 @@ def test_loads_document_strips_a_bom_and_can_refuse_duplicate_keys() -> None:
         jsonio.loads_document(b'{"a": [{"b": 1, "b": 1}]}', unique_keys=True)
     with pytest.raises(ValueError):
         jsonio.loads_document(b'{"a": NaN}', unique_keys=True)  # one dialect: orjson's
+
+
+def test_a_run_fsyncs_each_append_unless_the_operator_turns_it_off(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suite turns fsync off through the environment; the product's default keeps it on."""
+    from tools.codex.factory.infra.clock import Clock
+    from tools.codex.factory.run.context import Context
+
+    monkeypatch.delenv("FACTORY_LEDGER__FSYNC", raising=False)
+    ctx = Context(repo_opt=repo, clock=Clock(None))
+    try:
+        assert ctx.ledger.fsync is True
+    finally:
+        ctx.close()
+    monkeypatch.setenv("FACTORY_LEDGER__FSYNC", "false")
+    ctx = Context(repo_opt=repo, clock=Clock(None))
+    try:
+        assert ctx.ledger.fsync is False
+    finally:
+        ctx.close()

@@ -143,3 +143,41 @@ def test_every_subpackage_says_what_it_may_import() -> None:
     for init in sorted(PACKAGE.glob("*/__init__.py")):
         doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
         assert "May import:" in doc, init.parent.name
+
+
+# Broad handlers (bare ``except``, ``Exception``, ``BaseException``) that do not end by
+# re-raising, each where an error must still reach the record: the CLI's last resort, a stage's
+# result, and the agent runner's threads (the main thread re-raises what they caught). Each
+# keeps the exception it caught. A handler that cleans up and ends with a bare ``raise`` may
+# stand anywhere.
+BROAD_ALLOWED = {
+    f"{ROOT}.cli.commands": 1,
+    f"{ROOT}.run.stages": 1,
+    f"{ROOT}.run.agents": 2,
+}
+
+
+def _is_broad(handler: ast.ExceptHandler) -> bool:
+    names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(
+        n is None or (isinstance(n, ast.Name) and n.id in ("Exception", "BaseException"))
+        for n in names
+    )
+
+
+def test_broad_exception_handlers_only_where_listed_and_never_swallowing() -> None:
+    found: dict[str, int] = {}
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ExceptHandler) or not _is_broad(node):
+                continue
+            last = node.body[-1]
+            if isinstance(last, ast.Raise) and last.exc is None:
+                continue  # clean up, then the same exception goes on
+            found[name] = found.get(name, 0) + 1
+            body = ast.Module(body=node.body, type_ignores=[])
+            keeps = node.name is not None and any(
+                isinstance(n, ast.Name) and n.id == node.name for n in ast.walk(body)
+            )
+            assert keeps, f"{name}:{node.lineno} swallows the exception"
+    assert found == BROAD_ALLOWED

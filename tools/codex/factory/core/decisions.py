@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from tools.codex.factory.records.status import StatusName
 from tools.codex.factory.records.validation import AppliedPatch, CheckResult, StageRow, Violation
 
 
@@ -40,7 +41,7 @@ def merge_order(
     return order, ""
 
 
-def check_status(checks: Sequence[CheckResult]) -> tuple[str, list[str]]:
+def check_status(checks: Sequence[CheckResult]) -> tuple[StatusName, list[str]]:
     """PASS iff every required check ran with rc 0 (advisory ones never block)."""
     reasons = []
     for c in checks:
@@ -58,7 +59,7 @@ def integrate_outcome(
     applied: Sequence[AppliedPatch],
     checks: Sequence[CheckResult],
     conflict: str = "",
-) -> tuple[str, str]:
+) -> tuple[StatusName, str]:
     """The integrate stage's status and reason from what it recorded: ``merge.planned``'s reason,
     the ``patch.applied`` events in merge order (worker, ok, files), the error of the all-together
     apply when every patch applied alone (``patch.conflict``) and the ``check.finished`` events."""
@@ -77,17 +78,20 @@ def integrate_outcome(
     return status, "; ".join(reasons)
 
 
-def with_policy(status: str, reason: str, violations: Sequence[Violation]) -> tuple[str, str]:
+def with_policy(
+    status: StatusName, reason: str, violations: Sequence[Violation]
+) -> tuple[StatusName, str]:
     """A write the guarded writer refused blocks the stage that was running when it passed."""
     if violations and status == "PASS":
         return "BLOCKED", f"write refused: {violations[0]['path']}"
     return status, reason
 
 
-def final_status(stage_statuses: Sequence[str]) -> str:
+def final_status(stage_statuses: Sequence[str]) -> StatusName:
     """FAIL beats BLOCKED beats PENDING beats PASS; SKIPPED stages do not count."""
     counted = [s for s in stage_statuses if s != "SKIPPED"]
-    for s in ("FAIL", "BLOCKED", "PENDING"):
+    worst: tuple[StatusName, ...] = ("FAIL", "BLOCKED", "PENDING")
+    for s in worst:
         if s in counted:
             return s
     return "PASS" if counted else "FAIL"
@@ -95,7 +99,7 @@ def final_status(stage_statuses: Sequence[str]) -> str:
 
 def final_verdict(
     rows: Sequence[StageRow], violations: Sequence[Violation] = ()
-) -> tuple[str, list[str]]:
+) -> tuple[StatusName, list[str]]:
     """The run's final status and reasons from its stage rows (a refused write blocks it)."""
     statuses = [str(r["status"]) for r in rows] + (["BLOCKED"] if violations else [])
     reasons = [

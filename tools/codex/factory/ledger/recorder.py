@@ -10,6 +10,7 @@ from typing import Any
 
 from tools.codex.factory.core import decisions
 from tools.codex.factory.ledger.store import Event, Ledger
+from tools.codex.factory.records.status import StatusName
 from tools.codex.factory.records.validation import StageRow, Violation
 
 Z_ACTOR = "Z_integrator"
@@ -31,7 +32,7 @@ class Recorder:
         self.current = stage
         return self.emit("stage.started", stage)
 
-    def stage_finished(self, stage: str, status: str, reason: str = "") -> Event:
+    def stage_finished(self, stage: str, status: StatusName, reason: str = "") -> Event:
         return self.emit("stage.finished", stage, status=status, reason=reason)
 
     def run_finished(

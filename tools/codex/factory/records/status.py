@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import enum
+from typing import Literal
+
+# A status as written in artifacts and events: typed, so mypy checks every literal.
+StatusName = Literal["PASS", "BLOCKED", "FAIL", "SKIPPED", "PENDING"]
 
 
 class Status(str, enum.Enum):

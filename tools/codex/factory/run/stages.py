@@ -8,13 +8,14 @@ from typing import Any
 
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.ledger.recorder import Recorder
+from tools.codex.factory.records.status import StatusName
 from tools.codex.factory.records.validation import StageRow
 
 
 @dataclass
 class StageResult:
     stage: str
-    status: str
+    status: StatusName
     reason: str = ""
     data: dict[str, Any] = field(default_factory=dict)
 

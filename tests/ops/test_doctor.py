@@ -100,14 +100,37 @@ def test_torn_ledger_fails_with_the_repair_fix(tmp_path: Path, env: dict[str, st
     assert factory(repo, env, "doctor").returncode == 0
 
 
-def test_edited_ledger_fails_naming_the_seq(tmp_path: Path, env: dict[str, str]) -> None:
+def test_an_edited_last_line_fails(tmp_path: Path, env: dict[str, str]) -> None:
     repo = make_repo(tmp_path / "repo", env)
     assert factory(repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run").returncode == 0
     path = repo / RUNS_REL / "factory_ledger.jsonl"
-    path.write_bytes(path.read_bytes().replace(b'"name":"git"', b'"name":"gut"', 1))
+    data = path.read_bytes()
+    cut = data.rstrip(b"\n").rfind(b"\n") + 1
+    path.write_bytes(data[:cut] + data[cut:].replace(b'"actor":"', b'"actor":"X', 1))
     line = lines_of(factory(repo, env, "doctor").stdout)["ledger"]
-    assert line.startswith("FAIL ledger: seq 2: hash does not match")
+    assert line.startswith("FAIL ledger: seq 34: hash does not match the last line")
     assert "ledger-replay" in line
+
+
+def test_a_rewritten_ledger_fails_without_reading_every_line(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """doctor judges the end (its cost must not grow with the ledger): lines that moved under
+    the run index (an edit that changed a length, a re-chained rewrite) are caught there; an
+    edit of the same length deep inside is `ledger verify`'s to find, and it names the seq."""
+    repo = make_repo(tmp_path / "repo", env)
+    assert factory(repo, env, "oneshot", "--base-ref", "HEAD", "--dry-run").returncode == 0
+    path = repo / RUNS_REL / "factory_ledger.jsonl"
+    original = path.read_bytes()
+    path.write_bytes(original.replace(b'"name":"git"', b'"name":"gitx"', 1))
+    line = lines_of(factory(repo, env, "doctor").stdout)["ledger"]
+    assert line.startswith("FAIL ledger: ledger factory_ledger.jsonl: its line seq 34 is not")
+    assert "factory ledger verify" in line
+
+    path.write_bytes(original.replace(b'"name":"git"', b'"name":"gut"', 1))
+    assert lines_of(factory(repo, env, "doctor").stdout)["ledger"].startswith("OK ")
+    res = factory(repo, env, "ledger", "verify")
+    assert res.returncode == 3 and "seq 2" in res.stdout + res.stderr
 
 
 @pytest.mark.parametrize(

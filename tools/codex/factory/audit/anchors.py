@@ -80,18 +80,12 @@ def _stored_hash(line: bytes) -> object:
 
 
 def stored_hashes(ledger: Ledger, seqs: Collection[int]) -> tuple[dict[int, object], int]:
-    """The hash stored on the ledger line at each of ``seqs`` (line numbers), and the number of
-    the last line read: one streaming pass that stops at the highest of them."""
+    """The hash stored on the ledger line at each of ``seqs`` (line numbers), read by offset,
+    and the number of the last line read (the ledger's last when it ends before the highest)."""
+    lines = ledger.lines_at(sorted(seqs))
+    found = {seq: _stored_hash(line) for seq, line in lines.items()}
     top = max(seqs)
-    found: dict[int, object] = {}
-    last = 0
-    for n, line in enumerate(ledger.iter_lines(), 1):
-        last = n
-        if n in seqs:
-            found[n] = _stored_hash(line)
-        if n >= top:
-            break
-    return found, last
+    return found, top if top in lines else ledger.last_complete_seq()
 
 
 class Anchors:

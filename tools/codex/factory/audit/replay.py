@@ -2,7 +2,9 @@
 
 The replay trusts nothing it can recompute:
 
-1. the whole hash chain is verified first (``Ledger.verify``);
+1. the hash chain the run depends on is verified: from its first event to the highest ledger
+   head recorded for it, read by offset through the run index, plus the ledger's end (last
+   line, head file); the whole chain without an index (``Ledger.verify``);
 2. the run's events are folded, in chain order, into its state, and every decision is
    recomputed from the inputs recorded in the events with the same pure functions the live run
    used (:mod:`audit.fold`);
@@ -24,13 +26,14 @@ Every mismatch is a :class:`Divergence` (event seq, what, expected, found), one 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from tools.codex.factory.audit import diskcheck
 from tools.codex.factory.audit.anchors import Anchors
 from tools.codex.factory.audit.describe import ONE_LINE, describe
 from tools.codex.factory.audit.diskcheck import REPORT_REL, STATUS_REL
-from tools.codex.factory.audit.fold import Divergence, divergence, fold
+from tools.codex.factory.audit.fold import AnchoredHead, Divergence, divergence, fold
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.ledger.store import Event, VerifyResult
@@ -40,6 +43,9 @@ from tools.codex.factory.run.outcome import Outcome
 
 __all__ = ["Divergence", "describe", "replay"]
 
+# Other runs' reports after this run's last event that are tried as its later anchor.
+LATER_REPORTS = 100
+
 
 def replay(ctx: Context, run_id: str) -> Outcome:
     """Replay one run (see the module docstring); exit 0 consistent, 3 divergent or tampered."""
@@ -47,14 +53,15 @@ def replay(ctx: Context, run_id: str) -> Outcome:
     ledger = ctx.ledger
     run_dir = ctx.layout.run_dir(run_id)
     ledger_rel = ctx.config.ledger_rel
-    chain, found = _verify(ctx)
-    events, later_reports = _select(ctx, run_id, found)
+    read_problems: list[Divergence] = []
+    end = _end(ctx)  # first: reading through the index brings it up to date with the file
+    events, later_reports = _select(ctx, run_id, read_problems)
     if not events and not run_dir.is_dir():
         raise UsageError(
             f"run {run_id}: no events in {ledger_rel} and no run folder {ctx.layout.run_rel(run_id)}"
         )
     if not events:
-        found.append(
+        read_problems.append(
             divergence(
                 None,
                 "run events",
@@ -66,8 +73,11 @@ def replay(ctx: Context, run_id: str) -> Outcome:
     folded = fold(run_id, events, docs)
     disk = diskcheck.check(ctx, run_dir, folded, docs)
     anchors = Anchors(ctx, folded.events, [*folded.heads, *disk.heads], disk.report_head)
+    chain: VerifyResult | None = None
+    found: list[Divergence] = []
     try:
         anchors.find_later(later_reports)
+        chain, found = _verify(ctx, events, anchors.heads, end)
         anchors.check_heads(ledger, chain)
     except (OSError, FactoryError) as exc:
         anchors.diverge(None, f"{ledger_rel} (ledger heads)", "a readable ledger", _io_reason(exc))
@@ -84,17 +94,61 @@ def replay(ctx: Context, run_id: str) -> Outcome:
         run_id,
         state,
         folded.timeline,
-        found + folded.divergences + disk.divergences + anchors.divergences,
+        found + read_problems + folded.divergences + disk.divergences + anchors.divergences,
         chain is not None and chain.ok,
         head,
     )
 
 
-def _verify(ctx: Context) -> tuple[VerifyResult | None, list[Divergence]]:
-    """The whole chain, verified once (None if the ledger cannot be read), and what is wrong."""
-    ledger_rel = ctx.config.ledger_rel
+def _end(ctx: Context) -> VerifyResult | FactoryError | OSError:
+    """The ledger's end as found (or why it cannot be read)."""
     try:
-        chain = ctx.ledger.verify()
+        return ctx.ledger.check_end()
+    except (OSError, FactoryError) as exc:
+        return exc
+
+
+def _verify(
+    ctx: Context,
+    events: Sequence[Event],
+    heads: Sequence[AnchoredHead],
+    end: VerifyResult | FactoryError | OSError,
+) -> tuple[VerifyResult | None, list[Divergence]]:
+    """The chain the run depends on, and what is wrong with it (None if it cannot be read).
+
+    The span from the run's first event to the highest head recorded for it is verified line
+    by line (read by offset through the run index), and the ledger's end (last line, head file,
+    the lines the index recorded, as ``end`` found them) is checked; the rest of the ledger is
+    ``ledger verify``'s.
+    Without the index, or when the span cannot be located, the whole chain is verified."""
+    ledger_rel = ctx.config.ledger_rel
+    seqs = [e.seq for e in events if type(e.seq) is int and e.seq > 0]
+    tops = seqs + [h.seq for h in heads if type(h.seq) is int and h.seq > 0]
+    try:
+        if isinstance(end, (OSError, FactoryError)):
+            raise end
+        if seqs:
+            last = end.head.seq or ctx.ledger.last_complete_seq()
+            first, top = min(seqs), min(max(tops), last)
+            span = ctx.ledger.verify_span(first, top) if first <= top else None
+            if span is not None:
+                found = (
+                    []
+                    if span.ok
+                    else [_broken(span, f"seq {first} to {top}, the lines this run depends on")]
+                )
+                if not end.ok:
+                    found.append(
+                        divergence(
+                            end.first_bad_seq,
+                            f"{ledger_rel} (the ledger's end)",
+                            "sound",
+                            end.reason,
+                        )
+                    )
+                span.head, span.ok = end.head, span.ok and end.ok
+                return span, found
+        chain = ctx.ledger.verify()  # the whole chain, its end included
     except (OSError, FactoryError) as exc:
         reason = _io_reason(exc)
         return None, [
@@ -102,35 +156,32 @@ def _verify(ctx: Context) -> tuple[VerifyResult | None, list[Divergence]]:
                 None, f"{ledger_rel} (ledger verify)", "a readable ledger and head file", reason
             )
         ]
-    if chain.ok:
-        return chain, []
-    return chain, [
-        divergence(
-            chain.first_bad_seq,
-            "ledger chain (ledger verify)",
-            "every line hashed and linked",
-            chain.reason,
-        )
-    ]
+    return chain, [] if chain.ok else [_broken(chain, "ledger verify")]
+
+
+def _broken(chain: VerifyResult, scope: str) -> Divergence:
+    return divergence(
+        chain.first_bad_seq, f"ledger chain ({scope})", "every line hashed and linked", chain.reason
+    )
 
 
 def _select(
     ctx: Context, run_id: str, found: list[Divergence]
 ) -> tuple[list[Event], list[tuple[int, str]]]:
-    """The run's events in chain order, and (seq, run ID) of other runs' ``report.written`` (a
-    later one may anchor this run's last events); an unreadable ledger is added to ``found``."""
+    """The run's events in chain order, and (seq, run ID) of the first other runs'
+    ``report.written`` after its last event (a later one may anchor this run's last events);
+    an unreadable ledger is added to ``found``."""
     events: list[Event] = []
     later_reports: list[tuple[int, str]] = []
     try:
-        for ev in ctx.ledger.events():
-            if ev.run_id == run_id:
-                events.append(ev)
-            elif (
-                ev.event_type == "report.written"
-                and isinstance(ev.run_id, str)
-                and isinstance(ev.seq, int)
-            ):
-                later_reports.append((ev.seq, ev.run_id))
+        events = ctx.ledger.run_events(run_id)
+        last = max((ev.seq for ev in events if type(ev.seq) is int), default=0)
+        if events:
+            later_reports = [
+                (ev.seq, ev.run_id)
+                for ev in ctx.ledger.events_after(last, "report.written", LATER_REPORTS)
+                if isinstance(ev.run_id, str) and type(ev.seq) is int and ev.run_id != run_id
+            ]
     except (OSError, FactoryError) as exc:
         found.append(
             divergence(

@@ -106,24 +106,26 @@ class ProcessLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def acquire(self) -> None:
+    def acquire(self, timeout: float | None = None) -> None:
+        """Wait up to ``timeout`` seconds (default: the lock's own) for the lock."""
         from filelock import Timeout
 
-        if not self._thread.acquire(timeout=self.timeout if self.timeout >= 0 else -1):
+        wait = self.timeout if timeout is None else timeout
+        if not self._thread.acquire(timeout=wait if wait >= 0 else -1):
             raise LockHeldError(f"{self.what} ({self.path.name}) is held by another thread")
         try:
-            self._file.acquire()
+            self._file.acquire(timeout=wait)
         except fsutil.NotRegularFileError as exc:
             self._thread.release()
             raise self._not_regular(exc) from None
         except Timeout:
             self._thread.release()
-            if self.timeout == 0:
+            if wait == 0:
                 raise LockHeldError(
                     f"{self.what} ({self.path.name}) is held by another process"
                 ) from None
             raise LockHeldError(
-                f"{self.what} ({self.path.name}) is held by another process for over {self.timeout}s"
+                f"{self.what} ({self.path.name}) is held by another process for over {wait}s"
             ) from None
         except BaseException:
             self._thread.release()

@@ -173,6 +173,10 @@ class LedgerIndex:
         self.close()
         self._remove_files()
 
+    def forget(self) -> None:
+        """Drop the index file: the next use rebuilds it from the ledger."""
+        self._drop()
+
     def _meta(self) -> dict[str, str]:
         return dict(self._open().execute("SELECT key, value FROM meta").fetchall())
 
@@ -214,6 +218,31 @@ class LedgerIndex:
                 return "current"
             self._catch_up(fh, end)
             return "caught-up"
+
+    def disagreement(self) -> str:
+        """Why the file no longer holds the lines this index recorded ("" when it does, or
+        when there is no index yet). Lines are only ever appended, and a repair only moves a
+        torn fragment after the last newline aside, so a line the index holds that is gone or
+        different means the ledger was cut, rewritten or replaced since it was indexed."""
+        if not self.path.is_file() or self.path.is_symlink():
+            return ""
+        try:
+            meta = self._meta()
+            if meta.get("version") != INDEX_VERSION or not meta.get("end", "0").isdigit():
+                return ""
+            end, seq = int(meta["end"]), int(meta.get("seq", "0"))
+            if end == 0:
+                return ""
+            with open(self.ledger_path, "rb") as fh:
+                if not self._same_ledger(fh, meta):
+                    return "its first line is not the one indexed (the ledger was replaced or rewritten)"
+                if end > os.fstat(fh.fileno()).st_size:
+                    return f"it is shorter than when it was indexed up to seq {seq} (lines were cut off the end)"
+                if not self._holds(fh, seq, meta.get("hash", ""), end):
+                    return f"its line seq {seq} is not the one indexed (the ledger was rewritten)"
+        except (sqlite3.Error, IndexError_, OSError, ValueError):
+            return ""  # an unreadable index is rebuilt; it says nothing about the ledger
+        return ""
 
     def _same_ledger(self, fh: BinaryIO, meta: dict[str, str]) -> bool:
         first = meta.get("first", "")
@@ -281,10 +310,17 @@ class LedgerIndex:
             return
         try:
             meta = self._meta()
-            if meta.get("version") != INDEX_VERSION or int(meta.get("end", "-1")) != lines[0][0]:
-                self.sync()
-                return
-            self._insert([parse_line(line, off) for off, line in lines])
+            end = int(meta.get("end", "-1"))
+            for off, line in lines:  # only lines that follow the index's end without a gap
+                if off != end:
+                    break
+                end = off + len(line) + 1
+            else:
+                if meta.get("version") == INDEX_VERSION:
+                    self._insert([parse_line(line, off) for off, line in lines])
+                    return
+            self.sync()  # another process appended in between: read them from the file
+            return
         except (sqlite3.Error, IndexError_, ValueError):
             self._drop()
 
@@ -347,9 +383,10 @@ class LedgerIndex:
         since: str | None = None,
         newest_first: bool = False,
         limit: int | None = None,
+        by_seq: bool = False,
     ) -> list[Entry]:
-        """Lines matching the envelope filters, by (ts, type, seq) (the ledger's display order),
-        newest first when asked (with ``limit``: the last N)."""
+        """Lines matching the envelope filters, by (ts, type, seq) (the ledger's display order)
+        or by seq (chain order), newest first when asked (with ``limit``: the last N)."""
         where: list[str] = []
         args: list[str | int] = []
         if run_id is not None:
@@ -369,11 +406,27 @@ class LedgerIndex:
         if where:
             sql += " WHERE " + " AND ".join(where)
         order = "DESC" if newest_first else "ASC"
-        sql += f" ORDER BY ts {order}, type {order}, seq {order}"
+        if by_seq:
+            sql += f" ORDER BY seq {order}"
+        else:
+            sql += f" ORDER BY ts {order}, type {order}, seq {order}"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
         rows = self._open().execute(sql, args).fetchall()
+        return [Entry(*row) for row in rows]
+
+    def entries_after(self, seq: int, event_type: str, limit: int) -> list[Entry]:
+        """The first ``limit`` lines of ``event_type`` after ``seq``, in chain order."""
+        rows = (
+            self._open()
+            .execute(
+                "SELECT seq, off, len, run_id, type, ts, hash FROM events "
+                "WHERE type = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (event_type, seq, limit),
+            )
+            .fetchall()
+        )
         return [Entry(*row) for row in rows]
 
     def entry(self, seq: int) -> Entry | None:

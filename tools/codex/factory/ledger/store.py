@@ -18,7 +18,8 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import add, methodcaller
 from pathlib import Path
@@ -37,6 +38,7 @@ from tools.codex.factory.errors import (
 from tools.codex.factory.infra import fsutil, jsonio
 from tools.codex.factory.infra.clock import Clock, format_ts, parse_instant
 from tools.codex.factory.infra.locks import ProcessLock
+from tools.codex.factory.ledger.index import Entry, IndexError_, LedgerIndex, RunRow
 
 GENESIS = "0" * 64
 EVENT_TYPE_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
@@ -44,6 +46,9 @@ TOKEN_RE = re.compile(r"[A-Za-z0-9._-]*")
 BLOCK = 64 * 1024
 HEAD_RECORD = 100
 HEAD_READ_LIMIT = 4096  # a head file is one HEAD_RECORD; anything far larger is not one
+# Appended lines reach the index in batches, inside the lock (a whole batch costs about what
+# one line alone would); a query or close() flushes the rest first.
+INDEX_BATCH = 64
 _HASH_KEY = b'"hash":"'
 _PREV_KEY = b'"prev_hash":"'
 _SEQ_KEY = b'"seq":'
@@ -262,6 +267,35 @@ class Filter:
         return cls(run_id, status, kind, actor, event_type, rc, since_ts)
 
 
+def run_row_of(run_id: str, events: Sequence[Event]) -> RunRow:
+    """The index's row for a run, from its events (what the index holds, computed by a scan)."""
+    kind = started = base = status = finished_ts = None
+    workers: list[str] = []
+    finished_seq = None
+    for ev in events:
+        p = ev.payload
+        if ev.event_type == "run.started" and isinstance(p, dict):
+            kind, started = _text(p.get("kind")), ev.ts_utc
+            base = _text(p.get("base_commit"))
+            w = p.get("workers")
+            workers = [str(x) for x in w] if isinstance(w, list) else []
+        elif ev.event_type == "run.finished" and isinstance(p, dict):
+            status, finished_seq, finished_ts = _text(p.get("status")), ev.seq, ev.ts_utc
+    seqs = [ev.seq for ev in events]
+    return RunRow(
+        run_id, kind, min(seqs), max(seqs), started, base, workers, status, finished_seq,
+        finished_ts,
+    )  # fmt: skip
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+class StaleIndexError(Exception):
+    """A line is not where the index says: the index is rebuilt (it is only a cache)."""
+
+
 def _strip_eol(line: bytes) -> bytes:
     """Readers accept ``\\r\\n``; the stored form for hashing is without line end."""
     return line[:-1] if line.endswith(b"\r") else line
@@ -278,6 +312,7 @@ class Ledger:
         fsync: bool = True,
         lock_timeout: float = 30.0,
         base: Path | None = None,
+        index: bool = True,
     ) -> None:
         self.path = path
         self.base = base  # messages name the files relative to it (the repository)
@@ -291,6 +326,9 @@ class Ledger:
         self._fd: int | None = None
         self._head_fd: int | None = None
         self._cache: tuple[int, int, int, Head] | None = None  # (ino, size, mtime_ns, head)
+        self._use_index = index
+        self._index: LedgerIndex | None = None
+        self._pending: list[tuple[int, bytes]] = []  # appended lines the index has not seen
 
     # -- locking -------------------------------------------------------------------------
     @_guarded
@@ -303,6 +341,11 @@ class Ledger:
         return self._lock
 
     def close(self) -> None:
+        if self._pending and self._lock is not None:
+            self._flush_soon()
+        if self._index is not None:
+            self._index.close()
+            self._index = None
         if self._lock is not None:
             self._lock.close()
         for name in ("_fd", "_head_fd"):
@@ -425,6 +468,10 @@ class Ledger:
         self._write_head_file(new_head)
         st = os.fstat(fd)
         self._cache = (st.st_ino, st.st_size, st.st_mtime_ns, new_head)
+        if self._use_index:
+            self._pending.append((st.st_size - len(line), line[:-1]))
+            if len(self._pending) >= INDEX_BATCH:
+                self._flush_locked()
         return Event(head.seq + 1, ts, event_type, run_id, stage, payload, head.hash, digest)
 
     def _write_head_file(self, head: Head) -> None:
@@ -473,6 +520,214 @@ class Ledger:
                 f"ledger head file {self.head_path.name} is unreadable"
             ) from None
 
+    # -- the run index ---------------------------------------------------------------------
+    def _index_obj(self) -> LedgerIndex:
+        if self._index is None:
+            self._index = LedgerIndex(self.path)
+        return self._index
+
+    def _flush_locked(self) -> None:
+        """Hand the pending lines to the index (the caller holds the lock). An index that
+        cannot take them is dropped: it is caught up or rebuilt from the file when next used."""
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        index = self._index_obj()
+        try:
+            index.add(batch)
+        except (sqlite3.Error, OSError):
+            index.forget()
+
+    def _flush_soon(self) -> None:
+        """At close: flush under the lock if it is free within a moment; otherwise leave the
+        lines to the next open's catch-up (they are in the file; the index is only behind)."""
+        try:
+            self.lock().acquire(timeout=1.0)
+        except FactoryError:
+            self._pending = []
+            return
+        try:
+            self._flush_locked()
+        finally:
+            self.lock().release()
+
+    def indexed(self) -> LedgerIndex | None:
+        """The index, caught up with the file under the lock; None when there is no ledger
+        or the index cannot serve (it cannot be written, or a line cannot be read): callers
+        then read the file itself, which names any corrupt line."""
+        if not self._use_index or not (self.path.is_file() and not self.path.is_symlink()):
+            return None
+        with self.lock():
+            self._flush_locked()
+            index = self._index_obj()
+            try:
+                index.sync()
+            except (sqlite3.Error, IndexError_, OSError):
+                index.forget()
+                return None
+        return index
+
+    @_guarded
+    def read_entries(self, entries: Sequence[Entry]) -> list[Event]:
+        """The events at the index's offsets, each checked to be the line the index says
+        (its seq and hash): a line that is not is :class:`StaleIndexError`."""
+        out: list[Event] = []
+        if not entries:
+            return out
+        fh = self._open_read()
+        if fh is None:
+            raise StaleIndexError("the ledger is gone")
+        with fh:
+            for e in entries:
+                fh.seek(e.off)
+                data = fh.read(e.length)
+                if not data.endswith(b"\n"):
+                    raise StaleIndexError(f"no line ends at byte {e.off + e.length}")
+                try:
+                    ev = Event.from_line(_strip_eol(data[:-1]))
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    raise StaleIndexError(f"no event at byte {e.off}") from None
+                if ev.seq != e.seq or ev.hash != e.hash:
+                    raise StaleIndexError(f"seq {e.seq} is not at byte {e.off}")
+                out.append(ev)
+        return out
+
+    def _by_index(self, query: Callable[[LedgerIndex], _R]) -> tuple[bool, _R | None]:
+        """Run ``query`` on the caught-up index: (True, result), or (False, None) when the
+        index cannot serve. A stale answer (a line not where the index says) rebuilds the
+        index once and asks again."""
+        for _attempt in range(2):
+            index = self.indexed()
+            if index is None:
+                return False, None
+            try:
+                return True, query(index)
+            except StaleIndexError:
+                index.forget()
+            except sqlite3.Error:
+                index.forget()
+                return False, None
+        return False, None
+
+    def run_events(self, run_id: str) -> list[Event]:
+        """The run's events in chain order, read by offset (a scan without the index)."""
+        ok, found = self._by_index(
+            lambda ix: self.read_entries(ix.entries(run_id=run_id, by_seq=True))
+        )
+        if ok and found is not None:
+            return found
+        return [e for e in self.events() if e.run_id == run_id]
+
+    def run_row(self, run_id: str) -> RunRow | None:
+        ok, row = self._by_index(lambda ix: ix.run(run_id))
+        if ok:
+            return row
+        events = self.run_events(run_id)
+        return run_row_of(run_id, events) if events else None
+
+    def events_after(self, seq: int, event_type: str, limit: int) -> list[Event]:
+        """The first ``limit`` events of ``event_type`` after ``seq``, in chain order."""
+        ok, found = self._by_index(
+            lambda ix: self.read_entries(ix.entries_after(seq, event_type, limit))
+        )
+        if ok and found is not None:
+            return found
+        out: list[Event] = []
+        for ev in self.events():
+            if ev.seq > seq and ev.event_type == event_type:
+                out.append(ev)
+                if len(out) >= limit:
+                    break
+        return out
+
+    @_guarded
+    def lines_at(self, seqs: Sequence[int]) -> dict[int, bytes]:
+        """The stored lines at ``seqs`` (line numbers) that exist, without their line ends."""
+        wanted = set(seqs)
+        if not wanted:
+            return {}
+
+        def query(ix: LedgerIndex) -> dict[int, bytes]:
+            out: dict[int, bytes] = {}
+            fh = self._open_read()
+            if fh is None:
+                return out
+            with fh:
+                for seq in sorted(wanted):
+                    e = ix.entry(seq)
+                    if e is None:
+                        continue
+                    fh.seek(e.off)
+                    data = fh.read(e.length)
+                    if not data.endswith(b"\n"):
+                        raise StaleIndexError(f"no line ends at byte {e.off + e.length}")
+                    out[seq] = _strip_eol(data[:-1])
+            return out
+
+        ok, found = self._by_index(query)
+        if ok and found is not None:
+            return found
+        out: dict[int, bytes] = {}
+        for n, line in enumerate(self.iter_lines(), 1):
+            if n in wanted:
+                out[n] = line
+            if n >= max(wanted):
+                break
+        return out
+
+    @_guarded
+    def span_lines(self, first: int, last: int) -> list[bytes] | None:
+        """The stored lines ``first``..``last`` (line numbers) in one read, or None when the
+        index cannot say where they are (the caller verifies the whole file instead)."""
+
+        def query(ix: LedgerIndex) -> list[bytes] | None:
+            a, b = ix.entry(first), ix.entry(last)
+            if a is None or b is None:
+                return None
+            fh = self._open_read()
+            if fh is None:
+                return None
+            with fh:
+                fh.seek(a.off)
+                data = fh.read(b.off + b.length - a.off)
+            if not data.endswith(b"\n"):
+                raise StaleIndexError(f"no line ends at byte {b.off + b.length}")
+            lines = data.split(b"\n")
+            lines.pop()
+            if len(lines) != last - first + 1:
+                raise StaleIndexError(f"lines {first}..{last} are not where the index says")
+            return lines
+
+        ok, found = self._by_index(query)
+        return found if ok else None
+
+    def verify_span(self, first: int, last: int) -> VerifyResult | None:
+        """The chain from line ``first`` to ``last``: each line hashed as stored, linked to the
+        one before (the first to the ``prev_hash`` it stores), seq consecutive, ts_utc never
+        backwards; None when the index cannot locate the span (verify the whole file then).
+        What lies outside the span is ``ledger verify``'s to judge."""
+        lines = self.span_lines(first, last)
+        if lines is None:
+            return None
+        head = lines[0]
+        p = head.rfind(_PREV_KEY)
+        t = head.rfind(_TS_KEY)
+        prev = head[p + 13 : p + 77] if p >= 0 else b""
+        last_ts = head[t + 10 : t + 37] if t >= 0 else b""
+        fast = _fast_block(b"\n".join(lines) + b"\n", first - 1, prev, last_ts)
+        if fast is not None:
+            seq, prev, last_ts, bad, reason = first - 1 + fast[0], fast[1], fast[2], None, ""
+        else:
+            seq, prev, last_ts, bad, reason = _check_lines(lines, first - 1, prev, last_ts)
+        return VerifyResult(
+            ok=bad is None,
+            lines=seq,
+            head=Head(seq, prev.decode("ascii", "replace"), last_ts.decode("ascii", "replace")),
+            first_bad_seq=bad,
+            reason=reason,
+            head_file="not checked (a span)",
+        )
+
     # -- streaming -----------------------------------------------------------------------
     def iter_lines(self) -> Iterator[bytes]:
         """Every newline-terminated line, without its line end; a torn tail is not yielded."""
@@ -514,10 +769,14 @@ class Ledger:
         under one pinned clock (``--now``/``FACTORY_NOW``: every ts_utc equal) is read whole,
         O(n) like an unlimited select. Real clocks give distinct instants and a flat cost.
         """
+        if limit is not None and limit <= 0:
+            return []
+        if flt.run_id is not None or flt.event_type is not None or flt.since is not None:
+            ok, found = self._by_index(lambda ix: self._select_indexed(ix, flt, limit))
+            if ok and found is not None:
+                return found
         if limit is None:
             return sorted((e for e in self.events() if flt.matches(e)), key=Event.sort_key)
-        if limit <= 0:
-            return []
         held: list[Event] = []
         floor: str | None = None
         for ev in self._events_backwards():
@@ -529,6 +788,30 @@ class Ledger:
                     floor = min(e.ts_utc for e in held)
         held.sort(key=Event.sort_key)
         return held[-limit:]
+
+    def _select_indexed(self, ix: LedgerIndex, flt: Filter, limit: int | None) -> list[Event]:
+        """The index narrows by run, type and time; the payload filters are applied to the lines
+        read. With ``limit`` the newest candidates are read first, until ``limit`` match."""
+        pattern = flt.event_type
+        prefix = pattern is not None and pattern.endswith("*")
+        kind = pattern[:-1] if prefix and pattern is not None else pattern
+        payload_filters = (flt.status, flt.kind, flt.actor, flt.rc) != (None, None, None, None)
+        entries = ix.entries(
+            run_id=flt.run_id,
+            event_type=kind,
+            prefix=prefix,
+            since=flt.since,
+            newest_first=limit is not None,
+            limit=limit if not payload_filters else None,
+        )
+        held: list[Event] = []
+        step = 256
+        for i in range(0, len(entries), step):
+            held += [e for e in self.read_entries(entries[i : i + step]) if flt.matches(e)]
+            if limit is not None and len(held) >= limit:
+                break
+        held.sort(key=Event.sort_key)
+        return held if limit is None else held[-limit:]
 
     def _events_backwards(self) -> Iterator[Event]:
         """Events from the last to the first, parsed as they are read from the end."""
@@ -546,6 +829,9 @@ class Ledger:
         ts_utc never decreases along the file, so the scan stops at the first older line:
         the cost follows how recent ``floor_ts`` is, not the ledger's size.
         """
+        ok, ids = self._by_index(lambda ix: ix.run_ids_since(event_type, floor_ts))
+        if ok and ids is not None:
+            return ids
         found: set[str] = set()
         for ev in self._events_backwards():
             if ev.ts_utc < floor_ts:
@@ -589,6 +875,74 @@ class Ledger:
                     yield _strip_eol(part)
             if rest and not first:
                 yield _strip_eol(rest)
+
+    # -- the end of the file ------------------------------------------------------------------
+    @_guarded
+    def check_end(self) -> VerifyResult:
+        """What can be judged without reading the whole file: the last line (complete, an
+        event whose hash covers its bytes), the head file against it, and the lines the index
+        recorded still being there as recorded. ``lines`` is the last line's seq. The chain
+        below the last line is :meth:`verify`'s to judge."""
+        if not (self.path.is_file() and not self.path.is_symlink()):
+            fh = self._open_read()  # nothing there, or not a ledger (the open says which)
+            if fh is not None:
+                fh.close()
+            return VerifyResult(ok=True, lines=0, head=Head(0, GENESIS, ""), head_file="absent")
+        with self.lock():
+            self._flush_locked()
+            mirrored = self.read_head_file()
+            try:
+                head = self.read_head()
+            except TornTailError as exc:
+                seq = self.last_complete_seq()
+                return VerifyResult(
+                    ok=False, lines=seq, head=Head(seq, "", ""), first_bad_seq=seq + 1,
+                    reason=str(exc), torn_tail=True, torn_bytes=self._torn_bytes(),
+                )  # fmt: skip
+            except LedgerCorruptError as exc:
+                return VerifyResult(
+                    ok=False, lines=0, head=Head(0, GENESIS, ""), first_bad_seq=None,
+                    reason=str(exc),
+                )  # fmt: skip
+            last = self._last_line()
+            if last is not None and not line_hash_ok(last):
+                return VerifyResult(
+                    ok=False, lines=head.seq, head=head, first_bad_seq=head.seq,
+                    reason="hash does not match the last line's bytes (edited line)",
+                )  # fmt: skip
+            moved = self._index_obj().disagreement() if self._use_index else ""
+        result = VerifyResult(ok=True, lines=head.seq, head=head)
+        self._check_head_file(result, True, mirrored)
+        if result.ok and moved:
+            result.ok = False
+            result.reason = f"ledger {self.path.name}: {moved}"
+        return result
+
+    def _last_line(self) -> bytes | None:
+        fh = self._open_read()
+        if fh is None:
+            return None
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            return _strip_eol(_last_line(fh, size)) if size else None
+
+    def _torn_bytes(self) -> int:
+        fh = self._open_read()
+        if fh is None:
+            return 0
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            return size - _last_newline(fh, size) - 1
+
+    def last_complete_seq(self) -> int:
+        """The seq of the last complete line (before a torn fragment), 0 if none parses."""
+        for line in self._lines_backwards():
+            try:
+                seq = orjson.loads(line)["seq"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                return 0
+            return seq if isinstance(seq, int) else 0
+        return 0
 
     # -- verify --------------------------------------------------------------------------
     @_guarded
@@ -1034,9 +1388,9 @@ class _LedgerLock(ProcessLock):
         except OSError as exc:
             raise _io_error(exc, path, base) from None
 
-    def acquire(self) -> None:
+    def acquire(self, timeout: float | None = None) -> None:
         try:
-            super().acquire()
+            super().acquire(timeout)
         except OSError as exc:
             raise _io_error(exc, self.path, self.base) from None
 

@@ -35,6 +35,15 @@ def verify(ctx: Context, *, require_head: bool = True) -> Outcome:
     return Outcome(Status.PASS if res.ok else Status.BLOCKED, data, "\n".join(lines))
 
 
+def reindex(ctx: Context) -> Outcome:
+    lines, index = ctx.ledger.reindex()
+    rel = index.relative_to(ctx.repo).as_posix() if index.is_relative_to(ctx.repo) else str(index)
+    data = {"path": ctx.config.ledger_rel, "index": rel, "events": lines}
+    return Outcome(
+        Status.PASS, data, f"REINDEX OK: {lines} events of {ctx.config.ledger_rel} indexed in {rel}"
+    )
+
+
 def repair(ctx: Context) -> Outcome:
     res = ctx.ledger.repair()
     if res.get("repaired"):

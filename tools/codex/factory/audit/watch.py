@@ -1,8 +1,8 @@
 """``watch``: follow the ledger and print a run's events as they are appended.
 
-The ledger is read once from the start (a run that already finished is reported at once), then
-polled: each poll reads only the bytes appended since the last offset, never the whole file
-again. A torn last line (another process mid-write, or a crash) is held back until its newline
+The run's events already in the ledger are read by offset through the run index (a run that
+already finished is reported at once), then the ledger is polled from the indexed end: each
+poll reads only the bytes appended since the last offset, never the whole file. A torn last line (another process mid-write, or a crash) is held back until its newline
 arrives; if ``ledger repair`` moves it aside, it is dropped. The watch ends at the run's
 ``run.finished`` event, unless a new stage of the run started after it (a re-validation or
 re-integration, then it waits for the next one), and exits with that run's status code.
@@ -118,6 +118,24 @@ def follow(
     finished: Event | None = None
     waiting_noted = False
     run_dir = ctx.layout.run_dir(run_id)
+
+    def take(ev: Event) -> None:
+        nonlocal finished
+        echo(describe(ev))
+        seen.append(ev)
+        if ev.event_type == "run.finished":
+            finished = ev
+        elif ev.event_type in RESTART_EVENTS:
+            finished = None  # the run goes on (re-validated, re-integrated, resumed)
+
+    # What the ledger holds already: the run's own lines, read by offset through the run index;
+    # then only what is appended after the indexed end is read, however long the ledger is.
+    if path.is_file():
+        earlier, end = ctx.ledger.run_events_upto(run_id)
+        for ev in earlier:
+            take(ev)
+        if end is not None:
+            follower.offset = end
     try:
         while True:
             lines = follower.poll()
@@ -131,14 +149,8 @@ def follow(
                     raise LedgerCorruptError(
                         f"ledger {path.name}: the line at byte {offset} is not a valid event; run `factory ledger verify`"
                     ) from None
-                if ev.run_id != run_id:
-                    continue
-                echo(describe(ev))
-                seen.append(ev)
-                if ev.event_type == "run.finished":
-                    finished = ev
-                elif ev.event_type in RESTART_EVENTS:
-                    finished = None  # the run goes on (re-validated, re-integrated, resumed)
+                if ev.run_id == run_id:
+                    take(ev)
             if finished is not None:
                 return _finished(run_id, finished, seen)
             if (

@@ -204,6 +204,17 @@ def ledger_repair(click_ctx: click.Context, as_json: bool, json_out: Path | None
     return emit(ledgerview.repair(_ctx(click_ctx)), as_json, json_out)
 
 
+@ledger_group.command("reindex")
+@json_option
+@json_out_option
+@click.pass_context
+def ledger_reindex(click_ctx: click.Context, as_json: bool, json_out: Path | None) -> int:
+    """Rebuild the run index from the whole ledger (a cache: nothing is lost)."""
+    from tools.codex.factory.audit import ledgerview
+
+    return emit(ledgerview.reindex(_ctx(click_ctx)), as_json, json_out)
+
+
 # -- pipeline ---------------------------------------------------------------------------------
 def _launch_request(
     click_ctx: click.Context,

@@ -54,7 +54,7 @@ def run_id_prefix(kind: str, now: _dt.datetime, commit: str) -> str:
 
 
 def make_run_id(prefix: str, existing: int) -> str:
-    """``existing`` counts runs already in the ledger with the same prefix."""
+    """The next run ID after run number ``existing`` (the highest taken with this prefix)."""
     seq = existing + 1
     if seq > 999:
         raise UsageError(f"run ID prefix {prefix!r} already has 999 runs; pass --run-id or --now")

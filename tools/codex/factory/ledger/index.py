@@ -25,7 +25,9 @@ from typing import BinaryIO
 
 import orjson
 
-INDEX_VERSION = "1"
+from tools.codex.factory.infra import fsutil
+
+INDEX_VERSION = "2"
 _BLOCK = 1 << 20
 # The envelope of a stored line: everything but the payload sits at its two ends (keys sorted).
 _HEAD = re.compile(rb'\{"event_type":"([a-z0-9_.]+)","hash":"([0-9a-f]{64})",')
@@ -34,20 +36,39 @@ _TAIL = re.compile(
     rb'"stage":"([A-Za-z0-9._-]*)","ts_utc":"([^"\\]*)"\}\r?$'
 )
 _RUN_EVENTS = frozenset({"run.started", "run.finished"})
+# Run IDs and event types are stored once (runs, types) and referred to by number; a line's
+# hash by its first 15 hex digits (enough to tell that a line is not the one indexed; the
+# index vouches for nothing). Secondary indexes: a run's lines by seq, a type's lines by time,
+# all lines by time.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS types (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL UNIQUE, kind TEXT, first_seq INTEGER,
+    last_seq INTEGER, started_ts TEXT, base_commit TEXT, workers TEXT, status TEXT,
+    finished_seq INTEGER, finished_ts TEXT
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, off INTEGER NOT NULL, len INTEGER NOT NULL,
-    run_id TEXT NOT NULL, type TEXT NOT NULL, ts TEXT NOT NULL, hash TEXT NOT NULL
+    run INTEGER NOT NULL, type INTEGER NOT NULL, ts TEXT NOT NULL, hash INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
-CREATE INDEX IF NOT EXISTS events_type ON events (type, seq);
-CREATE INDEX IF NOT EXISTS events_ts ON events (ts, seq);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, kind TEXT, first_seq INTEGER, last_seq INTEGER, started_ts TEXT,
-    base_commit TEXT, workers TEXT, status TEXT, finished_seq INTEGER, finished_ts TEXT
-);
+CREATE INDEX IF NOT EXISTS events_run ON events (run, seq);
+CREATE INDEX IF NOT EXISTS events_type ON events (type, ts);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 """
+_ENTRY = (
+    "SELECT e.seq, e.off, e.len, r.run_id, t.name, e.ts, e.hash FROM events e "
+    "JOIN runs r ON r.id = e.run JOIN types t ON t.id = e.type"
+)
+
+
+def short_hash(digest: object) -> int:
+    """The first 15 hex digits of a line's hash as a number (-1 if it is not hex)."""
+    text = digest if isinstance(digest, str) else ""
+    try:
+        return int(text[:15], 16) if len(text) >= 15 else -1
+    except ValueError:
+        return -1
 
 
 @dataclass(frozen=True)
@@ -60,7 +81,7 @@ class Entry:
     run_id: str
     type: str
     ts: str
-    hash: str
+    hash: int  # short_hash of the line's hash
 
 
 @dataclass(frozen=True)
@@ -90,7 +111,7 @@ def parse_line(line: bytes, off: int) -> tuple[Entry, dict[str, object] | None]:
             obj = orjson.loads(line)
             entry = Entry(
                 int(obj["seq"]), off, len(line) + 1, str(obj["run_id"]),
-                str(obj["event_type"]), str(obj["ts_utc"]), str(obj["hash"]),
+                str(obj["event_type"]), str(obj["ts_utc"]), short_hash(obj["hash"]),
             )  # fmt: skip
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise IndexError_(f"the line at byte {off} is not a ledger event") from None
@@ -99,7 +120,7 @@ def parse_line(line: bytes, off: int) -> tuple[Entry, dict[str, object] | None]:
     entry = Entry(
         int(tail.group(2)), off, len(line) + 1, tail.group(1).decode("ascii"),
         head.group(1).decode("ascii"), tail.group(4).decode("ascii", "replace"),
-        head.group(2).decode("ascii"),
+        int(head.group(2)[:15], 16),
     )  # fmt: skip
     if entry.type not in _RUN_EVENTS:
         return entry, None
@@ -202,7 +223,7 @@ class LedgerIndex:
     def _sync(self) -> str:
         meta = self._meta()
         try:
-            fh = open(self.ledger_path, "rb")  # noqa: SIM115 - closed below
+            fh = self._read_ledger()
         except FileNotFoundError:
             if meta.get("end", "0") != "0":
                 self._reset()
@@ -233,7 +254,7 @@ class LedgerIndex:
             end, seq = int(meta["end"]), int(meta.get("seq", "0"))
             if end == 0:
                 return ""
-            with open(self.ledger_path, "rb") as fh:
+            with self._read_ledger() as fh:
                 if not self._same_ledger(fh, meta):
                     return "its first line is not the one indexed (the ledger was replaced or rewritten)"
                 if end > os.fstat(fh.fileno()).st_size:
@@ -244,6 +265,10 @@ class LedgerIndex:
             return ""  # an unreadable index is rebuilt; it says nothing about the ledger
         return ""
 
+    def _read_ledger(self) -> BinaryIO:
+        """The ledger for reading: a regular file, not through a link."""
+        return os.fdopen(fsutil.open_regular(self.ledger_path, os.O_RDONLY), "rb")
+
     def _same_ledger(self, fh: BinaryIO, meta: dict[str, str]) -> bool:
         first = meta.get("first", "")
         if not first:
@@ -253,7 +278,7 @@ class LedgerIndex:
         if not line.endswith(b"\n"):
             return False
         entry, _ = parse_line(line.rstrip(b"\n"), 0)
-        return entry.hash == first
+        return str(entry.hash) == first
 
     def _holds(self, fh: BinaryIO, seq: int, last: str, end: int) -> bool:
         """Is the index's last line still the file's line ending at ``end``, as recorded?"""
@@ -267,7 +292,7 @@ class LedgerIndex:
         if not data.endswith(b"\n"):
             return False
         entry, _ = parse_line(data[:-1], row[0])
-        return entry.seq == seq and entry.hash == last
+        return entry.seq == seq and str(entry.hash) == last
 
     def _catch_up(self, fh: BinaryIO, end: int) -> None:
         batch: list[tuple[Entry, dict[str, object] | None]] = []
@@ -283,13 +308,14 @@ class LedgerIndex:
         db.execute("BEGIN")
         db.execute("DELETE FROM events")
         db.execute("DELETE FROM runs")
+        db.execute("DELETE FROM types")
         db.execute("DELETE FROM meta")
         db.execute("COMMIT")
         self._set_meta({"version": INDEX_VERSION, "end": "0", "seq": "0", "hash": "", "first": ""})
 
     def _rebuild(self) -> str:
         try:
-            fh = open(self.ledger_path, "rb")  # noqa: SIM115 - closed below
+            fh = self._read_ledger()
         except FileNotFoundError:
             self._reset()
             return "rebuilt"
@@ -330,40 +356,52 @@ class LedgerIndex:
         db = self._open()
         db.execute("BEGIN")
         try:
+            runs = self._ids(db, "runs", "run_id", {e.run_id for e, _ in batch})
+            types = self._ids(db, "types", "name", {e.type for e, _ in batch})
             db.executemany(
-                "INSERT OR REPLACE INTO events (seq, off, len, run_id, type, ts, hash) "
+                "INSERT OR REPLACE INTO events (seq, off, len, run, type, ts, hash) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(e.seq, e.off, e.length, e.run_id, e.type, e.ts, e.hash) for e, _ in batch],
+                [
+                    (e.seq, e.off, e.length, runs[e.run_id], types[e.type], e.ts, e.hash)
+                    for e, _ in batch
+                ],
+            )
+            spans: dict[str, tuple[int, int]] = {}
+            for e, _ in batch:
+                lo, hi = spans.get(e.run_id, (e.seq, e.seq))
+                spans[e.run_id] = (min(lo, e.seq), max(hi, e.seq))
+            db.executemany(
+                "UPDATE runs SET first_seq = min(coalesce(first_seq, ?), ?), "
+                "last_seq = max(coalesce(last_seq, ?), ?) WHERE id = ?",
+                [(lo, lo, hi, hi, runs[r]) for r, (lo, hi) in sorted(spans.items())],
             )
             for e, payload in batch:
-                if not e.run_id:
+                if payload is None:
                     continue
-                db.execute(
-                    "INSERT INTO runs (run_id, first_seq, last_seq) VALUES (?, ?, ?) "
-                    "ON CONFLICT (run_id) DO UPDATE SET last_seq = excluded.last_seq",
-                    (e.run_id, e.seq, e.seq),
-                )
-                if e.type == "run.started" and payload is not None:
+                if e.type == "run.started":
                     workers = payload.get("workers")
                     db.execute(
                         "UPDATE runs SET kind = ?, started_ts = ?, base_commit = ?, workers = ? "
-                        "WHERE run_id = ?",
+                        "WHERE id = ?",
                         (
                             _text(payload.get("kind")), e.ts, _text(payload.get("base_commit")),
                             orjson.dumps(workers).decode() if isinstance(workers, list) else "[]",
-                            e.run_id,
+                            runs[e.run_id],
                         ),
                     )  # fmt: skip
-                elif e.type == "run.finished" and payload is not None:
+                elif e.type == "run.finished":
                     db.execute(
-                        "UPDATE runs SET status = ?, finished_seq = ?, finished_ts = ? "
-                        "WHERE run_id = ?",
-                        (_text(payload.get("status")), e.seq, e.ts, e.run_id),
+                        "UPDATE runs SET status = ?, finished_seq = ?, finished_ts = ? WHERE id = ?",
+                        (_text(payload.get("status")), e.seq, e.ts, runs[e.run_id]),
                     )
             last = batch[-1][0]
-            meta = {"end": str(last.off + last.length), "seq": str(last.seq), "hash": last.hash}
+            meta = {
+                "end": str(last.off + last.length),
+                "seq": str(last.seq),
+                "hash": str(last.hash),
+            }
             if batch[0][0].seq == 1:
-                meta["first"] = batch[0][0].hash
+                meta["first"] = str(batch[0][0].hash)
             db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", sorted(meta.items())
             )
@@ -373,7 +411,29 @@ class LedgerIndex:
                 db.execute("ROLLBACK")
             raise
 
+    @staticmethod
+    def _ids(db: sqlite3.Connection, table: str, column: str, names: set[str]) -> dict[str, int]:
+        """The numbers of ``names`` in ``table`` (``runs`` or ``types``), new ones added."""
+        ordered = sorted(names)
+        db.executemany(
+            f"INSERT OR IGNORE INTO {table} ({column}) VALUES (?)", [(n,) for n in ordered]
+        )
+        out: dict[str, int] = {}
+        for i in range(0, len(ordered), 500):
+            chunk = ordered[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                db.execute(
+                    f"SELECT {column}, id FROM {table} WHERE {column} IN ({marks})", chunk
+                ).fetchall()
+            )
+        return out
+
     # -- queries ----------------------------------------------------------------------------
+    def _id(self, table: str, column: str, name: str) -> int | None:
+        row = self._open().execute(f"SELECT id FROM {table} WHERE {column} = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
     def entries(
         self,
         *,
@@ -388,78 +448,102 @@ class LedgerIndex:
         """Lines matching the envelope filters, by (ts, type, seq) (the ledger's display order)
         or by seq (chain order), newest first when asked (with ``limit``: the last N)."""
         where: list[str] = []
-        args: list[str | int] = []
-        if run_id is not None:
-            where.append("run_id = ?")
-            args.append(run_id)
-        if event_type is not None:
+        args: list[object] = []
+        use = "events_ts" if since is not None else None
+        if event_type is not None and not (prefix and not event_type):
             if prefix:
-                where.append("substr(type, 1, ?) = ?")
-                args += [len(event_type), event_type]
+                upper = event_type[:-1] + chr(ord(event_type[-1]) + 1)
+                kinds = [
+                    int(r[0])
+                    for r in self._open().execute(
+                        "SELECT id FROM types WHERE name >= ? AND name < ?", (event_type, upper)
+                    )
+                ]
             else:
-                where.append("type = ?")
-                args.append(event_type)
+                kind = self._id("types", "name", event_type)
+                kinds = [] if kind is None else [kind]
+            if not kinds:
+                return []
+            where.append(f"e.type IN ({','.join('?' * len(kinds))})")
+            args += kinds
+            use = "events_type"
+        if run_id is not None:
+            run = self._id("runs", "run_id", run_id)
+            if run is None:
+                return []
+            where.append("e.run = ?")
+            args.append(run)
+            use = "events_run"  # a run's lines are few: never scan a type's or a time's
         if since is not None:
-            where.append("ts >= ?")
+            where.append("e.ts >= ?")
             args.append(since)
-        sql = "SELECT seq, off, len, run_id, type, ts, hash FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        order = "DESC" if newest_first else "ASC"
+        sql = _ENTRY.replace(" e JOIN", f" e INDEXED BY {use} JOIN" if use else " e JOIN", 1)
+        sql += " WHERE " + " AND ".join(where) if where else ""
         if by_seq:
-            sql += f" ORDER BY seq {order}"
-        else:
-            sql += f" ORDER BY ts {order}, type {order}, seq {order}"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        rows = self._open().execute(sql, args).fetchall()
-        return [Entry(*row) for row in rows]
+            sql += " ORDER BY e.seq DESC" if newest_first else " ORDER BY e.seq"
+            if limit is not None:
+                sql += " LIMIT ?"
+                args.append(limit)
+            return [_entry(row) for row in self._open().execute(sql, args)]
+        if limit is None:
+            rows = [_entry(row) for row in self._open().execute(sql, args)]
+            rows.sort(key=_display, reverse=newest_first)
+            return rows
+        # The last ``limit`` in display order: read by time from the newest, then every line
+        # that shares the oldest instant held (the event type decides between them).
+        sql += " ORDER BY e.ts DESC"
+        held: list[Entry] = []
+        for row in self._open().execute(sql, args):
+            entry = _entry(row)
+            if len(held) >= limit and entry.ts < held[-1].ts:
+                break
+            held.append(entry)
+        held.sort(key=_display, reverse=True)
+        out = held[:limit]
+        return out if newest_first else out[::-1]
 
     def entries_after(self, seq: int, event_type: str, limit: int) -> list[Entry]:
         """The first ``limit`` lines of ``event_type`` after ``seq``, in chain order."""
-        rows = (
-            self._open()
-            .execute(
-                "SELECT seq, off, len, run_id, type, ts, hash FROM events "
-                "WHERE type = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (event_type, seq, limit),
-            )
-            .fetchall()
+        kind = self._id("types", "name", event_type)
+        if kind is None:
+            return []
+        # Forward from ``seq`` in chain order: the ones wanted are usually a few lines on.
+        rows = self._open().execute(
+            _ENTRY.replace(" e JOIN", " e NOT INDEXED JOIN", 1)
+            + " WHERE e.seq > ? AND e.type = ? ORDER BY e.seq LIMIT ?",
+            (seq, kind, limit),
         )
-        return [Entry(*row) for row in rows]
+        return [_entry(row) for row in rows]
 
     def entry(self, seq: int) -> Entry | None:
-        row = (
-            self._open()
-            .execute(
-                "SELECT seq, off, len, run_id, type, ts, hash FROM events WHERE seq = ?", (seq,)
-            )
-            .fetchone()
-        )
-        return None if row is None else Entry(*row)
+        row = self._open().execute(_ENTRY + " WHERE e.seq = ?", (seq,)).fetchone()
+        return None if row is None else _entry(row)
+
+    def last_seq(self) -> int:
+        """The seq of the last line the index holds (0 for none)."""
+        return int(self._meta().get("seq", "0"))
+
+    def end(self) -> int:
+        """The byte offset just after the last line the index holds."""
+        return int(self._meta().get("end", "0"))
 
     def run_ids_since(self, event_type: str, floor_ts: str, prefix: str = "") -> set[str]:
-        rows = (
-            self._open()
-            .execute(
-                "SELECT DISTINCT run_id FROM events WHERE type = ? AND ts >= ? "
-                "AND substr(run_id, 1, ?) = ?",
-                (event_type, floor_ts, len(prefix), prefix),
-            )
-            .fetchall()
+        kind = self._id("types", "name", event_type)
+        if kind is None:
+            return set()
+        rows = self._open().execute(
+            "SELECT DISTINCT r.run_id FROM events e JOIN runs r ON r.id = e.run "
+            "WHERE e.type = ? AND e.ts >= ?",
+            (kind, floor_ts),
         )
-        return {r[0] for r in rows}
+        return {str(r[0]) for r in rows if str(r[0]).startswith(prefix)}
 
     def runs(self, *, status: str | None = None, limit: int | None = None) -> list[RunRow]:
         """Runs newest first (by their first event)."""
-        sql = (
-            "SELECT run_id, kind, first_seq, last_seq, started_ts, base_commit, workers, status, "
-            "finished_seq, finished_ts FROM runs"
-        )
+        sql = _RUN + " WHERE first_seq IS NOT NULL AND run_id != ''"
         args: list[object] = []
         if status is not None:
-            sql += " WHERE upper(coalesce(status, 'RUNNING')) = upper(?)"
+            sql += " AND upper(coalesce(status, 'RUNNING')) = upper(?)"
             args.append(status)
         sql += " ORDER BY first_seq DESC"
         if limit is not None:
@@ -468,25 +552,29 @@ class LedgerIndex:
         return [_run_row(row) for row in self._open().execute(sql, args).fetchall()]
 
     def run(self, run_id: str) -> RunRow | None:
-        for row in self.runs_named([run_id]):
-            return row
-        return None
+        """The run's row; None for an unknown run and for "" (events of no run)."""
+        if not run_id:
+            return None
+        row = self._open().execute(_RUN + " WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None or row[2] is None else _run_row(row)
 
-    def runs_named(self, run_ids: Sequence[str]) -> list[RunRow]:
-        out = []
-        for run_id in run_ids:
-            row = (
-                self._open()
-                .execute(
-                    "SELECT run_id, kind, first_seq, last_seq, started_ts, base_commit, workers, "
-                    "status, finished_seq, finished_ts FROM runs WHERE run_id = ?",
-                    (run_id,),
-                )
-                .fetchone()
-            )
-            if row is not None:
-                out.append(_run_row(row))
-        return out
+
+_RUN = (
+    "SELECT run_id, kind, first_seq, last_seq, started_ts, base_commit, workers, status, "
+    "finished_seq, finished_ts FROM runs"
+)
+
+
+def _entry(row: Sequence[object]) -> Entry:
+    seq, off, length, run_id, kind, ts, digest = row
+    return Entry(
+        int(str(seq)), int(str(off)), int(str(length)), str(run_id), str(kind), str(ts),
+        int(str(digest)),
+    )  # fmt: skip
+
+
+def _display(e: Entry) -> tuple[str, str, int]:
+    return (e.ts, e.type, e.seq)
 
 
 def _run_row(row: Sequence[object]) -> RunRow:

@@ -38,7 +38,13 @@ from tools.codex.factory.errors import (
 from tools.codex.factory.infra import fsutil, jsonio
 from tools.codex.factory.infra.clock import Clock, format_ts, parse_instant
 from tools.codex.factory.infra.locks import ProcessLock
-from tools.codex.factory.ledger.index import Entry, IndexError_, LedgerIndex, RunRow
+from tools.codex.factory.ledger.index import (
+    Entry,
+    IndexError_,
+    LedgerIndex,
+    RunRow,
+    short_hash,
+)
 
 GENESIS = "0" * 64
 EVENT_TYPE_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
@@ -568,6 +574,32 @@ class Ledger:
         return index
 
     @_guarded
+    def reindex(self) -> tuple[int, Path]:
+        """Rebuild the run index from the whole file (it is only a cache: nothing is lost);
+        (lines indexed, the index file)."""
+        if not (self.path.is_file() and not self.path.is_symlink()):
+            fh = self._open_read()  # not a ledger: the open says what is there instead
+            if fh is not None:
+                fh.close()
+            raise UsageError(f"ledger {self.path.name}: no ledger yet, nothing to index")
+        with self.lock():
+            self._pending = []  # in the file already: the rebuild reads them
+            index = self._index_obj()
+            try:
+                index.forget()
+                index.sync()
+                return index.last_seq(), index.path
+            except IndexError_ as exc:
+                raise LedgerCorruptError(
+                    f"ledger {self.path.name}: {exc}; run `factory ledger verify`"
+                ) from None
+            except sqlite3.Error as exc:
+                index.forget()
+                raise BlockedError(
+                    f"ledger index {_shown(index.path, self.base)} cannot be written: {exc}"
+                ) from None
+
+    @_guarded
     def read_entries(self, entries: Sequence[Entry]) -> list[Event]:
         """The events at the index's offsets, each checked to be the line the index says
         (its seq and hash): a line that is not is :class:`StaleIndexError`."""
@@ -587,7 +619,7 @@ class Ledger:
                     ev = Event.from_line(_strip_eol(data[:-1]))
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     raise StaleIndexError(f"no event at byte {e.off}") from None
-                if ev.seq != e.seq or ev.hash != e.hash:
+                if ev.seq != e.seq or short_hash(ev.hash) != e.hash:
                     raise StaleIndexError(f"seq {e.seq} is not at byte {e.off}")
                 out.append(ev)
         return out
@@ -611,19 +643,29 @@ class Ledger:
 
     def run_events(self, run_id: str) -> list[Event]:
         """The run's events in chain order, read by offset (a scan without the index)."""
-        ok, found = self._by_index(
-            lambda ix: self.read_entries(ix.entries(run_id=run_id, by_seq=True))
-        )
+        return self.run_events_upto(run_id)[0]
+
+    def run_events_upto(self, run_id: str) -> tuple[list[Event], int | None]:
+        """The run's events in chain order and the byte offset up to which the file was
+        indexed when they were read (every later line is new to the caller); without the
+        index, a scan of the whole file and None."""
+
+        def query(ix: LedgerIndex) -> tuple[list[Event], int]:
+            end = ix.end()  # first: another process may index more lines meanwhile
+            entries = [e for e in ix.entries(run_id=run_id, by_seq=True) if e.off < end]
+            return self.read_entries(entries), end
+
+        ok, found = self._by_index(query)
         if ok and found is not None:
             return found
-        return [e for e in self.events() if e.run_id == run_id]
+        return [e for e in self.events() if e.run_id == run_id], None
 
     def run_row(self, run_id: str) -> RunRow | None:
         ok, row = self._by_index(lambda ix: ix.run(run_id))
         if ok:
             return row
         events = self.run_events(run_id)
-        return run_row_of(run_id, events) if events else None
+        return run_row_of(run_id, events) if events and run_id else None
 
     def events_after(self, seq: int, event_type: str, limit: int) -> list[Event]:
         """The first ``limit`` events of ``event_type`` after ``seq``, in chain order."""

@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory.core.ids import validate_run_id
+from tools.codex.factory.core.ids import RUN_ID_RE, validate_run_id
 from tools.codex.factory.core.paths import worker_dirname
 from tools.codex.factory.errors import FactoryError, LockHeldError
 from tools.codex.factory.infra import gitops
@@ -36,23 +36,13 @@ def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
     and ``run_finished`` (the run recorded ``run.finished``). Sorted by run ID, then worker.
     For ``doctor``.
     """
-    created: dict[tuple[str, str], str] = {}
-    for ev in ctx.ledger.select(Filter(event_type="worktree.created")):
-        worker, branch = ev.payload.get("worker"), ev.payload.get("branch")
-        if isinstance(worker, str) and isinstance(branch, str):
-            created[(ev.run_id, worker)] = branch
-    if not created:
-        return []
     listing = {e["branch"]: e for e in gitops.worktree_list(ctx.repo) if e["branch"]}
     heads = gitops.branches(ctx.repo)
+    present = heads | {b.removeprefix("refs/heads/") for b in listing}
+    created = _created_worktrees(ctx, present)
     out = []
-    finished: set[str] | None = None
-    for (run_id, worker), branch in sorted(created.items()):
+    for (run_id, worker), (branch, finished) in sorted(created.items()):
         entry = listing.get(f"refs/heads/{branch}")
-        if entry is None and branch not in heads:
-            continue
-        if finished is None:
-            finished = {e.run_id for e in ctx.ledger.select(Filter(event_type="run.finished"))}
         run_dir = ctx.layout.run_dir(run_id)
         item: dict[str, Any] = {
             "run_id": run_id,
@@ -63,7 +53,7 @@ def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
             "registered": False,
             "bytes": 0,
             "status": runboard.read_status(run_dir, worker),
-            "run_finished": run_id in finished,
+            "run_finished": finished,
         }
         if entry is not None:
             path = Path(entry["path"])
@@ -75,6 +65,33 @@ def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
                 bytes=worktrees.disk_usage(path) if exists else 0,
             )
         out.append(item)
+    return out
+
+
+def _created_worktrees(ctx: Context, present: set[str]) -> dict[tuple[str, str], tuple[str, bool]]:
+    """(run ID, worker) -> (branch, run finished) for each factory worktree whose branch is
+    still present. A branch is ``<prefix>/<RUN_ID>/<W>``; it is the factory's when that run's
+    ``worktree.created`` event names it. The cost follows the branches present, not the
+    ledger's length: each candidate run's events are read through the run index."""
+    candidates: dict[str, list[tuple[str, str]]] = {}
+    for branch in sorted(present):
+        parts = branch.rsplit("/", 2)
+        if len(parts) == 3 and parts[0]:
+            candidates.setdefault(parts[1], []).append((parts[2], branch))
+    out: dict[tuple[str, str], tuple[str, bool]] = {}
+    for run_id, pairs in sorted(candidates.items()):
+        if not RUN_ID_RE.fullmatch(run_id):
+            continue
+        events = ctx.ledger.run_events(run_id)
+        finished = any(e.event_type == "run.finished" for e in events)
+        named = {
+            (e.payload.get("worker"), e.payload.get("branch"))
+            for e in events
+            if e.event_type == "worktree.created"
+        }
+        for worker, branch in pairs:
+            if (worker, branch) in named:
+                out[(run_id, worker)] = (branch, finished)
     return out
 
 

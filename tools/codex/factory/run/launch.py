@@ -70,24 +70,31 @@ def resolve_plan(ctx: Context, plan_file: Path | None, workers: list[str] | None
     return plan.select(workers)
 
 
-def count_runs(ctx: Context, prefix: str, since: str) -> int:
-    """Runs already recorded with this prefix (their run.started events), plus stray folders.
+def highest_run_number(ctx: Context, prefix: str, since: str) -> int:
+    """The highest run number taken with this prefix (by a run.started event or a folder).
 
     A run with this prefix started at or after the prefix's own second (``since``), so only
     the ledger's tail from that instant on needs reading.
     """
-    seen = {r for r in ctx.ledger.run_ids_since("run.started", since) if r.startswith(prefix)}
-    runs = ctx.layout.runs_dir
-    if runs.is_dir():
-        seen |= {p.name for p in runs.iterdir() if p.is_dir() and p.name.startswith(prefix)}
-    return len(seen)
+    taken = {
+        int(r[len(prefix) :])
+        for r in ctx.ledger.run_ids_since("run.started", since)
+        if r.startswith(prefix) and r[len(prefix) :].isdigit()
+    }
+    # Stray folders (a run whose events were lost): the numbered names after the highest
+    # recorded one are probed in turn, so the cost follows this second's runs, not the size
+    # of the runs folder.
+    n = max(taken, default=0)
+    while n < 999 and (ctx.layout.runs_dir / f"{prefix}{n + 1:03d}").is_dir():
+        n += 1
+    return n
 
 
 def next_run_id(ctx: Context, kind: str, commit: str) -> str:
     now = ctx.clock.now()
     prefix = run_id_prefix(kind, now, commit)
     floor = format_ts(now.replace(microsecond=0))
-    return make_run_id(prefix, count_runs(ctx, prefix, floor))
+    return make_run_id(prefix, highest_run_number(ctx, prefix, floor))
 
 
 def ensure_runs_dir(ctx: Context) -> None:

@@ -76,3 +76,12 @@ def test_per_tag_validation_equals_the_whole_schema(
 @given(doc=VALUES)
 def test_any_json_value_is_judged_the_same(doc: Any) -> None:
     assert schemas.errors("ledger_event", doc) == full_errors("ledger_event", doc)
+
+
+def test_a_document_too_deep_to_validate_is_an_error_not_a_crash() -> None:
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    assert schemas.errors("files_changed", {"schema_version": 1, "files": deep}) == [
+        ("(top level)", "nested deeper than 64 levels")
+    ]

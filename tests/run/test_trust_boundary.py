@@ -230,6 +230,26 @@ def test_duplicate_keys_in_bundle_json_are_refused(repo: Path) -> None:
     assert code == 3 and "[json-invalid]" in out and "duplicate key 'files'" in out
 
 
+@pytest.mark.parametrize("depth", [65, 1000, 1023])
+def test_deeply_nested_json_is_a_finding_or_a_usage_error_not_a_crash(
+    repo: Path, tmp_path: Path, depth: int
+) -> None:
+    """orjson reads 1023 levels; the duplicate-key pass and the schema validator recurse and
+    would run out of stack: a document deeper than any the factory reads is refused first."""
+    deep = b"[" * depth + b"]" * depth
+    run_id = launch_dry(repo)
+    files = run_dir(repo, run_id) / "A_worker" / "FILES_CHANGED.json"
+    files.write_bytes(b'{"schema_version": 1, "files": ' + deep + b"}\n")
+    code, out, err = validate(repo, run_id)
+    assert code == 3 and "[json-invalid]" in out and "nested deeper than 64 levels" in out, err
+    assert "internal error" not in out + err
+    plan = tmp_path / "deep.json"
+    plan.write_bytes(b'{"schema_version": 1, "workers": ' + deep + b"}")
+    code, _out, err = cli(repo, "launch", "--dry-run", "--plan", str(plan))
+    assert code == 2 and "nested deeper than 64 levels" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("which", ["plan", "config"])
 def test_utf16_plan_or_config_is_named(repo: Path, tmp_path: Path, which: str) -> None:
     doc = json.dumps(EVERYTHING if which == "plan" else {"schema_version": 1})

@@ -25,6 +25,32 @@ class EncodingError(ValueError):
     """The document is not UTF-8 (PowerShell 5.1's ``>`` and ``Out-File`` write UTF-16)."""
 
 
+class DepthError(ValueError):
+    """A document nested deeper than any the factory reads (a recursion bomb)."""
+
+
+# No document the factory reads nests beyond a handful of levels; a deeper one is refused
+# before anything recursive (the duplicate-key pass, schema validation) walks it.
+MAX_DEPTH = 64
+
+
+def depth_ok(doc: Any, limit: int = MAX_DEPTH) -> bool:
+    """Is ``doc`` nested at most ``limit`` levels deep? (Iterative: safe on any depth.)"""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if level > limit:
+            return False
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return True
+
+
 UTF16_FIX = (
     "save it as UTF-8 (PowerShell: `Out-File -Encoding utf8` or `Set-Content -Encoding utf8`)"
 )
@@ -59,13 +85,16 @@ def loads_document(data: bytes, *, unique_keys: bool = False) -> Any:
     silently keeping the last value (operator-written files: config, plan).
 
     Raises ValueError: ``orjson.JSONDecodeError`` for bad JSON, :class:`DuplicateKeyError`,
-    :class:`EncodingError` for UTF-16 text.
+    :class:`EncodingError` for UTF-16 text, :class:`DepthError` for nesting deeper than
+    :data:`MAX_DEPTH`.
     """
     kind = utf16_kind(data)
     if kind is not None:
         raise EncodingError(f"the file is {kind}, not UTF-8: {UTF16_FIX}")
     data = strip_bom(data)
     doc = orjson.loads(data)  # the one JSON dialect: strict UTF-8, no NaN, no lone surrogates
+    if not depth_ok(doc):
+        raise DepthError(f"nested deeper than {MAX_DEPTH} levels")
     if unique_keys and b"{" in data:
         # orjson keeps the last of duplicate keys without telling; a second, checking pass
         # (only for small operator files: orjson alone stays the fast path elsewhere).
@@ -93,7 +122,7 @@ def read_json(path: Path, what: str = "", *, unique_keys: bool = False) -> Any:
         return loads_document(data, unique_keys=unique_keys)
     except EncodingError as exc:
         raise UsageError(f"{label}: {exc}") from None
-    except DuplicateKeyError as exc:
+    except (DuplicateKeyError, DepthError) as exc:
         raise UsageError(f"{label}: invalid JSON ({exc})") from None
     except orjson.JSONDecodeError as exc:
         raise UsageError(f"{label}: invalid JSON ({exc})") from None

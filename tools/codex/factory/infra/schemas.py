@@ -142,6 +142,8 @@ def _specific(err: Any) -> list[Any]:
 
 def errors(name: str, doc: Any) -> list[tuple[str, str]]:
     """Every violation as (json path, message), sorted so reports are stable."""
+    if not jsonio.depth_ok(doc):  # the validator recurses: refuse what would exhaust it
+        return [("(top level)", f"nested deeper than {jsonio.MAX_DEPTH} levels")]
     found: list[tuple[str, str]] = []
     for err in _validator_for(name, doc).iter_errors(doc):
         found.extend((pointer(e.absolute_path), e.message) for e in _specific(err))

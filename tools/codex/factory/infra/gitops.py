@@ -1,4 +1,8 @@
-"""The only module that runs git. Typed errors, argv lists, never a shell."""
+"""The only module that runs git. Typed errors, argv lists, never a shell.
+
+:mod:`proc` refuses to start git for anyone else: this module claims proc's one git permit
+when it is imported and passes it with every git it starts (through :func:`git` alone).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from tools.codex.factory.infra import proc
 from tools.codex.factory.infra.fsutil import remove_tree
 
 MIN_VERSION = (2, 30)
+_GIT_PERMIT = proc.claim_git_permit()
 
 
 # Config every git the factory runs carries (as GIT_CONFIG_* entries, the environment form of
@@ -60,6 +65,7 @@ def git(
         check=check,
         error=GitError,
         timeout=timeout,
+        git_permit=_GIT_PERMIT,
     )
 
 

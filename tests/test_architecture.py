@@ -5,6 +5,9 @@ line what it may import."""
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +23,11 @@ BASE = {f"{ROOT}.errors", f"{ROOT}.version"}
 LAZY_ALLOWED = {f"{ROOT}.cli.commands", ROOT}
 
 
-def modules() -> dict[str, Path]:
+def modules(package: Path = PACKAGE) -> dict[str, Path]:
+    """Module name -> file for every module of ``package`` (a copy of it in a test too)."""
     out = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = list(path.relative_to(PACKAGE.parents[2]).with_suffix("").parts)
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package.parents[2]).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
         out[".".join(parts)] = path
@@ -42,9 +46,23 @@ def _type_checking_nodes(tree: ast.AST) -> set[int]:
     return found
 
 
-def imports(path: Path, known: set[str]) -> Iterator[tuple[str, bool]]:
-    """(imported package module, imported inside a function) for every import that runs."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+def absolute(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    """The module ``from ... import`` names, relative forms (``from . import x``, ``from ..run
+    import handle``) resolved against ``module`` as Python resolves them."""
+    if not node.level:
+        return node.module or ""
+    package = module if is_package else module.rpartition(".")[0]
+    parts = package.split(".")
+    base = ".".join(parts[: len(parts) - (node.level - 1)])
+    return f"{base}.{node.module}" if node.module else base
+
+
+def imports_in(
+    source: str, module: str, is_package: bool, known: set[str]
+) -> Iterator[tuple[str, bool]]:
+    """(imported package module, imported inside a function) for every import in ``source``
+    (the text of ``module``) that runs."""
+    tree = ast.parse(source)
     skip = _type_checking_nodes(tree)
     in_function: set[int] = set()
     for fn in ast.walk(tree):
@@ -54,22 +72,30 @@ def imports(path: Path, known: set[str]) -> Iterator[tuple[str, bool]]:
         if id(node) in skip:
             continue
         lazy = id(node) in in_function
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(ROOT):
+        if isinstance(node, ast.ImportFrom):
+            target = absolute(module, is_package, node)
+            if target != ROOT and not target.startswith(ROOT + "."):
+                continue
             for alias in node.names:
-                full = f"{node.module}.{alias.name}"
-                yield (full if full in known else node.module), lazy
+                full = f"{target}.{alias.name}"
+                yield (full if full in known else target), lazy
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith(ROOT):
                     yield alias.name, lazy
 
 
-def graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    mods = modules()
+def imports(path: Path, module: str, known: set[str]) -> Iterator[tuple[str, bool]]:
+    source = path.read_text(encoding="utf-8")
+    return imports_in(source, module, path.name == "__init__.py", known)
+
+
+def graph(package: Path = PACKAGE) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    mods = modules(package)
     edges: dict[str, set[str]] = {m: set() for m in mods}
     lazy: dict[str, set[str]] = {m: set() for m in mods}
     for m, path in mods.items():
-        for target, is_lazy in imports(path, set(mods)):
+        for target, is_lazy in imports(path, m, set(mods)):
             edges[m].add(target)
             if is_lazy:
                 lazy[m].add(target)
@@ -81,8 +107,7 @@ def layer(module: str) -> str | None:
     return parts[3] if len(parts) > 3 and parts[3] in LAYERS else None
 
 
-def test_layers_import_only_downwards() -> None:
-    edges, _lazy = graph()
+def upward_imports(edges: dict[str, set[str]]) -> list[str]:
     bad = []
     for m, targets in sorted(edges.items()):
         lm = layer(m)
@@ -92,20 +117,21 @@ def test_layers_import_only_downwards() -> None:
                 continue
             if LAYERS.index(lt) > LAYERS.index(lm):
                 bad.append(f"{m} imports {t} ({lm} may not import {lt})")
-    assert bad == []
+    return bad
 
 
-def test_no_import_cycles() -> None:
-    edges, _lazy = graph()
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles (strongly connected components of more than one module, or a module
+    importing itself), by Tarjan's algorithm."""
     known = set(edges)
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     on_stack: set[str] = set()
-    cycles: list[list[str]] = []
+    found: list[list[str]] = []
     counter = [0]
 
-    def visit(v: str) -> None:  # Tarjan's strongly connected components (iterative enough here)
+    def visit(v: str) -> None:  # recursive: the package's import depth is small
         index[v] = low[v] = counter[0]
         counter[0] += 1
         stack.append(v)
@@ -125,12 +151,57 @@ def test_no_import_cycles() -> None:
                 if w == v:
                     break
             if len(comp) > 1 or v in edges[v]:
-                cycles.append(sorted(comp))
+                found.append(sorted(comp))
 
     for v in sorted(known):
         if v not in index:
             visit(v)
-    assert cycles == []
+    return found
+
+
+def test_layers_import_only_downwards() -> None:
+    edges, _lazy = graph()
+    assert upward_imports(edges) == []
+
+
+def test_no_import_cycles() -> None:
+    edges, _lazy = graph()
+    assert cycles(edges) == []
+
+
+def test_relative_imports_are_resolved() -> None:
+    """``from . import x`` and ``from ..run import handle`` count like their absolute forms."""
+    known = {f"{ROOT}.core", f"{ROOT}.core.ids", f"{ROOT}.core.paths", f"{ROOT}.run.handle"}
+    source = "from . import paths\nfrom ..run import handle\nfrom .. import core\n"
+    found = {t for t, _ in imports_in(source, f"{ROOT}.core.ids", False, known)}
+    assert found == {f"{ROOT}.core.paths", f"{ROOT}.run.handle", f"{ROOT}.core"}
+    found = {t for t, _ in imports_in("from . import ids\n", f"{ROOT}.core", True, known)}
+    assert found == {f"{ROOT}.core.ids"}
+    found = {t for t, _ in imports_in("from .paths import X\n", f"{ROOT}.core.ids", False, known)}
+    assert found == {f"{ROOT}.core.paths"}
+
+
+def test_an_upward_import_or_a_cycle_through_relative_imports_is_caught(tmp_path: Path) -> None:
+    """In a copy of the package: core importing run, and a cycle, both written relatively."""
+    copy = tmp_path / "tools" / "codex" / "factory"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "core" / "upward.py").write_bytes(b"from ..run import handle\n")
+    (copy / "run" / "ring_a.py").write_bytes(b"from . import ring_b\n")
+    (copy / "run" / "ring_b.py").write_bytes(b"from .ring_a import x\n")
+    edges, _lazy = graph(copy)
+    assert upward_imports(edges) == [
+        f"{ROOT}.core.upward imports {ROOT}.run.handle (core may not import run)"
+    ]
+    assert cycles(edges) == [[f"{ROOT}.run.ring_a", f"{ROOT}.run.ring_b"]]
+    # ruff's TID252 refuses the relative form itself (pyproject.toml: ban-relative-imports).
+    ruff = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--select", "TID252", "--no-cache", str(copy)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ruff.returncode == 1 and ruff.stdout.count("TID252") == 3, ruff.stdout
 
 
 def test_function_level_imports_only_for_start_up_time() -> None:

@@ -5,6 +5,7 @@ line what it may import."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -193,15 +194,25 @@ def test_an_upward_import_or_a_cycle_through_relative_imports_is_caught(tmp_path
         f"{ROOT}.core.upward imports {ROOT}.run.handle (core may not import run)"
     ]
     assert cycles(edges) == [[f"{ROOT}.run.ring_a", f"{ROOT}.run.ring_b"]]
+    if importlib.util.find_spec("ruff") is None:  # the lint extra is not installed here
+        return
     # ruff's TID252 refuses the relative form itself (pyproject.toml: ban-relative-imports).
     ruff = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--select", "TID252", "--no-cache", str(copy)],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=PACKAGE.parents[2],
         capture_output=True,
         text=True,
         check=False,
     )
     assert ruff.returncode == 1 and ruff.stdout.count("TID252") == 3, ruff.stdout
+
+
+def test_ruff_bans_relative_imports() -> None:
+    """The package uses absolute imports; ruff keeps it so (with the lint extra installed)."""
+    text = (PACKAGE.parents[2] / "pyproject.toml").read_text(encoding="utf-8")
+    select = next(line for line in text.splitlines() if line.startswith("select = "))
+    assert '"TID252"' in select
+    assert 'ban-relative-imports = "all"' in text.split("[tool.ruff.lint.flake8-tidy-imports]")[1]
 
 
 def test_function_level_imports_only_for_start_up_time() -> None:

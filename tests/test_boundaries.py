@@ -397,3 +397,43 @@ def test_ledger_schema_closes_the_real_worker_payloads() -> None:
             },
         },
     )
+
+
+def test_only_the_recorder_writes_stage_and_run_ends(tmp_path: Path) -> None:
+    """``stage.started``, ``stage.finished`` and ``run.finished`` have one writer each (the
+    recorder's own methods), reached for stages through run/stages.py alone: Recorder.emit
+    refuses them, and nothing else in the package appends to the ledger."""
+    from tools.codex.factory.infra.clock import Clock
+    from tools.codex.factory.ledger.recorder import RESERVED, Recorder
+    from tools.codex.factory.ledger.store import Ledger
+
+    ledger = Ledger(tmp_path / "ledger.jsonl", Clock(None))
+    rec = Recorder(ledger, "run-one", "factory")
+    try:
+        for event_type in sorted(RESERVED):
+            with pytest.raises(ValueError, match=f"{event_type} is written by Recorder"):
+                rec.emit(event_type, "launch", status="PASS", reason="", reasons=[], stages=[])
+        assert ledger.read_head().seq == 0
+        rec.stage_started("launch")
+        rec.stage_finished("launch", "PASS")
+        rec.run_finished([{"stage": "launch", "status": "PASS", "reason": ""}])
+        assert ledger.read_head().seq == 3
+    finally:
+        ledger.close()
+    found = []
+    for path in MODULES:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            where = f"{path.name}:{node.lineno} {_dotted(node.func)}"
+            attr, owner = node.func.attr, _dotted(node.func.value).rpartition(".")[2]
+            if attr in ("stage_started", "stage_finished") and path.name != "stages.py":
+                found.append(where)
+            ledger_append = attr in ("append", "append_locked") and owner in ("ledger", "led")
+            if ledger_append and path.name not in ("recorder.py", "store.py"):
+                found.append(where)
+            first = node.args[0] if node.args else None
+            if attr == "emit" and isinstance(first, ast.Constant) and first.value in RESERVED:
+                found.append(where)
+    assert found == []

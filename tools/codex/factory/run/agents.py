@@ -12,8 +12,6 @@ running the factory, ``sys.executable``). ``{{`` and ``}}`` are literal braces.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import sys
 import threading
@@ -102,6 +100,12 @@ def resolve(worker: Mapping[str, Any], config: Mapping[str, Any]) -> AgentSpec |
         raw, source = wcfg["agent"], "config workers.agent"
     else:
         return None
+    return spec_of(raw, source, wcfg)
+
+
+def spec_of(raw: Mapping[str, Any], source: str, wcfg: Mapping[str, Any]) -> AgentSpec:
+    """The agent a config or plan entry describes (``source`` names the entry in messages;
+    ``wcfg`` is the ``workers`` config, for the default time limit)."""
     preset = raw.get("preset")
     if preset not in PRESETS:
         raise UsageError(f"{source}.preset: {preset!r} is not one of {', '.join(PRESETS)}")
@@ -118,26 +122,11 @@ def resolve(worker: Mapping[str, Any], config: Mapping[str, Any]) -> AgentSpec |
     return AgentSpec(preset, tuple(str(a) for a in argv), via, timeout, source)
 
 
-def check_available(spec: AgentSpec) -> None:
-    """The program exists before anything is created (a missing CLI is a usage error)."""
-    prog = expand(spec.argv[:1], _dummy_values())[0]
-    if os.sep in prog or (os.altsep and os.altsep in prog):
-        if not Path(prog).exists():
-            raise UsageError(f"{spec.source}.argv[0]: {prog!r} does not exist")
-        return
-    if shutil.which(prog) is None:
-        hint = (
-            f" (preset {spec.preset}: install its CLI or set argv)"
-            if spec.preset != "script"
-            else ""
-        )
-        raise UsageError(f"{spec.source}.argv[0]: {prog!r} not found on PATH{hint}")
-
-
-def _dummy_values() -> dict[str, str]:
+def program(spec: AgentSpec) -> str:
+    """The program the agent starts: ``argv[0]`` with its placeholders filled (``{python}``)."""
     values = {p: "" for p in PLACEHOLDERS}
     values["python"] = sys.executable
-    return values
+    return expand(spec.argv[:1], values)[0]
 
 
 # -- running ------------------------------------------------------------------------------------

@@ -25,7 +25,15 @@ from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.records.plan import Plan
-from tools.codex.factory.run import agents, collect, gitdir, runboard, stages, worktrees
+from tools.codex.factory.run import (
+    agents,
+    collect,
+    gitdir,
+    probes,
+    runboard,
+    stages,
+    worktrees,
+)
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import RunHandle
 from tools.codex.factory.run.stages import StageResult, run_own_stage
@@ -47,7 +55,7 @@ def check(ctx: Context, plan: Plan) -> None:
     for w in plan.workers:
         spec = agents.resolve(w.as_dict(), cfg)
         if spec is not None:
-            agents.check_available(spec)
+            probes.require(probes.agent(spec))
         worktrees.branch_name(cfg["run"]["branch_prefix"], "r", w.id)
     worktrees.holdout_globs(list(cfg["security"]["holdout_paths"]))
     worktrees.check_root(ctx.repo, worktrees.root_dir(ctx.repo, cfg["paths"]["worktrees_dir"]))
@@ -465,7 +473,7 @@ def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
             if w["id"] in todo:
                 spec = agents.resolve(w, manifest["config"])
                 if spec is not None:
-                    agents.check_available(spec)
+                    probes.require(probes.agent(spec))
         rec = run.recorder
         rec.emit("run.resumed", "launch", workers=todo, finished=done)
 

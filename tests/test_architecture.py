@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -221,45 +222,212 @@ def test_function_level_imports_only_for_start_up_time() -> None:
     assert found == {}
 
 
+def _may_import(doc: str) -> set[str]:
+    """The names (in double backquotes) of a docstring's "May import:" sentence."""
+    sentence = re.split(r"\.(?:\s|$)", doc.split("May import:", 1)[1], maxsplit=1)[0]
+    return set(re.findall(r"``([a-z_]+)``", sentence))
+
+
 def test_every_subpackage_says_what_it_may_import() -> None:
+    """Each subpackage's "May import:" line names exactly ``errors`` and the layers below it
+    (LAYERS, those that exist): the docstrings and this test say the same thing."""
+    existing = {p.parent.name for p in PACKAGE.glob("*/__init__.py")} | {
+        p.stem for p in PACKAGE.glob("*.py")
+    }
     for init in sorted(PACKAGE.glob("*/__init__.py")):
+        name = init.parent.name
         doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
-        assert "May import:" in doc, init.parent.name
+        assert "May import:" in doc, name
+        below = {lay for lay in LAYERS[: LAYERS.index(name)] if lay in existing}
+        assert _may_import(doc) == {"errors"} | below, name
+
+
+# core is pure (decisions replay recomputes): no I/O, no clock, no processes. What it may import
+# from the standard library, and the path methods that would touch the disk.
+CORE_PURE_IMPORTS = {
+    "__future__",
+    "base64",
+    "collections",
+    "collections.abc",
+    "dataclasses",
+    "datetime",  # dates as values (formatting, parsing); reading the time is clock's alone
+    "enum",
+    "functools",
+    "hashlib",
+    "itertools",
+    "pathlib",  # path arithmetic only (see _DISK_METHODS)
+    "posixpath",
+    "re",
+    "typing",
+    "unicodedata",
+    "zlib",
+}
+_DISK_METHODS = {
+    "absolute",
+    "chmod",
+    "cwd",
+    "exists",
+    "expanduser",
+    "glob",
+    "hardlink_to",
+    "home",
+    "is_dir",
+    "is_file",
+    "is_symlink",
+    "iterdir",
+    "lstat",
+    "mkdir",
+    "read_bytes",
+    "read_text",
+    "readlink",
+    "rename",
+    "resolve",
+    "rglob",
+    "rmdir",
+    "samefile",
+    "stat",
+    "symlink_to",
+    "touch",
+    "unlink",
+    "write_bytes",
+    "write_text",
+}
+_IO_BUILTINS = {"open", "print", "input", "exec", "eval", "__import__"}
+
+
+def impurities(source: str) -> list[str]:
+    """What in ``source`` reaches outside memory: an import off the pure list (the package's
+    own modules aside: the layer test judges those), an I/O builtin, a method that touches the
+    disk, a clock read."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Import):
+            mods = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            mods = [] if node.level else [node.module or ""]
+        else:
+            mods = []
+        for mod in mods:
+            if mod not in CORE_PURE_IMPORTS and not mod.startswith(ROOT):
+                found.append(f"{line}: import {mod}")
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id in _IO_BUILTINS:
+                found.append(f"{line}: {node.func.id}()")
+            if isinstance(node.func, ast.Attribute) and node.func.attr in _DISK_METHODS:
+                found.append(f"{line}: .{node.func.attr}()")
+            if isinstance(node.func, ast.Attribute) and node.func.attr in (
+                "now",
+                "utcnow",
+                "today",
+            ):
+                found.append(f"{line}: .{node.func.attr}()")
+    return found
+
+
+def test_core_does_no_io() -> None:
+    found = {
+        name: bad
+        for name, path in modules().items()
+        if layer(name) == "core" and (bad := impurities(path.read_text(encoding="utf-8")))
+    }
+    assert found == {}
+
+
+def test_the_purity_check_sees_io() -> None:
+    source = (
+        "import os\nimport subprocess as sp\nfrom time import monotonic\nfrom pathlib import Path\n"
+        "def f(p: Path) -> bytes:\n    open('x')\n    return p.read_bytes()\n"
+        "def g(d: object) -> None:\n    d.now()\n"
+    )
+    assert impurities(source) == [
+        "1: import os",
+        "2: import subprocess",
+        "3: import time",
+        "6: open()",
+        "7: .read_bytes()",
+        "9: .now()",
+    ]
 
 
 # Broad handlers (bare ``except``, ``Exception``, ``BaseException``) that do not end by
 # re-raising, each where an error must still reach the record: the CLI's last resort, a stage's
 # result, and the agent runner's threads (the main thread re-raises what they caught). Each
 # keeps the exception it caught. A handler that cleans up and ends with a bare ``raise`` may
-# stand anywhere.
+# stand anywhere. ``contextlib.suppress(Exception)`` swallows by construction: nowhere.
 BROAD_ALLOWED = {
     f"{ROOT}.cli.commands": 1,
     f"{ROOT}.run.stages": 1,
     f"{ROOT}.run.agents": 2,
 }
+_BROAD = ("Exception", "BaseException")
 
 
 def _is_broad(handler: ast.ExceptHandler) -> bool:
     names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
-    return any(
-        n is None or (isinstance(n, ast.Name) and n.id in ("Exception", "BaseException"))
-        for n in names
-    )
+    return any(n is None or (isinstance(n, ast.Name) and n.id in _BROAD) for n in names)
+
+
+def broad_handlers(source: str, where: str) -> tuple[int, list[str]]:
+    """(broad handlers that do not re-raise, what swallows an exception) in ``source``."""
+    count, swallowed = 0, []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and _dotted_name(node.func).endswith("suppress"):
+            names = [
+                a for arg in node.args for a in (arg.elts if isinstance(arg, ast.Tuple) else [arg])
+            ]
+            if any(_dotted_name(a).rpartition(".")[2] in _BROAD for a in names):
+                swallowed.append(
+                    f"{where}:{node.lineno} suppress({', '.join(map(_dotted_name, names))})"
+                )
+        if not isinstance(node, ast.ExceptHandler) or not _is_broad(node):
+            continue
+        last = node.body[-1]
+        if isinstance(last, ast.Raise) and last.exc is None:
+            continue  # clean up, then the same exception goes on
+        count += 1
+        body = ast.Module(body=node.body, type_ignores=[])
+        keeps = node.name is not None and any(
+            isinstance(n, ast.Name) and n.id == node.name for n in ast.walk(body)
+        )
+        if not keeps:
+            swallowed.append(f"{where}:{node.lineno} swallows the exception")
+    return count, swallowed
+
+
+def _dotted_name(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted_name(node.value)}.{node.attr}"
+    return ""
 
 
 def test_broad_exception_handlers_only_where_listed_and_never_swallowing() -> None:
     found: dict[str, int] = {}
+    swallowed: list[str] = []
     for name, path in modules().items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.ExceptHandler) or not _is_broad(node):
-                continue
-            last = node.body[-1]
-            if isinstance(last, ast.Raise) and last.exc is None:
-                continue  # clean up, then the same exception goes on
-            found[name] = found.get(name, 0) + 1
-            body = ast.Module(body=node.body, type_ignores=[])
-            keeps = node.name is not None and any(
-                isinstance(n, ast.Name) and n.id == node.name for n in ast.walk(body)
-            )
-            assert keeps, f"{name}:{node.lineno} swallows the exception"
+        count, bad = broad_handlers(path.read_text(encoding="utf-8"), name)
+        if count:
+            found[name] = count
+        swallowed += bad
+    assert swallowed == []
     assert found == BROAD_ALLOWED
+
+
+def test_the_broad_handler_check_sees_suppress() -> None:
+    source = (
+        "import contextlib\nfrom contextlib import suppress\n"
+        "with contextlib.suppress(Exception):\n    pass\n"
+        "with suppress(OSError, BaseException):\n    pass\n"
+        "with suppress((ValueError, builtins.Exception)):\n    pass\n"
+        "with suppress(OSError):\n    pass\n"
+    )
+    assert broad_handlers(source, "m") == (
+        0,
+        [
+            "m:3 suppress(Exception)",
+            "m:5 suppress(OSError, BaseException)",
+            "m:7 suppress(ValueError, builtins.Exception)",
+        ],
+    )

@@ -431,3 +431,84 @@ def test_the_broad_handler_check_sees_suppress() -> None:
             "m:7 suppress(ValueError, builtins.Exception)",
         ],
     )
+
+
+# Defined in the package, used only by tests: public API, kept on purpose.
+USED_BY_TESTS_ONLY = {
+    "api.py Factory.import_patch": "the Python API (README)",
+    "api.py Factory.verify_ledger": "the Python API",
+    "audit/fold.py registry_problems": "pure: the fold's handlers against the ledger schema",
+    "core/gitbinary.py encode_lines": "pure: the inverse of decode_line (tests build patches)",
+    "core/gitbinary.py decode_lines": "pure: a whole block of data lines",
+    "core/globs.py compile_glob": "pure: one glob as a matcher",
+    "ledger/store.py Ledger.run_row": "the run index's row of a run",
+}
+
+
+def _definitions(tree: ast.Module) -> Iterator[tuple[str, str, int]]:
+    """(name, qualified name, line) of the module's functions, methods and constants; those
+    registered by a decorator (CLI commands) are used by it."""
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.decorator_list:
+            yield node.name, node.name, node.lineno
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and _plain(item):
+                    yield item.name, f"{node.name}.{item.name}", item.lineno
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for n in ast.walk(target):
+                    if isinstance(n, ast.Name):
+                        yield n.id, n.id, node.lineno
+
+
+def _plain(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Not registered by a decorator (properties and static or class methods are plain)."""
+    kinds = ("property", "staticmethod", "classmethod")
+    return all(isinstance(d, ast.Name) and d.id in kinds for d in fn.decorator_list)
+
+
+def _uses(tree: ast.AST) -> Iterator[tuple[str, int]]:
+    """Every name a module mentions: loaded names, attributes, imports, identifier strings
+    (``getattr``, ``__all__``)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            yield node.id, node.lineno
+        elif isinstance(node, ast.Attribute):
+            yield node.attr, node.lineno
+        elif isinstance(node, ast.alias):
+            yield node.name.rpartition(".")[2], node.lineno
+        elif isinstance(node, ast.Constant) and str(node.value).isidentifier():
+            yield str(node.value), node.lineno
+
+
+def unused() -> dict[str, set[str]]:
+    """'module name' -> where it is used, for what the package defines and uses nowhere but in
+    tests (an empty set: nowhere at all). Names are matched, not objects: a conservative list."""
+    root = PACKAGE.parents[2]
+    files = [p for d in ("tools", "tests", "bench", "examples") for p in (root / d).rglob("*.py")]
+    users: dict[str, set[str]] = {}
+    defined: list[tuple[str, str]] = []
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        rel = path.relative_to(root).as_posix()
+        mine = path.is_relative_to(PACKAGE)
+        own = {(name, line) for name, _q, line in _definitions(tree)} if mine else set()
+        for name, line in _uses(tree):
+            if (name, line) not in own:
+                users.setdefault(name, set()).add(rel)
+        if mine:
+            module = path.relative_to(PACKAGE).as_posix()
+            defined += [(f"{module} {q}", n) for n, q, _ in _definitions(tree) if n[:2] != "__"]
+    return {
+        key: users.get(name, set())
+        for key, name in defined
+        if not any(u.startswith("tools/") for u in users.get(name, set()))
+    }
+
+
+def test_nothing_the_package_defines_is_unused() -> None:
+    found = unused()
+    assert {k: sorted(v) for k, v in found.items() if not v} == {}  # used nowhere: remove it
+    assert set(found) == set(USED_BY_TESTS_ONLY)

@@ -379,7 +379,7 @@ def test_ledger_schema_closes_the_real_worker_payloads() -> None:
         "run.pending",
     ):
         assert payloads[event]["additionalProperties"] is False, event
-    assert not schemas.is_valid(
+    assert schemas.errors(
         "ledger_event",
         {
             "seq": 1,

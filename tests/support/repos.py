@@ -24,6 +24,25 @@ def git(repo: Path, *args: str, input: bytes | None = None) -> str:
     return res.stdout.decode()
 
 
+def snapshot(repo: Path) -> dict[str, bytes]:
+    """What an operator would notice changing in ``repo``: HEAD, index, branches, stash,
+    worktree status (equal before and after: the factory left the repository alone)."""
+
+    def out(*args: str) -> bytes:
+        res = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False)
+        return res.stdout
+
+    return {
+        "head": out("rev-parse", "HEAD"),
+        "symbolic": out("symbolic-ref", "-q", "HEAD"),
+        "branches": out("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads"),
+        "stash": out("stash", "list"),
+        "status": out("status", "--porcelain=v1", "-z", "--untracked-files=all"),
+        "index": out("ls-files", "-s", "--debug"),
+        "worktrees": out("worktree", "list", "--porcelain"),
+    }
+
+
 def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     git(path, "init", "-q")

@@ -129,27 +129,6 @@ def resolve_commit(repo: Path, ref: str, origin: str = "") -> str:
     return res.out.strip()
 
 
-def status_porcelain(repo: Path) -> bytes:
-    return git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
-
-
-def snapshot(repo: Path) -> dict[str, bytes]:
-    """What an operator would notice changing: HEAD, index, branches, stash, worktree status."""
-
-    def out(*args: str) -> bytes:
-        return git(repo, *args, check=False).stdout
-
-    return {
-        "head": out("rev-parse", "HEAD"),
-        "symbolic": out("symbolic-ref", "-q", "HEAD"),
-        "branches": out("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads"),
-        "stash": out("stash", "list"),
-        "status": status_porcelain(repo),
-        "index": out("ls-files", "-s", "--debug"),
-        "worktrees": out("worktree", "list", "--porcelain"),
-    }
-
-
 # Fixed diff options: the integrator's DIFF.patch must not depend on anyone's git config.
 DIFF_ARGS = (
     "-c",

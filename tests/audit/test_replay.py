@@ -575,12 +575,13 @@ def test_the_event_schema_is_not_vacuous(scenarios: dict[str, tuple[Path, str, s
 
 
 def emitted_event_types() -> dict[str, list[str]]:
-    """Every literal event type the package passes to Recorder.emit or Ledger.append(_locked)."""
+    """Every literal event type the package passes to Recorder.emit (or its own _append) or
+    Ledger.append(_locked)."""
     import re
 
     package = Path(__file__).resolve().parents[2] / "tools" / "codex" / "factory"
     pattern = re.compile(
-        r"\.(?:emit|append|append_locked)\(\s*\"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)\""
+        r"\.(?:emit|_append|append|append_locked)\(\s*\"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)\""
     )
     found: dict[str, list[str]] = {}
     for path in sorted(package.rglob("*.py")):

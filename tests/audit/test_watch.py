@@ -268,8 +268,8 @@ def test_epilogue_events_end_the_watch_but_a_new_round_does_not(
     repo = make_repo(tmp_path / "repo", env)
     ledger = Ledger(repo / LEDGER, Clock(None))
     rec = Recorder(ledger, "run-rounds", "factory")
-    rec.emit("stage.started", "integrate")
-    rec.emit("run.finished", "summary", status="PASS", reasons=[], stages=[])
+    rec.stage_started("integrate")
+    rec.run_finished([{"stage": "integrate", "status": "PASS", "reason": ""}])
     rec.emit(
         "worktree.removed",
         "summary",
@@ -301,13 +301,13 @@ def test_epilogue_events_end_the_watch_but_a_new_round_does_not(
         check=False,
     )
     assert done.returncode == 0 and "worktree.removed" in done.stdout
-    rec.emit("stage.started", "bundle-validate")  # the operator validates again: a new round
+    rec.stage_started("bundle-validate")  # the operator validates again: a new round
     watcher = start_watch(repo, env, "run-rounds", "--timeout", "60")
     try:
         assert watcher.stdout is not None
         seen = [watcher.stdout.readline() for _ in range(4)]
         assert "bundle-validate" in seen[-1] and watcher.poll() is None  # still watching
-        rec.emit("run.finished", "summary", status="BLOCKED", reasons=["integrate: x"], stages=[])
+        rec.run_finished([{"stage": "integrate", "status": "BLOCKED", "reason": "x"}])
         rc, out, err = finish(watcher)
     finally:
         watcher.kill()

@@ -195,6 +195,41 @@ def test_missing_agent_command_is_only_a_warning(tmp_path: Path, env: dict[str, 
     assert found["agent-workers.agents.B"].startswith("OK")
 
 
+def test_doctor_and_launch_judge_an_agent_with_one_probe(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The probe launch refuses a run on is the one doctor shows: same words, same fix; and a
+    ``{python}`` agent is found (its placeholder filled as launch fills it)."""
+    repo = make_repo(tmp_path / "repo", env)
+    (repo / CONFIG_REL).parent.mkdir(parents=True)
+    (repo / CONFIG_REL).write_bytes(
+        jsonio.pretty(
+            {
+                "workers": {
+                    "agent": {"preset": "aider", "argv": ["no-such-agent-3c9d", "{prompt_file}"]},
+                    "agents": {"C": {"preset": "script", "argv": ["{python}", "agent.py"]}},
+                }
+            }
+        )
+    )
+    checks = {c["name"]: c for c in doctor_json(repo, env, 0)["checks"]}
+    missing = checks["agent-workers.agent"]
+    assert missing["level"] == "WARN"
+    assert (
+        missing["detail"] == "config workers.agent.argv[0]: 'no-such-agent-3c9d' not found on PATH"
+    )
+    assert missing["fix"] == (
+        "install no-such-agent-3c9d or put it on PATH, "
+        "or set config workers.agent.argv[0] to its full path"
+    )
+    assert checks["agent-workers.agents.C"]["level"] == "OK"
+    res = factory(repo, env, "launch", "--workers", "A")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"factory: error: {missing['detail']}; fix: {missing['fix']}"
+    )
+
+
 def test_repository_without_commits_fails_the_base_ref(tmp_path: Path, env: dict[str, str]) -> None:
     from tests.support.repos import git
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.repos import make_repo, run_cli
+from tests.support.repos import make_repo, run_cli, snapshot
 from tests.support.scratch import remove_tree
-from tools.codex.factory.infra import gitops
 
 
 def step_lines(out: str) -> list[str]:
@@ -23,7 +22,7 @@ def test_self_test_passes_leaves_the_users_repository_alone_and_is_deterministic
 ) -> None:
     repo = make_repo(tmp_path / "user-repo")
     (repo / "wip.txt").write_text("uncommitted work\n", encoding="utf-8")
-    before = gitops.snapshot(repo)
+    before = snapshot(repo)
     listing = sorted(
         p.relative_to(repo).as_posix() for p in repo.rglob("*") if ".git" not in p.parts
     )
@@ -43,7 +42,7 @@ def test_self_test_passes_leaves_the_users_repository_alone_and_is_deterministic
     ):
         assert expected in names
     assert len(step_lines(res.stderr)) == len(data["steps"])
-    assert gitops.snapshot(repo) == before
+    assert snapshot(repo) == before
     assert (
         sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if ".git" not in p.parts)
         == listing

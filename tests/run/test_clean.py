@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.support.repos import git
+from tests.support.repos import git, snapshot
 from tests.support.workers import (
     agent_env,
     assert_events_valid,
@@ -38,7 +38,7 @@ def test_clean_refuses_uncollected_work_and_unfinished_runs_and_force_removes_th
     tmp_path: Path,
 ) -> None:
     repo = work_repo(tmp_path)
-    before = gitops.snapshot(repo)
+    before = snapshot(repo)
     res = cli(repo, "launch", "--workers", "A,B,C,D", "--json")
     run_id = json.loads(res.stdout)["run_id"]
     trees = {b[-1]: p for b, p in worktrees(repo).items()}
@@ -98,7 +98,7 @@ def test_clean_refuses_uncollected_work_and_unfinished_runs_and_force_removes_th
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("[forced: uncollected changes discarded]") == 2
     assert worktrees(repo) == {} and factory_branches(repo) == [] and not trees["A"].exists()
-    assert gitops.snapshot(repo) == before
+    assert snapshot(repo) == before
     removed = [e["payload"] for e in events(repo, run_id) if e["event_type"] == "worktree.removed"]
     assert [(p["worker"], p["reason"], p["forced"]) for p in removed] == [
         ("C", "clean", False),

@@ -18,8 +18,8 @@ from tests.support.factory import (
     set_bundle,
     write_config,
 )
-from tests.support.repos import PINNED, ROOT, git, make_repo, pid_alive, run_cli
-from tools.codex.factory.infra import gitops, schemas
+from tests.support.repos import PINNED, ROOT, git, make_repo, pid_alive, run_cli, snapshot
+from tools.codex.factory.infra import schemas
 
 FILES = {
     "README.md": "hello\n",
@@ -181,10 +181,10 @@ def test_check_cannot_reach_user_repo_through_git(repo: Path) -> None:
         repo, {"checks": {"required": [{"name": "isolated", "argv": ["{python}", "-c", probe]}]}}
     )
     run_id = validated_run(repo, {})
-    before = gitops.snapshot(repo)
+    before = snapshot(repo)
     res = integrate(repo, run_id, env={"GIT_DIR": str(repo / ".git"), "GIT_WORK_TREE": str(repo)})
     assert_agree(repo, run_id, res, "PASS", 0)
-    assert gitops.snapshot(repo) == before
+    assert snapshot(repo) == before
     assert "evil-from-check" not in git(repo, "branch", "--list")
     # Only the factory's own: the ceiling, and attributes from the base commit.
     env_probe = "import os, sys; sys.exit(1 if any(k.startswith('GIT_') and k not in ('GIT_CEILING_DIRECTORIES', 'GIT_ATTR_SOURCE') for k in os.environ) else 0)"
@@ -308,7 +308,7 @@ def test_user_state_is_never_touched(repo: Path) -> None:
     git(repo, "stash", "push", "-q", "--keep-index", "-m", "keep me")
     (repo / "README.md").write_text("dirty again\n")
     git(repo, "branch", "feature")
-    before = gitops.snapshot(repo)
+    before = snapshot(repo)
     files_before = {
         p: p.read_bytes()
         for p in repo.rglob("*")
@@ -316,7 +316,7 @@ def test_user_state_is_never_touched(repo: Path) -> None:
     }
     res = run_cli("--repo", str(repo), "oneshot", "--dry-run")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert gitops.snapshot(repo) == before
+    assert snapshot(repo) == before
     files_after = {
         p: p.read_bytes()
         for p in repo.rglob("*")
@@ -685,9 +685,9 @@ def test_checks_cannot_walk_up_to_the_user_repo(repo: Path) -> None:
         repo, {"checks": {"required": [{"name": "walk-up", "argv": ["{python}", "-c", probe]}]}}
     )
     run_id = validated_run(repo, {})
-    before = gitops.snapshot(repo)
+    before = snapshot(repo)
     assert_agree(repo, run_id, integrate(repo, run_id), "PASS", 0)
-    assert gitops.snapshot(repo) == before
+    assert snapshot(repo) == before
 
 
 def test_merged_diff_ignores_the_users_git_config(

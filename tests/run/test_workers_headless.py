@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.repos import git
+from tests.support.repos import git, snapshot
 from tests.support.workers import (
     agent_env,
     apply_to_fresh_clone,
@@ -24,7 +24,6 @@ from tests.support.workers import (
     worktrees,
 )
 from tools.codex.factory.core import patchparse
-from tools.codex.factory.infra import gitops
 
 PNG = "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000a49444154789c6360000000020001e221bc330000000049454e44ae426082"
 
@@ -57,7 +56,7 @@ def test_four_headless_workers_run_in_parallel_and_integrate_to_pass(tmp_path: P
             "chmod_x": ["setup.cfg"],
         },
     }
-    before = gitops.snapshot(repo)
+    before = snapshot(repo)
     res = cli(repo, "oneshot", "--json", env=agent_env(tmp_path / "spec.json", spec))
     assert res.returncode == 0, res.stderr + res.stdout
     out = json.loads(res.stdout)
@@ -66,7 +65,7 @@ def test_four_headless_workers_run_in_parallel_and_integrate_to_pass(tmp_path: P
     run_id = out["run_id"]
 
     # The user's repository is exactly as before: tree, index, HEAD, branches, worktrees.
-    assert gitops.snapshot(repo) == before
+    assert snapshot(repo) == before
     assert worktrees(repo) == {} and factory_branches(repo) == []
     cache = Path(os.environ["XDG_CACHE_HOME"]) / "multi-codex-factory" / "wt"
     assert not cache.exists() or list(cache.iterdir()) == []

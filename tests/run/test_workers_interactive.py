@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.repos import PINNED, ROOT, git
+from tests.support.repos import PINNED, ROOT, git, snapshot
 from tests.support.workers import (
     apply_to_fresh_clone,
     assert_events_valid,
@@ -23,12 +23,11 @@ from tests.support.workers import (
     work_repo,
     worktrees,
 )
-from tools.codex.factory.infra import gitops
 
 
 def test_launch_edit_by_hand_collect_validate_integrate(tmp_path: Path) -> None:
     repo = work_repo(tmp_path)
-    before = gitops.snapshot(repo)
+    before = snapshot(repo)
     res = cli(repo, "launch", "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
@@ -120,9 +119,7 @@ def test_launch_edit_by_hand_collect_validate_integrate(tmp_path: Path) -> None:
     assert_events_valid(repo)
     res = cli(repo, "ledger-replay", "--run-id", run_id)
     assert res.returncode == 0 and "REPLAY OK" in res.stdout, res.stdout + res.stderr
-    assert (
-        gitops.snapshot(repo) == before
-    )  # branches and worktrees gone again, nothing else touched
+    assert snapshot(repo) == before  # branches and worktrees gone again, nothing else touched
     assert worktrees(repo) == {} and factory_branches(repo) == []
 
 

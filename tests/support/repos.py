@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PINNED = "2026-11-21T20:15:00Z"
@@ -19,6 +22,25 @@ def git(repo: Path, *args: str, input: bytes | None = None) -> str:
     if res.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {res.stderr.decode()}")
     return res.stdout.decode()
+
+
+def snapshot(repo: Path) -> dict[str, bytes]:
+    """What an operator would notice changing in ``repo``: HEAD, index, branches, stash,
+    worktree status (equal before and after: the factory left the repository alone)."""
+
+    def out(*args: str) -> bytes:
+        res = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False)
+        return res.stdout
+
+    return {
+        "head": out("rev-parse", "HEAD"),
+        "symbolic": out("symbolic-ref", "-q", "HEAD"),
+        "branches": out("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads"),
+        "stash": out("stash", "list"),
+        "status": out("status", "--porcelain=v1", "-z", "--untracked-files=all"),
+        "index": out("ls-files", "-s", "--debug"),
+        "worktrees": out("worktree", "list", "--porcelain"),
+    }
 
 
 def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
@@ -55,12 +77,34 @@ def run_cli(
         if cwd is not None:
             os.chdir(cwd)
         try:
-            code = run(list(args))
+            code = within(timeout, f"factory {' '.join(args)}", lambda: run(list(args)))
         finally:
             os.chdir(here)
         stdout = out.getvalue().decode("utf-8", "replace")
         stderr = err.getvalue().decode("utf-8", "replace")
     return subprocess.CompletedProcess(["factory", *args], code, stdout, stderr)
+
+
+def within(timeout: float, what: str, fn: Callable[[], int]) -> int:
+    """``fn()`` in a thread of its own, failing the test when it has not returned within
+    ``timeout`` seconds: an in-process hang must not stall the test worker. (The thread, a
+    daemon, is left to end on its own; whatever ``fn`` raised is raised here.)"""
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            box["code"] = fn()
+        except BaseException as exc:  # handed to the test's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=call, name="factory-cli", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise AssertionError(f"`{what}` did not finish within {timeout:g}s (in-process)")
+    if "error" in box:
+        raise box["error"]
+    return int(box["code"])
 
 
 def run_process(

@@ -1,4 +1,5 @@
-"""One error hierarchy; ``cli.py`` maps each class to an exit code in one place."""
+"""One error hierarchy: each class carries its status and exit code, which the CLI turns into
+the process's exit code in one place (``cli.commands.run``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The command line: parse, call the library, render, exit code.
 
-May import: every layer.
+May import: ``errors``, ``records``, ``core``, ``infra``, ``ledger``, ``run``, ``audit``, ``ops``,
+``api``.
 """
 
 from tools.codex.factory.cli.commands import cli, main

@@ -99,9 +99,6 @@ class Layout:
         """The run folder relative to the repository, '/'-separated (for artifacts)."""
         return f"{self.runs_rel.rstrip('/')}/{validate_run_id(run_id)}"
 
-    def worker_dir(self, run_id: str, worker_id: str) -> Path:
-        return self.run_dir(run_id) / worker_dirname(worker_id)
-
     def z_dir(self, run_id: str) -> Path:
         return self.run_dir(run_id) / Z_DIR
 

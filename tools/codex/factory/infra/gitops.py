@@ -1,4 +1,8 @@
-"""The only module that runs git. Typed errors, argv lists, never a shell."""
+"""The only module that runs git. Typed errors, argv lists, never a shell.
+
+:mod:`proc` refuses to start git for anyone else: this module claims proc's one git permit
+when it is imported and passes it with every git it starts (through :func:`git` alone).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from tools.codex.factory.infra import proc
 from tools.codex.factory.infra.fsutil import remove_tree
 
 MIN_VERSION = (2, 30)
+_GIT_PERMIT = proc.claim_git_permit()
 
 
 # Config every git the factory runs carries (as GIT_CONFIG_* entries, the environment form of
@@ -60,6 +65,7 @@ def git(
         check=check,
         error=GitError,
         timeout=timeout,
+        git_permit=_GIT_PERMIT,
     )
 
 
@@ -121,27 +127,6 @@ def resolve_commit(repo: Path, ref: str, origin: str = "") -> str:
     if res.rc != 0 or not res.out.strip():
         raise UsageError(f"{source} does not resolve to a commit in this repository")
     return res.out.strip()
-
-
-def status_porcelain(repo: Path) -> bytes:
-    return git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
-
-
-def snapshot(repo: Path) -> dict[str, bytes]:
-    """What an operator would notice changing: HEAD, index, branches, stash, worktree status."""
-
-    def out(*args: str) -> bytes:
-        return git(repo, *args, check=False).stdout
-
-    return {
-        "head": out("rev-parse", "HEAD"),
-        "symbolic": out("symbolic-ref", "-q", "HEAD"),
-        "branches": out("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads"),
-        "stash": out("stash", "list"),
-        "status": status_porcelain(repo),
-        "index": out("ls-files", "-s", "--debug"),
-        "worktrees": out("worktree", "list", "--porcelain"),
-    }
 
 
 # Fixed diff options: the integrator's DIFF.patch must not depend on anyone's git config.

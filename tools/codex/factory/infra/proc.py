@@ -8,6 +8,11 @@ Children started by :func:`start` (agents, checks) die with the factory, however
 POSIX a watchdog process (:mod:`watchdog`) SIGKILLs their process groups when the factory's
 end of a pipe closes; on Windows each child runs in a job object that kills its whole tree when
 the factory's handle to it closes. Short calls through :func:`run` (git) are not covered.
+
+Git starts only through :mod:`gitops`: :func:`run` and :func:`start` refuse a program named git
+unless the call carries the permit gitops claims once, at import. The operator's configured
+commands (checks, agents), whose program may be git (the default check is ``git diff
+--check``), start through :func:`run_logged` and :func:`start_configured`, which say so.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from tools.codex.factory.errors import ProcessError
+from tools.codex.factory.infra.clock import real_monotonic
 
 # Variables that would point git at another repository than the one we name.
 GIT_LOCATION_VARS = (
@@ -39,6 +45,46 @@ GIT_LOCATION_VARS = (
     "GIT_NAMESPACE",
     "GIT_PREFIX",
 )
+
+
+class GitBoundaryError(RuntimeError):
+    """A programming error: git started somewhere other than :mod:`gitops` (not a
+    :class:`ProcessError`, so no handler of failed commands can swallow it)."""
+
+
+_GIT_PROGRAMS = frozenset({"git", "git.exe"})
+_GIT_PERMIT = object()
+_permit_claimed = False
+
+
+def claim_git_permit() -> object:
+    """The permit that lets :mod:`gitops` start git, handed out once: gitops claims it when it
+    is imported, so a later caller anywhere else is refused."""
+    global _permit_claimed
+    if _permit_claimed:
+        raise GitBoundaryError("the git permit is gitops' own: run git through infra/gitops.py")
+    _permit_claimed = True
+    return _GIT_PERMIT
+
+
+def _is_git(program: str) -> bool:
+    return program.replace("\\", "/").rsplit("/", 1)[-1].lower() in _GIT_PROGRAMS
+
+
+def _refuse_git(args: Sequence[str], resolved: Sequence[str], permit: object) -> None:
+    """Refuse git, however its command line was built, unless ``permit`` is gitops' permit.
+
+    The program is judged by the name as written and by the file it resolves to (a link named
+    otherwise that points at git is git).
+    """
+    if permit is _GIT_PERMIT:
+        return
+    if _is_git(args[0]) or _is_git(os.path.realpath(resolved[0])):
+        raise GitBoundaryError(
+            f"refused to start {args[0]!r}: git runs only through infra/gitops.py "
+            "(its named operations); a configured check or agent runs through "
+            "proc.run_logged / proc.start_configured"
+        )
 
 
 @dataclass(frozen=True)
@@ -104,13 +150,19 @@ def run(
     timeout: float | None = None,
     check: bool = True,
     error: type[ProcessError] = ProcessError,
+    git_permit: object = None,
 ) -> Result:
-    """Run ``argv``; raise ``error`` on a non-zero rc when ``check``, a missing program always."""
+    """Run ``argv``; raise ``error`` on a non-zero rc when ``check``, a missing program always.
+
+    git is refused without ``git_permit`` (:mod:`gitops` alone holds it).
+    """
     child_env = dict(env) if env is not None else base_env()
     args = [str(a) for a in argv]  # as given: messages and results name the command as written
+    resolved = resolve_argv(args, child_env, error)
+    _refuse_git(args, resolved, git_permit)
     try:
         proc = subprocess.run(
-            resolve_argv(args, child_env, error),
+            resolved,
             cwd=str(cwd) if cwd is not None else None,
             env=child_env,
             input=input,
@@ -404,12 +456,40 @@ def start(
     stdout: IO[bytes],
     stderr: IO[bytes],
     stdin_data: bool = False,
+    *,
+    git_permit: object = None,
 ) -> subprocess.Popen[bytes]:
     """Start in a new process group (POSIX session / Windows job) that dies with the factory.
 
-    Stop it with :func:`kill_tree` or, once the child has exited, :func:`kill_group`.
+    Stop it with :func:`kill_tree` or, once the child has exited, :func:`kill_group`; or wait
+    for it with :func:`wait`. git is refused without ``git_permit`` (:mod:`gitops` alone holds it).
     """
     args = [str(a) for a in argv]
+    _refuse_git(args, resolve_argv(args, env), git_permit)
+    return _start(args, cwd, env, stdout, stderr, stdin_data)
+
+
+def start_configured(
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    stdout: IO[bytes],
+    stderr: IO[bytes],
+    stdin_data: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start the operator's configured command (a headless agent) as :func:`start` does: its
+    program is the operator's choice, git included, so it is not judged here."""
+    return _start([str(a) for a in argv], cwd, env, stdout, stderr, stdin_data)
+
+
+def _start(
+    args: list[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    stdout: IO[bytes],
+    stderr: IO[bytes],
+    stdin_data: bool,
+) -> subprocess.Popen[bytes]:
     if sys.platform == "win32":  # pragma: no cover - Windows
         return _start_in_job(args, cwd, env, stdout, stderr, stdin_data)
     _WATCHDOG.ensure()  # first, so a watchdog that cannot start means no unwatched child
@@ -450,6 +530,60 @@ def _popen(
         raise ProcessError(args, None, "", "", why=f"could not start: {exc.strerror}") from None
 
 
+def feed(p: subprocess.Popen[bytes], data: bytes) -> None:
+    """Write ``data`` to a child's stdin and close it, from a thread of its own: a child that
+    never reads cannot block the caller, whose :func:`wait` keeps its time limit."""
+
+    def write(pipe: IO[bytes]) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+            pipe.write(data)
+        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+            pipe.close()
+
+    if p.stdin is not None:
+        threading.Thread(target=write, args=(p.stdin,), daemon=True).start()
+
+
+# How often :func:`wait` looks at its stop event while the child runs.
+_POLL_S = 0.1
+
+
+def wait(
+    p: subprocess.Popen[bytes],
+    timeout: float | None,
+    stop: threading.Event | None = None,
+) -> Finished:
+    """Wait for a child started by :func:`start`; the one place a child's time runs out.
+
+    Its whole tree is stopped when ``timeout`` seconds (real time, whatever the factory's clock
+    says) have passed (``timed_out``), when ``stop`` is set (``interrupted``: another thread
+    stops every agent on Ctrl-C), or on Ctrl-C in this thread (re-raised once it is stopped).
+    Whatever it left running in its group is stopped when it exits: grandchildren must not
+    outlive it.
+    """
+    deadline = None if timeout is None else real_monotonic() + timeout
+    try:
+        while True:
+            left = None if deadline is None else max(deadline - real_monotonic(), 0.0)
+            step = left if stop is None else min(_POLL_S, _POLL_S if left is None else left)
+            try:
+                rc = p.wait(timeout=step)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if stop is not None and stop.is_set():
+                kill_tree(p)
+                return Finished(None, False, True)
+            if deadline is not None and real_monotonic() >= deadline:
+                kill_tree(p)
+                return Finished(None, True)
+    except KeyboardInterrupt:
+        kill_tree(p)
+        raise
+    kill_group(p)
+    return Finished(rc, False)
+
+
 def run_logged(
     argv: Sequence[str],
     cwd: Path,
@@ -459,34 +593,26 @@ def run_logged(
     timeout: float | None,
     stdin_data: bytes | None = None,
 ) -> Finished:
-    """Run with output streamed to two open files (the caller creates them, e.g. through the
-    guarded writer); on timeout or Ctrl-C the whole tree is stopped."""
-    p = start(argv, cwd, env, out, err, stdin_data is not None)
-    try:
-        if stdin_data is not None and p.stdin is not None:
-            try:
-                p.stdin.write(stdin_data)
-                p.stdin.close()
-            except BrokenPipeError:
-                pass
-        rc = p.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_tree(p)
-        return Finished(None, True)
-    except KeyboardInterrupt:
-        kill_tree(p)
-        raise
-    # Grandchildren left running in the group would outlive the check: stop them.
-    kill_group(p)
-    return Finished(rc, False)
+    """Run the operator's configured command (a check): its program is the operator's choice,
+    git included (the default check is ``git diff --check``), so it is not judged here.
+
+    Output streams to two open files (the caller creates them, e.g. through the guarded
+    writer); on timeout or Ctrl-C the whole tree is stopped (:func:`wait`).
+    """
+    p = _start([str(a) for a in argv], cwd, env, out, err, stdin_data is not None)
+    if stdin_data is not None:
+        feed(p, stdin_data)
+    return wait(p, timeout)
 
 
 def spawn_detached(argv: Sequence[str]) -> None:
     """Start a program we do not wait for (a file opener): no stdio, its own session."""
     args = [str(a) for a in argv]
+    resolved = resolve_argv(args, None)
+    _refuse_git(args, resolved, None)
     try:
         subprocess.Popen(
-            resolve_argv(args, None),
+            resolved,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

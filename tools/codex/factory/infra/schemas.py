@@ -148,7 +148,3 @@ def errors(name: str, doc: Any) -> list[tuple[str, str]]:
     for err in _validator_for(name, doc).iter_errors(doc):
         found.extend((pointer(e.absolute_path), e.message) for e in _specific(err))
     return sorted(found)
-
-
-def is_valid(name: str, doc: Any) -> bool:
-    return not errors(name, doc)

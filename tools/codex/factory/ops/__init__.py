@@ -1,4 +1,4 @@
 """Operator checks: doctor, self-test and the config view.
 
-May import: every layer below ``cli``.
+May import: ``errors``, ``records``, ``core``, ``infra``, ``ledger``, ``run``, ``audit``.
 """

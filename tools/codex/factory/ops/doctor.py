@@ -8,14 +8,12 @@ not checked. Exit 0 when nothing FAILs, 3 (BLOCKED) when something does.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
-from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import clean, probes
-from tools.codex.factory.run.agents import PRESETS
+from tools.codex.factory.run.agents import spec_of
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.run.probes import FAIL, OK, WARN, Probe
@@ -25,44 +23,24 @@ REPO_DEPENDENT = ["config", "base-ref", "runs-folder", "free-disk", "ledger", "w
 
 
 def agents(ctx: Context) -> list[Probe]:
-    cfg = ctx.config
-    out: list[Probe] = []
-    agents: list[tuple[str, dict[str, Any]]] = []
-    default = cfg.get("workers.agent")
-    if default:
-        agents.append(("workers.agent", default))
-    for wid, spec in sorted((cfg.get("workers.agents") or {}).items()):
-        agents.append((f"workers.agents.{wid}", spec))
-    if not agents:
+    """The agents the config names, each by the probe ``launch`` refuses a run on (a WARN
+    here: dry runs need no agent)."""
+    wcfg = ctx.config.effective()["workers"]
+    named: list[tuple[str, dict[str, Any]]] = []
+    if wcfg.get("agent"):
+        named.append(("workers.agent", wcfg["agent"]))
+    for wid, spec in sorted((wcfg.get("agents") or {}).items()):
+        named.append((f"workers.agents.{wid}", spec))
+    if not named:
         return [Probe("agents", OK, "no agent configured (dry runs need none)")]
-
-    for key, spec in agents:
-        argv = spec.get("argv") or (PRESETS.get(str(spec.get("preset")), {}).get("argv") or [])
-        program = str(argv[0]) if argv else None
-        if program is None:
-            out.append(
-                Probe(
-                    f"agent-{key}",
-                    WARN,
-                    f"preset {spec.get('preset')!r} has no argv",
-                    f"set {key}.argv to the command that runs the agent",
-                )
-            )
+    out: list[Probe] = []
+    for key, raw in named:
+        try:
+            spec = spec_of(raw, f"config {key}", wcfg)
+        except UsageError as exc:  # what launch would refuse, in its words
+            out.append(Probe(f"agent-{key}", WARN, str(exc), f"fix {key} in the config"))
             continue
-        found = shutil.which(program)
-        if found is None and ("/" in program or "\\" in program):
-            found = program if Path(program).is_file() else None
-        if found is None:
-            out.append(
-                Probe(
-                    f"agent-{key}",
-                    WARN,
-                    f"{program!r} (preset {spec.get('preset')}) is not on PATH",
-                    f"install {program} or put it on PATH, or set {key}.argv to its full path",
-                )
-            )
-        else:
-            out.append(Probe(f"agent-{key}", OK, f"{program} found"))
+        out.append(probes.agent(spec, f"agent-{key}"))
     return out
 
 

@@ -12,22 +12,21 @@ running the factory, ``sys.executable``). ``{{`` and ``}}`` are literal braces.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from tools.codex.factory.core import placeholders
 from tools.codex.factory.errors import FactoryError, ProcessError, UsageError
 from tools.codex.factory.infra import proc
-from tools.codex.factory.infra.clock import Clock, real_monotonic
+from tools.codex.factory.infra.clock import Clock
+
+if TYPE_CHECKING:
+    import subprocess
 
 # Documented non-interactive command lines (see RUNBOOK.md "Real workers").
 PRESETS: dict[str, dict[str, Any]] = {
@@ -101,6 +100,12 @@ def resolve(worker: Mapping[str, Any], config: Mapping[str, Any]) -> AgentSpec |
         raw, source = wcfg["agent"], "config workers.agent"
     else:
         return None
+    return spec_of(raw, source, wcfg)
+
+
+def spec_of(raw: Mapping[str, Any], source: str, wcfg: Mapping[str, Any]) -> AgentSpec:
+    """The agent a config or plan entry describes (``source`` names the entry in messages;
+    ``wcfg`` is the ``workers`` config, for the default time limit)."""
     preset = raw.get("preset")
     if preset not in PRESETS:
         raise UsageError(f"{source}.preset: {preset!r} is not one of {', '.join(PRESETS)}")
@@ -117,26 +122,11 @@ def resolve(worker: Mapping[str, Any], config: Mapping[str, Any]) -> AgentSpec |
     return AgentSpec(preset, tuple(str(a) for a in argv), via, timeout, source)
 
 
-def check_available(spec: AgentSpec) -> None:
-    """The program exists before anything is created (a missing CLI is a usage error)."""
-    prog = expand(spec.argv[:1], _dummy_values())[0]
-    if os.sep in prog or (os.altsep and os.altsep in prog):
-        if not Path(prog).exists():
-            raise UsageError(f"{spec.source}.argv[0]: {prog!r} does not exist")
-        return
-    if shutil.which(prog) is None:
-        hint = (
-            f" (preset {spec.preset}: install its CLI or set argv)"
-            if spec.preset != "script"
-            else ""
-        )
-        raise UsageError(f"{spec.source}.argv[0]: {prog!r} not found on PATH{hint}")
-
-
-def _dummy_values() -> dict[str, str]:
+def program(spec: AgentSpec) -> str:
+    """The program the agent starts: ``argv[0]`` with its placeholders filled (``{python}``)."""
     values = {p: "" for p in PLACEHOLDERS}
     values["python"] = sys.executable
-    return values
+    return expand(spec.argv[:1], values)[0]
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -282,10 +272,12 @@ class Runner:
 
     def _start(self, job: Job, out: IO[bytes], err: IO[bytes]) -> subprocess.Popen[bytes]:
         with self._lock:
-            p = proc.start(job.argv, job.cwd, job.env, out, err, stdin_data=job.stdin is not None)
+            p = proc.start_configured(
+                job.argv, job.cwd, job.env, out, err, stdin_data=job.stdin is not None
+            )
             self._running[job.worker] = p
-        if job.stdin is not None and p.stdin is not None:
-            threading.Thread(target=_feed, args=(p.stdin, job.stdin), daemon=True).start()
+        if job.stdin is not None:
+            proc.feed(p, job.stdin)
         try:
             self.on_start(job)
         except Exception as exc:  # the process runs: it must still be waited for and collected
@@ -293,38 +285,15 @@ class Runner:
         return p
 
     def _wait(self, job: Job, p: subprocess.Popen[bytes]) -> JobResult:
-        # Timeouts are enforced in real time; reported durations come from the (maybe pinned) clock.
-        deadline = real_monotonic() + job.spec.timeout_s
-        timed_out = interrupted = False
-        while True:
-            try:
-                p.wait(timeout=0.1)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if self.stop.is_set():
-                interrupted = True
-                proc.kill_tree(p)
-                break
-            if real_monotonic() >= deadline:
-                timed_out = True
-                proc.kill_tree(p)
-                break
-        # Whatever the agent left running in its group would outlive it: stop it.
-        proc.kill_group(p)
+        # The time limit runs in real time (proc.wait); reported durations come from the
+        # (maybe pinned) clock. Ctrl-C sets ``stop``: proc.wait stops the agent's tree.
+        done = proc.wait(p, job.spec.timeout_s, self.stop)
         with self._lock:
             self._running.pop(job.worker, None)
-        if self.stop.is_set() and not timed_out:
-            interrupted = True
-        rc = None if (timed_out or interrupted) else p.returncode
+        timed_out = done.timed_out
+        interrupted = done.interrupted or (self.stop.is_set() and not timed_out)
+        rc = None if (timed_out or interrupted) else done.rc
         return JobResult(job.worker, rc, timed_out, interrupted, True)
-
-
-def _feed(pipe: IO[bytes], data: bytes) -> None:
-    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
-        pipe.write(data)
-    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
-        pipe.close()
 
 
 def ignore_sigint() -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tools.codex.factory.core import patchparse
 from tools.codex.factory.core.ids import validate_run_id
@@ -35,9 +35,6 @@ from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import RunHandle
 from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.run.plans import from_dict
-
-if TYPE_CHECKING:
-    from tools.codex.factory.run.handle import RunHandle
 
 Progress = Callable[[str], None]
 

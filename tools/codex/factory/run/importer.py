@@ -13,7 +13,7 @@ import hashlib
 import re
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tools.codex.factory.core import patchparse
 from tools.codex.factory.core.ids import validate_run_id, validate_worker_id
@@ -29,9 +29,6 @@ from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import GitSide, Limits, binary_checks, normalise_eol
 from tools.codex.factory.run.handle import RunHandle
 from tools.codex.factory.run.outcome import Outcome
-
-if TYPE_CHECKING:
-    from tools.codex.factory.run.handle import RunHandle
 
 _MAIL = re.compile(rb"^From [0-9a-f]{40} ", re.M)
 _SUBJECT = re.compile(rb"^Subject: (?:\[PATCH[^\]]*\] ?)?(.*)$", re.M)

@@ -16,7 +16,7 @@ from tools.codex.factory.core.ids import (
     validate_worker_id,
 )
 from tools.codex.factory.core.paths import ATTEST_DIR, LOCKS_DIR, MANIFEST, Z_DIR
-from tools.codex.factory.errors import BlockedError, FactoryError, UsageError
+from tools.codex.factory.errors import BlockedError, UsageError
 from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.infra.clock import format_ts
 from tools.codex.factory.infra.writer import GuardedWriter
@@ -28,7 +28,7 @@ from tools.codex.factory.run.config import check_runs_dir
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import MANIFEST_EVENT, run_lock
 from tools.codex.factory.run.plans import default_plan, digest, load_plan
-from tools.codex.factory.run.stages import StageResult
+from tools.codex.factory.run.stages import StageResult, run_own_stage
 from tools.codex.factory.version import __version__
 
 
@@ -169,7 +169,8 @@ def launch(
     Every worker's branch and worktree folder is checked free before the run folder or any
     event exists. A failure after ``run.started`` records ``stage.finished`` and (through
     ``finish``, by default a run of this one stage) ``run.finished``, so ``watch`` ends, then
-    re-raises.
+    re-raises (:func:`stages.run_own_stage`); Ctrl-C is recorded where it lands
+    (``run.interrupted``), and the run can be resumed.
     """
     if req.resume:
         return real.resume(ctx, req)
@@ -197,25 +198,14 @@ def launch(
             plan_hash=digest(plan),
             workers=plan.ids(),
         )
-    try:
-        return _create(ctx, req, rec, run_id, commit, plan)
-    except KeyboardInterrupt:
-        raise  # recorded where it happened (run.interrupted): the run can be resumed
-    except Exception as exc:
-        failed = failure(exc)
-        with contextlib.suppress(FactoryError, OSError):
-            rec.stage_finished("launch", failed.status, failed.reason)
-            (finish or _finish_alone)(rec, failed)
-        raise
-
-
-def failure(exc: BaseException) -> StageResult:
-    """The launch stage's result for an exception (as :func:`stages.run_stage` maps it)."""
-    if isinstance(exc, UsageError):
-        return StageResult("launch", "BLOCKED", str(exc))
-    if isinstance(exc, FactoryError):
-        return StageResult("launch", "BLOCKED" if exc.exit_code == 3 else "FAIL", str(exc))
-    return StageResult("launch", "FAIL", f"internal error: {type(exc).__name__}: {exc}")
+    with contextlib.ExitStack() as held:  # the run lock, until the stage's end is recorded
+        result = run_own_stage(
+            rec,
+            "launch",
+            lambda: _create(ctx, req, rec, held, run_id, commit, plan),
+            lambda failed: (finish or _finish_alone)(rec, failed),
+        )
+    return result, rec
 
 
 def _finish_alone(rec: Recorder, failed: StageResult) -> None:
@@ -223,21 +213,25 @@ def _finish_alone(rec: Recorder, failed: StageResult) -> None:
 
 
 def _create(
-    ctx: Context, req: LaunchRequest, rec: Recorder, run_id: str, commit: str, plan: Plan
-) -> tuple[StageResult, Recorder | None]:
-    """Write the run folder under the run lock (no other stage can read a half-made run)."""
+    ctx: Context,
+    req: LaunchRequest,
+    rec: Recorder,
+    held: contextlib.ExitStack,
+    run_id: str,
+    commit: str,
+    plan: Plan,
+) -> StageResult:
+    """Write the run folder under the run lock (no other stage can read a half-made run); the
+    lock goes with ``held``, once the stage's end is recorded."""
     run_dir = ctx.layout.run_dir(run_id)
-    rec.stage_started("launch")
     writer = GuardedWriter(run_dir)
     for sub in (LOCKS_DIR, ATTEST_DIR, Z_DIR):
         writer.mkdir(sub)
     lock = run_lock(ctx, run_id)
     lock.acquire()
-    try:
-        return _create_locked(ctx, req, rec, writer, run_id, commit, plan)
-    finally:
-        lock.release()
-        lock.close()
+    held.callback(lock.close)
+    held.callback(lock.release)
+    return _create_locked(ctx, req, rec, writer, run_id, commit, plan)
 
 
 def _create_locked(
@@ -248,7 +242,7 @@ def _create_locked(
     run_id: str,
     commit: str,
     plan: Plan,
-) -> tuple[StageResult, Recorder | None]:
+) -> StageResult:
     manifest = build_manifest(ctx, run_id, req, commit, plan)
     manifest_sha = writer.write(MANIFEST, jsonio.pretty(manifest))
     # Every later stage refuses a manifest whose bytes differ from these.
@@ -257,9 +251,7 @@ def _create_locked(
     if not req.dry_run:
         written.update(real.launch_real(ctx, rec, manifest, plan.ids(), req.progress))
         rec.emit("artifacts.written", "launch", files=dict(sorted(written.items())))
-        result = StageResult("launch", "PASS", "", real.result_data(ctx, manifest))
-        rec.stage_finished("launch", "PASS")
-        return result, rec
+        return StageResult("launch", "PASS", "", real.result_data(ctx, manifest))
     for w in plan.workers:
         files = bundles.write_dry_run_bundle(writer, run_id, w, commit)
         written.update(files)
@@ -272,7 +264,7 @@ def _create_locked(
             files=dict(sorted(files.items())),
         )
     rec.emit("artifacts.written", "launch", files=dict(sorted(written.items())))
-    result = StageResult(
+    return StageResult(
         "launch",
         "PASS",
         "",
@@ -283,8 +275,6 @@ def _create_locked(
             "run_dir": ctx.layout.run_rel(run_id),
         },
     )
-    rec.stage_finished("launch", "PASS")
-    return result, rec
 
 
 def build_manifest(

@@ -22,7 +22,7 @@ from tools.codex.factory.run.launch import (
     resolve_plan,
 )
 from tools.codex.factory.run.outcome import Outcome
-from tools.codex.factory.run.stages import StageResult, run_stage, skipped
+from tools.codex.factory.run.stages import StageResult, ended, run_stage, skipped
 
 STAGES = ("preflight", "launch", "bundle-validate", "integrate", "summary")
 
@@ -288,7 +288,7 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
         raced = "is taken" in lr.reason  # another process launched this run ID after preflight
         if pre_rec is not None and own_id and not raced and not launch_finished:
             # launch stopped before run.started: its stage still ends in the ledger (replay).
-            pre_rec.stage_finished("launch", lr.status, lr.reason)
+            ended(pre_rec, lr)
             _finish_early(pre_rec, lr.status, data)
         return Outcome(Status(lr.status), data, summary_text(data))
     run_id = holder["run_id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tools.codex.factory.ledger.recorder import OPERATOR, Recorder
@@ -14,8 +15,13 @@ def checks(ctx: Context, base_ref: str, run_id: str | None) -> list[dict[str, An
     """Each probe a run needs (see :mod:`run.probes`): name, level, ok, detail, fix. Pure
     reporting; nothing is created. Stops early where later probes could not run."""
     out: list[probes.Probe] = []
-    for name in ("git", "repository", "config"):
-        found = probes.git() if name == "git" else getattr(probes, name)(ctx)
+    first: tuple[Callable[[], probes.Probe], ...] = (
+        probes.git,
+        lambda: probes.repository(ctx),
+        lambda: probes.config(ctx),
+    )
+    for probe in first:
+        found = probe()
         out.append(found)
         if not found.ok:  # the probes after it could not run
             return [p.as_dict() for p in out]

@@ -20,6 +20,7 @@ from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.ledger.store import MISSING_HEAD_FIX
 from tools.codex.factory.run import config as config_mod
+from tools.codex.factory.run.agents import AgentSpec, program
 from tools.codex.factory.run.context import Context
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -308,6 +309,33 @@ def ledger(ctx: Context) -> Probe:
         "the ledger was edited, cut or reordered: keep a copy, run `factory ledger verify`, and "
         "audit runs with `factory ledger-replay`; never edit the ledger by hand",
     )
+
+
+def agent(spec: AgentSpec, name: str = "agent") -> Probe:
+    """Can the agent's program start? ``doctor`` shows this probe (a WARN: dry runs need no
+    agent) and ``launch`` refuses a run on it before anything is created (:func:`require`)."""
+    prog = program(spec)
+    where = f"{spec.source}.argv[0]"
+    if os.sep in prog or (os.altsep and os.altsep in prog):
+        if Path(prog).exists():
+            return Probe(name, OK, f"{prog} found")
+        return Probe(
+            name, WARN, f"{where}: {prog!r} does not exist", f"set {where} to the agent's path"
+        )
+    if shutil.which(prog) is None:
+        return Probe(
+            name,
+            WARN,
+            f"{where}: {prog!r} not found on PATH",
+            f"install {prog} or put it on PATH, or set {where} to its full path",
+        )
+    return Probe(name, OK, f"{prog} found")
+
+
+def require(probe: Probe) -> None:
+    """A probe that is not OK as a usage error: its detail and fix, on one line."""
+    if probe.level != OK:
+        raise UsageError(f"{probe.detail}; fix: {probe.fix}")
 
 
 def run_id(ctx: Context, wanted: str) -> Probe:

@@ -32,7 +32,7 @@ from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import file_hashes
 from tools.codex.factory.run.handle import RunHandle
 from tools.codex.factory.run.snapshots import SNAPSHOT_DIR
-from tools.codex.factory.run.stages import StageResult
+from tools.codex.factory.run.stages import StageResult, ended
 
 REPORT = f"{Z_DIR}/FINAL_REPORT.txt"
 STATUS = f"{Z_DIR}/STATUS.json"
@@ -169,8 +169,7 @@ def finalize(
         verdict()
         _rewrite(writer, doc, manifest, validation)
     except (OSError, FactoryError) as exc:
-        summary = StageResult("summary", "FAIL", f"could not write the report: {exc}")
-        rec.stage_finished(summary.stage, summary.status, summary.reason)
+        summary = ended(rec, StageResult("summary", "FAIL", f"could not write the report: {exc}"))
         rows.append(summary.row())
         verdict()
         _rewrite(writer, doc, manifest, validation)

@@ -25,10 +25,18 @@ from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.records.plan import Plan
-from tools.codex.factory.run import agents, collect, gitdir, runboard, worktrees
+from tools.codex.factory.run import (
+    agents,
+    collect,
+    gitdir,
+    probes,
+    runboard,
+    stages,
+    worktrees,
+)
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import RunHandle
-from tools.codex.factory.run.stages import StageResult
+from tools.codex.factory.run.stages import StageResult, run_own_stage
 
 if TYPE_CHECKING:
     from tools.codex.factory.run.launch import LaunchRequest
@@ -47,7 +55,7 @@ def check(ctx: Context, plan: Plan) -> None:
     for w in plan.workers:
         spec = agents.resolve(w.as_dict(), cfg)
         if spec is not None:
-            agents.check_available(spec)
+            probes.require(probes.agent(spec))
         worktrees.branch_name(cfg["run"]["branch_prefix"], "r", w.id)
     worktrees.holdout_globs(list(cfg["security"]["holdout_paths"]))
     worktrees.check_root(ctx.repo, worktrees.root_dir(ctx.repo, cfg["paths"]["worktrees_dir"]))
@@ -380,7 +388,7 @@ def execute(
                     reason="SIGINT (Ctrl-C)",
                     statuses=dict(sorted(sts.items())),
                 )
-                rec.stage_finished("launch", "FAIL", "interrupted")
+                stages.interrupted(rec, "launch")
                 live.refresh()
         finally:
             agents.restore_sigint(previous)
@@ -415,7 +423,7 @@ def launch_real(
             reason="SIGINT (Ctrl-C) while preparing the worktrees",
             statuses=statuses(ctx, manifest),
         )
-        rec.stage_finished("launch", "FAIL", "interrupted")
+        stages.interrupted(rec, "launch")
         raise
     execute(ctx, rec, manifest, ids, progress)
     return written
@@ -465,15 +473,15 @@ def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
             if w["id"] in todo:
                 spec = agents.resolve(w, manifest["config"])
                 if spec is not None:
-                    agents.check_available(spec)
+                    probes.require(probes.agent(spec))
         rec = run.recorder
         rec.emit("run.resumed", "launch", workers=todo, finished=done)
-        rec.stage_started("launch")
-        if req.progress is not None and done:
-            req.progress(
-                f"factory: resume: {', '.join(worker_dirname(w) for w in done)} already finished"
-            )
-        launch_real(ctx, rec, manifest, todo, req.progress)
-        data = result_data(ctx, manifest)
-        rec.stage_finished("launch", "PASS")
-        return StageResult("launch", "PASS", "", data), rec
+
+        def go() -> StageResult:
+            if req.progress is not None and done:
+                names = ", ".join(worker_dirname(w) for w in done)
+                req.progress(f"factory: resume: {names} already finished")
+            launch_real(ctx, rec, manifest, todo, req.progress)
+            return StageResult("launch", "PASS", "", result_data(ctx, manifest))
+
+        return run_own_stage(rec, "launch", go, None), rec

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tools.codex.factory.core import convergence as cv
-from tools.codex.factory.core.symptoms import classify, normalise, signature
+from tools.codex.factory.core.symptoms import CLASSES, classify, normalise, signature
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.records.crank import Iteration, Trial
 
@@ -67,6 +67,20 @@ def test_percent_rounds_half_up_in_tenths() -> None:
         "0.0%",
         "100.0%",
     ]
+
+
+def test_every_class_is_one_the_feedback_knows() -> None:
+    outputs = [
+        ("", None, True),
+        ("bash: foo: command not found", 127, False),
+        ("ModuleNotFoundError: No module named 'x'", 1, False),
+        ("SyntaxError: invalid syntax", 1, False),
+        ("PermissionError: [Errno 13]", 1, False),
+        ("FileNotFoundError: x.txt", 1, False),
+        ("AssertionError", 1, False),
+        ("something else", 2, False),
+    ]
+    assert [classify(o, rc, t)[0] for o, rc, t in outputs] == list(CLASSES)
 
 
 def test_signatures_mask_what_changes_between_runs() -> None:

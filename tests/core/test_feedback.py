@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tools.codex.factory.core.feedback import FeedbackInput, compile_feedback, leaks
+from tools.codex.factory.core.feedback import DETAILS, FeedbackInput, compile_feedback, leaks
 from tools.codex.factory.core.scenarios import parse
 from tools.codex.factory.records.crank import CheckOutcome, Iteration, ScenarioResult
 
@@ -141,7 +141,7 @@ def test_a_guarded_line_is_found_whatever_its_spacing_or_case() -> None:
 
 
 @settings(max_examples=40, derandomize=True, deadline=None)
-@given(st.sampled_from(["summary", "full"]), st.permutations(range(4)))
+@given(st.sampled_from(DETAILS), st.permutations(range(4)))
 def test_the_same_results_give_the_same_bytes(detail: str, order: list[int]) -> None:
     a = inp(detail)
     b = inp(detail)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 
+# Every character str.splitlines() breaks at, escaped: one message, one line.
+_ONE_LINE = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
 
 def clip(text: str, limit: int) -> str:
     """``text`` when it has at most ``limit`` characters, else its start and what was cut."""
@@ -12,6 +15,11 @@ def clip(text: str, limit: int) -> str:
         return text
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{text[: max(limit - 60, 0)]}… [{len(text)} characters, sha256 {digest}…]"
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break escaped."""
+    return text.translate(_ONE_LINE)
 
 
 UTF8_BOM = b"\xef\xbb\xbf"

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tools.codex.factory.core import patchparse
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.core.paths import LOGS_DIR, worker_dirname
+from tools.codex.factory.core.text import is_utf8
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.infra.clock import sleep
@@ -136,6 +137,8 @@ def existing_logs(run_dir: Path, worker: str) -> dict[str, bytes]:
     logs_dir = run_dir / worker_dirname(worker) / LOGS_DIR
     out: dict[str, bytes] = {}
     for entry in fsutil.walk(logs_dir):
+        if not is_utf8(entry.rel):
+            continue  # left where it is: bundle-validate refuses it (name-not-utf8)
         if entry.is_regular and entry.rel != "INDEX.json" and not entry.path.name.startswith("."):
             out[entry.rel] = entry.path.read_bytes()
     return out

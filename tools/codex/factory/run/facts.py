@@ -31,7 +31,7 @@ from tools.codex.factory.core.paths import (
     normalise_repo_path,
     worker_dirname,
 )
-from tools.codex.factory.core.text import clip
+from tools.codex.factory.core.text import clip, escaped_name, is_utf8
 from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.records.validation import BundleFacts
 
@@ -176,6 +176,12 @@ def scan(folder: Path, limits: Limits, keep: frozenset[str]) -> tuple[str, dict[
             seen["(bundle)"] = {"kind": "too-many-files"}
             entries.append([".", f"over-limit:{limits.max_bundle_files}-files"])
             break
+        if not is_utf8(rel):
+            # Listed by its escaped form (a finding), with a marker no real name's entry has.
+            shown = escaped_name(rel)
+            seen[shown] = {"kind": "bad-name"}
+            entries.append([shown, f"name-not-utf8:{st.st_mode:o}:{st.st_size}"])
+            continue
         mode = st.st_mode
         if stat.S_ISLNK(mode):
             try:
@@ -241,7 +247,8 @@ def file_hashes(
         if stat.S_ISREG(st.st_mode) and st.st_size <= limit:
             digest = _hash_bounded(folder / rel, limit)
             if digest is not None:
-                out.append((f"{prefix}/{rel}" if prefix else rel, digest))
+                shown = escaped_name(rel)  # a name that is not UTF-8 is listed escaped
+                out.append((f"{prefix}/{shown}" if prefix else shown, digest))
     return sorted(out)
 
 
@@ -364,6 +371,15 @@ def gather_facts(
             ]
         )
     for rel, entry in sorted(seen.items()):
+        if entry["kind"] == "bad-name":
+            limit_problems.append(
+                [
+                    clip(rel, limits.max_path_chars),
+                    "name-not-utf8",
+                    "a file name that is not valid UTF-8 (shown with \\x escapes): no "
+                    "bundle file has one; remove it",
+                ]
+            )
         if entry["kind"] == "oversize":
             rule = "bundle-file-too-large" if entry["over"] == "file" else "bundle-too-large"
             limit = limits.max_file_bytes if entry["over"] == "file" else limits.max_bundle_bytes

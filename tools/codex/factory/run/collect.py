@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tools.codex.factory.core import patchparse
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.core.paths import LOGS_DIR, worker_dirname
-from tools.codex.factory.core.text import is_utf8
+from tools.codex.factory.core.text import clip, is_utf8
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.infra.clock import sleep
@@ -33,7 +33,8 @@ from tools.codex.factory.records.plan import WorkerPlan
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import bundles, runboard, worktrees
 from tools.codex.factory.run.context import Context
-from tools.codex.factory.run.handle import RunHandle
+from tools.codex.factory.run.facts import Limits, recorded_paths
+from tools.codex.factory.run.handle import RunHandle, run_setting
 from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.run.plans import from_dict
 
@@ -225,15 +226,18 @@ def collect_worker(
     if handoff_raw is not None:
         rel = f"{worker_dirname(worker.id)}/HANDOFF_NOTE.json"
         written[rel] = writer.write(rel, handoff_raw)
+    bounds = Limits.from_settings(lambda dotted: run_setting(manifest, dotted))
     return {
         "worker": worker.id,
         "status": status,
-        "reason": reason,
+        "reason": clip(reason, bounds.max_text_chars),
         "source": source,
         "files": files,
+        # What the ledger and the output carry: the agent decides how many paths there are.
+        "recorded": recorded_paths(files, bounds),
         "diff_sha256": diff_sha,
         "notes": notes,
-        "handoff_error": handoff_error,
+        "handoff_error": clip(handoff_error, bounds.max_text_chars),
         "artifacts": dict(sorted(written.items())),
     }
 
@@ -250,7 +254,7 @@ def emit_collected(
         reason=info["reason"],
         source=info["source"],
         previous_status=previous,
-        files=info["files"],
+        **info["recorded"],
         diff_sha256=info["diff_sha256"],
         notes=info["notes"],
         handoff_error=info["handoff_error"],
@@ -313,8 +317,11 @@ def _collect_locked(run: RunHandle) -> Outcome:
         "status": "PASS",
         "workers": {
             w: {
-                k: results[w][k]
-                for k in ("status", "reason", "files", "diff_sha256", "notes", "handoff_error")
+                **{
+                    k: results[w][k]
+                    for k in ("status", "reason", "diff_sha256", "notes", "handoff_error")
+                },
+                **results[w]["recorded"],
             }
             for w in chosen
         },

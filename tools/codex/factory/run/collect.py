@@ -31,7 +31,7 @@ from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.records.plan import WorkerPlan
 from tools.codex.factory.records.status import Status
-from tools.codex.factory.run import bundles, runboard, worktrees
+from tools.codex.factory.run import bundles, gitdir, runboard, worktrees
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import Limits, recorded_paths
 from tools.codex.factory.run.handle import RunHandle, run_setting
@@ -299,8 +299,10 @@ def _collect_locked(run: RunHandle) -> Outcome:
     run_dir = run.run_dir
     results: dict[str, Any] = {}
     messages = []
+    restored: set[str] = set()
     for w in chosen:
         previous = runboard.read_status(run_dir, w)
+        restored.update(gitdir.check_and_restore(ctx.repo, rec, run_dir, "bundle-collect"))
         info = collect_worker(
             run_dir, manifest, plans[w], paths[w], status="DONE", source="collected"
         )
@@ -311,6 +313,8 @@ def _collect_locked(run: RunHandle) -> Outcome:
                 f"factory: warning: {worker_dirname(w)}: {info['handoff_error']}; "
                 "kept as written, bundle-validate will block until it is fixed and collected again"
             )
+    if restored:
+        messages.append(git_dir_warning(sorted(restored)))
     rows = runboard.refresh(ctx.repo, run_dir, manifest)
     data = {
         "run_id": run_id,
@@ -338,6 +342,14 @@ def _collect_locked(run: RunHandle) -> Outcome:
     return Outcome(Status.PASS, data, "\n".join(lines), messages)
 
 
+def git_dir_warning(changed: list[str]) -> str:
+    return (
+        f"factory: warning: the repository's shared git folder changed while the run was open "
+        f"({', '.join(f'.git/{rel}' for rel in changed)}): restored before collecting; "
+        "bundle-validate will block every worker (git-dir-changed)"
+    )
+
+
 def wait_for_done(
     ctx: Context,
     rec: Recorder,
@@ -361,6 +373,9 @@ def wait_for_done(
             for w in list(left):
                 if worktrees.marked_done(paths[w]):
                     previous = runboard.read_status(run_dir, w)
+                    changed = gitdir.check_and_restore(ctx.repo, rec, run_dir, "launch")
+                    if changed and progress:
+                        progress(git_dir_warning(changed))
                     info = collect_worker(
                         run_dir, manifest, plans[w], paths[w], status="DONE", source="collected"
                     )

@@ -77,7 +77,8 @@ def validate(run: RunHandle) -> StageResult:
         )
         rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
     pol = policy(manifest)
-    changed = gitdir.check_and_restore(run.ctx.repo, rec, run.run_dir)
+    gitdir.check_and_restore(run.ctx.repo, rec, run.run_dir)
+    changed = gitdir.restored_since_validation(rec)  # by this check, or by a collect since
     result = validation.evaluate(facts, pol, changed)
     doc = {
         "schema_version": schemas.SCHEMA_VERSION,

@@ -48,11 +48,15 @@ def unprotect(repo: Path, run_id: str) -> str:
     manifest = read_json(path)
     manifest["config"]["security"]["protected_paths"] = []
     write_json(path, manifest)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = sha256(path)
     with Ledger(repo / LEDGER, Clock()) as ledger:
         first = ledger.select(Filter(run_id=run_id, event_type="manifest.written"))[0]
         ledger.append("manifest.written", run_id, first.stage, {**first.payload, "sha256": sha})
     return sha
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def manifest_seqs(repo: Path, run_id: str) -> list[int]:
@@ -119,16 +123,13 @@ def test_a_manifest_written_disagreeing_with_artifacts_written_is_refused(
             if ev["event_type"] != "manifest.written":
                 ledger.append(ev["event_type"], ev["run_id"], ev["stage"], ev["payload"])
     assert cli(repo, "bundle-validate", "--run-id", run_id)[0] == 0  # legacy: still trusted
-    unprotect_legacy = run_dir(repo, run_id) / "RUN_MANIFEST.json"
-    manifest = read_json(unprotect_legacy)
+    path = run_dir(repo, run_id) / "RUN_MANIFEST.json"
+    manifest = read_json(path)
     manifest["config"]["security"]["protected_paths"] = []
-    write_json(unprotect_legacy, manifest)
-    sha = hashlib.sha256(unprotect_legacy.read_bytes()).hexdigest()
+    write_json(path, manifest)
+    payload = {"actor": "Z_integrator", "kind": "factory", "sha256": sha256(path)}
     with Ledger(repo / LEDGER, Clock()) as ledger:
-        ledger.append(
-            "manifest.written", run_id, "launch", {"actor": "Z_integrator", "kind": "factory",
-                                                    "sha256": sha}
-        )  # fmt: skip
+        ledger.append("manifest.written", run_id, "launch", payload)
     code, out, err = cli(repo, "bundle-validate", "--run-id", run_id)
     assert code == 3 and "[manifest-rewritten]" in err and "artifacts.written" in err, out + err
     code, out, _err = cli(repo, "ledger-replay", "--run-id", run_id)

@@ -313,17 +313,18 @@ def test_merge_strict_flag_must_be_the_runs_own(
     ), found
 
 
-def test_the_manifest_is_pinned_by_launchs_artifacts_written(
+def test_the_manifest_is_pinned_by_launchs_manifest_written(
     built: dict[str, Path], env: dict[str, str], tmp_path: Path
 ) -> None:
-    """Without a report (nothing vouches for it later), launch's record of RUN_MANIFEST.json does."""
+    """Without a report (nothing vouches for it later), launch's pin of RUN_MANIFEST.json does
+    (its one manifest.written; artifacts.written repeats the same hash)."""
     repo = copy(built, "scope", tmp_path)
     path = repo / RUNS_REL / SCOPE_RUN / "RUN_MANIFEST.json"
     manifest = json.loads(path.read_bytes())
     manifest["config"]["checks"]["required"] = []
     path.write_bytes(jsonio.pretty(manifest))
     found = whats(replay_json(repo, env, SCOPE_RUN, 3))
-    assert "RUN_MANIFEST.json (recorded by artifacts.written)" in found, found
+    assert "RUN_MANIFEST.json (recorded by manifest.written)" in found, found
 
 
 # -- what the report's ledger head anchors ---------------------------------------------------------------

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -112,6 +112,57 @@ def test_a_guessed_temp_name_is_skipped_not_reused(
     assert user_file.read_bytes() == b"print('precious')\n"
     assert (run / "app.py").read_bytes() == b"ours\n"
     assert sorted(p.name for p in run.iterdir()) == [".app.py.feedfacefeedface.tmp", "app.py"]
+
+
+class TempNames(GuardedWriter):
+    """Notes every temporary name the writer tries (observed, not changed)."""
+
+    tried: list[str]
+
+    def _create_temp(self, rel: str, name: str, opener: Callable[[str], int]) -> tuple[int, str]:
+        def noting(n: str) -> int:
+            self.tried.append(n)
+            return opener(n)
+
+        return super()._create_temp(rel, name, noting)
+
+
+def test_a_hard_link_at_the_drawn_temp_name_is_never_written_through(
+    site: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A hard link is a plain file to O_NOFOLLOW: only the exclusive create (O_EXCL) keeps a
+    hard link at the very name drawn from being opened and overwritten."""
+    run, user_file, _ = site
+    draws = iter(["feedfacefeedface", "feedfacefeedface", "0123456789abcdef"])
+    monkeypatch.setattr("tools.codex.factory.infra.writer.secrets.token_hex", lambda n: next(draws))
+    planted = run / ".app.py.feedfacefeedface.tmp"
+    os.link(user_file, planted)
+    GuardedWriter(run).write("app.py", b"ours\n")
+    assert user_file.read_bytes() == b"print('precious')\n"
+    assert planted.read_bytes() == b"print('precious')\n" and os.stat(planted).st_nlink == 2
+    assert (run / "app.py").read_bytes() == b"ours\n" and os.stat(run / "app.py").st_nlink == 1
+
+
+def test_hard_links_at_every_name_a_write_used_are_never_written_through(
+    site: tuple[Path, Path, Path], mode: str
+) -> None:
+    """A name that can be guessed from an earlier write (or from the pid) is a name an attacker
+    can plant a hard link at: each write draws names no earlier write used, and nothing planted
+    at those names (nor at the old pid-based name) is written or blocks the write."""
+    run, user_file, _ = site
+    writer = TempNames(run)
+    writer.tried = []
+    writer.write("app.py", b"first\n")
+    planted = [*writer.tried, old_temp_name("app.py"), ".app.py.tmp", "app.py.tmp"]
+    for name in planted:
+        os.link(user_file, run / name)
+    for i in range(20):
+        writer.write("app.py", f"write {i}\n".encode())
+    assert user_file.read_bytes() == b"print('precious')\n"
+    assert os.stat(user_file).st_nlink == 1 + len(planted)
+    assert (run / "app.py").read_bytes() == b"write 19\n"
+    assert len(set(writer.tried)) == len(writer.tried) == 21  # never a name twice, no retries
+    assert writer.violations == []
 
 
 # -- the final name and parent folders -----------------------------------------------------------

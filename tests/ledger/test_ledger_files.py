@@ -153,6 +153,103 @@ def test_repair_never_writes_through_a_link_at_the_side_file_name(
     assert planted.is_symlink()
 
 
+# -- hard links ------------------------------------------------------------------------------------
+def hard_refusal(repo: Path, name: str, links: int = 2) -> str:
+    return (
+        f"ledger: {RUNS_REL}/{name} has {links} hard links; the ledger's files must be regular "
+        "files with one link: remove it"
+    )
+
+
+def plant_hard_link(repo: Path, name: str) -> tuple[Path, bytes]:
+    """A user's file takes the place of one of the ledger's files, as a second name of it:
+    for the ledger itself, a copy of the ledger (so every read still works)."""
+    target = repo / RUNS_REL / name
+    user_file = repo / "src" / "victim.txt"
+    data = target.read_bytes() if target.exists() else b"the user's own bytes\n"
+    user_file.write_bytes(data)
+    target.unlink(missing_ok=True)
+    os.link(user_file, target)
+    return user_file, data
+
+
+@pytest.mark.parametrize(
+    ("name", "op"),
+    [
+        ("factory_ledger.jsonl", "append"),
+        ("factory_ledger.jsonl", "repair"),
+        ("factory_ledger.sha256", "append"),
+        ("factory_ledger.sha256", "repair"),
+        ("factory_ledger.jsonl.lock", "append"),
+        ("factory_ledger.jsonl.lock", "verify"),
+    ],
+)
+def test_a_hard_link_at_a_ledger_file_is_refused_and_never_written(
+    repo: Path, name: str, op: str
+) -> None:
+    """``ln src/x.py tools/codex/runs/factory_ledger.sha256``: the head record would be written
+    over the user's file (the ledger appended to it, truncated by a repair)."""
+    ledger = paths(repo)["ledger"]
+    if op == "repair":
+        with open(ledger, "ab") as fh:
+            fh.write(b'{"event_type":"run.started","hash":"ab')  # a torn tail to cut
+    user_file, before = plant_hard_link(repo, name)
+    with Ledger(ledger, at(10), base=repo) as led, pytest.raises(BlockedError) as exc:
+        all_ops(led)[op]()
+    assert str(exc.value) == hard_refusal(repo, name)
+    assert user_file.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "factory_ledger.sha256",
+        "factory_ledger.jsonl.lock",
+        "factory_ledger.index.sqlite3",
+        "factory_ledger.index.sqlite3-wal",
+        "factory_ledger.index.sqlite3-shm",
+        "factory_ledger.index.sqlite3-journal",
+    ],
+)
+def test_launch_refuses_a_hard_link_at_a_ledger_file_in_one_line(repo: Path, name: str) -> None:
+    user_file, before = plant_hard_link(repo, name)
+    res = run_cli("--repo", str(repo), "--now", PINNED, "launch", "--dry-run", timeout=60)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert res.stderr.strip() == "factory: error: " + hard_refusal(repo, name)
+    assert user_file.read_bytes() == before
+
+
+def test_an_empty_file_hard_linked_as_the_ledger_is_refused(repo: Path) -> None:
+    """A new ledger's append-open: an empty user file linked at the ledger's name."""
+    for name in ("factory_ledger.jsonl", "factory_ledger.sha256", "factory_ledger.jsonl.lock"):
+        (repo / RUNS_REL / name).unlink()
+    user_file = repo / "src" / "empty.py"
+    user_file.write_bytes(b"")
+    os.link(user_file, paths(repo)["ledger"])
+    res = run_cli("--repo", str(repo), "--now", PINNED, "launch", "--dry-run", timeout=60)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert res.stderr.strip() == "factory: error: " + hard_refusal(repo, "factory_ledger.jsonl")
+    assert user_file.read_bytes() == b""
+
+
+def test_a_hard_link_at_the_run_lock_is_refused(repo: Path) -> None:
+    from tests.support.factory import launch_dry, run_dir
+
+    run_id = launch_dry(repo)
+    lock = run_dir(repo, run_id) / "locks" / "run.lock"
+    user_file = repo / "src" / "victim.txt"
+    user_file.write_bytes(b"mine\n")
+    lock.unlink(missing_ok=True)
+    os.link(user_file, lock)
+    res = run_cli("--repo", str(repo), "--now", PINNED, "bundle-validate", "--run-id", run_id)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert res.stderr.strip() == (
+        f"factory: error: run lock of {run_id}: {RUNS_REL}/{run_id}/locks/run.lock has 2 hard "
+        "links; lock files must be regular files with one link: remove it"
+    )
+    assert user_file.read_bytes() == b"mine\n"
+
+
 # -- FIFOs -----------------------------------------------------------------------------------------
 
 

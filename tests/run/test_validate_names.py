@@ -3,6 +3,9 @@ protected paths, each refusal naming its rule (real runs, real patches)."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -181,3 +184,63 @@ def test_special_files_block_unless_the_plan_allows_them(
     set_bundle(repo, allowed, "A", add(name, "* -whitespace\n"))
     code, doc = validate(repo, allowed)
     assert code == 0, doc["findings"]
+
+
+# -- names on disk that are not UTF-8 ----------------------------------------------------------
+needs_byte_names = pytest.mark.skipif(
+    sys.platform in ("win32", "darwin"), reason="the filesystem takes only Unicode names"
+)
+
+
+def plant_byte_name(folder: Path) -> None:
+    """A folder and a file in it whose names are bytes that are not UTF-8 (any Linux name)."""
+    base = os.fsencode(folder)
+    os.makedirs(os.path.join(base, b"d\xff"))
+    with open(os.path.join(base, b"d\xff", b"bad\xfe.log"), "wb") as fh:
+        fh.write(b"x\n")
+
+
+@needs_byte_names
+def test_a_name_that_is_not_utf8_is_a_finding_shown_escaped(repo: Path) -> None:
+    run_id = launch_dry(repo)
+    plant_byte_name(run_dir(repo, run_id) / "A_worker" / "LOGS")
+    res = run_cli("--repo", str(repo), "--now", PINNED, "bundle-validate", "--run-id", run_id)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "internal error" not in res.stdout + res.stderr
+    lines = [line for line in res.stdout.splitlines() if "[name-not-utf8]" in line]
+    assert len(lines) == 2, res.stdout
+    assert "A LOGS/d\\xff:" in lines[0] and "A LOGS/d\\xff/bad\\xfe.log:" in lines[1]
+    doc = read_json(run_dir(repo, run_id) / "VALIDATION.json")
+    assert {f["path"] for f in doc["findings"] if f["rule"] == "name-not-utf8"} == {
+        "LOGS/d\\xff",
+        "LOGS/d\\xff/bad\\xfe.log",
+    }
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", run_id)
+    assert replay.returncode == 0, replay.stdout + replay.stderr  # the facts re-derive alike
+
+
+@needs_byte_names
+def test_a_name_that_is_not_utf8_planted_after_validation_blocks_integrate(repo: Path) -> None:
+    run_id = launch_dry(repo)
+    res = run_cli("--repo", str(repo), "--now", PINNED, "bundle-validate", "--run-id", run_id)
+    assert res.returncode == 0, res.stdout + res.stderr
+    plant_byte_name(run_dir(repo, run_id) / "A_worker")
+    res = run_cli("--repo", str(repo), "--now", PINNED, "integrate", "--run-id", run_id)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "internal error" not in res.stdout + res.stderr
+    assert "bundle A_worker changed since it was validated" in res.stdout
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", run_id)
+    assert replay.returncode == 3 and "internal error" not in replay.stdout + replay.stderr
+    assert "A_worker/d\\xff/bad\\xfe.log" in replay.stdout
+
+
+@needs_byte_names
+def test_collect_leaves_a_log_name_that_is_not_utf8_to_validation(repo: Path) -> None:
+    res = run_cli("--repo", str(repo), "--now", PINNED, "launch", "--json")  # real worktrees
+    assert res.returncode == 0, res.stdout + res.stderr
+    run_id = json.loads(res.stdout)["run_id"]
+    plant_byte_name(run_dir(repo, run_id) / "A_worker" / "LOGS")
+    res = run_cli("--repo", str(repo), "--now", PINNED, "bundle-collect", "--run-id", run_id)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = run_cli("--repo", str(repo), "--now", PINNED, "bundle-validate", "--run-id", run_id)
+    assert res.returncode == 3 and "[name-not-utf8] A LOGS/d\\xff/bad\\xfe.log" in res.stdout

@@ -58,6 +58,8 @@ def main() -> int:
         os.rename(old, new)
     for rel in spec.get("chmod_x", []):
         os.chmod(rel, 0o755)
+    for args in spec.get("git", []):
+        subprocess.run(["git", *args], check=True)
     if spec.get("commit"):
         subprocess.run(["git", "add", "-A"], check=True)
         subprocess.run(["git", "commit", "-q", "-m", f"worker {wid}"], check=True)

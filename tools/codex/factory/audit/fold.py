@@ -284,6 +284,7 @@ class Fold:
         self.fact_events: list[tuple[str, BundleFacts, int]] = []  # every bundle.facts, in order
         self.heads: list[AnchoredHead] = []  # recorded by report.written
         self.z_listing: tuple[set[str], int] | None = None  # Z files per the last report.sha256
+        self.manifest_pin: FileRecord | None = None  # the first record of RUN_MANIFEST.json
         self.seg = Segment()
         self.last_seg = Segment()
 
@@ -418,10 +419,24 @@ class Fold:
         self._record_many(ev.payload["files"], ev.seq, "bundle.created")
 
     def on_artifacts_written(self, ev: Event) -> None:
-        for wdir in {worker_dir_of(r) for r in ev.payload["files"]} - {None}:
+        files = ev.payload["files"]
+        for wdir in {worker_dir_of(r) for r in files} - {None}:
             assert wdir is not None
             self.snaps[wdir] = Snapshot(ev.seq, "artifacts.written", files={})
-        self._record_many(ev.payload["files"], ev.seq, "artifacts.written")
+        pinned = self.manifest_pin
+        if MANIFEST in files and pinned is not None:
+            if files[MANIFEST] != pinned.sha:
+                self.diverge(
+                    ev.seq,
+                    f"artifacts.written {MANIFEST} (the manifest is pinned by {pinned.source} "
+                    f"at seq {pinned.seq})",
+                    f"sha256 {pinned.sha}",
+                    f"sha256 {files[MANIFEST]}",
+                )
+            files = {k: v for k, v in files.items() if k != MANIFEST}  # the pin stays
+        self._record_many(files, ev.seq, "artifacts.written")
+        if MANIFEST in ev.payload["files"] and self.manifest_pin is None:
+            self.manifest_pin = self.files[MANIFEST]
 
     def on_bundle_collected(self, ev: Event) -> None:
         """A bundle collected from a real worker's worktree, or imported from a patch file or
@@ -439,7 +454,20 @@ class Fold:
             self._record_many(files, ev.seq, "worker.prepared")
 
     def on_manifest_written(self, ev: Event) -> None:
+        """Launch pins the run's manifest with its one ``manifest.written``: a later one (or
+        one after an ``artifacts.written`` that listed another hash) is a rewrite, not a pin."""
+        pinned = self.manifest_pin
+        if pinned is not None:
+            self.diverge(
+                ev.seq,
+                f"manifest.written (a second pin of {MANIFEST}: launch writes one; every stage "
+                "refuses the run)",
+                f"only the pin at seq {pinned.seq} ({pinned.source}, sha256 {pinned.sha})",
+                f"another at seq {ev.seq} (sha256 {ev.payload['sha256']})",
+            )
+            return
         self._record_file(MANIFEST, ev.payload["sha256"], ev.seq, "manifest.written")
+        self.manifest_pin = self.files[MANIFEST]
 
     def on_bundle_facts(self, ev: Event) -> None:
         w = ev.payload["worker"]

@@ -22,6 +22,33 @@ def one_line(text: str) -> str:
     return text.translate(_ONE_LINE)
 
 
+def is_utf8(name: str) -> bool:
+    """Is ``name`` valid Unicode text (no lone surrogates)? A file name whose bytes are not
+    UTF-8 comes from the OS with each bad byte as a surrogate (``os.fsdecode``)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def escaped_name(name: str) -> str:
+    """``name`` with each byte that is not UTF-8 shown as ``\\xNN`` (a lone surrogate from
+    elsewhere as ``\\uNNNN``): printable, encodable, and never mistaken for the raw name."""
+    if is_utf8(name):
+        return name
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 UTF8_BOM = b"\xef\xbb\xbf"
 
 

@@ -60,6 +60,24 @@ class NotRegularFileError(OSError):
         self.kind = kind
 
 
+class HardLinkedError(NotRegularFileError):
+    """A file opened to be written has other names (``nlink`` in all): writing it would write
+    whatever file those names belong to (``ln someone.py factory_ledger.sha256``)."""
+
+    def __init__(self, path: Path | str, nlink: int) -> None:
+        super().__init__(path, f"a file with {nlink} hard links")
+        self.nlink = nlink
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND
+
+
+def check_one_link(path: Path | str, st: os.stat_result) -> None:
+    """Refuse (HardLinkedError) a regular file with other names than this one."""
+    if stat.S_ISREG(st.st_mode) and st.st_nlink != 1:
+        raise HardLinkedError(path, st.st_nlink)
+
+
 def is_link(st: os.stat_result) -> bool:
     """A symbolic link, or on Windows a junction (both redirect whoever follows them)."""
     if stat.S_ISLNK(st.st_mode):
@@ -84,11 +102,15 @@ def kind_of(st: os.stat_result) -> str:
 
 
 def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
-    """Open ``path`` as a regular file: never through a link at it, never blocking on a FIFO.
+    """Open ``path`` as a regular file: never through a link at it, never blocking on a FIFO,
+    and, opened to be written, never a file with other hard links (O_TRUNC waits for that check).
 
-    Raises NotRegularFileError (an OSError) for anything else; other OSErrors pass through.
+    Raises NotRegularFileError (an OSError; HardLinkedError for a hard link) for anything else;
+    other OSErrors pass through.
     """
-    flags |= O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_BINARY
+    writing = bool(flags & _WRITE_FLAGS)
+    truncate = writing and bool(flags & os.O_TRUNC)
+    flags = (flags & ~os.O_TRUNC) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_BINARY
     before: os.stat_result | None = None
     if not O_NOFOLLOW:  # pragma: no cover - Windows: check the name, then the handle
         try:
@@ -111,10 +133,14 @@ def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise NotRegularFileError(path, kind_of(st))
+        if writing:
+            check_one_link(path, st)
         if not O_NOFOLLOW:  # pragma: no cover - Windows: the handle must be what the name is
             after = os.lstat(path)
             if is_link(after) or (st.st_dev, st.st_ino) != (after.st_dev, after.st_ino):
                 raise NotRegularFileError(path, "a link or was replaced while it was opened")
+        if truncate:
+            os.ftruncate(fd, 0)
     except BaseException:
         os.close(fd)
         raise

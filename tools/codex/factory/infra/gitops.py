@@ -42,6 +42,40 @@ def with_config(env: Mapping[str, str], pairs: Sequence[tuple[str, str]]) -> dic
     return out
 
 
+# The config keys that make git run a program on a file's content: filter drivers and diff
+# drivers, each looked up by the name a .gitattributes line gives (``* filter=x``).
+DRIVER_PROGRAMS = {"filter": ("clean", "smudge", "process"), "diff": ("textconv", "command")}
+MAX_DRIVERS = 1000
+
+
+def driver_free_env(cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` plus GIT_CONFIG_* entries that empty the program of every filter and diff driver
+    the config git reads in ``cwd`` defines (any scope, includes too), so no driver runs there
+    whatever a .gitattributes names: file bytes go into blobs as they are on disk (and out the
+    same way), not through a program an agent configured (``filter.x.clean`` plus ``* filter=x``).
+    Git's own line-end conversion (``core.autocrlf``, ``text``, ``eol``) still applies."""
+    argv = ("config", "-z", "--name-only", "--get-regexp", r"^(filter|diff)\.")
+    res = git(cwd, *argv, check=False, env=env)
+    if res.rc not in (0, 1):  # 1: no such keys
+        raise GitError(["git", *argv], res.rc, res.out, res.err, why="could not read the config")
+    names: set[tuple[str, str]] = set()
+    for key in res.stdout.split(b"\0"):
+        section, _, rest = key.decode("utf-8", "surrogateescape").partition(".")
+        name, dot, _var = rest.rpartition(".")
+        if dot and section in DRIVER_PROGRAMS:
+            names.add((section, name))
+    if len(names) > MAX_DRIVERS:
+        raise GitError(
+            ["git", *argv], res.rc, "", "", why=f"defines over {MAX_DRIVERS} filter or diff drivers"
+        )
+    pairs: list[tuple[str, str]] = []
+    for section, name in sorted(names):
+        pairs += [(f"{section}.{name}.{var}", "") for var in DRIVER_PROGRAMS[section]]
+        if section == "filter":
+            pairs.append((f"filter.{name}.required", "false"))  # an emptied required one fails
+    return with_config(env, pairs)
+
+
 def guarded_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a git child: no hooks, no fsmonitor (see GUARD_CONFIG)."""
     return with_config(env if env is not None else proc.base_env(), GUARD_CONFIG)
@@ -356,7 +390,16 @@ def worktree_checkout_sparse(worktree: Path, hidden: Sequence[str]) -> None:
     changed.
     """
     cfg = [a for key, value in SPARSE_CONFIG for a in ("-c", f"{key}={value}")]
-    git(worktree, *cfg, "read-tree", "-m", "-u", "HEAD")
+    # No smudge filter writes the files: collect takes them back without a clean filter.
+    git(
+        worktree,
+        *cfg,
+        "read-tree",
+        "-m",
+        "-u",
+        "HEAD",
+        env=driver_free_env(worktree, proc.base_env()),
+    )
     # Safety net: anything a pattern could not express is removed and marked by hand.
     leaked = [p for p in hidden if (worktree / p).exists() or (worktree / p).is_symlink()]
     for p in leaked:
@@ -472,12 +515,13 @@ def worktree_diff(worktree: Path, commit: str, hidden_missing: Sequence[str]) ->
 
     Built in a temporary index (the worktree's own index is never touched): the base tree,
     held-out files that are absent marked skip-worktree (absent by design, not deleted), then
-    ``git add -A`` of the whole worktree minus ``.factory/``, diffed with fixed options.
+    ``git add -A`` of the whole worktree minus ``.factory/``, diffed with fixed options. No
+    filter or diff driver runs (:func:`driver_free_env`): the bytes are the ones the worker wrote.
     """
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="factory-collect-") as tmp:
-        env = proc.base_env({"GIT_INDEX_FILE": str(Path(tmp) / "index")})
+        env = driver_free_env(worktree, proc.base_env({"GIT_INDEX_FILE": str(Path(tmp) / "index")}))
         git(worktree, "read-tree", commit, env=env)
         if hidden_missing:
             data = b"".join(

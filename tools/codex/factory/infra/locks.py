@@ -7,8 +7,9 @@ acquire, so a deleted or replaced lock file is reopened rather than silently not
 A threading lock in front makes one process's threads exclude each other too, since flock
 treats every holder of the same open file as one.
 
-A lock file must be a regular file: it is opened without following a link and without
-blocking (a FIFO planted there would hang the open), and anything else is refused.
+A lock file must be a regular file with one link: it is opened without following a link and
+without blocking (a FIFO planted there would hang the open), and anything else (a hard link to
+someone's file included) is refused.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ else:  # pragma: no cover - Windows
                 st = None
             if st is not None and (fsutil.is_link(st) or not stat.S_ISREG(st.st_mode)):
                 raise fsutil.NotRegularFileError(self.lock_file, fsutil.kind_of(st))
+            if st is not None:
+                fsutil.check_one_link(self.lock_file, st)
             super()._acquire()
 
     def _make(path: Path, timeout: float) -> Any:
@@ -132,7 +135,12 @@ class ProcessLock:
             raise
 
     def _not_regular(self, exc: fsutil.NotRegularFileError) -> FactoryError:
-        """The one-line refusal of a lock file that is a link, FIFO or other non-file."""
+        """The one-line refusal of a lock file that is a link, FIFO, hard link or other non-file."""
+        if isinstance(exc, fsutil.HardLinkedError):
+            return BlockedError(
+                f"{self.what}: {self.shown} has {exc.nlink} hard links; lock files must be "
+                "regular files with one link: remove it"
+            )
         return BlockedError(
             f"{self.what}: {self.shown} is {exc.kind}; lock files must be regular files: remove it"
         )

@@ -35,6 +35,8 @@ _TAIL = re.compile(
     rb'"prev_hash":"[0-9a-f]{64}","run_id":"([A-Za-z0-9._-]*)","seq":(\d+),'
     rb'"stage":"([A-Za-z0-9._-]*)","ts_utc":"([^"\\]*)"\}\r?$'
 )
+# The index file and the files SQLite keeps beside it (suffixes of the index's name).
+SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 _RUN_EVENTS = frozenset({"run.started", "run.finished"})
 # Run IDs and event types are stored once (runs, types) and referred to by number; a line's
 # hash by its first 15 hex digits (enough to tell that a line is not the one indexed; the
@@ -159,8 +161,20 @@ class LedgerIndex:
         self.rebuilt = 0  # how often this object rebuilt the index from the whole file
 
     # -- the database -------------------------------------------------------------------
+    def check_files(self) -> None:
+        """Refuse (fsutil.HardLinkedError) an index file or SQLite side file that has other
+        hard links: SQLite would write through it into whatever file that name also is."""
+        for suffix in SIDE_SUFFIXES:
+            path = Path(f"{self.path}{suffix}")
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            fsutil.check_one_link(path, st)
+
     def _open(self) -> sqlite3.Connection:
         if self._db is None:
+            self.check_files()  # before SQLite opens any of them
             try:
                 if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
                     self._remove_files()
@@ -185,7 +199,7 @@ class LedgerIndex:
             self._db = None
 
     def _remove_files(self) -> None:
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in SIDE_SUFFIXES:
             with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
                 os.unlink(f"{self.path}{suffix}")
 
@@ -212,6 +226,8 @@ class LedgerIndex:
         'rebuilt'. Never trusts the index: its last line must be in the file as recorded."""
         try:
             return self._sync()
+        except fsutil.HardLinkedError:
+            raise  # refused, never dropped and rebuilt over
         except (sqlite3.Error, IndexError_, OSError, ValueError):
             self._drop()
             try:
@@ -261,6 +277,8 @@ class LedgerIndex:
                     return f"it is shorter than when it was indexed up to seq {seq} (lines were cut off the end)"
                 if not self._holds(fh, seq, meta.get("hash", ""), end):
                     return f"its line seq {seq} is not the one indexed (the ledger was rewritten)"
+        except fsutil.HardLinkedError:
+            raise
         except (sqlite3.Error, IndexError_, OSError, ValueError):
             return ""  # an unreadable index is rebuilt; it says nothing about the ledger
         return ""

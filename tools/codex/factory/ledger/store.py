@@ -9,7 +9,8 @@ keys are sorted and ``hash`` is never last, that is exactly the stored line with
 The ledger, its head file and its lock file must be regular files: each is opened without
 following a link and without blocking (a FIFO would hang the reader), and checked on the
 open handle, so a link planted at one of those names can neither redirect an append nor
-hide a cut.
+hide a cut. Opened to be written, each (and the run index's SQLite files) must also have one
+link: a hard link to someone's file there is refused, never written through.
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ def _io_error(exc: OSError, path: Path, base: Path | None = None) -> FactoryErro
     """One line naming the path for an OSError on the ledger, its head or its lock file."""
     where = exc.filename if exc.filename else path
     reason = exc.strerror or type(exc).__name__
+    if isinstance(exc, fsutil.HardLinkedError):
+        return BlockedError(
+            f"ledger: {_shown(Path(where), base)} has {exc.nlink} hard links; the ledger's files "
+            "must be regular files with one link: remove it"
+        )
     if isinstance(exc, fsutil.NotRegularFileError) and exc.kind != "a directory":
         return BlockedError(
             f"ledger: {_shown(Path(where), base)} is {exc.kind}; the ledger's files must be "
@@ -541,6 +547,8 @@ class Ledger:
         index = self._index_obj()
         try:
             index.add(batch)
+        except fsutil.HardLinkedError as exc:
+            raise _io_error(exc, index.path, self.base) from None
         except (sqlite3.Error, OSError):
             index.forget()
 
@@ -554,6 +562,8 @@ class Ledger:
             return
         try:
             self._flush_locked()
+        except FactoryError:
+            self._pending = []  # an index refused: the next open says so, before it is used
         finally:
             self.lock().release()
 
@@ -568,6 +578,8 @@ class Ledger:
             index = self._index_obj()
             try:
                 index.sync()
+            except fsutil.HardLinkedError as exc:
+                raise _io_error(exc, index.path, self.base) from None
             except (sqlite3.Error, IndexError_, OSError):
                 index.forget()
                 return None

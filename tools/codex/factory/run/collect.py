@@ -23,6 +23,7 @@ from typing import Any
 from tools.codex.factory.core import patchparse
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.core.paths import LOGS_DIR, worker_dirname
+from tools.codex.factory.core.text import clip, is_utf8
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.infra.clock import sleep
@@ -30,9 +31,10 @@ from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.records.plan import WorkerPlan
 from tools.codex.factory.records.status import Status
-from tools.codex.factory.run import bundles, runboard, worktrees
+from tools.codex.factory.run import bundles, gitdir, runboard, worktrees
 from tools.codex.factory.run.context import Context
-from tools.codex.factory.run.handle import RunHandle
+from tools.codex.factory.run.facts import Limits, recorded_paths
+from tools.codex.factory.run.handle import RunHandle, run_setting
 from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.run.plans import from_dict
 
@@ -133,6 +135,8 @@ def existing_logs(run_dir: Path, worker: str) -> dict[str, bytes]:
     logs_dir = run_dir / worker_dirname(worker) / LOGS_DIR
     out: dict[str, bytes] = {}
     for entry in fsutil.walk(logs_dir):
+        if not is_utf8(entry.rel):
+            continue  # left where it is: bundle-validate refuses it (name-not-utf8)
         if entry.is_regular and entry.rel != "INDEX.json" and not entry.path.name.startswith("."):
             out[entry.rel] = entry.path.read_bytes()
     return out
@@ -219,15 +223,18 @@ def collect_worker(
     if handoff_raw is not None:
         rel = f"{worker_dirname(worker.id)}/HANDOFF_NOTE.json"
         written[rel] = writer.write(rel, handoff_raw)
+    bounds = Limits.from_settings(lambda dotted: run_setting(manifest, dotted))
     return {
         "worker": worker.id,
         "status": status,
-        "reason": reason,
+        "reason": clip(reason, bounds.max_text_chars),
         "source": source,
         "files": files,
+        # What the ledger and the output carry: the agent decides how many paths there are.
+        "recorded": recorded_paths(files, bounds),
         "diff_sha256": diff_sha,
         "notes": notes,
-        "handoff_error": handoff_error,
+        "handoff_error": clip(handoff_error, bounds.max_text_chars),
         "artifacts": dict(sorted(written.items())),
     }
 
@@ -244,7 +251,7 @@ def emit_collected(
         reason=info["reason"],
         source=info["source"],
         previous_status=previous,
-        files=info["files"],
+        **info["recorded"],
         diff_sha256=info["diff_sha256"],
         notes=info["notes"],
         handoff_error=info["handoff_error"],
@@ -289,8 +296,10 @@ def _collect_locked(run: RunHandle) -> Outcome:
     run_dir = run.run_dir
     results: dict[str, Any] = {}
     messages = []
+    restored: set[str] = set()
     for w in chosen:
         previous = runboard.read_status(run_dir, w)
+        restored.update(gitdir.check_and_restore(ctx.repo, rec, run_dir, "bundle-collect"))
         info = collect_worker(
             run_dir, manifest, plans[w], paths[w], status="DONE", source="collected"
         )
@@ -301,14 +310,19 @@ def _collect_locked(run: RunHandle) -> Outcome:
                 f"factory: warning: {worker_dirname(w)}: {info['handoff_error']}; "
                 "kept as written, bundle-validate will block until it is fixed and collected again"
             )
+    if restored:
+        messages.append(git_dir_warning(sorted(restored)))
     rows = runboard.refresh(ctx.repo, run_dir, manifest)
     data = {
         "run_id": run_id,
         "status": "PASS",
         "workers": {
             w: {
-                k: results[w][k]
-                for k in ("status", "reason", "files", "diff_sha256", "notes", "handoff_error")
+                **{
+                    k: results[w][k]
+                    for k in ("status", "reason", "diff_sha256", "notes", "handoff_error")
+                },
+                **results[w]["recorded"],
             }
             for w in chosen
         },
@@ -323,6 +337,14 @@ def _collect_locked(run: RunHandle) -> Outcome:
         )
     lines.append(runboard.next_line(run_id, rows))
     return Outcome(Status.PASS, data, "\n".join(lines), messages)
+
+
+def git_dir_warning(changed: list[str]) -> str:
+    return (
+        f"factory: warning: the repository's shared git folder changed while the run was open "
+        f"({', '.join(f'.git/{rel}' for rel in changed)}): restored before collecting; "
+        "bundle-validate will block every worker (git-dir-changed)"
+    )
 
 
 def wait_for_done(
@@ -348,6 +370,9 @@ def wait_for_done(
             for w in list(left):
                 if worktrees.marked_done(paths[w]):
                     previous = runboard.read_status(run_dir, w)
+                    changed = gitdir.check_and_restore(ctx.repo, rec, run_dir, "launch")
+                    if changed and progress:
+                        progress(git_dir_warning(changed))
                     info = collect_worker(
                         run_dir, manifest, plans[w], paths[w], status="DONE", source="collected"
                     )

@@ -84,6 +84,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_bundle_files": 100_000,
         "max_path_chars": 4096,
         "max_text_chars": 2000,
+        # Every list a worker supplies (FILES_CHANGED, the paths DIFF.patch touches, scopes,
+        # schema errors, ...): items and characters, before it reaches the ledger or output.
+        "max_list_items": 2000,
+        "max_list_chars": 250_000,
     },
     "feature_flags": {
         "record_check_output_in_ledger": False,

@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tools.codex.factory.core import gitbinary, gitview, names, patchparse
 from tools.codex.factory.core.paths import (
@@ -31,7 +31,7 @@ from tools.codex.factory.core.paths import (
     normalise_repo_path,
     worker_dirname,
 )
-from tools.codex.factory.core.text import clip
+from tools.codex.factory.core.text import clip, escaped_name, is_utf8
 from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.records.validation import BundleFacts
 
@@ -107,13 +107,80 @@ class Limits:
     max_bundle_files: int = 100_000
     max_path_chars: int = 4096
     max_text_chars: int = 2000
+    max_list_items: int = 2000
+    max_list_chars: int = 250_000
 
     @classmethod
     def from_settings(cls, get: Callable[[str], Any]) -> Limits:
         return cls(**{name: int(get(f"limits.{name}")) for name in cls.__dataclass_fields__})
 
-    def as_dict(self) -> dict[str, int]:
-        return {name: int(getattr(self, name)) for name in sorted(self.__dataclass_fields__)}
+    def as_dict(self, policy_version: int = 3) -> dict[str, int]:
+        """The limits as policy ``policy_version`` records them (2: without the list caps)."""
+        names = [n for n in self.__dataclass_fields__ if policy_version >= 3 or n not in LIST_CAPS]
+        return {name: int(getattr(self, name)) for name in sorted(names)}
+
+
+LIST_CAPS = ("max_list_items", "max_list_chars")
+_T = TypeVar("_T")
+
+
+@dataclass
+class Caps:
+    """Bounds every worker-supplied list on its way into the facts: at most ``max_list_items``
+    items and ``max_list_chars`` characters (each item counted as clipped); what is cut is a
+    ``list-too-long`` limit problem (it blocks), so judging the rest cannot pass a bundle."""
+
+    limits: Limits
+    problems: list[list[str]]
+
+    def items(
+        self, items: Sequence[_T], where: str, size: Callable[[_T], int], *, report: bool = True
+    ) -> list[_T]:
+        """The leading ``items`` within the caps (``report``: a cut is a problem; a list derived
+        from one already bounded, a subset of it, says nothing again)."""
+        lim = self.limits
+        kept: list[_T] = []
+        total = 0
+        for item in items:
+            n = size(item)
+            if len(kept) >= lim.max_list_items or total + n > lim.max_list_chars:
+                if not report:
+                    return kept
+                whole = sum(map(size, items))
+                self.problems.append(
+                    [
+                        where,
+                        "list-too-long",
+                        f"{len(items)} items, {whole} characters: over the limit of "
+                        f"{lim.max_list_items} items or {lim.max_list_chars} characters; only "
+                        f"the first {len(kept)} were judged",
+                    ]
+                )
+                return kept
+            kept.append(item)
+            total += n
+        return kept
+
+    def paths(self, paths: Iterable[str], where: str, *, report: bool = True) -> list[str]:
+        """The leading paths within the caps, each clipped (``report``: a clipped one is a
+        ``path-too-long`` problem)."""
+        lim = self.limits
+        kept = self.items(
+            list(paths), where, lambda p: min(len(p), lim.max_path_chars), report=report
+        )
+        problems = self.problems if report else []
+        return [_clip_path(p, lim, problems, where) for p in kept]
+
+    def texts(self, texts: Sequence[str], where: str) -> list[str]:
+        lim = self.limits
+        kept = self.items(texts, where, lambda t: min(len(t), lim.max_text_chars))
+        return [clip(t, lim.max_text_chars) for t in kept]
+
+    def rows(self, rows: Sequence[Sequence[str]], where: str) -> list[list[str]]:
+        """Rows of worker-derived strings ([path, verdict, why], ...), each string clipped."""
+        lim = self.limits
+        kept = self.items(rows, where, lambda r: sum(min(len(x), lim.max_text_chars) for x in r))
+        return [[clip(x, lim.max_path_chars) for x in r] for r in kept]
 
 
 def walk(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
@@ -176,6 +243,12 @@ def scan(folder: Path, limits: Limits, keep: frozenset[str]) -> tuple[str, dict[
             seen["(bundle)"] = {"kind": "too-many-files"}
             entries.append([".", f"over-limit:{limits.max_bundle_files}-files"])
             break
+        if not is_utf8(rel):
+            # Listed by its escaped form (a finding), with a marker no real name's entry has.
+            shown = escaped_name(rel)
+            seen[shown] = {"kind": "bad-name"}
+            entries.append([shown, f"name-not-utf8:{st.st_mode:o}:{st.st_size}"])
+            continue
         mode = st.st_mode
         if stat.S_ISLNK(mode):
             try:
@@ -241,7 +314,8 @@ def file_hashes(
         if stat.S_ISREG(st.st_mode) and st.st_size <= limit:
             digest = _hash_bounded(folder / rel, limit)
             if digest is not None:
-                out.append((f"{prefix}/{rel}" if prefix else rel, digest))
+                shown = escaped_name(rel)  # a name that is not UTF-8 is listed escaped
+                out.append((f"{prefix}/{shown}" if prefix else shown, digest))
     return sorted(out)
 
 
@@ -347,7 +421,8 @@ def gather_facts(
         "links": [],
         "gitlinks": [],
     }
-    limit_problems: list[list[str]] = facts["limit_problems"]
+    limit_problems: list[list[str]] = []
+    caps = Caps(limits, limit_problems)
     keep = frozenset(WORKER_FILES)
     digest, seen = scan(folder, limits, keep)
     facts["bundle_hash"] = digest
@@ -364,6 +439,15 @@ def gather_facts(
             ]
         )
     for rel, entry in sorted(seen.items()):
+        if entry["kind"] == "bad-name":
+            limit_problems.append(
+                [
+                    clip(rel, limits.max_path_chars),
+                    "name-not-utf8",
+                    "a file name that is not valid UTF-8 (shown with \\x escapes): no "
+                    "bundle file has one; remove it",
+                ]
+            )
         if entry["kind"] == "oversize":
             rule = "bundle-file-too-large" if entry["over"] == "file" else "bundle-too-large"
             limit = limits.max_file_bytes if entry["over"] == "file" else limits.max_bundle_bytes
@@ -398,8 +482,9 @@ def gather_facts(
                 continue
             problems = schemas.errors(JSON_FILES[name], doc)
             if problems:
-                for where, msg in problems:
-                    facts["schema_errors"].append([name, clip(where, text), clip(msg, text)])
+                rows = [[name, where, msg] for where, msg in problems]
+                for row in caps.items(rows, f"{name} (schema errors)", _row_size(text)):
+                    facts["schema_errors"].append([name, clip(row[1], text), clip(row[2], text)])
                 continue
             docs[name] = doc
     if "STATUS.json" in docs:
@@ -411,19 +496,20 @@ def gather_facts(
     if "SCOPE_LOCK.json" in docs:
         sl = docs["SCOPE_LOCK.json"]
         facts["scope"] = {
-            "allow": [clip(g, text) for g in sl["allow"]],
-            "deny": [clip(g, text) for g in sl["deny"]],
-            "shared": [clip(g, text) for g in sl["shared"]],
+            "allow": caps.texts(sl["allow"], "SCOPE_LOCK.json allow"),
+            "deny": caps.texts(sl["deny"], "SCOPE_LOCK.json deny"),
+            "shared": caps.texts(sl["shared"], "SCOPE_LOCK.json shared"),
         }
         facts["ids"]["SCOPE_LOCK.json"] = sl["worker"]
     if "HANDOFF_NOTE.json" in docs:
-        facts["depends_on"] = sorted(docs["HANDOFF_NOTE.json"]["depends_on"])
+        facts["depends_on"] = sorted(
+            caps.texts(docs["HANDOFF_NOTE.json"]["depends_on"], "HANDOFF_NOTE.json depends_on")
+        )
         facts["ids"]["HANDOFF_NOTE.json"] = docs["HANDOFF_NOTE.json"]["worker"]
     if "FILES_CHANGED.json" in docs:
-        facts["files_changed"] = [
-            _clip_path(p, limits, limit_problems, "FILES_CHANGED.json")
-            for p in docs["FILES_CHANGED.json"]["files"]
-        ]
+        facts["files_changed"] = caps.paths(
+            docs["FILES_CHANGED.json"]["files"], "FILES_CHANGED.json files"
+        )
     if (
         "DIFF.patch" not in facts["missing"]
         and "DIFF.patch" not in facts["symlinks"]
@@ -440,54 +526,19 @@ def gather_facts(
         except patchparse.PatchParseError as exc:
             facts["patch_error"] = clip(str(exc), text)
         else:
-            touched = patch.touched()
-            facts["touched"] = [
-                _clip_path(p, limits, limit_problems, "DIFF.patch") for p in touched
-            ]
-            facts["added"] = sorted(
-                {
-                    _clip_path(f.new_path, limits, [], "DIFF.patch")
-                    for f in patch.files
-                    if f.new_path and f.new_path != f.old_path
-                }
-            )
-            facts["deleted"] = sorted(
-                {
-                    _clip_path(f.old_path, limits, [], "DIFF.patch")
-                    for f in patch.files
-                    if f.old_path is not None and f.status in ("deleted", "renamed")
-                }
-                - set(facts["added"])
-            )
-            facts["links"] = [
-                [_clip_path(f.new_path, limits, [], "DIFF.patch"), clip(f.symlink_target, text)]
-                for f in patch.files
-                if f.new_path is not None and f.symlink_target is not None
-            ]
-            facts["gitlinks"] = sorted(
-                _clip_path(f.new_path, limits, [], "DIFF.patch")
-                for f in patch.files
-                if f.new_path is not None and f.gitlink
-            )
-            if git is not None:
-                facts["patch_disagreements"] = [
-                    clip(d, text)
-                    for d in gitview.compare_views(
-                        patchparse.git_view(patch),
-                        gitops.apply_view(applied, max_binary=limits.max_file_bytes),
-                    )
-                ]
-                facts["binary_checks"] = binary_checks(patch, git, limits)
-            facts["section_hashes"] = {
-                _clip_path(p, limits, [], "DIFF.patch"): hashlib.sha256(raw).hexdigest()
-                for p, raw in sorted(patch.sections_by_path().items())
-            }
+            _patch_facts(facts, caps, patch, applied, git)
     deleted = set(facts["deleted"])
     aliases, clashes = base.clashes(facts["added"], deleted)
     facts["base_case_variants"] = aliases
     facts["base_dir_clashes"] = clashes
     if "LOGS/INDEX.json" in docs:
-        for item in docs["LOGS/INDEX.json"]["logs"]:
+        path_size = _row_size(limits.max_path_chars)
+        listed = caps.items(
+            docs["LOGS/INDEX.json"]["logs"],
+            "LOGS/INDEX.json logs",
+            lambda i: path_size([i["path"]]),
+        )
+        for item in listed:
             rel = clip(item["path"], limits.max_path_chars)
             try:
                 normalise_repo_path(rel)
@@ -516,4 +567,83 @@ def gather_facts(
                     ]
                 )
     facts["files_sha256"] = dict(sorted(facts["files_sha256"].items()))
+    # The limit problems are bounded too (a bundle folder of 100,000 badly named files).
+    overflow: list[list[str]] = []
+    facts["limit_problems"] = Caps(limits, overflow).items(
+        limit_problems, "(limit findings)", _row_size(limits.max_path_chars)
+    )
+    facts["limit_problems"].extend(overflow)
     return facts
+
+
+def recorded_paths(paths: Sequence[str], limits: Limits) -> dict[str, Any]:
+    """``files`` (the leading paths within the list caps, each clipped) and ``files_count``
+    (all of them): how a worker's changed paths are recorded in an event and shown."""
+    kept = Caps(limits, []).paths(paths, "files", report=False)
+    return {"files": kept, "files_count": len(paths)}
+
+
+def _row_size(limit: int) -> Callable[[Sequence[str]], int]:
+    """The characters of a row of strings, each counted as clipped to ``limit``."""
+    return lambda row: sum(min(len(x), limit) for x in row)
+
+
+def _patch_facts(
+    facts: BundleFacts,
+    caps: Caps,
+    patch: patchparse.Patch,
+    applied: bytes,
+    git: GitSide | None,
+) -> None:
+    """The facts DIFF.patch gives, each list within the caps."""
+    limits = caps.limits
+    text = limits.max_text_chars
+    where = "DIFF.patch"
+    facts["touched"] = caps.paths(patch.touched(), f"{where} (touched paths)")
+    facts["added"] = sorted(
+        caps.paths(
+            sorted({f.new_path for f in patch.files if f.new_path and f.new_path != f.old_path}),
+            where,
+            report=False,
+        )
+    )
+    deleted = {
+        f.old_path
+        for f in patch.files
+        if f.old_path is not None and f.status in ("deleted", "renamed")
+    }
+    facts["deleted"] = sorted(
+        set(caps.paths(sorted(deleted), where, report=False)) - set(facts["added"])
+    )
+    links = [
+        [f.new_path, f.symlink_target]
+        for f in patch.files
+        if f.new_path is not None and f.symlink_target is not None
+    ]
+    facts["links"] = [
+        [_clip_path(p, limits, [], where), clip(t, text)]
+        for p, t in caps.items(links, f"{where} (symlinks)", _row_size(text))
+    ]
+    facts["gitlinks"] = sorted(
+        caps.paths(
+            [f.new_path for f in patch.files if f.new_path is not None and f.gitlink],
+            where,
+            report=False,
+        )
+    )
+    if git is not None:
+        views = gitview.compare_views(
+            patchparse.git_view(patch),
+            gitops.apply_view(applied, max_binary=limits.max_file_bytes),
+        )
+        facts["patch_disagreements"] = caps.texts(views, f"{where} (disagreements with git)")
+        facts["binary_checks"] = caps.rows(
+            binary_checks(patch, git, limits), f"{where} (binary sections)"
+        )
+    sections = sorted(patch.sections_by_path().items())
+    kept = caps.items(
+        sections, where, lambda s: min(len(s[0]), limits.max_path_chars), report=False
+    )
+    facts["section_hashes"] = {
+        _clip_path(p, limits, [], where): hashlib.sha256(raw).hexdigest() for p, raw in kept
+    }

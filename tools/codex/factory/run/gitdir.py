@@ -3,9 +3,10 @@
 A worktree shares its repository's ``config`` and ``hooks/``: an agent that writes a hook or a
 config key there (``core.hooksPath``, ``core.fsmonitor``, an alias) would run its code in the
 operator's next git command. At launch the factory records what these files hold (their bytes go
-to the run's snapshot store, their hashes to the ledger as ``gitdir.recorded``); bundle-validate
-compares, and on any change restores the recorded bytes, removes what was added, records
-``gitdir.restored`` and blocks every worker of the run (rule ``git-dir-changed``).
+to the run's snapshot store, their hashes to the ledger as ``gitdir.recorded``). Collecting a
+bundle (before git touches the worktree) and bundle-validate compare, and on any change restore
+the recorded bytes, remove what was added and record ``gitdir.restored``; the next validation
+blocks every worker of the run (rule ``git-dir-changed``).
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ def record(repo: Path, rec: Recorder, writer: GuardedWriter) -> dict[str, dict[s
     return state
 
 
-def check_and_restore(repo: Path, rec: Recorder, run_dir: Path) -> list[str]:
+def check_and_restore(
+    repo: Path, rec: Recorder, run_dir: Path, stage: str = "bundle-validate"
+) -> list[str]:
     """The watched paths that changed since launch recorded them ([] when none, or when the run
     has no record: a dry run or an earlier release); restored and recorded when changed."""
     found = rec.ledger.select(Filter(run_id=rec.run_id, event_type=RECORDED), limit=1)
@@ -119,5 +122,18 @@ def check_and_restore(repo: Path, rec: Recorder, run_dir: Path) -> list[str]:
                 os.chmod(path, int(want["mode"]) or 0o644)
         except (OSError, BlockedError) as exc:
             problems.append(f"{rel}: {exc}")
-    rec.emit(RESTORED, "bundle-validate", changed=changed, problems=problems)
+    rec.emit(RESTORED, stage, changed=changed, problems=problems)
     return changed
+
+
+def restored_since_validation(rec: Recorder) -> list[str]:
+    """The watched paths restored (by collect or validation) since the run's last
+    ``validation.decided``: the next validation blocks on them, once."""
+    ledger, run_id = rec.ledger, rec.run_id
+    decided = ledger.select(Filter(run_id=run_id, event_type="validation.decided"))
+    after = max((ev.seq for ev in decided), default=0)
+    changed: set[str] = set()
+    for ev in ledger.select(Filter(run_id=run_id, event_type=RESTORED)):
+        if ev.seq > after:
+            changed.update(str(rel) for rel in ev.payload.get("changed", []))
+    return sorted(changed)

@@ -2,7 +2,8 @@
 
 A stage that reads or writes a run opens it through :meth:`RunHandle.open`, which takes the run
 lock (a second process is BLOCKED at once, never left waiting), reads RUN_MANIFEST.json once and
-refuses it unless its sha256 is the one the ledger recorded at launch (rule ``manifest-changed``):
+refuses it unless its sha256 is the one the ledger recorded at launch (rule ``manifest-changed``;
+a second ``manifest.written`` is ``manifest-rewritten``):
 an edited manifest cannot widen a scope, drop a protected path or a required check. The handle
 carries the run's one guarded writer, so every refused write reaches STATUS.json, and its recorder.
 """
@@ -40,18 +41,45 @@ def run_lock(ctx: Context, run_id: str) -> ProcessLock:
     return ProcessLock(path, 0, f"run lock of {run_id}", shown)
 
 
-def recorded_manifest_sha(ledger: Ledger, run_id: str) -> str | None:
-    """The sha256 of RUN_MANIFEST.json as launch recorded it (``manifest.written``; runs made by
-    earlier releases recorded it in their first ``artifacts.written``)."""
-    found = ledger.select(Filter(run_id=run_id, event_type=MANIFEST_EVENT), limit=1)
-    if found:
-        sha = found[-1].payload.get("sha256")
-        return sha if isinstance(sha, str) else None
-    for ev in ledger.select(Filter(run_id=run_id, event_type="artifacts.written")):
-        files = ev.payload.get("files")
-        if isinstance(files, dict) and isinstance(files.get(MANIFEST), str):
-            return str(files[MANIFEST])
-    return None
+def recorded_manifest_sha(ledger: Ledger, run_id: str, shown: str = "") -> str | None:
+    """The sha256 of RUN_MANIFEST.json as launch recorded it: the run's one ``manifest.written``
+    (runs made by earlier releases recorded it in their first ``artifacts.written``).
+
+    The manifest is pinned once: a second ``manifest.written`` (anyone who can append to the
+    ledger can add one) is refused, never trusted over the first, and every ``artifacts.written``
+    that lists the manifest must name the same hash. BlockedError naming the seqs otherwise.
+    """
+    rel = shown or f"{run_id}/{MANIFEST}"
+    pinned = sorted(
+        ledger.select(Filter(run_id=run_id, event_type=MANIFEST_EVENT)), key=lambda e: e.seq
+    )
+    if len(pinned) > 1:
+        seqs = ", ".join(str(e.seq) for e in pinned)
+        raise BlockedError(
+            f"[manifest-rewritten] {rel}: the ledger records {len(pinned)} {MANIFEST_EVENT} "
+            f"events for this run (seqs {seqs}); launch writes exactly one, so the manifest "
+            "cannot be trusted: launch a new run"
+        )
+    listed = [
+        (ev.seq, files[MANIFEST])
+        for ev in sorted(
+            ledger.select(Filter(run_id=run_id, event_type="artifacts.written")),
+            key=lambda e: e.seq,
+        )
+        if isinstance(files := ev.payload.get("files"), dict) and MANIFEST in files
+    ]
+    sha: object = pinned[0].payload.get("sha256") if pinned else (listed[0][1] if listed else None)
+    if not isinstance(sha, str):
+        return None
+    where = f"seq {pinned[0].seq}" if pinned else f"seq {listed[0][0]}"
+    for seq, other in listed:
+        if other != sha:
+            raise BlockedError(
+                f"[manifest-rewritten] {rel}: artifacts.written (seq {seq}) records sha256 "
+                f"{str(other)[:12]}, the manifest pinned at {where} is {sha[:12]}: the ledger "
+                "disagrees with itself about the manifest: launch a new run"
+            )
+    return sha
 
 
 def read_manifest(ctx: Context, run_id: str) -> tuple[dict[str, Any], str]:
@@ -70,7 +98,7 @@ def read_manifest(ctx: Context, run_id: str) -> tuple[dict[str, Any], str]:
     except UsageError as exc:
         raise BlockedError(str(exc)) from None
     sha = hashlib.sha256(data).hexdigest()
-    recorded = recorded_manifest_sha(ctx.ledger, run_id)
+    recorded = recorded_manifest_sha(ctx.ledger, run_id, rel)
     if recorded is None:
         raise BlockedError(
             f"[manifest-unrecorded] {rel}: the ledger records no hash for this run's manifest, "

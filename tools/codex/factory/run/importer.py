@@ -26,7 +26,13 @@ from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import bundles, runboard
 from tools.codex.factory.run.collect import existing_logs, generated_summary, plan_workers
 from tools.codex.factory.run.context import Context
-from tools.codex.factory.run.facts import GitSide, Limits, binary_checks, normalise_eol
+from tools.codex.factory.run.facts import (
+    GitSide,
+    Limits,
+    binary_checks,
+    normalise_eol,
+    recorded_paths,
+)
 from tools.codex.factory.run.handle import RunHandle
 from tools.codex.factory.run.outcome import Outcome
 
@@ -211,6 +217,8 @@ def _build(
         },
         reason="",
     )
+    # The ledger and the output carry the paths within the list caps (and how many there are).
+    recorded = recorded_paths(files, Limits.from_settings(run.setting))
     rec = run.recorder
     rec.emit(
         "bundle.imported",
@@ -219,7 +227,7 @@ def _build(
         worker=worker,
         format=fmt,
         commits=commits,
-        files=files,
+        **recorded,
         diff_sha256=diff_sha,
         source_sha256=source_sha,
         summary="file" if summary_given else "generated",
@@ -233,7 +241,7 @@ def _build(
         "status": "PASS",
         "format": fmt,
         "commits": commits,
-        "files": files,
+        **recorded,
         "diff_sha256": diff_sha,
     }
     text = (

@@ -6,6 +6,7 @@ from typing import Any
 
 from tools.codex.factory.core import validation
 from tools.codex.factory.core.paths import VALIDATION
+from tools.codex.factory.core.text import clip
 from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.records.validation import BundleFacts, Policy
 from tools.codex.factory.run import gitdir, snapshots
@@ -14,8 +15,9 @@ from tools.codex.factory.run.facts import BaseTree, GitSide, Limits, gather_fact
 from tools.codex.factory.run.handle import RunHandle, run_setting
 from tools.codex.factory.run.stages import StageResult
 
-# The policy format: 2 protects the runs folder and records the limits and name rules.
-POLICY_VERSION = 2
+# The policy format: 2 protects the runs folder and records the limits and name rules; 3 records
+# the list caps among the limits.
+POLICY_VERSION = 3
 
 
 def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
@@ -47,7 +49,7 @@ def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
     if version >= 2:
         out["version"] = version
         out["portable_names"] = run_setting(manifest, "run.portable_names")
-        out["limits"] = limits(manifest).as_dict()
+        out["limits"] = limits(manifest).as_dict(version)
         for w in manifest["plan"]["workers"]:
             out["scopes"][w["id"]]["special"] = sorted(w.get("special", []))
     return out
@@ -75,7 +77,8 @@ def validate(run: RunHandle) -> StageResult:
         )
         rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
     pol = policy(manifest)
-    changed = gitdir.check_and_restore(run.ctx.repo, rec, run.run_dir)
+    gitdir.check_and_restore(run.ctx.repo, rec, run.run_dir)
+    changed = gitdir.restored_since_validation(rec)  # by this check, or by a collect since
     result = validation.evaluate(facts, pol, changed)
     doc = {
         "schema_version": schemas.SCHEMA_VERSION,
@@ -112,14 +115,31 @@ def validate(run: RunHandle) -> StageResult:
     return StageResult("bundle-validate", result["status"], reason, doc)
 
 
+# Lines of each kind (findings, warnings, overlaps) the terminal shows, and their length;
+# VALIDATION.json has them all, whole.
+MAX_SHOWN = 100
+MAX_LINE = 2000
+
+
 def render(doc: dict[str, Any]) -> str:
     lines = [f"bundle-validate {doc['run_id']}: {doc['status']}"]
     for w in doc["workers"]:
         lines.append(f"  {w}_worker: {doc['verdicts'][w]}")
-    for f in doc["findings"]:
-        lines.append(f"  BLOCK [{f['rule']}] {f['worker']} {f['path']}: {f['message']}")
-    for f in doc["warnings"]:
-        lines.append(f"  WARN  [{f['rule']}] {f['worker']} {f['path']}: {f['message']}")
-    for o in doc["overlaps"]:
-        lines.append(f"  overlap {o['path']}: {', '.join(o['workers'])} -> {o['resolution']}")
+    kinds = (
+        ("finding", doc["findings"], "  BLOCK [{rule}] {worker} {path}: {message}"),
+        ("warning", doc["warnings"], "  WARN  [{rule}] {worker} {path}: {message}"),
+    )
+    for what, items, form in kinds:
+        lines += [clip(form.format(**f), MAX_LINE) for f in items[:MAX_SHOWN]]
+        lines += _more(what, len(items))
+    for o in doc["overlaps"][:MAX_SHOWN]:
+        line = f"  overlap {o['path']}: {', '.join(o['workers'])} -> {o['resolution']}"
+        lines.append(clip(line, MAX_LINE))
+    lines += _more("overlap", len(doc["overlaps"]))
     return "\n".join(lines)
+
+
+def _more(what: str, count: int) -> list[str]:
+    if count <= MAX_SHOWN:
+        return []
+    return [f"  ... and {count - MAX_SHOWN} more {what}(s): see {VALIDATION}"]

@@ -268,6 +268,10 @@ class _Live:
             for name in ("agent.stdout.log", "agent.stderr.log", "agent.log")
             if (self.run_dir / worker_dirname(job.worker) / LOGS_DIR / name).is_file()
         }
+        with self.lock:  # other agents may still run: restore what they changed, first
+            changed = gitdir.check_and_restore(self.ctx.repo, self.rec, self.run_dir, "launch")
+            if changed:
+                self.say(collect.git_dir_warning(changed))
         info = collect.collect_worker(
             self.run_dir,
             self.manifest,

@@ -468,20 +468,51 @@ def cross_name_clashes(facts_by_worker: Mapping[str, BundleFacts]) -> list[Findi
     return out
 
 
+def attributes_unchecked(facts: BundleFacts) -> list[str]:
+    """The paths of ``facts`` that add, change or remove a .gitattributes (any spelling)."""
+    return sorted({p for p in facts["touched"] if names.special_kind(p) == "gitattributes"})
+
+
+def _attribute_findings(facts_by_worker: Mapping[str, BundleFacts]) -> list[Finding]:
+    """Checks read git attributes from the base commit through ``GIT_ATTR_SOURCE``; a git that
+    ignores it (older than 2.42) would let a patch's own .gitattributes switch a check off
+    (``* -whitespace``), so such a patch cannot be checked as configured."""
+    out: list[Finding] = []
+    for w in sorted(facts_by_worker):
+        for p in attributes_unchecked(facts_by_worker[w]):
+            out.append(
+                _finding(
+                    w,
+                    p,
+                    "gitattributes-unchecked",
+                    f"worker {w}: {p!r} changes git attributes, and this machine's git ignores "
+                    "GIT_ATTR_SOURCE (it needs git 2.42 or newer), so the checks would read the "
+                    "attributes the patch brings instead of the base commit's "
+                    "(checks.attributes = base): upgrade git to 2.42 or newer and validate "
+                    "again, or launch a run with checks.attributes = candidate",
+                )
+            )
+    return out
+
+
 def evaluate(
     facts_by_worker: Mapping[str, BundleFacts],
     policy: Policy,
     gitdir_changed: Sequence[str] = (),
+    attr_source: bool = True,
 ) -> Judgement:
     """The whole bundle-validate judgement: findings, warnings, overlaps, verdicts, status.
 
     ``gitdir_changed``: paths of the repository's shared git folder (hooks, config) that changed
     while the run's agents worked; the factory restored them, and every worker is blocked, since
-    any of them could have done it.
+    any of them could have done it. ``attr_source``: whether the validating machine's git honours
+    ``GIT_ATTR_SOURCE`` (recorded in ``validation.decided`` when it was asked).
     """
     version = int(policy.get("version", 1))
     portable = str(policy.get("portable_names", "block"))
     findings: list[Finding] = []
+    if version >= 3 and policy.get("attributes", "base") == "base" and not attr_source:
+        findings.extend(_attribute_findings(facts_by_worker))
     for w in sorted(facts_by_worker):
         for rel in gitdir_changed:
             findings.append(

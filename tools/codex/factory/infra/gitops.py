@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -277,6 +279,43 @@ def apply_to_index(sandbox: Path, patches: Sequence[bytes]) -> proc.Result:
 def materialise(sandbox: Path) -> None:
     """Write the (patched) index out as the sandbox's working tree, for checks to run in."""
     git(sandbox, "checkout-index", "-a", "-f", "-u", env=_own_env(sandbox))
+
+
+ATTR_SOURCE_VERSION = (2, 42)
+
+
+@functools.lru_cache(maxsize=1)
+def honours_attr_source() -> bool:
+    """Whether this git reads attributes from ``GIT_ATTR_SOURCE`` (git 2.42 or newer), measured
+    once by behaviour, not assumed from the version: in a scratch repository whose working-tree
+    ``.gitattributes`` says ``tree`` and whose tree object says ``base``, ``check-attr`` with
+    ``GIT_ATTR_SOURCE`` set to that tree must answer ``base``. Older git silently ignores the
+    variable, and checks would then read the patch's own attributes."""
+    with tempfile.TemporaryDirectory(prefix="factory-attr-") as tmp:
+        scratch = Path(tmp)
+        env = proc.base_env({"GIT_CONFIG_NOSYSTEM": "1", "HOME": tmp, "XDG_CONFIG_HOME": tmp})
+        env = {k: v for k, v in env.items() if not k.startswith("GIT_") or k in _PROBE_KEEP}
+        git(scratch, "init", "-q", "--template=", env=env)
+        blob = git(
+            scratch, "hash-object", "-w", "--stdin", input=b"probe mark=base\n", env=env
+        ).out.strip()
+        tree = git(
+            scratch, "mktree", input=f"100644 blob {blob}\t.gitattributes\n".encode(), env=env
+        ).out.strip()
+        (scratch / ".gitattributes").write_bytes(b"probe mark=tree\n")
+        res = git(
+            scratch,
+            "check-attr",
+            "mark",
+            "--",
+            "probe",
+            env={**env, "GIT_ATTR_SOURCE": tree},
+            check=False,
+        )
+        return res.rc == 0 and res.out.strip().endswith(": mark: base")
+
+
+_PROBE_KEEP = frozenset({"GIT_CONFIG_NOSYSTEM", "GIT_EXEC_PATH"})
 
 
 def diff_cached(sandbox: Path, commit: str) -> bytes:

@@ -82,6 +82,8 @@ class Policy(TypedDict):
     version: NotRequired[int]
     portable_names: NotRequired[Literal["block", "warn"]]
     limits: NotRequired[dict[str, int]]
+    # version 3
+    attributes: NotRequired[Literal["base", "candidate"]]
 
 
 class Finding(TypedDict):

@@ -14,8 +14,10 @@ from tools.codex.factory.run.facts import BaseTree, GitSide, Limits, gather_fact
 from tools.codex.factory.run.handle import RunHandle, run_setting
 from tools.codex.factory.run.stages import StageResult
 
-# The policy format: 2 protects the runs folder and records the limits and name rules.
-POLICY_VERSION = 2
+# The policy format: 2 protects the runs folder and records the limits and name rules; 3
+# records where checks read git attributes from (a .gitattributes change is refused when git
+# cannot read them from the base).
+POLICY_VERSION = 3
 
 
 def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
@@ -50,7 +52,20 @@ def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
         out["limits"] = limits(manifest).as_dict()
         for w in manifest["plan"]["workers"]:
             out["scopes"][w["id"]]["special"] = sorted(w.get("special", []))
+    if version >= 3:
+        out["attributes"] = run_setting(manifest, "checks.attributes")
     return out
+
+
+def attr_source(pol: Policy, facts: dict[str, BundleFacts]) -> bool | None:
+    """Whether this git honours GIT_ATTR_SOURCE, asked only when it decides something (the
+    checks read attributes from the base and a bundle touches a .gitattributes); None when not
+    asked. The answer is recorded in ``validation.decided`` so replay judges by it."""
+    if int(pol.get("version", 1)) < 3 or pol.get("attributes") != "base":
+        return None
+    if not any(validation.attributes_unchecked(f) for f in facts.values()):
+        return None
+    return gitops.honours_attr_source()
 
 
 def limits(manifest: dict[str, Any]) -> Limits:
@@ -76,7 +91,8 @@ def validate(run: RunHandle) -> StageResult:
         rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
     pol = policy(manifest)
     changed = gitdir.check_and_restore(run.ctx.repo, rec, run.run_dir)
-    result = validation.evaluate(facts, pol, changed)
+    honoured = attr_source(pol, facts)
+    result = validation.evaluate(facts, pol, changed, honoured is not False)
     doc = {
         "schema_version": schemas.SCHEMA_VERSION,
         "run_id": run.run_id,
@@ -91,6 +107,8 @@ def validate(run: RunHandle) -> StageResult:
     }
     digest = run.writer.write(VALIDATION, jsonio.pretty(doc))
     extra: dict[str, Any] = {"gitdir_changed": changed} if changed else {}
+    if honoured is not None:
+        extra["git_attr_source"] = honoured
     rec.emit(
         "validation.decided",
         "bundle-validate",

@@ -350,6 +350,38 @@ def tree_paths(repo: Path, commit: str) -> list[str]:
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
 
 
+def tree_links(repo: Path, commit: str, max_target: int) -> list[tuple[str, str]]:
+    """(path, target) of every symlink in ``commit``'s tree, sorted: the links a worker's new
+    link may resolve through. A target over ``max_target`` bytes (or unreadable) is given as
+    '/', which resolves nowhere inside the repository."""
+    listing = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit).stdout
+    oids: dict[str, list[str]] = {}
+    for entry in listing.split(b"\0"):
+        meta, tab, raw = entry.partition(b"\t")
+        fields = meta.split()
+        if tab and len(fields) == 3 and fields[0] == b"120000":
+            oids.setdefault(fields[2].decode("ascii"), []).append(
+                raw.decode("utf-8", "surrogateescape")
+            )
+    if not oids:
+        return []
+    env = proc.base_env({"GIT_NO_REPLACE_OBJECTS": "1"})
+    batch = git(
+        repo, "cat-file", "--batch", input="".join(f"{o}\n" for o in oids).encode(), env=env
+    ).stdout
+    targets: dict[str, str] = {}
+    pos = 0
+    for oid in oids:
+        end = batch.index(b"\n", pos)
+        head = batch[pos:end].split()
+        size = int(head[2]) if len(head) == 3 and head[1] == b"blob" else -1
+        pos = end + 1 + (size + 1 if size >= 0 else 0)
+        data = batch[end + 1 : end + 1 + size] if size >= 0 else b""
+        ok = 0 < size <= max_target
+        targets[oid] = data.decode("utf-8", "surrogateescape") if ok else "/"
+    return sorted((path, targets[oid]) for oid, paths in oids.items() for path in paths)
+
+
 def git_path(worktree: Path, name: str) -> Path:
     """``git rev-parse --git-path`` for a worktree (per-worktree files such as the index)."""
     out = git(worktree, "rev-parse", "--git-path", name).out.strip()

@@ -69,6 +69,8 @@ class BundleFacts(TypedDict):
     gitlinks: NotRequired[list[str]]
     binary_checks: NotRequired[list[list[str]]]  # [path, ok|mismatch|unverifiable, why]
     patch_disagreements: NotRequired[list[str]]
+    # version 3
+    base_links: NotRequired[list[list[str]]]  # [path, target] of the base's symlinks
 
 
 class Policy(TypedDict):

@@ -35,9 +35,11 @@ from tools.codex.factory.core.text import clip
 from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.records.validation import BundleFacts
 
-# Version of the facts format: 2 adds snapshot hashes and limit problems. Replay compares a
-# recorded version-1 fact (written by an earlier release) on the keys that version had.
-FACTS_VERSION = 2
+# Version of the facts format: 2 adds snapshot hashes and limit problems, 3 the base's
+# symlinks (for a bundle that adds links). Replay compares a fact recorded by an earlier release
+# on the keys its version had.
+FACTS_VERSION = 3
+V3_KEYS = ("base_links",)
 V1_KEYS = (
     "worker", "missing", "symlinks", "json_errors", "schema_errors", "status", "status_reason",
     "ids", "files_changed", "touched", "added", "patch_error", "section_hashes", "scope",
@@ -60,9 +62,10 @@ class BaseTree:
 
     files: Mapping[str, str]  # fold key -> path
     dirs: Mapping[str, str]  # fold key -> folder path
+    links: tuple[tuple[str, str], ...] = ()  # (path, target) of the base's symlinks
 
     @classmethod
-    def of(cls, paths: Iterable[str]) -> BaseTree:
+    def of(cls, paths: Iterable[str], links: Iterable[tuple[str, str]] = ()) -> BaseTree:
         files: dict[str, str] = {}
         dirs: dict[str, str] = {}
         for p in paths:
@@ -71,7 +74,7 @@ class BaseTree:
             files.setdefault("/".join(keys), p)
             for i in range(1, len(parts)):
                 dirs.setdefault("/".join(keys[:i]), "/".join(parts[:i]))
-        return cls(files, dirs)
+        return cls(files, dirs, tuple(sorted(links)))
 
     def clashes(
         self, added: Iterable[str], deleted: set[str]
@@ -464,6 +467,11 @@ def gather_facts(
                 for f in patch.files
                 if f.new_path is not None and f.symlink_target is not None
             ]
+            if facts["links"]:
+                # What the new links may resolve through (core.links): the base's own links.
+                facts["base_links"] = [
+                    [_clip_path(p, limits, [], "base"), clip(t, text)] for p, t in base.links
+                ]
             facts["gitlinks"] = sorted(
                 _clip_path(f.new_path, limits, [], "DIFF.patch")
                 for f in patch.files

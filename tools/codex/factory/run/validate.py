@@ -72,9 +72,17 @@ def limits(manifest: dict[str, Any]) -> Limits:
     return Limits.from_settings(lambda dotted: run_setting(manifest, dotted))
 
 
+# The longest symlink target read from the base (PATH_MAX); a longer one resolves nowhere.
+MAX_LINK_TARGET = 4096
+
+
 def base_tree(ctx: Context, commit: str) -> BaseTree:
-    """The base commit's paths by name-equivalence key (for aliases and file/folder clashes)."""
-    return BaseTree.of(gitops.tree_paths(ctx.repo, commit))
+    """The base commit's paths by name-equivalence key (for aliases and file/folder clashes)
+    and its symlinks (new links are resolved through them)."""
+    return BaseTree.of(
+        gitops.tree_paths(ctx.repo, commit),
+        gitops.tree_links(ctx.repo, commit, MAX_LINK_TARGET),
+    )
 
 
 def validate(run: RunHandle) -> StageResult:

@@ -389,7 +389,7 @@ class DiskCheck:
             # A fact recorded by an earlier release is compared on the keys it had.
             names = set(fresh) | set(recorded) if "version" in recorded else set(V1_KEYS)
             if recorded.get("version") == 2:
-                names -= set(V3_KEYS)
+                names -= {"version", *V3_KEYS}
             old: Mapping[str, object] = recorded
             for name in sorted(names):
                 if fresh.get(name) != old.get(name):

@@ -107,8 +107,9 @@ def test_an_edited_last_line_fails(tmp_path: Path, env: dict[str, str]) -> None:
     data = path.read_bytes()
     cut = data.rstrip(b"\n").rfind(b"\n") + 1
     path.write_bytes(data[:cut] + data[cut:].replace(b'"actor":"', b'"actor":"X', 1))
+    last = json.loads(data[cut:])["seq"]
     line = lines_of(factory(repo, env, "doctor").stdout)["ledger"]
-    assert line.startswith("FAIL ledger: seq 34: hash does not match the last line")
+    assert line.startswith(f"FAIL ledger: seq {last}: hash does not match the last line")
     assert "ledger-replay" in line
 
 
@@ -123,8 +124,9 @@ def test_a_rewritten_ledger_fails_without_reading_every_line(
     path = repo / RUNS_REL / "factory_ledger.jsonl"
     original = path.read_bytes()
     path.write_bytes(original.replace(b'"name":"git"', b'"name":"gitx"', 1))
+    last = len(original.splitlines())  # the index's last line moved by one byte
     line = lines_of(factory(repo, env, "doctor").stdout)["ledger"]
-    assert line.startswith("FAIL ledger: ledger factory_ledger.jsonl: its line seq 34 is not")
+    assert line.startswith(f"FAIL ledger: ledger factory_ledger.jsonl: its line seq {last} is not")
     assert "factory ledger verify" in line
 
     path.write_bytes(original.replace(b'"name":"git"', b'"name":"gut"', 1))

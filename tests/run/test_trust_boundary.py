@@ -162,6 +162,69 @@ def test_the_import_chain_and_the_runs_folder_are_protected(
     assert f"[protected-path] A {path}" in out.replace("BLOCK ", "")
 
 
+# Every file Python's import system may load for the packages `python -m tools.codex.factory`
+# imports on its way to the factory: for each package, its __init__ and a module file of the
+# same name, in every suffix this Python knows (extension modules first), and the bytecode
+# caches (an unchecked-hash .pyc runs without its source being read).
+CHAIN = ("tools", "tools/codex", "tools/codex/factory")
+
+
+def _loadable_spellings() -> list[str]:
+    import importlib.machinery
+    import importlib.util
+
+    out: set[str] = set()
+    for module in CHAIN:
+        for suffix in importlib.machinery.all_suffixes():
+            out.add(f"{module}/__init__{suffix}")
+            out.add(f"{module}{suffix}")
+        for level in ("", 1, 2):
+            out.add(importlib.util.cache_from_source(f"{module}/__init__.py", optimization=level))
+    return sorted(out)
+
+
+def test_every_file_python_may_load_for_the_import_chain_is_protected_by_default() -> None:
+    from tools.codex.factory.core.validation import protected_match
+    from tools.codex.factory.run.config import DEFAULTS
+
+    protected = DEFAULTS["security"]["protected_paths"]
+    extra = [
+        "tools/__init__.pyd",
+        "tools/codex/__init__.cp311-win_amd64.pyd",
+        "TOOLS/__INIT__.ABI3.SO",
+    ]
+    missed = [p for p in [*_loadable_spellings(), *extra] if protected_match(p, protected) is None]
+    assert missed == []
+
+
+@pytest.mark.parametrize(
+    ("path", "plan"),
+    [
+        ("tools/__init__.abi3.so", None),
+        ("tools/__init__.cpython-311-x86_64-linux-gnu.so", None),
+        ("tools/__pycache__/__init__.cpython-311.pyc", None),
+        ("tools/codex/__init__.abi3.so", None),
+        ("tools/codex/__pycache__/__init__.cpython-311.pyc", None),
+        ("tools/codex.py", None),
+        ("tools.py", EVERYTHING),
+        ("tools.abi3.so", EVERYTHING),
+    ],
+)
+def test_a_bundle_adding_another_spelling_of_the_import_chain_is_blocked(
+    repo: Path, tmp_path: Path, path: str, plan: dict[str, object] | None
+) -> None:
+    """Default worker A may change tools/**; an extension module or an unchecked-hash .pyc
+    for tools/__init__ would run before the factory on the operator's next command."""
+    run_id = (
+        launch_dry(repo, "--plan", str(plan_file(tmp_path, plan))) if plan else launch_dry(repo)
+    )
+    body = b"\x7fELF\x02\x01\x01\x00" + bytes(range(256))  # binary, like the real thing
+    set_bundle(repo, run_id, "A", make_patch(repo, {path: body}))
+    code, out, _err = validate(repo, run_id)
+    assert code == 3, out
+    assert f"[protected-path] A {path}" in out.replace("BLOCK ", "")
+
+
 # -- 7. bounded work on hostile input ----------------------------------------------------------
 def test_a_sparse_terabyte_file_is_listed_not_read(repo: Path) -> None:
     run_id = launch_dry(repo)

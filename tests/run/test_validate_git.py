@@ -156,3 +156,106 @@ def test_a_gitlink_is_a_finding(repo: Path, tmp_path: Path) -> None:
     git(repo, "update-index", "--add", "--cacheinfo", f"160000,{oid},vendor/lib")
     code, doc = judge(repo, tmp_path, staged_diff(repo))
     assert code == 3 and "special-gitlink" in rules(doc)
+
+
+# -- links resolved through the post-patch tree ------------------------------------------------
+def add_links(repo: Path, links: dict[str, str]) -> bytes:
+    """A real `git diff` adding ``links`` (path -> target)."""
+    for rel, target in links.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, repo / rel)
+    git(repo, "add", "--", *links)
+    return staged_diff(repo)
+
+
+def findings_by_path(doc: dict[str, object]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for f in doc["findings"]:  # type: ignore[attr-defined]
+        out.setdefault(f["path"], set()).add(f["rule"])
+    return out
+
+
+def test_a_link_chain_out_of_the_repository_is_blocked(repo: Path, tmp_path: Path) -> None:
+    """`src/up -> ..` is harmless; `src/esc -> up/..` reads `src/src`... as text, but the
+    filesystem follows `up` first and leaves the repository; `src/holdout -> up/scenarios`
+    lands in the holdout."""
+    code, doc = judge(repo, tmp_path, add_links(repo, {"src/up": ".."}), special=["src/**"])
+    assert code == 0, doc["findings"]
+    patch = add_links(repo, {"src/up": "..", "src/esc": "up/..", "src/holdout": "up/scenarios"})
+    code, doc = judge(repo, tmp_path, patch, special=["src/**"])
+    assert code == 3
+    assert findings_by_path(doc) == {
+        "src/esc": {"symlink-escape"},
+        "src/holdout": {"symlink-into-protected"},
+    }, doc["findings"]
+    message = next(f["message"] for f in doc["findings"] if f["path"] == "src/esc")  # type: ignore[attr-defined]
+    assert "leaves the repository" in message and "'src/up'" in message
+    run_id = str(doc["run_id"])
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", run_id)
+    assert replay.returncode == 0 and "REPLAY OK" in replay.stdout, replay.stdout
+
+
+def test_a_link_chain_through_a_base_link_is_blocked(repo: Path, tmp_path: Path) -> None:
+    os.symlink("..", repo / "docs" / "up")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a link in the base")
+    patch = add_links(repo, {"src/esc": "../docs/up/..", "src/holdout": "../docs/up/scenarios"})
+    code, doc = judge(repo, tmp_path, patch, special=["src/**"])
+    assert code == 3
+    assert findings_by_path(doc) == {
+        "src/esc": {"symlink-escape"},
+        "src/holdout": {"symlink-into-protected"},
+    }, doc["findings"]
+    assert any("in the base" in f["message"] for f in doc["findings"])  # type: ignore[attr-defined]
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", str(doc["run_id"]))
+    assert replay.returncode == 0 and "REPLAY OK" in replay.stdout, replay.stdout
+
+
+def test_a_link_chain_split_across_two_workers_is_blocked(repo: Path, tmp_path: Path) -> None:
+    """A adds `src/up -> ..` (fine alone), B adds `lib/esc -> ../src/up/..`: B's link leaves
+    the repository only through A's, so it is judged against every worker's links."""
+    workers = [
+        {"id": "A", "task": "src", "allow": ["src/**"], "special": ["src/**"]},
+        {"id": "B", "task": "lib", "allow": ["lib/**"], "special": ["lib/**"]},
+    ]
+    path = tmp_path / "plan2.json"
+    write_json(path, {"schema_version": 1, "workers": workers})
+    run_id = launch_dry(repo, "--plan", str(path))
+    for w, links in (
+        ("A", {"src/up": ".."}),
+        ("B", {"lib/esc": "../src/up/..", "lib/holdout": "../src/up/scenarios"}),
+    ):
+        folder = run_dir(repo, run_id) / f"{w}_worker"
+        (folder / "DIFF.patch").write_bytes(add_links(repo, links))
+        write_json(folder / "FILES_CHANGED.json", {"schema_version": 1, "files": sorted(links)})
+    res = run_cli("--repo", str(repo), "--now", PINNED, "bundle-validate", "--run-id", run_id)
+    doc = read_json(run_dir(repo, run_id) / "VALIDATION.json")
+    assert res.returncode == 3
+    assert doc["verdicts"] == {"A": "PASS", "B": "BLOCKED"}
+    assert findings_by_path(doc) == {
+        "lib/esc": {"symlink-escape"},
+        "lib/holdout": {"symlink-into-protected"},
+    }, doc["findings"]
+    assert "by A" in doc["findings"][0]["message"]
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", run_id)
+    assert replay.returncode == 0 and "REPLAY OK" in replay.stdout, replay.stdout
+
+
+def test_a_new_link_that_turns_a_base_link_outwards_is_blocked(repo: Path, tmp_path: Path) -> None:
+    """The base's `docs/a/cur -> s/../../..` stays inside while `s` is a folder; a worker's
+    `docs/a/s -> .` (inside, alone) makes it leave the repository."""
+    (repo / "docs" / "a").mkdir()
+    os.symlink("s/../../..", repo / "docs" / "a" / "cur")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a base link")
+    code, doc = judge(repo, tmp_path, add_links(repo, {"docs/a/s": "."}), special=["docs/**"])
+    assert code == 3
+    assert findings_by_path(doc) == {"docs/a/s": {"symlink-escape"}}, doc["findings"]
+    assert "'docs/a/cur'" in doc["findings"][0]["message"]  # type: ignore[index]
+
+
+def test_a_link_loop_is_blocked(repo: Path, tmp_path: Path) -> None:
+    patch = add_links(repo, {"src/a": "b/x", "src/b": "a/y"})
+    code, doc = judge(repo, tmp_path, patch, special=["src/**"])
+    assert code == 3 and rules(doc) == {"symlink-escape"}, doc["findings"]
+    assert "40 links" in doc["findings"][0]["message"]  # type: ignore[index]

@@ -43,6 +43,7 @@ from tools.codex.factory.infra.writer import sha256_file
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import (
     V1_KEYS,
+    V3_KEYS,
     BaseTree,
     GitSide,
     Limits,
@@ -387,6 +388,8 @@ class DiskCheck:
             fresh = derived[key]
             # A fact recorded by an earlier release is compared on the keys it had.
             names = set(fresh) | set(recorded) if "version" in recorded else set(V1_KEYS)
+            if recorded.get("version") == 2:
+                names -= {"version", *V3_KEYS}
             old: Mapping[str, object] = recorded
             for name in sorted(names):
                 if fresh.get(name) != old.get(name):

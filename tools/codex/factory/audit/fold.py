@@ -500,7 +500,12 @@ class Fold:
                 )
                 return
             facts[w] = self.facts[w][0]
-        result = validation.evaluate(facts, p["policy"], list(p.get("gitdir_changed", [])))
+        result = validation.evaluate(
+            facts,
+            p["policy"],
+            list(p.get("gitdir_changed", [])),
+            p.get("git_attr_source", True) is not False,
+        )
         recomputed: Mapping[str, object] = result
         for key in ("status", "verdicts", "overlaps"):
             if recomputed[key] != p[key]:

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from tools.codex.factory.core import names
+from tools.codex.factory.core import links, names
 from tools.codex.factory.core.globs import match_any
 from tools.codex.factory.core.paths import PathRuleError, normalise_repo_path
 from tools.codex.factory.records.validation import (
@@ -104,6 +104,74 @@ def link_problem(path: str, target: str, protected: Sequence[str]) -> tuple[str,
     return None
 
 
+def _landing_problem(resolved: str, protected: Sequence[str]) -> tuple[str, str] | None:
+    """(rule, why) when a link that resolves to the repository path ``resolved`` ('' is the
+    root) lands in ``.git`` or a protected (holdout) path."""
+    parts = resolved.split("/") if resolved else []
+    if any(names.is_git_dir_name(part) for part in parts):
+        return "symlink-escape", f"it lands in .git ({resolved!r})"
+    if parts:
+        hit = protected_match(resolved, protected) or protected_match(resolved + "/x", protected)
+        if hit is not None:
+            return (
+                "symlink-into-protected",
+                f"it lands in {resolved!r}, protected (matches {hit!r})",
+            )
+    return None
+
+
+def resolved_link_problems(
+    path: str, target: str, protected: Sequence[str], world: links.LinkWorld
+) -> list[tuple[str, str, tuple[links.Link, ...]]]:
+    """(rule, why, links followed) for each way the link at ``path`` resolves, component by
+    component through every link of the post-patch tree, that leaves the repository, enters
+    ``.git`` or lands in a protected (holdout) path."""
+    out: list[tuple[str, str, tuple[links.Link, ...]]] = []
+    for way in links.resolve(path, target, world):
+        found = (
+            ("symlink-escape", way.problem)
+            if way.problem is not None
+            else _landing_problem(way.path or "", protected)
+        )
+        if found is not None:
+            out.append((found[0], found[1] + links.chain(way.through), way.through))
+    return out
+
+
+def link_world(facts_by_worker: Mapping[str, BundleFacts]) -> links.LinkWorld:
+    """The links of the post-patch tree: the base commit's (recorded with the facts of every
+    bundle that adds a link) and every worker's."""
+    found: list[links.Link] = []
+    for w in sorted(facts_by_worker):
+        facts = facts_by_worker[w]
+        found += [links.Link(p, t, links.BASE) for p, t in facts.get("base_links", [])]
+        found += [links.Link(p, t, w) for p, t in facts.get("links", [])]
+    return links.LinkWorld.of(found)
+
+
+def base_link_findings(world: links.LinkWorld, protected: Sequence[str]) -> list[Finding]:
+    """A base link that resolves out of the repository, into .git or the holdout only through
+    a link some worker adds (``a/b/cur -> s/../../..`` once ``a/b/s -> .`` exists): each worker
+    whose link it follows is blocked, on that link's path."""
+    out: list[Finding] = []
+    for base in world.links():
+        if base.owner != links.BASE:
+            continue
+        for rule, why, through in resolved_link_problems(base.path, base.target, protected, world):
+            for link in through:
+                if link.owner != links.BASE:
+                    out.append(
+                        _finding(
+                            link.owner,
+                            link.path,
+                            rule,
+                            f"worker {link.owner}: symlink {link.path!r} changes where the base's "
+                            f"symlink {base.path!r} (-> {base.target!r}) points: {why}",
+                        )
+                    )
+    return out
+
+
 def worker_findings(
     facts: BundleFacts,
     protected: Sequence[str],
@@ -111,11 +179,14 @@ def worker_findings(
     run_id: str | None = None,
     version: int = 1,
     portable: str = "block",
+    world: links.LinkWorld | None = None,
 ) -> list[Finding]:
     """Every per-worker rule applied to one bundle's recorded facts.
 
     ``expected_scope`` is the scope lock recorded at launch; a SCOPE_LOCK.json that differs
-    from it is refused, so a bundle cannot widen its own scope.
+    from it is refused, so a bundle cannot widen its own scope. ``world``: the links of the
+    post-patch tree (policy version 4), through which each new link is resolved; without it a
+    link's target is judged as text.
     """
     w = facts["worker"]
     out: list[Finding] = []
@@ -249,7 +320,7 @@ def worker_findings(
                 )
             )
     if v2:
-        out.extend(_v2_findings(facts, safe, protected, expected_scope, portable))
+        out.extend(_v2_findings(facts, safe, protected, expected_scope, portable, world))
     else:
         out.extend(_v1_case_findings(facts, safe))
     for where, rule, msg in facts.get("limit_problems", []):
@@ -301,6 +372,7 @@ def _v2_findings(
     protected: Sequence[str],
     scope: PlannedScope | None,
     portable: str,
+    world: links.LinkWorld | None = None,
 ) -> list[Finding]:
     w = facts["worker"]
     out: list[Finding] = []
@@ -351,6 +423,10 @@ def _v2_findings(
             out.append(_finding(w, e.path, rule, f"worker {w}: {clash.message}"))
     for path, target in facts.get("links", []):
         escape = link_problem(path, target, protected)
+        if escape is None and world is not None:
+            resolved = resolved_link_problems(path, target, protected, world)
+            if resolved:
+                escape = (resolved[0][0], f"its target {target!r}: {resolved[0][1]}")
         if escape is not None:
             out.append(_finding(w, path, escape[0], f"worker {w}: symlink {path!r}: {escape[1]}"))
         elif match_any(path, special) is None:
@@ -468,20 +544,51 @@ def cross_name_clashes(facts_by_worker: Mapping[str, BundleFacts]) -> list[Findi
     return out
 
 
+def attributes_unchecked(facts: BundleFacts) -> list[str]:
+    """The paths of ``facts`` that add, change or remove a .gitattributes (any spelling)."""
+    return sorted({p for p in facts["touched"] if names.special_kind(p) == "gitattributes"})
+
+
+def _attribute_findings(facts_by_worker: Mapping[str, BundleFacts]) -> list[Finding]:
+    """Checks read git attributes from the base commit through ``GIT_ATTR_SOURCE``; a git that
+    ignores it (older than 2.42) would let a patch's own .gitattributes switch a check off
+    (``* -whitespace``), so such a patch cannot be checked as configured."""
+    out: list[Finding] = []
+    for w in sorted(facts_by_worker):
+        for p in attributes_unchecked(facts_by_worker[w]):
+            out.append(
+                _finding(
+                    w,
+                    p,
+                    "gitattributes-unchecked",
+                    f"worker {w}: {p!r} changes git attributes, and this machine's git ignores "
+                    "GIT_ATTR_SOURCE (it needs git 2.42 or newer), so the checks would read the "
+                    "attributes the patch brings instead of the base commit's "
+                    "(checks.attributes = base): upgrade git to 2.42 or newer and validate "
+                    "again, or launch a run with checks.attributes = candidate",
+                )
+            )
+    return out
+
+
 def evaluate(
     facts_by_worker: Mapping[str, BundleFacts],
     policy: Policy,
     gitdir_changed: Sequence[str] = (),
+    attr_source: bool = True,
 ) -> Judgement:
     """The whole bundle-validate judgement: findings, warnings, overlaps, verdicts, status.
 
     ``gitdir_changed``: paths of the repository's shared git folder (hooks, config) that changed
     while the run's agents worked; the factory restored them, and every worker is blocked, since
-    any of them could have done it.
+    any of them could have done it. ``attr_source``: whether the validating machine's git honours
+    ``GIT_ATTR_SOURCE`` (recorded in ``validation.decided`` when it was asked).
     """
     version = int(policy.get("version", 1))
     portable = str(policy.get("portable_names", "block"))
     findings: list[Finding] = []
+    if version >= 4 and policy.get("attributes", "base") == "base" and not attr_source:
+        findings.extend(_attribute_findings(facts_by_worker))
     for w in sorted(facts_by_worker):
         for rel in gitdir_changed:
             findings.append(
@@ -494,6 +601,7 @@ def evaluate(
                 )
             )
     scopes = policy.get("scopes", {})
+    world = link_world(facts_by_worker) if version >= 4 else None
     for w in sorted(facts_by_worker):
         findings.extend(
             worker_findings(
@@ -503,8 +611,11 @@ def evaluate(
                 policy.get("run_id"),
                 version,
                 portable,
+                world,
             )
         )
+    if world is not None and any(f.get("links") for f in facts_by_worker.values()):
+        findings.extend(base_link_findings(world, policy["protected_paths"]))
     if version >= 2:
         findings.extend(cross_name_clashes(facts_by_worker))
     else:

@@ -6,8 +6,10 @@ when it is imported and passes it with every git it starts (through :func:`git` 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -298,6 +300,43 @@ def materialise(sandbox: Path) -> None:
     git(sandbox, "checkout-index", "-a", "-f", "-u", env=_own_env(sandbox))
 
 
+ATTR_SOURCE_VERSION = (2, 42)
+
+
+@functools.lru_cache(maxsize=1)
+def honours_attr_source() -> bool:
+    """Whether this git reads attributes from ``GIT_ATTR_SOURCE`` (git 2.42 or newer), measured
+    once by behaviour, not assumed from the version: in a scratch repository whose working-tree
+    ``.gitattributes`` says ``tree`` and whose tree object says ``base``, ``check-attr`` with
+    ``GIT_ATTR_SOURCE`` set to that tree must answer ``base``. Older git silently ignores the
+    variable, and checks would then read the patch's own attributes."""
+    with tempfile.TemporaryDirectory(prefix="factory-attr-") as tmp:
+        scratch = Path(tmp)
+        env = proc.base_env({"GIT_CONFIG_NOSYSTEM": "1", "HOME": tmp, "XDG_CONFIG_HOME": tmp})
+        env = {k: v for k, v in env.items() if not k.startswith("GIT_") or k in _PROBE_KEEP}
+        git(scratch, "init", "-q", "--template=", env=env)
+        blob = git(
+            scratch, "hash-object", "-w", "--stdin", input=b"probe mark=base\n", env=env
+        ).out.strip()
+        tree = git(
+            scratch, "mktree", input=f"100644 blob {blob}\t.gitattributes\n".encode(), env=env
+        ).out.strip()
+        (scratch / ".gitattributes").write_bytes(b"probe mark=tree\n")
+        res = git(
+            scratch,
+            "check-attr",
+            "mark",
+            "--",
+            "probe",
+            env={**env, "GIT_ATTR_SOURCE": tree},
+            check=False,
+        )
+        return res.rc == 0 and res.out.strip().endswith(": mark: base")
+
+
+_PROBE_KEEP = frozenset({"GIT_CONFIG_NOSYSTEM", "GIT_EXEC_PATH"})
+
+
 def diff_cached(sandbox: Path, commit: str) -> bytes:
     return git(
         sandbox,
@@ -328,6 +367,38 @@ SPARSE_CONFIG = (("core.sparseCheckout", "true"), ("core.sparseCheckoutCone", "f
 def tree_paths(repo: Path, commit: str) -> list[str]:
     out = git(repo, "ls-tree", "-r", "-z", "--name-only", "--full-tree", commit).stdout
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+
+
+def tree_links(repo: Path, commit: str, max_target: int) -> list[tuple[str, str]]:
+    """(path, target) of every symlink in ``commit``'s tree, sorted: the links a worker's new
+    link may resolve through. A target over ``max_target`` bytes (or unreadable) is given as
+    '/', which resolves nowhere inside the repository."""
+    listing = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit).stdout
+    oids: dict[str, list[str]] = {}
+    for entry in listing.split(b"\0"):
+        meta, tab, raw = entry.partition(b"\t")
+        fields = meta.split()
+        if tab and len(fields) == 3 and fields[0] == b"120000":
+            oids.setdefault(fields[2].decode("ascii"), []).append(
+                raw.decode("utf-8", "surrogateescape")
+            )
+    if not oids:
+        return []
+    env = proc.base_env({"GIT_NO_REPLACE_OBJECTS": "1"})
+    batch = git(
+        repo, "cat-file", "--batch", input="".join(f"{o}\n" for o in oids).encode(), env=env
+    ).stdout
+    targets: dict[str, str] = {}
+    pos = 0
+    for oid in oids:
+        end = batch.index(b"\n", pos)
+        head = batch[pos:end].split()
+        size = int(head[2]) if len(head) == 3 and head[1] == b"blob" else -1
+        pos = end + 1 + (size + 1 if size >= 0 else 0)
+        data = batch[end + 1 : end + 1 + size] if size >= 0 else b""
+        ok = 0 < size <= max_target
+        targets[oid] = data.decode("utf-8", "surrogateescape") if ok else "/"
+    return sorted((path, targets[oid]) for oid, paths in oids.items() for path in paths)
 
 
 def git_path(worktree: Path, name: str) -> Path:

@@ -19,7 +19,16 @@ from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.run.probes import FAIL, OK, WARN, Probe
 
 NO_REPO_FIX = "run doctor inside your repository, or pass --repo PATH"
-REPO_DEPENDENT = ["config", "base-ref", "runs-folder", "free-disk", "ledger", "worktrees", "agents"]
+REPO_DEPENDENT = [
+    "config",
+    "git-attributes",
+    "base-ref",
+    "runs-folder",
+    "free-disk",
+    "ledger",
+    "worktrees",
+    "agents",
+]
 
 
 def agents(ctx: Context) -> list[Probe]:
@@ -113,6 +122,7 @@ def run_probes(ctx: Context) -> list[Probe]:
         )
         return out
     out += [
+        probes.git_attributes(ctx),
         probes.base_ref(ctx),
         probes.runs_folder(ctx),
         probes.free_disk(ctx),

@@ -69,6 +69,8 @@ class BundleFacts(TypedDict):
     gitlinks: NotRequired[list[str]]
     binary_checks: NotRequired[list[list[str]]]  # [path, ok|mismatch|unverifiable, why]
     patch_disagreements: NotRequired[list[str]]
+    # version 3
+    base_links: NotRequired[list[list[str]]]  # [path, target] of the base's symlinks
 
 
 class Policy(TypedDict):
@@ -82,6 +84,8 @@ class Policy(TypedDict):
     version: NotRequired[int]
     portable_names: NotRequired[Literal["block", "warn"]]
     limits: NotRequired[dict[str, int]]
+    # version 3
+    attributes: NotRequired[Literal["base", "candidate"]]
 
 
 class Finding(TypedDict):

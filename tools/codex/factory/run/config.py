@@ -65,13 +65,21 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lock_timeout_s": 30,
     },
     "security": {
-        # The holdout and the factory's whole import chain (`python -m tools.codex.factory`
-        # imports tools/__init__.py and tools/codex/__init__.py first); the runs folder is always
-        # protected on top of these (see run.validate.policy).
+        # The holdout and every file Python may load for a module of the factory's import
+        # chain (`python -m tools.codex.factory` imports tools, then tools.codex): a package's
+        # __init__ in any spelling (extension modules .so/.pyd come before .py), its bytecode
+        # cache (an unchecked-hash .pyc runs without its source being read) and a module file
+        # of the same name. The runs folder is always protected on top of these (see
+        # run.validate.policy).
         "protected_paths": [
             "scenarios/**",
-            "tools/__init__.py",
-            "tools/codex/__init__.py",
+            "tools.*",
+            "tools/__init__.*",
+            "tools/__pycache__/**",
+            "tools/codex.*",
+            "tools/codex/__init__.*",
+            "tools/codex/__pycache__/**",
+            "tools/codex/factory.*",
             "tools/codex/factory/**",
         ],
         "holdout_paths": ["scenarios/"],

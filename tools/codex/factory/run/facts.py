@@ -35,9 +35,11 @@ from tools.codex.factory.core.text import clip, escaped_name, is_utf8
 from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.records.validation import BundleFacts
 
-# Version of the facts format: 2 adds snapshot hashes and limit problems. Replay compares a
-# recorded version-1 fact (written by an earlier release) on the keys that version had.
-FACTS_VERSION = 2
+# Version of the facts format: 2 adds snapshot hashes and limit problems, 3 the base's
+# symlinks (for a bundle that adds links). Replay compares a fact recorded by an earlier release
+# on the keys its version had.
+FACTS_VERSION = 3
+V3_KEYS = ("base_links",)
 V1_KEYS = (
     "worker", "missing", "symlinks", "json_errors", "schema_errors", "status", "status_reason",
     "ids", "files_changed", "touched", "added", "patch_error", "section_hashes", "scope",
@@ -60,9 +62,10 @@ class BaseTree:
 
     files: Mapping[str, str]  # fold key -> path
     dirs: Mapping[str, str]  # fold key -> folder path
+    links: tuple[tuple[str, str], ...] = ()  # (path, target) of the base's symlinks
 
     @classmethod
-    def of(cls, paths: Iterable[str]) -> BaseTree:
+    def of(cls, paths: Iterable[str], links: Iterable[tuple[str, str]] = ()) -> BaseTree:
         files: dict[str, str] = {}
         dirs: dict[str, str] = {}
         for p in paths:
@@ -71,7 +74,7 @@ class BaseTree:
             files.setdefault("/".join(keys), p)
             for i in range(1, len(parts)):
                 dirs.setdefault("/".join(keys[:i]), "/".join(parts[:i]))
-        return cls(files, dirs)
+        return cls(files, dirs, tuple(sorted(links)))
 
     def clashes(
         self, added: Iterable[str], deleted: set[str]
@@ -526,7 +529,7 @@ def gather_facts(
         except patchparse.PatchParseError as exc:
             facts["patch_error"] = clip(str(exc), text)
         else:
-            _patch_facts(facts, caps, patch, applied, git)
+            _patch_facts(facts, caps, patch, applied, git, base)
     deleted = set(facts["deleted"])
     aliases, clashes = base.clashes(facts["added"], deleted)
     facts["base_case_variants"] = aliases
@@ -594,6 +597,7 @@ def _patch_facts(
     patch: patchparse.Patch,
     applied: bytes,
     git: GitSide | None,
+    base: BaseTree,
 ) -> None:
     """The facts DIFF.patch gives, each list within the caps."""
     limits = caps.limits
@@ -624,6 +628,12 @@ def _patch_facts(
         [_clip_path(p, limits, [], where), clip(t, text)]
         for p, t in caps.items(links, f"{where} (symlinks)", _row_size(text))
     ]
+    if facts["links"]:
+        # What the new links may resolve through (core.links): the base's own links.
+        facts["base_links"] = [
+            [_clip_path(p, limits, [], "base"), clip(t, text)]
+            for p, t in caps.items(list(base.links), "base (symlinks)", _row_size(text))
+        ]
     facts["gitlinks"] = sorted(
         caps.paths(
             [f.new_path for f in patch.files if f.new_path is not None and f.gitlink],

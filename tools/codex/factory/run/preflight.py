@@ -25,7 +25,12 @@ def checks(ctx: Context, base_ref: str, run_id: str | None) -> list[dict[str, An
         out.append(found)
         if not found.ok:  # the probes after it could not run
             return [p.as_dict() for p in out]
-    out += [probes.base_ref(ctx, base_ref), probes.runs_folder(ctx), probes.ledger(ctx)]
+    out += [
+        probes.git_attributes(ctx),
+        probes.base_ref(ctx, base_ref),
+        probes.runs_folder(ctx),
+        probes.ledger(ctx),
+    ]
     if run_id is not None:
         out.append(probes.run_id(ctx, run_id))
     return [p.as_dict() for p in out]

@@ -149,6 +149,32 @@ def git_features() -> Probe:
     )
 
 
+ATTRIBUTES_FIX = (
+    "upgrade git to 2.42 or newer, or set checks.attributes to candidate (the checks then read "
+    "the merged tree's attributes, a patch's own .gitattributes included)"
+)
+
+
+def git_attributes(ctx: Context) -> Probe:
+    """Can checks read git attributes from the base commit, as ``checks.attributes`` says?"""
+    if ctx.config.get("checks.attributes") != "base":
+        return Probe(
+            "git-attributes", OK, "checks read attributes from the merged tree (candidate)"
+        )
+    if gitops.honours_attr_source():
+        return Probe(
+            "git-attributes", OK, "checks read attributes from the base commit (GIT_ATTR_SOURCE)"
+        )
+    return Probe(
+        "git-attributes",
+        WARN,
+        "this git ignores GIT_ATTR_SOURCE (it needs 2.42 or newer), so checks cannot read "
+        "attributes from the base commit: a patch that adds, changes or removes a "
+        ".gitattributes is BLOCKED (gitattributes-unchecked)",
+        ATTRIBUTES_FIX,
+    )
+
+
 def repository(ctx: Context) -> Probe:
     try:
         repo = ctx.repo

@@ -16,8 +16,9 @@ from tools.codex.factory.run.handle import RunHandle, run_setting
 from tools.codex.factory.run.stages import StageResult
 
 # The policy format: 2 protects the runs folder and records the limits and name rules; 3 records
-# the list caps among the limits.
-POLICY_VERSION = 3
+# the list caps among the limits; 4 records where checks read git attributes from (a
+# .gitattributes change is refused when git cannot read them from the base).
+POLICY_VERSION = 4
 
 
 def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
@@ -52,16 +53,37 @@ def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
         out["limits"] = limits(manifest).as_dict(version)
         for w in manifest["plan"]["workers"]:
             out["scopes"][w["id"]]["special"] = sorted(w.get("special", []))
+    if version >= 4:
+        out["attributes"] = run_setting(manifest, "checks.attributes")
     return out
+
+
+def attr_source(pol: Policy, facts: dict[str, BundleFacts]) -> bool | None:
+    """Whether this git honours GIT_ATTR_SOURCE, asked only when it decides something (the
+    checks read attributes from the base and a bundle touches a .gitattributes); None when not
+    asked. The answer is recorded in ``validation.decided`` so replay judges by it."""
+    if int(pol.get("version", 1)) < 4 or pol.get("attributes") != "base":
+        return None
+    if not any(validation.attributes_unchecked(f) for f in facts.values()):
+        return None
+    return gitops.honours_attr_source()
 
 
 def limits(manifest: dict[str, Any]) -> Limits:
     return Limits.from_settings(lambda dotted: run_setting(manifest, dotted))
 
 
+# The longest symlink target read from the base (PATH_MAX); a longer one resolves nowhere.
+MAX_LINK_TARGET = 4096
+
+
 def base_tree(ctx: Context, commit: str) -> BaseTree:
-    """The base commit's paths by name-equivalence key (for aliases and file/folder clashes)."""
-    return BaseTree.of(gitops.tree_paths(ctx.repo, commit))
+    """The base commit's paths by name-equivalence key (for aliases and file/folder clashes)
+    and its symlinks (new links are resolved through them)."""
+    return BaseTree.of(
+        gitops.tree_paths(ctx.repo, commit),
+        gitops.tree_links(ctx.repo, commit, MAX_LINK_TARGET),
+    )
 
 
 def validate(run: RunHandle) -> StageResult:
@@ -79,7 +101,8 @@ def validate(run: RunHandle) -> StageResult:
     pol = policy(manifest)
     gitdir.check_and_restore(run.ctx.repo, rec, run.run_dir)
     changed = gitdir.restored_since_validation(rec)  # by this check, or by a collect since
-    result = validation.evaluate(facts, pol, changed)
+    honoured = attr_source(pol, facts)
+    result = validation.evaluate(facts, pol, changed, honoured is not False)
     doc = {
         "schema_version": schemas.SCHEMA_VERSION,
         "run_id": run.run_id,
@@ -94,6 +117,8 @@ def validate(run: RunHandle) -> StageResult:
     }
     digest = run.writer.write(VALIDATION, jsonio.pretty(doc))
     extra: dict[str, Any] = {"gitdir_changed": changed} if changed else {}
+    if honoured is not None:
+        extra["git_attr_source"] = honoured
     rec.emit(
         "validation.decided",
         "bundle-validate",

@@ -69,6 +69,7 @@ class BundleFacts(TypedDict):
     gitlinks: NotRequired[list[str]]
     binary_checks: NotRequired[list[list[str]]]  # [path, ok|mismatch|unverifiable, why]
     patch_disagreements: NotRequired[list[str]]
+    stray_text: NotRequired[str]  # text outside DIFF.patch's 'diff --git' sections
 
 
 class Policy(TypedDict):

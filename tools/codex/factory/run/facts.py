@@ -440,6 +440,9 @@ def gather_facts(
         except patchparse.PatchParseError as exc:
             facts["patch_error"] = clip(str(exc), text)
         else:
+            if patch.stray is not None:
+                # Only when present: facts recorded by earlier releases have no such key.
+                facts["stray_text"] = clip(patch.stray, text)
             touched = patch.touched()
             facts["touched"] = [
                 _clip_path(p, limits, limit_problems, "DIFF.patch") for p in touched

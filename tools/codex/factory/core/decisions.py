@@ -61,8 +61,11 @@ def integrate_outcome(
     conflict: str = "",
 ) -> tuple[StatusName, str]:
     """The integrate stage's status and reason from what it recorded: ``merge.planned``'s reason,
-    the ``patch.applied`` events in merge order (worker, ok, files), the error of the all-together
-    apply when every patch applied alone (``patch.conflict``) and the ``check.finished`` events."""
+    the ``patch.applied`` events in merge order (worker, ok, files) and the ``check.finished``
+    events. ``conflict`` is a ``patch.conflict`` error: earlier releases applied every patch in
+    one `git apply` and recorded it when each applied alone but not all together; this release
+    applies each patch on its own (a failure is that worker's ``patch.applied``), so only their
+    runs' replay passes one."""
     if merge_reason:
         return "BLOCKED", merge_reason
     for i, a in enumerate(applied):

@@ -139,9 +139,17 @@ class FileChange:
 
 @dataclass
 class Patch:
-    """All file sections of one patch, in patch order."""
+    """All file sections of one patch, in patch order.
+
+    ``stray`` describes the first non-blank text that is not part of a ``diff --git`` section
+    (leading or trailing text, mail headers and signatures, a plain ``---``/``+++`` section),
+    with its line number; None when the patch is nothing but ``diff --git`` sections, as
+    ``git diff`` writes it. Alone, git skips such text as we do; after another patch it could
+    read it as more header lines of that patch's last section.
+    """
 
     files: list[FileChange] = field(default_factory=list)
+    stray: str | None = None
 
     def touched(self) -> list[str]:
         """Sorted unique paths the patch touches (what FILES_CHANGED must equal)."""
@@ -450,6 +458,7 @@ class _Parser:
         self.n = len(self.lines)
         self.i = 0
         self.files: list[FileChange] = []
+        self.stray: str | None = None
 
     # -- helpers ---------------------------------------------------------------------------
     def text(self, i: int) -> bytes:
@@ -484,6 +493,7 @@ class _Parser:
                 self.check_line_end()
                 strict = True
             elif t.startswith(b"--- ") and nxt is not None and nxt.startswith(b"+++ "):
+                self.note_stray(f"a file section without a 'diff --git' header ({_show(t)})")
                 self.plain_section()
                 self.check_line_end()
                 strict = True
@@ -493,6 +503,7 @@ class _Parser:
                 raise self.fail(self.i, "combined (merge) diffs are not supported")
             elif t in (b"-- ", b"--") or _MAIL_START.match(t) or _LOG_START.match(t):
                 strict = False  # mail signature or the next commit: free text follows
+                self.note_stray(_show(t))
                 self.i += 1
             elif not t.strip():
                 self.i += 1
@@ -503,10 +514,16 @@ class _Parser:
                     self.i, f"expected a file header ('diff --git', '---') but found {_show(t)}"
                 )
             else:
+                self.note_stray(_show(t))
                 self.i += 1
         if not self.files and self.data.strip():
             raise self.fail(0, "no file header ('diff --git' or a '---'/'+++' pair) found")
-        return Patch(self.files)
+        return Patch(self.files, self.stray)
+
+    def note_stray(self, what: str) -> None:
+        """Remember the first text outside the ``diff --git`` sections (see ``Patch.stray``)."""
+        if self.stray is None:
+            self.stray = f"line {self.i + 1}: {what}"
 
     def check_line_end(self) -> None:
         """A section's last line needs its newline: git ignores an unterminated header line

@@ -460,6 +460,18 @@ def _v2_findings(
                     f"worker {w}: binary patch of {path!r}: {why}",
                 )
             )
+    stray = facts.get("stray_text")
+    if stray:
+        out.append(
+            _finding(
+                w,
+                "DIFF.patch",
+                "patch-stray-text",
+                f"worker {w}: DIFF.patch holds text outside its 'diff --git' file sections "
+                f"({stray}): after another patch git could read it as part of that patch; a "
+                "bundle's DIFF.patch is `git diff` output and nothing else",
+            )
+        )
     for difference in facts.get("patch_disagreements", []):
         out.append(
             _finding(

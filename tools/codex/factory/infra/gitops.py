@@ -275,21 +275,16 @@ def create_sandbox(sandbox: Path, repo: Path, commit: str, write: Write) -> None
     git(sandbox, "update-ref", "--no-deref", "HEAD", commit, env=env)
 
 
-def join_patches(patches: Sequence[bytes]) -> bytes:
-    """Patches as one stream for one `git apply`: each ends with a newline."""
-    return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in patches)
-
-
-def apply_to_index(sandbox: Path, patches: Sequence[bytes]) -> proc.Result:
-    """Apply patches (the bytes validation judged, from memory: no file in between that a
-    racing process could swap) in order to the sandbox index, all or nothing (one index write)."""
+def apply_to_index(sandbox: Path, patch: bytes) -> proc.Result:
+    """Apply one patch (the bytes validation judged, from memory: no file in between that a
+    racing process could swap) to the sandbox index, all or nothing (one index write)."""
     return git(
         sandbox,
         "apply",
         "--cached",
         "--whitespace=nowarn",
         "-",
-        input=join_patches(patches),
+        input=patch,
         check=False,
         env=_own_env(sandbox),
     )

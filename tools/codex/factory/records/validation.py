@@ -71,6 +71,7 @@ class BundleFacts(TypedDict):
     patch_disagreements: NotRequired[list[str]]
     # version 3
     base_links: NotRequired[list[list[str]]]  # [path, target] of the base's symlinks
+    stray_text: NotRequired[str]  # text outside DIFF.patch's 'diff --git' sections
 
 
 class Policy(TypedDict):

@@ -529,6 +529,9 @@ def gather_facts(
         except patchparse.PatchParseError as exc:
             facts["patch_error"] = clip(str(exc), text)
         else:
+            if patch.stray is not None:
+                # Only when present: facts recorded by earlier releases have no such key.
+                facts["stray_text"] = clip(patch.stray, text)
             _patch_facts(facts, caps, patch, applied, git, base)
     deleted = set(facts["deleted"])
     aliases, clashes = base.clashes(facts["added"], deleted)

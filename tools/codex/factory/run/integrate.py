@@ -243,7 +243,6 @@ def integrate(run: RunHandle) -> StageResult:
     else:
         sandbox.mkdir(parents=True)
     applied: list[AppliedPatch] = []
-    conflict = ""
     try:
         # Inside the run folder, through the run's one writer (every refusal reaches STATUS.json).
         write = (
@@ -255,15 +254,7 @@ def integrate(run: RunHandle) -> StageResult:
         staged = stage_patches(
             patches, order, identical, validation["touched"], validation.get("eol_normalised", {})
         )
-        nonempty = [s for s in staged if s["patch"]]
-        res = gitops.apply_to_index(sandbox, [s["patch"] for s in nonempty]) if nonempty else None
-        if res is not None and res.rc != 0:
-            # Nothing of the failed atomic apply reached the index; apply one by one to name the
-            # first worker that does not fit (those before it stay applied, for the report).
-            applied, conflict = find_failing(run, sandbox, staged, res.err)
-        else:
-            for s in staged:
-                applied.append(_applied(run, s, ok=True, files=s["touched"]))
+        applied = apply_in_order(run, sandbox, staged)
         data["applied"] = [a["worker"] for a in applied if a["ok"]]
         merged = gitops.diff_cached(sandbox, commit)
         writer.write(f"{Z_DIR}/DIFF.patch", merged)
@@ -275,15 +266,14 @@ def integrate(run: RunHandle) -> StageResult:
             ),
         )
         configured = run.setting("checks.required") or run.setting("checks.advisory")
-        together = not conflict and all(a["ok"] for a in applied)
-        if together and configured:
+        if all(a["ok"] for a in applied) and configured:
             gitops.materialise(sandbox)
             data["checks"] = run_checks(run, sandbox)
     finally:
         if not run.ctx.config.get("run.keep_sandbox") and sandbox.exists():
             _remove_sandbox(run, sandbox)
     write_logs_index(writer, bounds)
-    status, reason = decisions.integrate_outcome("", applied, data["checks"], conflict)
+    status, reason = decisions.integrate_outcome("", applied, data["checks"])
     return StageResult("integrate", status, reason, data)
 
 
@@ -345,28 +335,26 @@ def stage_patches(
     return staged
 
 
-def find_failing(
-    run: RunHandle, sandbox: Path, staged: list[dict[str, Any]], first_error: str
-) -> tuple[list[AppliedPatch], str]:
-    """The all-at-once apply failed: apply one by one to name the first worker that does not fit.
+def apply_in_order(
+    run: RunHandle, sandbox: Path, staged: list[dict[str, Any]]
+) -> list[AppliedPatch]:
+    """Apply each worker's validated patch with a `git apply` of its own, in merge order, up to
+    the first one that does not fit (those before it stay applied, for the report).
 
-    Returns the applied records (up to and including the failing one) and, when every patch
-    applies alone but not all together, that error's first line (recorded as patch.conflict).
+    One patch per `git apply`: git reads each worker's bytes exactly as validation had git read
+    them, alone. Joined into one stream, the end of one patch and the start of the next would be
+    read together (text after a header-only section continues its header).
     """
     applied: list[AppliedPatch] = []
     for s in staged:
-        if not s["patch"]:
-            applied.append(_applied(run, s, ok=True, files=[]))
-            continue
-        res = gitops.apply_to_index(sandbox, [s["patch"]])
-        if res.rc != 0:
-            files = sorted({m.group(1) for m in _APPLY_ERR.finditer(res.err)}) or s["touched"]
-            applied.append(_applied(run, s, ok=False, files=files, error=res.err.strip()))
-            return applied, ""
+        if s["patch"]:
+            res = gitops.apply_to_index(sandbox, s["patch"])
+            if res.rc != 0:
+                files = sorted({m.group(1) for m in _APPLY_ERR.finditer(res.err)}) or s["touched"]
+                applied.append(_applied(run, s, ok=False, files=files, error=res.err.strip()))
+                return applied
         applied.append(_applied(run, s, ok=True, files=s["touched"]))
-    first = first_error.strip().splitlines()[0] if first_error.strip() else "git apply failed"
-    run.recorder.emit("patch.conflict", "integrate", error=first[:2000])
-    return applied, first[:2000]
+    return applied
 
 
 def _tail(path: Path, limit: int = 2048) -> str:

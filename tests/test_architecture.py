@@ -442,13 +442,8 @@ USED_BY_TESTS_ONLY = {
     "core/gitbinary.py encode_lines": "pure: the inverse of decode_line (tests build patches)",
     "core/gitbinary.py decode_lines": "pure: a whole block of data lines",
     "core/globs.py compile_glob": "pure: one glob as a matcher",
-    "ledger/store.py Ledger.run_row": "the run index's row of a run",
-    # The dark factory's pure core, ahead of the loop that drives it (crank).
+    "infra/gitops.py ATTR_SOURCE_VERSION": "the git release GIT_ATTR_SOURCE came with (the probe's test)",
     "core/symptoms.py CLASSES": "pure: the symptom classes feedback counts",
-    "core/symptoms.py classify": "pure: a failure's class and one-line symptom",
-    "core/feedback.py DETAILS": "pure: the feedback detail levels",
-    "core/feedback.py compile_feedback": "pure: feedback from recorded results",
-    "core/feedback.py leaks": "pure: the leak guard",
 }
 
 

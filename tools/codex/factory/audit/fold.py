@@ -901,6 +901,16 @@ NO_CHECK: frozenset[str] = frozenset(
         "clean.refused",
         "cleanup.failed",
         "ledger.repaired",
+        # A crank's events: replayed by audit.crankreplay (a run's scenarios.finished, from
+        # `scenarios run`, is a result recorded beside the run, decided by nothing).
+        "crank.started",
+        "crank.resumed",
+        "crank.finished",
+        "holdout.sealed",
+        "iteration.started",
+        "iteration.decided",
+        "feedback.compiled",
+        "scenarios.finished",
     }
 )
 

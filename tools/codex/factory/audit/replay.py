@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tools.codex.factory.audit import diskcheck
+from tools.codex.factory.audit import crankreplay, diskcheck
 from tools.codex.factory.audit.anchors import Anchors
 from tools.codex.factory.audit.describe import ONE_LINE, describe
 from tools.codex.factory.audit.diskcheck import REPORT_REL, STATUS_REL
@@ -60,6 +60,11 @@ def replay(ctx: Context, run_id: str) -> Outcome:
         raise UsageError(
             f"run {run_id}: no events in {ledger_rel} and no run folder {ctx.layout.run_rel(run_id)}"
         )
+    if crankreplay.is_crank(events):
+        cstate, cfound = crankreplay.check(ctx, run_id, events)
+        cchain, broken = _verify(ctx, events, [], end)
+        chead = {"seq": cchain.head.seq, "hash": cchain.head.hash} if cchain else {"seq": None}
+        return _crank_outcome(run_id, len(events), cstate, broken + read_problems + cfound, chead)
     if not events:
         read_problems.append(
             divergence(
@@ -223,6 +228,35 @@ def _outcome(
     lines += _anchor_lines(state["anchor"])
     lines += [d.line() for d in divergences]
     lines.append("REPLAY OK" if ok else f"REPLAY DIVERGED: {len(divergences)} divergence(s)")
+    return Outcome(
+        Status.PASS if ok else Status.BLOCKED,
+        data,
+        "\n".join(ln.translate(ONE_LINE) for ln in lines),
+    )
+
+
+def _crank_outcome(
+    crank_id: str,
+    count: int,
+    state: dict[str, Any],
+    divergences: list[Divergence],
+    head: dict[str, Any],
+) -> Outcome:
+    ok = not divergences
+    data = {
+        "run_id": crank_id,
+        "ok": ok,
+        "ledger": head,
+        "state": state,
+        "divergences": [d.as_dict() for d in divergences],
+    }
+    lines = [
+        f"replay of crank {crank_id}: {count} events, {state.get('iterations', 0)} iteration(s)"
+        f" ({', '.join(state.get('trajectory', [])) or 'none'}), decision "
+        f"{state.get('decision') or 'not finished'}",
+        *[d.line() for d in divergences],
+        "REPLAY OK" if ok else f"REPLAY DIVERGED: {len(divergences)} divergence(s)",
+    ]
     return Outcome(
         Status.PASS if ok else Status.BLOCKED,
         data,

@@ -1,7 +1,7 @@
 """The command line: parse, call the library, render, exit code.
 
-May import: ``errors``, ``records``, ``core``, ``infra``, ``ledger``, ``run``, ``audit``, ``ops``,
-``api``.
+May import: ``errors``, ``records``, ``core``, ``infra``, ``ledger``, ``run``, ``loop``, ``audit``,
+``ops``, ``api``.
 """
 
 from tools.codex.factory.cli.commands import cli, main

@@ -605,6 +605,119 @@ def clean_cmd(
     return emit(clean.cmd_clean(_ctx(click_ctx), run_id, force), as_json, json_out)
 
 
+# -- the dark factory ----------------------------------------------------------------------------
+@cli.command("crank")
+@click.option(
+    "--plan",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Plan JSON; every worker needs a headless agent (default: the embedded plan).",
+)
+@click.option("--base-ref", default=None, help="Where the crank starts (default: run.base_ref).")
+@click.option("--threshold", default=None, help="Satisfaction to converge at, 0-1 (default 0.80).")
+@click.option(
+    "--max-iterations",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help="Stop after this many iterations (default 5).",
+)
+@click.option("--crank-id", default=None, help="The crank's ID (default: a new one).")
+@click.option(
+    "--block-on-regression/--no-block-on-regression",
+    default=None,
+    help="A scenario that passed before and fails now blocks convergence.",
+)
+@click.option("--resume", is_flag=True, help="Continue --crank-id from its last iteration.")
+@json_option
+@json_out_option
+@click.pass_context
+def crank_cmd(
+    click_ctx: click.Context,
+    plan: Path | None,
+    base_ref: str | None,
+    threshold: str | None,
+    max_iterations: int | None,
+    crank_id: str | None,
+    block_on_regression: bool | None,
+    resume: bool,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
+    """Run agents, integrate, score the holdout scenarios, feed back, until converged or stalled.
+
+    Exit 0 CONVERGED; 3 STALLED, EXHAUSTED or HALTED (a holdout leak, infrastructure)."""
+    from tools.codex.factory.loop import views
+    from tools.codex.factory.loop.crank import CrankRequest
+
+    req = CrankRequest(
+        plan_file=plan,
+        base_ref=base_ref,
+        threshold=threshold,
+        max_iterations=max_iterations,
+        crank_id=crank_id,
+        block_on_regression=block_on_regression,
+        resume=resume,
+        progress=_progress(as_json),
+    )
+    return emit(views.cmd_crank(_ctx(click_ctx), req), as_json, json_out)
+
+
+@cli.command("crank-status")
+@click.option("--crank-id", default=None, help="The crank (default: the latest).")
+@json_option
+@json_out_option
+@click.pass_context
+def crank_status_cmd(
+    click_ctx: click.Context, crank_id: str | None, as_json: bool, json_out: Path | None
+) -> int:
+    """A crank's iteration, satisfaction trajectory and last decision, from the ledger."""
+    from tools.codex.factory.loop import views
+
+    return emit(views.cmd_crank_status(_ctx(click_ctx), crank_id), as_json, json_out)
+
+
+@cli.group("scenarios")
+def scenarios_group() -> None:
+    """The holdout scenarios: check them, or run them against a tree."""
+
+
+@scenarios_group.command("check")
+@click.option(
+    "--base-ref", default=None, help="Read the scenarios from this commit (default: run.base_ref)."
+)
+@json_option
+@json_out_option
+@click.pass_context
+def scenarios_check_cmd(
+    click_ctx: click.Context, base_ref: str | None, as_json: bool, json_out: Path | None
+) -> int:
+    """Parse and list the scenarios; run nothing (a bad one: exit 2, naming file and line)."""
+    from tools.codex.factory.loop import views
+
+    return emit(views.cmd_scenarios_check(_ctx(click_ctx), base_ref), as_json, json_out)
+
+
+@scenarios_group.command("run")
+@run_id_option(required=False)
+@click.option("--ref", default=None, help="Evaluate this ref's tree instead of a run's.")
+@json_option
+@json_out_option
+@click.pass_context
+def scenarios_run_cmd(
+    click_ctx: click.Context,
+    run_id: str | None,
+    ref: str | None,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
+    """Evaluate the scenarios against a run's integrated tree (--run-id) or a ref (--ref).
+
+    Exit 0 when all pass, 1 when any fails."""
+    from tools.codex.factory.loop import views
+
+    return emit(views.cmd_scenarios_run(_ctx(click_ctx), run_id, ref), as_json, json_out)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run one command and return its exit code: the one place errors become exit codes."""
     for stream in (sys.stdout, sys.stderr):

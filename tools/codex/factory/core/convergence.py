@@ -35,6 +35,10 @@ ADVICE = {
         "the work oscillates (it returned to an earlier state): an architectural problem the "
         "agents cannot see from the feedback; escalate"
     ),
+    "holdout-leak": (
+        "text meant for an agent held a scenario's lines or a canary: find how it got there "
+        "(the plan's task, a check's output with feedback.detail full), remove it, start again"
+    ),
     "infrastructure": (
         "fix what could not run (an interpreter, an agent's credentials, the sandbox), then "
         "resume the crank"
@@ -103,6 +107,12 @@ def scenario_result(
     )
 
 
+def gate1(final_status: str | None) -> str:
+    """Gate 1 from an iteration run's final status: the required checks passed only on PASS;
+    a run that never reached integration (no bundle passed validation) is BLOCKED."""
+    return final_status if final_status in ("PASS", "FAIL", "BLOCKED") else "BLOCKED"
+
+
 def fail_count(r: ScenarioResult) -> str:
     return f"{r['trials'] - r['passes']}/{r['trials']} failures"
 
@@ -163,6 +173,11 @@ def decide(
         )
     )
     return _decision("CONTINUE", "", reason, [], regressed)
+
+
+def halted(kind: str, reason: str, regressed: list[str]) -> Decision:
+    """A crank stopped by something other than its trajectory (a holdout leak)."""
+    return _decision("HALTED", kind, reason, [], regressed)
 
 
 def _decision(

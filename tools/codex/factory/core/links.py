@@ -78,7 +78,7 @@ def _components(text: str) -> list[str]:
 _State = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[Link, ...]]
 
 
-def resolve(path: str, target: str, world: LinkWorld) -> list[Outcome]:
+def follow(path: str, target: str, world: LinkWorld) -> list[Outcome]:
     """Every way the link at ``path`` with ``target`` may resolve in ``world``.
 
     The link's own folder is resolved too (it may sit below another link). A ``..`` above the

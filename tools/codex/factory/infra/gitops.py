@@ -795,3 +795,83 @@ def applies(repo: Path, patch_file: Path, env: Mapping[str, str]) -> bool:
 
 def head_commit(repo: Path, env: Mapping[str, str] | None = None) -> str:
     return git(repo, "rev-parse", "HEAD", env=env).out.strip()
+
+
+# -- the convergence loop: the holdout, exported trees, the crank branch --------------------------
+def tree_files(repo: Path, commit: str, folder: str, max_size: int) -> list[tuple[str, bytes]]:
+    """(path, bytes) of every regular file at or below ``folder`` in ``commit``'s tree, sorted:
+    read from the object store, never from a working tree a worker could have written. A file
+    over ``max_size`` bytes, a link or a gitlink there is an error naming it."""
+    listing = git(
+        repo, "ls-tree", "-r", "-z", "--full-tree", commit, "--", f":(literal){folder}"
+    ).stdout
+    entries: list[tuple[str, str]] = []
+    for entry in listing.split(b"\0"):
+        meta, tab, raw = entry.partition(b"\t")
+        fields = meta.split()
+        if not tab or len(fields) != 3:
+            continue
+        path = raw.decode("utf-8", "surrogateescape")
+        if fields[1] != b"blob" or fields[0] not in (b"100644", b"100755"):
+            raise UsageError(f"{path}: a holdout file must be a regular file in {commit[:12]}")
+        entries.append((path, fields[2].decode("ascii")))
+    out: list[tuple[str, bytes]] = []
+    for path, oid in sorted(entries):
+        data = cat_blob(repo, oid, max_size)
+        if data is None:
+            raise UsageError(f"{path}: over {max_size} bytes (limits.max_file_bytes) or unreadable")
+        out.append((path, data))
+    return out
+
+
+def export_tree(repo: Path, commit: str, dest: Path) -> None:
+    """Write ``commit``'s tree into the empty folder ``dest``: files only, no ``.git``, through a
+    temporary index (the user's index, HEAD and working tree are never touched) and with every
+    filter driver emptied (no program a config names runs on the content)."""
+    with tempfile.TemporaryDirectory(prefix="factory-export-") as tmp:
+        env = driver_free_env(repo, proc.base_env({"GIT_INDEX_FILE": str(Path(tmp) / "index")}))
+        git(repo, "read-tree", commit, env=env)
+        prefix = str(dest.resolve()) + os.sep
+        git(repo, "checkout-index", "-a", "-f", f"--prefix={prefix}", env=env)
+
+
+def commit_patch(repo: Path, parent: str, patch: bytes, message: str, when: str) -> str:
+    """A new commit: ``parent``'s tree with ``patch`` applied, made through a temporary index
+    (the user's index, HEAD and working tree are never touched). ``when`` (git's date format)
+    is its author and committer date, and the author is the factory: same inputs, same id."""
+    with tempfile.TemporaryDirectory(prefix="factory-commit-") as tmp:
+        env = proc.base_env(
+            {
+                "GIT_INDEX_FILE": str(Path(tmp) / "index"),
+                "GIT_AUTHOR_NAME": "factory",
+                "GIT_AUTHOR_EMAIL": "factory@localhost",
+                "GIT_AUTHOR_DATE": when,
+                "GIT_COMMITTER_NAME": "factory",
+                "GIT_COMMITTER_EMAIL": "factory@localhost",
+                "GIT_COMMITTER_DATE": when,
+            }
+        )
+        git(repo, "read-tree", parent, env=env)
+        if patch:
+            res = git(
+                repo, "apply", "--cached", "--whitespace=nowarn", "-", input=patch, check=False,
+                env=env,
+            )  # fmt: skip
+            if res.rc != 0:
+                raise GitError(
+                    ["git", "apply", "--cached"], res.rc, res.out, res.err,
+                    why="the integrated patch does not apply to the crank branch",
+                )  # fmt: skip
+        tree = git(repo, "write-tree", env=env).out.strip()
+        return git(repo, "commit-tree", tree, "-p", parent, "-m", message, env=env).out.strip()
+
+
+def tree_of(repo: Path, commit: str) -> str:
+    return git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{tree}}").out.strip()
+
+
+def set_branch(repo: Path, branch: str, new: str, old: str | None) -> None:
+    """Point ``refs/heads/<branch>`` at ``new``, only if it is still at ``old`` (None: only if it
+    does not exist yet), so a concurrent change to the branch is refused, never overwritten."""
+    expect = old if old is not None else "0" * len(new)
+    git(repo, "update-ref", "-m", "factory crank", f"refs/heads/{branch}", new, expect)

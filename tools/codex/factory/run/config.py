@@ -21,7 +21,8 @@ from tools.codex.factory.infra import gitops, jsonio, schemas
 
 CONFIG_REL = "tools/codex/factory/factory.config.json"
 ENV_PREFIX = "FACTORY_"
-ENV_RESERVED = frozenset({"FACTORY_NOW"})
+# Not config: the clock's, and the trace the factory gives its agents (a config-like name).
+ENV_RESERVED = frozenset({"FACTORY_NOW", "FACTORY_RUN_ID", "FACTORY_CRANK_ID"})
 # Files the factory itself may find tracked in its runs folder (the repository's own
 # placeholder and ignore file); anything else tracked there belongs to the user.
 RUNS_DIR_OWN_FILES = frozenset({".gitkeep", ".gitignore"})
@@ -96,6 +97,21 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # schema errors, ...): items and characters, before it reaches the ledger or output.
         "max_list_items": 2000,
         "max_list_chars": 250_000,
+    },
+    # The convergence loop (``crank``) and its holdout scenarios.
+    "scenarios": {
+        "dir": "scenarios",  # inside security.holdout_paths; read from the base commit only
+        "trials": 1,
+        "pass_trials": 0,  # trials a scenario must pass to count (0: all of them)
+        "timeout_s": 300,
+        "parallel": 0,  # scenarios evaluated at once (0: the machine's CPU count)
+        "python": "{python}",  # the interpreter of ```python scenarios
+    },
+    "feedback": {"detail": "summary"},
+    "crank": {
+        "threshold": "0.80",
+        "max_iterations": 5,
+        "block_on_regression": False,
     },
     "feature_flags": {
         "record_check_output_in_ledger": False,

@@ -47,6 +47,19 @@ class LaunchRequest:
         None  # one line per worker event (stderr; None with --json)
     )
     base_ref_source: str | None = None  # where base_ref came from, for messages (default: config)
+    crank: CrankLink | None = None  # the crank iteration this run is (its feedback, its guard)
+
+
+@dataclass(frozen=True)
+class CrankLink:
+    """What a crank gives the run of one of its iterations: its trace, the feedback of the
+    iteration before (in every worker's prompt) and the holdout leak guard, which sees each
+    prompt before it is written (it raises to stop the run; nothing is sent)."""
+
+    crank_id: str
+    iteration: int
+    feedback: str
+    guard: Callable[[str, str], None]
 
 
 def parse_workers(text: str | None) -> list[str] | None:
@@ -249,7 +262,8 @@ def _create_locked(
     rec.emit(MANIFEST_EVENT, "launch", sha256=manifest_sha)
     written: dict[str, str] = {MANIFEST: manifest_sha}
     if not req.dry_run:
-        written.update(real.launch_real(ctx, rec, manifest, plan.ids(), req.progress))
+        guard = req.crank.guard if req.crank is not None else None
+        written.update(real.launch_real(ctx, rec, manifest, plan.ids(), req.progress, guard))
         rec.emit("artifacts.written", "launch", files=dict(sorted(written.items())))
         return StageResult("launch", "PASS", "", real.result_data(ctx, manifest))
     for w in plan.workers:
@@ -278,6 +292,19 @@ def _create_locked(
 
 
 def build_manifest(
+    ctx: Context, run_id: str, req: LaunchRequest, commit: str, plan: Plan
+) -> dict[str, Any]:
+    manifest = _manifest(ctx, run_id, req, commit, plan)
+    if req.crank is not None:
+        manifest["crank"] = {
+            "crank_id": req.crank.crank_id,
+            "iteration": req.crank.iteration,
+            "feedback": req.crank.feedback,
+        }
+    return manifest
+
+
+def _manifest(
     ctx: Context, run_id: str, req: LaunchRequest, commit: str, plan: Plan
 ) -> dict[str, Any]:
     return {

@@ -32,6 +32,7 @@ def render_prompt(
     holdout: list[str],
     protected: list[str],
     headless: bool,
+    crank: dict[str, Any] | None = None,
 ) -> str:
     wid = worker["id"]
     example = {
@@ -87,6 +88,8 @@ def render_prompt(
         "```",
         "",
     ]
+    if crank is not None:
+        lines += _crank_lines(run_id, crank)
     if headless:
         lines += [
             "Your work is collected when your process exits; exit non-zero if you could not finish.",
@@ -99,6 +102,32 @@ def render_prompt(
             "",
         ]
     return "\n".join(lines)
+
+
+def _crank_lines(run_id: str, crank: dict[str, Any]) -> list[str]:
+    """The iteration's trace and the feedback of the one before (already leak-guarded)."""
+    n = int(crank["iteration"])
+    lines = [
+        f"## Iteration {n} of crank {crank['crank_id']}",
+        "",
+        "This run is one iteration of a convergence loop: your merged work is checked by the required",
+        "checks and by held-out scenarios you cannot see, and the loop goes on until they pass.",
+        f"Your environment names the trace: FACTORY_RUN_ID={run_id}, FACTORY_CRANK_ID={crank['crank_id']}.",
+        "",
+    ]
+    feedback = str(crank.get("feedback") or "")
+    if n > 1 and feedback:
+        lines += [
+            "### Feedback from the previous iteration",
+            "",
+            "Act on it in the order its instructions give. Scenario IDs are opaque on purpose.",
+            "",
+            "~~~~markdown",
+            feedback.rstrip("\n"),
+            "~~~~",
+            "",
+        ]
+    return lines
 
 
 def render_runboard(

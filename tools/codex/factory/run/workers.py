@@ -104,13 +104,21 @@ def _prompt(manifest: dict[str, Any], w: dict[str, Any], branch: str, headless: 
         holdout=list(cfg["security"]["holdout_paths"]),
         protected=list(cfg["security"]["protected_paths"]),
         headless=headless,
+        crank=manifest.get("crank"),
     )
 
 
 def prepare(
-    ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str]
+    ctx: Context,
+    rec: Recorder,
+    manifest: dict[str, Any],
+    ids: list[str],
+    guard: Callable[[str, str], None] | None = None,
 ) -> dict[str, str]:
-    """Create the worktrees, prompts and PENDING statuses of ``ids``; return written artifacts."""
+    """Create the worktrees, prompts and PENDING statuses of ``ids``; return written artifacts.
+
+    ``guard(worker, prompt)`` sees every prompt before it is written anywhere (a crank's
+    holdout leak guard raises to stop the run)."""
     run_id, commit = manifest["run_id"], manifest["base_commit"]
     st = worktrees.settings(manifest)
     root = worktrees.root_dir(ctx.repo, st["worktrees_dir"])
@@ -140,6 +148,8 @@ def prepare(
             )
         spec = agents.resolve(w, manifest["config"])
         prompt = _prompt(manifest, w, branch, spec is not None)
+        if guard is not None:
+            guard(wid, prompt)
         base = worker_dirname(wid)
         files = {
             f"{base}/{worktrees.PROMPT}": writer.write_text(f"{base}/{worktrees.PROMPT}", prompt)
@@ -328,7 +338,11 @@ def execute(
     jobs: list[agents.Job] = []
     listing = gitops.worktree_list(ctx.repo)
     st = worktrees.settings(manifest)
-    env = gitops.sparse_env(proc.base_env())
+    # Agents know their trace: the run (and the crank) they work for.
+    trace = {"FACTORY_RUN_ID": run_id}
+    if manifest.get("crank"):
+        trace["FACTORY_CRANK_ID"] = str(manifest["crank"]["crank_id"])
+    env = gitops.sparse_env(proc.base_env(trace))
     for w in manifest["plan"]["workers"]:
         wid = w["id"]
         if wid not in ids:
@@ -409,7 +423,12 @@ def execute(
 
 
 def launch_real(
-    ctx: Context, rec: Recorder, manifest: dict[str, Any], ids: list[str], progress: Progress | None
+    ctx: Context,
+    rec: Recorder,
+    manifest: dict[str, Any],
+    ids: list[str],
+    progress: Progress | None,
+    guard: Callable[[str, str], None] | None = None,
 ) -> dict[str, str]:
     """Prepare the worktrees and run the agents; the caller holds the run lock."""
 
@@ -418,7 +437,7 @@ def launch_real(
         # What the shared git folder holds before any agent runs (checked at validation).
         gitdir.record(ctx.repo, rec, GuardedWriter(run_dir))
     try:
-        written = prepare(ctx, rec, manifest, ids)
+        written = prepare(ctx, rec, manifest, ids, guard)
     except KeyboardInterrupt:
         rec.emit(
             "run.interrupted",

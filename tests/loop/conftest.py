@@ -1,0 +1,78 @@
+"""A scratch repository with a calculator to build and a holdout of three scenarios."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.factory import write_config, write_plan
+from tests.support.repos import PINNED, make_repo, run_cli
+
+AGENT = Path(__file__).resolve().parents[1] / "support" / "crank_agent.py"
+
+
+def scenario(op: str, a: int, b: int, want: int, extra: str = "") -> str:
+    return (
+        f"# Scenario: {op} two numbers\n\n"
+        f"## Category\n{op}\n\n"
+        f"## Behavioral Expectation\n{op}({a}, {b}) gives {want} for the caller.\n\n"
+        "## Evaluation Method\n```python\n"
+        f"from src.calc import {op}\n"
+        f"assert {op}({a}, {b}) == {want}, 'wrong {op} result'\n"
+        f"{extra}```\n\n"
+        "## Pass Criteria\nThe evaluation script exits with status zero.\n"
+    )
+
+
+SCENARIOS = {
+    "scenarios/add.md": scenario("add", 2, 3, 5),
+    "scenarios/mul.md": scenario("mul", 4, 5, 20),
+    "scenarios/sub.md": scenario("sub", 9, 4, 5),
+}
+
+
+def make_crank_repo(
+    path: Path, mode: str, scenarios: dict[str, str] | None = None, **config: Any
+) -> Path:
+    files = {"README.md": "calc\n", "src/calc.py": "# nothing yet\n"}
+    files.update(SCENARIOS if scenarios is None else scenarios)
+    repo = make_repo(path, files)
+    doc: dict[str, Any] = {
+        "workers": {"agent": {"preset": "script", "argv": ["{python}", str(AGENT), mode]}},
+        "checks": {"required": []},
+        "ledger": {"fsync": False},
+    }
+    for section, values in config.items():
+        doc.setdefault(section, {}).update(values)
+    write_config(repo, doc)
+    write_plan(
+        path.parent / f"{path.name}-plan.json",
+        [
+            {
+                "id": "A",
+                "task": "Build the calculator in src/calc.py.",
+                "allow": ["src/**", "notes/**"],
+            }
+        ],
+    )
+    return repo
+
+
+def plan_of(repo: Path) -> Path:
+    return repo.parent / f"{repo.name}-plan.json"
+
+
+def crank(repo: Path, *args: str, now: str = PINNED) -> tuple[int, dict[str, Any], str]:
+    res = run_cli(
+        "--repo", str(repo), "--now", now, "crank", "--plan", str(plan_of(repo)), "--json", *args
+    )
+    data = json.loads(res.stdout) if res.stdout.strip().startswith("{") else {}
+    return res.returncode, data, res.stdout + res.stderr
+
+
+@pytest.fixture
+def converging(tmp_path: Path) -> Path:
+    return make_crank_repo(tmp_path / "repo", "converge")

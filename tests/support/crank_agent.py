@@ -1,0 +1,67 @@
+"""A scripted coding agent for the crank's tests: it reads its prompt (the feedback of the
+iteration before) and changes ``src/calc.py`` as its MODE says, like a coding agent would.
+
+Run by the factory's ``script`` preset as ``{python} crank_agent.py MODE`` in the worker's
+worktree. ``src/calc.py`` holds one function per operation (add, mul, sub); the holdout's
+scenarios (which the agent never sees) import and call them; their categories name them.
+
+Modes: ``converge`` writes add, then each iteration the first failing category the feedback
+names; ``stuck`` changes only a note, never the code; ``oscillate`` writes add on odd
+iterations and mul (without add) on even ones; ``regress`` writes add, then mul while breaking
+add; ``peek`` writes what it finds of ``scenarios/`` into ``notes/peek.json``, then converges.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+BODIES = {"add": "a + b", "mul": "a * b", "sub": "a - b"}
+
+
+def write(ops: dict[str, str]) -> None:
+    lines = [f"def {name}(a, b):\n    return {body}\n" for name, body in sorted(ops.items())]
+    Path("src").mkdir(exist_ok=True)
+    Path("src/calc.py").write_text("\n\n".join(lines) or "# nothing yet\n", encoding="utf-8")
+
+
+def present() -> dict[str, str]:
+    path = Path("src/calc.py")
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return dict(re.findall(r"def (\w+)\(a, b\):\n    return (.+)\n", text))
+
+
+def main() -> int:
+    mode = sys.argv[1]
+    prompt = Path(".factory/PROMPT.md").read_text(encoding="utf-8")
+    match = re.search(r"\.i(\d+)", os.environ.get("FACTORY_RUN_ID", ""))
+    n = int(match.group(1)) if match else 1
+    failing = sorted(set(re.findall(r"Then the failing (\w+) scenarios", prompt)))
+    ops = present()
+    if mode == "peek":
+        found = os.path.exists("scenarios")
+        listing = sorted(os.listdir("scenarios")) if found else []
+        Path("notes").mkdir(exist_ok=True)
+        Path("notes/peek.json").write_text(json.dumps({"exists": found, "listing": listing}))
+        mode = "converge"
+    if mode == "converge":
+        want = "add" if n == 1 else (failing[0] if failing else None)
+        if want is not None:
+            ops[want] = BODIES[want]
+        write(ops)
+    elif mode == "stuck":
+        Path("notes").mkdir(exist_ok=True)
+        Path("notes/attempt.txt").write_text(f"attempt {n}\n")
+    elif mode == "oscillate":
+        write({"add": BODIES["add"]} if n % 2 else {"mul": BODIES["mul"]})
+    elif mode == "regress":
+        write({"add": BODIES["add"]} if n == 1 else {"add": "a - b", "mul": BODIES["mul"]})
+    Path(".factory/SUMMARY.md").write_text(f"{mode}: iteration {n}\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

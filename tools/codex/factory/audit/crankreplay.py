@@ -1,0 +1,215 @@
+"""Replay of a crank: every decision recomputed from what the ledger recorded, with the same pure
+functions the live loop used, and every file the crank wrote checked against its hash.
+
+Recomputed: the sealed holdout (from the base commit's objects), each scenario's class and
+symptom (from its log, when the log still hashes as recorded), each scenario's outcome (from its
+trials), satisfaction, gate 1 (from the iteration run's recorded end), each iteration's inputs
+and decision (the stall protocol included), each feedback file, and the final decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory.audit.fold import Divergence, divergence
+from tools.codex.factory.core import convergence, symptoms
+from tools.codex.factory.core import feedback as fb
+from tools.codex.factory.core.paths import LOGS_DIR
+from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.infra import fsutil, gitops
+from tools.codex.factory.ledger.store import Event
+from tools.codex.factory.loop import crank, holdout
+from tools.codex.factory.records.crank import Iteration, ScenarioResult
+from tools.codex.factory.run.context import Context
+
+MAX_READ = 64 * 1024 * 1024
+
+
+def is_crank(events: Sequence[Event]) -> bool:
+    return any(e.event_type == "crank.started" for e in events)
+
+
+def check(
+    ctx: Context, crank_id: str, events: Sequence[Event]
+) -> tuple[dict[str, Any], list[Divergence]]:
+    """(state, divergences) of the crank whose events are ``events`` (in chain order)."""
+    folder = ctx.layout.run_dir(crank_id)
+    out: list[Divergence] = []
+    started = [e for e in events if e.event_type == "crank.started"]
+    if len(started) != 1:
+        return {"crank": crank_id}, [divergence(None, "crank.started", "one", str(len(started)))]
+    p = started[0].payload
+    threshold = (int(p["threshold"][0]), int(p["threshold"][1]))
+    cfg = {"threshold": list(threshold), "detail": p["detail"]}
+    out += _check_seal(ctx, events, p)
+    trajectory: list[Iteration] = []
+    results_of: dict[int, list[ScenarioResult]] = {}
+    last: dict[str, Any] | None = None
+    for e in events:
+        pl = e.payload
+        if e.event_type == "scenarios.finished":
+            need = int(p["scenarios"]["pass_trials"])
+            results_of[int(pl["iteration"])] = _check_scenarios(e, folder, need, out)
+        elif e.event_type == "iteration.decided":
+            n = int(pl["iteration"])
+            results = results_of.get(n, [])
+            recorded: Iteration = pl["inputs"]
+            gate1 = crank.gate1_of(ctx, recorded["run_id"])
+            tree = _tree(ctx, events, n)
+            again = crank._iteration(
+                n, recorded["run_id"], gate1, results, convergence.satisfaction(results), tree,
+                pl["checks"],
+            )  # fmt: skip
+            if again != recorded:
+                out.append(
+                    divergence(e.seq, f"iteration {n} inputs", _short(again), _short(recorded))
+                )
+            trajectory.append(recorded)
+            decided = convergence.decide(
+                trajectory, threshold, int(p["max_iterations"]), bool(p["block_on_regression"])
+            )
+            if decided != pl["decision"]:
+                out.append(
+                    divergence(
+                        e.seq, f"iteration {n} decision", decided["decision"],
+                        str(pl["decision"].get("decision")),
+                    )
+                )  # fmt: skip
+            last = {"decision": decided, "checks": pl["checks"], "refused": pl["refused"]}
+        elif e.event_type == "feedback.compiled":
+            out += _check_feedback(e, folder, trajectory, cfg, results_of, last)
+        elif e.event_type == "crank.finished":
+            out += _check_finished(e, folder, last)
+    state = {
+        "crank": crank_id,
+        "iterations": len(trajectory),
+        "trajectory": [convergence.percent(it["satisfaction"]) for it in trajectory],
+        "decision": next(
+            (e.payload["decision"] for e in events if e.event_type == "crank.finished"), None
+        ),
+    }
+    return state, out
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _check_seal(ctx: Context, events: Sequence[Event], p: dict[str, Any]) -> list[Divergence]:
+    sealed_ev = next((e for e in events if e.event_type == "holdout.sealed"), None)
+    if sealed_ev is None:
+        return [divergence(None, "holdout.sealed", "recorded", "missing")]
+    s = sealed_ev.payload
+    try:
+        again = holdout.seal(
+            ctx.repo, str(p["base_commit"]), str(s["folder"]),
+            int(ctx.config.get("limits.max_file_bytes")),
+        )  # fmt: skip
+    except (FactoryError, OSError) as exc:
+        return [divergence(sealed_ev.seq, "holdout (from the base commit)", "readable", str(exc))]
+    if again.sha256 != s["sha256"] or again.listing() != s["files"]:
+        return [divergence(sealed_ev.seq, "sealed holdout", s["sha256"], again.sha256)]
+    return []
+
+
+def _check_scenarios(
+    e: Event, folder: Path, need: int, out: list[Divergence]
+) -> list[ScenarioResult]:
+    """The recorded results, after recomputing each one from its trials (and each failed
+    trial's class and symptom from its log, when the log hashes as recorded)."""
+    pl = e.payload
+    n = int(pl["iteration"])
+    results: list[ScenarioResult] = list(pl["results"])
+    for r in results:
+        trials = pl.get("trials", {}).get(r["id"], [])
+        again = convergence.scenario_result(r["id"], r["category"], trials, need)
+        if again != r:
+            out.append(
+                divergence(e.seq, f"iteration {n} scenario {r['id']}", _short(again), _short(r))
+            )
+        for k, t in enumerate(trials, 1):
+            name = f"{r['id']}.trial{k}.log"
+            rel = f"{LOGS_DIR}/iter_{n}/{name}"
+            want = pl.get("logs", {}).get(name)
+            data = _read(folder / rel)
+            if data is None or hashlib.sha256(data).hexdigest() != want:
+                out.append(divergence(e.seq, f"{rel}", f"sha256 {want}", "missing or changed"))
+                continue
+            if t["infra"] or (t["rc"] == 0 and not t["timed_out"]):
+                continue
+            body = data.split(b"\n", 1)[1] if b"\n" in data else b""
+            cls, symptom = symptoms.classify(
+                body.decode("utf-8", "replace"), t["rc"], t["timed_out"]
+            )
+            if (cls, symptom) != (t["symptom_class"], t["symptom"]):
+                out.append(
+                    divergence(e.seq, f"{rel} class", f"{cls}: {symptom}", t["symptom_class"])
+                )
+    sat = convergence.satisfaction(results)
+    if sat != pl["satisfaction"]:
+        out.append(
+            divergence(e.seq, f"iteration {n} satisfaction", str(sat), str(pl["satisfaction"]))
+        )
+    return results
+
+
+def _tree(ctx: Context, events: Sequence[Event], n: int) -> str:
+    for e in events:
+        if e.event_type == "scenarios.finished" and int(e.payload["iteration"]) == n:
+            try:
+                return gitops.tree_of(ctx.repo, str(e.payload["commit"]))
+            except (FactoryError, OSError):
+                return "(commit missing)"
+    return ""
+
+
+def _check_feedback(
+    e: Event,
+    folder: Path,
+    trajectory: list[Iteration],
+    cfg: dict[str, Any],
+    results_of: dict[int, list[ScenarioResult]],
+    last: dict[str, Any] | None,
+) -> list[Divergence]:
+    pl = e.payload
+    n = int(pl["iteration"])
+    if last is None:
+        return [divergence(e.seq, f"feedback_iter_{n}.md", "after a decision", "before any")]
+    inp = crank.feedback_input(
+        n, trajectory, {**cfg, "detail": pl["detail"]}, last["checks"], results_of.get(n, []),
+        dict(pl.get("tails", {})), last["decision"], last["refused"],
+    )  # fmt: skip
+    text = fb.compile_feedback(inp)
+    again = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    out: list[Divergence] = []
+    if again != pl["sha256"]:
+        out.append(divergence(e.seq, f"feedback_iter_{n}.md (recompiled)", pl["sha256"], again))
+    data = _read(folder / str(pl["file"]))
+    if data is None or hashlib.sha256(data).hexdigest() != pl["sha256"]:
+        out.append(divergence(e.seq, f"{pl['file']} on disk", pl["sha256"], "missing or changed"))
+    return out
+
+
+def _check_finished(e: Event, folder: Path, last: dict[str, Any] | None) -> list[Divergence]:
+    pl = e.payload
+    out: list[Divergence] = []
+    decided = last["decision"]["decision"] if last else None
+    if pl["decision"] != "HALTED" and pl["decision"] != decided:
+        out.append(divergence(e.seq, "final decision", str(decided), str(pl["decision"])))
+    data = _read(folder / crank.REPORT)
+    if data is None or hashlib.sha256(data).hexdigest() != pl.get("report_sha256"):
+        out.append(
+            divergence(e.seq, crank.REPORT, str(pl.get("report_sha256")), "missing or changed")
+        )
+    return out
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return fsutil.read_file(path, path.name, limit=MAX_READ)
+    except (FactoryError, OSError):
+        return None

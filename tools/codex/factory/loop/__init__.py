@@ -1,0 +1,4 @@
+"""The convergence loop: the sealed holdout, scenario evaluation, the crank and its branch.
+
+May import: ``errors``, ``records``, ``core``, ``infra``, ``ledger``, ``run``.
+"""

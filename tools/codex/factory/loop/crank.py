@@ -1,0 +1,643 @@
+"""``factory crank``: the convergence loop over one plan.
+
+Each iteration is a normal run (its own run ID and folder, linked to the crank) whose headless
+agents get their task, their scope and the previous iteration's feedback; its bundles are
+validated and the passing ones integrated (Gate 1: the required checks; Gate 2: the advisory
+ones, never blocking); the integrated tree is committed to the crank's own branch and the sealed
+holdout scenarios run against it (Gate 3). The decision after each iteration, the satisfaction
+and the feedback are pure functions of what the ledger records (``core.convergence``,
+``core.feedback``), so replay recomputes them. The user's branches, HEAD, index and working
+tree are never touched: the crank writes only ``refs/heads/<prefix>/crank/<CRANK_ID>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.codex.factory.core import convergence, symptoms
+from tools.codex.factory.core import feedback as fb
+from tools.codex.factory.core.ids import validate_run_id
+from tools.codex.factory.core.paths import LOGS_DIR, Z_DIR
+from tools.codex.factory.core.text import clip
+from tools.codex.factory.errors import BlockedError, FactoryError, UsageError
+from tools.codex.factory.infra import fsutil, gitops, jsonio
+from tools.codex.factory.infra.writer import GuardedWriter
+from tools.codex.factory.ledger.recorder import Recorder
+from tools.codex.factory.ledger.store import Event, Filter
+from tools.codex.factory.loop import evaluate, holdout
+from tools.codex.factory.loop.holdout import Holdout
+from tools.codex.factory.records.crank import (
+    CheckOutcome,
+    Decision,
+    Iteration,
+    Satisfaction,
+    ScenarioResult,
+)
+from tools.codex.factory.run import agents, clean, pipeline
+from tools.codex.factory.run import workers as real
+from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.handle import run_lock
+from tools.codex.factory.run.launch import (
+    CrankLink,
+    LaunchRequest,
+    ensure_runs_dir,
+    next_run_id,
+    resolve_plan,
+)
+from tools.codex.factory.run.plans import digest
+
+KIND = "crank"
+ACTOR = "Z_integrator"
+STAGE = "crank"
+REPORT = "CRANK_REPORT.md"
+STATE = "CRANK.json"
+PLAN = "PLAN.json"
+MAX_PATCH = 512 * 1024 * 1024
+CHECK_TAIL = 64 * 1024
+
+
+class HoldoutLeak(BlockedError):
+    """Text meant for an agent holds a line of a scenario or a canary: nothing is sent."""
+
+
+@dataclass
+class CrankRequest:
+    plan_file: Path | None = None
+    base_ref: str | None = None
+    threshold: str | None = None
+    max_iterations: int | None = None
+    crank_id: str | None = None
+    block_on_regression: bool | None = None
+    resume: bool = False
+    progress: Callable[[str], None] | None = None
+
+
+@dataclass
+class CrankSettings:
+    threshold: tuple[int, int]
+    max_iterations: int
+    block_on_regression: bool
+    detail: str
+    scenarios: evaluate.Settings
+    folder: str
+
+    def recorded(self) -> dict[str, Any]:
+        s = self.scenarios
+        return {
+            "threshold": list(self.threshold),
+            "max_iterations": self.max_iterations,
+            "block_on_regression": self.block_on_regression,
+            "detail": self.detail,
+            "scenarios": {
+                "dir": self.folder,
+                "trials": s.trials,
+                "pass_trials": s.need,
+                "timeout_s": s.timeout_s,
+            },
+        }
+
+
+@dataclass
+class CrankResult:
+    crank_id: str
+    decision: Decision
+    trajectory: list[Iteration]
+    branch: str
+    tip: str
+    runs: list[str]
+    report: str | None  # repository-relative
+    feedback: list[str] = field(default_factory=list)  # repository-relative, in order
+
+    @property
+    def status(self) -> str:
+        return "PASS" if self.decision["decision"] == "CONVERGED" else "BLOCKED"
+
+
+def settings(ctx: Context, req: CrankRequest) -> CrankSettings:
+    """The crank's settings: the request's, else config's; every bad value is a usage error."""
+    src = "--threshold" if req.threshold is not None else ctx.source("crank.threshold")
+    text = req.threshold if req.threshold is not None else str(ctx.config.get("crank.threshold"))
+    threshold = convergence.parse_threshold(text, src)
+    most = req.max_iterations
+    if most is None:
+        most = int(ctx.config.get("crank.max_iterations"))
+    if not 1 <= most <= 1000:
+        raise UsageError(f"--max-iterations {most}: give 1 to 1000")
+    block = req.block_on_regression
+    if block is None:
+        block = bool(ctx.config.get("crank.block_on_regression"))
+    folder = holdout.folder_of(
+        str(ctx.config.get("scenarios.dir")), list(ctx.config.get("security.holdout_paths"))
+    )
+    values = {k: ctx.config.get(f"scenarios.{k}") for k in evaluate.SETTING_KEYS}
+    detail = str(ctx.config.get("feedback.detail"))
+    if detail not in fb.DETAILS:
+        raise UsageError(f"feedback.detail {detail!r}: give one of {', '.join(fb.DETAILS)}")
+    return CrankSettings(
+        threshold=threshold,
+        max_iterations=most,
+        block_on_regression=block,
+        detail=detail,
+        scenarios=evaluate.Settings.of(values),
+        folder=folder,
+    )
+
+
+def branch_of(ctx: Context, crank_id: str) -> str:
+    return f"{ctx.config.get('run.branch_prefix')}/crank/{crank_id}"
+
+
+# -- the loop --------------------------------------------------------------------------------------
+def crank(ctx: Context, req: CrankRequest) -> CrankResult:
+    """Run (or resume) a crank to its decision."""
+    if req.resume:
+        if req.crank_id is None:
+            raise UsageError("--resume needs --crank-id ID (see `factory crank-status`)")
+        return _resume(ctx, req)
+    cfg = settings(ctx, req)
+    base_ref = req.base_ref or str(ctx.config.get("run.base_ref"))
+    commit = gitops.resolve_commit(ctx.repo, base_ref, "--base-ref" if req.base_ref else "")
+    plan = resolve_plan(ctx, req.plan_file, None)
+    real.check(ctx, plan)
+    effective = ctx.config.effective()
+    interactive = [w.id for w in plan.workers if agents.resolve(w.as_dict(), effective) is None]
+    if interactive:
+        raise UsageError(
+            f"worker(s) {', '.join(interactive)} have no headless agent: a crank runs its "
+            "agents itself (set workers.agent in the config or an agent in the plan)"
+        )
+    sealed = holdout.seal(
+        ctx.repo, commit, cfg.folder, int(ctx.config.get("limits.max_file_bytes"))
+    )
+    for w in plan.workers:  # the operator's own text goes into every prompt
+        _guard(sealed, f"the plan's task of worker {w.id}", w.task)
+    ensure_runs_dir(ctx)
+    with ctx.ledger.lock():
+        crank_id = _claim(ctx, req.crank_id, commit)
+        rec = Recorder(ctx.ledger, crank_id, KIND)
+        branch = branch_of(ctx, crank_id)
+        rec.emit(
+            "crank.started", STAGE, ACTOR,
+            base_ref=base_ref, base_commit=commit, branch=branch, plan=plan.as_dict(),
+            plan_hash=digest(plan), workers=plan.ids(), **cfg.recorded(),
+        )  # fmt: skip
+    loop = _Loop(ctx, req, cfg, rec, sealed, branch, commit, ctx.layout.run_dir(crank_id) / PLAN)
+    with loop.locked():
+        # Every iteration (and a resume) launches from the plan as the crank started with it.
+        loop.writer.write(PLAN, jsonio.pretty(dict(plan.as_dict())))
+        gitops.set_branch(ctx.repo, branch, commit, None)
+        rec.emit(
+            "holdout.sealed", STAGE, ACTOR,
+            commit=commit, folder=cfg.folder, sha256=sealed.sha256, files=sealed.listing(),
+            scenarios=sorted(s.id for s in sealed.scenarios),
+        )  # fmt: skip
+        loop.write_state()
+        return loop.run(1, [], "")
+
+
+def _claim(ctx: Context, wanted: str | None, commit: str) -> str:
+    """The crank's ID and its (new, empty) folder, claimed under the ledger lock."""
+    crank_id = validate_run_id(wanted) if wanted else next_run_id(ctx, KIND, commit)
+    folder = ctx.layout.run_dir(crank_id)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        raise UsageError(f"crank ID {crank_id!r} is taken: its folder exists") from None
+    if ctx.ledger.run_row(crank_id) is not None:
+        raise UsageError(f"crank ID {crank_id!r} is taken in the ledger")
+    return crank_id
+
+
+def _guard(sealed: Holdout, where: str, text: str) -> None:
+    found = fb.leaks(text, sealed.scenarios)
+    if found:
+        first = found[0]
+        raise HoldoutLeak(
+            f"holdout-leak: {where}, line {first.line}, holds the {first.what} of scenario "
+            f"{first.scenario} ({len(found)} place(s)); nothing was sent to any agent"
+        )
+
+
+@dataclass
+class _Loop:
+    ctx: Context
+    req: CrankRequest
+    cfg: CrankSettings
+    rec: Recorder
+    sealed: Holdout
+    branch: str
+    base: str
+    plan_file: Path | None
+    runs: list[str] = field(default_factory=list)
+    feedback_files: list[str] = field(default_factory=list)
+
+    @property
+    def crank_id(self) -> str:
+        return self.rec.run_id
+
+    @property
+    def folder(self) -> Path:
+        return self.ctx.layout.run_dir(self.crank_id)
+
+    @property
+    def writer(self) -> GuardedWriter:
+        return GuardedWriter(self.folder)
+
+    @contextlib.contextmanager
+    def locked(self) -> Any:
+        lock = run_lock(self.ctx, self.crank_id)
+        lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+            lock.close()
+
+    def say(self, line: str) -> None:
+        if self.req.progress is not None:
+            self.req.progress(line)
+
+    def write_state(self) -> None:
+        state = {
+            "schema_version": 1,
+            "crank_id": self.crank_id,
+            "base_commit": self.base,
+            "branch": self.branch,
+            "holdout_sha256": self.sealed.sha256,
+            **self.cfg.recorded(),
+        }
+        self.writer.write(STATE, jsonio.pretty(state))
+
+    def run(self, first: int, trajectory: list[Iteration], feedback_text: str) -> CrankResult:
+        decision: Decision | None = None
+        n = first
+        try:
+            while True:
+                it, checks, refused, tails = self.iteration(n, feedback_text)
+                trajectory.append(it)
+                decision = convergence.decide(
+                    trajectory, self.cfg.threshold, self.cfg.max_iterations,
+                    self.cfg.block_on_regression,
+                )  # fmt: skip
+                self.rec.emit(
+                    "iteration.decided", STAGE, ACTOR,
+                    iteration=n, inputs=it, decision=decision, checks=checks, refused=refused,
+                )  # fmt: skip
+                self.say(
+                    f"crank {self.crank_id}: iteration {n}: gate 1 {it['gate1']}, satisfaction "
+                    f"{convergence.percent(it['satisfaction'])} -> {decision['decision']}"
+                )
+                if decision["decision"] != "CONTINUE":
+                    break
+                feedback_text = self.compile(n, trajectory, checks, refused, tails, decision)
+                n += 1
+        except HoldoutLeak as exc:
+            decision = convergence.halted("holdout-leak", str(exc), [])
+        return self.finish(trajectory, decision)
+
+    # -- one iteration ---------------------------------------------------------------------------
+    def iteration(
+        self, n: int, feedback_text: str
+    ) -> tuple[Iteration, list[CheckOutcome], list[fb.Refusal], dict[str, str]]:
+        parent = gitops.branch_tip(self.ctx.repo, self.branch) or self.base
+        run_id = self._run_id(n)
+        self.rec.emit("iteration.started", STAGE, ACTOR, iteration=n, run_id=run_id, base=parent)
+        link = CrankLink(
+            crank_id=self.crank_id,
+            iteration=n,
+            feedback=feedback_text,
+            guard=lambda w, text: _guard(self.sealed, f"the prompt of worker {w}", text),
+        )
+        launch = LaunchRequest(
+            base_ref=parent, dry_run=False, run_id=run_id, kind=KIND, plan_file=self.plan_file,
+            workers=None, progress=self.req.progress, base_ref_source="the crank branch",
+            crank=link,
+        )  # fmt: skip
+        self.runs.append(run_id)
+        pipeline.cmd_launch(self.ctx, launch)
+        refused = self._integrate(run_id)
+        gate1 = gate1_of(self.ctx, run_id)
+        tip = self._commit(n, run_id, parent, gate1)
+        checks = self._checks(run_id)
+        logs = self.writer
+        result = evaluate.evaluate(
+            self.ctx.repo, tip, self.sealed, self.cfg.scenarios,
+            lambda name, data: logs.write(f"{LOGS_DIR}/iter_{n}/{name}", data),
+        )  # fmt: skip
+        sat = convergence.satisfaction(result.results)
+        self.rec.emit(
+            "scenarios.finished", STAGE, ACTOR,
+            iteration=n, run_id=run_id, commit=tip, results=result.results, satisfaction=sat,
+            trials=result.trials, logs=result.logs,
+        )  # fmt: skip
+        it = _iteration(
+            n, run_id, gate1, result.results, sat, gitops.tree_of(self.ctx.repo, tip), checks
+        )
+        self._clean(run_id)
+        return it, checks, refused, result.tails
+
+    def _run_id(self, n: int) -> str:
+        base = f"{self.crank_id}.i{n}"
+        k, run_id = 1, base
+        while self.ctx.layout.run_dir(run_id).exists():  # an attempt a crash cut short
+            k += 1
+            run_id = f"{base}-{k}"
+        return run_id
+
+    def _integrate(self, run_id: str) -> list[fb.Refusal]:
+        """Validate every bundle; integrate those that pass; the refused ones and why."""
+        first = pipeline.cmd_validate(self.ctx, run_id, None)
+        doc = first.data if isinstance(first.data, dict) else {}
+        verdicts: dict[str, str] = dict(doc.get("verdicts", {}))
+        refused = _refusals(doc)
+        passing = sorted(w for w, v in verdicts.items() if v == "PASS")
+        if passing:
+            if len(passing) != len(verdicts):
+                pipeline.cmd_validate(self.ctx, run_id, passing)
+            pipeline.cmd_integrate(self.ctx, run_id, passing)
+        return refused
+
+    def _commit(self, n: int, run_id: str, parent: str, gate1: str) -> str:
+        """The integrated tree on the crank branch (even when Gate 1 failed: the work is
+        iterated on, not reverted); the branch stays where it was when nothing was merged."""
+        patch = self._merged_patch(run_id)
+        if not patch:
+            return parent
+        when = f"{int(self.ctx.clock.now().timestamp())} +0000"
+        message = f"factory crank {self.crank_id}: iteration {n}\n\nRun {run_id}: {gate1}.\n"
+        tip = gitops.commit_patch(self.ctx.repo, parent, patch, message, when)
+        if tip != parent:
+            gitops.set_branch(self.ctx.repo, self.branch, tip, parent)
+        return tip
+
+    def _merged_patch(self, run_id: str) -> bytes:
+        """Z_integrator/DIFF.patch, only as the integration recorded it (its hash in
+        ``report.written``): a file changed since is refused."""
+        rel = f"{Z_DIR}/DIFF.patch"
+        path = self.ctx.layout.run_dir(run_id) / rel
+        written = self.ctx.ledger.select(Filter(run_id=run_id, event_type="report.written"), 1)
+        recorded = written[-1].payload.get("files", {}).get(rel) if written else None
+        if recorded is None:
+            return b""
+        data = fsutil.read_file(path, f"{run_id}/{rel}", limit=MAX_PATCH)
+        if hashlib.sha256(data).hexdigest() != recorded:
+            raise BlockedError(f"{run_id}/{rel} changed since the integration wrote it")
+        return data
+
+    def _checks(self, run_id: str) -> list[CheckOutcome]:
+        events = self.ctx.ledger.select(Filter(run_id=run_id, event_type="check.finished"))
+        run_dir = self.ctx.layout.run_dir(run_id)
+        return [_check(e, run_dir) for e in events]
+
+    def _clean(self, run_id: str) -> None:
+        """The iteration's worktrees go: its work is in the bundles and on the crank branch."""
+        with contextlib.suppress(FactoryError, OSError):
+            clean.cmd_clean(self.ctx, run_id, True)
+
+    # -- feedback and the end --------------------------------------------------------------------
+    def compile(
+        self,
+        n: int,
+        trajectory: list[Iteration],
+        checks: list[CheckOutcome],
+        refused: list[fb.Refusal],
+        tails: dict[str, str],
+        decision: Decision,
+    ) -> str:
+        inp = feedback_input(
+            n, trajectory, self.cfg, checks, self._results(n), tails, decision, refused
+        )
+        text = fb.compile_feedback(inp)
+        _guard(self.sealed, f"feedback_iter_{n}.md", text)
+        name = f"feedback_iter_{n}.md"
+        sha = self.writer.write_text(name, text)
+        self.feedback_files.append(f"{self.ctx.layout.run_rel(self.crank_id)}/{name}")
+        extra = {"tails": inp["tails"]} if self.cfg.detail == "full" else {}
+        self.rec.emit(
+            "feedback.compiled", STAGE, ACTOR, iteration=n, file=name, sha256=sha,
+            detail=self.cfg.detail, **extra,
+        )  # fmt: skip
+        return text
+
+    def _results(self, n: int) -> list[ScenarioResult]:
+        for e in reversed(self.ctx.ledger.run_events(self.crank_id)):
+            if e.event_type == "scenarios.finished" and e.payload.get("iteration") == n:
+                return list(e.payload["results"])
+        return []
+
+    def finish(self, trajectory: list[Iteration], decision: Decision) -> CrankResult:
+        tip = gitops.branch_tip(self.ctx.repo, self.branch) or self.base
+        text = report_text(self.crank_id, self.branch, tip, trajectory, decision, self.cfg)
+        sha = self.writer.write_text(REPORT, text)
+        self.rec.emit(
+            "crank.finished", STAGE, ACTOR,
+            decision=decision["decision"], decision_kind=decision["kind"], reason=decision["reason"],
+            iterations=len(trajectory), branch=self.branch, tip=tip, report_sha256=sha,
+        )  # fmt: skip
+        return CrankResult(
+            crank_id=self.crank_id,
+            decision=decision,
+            trajectory=trajectory,
+            branch=self.branch,
+            tip=tip,
+            runs=self.runs,
+            report=f"{self.ctx.layout.run_rel(self.crank_id)}/{REPORT}",
+            feedback=self.feedback_files,
+        )
+
+
+# -- pure pieces (replay calls them too) -----------------------------------------------------------
+def gate1_of(ctx: Context, run_id: str) -> str:
+    """Gate 1 of an iteration: its run's recorded final status (BLOCKED when no bundle passed
+    validation, so nothing was integrated and the run has no end yet)."""
+    ended = ctx.ledger.select(Filter(run_id=run_id, event_type="run.finished"), 1)
+    return convergence.gate1(str(ended[-1].payload.get("status")) if ended else None)
+
+
+def _iteration(
+    n: int,
+    run_id: str,
+    gate1: str,
+    results: list[ScenarioResult],
+    sat: Satisfaction,
+    tree: str,
+    checks: list[CheckOutcome],
+) -> Iteration:
+    return Iteration(
+        iteration=n,
+        run_id=run_id,
+        gate1=gate1,
+        satisfaction=sat,
+        passing=sorted(r["id"] for r in results if r["passed"]),
+        failing=sorted(r["id"] for r in results if not r["passed"] and r["outcome"] != "infra"),
+        signatures={r["id"]: r["signature"] for r in results if r["signature"]},
+        infra=sorted(r["id"] for r in results if r["outcome"] == "infra"),
+        tree=tree,
+        advisory=sum(1 for c in checks if not c["required"] and (c["rc"] != 0 or c["timed_out"])),
+    )
+
+
+def feedback_input(
+    n: int,
+    trajectory: list[Iteration],
+    cfg: CrankSettings | dict[str, Any],
+    checks: list[CheckOutcome],
+    results: list[ScenarioResult],
+    tails: dict[str, str],
+    decision: Decision,
+    refused: list[fb.Refusal],
+) -> fb.FeedbackInput:
+    threshold = cfg.threshold if isinstance(cfg, CrankSettings) else tuple(cfg["threshold"])
+    detail = cfg.detail if isinstance(cfg, CrankSettings) else str(cfg["detail"])
+    failing = {r["id"] for r in results if not r["passed"]}
+    return fb.FeedbackInput(
+        iteration=n,
+        trajectory=list(trajectory),
+        threshold=[int(threshold[0]), int(threshold[1])],
+        checks=checks,
+        scenarios=results,
+        tails={k: v for k, v in sorted(tails.items()) if k in failing} if detail == "full" else {},
+        regressions=list(decision["regressions"]),
+        refused=refused,
+        detail=detail,
+    )
+
+
+def _refusals(doc: dict[str, Any]) -> list[fb.Refusal]:
+    by_worker: dict[str, list[str]] = {}
+    for f in doc.get("findings", []):
+        line = clip(f"[{f['rule']}] {f['path']}: {f['message']}", 300)
+        by_worker.setdefault(str(f["worker"]), []).append(line)
+    blocked = sorted(w for w, v in doc.get("verdicts", {}).items() if v != "PASS")
+    return [fb.Refusal(worker=w, findings=by_worker.get(w, [])[:20]) for w in blocked]
+
+
+def _check(e: Event, run_dir: Path) -> CheckOutcome:
+    p = e.payload
+    output = ""
+    for rel in sorted(p.get("logs", {})):
+        with contextlib.suppress(FactoryError, OSError):
+            output += _tail(run_dir / rel)
+    rc = p.get("rc")
+    timed_out = bool(p.get("timed_out"))
+    failed = rc != 0 or timed_out
+    cls = symptoms.classify(output, rc, timed_out)[0] if failed else ""
+    return CheckOutcome(
+        name=str(p["name"]),
+        required=bool(p["required"]),
+        rc=rc,
+        timed_out=timed_out,
+        symptom_class=cls,
+        failing_tests=symptoms.failing_tests(output) if failed else [],
+        tail=clip(output[-2000:], 2000) if failed else "",
+    )
+
+
+def _tail(path: Path) -> str:
+    data = fsutil.read_file(path, path.name, limit=64 * 1024 * 1024)
+    return data[-CHECK_TAIL:].decode("utf-8", "replace")
+
+
+def report_text(
+    crank_id: str,
+    branch: str,
+    tip: str,
+    trajectory: list[Iteration],
+    decision: Decision,
+    cfg: CrankSettings,
+) -> str:
+    """CRANK_REPORT.md, in the shape of a pull request's body."""
+    last = trajectory[-1] if trajectory else None
+    score = convergence.percent(last["satisfaction"]) if last else "-"
+    num, den = cfg.threshold
+    lines = [
+        f"# Crank {crank_id}: {decision['decision']}",
+        "",
+        f"- Satisfaction: **{score}** "
+        + (
+            f"({last['satisfaction']['passed']}/{last['satisfaction']['total']} scenarios)"
+            if last
+            else ""
+        ),
+        f"- Threshold: {num}/{den}; iterations: {len(trajectory)} of {cfg.max_iterations}",
+        f"- Branch: `{branch}` at `{tip[:12]}`",
+        f"- Decision: {decision['decision']}"
+        + (f" ({decision['kind']})" if decision["kind"] else "")
+        + f": {decision['reason']}",
+    ]
+    if decision["advice"]:
+        lines.append(f"- What to do: {decision['advice']}")
+    lines += [
+        "",
+        "## Trajectory",
+        "",
+        "| Iteration | Run | Gate 1 | Satisfaction | Advisory findings |",
+        "|---|---|---|---|---|",
+    ]
+    for it in trajectory:
+        lines.append(
+            f"| {it['iteration']} | `{it['run_id']}` | {it['gate1']} | "
+            f"{convergence.percent(it['satisfaction'])} | {it['advisory']} |"
+        )
+    if decision["evidence"]:
+        lines += ["", "## Evidence", ""] + [f"- {e}" for e in decision["evidence"]]
+    if decision["regressions"]:
+        lines += ["", "## Regressions", ""] + [f"- {r}" for r in decision["regressions"]]
+    lines += [
+        "",
+        "## Before you merge",
+        "",
+        "- [ ] Read the diff of the crank branch against its base",
+        "- [ ] Gate 2 (advisory checks) findings reviewed",
+        "- [ ] The holdout scenarios still describe what you want",
+        f"- [ ] `factory ledger-replay --run-id {crank_id}` says REPLAY OK",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- resume ----------------------------------------------------------------------------------------
+def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
+    crank_id = validate_run_id(str(req.crank_id), "--crank-id")
+    events = ctx.ledger.run_events(crank_id)
+    started = next((e for e in events if e.event_type == "crank.started"), None)
+    if started is None:
+        raise UsageError(f"no crank {crank_id} in the ledger (see `factory crank-status`)")
+    if any(e.event_type == "crank.finished" for e in events):
+        raise UsageError(f"crank {crank_id} has finished; start a new one")
+    p = started.payload
+    cfg = settings(ctx, CrankRequest(max_iterations=int(p["max_iterations"])))
+    cfg.block_on_regression = bool(p["block_on_regression"])
+    cfg.threshold = (int(p["threshold"][0]), int(p["threshold"][1]))
+    cfg.detail = str(p["detail"])
+    sealed = holdout.seal(
+        ctx.repo, p["base_commit"], cfg.folder, int(ctx.config.get("limits.max_file_bytes"))
+    )
+    recorded = next((e for e in events if e.event_type == "holdout.sealed"), None)
+    if recorded is None or recorded.payload["sha256"] != sealed.sha256:
+        raise BlockedError(f"crank {crank_id}: the holdout differs from the one sealed at start")
+    rec = Recorder(ctx.ledger, crank_id, KIND)
+    plan_file = ctx.layout.run_dir(crank_id) / PLAN
+    loop = _Loop(ctx, req, cfg, rec, sealed, str(p["branch"]), str(p["base_commit"]), plan_file)
+    trajectory = [e.payload["inputs"] for e in events if e.event_type == "iteration.decided"]
+    feedback_text = ""
+    if trajectory:
+        n = trajectory[-1]["iteration"]
+        name = f"feedback_iter_{n}.md"
+        done = [
+            e for e in events if e.event_type == "feedback.compiled" and e.payload["iteration"] == n
+        ]
+        if not done:
+            raise BlockedError(f"crank {crank_id}: iteration {n} has no compiled feedback")
+        data = fsutil.read_file(loop.folder / name, name, limit=MAX_PATCH)
+        if hashlib.sha256(data).hexdigest() != done[-1].payload["sha256"]:
+            raise BlockedError(f"crank {crank_id}: {name} changed since it was compiled")
+        feedback_text = data.decode("utf-8")
+    with loop.locked():
+        rec.emit("crank.resumed", STAGE, ACTOR, iteration=len(trajectory) + 1)
+        return loop.run(len(trajectory) + 1, list(trajectory), feedback_text)

@@ -1,0 +1,234 @@
+"""What the crank and scenario commands hand back: a status, JSON data and the text for people."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from tools.codex.factory.core import convergence
+from tools.codex.factory.core.ids import validate_run_id
+from tools.codex.factory.core.paths import LOGS_DIR, Z_DIR
+from tools.codex.factory.errors import BlockedError, UsageError
+from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
+from tools.codex.factory.ledger.store import Filter
+from tools.codex.factory.loop import crank as crank_mod
+from tools.codex.factory.loop import evaluate, holdout
+from tools.codex.factory.records.crank import Iteration
+from tools.codex.factory.records.status import Status
+from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.handle import RunHandle
+from tools.codex.factory.run.outcome import Outcome
+
+SCENARIOS_JSON = "SCENARIOS.json"
+EXIT_STATUS = {"CONVERGED": Status.PASS}  # every other decision is BLOCKED (exit 3)
+
+
+# -- crank -----------------------------------------------------------------------------------------
+def cmd_crank(ctx: Context, req: crank_mod.CrankRequest) -> Outcome:
+    res = crank_mod.crank(ctx, req)
+    d = res.decision
+    data = {
+        "crank_id": res.crank_id,
+        "decision": d["decision"],
+        "kind": d["kind"],
+        "reason": d["reason"],
+        "evidence": d["evidence"],
+        "advice": d["advice"],
+        "regressions": d["regressions"],
+        "trajectory": [_row(it) for it in res.trajectory],
+        "branch": res.branch,
+        "tip": res.tip,
+        "runs": res.runs,
+        "report": res.report,
+        "feedback": res.feedback,
+    }
+    status = EXIT_STATUS.get(d["decision"], Status.BLOCKED)
+    return Outcome(status, data, _crank_text(data))
+
+
+def _row(it: Iteration) -> dict[str, Any]:
+    return {
+        "iteration": it["iteration"],
+        "run_id": it["run_id"],
+        "gate1": it["gate1"],
+        "satisfaction": f"{it['satisfaction']['passed']}/{it['satisfaction']['total']}",
+        "percent": convergence.percent(it["satisfaction"]),
+        "advisory": it["advisory"],
+        "failing": it["failing"],
+    }
+
+
+def _crank_text(data: dict[str, Any]) -> str:
+    lines = [f"crank {data['crank_id']}: {data['decision']}" + (
+        f" ({data['kind']})" if data["kind"] else ""
+    ) + f": {data['reason']}"]  # fmt: skip
+    lines.append("  iteration  gate 1   satisfaction  advisory  run")
+    for r in data["trajectory"]:
+        lines.append(
+            f"  {r['iteration']:>9}  {r['gate1']:<7}  {r['percent']:>6} {r['satisfaction']:>6}"
+            f"  {r['advisory']:>8}  {r['run_id']}"
+        )
+    lines += [f"  evidence: {e}" for e in data["evidence"]]
+    if data["regressions"]:
+        lines.append(f"  regressions: {', '.join(data['regressions'])}")
+    if data["advice"]:
+        lines.append(f"  what to do: {data['advice']}")
+    lines.append(f"branch: {data['branch']} at {data['tip'][:12]}")
+    if data["report"]:
+        lines.append(f"report: {data['report']}")
+    return "\n".join(lines)
+
+
+def cmd_crank_status(ctx: Context, crank_id: str | None) -> Outcome:
+    """The crank's state from the ledger alone: iteration, trajectory, last decision."""
+    if crank_id is None:
+        latest = ctx.ledger.select(Filter(event_type="crank.started"), limit=1)
+        if not latest:
+            raise UsageError("no crank in the ledger yet: start one with `factory crank`")
+        crank_id = latest[-1].run_id
+    crank_id = validate_run_id(crank_id, "--crank-id")
+    events = ctx.ledger.run_events(crank_id)
+    if not any(e.event_type == "crank.started" for e in events):
+        raise UsageError(f"no crank {crank_id} in the ledger")
+    decided = [e.payload for e in events if e.event_type == "iteration.decided"]
+    finished = next((e.payload for e in events if e.event_type == "crank.finished"), None)
+    started = [e.payload["iteration"] for e in events if e.event_type == "iteration.started"]
+    last = decided[-1]["decision"] if decided else None
+    data: dict[str, Any] = {
+        "crank_id": crank_id,
+        "state": "finished" if finished else "running or stopped",
+        "iteration": max(started, default=0),
+        "trajectory": [_row(p["inputs"]) for p in decided],
+        "last_decision": last["decision"] if last else None,
+        "decision": finished["decision"] if finished else None,
+        "reason": finished["reason"] if finished else (last["reason"] if last else ""),
+    }
+    lines = [
+        f"crank {crank_id}: {data['state']}, iteration {data['iteration']}"
+        + (f", {data['decision']}: {data['reason']}" if finished else "")
+    ]
+    for r in data["trajectory"]:
+        lines.append(f"  {r['iteration']:>3}  {r['gate1']:<7}  {r['percent']:>6}  {r['run_id']}")
+    if not finished:
+        lines.append(f"resume it with `factory crank --resume --crank-id {crank_id}`")
+    return Outcome(Status.PASS, data, "\n".join(lines))
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+def _sealed(ctx: Context, commit: str) -> holdout.Holdout:
+    folder = holdout.folder_of(
+        str(ctx.config.get("scenarios.dir")), list(ctx.config.get("security.holdout_paths"))
+    )
+    return holdout.seal(ctx.repo, commit, folder, int(ctx.config.get("limits.max_file_bytes")))
+
+
+def cmd_scenarios_check(ctx: Context, base_ref: str | None) -> Outcome:
+    """Parse and list the scenarios (from a commit, as a crank seals them); run nothing."""
+    ref = base_ref or str(ctx.config.get("run.base_ref"))
+    commit = gitops.resolve_commit(ctx.repo, ref, "--base-ref" if base_ref else "")
+    sealed = _sealed(ctx, commit)
+    rows = [
+        {"id": s.id, "path": s.path, "name": s.name, "category": s.category, "language": s.language}
+        for s in sorted(sealed.scenarios, key=lambda s: s.path)
+    ]
+    data = {"commit": commit, "sha256": sealed.sha256, "scenarios": rows}
+    lines = [f"{len(rows)} scenario(s) in {sealed.folder}/ at {commit[:12]}:"]
+    lines += [f"  {r['id']}  {r['category']:<14} {r['language']:<10} {r['path']}" for r in rows]
+    return Outcome(Status.PASS, data, "\n".join(lines))
+
+
+def cmd_scenarios_run(ctx: Context, run_id: str | None, ref: str | None) -> Outcome:
+    """Evaluate the scenarios against a run's integrated tree or a ref; print the score."""
+    if (run_id is None) == (ref is None):
+        raise UsageError("give exactly one of --run-id ID or --ref REF")
+    if ref is not None:
+        commit = gitops.resolve_commit(ctx.repo, ref, "--ref")
+        base = gitops.resolve_commit(ctx.repo, str(ctx.config.get("run.base_ref")), "")
+        sealed = _sealed(ctx, base)
+        result = _evaluate(ctx, sealed, commit, None)
+        return _scenarios_outcome(result, commit, sealed, None)
+    rid = validate_run_id(str(run_id))
+    with RunHandle.open(ctx, rid) as run:
+        sealed = _sealed(ctx, run.base_commit)
+        commit = _integrated(ctx, run)
+        result = _evaluate(ctx, sealed, commit, run)
+        sat = convergence.satisfaction(result.results)
+        doc = {
+            "schema_version": schemas.SCHEMA_VERSION,
+            "run_id": rid,
+            "commit": commit,
+            "holdout_sha256": sealed.sha256,
+            "satisfaction": sat,
+            "results": result.results,
+        }
+        run.writer.write(SCENARIOS_JSON, jsonio.pretty(doc))
+        run.recorder.emit(
+            "scenarios.finished", "scenarios", run_id=rid, commit=commit,
+            results=result.results, satisfaction=sat, logs=result.logs,
+            holdout_sha256=sealed.sha256,
+        )  # fmt: skip
+        return _scenarios_outcome(
+            result, commit, sealed, f"{ctx.layout.run_rel(rid)}/{SCENARIOS_JSON}"
+        )
+
+
+def _integrated(ctx: Context, run: RunHandle) -> str:
+    """The run's integrated tree as a commit object (on no branch): base + Z's DIFF.patch as
+    the integration recorded it."""
+    written = ctx.ledger.select(Filter(run_id=run.run_id, event_type="report.written"), 1)
+    rel = f"{Z_DIR}/DIFF.patch"
+    recorded = written[-1].payload.get("files", {}).get(rel) if written else None
+    if recorded is None:
+        raise BlockedError(
+            f"run {run.run_id} has no integrated tree: run `factory integrate` first"
+        )
+    data = fsutil.read_file(run.run_dir / rel, rel, limit=crank_mod.MAX_PATCH)
+    if hashlib.sha256(data).hexdigest() != recorded:
+        raise BlockedError(f"{run.run_id}/{rel} changed since the integration wrote it")
+    when = f"{int(ctx.clock.now().timestamp())} +0000"
+    return gitops.commit_patch(ctx.repo, run.base_commit, data, f"factory: {run.run_id}", when)
+
+
+def _evaluate(
+    ctx: Context, sealed: holdout.Holdout, commit: str, run: RunHandle | None
+) -> evaluate.Evaluated:
+    values = {k: ctx.config.get(f"scenarios.{k}") for k in evaluate.SETTING_KEYS}
+    settings = evaluate.Settings.of(values)
+    if run is None:
+        return evaluate.evaluate(ctx.repo, commit, sealed, settings, _no_log)
+    writer = run.writer
+    return evaluate.evaluate(
+        ctx.repo, commit, sealed, settings,
+        lambda name, data: writer.write(f"{LOGS_DIR}/scenarios/{name}", data),
+    )  # fmt: skip
+
+
+def _no_log(name: str, data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _scenarios_outcome(
+    result: evaluate.Evaluated, commit: str, sealed: holdout.Holdout, written: str | None
+) -> Outcome:
+    sat = convergence.satisfaction(result.results)
+    data = {
+        "commit": commit,
+        "holdout_sha256": sealed.sha256,
+        "satisfaction": sat,
+        "percent": convergence.percent(sat),
+        "results": result.results,
+        "file": written,
+    }
+    lines = [
+        f"scenarios at {commit[:12]}: {sat['passed']}/{sat['total']} passed "
+        f"({convergence.percent(sat)})"
+    ]
+    for r in result.results:
+        tail = f": [{r['symptom_class']}] {r['symptom']}" if not r["passed"] else ""
+        lines.append(
+            f"  {r['id']}  {r['outcome']:<6} {r['passes']}/{r['trials']}  {r['category']}{tail}"
+        )
+    if written:
+        lines.append(f"written: {written}")
+    status = Status.PASS if sat["passed"] == sat["total"] else Status.FAIL
+    return Outcome(status, data, "\n".join(lines))

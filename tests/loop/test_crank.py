@@ -2,13 +2,258 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
-from tests.loop.conftest import crank
+import pytest
+
+from tests.loop.conftest import SCENARIOS, crank, make_crank_repo, plan_of, scenario
+from tests.support.repos import PINNED, git, run_cli
+from tools.codex.factory.core.scenarios import scenario_id
+
+ADD, MUL, SUB = (scenario_id(f"scenarios/{op}.md") for op in ("add", "mul", "sub"))
+TWO = {k: v for k, v in SCENARIOS.items() if "sub" not in k}
+
+
+def crank_dir(repo: Path, crank_id: str) -> Path:
+    return repo / "tools/codex/runs" / crank_id
+
+
+def events(repo: Path, crank_id: str) -> list[dict[str, object]]:
+    lines = (repo / "tools/codex/runs/factory_ledger.jsonl").read_text(encoding="utf-8")
+    return [e for e in map(json.loads, lines.splitlines()) if e["run_id"] == crank_id]
+
+
+def replay(repo: Path, crank_id: str) -> str:
+    res = run_cli("--repo", str(repo), "ledger-replay", "--run-id", crank_id)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
 
 
 def test_an_agent_that_reads_its_feedback_converges_in_three_iterations(converging: Path) -> None:
+    before = git(converging, "rev-parse", "HEAD")
+    branches = git(converging, "branch", "--list")
     code, data, out = crank(converging, "--threshold", "1.0")
     assert code == 0, out
     assert data["decision"] == "CONVERGED"
     assert [r["satisfaction"] for r in data["trajectory"]] == ["1/3", "2/3", "3/3"]
+    # The user's branch, HEAD and index are untouched; the result is on the crank's branch.
+    assert git(converging, "rev-parse", "HEAD") == before
+    assert git(converging, "branch", "--list").replace(f"  {data['branch']}\n", "") == branches
+    assert data["branch"] == f"factory/crank/{data['crank_id']}"
+    assert git(converging, "rev-parse", data["branch"]).strip() == data["tip"]
+    calc = git(converging, "show", f"{data['tip']}:src/calc.py")
+    assert "def add" in calc and "def mul" in calc and "def sub" in calc
+    folder = crank_dir(converging, data["crank_id"])
+    assert sorted(p.name for p in folder.glob("feedback_iter_*.md")) == [
+        "feedback_iter_1.md",
+        "feedback_iter_2.md",
+    ]
+    first = (folder / "feedback_iter_1.md").read_text(encoding="utf-8")
+    assert f"- {MUL} (mul): fail, 1/1 failures, import" in first
+    assert "from src.calc import" not in first  # scenario text never reaches feedback
+    report = (folder / "CRANK_REPORT.md").read_text(encoding="utf-8")
+    assert "# Crank" in report and "CONVERGED" in report and "**100.0%**" in report
+    # The second iteration's prompt holds the first iteration's feedback, and the trace.
+    prompt = (converging / "tools/codex/runs" / data["runs"][1] / "A_worker/PROMPT.md").read_text()
+    assert first.rstrip("\n") in prompt
+    assert f"FACTORY_CRANK_ID={data['crank_id']}" in prompt
+    assert "REPLAY OK" in replay(converging, data["crank_id"])
+
+
+def test_crank_status_reads_the_trajectory_from_the_ledger(converging: Path) -> None:
+    code, data, out = crank(converging, "--threshold", "1.0")
+    assert code == 0, out
+    res = run_cli("--repo", str(converging), "crank-status", "--json")
+    status = json.loads(res.stdout)
+    assert status["crank_id"] == data["crank_id"] and status["decision"] == "CONVERGED"
+    assert [r["percent"] for r in status["trajectory"]] == ["33.3%", "66.7%", "100.0%"]
+
+
+def test_an_agent_that_never_improves_stalls_with_the_signature(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "stuck")
+    code, data, out = crank(repo)
+    assert code == 3, out
+    assert (data["decision"], data["kind"]) == ("STALLED", "same-failure")
+    assert len(data["trajectory"]) == 3
+    assert any(e.startswith(f"{ADD}: {ADD}|import|") for e in data["evidence"])
+    assert "cannot import name" in " ".join(data["evidence"])
+    assert "spec or the scenario" in data["advice"]
+    assert "REPLAY OK" in replay(repo, data["crank_id"])
+
+
+def test_an_agent_that_oscillates_stalls_as_an_oscillation(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "oscillate", scenarios=TWO)
+    code, data, out = crank(repo)
+    assert code == 3, out
+    assert (data["decision"], data["kind"]) == ("STALLED", "oscillation")
+    assert "iteration 3 integrated the same tree as iteration 1" in data["reason"]
+
+
+def test_a_regression_is_reported_first_and_blocks_with_the_flag(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "regress")
+    code, data, out = crank(repo, "--threshold", "0.6")
+    assert code == 0, out  # without the flag: 2/3 meets 0.6, the regression is reported
+    assert data["decision"] == "CONVERGED" and data["regressions"] == [ADD]
+    repo2 = make_crank_repo(tmp_path / "repo2", "regress")
+    code, data, out = crank(
+        repo2, "--threshold", "0.6", "--block-on-regression", "--max-iterations", "3"
+    )
+    assert code == 3, out
+    assert data["decision"] == "EXHAUSTED" and data["regressions"] == [ADD]
+    assert "a regression blocks convergence" in data["reason"]
+    second = (crank_dir(repo2, data["crank_id"]) / "feedback_iter_2.md").read_text()
+    failures = second.split("## Failures", 1)[1].split("## Instructions", 1)[0]
+    assert failures.lstrip().startswith("### Regressions (passed before, fail now)")
+    assert f"- {ADD} (add): fail, 1/1 failures, assertion" in failures
+    assert f"1. Fix the regressions next: {ADD} passed before." in second
+
+
+def test_an_agent_finds_no_holdout_and_no_canary_in_its_worktree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "CANARY-5f0c2e9a"
+    marked = {
+        **SCENARIOS,
+        "scenarios/add.md": SCENARIOS["scenarios/add.md"] + f"\n<!-- canary: {token} -->\n",
+    }
+    repo = make_crank_repo(tmp_path / "repo", "peek", scenarios=marked)
+    monkeypatch.setenv("CRANK_TEST_CANARY", token)
+    code, data, out = crank(repo, "--threshold", "1.0")
+    assert code == 0, out
+    peek = json.loads(git(repo, "show", f"{data['tip']}:notes/peek.json"))
+    assert peek == {"canary_hits": [], "exists": False, "listing": []}
+    for run_id in data["runs"]:
+        prompt = (repo / "tools/codex/runs" / run_id / "A_worker/PROMPT.md").read_text()
+        assert token not in prompt and "from src.calc import" not in prompt
+    folder = crank_dir(repo, data["crank_id"])
+    for path in folder.glob("feedback_iter_*.md"):
+        assert token not in path.read_text(encoding="utf-8")
+
+
+def test_full_feedback_that_would_echo_a_scenario_halts_the_crank(tmp_path: Path) -> None:
+    """A failing Python scenario's traceback shows its own source line: with output tails in
+    the feedback, that line would reach the agents. The guard stops the crank first."""
+    repo = make_crank_repo(tmp_path / "repo", "converge", feedback={"detail": "full"})
+    code, data, out = crank(repo)
+    assert code == 3, out
+    assert (data["decision"], data["kind"]) == ("HALTED", "holdout-leak")
+    assert "feedback_iter_1.md" in data["reason"] and "nothing was sent" in data["reason"]
+    folder = crank_dir(repo, data["crank_id"])
+    assert not list(folder.glob("feedback_iter_*.md"))
+    assert data["runs"] == [f"{data['crank_id']}.i1"]  # no second iteration, no second prompt
+    assert "REPLAY OK" in replay(repo, data["crank_id"])
+
+
+def test_a_plan_that_holds_a_scenario_line_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "converge")
+    plan = json.loads(plan_of(repo).read_text())
+    plan["workers"][0]["task"] = "Make this pass: assert add(2, 3) == 5, 'wrong add result'"
+    plan_of(repo).write_text(json.dumps(plan))
+    code, _data, out = crank(repo)
+    assert code == 3, out
+    assert (
+        f"holdout-leak: the plan's task of worker A, line 1, holds the evaluation method of scenario {ADD}"
+        in out
+    )
+    assert not (repo / "tools/codex/runs").exists() or not list(
+        (repo / "tools/codex/runs").glob("crank_*")
+    )
+
+
+def test_a_scenario_whose_interpreter_is_missing_halts_as_infrastructure(tmp_path: Path) -> None:
+    if shutil.which("pwsh") or shutil.which("powershell"):
+        pytest.skip("PowerShell is installed here")
+    text = scenario("add", 2, 3, 5).replace("```python", "```powershell")
+    repo = make_crank_repo(tmp_path / "repo", "converge", scenarios={"scenarios/add.md": text})
+    code, data, out = crank(repo)
+    assert code == 3, out
+    assert (data["decision"], data["kind"]) == ("HALTED", "infrastructure")
+    (row,) = data["trajectory"]
+    assert row["failing"] == [] and row["satisfaction"] == "0/1"  # never a product failure
+    assert data["evidence"] == [f"{ADD}: infrastructure failure"]
+    (finished,) = [
+        e for e in events(repo, data["crank_id"]) if e["event_type"] == "scenarios.finished"
+    ]
+    (result,) = finished["payload"]["results"]  # type: ignore[index]
+    assert (result["outcome"], result["symptom"]) == (
+        "infra",
+        "pwsh or powershell not found on PATH",
+    )
+    trials = finished["payload"]["trials"][ADD]  # type: ignore[index]
+    assert len(trials) == 1 and trials[0]["infra"]  # retried once, then recorded as one trial
+
+
+def test_every_worker_needs_a_headless_agent(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "converge", workers={"agent": None})
+    code, _data, out = crank(repo)
+    assert code == 2 and "have no headless agent" in out
+
+
+def test_the_scenarios_folder_must_be_held_out(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "converge", scenarios={"src/s.md": "x"})
+    code, _data, out = crank(repo)
+    assert code == 2  # no scenario at all in scenarios/
+    assert "no scenario in scenarios/" in out
+    repo2 = make_crank_repo(tmp_path / "repo2", "converge", scenarios={"docs/add.md": "x"})
+    res = run_cli(
+        "--repo", str(repo2), "crank", "--plan", str(plan_of(repo2)),
+        env={"FACTORY_SCENARIOS__DIR": "docs"},
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert "scenarios.dir 'docs' is not inside security.holdout_paths" in res.stderr
+
+
+def test_a_crank_killed_mid_iteration_resumes_and_converges(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "crash")
+    marker = tmp_path / "crashed"
+    env = {"CRANK_TEST_CRASH_MARKER": str(marker)}
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "crank", "--plan", str(plan_of(repo)),
+        "--threshold", "1.0", "--crank-id", "c1", env=env, real=True,
+    )  # fmt: skip
+    assert res.returncode != 0 and marker.exists(), res.stdout + res.stderr
+    status = run_cli("--repo", str(repo), "crank-status", "--crank-id", "c1")
+    assert "running or stopped, iteration 2" in status.stdout
+    assert "factory crank --resume --crank-id c1" in status.stdout
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "crank", "--resume", "--crank-id", "c1", "--json",
+        env=env, real=True,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    data = json.loads(res.stdout)
+    assert [r["satisfaction"] for r in data["trajectory"]] == ["1/3", "2/3", "3/3"]
+    assert [r["run_id"] for r in data["trajectory"]] == ["c1.i1", "c1.i2-2", "c1.i3"]
+    assert "REPLAY OK" in replay(repo, "c1")
+    again = run_cli("--repo", str(repo), "crank", "--resume", "--crank-id", "c1")
+    assert again.returncode == 2 and "has finished" in again.stderr
+
+
+def test_same_inputs_give_byte_identical_crank_folders_and_ledgers(tmp_path: Path) -> None:
+    origin = make_crank_repo(tmp_path / "origin", "converge")
+    clones = []
+    for name in ("one", "two"):
+        clone = tmp_path / name
+        git(tmp_path, "clone", "-q", str(origin), str(clone))
+        (clone / "tools/codex/factory").mkdir(parents=True, exist_ok=True)
+        config = origin / "tools/codex/factory/factory.config.json"
+        (clone / "tools/codex/factory/factory.config.json").write_bytes(config.read_bytes())
+        plan_of(clone).write_bytes(plan_of(origin).read_bytes())
+        code, data, out = crank(clone, "--threshold", "1.0")
+        assert code == 0, out
+        clones.append((clone, data))
+    (a, da), (b, db) = clones
+    assert da == db
+    ledger = "tools/codex/runs/factory_ledger.jsonl"
+    assert (a / ledger).read_bytes() == (b / ledger).read_bytes()
+
+    def files(root: Path) -> dict[str, bytes]:
+        folder = crank_dir(root, da["crank_id"])
+        return {
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and "LOGS" not in p.parts and "locks" not in p.parts
+        }
+
+    assert files(a) == files(b) and len(files(a)) >= 5

@@ -7,8 +7,10 @@ scenarios (which the agent never sees) import and call them; their categories na
 
 Modes: ``converge`` writes add, then each iteration the first failing category the feedback
 names; ``stuck`` changes only a note, never the code; ``oscillate`` writes add on odd
-iterations and mul (without add) on even ones; ``regress`` writes add, then mul while breaking
-add; ``peek`` writes what it finds of ``scenarios/`` into ``notes/peek.json``, then converges.
+iterations and mul (without add) on even ones; ``regress`` writes add, then mul and sub while
+breaking add; ``peek`` writes what it finds of ``scenarios/`` (and every file of its worktree holding the
+token ``CRANK_TEST_CANARY`` names) into ``notes/peek.json``, then converges; ``crash``
+converges, but in iteration 2 first kills the factory (once: ``CRANK_TEST_CRASH_MARKER``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ def present() -> dict[str, str]:
     return dict(re.findall(r"def (\w+)\(a, b\):\n    return (.+)\n", text))
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def main() -> int:
     mode = sys.argv[1]
     prompt = Path(".factory/PROMPT.md").read_text(encoding="utf-8")
@@ -44,8 +53,20 @@ def main() -> int:
     if mode == "peek":
         found = os.path.exists("scenarios")
         listing = sorted(os.listdir("scenarios")) if found else []
+        token = os.environ.get("CRANK_TEST_CANARY", "")
+        hits = sorted(
+            str(p) for p in Path(".").rglob("*") if p.is_file() and token and token in _text(p)
+        )
         Path("notes").mkdir(exist_ok=True)
-        Path("notes/peek.json").write_text(json.dumps({"exists": found, "listing": listing}))
+        doc = {"exists": found, "listing": listing, "canary_hits": hits}
+        Path("notes/peek.json").write_text(json.dumps(doc, sort_keys=True))
+        mode = "converge"
+    marker = os.environ.get("CRANK_TEST_CRASH_MARKER")
+    if mode == "crash" and n == 2 and marker and not Path(marker).exists():
+        Path(marker).write_text("crashed once\n")
+        os.kill(os.getppid(), 9)  # the factory dies mid-iteration, as on a power cut
+        return 1
+    if mode == "crash":
         mode = "converge"
     if mode == "converge":
         want = "add" if n == 1 else (failing[0] if failing else None)
@@ -58,7 +79,7 @@ def main() -> int:
     elif mode == "oscillate":
         write({"add": BODIES["add"]} if n % 2 else {"mul": BODIES["mul"]})
     elif mode == "regress":
-        write({"add": BODIES["add"]} if n == 1 else {"add": "a - b", "mul": BODIES["mul"]})
+        write({"add": BODIES["add"]} if n == 1 else {**BODIES, "add": "a - b"})
     Path(".factory/SUMMARY.md").write_text(f"{mode}: iteration {n}\n", encoding="utf-8")
     return 0
 

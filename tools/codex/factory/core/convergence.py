@@ -194,32 +194,14 @@ def _decision(
 
 
 def _stall(trajectory: Sequence[Iteration]) -> tuple[str, str, list[str]] | None:
-    """The stall protocol over the last iterations: the same failure (scenario and signature)
-    3 times running; no improvement in satisfaction over 3 iterations; or an oscillation (the
-    integrated tree, or the set of failing scenarios, back to one seen before the last)."""
-    window = trajectory[-STALL_WINDOW:]
-    if len(window) == STALL_WINDOW:
-        first = window[0]["signatures"]
-        same = sorted(
-            sid
-            for sid, sig in first.items()
-            if all(it["signatures"].get(sid) == sig for it in window[1:])
-        )
-        if same:
-            return (
-                "same-failure",
-                f"{len(same)} scenario(s) failed the same way in the last {STALL_WINDOW} iterations",
-                [f"{sid}: {first[sid]}" for sid in same],
-            )
-        base = window[0]["satisfaction"]
-        later = [it["satisfaction"] for it in window[1:]]
-        if all(_ratio_le(s, base) for s in later):
-            shown = ", ".join(percent(it["satisfaction"]) for it in window)
-            return (
-                "no-improvement",
-                f"satisfaction did not improve over the last {STALL_WINDOW} iterations ({shown})",
-                [f"iteration {it['iteration']}: {percent(it['satisfaction'])}" for it in window],
-            )
+    """The stall protocol over the last iterations: an oscillation (the integrated tree, or the
+    set of failing scenarios, back to one seen before the last: the most specific evidence, so
+    it is named first); the same failure (scenario and signature) 3 times running; or no
+    improvement in satisfaction over 3 iterations."""
+    return _oscillation(trajectory) or _same_or_flat(trajectory)
+
+
+def _oscillation(trajectory: Sequence[Iteration]) -> tuple[str, str, list[str]] | None:
     now = trajectory[-1]
     for it in trajectory[:-2]:
         if it["tree"] == now["tree"] and now["tree"] != trajectory[-2]["tree"]:
@@ -238,6 +220,33 @@ def _stall(trajectory: Sequence[Iteration]) -> tuple[str, str, list[str]] | None
                 f"iteration {now['iteration']} fails the same scenarios as iteration {it['iteration']}",
                 [", ".join(now["failing"])],
             )
+    return None
+
+
+def _same_or_flat(trajectory: Sequence[Iteration]) -> tuple[str, str, list[str]] | None:
+    window = trajectory[-STALL_WINDOW:]
+    if len(window) < STALL_WINDOW:
+        return None
+    first = window[0]["signatures"]
+    same = sorted(
+        sid
+        for sid, sig in first.items()
+        if all(it["signatures"].get(sid) == sig for it in window[1:])
+    )
+    if same:
+        return (
+            "same-failure",
+            f"{len(same)} scenario(s) failed the same way in the last {STALL_WINDOW} iterations",
+            [f"{sid}: {first[sid]}" for sid in same],
+        )
+    base = window[0]["satisfaction"]
+    if all(_ratio_le(it["satisfaction"], base) for it in window[1:]):
+        shown = ", ".join(percent(it["satisfaction"]) for it in window)
+        return (
+            "no-improvement",
+            f"satisfaction did not improve over the last {STALL_WINDOW} iterations ({shown})",
+            [f"iteration {it['iteration']}: {percent(it['satisfaction'])}" for it in window],
+        )
     return None
 
 

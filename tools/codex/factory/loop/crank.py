@@ -329,6 +329,7 @@ class _Loop:
             self.ctx.repo, tip, self.sealed, self.cfg.scenarios,
             lambda name, data: logs.write(f"{LOGS_DIR}/iter_{n}/{name}", data),
         )  # fmt: skip
+        logs.write_text(f"{LOGS_DIR}/iter_{n}/timing.log", result.timing)  # never recorded
         sat = convergence.satisfaction(result.results)
         self.rec.emit(
             "scenarios.finished", STAGE, ACTOR,

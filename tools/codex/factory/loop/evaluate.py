@@ -58,6 +58,7 @@ class Evaluated:
     trials: dict[str, list[Trial]]  # scenario ID -> its trials, in order
     tails: dict[str, str]  # scenario ID -> output tail of its last failing trial
     logs: dict[str, str]  # log path (relative to the logs folder) -> sha256
+    timing: str  # one line per trial with its duration: for people, never recorded
 
 
 def interpreter(language: str, python: str) -> list[str] | None:
@@ -131,13 +132,14 @@ def evaluate(
     recorded: dict[str, list[Trial]] = {}
     tails: dict[str, str] = {}
     logs: dict[str, str] = {}
+    timing: list[str] = []
     for s in sorted(holdout.scenarios, key=lambda s: s.id):
         trials = by_id[s.id]
         for n, (trial, output, seconds) in enumerate(trials, 1):
             name = f"{s.id}.trial{n}.log"
-            head = f"# {s.id} trial {n}: rc={trial['rc']} timed_out={trial['timed_out']} "
-            head += f"seconds={seconds:.3f}\n"
+            head = f"# {s.id} trial {n}: rc={trial['rc']} timed_out={trial['timed_out']}\n"
             logs[name] = write_log(name, head.encode() + output[-LOG_BYTES:])
+            timing.append(f"{name}: {seconds:.3f}s\n")
         recorded[s.id] = [t for t, _, _ in trials]
         result = convergence.scenario_result(
             s.id, s.category, [t for t, _, _ in trials], settings.need
@@ -146,7 +148,7 @@ def evaluate(
         failed = [o for t, o, _ in trials if not (t["rc"] == 0 and not t["timed_out"])]
         if failed and not result["passed"]:
             tails[s.id] = clip(failed[-1].decode("utf-8", "replace")[-TAIL_CHARS:], TAIL_CHARS)
-    return Evaluated(results, recorded, tails, dict(sorted(logs.items())))
+    return Evaluated(results, recorded, tails, dict(sorted(logs.items())), "".join(timing))
 
 
 def _trial(
@@ -187,6 +189,11 @@ def _attempt(
         return _infra(f"the interpreter could not start: {exc}"), b"", 0.0
     seconds = real_monotonic() - start
     output = _tail(log)
+    # Where the sandbox happened to be is no part of the result: its path reads as "." (the
+    # tree) or "<sandbox>", so the same code gives the same symptom, signature and log bytes.
+    for path, shown in ((root, b"."), (slot, b"<sandbox>")):
+        for spelling in {str(path), str(path.resolve())}:
+            output = output.replace(spelling.encode("utf-8", "surrogateescape"), shown)
     shutil.rmtree(slot, ignore_errors=True)
     if fin.rc == 0 and not fin.timed_out:
         trial = Trial(rc=0, timed_out=False, infra="", symptom="", symptom_class="")

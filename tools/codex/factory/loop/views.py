@@ -152,6 +152,7 @@ def cmd_scenarios_run(ctx: Context, run_id: str | None, ref: str | None) -> Outc
         sealed = _sealed(ctx, run.base_commit)
         commit = _integrated(ctx, run)
         result = _evaluate(ctx, sealed, commit, run)
+        run.writer.write_text(f"{LOGS_DIR}/scenarios/timing.log", result.timing)
         sat = convergence.satisfaction(result.results)
         doc = {
             "schema_version": schemas.SCHEMA_VERSION,

@@ -52,6 +52,32 @@ JSON_KEYS: dict[str, set[str] | None] = {  # None: a JSON array (of ledger event
     "bundle-collect": {"run_id", "status", "workers", "runboard"},
     "bundle-import": {"run_id", "worker", "status", "format", "commits", "files", "diff_sha256"},
     "clean": {"status", "removed", "refused", "failed", "busy"},
+    "crank": {
+        "crank_id",
+        "decision",
+        "kind",
+        "reason",
+        "evidence",
+        "advice",
+        "regressions",
+        "trajectory",
+        "branch",
+        "tip",
+        "runs",
+        "report",
+        "feedback",
+    },
+    "crank-status": {
+        "crank_id",
+        "state",
+        "iteration",
+        "trajectory",
+        "last_decision",
+        "decision",
+        "reason",
+    },
+    "scenarios check": {"commit", "sha256", "scenarios"},
+    "scenarios run": {"commit", "holdout_sha256", "satisfaction", "percent", "results", "file"},
 }
 EVENT_KEYS = {"event_type", "hash", "payload", "prev_hash", "run_id", "seq", "stage", "ts_utc"}
 READ_COMMANDS: list[tuple[str, tuple[str, ...]]] = [

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli.test_json_output import check_keys
 from tests.loop.conftest import SCENARIOS, crank, make_crank_repo, plan_of, scenario
 from tests.support.repos import PINNED, git, run_cli
 from tools.codex.factory.core.scenarios import scenario_id
@@ -36,6 +39,7 @@ def test_an_agent_that_reads_its_feedback_converges_in_three_iterations(convergi
     branches = git(converging, "branch", "--list")
     code, data, out = crank(converging, "--threshold", "1.0")
     assert code == 0, out
+    check_keys("crank", data)
     assert data["decision"] == "CONVERGED"
     assert [r["satisfaction"] for r in data["trajectory"]] == ["1/3", "2/3", "3/3"]
     # The user's branch, HEAD and index are untouched; the result is on the crank's branch.
@@ -67,6 +71,7 @@ def test_crank_status_reads_the_trajectory_from_the_ledger(converging: Path) -> 
     assert code == 0, out
     res = run_cli("--repo", str(converging), "crank-status", "--json")
     status = json.loads(res.stdout)
+    check_keys("crank-status", status)
     assert status["crank_id"] == data["crank_id"] and status["decision"] == "CONVERGED"
     assert [r["percent"] for r in status["trajectory"]] == ["33.3%", "66.7%", "100.0%"]
 
@@ -257,3 +262,39 @@ def test_same_inputs_give_byte_identical_crank_folders_and_ledgers(tmp_path: Pat
         }
 
     assert files(a) == files(b) and len(files(a)) >= 5
+
+
+def test_pr_without_gh_or_a_remote_says_how(converging: Path) -> None:
+    res = run_cli(
+        "--repo", str(converging), "--now", PINNED, "crank", "--plan", str(plan_of(converging)),
+        "--threshold", "1.0", "--pr", env={"PATH": os.environ["PATH"]},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    (line,) = [ln for ln in res.stderr.splitlines() if "pull request" in ln]
+    assert line.startswith("factory: no pull request opened (no git remote); to open one: git push")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the stand-in gh is a script with a shebang")
+def test_pr_pushes_the_crank_branch_and_runs_gh(
+    converging: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(converging, "remote", "add", "origin", str(remote))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gh = bin_dir / "gh"
+    gh.write_text(
+        "#!/usr/bin/env python3\nimport json, sys\n"
+        f"open({str(tmp_path / 'gh.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+        "print('https://example.invalid/pull/1')\n"
+    )
+    gh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    code, data, out = crank(converging, "--threshold", "1.0", "--pr")
+    assert code == 0, out
+    assert "factory: pull request: https://example.invalid/pull/1" in out
+    assert git(remote, "rev-parse", data["branch"]).strip() == data["tip"]
+    argv = json.loads((tmp_path / "gh.json").read_text())
+    assert argv[:4] == ["pr", "create", "--head", data["branch"]]
+    assert argv[-1].endswith("CRANK_REPORT.md")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.test_json_output import check_keys
 from tests.loop.conftest import SCENARIOS, make_crank_repo, scenario
 from tests.support.factory import launch_dry, make_patch, run_dir, set_bundle
 from tests.support.repos import PINNED, git, make_repo, pid_alive, run_cli
@@ -21,6 +22,7 @@ def test_check_lists_the_scenarios_of_a_commit(converging: Path) -> None:
     res = run_cli("--repo", str(converging), "scenarios", "check", "--json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
+    check_keys("scenarios check", doc)
     assert [s["path"] for s in doc["scenarios"]] == sorted(SCENARIOS)
     assert {s["language"] for s in doc["scenarios"]} == {"python"}
     text = run_cli("--repo", str(converging), "scenarios", "check").stdout
@@ -54,6 +56,7 @@ def test_run_against_a_ref_scores_without_writing(converging: Path) -> None:
     res = run_cli("--repo", str(converging), "scenarios", "run", "--ref", "impl", "--json")
     assert res.returncode == 1, res.stderr  # one of three passes: not all
     doc = json.loads(res.stdout)
+    check_keys("scenarios run", doc)
     assert doc["satisfaction"] == {"passed": 1, "total": 3} and doc["percent"] == "33.3%"
     assert doc["file"] is None
     assert not (converging / "tools/codex/runs").exists()

@@ -628,6 +628,9 @@ def clean_cmd(
     help="A scenario that passed before and fails now blocks convergence.",
 )
 @click.option("--resume", is_flag=True, help="Continue --crank-id from its last iteration.")
+@click.option(
+    "--pr", "open_pr", is_flag=True, help="When it converges, push its branch and open a PR (gh)."
+)
 @json_option
 @json_out_option
 @click.pass_context
@@ -640,6 +643,7 @@ def crank_cmd(
     crank_id: str | None,
     block_on_regression: bool | None,
     resume: bool,
+    open_pr: bool,
     as_json: bool,
     json_out: Path | None,
 ) -> int:
@@ -657,6 +661,7 @@ def crank_cmd(
         crank_id=crank_id,
         block_on_regression=block_on_regression,
         resume=resume,
+        pr=open_pr,
         progress=_progress(as_json),
     )
     return emit(views.cmd_crank(_ctx(click_ctx), req), as_json, json_out)

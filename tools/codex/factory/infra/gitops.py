@@ -875,3 +875,12 @@ def set_branch(repo: Path, branch: str, new: str, old: str | None) -> None:
     does not exist yet), so a concurrent change to the branch is refused, never overwritten."""
     expect = old if old is not None else "0" * len(new)
     git(repo, "update-ref", "-m", "factory crank", f"refs/heads/{branch}", new, expect)
+
+
+def remotes(repo: Path) -> list[str]:
+    return sorted(r for r in git(repo, "remote").out.split() if r)
+
+
+def push_branch(repo: Path, remote: str, branch: str) -> proc.Result:
+    """Push one branch (ours: the crank's) to ``remote``; the result says how it went."""
+    return git(repo, "push", "--", remote, f"refs/heads/{branch}:refs/heads/{branch}", check=False)

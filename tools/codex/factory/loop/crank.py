@@ -74,6 +74,7 @@ class CrankRequest:
     crank_id: str | None = None
     block_on_regression: bool | None = None
     resume: bool = False
+    pr: bool = False  # open a pull request when it converges
     progress: Callable[[str], None] | None = None
 
 

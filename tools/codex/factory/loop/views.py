@@ -12,7 +12,7 @@ from tools.codex.factory.errors import BlockedError, UsageError
 from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.loop import crank as crank_mod
-from tools.codex.factory.loop import evaluate, holdout
+from tools.codex.factory.loop import evaluate, holdout, pr
 from tools.codex.factory.records.crank import Iteration
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
@@ -43,7 +43,15 @@ def cmd_crank(ctx: Context, req: crank_mod.CrankRequest) -> Outcome:
         "feedback": res.feedback,
     }
     status = EXIT_STATUS.get(d["decision"], Status.BLOCKED)
-    return Outcome(status, data, _crank_text(data))
+    out = Outcome(status, data, _crank_text(data))
+    if req.pr and d["decision"] == "CONVERGED" and res.report:
+        title = f"factory crank {res.crank_id}: {convergence.percent(res.trajectory[-1]['satisfaction'])}"
+        out.messages += pr.open_pr(ctx.repo, res.branch, title, ctx.repo / res.report)
+    elif req.pr:
+        out.messages.append(
+            f"factory: no pull request: the crank did not converge ({d['decision']})"
+        )
+    return out
 
 
 def _row(it: Iteration) -> dict[str, Any]:

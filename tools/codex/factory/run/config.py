@@ -96,6 +96,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # schema errors, ...): items and characters, before it reaches the ledger or output.
         "max_list_items": 2000,
         "max_list_chars": 250_000,
+        "max_patch_lines": 1_000_000,
+        "max_patch_files": 10_000,
     },
     "feature_flags": {
         "record_check_output_in_ledger": False,

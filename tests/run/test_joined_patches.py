@@ -89,8 +89,10 @@ def test_integrate_applies_each_patch_alone(repo: Path, monkeypatch: pytest.Monk
     the paths validation judged, never the rename the joined stream would have made."""
     real = patchparse.parse
 
-    def without_stray(data: bytes) -> patchparse.Patch:
-        parsed = real(data)
+    def without_stray(
+        data: bytes, max_lines: int | None = None, max_files: int | None = None
+    ) -> patchparse.Patch:
+        parsed = real(data, max_lines, max_files)
         parsed.stray = None
         return parsed
 

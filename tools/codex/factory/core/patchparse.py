@@ -28,7 +28,9 @@ This parser is one of two readers: :func:`git_view` renders its reading the way
 (``infra.gitops.apply_view``). Where the two differ, the patch is ambiguous.
 
 Anything that cannot be read unambiguously raises :class:`PatchParseError` naming the line;
-no other exception escapes :func:`parse` for any input.
+no other exception escapes :func:`parse` for any input. Bounded: lines are split as they are
+reached (memory is what the sections keep), and a caller's line and file-section limits stop
+reading with :class:`PatchLimitError`.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ _ESCAPES = {
     ord("\\"): 92,
 }
 _DEV_NULL = b"/dev/null"
+# Whitespace as ``bytes.strip`` sees it: a run of blank lines is skipped at once (one class,
+# no group, so the regex engine keeps no state per line).
+_SPACE_RUN = re.compile(rb"[ \t\n\r\x0b\x0c]*")
 
 
 class PatchParseError(ValueError):
@@ -86,6 +91,16 @@ class PatchParseError(ValueError):
     def __init__(self, line: int, message: str) -> None:
         super().__init__(f"line {line}: {message}")
         self.line = line
+
+
+class PatchLimitError(PatchParseError):
+    """The patch has more lines or file sections than the caller allows, so it was not read
+    (further); ``rule`` names the limit finding, the message says which limit."""
+
+    def __init__(self, line: int, rule: str, message: str) -> None:
+        ValueError.__init__(self, message)
+        self.line = line
+        self.rule = rule
 
 
 @dataclass(frozen=True)
@@ -156,17 +171,22 @@ class Patch:
         return sorted({p for f in self.files for p in f.paths})
 
     def sections_by_path(self) -> dict[str, bytes]:
-        """Each touched path -> the raw bytes of every section touching it, in patch order."""
-        out: dict[str, bytes] = {}
+        """Each touched path -> the raw bytes of every section touching it, in patch order
+        (joined once: many sections of one path must not be re-copied for each)."""
+        out: dict[str, list[bytes]] = {}
         for f in self.files:
             for p in f.paths:
-                out[p] = out.get(p, b"") + f.raw
-        return {p: out[p] for p in sorted(out)}
+                out.setdefault(p, []).append(f.raw)
+        return {p: b"".join(out[p]) for p in sorted(out)}
 
 
-def parse(data: bytes) -> Patch:
-    """Parse patch bytes; raise PatchParseError (and nothing else) if they cannot be read."""
-    return _Parser(data).run()
+def parse(data: bytes, max_lines: int | None = None, max_files: int | None = None) -> Patch:
+    """Parse patch bytes; raise PatchParseError (and nothing else) if they cannot be read.
+
+    With ``max_lines`` a longer patch is not read at all, with ``max_files`` reading stops
+    where one more file section would start: both raise :class:`PatchLimitError`.
+    """
+    return _Parser(data, max_files).run(max_lines)
 
 
 def git_view(patch: Patch) -> GitView:
@@ -413,9 +433,13 @@ class _Body:
     """What the hunks of one section hold: header counts, '+' line indexes, other lines."""
 
     counts: list[tuple[int, int]] = field(default_factory=list)
-    added: list[int] = field(default_factory=list)
+    added: int = 0
     deleted: int = 0
     context: int = 0
+    # The first '+' line (a symlink's target) and whether a '\\' marker follows it.
+    first_added: bytes | None = None
+    first_added_at: int = -1
+    first_added_cut: bool = False
 
 
 @dataclass(frozen=True)
@@ -442,23 +466,71 @@ _EXT_PREFIXES: tuple[tuple[bytes, str], ...] = (
 )
 
 
-class _Parser:
+class _Lines:
+    """A patch's lines, split as the parser reaches them.
+
+    Only the offsets of the last few lines reached are kept, so parsing holds what the file
+    sections keep and never a list of every line (a patch of two million newlines costs no
+    memory). ``count`` is the number of lines; line ``count`` starts at the end of the data.
+    """
+
+    KEEP = 8
+
     def __init__(self, data: bytes) -> None:
         self.data = data
-        pieces = data.split(b"\n")
-        self.lines = [p + b"\n" for p in pieces[:-1]]
-        if pieces[-1]:
-            self.lines.append(pieces[-1])
-        self.offsets: list[int] = []
-        pos = 0
-        for line in self.lines:
-            self.offsets.append(pos)
-            pos += len(line)
-        self.offsets.append(pos)
-        self.n = len(self.lines)
+        self.count = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+        self.first = 0  # the line that starts at starts[0]
+        self.starts = [0]
+
+    def start(self, i: int) -> int:
+        """The offset line ``i`` starts at."""
+        self._reach(i)
+        return self.starts[i - self.first]
+
+    def __getitem__(self, i: int) -> bytes:
+        self._reach(i + 1)
+        k = i - self.first
+        return self.data[self.starts[k] : self.starts[k + 1]]
+
+    def skip_blank(self, i: int) -> int:
+        """The first line after blank line ``i`` that is not blank (or the end)."""
+        start = self.start(i)
+        run = _SPACE_RUN.match(self.data, start)
+        assert run is not None  # the pattern matches the empty string
+        end = self.data.rfind(b"\n", start, run.end()) + 1  # after the last whole blank line
+        skipped = self.data.count(b"\n", start, end)
+        if skipped <= 1:
+            return i + 1
+        self.first, self.starts = i + skipped, [end]
+        return self.first
+
+    def _reach(self, i: int) -> None:
+        if i < self.first:
+            raise IndexError(f"line {i + 1} is no longer kept")  # a parser bug, never input
+        last = self.first + len(self.starts) - 1
+        if i <= last:
+            return
+        data, starts = self.data, self.starts
+        while last < i:
+            end = data.find(b"\n", starts[-1])
+            starts.append(len(data) if end == -1 else end + 1)
+            last += 1
+        drop = len(starts) - self.KEEP
+        if drop > self.KEEP:
+            del starts[:drop]
+            self.first += drop
+
+
+class _Parser:
+    def __init__(self, data: bytes, max_files: int | None = None) -> None:
+        self.data = data
+        self.lines = _Lines(data)
+        self.n = self.lines.count
         self.i = 0
         self.files: list[FileChange] = []
         self.stray: str | None = None
+        self.max_files = max_files
+        self.begin = 0  # the offset the file section being read starts at
 
     # -- helpers ---------------------------------------------------------------------------
     def text(self, i: int) -> bytes:
@@ -482,18 +554,42 @@ class _Parser:
         except UnicodeDecodeError:
             raise self.fail(i, f"path {_show(name)} is not valid UTF-8") from None
 
+    def section_start(self) -> None:
+        """A file section starts at line ``i``: one more than ``max_files`` is not read."""
+        if self.max_files is not None and len(self.files) >= self.max_files:
+            raise PatchLimitError(
+                self.i + 1,
+                "patch-too-many-files",
+                f"more than {self.max_files} file sections (limits.max_patch_files; the next "
+                f"one starts at line {self.i + 1})",
+            )
+        self.begin = self.lines.start(self.i)
+
+    def raw(self) -> bytes:
+        """The bytes of the file section read so far."""
+        return self.data[self.begin : self.lines.start(self.i)]
+
     # -- top level -------------------------------------------------------------------------
-    def run(self) -> Patch:
+    def run(self, max_lines: int | None = None) -> Patch:
+        if max_lines is not None and self.n > max_lines:
+            raise PatchLimitError(
+                max_lines + 1,
+                "patch-too-many-lines",
+                f"{self.n} lines: over the limit of {max_lines} lines per patch "
+                "(limits.max_patch_lines)",
+            )
         strict = False  # after a file section only headers, blank lines or mail trailers
         while self.i < self.n:
             t = self.text(self.i)
             nxt = self.peek(self.i + 1)
             if t.startswith(b"diff --git "):
+                self.section_start()
                 self.git_section()
                 self.check_line_end()
                 strict = True
             elif t.startswith(b"--- ") and nxt is not None and nxt.startswith(b"+++ "):
                 self.note_stray(f"a file section without a 'diff --git' header ({_show(t)})")
+                self.section_start()
                 self.plain_section()
                 self.check_line_end()
                 strict = True
@@ -506,7 +602,7 @@ class _Parser:
                 self.note_stray(_show(t))
                 self.i += 1
             elif not t.strip():
-                self.i += 1
+                self.i = self.lines.skip_blank(self.i)
             elif strict and not (
                 t.startswith(b"diff ") and nxt is not None and nxt.startswith(b"--- ")
             ):
@@ -516,7 +612,7 @@ class _Parser:
             else:
                 self.note_stray(_show(t))
                 self.i += 1
-        if not self.files and self.data.strip():
+        if not self.files and self.data and not self.data.isspace():
             raise self.fail(0, "no file header ('diff --git' or a '---'/'+++' pair) found")
         return Patch(self.files, self.stray)
 
@@ -685,9 +781,9 @@ class _Parser:
                 old_mode=None if old_mode is None else old_mode.decode(),
                 new_mode=None if new_mode is None else new_mode.decode(),
                 similarity=h.similarity,
-                raw=self.data[self.offsets[start] : self.offsets[self.i]],
+                raw=self.raw(),
                 dissimilarity=h.dissimilarity,
-                added_lines=0 if body is None else len(body.added),
+                added_lines=0 if body is None else body.added,
                 deleted_lines=0 if body is None else body.deleted,
                 hunk_counts=() if body is None else tuple(body.counts),
                 symlink_target=target,
@@ -790,6 +886,7 @@ class _Parser:
     def plain_section(self) -> None:
         """A unified diff without ``diff --git``: names from ``---``/``+++`` only."""
         start = self.i
+        minus, plus = self.lines[start], self.lines[start + 1]
         old = self.name_at(start, _line_name, self.text(start)[4:])
         new = self.name_at(start + 1, _line_name, self.text(start + 1)[4:])
         self.i += 2
@@ -802,9 +899,9 @@ class _Parser:
         body = self.hunks()
         if old is not None and new is not None:
             # As git reads GNU diff -N output: an epoch timestamp marks a side as absent.
-            if _epoch(self.lines[start][4:]):
+            if _epoch(minus[4:]):
                 old = None
-            elif _epoch(self.lines[start + 1][4:]):
+            elif _epoch(plus[4:]):
                 new = None
         status: Status = "added" if old is None else "deleted" if new is None else "modified"
         self.check_sides(start, status, body)
@@ -813,8 +910,8 @@ class _Parser:
                 old_path=None if old is None else self.decode(start, old),
                 new_path=None if new is None else self.decode(start + 1, new),
                 status=status,
-                raw=self.data[self.offsets[start] : self.offsets[self.i]],
-                added_lines=len(body.added),
+                raw=self.raw(),
+                added_lines=body.added,
                 deleted_lines=body.deleted,
                 hunk_counts=tuple(body.counts),
                 plain=True,
@@ -866,16 +963,30 @@ class _Parser:
                 if new == 0:
                     raise self.hunk_mismatch(head, "'+'")
                 new -= 1
-                body.added.append(self.i)
+                self.added(body, line)
             elif c != b"\\":
                 raise self.fail(
                     self.i,
                     f"truncated hunk (header at line {head + 1} wants {old} old and {new} new "
                     f"lines more) but found {_show(self.text(self.i))}",
                 )
+            else:
+                self.marker(body)
             self.i += 1
         while self.i < self.n and self.lines[self.i].startswith(b"\\"):
+            self.marker(body)
             self.i += 1
+
+    def added(self, body: _Body, line: bytes) -> None:
+        """Count a '+' line; keep the first (what a symlink's section gives as its target)."""
+        if body.first_added is None:
+            body.first_added, body.first_added_at = line, self.i
+        body.added += 1
+
+    def marker(self, body: _Body) -> None:
+        """A '\\' line at ``i``: right after the first '+' line it takes that line's newline."""
+        if body.first_added_at == self.i - 1:
+            body.first_added_cut = True
 
     def hunk_mismatch(self, head: int, kind: str) -> PatchParseError:
         return self.fail(
@@ -887,13 +998,14 @@ class _Parser:
         the whole old target (no context), without the newline a '\\' marker takes away."""
         if body is None:
             return None
-        if body.context or len(body.added) != 1 or len(body.counts) != 1:
+        if body.context or body.added != 1 or len(body.counts) != 1:
             raise self.fail(
                 start, "a symbolic link's section must replace its target with one '+' line"
             )
-        i = body.added[0]
-        target = self.lines[i][1:]
-        if i + 1 < self.n and self.lines[i + 1].startswith(b"\\") and target.endswith(b"\n"):
+        assert body.first_added is not None
+        i = body.first_added_at
+        target = body.first_added[1:]
+        if body.first_added_cut and target.endswith(b"\n"):
             target = target[:-1]
         try:
             return target.decode("utf-8")

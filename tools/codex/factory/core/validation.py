@@ -41,6 +41,8 @@ PORTABLE_RULES = frozenset(
     }
 )
 SPECIAL_FILES = {"gitattributes": ".gitattributes", "gitmodules": ".gitmodules"}
+# Limit problems after which DIFF.patch or FILES_CHANGED.json was not read.
+UNREAD_RULES = frozenset({"patch-too-many-lines", "patch-too-many-files"})
 
 
 def _finding(
@@ -273,6 +275,7 @@ def worker_findings(
         facts["patch_error"] is None
         and "DIFF.patch" not in facts["missing"]
         and "FILES_CHANGED.json" not in _broken(facts)
+        and not _unread(facts)
     ):
         for p in sorted(set(touched) - set(listed)):
             out.append(
@@ -482,6 +485,12 @@ def _v2_findings(
             )
         )
     return out
+
+
+def _unread(facts: BundleFacts) -> bool:
+    """DIFF.patch or FILES_CHANGED.json was over a line or file limit and not read: comparing
+    the two would only repeat that finding path by path."""
+    return any(rule in UNREAD_RULES for _, rule, _ in facts.get("limit_problems", []))
 
 
 def _broken(facts: BundleFacts) -> set[str]:

@@ -97,6 +97,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # schema errors, ...): items and characters, before it reaches the ledger or output.
         "max_list_items": 2000,
         "max_list_chars": 250_000,
+        "max_patch_lines": 1_000_000,
+        "max_patch_files": 10_000,
     },
     # The convergence loop (``crank``) and its holdout scenarios.
     "scenarios": {

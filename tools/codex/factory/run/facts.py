@@ -11,7 +11,8 @@ verified against the hashes validation recorded, and never reads the bundle fold
 
 Bounded: the walk is iterative and never follows a link; no file over ``max_file_bytes`` is read
 (a sparse 1 TiB file is listed by its size, not hashed); the bundle as a whole is capped; every
-string a worker supplies is clipped with its hash before it reaches a fact.
+string a worker supplies is clipped with its hash before it reaches a fact; DIFF.patch is read
+only within its line and file-section limits.
 """
 
 from __future__ import annotations
@@ -112,18 +113,27 @@ class Limits:
     max_text_chars: int = 2000
     max_list_items: int = 2000
     max_list_chars: int = 250_000
+    max_patch_lines: int = 1_000_000
+    max_patch_files: int = 10_000
 
     @classmethod
     def from_settings(cls, get: Callable[[str], Any]) -> Limits:
         return cls(**{name: int(get(f"limits.{name}")) for name in cls.__dataclass_fields__})
 
-    def as_dict(self, policy_version: int = 3) -> dict[str, int]:
-        """The limits as policy ``policy_version`` records them (2: without the list caps)."""
-        names = [n for n in self.__dataclass_fields__ if policy_version >= 3 or n not in LIST_CAPS]
+    def as_dict(self, policy_version: int = 5) -> dict[str, int]:
+        """The limits as policy ``policy_version`` records them (2: without the list caps,
+        before 5: without the patch limits), so earlier runs replay unchanged."""
+        names = [
+            n
+            for n in self.__dataclass_fields__
+            if (policy_version >= 3 or n not in LIST_CAPS)
+            and (policy_version >= 5 or n not in PATCH_LIMITS)
+        ]
         return {name: int(getattr(self, name)) for name in sorted(names)}
 
 
 LIST_CAPS = ("max_list_items", "max_list_chars")
+PATCH_LIMITS = ("max_patch_lines", "max_patch_files")
 _T = TypeVar("_T")
 
 
@@ -510,9 +520,7 @@ def gather_facts(
         )
         facts["ids"]["HANDOFF_NOTE.json"] = docs["HANDOFF_NOTE.json"]["worker"]
     if "FILES_CHANGED.json" in docs:
-        facts["files_changed"] = caps.paths(
-            docs["FILES_CHANGED.json"]["files"], "FILES_CHANGED.json files"
-        )
+        facts["files_changed"] = _listed(docs["FILES_CHANGED.json"]["files"], caps)
     if (
         "DIFF.patch" not in facts["missing"]
         and "DIFF.patch" not in facts["symlinks"]
@@ -525,7 +533,10 @@ def gather_facts(
             store(applied) if store is not None else hashlib.sha256(applied).hexdigest()
         )
         try:
-            patch = patchparse.parse(applied)
+            patch = patchparse.parse(applied, limits.max_patch_lines, limits.max_patch_files)
+        except patchparse.PatchLimitError as exc:
+            unread = "not read" if exc.rule == "patch-too-many-lines" else "not read further"
+            limit_problems.append(["DIFF.patch", exc.rule, f"{exc}; {unread}"])
         except patchparse.PatchParseError as exc:
             facts["patch_error"] = clip(str(exc), text)
         else:
@@ -580,6 +591,23 @@ def gather_facts(
     )
     facts["limit_problems"].extend(overflow)
     return facts
+
+
+def _listed(files: Sequence[str], caps: Caps) -> list[str]:
+    """FILES_CHANGED within the caps; none when it lists more paths than ``max_patch_files``
+    sections could touch (a rename touches two), which is a limit problem of its own."""
+    most = 2 * caps.limits.max_patch_files
+    if len(files) > most:
+        caps.problems.append(
+            [
+                "FILES_CHANGED.json",
+                "patch-too-many-files",
+                f"{len(files)} paths listed: over the limit of {most} (twice "
+                "limits.max_patch_files); not read",
+            ]
+        )
+        return []
+    return caps.paths(files, "FILES_CHANGED.json files")
 
 
 def recorded_paths(paths: Sequence[str], limits: Limits) -> dict[str, Any]:

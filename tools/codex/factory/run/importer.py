@@ -102,7 +102,8 @@ def cmd_import(
                 f"--worker {worker}: not in run {run_id} (workers: "
                 f"{', '.join(manifest['workers'])})"
             )
-        limit = int(run.setting("limits.max_file_bytes"))
+        bounds = Limits.from_settings(run.setting)
+        limit = bounds.max_file_bytes
         raw = _read(patch_file, "--patch", limit)
         summary_text = (
             _read(summary_file, "--summary", limit).decode("utf-8", "replace")
@@ -112,7 +113,9 @@ def cmd_import(
         data, _converted = normalise_eol(strip_bom(raw))
         name = f"--patch {patch_file}"
         try:
-            parsed = patchparse.parse(data)
+            parsed = patchparse.parse(data, bounds.max_patch_lines, bounds.max_patch_files)
+        except patchparse.PatchLimitError as exc:
+            raise UsageError(f"{name}: {exc}") from None
         except patchparse.PatchParseError as exc:
             raise UsageError(f"{name}: not a readable patch: {exc}") from None
         if not parsed.files:
@@ -128,7 +131,7 @@ def cmd_import(
                     "`git diff --binary`"
                 )
         side = GitSide(ctx.repo, gitops.object_format(ctx.repo))
-        for path, verdict, why in binary_checks(parsed, side, Limits(max_file_bytes=limit)):
+        for path, verdict, why in binary_checks(parsed, side, bounds):
             if verdict != "ok":
                 # The import sandbox borrows the repository's objects: a forged postimage id
                 # would pull any blob (the holdout's) into the canonical patch.
@@ -137,6 +140,16 @@ def cmd_import(
         return _build(
             run, worker, raw, data, fmt, commits, name, summary_text, summary_file is not None
         )
+
+
+def _canonical(run: RunHandle, canonical: bytes, name: str) -> patchparse.Patch:
+    """The bundle's DIFF.patch, read within the limits validation reads it with (git's diff
+    adds context lines and full indexes: it may be over a limit the source was not)."""
+    bounds = Limits.from_settings(run.setting)
+    try:
+        return patchparse.parse(canonical, bounds.max_patch_lines, bounds.max_patch_files)
+    except patchparse.PatchLimitError as exc:
+        raise UsageError(f"{name}: its diff against the run's base has {exc}") from None
 
 
 def _build(
@@ -174,13 +187,14 @@ def _build(
         canonical = gitops.diff_cached(sandbox, commit)
     finally:
         remove_tree(sandbox)
-    files = patchparse.parse(canonical).touched()
+    bundle_patch = _canonical(run, canonical, name)
+    files = bundle_patch.touched()
     if not files:
         raise UsageError(f"{name}: applies to the base but changes nothing")
     plan = plan_workers(manifest)[worker]
     subjects = [m.group(1).decode("utf-8", "replace").strip() for m in _SUBJECT.finditer(data)]
     if summary_text is None:
-        summary_text = generated_summary(plan, "DONE", "", "imported", patchparse.parse(canonical))
+        summary_text = generated_summary(plan, "DONE", "", "imported", bundle_patch)
         if subjects:
             summary_text += "\nCommits in the imported patch:\n" + "".join(
                 f"- {s}\n" for s in subjects

@@ -43,7 +43,10 @@ def test_an_infrastructure_failure_is_never_a_product_failure() -> None:
     assert cv.satisfaction([r]) == {"passed": 0, "total": 1}  # the denominator stays
 
 
-@pytest.mark.parametrize("text", ["0", "1.5", "-0.2", "abc", "nan", "inf", ""])
+@pytest.mark.parametrize(
+    "text",
+    ["0", "1.5", "-0.2", "abc", "nan", "inf", "", ".", "1e-99999999", "0.1234567", "1e-5000"],
+)
 def test_a_bad_threshold_is_a_usage_error(text: str) -> None:
     with pytest.raises(UsageError, match="give a number between 0 and 1"):
         cv.parse_threshold(text)

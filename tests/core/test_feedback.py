@@ -104,7 +104,7 @@ def test_the_feedback_has_every_section_in_order() -> None:
     assert "- pytest: exit 1 (assertion); failing tests: tests/test_inv.py::test_round" in text
     steps = [ln for ln in text.splitlines() if ln[:2] in ("1.", "2.", "3.", "4.", "5.", "6.")]
     assert steps[0].startswith("1. Make the required checks pass first: pytest")
-    assert steps[1].startswith("2. Stay inside your scope")
+    assert steps[1].startswith("2. Fix what kept your work out of the tree")
     assert steps[2].startswith("3. Fix the regressions next: S-d")
     assert steps[-1].startswith("6. Then the advisory findings (they do not block): ruff")
     assert "S-c" not in text  # a passing scenario is not named
@@ -138,6 +138,8 @@ def test_short_common_lines_are_not_guarded() -> None:
 def test_a_guarded_line_is_found_whatever_its_spacing_or_case() -> None:
     hits = leaks('  -  ASSERT total([3.335,  3.335, 3.335]) == "10.01"', [SECRET])
     assert [h.what for h in hits] == ["evaluation method"]
+    squeezed = leaks('assert total([3.335,3.335,3.335])=="10.01"', [SECRET])
+    assert [h.what for h in squeezed] == ["evaluation method"]  # no whitespace at all
 
 
 @settings(max_examples=40, derandomize=True, deadline=None)

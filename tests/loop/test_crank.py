@@ -298,3 +298,15 @@ def test_pr_pushes_the_crank_branch_and_runs_gh(
     argv = json.loads((tmp_path / "gh.json").read_text())
     assert argv[:4] == ["pr", "create", "--head", data["branch"]]
     assert argv[-1].endswith("CRANK_REPORT.md")
+
+
+def test_checks_of_a_crank_iteration_run_without_the_holdout(tmp_path: Path) -> None:
+    """The agents' code runs in the checks, and their output goes back to the agents: the
+    holdout is not written into that sandbox."""
+    peek = "import os; print('holdout present:', os.path.exists('scenarios/add.md'))"
+    check = {"name": "peek", "argv": ["{python}", "-c", peek], "timeout_s": 60}
+    repo = make_crank_repo(tmp_path / "repo", "converge", checks={"required": [check]})
+    _code, data, out = crank(repo, "--max-iterations", "1")
+    assert data["trajectory"][0]["gate1"] == "PASS", out
+    log = repo / "tools/codex/runs" / data["runs"][0] / "Z_integrator/LOGS/check-peek.stdout.log"
+    assert log.read_text() == "holdout present: False\n"

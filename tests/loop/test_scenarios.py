@@ -10,7 +10,7 @@ import pytest
 
 from tests.cli.test_json_output import check_keys
 from tests.loop.conftest import SCENARIOS, make_crank_repo, scenario
-from tests.support.factory import launch_dry, make_patch, run_dir, set_bundle
+from tests.support.factory import launch_dry, make_patch, run_dir, set_bundle, write_config
 from tests.support.repos import PINNED, git, make_repo, pid_alive, run_cli
 from tools.codex.factory.core.scenarios import scenario_id
 from tools.codex.factory.loop import evaluate, holdout
@@ -161,3 +161,36 @@ def test_trials_k_of_n_and_flaky(tmp_path: Path) -> None:
     result, _logs = evaluate_code(tmp_path, code, trials=4, pass_trials=2, parallel=1)
     (r,) = result.results
     assert (r["outcome"], r["passes"], r["trials"], r["passed"]) == ("flaky", 2, 4, True)
+
+
+def test_a_link_at_the_holdout_folder_never_leads_the_evaluation_outside(tmp_path: Path) -> None:
+    """The tree under test replaces the folder above the holdout with a link to a folder of
+    the user's: nothing there is deleted, and no scenario is written there."""
+    victim = tmp_path / "victim"
+    (victim / "scenarios").mkdir(parents=True)
+    (victim / "scenarios/precious.txt").write_text("keep me\n")
+    text = scenario("add", 1, 1, 2)
+    repo = make_repo(
+        tmp_path / "repo", {"README.md": "x\n", "src/calc.py": "", "qa/scenarios/add.md": text}
+    )
+    write_config(
+        repo,
+        {"scenarios": {"dir": "qa/scenarios"}, "security": {"holdout_paths": ["qa/scenarios/"]}},
+    )
+    git(repo, "checkout", "-q", "-b", "evil")
+    git(repo, "rm", "-rq", "qa")
+    (repo / "qa").symlink_to(victim, target_is_directory=True)
+    git(repo, "add", "qa")
+    git(repo, "commit", "-qm", "qa is a link")
+    res = run_cli(
+        "--repo",
+        str(repo),
+        "scenarios",
+        "run",
+        "--ref",
+        "evil",
+        env={"FACTORY_RUN__BASE_REF": "evil~1"},
+    )
+    assert res.returncode == 1, res.stdout + res.stderr  # add is missing: a fail, not a crash
+    assert sorted(p.name for p in (victim / "scenarios").iterdir()) == ["precious.txt"]
+    assert (victim / "scenarios/precious.txt").read_text() == "keep me\n"

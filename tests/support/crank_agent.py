@@ -10,7 +10,8 @@ names; ``stuck`` changes only a note, never the code; ``oscillate`` writes add o
 iterations and mul (without add) on even ones; ``regress`` writes add, then mul and sub while
 breaking add; ``peek`` writes what it finds of ``scenarios/`` (and every file of its worktree holding the
 token ``CRANK_TEST_CANARY`` names) into ``notes/peek.json``, then converges; ``crash``
-converges, but in iteration 2 first kills the factory (once: ``CRANK_TEST_CRASH_MARKER``).
+converges, but in iteration 2 first kills the factory (once: ``CRANK_TEST_CRASH_MARKER``);
+``moveref`` commits a protected file and moves the crank's branch onto that commit.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -73,6 +75,17 @@ def main() -> int:
         if want is not None:
             ops[want] = BODIES[want]
         write(ops)
+    elif mode == "moveref":
+        # Worktrees share the repository's refs: forge a commit of a protected path and move
+        # the crank's branch onto it.
+        write({"add": BODIES["add"]})
+        Path("tools/codex/factory").mkdir(parents=True, exist_ok=True)
+        Path("tools/codex/factory/evil.py").write_text("print('owned')\n")
+        ident = ["-c", "user.name=agent", "-c", "user.email=agent@invalid"]
+        subprocess.run(["git", *ident, "add", "-A"], check=True)
+        subprocess.run(["git", *ident, "commit", "-qm", "forged"], check=True)
+        prefix = "factory/crank/" + os.environ["FACTORY_CRANK_ID"]
+        subprocess.run(["git", "update-ref", f"refs/heads/{prefix}", "HEAD"], check=True)
     elif mode == "stuck":
         Path("notes").mkdir(exist_ok=True)
         Path("notes/attempt.txt").write_text(f"attempt {n}\n")

@@ -17,10 +17,10 @@ from typing import Any
 from tools.codex.factory.audit.fold import Divergence, divergence
 from tools.codex.factory.core import convergence, symptoms
 from tools.codex.factory.core import feedback as fb
-from tools.codex.factory.core.paths import LOGS_DIR
+from tools.codex.factory.core.paths import LOGS_DIR, Z_DIR
 from tools.codex.factory.errors import FactoryError
 from tools.codex.factory.infra import fsutil, gitops
-from tools.codex.factory.ledger.store import Event
+from tools.codex.factory.ledger.store import Event, Filter
 from tools.codex.factory.loop import crank, holdout
 from tools.codex.factory.records.crank import Iteration, ScenarioResult
 from tools.codex.factory.run.context import Context
@@ -45,6 +45,7 @@ def check(
     threshold = (int(p["threshold"][0]), int(p["threshold"][1]))
     cfg = {"threshold": list(threshold), "detail": p["detail"]}
     out += _check_seal(ctx, events, p)
+    out += _check_branch(ctx, events, p)
     trajectory: list[Iteration] = []
     results_of: dict[int, list[ScenarioResult]] = {}
     last: dict[str, Any] | None = None
@@ -58,7 +59,7 @@ def check(
             results = results_of.get(n, [])
             recorded: Iteration = pl["inputs"]
             gate1 = crank.gate1_of(ctx, recorded["run_id"])
-            tree = _tree(ctx, events, n)
+            tree = _tree(ctx, events, recorded["run_id"])
             again = crank._iteration(
                 n, recorded["run_id"], gate1, results, convergence.satisfaction(results), tree,
                 pl["checks"],
@@ -92,6 +93,71 @@ def check(
         ),
     }
     return state, out
+
+
+def _check_branch(ctx: Context, events: Sequence[Event], p: dict[str, Any]) -> list[Divergence]:
+    """The crank branch's history as recorded: each iteration starts at the commit the one
+    before left, each commit is its parent plus that iteration's integrated patch (as the
+    integration recorded it), the scenarios ran against it, each iteration's run launched the
+    crank's plan, and the branch is still at the recorded tip."""
+    out: list[Divergence] = []
+    tip = str(p["base_commit"])
+    pending: dict[str, str] = {}  # run ID -> parent, of a started iteration
+    for e in events:
+        pl = e.payload
+        if e.event_type == "iteration.started":
+            run_id = str(pl["run_id"])
+            if pl["base"] != tip:
+                out.append(divergence(e.seq, f"{run_id} base", tip, str(pl["base"])))
+            pending[run_id] = tip
+            started = ctx.ledger.select(Filter(run_id=run_id, event_type="run.started"), 1)
+            found = started[-1].payload.get("plan_hash") if started else None
+            if found is not None and found != p["plan_hash"]:
+                out.append(divergence(e.seq, f"{run_id} plan", str(p["plan_hash"]), str(found)))
+        elif e.event_type == "iteration.committed":
+            out += _check_commit(ctx, e)
+        elif e.event_type == "scenarios.finished":
+            run_id = str(pl.get("run_id"))
+            parent = pending.get(run_id, tip)
+            committed = [
+                c.payload["commit"]
+                for c in events
+                if c.event_type == "iteration.committed" and c.payload["run_id"] == run_id
+            ]
+            want = committed[-1] if committed else parent
+            if pl["commit"] != want:
+                out.append(divergence(e.seq, f"{run_id} tree under test", want, str(pl["commit"])))
+            tip = str(pl["commit"])
+        elif e.event_type == "crank.finished":
+            if pl["tip"] != tip:
+                out.append(divergence(e.seq, "crank tip", tip, str(pl["tip"])))
+            now = gitops.branch_tip(ctx.repo, str(p["branch"]))
+            if now is not None and now != pl["tip"]:
+                out.append(
+                    divergence(e.seq, f"branch {p['branch']}", str(pl["tip"]), f"{now} (moved)")
+                )
+    return out
+
+
+def _check_commit(ctx: Context, e: Event) -> list[Divergence]:
+    pl = e.payload
+    run_id, commit, parent = str(pl["run_id"]), str(pl["commit"]), str(pl["parent"])
+    rel = f"{Z_DIR}/DIFF.patch"
+    written = ctx.ledger.select(Filter(run_id=run_id, event_type="report.written"), 1)
+    want = written[-1].payload.get("files", {}).get(rel) if written else None
+    data = _read(ctx.layout.run_dir(run_id) / rel)
+    if data is None or hashlib.sha256(data).hexdigest() != want:
+        return [divergence(e.seq, f"{run_id}/{rel}", f"sha256 {want}", "missing or changed")]
+    try:
+        if gitops.parents(ctx.repo, commit) != [parent]:
+            return [divergence(e.seq, f"commit {commit[:12]}", f"parent {parent}", "another")]
+        expected = gitops.tree_with_patch(ctx.repo, parent, data)
+        found = gitops.tree_of(ctx.repo, commit)
+    except (FactoryError, OSError) as exc:
+        return [divergence(e.seq, f"commit {commit[:12]}", "readable", str(exc))]
+    if expected != found:
+        return [divergence(e.seq, f"commit {commit[:12]} tree", expected, found)]
+    return []
 
 
 def _short(value: Any) -> str:
@@ -157,9 +223,9 @@ def _check_scenarios(
     return results
 
 
-def _tree(ctx: Context, events: Sequence[Event], n: int) -> str:
+def _tree(ctx: Context, events: Sequence[Event], run_id: str) -> str:
     for e in events:
-        if e.event_type == "scenarios.finished" and int(e.payload["iteration"]) == n:
+        if e.event_type == "scenarios.finished" and e.payload.get("run_id") == run_id:
             try:
                 return gitops.tree_of(ctx.repo, str(e.payload["commit"]))
             except (FactoryError, OSError):

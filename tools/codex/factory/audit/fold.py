@@ -908,6 +908,7 @@ NO_CHECK: frozenset[str] = frozenset(
         "crank.finished",
         "holdout.sealed",
         "iteration.started",
+        "iteration.committed",
         "iteration.decided",
         "feedback.compiled",
         "scenarios.finished",

@@ -8,6 +8,7 @@ hashed, so a replay on any machine decides the same.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
@@ -46,8 +47,14 @@ ADVICE = {
 }
 
 
+_THRESHOLD = re.compile(r"(?:0|1)?(?:\.[0-9]{1,6})?")
+
+
 def parse_threshold(text: str, source: str = "threshold") -> tuple[int, int]:
-    """``"0.80"`` -> (4, 5): a fraction in (0, 1], exact."""
+    """``"0.80"`` -> (4, 5): a fraction in (0, 1], exact, with at most 6 decimals (so no
+    exponent or digit string can make the arithmetic on it huge)."""
+    if not _THRESHOLD.fullmatch(str(text).strip()) or not str(text).strip(".").strip():
+        raise UsageError(f"{source} {text!r}: give a number between 0 and 1, e.g. 0.80")
     try:
         value = Decimal(str(text).strip())
     except InvalidOperation:

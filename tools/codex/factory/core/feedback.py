@@ -132,7 +132,8 @@ def compile_feedback(inp: FeedbackInput) -> str:
         )
     if inp["refused"]:
         steps.append(
-            "Stay inside your scope: work outside it is refused and never reaches the tree."
+            "Fix what kept your work out of the tree (listed under Failures): work outside "
+            "your scope, or a bundle that could not be read, never reaches it."
         )
     if regressed:
         steps.append(
@@ -191,8 +192,10 @@ class Leak:
 
 
 def _norm(line: str) -> str:
-    text = " ".join(line.split()).casefold()
-    return text.lstrip("-*> ").strip()
+    """A line as the guard compares it: list and quote markers, case and every whitespace
+    character dropped (``add(2,3)`` is ``add(2, 3)``)."""
+    text = line.strip().lstrip("-*> ").casefold()
+    return "".join(text.split())
 
 
 def guarded_lines(s: Scenario) -> list[tuple[str, str]]:

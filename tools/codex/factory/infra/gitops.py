@@ -290,9 +290,17 @@ def apply_to_index(sandbox: Path, patch: bytes) -> proc.Result:
     )
 
 
-def materialise(sandbox: Path) -> None:
-    """Write the (patched) index out as the sandbox's working tree, for checks to run in."""
-    git(sandbox, "checkout-index", "-a", "-f", "-u", env=_own_env(sandbox))
+def materialise(sandbox: Path, leave_out: Callable[[str], bool] | None = None) -> None:
+    """Write the (patched) index out as the sandbox's working tree, for checks to run in;
+    the paths ``leave_out`` names are never written (a crank's holdout: the agents' code runs
+    in the checks, and what it prints goes back to them)."""
+    env = _own_env(sandbox)
+    if leave_out is None:
+        git(sandbox, "checkout-index", "-a", "-f", "-u", env=env)
+        return
+    listed = git(sandbox, "ls-files", "-z", env=env).stdout.split(b"\0")
+    keep = [p for p in listed if p and not leave_out(p.decode("utf-8", "surrogateescape"))]
+    git(sandbox, "checkout-index", "-f", "-u", "-z", "--stdin", input=b"\0".join(keep), env=env)
 
 
 ATTR_SOURCE_VERSION = (2, 42)
@@ -881,6 +889,31 @@ def remotes(repo: Path) -> list[str]:
     return sorted(r for r in git(repo, "remote").out.split() if r)
 
 
-def push_branch(repo: Path, remote: str, branch: str) -> proc.Result:
-    """Push one branch (ours: the crank's) to ``remote``; the result says how it went."""
-    return git(repo, "push", "--", remote, f"refs/heads/{branch}:refs/heads/{branch}", check=False)
+def push_commit(repo: Path, remote: str, commit: str, branch: str) -> proc.Result:
+    """Push ``commit`` (the one recorded, not whatever the local branch holds now) as
+    ``branch`` on ``remote``; the result says how it went."""
+    return git(repo, "push", "--", remote, f"{commit}:refs/heads/{branch}", check=False)
+
+
+def parents(repo: Path, commit: str) -> list[str]:
+    out = git(repo, "rev-list", "--parents", "-n", "1", commit, "--").out.split()
+    return out[1:]
+
+
+def tree_with_patch(repo: Path, parent: str, patch: bytes) -> str:
+    """The tree ``patch`` applied to ``parent`` gives, computed without writing anything into
+    the repository (a temporary index, and new objects in a temporary object folder that
+    borrows the repository's)."""
+    with tempfile.TemporaryDirectory(prefix="factory-tree-") as tmp:
+        (Path(tmp) / "objects").mkdir()
+        env = proc.base_env(
+            {
+                "GIT_INDEX_FILE": str(Path(tmp) / "index"),
+                "GIT_OBJECT_DIRECTORY": str(Path(tmp) / "objects"),
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects_dir(repo)),
+            }
+        )
+        git(repo, "read-tree", parent, env=env)
+        if patch:
+            git(repo, "apply", "--cached", "--whitespace=nowarn", "-", input=patch, env=env)
+        return git(repo, "write-tree", env=env).out.strip()

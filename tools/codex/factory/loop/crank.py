@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,8 @@ from tools.codex.factory.records.crank import (
     Satisfaction,
     ScenarioResult,
 )
-from tools.codex.factory.run import agents, clean, pipeline
+from tools.codex.factory.records.plan import Plan
+from tools.codex.factory.run import agents, clean, pipeline, plans
 from tools.codex.factory.run import workers as real
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import run_lock
@@ -63,6 +64,10 @@ CHECK_TAIL = 64 * 1024
 
 class HoldoutLeak(BlockedError):
     """Text meant for an agent holds a line of a scenario or a canary: nothing is sent."""
+
+
+class BranchMoved(BlockedError):
+    """The crank branch is not at the commit the crank recorded last."""
 
 
 @dataclass
@@ -99,8 +104,30 @@ class CrankSettings:
                 "trials": s.trials,
                 "pass_trials": s.need,
                 "timeout_s": s.timeout_s,
+                "parallel": s.parallel,
+                "python": s.python,
             },
         }
+
+    @classmethod
+    def from_recorded(cls, p: dict[str, Any]) -> CrankSettings:
+        """The settings a crank started with (``crank.started``): a resume uses these, never
+        today's config."""
+        s = p["scenarios"]
+        return cls(
+            threshold=(int(p["threshold"][0]), int(p["threshold"][1])),
+            max_iterations=int(p["max_iterations"]),
+            block_on_regression=bool(p["block_on_regression"]),
+            detail=str(p["detail"]),
+            scenarios=evaluate.Settings(
+                trials=int(s["trials"]),
+                need=int(s["pass_trials"]),
+                timeout_s=int(s["timeout_s"]),
+                parallel=int(s["parallel"]),
+                python=str(s["python"]),
+            ),
+            folder=str(s["dir"]),
+        )
 
 
 @dataclass
@@ -182,15 +209,17 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
         crank_id = _claim(ctx, req.crank_id, commit)
         rec = Recorder(ctx.ledger, crank_id, KIND)
         branch = branch_of(ctx, crank_id)
+        if gitops.branch_tip(ctx.repo, branch) is not None:
+            ctx.layout.run_dir(crank_id).rmdir()  # still empty: nothing is recorded under it
+            raise UsageError(f"branch {branch} exists already: choose another --crank-id")
         rec.emit(
             "crank.started", STAGE, ACTOR,
             base_ref=base_ref, base_commit=commit, branch=branch, plan=plan.as_dict(),
             plan_hash=digest(plan), workers=plan.ids(), **cfg.recorded(),
         )  # fmt: skip
-    loop = _Loop(ctx, req, cfg, rec, sealed, branch, commit, ctx.layout.run_dir(crank_id) / PLAN)
+    loop = _Loop(ctx, req, cfg, rec, sealed, branch, commit, plan, commit)
     with loop.locked():
-        # Every iteration (and a resume) launches from the plan as the crank started with it.
-        loop.writer.write(PLAN, jsonio.pretty(dict(plan.as_dict())))
+        loop.writer.write(PLAN, jsonio.pretty(dict(plan.as_dict())))  # for people: never read
         gitops.set_branch(ctx.repo, branch, commit, None)
         rec.emit(
             "holdout.sealed", STAGE, ACTOR,
@@ -233,7 +262,8 @@ class _Loop:
     sealed: Holdout
     branch: str
     base: str
-    plan_file: Path | None
+    plan: Plan  # as crank.started recorded it: every iteration launches from it
+    tip: str  # the crank branch's last recorded commit: anything else there is refused
     runs: list[str] = field(default_factory=list)
     feedback_files: list[str] = field(default_factory=list)
 
@@ -299,13 +329,16 @@ class _Loop:
                 n += 1
         except HoldoutLeak as exc:
             decision = convergence.halted("holdout-leak", str(exc), [])
+        except BranchMoved as exc:
+            decision = convergence.halted("branch-moved", str(exc), [])
         return self.finish(trajectory, decision)
 
     # -- one iteration ---------------------------------------------------------------------------
     def iteration(
         self, n: int, feedback_text: str
     ) -> tuple[Iteration, list[CheckOutcome], list[fb.Refusal], dict[str, str]]:
-        parent = gitops.branch_tip(self.ctx.repo, self.branch) or self.base
+        parent = self.tip
+        self._check_branch()
         run_id = self._run_id(n)
         self.rec.emit("iteration.started", STAGE, ACTOR, iteration=n, run_id=run_id, base=parent)
         link = CrankLink(
@@ -315,9 +348,9 @@ class _Loop:
             guard=lambda w, text: _guard(self.sealed, f"the prompt of worker {w}", text),
         )
         launch = LaunchRequest(
-            base_ref=parent, dry_run=False, run_id=run_id, kind=KIND, plan_file=self.plan_file,
+            base_ref=parent, dry_run=False, run_id=run_id, kind=KIND, plan_file=None,
             workers=None, progress=self.req.progress, base_ref_source="the crank branch",
-            crank=link,
+            crank=link, plan=self.plan,
         )  # fmt: skip
         self.runs.append(run_id)
         pipeline.cmd_launch(self.ctx, launch)
@@ -374,8 +407,26 @@ class _Loop:
         message = f"factory crank {self.crank_id}: iteration {n}\n\nRun {run_id}: {gate1}.\n"
         tip = gitops.commit_patch(self.ctx.repo, parent, patch, message, when)
         if tip != parent:
+            self._check_branch()
+            # Recorded before the branch moves: a crash in between leaves a branch a resume
+            # recognises as this crank's own (and puts back), never a stranger's.
+            self.rec.emit(
+                "iteration.committed", STAGE, ACTOR, iteration=n, run_id=run_id, parent=parent,
+                commit=tip,
+            )  # fmt: skip
             gitops.set_branch(self.ctx.repo, self.branch, tip, parent)
+            self.tip = tip
         return tip
+
+    def _check_branch(self) -> None:
+        """The crank branch must be where this crank left it: an agent (worktrees share the
+        repository's refs) or anyone else moving it is refused, never built on."""
+        now = gitops.branch_tip(self.ctx.repo, self.branch)
+        if now != self.tip:
+            raise BranchMoved(
+                f"branch-moved: {self.branch} is at {(now or 'nothing')[:12]}, not at "
+                f"{self.tip[:12]} where this crank left it; nothing was built on it"
+            )
 
     def _merged_patch(self, run_id: str) -> bytes:
         """Z_integrator/DIFF.patch, only as the integration recorded it (its hash in
@@ -433,7 +484,7 @@ class _Loop:
         return []
 
     def finish(self, trajectory: list[Iteration], decision: Decision) -> CrankResult:
-        tip = gitops.branch_tip(self.ctx.repo, self.branch) or self.base
+        tip = self.tip
         text = report_text(self.crank_id, self.branch, tip, trajectory, decision, self.cfg)
         sha = self.writer.write_text(REPORT, text)
         self.rec.emit(
@@ -604,6 +655,17 @@ def report_text(
 
 
 # -- resume ----------------------------------------------------------------------------------------
+def last_commit(events: Sequence[Event], base: str) -> str:
+    """The crank branch's commit as the ledger last recorded it: the commit the scenarios of
+    the last decided iteration ran against (the base before any)."""
+    decided = {e.payload["inputs"]["run_id"] for e in events if e.event_type == "iteration.decided"}
+    tip = base
+    for e in events:
+        if e.event_type == "scenarios.finished" and e.payload.get("run_id") in decided:
+            tip = str(e.payload["commit"])
+    return tip
+
+
 def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
     crank_id = validate_run_id(str(req.crank_id), "--crank-id")
     events = ctx.ledger.run_events(crank_id)
@@ -613,10 +675,10 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
     if any(e.event_type == "crank.finished" for e in events):
         raise UsageError(f"crank {crank_id} has finished; start a new one")
     p = started.payload
-    cfg = settings(ctx, CrankRequest(max_iterations=int(p["max_iterations"])))
-    cfg.block_on_regression = bool(p["block_on_regression"])
-    cfg.threshold = (int(p["threshold"][0]), int(p["threshold"][1]))
-    cfg.detail = str(p["detail"])
+    cfg = CrankSettings.from_recorded(p)
+    plan = plans.from_dict(dict(p["plan"]), f"the plan crank {crank_id} started with")
+    if digest(plan) != p["plan_hash"]:
+        raise BlockedError(f"crank {crank_id}: its recorded plan does not hash as recorded")
     sealed = holdout.seal(
         ctx.repo, p["base_commit"], cfg.folder, int(ctx.config.get("limits.max_file_bytes"))
     )
@@ -624,8 +686,8 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
     if recorded is None or recorded.payload["sha256"] != sealed.sha256:
         raise BlockedError(f"crank {crank_id}: the holdout differs from the one sealed at start")
     rec = Recorder(ctx.ledger, crank_id, KIND)
-    plan_file = ctx.layout.run_dir(crank_id) / PLAN
-    loop = _Loop(ctx, req, cfg, rec, sealed, str(p["branch"]), str(p["base_commit"]), plan_file)
+    tip = last_commit(events, str(p["base_commit"]))
+    loop = _Loop(ctx, req, cfg, rec, sealed, str(p["branch"]), str(p["base_commit"]), plan, tip)
     trajectory = [e.payload["inputs"] for e in events if e.event_type == "iteration.decided"]
     feedback_text = ""
     if trajectory:
@@ -641,5 +703,13 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
             raise BlockedError(f"crank {crank_id}: {name} changed since it was compiled")
         feedback_text = data.decode("utf-8")
     with loop.locked():
+        now = gitops.branch_tip(ctx.repo, loop.branch)
+        undecided = {
+            str(e.payload["commit"])
+            for e in events
+            if e.event_type == "iteration.committed" and e.payload["parent"] == tip
+        }
+        if now != tip and now in undecided:
+            gitops.set_branch(ctx.repo, loop.branch, tip, now)  # the cut-short iteration's commit
         rec.emit("crank.resumed", STAGE, ACTOR, iteration=len(trajectory) + 1)
         return loop.run(len(trajectory) + 1, list(trajectory), feedback_text)

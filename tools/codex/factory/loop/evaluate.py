@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
@@ -114,12 +115,7 @@ def evaluate(
         base = Path(tmp) / "tree"
         base.mkdir()
         gitops.export_tree(repo, commit, base)
-        if (base / holdout.folder).exists():  # the candidate's copy: the sealed one goes in
-            fsutil.remove_tree(base / holdout.folder)
-        for path, data in holdout.files:
-            target = base / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+        place_holdout(base, holdout)
         jobs = [(s, t) for s in holdout.scenarios for t in range(1, settings.trials + 1)]
         with concurrent.futures.ThreadPoolExecutor(max_workers=settings.parallel) as pool:
             done = list(
@@ -149,6 +145,32 @@ def evaluate(
         if failed and not result["passed"]:
             tails[s.id] = clip(failed[-1].decode("utf-8", "replace")[-TAIL_CHARS:], TAIL_CHARS)
     return Evaluated(results, recorded, tails, dict(sorted(logs.items())), "".join(timing))
+
+
+def place_holdout(base: Path, holdout: Holdout) -> None:
+    """Write the sealed files into the exported tree, in place of whatever the tree under test
+    has at the holdout folder: every folder on the way that is a link or a file is removed as
+    itself (a link to somewhere else is never followed, so nothing outside the sandbox is
+    deleted or written), and the files are created new, in folders this function made."""
+    here = base
+    for part in holdout.folder.split("/"):
+        here = here / part
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            here.mkdir()
+            continue
+        if fsutil.is_link(st) or not stat.S_ISDIR(st.st_mode):
+            os.unlink(here)  # the link or file itself
+            here.mkdir()
+    fsutil.remove_tree(here)  # the candidate's copy (links in it are removed, not followed)
+    here.mkdir()
+    for path, data in holdout.files:
+        target = base / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
 
 
 def _trial(

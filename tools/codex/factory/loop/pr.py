@@ -10,7 +10,7 @@ from tools.codex.factory.core.text import clip
 from tools.codex.factory.infra import gitops, proc
 
 
-def open_pr(repo: Path, branch: str, title: str, report: Path) -> list[str]:
+def open_pr(repo: Path, branch: str, tip: str, title: str, report: Path) -> list[str]:
     """Messages for stderr: what was done, or how to do it by hand."""
     found = gitops.remotes(repo)
     remote = "origin" if "origin" in found else (found[0] if found else None)
@@ -21,7 +21,7 @@ def open_pr(repo: Path, branch: str, title: str, report: Path) -> list[str]:
     if remote is None or shutil.which("gh") is None:
         missing = "no git remote" if remote is None else "gh is not installed"
         return [f"factory: no pull request opened ({missing}); to open one: {by_hand}"]
-    pushed = gitops.push_branch(repo, remote, branch)
+    pushed = gitops.push_commit(repo, remote, tip, branch)
     if pushed.rc != 0:
         why = clip(pushed.err.strip().splitlines()[-1] if pushed.err.strip() else "", 300)
         return [f"factory: could not push {branch} to {remote} ({why}); to retry: {by_hand}"]

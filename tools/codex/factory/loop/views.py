@@ -46,7 +46,7 @@ def cmd_crank(ctx: Context, req: crank_mod.CrankRequest) -> Outcome:
     out = Outcome(status, data, _crank_text(data))
     if req.pr and d["decision"] == "CONVERGED" and res.report:
         title = f"factory crank {res.crank_id}: {convergence.percent(res.trajectory[-1]['satisfaction'])}"
-        out.messages += pr.open_pr(ctx.repo, res.branch, title, ctx.repo / res.report)
+        out.messages += pr.open_pr(ctx.repo, res.branch, res.tip, title, ctx.repo / res.report)
     elif req.pr:
         out.messages.append(
             f"factory: no pull request: the crank did not converge ({d['decision']})"

@@ -12,10 +12,12 @@ import hashlib
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.core import decisions, patchparse, placeholders
+from tools.codex.factory.core.globs import match_any
 from tools.codex.factory.core.paths import LOGS_DIR, SANDBOX_DIR, VALIDATION, Z_DIR, worker_dirname
 from tools.codex.factory.errors import BlockedError, FactoryError, ProcessError
 from tools.codex.factory.infra import gitops, jsonio, proc, schemas
@@ -23,7 +25,7 @@ from tools.codex.factory.infra.fsutil import read_file, remove_tree
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.records.validation import AppliedPatch
-from tools.codex.factory.run import bundles, snapshots
+from tools.codex.factory.run import bundles, snapshots, worktrees
 from tools.codex.factory.run.config import CHECK_PLACEHOLDERS
 from tools.codex.factory.run.facts import Limits, bundle_hash, file_hashes
 from tools.codex.factory.run.handle import RunHandle
@@ -267,7 +269,7 @@ def integrate(run: RunHandle) -> StageResult:
         )
         configured = run.setting("checks.required") or run.setting("checks.advisory")
         if all(a["ok"] for a in applied) and configured:
-            gitops.materialise(sandbox)
+            gitops.materialise(sandbox, _holdout_filter(run))
             data["checks"] = run_checks(run, sandbox)
     finally:
         if not run.ctx.config.get("run.keep_sandbox") and sandbox.exists():
@@ -275,6 +277,15 @@ def integrate(run: RunHandle) -> StageResult:
     write_logs_index(writer, bounds)
     status, reason = decisions.integrate_outcome("", applied, data["checks"])
     return StageResult("integrate", status, reason, data)
+
+
+def _holdout_filter(run: RunHandle) -> Callable[[str], bool] | None:
+    """A crank iteration's checks run without the holdout (their output is fed back to the
+    agents); other runs' checks see the whole tree, as before."""
+    if not run.manifest.get("crank"):
+        return None
+    globs = worktrees.holdout_globs(list(run.setting("security.holdout_paths")))
+    return lambda path: match_any(path, globs, ignore_case=True) is not None
 
 
 def _applied(

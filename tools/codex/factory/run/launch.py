@@ -48,6 +48,7 @@ class LaunchRequest:
     )
     base_ref_source: str | None = None  # where base_ref came from, for messages (default: config)
     crank: CrankLink | None = None  # the crank iteration this run is (its feedback, its guard)
+    plan: Plan | None = None  # a plan already read and checked (a crank's, as it recorded it)
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def launch(
     commit = gitops.resolve_commit(
         ctx.repo, req.base_ref, req.base_ref_source or ctx.source("run.base_ref")
     )
-    plan = resolve_plan(ctx, req.plan_file, req.workers)
+    plan = req.plan if req.plan is not None else resolve_plan(ctx, req.plan_file, req.workers)
     if not req.dry_run:
         real.check(
             ctx, plan

@@ -410,10 +410,12 @@ def execute(
                 live.refresh()
         finally:
             agents.restore_sigint(previous)
-        live.say(
-            f"factory: interrupted: agents stopped, bundles collected; resume with "
-            f"`factory launch --resume --run-id {run_id}`"
+        how = (
+            f"factory crank --resume --crank-id {manifest['crank']['crank_id']}"
+            if manifest.get("crank")
+            else f"factory launch --resume --run-id {run_id}"
         )
+        live.say(f"factory: interrupted: agents stopped, bundles collected; resume with `{how}`")
         raise KeyboardInterrupt
     if runner.errors:
         exc = runner.errors[0]

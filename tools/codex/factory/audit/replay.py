@@ -35,7 +35,7 @@ from tools.codex.factory.audit.describe import ONE_LINE, describe
 from tools.codex.factory.audit.diskcheck import REPORT_REL, STATUS_REL
 from tools.codex.factory.audit.fold import AnchoredHead, Divergence, divergence, fold
 from tools.codex.factory.core.ids import validate_run_id
-from tools.codex.factory.errors import FactoryError, UsageError
+from tools.codex.factory.errors import FactoryError, NoRunError
 from tools.codex.factory.ledger.store import Event, VerifyResult
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
@@ -57,9 +57,7 @@ def replay(ctx: Context, run_id: str) -> Outcome:
     end = _end(ctx)  # first: reading through the index brings it up to date with the file
     events, later_reports = _select(ctx, run_id, read_problems)
     if not events and not run_dir.is_dir():
-        raise UsageError(
-            f"run {run_id}: no events in {ledger_rel} and no run folder {ctx.layout.run_rel(run_id)}"
-        )
+        raise NoRunError(run_id, ctx.layout.run_rel(run_id), f" and no events in {ledger_rel}")
     if not events:
         read_problems.append(
             divergence(

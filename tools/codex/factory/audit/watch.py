@@ -19,7 +19,13 @@ import orjson
 
 from tools.codex.factory.audit.describe import describe
 from tools.codex.factory.core.ids import validate_run_id
-from tools.codex.factory.errors import BlockedError, FactoryError, LedgerCorruptError, UsageError
+from tools.codex.factory.errors import (
+    ArgumentError,
+    BlockedError,
+    FactoryError,
+    LedgerCorruptError,
+    UsageError,
+)
 from tools.codex.factory.infra import fsutil
 from tools.codex.factory.infra.clock import real_monotonic, sleep
 from tools.codex.factory.ledger.store import Event
@@ -108,7 +114,7 @@ def follow(
 ) -> Outcome:
     validate_run_id(run_id)
     if timeout is not None and timeout <= 0:
-        raise UsageError("--timeout: give a number of seconds greater than 0")
+        raise ArgumentError("timeout", "give a number of seconds greater than 0", label="timeout")
     path = ctx.layout.ledger_path
     follower = Follower(path, ctx.config.ledger_rel)
     # Real time (never pinned): a pinned clock (--now) must not stop a watch from timing out.

@@ -20,6 +20,34 @@ from tools.codex.factory.version import __version__
 F = TypeVar("F", bound=Callable[..., Any])
 _DEBUG = {"on": False}
 
+# The option that gives each argument the library names in neutral words (ArgumentError.arg).
+OPTIONS = {
+    "run_id": "--run-id",
+    "workers": "--workers",
+    "worker": "--worker",
+    "patch": "--patch",
+    "summary": "--summary",
+    "kind": "--kind",
+    "repo": "--repo",
+    "now": "--now",
+    "since": "--since",
+    "timeout": "--timeout",
+    "resume": "--resume",
+}
+# Config keys the CLI's options set, shown as their option in config origins and messages.
+CONFIG_OPTIONS = {"run.kind": "--kind", "run.base_ref": "--base-ref"}
+
+
+def error_line(exc: FactoryError) -> str:
+    """A library error as the CLI shows it: its option where the message names an argument."""
+    from tools.codex.factory.errors import ArgumentError, NotARepoError
+
+    if isinstance(exc, ArgumentError) and exc.arg in OPTIONS:
+        return exc.with_option(OPTIONS[exc.arg])
+    if isinstance(exc, NotARepoError):
+        return str(NotARepoError(exc.path, "pass --repo PATH"))
+    return str(exc)
+
 
 def json_out_option(f: F) -> F:
     return click.option(
@@ -228,10 +256,10 @@ def _launch_request(
     from tools.codex.factory.run.launch import LaunchRequest, parse_workers
 
     ctx = _ctx(click_ctx)
-    if kind is not None:
-        ctx.cli_config["run.kind"] = kind
-    if base_ref is not None:
-        ctx.cli_config["run.base_ref"] = base_ref
+    for key, value in (("run.kind", kind), ("run.base_ref", base_ref)):
+        if value is not None:
+            ctx.cli_config[key] = value
+            ctx.cli_origins[key] = f"cli:{CONFIG_OPTIONS[key]}"
     return LaunchRequest(
         base_ref=ctx.config.get("run.base_ref"),
         dry_run=dry_run,
@@ -637,7 +665,7 @@ def run(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"factory: error: {exc}", err=True)
+        click.echo(f"factory: error: {error_line(exc)}", err=True)
         return exc.exit_code
     except Exception as exc:
         if _DEBUG["on"]:

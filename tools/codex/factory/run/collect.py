@@ -263,9 +263,7 @@ def locate(ctx: Context, manifest: dict[str, Any], workers: list[str]) -> dict[s
     """Each worker's worktree, found by branch; one clear error if any is missing."""
 
     if manifest["dry_run"]:
-        raise UsageError(
-            f"run {manifest['run_id']} was launched with --dry-run: it has no worktrees to collect"
-        )
+        raise UsageError(f"run {manifest['run_id']} is a dry run: it has no worktrees to collect")
     st = worktrees.settings(manifest)
     listing = gitops.worktree_list(ctx.repo)
     found: dict[str, Path] = {}

@@ -6,16 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.core import decisions
-from tools.codex.factory.core.ids import validate_kind, validate_run_id
-from tools.codex.factory.errors import FactoryError, LockHeldError, UsageError
+from tools.codex.factory.core.ids import validate_run_id
+from tools.codex.factory.errors import FactoryError, LockHeldError
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import clean, collect, integrate, preflight, report, runboard, validate
 from tools.codex.factory.run import workers as real
 from tools.codex.factory.run.context import Context
-from tools.codex.factory.run.handle import RunHandle, read_manifest
+from tools.codex.factory.run.handle import RunHandle, read_manifest, run_folder
 from tools.codex.factory.run.launch import (
     LaunchRequest,
+    check_request,
     launch,
     release_reservation,
     reserve_run_id,
@@ -194,9 +195,7 @@ def summary_text(data: dict[str, Any]) -> str:
 
 def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
     """preflight → launch → bundle-validate → integrate → summary; later stages SKIPPED on failure."""
-    validate_kind(req.kind)
-    if req.run_id is not None:
-        validate_run_id(req.run_id)
+    check_request(req)
     plan = resolve_plan(
         ctx, req.plan_file, req.workers
     )  # a bad plan is a usage error before anything runs
@@ -347,13 +346,7 @@ def cmd_print_report(ctx: Context, run_id: str) -> Outcome:
 
 
 def cmd_open(ctx: Context, run_id: str, what: str) -> Outcome:
-    validate_run_id(run_id)
-    if what == "report":
-        path = report.report_path(ctx, run_id)
-    else:
-        path = ctx.layout.run_dir(run_id)
-        if not path.is_dir():  # an unknown run is a usage error (exit 2), as for every --run-id
-            raise UsageError(f"run {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+    path = report.report_path(ctx, run_id) if what == "report" else run_folder(ctx, run_id)
     opened, how = report.open_path(path)
     data = {"run_id": run_id, "path": str(path), "opened": opened, "how": how}
     text = f"opened {path} ({how})" if opened else str(path)

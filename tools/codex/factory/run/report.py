@@ -30,7 +30,7 @@ from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.run import bundles
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import file_hashes
-from tools.codex.factory.run.handle import RunHandle
+from tools.codex.factory.run.handle import RunHandle, run_folder
 from tools.codex.factory.run.snapshots import SNAPSHOT_DIR
 from tools.codex.factory.run.stages import StageResult, ended
 
@@ -270,9 +270,8 @@ def _judged_hashes(run_dir: Path) -> dict[str, dict[str, str]]:
 
 # -- views -----------------------------------------------------------------------------------
 def report_path(ctx: Context, run_id: str) -> Path:
+    run_folder(ctx, run_id)
     path = ctx.layout.report_path(run_id)
-    if not ctx.layout.run_dir(run_id).is_dir():
-        raise UsageError(f"run {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
     if not path.is_file():
         raise UsageError(
             f"run {run_id} has no {REPORT} yet: run `factory integrate --run-id {run_id}`"

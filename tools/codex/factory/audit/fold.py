@@ -783,12 +783,14 @@ class Fold:
         # The refused writes recorded before the stage ended are an input of its status.
         before = [v for at, v in seg.violations if at < seq]
         if seg.merge is None:
-            if status != "BLOCKED":
+            refused = decisions.integrate_refused(reason)
+            if (status, reason) != refused:
                 self.diverge(
                     seq,
-                    "integrate stage",
-                    "BLOCKED (integration refused before planning a merge)",
-                    status,
+                    "integrate stage (refused before planning a merge: recomputed by "
+                    "decisions.integrate_refused)",
+                    f"{refused[0]} {refused[1]!r}",
+                    f"{status} {reason!r}",
                 )
             return
         if not seg.merge["reason"] and all(x["ok"] for x in seg.patches):

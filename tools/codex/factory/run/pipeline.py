@@ -241,15 +241,16 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
             StageResult(s, "SKIPPED", "skipped: preflight did not pass") for s in STAGES[1:]
         ]
         head = ctx.ledger.read_head() if ledger_ok else None
+        status, reasons = decisions.final_verdict([s.row() for s in rows])
         data = {
             "run_id": planned or "",
-            "status": pre.status,
+            "status": status,
             "stages": [s.row() for s in rows],
             "report": None,
             "ledger_head": {"seq": head.seq, "hash": head.hash}
             if head
             else {"seq": None, "hash": None},
-            "reasons": [f"preflight: {pre.reason}"],
+            "reasons": reasons,
         }
         _finish_early(pre_rec if own_id else None, pre.status, data)
         text = summary_text(data) + "\n" + preflight.render(found)
@@ -276,13 +277,14 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
     if lr.status != "PASS":
         stages += [StageResult(s, "SKIPPED", "skipped: launch did not pass") for s in STAGES[2:]]
         head = ctx.ledger.read_head()
+        status, reasons = decisions.final_verdict([s.row() for s in stages])
         data = {
             "run_id": planned or "",
-            "status": lr.status,
+            "status": status,
             "stages": [s.row() for s in stages],
             "report": None,
             "ledger_head": {"seq": head.seq, "hash": head.hash},
-            "reasons": [f"launch: {lr.reason}"],
+            "reasons": reasons,
         }
         raced = "is taken" in lr.reason  # another process launched this run ID after preflight
         if pre_rec is not None and own_id and not raced and not launch_finished:
@@ -322,19 +324,20 @@ def _pending_outcome(
         f"next: collect, validate, integrate: `factory bundle-collect --run-id {run_id}`, "
         f"`factory bundle-validate --run-id {run_id}`, `factory integrate --run-id {run_id}`"
     )
+    status, reasons = decisions.final_verdict([s.row() for s in rows], pending=pending)
     data = {
         "run_id": run_id,
-        "status": "PENDING",
+        "status": status,
         "stages": [s.row() for s in rows],
         "report": None,
         "ledger_head": {"seq": head.seq, "hash": head.hash},
-        "reasons": [],
+        "reasons": reasons,
         "pending": pending,
         "runboard": f"{ctx.layout.run_rel(run_id)}/RUNBOARD.md",
         "next": nxt,
     }
     text = "\n".join([summary_text(data), _runboard_text(ctx, run_id).rsplit("\n", 1)[0], nxt])
-    return Outcome(Status.PENDING, data, text)
+    return Outcome(Status(status), data, text)
 
 
 def cmd_print_report(ctx: Context, run_id: str) -> Outcome:

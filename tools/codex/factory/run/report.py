@@ -186,11 +186,7 @@ def finalize(
         rec.run_finished(rows, writer.violations)
     except FactoryError as exc:
         # The verdict could not be recorded: the files must not claim more than the ledger holds.
-        doc["status"] = "FAIL"
-        doc["reasons"] = [
-            *doc["reasons"],
-            f"summary: could not record the run in the ledger: {exc}",
-        ]
+        doc["status"], doc["reasons"] = decisions.unrecorded_verdict(doc["reasons"], str(exc))
         _rewrite(writer, doc, manifest, validation)
     return doc
 

@@ -157,7 +157,9 @@ def selected_workers(manifest: dict[str, Any], workers: list[str] | None) -> lis
     return chosen
 
 
-OnBusy = Callable[[Recorder, LockHeldError], None]
+# Records a refusal of the run (its lock held, or its manifest not the one launch wrote) before
+# it is raised.
+OnRefused = Callable[[Recorder, BlockedError], None]
 
 
 @dataclass
@@ -190,11 +192,17 @@ class RunHandle:
         workers: list[str] | None = None,
         *,
         lock: bool = True,
-        on_busy: OnBusy | None = None,
+        on_refused: OnRefused | None = None,
     ) -> RunHandle:
         """Lock the run (BLOCKED at once when another process holds it), then read and verify
-        its manifest. ``on_busy`` records the refusal before it is raised."""
+        its manifest. ``on_refused`` records either refusal before it is raised (the manifest's
+        while the lock is still held)."""
         run_folder(ctx, run_id)
+
+        def refused(exc: BlockedError) -> None:
+            if on_refused is not None:
+                on_refused(Recorder(ctx.ledger, run_id, str(ctx.config.get("run.kind"))), exc)
+
         held: ProcessLock | None = None
         if lock:
             held = run_lock(ctx, run_id)
@@ -202,11 +210,14 @@ class RunHandle:
                 held.acquire()
             except LockHeldError as exc:
                 held.close()
-                if on_busy is not None:
-                    on_busy(Recorder(ctx.ledger, run_id, str(ctx.config.get("run.kind"))), exc)
+                refused(exc)
                 raise
         try:
-            manifest, sha = read_manifest(ctx, run_id)
+            try:
+                manifest, sha = read_manifest(ctx, run_id)
+            except BlockedError as exc:
+                refused(exc)
+                raise
             chosen = selected_workers(manifest, workers)
         except BaseException:
             if held is not None:

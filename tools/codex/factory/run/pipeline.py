@@ -7,7 +7,7 @@ from typing import Any
 
 from tools.codex.factory.core import decisions
 from tools.codex.factory.core.ids import validate_run_id
-from tools.codex.factory.errors import FactoryError, LockHeldError
+from tools.codex.factory.errors import BlockedError, FactoryError, LockHeldError
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import clean, collect, integrate, preflight, report, runboard, validate
@@ -129,14 +129,22 @@ def _integrate_and_finish(run: RunHandle, before: list[StageResult]) -> dict[str
     return report.finalize(run, stages, holder)
 
 
-def _refused(rec: Recorder, exc: LockHeldError) -> None:
+def _refused(rec: Recorder, exc: BlockedError) -> None:
+    """Integration refused at the door, on record. A held lock means another process is at
+    work on the run; any other refusal (a manifest that is not the one launch wrote) ends the
+    run as it stands: BLOCKED with the rule, so ``watch`` ends and replay sees why."""
     rec.emit("integrate.refused", "integrate", reason=str(exc))
+    if isinstance(exc, LockHeldError):
+        return
+    result = StageResult("integrate", *decisions.integrate_refused(str(exc)))
+    ended(rec, result)
+    rec.run_finished([result.row()])
 
 
 def cmd_integrate(
     ctx: Context, run_id: str, workers: list[str] | None, keep_worktrees: bool = False
 ) -> Outcome:
-    with RunHandle.open(ctx, validate_run_id(run_id), workers, on_busy=_refused) as run:
+    with RunHandle.open(ctx, validate_run_id(run_id), workers, on_refused=_refused) as run:
         return _finish(run, [], keep_worktrees, validate_first=False)
 
 
@@ -293,7 +301,7 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
             _finish_early(pre_rec, lr.status, data)
         return Outcome(Status(lr.status), data, summary_text(data))
     run_id = holder["run_id"]
-    with RunHandle.open(ctx, run_id, on_busy=_refused) as run:
+    with RunHandle.open(ctx, run_id, on_refused=_refused) as run:
         if not req.dry_run and holder.get("pending"):
             if not req.wait:
                 return _pending_outcome(ctx, run.recorder, run_id, stages, list(holder["pending"]))

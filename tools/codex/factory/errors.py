@@ -68,6 +68,15 @@ class BlockedError(FactoryError):
     status = "BLOCKED"
 
 
+class UnreadableError(BlockedError):
+    """A record the factory wrote is there but unreadable or malformed: never taken for absent."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(f"{path} is unreadable or malformed ({why})")
+
+
 class LedgerCorruptError(BlockedError):
     """The ledger's bytes do not form a valid chain."""
 

@@ -296,7 +296,7 @@ def _collect_locked(run: RunHandle) -> Outcome:
     messages = []
     restored: set[str] = set()
     for w in chosen:
-        previous = runboard.read_status(run_dir, w)
+        previous = runboard.shown_status(run_dir, w)
         restored.update(gitdir.check_and_restore(ctx.repo, rec, run_dir, "bundle-collect"))
         info = collect_worker(
             run_dir, manifest, plans[w], paths[w], status="DONE", source="collected"
@@ -367,7 +367,7 @@ def wait_for_done(
             paths = locate(ctx, manifest, left)
             for w in list(left):
                 if worktrees.marked_done(paths[w]):
-                    previous = runboard.read_status(run_dir, w)
+                    previous = runboard.shown_status(run_dir, w)
                     changed = gitdir.check_and_restore(ctx.repo, rec, run_dir, "launch")
                     if changed and progress:
                         progress(git_dir_warning(changed))
@@ -384,7 +384,7 @@ def wait_for_done(
             if left:
                 sleep(poll_s)
     except KeyboardInterrupt:
-        statuses = {w: runboard.read_status(run_dir, w) for w in manifest["workers"]}
+        statuses = {w: runboard.shown_status(run_dir, w) for w in manifest["workers"]}
         rec.emit(
             "run.interrupted",
             "launch",

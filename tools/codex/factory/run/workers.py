@@ -382,7 +382,7 @@ def execute(
     if interrupted:
         previous = agents.ignore_sigint()  # a second Ctrl-C must not cut the record short
         try:
-            sts = {j.worker: runboard.read_status(live.run_dir, j.worker) for j in jobs}
+            sts = {j.worker: runboard.shown_status(live.run_dir, j.worker) for j in jobs}
             stopped = sorted(w for w, s in sts.items() if s == "INTERRUPTED")
             with live.lock:
                 rec.emit(
@@ -435,7 +435,7 @@ def launch_real(
 
 def statuses(ctx: Context, manifest: dict[str, Any]) -> dict[str, str]:
     run_dir = ctx.layout.run_dir(manifest["run_id"])
-    return {w: runboard.read_status(run_dir, w) for w in manifest["workers"]}
+    return {w: runboard.shown_status(run_dir, w) for w in manifest["workers"]}
 
 
 def result_data(ctx: Context, manifest: dict[str, Any]) -> dict[str, Any]:

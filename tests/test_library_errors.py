@@ -157,3 +157,52 @@ def test_an_unknown_run_is_one_typed_error(repo: Path, tmp_path: Path) -> None:
                 call()
             assert str(exc.value).startswith("run nope: no run folder tools/codex/runs/nope")
             assert exc.value.run_id == "nope"
+
+
+def cli_options() -> set[str]:
+    """Every long option of every CLI command."""
+    import click
+
+    from tools.codex.factory.cli.commands import cli
+
+    found: set[str] = set()
+    todo: list[click.Command] = [cli]
+    while todo:
+        cmd = todo.pop()
+        found |= {o for p in cmd.params for o in p.opts if o.startswith("--")}
+        if isinstance(cmd, click.Group):
+            todo.extend(cmd.commands.values())
+    return found - {"--help", "--version"}
+
+
+def raised_text(path: Path) -> list[tuple[int, str]]:
+    """The string parts of every ``raise`` statement in a module, by line."""
+    import ast
+
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            parts = [
+                n.value
+                for n in ast.walk(node.exc)
+                if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            ]
+            out.append((node.lineno, " ".join(parts)))
+    return out
+
+
+def test_no_library_error_names_a_command_line_option() -> None:
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "tools" / "codex" / "factory"
+    options = cli_options()
+    assert {"--run-id", "--workers", "--patch", "--now", "--repo", "--base-ref"} <= options
+    bad = []
+    for path in sorted(package.rglob("*.py")):
+        if "cli" in path.relative_to(package).parts:
+            continue
+        for line, text in raised_text(path):
+            named = set(re.findall(r"--[a-z][a-z-]*", text)) & options
+            if named:
+                bad.append(f"{path.relative_to(package)}:{line}: {sorted(named)}")
+    assert bad == []

@@ -167,7 +167,7 @@ def follow(
             ):
                 raise UsageError(
                     f"run {run_id}: no such run (no run folder {ctx.layout.run_rel(run_id)} and no event in "
-                    f"the ledger after {START_GRACE_S:g}s); list runs with `factory ledger --limit 50`"
+                    f"the ledger after {START_GRACE_S:g}s); list runs with `factory ledger`"
                 )
             if deadline is not None and real_monotonic() >= deadline:
                 last = (
@@ -184,7 +184,7 @@ def follow(
                 }
                 msg = (
                     f"factory: watch: run {run_id} did not finish within {timeout:g}s{last}; "
-                    "the run may still be going: watch again, or check `factory ledger --run-id`"
+                    "the run may still be going: watch again, or check the run's events (`factory ledger`)"
                 )
                 return Outcome(Status.FAIL, data, "", [msg])
             sleep(poll_s)

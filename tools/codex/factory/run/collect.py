@@ -273,7 +273,7 @@ def locate(ctx: Context, manifest: dict[str, Any], workers: list[str]) -> dict[s
         if path is None or not path.is_dir():
             raise UsageError(
                 f"{worker_dirname(w)}: no worktree on branch {branch} (removed after integration or by `clean`?); "
-                f"bring a patch with `factory bundle-import --run-id {manifest['run_id']} --worker {w} --patch FILE`"
+                f"import a patch for worker {w} instead (`factory bundle-import`)"
             )
         found[w] = path
     return found

@@ -290,7 +290,7 @@ def report_path(ctx: Context, run_id: str) -> Path:
     path = ctx.layout.report_path(run_id)
     if not path.is_file():
         raise UsageError(
-            f"run {run_id} has no {REPORT} yet: run `factory integrate --run-id {run_id}`"
+            f"run {run_id} has no {REPORT} yet: integrate the run first (`factory integrate`)"
         )
     return path
 

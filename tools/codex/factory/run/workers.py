@@ -82,7 +82,7 @@ def check_free(ctx: Context, run_id: str, plan: Plan) -> None:
                 else f"branch {clash[0]} exists and blocks branch {branch}"
             )
             raise BlockedError(
-                f"{what} (left over from an earlier run?): run `factory clean --run-id {run_id}` "
+                f"{what} (left over from an earlier run?): clean up run {run_id} (`factory clean`) "
                 "or choose another run ID"
             )
         path = worktrees.worktree_path(root, ctx.repo, run_id, w.id)

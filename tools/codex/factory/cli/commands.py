@@ -101,8 +101,12 @@ def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) 
     if as_json:
         sys.stdout.buffer.write(payload)
         sys.stdout.flush()
-    elif outcome.text:
-        click.echo(outcome.text)
+    else:
+        from tools.codex.factory.cli import render
+
+        text = render.text(outcome)
+        if text:
+            click.echo(text)
     return outcome.exit_code
 
 

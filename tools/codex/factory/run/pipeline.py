@@ -35,31 +35,28 @@ def cmd_preflight(ctx: Context, base_ref: str | None, run_id: str | None) -> Out
     result = preflight.preflight(ctx, None, ref, run_id)
     checks = result.data["checks"]
     return Outcome(
-        Status(result.status), {"status": result.status, "checks": checks}, preflight.render(checks)
+        Status(result.status), {"status": result.status, "checks": checks}, view="preflight"
     )
 
 
 def cmd_launch(ctx: Context, req: LaunchRequest) -> Outcome:
     result, _rec = launch(ctx, req)
     d = result.data
-    verb = "resumed" if req.resume else "launched"
-    text = f"{verb} {d['run_id']} at {d['base_commit'][:12]} with workers {', '.join(d['workers'])}\nrun folder: {d['run_dir']}"
+    inputs: dict[str, Any] = {"verb": "resumed" if req.resume else "launched"}
     if not d.get("dry_run", True):
-        text += "\n" + _runboard_text(ctx, d["run_id"])
-    return Outcome(Status.PASS, {"status": "PASS", **d}, text)
+        inputs["runboard"] = _runboard(ctx, d["run_id"])
+    return Outcome(Status.PASS, {"status": "PASS", **d}, view="launch", view_inputs=inputs)
 
 
-def _runboard_text(ctx: Context, run_id: str) -> str:
-
+def _runboard(ctx: Context, run_id: str) -> dict[str, Any]:
+    """What the terminal shows of RUNBOARD.md: where it is, its rows, its "next" line."""
     manifest, _sha = read_manifest(ctx, run_id)
     rows = runboard.rows(ctx.repo, ctx.layout.run_dir(run_id), manifest)
-    return "\n".join(
-        [
-            f"runboard: {ctx.layout.run_rel(run_id)}/RUNBOARD.md",
-            runboard.rows_text(rows),
-            runboard.next_line(run_id, rows),
-        ]
-    )
+    return {
+        "path": f"{ctx.layout.run_rel(run_id)}/RUNBOARD.md",
+        "rows": rows,
+        "next": runboard.next_line(run_id, rows),
+    }
 
 
 def _remove_worktrees(run: RunHandle, doc: dict[str, Any], keep: bool) -> list[str]:
@@ -104,7 +101,7 @@ def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcom
             {"status": result.status, "reason": result.reason},
             f"bundle-validate: {result.status}: {result.reason}",
         )
-    return Outcome(Status(result.status), result.data, validate.render(result.data))
+    return Outcome(Status(result.status), result.data, view="validation")
 
 
 def _integrate_and_finish(run: RunHandle, before: list[StageResult]) -> dict[str, Any]:
@@ -185,20 +182,7 @@ def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
         "ledger_head": {"seq": head.seq, "hash": head.hash},
         "reasons": doc["reasons"],
     }
-    return Outcome(Status(doc["status"]), data, summary_text(data))
-
-
-def summary_text(data: dict[str, Any]) -> str:
-    lines = [f"run {data['run_id'] or '-'}: {data['status']}"]
-    lines += [
-        f"  {s['stage']:<16} {s['status']:<8} {s.get('reason', '')}".rstrip()
-        for s in data["stages"]
-    ]
-    if data.get("report"):
-        lines.append(f"report: {data['report']}")
-    head = data["ledger_head"]
-    lines.append(f"ledger head: seq={head['seq']} hash={head['hash']}")
-    return "\n".join(lines)
+    return Outcome(Status(doc["status"]), data, view="run")
 
 
 def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
@@ -261,8 +245,9 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
             "reasons": reasons,
         }
         _finish_early(pre_rec if own_id else None, pre.status, data)
-        text = summary_text(data) + "\n" + preflight.render(found)
-        return Outcome(Status(pre.status), data, text)
+        return Outcome(
+            Status(pre.status), data, view="run-preflight", view_inputs={"checks": found}
+        )
     stages: list[StageResult] = [pre]
     holder: dict[str, Any] = {}
     launch_finished: list[bool] = []
@@ -299,7 +284,7 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
             # launch stopped before run.started: its stage still ends in the ledger (replay).
             ended(pre_rec, lr)
             _finish_early(pre_rec, lr.status, data)
-        return Outcome(Status(lr.status), data, summary_text(data))
+        return Outcome(Status(lr.status), data, view="run")
     run_id = holder["run_id"]
     with RunHandle.open(ctx, run_id, on_refused=_refused) as run:
         if not req.dry_run and holder.get("pending"):
@@ -344,8 +329,8 @@ def _pending_outcome(
         "runboard": f"{ctx.layout.run_rel(run_id)}/RUNBOARD.md",
         "next": nxt,
     }
-    text = "\n".join([summary_text(data), _runboard_text(ctx, run_id).rsplit("\n", 1)[0], nxt])
-    return Outcome(Status(status), data, text)
+    inputs = {"runboard": _runboard(ctx, run_id)}
+    return Outcome(Status(status), data, view="run-pending", view_inputs=inputs)
 
 
 def cmd_print_report(ctx: Context, run_id: str) -> Outcome:

@@ -133,17 +133,6 @@ def write_runboard(writer: GuardedWriter, text: str) -> str:
     return writer.write_text(RUNBOARD, text)
 
 
-def rows_text(rows: list[dict[str, Any]]) -> str:
-    """A compact console form of the runboard."""
-    out = []
-    for r in rows:
-        out.append(
-            f"  {worker_dirname(r['worker']):<10} {r['status']:<11} {r['mode']:<12} {r['branch']}"
-        )
-        out.append(f"  {'':<10} worktree: {r['worktree'] or '(none)'}")
-    return "\n".join(out)
-
-
 def read_status(run_dir: Path, worker: str) -> str:
     """The status in the worker's STATUS.json: MISSING when there is no such file. One that is
     there but unreadable, not JSON or without a status is an UnreadableError naming it, never

@@ -157,6 +157,8 @@ def test_an_unknown_run_is_one_typed_error(repo: Path, tmp_path: Path) -> None:
                 call()
             assert str(exc.value).startswith("run nope: no run folder tools/codex/runs/nope")
             assert exc.value.run_id == "nope"
+    res = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "nope")
+    assert res.returncode == 2 and res.stderr.startswith(UNKNOWN + " and no events in")
 
 
 def cli_options() -> set[str]:

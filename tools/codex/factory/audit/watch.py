@@ -24,13 +24,13 @@ from tools.codex.factory.errors import (
     BlockedError,
     FactoryError,
     LedgerCorruptError,
-    UsageError,
 )
 from tools.codex.factory.infra import fsutil
 from tools.codex.factory.infra.clock import real_monotonic, sleep
 from tools.codex.factory.ledger.store import Event
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.handle import run_folder
 from tools.codex.factory.run.outcome import Outcome
 
 POLL_S = 0.2
@@ -123,7 +123,6 @@ def follow(
     seen: list[Event] = []
     finished: Event | None = None
     waiting_noted = False
-    run_dir = ctx.layout.run_dir(run_id)
 
     def take(ev: Event) -> None:
         nonlocal finished
@@ -159,16 +158,12 @@ def follow(
                     take(ev)
             if finished is not None:
                 return _finished(run_id, finished, seen)
-            if (
-                not seen
-                and path.exists()
-                and not run_dir.is_dir()
-                and real_monotonic() - started >= START_GRACE_S
-            ):
-                raise UsageError(
-                    f"run {run_id}: no such run (no run folder {ctx.layout.run_rel(run_id)} and no event in "
-                    f"the ledger after {START_GRACE_S:g}s); list runs with `factory ledger`"
+            if not seen and path.exists() and real_monotonic() - started >= START_GRACE_S:
+                no_events = (
+                    f" and no event in the ledger after {START_GRACE_S:g}s (no such run); "
+                    "list runs with `factory ledger`"
                 )
+                run_folder(ctx, run_id, no_events)
             if deadline is not None and real_monotonic() >= deadline:
                 last = (
                     f"; last event seq {seen[-1].seq} ({seen[-1].event_type})"

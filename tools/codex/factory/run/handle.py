@@ -41,12 +41,13 @@ def run_lock(ctx: Context, run_id: str) -> ProcessLock:
     return ProcessLock(path, 0, f"run lock of {run_id}", shown)
 
 
-def run_folder(ctx: Context, run_id: str) -> Path:
-    """The folder of run ``run_id``: the one place an unknown run is refused (NoRunError)."""
+def run_folder(ctx: Context, run_id: str, also: str = "") -> Path:
+    """The folder of run ``run_id``: the one place an unknown run is refused (NoRunError;
+    ``also`` adds what else the caller found missing, e.g. its events)."""
     validate_run_id(run_id)
     path = ctx.layout.run_dir(run_id)
     if not path.is_dir():
-        raise NoRunError(run_id, ctx.layout.run_rel(run_id))
+        raise NoRunError(run_id, ctx.layout.run_rel(run_id), also)
     return path
 
 

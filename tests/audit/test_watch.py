@@ -357,6 +357,6 @@ def test_watch_of_an_unknown_run_is_a_usage_error_not_a_silent_wait(
     assert time.monotonic() - t0 < 30
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("factory: error: run run-knwon: no such run"), (
-        lines
-    )
+    assert len(lines) == 1 and lines[0].startswith(
+        "factory: error: run run-knwon: no run folder tools/codex/runs/run-knwon and no event"
+    ), lines

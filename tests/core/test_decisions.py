@@ -129,3 +129,21 @@ def test_check_status_ignores_advisory() -> None:
     assert decisions.check_status(checks) == ("PASS", [])
     checks.append({"name": "t", "required": True, "rc": None, "timed_out": True})
     assert decisions.check_status(checks) == ("BLOCKED", ["required check 't' timed out"])
+
+
+def test_pending_workers_leave_an_unblocked_run_pending() -> None:
+    rows = [
+        {"stage": "launch", "status": "PASS", "reason": ""},
+        {"stage": "integrate", "status": "SKIPPED", "reason": "waiting"},
+    ]
+    assert decisions.final_verdict(rows, pending=["A"]) == ("PENDING", [])
+    blocked = [*rows, {"stage": "summary", "status": "BLOCKED", "reason": "x"}]
+    assert decisions.final_verdict(blocked, pending=["A"]) == ("BLOCKED", ["summary: x"])
+
+
+def test_a_verdict_the_ledger_could_not_record_is_fail() -> None:
+    assert decisions.unrecorded_verdict(["a: b"], "disk full") == (
+        "FAIL",
+        ["a: b", "summary: could not record the run in the ledger: disk full"],
+    )
+    assert decisions.integrate_refused("no validation") == ("BLOCKED", "no validation")

@@ -1,6 +1,7 @@
-"""Decisions from one source: for real runs ending in every status, the recorded stage and run
-verdicts are exactly what the core decision functions give for the recorded inputs, and
-ledger-replay (which calls those same functions) agrees."""
+"""Decisions from one source: for real runs ending in every status (PASS, BLOCKED, FAIL), the
+recorded stage and run verdicts are exactly what the core decision functions give for the
+recorded inputs, and the replay fold, fed the same recorded events, recomputes the same verdicts
+with those same functions (and ledger-replay agrees)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ import pytest
 
 from tests.support.factory import launch_dry, make_patch, run_dir, set_bundle, write_config
 from tests.support.repos import PINNED, make_repo, run_cli
+from tools.codex.factory.audit import diskcheck
+from tools.codex.factory.audit.fold import fold
 from tools.codex.factory.core import decisions
+from tools.codex.factory.infra import jsonio
+from tools.codex.factory.ledger.store import Event
 
 FILES = {"README.md": "hi\n", "src/app.py": "x = 1\n", "docs/guide.md": "g\n"}
 
@@ -30,9 +35,10 @@ def recompute(evs: list[dict[str, Any]]) -> tuple[tuple[str, str], tuple[str, li
     report = next(e for e in evs if e["event_type"] == "report.written")["payload"]
     final = decisions.final_verdict(finished["stages"], report["policy_violations"])
     merge = next((e["payload"] for e in evs if e["event_type"] == "merge.planned"), None)
-    if merge is None:
-        assert end["payload"]["status"] == "BLOCKED"
+    if end["payload"]["status"] == "FAIL":  # an internal error is an input, not a decision
         return (end["payload"]["status"], end["payload"]["reason"]), final
+    if merge is None:
+        return decisions.integrate_refused(end["payload"]["reason"]), final
     applied = [
         {"worker": e["payload"]["worker"], "ok": e["payload"]["ok"], "files": e["payload"]["files"]}
         for e in evs
@@ -84,26 +90,47 @@ def scenario(repo: Path, kind: str) -> tuple[str, str]:
         ).returncode
         == 0
     )
+    if kind == "internal-error":  # the sandbox cannot be made: integrate fails (FAIL)
+        (repo / "blocker").write_text("a file, not a folder\n", encoding="utf-8")
+        write_config(repo, {"paths": {"sandbox_dir": "blocker/sub"}})
+    if kind == "not-validated":  # VALIDATION.json is not the one the ledger recorded
+        (run_dir(repo, run_id) / "VALIDATION.json").write_text("{}", encoding="utf-8")
     if kind == "write-refused":
         z = run_dir(repo, run_id) / "Z_integrator"
         z.rmdir()
         (repo.parent / "elsewhere").mkdir()
         z.symlink_to(repo.parent / "elsewhere", target_is_directory=True)
     expected = {"pass": "PASS", "check-fails": "BLOCKED", "does-not-apply": "BLOCKED",
-                "cycle": "BLOCKED", "write-refused": "BLOCKED"}[kind]  # fmt: skip
+                "cycle": "BLOCKED", "write-refused": "BLOCKED", "not-validated": "BLOCKED",
+                "internal-error": "FAIL"}[kind]  # fmt: skip
     return run_id, expected
 
 
-@pytest.mark.parametrize(
-    "kind", ["pass", "check-fails", "does-not-apply", "cycle", "write-refused"]
-)
+def replayed(repo: Path, run_id: str, evs: list[dict[str, Any]]) -> Any:
+    """The replay fold of the same recorded events (the path ledger-replay takes)."""
+    events = [Event.from_line(jsonio.canonical(e)) for e in evs]
+    return fold(run_id, events, diskcheck.read_docs(run_dir(repo, run_id), run_id))
+
+
+KINDS = [
+    "pass",
+    "check-fails",
+    "does-not-apply",
+    "cycle",
+    "write-refused",
+    "not-validated",
+    "internal-error",
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_recorded_verdicts_are_the_core_functions_of_recorded_inputs(
     tmp_path: Path, kind: str
 ) -> None:
     repo = make_repo(tmp_path / "repo", FILES)
     run_id, expected = scenario(repo, kind)
     res = run_cli("--repo", str(repo), "--now", PINNED, "integrate", "--run-id", run_id)
-    assert res.returncode == {"PASS": 0, "BLOCKED": 3}[expected], res.stdout + res.stderr
+    assert res.returncode == {"PASS": 0, "BLOCKED": 3, "FAIL": 1}[expected], res.stdout + res.stderr
     evs = events(repo, run_id)
     stage, final = recompute(evs)
     recorded_stage = next(
@@ -114,9 +141,17 @@ def test_recorded_verdicts_are_the_core_functions_of_recorded_inputs(
     assert stage == (recorded_stage["status"], recorded_stage["reason"])
     finished = next(e["payload"] for e in evs if e["event_type"] == "run.finished")
     assert final == (finished["status"], finished["reasons"]) and final[0] == expected
+    # The replay fold, given the same recorded events, recomputes the same verdicts.
+    folded = replayed(repo, run_id, evs)
+    assert folded.state.final["recomputed_status"] == expected
+    assert folded.state.stages["integrate"]["status"] == stage[0]
+    decided = [d for d in folded.divergences if "recomputed" in d.what or "stage" in d.what]
+    assert decided == [], decided
     replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", run_id, "--json")
     found = [d["what"] for d in json.loads(replay.stdout)["divergences"]]
     if kind == "write-refused":  # Z's files could not be written anywhere: replay says so
         assert found == ["Z_integrator/STATUS.json", "Z_integrator/FINAL_REPORT.txt"]
+    elif kind == "not-validated":  # the edited file itself is a divergence, the verdict is not
+        assert found == ["VALIDATION.json"]
     else:
         assert found == [], replay.stdout[-2000:]

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.repos import PINNED
 from tools.codex.factory.core import ids
-from tools.codex.factory.errors import UsageError
+from tools.codex.factory.errors import ArgumentError, UsageError
 from tools.codex.factory.infra.clock import Clock, compact, format_ts, parse_instant
 
 COMMIT = "3f786850e387550fdab836ed7e6dc881de23001b"
@@ -40,8 +40,9 @@ HOSTILE = [
 
 @pytest.mark.parametrize("bad", HOSTILE, ids=[repr(h)[:30] for h in HOSTILE])
 def test_hostile_run_ids_are_usage_errors(bad: str) -> None:
-    with pytest.raises(UsageError, match="--run-id"):
+    with pytest.raises(ArgumentError, match="run ID") as exc:
         ids.validate_run_id(bad)
+    assert exc.value.arg == "run_id" and "--" not in str(exc.value)
 
 
 @pytest.mark.parametrize(
@@ -121,8 +122,9 @@ def test_clock_pinning() -> None:
     pinned = Clock.from_env(PINNED)
     assert pinned.now_ts() == "2026-11-21T20:15:00.000000Z"
     assert pinned.elapsed(pinned.monotonic()) == 0.0
-    with pytest.raises(UsageError, match="--now"):
+    with pytest.raises(ArgumentError, match=r"^pinned time: 'not-a-time'") as exc:
         Clock.from_env("not-a-time")
+    assert exc.value.with_option("--now").startswith("--now: 'not-a-time' is not")
 
 
 # -- the clock's range: every timestamp has the fixed width that sorts as time -----------------
@@ -137,7 +139,7 @@ OUT_OF_RANGE = [
 
 @pytest.mark.parametrize("bad", OUT_OF_RANGE)
 def test_instants_outside_1970_to_9999_utc_are_usage_errors(bad: str) -> None:
-    with pytest.raises(UsageError, match=r"--now: .*1970\.\.9999"):
+    with pytest.raises(UsageError, match=r"^pinned time: .*1970\.\.9999"):
         Clock.from_env(bad)
     with pytest.raises(UsageError, match=r"FACTORY_NOW: .*1970\.\.9999"):
         parse_instant(bad, "FACTORY_NOW")

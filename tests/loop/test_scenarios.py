@@ -85,7 +85,7 @@ def test_run_against_a_run_writes_scenarios_json_and_records_it(tmp_path: Path) 
 
 def test_run_needs_exactly_one_target(converging: Path) -> None:
     res = run_cli("--repo", str(converging), "scenarios", "run")
-    assert res.returncode == 2 and "exactly one of --run-id ID or --ref REF" in res.stderr
+    assert res.returncode == 2 and "exactly one of a run ID or a ref to evaluate" in res.stderr
 
 
 # -- the sandbox ---------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_collect_of_a_dry_run_or_unknown_worker_is_refused(tmp_path: Path) -> No
     assert res.returncode == 2
     assert (
         res.stderr.strip()
-        == f"factory: error: run {run_id} was launched with --dry-run: it has no worktrees to collect"
+        == f"factory: error: run {run_id} is a dry run: it has no worktrees to collect"
     )
     res = cli(repo, "launch", "--workers", "A", "--json")
     run_id = json.loads(res.stdout)["run_id"]

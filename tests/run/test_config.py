@@ -76,7 +76,10 @@ def test_each_layer_overrides_the_one_below(
     assert (cfg.get(key), cfg.origin(key)) == (env_v, f"env:{var}")
 
     cfg = config_mod.load(repo, cli={key: cli_v}, environ={var: env_text})
-    assert (cfg.get(key), cfg.origin(key)) == (cli_v, f"cli:--{name.replace('_', '-')}")
+    assert (cfg.get(key), cfg.origin(key)) == (cli_v, f"argument {key}")
+    # The CLI names its own option as the origin; the library never invents one.
+    cfg = config_mod.load(repo, cli={key: cli_v}, environ={}, named={key: "cli:--opt"})
+    assert cfg.origin(key) == "cli:--opt"
 
     # An unset CLI option (None) does not hide the layers below.
     cfg = config_mod.load(repo, cli={key: None}, environ={var: env_text})
@@ -183,11 +186,17 @@ def test_bad_env_is_a_usage_error_naming_the_variable(
     assert_usage_error(res, *needles)
 
 
-def test_bad_cli_value_names_the_option(repo: Path) -> None:
-    with pytest.raises(UsageError, match=r"run\.kind.*cli:--kind"):
+def test_bad_override_names_its_source(repo: Path) -> None:
+    with pytest.raises(UsageError, match=r"run\.kind.*source: argument run\.kind\)"):
         config_mod.load(repo, cli={"run.kind": "bad/kind"}, environ={})
-    with pytest.raises(UsageError, match=r"workers\.max_parallel.*cli:--max-parallel"):
+    with pytest.raises(UsageError, match=r"workers\.max_parallel.*argument workers\.max_parallel"):
         config_mod.load(repo, cli={"workers.max_parallel": 0}, environ={})
+    with pytest.raises(UsageError, match=r"run\.kind.*cli:--kind"):
+        config_mod.load(
+            repo, cli={"run.kind": "bad/kind"}, environ={}, named={"run.kind": "cli:--kind"}
+        )
+    res = run_cli("--repo", str(repo), "launch", "--dry-run", "--kind", "bad/kind")
+    assert res.returncode == 2 and "(source: cli:--kind)" in res.stderr, res.stderr
 
 
 def test_file_errors_beat_env_and_name_the_file(repo: Path) -> None:

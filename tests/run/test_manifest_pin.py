@@ -134,3 +134,32 @@ def test_a_manifest_written_disagreeing_with_artifacts_written_is_refused(
     assert code == 3 and "[manifest-rewritten]" in err and "artifacts.written" in err, out + err
     code, out, _err = cli(repo, "ledger-replay", "--run-id", run_id)
     assert code == 3 and "manifest.written" in out
+
+
+def test_a_refused_integration_ends_the_run_on_record(repo: Path, tmp_path: Path) -> None:
+    """A manifest edited after launch: integrate is refused at the door, and the ledger says so
+    (integrate.refused, the integrate stage BLOCKED, run.finished BLOCKED with the rule), so
+    watch ends with the run's status and replay sees why there is no report."""
+    run_id = launch(repo, tmp_path)
+    set_bundle(repo, run_id, "A", make_patch(repo, {"src/app.py": "print('v2')\n"}))
+    assert cli(repo, "bundle-validate", "--run-id", run_id)[0] == 0
+    path = run_dir(repo, run_id) / "RUN_MANIFEST.json"
+    manifest = read_json(path)
+    manifest["config"]["security"]["protected_paths"] = []
+    write_json(path, manifest)
+    code, out, err = cli(repo, "integrate", "--run-id", run_id)
+    assert code == 3 and "[manifest-changed]" in err, out + err
+    with Ledger(repo / LEDGER, Clock()) as ledger:
+        evs = sorted(ledger.select(Filter(run_id=run_id)), key=lambda e: e.seq)
+    tail = [e for e in evs if e.stage == "integrate" or e.event_type == "run.finished"]
+    assert [e.event_type for e in tail] == ["integrate.refused", "stage.finished", "run.finished"]
+    refused, stage, finished = (e.payload for e in tail)
+    assert "[manifest-changed]" in refused["reason"]
+    assert (stage["status"], stage["reason"]) == ("BLOCKED", refused["reason"])
+    assert finished["status"] == "BLOCKED"
+    assert finished["reasons"] == [f"integrate: {refused['reason']}"]
+    res = run_cli("--repo", str(repo), "watch", "--run-id", run_id, "--timeout", "30")
+    assert res.returncode == 3, res.stdout + res.stderr
+    code, out, _err = cli(repo, "ledger-replay", "--run-id", run_id, "--json")
+    found = [d["what"] for d in json.loads(out)["divergences"]]
+    assert found and all("RUN_MANIFEST.json" in what for what in found), found

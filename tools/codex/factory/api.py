@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.audit import ledgerview, replay
+from tools.codex.factory.core.ids import select_workers
 from tools.codex.factory.infra.clock import Clock
 from tools.codex.factory.run import importer, pipeline
 from tools.codex.factory.run.context import Context
@@ -141,7 +142,7 @@ class Factory:
             run_id=run_id,
             kind=kind if kind is not None else self.ctx.config.get("run.kind"),
             plan_file=Path(plan) if plan is not None else None,
-            workers=sorted(workers) if workers is not None else None,
+            workers=list(workers) if workers is not None else None,
             base_ref_source="the base_ref argument" if base_ref is not None else None,
         )
 
@@ -181,7 +182,7 @@ class Factory:
     def validate(self, run_id: str, workers: list[str] | None = None) -> ValidationResult:
         """Judge the bundles (see ``factory bundle-validate``)."""
 
-        out = pipeline.cmd_validate(self.ctx, run_id, sorted(workers) if workers else None)
+        out = pipeline.cmd_validate(self.ctx, run_id, _selection(workers))
         d = _dict(out)
         return ValidationResult(
             run_id, str(out.status), dict(d.get("verdicts", {})), list(d.get("findings", [])),
@@ -193,9 +194,7 @@ class Factory:
     ) -> RunResult:
         """Apply the validated bundles and run the checks (see ``factory integrate``)."""
 
-        out = pipeline.cmd_integrate(
-            self.ctx, run_id, sorted(workers) if workers else None, keep_worktrees
-        )
+        out = pipeline.cmd_integrate(self.ctx, run_id, _selection(workers), keep_worktrees)
         return _run_result(out)
 
     def oneshot(
@@ -231,6 +230,11 @@ class Factory:
             bool(d["ok"]), int(d["lines"]), dict(d["head"]), d.get("first_bad_seq"),
             str(d.get("reason", "")), d,
         )  # fmt: skip
+
+
+def _selection(workers: list[str] | None) -> list[str] | None:
+    """A worker selection, checked by the CLI's one rule (UsageError: empty, twice, bad ID)."""
+    return select_workers(workers) if workers is not None else None
 
 
 def _run_result(out: Outcome) -> RunResult:

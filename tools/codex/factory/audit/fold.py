@@ -155,6 +155,7 @@ class Segment:
     violations: list[tuple[int, Violation]] = field(default_factory=list)  # (seq, violation)
     conflict: str = ""
     report: Event | None = None
+    refused: list[str] = field(default_factory=list)  # integrate.refused reasons
 
 
 class StageState(TypedDict):
@@ -644,6 +645,7 @@ class Fold:
 
     def on_integrate_refused(self, ev: Event) -> None:
         self.state.refusals.append({"seq": ev.seq, "reason": ev.payload.get("reason", "")})
+        self.seg.refused.append(str(ev.payload.get("reason", "")))
 
     def on_policy_violation(self, ev: Event) -> None:
         self.seg.violations.append(
@@ -718,8 +720,11 @@ class Fold:
         reached = any(r["stage"] == "integrate" and r["status"] != "SKIPPED" for r in rows)
         violations: list[Violation]
         if report is None:
-            # Only a run stopped before integration (preflight or launch refused) ends without a report.
-            if reached or not rows:
+            # Only a run stopped before integration (preflight or launch refused) or refused at
+            # integration's door (integrate.refused: its manifest not the one launch wrote) ends
+            # without a report.
+            at_door = [r["reason"] for r in rows if r["stage"] == "integrate"] == seg.refused[-1:]
+            if (reached and not at_door) or not rows:
                 self.diverge(ev.seq, "run.finished", "a report.written event before it", "none")
             violations = []
         else:
@@ -783,12 +788,14 @@ class Fold:
         # The refused writes recorded before the stage ended are an input of its status.
         before = [v for at, v in seg.violations if at < seq]
         if seg.merge is None:
-            if status != "BLOCKED":
+            refused = decisions.integrate_refused(reason)
+            if (status, reason) != refused:
                 self.diverge(
                     seq,
-                    "integrate stage",
-                    "BLOCKED (integration refused before planning a merge)",
-                    status,
+                    "integrate stage (refused before planning a merge: recomputed by "
+                    "decisions.integrate_refused)",
+                    f"{refused[0]} {refused[1]!r}",
+                    f"{status} {reason!r}",
                 )
             return
         if not seg.merge["reason"] and all(x["ok"] for x in seg.patches):

@@ -35,10 +35,11 @@ from tools.codex.factory.audit.describe import ONE_LINE, describe
 from tools.codex.factory.audit.diskcheck import REPORT_REL, STATUS_REL
 from tools.codex.factory.audit.fold import AnchoredHead, Divergence, divergence, fold
 from tools.codex.factory.core.ids import validate_run_id
-from tools.codex.factory.errors import FactoryError, UsageError
+from tools.codex.factory.errors import FactoryError
 from tools.codex.factory.ledger.store import Event, VerifyResult
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.handle import run_folder
 from tools.codex.factory.run.outcome import Outcome
 
 __all__ = ["Divergence", "describe", "replay"]
@@ -56,10 +57,8 @@ def replay(ctx: Context, run_id: str) -> Outcome:
     read_problems: list[Divergence] = []
     end = _end(ctx)  # first: reading through the index brings it up to date with the file
     events, later_reports = _select(ctx, run_id, read_problems)
-    if not events and not run_dir.is_dir():
-        raise UsageError(
-            f"run {run_id}: no events in {ledger_rel} and no run folder {ctx.layout.run_rel(run_id)}"
-        )
+    if not events:
+        run_folder(ctx, run_id, f" and no events in {ledger_rel}")
     if crankreplay.is_crank(events):
         cstate, cfound = crankreplay.check(ctx, run_id, events)
         cchain, broken = _verify(ctx, events, [], end)

@@ -19,12 +19,18 @@ import orjson
 
 from tools.codex.factory.audit.describe import describe
 from tools.codex.factory.core.ids import validate_run_id
-from tools.codex.factory.errors import BlockedError, FactoryError, LedgerCorruptError, UsageError
+from tools.codex.factory.errors import (
+    ArgumentError,
+    BlockedError,
+    FactoryError,
+    LedgerCorruptError,
+)
 from tools.codex.factory.infra import fsutil
 from tools.codex.factory.infra.clock import real_monotonic, sleep
 from tools.codex.factory.ledger.store import Event
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.handle import run_folder
 from tools.codex.factory.run.outcome import Outcome
 
 POLL_S = 0.2
@@ -108,7 +114,7 @@ def follow(
 ) -> Outcome:
     validate_run_id(run_id)
     if timeout is not None and timeout <= 0:
-        raise UsageError("--timeout: give a number of seconds greater than 0")
+        raise ArgumentError("timeout", "give a number of seconds greater than 0", label="timeout")
     path = ctx.layout.ledger_path
     follower = Follower(path, ctx.config.ledger_rel)
     # Real time (never pinned): a pinned clock (--now) must not stop a watch from timing out.
@@ -117,7 +123,6 @@ def follow(
     seen: list[Event] = []
     finished: Event | None = None
     waiting_noted = False
-    run_dir = ctx.layout.run_dir(run_id)
 
     def take(ev: Event) -> None:
         nonlocal finished
@@ -153,16 +158,12 @@ def follow(
                     take(ev)
             if finished is not None:
                 return _finished(run_id, finished, seen)
-            if (
-                not seen
-                and path.exists()
-                and not run_dir.is_dir()
-                and real_monotonic() - started >= START_GRACE_S
-            ):
-                raise UsageError(
-                    f"run {run_id}: no such run (no run folder {ctx.layout.run_rel(run_id)} and no event in "
-                    f"the ledger after {START_GRACE_S:g}s); list runs with `factory ledger --limit 50`"
+            if not seen and path.exists() and real_monotonic() - started >= START_GRACE_S:
+                no_events = (
+                    f" and no event in the ledger after {START_GRACE_S:g}s (no such run); "
+                    "list runs with `factory ledger`"
                 )
+                run_folder(ctx, run_id, no_events)
             if deadline is not None and real_monotonic() >= deadline:
                 last = (
                     f"; last event seq {seen[-1].seq} ({seen[-1].event_type})"
@@ -178,7 +179,7 @@ def follow(
                 }
                 msg = (
                     f"factory: watch: run {run_id} did not finish within {timeout:g}s{last}; "
-                    "the run may still be going: watch again, or check `factory ledger --run-id`"
+                    "the run may still be going: watch again, or check the run's events (`factory ledger`)"
                 )
                 return Outcome(Status.FAIL, data, "", [msg])
             sleep(poll_s)

@@ -20,6 +20,34 @@ from tools.codex.factory.version import __version__
 F = TypeVar("F", bound=Callable[..., Any])
 _DEBUG = {"on": False}
 
+# The option that gives each argument the library names in neutral words (ArgumentError.arg).
+OPTIONS = {
+    "run_id": "--run-id",
+    "workers": "--workers",
+    "worker": "--worker",
+    "patch": "--patch",
+    "summary": "--summary",
+    "kind": "--kind",
+    "repo": "--repo",
+    "now": "--now",
+    "since": "--since",
+    "timeout": "--timeout",
+    "resume": "--resume",
+}
+# Config keys the CLI's options set, shown as their option in config origins and messages.
+CONFIG_OPTIONS = {"run.kind": "--kind", "run.base_ref": "--base-ref"}
+
+
+def error_line(exc: FactoryError) -> str:
+    """A library error as the CLI shows it: its option where the message names an argument."""
+    from tools.codex.factory.errors import ArgumentError, NotARepoError
+
+    if isinstance(exc, ArgumentError) and exc.arg in OPTIONS:
+        return exc.with_option(OPTIONS[exc.arg])
+    if isinstance(exc, NotARepoError):
+        return str(NotARepoError(exc.path, "pass --repo PATH"))
+    return str(exc)
+
 
 def json_out_option(f: F) -> F:
     return click.option(
@@ -73,8 +101,12 @@ def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) 
     if as_json:
         sys.stdout.buffer.write(payload)
         sys.stdout.flush()
-    elif outcome.text:
-        click.echo(outcome.text)
+    else:
+        from tools.codex.factory.cli import render
+
+        text = render.text(outcome)
+        if text:
+            click.echo(text)
     return outcome.exit_code
 
 
@@ -228,10 +260,10 @@ def _launch_request(
     from tools.codex.factory.run.launch import LaunchRequest, parse_workers
 
     ctx = _ctx(click_ctx)
-    if kind is not None:
-        ctx.cli_config["run.kind"] = kind
-    if base_ref is not None:
-        ctx.cli_config["run.base_ref"] = base_ref
+    for key, value in (("run.kind", kind), ("run.base_ref", base_ref)):
+        if value is not None:
+            ctx.cli_config[key] = value
+            ctx.cli_origins[key] = f"cli:{CONFIG_OPTIONS[key]}"
     return LaunchRequest(
         base_ref=ctx.config.get("run.base_ref"),
         dry_run=dry_run,
@@ -755,7 +787,7 @@ def run(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"factory: error: {exc}", err=True)
+        click.echo(f"factory: error: {error_line(exc)}", err=True)
         return exc.exit_code
     except Exception as exc:
         if _DEBUG["on"]:

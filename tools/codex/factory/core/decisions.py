@@ -81,6 +81,13 @@ def integrate_outcome(
     return status, "; ".join(reasons)
 
 
+def integrate_refused(error: str) -> tuple[StatusName, str]:
+    """The integrate stage when integration was refused before it planned a merge (no PASS
+    validation of these bundles, a changed manifest, a refused write): BLOCKED, with the
+    refusal. Replay applies it to an integrate stage with no ``merge.planned`` before it."""
+    return "BLOCKED", error
+
+
 def with_policy(
     status: StatusName, reason: str, violations: Sequence[Violation]
 ) -> tuple[StatusName, str]:
@@ -101,13 +108,21 @@ def final_status(stage_statuses: Sequence[str]) -> StatusName:
 
 
 def final_verdict(
-    rows: Sequence[StageRow], violations: Sequence[Violation] = ()
+    rows: Sequence[StageRow], violations: Sequence[Violation] = (), pending: Sequence[str] = ()
 ) -> tuple[StatusName, list[str]]:
-    """The run's final status and reasons from its stage rows (a refused write blocks it)."""
+    """The run's final status and reasons from its stage rows (a refused write blocks it;
+    ``pending`` interactive workers leave an unblocked run PENDING)."""
     statuses = [str(r["status"]) for r in rows] + (["BLOCKED"] if violations else [])
+    statuses += ["PENDING"] if pending else []
     reasons = [
         f"{r['stage']}: {r['reason']}"
         for r in rows
         if r["status"] in ("BLOCKED", "FAIL") and r["reason"]
     ]
     return final_status(statuses), reasons
+
+
+def unrecorded_verdict(reasons: Sequence[str], error: str) -> tuple[StatusName, list[str]]:
+    """A verdict the ledger could not record: FAIL, whatever it was, so the files never claim
+    more than the ledger holds (the reason says why)."""
+    return "FAIL", [*reasons, f"summary: could not record the run in the ledger: {error}"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import re
+from collections.abc import Sequence
 
 from tools.codex.factory.core.timefmt import compact
-from tools.codex.factory.errors import UsageError
+from tools.codex.factory.errors import ArgumentError, UsageError
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 KIND_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")
@@ -15,33 +16,58 @@ WORKER_ID_RE = re.compile(r"[A-Y][A-Za-z0-9]{0,15}")
 MAX_RUN_ID = 128
 
 
-def validate_run_id(run_id: str, source: str = "--run-id") -> str:
+def _refuse(arg: str | None, source: str, detail: str) -> UsageError:
+    """A refused ID: about the argument ``arg`` (the CLI names its option), or from ``source``
+    (a config key, a plan field) named in the message."""
+    if arg is not None:
+        return ArgumentError(arg, detail)
+    return UsageError(f"{source}: {detail}")
+
+
+def validate_run_id(run_id: str, source: str = "") -> str:
     """Refuse anything that could act as a path: IDs become folder names."""
     if not run_id:
-        raise UsageError(f"{source}: run ID is empty; use letters, digits, '.', '_' or '-'")
-    if len(run_id) > MAX_RUN_ID:
-        raise UsageError(f"{source}: run ID is {len(run_id)} characters; the limit is {MAX_RUN_ID}")
-    if ".." in run_id:
-        raise UsageError(f"{source}: run ID {run_id!r} contains '..'")
-    if not RUN_ID_RE.fullmatch(run_id):
-        raise UsageError(
-            f"{source}: run ID {run_id!r} must match [A-Za-z0-9][A-Za-z0-9._-]* (no '/', '\\', ':' or NUL)"
+        problem = "run ID is empty; use letters, digits, '.', '_' or '-'"
+    elif len(run_id) > MAX_RUN_ID:
+        problem = f"run ID is {len(run_id)} characters; the limit is {MAX_RUN_ID}"
+    elif ".." in run_id:
+        problem = f"run ID {run_id!r} contains '..'"
+    elif not RUN_ID_RE.fullmatch(run_id):
+        problem = (
+            f"run ID {run_id!r} must match [A-Za-z0-9][A-Za-z0-9._-]* (no '/', '\\', ':' or NUL)"
         )
-    return run_id
+    else:
+        return run_id
+    raise _refuse(None if source else "run_id", source, problem)
 
 
-def validate_kind(kind: str, source: str = "--kind") -> str:
-    if not KIND_RE.fullmatch(kind):
-        raise UsageError(f"{source}: kind {kind!r} must match [A-Za-z0-9][A-Za-z0-9-]{{0,31}}")
+def validate_kind(kind: str, source: str = "") -> str:
+    if not isinstance(kind, str) or not KIND_RE.fullmatch(kind):
+        detail = f"kind {kind!r} must match [A-Za-z0-9][A-Za-z0-9-]{{0,31}}"
+        raise _refuse(None if source else "kind", source, detail)
     return kind
 
 
-def validate_worker_id(worker_id: str, source: str = "--workers") -> str:
-    if not WORKER_ID_RE.fullmatch(worker_id):
-        raise UsageError(
-            f"{source}: worker ID {worker_id!r} must be a capital A-Y then up to 15 letters or digits (Z is the integrator)"
+def validate_worker_id(worker_id: str, source: str = "", *, arg: str = "workers") -> str:
+    if not isinstance(worker_id, str) or not WORKER_ID_RE.fullmatch(worker_id):
+        detail = (
+            f"worker ID {worker_id!r} must be a capital A-Y then up to 15 letters or digits "
+            "(Z is the integrator)"
         )
+        raise _refuse(None if source else arg, source, detail)
     return worker_id
+
+
+def select_workers(ids: Sequence[str], shown: str | None = None) -> list[str]:
+    """A selection of workers (the CLI's ``A,C``, the API's list): valid IDs, at least one, none
+    twice; sorted. ``shown`` is the selection as the operator wrote it, for the message."""
+    chosen = [validate_worker_id(w) for w in ids]
+    if not chosen:
+        raise ArgumentError("workers", "give at least one worker ID, e.g. A,C", label="workers")
+    if len(set(chosen)) != len(chosen):
+        what = shown if shown is not None else ",".join(ids)
+        raise ArgumentError("workers", f"{what!r} names a worker twice", label="workers")
+    return sorted(chosen)
 
 
 def base_hash(commit: str) -> str:
@@ -57,5 +83,7 @@ def make_run_id(prefix: str, existing: int) -> str:
     """The next run ID after run number ``existing`` (the highest taken with this prefix)."""
     seq = existing + 1
     if seq > 999:
-        raise UsageError(f"run ID prefix {prefix!r} already has 999 runs; pass --run-id or --now")
+        raise UsageError(
+            f"run ID prefix {prefix!r} already has 999 runs; choose a run ID or pin the clock"
+        )
     return f"{prefix}{seq:03d}"

@@ -54,7 +54,7 @@ class Clock:
     @classmethod
     def from_env(cls, now: str | None = None) -> Clock:
         if now:
-            return cls(parse_instant(now, "--now"))
+            return cls(parse_instant(now, "pinned time", arg="now"))
         env = os.environ.get("FACTORY_NOW")
         if env:
             return cls(parse_instant(env, "FACTORY_NOW"))

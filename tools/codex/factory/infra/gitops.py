@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tools.codex.factory.core import gitbinary
 from tools.codex.factory.core.gitview import GitView, read_apply_output
-from tools.codex.factory.errors import GitError, UsageError
+from tools.codex.factory.errors import GitError, NotARepoError, UsageError
 from tools.codex.factory.infra import proc
 from tools.codex.factory.infra.fsutil import remove_tree
 
@@ -140,9 +140,7 @@ def missing_features() -> list[str]:
 def toplevel(path: Path) -> Path:
     res = git(path, "rev-parse", "--show-toplevel", check=False)
     if res.rc != 0:
-        raise UsageError(
-            f"{path} is not inside a git repository; run from a checkout or pass --repo PATH"
-        )
+        raise NotARepoError(path)
     return Path(res.out.strip())
 
 
@@ -429,7 +427,7 @@ def worktree_add(repo: Path, path: Path, branch: str, commit: str) -> None:
     if branch_exists(repo, branch):
         raise UsageError(
             f"branch {branch} already exists (left over from an earlier run?): "
-            "run `factory clean` or choose another --run-id"
+            "run `factory clean` or choose another run ID"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     git(repo, "worktree", "add", "--quiet", "--no-checkout", "-b", branch, str(path), commit)

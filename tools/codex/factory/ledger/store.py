@@ -275,7 +275,9 @@ class Filter:
         rc: int | None = None,
         since: str | None = None,
     ) -> Filter:
-        since_ts = format_ts(parse_instant(since, "--since", bounded=False)) if since else None
+        since_ts = (
+            format_ts(parse_instant(since, "since", arg="since", bounded=False)) if since else None
+        )
         return cls(run_id, status, kind, actor, event_type, rc, since_ts)
 
 

@@ -148,14 +148,14 @@ class CrankResult:
 
 def settings(ctx: Context, req: CrankRequest) -> CrankSettings:
     """The crank's settings: the request's, else config's; every bad value is a usage error."""
-    src = "--threshold" if req.threshold is not None else ctx.source("crank.threshold")
+    src = "threshold" if req.threshold is not None else ctx.source("crank.threshold")
     text = req.threshold if req.threshold is not None else str(ctx.config.get("crank.threshold"))
     threshold = convergence.parse_threshold(text, src)
     most = req.max_iterations
     if most is None:
         most = int(ctx.config.get("crank.max_iterations"))
     if not 1 <= most <= 1000:
-        raise UsageError(f"--max-iterations {most}: give 1 to 1000")
+        raise UsageError(f"maximum iterations {most}: give 1 to 1000")
     block = req.block_on_regression
     if block is None:
         block = bool(ctx.config.get("crank.block_on_regression"))
@@ -185,11 +185,11 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
     """Run (or resume) a crank to its decision."""
     if req.resume:
         if req.crank_id is None:
-            raise UsageError("--resume needs --crank-id ID (see `factory crank-status`)")
+            raise UsageError("a resume needs the crank's ID (see `factory crank-status`)")
         return _resume(ctx, req)
     cfg = settings(ctx, req)
     base_ref = req.base_ref or str(ctx.config.get("run.base_ref"))
-    commit = gitops.resolve_commit(ctx.repo, base_ref, "--base-ref" if req.base_ref else "")
+    commit = gitops.resolve_commit(ctx.repo, base_ref, "" if req.base_ref else "run.base_ref")
     plan = resolve_plan(ctx, req.plan_file, None)
     real.check(ctx, plan)
     effective = ctx.config.effective()
@@ -211,7 +211,7 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
         branch = branch_of(ctx, crank_id)
         if gitops.branch_tip(ctx.repo, branch) is not None:
             ctx.layout.run_dir(crank_id).rmdir()  # still empty: nothing is recorded under it
-            raise UsageError(f"branch {branch} exists already: choose another --crank-id")
+            raise UsageError(f"branch {branch} exists already: choose another crank ID")
         rec.emit(
             "crank.started", STAGE, ACTOR,
             base_ref=base_ref, base_commit=commit, branch=branch, plan=plan.as_dict(),
@@ -232,7 +232,7 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
 
 def _claim(ctx: Context, wanted: str | None, commit: str) -> str:
     """The crank's ID and its (new, empty) folder, claimed under the ledger lock."""
-    crank_id = validate_run_id(wanted) if wanted else next_run_id(ctx, KIND, commit)
+    crank_id = validate_run_id(wanted, "crank ID") if wanted else next_run_id(ctx, KIND, commit)
     folder = ctx.layout.run_dir(crank_id)
     try:
         folder.mkdir()
@@ -667,7 +667,7 @@ def last_commit(events: Sequence[Event], base: str) -> str:
 
 
 def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
-    crank_id = validate_run_id(str(req.crank_id), "--crank-id")
+    crank_id = validate_run_id(str(req.crank_id), "crank ID")
     events = ctx.ledger.run_events(crank_id)
     started = next((e for e in events if e.event_type == "crank.started"), None)
     if started is None:

@@ -94,7 +94,7 @@ def cmd_crank_status(ctx: Context, crank_id: str | None) -> Outcome:
         if not latest:
             raise UsageError("no crank in the ledger yet: start one with `factory crank`")
         crank_id = latest[-1].run_id
-    crank_id = validate_run_id(crank_id, "--crank-id")
+    crank_id = validate_run_id(crank_id, "crank ID")
     events = ctx.ledger.run_events(crank_id)
     if not any(e.event_type == "crank.started" for e in events):
         raise UsageError(f"no crank {crank_id} in the ledger")
@@ -133,7 +133,7 @@ def _sealed(ctx: Context, commit: str) -> holdout.Holdout:
 def cmd_scenarios_check(ctx: Context, base_ref: str | None) -> Outcome:
     """Parse and list the scenarios (from a commit, as a crank seals them); run nothing."""
     ref = base_ref or str(ctx.config.get("run.base_ref"))
-    commit = gitops.resolve_commit(ctx.repo, ref, "--base-ref" if base_ref else "")
+    commit = gitops.resolve_commit(ctx.repo, ref, "" if base_ref else "run.base_ref")
     sealed = _sealed(ctx, commit)
     rows = [
         {"id": s.id, "path": s.path, "name": s.name, "category": s.category, "language": s.language}
@@ -148,9 +148,9 @@ def cmd_scenarios_check(ctx: Context, base_ref: str | None) -> Outcome:
 def cmd_scenarios_run(ctx: Context, run_id: str | None, ref: str | None) -> Outcome:
     """Evaluate the scenarios against a run's integrated tree or a ref; print the score."""
     if (run_id is None) == (ref is None):
-        raise UsageError("give exactly one of --run-id ID or --ref REF")
+        raise UsageError("give exactly one of a run ID or a ref to evaluate")
     if ref is not None:
-        commit = gitops.resolve_commit(ctx.repo, ref, "--ref")
+        commit = gitops.resolve_commit(ctx.repo, ref, "the ref to evaluate")
         base = gitops.resolve_commit(ctx.repo, str(ctx.config.get("run.base_ref")), "")
         sealed = _sealed(ctx, base)
         result = _evaluate(ctx, sealed, commit, None)

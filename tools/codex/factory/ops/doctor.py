@@ -18,7 +18,7 @@ from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.run.probes import FAIL, OK, WARN, Probe
 
-NO_REPO_FIX = "run doctor inside your repository, or pass --repo PATH"
+NO_REPO_FIX = "run doctor inside your repository, or give the repository's path"
 REPO_DEPENDENT = [
     "config",
     "git-attributes",

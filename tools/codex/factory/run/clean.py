@@ -15,7 +15,7 @@ from typing import Any
 
 from tools.codex.factory.core.ids import RUN_ID_RE, validate_run_id
 from tools.codex.factory.core.paths import worker_dirname
-from tools.codex.factory.errors import FactoryError, LockHeldError
+from tools.codex.factory.errors import FactoryError, LockHeldError, UnreadableError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Filter
@@ -52,7 +52,7 @@ def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
             "exists": False,
             "registered": False,
             "bytes": 0,
-            "status": runboard.read_status(run_dir, worker),
+            "status": runboard.shown_status(run_dir, worker),
             "run_finished": finished,
         }
         if entry is not None:
@@ -145,7 +145,10 @@ def uncollected(ctx: Context, item: dict[str, Any], info: dict[str, Any]) -> str
     commit = info["commit"]
     if commit is None:
         return "its run's base commit is unknown (no manifest, no run.started event)"
-    bundle = _collected(ctx, run_id, worker)
+    try:
+        bundle = _collected(ctx, run_id, worker)
+    except UnreadableError as exc:  # whether it was collected is unknown: nothing may go
+        return f"whether its work was collected is unknown: {exc}"
     collected = (bundle / "DIFF.patch").read_bytes() if bundle is not None else None
     if item["exists"]:
         path = Path(item["path"])

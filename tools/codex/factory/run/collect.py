@@ -263,9 +263,7 @@ def locate(ctx: Context, manifest: dict[str, Any], workers: list[str]) -> dict[s
     """Each worker's worktree, found by branch; one clear error if any is missing."""
 
     if manifest["dry_run"]:
-        raise UsageError(
-            f"run {manifest['run_id']} was launched with --dry-run: it has no worktrees to collect"
-        )
+        raise UsageError(f"run {manifest['run_id']} is a dry run: it has no worktrees to collect")
     st = worktrees.settings(manifest)
     listing = gitops.worktree_list(ctx.repo)
     found: dict[str, Path] = {}
@@ -275,7 +273,7 @@ def locate(ctx: Context, manifest: dict[str, Any], workers: list[str]) -> dict[s
         if path is None or not path.is_dir():
             raise UsageError(
                 f"{worker_dirname(w)}: no worktree on branch {branch} (removed after integration or by `clean`?); "
-                f"bring a patch with `factory bundle-import --run-id {manifest['run_id']} --worker {w} --patch FILE`"
+                f"import a patch for worker {w} instead (`factory bundle-import`)"
             )
         found[w] = path
     return found
@@ -298,7 +296,7 @@ def _collect_locked(run: RunHandle) -> Outcome:
     messages = []
     restored: set[str] = set()
     for w in chosen:
-        previous = runboard.read_status(run_dir, w)
+        previous = runboard.shown_status(run_dir, w)
         restored.update(gitdir.check_and_restore(ctx.repo, rec, run_dir, "bundle-collect"))
         info = collect_worker(
             run_dir, manifest, plans[w], paths[w], status="DONE", source="collected"
@@ -369,7 +367,7 @@ def wait_for_done(
             paths = locate(ctx, manifest, left)
             for w in list(left):
                 if worktrees.marked_done(paths[w]):
-                    previous = runboard.read_status(run_dir, w)
+                    previous = runboard.shown_status(run_dir, w)
                     changed = gitdir.check_and_restore(ctx.repo, rec, run_dir, "launch")
                     if changed and progress:
                         progress(git_dir_warning(changed))
@@ -386,7 +384,7 @@ def wait_for_done(
             if left:
                 sleep(poll_s)
     except KeyboardInterrupt:
-        statuses = {w: runboard.read_status(run_dir, w) for w in manifest["workers"]}
+        statuses = {w: runboard.shown_status(run_dir, w) for w in manifest["workers"]}
         rec.emit(
             "run.interrupted",
             "launch",

@@ -242,8 +242,12 @@ def load(
     repo: Path,
     cli: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    named: Mapping[str, str] | None = None,
 ) -> Config:
-    """Build the effective config for ``repo``; raise UsageError naming file, key and source."""
+    """Build the effective config for ``repo``; raise UsageError naming file, key and source.
+
+    ``cli`` holds the caller's overrides; each one's origin is ``named[key]`` when the caller
+    names it (the CLI: its option), else ``argument <key>``."""
     values = copy.deepcopy(DEFAULTS)
     origins: dict[str, str] = {}
     path = repo / CONFIG_REL
@@ -259,7 +263,7 @@ def load(
     layers.append(_env_layer(os.environ if environ is None else environ))
     layers.append(
         {
-            k: (v, f"cli:--{k.split('.', 1)[1].replace('_', '-')}")
+            k: (v, (named or {}).get(k) or f"argument {k}")
             for k, v in (cli or {}).items()
             if v is not None
         }

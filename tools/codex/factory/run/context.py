@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.core.paths import Layout
-from tools.codex.factory.errors import UsageError
+from tools.codex.factory.errors import ArgumentError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.infra.clock import Clock
 from tools.codex.factory.ledger.store import Ledger
@@ -21,6 +21,8 @@ class Context:
     clock: Clock
     debug: bool = False
     cli_config: dict[str, Any] = field(default_factory=dict)
+    # Where each override came from, as the caller names it (the CLI: ``cli:--kind``).
+    cli_origins: dict[str, str] = field(default_factory=dict)
     _ledger: Ledger | None = None
 
     @functools.cached_property
@@ -28,14 +30,14 @@ class Context:
 
         start = self.repo_opt if self.repo_opt is not None else Path.cwd()
         if not start.exists():
-            raise UsageError(f"--repo {start}: no such directory")
+            raise ArgumentError("repo", "no such directory", label="repository", value=str(start))
         if self.repo_opt is not None and (start / ".git").exists():
             return start.resolve()  # an explicit repository root needs no lookup
         return gitops.toplevel(start.resolve())
 
     @functools.cached_property
     def config(self) -> config_mod.Config:
-        return config_mod.load(self.repo, cli=self.cli_config)
+        return config_mod.load(self.repo, cli=self.cli_config, named=self.cli_origins)
 
     @functools.cached_property
     def layout(self) -> Layout:
@@ -54,14 +56,15 @@ class Context:
         return self._ledger
 
     def source(self, dotted: str) -> str:
-        """Where a config value came from, as the operator set it: ``--base-ref``,
-        ``FACTORY_RUN__BASE_REF``, ``run.base_ref in <file>`` or ``run.base_ref`` (default)."""
+        """Where a config value came from, as the operator set it: the caller's name for it
+        (``argument run.base_ref``; the CLI's option), ``FACTORY_RUN__BASE_REF``,
+        ``run.base_ref in <file>`` or ``run.base_ref`` (default)."""
         origin = self.config.origin(dotted)
         if origin.startswith(("cli:", "env:")):
             return origin.split(":", 1)[1]
         if origin.startswith("file:"):
             return f"{dotted} in {self.config.file}"
-        return dotted
+        return dotted if origin == "default" else origin
 
     def close(self) -> None:
         if self._ledger is not None:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory.core.ids import validate_run_id
+from tools.codex.factory.core.ids import select_workers, validate_run_id
 from tools.codex.factory.core.paths import LOCKS_DIR, MANIFEST
 from tools.codex.factory.core.text import clip
-from tools.codex.factory.errors import BlockedError, LockHeldError, UsageError
+from tools.codex.factory.errors import BlockedError, LockHeldError, NoRunError, UsageError
 from tools.codex.factory.infra import jsonio, schemas
 from tools.codex.factory.infra.fsutil import read_file
 from tools.codex.factory.infra.locks import ProcessLock
@@ -39,6 +39,16 @@ def run_lock(ctx: Context, run_id: str) -> ProcessLock:
     path = writer.target(f"{LOCKS_DIR}/run.lock")
     shown = f"{ctx.layout.run_rel(run_id)}/{LOCKS_DIR}/run.lock"
     return ProcessLock(path, 0, f"run lock of {run_id}", shown)
+
+
+def run_folder(ctx: Context, run_id: str, also: str = "") -> Path:
+    """The folder of run ``run_id``: the one place an unknown run is refused (NoRunError;
+    ``also`` adds what else the caller found missing, e.g. its events)."""
+    validate_run_id(run_id)
+    path = ctx.layout.run_dir(run_id)
+    if not path.is_dir():
+        raise NoRunError(run_id, ctx.layout.run_rel(run_id), also)
+    return path
 
 
 def recorded_manifest_sha(ledger: Ledger, run_id: str, shown: str = "") -> str | None:
@@ -88,11 +98,8 @@ def read_manifest(ctx: Context, run_id: str) -> tuple[dict[str, Any], str]:
     Returns (manifest, sha256). UsageError for an unknown run; BlockedError naming the rule for
     a manifest that is not the one launch wrote.
     """
-    validate_run_id(run_id)
-    run_dir = ctx.layout.run_dir(run_id)
+    run_dir = run_folder(ctx, run_id)
     rel = f"{ctx.layout.run_rel(run_id)}/{MANIFEST}"
-    if not run_dir.is_dir():
-        raise UsageError(f"run {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
     try:
         data = read_file(run_dir / MANIFEST, rel, limit=MAX_MANIFEST_BYTES)
     except UsageError as exc:
@@ -137,18 +144,23 @@ def run_setting(manifest: dict[str, Any], dotted: str) -> Any:
 
 
 def selected_workers(manifest: dict[str, Any], workers: list[str] | None) -> list[str]:
+    """The run's workers a stage acts on: all of them, or a selection (the one rule of
+    :func:`select_workers`) of workers the run has."""
     known = list(manifest["workers"])
     if workers is None:
         return sorted(known)
-    unknown = [w for w in workers if w not in known]
+    chosen = select_workers(workers)
+    unknown = [w for w in chosen if w not in known]
     if unknown:
         raise UsageError(
             f"workers {', '.join(unknown)}: not in this run (workers: {', '.join(known)})"
         )
-    return sorted(workers)
+    return chosen
 
 
-OnBusy = Callable[[Recorder, LockHeldError], None]
+# Records a refusal of the run (its lock held, or its manifest not the one launch wrote) before
+# it is raised.
+OnRefused = Callable[[Recorder, BlockedError], None]
 
 
 @dataclass
@@ -181,13 +193,17 @@ class RunHandle:
         workers: list[str] | None = None,
         *,
         lock: bool = True,
-        on_busy: OnBusy | None = None,
+        on_refused: OnRefused | None = None,
     ) -> RunHandle:
         """Lock the run (BLOCKED at once when another process holds it), then read and verify
-        its manifest. ``on_busy`` records the refusal before it is raised."""
-        validate_run_id(run_id)
-        if not ctx.layout.run_dir(run_id).is_dir():
-            raise UsageError(f"run {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+        its manifest. ``on_refused`` records either refusal before it is raised (the manifest's
+        while the lock is still held)."""
+        run_folder(ctx, run_id)
+
+        def refused(exc: BlockedError) -> None:
+            if on_refused is not None:
+                on_refused(Recorder(ctx.ledger, run_id, str(ctx.config.get("run.kind"))), exc)
+
         held: ProcessLock | None = None
         if lock:
             held = run_lock(ctx, run_id)
@@ -195,11 +211,14 @@ class RunHandle:
                 held.acquire()
             except LockHeldError as exc:
                 held.close()
-                if on_busy is not None:
-                    on_busy(Recorder(ctx.ledger, run_id, str(ctx.config.get("run.kind"))), exc)
+                refused(exc)
                 raise
         try:
-            manifest, sha = read_manifest(ctx, run_id)
+            try:
+                manifest, sha = read_manifest(ctx, run_id)
+            except BlockedError as exc:
+                refused(exc)
+                raise
             chosen = selected_workers(manifest, workers)
         except BaseException:
             if held is not None:

@@ -13,13 +13,13 @@ import hashlib
 import re
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tools.codex.factory.core import patchparse
 from tools.codex.factory.core.ids import validate_run_id, validate_worker_id
 from tools.codex.factory.core.paths import worker_dirname
 from tools.codex.factory.core.text import strip_bom, utf16_kind
-from tools.codex.factory.errors import UsageError
+from tools.codex.factory.errors import ArgumentError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.infra.fsutil import remove_tree
 from tools.codex.factory.records.status import Status
@@ -40,33 +40,47 @@ _MAIL = re.compile(rb"^From [0-9a-f]{40} ", re.M)
 _SUBJECT = re.compile(rb"^Subject: (?:\[PATCH[^\]]*\] ?)?(.*)$", re.M)
 
 
-def _read(path: Path, option: str, limit: int) -> bytes:
+class FileArg:
+    """A file given as an argument (``patch``, ``summary``): refusals name it in neutral words,
+    and the CLI shows its option in their place."""
+
+    LABELS: ClassVar[dict[str, str]] = {"patch": "patch file", "summary": "summary file"}
+
+    def __init__(self, arg: str, path: Path) -> None:
+        self.arg, self.path = arg, path
+
+    def error(self, detail: str, sep: str = ": ") -> ArgumentError:
+        return ArgumentError(
+            self.arg, detail, label=self.LABELS[self.arg], value=str(self.path), sep=sep
+        )
+
+
+def _read(given: FileArg, limit: int) -> bytes:
+    path = given.path
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise UsageError(f"{option} {path}: file not found") from None
+        raise given.error("file not found") from None
     except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot read ({exc.strerror})") from None
+        raise given.error(f"cannot read ({exc.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"{option} {path}: is a directory, not a file")
+        raise given.error("is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"{option} {path}: not a regular file")
+        raise given.error("not a regular file")
     if st.st_size > limit:
-        raise UsageError(
-            f"{option} {path}: {st.st_size} bytes, over the limit of {limit} (limits.max_file_bytes)"
-        )
+        raise given.error(f"{st.st_size} bytes, over the limit of {limit} (limits.max_file_bytes)")
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot read ({exc.strerror})") from None
+        raise given.error(f"cannot read ({exc.strerror})") from None
     if utf16_kind(data) is not None:
         how = (
             f"`git diff --output {path}` or `Out-File -Encoding utf8`"
-            if option == "--patch"
+            if given.arg == "patch"
             else "`Out-File -Encoding utf8` or `Set-Content -Encoding utf8`"
         )
-        raise UsageError(
-            f"{option} {path} is UTF-16 (PowerShell 5.1 '>' writes UTF-16): save it with {how}"
+        raise given.error(
+            f"is UTF-16 (PowerShell 5.1 '>' writes UTF-16): save it with {how}", sep=" "
         )
     return data
 
@@ -91,43 +105,44 @@ def cmd_import(
     ctx: Context, run_id: str, worker: str, patch_file: Path, summary_file: Path | None
 ) -> Outcome:
 
-    validate_worker_id(worker, "--worker")
+    validate_worker_id(worker, arg="worker")
     # The run lock, as integrate and bundle-collect take it: an import cannot race integrate,
     # nor the worker's running agent (launch holds the lock while agents run). A held lock is
     # BLOCKED at once.
     with RunHandle.open(ctx, validate_run_id(run_id)) as run:
         manifest = run.manifest
         if worker not in manifest["workers"]:
-            raise UsageError(
-                f"--worker {worker}: not in run {run_id} (workers: "
-                f"{', '.join(manifest['workers'])})"
+            raise ArgumentError(
+                "worker",
+                f"not in run {run_id} (workers: {', '.join(manifest['workers'])})",
+                label="worker",
+                value=worker,
             )
         bounds = Limits.from_settings(run.setting)
         limit = bounds.max_file_bytes
-        raw = _read(patch_file, "--patch", limit)
+        given = FileArg("patch", patch_file)
+        raw = _read(given, limit)
         summary_text = (
-            _read(summary_file, "--summary", limit).decode("utf-8", "replace")
+            _read(FileArg("summary", summary_file), limit).decode("utf-8", "replace")
             if summary_file is not None
             else None
         )
         data, _converted = normalise_eol(strip_bom(raw))
-        name = f"--patch {patch_file}"
         try:
             parsed = patchparse.parse(data, bounds.max_patch_lines, bounds.max_patch_files)
         except patchparse.PatchLimitError as exc:
-            raise UsageError(f"{name}: {exc}") from None
+            raise given.error(str(exc)) from None
         except patchparse.PatchParseError as exc:
-            raise UsageError(f"{name}: not a readable patch: {exc}") from None
+            raise given.error(f"not a readable patch: {exc}") from None
         if not parsed.files:
-            raise UsageError(
-                f"{name}: no file changes found (expected `git diff`, `git format-patch` or a "
-                "PR's .patch)"
+            raise given.error(
+                "no file changes found (expected `git diff`, `git format-patch` or a PR's .patch)"
             )
         for f in parsed.files:
             if f.binary and b"GIT binary patch" not in f.raw:
                 path = f.new_path or f.old_path
-                raise UsageError(
-                    f"{name}: binary change to {path} carries no data; make the patch with "
+                raise given.error(
+                    f"binary change to {path} carries no data; make the patch with "
                     "`git diff --binary`"
                 )
         side = GitSide(ctx.repo, gitops.object_format(ctx.repo))
@@ -135,21 +150,21 @@ def cmd_import(
             if verdict != "ok":
                 # The import sandbox borrows the repository's objects: a forged postimage id
                 # would pull any blob (the holdout's) into the canonical patch.
-                raise UsageError(f"{name}: binary change to {path} cannot be trusted: {why}")
+                raise given.error(f"binary change to {path} cannot be trusted: {why}")
         fmt, commits = patch_format(data)
         return _build(
-            run, worker, raw, data, fmt, commits, name, summary_text, summary_file is not None
+            run, worker, raw, data, fmt, commits, given, summary_text, summary_file is not None
         )
 
 
-def _canonical(run: RunHandle, canonical: bytes, name: str) -> patchparse.Patch:
+def _canonical(run: RunHandle, canonical: bytes, given: FileArg) -> patchparse.Patch:
     """The bundle's DIFF.patch, read within the limits validation reads it with (git's diff
     adds context lines and full indexes: it may be over a limit the source was not)."""
     bounds = Limits.from_settings(run.setting)
     try:
         return patchparse.parse(canonical, bounds.max_patch_lines, bounds.max_patch_files)
     except patchparse.PatchLimitError as exc:
-        raise UsageError(f"{name}: its diff against the run's base has {exc}") from None
+        raise given.error(f"its diff against the run's base has {exc}") from None
 
 
 def _build(
@@ -159,7 +174,7 @@ def _build(
     data: bytes,
     fmt: str,
     commits: int,
-    name: str,
+    given: FileArg,
     summary_text: str | None,
     summary_given: bool,
 ) -> Outcome:
@@ -181,16 +196,16 @@ def _build(
         )
         res = gitops.apply_cached(sandbox, data)
         if res.rc != 0:
-            raise UsageError(
-                f"{name} does not apply to the run's base {commit[:12]}: {_first_error(res.err)}"
+            raise given.error(
+                f"does not apply to the run's base {commit[:12]}: {_first_error(res.err)}", sep=" "
             )
         canonical = gitops.diff_cached(sandbox, commit)
     finally:
         remove_tree(sandbox)
-    bundle_patch = _canonical(run, canonical, name)
+    bundle_patch = _canonical(run, canonical, given)
     files = bundle_patch.touched()
     if not files:
-        raise UsageError(f"{name}: applies to the base but changes nothing")
+        raise given.error("applies to the base but changes nothing")
     plan = plan_workers(manifest)[worker]
     subjects = [m.group(1).decode("utf-8", "replace").strip() for m in _SUBJECT.finditer(data)]
     if summary_text is None:

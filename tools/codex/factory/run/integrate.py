@@ -218,8 +218,12 @@ def integrate(run: RunHandle) -> StageResult:
     manifest, writer, rec = run.manifest, run.writer, run.recorder
     commit = run.base_commit
     data: dict[str, Any] = {"merge_order": [], "applied": [], "checks": [], "files_changed": []}
-    writer.clear(Z_DIR)  # nothing of an earlier attempt may be reported or attested as this one's
-    validation = require_validation(run)
+    try:
+        writer.clear(Z_DIR)  # nothing of an earlier attempt may be reported or attested
+        validation = require_validation(run)
+    except BlockedError as exc:  # refused before a merge is planned (replay: no merge.planned)
+        status, reason = decisions.integrate_refused(str(exc))
+        return StageResult("integrate", status, reason, data)
     deps = dependencies(manifest, validation)
     strict = bool(run.setting("feature_flags.strict_handoff_dependencies"))
     order, cycle = decisions.merge_order(deps, strict)

@@ -12,11 +12,12 @@ from typing import Any
 from tools.codex.factory.core.ids import (
     make_run_id,
     run_id_prefix,
+    select_workers,
+    validate_kind,
     validate_run_id,
-    validate_worker_id,
 )
 from tools.codex.factory.core.paths import ATTEST_DIR, LOCKS_DIR, MANIFEST, Z_DIR
-from tools.codex.factory.errors import BlockedError, UsageError
+from tools.codex.factory.errors import BlockedError
 from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.infra.clock import format_ts
 from tools.codex.factory.infra.writer import GuardedWriter
@@ -64,15 +65,20 @@ class CrankLink:
 
 
 def parse_workers(text: str | None) -> list[str] | None:
+    """The CLI's comma-separated selection, checked by the API's one rule (select_workers)."""
     if text is None:
         return None
+    return select_workers([p.strip() for p in text.split(",") if p.strip()], shown=text)
 
-    ids = [validate_worker_id(p.strip()) for p in text.split(",") if p.strip()]
-    if not ids:
-        raise UsageError("--workers: give at least one worker ID, e.g. A,C")
-    if len(set(ids)) != len(ids):
-        raise UsageError(f"--workers: {text!r} names a worker twice")
-    return sorted(ids)
+
+def check_request(req: LaunchRequest) -> None:
+    """The request's own inputs, whoever made it (CLI or API): the kind and a pinned run ID
+    become folder names, the worker selection follows the one rule (UsageError otherwise)."""
+    validate_kind(req.kind)
+    if req.run_id is not None:
+        validate_run_id(req.run_id)
+    if req.workers is not None:
+        req.workers = select_workers(req.workers)
 
 
 def resolve_plan(ctx: Context, plan_file: Path | None, workers: list[str] | None) -> Plan:
@@ -147,7 +153,7 @@ def _claim(ctx: Context, req: LaunchRequest, commit: str, plan: Plan) -> str:
         run_dir.mkdir()
     except FileExistsError:
         raise BlockedError(
-            f"run ID {run_id} is taken: {ctx.layout.run_rel(run_id)} exists; choose another --run-id"
+            f"run ID {run_id} is taken: {ctx.layout.run_rel(run_id)} exists; choose another run ID"
         ) from None
     return run_id
 
@@ -186,6 +192,7 @@ def launch(
     re-raises (:func:`stages.run_own_stage`); Ctrl-C is recorded where it lands
     (``run.interrupted``), and the run can be resumed.
     """
+    check_request(req)
     if req.resume:
         return real.resume(ctx, req)
     commit = gitops.resolve_commit(

@@ -6,16 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.core import decisions
-from tools.codex.factory.core.ids import validate_kind, validate_run_id
-from tools.codex.factory.errors import FactoryError, LockHeldError, UsageError
+from tools.codex.factory.core.ids import validate_run_id
+from tools.codex.factory.errors import BlockedError, FactoryError, LockHeldError
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import clean, collect, integrate, preflight, report, runboard, validate
 from tools.codex.factory.run import workers as real
 from tools.codex.factory.run.context import Context
-from tools.codex.factory.run.handle import RunHandle, read_manifest
+from tools.codex.factory.run.handle import RunHandle, read_manifest, run_folder
 from tools.codex.factory.run.launch import (
     LaunchRequest,
+    check_request,
     launch,
     release_reservation,
     reserve_run_id,
@@ -34,31 +35,28 @@ def cmd_preflight(ctx: Context, base_ref: str | None, run_id: str | None) -> Out
     result = preflight.preflight(ctx, None, ref, run_id)
     checks = result.data["checks"]
     return Outcome(
-        Status(result.status), {"status": result.status, "checks": checks}, preflight.render(checks)
+        Status(result.status), {"status": result.status, "checks": checks}, view="preflight"
     )
 
 
 def cmd_launch(ctx: Context, req: LaunchRequest) -> Outcome:
     result, _rec = launch(ctx, req)
     d = result.data
-    verb = "resumed" if req.resume else "launched"
-    text = f"{verb} {d['run_id']} at {d['base_commit'][:12]} with workers {', '.join(d['workers'])}\nrun folder: {d['run_dir']}"
+    inputs: dict[str, Any] = {"verb": "resumed" if req.resume else "launched"}
     if not d.get("dry_run", True):
-        text += "\n" + _runboard_text(ctx, d["run_id"])
-    return Outcome(Status.PASS, {"status": "PASS", **d}, text)
+        inputs["runboard"] = _runboard(ctx, d["run_id"])
+    return Outcome(Status.PASS, {"status": "PASS", **d}, view="launch", view_inputs=inputs)
 
 
-def _runboard_text(ctx: Context, run_id: str) -> str:
-
+def _runboard(ctx: Context, run_id: str) -> dict[str, Any]:
+    """What the terminal shows of RUNBOARD.md: where it is, its rows, its "next" line."""
     manifest, _sha = read_manifest(ctx, run_id)
     rows = runboard.rows(ctx.repo, ctx.layout.run_dir(run_id), manifest)
-    return "\n".join(
-        [
-            f"runboard: {ctx.layout.run_rel(run_id)}/RUNBOARD.md",
-            runboard.rows_text(rows),
-            runboard.next_line(run_id, rows),
-        ]
-    )
+    return {
+        "path": f"{ctx.layout.run_rel(run_id)}/RUNBOARD.md",
+        "rows": rows,
+        "next": runboard.next_line(run_id, rows),
+    }
 
 
 def _remove_worktrees(run: RunHandle, doc: dict[str, Any], keep: bool) -> list[str]:
@@ -103,7 +101,7 @@ def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcom
             {"status": result.status, "reason": result.reason},
             f"bundle-validate: {result.status}: {result.reason}",
         )
-    return Outcome(Status(result.status), result.data, validate.render(result.data))
+    return Outcome(Status(result.status), result.data, view="validation")
 
 
 def _integrate_and_finish(run: RunHandle, before: list[StageResult]) -> dict[str, Any]:
@@ -128,14 +126,22 @@ def _integrate_and_finish(run: RunHandle, before: list[StageResult]) -> dict[str
     return report.finalize(run, stages, holder)
 
 
-def _refused(rec: Recorder, exc: LockHeldError) -> None:
+def _refused(rec: Recorder, exc: BlockedError) -> None:
+    """Integration refused at the door, on record. A held lock means another process is at
+    work on the run; any other refusal (a manifest that is not the one launch wrote) ends the
+    run as it stands: BLOCKED with the rule, so ``watch`` ends and replay sees why."""
     rec.emit("integrate.refused", "integrate", reason=str(exc))
+    if isinstance(exc, LockHeldError):
+        return
+    result = StageResult("integrate", *decisions.integrate_refused(str(exc)))
+    ended(rec, result)
+    rec.run_finished([result.row()])
 
 
 def cmd_integrate(
     ctx: Context, run_id: str, workers: list[str] | None, keep_worktrees: bool = False
 ) -> Outcome:
-    with RunHandle.open(ctx, validate_run_id(run_id), workers, on_busy=_refused) as run:
+    with RunHandle.open(ctx, validate_run_id(run_id), workers, on_refused=_refused) as run:
         return _finish(run, [], keep_worktrees, validate_first=False)
 
 
@@ -176,27 +182,12 @@ def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
         "ledger_head": {"seq": head.seq, "hash": head.hash},
         "reasons": doc["reasons"],
     }
-    return Outcome(Status(doc["status"]), data, summary_text(data))
-
-
-def summary_text(data: dict[str, Any]) -> str:
-    lines = [f"run {data['run_id'] or '-'}: {data['status']}"]
-    lines += [
-        f"  {s['stage']:<16} {s['status']:<8} {s.get('reason', '')}".rstrip()
-        for s in data["stages"]
-    ]
-    if data.get("report"):
-        lines.append(f"report: {data['report']}")
-    head = data["ledger_head"]
-    lines.append(f"ledger head: seq={head['seq']} hash={head['hash']}")
-    return "\n".join(lines)
+    return Outcome(Status(doc["status"]), data, view="run")
 
 
 def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
     """preflight → launch → bundle-validate → integrate → summary; later stages SKIPPED on failure."""
-    validate_kind(req.kind)
-    if req.run_id is not None:
-        validate_run_id(req.run_id)
+    check_request(req)
     plan = resolve_plan(
         ctx, req.plan_file, req.workers
     )  # a bad plan is a usage error before anything runs
@@ -242,19 +233,21 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
             StageResult(s, "SKIPPED", "skipped: preflight did not pass") for s in STAGES[1:]
         ]
         head = ctx.ledger.read_head() if ledger_ok else None
+        status, reasons = decisions.final_verdict([s.row() for s in rows])
         data = {
             "run_id": planned or "",
-            "status": pre.status,
+            "status": status,
             "stages": [s.row() for s in rows],
             "report": None,
             "ledger_head": {"seq": head.seq, "hash": head.hash}
             if head
             else {"seq": None, "hash": None},
-            "reasons": [f"preflight: {pre.reason}"],
+            "reasons": reasons,
         }
         _finish_early(pre_rec if own_id else None, pre.status, data)
-        text = summary_text(data) + "\n" + preflight.render(found)
-        return Outcome(Status(pre.status), data, text)
+        return Outcome(
+            Status(pre.status), data, view="run-preflight", view_inputs={"checks": found}
+        )
     stages: list[StageResult] = [pre]
     holder: dict[str, Any] = {}
     launch_finished: list[bool] = []
@@ -277,22 +270,23 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
     if lr.status != "PASS":
         stages += [StageResult(s, "SKIPPED", "skipped: launch did not pass") for s in STAGES[2:]]
         head = ctx.ledger.read_head()
+        status, reasons = decisions.final_verdict([s.row() for s in stages])
         data = {
             "run_id": planned or "",
-            "status": lr.status,
+            "status": status,
             "stages": [s.row() for s in stages],
             "report": None,
             "ledger_head": {"seq": head.seq, "hash": head.hash},
-            "reasons": [f"launch: {lr.reason}"],
+            "reasons": reasons,
         }
         raced = "is taken" in lr.reason  # another process launched this run ID after preflight
         if pre_rec is not None and own_id and not raced and not launch_finished:
             # launch stopped before run.started: its stage still ends in the ledger (replay).
             ended(pre_rec, lr)
             _finish_early(pre_rec, lr.status, data)
-        return Outcome(Status(lr.status), data, summary_text(data))
+        return Outcome(Status(lr.status), data, view="run")
     run_id = holder["run_id"]
-    with RunHandle.open(ctx, run_id, on_busy=_refused) as run:
+    with RunHandle.open(ctx, run_id, on_refused=_refused) as run:
         if not req.dry_run and holder.get("pending"):
             if not req.wait:
                 return _pending_outcome(ctx, run.recorder, run_id, stages, list(holder["pending"]))
@@ -323,19 +317,20 @@ def _pending_outcome(
         f"next: collect, validate, integrate: `factory bundle-collect --run-id {run_id}`, "
         f"`factory bundle-validate --run-id {run_id}`, `factory integrate --run-id {run_id}`"
     )
+    status, reasons = decisions.final_verdict([s.row() for s in rows], pending=pending)
     data = {
         "run_id": run_id,
-        "status": "PENDING",
+        "status": status,
         "stages": [s.row() for s in rows],
         "report": None,
         "ledger_head": {"seq": head.seq, "hash": head.hash},
-        "reasons": [],
+        "reasons": reasons,
         "pending": pending,
         "runboard": f"{ctx.layout.run_rel(run_id)}/RUNBOARD.md",
         "next": nxt,
     }
-    text = "\n".join([summary_text(data), _runboard_text(ctx, run_id).rsplit("\n", 1)[0], nxt])
-    return Outcome(Status.PENDING, data, text)
+    inputs = {"runboard": _runboard(ctx, run_id)}
+    return Outcome(Status(status), data, view="run-pending", view_inputs=inputs)
 
 
 def cmd_print_report(ctx: Context, run_id: str) -> Outcome:
@@ -347,13 +342,7 @@ def cmd_print_report(ctx: Context, run_id: str) -> Outcome:
 
 
 def cmd_open(ctx: Context, run_id: str, what: str) -> Outcome:
-    validate_run_id(run_id)
-    if what == "report":
-        path = report.report_path(ctx, run_id)
-    else:
-        path = ctx.layout.run_dir(run_id)
-        if not path.is_dir():  # an unknown run is a usage error (exit 2), as for every --run-id
-            raise UsageError(f"run {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
+    path = report.report_path(ctx, run_id) if what == "report" else run_folder(ctx, run_id)
     opened, how = report.open_path(path)
     data = {"run_id": run_id, "path": str(path), "opened": opened, "how": how}
     text = f"opened {path} ({how})" if opened else str(path)

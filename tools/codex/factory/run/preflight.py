@@ -51,13 +51,3 @@ def preflight(ctx: Context, rec: Recorder | None, base_ref: str, run_id: str | N
     failed = [c for c in found if not c["ok"]]
     reason = "; ".join(f"{c['name']}: {c['detail']} (fix: {c['fix']})" for c in failed)
     return StageResult("preflight", "BLOCKED" if failed else "PASS", reason, {"checks": found})
-
-
-def render(found: list[dict[str, Any]]) -> str:
-    lines = []
-    for c in found:
-        line = f"{c['level']:<4} {c['name']}: {c['detail']}"
-        if c["fix"]:
-            line += f" -> fix: {c['fix']}"
-        lines.append(line)
-    return "\n".join(lines)

@@ -183,7 +183,7 @@ def repository(ctx: Context) -> Probe:
             "repository",
             FAIL,
             str(exc),
-            "cd into your repository (git init to make one), or pass --repo PATH",
+            "cd into your repository (git init to make one), or give the repository's path",
         )
     # No absolute path: preflight records this line in the ledger (byte-identical across clones).
     del repo
@@ -217,7 +217,7 @@ def base_ref(ctx: Context, ref: str | None = None) -> Probe:
             "base-ref",
             FAIL,
             str(exc),
-            "commit at least once (git commit), or pass --base-ref (run.base_ref) naming a "
+            "commit at least once (git commit), or set the base ref (run.base_ref) to a "
             "branch, tag or commit that exists",
         )
     return Probe("base-ref", OK, f"{ref} -> {commit}")
@@ -370,7 +370,7 @@ def run_id(ctx: Context, wanted: str) -> Probe:
         "run-id",
         FAIL if taken else OK,
         f"run ID {wanted} is {'taken' if taken else 'free'}",
-        "choose another --run-id or omit it",
+        "choose another run ID, or let the factory choose one",
     )
 
 

@@ -22,7 +22,8 @@ from tools.codex.factory.core.paths import (
     Z_DIR,
     worker_dirname,
 )
-from tools.codex.factory.errors import FactoryError, PolicyViolation, UsageError
+from tools.codex.factory.core.text import clip
+from tools.codex.factory.errors import FactoryError, PolicyViolation, UnreadableError, UsageError
 from tools.codex.factory.infra import jsonio, proc, schemas
 from tools.codex.factory.infra.fsutil import read_file
 from tools.codex.factory.infra.writer import GuardedWriter
@@ -30,7 +31,7 @@ from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.run import bundles
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import file_hashes
-from tools.codex.factory.run.handle import RunHandle
+from tools.codex.factory.run.handle import RunHandle, run_folder
 from tools.codex.factory.run.snapshots import SNAPSHOT_DIR
 from tools.codex.factory.run.stages import StageResult, ended
 
@@ -63,8 +64,13 @@ def _placeholders(writer: GuardedWriter, run_id: str, reason: str) -> None:
 
 
 def render_report(
-    doc: dict[str, Any], manifest: dict[str, Any], validation: dict[str, Any] | None
+    doc: dict[str, Any],
+    manifest: dict[str, Any],
+    validation: dict[str, Any] | None,
+    unreadable: str = "",
 ) -> str:
+    """FINAL_REPORT.txt. ``unreadable``: why VALIDATION.json, which is there, could not be
+    read (its judgement is then unknown, never "not validated")."""
     head = doc["ledger_head"]
     lines = [
         "MULTI-CODEX FACTORY — FINAL REPORT",
@@ -81,17 +87,18 @@ def render_report(
     lines += [f"  {s['stage']:<16} {s['status']:<8} {s['reason']}".rstrip() for s in doc["stages"]]
     lines += ["", "workers:"]
     verdicts = (validation or {}).get("verdicts", {})
+    missing = f"unknown ({VALIDATION} unreadable)" if unreadable else "not validated"
     for w in manifest["workers"]:
-        lines.append(f"  {worker_dirname(w):<12} {verdicts.get(w, 'not validated')}")
+        lines.append(f"  {worker_dirname(w):<12} {verdicts.get(w, missing)}")
     findings = (validation or {}).get("findings", [])
-    lines += ["", f"findings: {len(findings) or 'none'}"]
+    lines += ["", f"findings: {len(findings) or ('unknown' if unreadable else 'none')}"]
     lines += [f"  [{f['rule']}] {f['worker']} {f['path']}: {f['message']}" for f in findings]
     warnings = (validation or {}).get("warnings", [])
     if warnings:
         lines += ["", f"warnings: {len(warnings)}"]
         lines += [f"  [{f['rule']}] {f['worker']} {f['path']}: {f['message']}" for f in warnings]
     overlaps = (validation or {}).get("overlaps", [])
-    lines += ["", f"overlaps: {len(overlaps) or 'none'}"]
+    lines += ["", f"overlaps: {len(overlaps) or ('unknown' if unreadable else 'none')}"]
     lines += [f"  {o['path']}: {', '.join(o['workers'])} -> {o['resolution']}" for o in overlaps]
     lines += [
         "",
@@ -134,7 +141,12 @@ def finalize(
     run_id = run.run_id
     integration = integration or {}
     rows = [s.row() for s in stages]
-    validation = _read_validation(run.run_dir)
+    validation, unreadable = None, ""
+    try:
+        validation = _read_validation(run.run_dir)
+    except UnreadableError as exc:  # the judgement is unknown: the run cannot pass on it
+        unreadable = f"[validation-unreadable] {exc}: run bundle-validate again"
+        rows.append(ended(rec, StageResult("summary", "BLOCKED", unreadable)).row())
     head = ctx.ledger.read_head()
     not_run = next(
         (s.reason for s in stages if s.stage == "integrate" and s.status == "SKIPPED"),
@@ -163,16 +175,16 @@ def finalize(
     attest: dict[str, str] = {}
     try:
         writer.write(STATUS, jsonio.pretty(doc))
-        writer.write_text(REPORT, render_report(doc, manifest, validation))
-        attest = _attest(run)
+        writer.write_text(REPORT, render_report(doc, manifest, validation, unreadable))
+        attest = _attest(run, validation)
     except PolicyViolation:  # recorded in the ledger as it happened (the run handle)
         verdict()
-        _rewrite(writer, doc, manifest, validation)
+        _rewrite(writer, doc, manifest, validation, unreadable)
     except (OSError, FactoryError) as exc:
         summary = ended(rec, StageResult("summary", "FAIL", f"could not write the report: {exc}"))
         rows.append(summary.row())
         verdict()
-        _rewrite(writer, doc, manifest, validation)
+        _rewrite(writer, doc, manifest, validation, unreadable)
     try:
         rec.emit(
             "report.written",
@@ -186,21 +198,26 @@ def finalize(
         rec.run_finished(rows, writer.violations)
     except FactoryError as exc:
         # The verdict could not be recorded: the files must not claim more than the ledger holds.
-        doc["status"] = "FAIL"
-        doc["reasons"] = [
-            *doc["reasons"],
-            f"summary: could not record the run in the ledger: {exc}",
-        ]
-        _rewrite(writer, doc, manifest, validation)
+        doc["status"], doc["reasons"] = decisions.unrecorded_verdict(doc["reasons"], str(exc))
+        _rewrite(writer, doc, manifest, validation, unreadable)
     return doc
 
 
 def _read_validation(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        doc = jsonio.loads_document(read_file(run_dir / VALIDATION, VALIDATION, limit=1 << 26))
-    except (FactoryError, ValueError):
+    """VALIDATION.json, read once: None when bundle-validate has not written one;
+    UnreadableError when it is there but unreadable or not a valid validation document."""
+    path = run_dir / VALIDATION
+    if not path.exists() and not path.is_symlink():
         return None
-    return doc if isinstance(doc, dict) else None
+    try:
+        doc = jsonio.loads_document(read_file(path, VALIDATION, limit=1 << 26))
+    except (FactoryError, ValueError) as exc:
+        raise UnreadableError(VALIDATION, str(exc).removeprefix(f"{VALIDATION}: ")) from None
+    problems = schemas.errors("validation", doc)
+    if problems:
+        where, msg = problems[0]
+        raise UnreadableError(VALIDATION, clip(f"{where}: {msg}", 300))
+    return dict(doc)
 
 
 def _rewrite(
@@ -208,27 +225,29 @@ def _rewrite(
     doc: dict[str, Any],
     manifest: dict[str, Any],
     validation: dict[str, Any] | None,
+    unreadable: str,
 ) -> None:
     """Write STATUS.json and FINAL_REPORT.txt again after the verdict changed; if even that
     fails, remove them rather than leave a verdict behind that the ledger does not hold."""
     try:
         writer.write(STATUS, jsonio.pretty(doc))
-        writer.write_text(REPORT, render_report(doc, manifest, validation))
+        writer.write_text(REPORT, render_report(doc, manifest, validation, unreadable))
     except (OSError, FactoryError):
         for rel in (STATUS, REPORT):
             with contextlib.suppress(OSError, PolicyViolation):
                 writer.target(rel).unlink()
 
 
-def _attest(run: RunHandle) -> dict[str, str]:
+def _attest(run: RunHandle, validation: dict[str, Any] | None) -> dict[str, str]:
     """``attestations/*.sha256`` in sha256sum format, checkable with ``sha256sum -c`` in the run
-    folder. Files over the run's file limit were never read and are not listed."""
+    folder. Files over the run's file limit were never read and are not listed. ``validation``
+    is VALIDATION.json as the summary read it (None: absent or unreadable)."""
     ctx, writer, run_dir, manifest = run.ctx, run.writer, run.run_dir, run.manifest
     run_id = run.run_id
     limit = int(run.setting("limits.max_file_bytes"))
     inputs = [(MANIFEST, run.manifest_sha256)]
     inputs.extend(file_hashes(run_dir, "", limit, names=(VALIDATION,)))
-    judged = _judged_hashes(run_dir)
+    judged = _judged_hashes(validation)
     for w in manifest["workers"]:
         # The bytes validation judged (and integration applied), not what the folder holds now:
         # a bundle file swapped afterwards fails `sha256sum -c` instead of being attested.
@@ -257,25 +276,21 @@ def _attest(run: RunHandle) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def _judged_hashes(run_dir: Path) -> dict[str, dict[str, str]]:
+def _judged_hashes(validation: dict[str, Any] | None) -> dict[str, dict[str, str]]:
     """Per worker, the sha256 of each bundle file as bundle-validate judged it (VALIDATION.json,
-    whose own hash the ledger anchors); {} without a usable VALIDATION.json."""
-    try:
-        doc = jsonio.loads_document(read_file(run_dir / VALIDATION, VALIDATION, limit=1 << 26))
-    except (FactoryError, ValueError):
-        return {}
-    judged = doc.get("files_sha256") if isinstance(doc, dict) else None
+    whose own hash the ledger anchors); {} without one (absent, unreadable: the summary says
+    which) or from a release that recorded none."""
+    judged = (validation or {}).get("files_sha256")
     return judged if isinstance(judged, dict) else {}
 
 
 # -- views -----------------------------------------------------------------------------------
 def report_path(ctx: Context, run_id: str) -> Path:
+    run_folder(ctx, run_id)
     path = ctx.layout.report_path(run_id)
-    if not ctx.layout.run_dir(run_id).is_dir():
-        raise UsageError(f"run {run_id}: no run folder {ctx.layout.run_rel(run_id)}")
     if not path.is_file():
         raise UsageError(
-            f"run {run_id} has no {REPORT} yet: run `factory integrate --run-id {run_id}`"
+            f"run {run_id} has no {REPORT} yet: integrate the run first (`factory integrate`)"
         )
     return path
 

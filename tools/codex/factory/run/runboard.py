@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.core.paths import RUNBOARD, worker_dirname
-from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.errors import FactoryError, UnreadableError
 from tools.codex.factory.infra import gitops, jsonio
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.run import agents, worktrees
 from tools.codex.factory.run.worktrees import DONE_MARKER, NOTES_DIR, PROMPT
+
+UNREADABLE = "UNREADABLE"  # a STATUS.json that is there but cannot be read (see read_status)
 
 
 def _globs(items: list[str]) -> str:
@@ -160,25 +162,31 @@ def write_runboard(writer: GuardedWriter, text: str) -> str:
     return writer.write_text(RUNBOARD, text)
 
 
-def rows_text(rows: list[dict[str, Any]]) -> str:
-    """A compact console form of the runboard."""
-    out = []
-    for r in rows:
-        out.append(
-            f"  {worker_dirname(r['worker']):<10} {r['status']:<11} {r['mode']:<12} {r['branch']}"
-        )
-        out.append(f"  {'':<10} worktree: {r['worktree'] or '(none)'}")
-    return "\n".join(out)
-
-
 def read_status(run_dir: Path, worker: str) -> str:
-    path = run_dir / worker_dirname(worker) / "STATUS.json"
-    try:
-        doc = jsonio.read_json(path)
-    except (FactoryError, ValueError):  # absent, unreadable or not JSON: the board says so
+    """The status in the worker's STATUS.json: MISSING when there is no such file. One that is
+    there but unreadable, not JSON or without a status is an UnreadableError naming it, never
+    MISSING: resume and clean decide on this answer."""
+    rel = f"{worker_dirname(worker)}/STATUS.json"
+    path = run_dir / rel
+    if not path.exists() and not path.is_symlink():
         return "MISSING"
+    try:
+        doc = jsonio.read_json(path, rel)
+    except (FactoryError, ValueError) as exc:
+        raise UnreadableError(rel, str(exc).removeprefix(f"{rel}: ")) from None
     status = doc.get("status") if isinstance(doc, dict) else None
-    return str(status) if status else "MISSING"
+    if not isinstance(status, str) or not status:
+        raise UnreadableError(rel, "no status string")
+    return status
+
+
+def shown_status(run_dir: Path, worker: str) -> str:
+    """The worker's status for a display or a record of what was seen: UNREADABLE for a
+    STATUS.json :func:`read_status` refuses."""
+    try:
+        return read_status(run_dir, worker)
+    except UnreadableError:
+        return UNREADABLE
 
 
 def worker_mode(worker: dict[str, Any], config: dict[str, Any]) -> str:
@@ -208,7 +216,7 @@ def rows(
         out.append(
             {
                 "worker": wid,
-                "status": (overrides or {}).get(wid) or read_status(run_dir, wid),
+                "status": (overrides or {}).get(wid) or shown_status(run_dir, wid),
                 "mode": worker_mode(w, manifest["config"]),
                 "branch": branch,
                 "worktree": str(path) if path is not None else "",

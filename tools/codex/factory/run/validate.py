@@ -6,7 +6,6 @@ from typing import Any
 
 from tools.codex.factory.core import validation
 from tools.codex.factory.core.paths import VALIDATION
-from tools.codex.factory.core.text import clip
 from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.records.validation import BundleFacts, Policy
 from tools.codex.factory.run import gitdir, snapshots
@@ -139,33 +138,3 @@ def validate(run: RunHandle) -> StageResult:
             f"{len(result['findings'])} finding(s); first: [{first['rule']}] {first['message']}"
         )
     return StageResult("bundle-validate", result["status"], reason, doc)
-
-
-# Lines of each kind (findings, warnings, overlaps) the terminal shows, and their length;
-# VALIDATION.json has them all, whole.
-MAX_SHOWN = 100
-MAX_LINE = 2000
-
-
-def render(doc: dict[str, Any]) -> str:
-    lines = [f"bundle-validate {doc['run_id']}: {doc['status']}"]
-    for w in doc["workers"]:
-        lines.append(f"  {w}_worker: {doc['verdicts'][w]}")
-    kinds = (
-        ("finding", doc["findings"], "  BLOCK [{rule}] {worker} {path}: {message}"),
-        ("warning", doc["warnings"], "  WARN  [{rule}] {worker} {path}: {message}"),
-    )
-    for what, items, form in kinds:
-        lines += [clip(form.format(**f), MAX_LINE) for f in items[:MAX_SHOWN]]
-        lines += _more(what, len(items))
-    for o in doc["overlaps"][:MAX_SHOWN]:
-        line = f"  overlap {o['path']}: {', '.join(o['workers'])} -> {o['resolution']}"
-        lines.append(clip(line, MAX_LINE))
-    lines += _more("overlap", len(doc["overlaps"]))
-    return "\n".join(lines)
-
-
-def _more(what: str, count: int) -> list[str]:
-    if count <= MAX_SHOWN:
-        return []
-    return [f"  ... and {count - MAX_SHOWN} more {what}(s): see {VALIDATION}"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from tools.codex.factory.core.paths import LOGS_DIR, worker_dirname
-from tools.codex.factory.errors import BlockedError, FactoryError, UsageError
+from tools.codex.factory.errors import ArgumentError, BlockedError, FactoryError, UsageError
 from tools.codex.factory.infra import gitops, jsonio, proc
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
@@ -82,14 +82,14 @@ def check_free(ctx: Context, run_id: str, plan: Plan) -> None:
                 else f"branch {clash[0]} exists and blocks branch {branch}"
             )
             raise BlockedError(
-                f"{what} (left over from an earlier run?): run `factory clean --run-id {run_id}` "
-                "or choose another --run-id"
+                f"{what} (left over from an earlier run?): clean up run {run_id} (`factory clean`) "
+                "or choose another run ID"
             )
         path = worktrees.worktree_path(root, ctx.repo, run_id, w.id)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise BlockedError(
                 f"worktree folder {path} of worker {w.id} exists and is not empty: "
-                "remove it or choose another --run-id"
+                "remove it or choose another run ID"
             )
 
 
@@ -396,7 +396,7 @@ def execute(
     if interrupted:
         previous = agents.ignore_sigint()  # a second Ctrl-C must not cut the record short
         try:
-            sts = {j.worker: runboard.read_status(live.run_dir, j.worker) for j in jobs}
+            sts = {j.worker: runboard.shown_status(live.run_dir, j.worker) for j in jobs}
             stopped = sorted(w for w, s in sts.items() if s == "INTERRUPTED")
             with live.lock:
                 rec.emit(
@@ -456,7 +456,7 @@ def launch_real(
 
 def statuses(ctx: Context, manifest: dict[str, Any]) -> dict[str, str]:
     run_dir = ctx.layout.run_dir(manifest["run_id"])
-    return {w: runboard.read_status(run_dir, w) for w in manifest["workers"]}
+    return {w: runboard.shown_status(run_dir, w) for w in manifest["workers"]}
 
 
 def result_data(ctx: Context, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -478,19 +478,19 @@ def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
     """``launch --resume --run-id ID``: run the workers whose bundle is not finished."""
 
     if req.run_id is None:
-        raise UsageError("--resume needs --run-id ID (the run to continue)")
+        raise ArgumentError("resume", "give the run ID of the run to continue", label="resume")
     if req.dry_run:
-        raise UsageError(
-            "--resume and --dry-run do not go together: a dry run has no workers to resume"
+        raise ArgumentError(
+            "resume", "a dry run has no workers to resume: resume without dry run", label="resume"
         )
     if req.plan_file is not None:
-        raise UsageError("--resume uses the run's recorded plan: drop --plan")
+        raise ArgumentError(
+            "resume", "it uses the run's recorded plan: give no plan file", label="resume"
+        )
     with RunHandle.open(ctx, req.run_id, req.workers) as run:
         manifest = run.manifest
         if manifest["dry_run"]:
-            raise UsageError(
-                f"run {req.run_id} was launched with --dry-run: there is nothing to resume"
-            )
+            raise UsageError(f"run {req.run_id} is a dry run: there is nothing to resume")
         chosen = run.workers
         todo = [w for w in chosen if runboard.read_status(run.run_dir, w) not in FINISHED]
         done = [w for w in chosen if w not in todo]

@@ -17,8 +17,9 @@ from tools.codex.factory.run.stages import StageResult
 
 # The policy format: 2 protects the runs folder and records the limits and name rules; 3 records
 # the list caps among the limits; 4 records where checks read git attributes from (a
-# .gitattributes change is refused when git cannot read them from the base).
-POLICY_VERSION = 4
+# .gitattributes change is refused when git cannot read them from the base); 5 judges NTFS 8.3
+# short names (name-short-alias) with the facts' base_short_aliases.
+POLICY_VERSION = 5
 
 
 def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:

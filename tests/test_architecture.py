@@ -443,6 +443,7 @@ USED_BY_TESTS_ONLY = {
     "core/gitbinary.py decode_lines": "pure: a whole block of data lines",
     "core/globs.py compile_glob": "pure: one glob as a matcher",
     "ledger/store.py Ledger.run_row": "the run index's row of a run",
+    "infra/gitops.py ATTR_SOURCE_VERSION": "the git version the attribute probe must agree with",
     # The dark factory's pure core, ahead of the loop that drives it (crank).
     "core/symptoms.py CLASSES": "pure: the symptom classes feedback counts",
     "core/symptoms.py classify": "pure: a failure's class and one-line symptom",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from tools.codex.factory.core.links import BASE, MAX_HOPS, Link, LinkWorld, resolve
+from tools.codex.factory.core.links import BASE, MAX_HOPS, Link, LinkWorld, resolutions
 
 
 def world(*links: tuple[str, str, str]) -> LinkWorld:
@@ -14,7 +14,7 @@ def world(*links: tuple[str, str, str]) -> LinkWorld:
 
 def ends(path: str, target: str, w: LinkWorld) -> list[tuple[str | None, str | None]]:
     return sorted(
-        ((o.path, o.problem) for o in resolve(path, target, w)),
+        ((o.path, o.problem) for o in resolutions(path, target, w)),
         key=lambda x: (str(x[0]), str(x[1])),
     )
 
@@ -32,7 +32,7 @@ def test_links_on_the_way_are_followed_and_named() -> None:
     w = world(("src/up", "..", "A"))
     assert ends("src/esc", "up/..", w) == [(None, "it leaves the repository")]
     assert ends("src/h", "up/scenarios/x.md", w) == [("scenarios/x.md", None)]
-    (way,) = resolve("src/h", "up/scenarios", w)
+    (way,) = resolutions("src/h", "up/scenarios", w)
     assert [x.path for x in way.through] == ["src/up"]
 
 

@@ -5,7 +5,7 @@ component may itself be a link: ``src/up -> ..`` is harmless alone, yet ``src/es
 then leaves the repository and ``src/holdout -> up/scenarios`` lands in the holdout, which a
 lexical reading (``normpath('src/up/..')`` is ``src``) never sees. So the links of the
 post-patch tree (the base commit's and every worker's, as recorded in ``bundle.facts``) form a
-:class:`LinkWorld`, and :func:`resolve` follows them as the kernel would, up to
+:class:`LinkWorld`, and :func:`resolutions` follows them as the kernel would, up to
 :data:`MAX_HOPS` links.
 
 Conservative where the tree is uncertain: a path that is a link in the base and in a patch (or
@@ -78,7 +78,7 @@ def _components(text: str) -> list[str]:
 _State = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[Link, ...]]
 
 
-def resolve(path: str, target: str, world: LinkWorld) -> list[Outcome]:
+def resolutions(path: str, target: str, world: LinkWorld) -> list[Outcome]:
     """Every way the link at ``path`` with ``target`` may resolve in ``world``.
 
     The link's own folder is resolved too (it may sit below another link). A ``..`` above the

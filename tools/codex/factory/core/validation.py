@@ -224,7 +224,7 @@ def resolved_link_problems(
     component through every link of the post-patch tree, that leaves the repository, enters
     ``.git`` or lands in a protected (holdout) path (``short``: or an 8.3 short name of one)."""
     out: list[tuple[str, str, tuple[links.Link, ...]]] = []
-    for way in links.resolve(path, target, world):
+    for way in links.resolutions(path, target, world):
         found = (
             ("symlink-escape", way.problem)
             if way.problem is not None

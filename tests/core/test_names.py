@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tools.codex.factory.core import names
 from tools.codex.factory.core.globs import compile_glob, validate_glob
 from tools.codex.factory.core.names import (
     HFS_IGNORABLE,
@@ -681,3 +682,165 @@ def test_fold_pattern_agrees_with_case_insensitive_matching(pattern: str, path: 
         return
     expected = compile_glob(pattern, ignore_case=True).match(path)
     assert compile_glob(fold_pattern(pattern)).match(fold(path)) == expected
+
+
+# -- NTFS 8.3 short names of any name ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("short", "name", "alias"),
+    [
+        ("SCENAR~1", "scenarios", True),
+        ("scenar~3", "scenarios", True),  # any number, any case
+        ("SCENA~10", "scenarios", True),  # a two-digit number leaves five characters
+        ("SCEN~7", "scenarios", True),  # conservative: any start of the basis
+        ("S~1", "scenarios", True),
+        ("SC3F1A~1", "scenarios", True),  # two characters, four hex digits: the hashed form
+        ("SCENAR~1.", "scenarios", True),  # Win32 strips the trailing dot
+        ("SCENAR~1::$INDEX_ALLOCATION", "scenarios", True),  # a stream of the folder
+        ("SCENAR~1.MD", "scenarios", False),  # no extension to shorten
+        ("SCENAX~1", "scenarios", False),
+        ("SCENARIO~1", "scenarios", False),  # nine characters before the dot: not a short name
+        ("SX3F1A~1", "scenarios", False),
+        ("LONG-F~1.MD", "long-file-name.md", True),
+        ("LONG-F~1.M", "long-file-name.md", False),  # the extension's first three characters
+        ("LONG-F~1.TXT", "long-file-name.md", False),
+        ("LONG-F~1", "long-file-name.md", False),
+        ("__INIT~1.PY", "__init__.py", True),
+        ("ARCHIV~1.GZ", "archive.tar.gz", True),  # the last dot starts the extension
+        ("ARCHIV~1.TAR", "archive.tar.gz", False),
+        ("GITATT~1", ".gitattributes", True),  # leading dots are dropped
+        ("A_B~1", "a+b c", True),  # '+' written '_', spaces dropped
+        ("AB~1", "a+b c", True),  # or '+' dropped
+        ("CAFE~1.TXT", "café latte.txt", True),  # a non-ASCII character may become anything
+        ("CAF_LA~1.TXT", "café latte.txt", True),
+        ("scenarios", "scenarios", False),  # not of short-name shape
+        ("SCENAR~1", "SCENAR~1", False),  # the same name, not an alias
+        ("SCENAR~1", "scenar~1.", False),  # one name on Windows: a name-alias, not this rule
+    ],
+)
+def test_short_alias(short: str, name: str, alias: bool) -> None:
+    assert names.short_alias(short, name) is alias
+
+
+@pytest.mark.parametrize(
+    ("short", "segment", "alias"),
+    [
+        ("__INIT~1.SO", "__init__.*", True),
+        ("TOOLS~1.PYD", "tools.*", True),
+        ("TOOLS~1", "tools", True),
+        ("FOO~1.TXT", "*.py", False),
+        ("FOO~1.PY", "*.py", True),
+        ("OTHER~1", "tools.*", False),
+        ("SCENAR~1", "scen*", True),
+        ("SCENAR~1", "scex*", False),
+    ],
+)
+def test_short_alias_of_a_glob_segment(short: str, segment: str, alias: bool) -> None:
+    assert names.short_alias_glob(short, segment) is alias
+
+
+@pytest.mark.parametrize(
+    ("part", "git"),
+    [
+        ("GIT~2", ".git"),  # git refuses only GIT~1: '.git' is made first
+        ("gi~1", ".git"),
+        ("GI12AB~3", ".git"),
+        ("GITMOD~5", ".gitmodules"),
+        ("GITATT~9", ".gitattributes"),
+        ("GIT~1", None),  # git's own rule says so (name-git-alias)
+        ("GITMOD~1", None),  # likewise (name-gitmodules-alias)
+        ("GIT~1.TXT", None),
+        ("GOT~2", None),
+    ],
+)
+def test_git_short_alias(part: str, git: str | None) -> None:
+    assert names.git_short_alias(part) == git
+
+
+def ntfs_short_names(name: str, number: int, hashed: str) -> list[str]:
+    """The short names NTFS may give ``name`` (the documented algorithm, written out apart
+    from the code under test): regular with ``number`` and the hashed form with ``hashed``."""
+    text = name.lstrip(".")
+    base, dot, ext = text.rpartition(".")
+    if not dot:
+        base, ext = text, ""
+    out = []
+    for invalid in ("_", ""):
+        b, e = (
+            "".join(invalid if c in "+,;=[]" else c for c in t.upper() if c != " ")
+            for t in (base.replace(".", ""), ext)
+        )
+        e = e[:3]
+        if not b:
+            continue
+        suffix = ("." + e) if e else ""
+        digits = str(number)
+        out.append(b[: 7 - len(digits)][:6] + "~" + digits + suffix)
+        out.append(b[:2] + hashed + "~" + str(number % 10 or 1) + suffix)
+    return out
+
+
+NAME_CHARS = st.sampled_from(list("abcXYZ019-_ .+,;=[]é~"))
+
+
+@given(
+    name=st.text(NAME_CHARS, min_size=1, max_size=20),
+    number=st.integers(1, 999),
+    hashed=st.text(st.sampled_from("0123456789ABCDEF"), min_size=4, max_size=4),
+)
+def test_every_short_name_ntfs_may_give_is_an_alias(name: str, number: int, hashed: str) -> None:
+    """Whatever the long name, each short name NTFS may make of it is recognised, in any case
+    and with what Win32 strips; a name of no short-name shape never is."""
+    for short in ntfs_short_names(name, number, hashed):
+        if names.fold_name(short) == names.fold_name(name) or names.short_form(short) is None:
+            continue  # the name was its own short name, or had a '.' or '~' NTFS would drop
+        for spelling in (short, short.lower(), short + ".", short + ":stream"):
+            assert names.short_alias(spelling, name), (spelling, name)
+        assert names.ShortNames([name, "unrelated-other.txt"]).find(short) == name
+
+
+@given(
+    part=st.text(NAME_CHARS, min_size=1, max_size=12),
+    folder=st.lists(st.text(NAME_CHARS, min_size=1, max_size=12), max_size=8),
+)
+def test_the_short_name_index_agrees_with_trying_every_name(part: str, folder: list[str]) -> None:
+    found = names.ShortNames(folder).find(part)
+    candidates = [n for n in folder if names.short_form(n) is None]
+    if found is None:
+        assert not any(names.short_alias(part, n) for n in candidates)
+    else:
+        assert found in candidates and names.short_alias(part, found)
+    if names.short_form(part) is None:
+        assert found is None and not any(names.short_alias(part, n) for n in folder)
+
+
+@given(
+    head=st.text(st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"), min_size=1, max_size=6),
+    number=st.integers(1, 99),
+    name=st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-"), min_size=1, max_size=16),
+)
+def test_a_short_name_is_an_alias_only_when_its_head_starts_the_name(
+    head: str, number: int, name: str
+) -> None:
+    """The conservative rule, and no wider: a head that neither starts the basis nor is the
+    hashed form (two characters and four hex digits) aliases nothing."""
+    short = f"{head}~{number}"
+    if names.short_form(short) is None:
+        return
+    upper = name.upper()
+    hashed = len(head) >= 5 and set(head[-4:]) <= set("0123456789ABCDEF")
+    starts = upper.startswith(head) or (hashed and upper.startswith(head[:-4]))
+    assert names.short_alias(short, name) is (starts and short.lower() != name)
+
+
+def test_short_name_lookup_is_not_quadratic() -> None:
+    """Ten thousand long names and ten thousand short ones that fit none of them."""
+    import time
+
+    folder = [f"entry-number-{i:05d}.txt" for i in range(10_000)]
+    folder += [f"é-{i:05d}.txt" for i in range(2_000)]  # a non-ASCII start fits any head
+    index = names.ShortNames(folder)
+    start = time.monotonic()
+    found = [index.find(f"ENTRZ{i % 10}~{i % 9 + 1}.TXT") for i in range(10_000)]
+    assert time.monotonic() - start < 5
+    assert found == [None] * 10_000
+    assert index.find("ENTRY-~1.TXT") == "entry-number-00000.txt"

@@ -8,10 +8,18 @@ import os
 import sys
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support.factory import launch_dry, read_json, run_dir, set_bundle, write_json
+from tests.support.factory import (
+    launch_dry,
+    read_json,
+    run_dir,
+    set_bundle,
+    write_config,
+    write_json,
+)
 from tests.support.repos import PINNED, make_repo, run_cli
 from tools.codex.factory.infra import gitops
 
@@ -249,3 +257,217 @@ def test_collect_leaves_a_log_name_that_is_not_utf8_to_validation(repo: Path) ->
     assert res.returncode == 0, res.stdout + res.stderr
     res = run_cli("--repo", str(repo), "--now", PINNED, "bundle-validate", "--run-id", run_id)
     assert res.returncode == 3 and "[name-not-utf8] A LOGS/d\\xff/bad\\xfe.log" in res.stdout
+
+
+# -- Windows 8.3 short names -------------------------------------------------------------------
+SHORT_FILES = {
+    **FILES,
+    "scenarios/answer.md": "# hidden\n",
+    "tools/__init__.py": "",
+    "docs/long-file-name.md": "long\n",
+}
+
+
+@pytest.fixture
+def short_repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "short", SHORT_FILES)
+
+
+def only_a(tmp_path: Path, **fields: list[str]) -> Path:
+    path = tmp_path / "plan-a.json"
+    write_json(
+        path,
+        {"schema_version": 1, "workers": [{"id": "A", "task": "a", "allow": ["**"], **fields}]},
+    )
+    return path
+
+
+def messages(doc: dict[str, object], rule: str) -> list[str]:
+    found: list[dict[str, str]] = doc["findings"]  # type: ignore[assignment]
+    return [f["message"] for f in found if f["rule"] == rule]
+
+
+def ledger_events(repo: Path, event_type: str) -> list[dict[str, Any]]:
+    lines = (repo / "tools/codex/runs/factory_ledger.jsonl").read_text("utf-8").splitlines()
+    return [e for e in map(json.loads, lines) if e["event_type"] == event_type]
+
+
+def replay_ok(repo: Path, run_id: str) -> None:
+    res = run_cli("--repo", str(repo), "ledger-replay", "--run-id", run_id)
+    assert res.returncode == 0 and "REPLAY OK" in res.stdout, res.stdout[-3000:] + res.stderr
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "SCENAR~1/holdout.md",
+        "scenar~2/holdout.md",
+        "SCEN~1/answer.md",  # conservative: any start of the name
+        "SC3F1A~5/holdout.md",  # the hashed form NTFS uses after four collisions
+        "SCENAR~1./holdout.md",  # Win32 strips the dot
+        "tools/__INIT~1.PY",
+        "TOOLS~1/__init__.py",
+        "TOOLS~1.PYD",  # tools.* at the root: a module Python would import
+    ],
+)
+def test_a_short_name_of_a_protected_name_is_refused(
+    short_repo: Path, tmp_path: Path, path: str
+) -> None:
+    """On NTFS with short names, 'SCENAR~1/holdout.md' is written into scenarios/; the finding
+    blocks even where name collisions only warn."""
+    write_config(short_repo, {"run": {"case_collisions": "warn"}})
+    run_id = launch_dry(short_repo, "--plan", str(only_a(tmp_path)))
+    set_bundle(short_repo, run_id, "A", add(path))
+    code, doc = validate(short_repo, run_id)
+    assert code == 3
+    assert ("A", path, "name-short-alias") in rules(doc), doc["findings"]
+    assert "8.3 short name" in messages(doc, "name-short-alias")[0]
+    replay_ok(short_repo, run_id)
+
+
+@pytest.mark.parametrize("path", ["GIT~2/config", "sub/gi~1/hooks/post-checkout", "GITMOD~5"])
+def test_a_short_name_of_git_s_own_names_is_refused(repo: Path, tmp_path: Path, path: str) -> None:
+    """git refuses 'git~1' only; 'GIT~2' is '.git' in a folder where 'GIT~1' was taken."""
+    write_config(repo, {"run": {"case_collisions": "warn"}})
+    run_id = launch_dry(repo, "--plan", str(only_a(tmp_path)))
+    set_bundle(repo, run_id, "A", add(path))
+    code, doc = validate(repo, run_id)
+    assert code == 3 and ("A", path, "name-short-alias") in rules(doc), doc["findings"]
+    assert "which git keeps for itself" in messages(doc, "name-short-alias")[0]
+
+
+def test_a_short_name_of_a_base_name_is_an_alias(short_repo: Path, tmp_path: Path) -> None:
+    run_id = launch_dry(short_repo, "--plan", str(only_a(tmp_path)))
+    set_bundle(short_repo, run_id, "A", add("docs/LONG-F~1.MD"))
+    code, doc = validate(short_repo, run_id)
+    assert code == 3
+    assert rules(doc) == {("A", "docs/LONG-F~1.MD", "name-short-alias")}, doc["findings"]
+    assert "'docs/long-file-name.md' of the base" in messages(doc, "name-short-alias")[0]
+    (facts,) = [e["payload"]["facts"] for e in ledger_events(short_repo, "bundle.facts")]
+    assert facts["version"] == 4
+    assert facts["base_short_aliases"] == {"docs/LONG-F~1.MD": "docs/long-file-name.md"}
+    replay_ok(short_repo, run_id)
+
+
+def test_a_short_name_of_another_worker_s_name_is_an_alias(repo: Path, tmp_path: Path) -> None:
+    run_id = launch_dry(repo, "--plan", str(plan(tmp_path)))
+    set_bundle(repo, run_id, "A", add("docs/another-long-name.md"))
+    set_bundle(repo, run_id, "B", add("docs/ANOTHE~1.MD"))
+    code, doc = validate(repo, run_id)
+    assert code == 3
+    assert rules(doc) == {
+        ("A", "docs/another-long-name.md", "name-short-alias"),
+        ("B", "docs/ANOTHE~1.MD", "name-short-alias"),
+    }, doc["findings"]
+    assert messages(doc, "name-short-alias")[0] == (
+        "worker A: 'docs/ANOTHE~1.MD' (B) may be the Windows (NTFS) 8.3 short name of "
+        "'docs/another-long-name.md' (A)"
+    )
+    replay_ok(repo, run_id)
+
+
+def test_a_short_name_of_a_folder_one_worker_adds_is_an_alias(repo: Path, tmp_path: Path) -> None:
+    """Also within one bundle, and for folders: both spellings write one folder."""
+    run_id = launch_dry(repo, "--plan", str(plan(tmp_path)))
+    set_bundle(repo, run_id, "A", add("generated/a.py") + add("GENERA~1/b.py"))
+    code, doc = validate(repo, run_id)
+    assert code == 3
+    assert rules(doc) == {
+        ("A", "generated", "name-short-alias"),
+        ("A", "GENERA~1", "name-short-alias"),
+    }, doc["findings"]
+
+
+def test_short_name_collisions_warn_where_name_collisions_warn(
+    short_repo: Path, tmp_path: Path
+) -> None:
+    write_config(short_repo, {"run": {"case_collisions": "warn"}})
+    run_id = launch_dry(short_repo, "--plan", str(only_a(tmp_path)))
+    set_bundle(short_repo, run_id, "A", add("docs/LONG-F~1.MD"))
+    code, doc = validate(short_repo, run_id)
+    assert code == 0, doc["findings"]
+    assert rules(doc, "warnings") == {("A", "docs/LONG-F~1.MD", "name-short-alias")}
+
+
+def test_a_short_name_in_a_deny_glob_is_denied(short_repo: Path, tmp_path: Path) -> None:
+    run_id = launch_dry(short_repo, "--plan", str(only_a(tmp_path, deny=["private/**"])))
+    set_bundle(short_repo, run_id, "A", add("PRIVAT~1/key.txt"))
+    code, doc = validate(short_repo, run_id)
+    assert code == 3 and ("A", "PRIVAT~1/key.txt", "scope-denied") in rules(doc)
+
+
+@pytest.mark.parametrize(
+    ("target", "rule"),
+    [("../SCENAR~1/answer.md", "symlink-into-protected"), ("../GIT~2/config", "symlink-escape")],
+)
+def test_a_link_to_a_short_name_of_the_holdout_or_git_is_refused(
+    short_repo: Path, tmp_path: Path, target: str, rule: str
+) -> None:
+    run_id = launch_dry(short_repo, "--plan", str(only_a(tmp_path, special=["docs/**"])))
+    link = (
+        "diff --git a/docs/l b/docs/l\nnew file mode 120000\n--- /dev/null\n+++ b/docs/l\n"
+        f"@@ -0,0 +1 @@\n+{target}\n\\ No newline at end of file\n"
+    )
+    set_bundle(short_repo, run_id, "A", link.encode())
+    code, doc = validate(short_repo, run_id)
+    assert code == 3 and ("A", "docs/l", rule) in rules(doc), doc["findings"]
+    assert "8.3 short name" in messages(doc, rule)[0]
+
+
+@pytest.mark.parametrize(
+    "path", ["docs/NOTES~1.MD", "src/v~2.py", "SCENAR~1.MD", "docs/a~1", "docs/GUIDE~1.TXT"]
+)
+def test_a_short_form_name_that_aliases_nothing_passes(
+    short_repo: Path, tmp_path: Path, path: str
+) -> None:
+    run_id = launch_dry(short_repo, "--plan", str(only_a(tmp_path)))
+    set_bundle(short_repo, run_id, "A", add(path))
+    code, doc = validate(short_repo, run_id)
+    assert code == 0, doc["findings"]
+    (facts,) = [e["payload"]["facts"] for e in ledger_events(short_repo, "bundle.facts")]
+    assert "base_short_aliases" not in facts  # recorded only when there are any
+
+
+def test_runs_judged_by_the_previous_policy_keep_their_verdict(
+    short_repo: Path, tmp_path: Path
+) -> None:
+    """Replay recomputes a run by the policy it recorded: version 5 knew no short names."""
+    from tools.codex.factory.core import validation
+
+    run_id = launch_dry(short_repo, "--plan", str(only_a(tmp_path)))
+    set_bundle(short_repo, run_id, "A", add("SCENAR~1/x.md") + add("docs/LONG-F~1.MD"))
+    code, _ = validate(short_repo, run_id)
+    assert code == 3
+    facts = {
+        e["payload"]["worker"]: e["payload"]["facts"]
+        for e in ledger_events(short_repo, "bundle.facts")
+    }
+    (decided,) = [e["payload"] for e in ledger_events(short_repo, "validation.decided")]
+    assert decided["policy"]["version"] == 6
+    assert validation.evaluate(facts, decided["policy"])["status"] == "BLOCKED"
+    previous: Any = {**decided["policy"], "version": 5}
+    assert validation.evaluate(facts, previous)["status"] == "PASS"
+
+
+def test_facts_recorded_before_short_names_replay(
+    short_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Facts of version 3 (recorded by the previous release, without base_short_aliases) are
+    compared on the keys version 3 had: their replay is not a divergence."""
+    from tools.codex.factory.run import validate as validate_mod
+
+    run_id = launch_dry(short_repo, "--plan", str(only_a(tmp_path)))
+    set_bundle(short_repo, run_id, "A", add("docs/LONG-F~1.MD"))
+    gather = validate_mod.gather_facts  # type: ignore[attr-defined]
+
+    def previous_release(*args: Any, **kwargs: Any) -> Any:
+        facts = gather(*args, **kwargs)
+        assert facts.pop("base_short_aliases")
+        facts["version"] = 3
+        return facts
+
+    monkeypatch.setattr(validate_mod, "gather_facts", previous_release)
+    res = run_cli("--repo", str(short_repo), "--now", PINNED, "bundle-validate", "--run-id", run_id)
+    assert res.returncode == 0, res.stdout + res.stderr  # judged without the key, as then
+    monkeypatch.undo()
+    replay_ok(short_repo, run_id)

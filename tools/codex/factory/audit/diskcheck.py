@@ -44,6 +44,7 @@ from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import (
     V1_KEYS,
     V3_KEYS,
+    V4_KEYS,
     BaseTree,
     GitSide,
     Limits,
@@ -388,8 +389,10 @@ class DiskCheck:
             fresh = derived[key]
             # A fact recorded by an earlier release is compared on the keys it had.
             names = set(fresh) | set(recorded) if "version" in recorded else set(V1_KEYS)
+            if recorded.get("version") in (2, 3):
+                names -= {"version", *V4_KEYS}
             if recorded.get("version") == 2:
-                names -= {"version", *V3_KEYS}
+                names -= set(V3_KEYS)
             old: Mapping[str, object] = recorded
             for name in sorted(names):
                 if fresh.get(name) != old.get(name):

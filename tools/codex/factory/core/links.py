@@ -5,7 +5,7 @@ component may itself be a link: ``src/up -> ..`` is harmless alone, yet ``src/es
 then leaves the repository and ``src/holdout -> up/scenarios`` lands in the holdout, which a
 lexical reading (``normpath('src/up/..')`` is ``src``) never sees. So the links of the
 post-patch tree (the base commit's and every worker's, as recorded in ``bundle.facts``) form a
-:class:`LinkWorld`, and :func:`resolve` follows them as the kernel would, up to
+:class:`LinkWorld`, and :func:`follow` follows them as the kernel would, up to
 :data:`MAX_HOPS` links.
 
 Conservative where the tree is uncertain: a path that is a link in the base and in a patch (or

@@ -17,7 +17,7 @@ import functools
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from tools.codex.factory.core.globs import validate_glob
@@ -343,6 +343,183 @@ def special_kind(path: str) -> str | None:
     """
     kinds = _special_aliases(path.rsplit("/", 1)[-1])
     return kinds[0] if kinds else None
+
+
+# --------------------------------------------------------------------------------------------
+# NTFS 8.3 short names of any name
+#
+# NTFS (8dot3name on, the default on system volumes) gives every long name a second, short one
+# and opens the file by either: the basis (upper case; spaces, leading dots and every dot but
+# the last dropped; '+,;=[]' written '_') cut to six characters, '~N', and the first three
+# characters of the extension ('long-file-name.md' is 'LONG-F~1.MD'; some write-ups say the
+# characters '+,;=[]' are dropped instead, so both spellings count); after four such names in
+# a folder, two characters, four hex digits of a hash and '~N' ('SC3F1A~1'). git refuses only
+# 'git~1' ('.git' is made first, is_ntfs_dotgit) and its special files' forms
+# (is_ntfs_dotgitmodules): a worker's 'SCENAR~1/answer.md' writes into 'scenarios/' on such a
+# volume. Which number a name gets depends on what the folder held when it was made, so the
+# rule is conservative: a name of short-name shape may be any long name of its folder whose
+# basis starts with its characters before '~' and whose extension starts like its own.
+
+# One to six characters, '~', a number (eight characters in all before the dot), and up to
+# three characters after one dot.
+_SHORT_FORM = re.compile(r"([^.]{1,6})~([0-9]{1,6})(?:\.([^.]{1,3}))?", re.DOTALL)
+# Characters a short name cannot hold: NTFS writes '_' for them.
+_SHORT_INVALID = frozenset("+,;=[]")
+_HEX = frozenset("0123456789ABCDEF")
+# The names every folder may hold that git itself treats as its own (see _SPECIAL).
+GIT_NAMES = (".git", ".gitmodules", ".gitattributes", ".gitignore")
+
+
+@dataclass(frozen=True)
+class ShortForm:
+    """A name of 8.3 short-name shape, upper case: ``HEAD~DIGITS.EXT``."""
+
+    head: str
+    digits: str
+    ext: str
+
+
+def short_form(part: str) -> ShortForm | None:
+    """``part`` as an 8.3 short name (after what Win32 strips: a stream, trailing dots and
+    spaces), or None when it does not have that shape."""
+    name = part.split(":", 1)[0].rstrip(_TRAILING)
+    m = _SHORT_FORM.fullmatch(name)
+    if m is None or len(m[1]) + 1 + len(m[2]) > 8:
+        return None
+    return ShortForm(m[1].upper(), m[2], (m[3] or "").upper())
+
+
+def _short_texts(text: str) -> set[str]:
+    """``text`` as NTFS may spell it in a short name: upper case, no spaces, '_' for each of
+    '+,;=[]' (or without them)."""
+    upper = text.upper().replace(" ", "")
+    return {
+        "".join("_" if c in _SHORT_INVALID else c for c in upper),
+        "".join(c for c in upper if c not in _SHORT_INVALID),
+    }
+
+
+def _bases(name: str) -> set[tuple[str, str]]:
+    """The (basis, extension) pairs NTFS may build ``name``'s short name from: leading dots
+    dropped, the extension after the last dot (three characters), the other dots dropped."""
+    text = name.lstrip(".")
+    base, dot, ext = text.rpartition(".")
+    if not dot:
+        base, ext = text, ""
+    return {(b, e[:3]) for b in _short_texts(base.replace(".", "")) for e in _short_texts(ext)}
+
+
+def _fit(short: str, long: str) -> bool:
+    """Each character of ``short`` may stand for the one of ``long`` at its place (as far as
+    both go): equal, or a non-ASCII one (NTFS writes '_' or a look-alike letter for it)."""
+    return all(s == c or not c.isascii() for s, c in zip(short, long, strict=False))
+
+
+def _form_fits(form: ShortForm, base: str, ext: str | None, open_end: bool) -> bool:
+    """Whether ``form`` may be NTFS's short name of a name with this basis and extension (None:
+    any). ``open_end``: the basis only starts with ``base`` (a glob's literal start)."""
+    if ext is not None and not (len(form.ext) == len(ext) and _fit(form.ext, ext)):
+        return False
+    if not base and not open_end:
+        return False
+    # Regular ('SCENAR~1', conservatively also 'SCEN~7'): the head starts the basis.
+    regular = (open_end or len(form.head) <= len(base)) and _fit(form.head, base)
+    # Hashed ('SC3F1A~1'): up to two characters of the basis, then four hex digits.
+    lead = form.head[:-4]
+    hashed = (
+        len(form.head) >= 5
+        and 1 <= len(lead) <= 2
+        and set(form.head[-4:]) <= _HEX
+        and (open_end or len(lead) <= len(base))
+        and _fit(lead, base)
+    )
+    return regular or hashed
+
+
+def short_alias(part: str, name: str) -> bool:
+    """Whether ``part`` (of 8.3 short-name shape) may be the short name NTFS gave ``name``, a
+    different long name in the same folder: then on a volume with short names both open one
+    file. The one test of that relation: collisions, protected paths and git's names use it."""
+    form = short_form(part)
+    if form is None or fold_name(part) == fold_name(name):
+        return False
+    return any(_form_fits(form, base, ext, open_end=False) for base, ext in _bases(name))
+
+
+def short_alias_glob(part: str, segment: str) -> bool:
+    """Whether ``part`` may be the short name of some name the glob ``segment`` (one path
+    segment, not ``**``) matches: its literal start must fit the short name's head, and a
+    literal extension at its end must be the short name's."""
+    if not _GLOB_META & set(segment):
+        return short_alias(part, segment)
+    form = short_form(part)
+    if form is None:
+        return False
+    first = min(segment.index(c) for c in _GLOB_META if c in segment)
+    last = max(segment.rindex(c) for c in "*?]" if c in segment)
+    start, tail = segment[:first], segment[last + 1 :]
+    exts: set[str | None] = {e for _, e in _bases("x" + tail)} if "." in tail else {None}
+    starts = _short_texts(start.lstrip(".").replace(".", ""))
+    return any(_form_fits(form, s, e, open_end=True) for s in starts for e in exts)
+
+
+def git_short_alias(part: str) -> str | None:
+    """The git name ('.git', '.gitmodules', ...) ``part`` may be the short name of, where git's
+    own rules (``name-git-alias`` and the like) do not already say so; None otherwise."""
+    if _git_dir_alias(part) or _special_aliases(part):
+        return None
+    return next((name for name in GIT_NAMES if short_alias(part, name)), None)
+
+
+def _masked(text: str, wild: int | None = None) -> tuple[str, int]:
+    """``text`` with its non-ASCII characters (or, given ``wild``, the characters at those bit
+    positions) written as NUL, and the bit positions written so."""
+    if wild is None:
+        wild = sum(1 << i for i, c in enumerate(text) if not c.isascii())
+    return "".join("\0" if wild >> i & 1 else c for i, c in enumerate(text)), wild
+
+
+class ShortNames:
+    """The names of one folder, indexed so each name of short-name shape finds a long name it
+    may be the short name of without trying every name (hostile bundles add thousands).
+
+    A name is filed under each start of its basis (one to six characters) with its extension,
+    a non-ASCII character written as NUL (it fits any); a short name's head (or the one or two
+    characters before a hash) is looked up once per pattern of such characters the folder has.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._by_start: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self._wild: dict[int, set[tuple[int, int]]] = defaultdict(set)  # length -> masks
+        for name in sorted(set(names)):
+            if short_form(name) is not None:
+                continue
+            keys: set[tuple[str, str]] = set()
+            for base, ext in _bases(name):
+                head, head_wild = _masked(base[:6])
+                tail, tail_wild = _masked(ext)
+                for k in range(1, len(head) + 1):
+                    keys.add((head[:k], tail))
+                    self._wild[k].add((head_wild & ((1 << k) - 1), tail_wild))
+            for key in sorted(keys):
+                self._by_start[key].append(name)
+
+    def _candidates(self, form: ShortForm) -> Iterator[str]:
+        """Names filed under the head (or what precedes a hash): each fits ``form``."""
+        starts = {form.head}
+        if len(form.head) >= 5 and set(form.head[-4:]) <= _HEX:
+            starts.add(form.head[:-4])
+        for start in sorted(starts):
+            for head_wild, tail_wild in sorted(self._wild.get(len(start), ())):
+                key = (_masked(start, head_wild)[0], _masked(form.ext, tail_wild)[0])
+                yield from self._by_start.get(key, ())
+
+    def find(self, part: str) -> str | None:
+        """A long name of the folder ``part`` may be the short name of, or None."""
+        form = short_form(part)
+        if form is None:
+            return None
+        return next((n for n in self._candidates(form) if short_alias(part, n)), None)
 
 
 # --------------------------------------------------------------------------------------------

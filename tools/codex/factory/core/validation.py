@@ -5,7 +5,9 @@ Pure: a function of the bundles' recorded facts and the recorded policy only, so
 releases judged (case collisions by ``str.lower``); version 2 adds one name equivalence
 (:mod:`core.names`) for aliases, clashes and protected paths, name portability, special files
 (symlinks, gitlinks, ``.gitattributes``, ``.gitmodules``), git's own reading of each patch and
-the verification of binary postimages.
+the verification of binary postimages; version 4 resolves links through the merged tree and
+measures git attributes; version 5 bounds a patch's lines and file sections; version 6 adds NTFS 8.3 short names (``name-short-alias``): a name
+that may be another's short name is that name for collisions, overlaps and protected paths.
 """
 
 from __future__ import annotations
@@ -78,6 +80,82 @@ def protected_match(path: str, patterns: Sequence[str]) -> str | None:
     return None
 
 
+def _segment_fits(part: str, segment: str) -> bool:
+    """Whether one path component may name what one glob segment matches: as spelled (any
+    case), as a name-equivalence key, or as an NTFS 8.3 short name of such a name."""
+    if match_any(part, [segment], ignore_case=True) is not None:
+        return True
+    folded = _folded_pattern(segment)
+    if folded is not None and match_any(names.fold_name(part), [folded]) is not None:
+        return True
+    return names.short_alias_glob(part, segment)
+
+
+def _closure(states: set[int], segments: Sequence[str]) -> set[int]:
+    """``states`` plus those reached by letting a ``**`` match no segment (also a trailing
+    one: a short name of the protected folder itself counts)."""
+    todo = list(states)
+    while todo:
+        j = todo.pop()
+        if j < len(segments) and segments[j] == "**" and j + 1 not in states:
+            states.add(j + 1)
+            todo.append(j + 1)
+    return states
+
+
+def _segments_fit(parts: Sequence[str], segments: Sequence[str]) -> bool:
+    """A dynamic program over (component, segment): linear in both, no backtracking."""
+    states = _closure({0}, segments)
+    for part in parts:
+        nxt: set[int] = set()
+        for j in states:
+            if j == len(segments):
+                continue
+            if segments[j] == "**":
+                nxt.add(j)
+            elif _segment_fits(part, segments[j]):
+                nxt.add(j + 1)
+        states = _closure(nxt, segments)
+        if not states:
+            return False
+    return len(segments) in states
+
+
+def short_name_match(path: str, patterns: Sequence[str]) -> tuple[str, str, str] | None:
+    """(pattern, component, segment) when a component of ``path`` of 8.3 short-name shape
+    ('SCENAR~1') may be the NTFS short name of a name ``pattern`` covers, so that on a volume
+    with short names ``path`` is a path the pattern covers; None otherwise. Callers ask
+    :func:`protected_match` first: this adds only what short names add."""
+    parts = path.split("/")
+    shorts = [x for x in parts if names.short_form(x) is not None]
+    if not shorts:
+        return None
+    for pattern in patterns:
+        segments = (pattern + "**" if pattern.endswith("/") else pattern).split("/")
+        if _segments_fit(parts, segments):
+            for part in shorts:
+                for segment in segments:
+                    if segment != "**" and names.short_alias_glob(part, segment):
+                        return pattern, part, segment
+    return None
+
+
+def _short_why(path: str, hit: tuple[str, str, str]) -> str:
+    pattern, part, segment = hit
+    return (
+        f"{part!r} may be the Windows (NTFS) 8.3 short name of a name matching {segment!r}, so "
+        f"on a volume with short names {path!r} is a path {pattern!r} covers"
+    )
+
+
+def git_short_aliases(path: str) -> list[tuple[str, str]]:
+    """(component, git name) for each component of ``path`` that may be the NTFS 8.3 short
+    name of '.git' or a git special file in its folder ('GIT~2', 'GITMOD~5') beyond the
+    forms git itself refuses."""
+    found = ((part, names.git_short_alias(part)) for part in path.split("/"))
+    return [(part, name) for part, name in found if name is not None]
+
+
 def _present_after(facts: BundleFacts) -> list[str]:
     """Paths that exist once the patch is applied (deleted ones do not count for clashes)."""
     deleted = set(facts.get("deleted", []))
@@ -106,12 +184,17 @@ def link_problem(path: str, target: str, protected: Sequence[str]) -> tuple[str,
     return None
 
 
-def _landing_problem(resolved: str, protected: Sequence[str]) -> tuple[str, str] | None:
+def _landing_problem(
+    resolved: str, protected: Sequence[str], short: bool
+) -> tuple[str, str] | None:
     """(rule, why) when a link that resolves to the repository path ``resolved`` ('' is the
-    root) lands in ``.git`` or a protected (holdout) path."""
+    root) lands in ``.git`` or a protected (holdout) path; with ``short`` (policy version 6),
+    also through a name that may be an NTFS 8.3 short name of one."""
     parts = resolved.split("/") if resolved else []
     if any(names.is_git_dir_name(part) for part in parts):
         return "symlink-escape", f"it lands in .git ({resolved!r})"
+    if short and any(git == ".git" for _, git in git_short_aliases(resolved)):
+        return "symlink-escape", f"it lands in {resolved!r}, whose 8.3 short name may be .git"
     if parts:
         hit = protected_match(resolved, protected) or protected_match(resolved + "/x", protected)
         if hit is not None:
@@ -119,21 +202,35 @@ def _landing_problem(resolved: str, protected: Sequence[str]) -> tuple[str, str]
                 "symlink-into-protected",
                 f"it lands in {resolved!r}, protected (matches {hit!r})",
             )
+        alias = (
+            short_name_match(resolved, protected) or short_name_match(resolved + "/x", protected)
+            if short
+            else None
+        )
+        if alias is not None:
+            return (
+                "symlink-into-protected",
+                f"it lands in {resolved!r}: {_short_why(resolved, alias)}",
+            )
     return None
 
 
 def resolved_link_problems(
-    path: str, target: str, protected: Sequence[str], world: links.LinkWorld
+    path: str,
+    target: str,
+    protected: Sequence[str],
+    world: links.LinkWorld,
+    short: bool = False,
 ) -> list[tuple[str, str, tuple[links.Link, ...]]]:
     """(rule, why, links followed) for each way the link at ``path`` resolves, component by
     component through every link of the post-patch tree, that leaves the repository, enters
-    ``.git`` or lands in a protected (holdout) path."""
+    ``.git`` or lands in a protected (holdout) path (``short``: or an 8.3 short name of one)."""
     out: list[tuple[str, str, tuple[links.Link, ...]]] = []
     for way in links.follow(path, target, world):
         found = (
             ("symlink-escape", way.problem)
             if way.problem is not None
-            else _landing_problem(way.path or "", protected)
+            else _landing_problem(way.path or "", protected, short)
         )
         if found is not None:
             out.append((found[0], found[1] + links.chain(way.through), way.through))
@@ -151,7 +248,9 @@ def link_world(facts_by_worker: Mapping[str, BundleFacts]) -> links.LinkWorld:
     return links.LinkWorld.of(found)
 
 
-def base_link_findings(world: links.LinkWorld, protected: Sequence[str]) -> list[Finding]:
+def base_link_findings(
+    world: links.LinkWorld, protected: Sequence[str], short: bool = False
+) -> list[Finding]:
     """A base link that resolves out of the repository, into .git or the holdout only through
     a link some worker adds (``a/b/cur -> s/../../..`` once ``a/b/s -> .`` exists): each worker
     whose link it follows is blocked, on that link's path."""
@@ -159,7 +258,8 @@ def base_link_findings(world: links.LinkWorld, protected: Sequence[str]) -> list
     for base in world.links():
         if base.owner != links.BASE:
             continue
-        for rule, why, through in resolved_link_problems(base.path, base.target, protected, world):
+        ways = resolved_link_problems(base.path, base.target, protected, world, short)
+        for rule, why, through in ways:
             for link in through:
                 if link.owner != links.BASE:
                     out.append(
@@ -305,13 +405,31 @@ def worker_findings(
                     w, p, "protected-path", f"worker {w}: {p!r} is protected (matches {hit!r})"
                 )
             )
+        elif version >= 6 and (short := short_name_match(p, protected)) is not None:
+            out.append(_finding(w, p, "name-short-alias", f"worker {w}: {_short_why(p, short)}"))
+        if version >= 6:
+            for part, git in git_short_aliases(p):
+                out.append(
+                    _finding(
+                        w,
+                        p,
+                        "name-short-alias",
+                        f"worker {w}: {part!r} in {p!r} may be the Windows (NTFS) 8.3 short "
+                        f"name of {git!r}, which git keeps for itself",
+                    )
+                )
         if scope is None:
             continue
         deny = scope["deny"]
         denied = protected_match(p, deny) if v2 else match_any(p, deny, ignore_case=True)
+        short_deny = short_name_match(p, deny) if version >= 6 and denied is None else None
         if denied is not None:
             out.append(
                 _finding(w, p, "scope-denied", f"worker {w}: {p!r} matches deny glob {denied!r}")
+            )
+        elif short_deny is not None:
+            out.append(
+                _finding(w, p, "scope-denied", f"worker {w}: {_short_why(p, short_deny)} (deny)")
             )
         elif match_any(p, scope["allow"]) is None:
             out.append(
@@ -323,7 +441,9 @@ def worker_findings(
                 )
             )
     if v2:
-        out.extend(_v2_findings(facts, safe, protected, expected_scope, portable, world))
+        out.extend(
+            _v2_findings(facts, safe, protected, expected_scope, portable, world, version >= 6)
+        )
     else:
         out.extend(_v1_case_findings(facts, safe))
     for where, rule, msg in facts.get("limit_problems", []):
@@ -376,7 +496,9 @@ def _v2_findings(
     scope: PlannedScope | None,
     portable: str,
     world: links.LinkWorld | None = None,
+    short: bool = False,
 ) -> list[Finding]:
+    """Findings of policy version 2 and later; ``short``: NTFS 8.3 short names (version 6)."""
     w = facts["worker"]
     out: list[Finding] = []
     special = list(scope.get("special", [])) if scope is not None else []
@@ -427,7 +549,7 @@ def _v2_findings(
     for path, target in facts.get("links", []):
         escape = link_problem(path, target, protected)
         if escape is None and world is not None:
-            resolved = resolved_link_problems(path, target, protected, world)
+            resolved = resolved_link_problems(path, target, protected, world, short)
             if resolved:
                 escape = (resolved[0][0], f"its target {target!r}: {resolved[0][1]}")
         if escape is not None:
@@ -592,6 +714,44 @@ def _attribute_findings(facts_by_worker: Mapping[str, BundleFacts]) -> list[Find
     return out
 
 
+def short_name_clashes(
+    facts_by_worker: Mapping[str, BundleFacts], severity: Severity = "block"
+) -> list[Finding]:
+    """``name-short-alias`` for each path of the run with a component of 8.3 short-name shape
+    that may be the NTFS short name of another name in its folder: of the base
+    (``base_short_aliases`` of the facts) or of any worker's paths, deleted ones aside
+    ('docs/LONG-F~1.MD' and 'docs/long-file-name.md'). Every owner of either is blocked, each
+    on its own path: on such a volume both write one file. ``severity``: 'warn' when the run
+    reports names that are one file somewhere without blocking (``run.case_collisions``)."""
+    out: list[Finding] = []
+    for w in sorted(facts_by_worker):
+        for p, existing in sorted(facts_by_worker[w].get("base_short_aliases", {}).items()):
+            why = f"{p!r} may be the Windows (NTFS) 8.3 short name of {existing!r} of the base"
+            out.append(_finding(w, p, "name-short-alias", f"worker {w}: {why}", severity))
+    folders: dict[str, dict[str, set[tuple[str, str]]]] = {}  # parent key -> name -> owners
+    for w, f in sorted(facts_by_worker.items()):
+        for p in _present_after(f):
+            parts = p.split("/")
+            for i, part in enumerate(parts):
+                parent = names.fold("/".join(parts[:i])) if i else ""
+                owned = folders.setdefault(parent, {}).setdefault(part, set())
+                owned.add((w, "/".join(parts[: i + 1])))
+    for entries in folders.values():
+        shorts = sorted(n for n in entries if names.short_form(n) is not None)
+        index = names.ShortNames(entries) if shorts else None
+        for short in shorts:
+            long = index.find(short) if index is not None else None
+            if long is None:
+                continue
+            (sw, sp), (lw, lp) = min(entries[short]), min(entries[long])
+            why = f"{sp!r} ({sw}) may be the Windows (NTFS) 8.3 short name of {lp!r} ({lw})"
+            for owner, path in sorted(entries[short] | entries[long]):
+                out.append(
+                    _finding(owner, path, "name-short-alias", f"worker {owner}: {why}", severity)
+                )
+    return out
+
+
 def evaluate(
     facts_by_worker: Mapping[str, BundleFacts],
     policy: Policy,
@@ -636,11 +796,14 @@ def evaluate(
             )
         )
     if world is not None and any(f.get("links") for f in facts_by_worker.values()):
-        findings.extend(base_link_findings(world, policy["protected_paths"]))
+        findings.extend(base_link_findings(world, policy["protected_paths"], version >= 6))
     if version >= 2:
         findings.extend(cross_name_clashes(facts_by_worker))
     else:
         findings.extend(cross_case_collisions(facts_by_worker))
+    if version >= 6:
+        warn = policy["case_collisions"] == "warn"
+        findings.extend(short_name_clashes(facts_by_worker, "warn" if warn else "block"))
     ovl = overlaps(facts_by_worker, bool(policy["allow_identical_patch_overlap"]))
     for o in ovl:
         if o["resolution"] == "blocked":

@@ -72,6 +72,7 @@ class BundleFacts(TypedDict):
     # version 3
     base_links: NotRequired[list[list[str]]]  # [path, target] of the base's symlinks
     stray_text: NotRequired[str]  # text outside DIFF.patch's 'diff --git' sections
+    base_short_aliases: NotRequired[dict[str, str]]  # path -> base path it may be (8.3 name)
 
 
 class Policy(TypedDict):

@@ -17,6 +17,7 @@ only within its line and file-section limits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -37,10 +38,12 @@ from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.records.validation import BundleFacts
 
 # Version of the facts format: 2 adds snapshot hashes and limit problems, 3 the base's
-# symlinks (for a bundle that adds links). Replay compares a fact recorded by an earlier release
-# on the keys its version had.
-FACTS_VERSION = 3
+# symlinks (for a bundle that adds links), 4 the base names an added name of 8.3 short-name
+# shape may be (when there are any). Replay compares a fact recorded by an earlier release on
+# the keys its version had.
+FACTS_VERSION = 4
 V3_KEYS = ("base_links",)
+V4_KEYS = ("base_short_aliases",)
 V1_KEYS = (
     "worker", "missing", "symlinks", "json_errors", "schema_errors", "status", "status_reason",
     "ids", "files_changed", "touched", "added", "patch_error", "section_hashes", "scope",
@@ -76,6 +79,43 @@ class BaseTree:
             for i in range(1, len(parts)):
                 dirs.setdefault("/".join(keys[:i]), "/".join(parts[:i]))
         return cls(files, dirs, tuple(sorted(links)))
+
+    @functools.cached_property
+    def _children(self) -> dict[str, list[str]]:
+        """Folder key ('' for the root) -> the names in it."""
+        out: dict[str, list[str]] = {}
+        for path in (*self.files.values(), *self.dirs.values()):
+            parent, _, name = path.rpartition("/")
+            out.setdefault(
+                "/".join(names.fold_name(x) for x in parent.split("/")) if parent else "", []
+            ).append(name)
+        return out
+
+    @functools.cached_property
+    def _short_indexes(self) -> dict[str, names.ShortNames]:
+        """Folder key -> its names indexed for short-name look-ups, filled as asked."""
+        return {}
+
+    def short_aliases(self, added: Iterable[str]) -> dict[str, str]:
+        """Each ``added`` path with a component of 8.3 short-name shape that may be the NTFS
+        short name of a base file or folder in the same folder -> that base path. Conservative:
+        a base name the patch deletes still counts (a checkout may still hold it)."""
+        out: dict[str, str] = {}
+        for p in sorted(added):
+            parts = p.split("/")
+            for i, part in enumerate(parts):
+                if names.short_form(part) is None:
+                    continue
+                key = "/".join(names.fold_name(x) for x in parts[:i])
+                index = self._short_indexes.get(key)
+                if index is None:
+                    index = self._short_indexes[key] = names.ShortNames(self._children.get(key, ()))
+                long = index.find(part)
+                if long is not None:
+                    folder = self.dirs.get(key, "/".join(parts[:i]))
+                    out[p] = f"{folder}/{long}" if i else long
+                    break
+        return out
 
     def clashes(
         self, added: Iterable[str], deleted: set[str]
@@ -548,6 +588,10 @@ def gather_facts(
     aliases, clashes = base.clashes(facts["added"], deleted)
     facts["base_case_variants"] = aliases
     facts["base_dir_clashes"] = clashes
+    short = base.short_aliases(facts["added"])
+    if short:
+        # Only when present: a bundle without such names records what earlier releases did.
+        facts["base_short_aliases"] = short
     if "LOGS/INDEX.json" in docs:
         path_size = _row_size(limits.max_path_chars)
         listed = caps.items(

@@ -18,7 +18,8 @@ from tools.codex.factory.run.stages import StageResult
 # the list caps among the limits; 4 records where checks read git attributes from (a
 # .gitattributes change is refused when git cannot read them from the base); 5 records the line
 # and file-section limits of a patch among the limits.
-POLICY_VERSION = 5
+# 6 judges NTFS 8.3 short names (name-short-alias) with the facts' base_short_aliases.
+POLICY_VERSION = 6
 
 
 def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:

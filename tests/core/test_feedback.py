@@ -37,7 +37,7 @@ def result(
 ) -> ScenarioResult:
     passed = outcome == "pass"
     return ScenarioResult(
-        id=sid, category=category, outcome=outcome, passed=passed, trials=3,
+        id=sid, name="adds up the totals", category=category, outcome=outcome, passed=passed, trials=3,
         passes=3 if passed else 1 if outcome == "flaky" else 0, rc=0 if passed else 1,
         symptom="" if passed else 'AssertionError: total([3.335, 3.335, 3.335]) == "10.01"',
         symptom_class="" if passed else cls, signature="" if passed else f"{sid}|{cls}|x",

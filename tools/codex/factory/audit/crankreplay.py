@@ -192,7 +192,7 @@ def _check_scenarios(
     results: list[ScenarioResult] = list(pl["results"])
     for r in results:
         trials = pl.get("trials", {}).get(r["id"], [])
-        again = convergence.scenario_result(r["id"], r["category"], trials, need)
+        again = convergence.scenario_result(r["id"], r["category"], trials, need, r.get("name", ""))
         if again != r:
             out.append(
                 divergence(e.seq, f"iteration {n} scenario {r['id']}", _short(again), _short(r))

@@ -79,7 +79,7 @@ def percent(sat: Satisfaction) -> str:
 
 
 def scenario_result(
-    scenario_id: str, category: str, trials: Sequence[Trial], need: int
+    scenario_id: str, category: str, trials: Sequence[Trial], need: int, name: str = ""
 ) -> ScenarioResult:
     """A scenario's outcome from its trials: ``pass`` (every trial), ``fail`` (none), ``flaky``
     (some), ``infra`` (a trial could not run: never a product failure); ``passed`` when at
@@ -88,7 +88,7 @@ def scenario_result(
     if any(t["infra"] for t in trials) or n == 0:
         bad = next((t for t in trials if t["infra"]), None)
         return ScenarioResult(
-            id=scenario_id, category=category, outcome="infra", passed=False, trials=n,
+            id=scenario_id, name=name, category=category, outcome="infra", passed=False, trials=n,
             passes=0, rc=bad["rc"] if bad else None, symptom=bad["infra"] if bad else "no trial ran",
             symptom_class="infrastructure", signature="",
         )  # fmt: skip
@@ -100,6 +100,7 @@ def scenario_result(
     passed = passes >= min(max(need, 1), n)
     return ScenarioResult(
         id=scenario_id,
+        name=name,
         category=category,
         outcome=outcome,
         passed=passed,

@@ -138,7 +138,7 @@ def evaluate(
             timing.append(f"{name}: {seconds:.3f}s\n")
         recorded[s.id] = [t for t, _, _ in trials]
         result = convergence.scenario_result(
-            s.id, s.category, [t for t, _, _ in trials], settings.need
+            s.id, s.category, [t for t, _, _ in trials], settings.need, s.name
         )
         results.append(result)
         failed = [o for t, o, _ in trials if not (t["rc"] == 0 and not t["timed_out"])]

@@ -235,7 +235,8 @@ def _scenarios_outcome(
     for r in result.results:
         tail = f": [{r['symptom_class']}] {r['symptom']}" if not r["passed"] else ""
         lines.append(
-            f"  {r['id']}  {r['outcome']:<6} {r['passes']}/{r['trials']}  {r['category']}{tail}"
+            f"  {r['id']}  {r['outcome']:<6} {r['passes']}/{r['trials']}  {r['category']}: "
+            f"{r['name']}{tail}"
         )
     if written:
         lines.append(f"written: {written}")

@@ -18,6 +18,7 @@ class Trial(TypedDict):
 
 class ScenarioResult(TypedDict):
     id: str  # opaque: what agents may see
+    name: str  # the scenario's title: for the operator (reports, SCENARIOS.json), never fed back
     category: str
     outcome: str  # pass | fail | flaky | infra
     passed: bool  # counts toward satisfaction (the k-of-n rule)

@@ -404,7 +404,21 @@ def git_path(worktree: Path, name: str) -> Path:
 
 
 def valid_branch(name: str) -> bool:
+    """Whether git takes ``name`` as a branch name. Asked once per name: a run names the same
+    branches many times (launch, every runboard refresh, collect, clean), and a name without
+    ``@{`` (which alone refers to the repository's history) has one answer."""
+    if "@{" in name:
+        return _valid_branch(name)
+    return _valid_branch_cached(name)
+
+
+def _valid_branch(name: str) -> bool:
     return git(None, "check-ref-format", "--branch", name, check=False).rc == 0
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_branch_cached(name: str) -> bool:
+    return _valid_branch(name)
 
 
 def branch_exists(repo: Path, branch: str) -> bool:

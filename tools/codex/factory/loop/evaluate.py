@@ -10,6 +10,7 @@ classes, one-line symptoms) never holds a duration: durations are in the logs on
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 import shutil
 import sys
@@ -107,22 +108,15 @@ def evaluate(
     returns its hash. An infrastructure failure (no interpreter, no sandbox) is retried once
     and then is an ``infra`` outcome, never a product failure.
     """
-    with tempfile.TemporaryDirectory(
-        prefix="factory-scenarios-", ignore_cleanup_errors=True
-    ) as tmp:
-        base = Path(tmp) / "tree"
-        base.mkdir()
-        gitops.export_tree(repo, commit, base)
-        if (base / holdout.folder).exists():  # the candidate's copy: the sealed one goes in
-            fsutil.remove_tree(base / holdout.folder)
-        for path, data in holdout.files:
-            target = base / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+    with (
+        tempfile.TemporaryDirectory(prefix="factory-scenarios-", ignore_cleanup_errors=True) as tmp,
+        gitops.tree_exporter(repo, commit) as export,
+    ):
+        build = functools.partial(_sandbox_tree, export, holdout)
         jobs = [(s, t) for s in holdout.scenarios for t in range(1, settings.trials + 1)]
         with concurrent.futures.ThreadPoolExecutor(max_workers=settings.parallel) as pool:
             done = list(
-                pool.map(lambda job: _trial(Path(tmp), base, job[0], job[1], settings), jobs)
+                pool.map(lambda job: _trial(Path(tmp), build, job[0], job[1], settings), jobs)
             )
     by_id: dict[str, list[tuple[Trial, bytes, float]]] = {}
     for (s, _), outcome in zip(jobs, done, strict=True):
@@ -149,17 +143,30 @@ def evaluate(
     return Evaluated(results, recorded, tails, dict(sorted(logs.items())))
 
 
+def _sandbox_tree(export: Callable[[Path], None], holdout: Holdout, root: Path) -> None:
+    """A trial's tree: the commit's files written straight into it by git (each trial gets its
+    own export, in parallel, rather than a copy of a shared one), with the sealed holdout in
+    place of the candidate's copy of the scenarios folder."""
+    export(root)
+    if (root / holdout.folder).exists() or (root / holdout.folder).is_symlink():
+        fsutil.remove_tree(root / holdout.folder)
+    for path, data in holdout.files:
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
 def _trial(
-    tmp: Path, base: Path, s: Scenario, n: int, settings: Settings
+    tmp: Path, build: Callable[[Path], None], s: Scenario, n: int, settings: Settings
 ) -> tuple[Trial, bytes, float]:
-    trial, output, seconds = _attempt(tmp, base, s, n, settings, 1)
+    trial, output, seconds = _attempt(tmp, build, s, n, settings, 1)
     if trial["infra"]:
-        trial, output, seconds = _attempt(tmp, base, s, n, settings, 2)
+        trial, output, seconds = _attempt(tmp, build, s, n, settings, 2)
     return trial, output, seconds
 
 
 def _attempt(
-    tmp: Path, base: Path, s: Scenario, n: int, settings: Settings, attempt: int
+    tmp: Path, build: Callable[[Path], None], s: Scenario, n: int, settings: Settings, attempt: int
 ) -> tuple[Trial, bytes, float]:
     slot = tmp / f"{s.id}.t{n}.a{attempt}"
     argv = interpreter(s.language, settings.python)
@@ -168,7 +175,7 @@ def _attempt(
         return _infra(f"{what[s.language]} not found on PATH"), b"", 0.0
     try:
         root = slot / "tree"
-        shutil.copytree(base, root, symlinks=True)
+        build(root)
         home = slot / "home"
         home.mkdir()
         script = slot / f"scenario{SUFFIX[s.language]}"
@@ -176,6 +183,8 @@ def _attempt(
         log = slot / "output.log"
     except OSError as exc:
         return _infra(f"the sandbox could not be built: {exc.strerror or exc}"), b"", 0.0
+    except FactoryError as exc:
+        return _infra(f"the sandbox could not be built: {exc}"), b"", 0.0
     start = real_monotonic()
     try:
         with log.open("wb") as out:

@@ -108,6 +108,59 @@ class Spans:
         return spans
 
 
+class Phases:
+    """Wall time of the iteration's steps (wrapped in this script only), to show where the
+    overhead goes; each step's figure includes the processes it ran."""
+
+    STEPS = (
+        ("worktrees", "tools.codex.factory.run.workers", "prepare"),
+        ("agents+collect", "tools.codex.factory.run.workers", "execute"),
+        ("validate", "tools.codex.factory.run.pipeline", "cmd_validate"),
+        ("remove worktrees", "tools.codex.factory.run.pipeline", "_remove_worktrees"),
+        ("integrate+check", "tools.codex.factory.run.pipeline", "cmd_integrate"),
+        ("commit", "tools.codex.factory.loop.crank", "_Loop._commit"),
+        ("scenarios", "tools.codex.factory.loop.evaluate", "evaluate"),
+    )
+
+    def __init__(self) -> None:
+        self.now: dict[str, float] = {}
+        self.rounds: list[dict[str, float]] = []
+
+    def install(self) -> None:
+        import importlib
+
+        for label, module, name in self.STEPS:
+            owner: Any = importlib.import_module(module)
+            if "." in name:
+                cls, name = name.split(".")
+                owner = getattr(owner, cls)
+            setattr(owner, name, self._timed(label, getattr(owner, name)))
+
+    def _timed(self, label: str, fn: Any) -> Any:
+        def timed(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.now[label] = self.now.get(label, 0.0) + time.perf_counter() - t
+
+        return timed
+
+    def take(self, wall: float) -> None:
+        steps = dict(self.now)
+        # integrate's figure holds the worktree removal: shown on its own
+        steps["integrate+check"] -= steps.get("remove worktrees", 0.0)
+        steps["rest"] = wall - sum(steps.values())
+        self.rounds.append(steps)
+        self.now = {}
+
+    def medians(self) -> str:
+        labels = [s[0] for s in self.STEPS] + ["rest"]
+        return ", ".join(
+            f"{k} {_common.median([r.get(k, 0.0) for r in self.rounds]):.3f}s" for k in labels
+        )
+
+
 def union(spans: list[tuple[float, float]]) -> float:
     """Total length of the union of intervals (parallel processes count once)."""
     total, end = 0.0, float("-inf")
@@ -163,7 +216,7 @@ def build(root: Path, workers: int, files: int) -> tuple[Path, Path, list[str]]:
     return repo, plan, ids
 
 
-def ours(repo: Path, plan: Path, spans: Spans, n: int) -> tuple[float, float]:
+def ours(repo: Path, plan: Path, spans: Spans, n: int, phases: Phases) -> tuple[float, float]:
     """One crank of one iteration in this process: (iteration wall, process time)."""
     from tools.codex.factory.infra.clock import Clock
     from tools.codex.factory.loop import crank
@@ -174,9 +227,11 @@ def ours(repo: Path, plan: Path, spans: Spans, n: int) -> tuple[float, float]:
         plan_file=plan, threshold="1.0", max_iterations=1, crank_id=f"crank_bench_{n}"
     )
     spans.take()
+    phases.now = {}
     t = time.perf_counter()
     res = crank.crank(ctx, req)
     wall = time.perf_counter() - t
+    phases.take(wall)
     if res.decision["decision"] != "CONVERGED":
         raise SystemExit(f"bench crank did not converge: {res.decision}")
     return wall, union(spans.take())
@@ -219,8 +274,10 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="cProfile one extra crank")
     args = ap.parse_args()
     print(_common.env_line())
-    spans = Spans()
+    print(_common.load_line())
+    spans, phases = Spans(), Phases()
     spans.install()
+    phases.install()
     walls, procs, overheads, floors = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-crank-") as tmp:
         root = Path(tmp)
@@ -229,18 +286,20 @@ def main() -> int:
         for k, v in _common.git_env().items():
             if k.startswith("GIT_"):
                 os.environ[k] = v
-        ours(repo, plan, spans, 0)  # warm-up: imports, the watchdog, page cache
+        ours(repo, plan, spans, 0, phases)  # warm-up: imports, the watchdog, page cache
+        phases.rounds.clear()
         for n in range(1, args.rounds + 1):
             floors.append(raw(root, repo, ids, args.files, n))
-            wall, busy = ours(repo, plan, spans, n)
+            wall, busy = ours(repo, plan, spans, n, phases)
             walls.append(wall)
             procs.append(busy)
             overheads.append(wall - busy)
         if args.profile:
             prof = cProfile.Profile()
             prof.enable()
-            ours(repo, plan, spans, 99)
+            ours(repo, plan, spans, 99, phases)
             prof.disable()
+            phases.rounds.pop()
             out = io.StringIO()
             pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(45)
             print(out.getvalue())
@@ -251,8 +310,10 @@ def main() -> int:
         f"overhead {over:.3f}s; raw floor (same processes bare) {floor:.3f}s; "
         f"wall/floor {wall / floor:.2f}x"
     )
+    print(f"steps (medians, processes included): {phases.medians()}")
     print(_common.verdict("overhead share of iteration wall", over / wall, 0.10, False))
     print(_common.verdict("overhead seconds", over, 1.0, False))
+    print(_common.load_line())
     return 0
 
 

@@ -110,6 +110,7 @@ def main() -> int:
     ap.add_argument("--scenarios", type=int, default=4)
     args = ap.parse_args()
     print(_common.env_line())
+    print(_common.load_line())
     with tempfile.TemporaryDirectory(prefix="bench-scenarios-") as tmp:
         for variant in ("sleep", "cpu"):
             f = variant_figures(Path(tmp), variant, args.scenarios, args.rounds)
@@ -124,6 +125,7 @@ def main() -> int:
                     f"{variant}: wall parallel=2 / parallel=1", f["ours2"] / f["ours1"], 0.6, False
                 )
             )
+    print(_common.load_line())
     return 0
 
 

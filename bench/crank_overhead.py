@@ -6,7 +6,7 @@ required check (``git diff --check``) and 3 trivial python scenarios (``pass``),
 The crank runs in-process (``loop.crank.crank``) with ``--max-iterations 1`` and a threshold
 every scenario meets, so each measured crank is exactly one iteration (converged).
 
-Definitions (all wall-clock, ``time.perf_counter`` in this process):
+Definitions (wall-clock is ``time.perf_counter`` in this process):
 
 - *iteration wall*: the whole ``crank()`` call, set-up (seal, claim, branch) and finish
   (report) included, so the figure errs on the side of more overhead.
@@ -17,8 +17,14 @@ Definitions (all wall-clock, ``time.perf_counter`` in this process):
   merged, so time when at least one such process runs counts once. git and everything else the
   factory runs count as overhead.
 - *overhead* = iteration wall - process time: worktree creation, prompts, bundle collection,
-  validation, integration (``git apply``), the commit to the crank branch, the tree export,
-  the per-trial sandbox copies, the ledger, logs, decisions.
+  validation, integration (``git apply``, the sandbox the check runs in), the worktrees'
+  removal, the commit to the crank branch, each trial's sandbox tree, the ledger, logs,
+  decisions.
+- *overhead CPU*: CPU seconds (user + system) of this process and its reaped children during
+  the crank, minus those of the raw floor below (the same processes run bare); less sensitive
+  than wall time to other work on the machine.
+- *steps*: the wall time of each step of the iteration (processes included), to show where
+  the overhead goes.
 
 Goals: overhead <= 10% of the iteration wall, and <= 1 s, at 4 workers x 100 files.
 
@@ -39,6 +45,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import subprocess
 import sys
 import tempfile
@@ -149,7 +156,8 @@ class Phases:
     def take(self, wall: float) -> None:
         steps = dict(self.now)
         # integrate's figure holds the worktree removal: shown on its own
-        steps["integrate+check"] -= steps.get("remove worktrees", 0.0)
+        if "integrate+check" in steps:
+            steps["integrate+check"] -= steps.get("remove worktrees", 0.0)
         steps["rest"] = wall - sum(steps.values())
         self.rounds.append(steps)
         self.now = {}
@@ -216,8 +224,19 @@ def build(root: Path, workers: int, files: int) -> tuple[Path, Path, list[str]]:
     return repo, plan, ids
 
 
-def ours(repo: Path, plan: Path, spans: Spans, n: int, phases: Phases) -> tuple[float, float]:
-    """One crank of one iteration in this process: (iteration wall, process time)."""
+def cpu() -> float:
+    """CPU seconds (user + system) of this process and of its children reaped so far."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def ours(
+    repo: Path, plan: Path, spans: Spans, n: int, phases: Phases
+) -> tuple[float, float, float]:
+    """One crank of one iteration in this process: (iteration wall, process time, CPU)."""
     from tools.codex.factory.infra.clock import Clock
     from tools.codex.factory.loop import crank
     from tools.codex.factory.run.context import Context
@@ -228,17 +247,18 @@ def ours(repo: Path, plan: Path, spans: Spans, n: int, phases: Phases) -> tuple[
     )
     spans.take()
     phases.now = {}
-    t = time.perf_counter()
+    c, t = cpu(), time.perf_counter()
     res = crank.crank(ctx, req)
-    wall = time.perf_counter() - t
+    wall, used = time.perf_counter() - t, cpu() - c
     phases.take(wall)
     if res.decision["decision"] != "CONVERGED":
         raise SystemExit(f"bench crank did not converge: {res.decision}")
-    return wall, union(spans.take())
+    return wall, union(spans.take()), used
 
 
-def raw(root: Path, repo: Path, ids: list[str], files: int, n: int) -> float:
-    """The same processes, bare: agents in parallel, the check, scenarios 2 at a time."""
+def raw(root: Path, repo: Path, ids: list[str], files: int, n: int) -> tuple[float, float]:
+    """The same processes, bare: agents in parallel, the check, scenarios 2 at a time:
+    (wall, CPU)."""
     env = {**_common.git_env(), "FACTORY_RUN_ID": f"raw{n}"}
     base = root / f"raw{n}"
     dirs = [base / w for w in ids]
@@ -257,13 +277,13 @@ def raw(root: Path, repo: Path, ids: list[str], files: int, n: int) -> float:
     def scenario(_: int) -> None:
         subprocess.run([PY, str(script)], cwd=tree, env=env, check=True)
 
-    t = time.perf_counter()
+    c, t = cpu(), time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(len(ids)) as pool:
         list(pool.map(agent, range(len(ids))))
     subprocess.run(["git", "diff", "--check", "HEAD"], cwd=repo, env=env, check=True)
     with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
         list(pool.map(scenario, range(SCENARIOS)))
-    return time.perf_counter() - t
+    return time.perf_counter() - t, cpu() - c
 
 
 def main() -> int:
@@ -278,7 +298,7 @@ def main() -> int:
     spans, phases = Spans(), Phases()
     spans.install()
     phases.install()
-    walls, procs, overheads, floors = [], [], [], []
+    walls, procs, overheads, floors, cpus, floor_cpus = [], [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-crank-") as tmp:
         root = Path(tmp)
         repo, plan, ids = build(root, args.workers, args.files)
@@ -289,8 +309,11 @@ def main() -> int:
         ours(repo, plan, spans, 0, phases)  # warm-up: imports, the watchdog, page cache
         phases.rounds.clear()
         for n in range(1, args.rounds + 1):
-            floors.append(raw(root, repo, ids, args.files, n))
-            wall, busy = ours(repo, plan, spans, n, phases)
+            floor_wall, floor_cpu = raw(root, repo, ids, args.files, n)
+            floors.append(floor_wall)
+            floor_cpus.append(floor_cpu)
+            wall, busy, used = ours(repo, plan, spans, n, phases)
+            cpus.append(used)
             walls.append(wall)
             procs.append(busy)
             overheads.append(wall - busy)
@@ -311,6 +334,11 @@ def main() -> int:
         f"wall/floor {wall / floor:.2f}x"
     )
     print(f"steps (medians, processes included): {phases.medians()}")
+    used, floor_used = _common.median(cpus), _common.median(floor_cpus)
+    print(
+        f"CPU (user+sys, this process and its children; steadier than wall on a busy machine): "
+        f"crank {used:.3f}s, raw floor {floor_used:.3f}s, overhead {used - floor_used:.3f}s"
+    )
     print(_common.verdict("overhead share of iteration wall", over / wall, 0.10, False))
     print(_common.verdict("overhead seconds", over, 1.0, False))
     print(_common.load_line())

@@ -858,12 +858,6 @@ def tree_exporter(repo: Path, commit: str) -> Iterator[Callable[[Path], None]]:
         yield export
 
 
-def export_tree(repo: Path, commit: str, dest: Path) -> None:
-    """Write ``commit``'s tree into the empty folder ``dest`` (see :func:`tree_exporter`)."""
-    with tree_exporter(repo, commit) as export:
-        export(dest)
-
-
 def commit_patch(repo: Path, parent: str, patch: bytes, message: str, when: str) -> str:
     """A new commit: ``parent``'s tree with ``patch`` applied, made through a temporary index
     (the user's index, HEAD and working tree are never touched). ``when`` (git's date format)

@@ -39,6 +39,9 @@ def test_defaults_when_nothing_is_set(repo: Path) -> None:
         "ledger",
         "security",
         "limits",
+        "scenarios",
+        "feedback",
+        "crank",
         "feature_flags",
     }
     assert cfg.values["feature_flags"] and not any(cfg.values["feature_flags"].values())

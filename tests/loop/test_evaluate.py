@@ -97,3 +97,47 @@ def test_a_committed_link_reaches_the_sandbox_as_a_link(tmp_path: Path) -> None:
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "link")
     assert [r["outcome"] for r in run(repo, head(repo))] == ["pass"]
+
+
+def link_commit(repo: Path, name: str, target: Path) -> str:
+    """A candidate commit whose ``name`` (the holdout folder or a folder above it) is a link."""
+    git(repo, "rm", "-rq", "--", name)
+    os.symlink(target, repo / name)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", f"{name} is a link")
+    return head(repo)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_a_link_above_the_holdout_folder_carries_nothing_out_of_the_sandbox(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    (outside / "scenarios").mkdir(parents=True)
+    (outside / "scenarios" / "keep.txt").write_text("mine\n")
+    repo = make_repo(tmp_path / "repo", {"qa/scenarios/one.md": check("one", "pass\n")})
+    base = head(repo)
+    tip = link_commit(repo, "qa", outside)
+    sealed = holdout.seal(repo, base, "qa/scenarios", 1 << 20)
+    cfg = evaluate.Settings(trials=1, need=1, timeout_s=60, parallel=1, python=sys.executable)
+    res = evaluate.evaluate(repo, tip, sealed, cfg, lambda name, data: "")
+    assert sorted(p.name for p in (outside / "scenarios").iterdir()) == ["keep.txt"]
+    assert [r["outcome"] for r in res.results] == ["pass"], res.results
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_a_link_in_place_of_the_holdout_folder_is_replaced_by_the_sealed_one(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine\n")
+    probe = "import os\nassert not os.path.islink('scenarios') and os.listdir('scenarios') == ['one.md']\n"
+    repo = make_repo(tmp_path / "repo", {"scenarios/one.md": check("one", probe)})
+    base = head(repo)
+    tip = link_commit(repo, "scenarios", outside)
+    sealed = holdout.seal(repo, base, "scenarios", 1 << 20)
+    cfg = evaluate.Settings(trials=1, need=1, timeout_s=60, parallel=1, python=sys.executable)
+    res = evaluate.evaluate(repo, tip, sealed, cfg, lambda name, data: "")
+    assert [r["outcome"] for r in res.results] == ["pass"], res.results
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]

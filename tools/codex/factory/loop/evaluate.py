@@ -13,6 +13,7 @@ import concurrent.futures
 import functools
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
@@ -148,12 +149,29 @@ def _sandbox_tree(export: Callable[[Path], None], holdout: Holdout, root: Path) 
     own export, in parallel, rather than a copy of a shared one), with the sealed holdout in
     place of the candidate's copy of the scenarios folder."""
     export(root)
-    if (root / holdout.folder).exists() or (root / holdout.folder).is_symlink():
-        fsutil.remove_tree(root / holdout.folder)
+    _make_room(root, holdout.folder)
     for path, data in holdout.files:
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
+
+
+def _make_room(root: Path, folder: str) -> None:
+    """Remove the candidate's copy of the holdout folder, or whatever on the way to it is not a
+    plain folder: a link there (``qa`` -> elsewhere) would carry the removal and the sealed
+    files out of the sandbox, so the link itself goes, never what it points to."""
+    here = root
+    for part in folder.split("/"):
+        here = here / part
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            return
+        if fsutil.is_link(st) or not stat.S_ISDIR(st.st_mode):
+            # a directory link or junction (Windows) goes with rmdir, anything else with unlink
+            (os.rmdir if stat.S_ISDIR(st.st_mode) else os.unlink)(here)
+            return
+    fsutil.remove_tree(here)
 
 
 def _trial(

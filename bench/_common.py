@@ -38,6 +38,20 @@ def env_line() -> str:
     return f"python {sys.version.split()[0]} on {sys.platform}, {os.cpu_count()} cpus"
 
 
+def load_line() -> str:
+    """How busy the machine is (other work inflates absolute figures; ratios less so)."""
+    parts = []
+    if hasattr(os, "getloadavg"):
+        parts.append("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    try:
+        with open("/proc/pressure/cpu") as fh:
+            some = fh.readline().split()
+        parts.append("cpu pressure " + " ".join(some[1:3]))
+    except OSError:
+        pass
+    return "machine: " + ("; ".join(parts) or "load unknown")
+
+
 # -- shared builders for the ledger benchmarks ------------------------------------------------
 
 LEDGER_REL = "tools/codex/runs/factory_ledger.jsonl"

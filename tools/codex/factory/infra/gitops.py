@@ -6,11 +6,12 @@ when it is imported and passes it with every git it starts (through :func:`git` 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from tools.codex.factory.core import gitbinary
@@ -410,7 +411,21 @@ def git_path(worktree: Path, name: str) -> Path:
 
 
 def valid_branch(name: str) -> bool:
+    """Whether git takes ``name`` as a branch name. Asked once per name: a run names the same
+    branches many times (launch, every runboard refresh, collect, clean), and a name without
+    ``@{`` (which alone refers to the repository's history) has one answer."""
+    if "@{" in name:
+        return _valid_branch(name)
+    return _valid_branch_cached(name)
+
+
+def _valid_branch(name: str) -> bool:
     return git(None, "check-ref-format", "--branch", name, check=False).rc == 0
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_branch_cached(name: str) -> bool:
+    return _valid_branch(name)
 
 
 def branch_exists(repo: Path, branch: str) -> bool:
@@ -830,15 +845,23 @@ def tree_files(repo: Path, commit: str, folder: str, max_size: int) -> list[tupl
     return out
 
 
-def export_tree(repo: Path, commit: str, dest: Path) -> None:
-    """Write ``commit``'s tree into the empty folder ``dest``: files only, no ``.git``, through a
-    temporary index (the user's index, HEAD and working tree are never touched) and with every
-    filter driver emptied (no program a config names runs on the content)."""
+@contextlib.contextmanager
+def tree_exporter(repo: Path, commit: str) -> Iterator[Callable[[Path], None]]:
+    """A function that writes ``commit``'s tree into an empty folder, as often as asked: files
+    only, no ``.git``. The tree is read once into a temporary index (the user's index, HEAD and
+    working tree are never touched) that each export only reads, so exports may run in
+    parallel, each a git process of its own; every filter driver is emptied (no program a
+    config names runs on the content)."""
     with tempfile.TemporaryDirectory(prefix="factory-export-") as tmp:
         env = driver_free_env(repo, proc.base_env({"GIT_INDEX_FILE": str(Path(tmp) / "index")}))
         git(repo, "read-tree", commit, env=env)
-        prefix = str(dest.resolve()) + os.sep
-        git(repo, "checkout-index", "-a", "-f", f"--prefix={prefix}", env=env)
+
+        def export(dest: Path) -> None:
+            dest.mkdir(parents=True, exist_ok=True)
+            prefix = str(dest.resolve()) + os.sep
+            git(repo, "checkout-index", "-a", "-f", f"--prefix={prefix}", env=env)
+
+        yield export
 
 
 def commit_patch(repo: Path, parent: str, patch: bytes, message: str, when: str) -> str:

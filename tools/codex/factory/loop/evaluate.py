@@ -10,6 +10,7 @@ classes, one-line symptoms) never holds a duration: durations are in the logs on
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 import shutil
 import stat
@@ -109,17 +110,15 @@ def evaluate(
     returns its hash. An infrastructure failure (no interpreter, no sandbox) is retried once
     and then is an ``infra`` outcome, never a product failure.
     """
-    with tempfile.TemporaryDirectory(
-        prefix="factory-scenarios-", ignore_cleanup_errors=True
-    ) as tmp:
-        base = Path(tmp) / "tree"
-        base.mkdir()
-        gitops.export_tree(repo, commit, base)
-        place_holdout(base, holdout)
+    with (
+        tempfile.TemporaryDirectory(prefix="factory-scenarios-", ignore_cleanup_errors=True) as tmp,
+        gitops.tree_exporter(repo, commit) as export,
+    ):
+        build = functools.partial(_sandbox_tree, export, holdout)
         jobs = [(s, t) for s in holdout.scenarios for t in range(1, settings.trials + 1)]
         with concurrent.futures.ThreadPoolExecutor(max_workers=settings.parallel) as pool:
             done = list(
-                pool.map(lambda job: _trial(Path(tmp), base, job[0], job[1], settings), jobs)
+                pool.map(lambda job: _trial(Path(tmp), build, job[0], job[1], settings), jobs)
             )
     by_id: dict[str, list[tuple[Trial, bytes, float]]] = {}
     for (s, _), outcome in zip(jobs, done, strict=True):
@@ -147,43 +146,50 @@ def evaluate(
     return Evaluated(results, recorded, tails, dict(sorted(logs.items())), "".join(timing))
 
 
-def place_holdout(base: Path, holdout: Holdout) -> None:
-    """Write the sealed files into the exported tree, in place of whatever the tree under test
-    has at the holdout folder: every folder on the way that is a link or a file is removed as
-    itself (a link to somewhere else is never followed, so nothing outside the sandbox is
-    deleted or written), and the files are created new, in folders this function made."""
-    here = base
-    for part in holdout.folder.split("/"):
-        here = here / part
-        try:
-            st = os.lstat(here)
-        except FileNotFoundError:
-            here.mkdir()
-            continue
-        if fsutil.is_link(st) or not stat.S_ISDIR(st.st_mode):
-            os.unlink(here)  # the link or file itself
-            here.mkdir()
-    fsutil.remove_tree(here)  # the candidate's copy (links in it are removed, not followed)
-    here.mkdir()
+def _sandbox_tree(export: Callable[[Path], None], holdout: Holdout, root: Path) -> None:
+    """A trial's tree: the commit's files written straight into it by git (each trial gets its
+    own export, in parallel, rather than a copy of a shared one), with the sealed holdout in
+    place of the candidate's copy of the scenarios folder."""
+    export(root)
+    _make_room(root, holdout.folder)
     for path, data in holdout.files:
-        target = base / path
+        target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
+        # Created new (never through something already there), in folders made just now.
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0))
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
 
 
+def _make_room(root: Path, folder: str) -> None:
+    """Remove the candidate's copy of the holdout folder, or whatever on the way to it is not a
+    plain folder: a link there (``qa`` -> elsewhere) would carry the removal and the sealed
+    files out of the sandbox, so the link itself goes, never what it points to."""
+    here = root
+    for part in folder.split("/"):
+        here = here / part
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            return
+        if fsutil.is_link(st) or not stat.S_ISDIR(st.st_mode):
+            # a directory link or junction (Windows) goes with rmdir, anything else with unlink
+            (os.rmdir if stat.S_ISDIR(st.st_mode) else os.unlink)(here)
+            return
+    fsutil.remove_tree(here)
+
+
 def _trial(
-    tmp: Path, base: Path, s: Scenario, n: int, settings: Settings
+    tmp: Path, build: Callable[[Path], None], s: Scenario, n: int, settings: Settings
 ) -> tuple[Trial, bytes, float]:
-    trial, output, seconds = _attempt(tmp, base, s, n, settings, 1)
+    trial, output, seconds = _attempt(tmp, build, s, n, settings, 1)
     if trial["infra"]:
-        trial, output, seconds = _attempt(tmp, base, s, n, settings, 2)
+        trial, output, seconds = _attempt(tmp, build, s, n, settings, 2)
     return trial, output, seconds
 
 
 def _attempt(
-    tmp: Path, base: Path, s: Scenario, n: int, settings: Settings, attempt: int
+    tmp: Path, build: Callable[[Path], None], s: Scenario, n: int, settings: Settings, attempt: int
 ) -> tuple[Trial, bytes, float]:
     slot = tmp / f"{s.id}.t{n}.a{attempt}"
     argv = interpreter(s.language, settings.python)
@@ -192,7 +198,7 @@ def _attempt(
         return _infra(f"{what[s.language]} not found on PATH"), b"", 0.0
     try:
         root = slot / "tree"
-        shutil.copytree(base, root, symlinks=True)
+        build(root)
         home = slot / "home"
         home.mkdir()
         script = slot / f"scenario{SUFFIX[s.language]}"
@@ -200,6 +206,8 @@ def _attempt(
         log = slot / "output.log"
     except OSError as exc:
         return _infra(f"the sandbox could not be built: {exc.strerror or exc}"), b"", 0.0
+    except FactoryError as exc:
+        return _infra(f"the sandbox could not be built: {exc}"), b"", 0.0
     start = real_monotonic()
     try:
         with log.open("wb") as out:

@@ -21,7 +21,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import orjson
 
@@ -30,7 +30,7 @@ from tools.codex.factory.infra import fsutil
 INDEX_VERSION = "2"
 _BLOCK = 1 << 20
 # The envelope of a stored line: everything but the payload sits at its two ends (keys sorted).
-_HEAD = re.compile(rb'\{"event_type":"([a-z0-9_.]+)","hash":"([0-9a-f]{64})",')
+_HEAD = re.compile(rb'\{"event_type":"([a-z0-9_.]+)","hash":"([0-9a-f]{15})[0-9a-f]{49}",')
 _TAIL = re.compile(
     rb'"prev_hash":"[0-9a-f]{64}","run_id":"([A-Za-z0-9._-]*)","seq":(\d+),'
     rb'"stage":"([A-Za-z0-9._-]*)","ts_utc":"([^"\\]*)"\}\r?$'
@@ -58,6 +58,7 @@ CREATE INDEX IF NOT EXISTS events_run ON events (run, seq);
 CREATE INDEX IF NOT EXISTS events_type ON events (type, ts);
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 """
+_SECONDARY = ("events_run", "events_type", "events_ts")
 _ENTRY = (
     "SELECT e.seq, e.off, e.len, r.run_id, t.name, e.ts, e.hash FROM events e "
     "JOIN runs r ON r.id = e.run JOIN types t ON t.id = e.type"
@@ -73,9 +74,8 @@ def short_hash(digest: object) -> int:
         return -1
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One ledger line as the index holds it."""
+class Entry(NamedTuple):
+    """One ledger line as the index holds it (a tuple: a rebuild makes a million of them)."""
 
     seq: int
     off: int
@@ -107,7 +107,12 @@ class IndexError_(Exception):
 def parse_line(line: bytes, off: int) -> tuple[Entry, dict[str, object] | None]:
     """The entry for a stored line (without its newline); the payload too for run events."""
     head = _HEAD.match(line)
-    tail = _TAIL.search(line)
+    # The tail is unique (no group in it can hold a quote) and follows the payload: look for
+    # it from the payload's last possible key first, not from the line's start.
+    k = line.rfind(b',"prev_hash":"')
+    tail = _TAIL.match(line, k + 1) if k > 0 else None
+    if tail is None:
+        tail = _TAIL.search(line)
     if head is None or tail is None:
         try:
             obj = orjson.loads(line)
@@ -119,10 +124,11 @@ def parse_line(line: bytes, off: int) -> tuple[Entry, dict[str, object] | None]:
             raise IndexError_(f"the line at byte {off} is not a ledger event") from None
         payload = obj.get("payload") if entry.type in _RUN_EVENTS else None
         return entry, payload if isinstance(payload, dict) else None
+    etype, short = head.groups()
+    run_id, seq, _stage, ts = tail.groups()
     entry = Entry(
-        int(tail.group(2)), off, len(line) + 1, tail.group(1).decode("ascii"),
-        head.group(1).decode("ascii"), tail.group(4).decode("ascii", "replace"),
-        int(head.group(2)[:15], 16),
+        int(seq), off, len(line) + 1, run_id.decode("ascii"), etype.decode("ascii"),
+        ts.decode("ascii", "replace"), int(short, 16),
     )  # fmt: skip
     if entry.type not in _RUN_EVENTS:
         return entry, None
@@ -341,9 +347,18 @@ class LedgerIndex:
             return self._rebuild_from(fh)
 
     def _rebuild_from(self, fh: BinaryIO) -> str:
+        """Index the whole file. The secondary indexes are dropped meanwhile and built once at
+        the end (a sort beats a million B-tree inserts); a crash in between leaves them to the
+        schema script of the next open, and the events to its catch-up."""
         self._reset()
         self.rebuilt += 1
-        self._catch_up(fh, 0)
+        db = self._open()
+        for name in _SECONDARY:
+            db.execute(f"DROP INDEX IF EXISTS {name}")
+        try:
+            self._catch_up(fh, 0)
+        finally:
+            db.executescript(_SCHEMA)
         return "rebuilt"
 
     def add(self, lines: Sequence[tuple[int, bytes]]) -> None:

@@ -37,7 +37,7 @@ _TAIL = re.compile(
 )
 # The index file and the files SQLite keeps beside it (suffixes of the index's name).
 SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal")
-_RUN_EVENTS = frozenset({"run.started", "run.finished"})
+RUN_EVENTS = frozenset({"run.started", "run.finished"})
 # Run IDs and event types are stored once (runs, types) and referred to by number; a line's
 # hash by its first 15 hex digits (enough to tell that a line is not the one indexed; the
 # index vouches for nothing). Secondary indexes: a run's lines by seq, a type's lines by time,
@@ -100,11 +100,15 @@ class RunRow:
     finished_ts: str | None
 
 
+# A line as the index takes it: its entry and, for run events, its payload.
+Indexed = tuple[Entry, dict[str, object] | None]
+
+
 class IndexError_(Exception):
     """A line the index cannot read (the ledger is corrupt there); the caller falls back."""
 
 
-def parse_line(line: bytes, off: int) -> tuple[Entry, dict[str, object] | None]:
+def parse_line(line: bytes, off: int) -> Indexed:
     """The entry for a stored line (without its newline); the payload too for run events."""
     head = _HEAD.match(line)
     # The tail is unique (no group in it can hold a quote) and follows the payload: look for
@@ -122,7 +126,7 @@ def parse_line(line: bytes, off: int) -> tuple[Entry, dict[str, object] | None]:
             )  # fmt: skip
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise IndexError_(f"the line at byte {off} is not a ledger event") from None
-        payload = obj.get("payload") if entry.type in _RUN_EVENTS else None
+        payload = obj.get("payload") if entry.type in RUN_EVENTS else None
         return entry, payload if isinstance(payload, dict) else None
     etype, short = head.groups()
     run_id, seq, _stage, ts = tail.groups()
@@ -130,7 +134,7 @@ def parse_line(line: bytes, off: int) -> tuple[Entry, dict[str, object] | None]:
         int(seq), off, len(line) + 1, run_id.decode("ascii"), etype.decode("ascii"),
         ts.decode("ascii", "replace"), int(short, 16),
     )  # fmt: skip
-    if entry.type not in _RUN_EVENTS:
+    if entry.type not in RUN_EVENTS:
         return entry, None
     try:
         payload = orjson.loads(line).get("payload")
@@ -139,7 +143,7 @@ def parse_line(line: bytes, off: int) -> tuple[Entry, dict[str, object] | None]:
     return entry, payload if isinstance(payload, dict) else None
 
 
-def scan(fh: BinaryIO, start: int = 0) -> Iterator[tuple[Entry, dict[str, object] | None]]:
+def scan(fh: BinaryIO, start: int = 0) -> Iterator[Indexed]:
     """Every complete line from byte ``start`` of an open binary file (a torn tail is left)."""
     fh.seek(start)
     pos = start
@@ -319,7 +323,7 @@ class LedgerIndex:
         return entry.seq == seq and str(entry.hash) == last
 
     def _catch_up(self, fh: BinaryIO, end: int) -> None:
-        batch: list[tuple[Entry, dict[str, object] | None]] = []
+        batch: list[Indexed] = []
         for item in scan(fh, end):
             batch.append(item)
             if len(batch) >= 5000:
@@ -361,29 +365,29 @@ class LedgerIndex:
             db.executescript(_SCHEMA)
         return "rebuilt"
 
-    def add(self, lines: Sequence[tuple[int, bytes]]) -> None:
-        """Index lines an append just wrote ((offset, line without newline)); the caller holds
-        the ledger lock and the lines are in the file. Out of step (another process appended
+    def add(self, lines: Sequence[Indexed]) -> None:
+        """Index lines an append just wrote (entry and run payload); the caller holds the
+        ledger lock and the lines are in the file. Out of step (another process appended
         lines this one never saw) the index is caught up from the file instead."""
         if not lines:
             return
         try:
             meta = self._meta()
             end = int(meta.get("end", "-1"))
-            for off, line in lines:  # only lines that follow the index's end without a gap
-                if off != end:
+            for entry, _ in lines:  # only lines that follow the index's end without a gap
+                if entry.off != end:
                     break
-                end = off + len(line) + 1
+                end = entry.off + entry.length
             else:
                 if meta.get("version") == INDEX_VERSION:
-                    self._insert([parse_line(line, off) for off, line in lines])
+                    self._insert(lines)
                     return
             self.sync()  # another process appended in between: read them from the file
             return
         except (sqlite3.Error, IndexError_, ValueError):
             self._drop()
 
-    def _insert(self, batch: Sequence[tuple[Entry, dict[str, object] | None]]) -> None:
+    def _insert(self, batch: Sequence[Indexed]) -> None:
         if not batch:
             return
         db = self._open()

@@ -350,6 +350,24 @@ def diff_cached(sandbox: Path, commit: str) -> bytes:
     ).stdout
 
 
+def changed_cached(sandbox: Path, commit: str) -> list[str]:
+    """Sorted paths the sandbox index changes against ``commit``: every name diff_cached's
+    sections carry (a rename's two names are a deletion and an addition here), read by git
+    from the index and the tree, not by parsing the diff again."""
+    out = git(
+        sandbox,
+        "diff",
+        "--cached",
+        "--name-only",
+        "--no-renames",
+        "-z",
+        commit,
+        "--",
+        env=_own_env(sandbox),
+    ).stdout
+    return sorted({p for p in out.decode("utf-8", "surrogateescape").split("\0") if p})
+
+
 # -- worktrees (real workers) -------------------------------------------------------------------
 # Pathspec that keeps the reserved notes folder out of every collected diff.
 NOTES_EXCLUDE = ":(exclude,top).factory"

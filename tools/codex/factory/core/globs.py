@@ -149,6 +149,11 @@ def _match_steps(
     steps = len(path) + 1
     if len(texts) < glob._min_segments or (len(texts) > glob._min_segments and not glob._open):
         return False, steps
+    first = literals[0]
+    if first is not None and first != texts[0]:
+        # A literal first item is the only one alive at the first segment (only '**' lets
+        # later items start): a different first segment is the loop's first-round rejection.
+        return False, steps + 2 + len(texts[0])
     alive = [False] * (n + 1)
     alive[0] = True
     _skip_star_stars(items, alive)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -89,21 +90,25 @@ CHILD = """
 import json, resource, sys, time
 from tools.codex.factory.api import Factory
 repo, run_id = sys.argv[1], sys.argv[2]
+def cpu():
+    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 with Factory(repo) as factory:
-    t = time.perf_counter()
+    c, t = cpu(), time.perf_counter()
     v = factory.validate(run_id)
     i = factory.integrate(run_id)
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, cpu() - c
 rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-print(json.dumps({"seconds": dt, "rss_kib": rss, "status": [v.status, i.status]}))
+print(json.dumps({"seconds": dt, "cpu": dc, "rss_kib": rss, "status": [v.status, i.status]}))
 """
 
 
-def ours(root: Path, repo: Path, patches: list[bytes]) -> tuple[float, float]:
+def ours(root: Path, repo: Path, patches: list[bytes]) -> tuple[float, float, float]:
     """Launch (untimed) and fill the bundles; time bundle-validate + integrate in one process.
 
     The timing is of our code (in-process, as `factory` runs it), without interpreter start-up,
-    which bench/startup.py measures; peak memory is that process's (and its git children's).
+    which bench/startup.py measures: (wall seconds, CPU seconds of it and its git children,
+    peak memory in MiB of that process or its largest git child).
     """
     run_id = f"bench{len(patches)}"
     factory(repo, "launch", "--dry-run", "--run-id", run_id, "--plan", str(root / "plan.json"))
@@ -124,33 +129,48 @@ def ours(root: Path, repo: Path, patches: list[bytes]) -> tuple[float, float]:
     res = json.loads(out)
     if res["status"] != ["PASS", "PASS"]:
         raise SystemExit(f"bench run did not PASS: {res['status']}")
-    return float(res["seconds"]), res["rss_kib"] / 1024
+    return float(res["seconds"]), float(res["cpu"]), res["rss_kib"] / 1024
 
 
-def floor(root: Path, repo: Path, patches: list[bytes]) -> float:
-    """`git apply --cached` of each worker's patch, in order, into a clone's index."""
+def children_cpu() -> float:
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return kids.ru_utime + kids.ru_stime
+
+
+def floor(root: Path, repo: Path, patches: list[bytes]) -> tuple[float, float]:
+    """`git apply --cached` of each worker's patch, in order, into a clone's index: (wall
+    seconds, CPU seconds of the git processes)."""
     scratch = root / f"scratch{len(patches)}"
     sh("git", "clone", "-q", str(repo), str(scratch))
-    t = time.perf_counter()
+    c, t = children_cpu(), time.perf_counter()
     for patch in patches:
         sh("git", "apply", "--cached", "-", cwd=scratch, input=patch)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, children_cpu() - c
 
 
-def scenario(workers: int, files: int, rounds: int) -> tuple[float, float, float]:
-    ours_t, floor_t, rss = [], [], []
+def scenario(workers: int, files: int, rounds: int) -> dict[str, float]:
+    """Medians over ``rounds`` of wall and CPU seconds, ours and the floor; peak memory."""
+    got: dict[str, list[float]] = {"ours": [], "ours_cpu": [], "floor": [], "floor_cpu": []}
+    rss = []
     for r in range(rounds):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             repo, patches = build(root, workers, files)
             if r % 2 == 0:
-                floor_t.append(floor(root, repo, patches))
-            seconds, peak = ours(root, repo, patches)
-            ours_t.append(seconds)
+                wall, spent = floor(root, repo, patches)
+                got["floor"].append(wall)
+                got["floor_cpu"].append(spent)
+            seconds, spent, peak = ours(root, repo, patches)
+            got["ours"].append(seconds)
+            got["ours_cpu"].append(spent)
             rss.append(peak)
             if r % 2 == 1:
-                floor_t.append(floor(root, repo, patches))
-    return _common.median(ours_t), _common.median(floor_t), max(rss)
+                wall, spent = floor(root, repo, patches)
+                got["floor"].append(wall)
+                got["floor_cpu"].append(spent)
+    out = {k: _common.median(v) for k, v in got.items()}
+    out["peak"] = max(rss)
+    return out
 
 
 SCENARIOS = ((4, 250, 5.0), (16, 1000, 4.0))
@@ -165,14 +185,19 @@ def main() -> int:
     for i, (workers, files, target) in enumerate(SCENARIOS):
         if args.only and args.only != ("small", "large")[i]:
             continue
-        o, f, peak = scenario(workers, files, args.rounds)
+        m = scenario(workers, files, args.rounds)
         print(
-            f"{workers} x {files}: validate+integrate {o:.3f}s, git apply --cached {f:.3f}s "
-            f"(medians of {args.rounds}), peak {peak:.0f} MiB"
+            f"{workers} x {files}: validate+integrate {m['ours']:.3f}s (CPU {m['ours_cpu']:.3f}s), "
+            f"git apply --cached {m['floor']:.3f}s (CPU {m['floor_cpu']:.3f}s), "
+            f"medians of {args.rounds}; peak {m['peak']:.0f} MiB"
         )
-        print(_common.verdict(f"ratio ours/floor at {workers} x {files}", o / f, target, False))
+        print(
+            f"CPU ratio ours/floor (less sensitive to load): {m['ours_cpu'] / m['floor_cpu']:.2f}x"
+        )
+        ratio = m["ours"] / m["floor"]
+        print(_common.verdict(f"ratio ours/floor at {workers} x {files}", ratio, target, False))
         if workers == 16:
-            print(_common.verdict("peak memory MiB at 16 x 1000", peak, 256, False))
+            print(_common.verdict("peak memory MiB at 16 x 1000", m["peak"], 256, False))
     return 0
 
 

@@ -382,19 +382,30 @@ def tree_paths(repo: Path, commit: str) -> list[str]:
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
 
 
-def tree_links(repo: Path, commit: str, max_target: int) -> list[tuple[str, str]]:
-    """(path, target) of every symlink in ``commit``'s tree, sorted: the links a worker's new
-    link may resolve through. A target over ``max_target`` bytes (or unreadable) is given as
-    '/', which resolves nowhere inside the repository."""
+def tree_paths_and_links(
+    repo: Path, commit: str, max_target: int
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """:func:`tree_paths`, and (path, target) of every symlink in ``commit``'s tree, sorted
+    (the links a worker's new link may resolve through), from one ``git ls-tree``. A target
+    over ``max_target`` bytes (or unreadable) is given as '/', which resolves nowhere inside
+    the repository."""
     listing = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit).stdout
+    paths: list[str] = []
     oids: dict[str, list[str]] = {}
     for entry in listing.split(b"\0"):
         meta, tab, raw = entry.partition(b"\t")
+        if not tab:
+            continue
+        path = raw.decode("utf-8", "surrogateescape")
+        paths.append(path)
         fields = meta.split()
-        if tab and len(fields) == 3 and fields[0] == b"120000":
-            oids.setdefault(fields[2].decode("ascii"), []).append(
-                raw.decode("utf-8", "surrogateescape")
-            )
+        if len(fields) == 3 and fields[0] == b"120000":
+            oids.setdefault(fields[2].decode("ascii"), []).append(path)
+    return paths, _link_targets(repo, oids, max_target)
+
+
+def _link_targets(repo: Path, oids: dict[str, list[str]], max_target: int) -> list[tuple[str, str]]:
+    """(path, target) for the link blobs ``oids`` (blob id -> the paths that hold it)."""
     if not oids:
         return []
     env = proc.base_env({"GIT_NO_REPLACE_OBJECTS": "1"})

@@ -339,3 +339,35 @@ def test_a_limit_takes_the_last_in_display_order_when_instants_are_equal(tmp_pat
                 -limit:
             ]
             assert got == scan_select(events, Filter(run_id="run_a"), limit)
+
+
+def test_a_payload_holding_the_line_s_own_keys_is_indexed_by_the_line_s_keys(
+    tmp_path: Path,
+) -> None:
+    """A payload object may hold keys named like the line's own (prev_hash, run_id, seq):
+    the index reads the line's, which follow the payload."""
+    path = tmp_path / "factory_ledger.jsonl"
+    fake = {"prev_hash": "f" * 64, "run_id": "run_x", "seq": 99, "stage": "s", "ts_utc": "x"}
+    with Ledger(path, Clock(BASE), fsync=False) as led:
+        led.append("run.started", "run_a", "s", {"nested": fake, **fake})
+        led.append("stage.started", "run_b", "s", {"inner": {"z": fake}})
+    with Ledger(path, Clock(BASE), fsync=False) as led:
+        assert led.reindex()[0] == 2
+        assert [e.seq for e in led.run_events("run_a")] == [1]
+        assert [e.seq for e in led.run_events("run_b")] == [2]
+        assert led.run_events("run_x") == []
+
+
+def test_a_rebuild_leaves_every_secondary_index_in_place(tmp_path: Path) -> None:
+    """A rebuild drops the secondary indexes while it inserts and builds them at the end."""
+    path, events = built(tmp_path)
+    with Ledger(path, Clock(BASE), fsync=False) as led:
+        assert led.reindex()[0] == len(events)
+    db = sqlite3.connect(index_file(path))
+    try:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    finally:
+        db.close()
+    assert {"events_run", "events_type", "events_ts"} <= names
+    got, rebuilt = answers(path)
+    assert got == [e for e in events if e.run_id == "run_b"] and rebuilt == 0

@@ -16,6 +16,7 @@ from tests.support.factory import (
     read_json,
     run_dir,
     set_bundle,
+    touched_by_git,
     write_config,
 )
 from tests.support.repos import PINNED, ROOT, git, make_repo, pid_alive, run_cli, snapshot
@@ -711,3 +712,33 @@ def test_merged_diff_ignores_the_users_git_config(
         outputs.append((run_dir(repo, run_id) / "Z_integrator" / "DIFF.patch").read_bytes())
     assert outputs[0] == outputs[1]
     assert b"@@ -18,7 +18,7 @@" in outputs[0]
+
+
+def test_integrator_files_changed_names_every_path_its_diff_touches(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Z's FILES_CHANGED (read from the sandbox index) equals what its DIFF.patch touches: a
+    rename's two names, a deletion, a mode change, a binary file, a new file."""
+    a = make_patch(
+        repo,
+        {"src/blob.bin": b"\x00\x01\xff" * 40},
+        renames={"src/app.py": "src/main.py"},
+    )
+    b = make_patch(repo, {"tests/new_test.py": "X = 1\n"}, chmod=["tests/test_app.py"])
+    c = make_patch(repo, {"README.md": None, "docs/guide.md": "guide v2\n"})
+    run_id = validated_run(repo, {"A": a, "B": b, "C": c})
+    res = integrate(repo, run_id)
+    assert_agree(repo, run_id, res, "PASS", 0)
+    z = run_dir(repo, run_id) / "Z_integrator"
+    listed = read_json(z / "FILES_CHANGED.json")["files"]
+    assert b"rename from src/app.py" in (z / "DIFF.patch").read_bytes()
+    assert listed == touched_by_git((z / "DIFF.patch").read_bytes())
+    assert listed == [
+        "README.md",
+        "docs/guide.md",
+        "src/app.py",
+        "src/blob.bin",
+        "src/main.py",
+        "tests/new_test.py",
+        "tests/test_app.py",
+    ]

@@ -112,15 +112,28 @@ def compile_glob(pattern: str, *, ignore_case: bool = False) -> CompiledGlob:
 
 
 def match_any(path: str, patterns: Sequence[str], *, ignore_case: bool = False) -> str | None:
-    """The first pattern matching ``path`` (for messages), or None."""
+    """The first pattern matching ``path`` (for messages), or None. The path is split (and
+    folded) once for all the patterns."""
+    texts: list[Sequence[str]] | None = None
     for pattern in patterns:
-        if _compile(pattern, ignore_case).match(path):
+        glob = _compile(pattern, ignore_case)
+        if texts is None:
+            texts = _texts(path, ignore_case)
+        if _match_steps(glob, path, texts)[0]:
             return pattern
     return None
 
 
+def _texts(path: str, ignore_case: bool) -> list[Sequence[str]]:
+    """``path``'s segments as matching reads them: folded per character when ignoring case."""
+    raws = path.split("/")
+    return [tuple(map(str.casefold, raw)) for raw in raws] if ignore_case else list(raws)
+
+
 # -- matching --------------------------------------------------------------------------------
-def _match_steps(glob: CompiledGlob, path: str) -> tuple[bool, int]:
+def _match_steps(
+    glob: CompiledGlob, path: str, texts: Sequence[Sequence[str]] | None = None
+) -> tuple[bool, int]:
     """Match ``path``; also return the elementary steps taken (tests bound the work with it).
 
     A dynamic program over path segments: ``alive[j]`` says the segments read so far can be
@@ -131,16 +144,21 @@ def _match_steps(glob: CompiledGlob, path: str) -> tuple[bool, int]:
     items, literals = glob._items, glob._literals
     n = len(items)
     last = n - 1
-    raws = path.split("/")
+    if texts is None:
+        texts = _texts(path, glob.ignore_case)
     steps = len(path) + 1
-    if len(raws) < glob._min_segments or (len(raws) > glob._min_segments and not glob._open):
+    if len(texts) < glob._min_segments or (len(texts) > glob._min_segments and not glob._open):
         return False, steps
+    first = literals[0]
+    if first is not None and first != texts[0]:
+        # A literal first item is the only one alive at the first segment (only '**' lets
+        # later items start): a different first segment is the loop's first-round rejection.
+        return False, steps + 2 + len(texts[0])
     alive = [False] * (n + 1)
     alive[0] = True
     _skip_star_stars(items, alive)
-    for raw in raws:
-        text: Sequence[str] = tuple(map(str.casefold, raw)) if glob.ignore_case else raw
-        steps += 1 + len(raw)  # folding
+    for text in texts:
+        steps += 1 + len(text)  # folding
         nxt = [False] * (n + 1)
         any_alive = False
         for j, item in enumerate(items):

@@ -202,6 +202,8 @@ def _short_name(key: str, name: str, prefix: str) -> bool:
     Regular form: the first six letters, '~' and 1-4. Fallback form (path.c): up to six
     characters of git's hashed prefix, then '~' and a number, eight characters in all.
     """
+    if "~" not in key:  # both forms have one (most names: no regex at all)
+        return False
     if re.fullmatch(re.escape(name[:6]) + "~[1-4]", key):
         return True
     if len(key) != 8 or "~" not in key:

@@ -66,18 +66,27 @@ def _folded_pattern(pattern: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=256)
+def _folded_patterns(patterns: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The patterns' folded forms (those that fold), each mapped to the first pattern it
+    came from."""
+    first: dict[str, str] = {}
+    for pattern in patterns:
+        folded = _folded_pattern(pattern)
+        if folded is not None:
+            first.setdefault(folded, pattern)
+    return tuple(first), first
+
+
 def protected_match(path: str, patterns: Sequence[str]) -> str | None:
     """The first pattern ``path`` matches on any filesystem: as spelled (ignoring case), or as
     one name-equivalence key (a trailing dot, an NFD spelling, an ignorable code point)."""
     hit = match_any(path, patterns, ignore_case=True)
     if hit is not None:
         return hit
-    key = names.fold(path)
-    for pattern in patterns:
-        folded = _folded_pattern(pattern)
-        if folded is not None and match_any(key, [folded]) is not None:
-            return pattern
-    return None
+    folded, first = _folded_patterns(tuple(patterns))
+    hit = match_any(names.fold(path), folded) if folded else None
+    return None if hit is None else first[hit]
 
 
 def _segment_fits(part: str, segment: str) -> bool:

@@ -357,6 +357,24 @@ def diff_cached(sandbox: Path, commit: str) -> bytes:
     ).stdout
 
 
+def changed_cached(sandbox: Path, commit: str) -> list[str]:
+    """Sorted paths the sandbox index changes against ``commit``: every name diff_cached's
+    sections carry (a rename's two names are a deletion and an addition here), read by git
+    from the index and the tree, not by parsing the diff again."""
+    out = git(
+        sandbox,
+        "diff",
+        "--cached",
+        "--name-only",
+        "--no-renames",
+        "-z",
+        commit,
+        "--",
+        env=_own_env(sandbox),
+    ).stdout
+    return sorted({p for p in out.decode("utf-8", "surrogateescape").split("\0") if p})
+
+
 # -- worktrees (real workers) -------------------------------------------------------------------
 # Pathspec that keeps the reserved notes folder out of every collected diff.
 NOTES_EXCLUDE = ":(exclude,top).factory"
@@ -371,19 +389,30 @@ def tree_paths(repo: Path, commit: str) -> list[str]:
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
 
 
-def tree_links(repo: Path, commit: str, max_target: int) -> list[tuple[str, str]]:
-    """(path, target) of every symlink in ``commit``'s tree, sorted: the links a worker's new
-    link may resolve through. A target over ``max_target`` bytes (or unreadable) is given as
-    '/', which resolves nowhere inside the repository."""
+def tree_paths_and_links(
+    repo: Path, commit: str, max_target: int
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """:func:`tree_paths`, and (path, target) of every symlink in ``commit``'s tree, sorted
+    (the links a worker's new link may resolve through), from one ``git ls-tree``. A target
+    over ``max_target`` bytes (or unreadable) is given as '/', which resolves nowhere inside
+    the repository."""
     listing = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit).stdout
+    paths: list[str] = []
     oids: dict[str, list[str]] = {}
     for entry in listing.split(b"\0"):
         meta, tab, raw = entry.partition(b"\t")
+        if not tab:
+            continue
+        path = raw.decode("utf-8", "surrogateescape")
+        paths.append(path)
         fields = meta.split()
-        if tab and len(fields) == 3 and fields[0] == b"120000":
-            oids.setdefault(fields[2].decode("ascii"), []).append(
-                raw.decode("utf-8", "surrogateescape")
-            )
+        if len(fields) == 3 and fields[0] == b"120000":
+            oids.setdefault(fields[2].decode("ascii"), []).append(path)
+    return paths, _link_targets(repo, oids, max_target)
+
+
+def _link_targets(repo: Path, oids: dict[str, list[str]], max_target: int) -> list[tuple[str, str]]:
+    """(path, target) for the link blobs ``oids`` (blob id -> the paths that hold it)."""
     if not oids:
         return []
     env = proc.base_env({"GIT_NO_REPLACE_OBJECTS": "1"})

@@ -1,8 +1,9 @@
-"""Cross-process locks built on ``filelock``.
+"""Cross-process locks: ``flock`` on POSIX, ``filelock`` on Windows.
 
 On POSIX the lock file is opened once and kept open: stock filelock reopens it with
 O_TRUNC and chmods it on every acquire, which dirties its inode, and a dirty inode rides the
-next fsync of the ledger (measured: a third slower appends). The inode is re-checked on each
+next fsync of the ledger (measured: a third slower appends); its acquire's bookkeeping also
+cost more than the flock itself. The inode is re-checked on each
 acquire, so a deleted or replaced lock file is reopened rather than silently not shared.
 A threading lock in front makes one process's threads exclude each other too, since flock
 treats every holder of the same open file as one.
@@ -22,52 +23,83 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.errors import BlockedError, FactoryError, LockHeldError
-from tools.codex.factory.infra import fsutil
+from tools.codex.factory.infra import clock, fsutil
 
 if sys.platform != "win32":
     import errno
     import fcntl
 
-    from filelock import UnixFileLock
+    from filelock import Timeout
 
-    class _KeptOpenLock(UnixFileLock):  # type: ignore[misc, unused-ignore]
-        _kept_fd: int | None = None
+    _POLL = 0.05  # seconds between tries while another process holds the lock
 
-        def _acquire(self) -> None:
-            path = self.lock_file
+    class _KeptOpenLock:
+        """flock on the kept-open lock file, counted for re-entry (ProcessLock's thread lock
+        guards the count). Not filelock's acquire: its bookkeeping (thread-local context,
+        logging, a timed loop even for a free lock) cost more than the flock itself on every
+        ledger append."""
+
+        def __init__(self, path: str, timeout: float) -> None:
+            self.lock_file = path
+            self.timeout = timeout
+            self._kept_fd: int | None = None
+            self._held = 0
+
+        @property
+        def is_locked(self) -> bool:
+            return self._held > 0
+
+        def _fd(self) -> int:
+            """The lock file, reopened if it was deleted or replaced since it was opened."""
             fd = self._kept_fd
             if fd is not None:
                 try:
-                    same = os.fstat(fd).st_ino == os.lstat(path).st_ino
+                    same = os.fstat(fd).st_ino == os.lstat(self.lock_file).st_ino
                 except FileNotFoundError:
                     same = False
                 if not same:
                     os.close(fd)
                     fd = self._kept_fd = None
             if fd is None:
-                fd = fsutil.open_regular(Path(path), os.O_RDWR | os.O_CREAT, self._context.mode)
+                fd = fsutil.open_regular(Path(self.lock_file), os.O_RDWR | os.O_CREAT, 0o644)
                 self._kept_fd = fd
+            return fd
+
+        def _try(self) -> bool:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self._fd(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
                     raise
-                return
-            self._context.lock_file_fd = fd
+                return False
+            return True
 
-        def _release(self) -> None:
-            fd = self._context.lock_file_fd
-            self._context.lock_file_fd = None
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        def acquire(self, timeout: float) -> None:
+            """Wait up to ``timeout`` seconds (< 0: for ever, 0: one try), else Timeout."""
+            if self._held:
+                self._held += 1
+                return
+            start = clock.real_monotonic()
+            while not self._try():
+                if 0 <= timeout <= clock.real_monotonic() - start:
+                    raise Timeout(self.lock_file)
+                clock.sleep(_POLL)
+            self._held = 1
+
+        def release(self) -> None:
+            if self._held == 0:
+                return
+            self._held -= 1
+            if self._held == 0 and self._kept_fd is not None:
+                fcntl.flock(self._kept_fd, fcntl.LOCK_UN)
 
         def close_kept(self) -> None:
-            if self._kept_fd is not None and not self.is_locked:
+            if self._kept_fd is not None and not self._held:
                 os.close(self._kept_fd)
                 self._kept_fd = None
 
     def _make(path: Path, timeout: float) -> Any:
-        return _KeptOpenLock(str(path), timeout=timeout, thread_local=False)
+        return _KeptOpenLock(str(path), timeout)
 
 else:  # pragma: no cover - Windows
     from filelock import FileLock

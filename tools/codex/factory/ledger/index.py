@@ -21,7 +21,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import orjson
 
@@ -30,14 +30,14 @@ from tools.codex.factory.infra import fsutil
 INDEX_VERSION = "2"
 _BLOCK = 1 << 20
 # The envelope of a stored line: everything but the payload sits at its two ends (keys sorted).
-_HEAD = re.compile(rb'\{"event_type":"([a-z0-9_.]+)","hash":"([0-9a-f]{64})",')
+_HEAD = re.compile(rb'\{"event_type":"([a-z0-9_.]+)","hash":"([0-9a-f]{15})[0-9a-f]{49}",')
 _TAIL = re.compile(
     rb'"prev_hash":"[0-9a-f]{64}","run_id":"([A-Za-z0-9._-]*)","seq":(\d+),'
     rb'"stage":"([A-Za-z0-9._-]*)","ts_utc":"([^"\\]*)"\}\r?$'
 )
 # The index file and the files SQLite keeps beside it (suffixes of the index's name).
 SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal")
-_RUN_EVENTS = frozenset({"run.started", "run.finished"})
+RUN_EVENTS = frozenset({"run.started", "run.finished"})
 # Run IDs and event types are stored once (runs, types) and referred to by number; a line's
 # hash by its first 15 hex digits (enough to tell that a line is not the one indexed; the
 # index vouches for nothing). Secondary indexes: a run's lines by seq, a type's lines by time,
@@ -58,6 +58,7 @@ CREATE INDEX IF NOT EXISTS events_run ON events (run, seq);
 CREATE INDEX IF NOT EXISTS events_type ON events (type, ts);
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 """
+_SECONDARY = ("events_run", "events_type", "events_ts")
 _ENTRY = (
     "SELECT e.seq, e.off, e.len, r.run_id, t.name, e.ts, e.hash FROM events e "
     "JOIN runs r ON r.id = e.run JOIN types t ON t.id = e.type"
@@ -73,9 +74,8 @@ def short_hash(digest: object) -> int:
         return -1
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One ledger line as the index holds it."""
+class Entry(NamedTuple):
+    """One ledger line as the index holds it (a tuple: a rebuild makes a million of them)."""
 
     seq: int
     off: int
@@ -100,14 +100,23 @@ class RunRow:
     finished_ts: str | None
 
 
+# A line as the index takes it: its entry and, for run events, its payload.
+Indexed = tuple[Entry, dict[str, object] | None]
+
+
 class IndexError_(Exception):
     """A line the index cannot read (the ledger is corrupt there); the caller falls back."""
 
 
-def parse_line(line: bytes, off: int) -> tuple[Entry, dict[str, object] | None]:
+def parse_line(line: bytes, off: int) -> Indexed:
     """The entry for a stored line (without its newline); the payload too for run events."""
     head = _HEAD.match(line)
-    tail = _TAIL.search(line)
+    # The tail is unique (no group in it can hold a quote) and follows the payload: look for
+    # it from the payload's last possible key first, not from the line's start.
+    k = line.rfind(b',"prev_hash":"')
+    tail = _TAIL.match(line, k + 1) if k > 0 else None
+    if tail is None:
+        tail = _TAIL.search(line)
     if head is None or tail is None:
         try:
             obj = orjson.loads(line)
@@ -117,14 +126,15 @@ def parse_line(line: bytes, off: int) -> tuple[Entry, dict[str, object] | None]:
             )  # fmt: skip
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise IndexError_(f"the line at byte {off} is not a ledger event") from None
-        payload = obj.get("payload") if entry.type in _RUN_EVENTS else None
+        payload = obj.get("payload") if entry.type in RUN_EVENTS else None
         return entry, payload if isinstance(payload, dict) else None
+    etype, short = head.groups()
+    run_id, seq, _stage, ts = tail.groups()
     entry = Entry(
-        int(tail.group(2)), off, len(line) + 1, tail.group(1).decode("ascii"),
-        head.group(1).decode("ascii"), tail.group(4).decode("ascii", "replace"),
-        int(head.group(2)[:15], 16),
+        int(seq), off, len(line) + 1, run_id.decode("ascii"), etype.decode("ascii"),
+        ts.decode("ascii", "replace"), int(short, 16),
     )  # fmt: skip
-    if entry.type not in _RUN_EVENTS:
+    if entry.type not in RUN_EVENTS:
         return entry, None
     try:
         payload = orjson.loads(line).get("payload")
@@ -133,7 +143,7 @@ def parse_line(line: bytes, off: int) -> tuple[Entry, dict[str, object] | None]:
     return entry, payload if isinstance(payload, dict) else None
 
 
-def scan(fh: BinaryIO, start: int = 0) -> Iterator[tuple[Entry, dict[str, object] | None]]:
+def scan(fh: BinaryIO, start: int = 0) -> Iterator[Indexed]:
     """Every complete line from byte ``start`` of an open binary file (a torn tail is left)."""
     fh.seek(start)
     pos = start
@@ -313,7 +323,7 @@ class LedgerIndex:
         return entry.seq == seq and str(entry.hash) == last
 
     def _catch_up(self, fh: BinaryIO, end: int) -> None:
-        batch: list[tuple[Entry, dict[str, object] | None]] = []
+        batch: list[Indexed] = []
         for item in scan(fh, end):
             batch.append(item)
             if len(batch) >= 5000:
@@ -341,34 +351,43 @@ class LedgerIndex:
             return self._rebuild_from(fh)
 
     def _rebuild_from(self, fh: BinaryIO) -> str:
+        """Index the whole file. The secondary indexes are dropped meanwhile and built once at
+        the end (a sort beats a million B-tree inserts); a crash in between leaves them to the
+        schema script of the next open, and the events to its catch-up."""
         self._reset()
         self.rebuilt += 1
-        self._catch_up(fh, 0)
+        db = self._open()
+        for name in _SECONDARY:
+            db.execute(f"DROP INDEX IF EXISTS {name}")
+        try:
+            self._catch_up(fh, 0)
+        finally:
+            db.executescript(_SCHEMA)
         return "rebuilt"
 
-    def add(self, lines: Sequence[tuple[int, bytes]]) -> None:
-        """Index lines an append just wrote ((offset, line without newline)); the caller holds
-        the ledger lock and the lines are in the file. Out of step (another process appended
+    def add(self, lines: Sequence[Indexed]) -> None:
+        """Index lines an append just wrote (entry and run payload); the caller holds the
+        ledger lock and the lines are in the file. Out of step (another process appended
         lines this one never saw) the index is caught up from the file instead."""
         if not lines:
             return
         try:
             meta = self._meta()
             end = int(meta.get("end", "-1"))
-            for off, line in lines:  # only lines that follow the index's end without a gap
-                if off != end:
+            for entry, _ in lines:  # only lines that follow the index's end without a gap
+                if entry.off != end:
                     break
-                end = off + len(line) + 1
+                end = entry.off + entry.length
             else:
                 if meta.get("version") == INDEX_VERSION:
-                    self._insert([parse_line(line, off) for off, line in lines])
+                    self._insert(lines)
                     return
             self.sync()  # another process appended in between: read them from the file
             return
         except (sqlite3.Error, IndexError_, ValueError):
             self._drop()
 
-    def _insert(self, batch: Sequence[tuple[Entry, dict[str, object] | None]]) -> None:
+    def _insert(self, batch: Sequence[Indexed]) -> None:
         if not batch:
             return
         db = self._open()

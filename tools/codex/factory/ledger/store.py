@@ -40,7 +40,9 @@ from tools.codex.factory.infra import fsutil, jsonio
 from tools.codex.factory.infra.clock import Clock, format_ts, parse_instant
 from tools.codex.factory.infra.locks import ProcessLock
 from tools.codex.factory.ledger.index import (
+    RUN_EVENTS,
     Entry,
+    Indexed,
     IndexError_,
     LedgerIndex,
     RunRow,
@@ -177,6 +179,16 @@ def encode(body: dict[str, Any]) -> tuple[bytes, str]:
     k = 17 + len(body["event_type"])  # len('{"event_type":"') + name + '",'
     line = b"".join((unhashed[:k], b'"hash":"', digest.encode("ascii"), b'",', unhashed[k:], b"\n"))
     return line, digest
+
+
+def _indexed(body: dict[str, Any], line: bytes, digest: str, off: int) -> Indexed:
+    """What the index records for a line just appended, from the values that made it (no
+    re-parse); a run event's payload is read back from the line, not the caller's object."""
+    etype = body["event_type"]
+    entry = Entry(
+        body["seq"], off, len(line), body["run_id"], etype, body["ts_utc"], int(digest[:15], 16)
+    )
+    return entry, orjson.loads(line)["payload"] if etype in RUN_EVENTS else None
 
 
 def line_hash_ok(line: bytes) -> bool:
@@ -342,7 +354,7 @@ class Ledger:
         self._cache: tuple[int, int, int, Head] | None = None  # (ino, size, mtime_ns, head)
         self._use_index = index
         self._index: LedgerIndex | None = None
-        self._pending: list[tuple[int, bytes]] = []  # appended lines the index has not seen
+        self._pending: list[Indexed] = []  # appended lines the index has not seen
 
     # -- locking -------------------------------------------------------------------------
     @_guarded
@@ -483,7 +495,7 @@ class Ledger:
         st = os.fstat(fd)
         self._cache = (st.st_ino, st.st_size, st.st_mtime_ns, new_head)
         if self._use_index:
-            self._pending.append((st.st_size - len(line), line[:-1]))
+            self._pending.append(_indexed(body, line, digest, st.st_size - len(line)))
             if len(self._pending) >= INDEX_BATCH:
                 self._flush_locked()
         return Event(head.seq + 1, ts, event_type, run_id, stage, payload, head.hash, digest)

@@ -264,7 +264,7 @@ def integrate(run: RunHandle) -> StageResult:
         data["applied"] = [a["worker"] for a in applied if a["ok"]]
         merged = gitops.diff_cached(sandbox, commit)
         writer.write(f"{Z_DIR}/DIFF.patch", merged)
-        data["files_changed"] = patchparse.parse(merged).touched()
+        data["files_changed"] = gitops.changed_cached(sandbox, commit)
         writer.write(
             f"{Z_DIR}/FILES_CHANGED.json",
             jsonio.pretty(

@@ -81,10 +81,7 @@ MAX_LINK_TARGET = 4096
 def base_tree(ctx: Context, commit: str) -> BaseTree:
     """The base commit's paths by name-equivalence key (for aliases and file/folder clashes)
     and its symlinks (new links are resolved through them)."""
-    return BaseTree.of(
-        gitops.tree_paths(ctx.repo, commit),
-        gitops.tree_links(ctx.repo, commit, MAX_LINK_TARGET),
-    )
+    return BaseTree.of(*gitops.tree_paths_and_links(ctx.repo, commit, MAX_LINK_TARGET))
 
 
 def validate(run: RunHandle) -> StageResult:

@@ -73,6 +73,29 @@ def crank(repo: Path, *args: str, now: str = PINNED) -> tuple[int, dict[str, Any
     return res.returncode, data, res.stdout + res.stderr
 
 
+def crashed_crank(tmp_path: Path, crank_id: str = "c1") -> tuple[Path, dict[str, str]]:
+    """A crank (the ``crash`` agent, real processes) whose factory was killed in iteration 2;
+    returns the repository and the environment a resume needs."""
+    repo = make_crank_repo(tmp_path / "repo", "crash")
+    marker = tmp_path / "crashed"
+    env = {"CRANK_TEST_CRASH_MARKER": str(marker)}
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "crank", "--plan", str(plan_of(repo)),
+        "--threshold", "1.0", "--crank-id", crank_id, env=env, real=True,
+    )  # fmt: skip
+    assert res.returncode != 0 and marker.exists(), res.stdout + res.stderr
+    return repo, env
+
+
+def resume(repo: Path, env: dict[str, str], crank_id: str = "c1") -> dict[str, Any]:
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "crank", "--resume", "--crank-id", crank_id,
+        "--json", env=env, real=True,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    return dict(json.loads(res.stdout))
+
+
 @pytest.fixture
 def converging(tmp_path: Path) -> Path:
     return make_crank_repo(tmp_path / "repo", "converge")

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_json_output import check_keys
-from tests.loop.conftest import SCENARIOS, crank, make_crank_repo, plan_of, scenario
+from tests.loop.conftest import (
+    SCENARIOS,
+    crank,
+    crashed_crank,
+    make_crank_repo,
+    plan_of,
+    resume,
+    scenario,
+)
 from tests.support.repos import PINNED, git, run_cli
 from tools.codex.factory.core.scenarios import scenario_id
 
@@ -211,23 +219,11 @@ def test_the_scenarios_folder_must_be_held_out(tmp_path: Path) -> None:
 
 
 def test_a_crank_killed_mid_iteration_resumes_and_converges(tmp_path: Path) -> None:
-    repo = make_crank_repo(tmp_path / "repo", "crash")
-    marker = tmp_path / "crashed"
-    env = {"CRANK_TEST_CRASH_MARKER": str(marker)}
-    res = run_cli(
-        "--repo", str(repo), "--now", PINNED, "crank", "--plan", str(plan_of(repo)),
-        "--threshold", "1.0", "--crank-id", "c1", env=env, real=True,
-    )  # fmt: skip
-    assert res.returncode != 0 and marker.exists(), res.stdout + res.stderr
+    repo, env = crashed_crank(tmp_path)
     status = run_cli("--repo", str(repo), "crank-status", "--crank-id", "c1")
     assert "running or stopped, iteration 2" in status.stdout
     assert "factory crank --resume --crank-id c1" in status.stdout
-    res = run_cli(
-        "--repo", str(repo), "--now", PINNED, "crank", "--resume", "--crank-id", "c1", "--json",
-        env=env, real=True,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stdout + res.stderr
-    data = json.loads(res.stdout)
+    data = resume(repo, env)
     assert [r["satisfaction"] for r in data["trajectory"]] == ["1/3", "2/3", "3/3"]
     assert [r["run_id"] for r in data["trajectory"]] == ["c1.i1", "c1.i2-2", "c1.i3"]
     assert "REPLAY OK" in replay(repo, "c1")

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tests.audit.test_replay import ledger_lines, rewrite_ledger
-from tests.loop.conftest import crank, make_crank_repo, plan_of
-from tests.support.repos import PINNED, git, run_cli
+from tests.loop.conftest import crank, crashed_crank, make_crank_repo, plan_of, resume
+from tests.support.repos import git, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -133,24 +133,12 @@ def test_an_agent_that_moves_the_crank_branch_halts_the_crank(tmp_path: Path) ->
 
 
 def test_a_resume_launches_the_recorded_plan_whatever_plan_json_says(tmp_path: Path) -> None:
-    repo = make_crank_repo(tmp_path / "repo", "crash")
-    marker = tmp_path / "crashed"
-    env = {"CRANK_TEST_CRASH_MARKER": str(marker)}
-    res = run_cli(
-        "--repo", str(repo), "--now", PINNED, "crank", "--plan", str(plan_of(repo)),
-        "--threshold", "1.0", "--crank-id", "c1", env=env, real=True,
-    )  # fmt: skip
-    assert marker.exists(), res.stdout + res.stderr
+    repo, env = crashed_crank(tmp_path)
     plan_json = folder(repo, "c1") / "PLAN.json"
     doc = json.loads(plan_json.read_text())
     doc["workers"][0]["allow"] = ["**"]
     plan_json.write_text(json.dumps(doc))
-    res = run_cli(
-        "--repo", str(repo), "--now", PINNED, "crank", "--resume", "--crank-id", "c1", "--json",
-        env=env, real=True,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stdout + res.stderr
-    for run_id in json.loads(res.stdout)["runs"]:
+    for run_id in resume(repo, env)["runs"]:
         manifest = json.loads(
             (repo / "tools/codex/runs" / run_id / "RUN_MANIFEST.json").read_text()
         )

@@ -63,7 +63,10 @@ def replay(ctx: Context, run_id: str) -> Outcome:
         cstate, cfound = crankreplay.check(ctx, run_id, events)
         cchain, broken = _verify(ctx, events, [], end)
         chead = {"seq": cchain.head.seq, "hash": cchain.head.hash} if cchain else {"seq": None}
-        return _crank_outcome(run_id, len(events), cstate, broken + read_problems + cfound, chead)
+        return _crank_outcome(
+            run_id, len(events), cstate, broken + read_problems + cfound,
+            cchain is not None and cchain.ok, chead,
+        )  # fmt: skip
     if not events:
         read_problems.append(
             divergence(
@@ -209,6 +212,40 @@ def _outcome(
     chain_ok: bool,
     head: dict[str, Any],
 ) -> Outcome:
+    first = (
+        f"replay of {run_id}: {state['events']} events (ledger "
+        f"{'verified' if chain_ok else 'NOT VERIFIED'}, head seq={head['seq']})"
+    )
+    body = [*timeline, _summary(state), *_anchor_lines(state["anchor"])]
+    return _result(run_id, state, timeline, divergences, chain_ok, head, [first, *body])
+
+
+def _crank_outcome(
+    crank_id: str,
+    count: int,
+    state: dict[str, Any],
+    divergences: list[Divergence],
+    chain_ok: bool,
+    head: dict[str, Any],
+) -> Outcome:
+    first = (
+        f"replay of crank {crank_id}: {count} events, {state.get('iterations', 0)} iteration(s)"
+        f" ({', '.join(state.get('trajectory', [])) or 'none'}), decision "
+        f"{state.get('decision') or 'not finished'}"
+    )
+    return _result(crank_id, state, [], divergences, chain_ok, head, [first])
+
+
+def _result(
+    run_id: str,
+    state: dict[str, Any],
+    timeline: list[str],
+    divergences: list[Divergence],
+    chain_ok: bool,
+    head: dict[str, Any],
+    lines: list[str],
+) -> Outcome:
+    """The replay's verdict, for a run or a crank: the same JSON keys, one line per divergence."""
     ok = not divergences
     data = {
         "run_id": run_id,
@@ -219,43 +256,8 @@ def _outcome(
         "timeline": timeline,
         "divergences": [d.as_dict() for d in divergences],
     }
-    lines = [
-        f"replay of {run_id}: {state['events']} events (ledger {'verified' if chain_ok else 'NOT VERIFIED'}, head seq={head['seq']})"
-    ]
-    lines += timeline
-    lines.append(_summary(state))
-    lines += _anchor_lines(state["anchor"])
-    lines += [d.line() for d in divergences]
+    lines = [*lines, *(d.line() for d in divergences)]
     lines.append("REPLAY OK" if ok else f"REPLAY DIVERGED: {len(divergences)} divergence(s)")
-    return Outcome(
-        Status.PASS if ok else Status.BLOCKED,
-        data,
-        "\n".join(ln.translate(ONE_LINE) for ln in lines),
-    )
-
-
-def _crank_outcome(
-    crank_id: str,
-    count: int,
-    state: dict[str, Any],
-    divergences: list[Divergence],
-    head: dict[str, Any],
-) -> Outcome:
-    ok = not divergences
-    data = {
-        "run_id": crank_id,
-        "ok": ok,
-        "ledger": head,
-        "state": state,
-        "divergences": [d.as_dict() for d in divergences],
-    }
-    lines = [
-        f"replay of crank {crank_id}: {count} events, {state.get('iterations', 0)} iteration(s)"
-        f" ({', '.join(state.get('trajectory', [])) or 'none'}), decision "
-        f"{state.get('decision') or 'not finished'}",
-        *[d.line() for d in divergences],
-        "REPLAY OK" if ok else f"REPLAY DIVERGED: {len(divergences)} divergence(s)",
-    ]
     return Outcome(
         Status.PASS if ok else Status.BLOCKED,
         data,

@@ -444,6 +444,10 @@ USED_BY_TESTS_ONLY = {
     "core/globs.py compile_glob": "pure: one glob as a matcher",
     "infra/gitops.py ATTR_SOURCE_VERSION": "the git release GIT_ATTR_SOURCE came with (the probe's test)",
     "core/symptoms.py CLASSES": "pure: the symptom classes feedback counts",
+    "core/manifest.py from_doc": "pure: a manifest's JSON form, checked (the crank wires it next)",
+    "core/manifest.py to_doc": "pure: a manifest as a record holds it (the crank wires it next)",
+    "core/manifest.py parse_unit_scope": "pure: a unit's scope lock (the crank wires it next)",
+    "core/manifest.py unit_of": "pure: the unit a worker runs (the crank wires it next)",
 }
 
 

@@ -448,6 +448,8 @@ USED_BY_TESTS_ONLY = {
     "core/manifest.py to_doc": "pure: a manifest as a record holds it (the crank wires it next)",
     "core/manifest.py parse_unit_scope": "pure: a unit's scope lock (the crank wires it next)",
     "core/manifest.py unit_of": "pure: the unit a worker runs (the crank wires it next)",
+    "core/gates.py QUESTION": "pure: how the crank asks for the gates (the crank wires it next)",
+    "core/gates.py interpret": "pure: gate settings from an answer in words (the crank wires it next)",
 }
 
 

@@ -83,6 +83,30 @@ def test_defaults_list_items_and_prose_around_the_lines() -> None:
     assert m.groups == (Group(1, "sequential", ("ab1",)),)
 
 
+def test_a_deeper_heading_stays_in_its_section() -> None:
+    text = (
+        HEAD + "## Units\n### Backend\n- [ ] ve1: A — no dependencies\n### Frontend\n"
+        "- [ ] ve2: B — after: ve1\n## Notes\n- [ ] not a unit at all\n"
+        "## Execution Order\n#### Phase one\nGroup 1 (parallel): ve1\nGroup 2 (parallel): ve2\n"
+    )
+    m = parse(text)
+    assert [u.id for u in m.units] == ["ve1", "ve2"] and len(m.groups) == 2
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1))
+def test_a_quoted_title_reads_back_exactly(title: str) -> None:
+    single = "'" + title.replace("'", "''") + "'"
+    double = '"' + title.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    for quoted in (single, double):
+        text = body("- [ ] a: A — no dependencies\n", "Group 1 (parallel): a\n")
+        text = text.replace("title: Checkout", f"title: {quoted}")
+        if title.strip():
+            assert parse(text).title == title
+        else:
+            assert refusal(text) == "manifest.md: line 2: the title is empty [title]"
+
+
 def test_crlf_and_a_bom_read_the_same() -> None:
     crlf = b"\xef\xbb\xbf" + SEED.replace("\n", "\r\n").encode("utf-8")
     assert mf.parse(crlf, "m.md") == parse(SEED)

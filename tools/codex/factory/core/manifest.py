@@ -61,11 +61,12 @@ DEFAULT_MAX_ITERATIONS = 5
 MAX_ITERATIONS = 100
 MAX_UNITS = 100
 MAX_BYTES = 256 * 1024
+MAX_PROBLEMS = 100  # kept on an error (the message counts them all)
 MANIFEST_KEYS = ("title", "status", "threshold", "max_iterations")
 SCOPE_KEYS = ("allow", "deny", "shared", "agent")
 
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
-_HEADING = re.compile(r" {0,3}#{1,6}[ \t]+(.*?)[ \t]*#*[ \t]*$")
+_HEADING = re.compile(r" {0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
 _LIST_ITEM = re.compile(r"[ \t]*[-*+][ \t]")
 _UNIT = re.compile(r"[ \t]*[-*+][ \t]+\[(?P<box>[ xX])\][ \t]+(?P<id>[^\s:]+):[ \t]*(?P<rest>.*)$")
 _CLAUSE = re.compile(
@@ -85,7 +86,7 @@ class ManifestError(UsageError):
     file, line, rule); ``problems`` holds them all, in file order."""
 
     def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = tuple(problems)
+        self.problems = tuple(problems[:MAX_PROBLEMS])
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         super().__init__(f"{problems[0]}{more}")
 
@@ -248,6 +249,7 @@ def _sections(
     boxes: dict[str, int] = {}
     seen: dict[str, int] = {}
     section = ""
+    depth = 0  # the current section's heading level
     fence = ""
     for line in lines:
         opened = _FENCE.match(line.text)
@@ -260,7 +262,10 @@ def _sections(
             continue
         heading = _HEADING.match(line.text)
         if heading:
-            section = _section(heading.group(1), line.number, seen, source)
+            level = len(heading.group(1))
+            name = _section(heading.group(2), line.number, seen, source)
+            if name or not section or level <= depth:  # a deeper heading stays in its section
+                section, depth = name, level
             continue
         if section == "units" and _LIST_ITEM.match(line.text):
             unit = _unit(line, source)
@@ -354,8 +359,9 @@ def _check(source: str, units: _Units, groups: _Groups) -> list[tuple[int, str]]
 
     if not units:
         say(_Placed("units", 0), "the manifest lists no units", "no-units")
-    if len(units) > MAX_UNITS:
+    if len(units) > MAX_UNITS:  # the other rules' work grows with the units: stop here
         say(units[MAX_UNITS][1], f"more than {MAX_UNITS} units", "too-many-units")
+        return out
     if not groups:
         say(_Placed("groups", 0), "the execution order lists no groups", "no-groups")
     known = _ids(units, say)
@@ -388,8 +394,9 @@ def _ids(units: _Units, say: _Say) -> dict[str, Unit]:
 
 def _dependencies(units: _Units, known: dict[str, Unit], say: _Say) -> None:
     for unit, at in units:
-        for k, dep in enumerate(unit.after):
-            if dep in unit.after[:k]:
+        named: set[str] = set()
+        for dep in unit.after:
+            if dep in named:
                 say(
                     at,
                     f"unit {unit.id!r} names {dep!r} twice after 'after:'",
@@ -401,6 +408,7 @@ def _dependencies(units: _Units, known: dict[str, Unit], say: _Say) -> None:
                     f"unit {unit.id!r} depends on {_show(dep)}, which is not a unit of this manifest",
                     "unknown-dependency",
                 )
+            named.add(dep)
     reported: set[str] = set()
     for unit, at in units:
         if unit.id in reported or known.get(unit.id) is not unit:

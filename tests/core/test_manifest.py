@@ -117,6 +117,8 @@ def test_utf16_and_bad_utf8_are_refused_in_one_line() -> None:
         mf.parse(SEED.encode("utf-16-le"), "m.md")
     with pytest.raises(ManifestError, match=r"^m.md: byte 4 is not UTF-8"):
         mf.parse(b"---\n\xff", "m.md")
+    with pytest.raises(ManifestError, match=r"^m.md: 262145 bytes; the limit is 262144 \[size\]$"):
+        mf.parse(b"-" * (256 * 1024 + 1), "m.md")
 
 
 GOOD_UNITS = "- [ ] ve1: A — no dependencies\n- [ ] ve2: B — after: ve1\n"
@@ -192,6 +194,12 @@ RULES = [
         "manifest.md: line 9: unit 've2' names 've1' twice after 'after:' [duplicate-dependency]",
     ),
     (
+        "- [ ] ve1: A — no dependencies\n- [ ] ve2: B — no dependencies\n",
+        "Group 1 (parallel): ve1\nGroup 1 (sequential): ve2, ve1\n",
+        "manifest.md: line 12: Group 1 should be Group 2: number the groups 1, 2, 3, ... in "
+        "order [group-number] (and 1 more)",
+    ),
+    (
         GOOD_UNITS,
         "Group 1 (parallel): ve1\nGroup 3 (sequential): ve2\n",
         "manifest.md: line 12: Group 3 should be Group 2: number the groups 1, 2, 3, ... in "
@@ -258,6 +266,20 @@ RULES = [
 @pytest.mark.parametrize(("units", "order", "message"), RULES)
 def test_every_rule_refuses_with_one_line(units: str, order: str, message: str) -> None:
     assert refusal(body(units, order)) == message
+
+
+def test_a_unit_in_two_groups_of_one_number_is_in_two_groups() -> None:
+    with pytest.raises(ManifestError) as info:
+        parse(
+            body(
+                GOOD_UNITS.replace("after: ve1", "no dependencies"),
+                "Group 1 (parallel): ve1\nGroup 1 (sequential): ve2, ve1\n",
+            )
+        )
+    assert info.value.problems[1] == (
+        "manifest.md: line 12: unit 've1' is in Group 1 and Group 1: a unit belongs to exactly "
+        "one group [duplicate-group-unit]"
+    )
 
 
 def test_all_problems_are_kept_in_file_order() -> None:

@@ -130,16 +130,18 @@ _ID_RULE = "a unit ID is a lowercase letter then up to 14 lowercase letters or d
 def _text(data: bytes, source: str) -> tuple[bool, str]:
     """(had a BOM, the text) of a UTF-8 file, or a one-line refusal."""
     if len(data) > MAX_BYTES:
-        raise ManifestError([f"{source}: {len(data)} bytes; the limit is {MAX_BYTES}"])
+        raise ManifestError([f"{source}: {len(data)} bytes; the limit is {MAX_BYTES} [size]"])
     kind = utf16_kind(data)
     if kind is not None:
-        raise ManifestError([f"{source}: the file is {kind}, not UTF-8; save it as UTF-8"])
+        raise ManifestError(
+            [f"{source}: the file is {kind}, not UTF-8; save it as UTF-8 [encoding]"]
+        )
     body = strip_bom(data)
     try:
         return len(body) != len(data), body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ManifestError(
-            [f"{source}: byte {exc.start} is not UTF-8; save the file as UTF-8"]
+            [f"{source}: byte {exc.start} is not UTF-8; save the file as UTF-8 [encoding]"]
         ) from None
 
 
@@ -443,6 +445,7 @@ def _cycle_through(start: str, known: dict[str, Unit]) -> list[str]:
 def _groups(groups: _Groups, known: dict[str, Unit], say: _Say) -> dict[str, int]:
     """Each unit's group number (its first), saying what breaks the group rules."""
     placed: dict[str, int] = {}
+    index: dict[str, int] = {}  # the line (or entry) that placed it: numbers may repeat
     for k, (group, at) in enumerate(groups, 1):
         if group.number != k:
             say(
@@ -460,7 +463,7 @@ def _groups(groups: _Groups, known: dict[str, Unit], say: _Say) -> dict[str, int
             elif uid in placed:
                 where = (
                     "twice in this group"
-                    if placed[uid] == group.number
+                    if index[uid] == k
                     else f"in Group {placed[uid]} and Group {group.number}"
                 )
                 say(
@@ -470,6 +473,7 @@ def _groups(groups: _Groups, known: dict[str, Unit], say: _Say) -> dict[str, int
                 )
             else:
                 placed[uid] = group.number
+                index[uid] = k
     return placed
 
 

@@ -460,6 +460,13 @@ def test_a_unit_scope_in_flow_and_block_lists() -> None:
     assert scope("---\nallow: src/**\n---\n").allow == ("src/**",)
 
 
+def test_a_unit_scope_with_crlf_and_a_bom_reads_the_same() -> None:
+    text = "---\nallow: [src/a/**]\ndeny:\n  - src/a/x/**\nagent: claude\n---\nbody\n"
+    raw = b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode()
+    assert mf.parse_unit_scope(raw, "units/ve1.md", "ve1") == scope(text)
+    assert scope(text) == UnitScope("ve1", ("src/a/**",), ("src/a/x/**",), (), "claude")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -138,3 +138,61 @@ def test_doctor_and_preflight_say_whether_attributes_come_from_the_base(
     res = cli(repo, command)
     line = next(x for x in res.stdout.splitlines() if " git-attributes: " in x)
     assert line.startswith("OK") and "candidate" in line
+
+
+def two_workers(repo: Path, tmp_path: Path) -> str:
+    """Worker A may add `.gitattributes` (its scope and `special`) and adds `* -whitespace`;
+    worker B, in docs/, adds a trailing space. Each hands back a real `git diff`."""
+    plan = tmp_path / "plan.json"
+    workers = [
+        {"id": "A", "task": "attrs", "allow": [".gitattributes"], "special": [".gitattributes"]},
+        {"id": "B", "task": "docs", "allow": ["docs/**"]},
+    ]
+    write_json(plan, {"schema_version": 1, "workers": workers})
+    run_id = launch_dry(repo, "--plan", str(plan), "--workers", "A,B")
+    for worker, rel in (("A", ".gitattributes"), ("B", "docs/guide.md")):
+        (repo / rel).write_text(ATTACK[rel], encoding="utf-8")
+        git(repo, "add", "--", rel)
+        patch = subprocess.run(
+            ["git", "-C", str(repo), "diff", "--cached", "--full-index", "HEAD"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        git(repo, "reset", "-q", "--hard", "HEAD")
+        (repo / ".gitattributes").unlink(missing_ok=True)
+        folder = run_dir(repo, run_id) / f"{worker}_worker"
+        (folder / "DIFF.patch").write_bytes(patch)
+        write_json(folder / "FILES_CHANGED.json", {"schema_version": 1, "files": [rel]})
+    return run_id
+
+
+def test_one_worker_s_gitattributes_cannot_switch_off_another_s_check(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A's `* -whitespace` never lets B's trailing space through: BLOCKED as without it."""
+    run_id = two_workers(repo, tmp_path)
+    res = cli(repo, "bundle-validate", "--run-id", run_id)
+    doc = read_json(run_dir(repo, run_id) / "VALIDATION.json")
+    found = {(f["worker"], f["path"], f["rule"]) for f in doc["findings"]}
+    if gitops.honours_attr_source():
+        assert res.returncode == 0, res.stdout + res.stderr
+        res = cli(repo, "integrate", "--run-id", run_id)
+        assert res.returncode == 3, res.stdout + res.stderr
+        status = read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")
+        assert "diff-whitespace" in " ".join(status["reasons"])
+        log = run_dir(repo, run_id) / "Z_integrator/LOGS/check-diff-whitespace.stdout.log"
+        assert "docs/guide.md" in log.read_text(encoding="utf-8")
+    else:
+        # This git cannot read attributes from the base: A's change itself is refused, and
+        # only A's; B is judged on its own bytes.
+        assert res.returncode == 3, res.stdout + res.stderr
+        assert found == {("A", ".gitattributes", "gitattributes-unchecked")}
+        assert doc["verdicts"] == {"A": "BLOCKED", "B": "PASS"}
+        # Without A, B's check runs in the sandbox and blocks B's trailing space.
+        assert cli(repo, "bundle-validate", "--run-id", run_id, "--workers", "B").returncode == 0
+        res = cli(repo, "integrate", "--run-id", run_id, "--workers", "B")
+        assert res.returncode == 3, res.stdout + res.stderr
+        status = read_json(run_dir(repo, run_id) / "Z_integrator" / "STATUS.json")
+        assert "diff-whitespace" in " ".join(status["reasons"])
+        log = run_dir(repo, run_id) / "Z_integrator/LOGS/check-diff-whitespace.stdout.log"
+        assert "docs/guide.md" in log.read_text(encoding="utf-8")

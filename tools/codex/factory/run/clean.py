@@ -308,11 +308,9 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
         if lock is not None:
             try:
                 lock.acquire()
-            except LockHeldError:
+            except LockHeldError as exc:
                 busy.append(rid)
-                messages.append(
-                    f"factory: run {rid} is busy (a launch or integrate holds its lock): skipped"
-                )
+                messages.append(f"factory: {exc}: its worktrees were left alone; clean again later")
                 lock.close()
                 continue
         try:
@@ -351,7 +349,8 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
             if lock is not None:
                 lock.release()
                 lock.close()
-    status = Status.FAIL if failed else Status.BLOCKED if refused else Status.PASS
+    # A busy run is refused like a second stage of it (BLOCKED), never passed over in silence.
+    status = Status.FAIL if failed else Status.BLOCKED if refused or busy else Status.PASS
     data = {
         "status": status.value,
         "removed": removed,

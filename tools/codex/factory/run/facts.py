@@ -501,6 +501,17 @@ def gather_facts(
                     "bundle file has one; remove it",
                 ]
             )
+        if entry["kind"] == "special":
+            # A FIFO, socket or device anywhere in the bundle: never opened (a FIFO would
+            # hang the read), and never passed over either (a log no index lists included).
+            limit_problems.append(
+                [
+                    clip(rel, limits.max_path_chars),
+                    "bundle-file-special",
+                    "not a regular file (a FIFO, socket or device): nothing is read from it; "
+                    "remove it",
+                ]
+            )
         if entry["kind"] == "oversize":
             rule = "bundle-file-too-large" if entry["over"] == "file" else "bundle-too-large"
             limit = limits.max_file_bytes if entry["over"] == "file" else limits.max_bundle_bytes

@@ -103,10 +103,11 @@ _RUNNERS = {
     "start",
 }
 # The operator's configured commands (their program may be git) start only where the package
-# runs them: checks in integrate, agents in agents, the holdout's scenarios in evaluate.
+# runs them: checks in integrate, agents in agents, the holdout's scenarios in evaluate, the
+# scenarios' service in service.
 _CONFIGURED = {
     "proc.run_logged": ("integrate.py", "evaluate.py"),
-    "proc.start_configured": ("agents.py",),
+    "proc.start_configured": ("agents.py", "service.py"),
 }
 # Command lines starting with git that are data, not calls: the default required check.
 _GIT_DATA = {"config.py": 1}

@@ -40,6 +40,7 @@ def test_defaults_when_nothing_is_set(repo: Path) -> None:
         "security",
         "limits",
         "scenarios",
+        "service",
         "feedback",
         "crank",
         "feature_flags",

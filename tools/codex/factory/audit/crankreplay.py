@@ -199,6 +199,8 @@ def _check_scenarios(
             )
         for k, t in enumerate(trials, 1):
             name = f"{r['id']}.trial{k}.log"
+            if t["infra"] and name not in pl.get("logs", {}):
+                continue  # nothing ran (the service was down): no log was written
             rel = f"{LOGS_DIR}/iter_{n}/{name}"
             want = pl.get("logs", {}).get(name)
             data = _read(folder / rel)

@@ -967,3 +967,12 @@ def tree_with_patch(repo: Path, parent: str, patch: bytes) -> str:
         if patch:
             git(repo, "apply", "--cached", "--whitespace=nowarn", "-", input=patch, env=env)
         return git(repo, "write-tree", env=env).out.strip()
+
+
+def changed_paths(repo: Path, a: str, b: str) -> list[str]:
+    """The paths whose content or mode differs between commits ``a`` and ``b`` (renames as
+    their two sides), sorted."""
+    if a == b:
+        return []
+    out = git(repo, "diff", "--name-only", "-z", "--no-renames", a, b, "--").stdout
+    return sorted(p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p)

@@ -31,6 +31,7 @@ from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Event, Filter
 from tools.codex.factory.loop import evaluate, holdout
 from tools.codex.factory.loop.holdout import Holdout
+from tools.codex.factory.loop.service import SERVICE_KEYS, Service, ServiceDown, ServiceSpec
 from tools.codex.factory.records.crank import (
     CheckOutcome,
     Decision,
@@ -91,10 +92,20 @@ class CrankSettings:
     detail: str
     scenarios: evaluate.Settings
     folder: str
+    service: ServiceSpec | None = None
 
     def recorded(self) -> dict[str, Any]:
         s = self.scenarios
+        svc = self.service
         return {
+            "service": None
+            if svc is None
+            else {
+                "start": list(svc.start),
+                "health": svc.health if isinstance(svc.health, str) else list(svc.health),
+                "port": svc.port,
+                "restart_on": list(svc.restart_on),
+            },
             "threshold": list(self.threshold),
             "max_iterations": self.max_iterations,
             "block_on_regression": self.block_on_regression,
@@ -127,6 +138,7 @@ class CrankSettings:
                 python=str(s["python"]),
             ),
             folder=str(s["dir"]),
+            service=ServiceSpec.of(dict(p.get("service") or {})),
         )
 
 
@@ -166,7 +178,9 @@ def settings(ctx: Context, req: CrankRequest) -> CrankSettings:
     detail = str(ctx.config.get("feedback.detail"))
     if detail not in fb.DETAILS:
         raise UsageError(f"feedback.detail {detail!r}: give one of {', '.join(fb.DETAILS)}")
+    service = ServiceSpec.of({k: ctx.config.get(f"service.{k}") for k in SERVICE_KEYS})
     return CrankSettings(
+        service=service,
         threshold=threshold,
         max_iterations=most,
         block_on_regression=block,
@@ -266,6 +280,7 @@ class _Loop:
     tip: str  # the crank branch's last recorded commit: anything else there is refused
     runs: list[str] = field(default_factory=list)
     feedback_files: list[str] = field(default_factory=list)
+    service: Service | None = None
 
     @property
     def crank_id(self) -> str:
@@ -307,6 +322,8 @@ class _Loop:
     def run(self, first: int, trajectory: list[Iteration], feedback_text: str) -> CrankResult:
         decision: Decision | None = None
         n = first
+        if self.cfg.service is not None:
+            self.service = Service(self.cfg.service, self.ctx.repo)
         try:
             while True:
                 it, checks, refused, tails = self.iteration(n, feedback_text)
@@ -331,6 +348,9 @@ class _Loop:
             decision = convergence.halted("holdout-leak", str(exc), [])
         except BranchMoved as exc:
             decision = convergence.halted("branch-moved", str(exc), [])
+        finally:
+            if self.service is not None:  # never left running: also on Ctrl-C and errors
+                self.service.stop()
         return self.finish(trajectory, decision)
 
     # -- one iteration ---------------------------------------------------------------------------
@@ -359,10 +379,7 @@ class _Loop:
         tip = self._commit(n, run_id, parent, gate1)
         checks = self._checks(run_id)
         logs = self.writer
-        result = evaluate.evaluate(
-            self.ctx.repo, tip, self.sealed, self.cfg.scenarios,
-            lambda name, data: logs.write(f"{LOGS_DIR}/iter_{n}/{name}", data),
-        )  # fmt: skip
+        result = self._evaluate(n, parent, tip)
         logs.write_text(f"{LOGS_DIR}/iter_{n}/timing.log", result.timing)  # never recorded
         sat = convergence.satisfaction(result.results)
         self.rec.emit(
@@ -375,6 +392,24 @@ class _Loop:
         )
         self._clean(run_id)
         return it, checks, refused, result.tails
+
+    def _evaluate(self, n: int, parent: str, tip: str) -> evaluate.Evaluated:
+        """Gate 3. With a service, it is made ready (started, or restarted when the iteration
+        changed a path of ``service.restart_on``) and health-checked first; a service that is
+        not healthy makes every scenario an infrastructure failure, never a product one."""
+        logs = self.writer
+        env: dict[str, str] = {}
+        if self.service is not None:
+            try:
+                self.service.ready(tip, gitops.changed_paths(self.ctx.repo, parent, tip))
+            except ServiceDown as exc:
+                logs.write_text(f"{LOGS_DIR}/iter_{n}/service.log", self.service.log_tail())
+                return evaluate.unavailable(self.sealed, self.cfg.scenarios, str(exc))
+            env["FACTORY_SERVICE_URL"] = self.service.url
+        return evaluate.evaluate(
+            self.ctx.repo, tip, self.sealed, self.cfg.scenarios,
+            lambda name, data: logs.write(f"{LOGS_DIR}/iter_{n}/{name}", data), env,
+        )  # fmt: skip
 
     def _run_id(self, n: int) -> str:
         base = f"{self.crank_id}.i{n}"

@@ -16,7 +16,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +103,7 @@ def evaluate(
     holdout: Holdout,
     settings: Settings,
     write_log: Callable[[str, bytes], str],
+    extra_env: Mapping[str, str] | None = None,
 ) -> Evaluated:
     """Every sealed scenario against ``commit``'s tree, ``settings.trials`` times each.
 
@@ -115,10 +116,11 @@ def evaluate(
         gitops.tree_exporter(repo, commit) as export,
     ):
         build = functools.partial(_sandbox_tree, export, holdout)
+        env = dict(extra_env or {})
         jobs = [(s, t) for s in holdout.scenarios for t in range(1, settings.trials + 1)]
         with concurrent.futures.ThreadPoolExecutor(max_workers=settings.parallel) as pool:
             done = list(
-                pool.map(lambda job: _trial(Path(tmp), build, job[0], job[1], settings), jobs)
+                pool.map(lambda job: _trial(Path(tmp), build, job[0], job[1], settings, env), jobs)
             )
     by_id: dict[str, list[tuple[Trial, bytes, float]]] = {}
     for (s, _), outcome in zip(jobs, done, strict=True):
@@ -180,16 +182,27 @@ def _make_room(root: Path, folder: str) -> None:
 
 
 def _trial(
-    tmp: Path, build: Callable[[Path], None], s: Scenario, n: int, settings: Settings
+    tmp: Path,
+    build: Callable[[Path], None],
+    s: Scenario,
+    n: int,
+    settings: Settings,
+    env: Mapping[str, str],
 ) -> tuple[Trial, bytes, float]:
-    trial, output, seconds = _attempt(tmp, build, s, n, settings, 1)
+    trial, output, seconds = _attempt(tmp, build, s, n, settings, env, 1)
     if trial["infra"]:
-        trial, output, seconds = _attempt(tmp, build, s, n, settings, 2)
+        trial, output, seconds = _attempt(tmp, build, s, n, settings, env, 2)
     return trial, output, seconds
 
 
 def _attempt(
-    tmp: Path, build: Callable[[Path], None], s: Scenario, n: int, settings: Settings, attempt: int
+    tmp: Path,
+    build: Callable[[Path], None],
+    s: Scenario,
+    n: int,
+    settings: Settings,
+    env: Mapping[str, str],
+    attempt: int,
 ) -> tuple[Trial, bytes, float]:
     slot = tmp / f"{s.id}.t{n}.a{attempt}"
     argv = interpreter(s.language, settings.python)
@@ -212,7 +225,7 @@ def _attempt(
     try:
         with log.open("wb") as out:
             fin = proc.run_logged(
-                [*argv, str(script)], root, clean_env(root, home), out, out,
+                [*argv, str(script)], root, {**clean_env(root, home), **env}, out, out,
                 float(settings.timeout_s), stdin_data=b"",
             )  # fmt: skip
     except (OSError, FactoryError) as exc:
@@ -242,3 +255,15 @@ def _tail(path: Path) -> bytes:
         size = fh.seek(0, os.SEEK_END)
         fh.seek(max(0, size - LOG_BYTES))
         return fh.read()
+
+
+def unavailable(holdout: Holdout, settings: Settings, why: str) -> Evaluated:
+    """Every scenario an infrastructure failure for ``why`` (the service is down): nothing ran,
+    so nothing is a product failure."""
+    trial = _infra(why)
+    results = [
+        convergence.scenario_result(s.id, s.category, [trial], settings.need, s.name)
+        for s in sorted(holdout.scenarios, key=lambda s: s.id)
+    ]
+    trials = {s.id: [trial] for s in holdout.scenarios}
+    return Evaluated(results, dict(sorted(trials.items())), {}, {}, "")

@@ -109,6 +109,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "parallel": 0,  # scenarios evaluated at once (0: the machine's CPU count)
         "python": "{python}",  # the interpreter of ```python scenarios
     },
+    # The program under test, for scenarios that talk to it (loop.service).
+    "service": {"start": None, "health": None, "port": 0, "restart_on": []},
     "feedback": {"detail": "summary"},
     "crank": {
         "threshold": "0.80",

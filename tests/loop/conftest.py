@@ -14,13 +14,13 @@ from tests.support.repos import PINNED, make_repo, run_cli
 AGENT = Path(__file__).resolve().parents[1] / "support" / "crank_agent.py"
 
 
-def scenario(op: str, a: int, b: int, want: int, extra: str = "") -> str:
+def scenario(op: str, a: int, b: int, want: int, extra: str = "", module: str = "calc") -> str:
     return (
         f"# Scenario: {op} two numbers\n\n"
         f"## Category\n{op}\n\n"
         f"## Behavioral Expectation\n{op}({a}, {b}) gives {want} for the caller.\n\n"
         "## Evaluation Method\n```python\n"
-        f"from src.calc import {op}\n"
+        f"from src.{module} import {op}\n"
         f"assert {op}({a}, {b}) == {want}, 'wrong {op} result'\n"
         f"{extra}```\n\n"
         "## Pass Criteria\nThe evaluation script exits with status zero.\n"
@@ -41,7 +41,9 @@ def make_crank_repo(
     files.update(SCENARIOS if scenarios is None else scenarios)
     repo = make_repo(path, files)
     doc: dict[str, Any] = {
-        "workers": {"agent": {"preset": "script", "argv": ["{python}", str(AGENT), mode]}},
+        "workers": {
+            "agent": {"preset": "script", "argv": ["{python}", str(AGENT), mode, "{worker_id}"]}
+        },
         "checks": {"required": []},
         "ledger": {"fsync": False},
     }
@@ -99,3 +101,42 @@ def resume(repo: Path, env: dict[str, str], crank_id: str = "c1") -> dict[str, A
 @pytest.fixture
 def converging(tmp_path: Path) -> Path:
     return make_crank_repo(tmp_path / "repo", "converge")
+
+
+MANIFEST = """\
+---
+title: Calculator
+status: pending
+threshold: 1.0
+max_iterations: 3
+---
+## Units
+- [ ] add: Addition — no dependencies
+- [ ] mul: Multiplication — no dependencies
+- [ ] sub: Subtraction — after: add
+
+## Execution Order
+Group 1 (parallel): add, mul
+Group 2 (sequential): sub
+"""
+
+
+def unit_scenarios() -> dict[str, str]:
+    return {
+        "scenarios/add/add.md": scenario("add", 2, 3, 5, module="add"),
+        "scenarios/mul/mul.md": scenario("mul", 4, 5, 20, module="mul"),
+        "scenarios/sub/sub.md": scenario("sub", 9, 4, 5, module="sub"),
+    }
+
+
+def write_manifest(root: Path, text: str = MANIFEST) -> Path:
+    """The manifest and one spec per unit (its scope: its own file only)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "units").mkdir(exist_ok=True)
+    for unit in ("add", "mul", "sub"):
+        (root / "units" / f"{unit}.md").write_text(
+            f"---\nallow: [src/{unit}.py, notes/**]\n---\n# {unit}\nWrite src/{unit}.py.\n"
+        )
+    path = root / "manifest.md"
+    path.write_text(text)
+    return path

@@ -11,7 +11,9 @@ iterations and mul (without add) on even ones; ``regress`` writes add, then mul 
 breaking add; ``peek`` writes what it finds of ``scenarios/`` (and every file of its worktree holding the
 token ``CRANK_TEST_CANARY`` names) into ``notes/peek.json``, then converges; ``crash``
 converges, but in iteration 2 first kills the factory (once: ``CRANK_TEST_CRASH_MARKER``);
-``moveref`` commits a protected file and moves the crank's branch onto that commit.
+``moveref`` commits a protected file and moves the crank's branch onto that commit; ``unit``
+(a manifest crank's worker ``U<op>``, its ID the second argument) writes ``src/<op>.py``:
+``add`` right at once, ``mul`` right once it has feedback, ``sub`` never.
 """
 
 from __future__ import annotations
@@ -70,6 +72,18 @@ def main() -> int:
         return 1
     if mode == "crash":
         mode = "converge"
+    if mode == "unit":
+        # A manifest crank's unit U<op>: add is right at once, mul after feedback, sub never.
+        op = sys.argv[2][1:]
+        marker = os.environ.get("CRANK_TEST_CRASH_MARKER")
+        if op == "sub" and marker and not Path(marker).exists():
+            Path(marker).write_text("crashed once\n")
+            os.kill(os.getppid(), 9)  # the factory dies in group 2, once
+            return 1
+        fed = "### Feedback from the previous iteration" in prompt
+        body = {"add": "a + b", "mul": "a * b" if fed else "a + b", "sub": "a + b"}[op]
+        Path("src").mkdir(exist_ok=True)
+        Path(f"src/{op}.py").write_text(f"def {op}(a, b):\n    return {body}\n")
     if mode == "converge":
         want = "add" if n == 1 else (failing[0] if failing else None)
         if want is not None:

@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.audit.fold import Divergence, divergence
 from tools.codex.factory.core import convergence, symptoms
 from tools.codex.factory.core import feedback as fb
+from tools.codex.factory.core import manifest as core_manifest
+from tools.codex.factory.core import units as core_units
 from tools.codex.factory.core.paths import LOGS_DIR, Z_DIR
+from tools.codex.factory.core.scenarios import scenario_id
 from tools.codex.factory.errors import FactoryError
 from tools.codex.factory.infra import fsutil, gitops
 from tools.codex.factory.ledger.store import Event, Filter
 from tools.codex.factory.loop import crank, holdout
-from tools.codex.factory.records.crank import Iteration, ScenarioResult
+from tools.codex.factory.records.crank import Decision, Iteration, ScenarioResult
+from tools.codex.factory.records.manifest import Manifest, UnitAttempt
+from tools.codex.factory.run import plans
 from tools.codex.factory.run.context import Context
 
 MAX_READ = 64 * 1024 * 1024
@@ -49,6 +55,7 @@ def check(
     trajectory: list[Iteration] = []
     results_of: dict[int, list[ScenarioResult]] = {}
     last: dict[str, Any] | None = None
+    units = _Units.of(ctx, events, p)
     for e in events:
         pl = e.payload
         if e.event_type == "scenarios.finished":
@@ -69,9 +76,13 @@ def check(
                     divergence(e.seq, f"iteration {n} inputs", _short(again), _short(recorded))
                 )
             trajectory.append(recorded)
-            decided = convergence.decide(
-                trajectory, threshold, int(p["max_iterations"]), bool(p["block_on_regression"])
-            )
+            if units is not None:
+                decided = units.decide(e, results, gate1, threshold, out)
+            else:
+                decided = convergence.decide(
+                    trajectory, threshold, int(p["max_iterations"]),
+                    bool(p["block_on_regression"]),
+                )  # fmt: skip
             if decided != pl["decision"]:
                 out.append(
                     divergence(
@@ -81,7 +92,12 @@ def check(
                 )  # fmt: skip
             last = {"decision": decided, "checks": pl["checks"], "refused": pl["refused"]}
         elif e.event_type == "feedback.compiled":
-            out += _check_feedback(e, folder, trajectory, cfg, results_of, last)
+            if units is not None and last is not None and pl.get("unit"):
+                theirs = {**last, "refused": units.refused(last, str(pl["unit"]))}
+                mine = units.results(results_of, int(pl["iteration"]), str(pl["unit"]))
+                out += _check_feedback(e, folder, trajectory, cfg, mine, theirs)
+            else:
+                out += _check_feedback(e, folder, trajectory, cfg, results_of, last)
         elif e.event_type == "crank.finished":
             out += _check_finished(e, folder, last)
     state = {
@@ -111,9 +127,11 @@ def _check_branch(ctx: Context, events: Sequence[Event], p: dict[str, Any]) -> l
                 out.append(divergence(e.seq, f"{run_id} base", tip, str(pl["base"])))
             pending[run_id] = tip
             started = ctx.ledger.select(Filter(run_id=run_id, event_type="run.started"), 1)
-            found = started[-1].payload.get("plan_hash") if started else None
-            if found is not None and found != p["plan_hash"]:
-                out.append(divergence(e.seq, f"{run_id} plan", str(p["plan_hash"]), str(found)))
+            if started:
+                want = _plan_hash(p, list(started[-1].payload.get("workers", [])))
+                found = started[-1].payload.get("plan_hash")
+                if found != want:
+                    out.append(divergence(e.seq, f"{run_id} plan", want, str(found)))
         elif e.event_type == "iteration.committed":
             out += _check_commit(ctx, e)
         elif e.event_type == "scenarios.finished":
@@ -246,7 +264,7 @@ def _check_feedback(
     pl = e.payload
     n = int(pl["iteration"])
     if last is None:
-        return [divergence(e.seq, f"feedback_iter_{n}.md", "after a decision", "before any")]
+        return [divergence(e.seq, str(pl["file"]), "after a decision", "before any")]
     inp = crank.feedback_input(
         n, trajectory, {**cfg, "detail": pl["detail"]}, last["checks"], results_of.get(n, []),
         dict(pl.get("tails", {})), last["decision"], last["refused"],
@@ -255,7 +273,7 @@ def _check_feedback(
     again = hashlib.sha256(text.encode("utf-8")).hexdigest()
     out: list[Divergence] = []
     if again != pl["sha256"]:
-        out.append(divergence(e.seq, f"feedback_iter_{n}.md (recompiled)", pl["sha256"], again))
+        out.append(divergence(e.seq, f"{pl['file']} (recompiled)", pl["sha256"], again))
     data = _read(folder / str(pl["file"]))
     if data is None or hashlib.sha256(data).hexdigest() != pl["sha256"]:
         out.append(divergence(e.seq, f"{pl['file']} on disk", pl["sha256"], "missing or changed"))
@@ -281,3 +299,78 @@ def _read(path: Path) -> bytes | None:
         return fsutil.read_file(path, path.name, limit=MAX_READ)
     except (FactoryError, OSError):
         return None
+
+
+def _plan_hash(p: dict[str, Any], workers: list[str]) -> str:
+    """The hash of the crank's recorded plan narrowed to the workers a run launched (a
+    manifest crank launches some units at a time; a plan crank all of its workers)."""
+    plan = plans.from_dict(dict(p["plan"]), "the crank's recorded plan")
+    try:
+        return plans.digest(plan.select(sorted(workers)))
+    except (KeyError, FactoryError):
+        return "(workers outside the crank's plan)"
+
+
+@dataclass
+class _Units:
+    """A manifest crank's replay: each unit's attempts, statuses and the decision recomputed
+    with :mod:`core.units` from the recorded results."""
+
+    manifest: Manifest
+    owners: dict[str, str]
+    workers: dict[str, str]
+    history: list[UnitAttempt]
+
+    @classmethod
+    def of(cls, ctx: Context, events: Sequence[Event], p: dict[str, Any]) -> _Units | None:
+        if p.get("mode") != "manifest":
+            return None
+        found = core_manifest.from_doc(p["manifest"], "the recorded manifest")
+        sealed = next((e.payload for e in events if e.event_type == "holdout.sealed"), None)
+        owners: dict[str, str] = {}
+        for path, _sha in (sealed or {}).get("files", []):
+            unit = core_units.unit_of_scenario(path, str(sealed["folder"])) if sealed else None
+            if unit is not None and holdout.is_scenario_file(path):
+                owners[scenario_id(path)] = unit
+        workers = {u.id: core_manifest.worker_id(u.id) for u in found.units}
+        return cls(found, owners, workers, [])
+
+    def decide(
+        self,
+        e: Event,
+        results: list[ScenarioResult],
+        gate1: str,
+        threshold: tuple[int, int],
+        out: list[Divergence],
+    ) -> Decision:
+        pl = e.payload
+        n = int(pl["iteration"])
+        active = sorted({a["unit"] for a in pl.get("units", [])})
+        by_unit = core_units.satisfaction_by_unit(results, self.owners, active)
+        made = core_units.attempts(
+            n, active, self.workers, gate1, by_unit, results, self.owners, threshold
+        )
+        if made != pl.get("units"):
+            out.append(
+                divergence(
+                    e.seq, f"iteration {n} unit attempts", _short(made), _short(pl.get("units"))
+                )
+            )
+        self.history += made
+        checked = [u.id for u in self.manifest.units if u.done]
+        state = core_units.statuses(self.manifest, self.history, checked)
+        if state != pl.get("state"):
+            out.append(
+                divergence(
+                    e.seq, f"iteration {n} unit statuses", _short(state), _short(pl.get("state"))
+                )
+            )
+        return crank.units_decision(*core_units.decision(self.manifest, state), state)
+
+    def results(
+        self, results_of: dict[int, list[ScenarioResult]], n: int, unit: str
+    ) -> dict[int, list[ScenarioResult]]:
+        return {n: [r for r in results_of.get(n, []) if self.owners.get(r["id"]) == unit]}
+
+    def refused(self, last: dict[str, Any], unit: str) -> list[Any]:
+        return [r for r in last["refused"] if r["worker"] == self.workers[unit]]

@@ -645,6 +645,18 @@ def clean_cmd(
     default=None,
     help="Plan JSON; every worker needs a headless agent (default: the embedded plan).",
 )
+@click.option(
+    "--manifest",
+    "manifest_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Units and execution groups (markdown or .json) instead of a plan.",
+)
+@click.option(
+    "--update-manifest",
+    is_flag=True,
+    help="Also check off completed units in the manifest file itself.",
+)
 @click.option("--base-ref", default=None, help="Where the crank starts (default: run.base_ref).")
 @click.option("--threshold", default=None, help="Satisfaction to converge at, 0-1 (default 0.80).")
 @click.option(
@@ -669,6 +681,8 @@ def clean_cmd(
 def crank_cmd(
     click_ctx: click.Context,
     plan: Path | None,
+    manifest_file: Path | None,
+    update_manifest: bool,
     base_ref: str | None,
     threshold: str | None,
     max_iterations: int | None,
@@ -694,6 +708,8 @@ def crank_cmd(
         block_on_regression=block_on_regression,
         resume=resume,
         pr=open_pr,
+        manifest_file=manifest_file,
+        update_manifest=update_manifest,
         progress=_progress(as_json),
     )
     return emit(views.cmd_crank(_ctx(click_ctx), req), as_json, json_out)

@@ -21,6 +21,8 @@ from typing import Any
 
 from tools.codex.factory.core import convergence, symptoms
 from tools.codex.factory.core import feedback as fb
+from tools.codex.factory.core import manifest as core_manifest
+from tools.codex.factory.core import units as core_units
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.core.paths import LOGS_DIR, Z_DIR
 from tools.codex.factory.core.text import clip
@@ -29,7 +31,7 @@ from tools.codex.factory.infra import fsutil, gitops, jsonio
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Event, Filter
-from tools.codex.factory.loop import evaluate, holdout
+from tools.codex.factory.loop import evaluate, holdout, manifests
 from tools.codex.factory.loop.holdout import Holdout
 from tools.codex.factory.loop.service import SERVICE_KEYS, Service, ServiceDown, ServiceSpec
 from tools.codex.factory.records.crank import (
@@ -39,6 +41,7 @@ from tools.codex.factory.records.crank import (
     Satisfaction,
     ScenarioResult,
 )
+from tools.codex.factory.records.manifest import UnitAttempt
 from tools.codex.factory.records.plan import Plan
 from tools.codex.factory.run import agents, clean, pipeline, plans
 from tools.codex.factory.run import workers as real
@@ -58,6 +61,7 @@ ACTOR = "Z_integrator"
 STAGE = "crank"
 REPORT = "CRANK_REPORT.md"
 STATE = "CRANK.json"
+MANIFEST_COPY = "MANIFEST.md"
 PLAN = "PLAN.json"
 MAX_PATCH = 512 * 1024 * 1024
 CHECK_TAIL = 64 * 1024
@@ -81,6 +85,8 @@ class CrankRequest:
     block_on_regression: bool | None = None
     resume: bool = False
     pr: bool = False  # open a pull request when it converges
+    manifest_file: Path | None = None  # units and execution groups instead of a plan
+    update_manifest: bool = False  # also mark progress in the operator's manifest file
     progress: Callable[[str], None] | None = None
 
 
@@ -204,7 +210,18 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
     cfg = settings(ctx, req)
     base_ref = req.base_ref or str(ctx.config.get("run.base_ref"))
     commit = gitops.resolve_commit(ctx.repo, base_ref, "" if req.base_ref else "run.base_ref")
-    plan = resolve_plan(ctx, req.plan_file, None)
+    loaded: manifests.Loaded | None = None
+    if req.manifest_file is not None:
+        if req.plan_file is not None:
+            raise UsageError("give a plan or a manifest, not both")
+        loaded = manifests.load(req.manifest_file)
+        plan = loaded.plan
+        if req.threshold is None:
+            cfg.threshold = loaded.manifest.threshold
+        if req.max_iterations is None:
+            cfg.max_iterations = loaded.manifest.max_iterations
+    else:
+        plan = resolve_plan(ctx, req.plan_file, None)
     real.check(ctx, plan)
     effective = ctx.config.effective()
     interactive = [w.id for w in plan.workers if agents.resolve(w.as_dict(), effective) is None]
@@ -226,10 +243,13 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
         if gitops.branch_tip(ctx.repo, branch) is not None:
             ctx.layout.run_dir(crank_id).rmdir()  # still empty: nothing is recorded under it
             raise UsageError(f"branch {branch} exists already: choose another crank ID")
+        mode: dict[str, Any] = {}
+        if loaded is not None:
+            mode = {"mode": "manifest", "manifest": dict(core_manifest.to_doc(loaded.manifest))}
         rec.emit(
             "crank.started", STAGE, ACTOR,
             base_ref=base_ref, base_commit=commit, branch=branch, plan=plan.as_dict(),
-            plan_hash=digest(plan), workers=plan.ids(), **cfg.recorded(),
+            plan_hash=digest(plan), workers=plan.ids(), **cfg.recorded(), **mode,
         )  # fmt: skip
     loop = _Loop(ctx, req, cfg, rec, sealed, branch, commit, plan, commit)
     with loop.locked():
@@ -241,6 +261,9 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
             scenarios=sorted(s.id for s in sealed.scenarios),
         )  # fmt: skip
         loop.write_state()
+        if loaded is not None:
+            loop.writer.write(MANIFEST_COPY, loaded.data)
+            return loop.run_units(loaded, 1, [])
         return loop.run(1, [], "")
 
 
@@ -281,6 +304,10 @@ class _Loop:
     runs: list[str] = field(default_factory=list)
     feedback_files: list[str] = field(default_factory=list)
     service: Service | None = None
+    # A manifest crank narrows an iteration to some units: their workers and their scenarios.
+    active: list[str] | None = None  # worker IDs to launch (None: the whole plan)
+    judged: Holdout | None = None  # the scenarios evaluated (None: all sealed ones)
+    by_worker: dict[str, str] | None = None  # per-worker feedback for the next launch
 
     @property
     def crank_id(self) -> str:
@@ -353,6 +380,115 @@ class _Loop:
                 self.service.stop()
         return self.finish(trajectory, decision)
 
+    # -- a manifest crank: units and execution groups ----------------------------------------
+    def run_units(
+        self,
+        loaded: manifests.Loaded,
+        first: int,
+        history: list[UnitAttempt],
+        trajectory: list[Iteration] | None = None,
+    ) -> CrankResult:
+        """Groups in ascending order; a parallel group's open units work in each iteration
+        together, a sequential group's one at a time, each on the result of the one before.
+        Every decision is :mod:`core.units` over the recorded attempts."""
+        m = loaded.manifest
+        owners = unit_owners(self.sealed)
+        workers = {u.id: core_manifest.worker_id(u.id) for u in m.units}
+        checked = [u.id for u in m.units if u.done]
+        trajectory = list(trajectory or [])
+        decision: Decision | None = None
+        n = first
+        if self.cfg.service is not None:
+            self.service = Service(self.cfg.service, self.ctx.repo)
+        try:
+            while True:
+                state = core_units.statuses(m, history, checked)
+                verdict, why = core_units.decision(m, state)
+                if verdict != "CONTINUE":
+                    decision = units_decision(verdict, why, state)
+                    break
+                found = core_units.next_units(m, state)
+                assert found is not None  # CONTINUE means a unit is open
+                group, active = found
+                self.active = sorted(workers[u] for u in active)
+                self.judged = judged_for(self.sealed, owners, active)
+                it, checks, refused, tails = self.iteration(n, "")
+                trajectory.append(it)
+                results = self._results(n)
+                by_unit = core_units.satisfaction_by_unit(results, owners, active)
+                made = core_units.attempts(
+                    n, active, workers, it["gate1"], by_unit, results, owners, self.cfg.threshold
+                )
+                history += made
+                state = core_units.statuses(m, history, checked)
+                now = units_decision(*core_units.decision(m, state), state)
+                self.rec.emit(
+                    "iteration.decided", STAGE, ACTOR,
+                    iteration=n, inputs=it, decision=now, checks=checks, refused=refused,
+                    group=group, units=made, state=state,
+                )  # fmt: skip
+                self.writer.write(MANIFEST_COPY, manifests.marked(loaded, state, "in_progress"))
+                self.say(
+                    f"crank {self.crank_id}: iteration {n} (group {group}: "
+                    f"{', '.join(active)}): " + ", ".join(f"{u} {state[u]}" for u in active)
+                )
+                self.by_worker = self.compile_units(
+                    n, trajectory, checks, refused, tails, now, active, owners, state, workers
+                )
+                n += 1
+        except HoldoutLeak as exc:
+            decision = convergence.halted("holdout-leak", str(exc), [])
+        except BranchMoved as exc:
+            decision = convergence.halted("branch-moved", str(exc), [])
+        finally:
+            if self.service is not None:
+                self.service.stop()
+        state = core_units.statuses(m, history, checked)
+        final = "completed" if decision["decision"] == "CONVERGED" else "failed"
+        data = manifests.marked(loaded, state, final)
+        self.writer.write(MANIFEST_COPY, data)
+        if self.req.update_manifest and self.req.manifest_file is not None:
+            target = self.req.manifest_file
+            GuardedWriter(target.parent).write(target.name, data)
+            self.say(
+                f"factory: marked progress in {target} (the only write outside the run folder)"
+            )
+        return self.finish(trajectory, decision)
+
+    def compile_units(
+        self,
+        n: int,
+        trajectory: list[Iteration],
+        checks: list[CheckOutcome],
+        refused: list[fb.Refusal],
+        tails: dict[str, str],
+        decision: Decision,
+        active: list[str],
+        owners: dict[str, str],
+        state: dict[str, str],
+        workers: dict[str, str],
+    ) -> dict[str, str]:
+        """Each open unit's own feedback (its scenarios' one-line summaries, its refusals),
+        through the leak guard; the worker ID -> text its next prompt holds."""
+        out: dict[str, str] = {}
+        results = self._results(n)
+        for unit in sorted(u for u in active if state[u] != "completed"):
+            mine = [r for r in results if owners.get(r["id"]) == unit]
+            theirs = [r for r in refused if r["worker"] == workers[unit]]
+            inp = feedback_input(n, trajectory, self.cfg, checks, mine, tails, decision, theirs)
+            text = fb.compile_feedback(inp)
+            name = f"feedback_iter_{n}_{unit}.md"
+            _guard(self.sealed, name, text)
+            sha = self.writer.write_text(name, text)
+            self.feedback_files.append(f"{self.ctx.layout.run_rel(self.crank_id)}/{name}")
+            extra = {"tails": inp["tails"]} if self.cfg.detail == "full" else {}
+            self.rec.emit(
+                "feedback.compiled", STAGE, ACTOR, iteration=n, file=name, sha256=sha,
+                detail=self.cfg.detail, unit=unit, **extra,
+            )  # fmt: skip
+            out[workers[unit]] = text
+        return out
+
     # -- one iteration ---------------------------------------------------------------------------
     def iteration(
         self, n: int, feedback_text: str
@@ -366,11 +502,12 @@ class _Loop:
             iteration=n,
             feedback=feedback_text,
             guard=lambda w, text: _guard(self.sealed, f"the prompt of worker {w}", text),
+            by_worker=self.by_worker,
         )
         launch = LaunchRequest(
             base_ref=parent, dry_run=False, run_id=run_id, kind=KIND, plan_file=None,
             workers=None, progress=self.req.progress, base_ref_source="the crank branch",
-            crank=link, plan=self.plan,
+            crank=link, plan=self.plan.select(self.active),
         )  # fmt: skip
         self.runs.append(run_id)
         pipeline.cmd_launch(self.ctx, launch)
@@ -404,10 +541,12 @@ class _Loop:
                 self.service.ready(tip, gitops.changed_paths(self.ctx.repo, parent, tip))
             except ServiceDown as exc:
                 logs.write_text(f"{LOGS_DIR}/iter_{n}/service.log", self.service.log_tail())
-                return evaluate.unavailable(self.sealed, self.cfg.scenarios, str(exc))
+                return evaluate.unavailable(
+                    self.judged or self.sealed, self.cfg.scenarios, str(exc)
+                )
             env["FACTORY_SERVICE_URL"] = self.service.url
         return evaluate.evaluate(
-            self.ctx.repo, tip, self.sealed, self.cfg.scenarios,
+            self.ctx.repo, tip, self.judged or self.sealed, self.cfg.scenarios,
             lambda name, data: logs.write(f"{LOGS_DIR}/iter_{n}/{name}", data), env,
         )  # fmt: skip
 
@@ -540,6 +679,39 @@ class _Loop:
 
 
 # -- pure pieces (replay calls them too) -----------------------------------------------------------
+def unit_owners(sealed: Holdout) -> dict[str, str]:
+    """Scenario ID -> the unit whose folder (``scenarios/<unit>/``) holds it."""
+    out: dict[str, str] = {}
+    for s in sealed.scenarios:
+        unit = core_units.unit_of_scenario(s.path, sealed.folder)
+        if unit is not None:
+            out[s.id] = unit
+    return out
+
+
+def judged_for(sealed: Holdout, owners: dict[str, str], active: list[str]) -> Holdout:
+    """The sealed holdout narrowed to the scenarios of ``active`` units (helper files kept)."""
+    keep = {s.path for s in sealed.scenarios if owners.get(s.id) in active}
+    return Holdout(
+        sealed.commit,
+        sealed.folder,
+        tuple((p, d) for p, d in sealed.files if p in keep or not holdout.is_scenario_file(p)),
+        tuple(s for s in sealed.scenarios if s.path in keep),
+    )
+
+
+def units_decision(verdict: str, why: str, state: dict[str, str]) -> Decision:
+    failed = sorted(u for u, s in state.items() if s == "failed")
+    return Decision(
+        decision=verdict,
+        kind="units" if verdict != "CONTINUE" else "",
+        reason=why,
+        evidence=[f"unit {u}: {s}" for u, s in sorted(state.items())],
+        advice="escalate: adjust the unit's spec or scenarios, or split it" if failed else "",
+        regressions=[],
+    )
+
+
 def gate1_of(ctx: Context, run_id: str) -> str:
     """Gate 1 of an iteration: its run's recorded final status (BLOCKED when no bundle passed
     validation, so nothing was integrated and the run has no end yet)."""
@@ -725,6 +897,8 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
     loop = _Loop(ctx, req, cfg, rec, sealed, str(p["branch"]), str(p["base_commit"]), plan, tip)
     trajectory = [e.payload["inputs"] for e in events if e.event_type == "iteration.decided"]
     feedback_text = ""
+    if p.get("mode") == "manifest":
+        return _resume_units(ctx, loop, events, p, len(trajectory) + 1)
     if trajectory:
         n = trajectory[-1]["iteration"]
         name = f"feedback_iter_{n}.md"
@@ -738,13 +912,50 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
             raise BlockedError(f"crank {crank_id}: {name} changed since it was compiled")
         feedback_text = data.decode("utf-8")
     with loop.locked():
-        now = gitops.branch_tip(ctx.repo, loop.branch)
-        undecided = {
-            str(e.payload["commit"])
-            for e in events
-            if e.event_type == "iteration.committed" and e.payload["parent"] == tip
-        }
-        if now != tip and now in undecided:
-            gitops.set_branch(ctx.repo, loop.branch, tip, now)  # the cut-short iteration's commit
+        _reset_own_commit(ctx, loop, events)
         rec.emit("crank.resumed", STAGE, ACTOR, iteration=len(trajectory) + 1)
         return loop.run(len(trajectory) + 1, list(trajectory), feedback_text)
+
+
+def _reset_own_commit(ctx: Context, loop: _Loop, events: Sequence[Event]) -> None:
+    """A crash between recording an iteration's commit and deciding the iteration leaves that
+    commit on the branch: it is put back (the iteration runs again); anything else is not."""
+    now = gitops.branch_tip(ctx.repo, loop.branch)
+    undecided = {
+        str(e.payload["commit"])
+        for e in events
+        if e.event_type == "iteration.committed" and e.payload["parent"] == loop.tip
+    }
+    if now != loop.tip and now in undecided:
+        gitops.set_branch(ctx.repo, loop.branch, loop.tip, now)
+
+
+def _resume_units(
+    ctx: Context, loop: _Loop, events: Sequence[Event], p: dict[str, Any], first: int
+) -> CrankResult:
+    """A manifest crank goes on from its recorded attempts: completed units are skipped; each
+    open unit gets the feedback its last attempt left (checked against its recorded hash)."""
+    found = core_manifest.from_doc(p["manifest"], "the recorded manifest")
+    data = fsutil.read_file(
+        loop.folder / MANIFEST_COPY, MANIFEST_COPY, limit=core_manifest.MAX_BYTES
+    )
+    loaded = manifests.Loaded(found, data, True, loop.plan, {})
+    history: list[UnitAttempt] = [
+        a for e in events if e.event_type == "iteration.decided" for a in e.payload["units"]
+    ]
+    by_worker: dict[str, str] = {}
+    for e in events:
+        pl = e.payload
+        if e.event_type == "feedback.compiled" and pl.get("unit"):
+            text = fsutil.read_file(loop.folder / str(pl["file"]), str(pl["file"]), limit=MAX_PATCH)
+            if hashlib.sha256(text).hexdigest() != pl["sha256"]:
+                raise BlockedError(
+                    f"crank {loop.crank_id}: {pl['file']} changed since it was compiled"
+                )
+            by_worker[core_manifest.worker_id(str(pl["unit"]))] = text.decode("utf-8")
+    loop.by_worker = by_worker
+    with loop.locked():
+        _reset_own_commit(ctx, loop, events)
+        loop.rec.emit("crank.resumed", STAGE, ACTOR, iteration=first)
+        trajectory = [e.payload["inputs"] for e in events if e.event_type == "iteration.decided"]
+        return loop.run_units(loaded, first, history, trajectory)

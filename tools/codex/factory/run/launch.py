@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ class CrankLink:
     iteration: int
     feedback: str
     guard: Callable[[str, str], None]
+    by_worker: Mapping[str, str] | None = None  # a manifest crank's feedback, unit by unit
 
 
 def parse_workers(text: str | None) -> list[str] | None:
@@ -309,6 +310,8 @@ def build_manifest(
             "iteration": req.crank.iteration,
             "feedback": req.crank.feedback,
         }
+        if req.crank.by_worker is not None:
+            manifest["crank"]["feedback_by_worker"] = dict(sorted(req.crank.by_worker.items()))
     return manifest
 
 

@@ -91,7 +91,7 @@ def render_prompt(
         "",
     ]
     if crank is not None:
-        lines += _crank_lines(run_id, crank)
+        lines += _crank_lines(run_id, crank, wid)
     if headless:
         lines += [
             "Your work is collected when your process exits; exit non-zero if you could not finish.",
@@ -106,8 +106,9 @@ def render_prompt(
     return "\n".join(lines)
 
 
-def _crank_lines(run_id: str, crank: dict[str, Any]) -> list[str]:
-    """The iteration's trace and the feedback of the one before (already leak-guarded)."""
+def _crank_lines(run_id: str, crank: dict[str, Any], wid: str) -> list[str]:
+    """The iteration's trace and the feedback of the one before (already leak-guarded): a
+    manifest crank's unit gets its own."""
     n = int(crank["iteration"])
     lines = [
         f"## Iteration {n} of crank {crank['crank_id']}",
@@ -117,7 +118,7 @@ def _crank_lines(run_id: str, crank: dict[str, Any]) -> list[str]:
         f"Your environment names the trace: FACTORY_RUN_ID={run_id}, FACTORY_CRANK_ID={crank['crank_id']}.",
         "",
     ]
-    feedback = str(crank.get("feedback") or "")
+    feedback = str((crank.get("feedback_by_worker") or {}).get(wid, crank.get("feedback")) or "")
     if n > 1 and feedback:
         lines += [
             "### Feedback from the previous iteration",

@@ -1,0 +1,131 @@
+"""A crank driven by a manifest: units, execution groups, per-unit scenarios and statuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.audit.test_replay import ledger_lines, rewrite_ledger
+from tests.loop.conftest import make_crank_repo, unit_scenarios, write_manifest
+from tests.support.repos import PINNED, git, run_cli
+from tools.codex.factory.core import manifest as core_manifest
+from tools.codex.factory.errors import UsageError
+from tools.codex.factory.loop import manifests
+
+
+def test_units_converge_at_once_after_feedback_or_are_escalated(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "unit", unit_scenarios())
+    manifest = write_manifest(tmp_path / "spec")
+    before = manifest.read_bytes()
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "crank", "--manifest", str(manifest), "--json",
+        "--update-manifest",
+    )  # fmt: skip
+    assert res.returncode == 3, res.stdout + res.stderr
+    data = json.loads(res.stdout)
+    assert (data["decision"], data["kind"]) == ("EXHAUSTED", "units")
+    assert "unit(s) sub used their 3 attempt(s)" in data["reason"]
+    # Group 1 (parallel): add and mul together, then mul alone; group 2: sub three times.
+    runs = data["runs"]
+    assert len(runs) == 5
+    launched = [
+        sorted(
+            json.loads((repo / "tools/codex/runs" / r / "RUN_MANIFEST.json").read_text())["workers"]
+        )
+        for r in runs
+    ]
+    assert launched == [["Uadd", "Umul"], ["Umul"], ["Usub"], ["Usub"], ["Usub"]]
+    folder = repo / "tools/codex/runs" / data["crank_id"]
+    copy = (folder / "MANIFEST.md").read_text()
+    assert "- [x] add: Addition" in copy and "- [x] mul: Multiplication" in copy
+    assert "- [ ] sub: Subtraction" in copy and "status: failed" in copy
+    # The operator's file: the same marks, every other byte as it was.
+    assert manifest.read_text() == copy
+    assert len(manifest.read_bytes()) == len(before) + len("failed") - len("pending")
+    # mul's second prompt held its own feedback, which names only its scenarios.
+    prompt = (repo / "tools/codex/runs" / runs[1] / "Umul_worker/PROMPT.md").read_text()
+    assert "### Feedback from the previous iteration" in prompt and "(mul)" in prompt
+    assert "(add)" not in prompt
+    # Each unit worked only on its own file; the crank branch holds add and mul.
+    tip = data["tip"]
+    assert git(repo, "show", f"{tip}:src/mul.py").strip().endswith("return a * b")
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", data["crank_id"])
+    assert replay.returncode == 0, replay.stdout
+
+
+def test_a_bad_manifest_is_one_line_naming_line_and_rule(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "unit", unit_scenarios())
+    bad = (
+        write_manifest(tmp_path / "spec")
+        .read_text()
+        .replace("Group 2 (sequential): sub", "Group 2 (sequential): sub, div")
+    )
+    manifest = tmp_path / "spec" / "manifest.md"
+    manifest.write_text(bad)
+    res = run_cli("--repo", str(repo), "crank", "--manifest", str(manifest))
+    assert res.returncode == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert "manifest.md: line 14:" in line and "div" in line and "[unknown-unit]" in line
+
+
+def test_a_resume_skips_the_completed_units(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "unit", unit_scenarios())
+    manifest = write_manifest(tmp_path / "spec")
+    marker = tmp_path / "crashed"
+    env = {"CRANK_TEST_CRASH_MARKER": str(marker)}
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "crank", "--manifest", str(manifest),
+        "--crank-id", "m1", env=env, real=True,
+    )  # fmt: skip
+    assert res.returncode != 0 and marker.exists(), res.stdout + res.stderr
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "crank", "--resume", "--crank-id", "m1", "--json",
+        env=env, real=True,
+    )  # fmt: skip
+    assert res.returncode == 3, res.stdout + res.stderr
+    data = json.loads(res.stdout)
+    launched = [
+        sorted(
+            json.loads((repo / "tools/codex/runs" / r / "RUN_MANIFEST.json").read_text())["workers"]
+        )
+        for r in data["runs"]
+    ]
+    assert launched == [["Usub"], ["Usub"], ["Usub"]]  # add and mul are not run again
+    assert "unit(s) sub used their 3 attempt(s)" in data["reason"]
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "m1")
+    assert replay.returncode == 0, replay.stdout
+
+
+def test_a_rechained_unit_status_is_recomputed(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "unit", unit_scenarios())
+    manifest = write_manifest(tmp_path / "spec")
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "crank", "--manifest", str(manifest),
+        "--crank-id", "m2",
+    )  # fmt: skip
+    assert res.returncode == 3, res.stdout + res.stderr
+    events = ledger_lines(repo)
+    decided = [e for e in events if e["event_type"] == "iteration.decided"]
+    decided[0]["payload"]["state"]["mul"] = "completed"
+    decided[0]["payload"]["units"][1]["passed"] = True
+    rewrite_ledger(repo, events)
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "m2")
+    assert replay.returncode == 3
+    assert "iteration 1 unit attempts" in replay.stdout
+    assert "iteration 1 unit statuses" in replay.stdout
+
+
+def test_the_json_form_makes_the_same_plan(tmp_path: Path) -> None:
+    markdown = write_manifest(tmp_path / "spec")
+    md = manifests.load(markdown)
+    doc = dict(core_manifest.to_doc(md.manifest))
+    as_json = tmp_path / "spec" / "manifest.json"
+    as_json.write_text(json.dumps(doc))
+    js = manifests.load(as_json)
+    assert js.manifest == md.manifest and js.plan.as_dict() == md.plan.as_dict()
+    doc["groups"][1]["units"] = ["sub", "sub"]
+    as_json.write_text(json.dumps(doc))
+    with pytest.raises(UsageError, match=r"manifest\.json: "):
+        manifests.load(as_json)

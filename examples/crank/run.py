@@ -38,7 +38,9 @@ def scenario(op: str, a: int, b: int, want: int) -> str:
 
 def config() -> str:
     agent = {"preset": "script", "argv": ["{python}", "scripts/crank_agent.py"], "timeout_s": 60}
-    return json.dumps({"schema_version": 1, "workers": {"agent": agent}}, indent=2) + "\n"
+    crank = {"gates": "spec=auto,plan=auto,ship=auto"}  # full autonomy: no pause for review
+    doc = {"schema_version": 1, "workers": {"agent": agent}, "crank": crank}
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def make_repo(repo: Path, env: dict[str, str]) -> None:

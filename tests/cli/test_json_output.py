@@ -77,6 +77,7 @@ JSON_KEYS: dict[str, set[str] | None] = {  # None: a JSON array (of ledger event
         "reason",
     },
     "scenarios check": {"commit", "sha256", "scenarios"},
+    "gates": {"crank_id", "gates"},
     "scenarios run": {"commit", "holdout_sha256", "satisfaction", "percent", "results", "file"},
 }
 EVENT_KEYS = {"event_type", "hash", "payload", "prev_hash", "run_id", "seq", "stage", "ts_utc"}

@@ -46,6 +46,7 @@ def make_crank_repo(
         },
         "checks": {"required": []},
         "ledger": {"fsync": False},
+        "crank": {"gates": "spec=auto,plan=auto,ship=auto"},
     }
     for section, values in config.items():
         doc.setdefault(section, {}).update(values)

@@ -26,6 +26,7 @@ from tools.codex.factory.errors import FactoryError
 from tools.codex.factory.infra import fsutil, gitops
 from tools.codex.factory.ledger.store import Event, Filter
 from tools.codex.factory.loop import crank, holdout
+from tools.codex.factory.loop.gates import GateState
 from tools.codex.factory.records.crank import Decision, Iteration, ScenarioResult
 from tools.codex.factory.records.manifest import Manifest, UnitAttempt
 from tools.codex.factory.run import plans
@@ -52,6 +53,8 @@ def check(
     cfg = {"threshold": list(threshold), "detail": p["detail"]}
     out += _check_seal(ctx, events, p)
     out += _check_branch(ctx, events, p)
+    gate_log, found = _check_gates(events)
+    out += found
     trajectory: list[Iteration] = []
     results_of: dict[int, list[ScenarioResult]] = {}
     last: dict[str, Any] | None = None
@@ -102,6 +105,7 @@ def check(
             out += _check_finished(e, folder, last)
     state = {
         "crank": crank_id,
+        "gates": gate_log,
         "iterations": len(trajectory),
         "trajectory": [convergence.percent(it["satisfaction"]) for it in trajectory],
         "decision": next(
@@ -374,3 +378,28 @@ class _Units:
 
     def refused(self, last: dict[str, Any], unit: str) -> list[Any]:
         return [r for r in last["refused"] if r["worker"] == self.workers[unit]]
+
+
+def _check_gates(events: Sequence[Event]) -> tuple[list[str], list[Divergence]]:
+    """Who decided which gate, when; and whether each pause and pass is what the gates in force
+    at that moment (the crank's start, then every change) made it."""
+    start = next(e for e in events if e.event_type == "crank.started")
+    if "gates" not in start.payload:
+        return [], []  # a crank recorded before gates existed
+    state: GateState | None = None
+    log: list[str] = []
+    out: list[Divergence] = []
+    for e in events:
+        if state is None:
+            state = GateState.of([start])
+            continue
+        pl = e.payload
+        if e.event_type == "gate.awaiting" and state.mode(str(pl["gate"])) != "review":
+            out.append(divergence(e.seq, f"{pl['gate']} gate", "passed (not review)", "paused"))
+        if e.event_type == "gate.passed" and state.mode(str(pl["gate"])) == "review":
+            out.append(divergence(e.seq, f"{pl['gate']} gate", "paused for review", "passed"))
+        if e.event_type in ("gate.approved", "gate.rejected", "gate.changed"):
+            what = e.event_type.split(".", 1)[1]
+            log.append(f"{e.ts_utc} {pl.get('gate', 'gates')} {what} by {pl.get('by', '?')}")
+        state.apply(e)
+    return log, out

@@ -911,6 +911,11 @@ NO_CHECK: frozenset[str] = frozenset(
         # A crank's events: replayed by audit.crankreplay (a run's scenarios.finished, from
         # `scenarios run`, is a result recorded beside the run, decided by nothing).
         "crank.started",
+        "gate.passed",
+        "gate.awaiting",
+        "gate.approved",
+        "gate.rejected",
+        "gate.changed",
         "crank.resumed",
         "crank.finished",
         "holdout.sealed",

@@ -671,6 +671,11 @@ def clean_cmd(
     default=None,
     help="A scenario that passed before and fails now blocks convergence.",
 )
+@click.option(
+    "--gates",
+    default=None,
+    help="spec=auto|review|skip,plan=..,ship=.. (default: crank.gates, else asked).",
+)
 @click.option("--resume", is_flag=True, help="Continue --crank-id from its last iteration.")
 @click.option(
     "--pr", "open_pr", is_flag=True, help="When it converges, push its branch and open a PR (gh)."
@@ -688,6 +693,7 @@ def crank_cmd(
     max_iterations: int | None,
     crank_id: str | None,
     block_on_regression: bool | None,
+    gates: str | None,
     resume: bool,
     open_pr: bool,
     as_json: bool,
@@ -708,11 +714,112 @@ def crank_cmd(
         block_on_regression=block_on_regression,
         resume=resume,
         pr=open_pr,
+        gates=gates,
+        ask=_asker(as_json),
         manifest_file=manifest_file,
         update_manifest=update_manifest,
         progress=_progress(as_json),
     )
     return emit(views.cmd_crank(_ctx(click_ctx), req), as_json, json_out)
+
+
+def _asker(as_json: bool) -> Callable[[str], str] | None:
+    """The question about gates goes to a terminal only (never with --json or piped input)."""
+    if as_json or not sys.stdin.isatty():
+        return None
+
+    def ask(question: str) -> str:
+        answer = str(click.prompt(question, err=True))
+        return answer
+
+    return ask
+
+
+@cli.command("approve")
+@click.option("--crank-id", required=True, help="The crank waiting for a review.")
+@click.option("--gate", type=click.Choice(["spec", "plan", "ship"]), default=None, help="The gate.")
+@click.option(
+    "--rest",
+    type=click.Choice(["auto", "review", "skip"]),
+    default=None,
+    help="Set every later gate to this.",
+)
+@click.option("--note", default="", help="A note recorded with the approval.")
+@click.option("--by", default=None, help="Who approves (default: git's user.name and email).")
+@json_option
+@json_out_option
+@click.pass_context
+def approve_cmd(
+    click_ctx: click.Context,
+    crank_id: str,
+    gate: str | None,
+    rest: str | None,
+    note: str,
+    by: str | None,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
+    """Approve the gate a crank waits at and let it go on (its outcome as `crank` prints it)."""
+    from tools.codex.factory.loop import views
+
+    out = views.cmd_approve(_ctx(click_ctx), crank_id, gate, rest, note, by, _progress(as_json))
+    return emit(out, as_json, json_out)
+
+
+@cli.command("reject")
+@click.option("--crank-id", required=True, help="The crank waiting for a review.")
+@click.option(
+    "--gate", type=click.Choice(["spec", "plan", "ship"]), required=True, help="The gate."
+)
+@click.option(
+    "--feedback",
+    required=True,
+    help="For the agents' next iteration: text, or the path of a file holding it.",
+)
+@click.option("--by", default=None, help="Who rejects (default: git's user.name and email).")
+@json_option
+@json_out_option
+@click.pass_context
+def reject_cmd(
+    click_ctx: click.Context,
+    crank_id: str,
+    gate: str,
+    feedback: str,
+    by: str | None,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
+    """Reject the gate a crank waits at: the feedback goes to the agents, the crank goes on."""
+    from tools.codex.factory.loop import views
+
+    given = Path(feedback)
+    if given.is_file():
+        from tools.codex.factory.infra import fsutil
+
+        feedback = fsutil.read_file(given, str(given), limit=1 << 20).decode("utf-8", "replace")
+    out = views.cmd_reject(_ctx(click_ctx), crank_id, gate, feedback, by, _progress(as_json))
+    return emit(out, as_json, json_out)
+
+
+@cli.command("gates")
+@click.option("--crank-id", required=True, help="The crank.")
+@click.argument("settings")
+@click.option("--by", default=None, help="Who changes them (default: git's user.name and email).")
+@json_option
+@json_out_option
+@click.pass_context
+def gates_cmd(
+    click_ctx: click.Context,
+    crank_id: str,
+    settings: str,
+    by: str | None,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
+    """Change the gates a crank has not passed yet, e.g. `ship=auto` ("just finish up")."""
+    from tools.codex.factory.loop import views
+
+    return emit(views.cmd_gates(_ctx(click_ctx), crank_id, settings, by), as_json, json_out)
 
 
 @cli.command("crank-status")

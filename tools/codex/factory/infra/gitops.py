@@ -976,3 +976,12 @@ def changed_paths(repo: Path, a: str, b: str) -> list[str]:
         return []
     out = git(repo, "diff", "--name-only", "-z", "--no-renames", a, b, "--").stdout
     return sorted(p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p)
+
+
+def user_identity(repo: Path) -> str | None:
+    """``Name <email>`` as the repository's git config gives them (who approved a gate)."""
+    name = git(repo, "config", "--get", "user.name", check=False).out.strip()
+    email = git(repo, "config", "--get", "user.email", check=False).out.strip()
+    if not name and not email:
+        return None
+    return f"{name} <{email}>" if email else name

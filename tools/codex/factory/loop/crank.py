@@ -21,6 +21,7 @@ from typing import Any
 
 from tools.codex.factory.core import convergence, symptoms
 from tools.codex.factory.core import feedback as fb
+from tools.codex.factory.core import gates as core_gates
 from tools.codex.factory.core import manifest as core_manifest
 from tools.codex.factory.core import units as core_units
 from tools.codex.factory.core.ids import validate_run_id
@@ -32,6 +33,8 @@ from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Event, Filter
 from tools.codex.factory.loop import evaluate, holdout, manifests
+from tools.codex.factory.loop import gates as loop_gates
+from tools.codex.factory.loop.gates import AwaitingReview, GateState
 from tools.codex.factory.loop.holdout import Holdout
 from tools.codex.factory.loop.service import SERVICE_KEYS, Service, ServiceDown, ServiceSpec
 from tools.codex.factory.records.crank import (
@@ -85,6 +88,8 @@ class CrankRequest:
     block_on_regression: bool | None = None
     resume: bool = False
     pr: bool = False  # open a pull request when it converges
+    gates: str | None = None  # spec=..,plan=..,ship=.. (else crank.gates, else asked)
+    ask: Callable[[str], str] | None = None  # asks the operator (a terminal), or None
     manifest_file: Path | None = None  # units and execution groups instead of a plan
     update_manifest: bool = False  # also mark progress in the operator's manifest file
     progress: Callable[[str], None] | None = None
@@ -208,6 +213,7 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
             raise UsageError("a resume needs the crank's ID (see `factory crank-status`)")
         return _resume(ctx, req)
     cfg = settings(ctx, req)
+    chosen = loop_gates.resolve(req.gates, ctx.config.get("crank.gates"), req.ask)
     base_ref = req.base_ref or str(ctx.config.get("run.base_ref"))
     commit = gitops.resolve_commit(ctx.repo, base_ref, "" if req.base_ref else "run.base_ref")
     loaded: manifests.Loaded | None = None
@@ -235,6 +241,8 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
     )
     for w in plan.workers:  # the operator's own text goes into every prompt
         _guard(sealed, f"the plan's task of worker {w.id}", w.task)
+    if req.progress is not None:  # what was understood, said back before anything runs
+        req.progress(f"factory: gates: {core_gates.describe(chosen)}")
     ensure_runs_dir(ctx)
     with ctx.ledger.lock():
         crank_id = _claim(ctx, req.crank_id, commit)
@@ -250,6 +258,7 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
             "crank.started", STAGE, ACTOR,
             base_ref=base_ref, base_commit=commit, branch=branch, plan=plan.as_dict(),
             plan_hash=digest(plan), workers=plan.ids(), **cfg.recorded(), **mode,
+            gates=core_gates.as_dict(chosen),
         )  # fmt: skip
     loop = _Loop(ctx, req, cfg, rec, sealed, branch, commit, plan, commit)
     with loop.locked():
@@ -346,9 +355,68 @@ class _Loop:
         }
         self.writer.write(STATE, jsonio.pretty(state))
 
+    # -- gates ---------------------------------------------------------------------------------
+    def gate(self, name: str, summary: str) -> None:
+        """Pass the gate (auto, skip: recorded), or pause at it (review) until an operator
+        approves or rejects it; a gate decided once is not asked again."""
+        state = GateState.of(self.ctx.ledger.run_events(self.crank_id))
+        if name in state.approved:
+            return
+        mode = state.mode(name)
+        if mode != "review":
+            self.rec.emit("gate.passed", STAGE, ACTOR, gate=name, mode=mode)
+            return
+        file = f"GATE_{name}.md"
+        sha = self.writer.write_text(file, summary)
+        self.rec.emit("gate.awaiting", STAGE, ACTOR, gate=name, file=file, sha256=sha)
+        cid = self.crank_id
+        raise AwaitingReview(
+            name,
+            f"crank {cid} awaits your review at the {name} gate "
+            f"({self.ctx.layout.run_rel(cid)}/{file}): approve with `factory approve --crank-id "
+            f"{cid} --gate {name}`, or reject with feedback: `factory reject --crank-id {cid} "
+            f"--gate {name} --feedback TEXT`",
+        )
+
+    def summary(self, gate: str, trajectory: list[Iteration]) -> str:
+        """What the operator approves: what will be built (spec), how (plan), the result (ship)."""
+        lines = [f"# Crank {self.crank_id}: the {gate} gate", ""]
+        if gate == "spec":
+            lines += ["What the workers are asked to build:", ""]
+            lines += [f"## {w.id}\n\n{w.task}\n" for w in self.plan.workers]
+        elif gate == "plan":
+            lines += ["| Worker | Allow | Deny | Shared |", "|---|---|---|---|"]
+            for w in self.plan.workers:
+                lines.append(
+                    f"| {w.id} | {', '.join(w.allow)} | {', '.join(w.deny) or '-'} | "
+                    f"{', '.join(w.shared) or '-'} |"
+                )
+            lines += ["", f"Base: `{self.base}`; scenarios sealed: {len(self.sealed.scenarios)}."]
+        else:
+            last = trajectory[-1] if trajectory else None
+            sat = convergence.percent(last["satisfaction"]) if last else "-"
+            lines += [f"Satisfaction {sat}; branch `{self.branch}` at `{self.tip}`."]
+        return "\n".join(lines) + "\n"
+
+    def paused(self, trajectory: list[Iteration], exc: AwaitingReview) -> CrankResult:
+        decision = Decision(
+            decision="AWAITING_REVIEW", kind=exc.gate, reason=str(exc), evidence=[], advice="",
+            regressions=[],
+        )  # fmt: skip
+        return CrankResult(
+            crank_id=self.crank_id, decision=decision, trajectory=trajectory, branch=self.branch,
+            tip=self.tip, runs=self.runs, report=None, feedback=self.feedback_files,
+        )  # fmt: skip
+
     def run(self, first: int, trajectory: list[Iteration], feedback_text: str) -> CrankResult:
         decision: Decision | None = None
         n = first
+        try:
+            if not trajectory:
+                self.gate("spec", self.summary("spec", trajectory))
+                self.gate("plan", self.summary("plan", trajectory))
+        except AwaitingReview as exc:
+            return self.paused(trajectory, exc)
         if self.cfg.service is not None:
             self.service = Service(self.cfg.service, self.ctx.repo)
         try:
@@ -367,10 +435,14 @@ class _Loop:
                     f"crank {self.crank_id}: iteration {n}: gate 1 {it['gate1']}, satisfaction "
                     f"{convergence.percent(it['satisfaction'])} -> {decision['decision']}"
                 )
+                if decision["decision"] == "CONVERGED":
+                    self.gate("ship", self.summary("ship", trajectory))
                 if decision["decision"] != "CONTINUE":
                     break
                 feedback_text = self.compile(n, trajectory, checks, refused, tails, decision)
                 n += 1
+        except AwaitingReview as exc:
+            return self.paused(trajectory, exc)
         except HoldoutLeak as exc:
             decision = convergence.halted("holdout-leak", str(exc), [])
         except BranchMoved as exc:
@@ -398,12 +470,20 @@ class _Loop:
         trajectory = list(trajectory or [])
         decision: Decision | None = None
         n = first
+        try:
+            if not trajectory:
+                self.gate("spec", self.summary("spec", trajectory))
+                self.gate("plan", self.summary("plan", trajectory))
+        except AwaitingReview as exc:
+            return self.paused(trajectory, exc)
         if self.cfg.service is not None:
             self.service = Service(self.cfg.service, self.ctx.repo)
         try:
             while True:
                 state = core_units.statuses(m, history, checked)
                 verdict, why = core_units.decision(m, state)
+                if verdict == "CONVERGED":
+                    self.gate("ship", self.summary("ship", trajectory))
                 if verdict != "CONTINUE":
                     decision = units_decision(verdict, why, state)
                     break
@@ -436,6 +516,8 @@ class _Loop:
                     n, trajectory, checks, refused, tails, now, active, owners, state, workers
                 )
                 n += 1
+        except AwaitingReview as exc:
+            return self.paused(trajectory, exc)
         except HoldoutLeak as exc:
             decision = convergence.halted("holdout-leak", str(exc), [])
         except BranchMoved as exc:
@@ -496,6 +578,10 @@ class _Loop:
         parent = self.tip
         self._check_branch()
         run_id = self._run_id(n)
+        said = loop_gates.operator_feedback(
+            GateState.of(self.ctx.ledger.run_events(self.crank_id)).rejections
+        )
+        feedback_text = "\n".join(t for t in (said, feedback_text) if t)
         self.rec.emit("iteration.started", STAGE, ACTOR, iteration=n, run_id=run_id, base=parent)
         link = CrankLink(
             crank_id=self.crank_id,
@@ -897,8 +983,22 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
     loop = _Loop(ctx, req, cfg, rec, sealed, str(p["branch"]), str(p["base_commit"]), plan, tip)
     trajectory = [e.payload["inputs"] for e in events if e.event_type == "iteration.decided"]
     feedback_text = ""
+    gate_state = GateState.of(events)
+    if gate_state.awaiting is not None:
+        raise UsageError(
+            f"crank {crank_id} awaits review at the {gate_state.awaiting} gate: `factory approve "
+            f"--crank-id {crank_id}` or `factory reject --crank-id {crank_id} --gate "
+            f"{gate_state.awaiting} --feedback TEXT`"
+        )
     if p.get("mode") == "manifest":
         return _resume_units(ctx, loop, events, p, len(trajectory) + 1)
+    decided = [e.payload["decision"] for e in events if e.event_type == "iteration.decided"]
+    if decided and decided[-1]["decision"] == "CONVERGED":
+        with loop.locked():
+            rec.emit("crank.resumed", STAGE, ACTOR, iteration=len(trajectory) + 1)
+            if "ship" in gate_state.approved:
+                return loop.finish(list(trajectory), decided[-1])
+            return loop.run(len(trajectory) + 1, list(trajectory), "")  # ship was rejected
     if trajectory:
         n = trajectory[-1]["iteration"]
         name = f"feedback_iter_{n}.md"

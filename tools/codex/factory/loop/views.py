@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from tools.codex.factory.core import convergence
+from tools.codex.factory.core import gates as core_gates
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.core.paths import LOGS_DIR, Z_DIR
+from tools.codex.factory.core.text import clip, one_line
 from tools.codex.factory.errors import BlockedError, UsageError
 from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
+from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.loop import crank as crank_mod
 from tools.codex.factory.loop import evaluate, holdout, pr
+from tools.codex.factory.loop.gates import GateState
 from tools.codex.factory.records.crank import Iteration
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
@@ -102,9 +107,12 @@ def cmd_crank_status(ctx: Context, crank_id: str | None) -> Outcome:
     finished = next((e.payload for e in events if e.event_type == "crank.finished"), None)
     started = [e.payload["iteration"] for e in events if e.event_type == "iteration.started"]
     last = decided[-1]["decision"] if decided else None
+    waiting = GateState.of(events).awaiting
     data: dict[str, Any] = {
         "crank_id": crank_id,
-        "state": "finished" if finished else "running or stopped",
+        "state": "finished"
+        if finished
+        else (f"awaiting review at the {waiting} gate" if waiting else "running or stopped"),
         "iteration": max(started, default=0),
         "trajectory": [_row(p["inputs"]) for p in decided],
         "last_decision": last["decision"] if last else None,
@@ -117,7 +125,12 @@ def cmd_crank_status(ctx: Context, crank_id: str | None) -> Outcome:
     ]
     for r in data["trajectory"]:
         lines.append(f"  {r['iteration']:>3}  {r['gate1']:<7}  {r['percent']:>6}  {r['run_id']}")
-    if not finished:
+    if waiting:
+        lines.append(
+            f"approve it with `factory approve --crank-id {crank_id}`, or reject it with "
+            f"`factory reject --crank-id {crank_id} --gate {waiting} --feedback TEXT`"
+        )
+    elif not finished:
         lines.append(f"resume it with `factory crank --resume --crank-id {crank_id}`")
     return Outcome(Status.PASS, data, "\n".join(lines))
 
@@ -242,3 +255,87 @@ def _scenarios_outcome(
         lines.append(f"written: {written}")
     status = Status.PASS if sat["passed"] == sat["total"] else Status.FAIL
     return Outcome(status, data, "\n".join(lines))
+
+
+# -- gates -----------------------------------------------------------------------------------------
+def _waiting(ctx: Context, crank_id: str) -> tuple[str, GateState]:
+    cid = validate_run_id(crank_id, "crank ID")
+    events = ctx.ledger.run_events(cid)
+    if not any(e.event_type == "crank.started" for e in events):
+        raise UsageError(f"no crank {cid} in the ledger")
+    if any(e.event_type == "crank.finished" for e in events):
+        raise UsageError(f"crank {cid} has finished")
+    return cid, GateState.of(events)
+
+
+def _who(ctx: Context, by: str | None) -> str:
+    who = (by or gitops.user_identity(ctx.repo) or "").strip()
+    if not who:
+        raise UsageError("who decides? set git's user.name, or give the name (by)")
+    return clip(one_line(who), 200)
+
+
+def cmd_approve(
+    ctx: Context,
+    crank_id: str,
+    gate: str | None,
+    rest: str | None,
+    note: str,
+    by: str | None,
+    progress: Callable[[str], None] | None,
+) -> Outcome:
+    """Approve the gate a crank waits at (and, with ``rest``, set every later gate), then go on."""
+    cid, state = _waiting(ctx, crank_id)
+    if state.awaiting is None:
+        raise UsageError(f"crank {cid} is not waiting for a review")
+    if gate is not None and gate != state.awaiting:
+        raise UsageError(f"crank {cid} waits at the {state.awaiting} gate, not at {gate}")
+    rec = Recorder(ctx.ledger, cid, crank_mod.KIND)
+    rec.emit(
+        "gate.approved", crank_mod.STAGE, "operator",
+        gate=state.awaiting, by=_who(ctx, by), note=clip(note, 2000),
+    )  # fmt: skip
+    if rest is not None:
+        later = core_gates.GATES[core_gates.GATES.index(state.awaiting) + 1 :]
+        if later:
+            changed = core_gates.parse(",".join(f"{g}={rest}" for g in later), state.gates)
+            rec.emit(
+                "gate.changed", crank_mod.STAGE, "operator",
+                gates=core_gates.as_dict(changed), by=_who(ctx, by),
+            )  # fmt: skip
+    return cmd_crank(ctx, crank_mod.CrankRequest(resume=True, crank_id=cid, progress=progress))
+
+
+def cmd_reject(
+    ctx: Context,
+    crank_id: str,
+    gate: str,
+    feedback: str,
+    by: str | None,
+    progress: Callable[[str], None] | None,
+) -> Outcome:
+    """Reject the gate a crank waits at: the feedback goes to the agents in the next iteration
+    (through the leak guard, with every prompt), and the crank goes on."""
+    cid, state = _waiting(ctx, crank_id)
+    if state.awaiting != gate:
+        raise UsageError(f"crank {cid} does not wait at the {gate} gate")
+    if not feedback.strip():
+        raise UsageError("a rejection needs feedback for the agents")
+    rec = Recorder(ctx.ledger, cid, crank_mod.KIND)
+    rec.emit(
+        "gate.rejected", crank_mod.STAGE, "operator",
+        gate=gate, by=_who(ctx, by), feedback=clip(feedback, 20000),
+    )  # fmt: skip
+    return cmd_crank(ctx, crank_mod.CrankRequest(resume=True, crank_id=cid, progress=progress))
+
+
+def cmd_gates(ctx: Context, crank_id: str, settings: str, by: str | None) -> Outcome:
+    """Change the gates a crank has not passed yet (e.g. ``ship=auto``: "just finish up")."""
+    cid, state = _waiting(ctx, crank_id)
+    changed = core_gates.parse(settings, state.gates)
+    Recorder(ctx.ledger, cid, crank_mod.KIND).emit(
+        "gate.changed", crank_mod.STAGE, "operator",
+        gates=core_gates.as_dict(changed), by=_who(ctx, by),
+    )  # fmt: skip
+    data = {"crank_id": cid, "gates": core_gates.as_dict(changed)}
+    return Outcome(Status.PASS, data, f"crank {cid}: gates {core_gates.describe(changed)}")

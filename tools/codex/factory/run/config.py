@@ -116,6 +116,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "threshold": "0.80",
         "max_iterations": 5,
         "block_on_regression": False,
+        "gates": None,  # spec=..,plan=..,ship=.. (auto | review | skip); none: asked
     },
     "feature_flags": {
         "record_check_output_in_ledger": False,

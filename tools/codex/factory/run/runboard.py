@@ -119,7 +119,7 @@ def _crank_lines(run_id: str, crank: dict[str, Any], wid: str) -> list[str]:
         "",
     ]
     feedback = str((crank.get("feedback_by_worker") or {}).get(wid, crank.get("feedback")) or "")
-    if n > 1 and feedback:
+    if feedback:
         lines += [
             "### Feedback from the previous iteration",
             "",

@@ -446,7 +446,6 @@ USED_BY_TESTS_ONLY = {
     "core/symptoms.py CLASSES": "pure: the symptom classes feedback counts",
     "core/manifest.py unit_of": "pure: the unit a worker runs (the crank wires it next)",
     "core/manifest.py scope_doc": "pure: a unit's scope as a record holds it (the crank wires it next)",
-    "core/escalation.py escalation": "pure: every reason to pause and ask (the crank wires it next)",
 }
 
 

@@ -141,3 +141,21 @@ def write_manifest(root: Path, text: str = MANIFEST) -> Path:
     path = root / "manifest.md"
     path.write_text(text)
     return path
+
+
+def settle(
+    repo: Path, code: int, data: dict[str, Any], out: str
+) -> tuple[int, dict[str, Any], str]:
+    """Approve every escalation a crank pauses at (the operator accepts its stop or lets it go
+    on) until it finishes; the crank's last outcome and every output on the way."""
+    for _ in range(10):
+        if (data.get("decision"), data.get("kind")) != ("AWAITING_REVIEW", "escalation"):
+            break
+        res = run_cli(
+            "--repo", str(repo), "--now", PINNED, "approve", "--crank-id", data["crank_id"],
+            "--by", "tester", "--json",
+        )  # fmt: skip
+        code = res.returncode
+        data = json.loads(res.stdout) if res.stdout.strip().startswith("{") else {}
+        out += res.stdout + res.stderr
+    return code, data, out

@@ -19,6 +19,7 @@ from tests.loop.conftest import (
     plan_of,
     resume,
     scenario,
+    settle,
 )
 from tests.support.repos import PINNED, git, run_cli
 from tools.codex.factory.core.scenarios import scenario_id
@@ -87,6 +88,9 @@ def test_crank_status_reads_the_trajectory_from_the_ledger(converging: Path) -> 
 def test_an_agent_that_never_improves_stalls_with_the_signature(tmp_path: Path) -> None:
     repo = make_crank_repo(tmp_path / "repo", "stuck")
     code, data, out = crank(repo)
+    assert (data["decision"], data["kind"]) == ("AWAITING_REVIEW", "escalation"), out
+    assert "the crank stalled (same-failure)" in data["reason"]  # it asks before it stops
+    code, data, out = settle(repo, code, data, out)
     assert code == 3, out
     assert (data["decision"], data["kind"]) == ("STALLED", "same-failure")
     assert len(data["trajectory"]) == 3
@@ -98,7 +102,7 @@ def test_an_agent_that_never_improves_stalls_with_the_signature(tmp_path: Path) 
 
 def test_an_agent_that_oscillates_stalls_as_an_oscillation(tmp_path: Path) -> None:
     repo = make_crank_repo(tmp_path / "repo", "oscillate", scenarios=TWO)
-    code, data, out = crank(repo)
+    code, data, out = settle(repo, *crank(repo))
     assert code == 3, out
     assert (data["decision"], data["kind"]) == ("STALLED", "oscillation")
     assert "iteration 3 integrated the same tree as iteration 1" in data["reason"]
@@ -110,8 +114,8 @@ def test_a_regression_is_reported_first_and_blocks_with_the_flag(tmp_path: Path)
     assert code == 0, out  # without the flag: 2/3 meets 0.6, the regression is reported
     assert data["decision"] == "CONVERGED" and data["regressions"] == [ADD]
     repo2 = make_crank_repo(tmp_path / "repo2", "regress")
-    code, data, out = crank(
-        repo2, "--threshold", "0.6", "--block-on-regression", "--max-iterations", "3"
+    code, data, out = settle(
+        repo2, *crank(repo2, "--threshold", "0.6", "--block-on-regression", "--max-iterations", "3")
     )
     assert code == 3, out
     assert data["decision"] == "EXHAUSTED" and data["regressions"] == [ADD]

@@ -137,3 +137,25 @@ def test_on_a_terminal_the_crank_asks_until_an_answer_is_clear() -> None:
     assert core_gates.describe(
         loop_gates.resolve(None, "spec=skip,plan=auto,ship=review", None)
     ) == ("spec: skip, plan: auto, ship: review")
+
+
+def test_required_checks_failing_three_times_pause_even_in_full_auto(tmp_path: Path) -> None:
+    failing = {"name": "never", "argv": ["{python}", "-c", "raise SystemExit(1)"], "timeout_s": 60}
+    repo = make_crank_repo(tmp_path / "repo", "converge", checks={"required": [failing]})
+    code, data, out = start(repo, "spec=auto,plan=auto,ship=auto")
+    assert (code, data["decision"], data["kind"]) == (3, "AWAITING_REVIEW", "escalation"), out
+    assert (
+        "the required checks failed in 3 iterations in a row (iterations 1-3)" in data["reason"]
+        or "the required checks failed in 3 iterations in a row" in data["reason"]
+    )
+    assert (repo / "tools/codex/runs/g1/GATE_escalation_3.md").exists()
+    code, data, out = cli(
+        repo, "reject", "--crank-id", "g1", "--gate", "escalation", "--by", "Al",
+        "--feedback", "The check 'never' is broken on purpose: ignore it.",
+    )  # fmt: skip
+    prompt = (repo / "tools/codex/runs/g1.i4/A_worker/PROMPT.md").read_text()
+    assert "The check 'never' is broken on purpose: ignore it." in prompt
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "g1", "--json")
+    doc = json.loads(replay.stdout)
+    assert doc["ok"], doc["divergences"]
+    assert any("escalation after iteration 3" in line for line in doc["state"]["gates"])

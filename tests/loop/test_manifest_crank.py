@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.audit.test_replay import ledger_lines, rewrite_ledger
-from tests.loop.conftest import make_crank_repo, unit_scenarios, write_manifest
+from tests.loop.conftest import make_crank_repo, settle, unit_scenarios, write_manifest
 from tests.support.repos import PINNED, git, run_cli
 from tools.codex.factory.core import manifest as core_manifest
 from tools.codex.factory.errors import UsageError
@@ -23,12 +23,19 @@ def test_units_converge_at_once_after_feedback_or_are_escalated(tmp_path: Path) 
         "--repo", str(repo), "--now", PINNED, "crank", "--manifest", str(manifest), "--json",
         "--update-manifest",
     )  # fmt: skip
-    assert res.returncode == 3, res.stdout + res.stderr
     data = json.loads(res.stdout)
+    assert (data["decision"], data["kind"]) == ("AWAITING_REVIEW", "escalation"), res.stdout
+    assert "unit sub (worker Usub) failed the same way 3 times" in data["reason"]
+    code, data, out = settle(repo, res.returncode, data, res.stdout + res.stderr)
+    assert code == 3, out
     assert (data["decision"], data["kind"]) == ("EXHAUSTED", "units")
     assert "unit(s) sub used their 3 attempt(s)" in data["reason"]
     # Group 1 (parallel): add and mul together, then mul alone; group 2: sub three times.
-    runs = data["runs"]
+    runs = [
+        e["payload"]["run_id"]
+        for e in ledger_lines(repo)
+        if e["event_type"] == "iteration.started" and e["run_id"] == data["crank_id"]
+    ]
     assert len(runs) == 5
     launched = [
         sorted(
@@ -84,8 +91,13 @@ def test_a_resume_skips_the_completed_units(tmp_path: Path) -> None:
         "--repo", str(repo), "--now", PINNED, "crank", "--resume", "--crank-id", "m1", "--json",
         env=env, real=True,
     )  # fmt: skip
-    assert res.returncode == 3, res.stdout + res.stderr
-    data = json.loads(res.stdout)
+    code, data, out = settle(repo, res.returncode, json.loads(res.stdout), res.stdout)
+    assert code == 3, out
+    mine = [e for e in ledger_lines(repo) if e["run_id"] == "m1"]
+    resumed = next(i for i, e in enumerate(mine) if e["event_type"] == "crank.resumed")
+    data["runs"] = [  # the runs after the resume
+        e["payload"]["run_id"] for e in mine[resumed:] if e["event_type"] == "iteration.started"
+    ]
     launched = [
         sorted(
             json.loads((repo / "tools/codex/runs" / r / "RUN_MANIFEST.json").read_text())["workers"]

@@ -394,9 +394,14 @@ def _check_gates(events: Sequence[Event]) -> tuple[list[str], list[Divergence]]:
             state = GateState.of([start])
             continue
         pl = e.payload
-        if e.event_type == "gate.awaiting" and state.mode(str(pl["gate"])) != "review":
+        gate = str(pl.get("gate", ""))
+        if e.event_type == "gate.awaiting" and gate == "escalation":
+            log.append(
+                f"{e.ts_utc} escalation after iteration {pl['iteration']}: {pl['reasons'][0]}"
+            )
+        elif e.event_type == "gate.awaiting" and state.mode(gate) != "review":
             out.append(divergence(e.seq, f"{pl['gate']} gate", "passed (not review)", "paused"))
-        if e.event_type == "gate.passed" and state.mode(str(pl["gate"])) == "review":
+        if e.event_type == "gate.passed" and state.mode(gate) == "review":
             out.append(divergence(e.seq, f"{pl['gate']} gate", "paused for review", "passed"))
         if e.event_type in ("gate.approved", "gate.rejected", "gate.changed"):
             what = e.event_type.split(".", 1)[1]

@@ -737,7 +737,12 @@ def _asker(as_json: bool) -> Callable[[str], str] | None:
 
 @cli.command("approve")
 @click.option("--crank-id", required=True, help="The crank waiting for a review.")
-@click.option("--gate", type=click.Choice(["spec", "plan", "ship"]), default=None, help="The gate.")
+@click.option(
+    "--gate",
+    type=click.Choice(["spec", "plan", "ship", "escalation"]),
+    default=None,
+    help="The gate.",
+)
 @click.option(
     "--rest",
     type=click.Choice(["auto", "review", "skip"]),
@@ -769,7 +774,10 @@ def approve_cmd(
 @cli.command("reject")
 @click.option("--crank-id", required=True, help="The crank waiting for a review.")
 @click.option(
-    "--gate", type=click.Choice(["spec", "plan", "ship"]), required=True, help="The gate."
+    "--gate",
+    type=click.Choice(["spec", "plan", "ship", "escalation"]),
+    required=True,
+    help="The gate.",
 )
 @click.option(
     "--feedback",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory.core import convergence, symptoms
+from tools.codex.factory.core import convergence, escalation, symptoms
 from tools.codex.factory.core import feedback as fb
 from tools.codex.factory.core import gates as core_gates
 from tools.codex.factory.core import manifest as core_manifest
@@ -254,6 +254,9 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
         mode: dict[str, Any] = {}
         if loaded is not None:
             mode = {"mode": "manifest", "manifest": dict(core_manifest.to_doc(loaded.manifest))}
+            if req.update_manifest and req.manifest_file is not None:
+                # Where to mark progress, also after a pause: the operator asked for this write.
+                mode["update_manifest"] = str(req.manifest_file)
         rec.emit(
             "crank.started", STAGE, ACTOR,
             base_ref=base_ref, base_commit=commit, branch=branch, plan=plan.as_dict(),
@@ -272,6 +275,8 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
         loop.write_state()
         if loaded is not None:
             loop.writer.write(MANIFEST_COPY, loaded.data)
+            if req.update_manifest:
+                loop.update_manifest = req.manifest_file
             return loop.run_units(loaded, 1, [])
         return loop.run(1, [], "")
 
@@ -317,6 +322,7 @@ class _Loop:
     active: list[str] | None = None  # worker IDs to launch (None: the whole plan)
     judged: Holdout | None = None  # the scenarios evaluated (None: all sealed ones)
     by_worker: dict[str, str] | None = None  # per-worker feedback for the next launch
+    update_manifest: Path | None = None  # the operator's manifest, when progress is marked there
 
     @property
     def crank_id(self) -> str:
@@ -378,6 +384,36 @@ class _Loop:
             f"--gate {name} --feedback TEXT`",
         )
 
+    def escalate(self, n: int, reasons: list[str]) -> None:
+        """Proactive escalation, whatever the gates say: pause after iteration ``n`` for any of
+        ``reasons`` (once per iteration: an approval lets the crank go on)."""
+        if not reasons:
+            return
+        state = GateState.of(self.ctx.ledger.run_events(self.crank_id))
+        if state.escalated == n:
+            return
+        text = "\n".join(
+            [
+                f"# Crank {self.crank_id}: escalation after iteration {n}",
+                "",
+                *[f"- {r}" for r in reasons],
+                "",
+            ]
+        )
+        file = f"GATE_escalation_{n}.md"
+        sha = self.writer.write_text(file, text)
+        self.rec.emit(
+            "gate.awaiting", STAGE, ACTOR, gate="escalation", file=file, sha256=sha, iteration=n,
+            reasons=reasons,
+        )  # fmt: skip
+        cid = self.crank_id
+        raise AwaitingReview(
+            "escalation",
+            f"crank {cid} needs you: {reasons[0]}; approve to accept its decision (or go on), "
+            f"`factory approve --crank-id {cid}`; or give the agents feedback and go on, "
+            f"`factory reject --crank-id {cid} --gate escalation --feedback TEXT`",
+        )
+
     def summary(self, gate: str, trajectory: list[Iteration]) -> str:
         """What the operator approves: what will be built (spec), how (plan), the result (ship)."""
         lines = [f"# Crank {self.crank_id}: the {gate} gate", ""]
@@ -437,9 +473,16 @@ class _Loop:
                 )
                 if decision["decision"] == "CONVERGED":
                     self.gate("ship", self.summary("ship", trajectory))
+                if decision["decision"] == "CONTINUE":
+                    feedback_text = self.compile(n, trajectory, checks, refused, tails, decision)
+                self.escalate(
+                    n,
+                    escalation.escalation(
+                        [], trajectory, decision, max_iterations=self.cfg.max_iterations
+                    ),
+                )
                 if decision["decision"] != "CONTINUE":
                     break
-                feedback_text = self.compile(n, trajectory, checks, refused, tails, decision)
                 n += 1
         except AwaitingReview as exc:
             return self.paused(trajectory, exc)
@@ -515,6 +558,12 @@ class _Loop:
                 self.by_worker = self.compile_units(
                     n, trajectory, checks, refused, tails, now, active, owners, state, workers
                 )
+                self.escalate(
+                    n,
+                    escalation.escalation(
+                        history, trajectory, None, max_iterations=m.max_iterations
+                    ),
+                )
                 n += 1
         except AwaitingReview as exc:
             return self.paused(trajectory, exc)
@@ -529,8 +578,8 @@ class _Loop:
         final = "completed" if decision["decision"] == "CONVERGED" else "failed"
         data = manifests.marked(loaded, state, final)
         self.writer.write(MANIFEST_COPY, data)
-        if self.req.update_manifest and self.req.manifest_file is not None:
-            target = self.req.manifest_file
+        if self.update_manifest is not None:
+            target = self.update_manifest
             GuardedWriter(target.parent).write(target.name, data)
             self.say(
                 f"factory: marked progress in {target} (the only write outside the run folder)"
@@ -993,6 +1042,14 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
     if p.get("mode") == "manifest":
         return _resume_units(ctx, loop, events, p, len(trajectory) + 1)
     decided = [e.payload["decision"] for e in events if e.event_type == "iteration.decided"]
+    last_n = len(trajectory)
+    final = decided[-1]["decision"] in ("STALLED", "EXHAUSTED") if decided else False
+    if final and gate_state.escalated == last_n and gate_state.verdicts:
+        with loop.locked():
+            rec.emit("crank.resumed", STAGE, ACTOR, iteration=last_n + 1)
+            if gate_state.verdicts.get(last_n) == "approved":  # the operator accepts the stop
+                return loop.finish(list(trajectory), decided[-1])
+            return loop.run(last_n + 1, list(trajectory), "")  # go on with their feedback
     if decided and decided[-1]["decision"] == "CONVERGED":
         with loop.locked():
             rec.emit("crank.resumed", STAGE, ACTOR, iteration=len(trajectory) + 1)
@@ -1054,6 +1111,8 @@ def _resume_units(
                 )
             by_worker[core_manifest.worker_id(str(pl["unit"]))] = text.decode("utf-8")
     loop.by_worker = by_worker
+    if p.get("update_manifest"):
+        loop.update_manifest = Path(str(p["update_manifest"]))
     with loop.locked():
         _reset_own_commit(ctx, loop, events)
         loop.rec.emit("crank.resumed", STAGE, ACTOR, iteration=first)

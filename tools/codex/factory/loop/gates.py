@@ -51,6 +51,8 @@ class GateState:
     awaiting: str | None  # the gate it waits at, if any
     approved: set[str]  # gates approved (or rejected: decided) since they last paused
     rejections: list[str]  # operators' feedback not yet given to the agents
+    escalated: int | None = None  # the iteration the last escalation paused after
+    verdicts: dict[int, str] | None = None  # escalation iteration -> approved | rejected
 
     @classmethod
     def of(cls, events: Sequence[Event]) -> GateState:
@@ -68,20 +70,31 @@ class GateState:
         elif e.event_type == "gate.awaiting":
             self.awaiting = str(p["gate"])
             self.approved.discard(str(p["gate"]))
+            if p["gate"] == "escalation":
+                self.escalated = int(p["iteration"])
         elif e.event_type == "gate.passed":
             self.approved.add(str(p["gate"]))
         elif e.event_type == "gate.approved":
             self.awaiting = None
-            self.approved.add(str(p["gate"]))
+            if p["gate"] == "escalation":
+                self.verdict("approved")
+            else:
+                self.approved.add(str(p["gate"]))
         elif e.event_type == "gate.rejected":
             # The feedback goes to the agents; a rejected spec or plan is decided (the work goes
             # on with it), a rejected ship is asked again at the next convergence.
             self.awaiting = None
             self.rejections.append(str(p["feedback"]))
-            if p["gate"] != "ship":
+            if p["gate"] == "escalation":
+                self.verdict("rejected")
+            elif p["gate"] != "ship":
                 self.approved.add(str(p["gate"]))
         elif e.event_type == "iteration.started":
             self.rejections = []  # given to the agents of that iteration
+
+    def verdict(self, how: str) -> None:
+        if self.escalated is not None:
+            self.verdicts = {**(self.verdicts or {}), self.escalated: how}
 
     def mode(self, gate: str) -> str:
         return str(getattr(self.gates, gate))

@@ -107,6 +107,15 @@ def test_ship_review_waits_after_convergence_and_an_edited_setting_is_caught(
     replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "g1")
     assert replay.returncode == 3
     assert "ship gate: expected passed (not review); found paused" in replay.stdout
+    events = ledger_lines(repo)
+    next(e for e in events if e["event_type"] == "crank.started")["payload"]["gates"]["ship"] = (
+        "review"
+    )
+    next(e for e in events if e["event_type"] == "gate.approved")["payload"]["gate"] = "plan"
+    rewrite_ledger(repo, events)  # an approval edited to name another gate
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "g1")
+    assert replay.returncode == 3
+    assert "gate.approved plan: expected the awaited gate (ship); found plan" in replay.stdout
 
 
 def test_gates_change_mid_run(tmp_path: Path) -> None:

@@ -3,10 +3,17 @@ when the iteration touched its restart globs, and never left running (real proce
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from tests.loop.conftest import crank, make_crank_repo
-from tests.support.repos import pid_alive, run_cli
+import pytest
+
+from tests.loop.conftest import crank, make_crank_repo, plan_of
+from tests.support.repos import PINNED, ROOT, pid_alive, run_cli
 
 SERVICE = """\
 import http.server, json, os, sys, urllib.parse
@@ -111,3 +118,34 @@ def test_a_service_that_never_gets_healthy_halts_as_infrastructure(tmp_path: Pat
 def crank_replay(repo: Path, crank_id: str) -> str:
     res = run_cli("--repo", str(repo), "ledger-replay", "--run-id", crank_id)
     return res.stdout.strip()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a process group is POSIX")
+def test_ctrl_c_stops_the_service_and_the_agents(tmp_path: Path) -> None:
+    record = tmp_path / "starts.log"
+    service = {
+        "start": ["{python}", "svc/service.py", "{port}", str(record)],
+        "health": "http://127.0.0.1:{port}/health",
+        "restart_on": ["src/**"],
+    }
+    repo = make_crank_repo(tmp_path / "repo", "slow", SCENARIOS, service=service)
+    marker = tmp_path / "agent.pid"
+    env = {**os.environ, "CRANK_TEST_SLOW_MARKER": str(marker)}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    factory = subprocess.Popen(
+        [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), "--now", PINNED,
+         "crank", "--plan", str(plan_of(repo))],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), factory.communicate(timeout=5)
+    time.sleep(0.3)
+    factory.send_signal(signal.SIGINT)
+    factory.communicate(timeout=60)
+    pids = [int(p) for p in record.read_text().split()] + [int(marker.read_text())]
+    deadline = time.monotonic() + 10
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(pid_alive(p) for p in pids)  # the service and the agent are gone

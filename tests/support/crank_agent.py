@@ -11,7 +11,8 @@ iterations and mul (without add) on even ones; ``regress`` writes add, then mul 
 breaking add; ``peek`` writes what it finds of ``scenarios/`` (and every file of its worktree holding the
 token ``CRANK_TEST_CANARY`` names) into ``notes/peek.json``, then converges; ``crash``
 converges, but in iteration 2 first kills the factory (once: ``CRANK_TEST_CRASH_MARKER``);
-``moveref`` commits a protected file and moves the crank's branch onto that commit; ``unit``
+``slow`` converges, but in iteration 2 writes its pid to ``CRANK_TEST_SLOW_MARKER`` and
+sleeps (for a Ctrl-C); ``moveref`` commits a protected file and moves the crank's branch onto that commit; ``unit``
 (a manifest crank's worker ``U<op>``, its ID the second argument) writes ``src/<op>.py``:
 ``add`` right at once, ``mul`` right once it has feedback, ``sub`` never.
 """
@@ -23,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 BODIES = {"add": "a + b", "mul": "a * b", "sub": "a - b"}
@@ -71,6 +73,12 @@ def main() -> int:
         os.kill(os.getppid(), 9)  # the factory dies mid-iteration, as on a power cut
         return 1
     if mode == "crash":
+        mode = "converge"
+    slow = os.environ.get("CRANK_TEST_SLOW_MARKER")
+    if mode == "slow" and n == 2 and slow:
+        Path(slow).write_text(str(os.getpid()))
+        time.sleep(60)  # the operator presses Ctrl-C now
+    if mode == "slow":
         mode = "converge"
     if mode == "unit":
         # A manifest crank's unit U<op>: add is right at once, mul after feedback, sub never.

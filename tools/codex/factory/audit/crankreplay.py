@@ -403,6 +403,12 @@ def _check_gates(events: Sequence[Event]) -> tuple[list[str], list[Divergence]]:
             out.append(divergence(e.seq, f"{pl['gate']} gate", "passed (not review)", "paused"))
         if e.event_type == "gate.passed" and state.mode(gate) == "review":
             out.append(divergence(e.seq, f"{pl['gate']} gate", "paused for review", "passed"))
+        if e.event_type in ("gate.approved", "gate.rejected") and gate != state.awaiting:
+            out.append(
+                divergence(
+                    e.seq, f"{e.event_type} {gate}", f"the awaited gate ({state.awaiting})", gate
+                )
+            )
         if e.event_type in ("gate.approved", "gate.rejected", "gate.changed"):
             what = e.event_type.split(".", 1)[1]
             log.append(f"{e.ts_utc} {pl.get('gate', 'gates')} {what} by {pl.get('by', '?')}")

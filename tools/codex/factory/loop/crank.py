@@ -323,6 +323,7 @@ class _Loop:
     judged: Holdout | None = None  # the scenarios evaluated (None: all sealed ones)
     by_worker: dict[str, str] | None = None  # per-worker feedback for the next launch
     update_manifest: Path | None = None  # the operator's manifest, when progress is marked there
+    group: int | None = None  # the execution group at work
 
     @property
     def crank_id(self) -> str:
@@ -533,6 +534,9 @@ class _Loop:
                 found = core_units.next_units(m, state)
                 assert found is not None  # CONTINUE means a unit is open
                 group, active = found
+                if self.service is not None and group != self.group:
+                    self.service.stop()  # one service per execution group
+                self.group = group
                 self.active = sorted(workers[u] for u in active)
                 self.judged = judged_for(self.sealed, owners, active)
                 it, checks, refused, tails = self.iteration(n, "")

@@ -47,7 +47,8 @@ def test_plan_review_pauses_then_an_approval_lets_it_converge(tmp_path: Path) ->
     code, data, out = start(repo, "spec=auto,plan=review,ship=auto")
     assert code == 3, out
     assert (data["decision"], data["kind"]) == ("AWAITING_REVIEW", "plan")
-    assert "factory approve --crank-id g1 --gate plan" in data["reason"]
+    assert "awaits your review at the plan gate" in data["reason"]
+    assert "factory approve --crank-id g1 --gate plan" in data["advice"]
     summary = (repo / "tools/codex/runs/g1/GATE_plan.md").read_text()
     assert "| A | src/**, notes/** |" in summary or "| A | notes/**, src/** |" in summary
     assert data["runs"] == []  # nothing ran

@@ -380,9 +380,7 @@ class _Loop:
         raise AwaitingReview(
             name,
             f"crank {cid} awaits your review at the {name} gate "
-            f"({self.ctx.layout.run_rel(cid)}/{file}): approve with `factory approve --crank-id "
-            f"{cid} --gate {name}`, or reject with feedback: `factory reject --crank-id {cid} "
-            f"--gate {name} --feedback TEXT`",
+            f"({self.ctx.layout.run_rel(cid)}/{file})",
         )
 
     def escalate(self, n: int, reasons: list[str]) -> None:
@@ -407,13 +405,7 @@ class _Loop:
             "gate.awaiting", STAGE, ACTOR, gate="escalation", file=file, sha256=sha, iteration=n,
             reasons=reasons,
         )  # fmt: skip
-        cid = self.crank_id
-        raise AwaitingReview(
-            "escalation",
-            f"crank {cid} needs you: {reasons[0]}; approve to accept its decision (or go on), "
-            f"`factory approve --crank-id {cid}`; or give the agents feedback and go on, "
-            f"`factory reject --crank-id {cid} --gate escalation --feedback TEXT`",
-        )
+        raise AwaitingReview("escalation", f"crank {self.crank_id} needs you: {reasons[0]}")
 
     def summary(self, gate: str, trajectory: list[Iteration]) -> str:
         """What the operator approves: what will be built (spec), how (plan), the result (ship)."""
@@ -436,8 +428,14 @@ class _Loop:
         return "\n".join(lines) + "\n"
 
     def paused(self, trajectory: list[Iteration], exc: AwaitingReview) -> CrankResult:
+        cid, gate = self.crank_id, exc.gate
+        accept = "accept its decision (or let it go on)" if gate == "escalation" else "approve"
+        advice = (
+            f"to {accept}: `factory approve --crank-id {cid} --gate {gate}`; to give the agents "
+            f"feedback and go on: `factory reject --crank-id {cid} --gate {gate} --feedback TEXT`"
+        )
         decision = Decision(
-            decision="AWAITING_REVIEW", kind=exc.gate, reason=str(exc), evidence=[], advice="",
+            decision="AWAITING_REVIEW", kind=gate, reason=str(exc), evidence=[], advice=advice,
             regressions=[],
         )  # fmt: skip
         return CrankResult(
@@ -1039,9 +1037,8 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
     gate_state = GateState.of(events)
     if gate_state.awaiting is not None:
         raise UsageError(
-            f"crank {crank_id} awaits review at the {gate_state.awaiting} gate: `factory approve "
-            f"--crank-id {crank_id}` or `factory reject --crank-id {crank_id} --gate "
-            f"{gate_state.awaiting} --feedback TEXT`"
+            f"crank {crank_id} awaits review at the {gate_state.awaiting} gate: approve or reject "
+            "it first (see `factory crank-status`)"
         )
     if p.get("mode") == "manifest":
         return _resume_units(ctx, loop, events, p, len(trajectory) + 1)

@@ -163,9 +163,55 @@ def test_required_checks_failing_three_times_pause_even_in_full_auto(tmp_path: P
         repo, "reject", "--crank-id", "g1", "--gate", "escalation", "--by", "Al",
         "--feedback", "The check 'never' is broken on purpose: ignore it.",
     )  # fmt: skip
+    assert data["runs"][0] == "g1.i4", out  # it went on
     prompt = (repo / "tools/codex/runs/g1.i4/A_worker/PROMPT.md").read_text()
     assert "The check 'never' is broken on purpose: ignore it." in prompt
     replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "g1", "--json")
     doc = json.loads(replay.stdout)
     assert doc["ok"], doc["divergences"]
     assert any("escalation after iteration 3" in line for line in doc["state"]["gates"])
+
+
+def test_a_deleted_pause_is_caught(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "converge")
+    start(repo, "spec=auto,plan=review,ship=auto")
+    code, _data, out = cli(repo, "approve", "--crank-id", "g1", "--by", "Al")
+    assert code == 0, out
+    events = [
+        e
+        for e in ledger_lines(repo)
+        if not (e["event_type"] in ("gate.awaiting", "gate.approved") and e["run_id"] == "g1")
+    ]
+    rewrite_ledger(repo, events)  # the pause and its approval gone, the chain redone
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "g1")
+    assert replay.returncode == 3
+    assert "plan gate: expected passed or decided first; found not" in replay.stdout
+
+
+def test_feedback_holding_a_scenario_line_is_refused_and_nothing_recorded(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "converge")
+    start(repo, "spec=review,plan=auto,ship=auto")
+    before = len(ledger_lines(repo))
+    leak = tmp_path / "feedback.md"
+    leak.write_text("Hint: assert add(2, 3) == 5, 'wrong add result'\n")
+    res = run_cli(
+        "--repo", str(repo), "reject", "--crank-id", "g1", "--gate", "spec", "--by", "Al",
+        "--feedback-file", str(leak),
+    )  # fmt: skip
+    assert res.returncode == 3
+    assert "holdout-leak: the rejection's feedback, line 1" in res.stderr
+    assert len(ledger_lines(repo)) == before
+    res = run_cli("--repo", str(repo), "reject", "--crank-id", "g1", "--gate", "spec")
+    assert res.returncode == 2 and "exactly one of --feedback TEXT or --feedback-file" in res.stderr
+
+
+def test_rest_at_an_escalation_sets_the_gates_not_passed(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "stuck")
+    code, data, out = start(repo, "spec=auto,plan=auto,ship=review")
+    assert data["kind"] == "escalation", out
+    code, data, out = cli(repo, "approve", "--crank-id", "g1", "--rest", "auto", "--by", "Al")
+    assert code == 3 and data["decision"] == "STALLED", out
+    (changed,) = events_of(repo, "gate.changed")
+    assert changed["payload"]["gates"]["ship"] == "auto"
+    res = run_cli("--repo", str(repo), "gates", "--crank-id", "g1", "spec=review")
+    assert res.returncode == 2  # finished: nothing to change

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.audit.test_replay import ledger_lines, rewrite_ledger
-from tests.loop.conftest import make_crank_repo, settle, unit_scenarios, write_manifest
+from tests.loop.conftest import (
+    MANIFEST,
+    make_crank_repo,
+    settle,
+    unit_scenarios,
+    write_manifest,
+)
 from tests.support.repos import PINNED, git, run_cli
 from tools.codex.factory.core import manifest as core_manifest
 from tools.codex.factory.errors import UsageError
@@ -141,3 +147,90 @@ def test_the_json_form_makes_the_same_plan(tmp_path: Path) -> None:
     as_json.write_text(json.dumps(doc))
     with pytest.raises(UsageError, match=r"manifest\.json: "):
         manifests.load(as_json)
+
+
+def test_a_scenario_outside_every_unit_is_refused(tmp_path: Path) -> None:
+    scenarios = {
+        **unit_scenarios(),
+        "scenarios/orphan.md": unit_scenarios()["scenarios/add/add.md"],
+    }
+    repo = make_crank_repo(tmp_path / "repo", "unit", scenarios)
+    manifest = write_manifest(tmp_path / "spec")
+    res = run_cli("--repo", str(repo), "crank", "--manifest", str(manifest))
+    assert res.returncode == 2
+    assert "scenario scenarios/orphan.md belongs to no unit of the manifest" in res.stderr
+
+
+def test_update_manifest_keeps_the_operator_s_edits_and_its_place(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "unit", unit_scenarios())
+    manifest = write_manifest(
+        tmp_path / "spec", MANIFEST.replace("max_iterations: 3", "max_iterations: 1")
+    )
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "crank", "--manifest", "spec/manifest.md",
+        "--update-manifest", "--gates", "spec=review,plan=auto,ship=auto", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert json.loads(res.stdout)["kind"] == "spec", res.stdout + res.stderr
+    manifest.write_text(manifest.read_text() + "\nA note the operator added while it waited.\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "approve", "--crank-id",
+        json.loads(res.stdout)["crank_id"], "--by", "Al", "--json", cwd=elsewhere,
+    )  # fmt: skip
+    _code, _data, out = settle(
+        repo, res.returncode, json.loads(res.stdout), res.stdout + res.stderr
+    )
+    text = manifest.read_text()
+    assert "A note the operator added while it waited." in text, out
+    assert "- [x] add: Addition" in text and "status: failed" in text
+    assert not (elsewhere / "spec").exists()
+
+
+def test_a_json_manifest_pauses_and_resumes(tmp_path: Path) -> None:
+    repo = make_crank_repo(tmp_path / "repo", "unit", unit_scenarios())
+    md = write_manifest(tmp_path / "spec")
+    as_json = tmp_path / "spec" / "manifest.json"
+    as_json.write_text(json.dumps(dict(core_manifest.to_doc(manifests.load(md).manifest))))
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "crank", "--manifest", str(as_json), "--gates",
+        "spec=auto,plan=review,ship=auto", "--json",
+    )  # fmt: skip
+    data = json.loads(res.stdout)
+    assert data["kind"] == "plan", res.stdout + res.stderr
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "approve", "--crank-id", data["crank_id"], "--by",
+        "Al", "--json",
+    )  # fmt: skip
+    code, data, out = settle(repo, res.returncode, json.loads(res.stdout), res.stdout + res.stderr)
+    assert (code, data["decision"]) == (3, "EXHAUSTED"), out
+    copy = json.loads((repo / "tools/codex/runs" / data["crank_id"] / "MANIFEST.md").read_text())
+    assert [u["done"] for u in copy["units"]] == [True, True, False]
+
+
+def test_the_operator_s_feedback_reaches_a_unit_beside_its_own(tmp_path: Path) -> None:
+    only_sub = {"scenarios/sub/sub.md": unit_scenarios()["scenarios/sub/sub.md"]}
+    repo = make_crank_repo(tmp_path / "repo", "unit", only_sub)
+    text = (
+        "---\ntitle: Sub\nstatus: pending\nthreshold: 1.0\nmax_iterations: 6\n---\n"
+        "## Units\n- [ ] sub: Subtraction — no dependencies\n\n"
+        "## Execution Order\nGroup 1 (sequential): sub\n"
+    )
+    manifest = write_manifest(tmp_path / "spec", text)
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "crank", "--manifest", str(manifest), "--json",
+        "--crank-id", "s1",
+    )  # fmt: skip
+    data = json.loads(res.stdout)
+    assert "failed the same way 3 times" in data["reason"], res.stdout + res.stderr
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "reject", "--crank-id", "s1", "--gate",
+        "escalation", "--by", "Al", "--feedback", "Subtract, do not add: OPERATOR-NOTE-7",
+        "--json",
+    )  # fmt: skip
+    prompt = (repo / "tools/codex/runs/s1.i4/Usub_worker/PROMPT.md").read_text()
+    assert "OPERATOR-NOTE-7" in prompt and "(sub): fail" in prompt  # both feedbacks
+    res = run_cli("--repo", str(repo), "--now", PINNED, "approve", "--crank-id", "s1", "--by", "Al")
+    later = (repo / "tools/codex/runs/s1.i5/Usub_worker/PROMPT.md").read_text()
+    assert "OPERATOR-NOTE-7" not in later, res.stdout + res.stderr  # given once

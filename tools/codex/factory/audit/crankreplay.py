@@ -389,11 +389,28 @@ def _check_gates(events: Sequence[Event]) -> tuple[list[str], list[Divergence]]:
     state: GateState | None = None
     log: list[str] = []
     out: list[Divergence] = []
+    seen: set[str] = set()  # gates passed, or paused at and then decided
     for e in events:
         if state is None:
             state = GateState.of([start])
             continue
         pl = e.payload
+        if e.event_type == "gate.passed" or (
+            e.event_type in ("gate.approved", "gate.rejected") and pl.get("gate") != "ship"
+        ):
+            seen.add(str(pl.get("gate")))
+        if e.event_type == "gate.approved" and pl.get("gate") == "ship":
+            seen.add("ship")
+        if e.event_type == "iteration.started" and not {"spec", "plan"} <= seen:
+            missing = ", ".join(g for g in ("spec", "plan") if g not in seen)
+            out.append(divergence(e.seq, f"{missing} gate", "passed or decided first", "not"))
+            seen |= {"spec", "plan"}  # said once
+        if (
+            e.event_type == "crank.finished"
+            and pl.get("decision") == "CONVERGED"
+            and "ship" not in seen
+        ):
+            out.append(divergence(e.seq, "ship gate", "passed or approved first", "not"))
         gate = str(pl.get("gate", ""))
         if e.event_type == "gate.awaiting" and gate == "escalation":
             log.append(

@@ -779,10 +779,12 @@ def approve_cmd(
     required=True,
     help="The gate.",
 )
+@click.option("--feedback", default=None, help="For the agents' next iteration (text).")
 @click.option(
-    "--feedback",
-    required=True,
-    help="For the agents' next iteration: text, or the path of a file holding it.",
+    "--feedback-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The feedback, from a file (UTF-8).",
 )
 @click.option("--by", default=None, help="Who rejects (default: git's user.name and email).")
 @json_option
@@ -792,19 +794,22 @@ def reject_cmd(
     click_ctx: click.Context,
     crank_id: str,
     gate: str,
-    feedback: str,
+    feedback: str | None,
+    feedback_file: Path | None,
     by: str | None,
     as_json: bool,
     json_out: Path | None,
 ) -> int:
     """Reject the gate a crank waits at: the feedback goes to the agents, the crank goes on."""
+    from tools.codex.factory.infra import fsutil
     from tools.codex.factory.loop import views
 
-    given = Path(feedback)
-    if given.is_file():
-        from tools.codex.factory.infra import fsutil
-
-        feedback = fsutil.read_file(given, str(given), limit=1 << 20).decode("utf-8", "replace")
+    if (feedback is None) == (feedback_file is None):
+        raise click.UsageError("give exactly one of --feedback TEXT or --feedback-file FILE")
+    if feedback_file is not None:
+        data = fsutil.read_file(feedback_file, str(feedback_file), limit=1 << 20)
+        feedback = data.decode("utf-8", "replace")
+    assert feedback is not None
     out = views.cmd_reject(_ctx(click_ctx), crank_id, gate, feedback, by, _progress(as_json))
     return emit(out, as_json, json_out)
 

@@ -241,6 +241,15 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
     )
     for w in plan.workers:  # the operator's own text goes into every prompt
         _guard(sealed, f"the plan's task of worker {w.id}", w.task)
+    if loaded is not None:
+        units_known = {u.id for u in loaded.manifest.units}
+        for s in sealed.scenarios:
+            unit = core_units.unit_of_scenario(s.path, sealed.folder)
+            if unit not in units_known:
+                raise UsageError(
+                    f"scenario {s.path} belongs to no unit of the manifest: put it under "
+                    f"{sealed.folder}/<unit>/ (a unit's scenarios are what judge it)"
+                )
     if req.progress is not None:  # what was understood, said back before anything runs
         req.progress(f"factory: gates: {core_gates.describe(chosen)}")
     ensure_runs_dir(ctx)
@@ -253,10 +262,14 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
             raise UsageError(f"branch {branch} exists already: choose another crank ID")
         mode: dict[str, Any] = {}
         if loaded is not None:
-            mode = {"mode": "manifest", "manifest": dict(core_manifest.to_doc(loaded.manifest))}
+            mode = {
+                "mode": "manifest",
+                "manifest": dict(core_manifest.to_doc(loaded.manifest)),
+                "manifest_format": "markdown" if loaded.markdown else "json",
+            }
             if req.update_manifest and req.manifest_file is not None:
                 # Where to mark progress, also after a pause: the operator asked for this write.
-                mode["update_manifest"] = str(req.manifest_file)
+                mode["update_manifest"] = str(req.manifest_file.resolve())
         rec.emit(
             "crank.started", STAGE, ACTOR,
             base_ref=base_ref, base_commit=commit, branch=branch, plan=plan.as_dict(),
@@ -275,8 +288,8 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
         loop.write_state()
         if loaded is not None:
             loop.writer.write(MANIFEST_COPY, loaded.data)
-            if req.update_manifest:
-                loop.update_manifest = req.manifest_file
+            if req.update_manifest and req.manifest_file is not None:
+                loop.update_manifest = req.manifest_file.resolve()
             return loop.run_units(loaded, 1, [])
         return loop.run(1, [], "")
 
@@ -292,6 +305,11 @@ def _claim(ctx: Context, wanted: str | None, commit: str) -> str:
     if ctx.ledger.run_row(crank_id) is not None:
         raise UsageError(f"crank ID {crank_id!r} is taken in the ledger")
     return crank_id
+
+
+def check_text(sealed: Holdout, where: str, text: str) -> None:
+    """The leak guard for text an operator gives the agents (raises HoldoutLeak)."""
+    _guard(sealed, where, text)
 
 
 def _guard(sealed: Holdout, where: str, text: str) -> None:
@@ -581,11 +599,7 @@ class _Loop:
         data = manifests.marked(loaded, state, final)
         self.writer.write(MANIFEST_COPY, data)
         if self.update_manifest is not None:
-            target = self.update_manifest
-            GuardedWriter(target.parent).write(target.name, data)
-            self.say(
-                f"factory: marked progress in {target} (the only write outside the run folder)"
-            )
+            self.say(manifests.mark_file(self.update_manifest, loaded, state, final))
         return self.finish(trajectory, decision)
 
     def compile_units(
@@ -639,7 +653,9 @@ class _Loop:
             iteration=n,
             feedback=feedback_text,
             guard=lambda w, text: _guard(self.sealed, f"the prompt of worker {w}", text),
-            by_worker=self.by_worker,
+            by_worker=None
+            if self.by_worker is None
+            else {w: "\n".join(t for t in (said, text) if t) for w, text in self.by_worker.items()},
         )
         launch = LaunchRequest(
             base_ref=parent, dry_run=False, run_id=run_id, kind=KIND, plan_file=None,
@@ -1097,7 +1113,7 @@ def _resume_units(
     data = fsutil.read_file(
         loop.folder / MANIFEST_COPY, MANIFEST_COPY, limit=core_manifest.MAX_BYTES
     )
-    loaded = manifests.Loaded(found, data, True, loop.plan, {})
+    loaded = manifests.Loaded(found, data, p.get("manifest_format") != "json", loop.plan, {})
     history: list[UnitAttempt] = [
         a for e in events if e.event_type == "iteration.decided" for a in e.payload["units"]
     ]

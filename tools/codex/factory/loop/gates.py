@@ -89,8 +89,9 @@ class GateState:
                 self.verdict("rejected")
             elif p["gate"] != "ship":
                 self.approved.add(str(p["gate"]))
-        elif e.event_type == "iteration.started":
-            self.rejections = []  # given to the agents of that iteration
+        elif e.event_type == "iteration.decided":
+            self.rejections = []  # given to the agents of that iteration (a rerun after a crash
+            # gets them again)
 
     def verdict(self, how: str) -> None:
         if self.escalated is not None:

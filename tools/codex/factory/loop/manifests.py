@@ -11,6 +11,7 @@ from typing import Any
 from tools.codex.factory.core import manifest as core_manifest
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import fsutil, jsonio, schemas
+from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.records.manifest import Manifest, UnitScope
 from tools.codex.factory.records.plan import Plan
 from tools.codex.factory.run import plans
@@ -35,7 +36,10 @@ def load(path: Path) -> Loaded:
     if markdown:
         found = core_manifest.parse(data, path.name)
     else:
-        doc = jsonio.loads_document(data)
+        try:
+            doc = jsonio.loads_document(data)
+        except ValueError as exc:
+            raise UsageError(f"{path.name}: not valid JSON ({exc})") from None
         problems = schemas.errors("crank_manifest", doc)
         if problems:
             where, msg = problems[0]
@@ -79,3 +83,17 @@ def marked(loaded: Loaded, state: dict[str, str], status: str) -> bytes:
     if loaded.markdown:
         return core_manifest.render(loaded.data, "manifest", updated)
     return jsonio.pretty(dict(core_manifest.to_doc(updated)))
+
+
+def mark_file(path: Path, loaded: Loaded, state: dict[str, str], status: str) -> str:
+    """Mark progress in the operator's manifest as it is now (their edits kept): only the
+    checkboxes and the status change; a file whose units or groups changed since the crank
+    started is left alone. The line to tell the operator."""
+    try:
+        now = fsutil.read_file(path, str(path), limit=core_manifest.MAX_BYTES)
+        current = Loaded(loaded.manifest, now, loaded.markdown, loaded.plan, loaded.scopes)
+        data = marked(current, state, status)
+    except (FactoryError, OSError) as exc:
+        return f"factory: warning: {path} not marked: {exc}"
+    GuardedWriter(path.parent).write(path.name, data)
+    return f"factory: marked progress in {path} (the only write outside the run folder)"

@@ -72,6 +72,17 @@ class ServiceSpec:
         )
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A health check asks the service itself: a redirect elsewhere is not an answer."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+# No proxies (http_proxy would send 127.0.0.1 elsewhere) and no redirects.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -124,9 +135,12 @@ class Service:
         log_path = base / "service.log"
         self._log = log_path.open("wb")
         self.log_tail = lambda: _tail(log_path)
-        self._proc = proc.start_configured(
-            placeholders.expand(list(self.spec.start), values), tree, env, self._log, self._log
-        )
+        try:
+            self._proc = proc.start_configured(
+                placeholders.expand(list(self.spec.start), values), tree, env, self._log, self._log
+            )
+        except (FactoryError, OSError) as exc:  # its program is missing: nothing to check
+            raise ServiceDown(f"service could not start: {exc}") from None
         self._commit = commit
         self.starts += 1
 
@@ -149,12 +163,17 @@ class Service:
             if not url.startswith("http://127.0.0.1") and not url.startswith("http://localhost"):
                 raise UsageError(f"service.health {health!r}: give an http://127.0.0.1 URL")
             try:
-                with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as resp:
+                with _OPENER.open(url, timeout=HEALTH_TIMEOUT_S) as resp:
                     return 200 <= int(resp.status) < 300
             except (urllib.error.URLError, OSError, ValueError):
                 return False
         values = {"port": str(self.port), "python": sys.executable}
-        res = proc.run(placeholders.expand(list(health), values), check=False)
+        try:
+            res = proc.run(
+                placeholders.expand(list(health), values), check=False, timeout=HEALTH_TIMEOUT_S
+            )
+        except FactoryError:  # missing, or over its time: not healthy
+            return False
         return res.rc == 0
 
     def stop(self) -> None:

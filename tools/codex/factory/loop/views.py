@@ -290,19 +290,23 @@ def cmd_approve(
         raise UsageError(f"crank {cid} is not waiting for a review")
     if gate is not None and gate != state.awaiting:
         raise UsageError(f"crank {cid} waits at the {state.awaiting} gate, not at {gate}")
+    later = [g for g in core_gates.GATES if g not in state.approved and g != state.awaiting]
+    changed = (
+        core_gates.parse(",".join(f"{g}={rest}" for g in later), state.gates)
+        if rest is not None and later
+        else None
+    )  # checked before anything is recorded
+    who = _who(ctx, by)
     rec = Recorder(ctx.ledger, cid, crank_mod.KIND)
     rec.emit(
         "gate.approved", crank_mod.STAGE, "operator",
-        gate=state.awaiting, by=_who(ctx, by), note=clip(note, 2000),
+        gate=state.awaiting, by=who, note=clip(note, 2000),
     )  # fmt: skip
-    if rest is not None:
-        later = core_gates.GATES[core_gates.GATES.index(state.awaiting) + 1 :]
-        if later:
-            changed = core_gates.parse(",".join(f"{g}={rest}" for g in later), state.gates)
-            rec.emit(
-                "gate.changed", crank_mod.STAGE, "operator",
-                gates=core_gates.as_dict(changed), by=_who(ctx, by),
-            )  # fmt: skip
+    if changed is not None:
+        rec.emit(
+            "gate.changed", crank_mod.STAGE, "operator",
+            gates=core_gates.as_dict(changed), by=who,
+        )  # fmt: skip
     return cmd_crank(ctx, crank_mod.CrankRequest(resume=True, crank_id=cid, progress=progress))
 
 
@@ -321,6 +325,21 @@ def cmd_reject(
         raise UsageError(f"crank {cid} does not wait at the {gate} gate")
     if not feedback.strip():
         raise UsageError("a rejection needs feedback for the agents")
+    events = ctx.ledger.run_events(cid)
+    started = next(e.payload for e in events if e.event_type == "crank.started")
+    if started.get("mode") == "manifest":
+        decided = [e.payload for e in events if e.event_type == "iteration.decided"]
+        states = decided[-1].get("state", {}) if decided else {}
+        if gate == "ship" or any(s == "failed" for s in states.values()):
+            raise UsageError(
+                f"crank {cid}: no unit of its manifest can work again (they are completed, or "
+                "one used its attempts): approve, or start a new crank"
+            )
+    sealed = holdout.seal(
+        ctx.repo, str(started["base_commit"]), str(started["scenarios"]["dir"]),
+        int(ctx.config.get("limits.max_file_bytes")),
+    )  # fmt: skip
+    crank_mod.check_text(sealed, "the rejection's feedback", feedback)  # nothing recorded on a leak
     rec = Recorder(ctx.ledger, cid, crank_mod.KIND)
     rec.emit(
         "gate.rejected", crank_mod.STAGE, "operator",
@@ -333,6 +352,10 @@ def cmd_gates(ctx: Context, crank_id: str, settings: str, by: str | None) -> Out
     """Change the gates a crank has not passed yet (e.g. ``ship=auto``: "just finish up")."""
     cid, state = _waiting(ctx, crank_id)
     changed = core_gates.parse(settings, state.gates)
+    moved = [g for g in core_gates.GATES if getattr(changed, g) != getattr(state.gates, g)]
+    done = sorted(g for g in moved if g in state.approved)
+    if done:
+        raise UsageError(f"crank {cid} has passed the {', '.join(done)} gate(s) already")
     Recorder(ctx.ledger, cid, crank_mod.KIND).emit(
         "gate.changed", crank_mod.STAGE, "operator",
         gates=core_gates.as_dict(changed), by=_who(ctx, by),

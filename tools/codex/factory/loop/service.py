@@ -13,11 +13,11 @@ scenario failure.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import socket
 import sys
 import tempfile
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,17 +70,6 @@ class ServiceSpec:
             port=int(values.get("port") or 0),
             restart_on=tuple(str(g) for g in values.get("restart_on") or ()),
         )
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A health check asks the service itself: a redirect elsewhere is not an answer."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-# No proxies (http_proxy would send 127.0.0.1 elsewhere) and no redirects.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
 def free_port() -> int:
@@ -162,11 +151,7 @@ class Service:
             url = health.replace("{port}", str(self.port))
             if not url.startswith("http://127.0.0.1") and not url.startswith("http://localhost"):
                 raise UsageError(f"service.health {health!r}: give an http://127.0.0.1 URL")
-            try:
-                with _OPENER.open(url, timeout=HEALTH_TIMEOUT_S) as resp:
-                    return 200 <= int(resp.status) < 300
-            except (urllib.error.URLError, OSError, ValueError):
-                return False
+            return _http_ok(url)
         values = {"port": str(self.port), "python": sys.executable}
         try:
             res = proc.run(
@@ -197,3 +182,21 @@ def _tail(path: Path, limit: int = 4096) -> str:
     except OSError:
         return ""
     return data[-limit:].decode("utf-8", "replace")
+
+
+def _http_ok(url: str) -> bool:
+    """GET ``url`` on this machine, asking the service itself: no proxy (``http_proxy`` would
+    send it elsewhere), no redirect followed; 2xx is healthy."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost"):
+        return False
+    conn = http.client.HTTPConnection(
+        str(parts.hostname), parts.port or 80, timeout=HEALTH_TIMEOUT_S
+    )
+    try:
+        conn.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+        return 200 <= conn.getresponse().status < 300
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    finally:
+        conn.close()

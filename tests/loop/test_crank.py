@@ -151,15 +151,27 @@ def test_an_agent_finds_no_holdout_and_no_canary_in_its_worktree(
 
 def test_full_feedback_that_would_echo_a_scenario_halts_the_crank(tmp_path: Path) -> None:
     """A failing Python scenario's traceback shows its own source line: with output tails in
-    the feedback, that line would reach the agents. The guard stops the crank first."""
+    the feedback, that line would reach the agents. The guard pauses the crank first (nothing
+    is sent); approving stops it, rejecting goes on with the operator's words alone."""
     repo = make_crank_repo(tmp_path / "repo", "converge", feedback={"detail": "full"})
     code, data, out = crank(repo)
-    assert code == 3, out
-    assert (data["decision"], data["kind"]) == ("HALTED", "holdout-leak")
-    assert "feedback_iter_1.md" in data["reason"] and "nothing was sent" in data["reason"]
+    assert (code, data["decision"], data["kind"]) == (3, "AWAITING_REVIEW", "escalation"), out
+    assert "holdout-leak: feedback_iter_1.md" in data["reason"]
     folder = crank_dir(repo, data["crank_id"])
     assert not list(folder.glob("feedback_iter_*.md"))
     assert data["runs"] == [f"{data['crank_id']}.i1"]  # no second iteration, no second prompt
+    res = run_cli(
+        "--repo", str(repo), "--now", PINNED, "reject", "--crank-id", data["crank_id"],
+        "--gate", "escalation", "--by", "Al", "--feedback", "Implement mul and sub too.",
+        "--json",
+    )  # fmt: skip
+    again = json.loads(res.stdout)
+    prompt = (repo / "tools/codex/runs" / f"{data['crank_id']}.i2/A_worker/PROMPT.md").read_text()
+    assert "Implement mul and sub too." in prompt and "from src.calc import" not in prompt
+    assert (again["decision"], again["kind"]) == ("AWAITING_REVIEW", "escalation")  # leaks again
+    code, final, out = settle(repo, res.returncode, again, res.stdout)
+    assert (code, final["decision"], final["kind"]) == (3, "HALTED", "holdout-leak"), out
+    assert "nothing was sent" in final["reason"]
     assert "REPLAY OK" in replay(repo, data["crank_id"])
 
 

@@ -401,13 +401,22 @@ class _Loop:
             f"({self.ctx.layout.run_rel(cid)}/{file})",
         )
 
-    def escalate(self, n: int, reasons: list[str]) -> None:
+    def leak_pause(self, n: int, why: str) -> AwaitingReview:
+        """A holdout leak always pauses (nothing was sent): approving it stops the crank."""
+        try:
+            self.escalate(n, [why], leak=True)
+        except AwaitingReview as pause:
+            return pause
+        raise AssertionError("a leak always pauses")  # pragma: no cover
+
+    def escalate(self, n: int, reasons: list[str], leak: bool = False) -> None:
         """Proactive escalation, whatever the gates say: pause after iteration ``n`` for any of
-        ``reasons`` (once per iteration: an approval lets the crank go on)."""
+        ``reasons`` (once per iteration: an approval lets the crank go on). A holdout leak
+        (``leak``) always pauses: nothing was sent, and approving it stops the crank."""
         if not reasons:
             return
         state = GateState.of(self.ctx.ledger.run_events(self.crank_id))
-        if state.escalated == n:
+        if state.escalated == n and not leak:
             return
         text = "\n".join(
             [
@@ -421,7 +430,7 @@ class _Loop:
         sha = self.writer.write_text(file, text)
         self.rec.emit(
             "gate.awaiting", STAGE, ACTOR, gate="escalation", file=file, sha256=sha, iteration=n,
-            reasons=reasons,
+            reasons=reasons, leak=leak,
         )  # fmt: skip
         raise AwaitingReview("escalation", f"crank {self.crank_id} needs you: {reasons[0]}")
 
@@ -504,7 +513,7 @@ class _Loop:
         except AwaitingReview as exc:
             return self.paused(trajectory, exc)
         except HoldoutLeak as exc:
-            decision = convergence.halted("holdout-leak", str(exc), [])
+            return self.paused(trajectory, self.leak_pause(len(trajectory), str(exc)))
         except BranchMoved as exc:
             decision = convergence.halted("branch-moved", str(exc), [])
         finally:
@@ -588,7 +597,7 @@ class _Loop:
         except AwaitingReview as exc:
             return self.paused(trajectory, exc)
         except HoldoutLeak as exc:
-            decision = convergence.halted("holdout-leak", str(exc), [])
+            return self.paused(trajectory, self.leak_pause(len(trajectory), str(exc)))
         except BranchMoved as exc:
             decision = convergence.halted("branch-moved", str(exc), [])
         finally:
@@ -1056,6 +1065,18 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
             f"crank {crank_id} awaits review at the {gate_state.awaiting} gate: approve or reject "
             "it first (see `factory crank-status`)"
         )
+    leak = _leak_verdict(events, gate_state)
+    if leak is not None:
+        verdict, why = leak
+        if verdict == "approved":  # the operator accepts the stop
+            with loop.locked():
+                rec.emit("crank.resumed", STAGE, ACTOR, iteration=len(trajectory) + 1)
+                return loop.finish(list(trajectory), convergence.halted("holdout-leak", why, []))
+        if p.get("mode") != "manifest":  # go on with the operator's feedback alone
+            with loop.locked():
+                _reset_own_commit(ctx, loop, events)
+                rec.emit("crank.resumed", STAGE, ACTOR, iteration=len(trajectory) + 1)
+                return loop.run(len(trajectory) + 1, list(trajectory), "")
     if p.get("mode") == "manifest":
         return _resume_units(ctx, loop, events, p, len(trajectory) + 1)
     decided = [e.payload["decision"] for e in events if e.event_type == "iteration.decided"]
@@ -1089,6 +1110,16 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
         _reset_own_commit(ctx, loop, events)
         rec.emit("crank.resumed", STAGE, ACTOR, iteration=len(trajectory) + 1)
         return loop.run(len(trajectory) + 1, list(trajectory), feedback_text)
+
+
+def _leak_verdict(events: Sequence[Event], state: GateState) -> tuple[str, str] | None:
+    """(approved | rejected, the leak) when the last escalation was a holdout leak an operator
+    decided; None otherwise."""
+    last = [e for e in events if e.event_type == "gate.awaiting"]
+    if not last or last[-1].payload.get("gate") != "escalation" or not last[-1].payload.get("leak"):
+        return None
+    verdict = (state.verdicts or {}).get(int(last[-1].payload["iteration"]))
+    return None if verdict is None else (verdict, str(last[-1].payload["reasons"][0]))
 
 
 def _reset_own_commit(ctx: Context, loop: _Loop, events: Sequence[Event]) -> None:

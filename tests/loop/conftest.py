@@ -115,9 +115,10 @@ max_iterations: 3
 - [ ] add: Addition — no dependencies
 - [ ] mul: Multiplication — no dependencies
 - [ ] sub: Subtraction — after: add
+- [ ] div: Division — no dependencies
 
 ## Execution Order
-Group 1 (parallel): add, mul
+Group 1 (parallel): add, mul, div
 Group 2 (sequential): sub
 """
 
@@ -127,6 +128,7 @@ def unit_scenarios() -> dict[str, str]:
         "scenarios/add/add.md": scenario("add", 2, 3, 5, module="add"),
         "scenarios/mul/mul.md": scenario("mul", 4, 5, 20, module="mul"),
         "scenarios/sub/sub.md": scenario("sub", 9, 4, 5, module="sub"),
+        "scenarios/div/div.md": scenario("div", 9, 3, 3, module="div"),
     }
 
 
@@ -134,7 +136,7 @@ def write_manifest(root: Path, text: str = MANIFEST) -> Path:
     """The manifest and one spec per unit (its scope: its own file only)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "units").mkdir(exist_ok=True)
-    for unit in ("add", "mul", "sub"):
+    for unit in ("add", "mul", "sub", "div"):
         (root / "units" / f"{unit}.md").write_text(
             f"---\nallow: [src/{unit}.py, notes/**]\n---\n# {unit}\nWrite src/{unit}.py.\n"
         )

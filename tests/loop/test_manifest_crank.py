@@ -49,7 +49,7 @@ def test_units_converge_at_once_after_feedback_or_are_escalated(tmp_path: Path) 
         )
         for r in runs
     ]
-    assert launched == [["Uadd", "Umul"], ["Umul"], ["Usub"], ["Usub"], ["Usub"]]
+    assert launched == [["Uadd", "Udiv", "Umul"], ["Umul"], ["Usub"], ["Usub"], ["Usub"]]
     folder = repo / "tools/codex/runs" / data["crank_id"]
     copy = (folder / "MANIFEST.md").read_text()
     assert "- [x] add: Addition" in copy and "- [x] mul: Multiplication" in copy
@@ -73,14 +73,14 @@ def test_a_bad_manifest_is_one_line_naming_line_and_rule(tmp_path: Path) -> None
     bad = (
         write_manifest(tmp_path / "spec")
         .read_text()
-        .replace("Group 2 (sequential): sub", "Group 2 (sequential): sub, div")
+        .replace("Group 2 (sequential): sub", "Group 2 (sequential): sub, mod")
     )
     manifest = tmp_path / "spec" / "manifest.md"
     manifest.write_text(bad)
     res = run_cli("--repo", str(repo), "crank", "--manifest", str(manifest))
     assert res.returncode == 2
     (line,) = res.stderr.strip().splitlines()
-    assert "manifest.md: line 14:" in line and "div" in line and "[unknown-unit]" in line
+    assert "manifest.md: line 15:" in line and "mod" in line and "[unknown-unit]" in line
 
 
 def test_a_resume_skips_the_completed_units(tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_a_resume_skips_the_completed_units(tmp_path: Path) -> None:
         )
         for r in data["runs"]
     ]
-    assert launched == [["Usub"], ["Usub"], ["Usub"]]  # add and mul are not run again
+    assert launched == [["Usub"], ["Usub"], ["Usub"]]  # add, mul and div are not run again
     assert "unit(s) sub used their 3 attempt(s)" in data["reason"]
     replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "m1")
     assert replay.returncode == 0, replay.stdout
@@ -127,7 +127,7 @@ def test_a_rechained_unit_status_is_recomputed(tmp_path: Path) -> None:
     events = ledger_lines(repo)
     decided = [e for e in events if e["event_type"] == "iteration.decided"]
     decided[0]["payload"]["state"]["mul"] = "completed"
-    decided[0]["payload"]["units"][1]["passed"] = True
+    decided[0]["payload"]["units"][2]["passed"] = True  # add, div, mul: mul failed
     rewrite_ledger(repo, events)
     replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "m2")
     assert replay.returncode == 3
@@ -206,7 +206,7 @@ def test_a_json_manifest_pauses_and_resumes(tmp_path: Path) -> None:
     code, data, out = settle(repo, res.returncode, json.loads(res.stdout), res.stdout + res.stderr)
     assert (code, data["decision"]) == (3, "EXHAUSTED"), out
     copy = json.loads((repo / "tools/codex/runs" / data["crank_id"] / "MANIFEST.md").read_text())
-    assert [u["done"] for u in copy["units"]] == [True, True, False]
+    assert [u["done"] for u in copy["units"]] == [True, True, False, True]
 
 
 def test_the_operator_s_feedback_reaches_a_unit_beside_its_own(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ converges, but in iteration 2 first kills the factory (once: ``CRANK_TEST_CRASH_
 ``slow`` converges, but in iteration 2 writes its pid to ``CRANK_TEST_SLOW_MARKER`` and
 sleeps (for a Ctrl-C); ``moveref`` commits a protected file and moves the crank's branch onto that commit; ``unit``
 (a manifest crank's worker ``U<op>``, its ID the second argument) writes ``src/<op>.py``:
-``add`` right at once, ``mul`` right once it has feedback, ``sub`` never.
+``add`` and ``div`` right at once, ``mul`` right once it has feedback, ``sub`` never.
 """
 
 from __future__ import annotations
@@ -89,7 +89,12 @@ def main() -> int:
             os.kill(os.getppid(), 9)  # the factory dies in group 2, once
             return 1
         fed = "### Feedback from the previous iteration" in prompt
-        body = {"add": "a + b", "mul": "a * b" if fed else "a + b", "sub": "a + b"}[op]
+        body = {
+            "add": "a + b",
+            "mul": "a * b" if fed else "a + b",
+            "sub": "a + b",
+            "div": "a // b",
+        }[op]
         Path("src").mkdir(exist_ok=True)
         Path(f"src/{op}.py").write_text(f"def {op}(a, b):\n    return {body}\n")
     if mode == "converge":

@@ -12,6 +12,7 @@ from typing import Any
 
 from tools.codex.factory.core.paths import VALIDATION, worker_dirname
 from tools.codex.factory.core.text import clip
+from tools.codex.factory.infra import jsonio
 from tools.codex.factory.run.outcome import Outcome
 
 # Lines of each kind (findings, warnings, overlaps) the terminal shows, and their length;
@@ -101,7 +102,108 @@ def _pending(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
     return "\n".join([summary_text(data), *runboard_lines(inputs["runboard"]), data["next"]])
 
 
-VIEWS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], str]] = {
+def config_text(rows: list[dict[str, Any]]) -> str:
+    """``config show``: one aligned line per key, its canonical JSON value and its origin."""
+    width = max(len(r["key"]) for r in rows)
+    return "\n".join(
+        f"{r['key']:<{width}}  {jsonio.canonical(r['value']).decode('utf-8')}  ({r['origin']})"
+        for r in rows
+    )
+
+
+def ledger_text(events: list[dict[str, Any]], raw: bool) -> str:
+    """``ledger``: the stored lines (raw), or one table row per event, deterministic."""
+    if raw:
+        return "\n".join(jsonio.canonical(d).decode("utf-8") for d in events)
+    if not events:
+        return "(no events)"
+    rows = []
+    for ev in events:
+        p = ev["payload"]
+        bits = [
+            f"{key}={p[key]}"
+            for key in ("status", "rc", "worker", "actor", "reason")
+            if key in p and p[key] not in (None, "")
+        ]
+        rows.append(
+            f"{ev['ts_utc']}  {ev['seq']:>6}  {ev['event_type']:<24} {ev['run_id'] or '-':<40} "
+            f"{ev['stage']:<16} {' '.join(bits)}".rstrip()
+        )
+    return "\n".join(rows)
+
+
+def verify_text(data: Mapping[str, Any]) -> str:
+    """``ledger verify``: size, head, the verdict (or the first bad seq) and any notes."""
+    head = data["head"]
+    lines = [f"ledger {data['path']}: {data['lines']} events"]
+    lines.append(f"head seq={head['seq']} hash={head['hash']}")
+    if data["ok"]:
+        lines.append("VERIFY OK")
+    else:
+        lines.append(f"VERIFY FAILED at seq {data['first_bad_seq']}: {data['reason']}")
+    lines.extend(f"note: {n}" for n in sorted(data["notes"]))
+    return "\n".join(lines)
+
+
+def reindex_text(data: Mapping[str, Any]) -> str:
+    return f"REINDEX OK: {data['events']} events of {data['path']} indexed in {data['index']}"
+
+
+def repair_text(data: Mapping[str, Any]) -> str:
+    if data.get("repaired"):
+        return (
+            f"moved {data['torn_bytes']} torn bytes to {data['side_file']} (nothing deleted); "
+            f"recorded ledger.repaired at seq {data['seq']}"
+        )
+    return f"nothing to repair: {data.get('reason')}"
+
+
+def doctor_text(data: Mapping[str, Any]) -> str:
+    """``doctor``: the checks as preflight words them, the verdict and what to run next."""
+    counts = data["counts"]
+    verdict = (
+        f"doctor: {counts['FAIL']} FAIL, {counts['WARN']} WARN: this machine cannot run the "
+        "factory yet"
+        if counts["FAIL"]
+        else f"doctor: no FAIL ({counts['WARN']} WARN)"
+    )
+    lines = [preflight_text(data["checks"])] if data["checks"] else []
+    lines += [
+        verdict,
+        f"next: `{data['self_test']}` runs a complete smoke run in a scratch repository",
+    ]
+    return "\n".join(lines)
+
+
+def clean_text(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
+    """``clean``: one line per worktree or branch removed, refused or failed, or why none."""
+    lines = []
+    for r in data["removed"]:
+        what = r["path"] or f"branch {r['branch']}"
+        lines.append(
+            f"removed {what} ({worker_dirname(r['worker'])} of {r['run_id']}, {r['bytes']} bytes)"
+            + (" [forced: uncollected changes discarded]" if r["forced"] else "")
+        )
+    for r in data["refused"]:
+        what = r["path"] or f"branch {r['branch']}"
+        lines.append(
+            f"refused {what} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}"
+        )
+    for r in data["failed"]:
+        lines.append(
+            f"failed {r['path'] or r['branch']} ({worker_dirname(r['worker'])} of "
+            f"{r['run_id']}): {r['reason']}"
+        )
+    if not inputs["found"]:
+        run_id = inputs["run_id"]
+        lines.append(
+            "nothing to clean: no leftover factory worktrees or branches"
+            + (f" for {run_id}" if run_id else "")
+        )
+    return "\n".join(lines)
+
+
+VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "preflight": lambda data, _inputs: preflight_text(data["checks"]),
     "validation": lambda data, _inputs: validation_text(data),
     "run": lambda data, _inputs: summary_text(data),
@@ -110,6 +212,13 @@ VIEWS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], str]] = {
     ),
     "run-pending": _pending,
     "launch": _launch,
+    "config": lambda _data, inputs: config_text(inputs["rows"]),
+    "ledger": lambda data, inputs: ledger_text(data, inputs["raw"]),
+    "ledger-verify": lambda data, _inputs: verify_text(data),
+    "ledger-reindex": lambda data, _inputs: reindex_text(data),
+    "ledger-repair": lambda data, _inputs: repair_text(data),
+    "doctor": lambda data, _inputs: doctor_text(data),
+    "clean": clean_text,
 }
 
 
@@ -117,6 +226,4 @@ def text(outcome: Outcome) -> str:
     """The outcome's human text: its view's rendering, or the text it brought."""
     if not outcome.view:
         return outcome.text
-    data = outcome.data
-    assert isinstance(data, dict)
-    return VIEWS[outcome.view](data, outcome.view_inputs)
+    return VIEWS[outcome.view](outcome.data, outcome.view_inputs)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tools.codex.factory.audit.describe import ONE_LINE
+from tools.codex.factory.audit.diskcheck import REPORT_REL, STATUS_REL
 from tools.codex.factory.core.paths import VALIDATION, worker_dirname
 from tools.codex.factory.core.text import clip
 from tools.codex.factory.infra import jsonio
@@ -203,6 +205,104 @@ def clean_text(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def replay_text(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
+    """``ledger-replay``: what was replayed, the timeline and state (a run), one line per
+    divergence and the verdict; every entry kept to one line."""
+    state = data["state"]
+    if inputs["crank"]:
+        lines = [
+            f"replay of crank {data['run_id']}: {inputs['events']} events, "
+            f"{state.get('iterations', 0)} iteration(s)"
+            f" ({', '.join(state.get('trajectory', [])) or 'none'}), decision "
+            f"{state.get('decision') or 'not finished'}"
+        ]
+    else:
+        lines = [
+            f"replay of {data['run_id']}: {state['events']} events (ledger "
+            f"{'verified' if data['chain_verified'] else 'NOT VERIFIED'}, head "
+            f"seq={data['ledger']['seq']})",
+            *data["timeline"],
+            _replay_summary(state),
+            *_anchor_lines(state["anchor"]),
+        ]
+    lines += [_divergence_line(d) for d in data["divergences"]]
+    count = len(data["divergences"])
+    lines.append("REPLAY OK" if data["ok"] else f"REPLAY DIVERGED: {count} divergence(s)")
+    return "\n".join(ln.translate(ONE_LINE) for ln in lines)
+
+
+def _divergence_line(d: Mapping[str, Any]) -> str:
+    where = f"seq={d['seq']}" if d["seq"] is not None else "seq=-"
+    return f"DIVERGENCE {where} {d['what']}: expected {d['expected']}; found {d['found']}"
+
+
+def _replay_summary(state: Mapping[str, Any]) -> str:
+    stages = " ".join(f"{k}={v['status']}" for k, v in state["stages"].items()) or "none"
+    final = state["final"]
+    end = (
+        f"final {final['status']} (recomputed {final['recomputed_status']})"
+        if final
+        else "run not finished"
+    )
+    v = state["validation"]
+    val = (
+        f"validation {v['status']} ({len(v['findings'])} finding(s), "
+        f"{len(v['overlaps'])} overlap(s))"
+        if v
+        else "no validation"
+    )
+    return (
+        f"state: stages {stages}; {val}; {end}; {state['artifacts_checked']} artifact hash(es) "
+        f"checked; {state['facts_rederived']} bundle(s) re-read for their facts"
+    )
+
+
+def _listing(events: list[dict[str, Any]], limit: int = 12) -> str:
+    shown = ", ".join(f"seq {e['seq']} {e['event_type']}" for e in events[:limit])
+    return shown + (f", … ({len(events) - limit} more)" if len(events) > limit else "")
+
+
+def _anchor_lines(anchor: Mapping[str, Any] | None) -> list[str]:
+    """What the report's ledger head covers, and what it does not, said plainly."""
+    if not anchor or not anchor["beyond_report_head"]:
+        return []
+    head = anchor["report_head"]
+    after = anchor["after_run_finished"]
+    later = anchor["anchored_by_later_report"]
+    if head is None:
+        lines = [
+            f"anchor: no ledger head printed in {REPORT_REL}: no event of this run is anchored "
+            "by its report"
+        ]
+    else:
+        lines = [
+            f"anchor: the ledger head in {REPORT_REL} (seq {head['seq']}) covers this run's "
+            f"events up to seq {head['seq']}; beyond it: {_listing(anchor['beyond_report_head'])}"
+        ]
+    if after:
+        lines.append(
+            f"anchor: {len(after)} event(s) after run.finished are NOT covered by the report's "
+            f"anchor: {_listing(after)}"
+        )
+    if later is not None:
+        lines.append(
+            f"anchor: covered instead by {later['source']} at seq {later['seq']}, which matches "
+            "the ledger"
+        )
+    elif after or head is None:
+        lines.append(
+            "anchor: events beyond the report's head are not anchored: removing or editing them "
+            "and re-chaining the ledger and its head file is not detectable by replay; keep a "
+            "copy of the ledger's last line elsewhere to anchor them"
+        )
+    else:
+        lines.append(
+            "anchor: report.written and run.finished follow the head they print by design; they "
+            f"are cross-checked with {STATUS_REL} and {REPORT_REL}"
+        )
+    return lines
+
+
 VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "preflight": lambda data, _inputs: preflight_text(data["checks"]),
     "validation": lambda data, _inputs: validation_text(data),
@@ -219,6 +319,7 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "ledger-repair": lambda data, _inputs: repair_text(data),
     "doctor": lambda data, _inputs: doctor_text(data),
     "clean": clean_text,
+    "replay": replay_text,
 }
 
 

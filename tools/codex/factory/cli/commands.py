@@ -534,9 +534,13 @@ def watch_cmd(
 ) -> int:
     """Follow the ledger and print the run's events until run.finished; exit with its status."""
     from tools.codex.factory.audit import watch
+    from tools.codex.factory.cli import render
 
     echo, note = _streams(as_json)
-    return emit(watch.follow(_ctx(click_ctx), run_id, timeout, echo, note), as_json, json_out)
+    out = watch.follow(
+        _ctx(click_ctx), run_id, timeout, lambda ev: echo(render.event_line(ev)), note
+    )
+    return emit(out, as_json, json_out)
 
 
 @cli.command("doctor")

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tools.codex.factory.audit.describe import ONE_LINE
+from tools.codex.factory.audit.describe import ONE_LINE, describe
 from tools.codex.factory.audit.diskcheck import REPORT_REL, STATUS_REL
 from tools.codex.factory.core.paths import VALIDATION, worker_dirname
 from tools.codex.factory.core.text import clip
 from tools.codex.factory.infra import jsonio
+from tools.codex.factory.ledger.store import Event
 from tools.codex.factory.run.outcome import Outcome
 
 # Lines of each kind (findings, warnings, overlaps) the terminal shows, and their length;
@@ -303,6 +304,11 @@ def _anchor_lines(anchor: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def event_line(ev: Event) -> str:
+    """``watch``: one line per event as it arrives (the replay's timeline words them alike)."""
+    return describe(ev)
+
+
 VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "preflight": lambda data, _inputs: preflight_text(data["checks"]),
     "validation": lambda data, _inputs: validation_text(data),
@@ -320,6 +326,7 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "doctor": lambda data, _inputs: doctor_text(data),
     "clean": clean_text,
     "replay": replay_text,
+    "watch": lambda data, _inputs: f"run {data['run_id']} finished: {data['status']}",
 }
 
 

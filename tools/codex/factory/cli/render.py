@@ -309,6 +309,30 @@ def event_line(ev: Event) -> str:
     return describe(ev)
 
 
+def collect_text(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
+    """``bundle-collect``: one line per bundle written, then the runboard's next step."""
+    lines = [f"collected {len(inputs['workers'])} bundle(s) of {data['run_id']}"]
+    for w in inputs["workers"]:
+        r = data["workers"][w]
+        lines.append(
+            f"  {worker_dirname(w):<10} {r['status']:<8} {r['files_count']} file(s) changed  "
+            f"DIFF.patch sha256 {r['diff_sha256'][:12]}"
+        )
+    lines.append(inputs["next"])
+    return "\n".join(lines)
+
+
+def import_text(data: Mapping[str, Any]) -> str:
+    """``bundle-import``: what became whose bundle, and the two commands that follow."""
+    run_id = data["run_id"]
+    return (
+        f"imported {data['format']} into {worker_dirname(data['worker'])} of {run_id}: "
+        f"{data['files_count']} file(s) changed\n"
+        f"next: `factory bundle-validate --run-id {run_id}`, then "
+        f"`factory integrate --run-id {run_id}`"
+    )
+
+
 VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "preflight": lambda data, _inputs: preflight_text(data["checks"]),
     "validation": lambda data, _inputs: validation_text(data),
@@ -326,6 +350,8 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "doctor": lambda data, _inputs: doctor_text(data),
     "clean": clean_text,
     "replay": replay_text,
+    "collect": collect_text,
+    "import": lambda data, _inputs: import_text(data),
     "watch": lambda data, _inputs: f"run {data['run_id']} finished: {data['status']}",
 }
 

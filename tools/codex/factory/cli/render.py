@@ -352,6 +352,10 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "replay": replay_text,
     "collect": collect_text,
     "import": lambda data, _inputs: import_text(data),
+    "report": lambda data, _inputs: data["report"].rstrip("\n"),
+    "open": lambda data, _inputs: (
+        f"opened {data['path']} ({data['how']})" if data["opened"] else data["path"]
+    ),
     "watch": lambda data, _inputs: f"run {data['run_id']} finished: {data['status']}",
 }
 

@@ -560,10 +560,12 @@ def doctor_cmd(click_ctx: click.Context, as_json: bool, json_out: Path | None) -
 @json_out_option
 def self_test_cmd(keep: bool, as_json: bool, json_out: Path | None) -> int:
     """End-to-end smoke run in a scratch repository in a temp folder (your repository is not touched)."""
+    from tools.codex.factory.cli import render
     from tools.codex.factory.ops import selftest
 
     echo, note = _streams(as_json)
-    return emit(selftest.run_selftest(echo, note, keep), as_json, json_out)
+    out = selftest.run_selftest(lambda step: echo(render.step_line(step)), note, keep)
+    return emit(out, as_json, json_out)
 
 
 # -- real workers ----------------------------------------------------------------------

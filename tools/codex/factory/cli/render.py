@@ -333,6 +333,20 @@ def import_text(data: Mapping[str, Any]) -> str:
     )
 
 
+def step_line(step: Mapping[str, Any]) -> str:
+    """``self-test``: one line per step as it is done."""
+    return f"{'ok  ' if step['ok'] else 'FAIL'} {step['n']:>2} {step['name']}: {step['detail']}"
+
+
+def selftest_text(data: Mapping[str, Any]) -> str:
+    """``self-test``'s verdict: how many steps passed, or the step that did not behave."""
+    steps = data["steps"]
+    if data["status"] == "PASS":
+        return f"SELF-TEST PASS: {sum(1 for s in steps if s['ok'])} steps behaved as expected"
+    last = steps[-1]["name"] if steps else "-"
+    return f"SELF-TEST FAIL: step {len(steps)} ({last}) did not behave"
+
+
 VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "preflight": lambda data, _inputs: preflight_text(data["checks"]),
     "validation": lambda data, _inputs: validation_text(data),
@@ -356,6 +370,7 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "open": lambda data, _inputs: (
         f"opened {data['path']} ({data['how']})" if data["opened"] else data["path"]
     ),
+    "self-test": lambda data, _inputs: selftest_text(data),
     "watch": lambda data, _inputs: f"run {data['run_id']} finished: {data['status']}",
 }
 

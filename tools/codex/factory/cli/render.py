@@ -12,6 +12,7 @@ from typing import Any
 
 from tools.codex.factory.audit.describe import ONE_LINE, describe
 from tools.codex.factory.audit.diskcheck import REPORT_REL, STATUS_REL
+from tools.codex.factory.core.gates import GATES
 from tools.codex.factory.core.paths import VALIDATION, worker_dirname
 from tools.codex.factory.core.text import clip
 from tools.codex.factory.infra import jsonio
@@ -347,6 +348,79 @@ def selftest_text(data: Mapping[str, Any]) -> str:
     return f"SELF-TEST FAIL: step {len(steps)} ({last}) did not behave"
 
 
+def crank_text(data: Mapping[str, Any]) -> str:
+    """``crank`` (and ``approve``/``reject``, which go on with it): the decision, the trajectory
+    table, the evidence and what to do, the branch and the report."""
+    kind = f" ({data['kind']})" if data["kind"] else ""
+    lines = [f"crank {data['crank_id']}: {data['decision']}{kind}: {data['reason']}"]
+    lines.append("  iteration  gate 1   satisfaction  advisory  run")
+    for r in data["trajectory"]:
+        lines.append(
+            f"  {r['iteration']:>9}  {r['gate1']:<7}  {r['percent']:>6} {r['satisfaction']:>6}"
+            f"  {r['advisory']:>8}  {r['run_id']}"
+        )
+    lines += [f"  evidence: {e}" for e in data["evidence"]]
+    if data["regressions"]:
+        lines.append(f"  regressions: {', '.join(data['regressions'])}")
+    if data["advice"]:
+        lines.append(f"  what to do: {data['advice']}")
+    lines.append(f"branch: {data['branch']} at {data['tip'][:12]}")
+    if data["report"]:
+        lines.append(f"report: {data['report']}")
+    return "\n".join(lines)
+
+
+def crank_status_text(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
+    """``crank-status``: state and iteration, the trajectory, and the command that goes on."""
+    crank_id, waiting = data["crank_id"], inputs["waiting"]
+    lines = [
+        f"crank {crank_id}: {data['state']}, iteration {data['iteration']}"
+        + (f", {data['decision']}: {data['reason']}" if inputs["finished"] else "")
+    ]
+    for r in data["trajectory"]:
+        lines.append(f"  {r['iteration']:>3}  {r['gate1']:<7}  {r['percent']:>6}  {r['run_id']}")
+    if waiting:
+        lines.append(
+            f"approve it with `factory approve --crank-id {crank_id}`, or reject it with "
+            f"`factory reject --crank-id {crank_id} --gate {waiting} --feedback TEXT`"
+        )
+    elif not inputs["finished"]:
+        lines.append(f"resume it with `factory crank --resume --crank-id {crank_id}`")
+    return "\n".join(lines)
+
+
+def scenarios_check_text(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
+    """``scenarios check``: how many, where and at which commit, then one line each."""
+    rows = data["scenarios"]
+    lines = [f"{len(rows)} scenario(s) in {inputs['folder']}/ at {data['commit'][:12]}:"]
+    lines += [f"  {r['id']}  {r['category']:<14} {r['language']:<10} {r['path']}" for r in rows]
+    return "\n".join(lines)
+
+
+def scenarios_run_text(data: Mapping[str, Any]) -> str:
+    """``scenarios run``: the score, one line per scenario (a failure's symptom), the file."""
+    sat = data["satisfaction"]
+    lines = [
+        f"scenarios at {data['commit'][:12]}: {sat['passed']}/{sat['total']} passed "
+        f"({data['percent']})"
+    ]
+    for r in data["results"]:
+        tail = f": [{r['symptom_class']}] {r['symptom']}" if not r["passed"] else ""
+        lines.append(
+            f"  {r['id']}  {r['outcome']:<6} {r['passes']}/{r['trials']}  {r['category']}: "
+            f"{r['name']}{tail}"
+        )
+    if data["file"]:
+        lines.append(f"written: {data['file']}")
+    return "\n".join(lines)
+
+
+def gates_text(data: Mapping[str, Any]) -> str:
+    """``gates``: the crank's gates as they now stand."""
+    described = ", ".join(f"{g}: {data['gates'][g]}" for g in GATES)
+    return f"crank {data['crank_id']}: gates {described}"
+
+
 VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "preflight": lambda data, _inputs: preflight_text(data["checks"]),
     "validation": lambda data, _inputs: validation_text(data),
@@ -371,6 +445,11 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
         f"opened {data['path']} ({data['how']})" if data["opened"] else data["path"]
     ),
     "self-test": lambda data, _inputs: selftest_text(data),
+    "crank": lambda data, _inputs: crank_text(data),
+    "crank-status": crank_status_text,
+    "scenarios-check": scenarios_check_text,
+    "scenarios-run": lambda data, _inputs: scenarios_run_text(data),
+    "gates": lambda data, _inputs: gates_text(data),
     "watch": lambda data, _inputs: f"run {data['run_id']} finished: {data['status']}",
 }
 

@@ -182,7 +182,7 @@ def follow(
                     f"factory: watch: run {run_id} did not finish within {timeout:g}s{last}; "
                     "the run may still be going: watch again, or check the run's events (`factory ledger`)"
                 )
-                return Outcome(Status.FAIL, data, "", [msg])
+                return Outcome(Status.FAIL, data, messages=[msg], view="watch")
             sleep(poll_s)
     finally:
         follower.close()

@@ -1,8 +1,8 @@
 """Human text for the terminal, from what a command handed back (its JSON data and, for text
 alone, its view inputs): the library returns data, this module words it.
 
-Each view is named by ``Outcome.view``; an outcome without one brings its own text (commands
-not moved here yet).
+Each view is named by ``Outcome.view``; live progress (a crank's, a launch's) and the
+notices in ``Outcome.messages`` are still worded where they happen.
 """
 
 from __future__ import annotations
@@ -450,12 +450,15 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "scenarios-check": scenarios_check_text,
     "scenarios-run": lambda data, _inputs: scenarios_run_text(data),
     "gates": lambda data, _inputs: gates_text(data),
-    "watch": lambda data, _inputs: f"run {data['run_id']} finished: {data['status']}",
+    "validation-stopped": lambda data, _inputs: (
+        f"bundle-validate: {data['status']}: {data['reason']}"
+    ),
+    "watch": lambda data, _inputs: (
+        f"run {data['run_id']} finished: {data['status']}" if data["finished"] else ""
+    ),
 }
 
 
 def text(outcome: Outcome) -> str:
-    """The outcome's human text: its view's rendering, or the text it brought."""
-    if not outcome.view:
-        return outcome.text
+    """The outcome's human text: its view's rendering."""
     return VIEWS[outcome.view](outcome.data, outcome.view_inputs)

@@ -96,11 +96,8 @@ def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcom
     with RunHandle.open(ctx, validate_run_id(run_id), workers) as run:
         result = run_stage(run.recorder, "bundle-validate", lambda: validate.validate(run))
     if result.status == "FAIL" or "status" not in result.data:
-        return Outcome(
-            Status(result.status),
-            {"status": result.status, "reason": result.reason},
-            f"bundle-validate: {result.status}: {result.reason}",
-        )
+        data = {"status": result.status, "reason": result.reason}
+        return Outcome(Status(result.status), data, view="validation-stopped")
     return Outcome(Status(result.status), result.data, view="validation")
 
 

@@ -516,3 +516,26 @@ def test_nothing_the_package_defines_is_unused() -> None:
     found = unused()
     assert {k: sorted(v) for k, v in found.items() if not v} == {}  # used nowhere: remove it
     assert set(found) == set(USED_BY_TESTS_ONLY)
+
+
+def _views_named(package: Path = PACKAGE) -> dict[str, str]:
+    """Each view a library module's ``Outcome(..., view="...")`` names -> where."""
+    named = {}
+    for name, path in modules(package).items():
+        if layer(name) == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and _dotted_name(node.func) == "Outcome":
+                for kw in node.keywords:
+                    if kw.arg == "view" and isinstance(kw.value, ast.Constant):
+                        named[str(kw.value.value)] = f"{name}:{node.lineno}"
+    return named
+
+
+def test_every_view_the_library_names_is_worded_by_the_cli() -> None:
+    """The library hands back data and a view; cli/render.py words each view, and no other."""
+    from tools.codex.factory.cli import render
+
+    named = _views_named()
+    assert {v: where for v, where in named.items() if v not in render.VIEWS} == {}
+    assert sorted(set(render.VIEWS) - set(named)) == []

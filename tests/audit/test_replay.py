@@ -24,6 +24,7 @@ from tests.support.scratch import (
     scratch_env,
 )
 from tools.codex.factory.audit.replay import replay
+from tools.codex.factory.cli import render
 from tools.codex.factory.infra import jsonio
 from tools.codex.factory.infra.clock import Clock
 from tools.codex.factory.ledger.store import GENESIS, HEAD_RECORD, Ledger, encode
@@ -220,7 +221,7 @@ def replay_json(
         outcome = replay(ctx, run_id)
     finally:
         ctx.close()
-    assert outcome.exit_code == code, outcome.text
+    assert outcome.exit_code == code, render.text(outcome)
     assert isinstance(outcome.data, dict)
     return json.loads(jsonio.canonical(outcome.data))
 

@@ -37,6 +37,7 @@ from tests.support.scratch import (
     scratch_env,
 )
 from tools.codex.factory.audit.replay import replay
+from tools.codex.factory.cli import render
 from tools.codex.factory.infra import jsonio
 from tools.codex.factory.infra.clock import Clock
 from tools.codex.factory.run.context import Context
@@ -128,7 +129,8 @@ def run_replay(repo: Path) -> tuple[int, dict[str, Any]]:
     finally:
         ctx.close()
     assert isinstance(outcome.data, dict)
-    assert outcome.text.count("\n") + 1 == len(outcome.text.splitlines())
+    text = render.text(outcome)
+    assert text.count("\n") + 1 == len(text.splitlines())
     return outcome.exit_code, json.loads(jsonio.canonical(outcome.data))
 
 

@@ -1,5 +1,5 @@
 """Audit: the pure fold of a run's events into its state, the disk and anchor checks, replay, the
-event renderer, ``watch`` and the ``ledger`` views.
+one-line event description, ``watch`` and the ``ledger`` commands (data; the CLI words them).
 
 May import: ``errors``, ``records``, ``core``, ``infra``, ``ledger``, ``run``, ``loop``.
 """

@@ -1,13 +1,11 @@
-"""The one place that renders ledger events as text.
+"""Ledger events as text for the replay's timeline and ``watch``.
 
-``describe`` gives one line per event (the replay's timeline, ``watch``); ``render_table`` the
-``ledger`` command's table. Both keep each event on one line whatever its payload holds, so a
-reader (or a script) can count events by counting lines.
+``describe`` gives one line per event whatever its payload holds, so a reader (or a script) can
+count events by counting lines. (The ``ledger`` command's table is the CLI renderer's.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -107,18 +105,3 @@ def _describe(ev: Event) -> str:
                 bits.append(f"{key}={short(p[key])}")
     text = " ".join(b for b in bits if b)
     return f"{ev.seq:>6}  {ev.ts_utc}  {ev.stage or '-':<16} {t:<20} {text}".rstrip()
-
-
-def render_table(events: Sequence[Event]) -> str:
-    """A readable, deterministic table: one line per event."""
-    rows = []
-    for ev in events:
-        p = ev.payload
-        bits = []
-        for key in ("status", "rc", "worker", "actor", "reason"):
-            if key in p and p[key] not in (None, ""):
-                bits.append(f"{key}={p[key]}")
-        rows.append(
-            f"{ev.ts_utc}  {ev.seq:>6}  {ev.event_type:<24} {ev.run_id or '-':<40} {ev.stage:<16} {' '.join(bits)}".rstrip()
-        )
-    return "\n".join(rows)

@@ -70,10 +70,6 @@ class Divergence:
     def as_dict(self) -> dict[str, Any]:
         return {"seq": self.seq, "what": self.what, "expected": self.expected, "found": self.found}
 
-    def line(self) -> str:
-        where = f"seq={self.seq}" if self.seq is not None else "seq=-"
-        return f"DIVERGENCE {where} {self.what}: expected {self.expected}; found {self.found}"
-
 
 def divergence(seq: int | None, what: str, expected: object, found: object) -> Divergence:
     """A divergence with both sides as one short line each (values may be any JSON)."""

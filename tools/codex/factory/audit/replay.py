@@ -31,8 +31,7 @@ from typing import Any
 
 from tools.codex.factory.audit import crankreplay, diskcheck
 from tools.codex.factory.audit.anchors import Anchors
-from tools.codex.factory.audit.describe import ONE_LINE, describe
-from tools.codex.factory.audit.diskcheck import REPORT_REL, STATUS_REL
+from tools.codex.factory.audit.describe import describe
 from tools.codex.factory.audit.fold import AnchoredHead, Divergence, divergence, fold
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.errors import FactoryError
@@ -212,12 +211,7 @@ def _outcome(
     chain_ok: bool,
     head: dict[str, Any],
 ) -> Outcome:
-    first = (
-        f"replay of {run_id}: {state['events']} events (ledger "
-        f"{'verified' if chain_ok else 'NOT VERIFIED'}, head seq={head['seq']})"
-    )
-    body = [*timeline, _summary(state), *_anchor_lines(state["anchor"])]
-    return _result(run_id, state, timeline, divergences, chain_ok, head, [first, *body])
+    return _result(run_id, state, timeline, divergences, chain_ok, head, {"crank": False})
 
 
 def _crank_outcome(
@@ -228,12 +222,8 @@ def _crank_outcome(
     chain_ok: bool,
     head: dict[str, Any],
 ) -> Outcome:
-    first = (
-        f"replay of crank {crank_id}: {count} events, {state.get('iterations', 0)} iteration(s)"
-        f" ({', '.join(state.get('trajectory', [])) or 'none'}), decision "
-        f"{state.get('decision') or 'not finished'}"
-    )
-    return _result(crank_id, state, [], divergences, chain_ok, head, [first])
+    inputs = {"crank": True, "events": count}
+    return _result(crank_id, state, [], divergences, chain_ok, head, inputs)
 
 
 def _result(
@@ -243,9 +233,9 @@ def _result(
     divergences: list[Divergence],
     chain_ok: bool,
     head: dict[str, Any],
-    lines: list[str],
+    inputs: dict[str, Any],
 ) -> Outcome:
-    """The replay's verdict, for a run or a crank: the same JSON keys, one line per divergence."""
+    """The replay's verdict, for a run or a crank: the same JSON keys (the CLI words them)."""
     ok = not divergences
     data = {
         "run_id": run_id,
@@ -256,75 +246,5 @@ def _result(
         "timeline": timeline,
         "divergences": [d.as_dict() for d in divergences],
     }
-    lines = [*lines, *(d.line() for d in divergences)]
-    lines.append("REPLAY OK" if ok else f"REPLAY DIVERGED: {len(divergences)} divergence(s)")
-    return Outcome(
-        Status.PASS if ok else Status.BLOCKED,
-        data,
-        "\n".join(ln.translate(ONE_LINE) for ln in lines),
-    )
-
-
-def _summary(state: dict[str, Any]) -> str:
-    stages = " ".join(f"{k}={v['status']}" for k, v in state["stages"].items()) or "none"
-    final = state["final"]
-    end = (
-        f"final {final['status']} (recomputed {final['recomputed_status']})"
-        if final
-        else "run not finished"
-    )
-    v = state["validation"]
-    val = (
-        f"validation {v['status']} ({len(v['findings'])} finding(s), {len(v['overlaps'])} overlap(s))"
-        if v
-        else "no validation"
-    )
-    return (
-        f"state: stages {stages}; {val}; {end}; {state['artifacts_checked']} artifact hash(es) checked; "
-        f"{state['facts_rederived']} bundle(s) re-read for their facts"
-    )
-
-
-def _listing(events: list[dict[str, Any]], limit: int = 12) -> str:
-    shown = ", ".join(f"seq {e['seq']} {e['event_type']}" for e in events[:limit])
-    return shown + (f", … ({len(events) - limit} more)" if len(events) > limit else "")
-
-
-def _anchor_lines(anchor: dict[str, Any] | None) -> list[str]:
-    """What the report's ledger head covers, and what it does not, said plainly."""
-    if not anchor or not anchor["beyond_report_head"]:
-        return []
-    head = anchor["report_head"]
-    beyond = anchor["beyond_report_head"]
-    after = anchor["after_run_finished"]
-    later = anchor["anchored_by_later_report"]
-    if head is None:
-        lines = [
-            f"anchor: no ledger head printed in {REPORT_REL}: no event of this run is anchored by its report"
-        ]
-    else:
-        lines = [
-            f"anchor: the ledger head in {REPORT_REL} (seq {head['seq']}) covers this run's events up to "
-            f"seq {head['seq']}; beyond it: {_listing(beyond)}"
-        ]
-    if after:
-        lines.append(
-            f"anchor: {len(after)} event(s) after run.finished are NOT covered by the report's anchor: "
-            f"{_listing(after)}"
-        )
-    if later is not None:
-        lines.append(
-            f"anchor: covered instead by {later['source']} at seq {later['seq']}, which matches the ledger"
-        )
-    elif after or head is None:
-        lines.append(
-            "anchor: events beyond the report's head are not anchored: removing or editing them and "
-            "re-chaining the ledger and its head file is not detectable by replay; keep a copy of the "
-            "ledger's last line elsewhere to anchor them"
-        )
-    else:
-        lines.append(
-            "anchor: report.written and run.finished follow the head they print by design; they are "
-            f"cross-checked with {STATUS_REL} and {REPORT_REL}"
-        )
-    return lines
+    status = Status.PASS if ok else Status.BLOCKED
+    return Outcome(status, data, view="replay", view_inputs=inputs)

@@ -17,7 +17,6 @@ from typing import BinaryIO
 
 import orjson
 
-from tools.codex.factory.audit.describe import describe
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.errors import (
     ArgumentError,
@@ -108,10 +107,12 @@ def follow(
     ctx: Context,
     run_id: str,
     timeout: float | None,
-    echo: Callable[[str], None],
+    echo: Callable[[Event], None],
     note: Callable[[str], None],
     poll_s: float = POLL_S,
 ) -> Outcome:
+    """Hand each of the run's events to ``echo`` as it arrives (the caller words it) until the
+    run finishes; ``note`` gets what the operator should know meanwhile."""
     validate_run_id(run_id)
     if timeout is not None and timeout <= 0:
         raise ArgumentError("timeout", "give a number of seconds greater than 0", label="timeout")
@@ -126,7 +127,7 @@ def follow(
 
     def take(ev: Event) -> None:
         nonlocal finished
-        echo(describe(ev))
+        echo(ev)
         seen.append(ev)
         if ev.event_type == "run.finished":
             finished = ev
@@ -181,7 +182,7 @@ def follow(
                     f"factory: watch: run {run_id} did not finish within {timeout:g}s{last}; "
                     "the run may still be going: watch again, or check the run's events (`factory ledger`)"
                 )
-                return Outcome(Status.FAIL, data, "", [msg])
+                return Outcome(Status.FAIL, data, messages=[msg], view="watch")
             sleep(poll_s)
     finally:
         follower.close()
@@ -197,4 +198,4 @@ def _finished(run_id: str, ev: Event, seen: list[Event]) -> Outcome:
         "timed_out": False,
         "events": [e.as_dict() for e in seen],
     }
-    return Outcome(status, data, f"run {run_id} finished: {raw}")
+    return Outcome(status, data, view="watch")

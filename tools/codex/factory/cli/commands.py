@@ -534,9 +534,13 @@ def watch_cmd(
 ) -> int:
     """Follow the ledger and print the run's events until run.finished; exit with its status."""
     from tools.codex.factory.audit import watch
+    from tools.codex.factory.cli import render
 
     echo, note = _streams(as_json)
-    return emit(watch.follow(_ctx(click_ctx), run_id, timeout, echo, note), as_json, json_out)
+    out = watch.follow(
+        _ctx(click_ctx), run_id, timeout, lambda ev: echo(render.event_line(ev)), note
+    )
+    return emit(out, as_json, json_out)
 
 
 @cli.command("doctor")
@@ -556,10 +560,12 @@ def doctor_cmd(click_ctx: click.Context, as_json: bool, json_out: Path | None) -
 @json_out_option
 def self_test_cmd(keep: bool, as_json: bool, json_out: Path | None) -> int:
     """End-to-end smoke run in a scratch repository in a temp folder (your repository is not touched)."""
+    from tools.codex.factory.cli import render
     from tools.codex.factory.ops import selftest
 
     echo, note = _streams(as_json)
-    return emit(selftest.run_selftest(echo, note, keep), as_json, json_out)
+    out = selftest.run_selftest(lambda step: echo(render.step_line(step)), note, keep)
+    return emit(out, as_json, json_out)
 
 
 # -- real workers ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""What the crank and scenario commands hand back: a status, JSON data and the text for people."""
+"""What the crank and scenario commands hand back: a status, JSON data and the view the CLI
+words it with."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def cmd_crank(ctx: Context, req: crank_mod.CrankRequest) -> Outcome:
         "feedback": res.feedback,
     }
     status = EXIT_STATUS.get(d["decision"], Status.BLOCKED)
-    out = Outcome(status, data, _crank_text(data))
+    out = Outcome(status, data, view="crank")
     if req.pr and d["decision"] == "CONVERGED" and res.report:
         title = f"factory crank {res.crank_id}: {convergence.percent(res.trajectory[-1]['satisfaction'])}"
         out.messages += pr.open_pr(ctx.repo, res.branch, res.tip, title, ctx.repo / res.report)
@@ -69,27 +70,6 @@ def _row(it: Iteration) -> dict[str, Any]:
         "advisory": it["advisory"],
         "failing": it["failing"],
     }
-
-
-def _crank_text(data: dict[str, Any]) -> str:
-    lines = [f"crank {data['crank_id']}: {data['decision']}" + (
-        f" ({data['kind']})" if data["kind"] else ""
-    ) + f": {data['reason']}"]  # fmt: skip
-    lines.append("  iteration  gate 1   satisfaction  advisory  run")
-    for r in data["trajectory"]:
-        lines.append(
-            f"  {r['iteration']:>9}  {r['gate1']:<7}  {r['percent']:>6} {r['satisfaction']:>6}"
-            f"  {r['advisory']:>8}  {r['run_id']}"
-        )
-    lines += [f"  evidence: {e}" for e in data["evidence"]]
-    if data["regressions"]:
-        lines.append(f"  regressions: {', '.join(data['regressions'])}")
-    if data["advice"]:
-        lines.append(f"  what to do: {data['advice']}")
-    lines.append(f"branch: {data['branch']} at {data['tip'][:12]}")
-    if data["report"]:
-        lines.append(f"report: {data['report']}")
-    return "\n".join(lines)
 
 
 def cmd_crank_status(ctx: Context, crank_id: str | None) -> Outcome:
@@ -119,20 +99,8 @@ def cmd_crank_status(ctx: Context, crank_id: str | None) -> Outcome:
         "decision": finished["decision"] if finished else None,
         "reason": finished["reason"] if finished else (last["reason"] if last else ""),
     }
-    lines = [
-        f"crank {crank_id}: {data['state']}, iteration {data['iteration']}"
-        + (f", {data['decision']}: {data['reason']}" if finished else "")
-    ]
-    for r in data["trajectory"]:
-        lines.append(f"  {r['iteration']:>3}  {r['gate1']:<7}  {r['percent']:>6}  {r['run_id']}")
-    if waiting:
-        lines.append(
-            f"approve it with `factory approve --crank-id {crank_id}`, or reject it with "
-            f"`factory reject --crank-id {crank_id} --gate {waiting} --feedback TEXT`"
-        )
-    elif not finished:
-        lines.append(f"resume it with `factory crank --resume --crank-id {crank_id}`")
-    return Outcome(Status.PASS, data, "\n".join(lines))
+    inputs = {"finished": bool(finished), "waiting": waiting}
+    return Outcome(Status.PASS, data, view="crank-status", view_inputs=inputs)
 
 
 # -- scenarios -------------------------------------------------------------------------------------
@@ -153,9 +121,8 @@ def cmd_scenarios_check(ctx: Context, base_ref: str | None) -> Outcome:
         for s in sorted(sealed.scenarios, key=lambda s: s.path)
     ]
     data = {"commit": commit, "sha256": sealed.sha256, "scenarios": rows}
-    lines = [f"{len(rows)} scenario(s) in {sealed.folder}/ at {commit[:12]}:"]
-    lines += [f"  {r['id']}  {r['category']:<14} {r['language']:<10} {r['path']}" for r in rows]
-    return Outcome(Status.PASS, data, "\n".join(lines))
+    inputs = {"folder": sealed.folder}
+    return Outcome(Status.PASS, data, view="scenarios-check", view_inputs=inputs)
 
 
 def cmd_scenarios_run(ctx: Context, run_id: str | None, ref: str | None) -> Outcome:
@@ -241,20 +208,8 @@ def _scenarios_outcome(
         "results": result.results,
         "file": written,
     }
-    lines = [
-        f"scenarios at {commit[:12]}: {sat['passed']}/{sat['total']} passed "
-        f"({convergence.percent(sat)})"
-    ]
-    for r in result.results:
-        tail = f": [{r['symptom_class']}] {r['symptom']}" if not r["passed"] else ""
-        lines.append(
-            f"  {r['id']}  {r['outcome']:<6} {r['passes']}/{r['trials']}  {r['category']}: "
-            f"{r['name']}{tail}"
-        )
-    if written:
-        lines.append(f"written: {written}")
     status = Status.PASS if sat["passed"] == sat["total"] else Status.FAIL
-    return Outcome(status, data, "\n".join(lines))
+    return Outcome(status, data, view="scenarios-run")
 
 
 # -- gates -----------------------------------------------------------------------------------------
@@ -361,4 +316,4 @@ def cmd_gates(ctx: Context, crank_id: str, settings: str, by: str | None) -> Out
         gates=core_gates.as_dict(changed), by=_who(ctx, by),
     )  # fmt: skip
     data = {"crank_id": cid, "gates": core_gates.as_dict(changed)}
-    return Outcome(Status.PASS, data, f"crank {cid}: gates {core_gates.describe(changed)}")
+    return Outcome(Status.PASS, data, view="gates")

@@ -138,25 +138,10 @@ def doctor(ctx: Context) -> Outcome:
     checks = [p.as_dict() for p in run_probes(ctx)]
     counts = {level: sum(1 for c in checks if c["level"] == level) for level in (OK, WARN, FAIL)}
     status = Status.BLOCKED if counts[FAIL] else Status.PASS
-    lines = []
-    for c in checks:
-        line = f"{c['level']:<4} {c['name']}: {c['detail']}"
-        if c["fix"]:
-            line += f" -> fix: {c['fix']}"
-        lines.append(line)
-    verdict = (
-        f"doctor: {counts[FAIL]} FAIL, {counts[WARN]} WARN: this machine cannot run the factory yet"
-        if counts[FAIL]
-        else f"doctor: no FAIL ({counts[WARN]} WARN)"
-    )
-    lines.append(verdict)
-    lines.append(
-        "next: `python -m tools.codex.factory self-test` runs a complete smoke run in a scratch repository"
-    )
     data: dict[str, Any] = {
         "status": str(status),
         "counts": counts,
         "checks": checks,
         "self_test": "python -m tools.codex.factory self-test",
     }
-    return Outcome(status, data, "\n".join(lines))
+    return Outcome(status, data, view="doctor")

@@ -165,7 +165,7 @@ class _Stop(Exception):
 
 
 class SelfTest:
-    def __init__(self, root: Path, echo: Callable[[str], None]) -> None:
+    def __init__(self, root: Path, echo: Callable[[dict[str, Any]], None]) -> None:
         self.root = root
         self.repo = root / "repo"
         self.env = _scratch_env(root / "home")
@@ -174,7 +174,7 @@ class SelfTest:
 
     def step(self, name: str, ok: bool, detail: str) -> None:
         self.steps.append(Step(name, ok, detail))
-        self.echo(f"{'ok  ' if ok else 'FAIL'} {len(self.steps):>2} {name}: {detail}")
+        self.echo(self.steps[-1].as_dict(len(self.steps)))
         if not ok:
             raise _Stop(name)
 
@@ -347,8 +347,9 @@ class SelfTest:
 
 
 def run_selftest(
-    echo: Callable[[str], None], note: Callable[[str], None], keep: bool = False
+    echo: Callable[[dict[str, Any]], None], note: Callable[[str], None], keep: bool = False
 ) -> Outcome:
+    """The smoke run; each step goes to ``echo`` as data when it is done (the caller words it)."""
     root = Path(tempfile.mkdtemp(prefix="factory-selftest-"))
     note(
         f"factory: self-test in a scratch repository under {root}"
@@ -363,20 +364,14 @@ def run_selftest(
     except (OSError, FactoryError, ValueError, KeyError) as exc:
         error = f"{type(exc).__name__}: {exc}"
         st.steps.append(Step("internal", False, error))
-        echo(f"FAIL {len(st.steps):>2} internal: {error}")
+        echo(st.steps[-1].as_dict(len(st.steps)))
     finally:
         if not keep:
             remove_tree(root)
     ok = bool(st.steps) and all(s.ok for s in st.steps) and not error
-    passed = sum(1 for s in st.steps if s.ok)
-    text = (
-        f"SELF-TEST PASS: {passed} steps behaved as expected"
-        if ok
-        else f"SELF-TEST FAIL: step {len(st.steps)} ({st.steps[-1].name if st.steps else '-'}) did not behave"
-    )
     data = {
         "status": "PASS" if ok else "FAIL",
         "steps": [s.as_dict(i) for i, s in enumerate(st.steps, 1)],
         "scratch": str(root) if keep else None,
     }
-    return Outcome(Status.PASS if ok else Status.FAIL, data, text)
+    return Outcome(Status.PASS if ok else Status.FAIL, data, view="self-test")

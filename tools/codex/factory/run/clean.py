@@ -358,25 +358,5 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
         "failed": failed,
         "busy": busy,
     }
-    lines = []
-    for r in removed:
-        what = r["path"] or f"branch {r['branch']}"
-        lines.append(
-            f"removed {what} ({worker_dirname(r['worker'])} of {r['run_id']}, {r['bytes']} bytes)"
-            + (" [forced: uncollected changes discarded]" if r["forced"] else "")
-        )
-    for r in refused:
-        what = r["path"] or f"branch {r['branch']}"
-        lines.append(
-            f"refused {what} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}"
-        )
-    for r in failed:
-        lines.append(
-            f"failed {r['path'] or r['branch']} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}"
-        )
-    if not items:
-        lines.append(
-            "nothing to clean: no leftover factory worktrees or branches"
-            + (f" for {run_id}" if run_id else "")
-        )
-    return Outcome(status, data, "\n".join(lines), messages)
+    inputs = {"found": bool(items), "run_id": run_id}
+    return Outcome(status, data, messages=messages, view="clean", view_inputs=inputs)

@@ -326,15 +326,8 @@ def _collect_locked(run: RunHandle) -> Outcome:
         },
         "runboard": f"{ctx.layout.run_rel(run_id)}/RUNBOARD.md",
     }
-    lines = [f"collected {len(chosen)} bundle(s) of {run_id}"]
-    for w in chosen:
-        r = results[w]
-        lines.append(
-            f"  {worker_dirname(w):<10} {r['status']:<8} {len(r['files'])} file(s) changed  "
-            f"DIFF.patch sha256 {r['diff_sha256'][:12]}"
-        )
-    lines.append(runboard.next_line(run_id, rows))
-    return Outcome(Status.PASS, data, "\n".join(lines), messages)
+    inputs = {"workers": chosen, "next": runboard.next_line(run_id, rows)}
+    return Outcome(Status.PASS, data, messages=messages, view="collect", view_inputs=inputs)
 
 
 def git_dir_warning(changed: list[str]) -> str:

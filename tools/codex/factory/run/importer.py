@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 
 from tools.codex.factory.core import patchparse
 from tools.codex.factory.core.ids import validate_run_id, validate_worker_id
-from tools.codex.factory.core.paths import worker_dirname
 from tools.codex.factory.core.text import strip_bom, utf16_kind
 from tools.codex.factory.errors import ArgumentError
 from tools.codex.factory.infra import gitops
@@ -273,8 +272,4 @@ def _build(
         **recorded,
         "diff_sha256": diff_sha,
     }
-    text = (
-        f"imported {fmt} into {worker_dirname(worker)} of {run_id}: {len(files)} file(s) changed\n"
-        f"next: `factory bundle-validate --run-id {run_id}`, then `factory integrate --run-id {run_id}`"
-    )
-    return Outcome(Status.PASS, out, text)
+    return Outcome(Status.PASS, out, view="import")

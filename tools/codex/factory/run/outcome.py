@@ -1,4 +1,4 @@
-"""What a command hands back to the CLI: a status, its JSON data, human text and messages."""
+"""What a command hands back to the CLI: a status, its JSON data, the view and messages."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ from tools.codex.factory.records.status import Status, exit_code
 
 @dataclass
 class Outcome:
-    """What a command hands back to the CLI: a status, JSON data and human text.
+    """What a command hands back to the CLI: a status, JSON data and how to word it.
 
     ``view`` names how the CLI words the data (``cli.render``), with ``view_inputs`` for what
-    the text shows beyond the JSON data; without a view, ``text`` is the text.
+    the text shows beyond the JSON data: the library builds no terminal text of its own.
     """
 
     status: Status
     data: dict[str, Any] | list[Any]
-    text: str = ""
-    messages: list[str] = field(default_factory=list)
-    view: str = ""
+    view: str
     view_inputs: dict[str, Any] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:

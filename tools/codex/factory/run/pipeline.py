@@ -96,11 +96,8 @@ def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcom
     with RunHandle.open(ctx, validate_run_id(run_id), workers) as run:
         result = run_stage(run.recorder, "bundle-validate", lambda: validate.validate(run))
     if result.status == "FAIL" or "status" not in result.data:
-        return Outcome(
-            Status(result.status),
-            {"status": result.status, "reason": result.reason},
-            f"bundle-validate: {result.status}: {result.reason}",
-        )
+        data = {"status": result.status, "reason": result.reason}
+        return Outcome(Status(result.status), data, view="validation-stopped")
     return Outcome(Status(result.status), result.data, view="validation")
 
 
@@ -336,18 +333,16 @@ def _pending_outcome(
 def cmd_print_report(ctx: Context, run_id: str) -> Outcome:
     path = report.report_path(ctx, validate_run_id(run_id))
     text = path.read_bytes().decode("utf-8")
-    return Outcome(
-        Status.PASS, {"run_id": run_id, "path": _rel(ctx, path), "report": text}, text.rstrip("\n")
-    )
+    data = {"run_id": run_id, "path": _rel(ctx, path), "report": text}
+    return Outcome(Status.PASS, data, view="report")
 
 
 def cmd_open(ctx: Context, run_id: str, what: str) -> Outcome:
     path = report.report_path(ctx, run_id) if what == "report" else run_folder(ctx, run_id)
     opened, how = report.open_path(path)
     data = {"run_id": run_id, "path": str(path), "opened": opened, "how": how}
-    text = f"opened {path} ({how})" if opened else str(path)
     messages = [] if opened else [f"factory: not opening ({how}); path printed instead"]
-    return Outcome(Status.PASS, data, text, messages)
+    return Outcome(Status.PASS, data, messages=messages, view="open")
 
 
 def _rel(ctx: Context, path: Path) -> str:

@@ -451,3 +451,27 @@ def test_the_block_scan_reads_every_canonical_line_as_json_does(
         off += len(line)
     assert [tuple(r) for r in rows] == want
     assert payloads == want_payloads
+
+
+@pytest.mark.parametrize("block", [1, 5, 64, 1000, 1 << 20])
+def test_reading_in_blocks_gives_every_line_once_wherever_the_blocks_cut(
+    tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines cut by a block boundary, lines longer than a block, a torn tail: the block
+    reader gives what parse_line gives for each complete line, at its offset."""
+    from tools.codex.factory.ledger import index
+
+    path = tmp_path / "factory_ledger.jsonl"
+    write_ledger(path, [(i % 4, i % 5, i % 3, 1, i % 4) for i in range(30)])
+    with open(path, "ab") as fh:
+        fh.write(b'{"event_type":"run.started","hash":"ab')  # torn: never read
+    data = path.read_bytes()
+    want, off = [], 0
+    for line in data.split(b"\n")[:-1]:
+        want.append(index.parse_line(line, off))
+        off += len(line) + 1
+    monkeypatch.setattr(index, "_BLOCK", block)
+    with open(path, "rb") as fh:
+        assert list(index.scan(fh)) == want
+        start = want[7][0].off
+        assert list(index.scan(fh, start)) == want[7:]

@@ -160,10 +160,14 @@ def parse_line(line: bytes, off: int) -> Indexed:
 Row = tuple[int, int, int, str, str, str, int]
 
 
-def parse_block(data: bytes, base: int) -> tuple[list[Row], list[tuple[int, dict[str, object]]]]:
-    """The rows of the complete lines in ``data`` (which starts at byte ``base`` of the file
-    and ends with a newline), and the payloads of its run events by row number: exactly what
-    ``parse_line`` gives line by line, but one regex pass for the common, canonical case."""
+def parse_block(
+    data: bytes, base: int, lo: int = 0, hi: int | None = None
+) -> tuple[list[Row], list[tuple[int, dict[str, object]]]]:
+    """The rows of the complete lines in ``data[lo:hi]`` (``data[0]`` is byte ``base`` of the
+    file; the span ends with a newline), and the payloads of its run events by row number:
+    exactly what ``parse_line`` gives line by line, but one regex pass for the common,
+    canonical case."""
+    hi = len(data) if hi is None else hi
     rows: list[Row] = [
         (
             int(m[4]),
@@ -174,12 +178,13 @@ def parse_block(data: bytes, base: int) -> tuple[list[Row], list[tuple[int, dict
             m[5].decode("ascii"),
             int(m[2], 16),
         )
-        for m in _LINE.finditer(data)
+        for m in _LINE.finditer(data, lo, hi)
     ]
-    if sum(r[2] for r in rows) != len(data):  # a line the pattern does not take: one by one
+    # Each match is one whole line, so as many matches as lines means every line matched.
+    if len(rows) != data.count(b"\n", lo, hi):  # a line the pattern does not take: one by one
         rows = []
-        pos = 0
-        while pos < len(data):
+        pos = lo
+        while pos < hi:
             nl = data.index(b"\n", pos)
             rows.append(parse_line(data[pos:nl], base + pos)[0])
             pos = nl + 1
@@ -199,20 +204,30 @@ def parse_block(data: bytes, base: int) -> tuple[list[Row], list[tuple[int, dict
 def scan_blocks(
     fh: BinaryIO, start: int = 0
 ) -> Iterator[tuple[list[Row], list[tuple[int, dict[str, object]]]]]:
-    """``parse_block`` over every complete line from byte ``start`` (a torn tail is left)."""
+    """``parse_block`` over every complete line from byte ``start`` (a torn tail is left).
+    Each block is parsed where it was read (no copy): only the line it cuts is joined."""
     fh.seek(start)
-    pos = start
+    pos = start  # the file offset of the first byte not yet parsed (``rest`` starts there)
     rest = b""
     while True:
         block = fh.read(_BLOCK)
         if not block:
             return
-        data = rest + block
-        cut = data.rfind(b"\n") + 1
-        rest = data[cut:]
-        if cut:
-            yield parse_block(data[:cut] if rest else data, pos)
-            pos += cut
+        first = block.find(b"\n")
+        if first < 0:
+            rest += block
+            continue
+        begin = 0
+        if rest:
+            head = rest + block[: first + 1]
+            yield parse_block(head, pos)
+            pos += len(head)
+            begin = first + 1
+        cut = block.rfind(b"\n") + 1
+        if cut > begin:
+            yield parse_block(block, pos - begin, begin, cut)
+            pos += cut - begin
+        rest = block[cut:]
 
 
 def scan(fh: BinaryIO, start: int = 0) -> Iterator[Indexed]:

@@ -475,3 +475,24 @@ def test_reading_in_blocks_gives_every_line_once_wherever_the_blocks_cut(
         assert list(index.scan(fh)) == want
         start = want[7][0].off
         assert list(index.scan(fh, start)) == want[7:]
+
+
+def test_a_folder_at_the_index_s_name_is_named_by_reindex_and_reads_fall_back(
+    tmp_path: Path,
+) -> None:
+    """The rebuilt index cannot take the name: one line naming the index (not the side file
+    it was built in), and queries read the file instead."""
+    from tools.codex.factory.errors import BlockedError
+
+    path, events = built(tmp_path)
+    for side in ("", "-wal", "-shm"):
+        Path(f"{index_file(path)}{side}").unlink(missing_ok=True)
+    index_file(path).mkdir()
+    with Ledger(path, Clock(BASE), fsync=False) as led:
+        with pytest.raises(BlockedError) as exc:
+            led.reindex()
+        assert str(exc.value) == (
+            f"ledger index {index_file(path)} cannot be written: Is a directory"
+        )
+        assert led.run_events("run_b") == [e for e in events if e.run_id == "run_b"]
+    assert not index_file(path).with_name("factory_ledger.index.sqlite3.rebuild").exists()

@@ -438,10 +438,11 @@ class LedgerIndex:
         self.close()
         build = Path(f"{self.path}{_BUILD_SUFFIX}")
         self.check_files()  # before anything is written beside a hard-linked name
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(build)
-        os.close(fsutil.open_regular(build, os.O_RDWR | os.O_CREAT | os.O_EXCL))
         try:
+            with _unwritable():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(build)
+                os.close(fsutil.open_regular(build, os.O_RDWR | os.O_CREAT | os.O_EXCL))
             db = sqlite3.connect(build, isolation_level=None)
             try:
                 _bulk_load(db, fh)
@@ -451,9 +452,10 @@ class LedgerIndex:
             for suffix in SIDE_SUFFIXES[1:-1]:  # the old index's journal is not the new one's
                 with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
                     os.unlink(f"{self.path}{suffix}")
-            os.replace(build, self.path)
+            with _unwritable():
+                os.replace(build, self.path)
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(build)
         return "rebuilt"
 
@@ -701,6 +703,18 @@ def _run_row(row: Sequence[object]) -> RunRow:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+@contextlib.contextmanager
+def _unwritable() -> Iterator[None]:
+    """An index file that cannot be made (a read-only folder, a folder in the way) is what
+    SQLite reports when it cannot open one: the index cannot be written (a link is refused)."""
+    try:
+        yield
+    except fsutil.NotRegularFileError:
+        raise
+    except OSError as exc:
+        raise sqlite3.OperationalError(exc.strerror or str(exc)) from None
 
 
 def _bulk_load(db: sqlite3.Connection, fh: BinaryIO) -> None:

@@ -371,3 +371,128 @@ def test_a_rebuild_leaves_every_secondary_index_in_place(tmp_path: Path) -> None
     assert {"events_run", "events_type", "events_ts"} <= names
     got, rebuilt = answers(path)
     assert got == [e for e in events if e.run_id == "run_b"] and rebuilt == 0
+
+
+def test_a_link_at_the_rebuild_name_is_never_written_through(tmp_path: Path) -> None:
+    """A full rebuild writes beside the index first: a symlink planted at that name is
+    replaced, never followed, and the rebuilt index still answers."""
+    path, events = built(tmp_path / "l")
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"keep")
+    os.symlink(victim, index_file(path).with_name("factory_ledger.index.sqlite3.rebuild"))
+    with Ledger(path, Clock(BASE), fsync=False) as led:
+        assert led.reindex()[0] == len(events)
+    assert victim.read_bytes() == b"keep"
+    assert not index_file(path).with_name("factory_ledger.index.sqlite3.rebuild").exists()
+    got, _ = answers(path)
+    assert got == [e for e in events if e.run_id == "run_b"]
+
+
+_NAMES = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", max_size=12)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["prev_hash", "run_id", "seq", "stage", "ts_utc", "hash", "x", "é"])
+            | st.text(max_size=5),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([*TYPES, "Odd.Type", "x"]),
+            st.sampled_from([*RUNS, "run with space", "ünï"]),
+            _NAMES,
+            st.dictionaries(st.text(max_size=6), _JSON, max_size=4),
+            st.sampled_from(["2026-11-21T20:15:00.000001Z", "", "ts\\u00e9", "é"]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_block_scan_reads_every_canonical_line_as_json_does(
+    items: list[tuple[str, str, str, dict[str, Any], str]],
+) -> None:
+    """The rebuild reads lines a block at a time with one pattern; for any canonical event
+    (payloads holding the envelope's own keys, quotes, escapes, non-ASCII) every row equals
+    what json.loads reads from the line, and each run event's payload is the line's."""
+    import json
+
+    from tools.codex.factory.ledger.index import parse_block
+
+    prev, lines = GENESIS, []
+    for seq, (etype, run_id, stage, payload, ts) in enumerate(items, start=1):
+        body = {
+            "event_type": etype, "payload": payload, "prev_hash": prev, "run_id": run_id,
+            "seq": seq, "stage": stage, "ts_utc": ts,
+        }  # fmt: skip
+        line, prev = encode(body)
+        lines.append(line)
+    data = b"".join(lines)
+    rows, payloads = parse_block(data, 7)
+    off = 7
+    want, want_payloads = [], []
+    for i, line in enumerate(lines):
+        obj = json.loads(line)
+        want.append(
+            (obj["seq"], off, len(line), obj["run_id"], obj["event_type"], obj["ts_utc"],
+             int(obj["hash"][:15], 16))
+        )  # fmt: skip
+        if obj["event_type"] in ("run.started", "run.finished"):
+            want_payloads.append((i, obj["payload"]))
+        off += len(line)
+    assert [tuple(r) for r in rows] == want
+    assert payloads == want_payloads
+
+
+@pytest.mark.parametrize("block", [1, 5, 64, 1000, 1 << 20])
+def test_reading_in_blocks_gives_every_line_once_wherever_the_blocks_cut(
+    tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines cut by a block boundary, lines longer than a block, a torn tail: the block
+    reader gives what parse_line gives for each complete line, at its offset."""
+    from tools.codex.factory.ledger import index
+
+    path = tmp_path / "factory_ledger.jsonl"
+    write_ledger(path, [(i % 4, i % 5, i % 3, 1, i % 4) for i in range(30)])
+    with open(path, "ab") as fh:
+        fh.write(b'{"event_type":"run.started","hash":"ab')  # torn: never read
+    data = path.read_bytes()
+    want, off = [], 0
+    for line in data.split(b"\n")[:-1]:
+        want.append(index.parse_line(line, off))
+        off += len(line) + 1
+    monkeypatch.setattr(index, "_BLOCK", block)
+    with open(path, "rb") as fh:
+        assert list(index.scan(fh)) == want
+        start = want[7][0].off
+        assert list(index.scan(fh, start)) == want[7:]
+
+
+def test_a_folder_at_the_index_s_name_is_named_by_reindex_and_reads_fall_back(
+    tmp_path: Path,
+) -> None:
+    """The rebuilt index cannot take the name: one line naming the index (not the side file
+    it was built in), and queries read the file instead."""
+    from tools.codex.factory.errors import BlockedError
+
+    path, events = built(tmp_path)
+    for side in ("", "-wal", "-shm"):
+        Path(f"{index_file(path)}{side}").unlink(missing_ok=True)
+    index_file(path).mkdir()
+    with Ledger(path, Clock(BASE), fsync=False) as led:
+        with pytest.raises(BlockedError) as exc:
+            led.reindex()
+        assert str(exc.value) == (
+            f"ledger index {index_file(path)} cannot be written: Is a directory"
+        )
+        assert led.run_events("run_b") == [e for e in events if e.run_id == "run_b"]
+    assert not index_file(path).with_name("factory_ledger.index.sqlite3.rebuild").exists()

@@ -209,6 +209,7 @@ def test_a_hard_link_at_a_ledger_file_is_refused_and_never_written(
         "factory_ledger.index.sqlite3-wal",
         "factory_ledger.index.sqlite3-shm",
         "factory_ledger.index.sqlite3-journal",
+        "factory_ledger.index.sqlite3.rebuild",
     ],
 )
 def test_launch_refuses_a_hard_link_at_a_ledger_file_in_one_line(repo: Path, name: str) -> None:

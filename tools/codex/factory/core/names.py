@@ -384,6 +384,8 @@ class ShortForm:
 def short_form(part: str) -> ShortForm | None:
     """``part`` as an 8.3 short name (after what Win32 strips: a stream, trailing dots and
     spaces), or None when it does not have that shape."""
+    if "~" not in part:  # the shape's one fixed character: most names end here
+        return None
     name = part.split(":", 1)[0].rstrip(_TRAILING)
     m = _SHORT_FORM.fullmatch(name)
     if m is None or len(m[1]) + 1 + len(m[2]) > 8:
@@ -468,6 +470,8 @@ def short_alias_glob(part: str, segment: str) -> bool:
 def git_short_alias(part: str) -> str | None:
     """The git name ('.git', '.gitmodules', ...) ``part`` may be the short name of, where git's
     own rules (``name-git-alias`` and the like) do not already say so; None otherwise."""
+    if "~" not in part:  # no short-name shape (short_form): no short name of anything
+        return None
     if _git_dir_alias(part) or _special_aliases(part):
         return None
     return next((name for name in GIT_NAMES if short_alias(part, name)), None)

@@ -462,7 +462,9 @@ def branch_exists(repo: Path, branch: str) -> bool:
 
 
 def branch_delete(repo: Path, branch: str) -> None:
-    if branch_exists(repo, branch):
+    """Delete ``branch`` if it exists. Deleted first, asked after: only a failed deletion of
+    a branch that is still there is an error (raised with git's own message)."""
+    if git(repo, "branch", "-D", "--", branch, check=False).rc != 0 and branch_exists(repo, branch):
         git(repo, "branch", "-D", "--", branch)
 
 

@@ -30,13 +30,26 @@ from tools.codex.factory.infra import fsutil
 INDEX_VERSION = "2"
 _BLOCK = 1 << 20
 # The envelope of a stored line: everything but the payload sits at its two ends (keys sorted).
+# Its groups take only text that JSON stores as itself (no quote, backslash or non-ASCII), so
+# each is the field's value; any other line is read by orjson.
 _HEAD = re.compile(rb'\{"event_type":"([a-z0-9_.]+)","hash":"([0-9a-f]{15})[0-9a-f]{49}",')
 _TAIL = re.compile(
     rb'"prev_hash":"[0-9a-f]{64}","run_id":"([A-Za-z0-9._-]*)","seq":(\d+),'
-    rb'"stage":"([A-Za-z0-9._-]*)","ts_utc":"([^"\\]*)"\}\r?$'
+    rb'"stage":"([A-Za-z0-9._-]*)","ts_utc":"([ !#-\[\]-~]*)"\}\r?$'
 )
-# The index file and the files SQLite keeps beside it (suffixes of the index's name).
-SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+# A whole stored line in one match (the envelope at both ends, the payload between, skipped):
+# the same fields ``parse_line`` takes, for a block of lines at a time (``(?m)^``: only at a
+# line's start). The greedy payload backs off from the line's end, so the tail is the line's
+# own (no group in it can hold a quote), never a look-alike inside the payload.
+_LINE = re.compile(
+    rb'(?m)^\{"event_type":"([a-z0-9_.]+)","hash":"([0-9a-f]{15})[0-9a-f]{49}",[^\n]*'
+    rb'"prev_hash":"[0-9a-f]{64}","run_id":"([A-Za-z0-9._-]*)","seq":(\d+),'
+    rb'"stage":"[A-Za-z0-9._-]*","ts_utc":"([ !#-\[\]-~]*)"\}\r?\n'
+)
+# The index file, the files SQLite keeps beside it, and a full rebuild's file before it takes
+# the index's name (suffixes of the index's name).
+SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".rebuild")
+_BUILD_SUFFIX = ".rebuild"
 RUN_EVENTS = frozenset({"run.started", "run.finished"})
 # Run IDs and event types are stored once (runs, types) and referred to by number; a line's
 # hash by its first 15 hex digits (enough to tell that a line is not the one indexed; the
@@ -132,7 +145,7 @@ def parse_line(line: bytes, off: int) -> Indexed:
     run_id, seq, _stage, ts = tail.groups()
     entry = Entry(
         int(seq), off, len(line) + 1, run_id.decode("ascii"), etype.decode("ascii"),
-        ts.decode("ascii", "replace"), int(short, 16),
+        ts.decode("ascii"), int(short, 16),
     )  # fmt: skip
     if entry.type not in RUN_EVENTS:
         return entry, None
@@ -143,20 +156,86 @@ def parse_line(line: bytes, off: int) -> Indexed:
     return entry, payload if isinstance(payload, dict) else None
 
 
-def scan(fh: BinaryIO, start: int = 0) -> Iterator[Indexed]:
-    """Every complete line from byte ``start`` of an open binary file (a torn tail is left)."""
+# An entry's fields as a plain tuple (Entry's order): a rebuild makes a million of them.
+Row = tuple[int, int, int, str, str, str, int]
+
+
+def parse_block(
+    data: bytes, base: int, lo: int = 0, hi: int | None = None
+) -> tuple[list[Row], list[tuple[int, dict[str, object]]]]:
+    """The rows of the complete lines in ``data[lo:hi]`` (``data[0]`` is byte ``base`` of the
+    file; the span ends with a newline), and the payloads of its run events by row number:
+    exactly what ``parse_line`` gives line by line, but one regex pass for the common,
+    canonical case."""
+    hi = len(data) if hi is None else hi
+    rows: list[Row] = [
+        (
+            int(m[4]),
+            base + m.start(),
+            m.end() - m.start(),
+            m[3].decode("ascii"),
+            m[1].decode("ascii"),
+            m[5].decode("ascii"),
+            int(m[2], 16),
+        )
+        for m in _LINE.finditer(data, lo, hi)
+    ]
+    # Each match is one whole line, so as many matches as lines means every line matched.
+    if len(rows) != data.count(b"\n", lo, hi):  # a line the pattern does not take: one by one
+        rows = []
+        pos = lo
+        while pos < hi:
+            nl = data.index(b"\n", pos)
+            rows.append(parse_line(data[pos:nl], base + pos)[0])
+            pos = nl + 1
+    payloads: list[tuple[int, dict[str, object]]] = []
+    for i, r in enumerate(rows):
+        if r[4] in RUN_EVENTS:  # few: their payload is read whole, as parse_line reads it
+            start = r[1] - base
+            try:
+                payload = orjson.loads(data[start : start + r[2]]).get("payload")
+            except orjson.JSONDecodeError:
+                raise IndexError_(f"the line at byte {r[1]} is not valid JSON") from None
+            if isinstance(payload, dict):
+                payloads.append((i, payload))
+    return rows, payloads
+
+
+def scan_blocks(
+    fh: BinaryIO, start: int = 0
+) -> Iterator[tuple[list[Row], list[tuple[int, dict[str, object]]]]]:
+    """``parse_block`` over every complete line from byte ``start`` (a torn tail is left).
+    Each block is parsed where it was read (no copy): only the line it cuts is joined."""
     fh.seek(start)
-    pos = start
+    pos = start  # the file offset of the first byte not yet parsed (``rest`` starts there)
     rest = b""
     while True:
         block = fh.read(_BLOCK)
         if not block:
             return
-        lines = (rest + block).split(b"\n")
-        rest = lines.pop()
-        for line in lines:
-            yield parse_line(line, pos)
-            pos += len(line) + 1
+        first = block.find(b"\n")
+        if first < 0:
+            rest += block
+            continue
+        begin = 0
+        if rest:
+            head = rest + block[: first + 1]
+            yield parse_block(head, pos)
+            pos += len(head)
+            begin = first + 1
+        cut = block.rfind(b"\n") + 1
+        if cut > begin:
+            yield parse_block(block, pos - begin, begin, cut)
+            pos += cut - begin
+        rest = block[cut:]
+
+
+def scan(fh: BinaryIO, start: int = 0) -> Iterator[Indexed]:
+    """Every complete line from byte ``start`` of an open binary file (a torn tail is left)."""
+    for rows, payloads in scan_blocks(fh, start):
+        extra = dict(payloads)
+        for i, row in enumerate(rows):
+            yield Entry(*row), extra.get(i)
 
 
 class LedgerIndex:
@@ -351,18 +430,33 @@ class LedgerIndex:
             return self._rebuild_from(fh)
 
     def _rebuild_from(self, fh: BinaryIO) -> str:
-        """Index the whole file. The secondary indexes are dropped meanwhile and built once at
-        the end (a sort beats a million B-tree inserts); a crash in between leaves them to the
-        schema script of the next open, and the events to its catch-up."""
-        self._reset()
+        """Index the whole file into a new database beside the index, then give it the index's
+        name: a crash leaves the old index or the new one, never half of either, so the build
+        can skip SQLite's journal. The secondary indexes are built once at the end (a sort
+        beats a million B-tree inserts)."""
         self.rebuilt += 1
-        db = self._open()
-        for name in _SECONDARY:
-            db.execute(f"DROP INDEX IF EXISTS {name}")
+        self.close()
+        build = Path(f"{self.path}{_BUILD_SUFFIX}")
+        self.check_files()  # before anything is written beside a hard-linked name
         try:
-            self._catch_up(fh, 0)
+            with _unwritable():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(build)
+                os.close(fsutil.open_regular(build, os.O_RDWR | os.O_CREAT | os.O_EXCL))
+            db = sqlite3.connect(build, isolation_level=None)
+            try:
+                _bulk_load(db, fh)
+            finally:
+                db.close()
+            self.check_files()
+            for suffix in SIDE_SUFFIXES[1:-1]:  # the old index's journal is not the new one's
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                    os.unlink(f"{self.path}{suffix}")
+            with _unwritable():
+                os.replace(build, self.path)
         finally:
-            db.executescript(_SCHEMA)
+            with contextlib.suppress(OSError):
+                os.unlink(build)
         return "rebuilt"
 
     def add(self, lines: Sequence[Indexed]) -> None:
@@ -413,24 +507,8 @@ class LedgerIndex:
                 [(lo, lo, hi, hi, runs[r]) for r, (lo, hi) in sorted(spans.items())],
             )
             for e, payload in batch:
-                if payload is None:
-                    continue
-                if e.type == "run.started":
-                    workers = payload.get("workers")
-                    db.execute(
-                        "UPDATE runs SET kind = ?, started_ts = ?, base_commit = ?, workers = ? "
-                        "WHERE id = ?",
-                        (
-                            _text(payload.get("kind")), e.ts, _text(payload.get("base_commit")),
-                            orjson.dumps(workers).decode() if isinstance(workers, list) else "[]",
-                            runs[e.run_id],
-                        ),
-                    )  # fmt: skip
-                elif e.type == "run.finished":
-                    db.execute(
-                        "UPDATE runs SET status = ?, finished_seq = ?, finished_ts = ? WHERE id = ?",
-                        (_text(payload.get("status")), e.seq, e.ts, runs[e.run_id]),
-                    )
+                if payload is not None:
+                    _run_event(db, e, payload, runs[e.run_id])
             last = batch[-1][0]
             meta = {
                 "end": str(last.off + last.length),
@@ -625,3 +703,90 @@ def _run_row(row: Sequence[object]) -> RunRow:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+@contextlib.contextmanager
+def _unwritable() -> Iterator[None]:
+    """An index file that cannot be made (a read-only folder, a folder in the way) is what
+    SQLite reports when it cannot open one: the index cannot be written (a link is refused)."""
+    try:
+        yield
+    except fsutil.NotRegularFileError:
+        raise
+    except OSError as exc:
+        raise sqlite3.OperationalError(exc.strerror or str(exc)) from None
+
+
+def _bulk_load(db: sqlite3.Connection, fh: BinaryIO) -> None:
+    """Fill a new, empty index database from the whole ledger in one transaction."""
+    for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=MEMORY", "cache_size=-32768"):
+        db.execute(f"PRAGMA {pragma}")
+    db.executescript(_SCHEMA)
+    for name in _SECONDARY:
+        db.execute(f"DROP INDEX {name}")
+    runs: dict[str, int] = {}
+    types: dict[str, int] = {}
+    run_events: list[tuple[Row, dict[str, object]]] = []
+    first: Row | None = None
+    last: Row | None = None
+    db.execute("BEGIN")
+    for rows, payloads in scan_blocks(fh, 0):
+        if not rows:
+            continue
+        for name in {r[3] for r in rows}.difference(runs):
+            runs[name] = len(runs) + 1
+        for name in {r[4] for r in rows}.difference(types):
+            types[name] = len(types) + 1
+        db.executemany(
+            "INSERT OR REPLACE INTO events (seq, off, len, run, type, ts, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(s, o, n, runs[r], types[t], ts, h) for s, o, n, r, t, ts, h in rows],
+        )
+        run_events += [(rows[i], payload) for i, payload in payloads]
+        first = first or rows[0]
+        last = rows[-1]
+    db.executemany("INSERT INTO runs (id, run_id) VALUES (?, ?)", [(i, r) for r, i in runs.items()])
+    db.executemany("INSERT INTO types (id, name) VALUES (?, ?)", [(i, t) for t, i in types.items()])
+    db.execute(
+        "UPDATE runs SET first_seq = s.lo, last_seq = s.hi FROM "
+        "(SELECT run, min(seq) AS lo, max(seq) AS hi FROM events GROUP BY run) AS s "
+        "WHERE runs.id = s.run"
+    )
+    started = [(Entry(*r), p, runs[r[3]]) for r, p in run_events if r[4] == "run.started"]
+    finished = [(Entry(*r), p, runs[r[3]]) for r, p in run_events if r[4] == "run.finished"]
+    db.executemany(_STARTED, [_started(e, p, run) for e, p, run in started])  # in line order:
+    db.executemany(_FINISHED, [_finished(e, p, run) for e, p, run in finished])  # last wins
+    meta = {"version": INDEX_VERSION, "end": "0", "seq": "0", "hash": "", "first": ""}
+    if last is not None:
+        meta.update(end=str(last[1] + last[2]), seq=str(last[0]), hash=str(last[6]))
+    if first is not None and first[0] == 1:
+        meta["first"] = str(first[6])
+    db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", sorted(meta.items()))
+    db.execute("COMMIT")
+    db.executescript(_SCHEMA)
+
+
+_STARTED = "UPDATE runs SET kind = ?, started_ts = ?, base_commit = ?, workers = ? WHERE id = ?"
+_FINISHED = "UPDATE runs SET status = ?, finished_seq = ?, finished_ts = ? WHERE id = ?"
+
+
+def _started(e: Entry, payload: dict[str, object], run: int) -> tuple[object, ...]:
+    """The run.started line's values for its run's row (``_STARTED``)."""
+    workers = payload.get("workers")
+    return (
+        _text(payload.get("kind")), e.ts, _text(payload.get("base_commit")),
+        orjson.dumps(workers).decode() if isinstance(workers, list) else "[]", run,
+    )  # fmt: skip
+
+
+def _finished(e: Entry, payload: dict[str, object], run: int) -> tuple[object, ...]:
+    """The run.finished line's values for its run's row (``_FINISHED``)."""
+    return (_text(payload.get("status")), e.seq, e.ts, run)
+
+
+def _run_event(db: sqlite3.Connection, e: Entry, payload: dict[str, object], run: int) -> None:
+    """What a run.started or run.finished line says about its run."""
+    if e.type == "run.started":
+        db.execute(_STARTED, _started(e, payload, run))
+    elif e.type == "run.finished":
+        db.execute(_FINISHED, _finished(e, payload, run))

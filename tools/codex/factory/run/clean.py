@@ -26,7 +26,7 @@ from tools.codex.factory.run.handle import read_manifest, run_lock
 from tools.codex.factory.run.outcome import Outcome
 
 
-def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
+def leftover_worktrees(ctx: Context, *, sizes: bool = True) -> list[dict[str, Any]]:
     """Every factory worktree or branch still present in this repository, found via the ledger.
 
     Each entry: ``path`` (absolute, '' if only the branch is left), ``run_id``, ``worker``,
@@ -34,7 +34,8 @@ def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
     ``registered`` (git knows the worktree), ``status`` (the worker's STATUS.json status,
     ``MISSING`` without one: ``PENDING`` means an interactive worker may still be at work there)
     and ``run_finished`` (the run recorded ``run.finished``). Sorted by run ID, then worker.
-    For ``doctor``.
+    For ``doctor``; ``sizes=False`` leaves ``bytes`` 0 (removing them needs no walk of every
+    file in every worktree).
     """
     listing = {e["branch"]: e for e in gitops.worktree_list(ctx.repo) if e["branch"]}
     heads = gitops.branches(ctx.repo)
@@ -62,7 +63,7 @@ def leftover_worktrees(ctx: Context) -> list[dict[str, Any]]:
                 path=str(path),
                 exists=exists,
                 registered=True,
-                bytes=worktrees.disk_usage(path) if exists else 0,
+                bytes=worktrees.disk_usage(path) if exists and sizes else 0,
             )
         out.append(item)
     return out
@@ -247,7 +248,11 @@ def remove_integrated(
     Never raises for a removal that fails: it is recorded and becomes a warning line.
     """
     run_id = manifest["run_id"]
-    items = [i for i in leftover_worktrees(ctx) if i["run_id"] == run_id and i["worker"] in workers]
+    items = [
+        i
+        for i in leftover_worktrees(ctx, sizes=False)
+        if i["run_id"] == run_id and i["worker"] in workers
+    ]
     info = _run_info(ctx, run_id)
     messages: list[str] = []
     removed = 0
@@ -295,7 +300,9 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
 
     if run_id is not None:
         validate_run_id(run_id)
-    items = [i for i in leftover_worktrees(ctx) if run_id is None or i["run_id"] == run_id]
+    items = [
+        i for i in leftover_worktrees(ctx, sizes=False) if run_id is None or i["run_id"] == run_id
+    ]
     removed: list[dict[str, Any]] = []
     refused: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []

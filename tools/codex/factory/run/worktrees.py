@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +106,30 @@ def hidden_paths(repo: Path, commit: str, globs: list[str]) -> list[str]:
     """The base's files that the holdout globs keep out of every worktree."""
     if not globs:
         return []
-    return [
-        p
-        for p in gitops.tree_paths(repo, commit)
-        if match_any(p, globs, ignore_case=True) is not None
-    ]
+    if _FULL_ID.fullmatch(commit):  # names one tree for good: every worker's worktree shares it
+        return list(_hidden_of(repo, commit, tuple(globs)))
+    return _hidden_in(gitops.tree_paths(repo, commit), globs)
+
+
+_FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _hidden_in(paths: list[str], globs: Sequence[str]) -> list[str]:
+    return [p for p in paths if match_any(p, globs, ignore_case=True) is not None]
+
+
+_HIDDEN: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+
+
+def _hidden_of(repo: Path, commit: str, globs: tuple[str, ...]) -> tuple[str, ...]:
+    """``hidden_paths`` of a full commit id, read once per process: a commit id names its tree
+    by content, so the answer is the same from any repository (or worktree) that has it."""
+    key = (commit, globs)
+    if key not in _HIDDEN:
+        if len(_HIDDEN) >= 16:
+            _HIDDEN.clear()
+        _HIDDEN[key] = tuple(_hidden_in(gitops.tree_paths(repo, commit), globs))
+    return _HIDDEN[key]
 
 
 def find(repo: Path, branch: str, listing: list[dict[str, str]] | None = None) -> Path | None:

@@ -243,7 +243,11 @@ def ours(
 
     ctx = Context(repo, Clock())
     req = crank.CrankRequest(
-        plan_file=plan, threshold="1.0", max_iterations=1, crank_id=f"crank_bench_{n}"
+        plan_file=plan,
+        threshold="1.0",
+        max_iterations=1,
+        crank_id=f"crank_bench_{n}",
+        gates="spec=auto,plan=auto,ship=auto",
     )
     spans.take()
     phases.now = {}

@@ -149,3 +149,22 @@ def test_ctrl_c_stops_the_service_and_the_agents(tmp_path: Path) -> None:
     while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(pid_alive(p) for p in pids)  # the service and the agent are gone
+
+
+def test_a_slow_starting_service_is_retried_until_healthy(tmp_path: Path) -> None:
+    """The first health check comes before the service listens; the next one, after the
+    backoff, finds it: the scenarios run against it."""
+    record = tmp_path / "starts.log"
+    slow = SERVICE.replace(
+        "import src.calc as calc\n", "import src.calc as calc\nimport time\ntime.sleep(1.5)\n"
+    )
+    scenarios = {**SCENARIOS, "svc/service.py": slow}
+    service = {
+        "start": ["{python}", "svc/service.py", "{port}", str(record)],
+        "health": "http://127.0.0.1:{port}/health",
+        "restart_on": ["src/**"],
+    }
+    repo = make_crank_repo(tmp_path / "repo", "converge", scenarios, service=service)
+    _code, data, out = crank(repo, "--threshold", "1.0", "--max-iterations", "1")
+    assert data["trajectory"][0]["satisfaction"] == "1/3", out  # add served: it was retried
+    assert len(record.read_text().split()) == 1

@@ -470,9 +470,9 @@ class _Loop:
             tip=self.tip, runs=self.runs, report=None, feedback=self.feedback_files,
         )  # fmt: skip
 
-    def run(self, first: int, trajectory: list[Iteration], feedback_text: str) -> CrankResult:
-        decision: Decision | None = None
-        n = first
+    def _begin(self, trajectory: list[Iteration]) -> CrankResult | None:
+        """The spec and plan gates (before the first iteration), then the scenarios' service;
+        a pause returns the crank's outcome."""
         try:
             if not trajectory:
                 self.gate("spec", self.summary("spec", trajectory))
@@ -481,9 +481,34 @@ class _Loop:
             return self.paused(trajectory, exc)
         if self.cfg.service is not None:
             self.service = Service(self.cfg.service, self.ctx.repo)
+        return None
+
+    def _drive(
+        self, trajectory: list[Iteration], steps: Callable[[], Decision]
+    ) -> Decision | CrankResult:
+        """Run the iterations (``steps``) and map every way they stop short: a pause for
+        review, a holdout leak (a pause too), a moved branch. The service never outlives it."""
         try:
+            return steps()
+        except AwaitingReview as exc:
+            return self.paused(trajectory, exc)
+        except HoldoutLeak as exc:
+            return self.paused(trajectory, self.leak_pause(len(trajectory), str(exc)))
+        except BranchMoved as exc:
+            return convergence.halted("branch-moved", str(exc), [])
+        finally:
+            if self.service is not None:  # never left running: also on Ctrl-C and errors
+                self.service.stop()
+
+    def run(self, first: int, trajectory: list[Iteration], feedback_text: str) -> CrankResult:
+        paused = self._begin(trajectory)
+        if paused is not None:
+            return paused
+
+        def steps() -> Decision:
+            n, text = first, feedback_text
             while True:
-                it, checks, refused, tails = self.iteration(n, feedback_text)
+                it, checks, refused, tails = self.iteration(n, text)
                 trajectory.append(it)
                 decision = convergence.decide(
                     trajectory, self.cfg.threshold, self.cfg.max_iterations,
@@ -500,7 +525,7 @@ class _Loop:
                 if decision["decision"] == "CONVERGED":
                     self.gate("ship", self.summary("ship", trajectory))
                 if decision["decision"] == "CONTINUE":
-                    feedback_text = self.compile(n, trajectory, checks, refused, tails, decision)
+                    text = self.compile(n, trajectory, checks, refused, tails, decision)
                 self.escalate(
                     n,
                     escalation.escalation(
@@ -508,18 +533,11 @@ class _Loop:
                     ),
                 )
                 if decision["decision"] != "CONTINUE":
-                    break
+                    return decision
                 n += 1
-        except AwaitingReview as exc:
-            return self.paused(trajectory, exc)
-        except HoldoutLeak as exc:
-            return self.paused(trajectory, self.leak_pause(len(trajectory), str(exc)))
-        except BranchMoved as exc:
-            decision = convergence.halted("branch-moved", str(exc), [])
-        finally:
-            if self.service is not None:  # never left running: also on Ctrl-C and errors
-                self.service.stop()
-        return self.finish(trajectory, decision)
+
+        out = self._drive(trajectory, steps)
+        return out if isinstance(out, CrankResult) else self.finish(trajectory, out)
 
     # -- a manifest crank: units and execution groups ----------------------------------------
     def run_units(
@@ -537,25 +555,19 @@ class _Loop:
         workers = {u.id: core_manifest.worker_id(u.id) for u in m.units}
         checked = [u.id for u in m.units if u.done]
         trajectory = list(trajectory or [])
-        decision: Decision | None = None
-        n = first
-        try:
-            if not trajectory:
-                self.gate("spec", self.summary("spec", trajectory))
-                self.gate("plan", self.summary("plan", trajectory))
-        except AwaitingReview as exc:
-            return self.paused(trajectory, exc)
-        if self.cfg.service is not None:
-            self.service = Service(self.cfg.service, self.ctx.repo)
-        try:
+        paused = self._begin(trajectory)
+        if paused is not None:
+            return paused
+
+        def steps() -> Decision:
+            n = first
             while True:
                 state = core_units.statuses(m, history, checked)
                 verdict, why = core_units.decision(m, state)
                 if verdict == "CONVERGED":
                     self.gate("ship", self.summary("ship", trajectory))
                 if verdict != "CONTINUE":
-                    decision = units_decision(verdict, why, state)
-                    break
+                    return units_decision(verdict, why, state)
                 found = core_units.next_units(m, state)
                 assert found is not None  # CONTINUE means a unit is open
                 group, active = found
@@ -571,7 +583,7 @@ class _Loop:
                 made = core_units.attempts(
                     n, active, workers, it["gate1"], by_unit, results, owners, self.cfg.threshold
                 )
-                history += made
+                history.extend(made)
                 state = core_units.statuses(m, history, checked)
                 now = units_decision(*core_units.decision(m, state), state)
                 self.rec.emit(
@@ -594,15 +606,11 @@ class _Loop:
                     ),
                 )
                 n += 1
-        except AwaitingReview as exc:
-            return self.paused(trajectory, exc)
-        except HoldoutLeak as exc:
-            return self.paused(trajectory, self.leak_pause(len(trajectory), str(exc)))
-        except BranchMoved as exc:
-            decision = convergence.halted("branch-moved", str(exc), [])
-        finally:
-            if self.service is not None:
-                self.service.stop()
+
+        out = self._drive(trajectory, steps)
+        if isinstance(out, CrankResult):
+            return out
+        decision = out
         state = core_units.statuses(m, history, checked)
         final = "completed" if decision["decision"] == "CONVERGED" else "failed"
         data = manifests.marked(loaded, state, final)

@@ -497,9 +497,7 @@ class ShortNames:
     def __init__(self, names: Iterable[str]) -> None:
         self._by_start: dict[tuple[str, str], list[str]] = defaultdict(list)
         self._wild: dict[int, set[tuple[int, int]]] = defaultdict(set)  # length -> masks
-        for name in sorted(set(names)):
-            if short_form(name) is not None:
-                continue
+        for name in sorted(set(names)):  # a name of short-name shape is a long name too
             keys: set[tuple[str, str]] = set()
             for base, ext in _bases(name):
                 head, head_wild = _masked(base[:6])

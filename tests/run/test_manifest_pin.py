@@ -163,3 +163,25 @@ def test_a_refused_integration_ends_the_run_on_record(repo: Path, tmp_path: Path
     code, out, _err = cli(repo, "ledger-replay", "--run-id", run_id, "--json")
     found = [d["what"] for d in json.loads(out)["divergences"]]
     assert found and all("RUN_MANIFEST.json" in what for what in found), found
+
+
+def test_a_refused_validation_ends_the_run_on_record_too(repo: Path, tmp_path: Path) -> None:
+    """bundle-validate refused for an edited manifest: the run can never be integrated, and the
+    ledger ends it as integrate's refusal does (watch ends, replay sees why)."""
+    run_id = launch(repo, tmp_path)
+    path = run_dir(repo, run_id) / "RUN_MANIFEST.json"
+    manifest = read_json(path)
+    manifest["config"]["security"]["protected_paths"] = []
+    write_json(path, manifest)
+    code, out, err = cli(repo, "bundle-validate", "--run-id", run_id)
+    assert code == 3 and "[manifest-changed]" in err, out + err
+    with Ledger(repo / LEDGER, Clock()) as ledger:
+        evs = sorted(ledger.select(Filter(run_id=run_id)), key=lambda e: e.seq)
+    assert [e.event_type for e in evs[-3:]] == [
+        "integrate.refused",
+        "stage.finished",
+        "run.finished",
+    ]
+    assert evs[-1].payload["status"] == "BLOCKED"
+    res = run_cli("--repo", str(repo), "watch", "--run-id", run_id, "--timeout", "30")
+    assert res.returncode == 3, res.stdout + res.stderr

@@ -93,7 +93,7 @@ def _remove_worktrees(run: RunHandle, doc: dict[str, Any], keep: bool) -> list[s
 
 
 def cmd_validate(ctx: Context, run_id: str, workers: list[str] | None) -> Outcome:
-    with RunHandle.open(ctx, validate_run_id(run_id), workers) as run:
+    with RunHandle.open(ctx, validate_run_id(run_id), workers, on_refused=_run_refused) as run:
         result = run_stage(run.recorder, "bundle-validate", lambda: validate.validate(run))
     if result.status == "FAIL" or "status" not in result.data:
         data = {"status": result.status, "reason": result.reason}
@@ -133,6 +133,15 @@ def _refused(rec: Recorder, exc: BlockedError) -> None:
     result = StageResult("integrate", *decisions.integrate_refused(str(exc)))
     ended(rec, result)
     rec.run_finished([result.row()])
+
+
+def _run_refused(rec: Recorder, exc: BlockedError) -> None:
+    """Another stage refused at the door (bundle-validate, bundle-collect): a held lock is
+    another process at work, nothing to record; any other refusal (the manifest is not the one
+    launch wrote) means the run can never be integrated, and it ends on record as integrate's
+    refusal does."""
+    if not isinstance(exc, LockHeldError):
+        _refused(rec, exc)
 
 
 def cmd_integrate(

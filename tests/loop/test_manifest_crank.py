@@ -234,3 +234,25 @@ def test_the_operator_s_feedback_reaches_a_unit_beside_its_own(tmp_path: Path) -
     res = run_cli("--repo", str(repo), "--now", PINNED, "approve", "--crank-id", "s1", "--by", "Al")
     later = (repo / "tools/codex/runs/s1.i5/Usub_worker/PROMPT.md").read_text()
     assert "OPERATOR-NOTE-7" not in later, res.stdout + res.stderr  # given once
+
+
+def test_marking_keeps_edits_to_a_json_manifest_and_refuses_changed_units(tmp_path: Path) -> None:
+    md = write_manifest(tmp_path / "spec")
+    loaded = manifests.load(md)
+    as_json = tmp_path / "spec" / "manifest.json"
+    doc = dict(core_manifest.to_doc(loaded.manifest))
+    as_json.write_text(json.dumps(doc))
+    js = manifests.load(as_json)
+    state = {"add": "completed", "mul": "in_progress", "sub": "pending", "div": "completed"}
+    doc["title"] = "Calculator, renamed by the operator"
+    as_json.write_text(json.dumps(doc))
+    said = manifests.mark_file(as_json, js, state, "in_progress")
+    assert said.startswith("factory: marked progress"), said
+    now = json.loads(as_json.read_text())
+    assert now["title"] == "Calculator, renamed by the operator"
+    assert [u["done"] for u in now["units"]] == [True, False, False, True]
+    doc["units"] = doc["units"][:3]
+    doc["groups"][0]["units"] = ["add", "mul"]
+    as_json.write_text(json.dumps(doc))
+    said = manifests.mark_file(as_json, js, state, "in_progress")
+    assert "not marked" in said

@@ -1079,6 +1079,8 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
         if verdict == "approved":  # the operator accepts the stop
             with loop.locked():
                 rec.emit("crank.resumed", STAGE, ACTOR, iteration=len(trajectory) + 1)
+                if p.get("mode") == "manifest":
+                    _mark_stopped(ctx, loop, events, p)
                 return loop.finish(list(trajectory), convergence.halted("holdout-leak", why, []))
         if p.get("mode") != "manifest":  # go on with the operator's feedback alone
             with loop.locked():
@@ -1120,12 +1122,31 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
         return loop.run(len(trajectory) + 1, list(trajectory), feedback_text)
 
 
+def _mark_stopped(ctx: Context, loop: _Loop, events: Sequence[Event], p: dict[str, Any]) -> None:
+    """A manifest crank stopped outside its loop (an approved leak): its copy of the manifest,
+    and the operator's file when asked, are marked as the recorded attempts leave them."""
+    found = core_manifest.from_doc(p["manifest"], "the recorded manifest")
+    data = fsutil.read_file(
+        loop.folder / MANIFEST_COPY, MANIFEST_COPY, limit=core_manifest.MAX_BYTES
+    )
+    loaded = manifests.Loaded(found, data, p.get("manifest_format") != "json", loop.plan, {})
+    history: list[UnitAttempt] = [
+        a for e in events if e.event_type == "iteration.decided" for a in e.payload["units"]
+    ]
+    state = core_units.statuses(found, history, [u.id for u in found.units if u.done])
+    loop.writer.write(MANIFEST_COPY, manifests.marked(loaded, state, "failed"))
+    if p.get("update_manifest"):
+        loop.say(manifests.mark_file(Path(str(p["update_manifest"])), loaded, state, "failed"))
+
+
 def _leak_verdict(events: Sequence[Event], state: GateState) -> tuple[str, str] | None:
     """(approved | rejected, the leak) when the last escalation was a holdout leak an operator
     decided; None otherwise."""
     last = [e for e in events if e.event_type == "gate.awaiting"]
     if not last or last[-1].payload.get("gate") != "escalation" or not last[-1].payload.get("leak"):
         return None
+    if any(e.event_type == "iteration.decided" and e.seq > last[-1].seq for e in events):
+        return None  # the crank went on after it: resume as after any iteration
     verdict = (state.verdicts or {}).get(int(last[-1].payload["iteration"]))
     return None if verdict is None else (verdict, str(last[-1].payload["reasons"][0]))
 

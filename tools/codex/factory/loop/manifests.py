@@ -91,9 +91,22 @@ def mark_file(path: Path, loaded: Loaded, state: dict[str, str], status: str) ->
     started is left alone. The line to tell the operator."""
     try:
         now = fsutil.read_file(path, str(path), limit=core_manifest.MAX_BYTES)
-        current = Loaded(loaded.manifest, now, loaded.markdown, loaded.plan, loaded.scopes)
-        data = marked(current, state, status)
-    except (FactoryError, OSError) as exc:
+        if loaded.markdown:
+            found = core_manifest.parse(now, path.name)
+        else:
+            found = core_manifest.from_doc(jsonio.loads_document(now), path.name)
+
+        def shape(m: Manifest) -> list[tuple[str, str, tuple[str, ...]]]:
+            return [(u.id, u.title, u.after) for u in m.units]
+
+        if shape(found) != shape(loaded.manifest):
+            raise UsageError("its units changed since the crank started")
+        if found.groups != loaded.manifest.groups:
+            raise UsageError("its execution groups changed since the crank started")
+        data = marked(
+            Loaded(found, now, loaded.markdown, loaded.plan, loaded.scopes), state, status
+        )
+    except (FactoryError, OSError, ValueError) as exc:
         return f"factory: warning: {path} not marked: {exc}"
     GuardedWriter(path.parent).write(path.name, data)
     return f"factory: marked progress in {path} (the only write outside the run folder)"

@@ -80,3 +80,9 @@ def test_the_readme_example_runs(
     monkeypatch.setenv("FACTORY_NOW", PINNED)
     exec(compile(block.group(1), "README.md", "exec"), {})
     assert (repo / "tools/codex/runs").is_dir()
+
+
+@pytest.mark.parametrize("key", ["kind", "foo.bar", "run.foo", ""])
+def test_a_config_override_that_is_no_key_is_one_usage_error(repo: Path, key: str) -> None:
+    with pytest.raises(UsageError, match="not a config key"):
+        Factory(repo, config={key: "x"})

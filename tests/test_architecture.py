@@ -445,7 +445,6 @@ USED_BY_TESTS_ONLY = {
     "infra/gitops.py ATTR_SOURCE_VERSION": "the git release GIT_ATTR_SOURCE came with (the probe's test)",
     "core/symptoms.py CLASSES": "pure: the symptom classes feedback counts",
     "core/manifest.py unit_of": "pure: the unit a worker runs (the crank wires it next)",
-    "core/manifest.py scope_doc": "pure: a unit's scope as a record holds it (the crank wires it next)",
 }
 
 

@@ -5,11 +5,10 @@ changing by more than a quarter of its units; and the fixed order they are given
 from __future__ import annotations
 
 from tools.codex.factory.core import escalation as esc
-from tools.codex.factory.core.convergence import decide, halted
-from tools.codex.factory.core.feedback import Leak
-from tools.codex.factory.core.manifest import scope_doc, worker_id
+from tools.codex.factory.core.convergence import decide
+from tools.codex.factory.core.manifest import worker_id
 from tools.codex.factory.records.crank import Iteration
-from tools.codex.factory.records.manifest import UnitAttempt, UnitScope, UnitScopeDoc
+from tools.codex.factory.records.manifest import UnitAttempt
 
 
 def attempt(it: int, unit: str, sig: str = "") -> UnitAttempt:
@@ -88,58 +87,16 @@ def test_a_stall_or_exhaustion_decided_by_the_convergence_rules() -> None:
     assert esc.stall(None) is None
 
 
-def test_a_holdout_leak_names_the_place_never_the_text() -> None:
-    found = [Leak("S-abc", 7, "pass criteria"), Leak("S-abc", 9, "canary")]
-    assert esc.holdout_leak(None, found, "the feedback for unit ve2") == (
-        "holdout leak: the feedback for unit ve2, line 7, holds the pass criteria of scenario "
-        "S-abc (2 place(s))"
-    )
-    recorded = halted("holdout-leak", "holdout-leak: the task of worker Uve1, line 3, ...", [])
-    assert esc.holdout_leak(recorded) == (
-        "holdout leak: holdout-leak: the task of worker Uve1, line 3, ..."
-    )
-    assert esc.holdout_leak(halted("infrastructure", "x", [])) is None
-    assert esc.holdout_leak(None) is None
-
-
-def plan(**units: tuple[str, ...]) -> dict[str, UnitScopeDoc]:
-    return {u: scope_doc(UnitScope(u, allow)) for u, allow in units.items()}
-
-
-def test_the_plan_changing_by_more_than_a_quarter_of_its_units() -> None:
-    four = plan(a=("a/**",), b=("b/**",), c=("c/**",), d=("d/**",))
-    one = {**four, "a": scope_doc(UnitScope("a", ("a/**", "x/**")))}
-    assert esc.plan_change(four, one) is None  # exactly a quarter
-    reordered = {**four, "a": UnitScopeDoc(allow=["a/**", "a/**"], deny=[], shared=[])}
-    assert esc.plan_change(four, reordered) is None  # repeats and order aside
-    retitled = {**four, "a": scope_doc(UnitScope("a", ("a/**",), agent="claude"))}
-    assert esc.plan_change(four, retitled) is None  # the agent is not the scope
-    two = {**one, "e": scope_doc(UnitScope("e", ("e/**",)))}
-    assert esc.plan_change(four, two) == (
-        "the plan changed 2 of its 4 unit(s), more than 1/4: added e; scope changed a"
-    )
-    gone = {k: v for k, v in four.items() if k not in ("b", "c")}
-    gone["d"] = UnitScopeDoc(allow=["d/**"], deny=["d/x"], shared=[])
-    assert esc.plan_change(four, gone) == (
-        "the plan changed 3 of its 4 unit(s), more than 1/4: removed b, c; scope changed d"
-    )
-    assert esc.plan_change({}, four) is None  # no earlier plan to compare
-
-
 def test_escalation_gives_every_reason_in_a_fixed_order() -> None:
     attempts = [attempt(k, "ve1", "S-1|assertion|x") for k in (1, 2, 3)]
     runs = [iteration(k, "FAIL") for k in (1, 2, 3)]
-    leak = halted("holdout-leak", "found in the plan", [])
-    four = plan(a=("a/**",), b=("b/**",), c=("c/**",), d=("d/**",))
-    reasons = esc.escalation(
-        attempts, runs, leak, max_iterations=3, plans=[four, plan(a=("a/**",))]
-    )
+    stalled3 = decide([iteration(1, passed=1)] * 3, (9, 10), 9)
+    reasons = esc.escalation(attempts, runs, stalled3, max_iterations=3)
     assert [r.split(" ")[:2] for r in reasons] == [
-        ["holdout", "leak:"],
         ["unit", "ve1"],
         ["unit", "ve1"],
         ["the", "required"],
-        ["the", "plan"],
+        ["the", "crank"],
     ]
     assert esc.escalation([], [iteration(1)], None, max_iterations=3) == []
     stalled = decide([iteration(1, passed=1)] * 3, (9, 10), 9)

@@ -50,7 +50,7 @@ def test_plan_review_pauses_then_an_approval_lets_it_converge(tmp_path: Path) ->
     assert "awaits your review at the plan gate" in data["reason"]
     assert "factory approve --crank-id g1 --gate plan" in data["advice"]
     summary = (repo / "tools/codex/runs/g1/GATE_plan.md").read_text()
-    assert "| A | src/**, notes/** |" in summary or "| A | notes/**, src/** |" in summary
+    assert "| A | notes/**, src/** |" in summary  # the plan's globs, sorted
     assert data["runs"] == []  # nothing ran
     status = run_cli("--repo", str(repo), "crank", "--resume", "--crank-id", "g1")
     assert status.returncode == 2 and "awaits review at the plan gate" in status.stderr
@@ -155,8 +155,8 @@ def test_required_checks_failing_three_times_pause_even_in_full_auto(tmp_path: P
     code, data, out = start(repo, "spec=auto,plan=auto,ship=auto")
     assert (code, data["decision"], data["kind"]) == (3, "AWAITING_REVIEW", "escalation"), out
     assert (
-        "the required checks failed in 3 iterations in a row (iterations 1-3)" in data["reason"]
-        or "the required checks failed in 3 iterations in a row" in data["reason"]
+        "the required checks failed in 3 iterations in a row (iterations 1, 2, 3)"
+        in (data["reason"])
     )
     assert (repo / "tools/codex/runs/g1/GATE_escalation_3.md").exists()
     code, data, out = cli(

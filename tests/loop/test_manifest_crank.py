@@ -256,3 +256,6 @@ def test_marking_keeps_edits_to_a_json_manifest_and_refuses_changed_units(tmp_pa
     as_json.write_text(json.dumps(doc))
     said = manifests.mark_file(as_json, js, state, "in_progress")
     assert "not marked" in said
+    del doc["threshold"]  # a malformed file is a warning, never a traceback
+    as_json.write_text(json.dumps(doc))
+    assert "not marked" in manifests.mark_file(as_json, js, state, "in_progress")

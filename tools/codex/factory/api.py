@@ -26,8 +26,10 @@ from typing import Any
 
 from tools.codex.factory.audit import ledgerview, replay
 from tools.codex.factory.core.ids import select_workers
+from tools.codex.factory.errors import UsageError
 from tools.codex.factory.infra.clock import Clock
 from tools.codex.factory.run import importer, pipeline
+from tools.codex.factory.run.config import DEFAULTS
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.launch import LaunchRequest
 from tools.codex.factory.run.outcome import Outcome
@@ -112,8 +114,15 @@ class Factory:
         """``repo``: the repository (its top level or a folder in it); ``now``: pin the clock
         (ISO-8601); ``config``: overrides of config keys (``{"run.kind": "nightly"}``), the same
         layer as the CLI's options."""
+        overrides = dict(config or {})
+        for key in sorted(overrides):
+            section, _, name = str(key).partition(".")
+            if name not in DEFAULTS.get(section, {}):
+                raise UsageError(
+                    f"config override {key!r}: not a config key (section.key, e.g. run.kind)"
+                )
         self.ctx = Context(repo_opt=Path(repo), clock=Clock.from_env(now))
-        self.ctx.cli_config.update(dict(config or {}))
+        self.ctx.cli_config.update(overrides)
 
     def close(self) -> None:
         self.ctx.close()

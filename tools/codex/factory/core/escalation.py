@@ -2,23 +2,20 @@
 ("full autonomy" trusts the crank unless something is off, it never means "never ask").
 
 Each rule is a pure function of what the ledger records -- per-unit attempts, the iterations,
-the decision, each iteration's plan -- returning the reason (one line for the operator) or
+the decision -- returning the reason (one line for the operator) or
 None, so replay reaches the same pause. :func:`escalation` applies them all in a fixed order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from tools.codex.factory.core.feedback import Leak
 from tools.codex.factory.core.text import clip, one_line
 from tools.codex.factory.records.crank import Decision, Iteration
-from tools.codex.factory.records.manifest import UnitAttempt, UnitScopeDoc
+from tools.codex.factory.records.manifest import UnitAttempt
 
 SAME_FAILURE_LIMIT = 3  # a unit failing the same way this many times
 CHECKS_LIMIT = 3  # iterations in a row with the required checks failing
-PLAN_CHANGE = (1, 4)  # more than this share of the plan's units changed
-_SHOWN = 5  # unit IDs named in one reason
 
 
 def repeated_failure(attempts: Sequence[UnitAttempt]) -> str | None:
@@ -87,83 +84,28 @@ def stall(decision: Decision | None) -> str | None:
     return None
 
 
-def holdout_leak(
-    decision: Decision | None, found: Sequence[Leak] = (), where: str = "text meant for an agent"
-) -> str | None:
-    """Holdout text reached (or was about to reach) an agent: the leak guard's findings in
-    ``where``, or a decision recorded for a leak. Names places, never the leaked text."""
-    if found:
-        first = found[0]
-        return (
-            f"holdout leak: {where}, line {first.line}, holds the {first.what} of scenario "
-            f"{first.scenario} ({len(found)} place(s))"
-        )
-    if decision is not None and decision["kind"] == "holdout-leak":
-        return f"holdout leak: {_clip(decision['reason'])}"
-    return None
-
-
-def plan_change(
-    before: Mapping[str, UnitScopeDoc], after: Mapping[str, UnitScopeDoc]
-) -> str | None:
-    """More than a quarter of the earlier plan's units changed between two iterations. A unit
-    changed when it was added, removed, or its scope (the allow, deny and shared globs, order
-    and repeats aside) is different; a title or agent change is not a scope change."""
-    if not before:
-        return None
-    added = sorted(set(after) - set(before))
-    removed = sorted(set(before) - set(after))
-    rescoped = sorted(u for u in set(before) & set(after) if _key(before[u]) != _key(after[u]))
-    changed = len(added) + len(removed) + len(rescoped)
-    num, den = PLAN_CHANGE
-    if changed * den <= num * len(before):
-        return None
-    parts = [
-        f"{label} {_units(ids)}"
-        for label, ids in (("added", added), ("removed", removed), ("scope changed", rescoped))
-        if ids
-    ]
-    return (
-        f"the plan changed {changed} of its {len(before)} unit(s), more than "
-        f"{num}/{den}: {'; '.join(parts)}"
-    )
-
-
 def escalation(
     attempts: Sequence[UnitAttempt],
     iterations: Sequence[Iteration],
     decision: Decision | None,
     *,
     max_iterations: int,
-    plans: Sequence[Mapping[str, UnitScopeDoc]] = (),
-    leaks: Sequence[Leak] = (),
 ) -> list[str]:
-    """Every reason to stop and ask, in a fixed order: a holdout leak first (nothing else
-    matters until it is found), then a unit failing the same way, a unit out of attempts,
-    required checks failing, a stall, and the plan (the last two of ``plans``) changing
-    too much. Empty: carry on as the gates say."""
+    """Every reason to stop and ask after an iteration, in a fixed order: a unit failing the
+    same way, a unit out of attempts, required checks failing, a stall. Empty: carry on as the
+    gates say. (A holdout leak pauses the crank where it is caught; a crank's plan is fixed when
+    it starts, so it cannot change between iterations.)"""
     reasons = [
-        holdout_leak(decision, leaks),
         repeated_failure(attempts),
         unit_exhausted(attempts, max_iterations),
         checks_failing(iterations),
         stall(decision),
-        plan_change(plans[-2], plans[-1]) if len(plans) >= 2 else None,
     ]
     return [r for r in reasons if r is not None]
 
 
-def _key(scope: UnitScopeDoc) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(sorted(set(scope[k]))) for k in ("allow", "deny", "shared"))
-
-
 def _numbers(values: Sequence[int]) -> str:
     return ", ".join(str(v) for v in values)
-
-
-def _units(ids: Sequence[str]) -> str:
-    more = f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else ""
-    return ", ".join(_clip(i) for i in ids[:_SHOWN]) + more
 
 
 def _clip(text: str) -> str:

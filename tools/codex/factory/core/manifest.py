@@ -50,7 +50,6 @@ from tools.codex.factory.records.manifest import (
     Unit,
     UnitDoc,
     UnitScope,
-    UnitScopeDoc,
 )
 
 UNIT_ID_RE = re.compile(r"[a-z][a-z0-9]{0,14}")
@@ -623,11 +622,4 @@ def parse_unit_scope(data: bytes, source: str, unit: str) -> UnitScope:
         deny=globs["deny"],
         shared=globs["shared"],
         agent=None if agent is None else str(agent.value),
-    )
-
-
-def scope_doc(scope: UnitScope) -> UnitScopeDoc:
-    """A unit's scope as a record holds it (what the plan-change rule compares)."""
-    return UnitScopeDoc(
-        allow=sorted(scope.allow), deny=sorted(scope.deny), shared=sorted(scope.shared)
     )

@@ -490,7 +490,7 @@ class LedgerIndex:
             runs = self._ids(db, "runs", "run_id", {e.run_id for e, _ in batch})
             types = self._ids(db, "types", "name", {e.type for e, _ in batch})
             db.executemany(
-                "INSERT OR REPLACE INTO events (seq, off, len, run, type, ts, hash) "
+                "INSERT INTO events (seq, off, len, run, type, ts, hash) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (e.seq, e.off, e.length, runs[e.run_id], types[e.type], e.ts, e.hash)
@@ -738,8 +738,7 @@ def _bulk_load(db: sqlite3.Connection, fh: BinaryIO) -> None:
         for name in {r[4] for r in rows}.difference(types):
             types[name] = len(types) + 1
         db.executemany(
-            "INSERT OR REPLACE INTO events (seq, off, len, run, type, ts, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (seq, off, len, run, type, ts, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(s, o, n, runs[r], types[t], ts, h) for s, o, n, r, t, ts, h in rows],
         )
         run_events += [(rows[i], payload) for i, payload in payloads]

@@ -487,6 +487,12 @@ class Ledger:
         line, digest = encode(body)
         fd = self._open_append()
         self._open_head()  # a head file that must be refused is refused before the line
+        if self._use_index and len(self._pending) + 1 >= INDEX_BATCH:
+            index = self._index_obj()  # so is an index file this append's flush would refuse
+            try:
+                index.check_files()
+            except fsutil.HardLinkedError as exc:
+                raise _io_error(exc, index.path, self.base) from None
         _write_all(fd, line)
         if self.fsync:
             os.fsync(fd)

@@ -240,7 +240,7 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
         ctx.repo, commit, cfg.folder, int(ctx.config.get("limits.max_file_bytes"))
     )
     for w in plan.workers:  # the operator's own text goes into every prompt
-        _guard(sealed, f"the plan's task of worker {w.id}", w.task)
+        guard(sealed, f"the plan's task of worker {w.id}", w.task)
     if loaded is not None:
         units_known = {u.id for u in loaded.manifest.units}
         for s in sealed.scenarios:
@@ -307,12 +307,9 @@ def _claim(ctx: Context, wanted: str | None, commit: str) -> str:
     return crank_id
 
 
-def check_text(sealed: Holdout, where: str, text: str) -> None:
-    """The leak guard for text an operator gives the agents (raises HoldoutLeak)."""
-    _guard(sealed, where, text)
-
-
-def _guard(sealed: Holdout, where: str, text: str) -> None:
+def guard(sealed: Holdout, where: str, text: str) -> None:
+    """The leak guard: raise HoldoutLeak when ``text`` (for an agent, from us or an operator)
+    holds a scenario's guarded line or a canary."""
     found = fb.leaks(text, sealed.scenarios)
     if found:
         first = found[0]
@@ -444,8 +441,8 @@ class _Loop:
             lines += ["| Worker | Allow | Deny | Shared |", "|---|---|---|---|"]
             for w in self.plan.workers:
                 lines.append(
-                    f"| {w.id} | {', '.join(w.allow)} | {', '.join(w.deny) or '-'} | "
-                    f"{', '.join(w.shared) or '-'} |"
+                    f"| {w.id} | {', '.join(sorted(w.allow))} | {', '.join(sorted(w.deny)) or '-'} | "
+                    f"{', '.join(sorted(w.shared)) or '-'} |"
                 )
             lines += ["", f"Base: `{self.base}`; scenarios sealed: {len(self.sealed.scenarios)}."]
         else:
@@ -642,7 +639,7 @@ class _Loop:
             inp = feedback_input(n, trajectory, self.cfg, checks, mine, tails, decision, theirs)
             text = fb.compile_feedback(inp)
             name = f"feedback_iter_{n}_{unit}.md"
-            _guard(self.sealed, name, text)
+            guard(self.sealed, name, text)
             sha = self.writer.write_text(name, text)
             self.feedback_files.append(f"{self.ctx.layout.run_rel(self.crank_id)}/{name}")
             extra = {"tails": inp["tails"]} if self.cfg.detail == "full" else {}
@@ -669,7 +666,7 @@ class _Loop:
             crank_id=self.crank_id,
             iteration=n,
             feedback=feedback_text,
-            guard=lambda w, text: _guard(self.sealed, f"the prompt of worker {w}", text),
+            guard=lambda w, text: guard(self.sealed, f"the prompt of worker {w}", text),
             by_worker=None
             if self.by_worker is None
             else {w: "\n".join(t for t in (said, text) if t) for w, text in self.by_worker.items()},
@@ -810,7 +807,7 @@ class _Loop:
             n, trajectory, self.cfg, checks, self._results(n), tails, decision, refused
         )
         text = fb.compile_feedback(inp)
-        _guard(self.sealed, f"feedback_iter_{n}.md", text)
+        guard(self.sealed, f"feedback_iter_{n}.md", text)
         name = f"feedback_iter_{n}.md"
         sha = self.writer.write_text(name, text)
         self.feedback_files.append(f"{self.ctx.layout.run_rel(self.crank_id)}/{name}")

@@ -10,6 +10,7 @@ classes, one-line symptoms) never holds a duration: durations are in the logs on
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import os
 import shutil
@@ -237,7 +238,8 @@ def _attempt(
     for path, shown in ((root, b"."), (slot, b"<sandbox>")):
         for spelling in {str(path), str(path.resolve())}:
             output = output.replace(spelling.encode("utf-8", "surrogateescape"), shown)
-    shutil.rmtree(slot, ignore_errors=True)
+    with contextlib.suppress(OSError, FactoryError):  # the temporary folder goes at the end too
+        fsutil.remove_tree(slot)
     if fin.rc == 0 and not fin.timed_out:
         trial = Trial(rc=0, timed_out=False, infra="", symptom="", symptom_class="")
         return trial, output, seconds

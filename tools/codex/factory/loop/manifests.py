@@ -94,7 +94,11 @@ def mark_file(path: Path, loaded: Loaded, state: dict[str, str], status: str) ->
         if loaded.markdown:
             found = core_manifest.parse(now, path.name)
         else:
-            found = core_manifest.from_doc(jsonio.loads_document(now), path.name)
+            doc = jsonio.loads_document(now)
+            problems = schemas.errors("crank_manifest", doc)
+            if problems:
+                raise UsageError(f"{problems[0][0]}: {problems[0][1]}")
+            found = core_manifest.from_doc(doc, path.name)
 
         def shape(m: Manifest) -> list[tuple[str, str, tuple[str, ...]]]:
             return [(u.id, u.title, u.after) for u in m.units]

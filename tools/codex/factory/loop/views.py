@@ -294,7 +294,7 @@ def cmd_reject(
         ctx.repo, str(started["base_commit"]), str(started["scenarios"]["dir"]),
         int(ctx.config.get("limits.max_file_bytes")),
     )  # fmt: skip
-    crank_mod.check_text(sealed, "the rejection's feedback", feedback)  # nothing recorded on a leak
+    crank_mod.guard(sealed, "the rejection's feedback", feedback)  # nothing recorded on a leak
     rec = Recorder(ctx.ledger, cid, crank_mod.KIND)
     rec.emit(
         "gate.rejected", crank_mod.STAGE, "operator",

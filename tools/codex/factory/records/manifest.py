@@ -91,12 +91,6 @@ class ManifestDoc(TypedDict):
     groups: list[GroupDoc]
 
 
-class UnitScopeDoc(TypedDict):
-    allow: list[str]
-    deny: list[str]
-    shared: list[str]
-
-
 class UnitAttempt(TypedDict):
     """One iteration's outcome for one unit, as recorded: the unit ID and its worker ID both."""
 

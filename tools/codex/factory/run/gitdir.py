@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.errors import BlockedError
-from tools.codex.factory.infra import gitops
+from tools.codex.factory.infra import fsutil, gitops
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Filter
@@ -32,8 +32,10 @@ WATCHED_DIRS = ("hooks",)
 MAX_BYTES = 16 * 1024 * 1024
 
 
-def _state(common: Path) -> dict[str, dict[str, Any]]:
-    """rel -> {sha256 | link, mode} for the watched files of the common git folder."""
+def _state(common: Path, kept: dict[str, bytes] | None = None) -> dict[str, dict[str, Any]]:
+    """rel -> {sha256 | link | special, mode} for the watched files of the common git folder;
+    ``kept`` receives the bytes each hash was taken of (read once, never through a link, never
+    blocking on a FIFO an agent swapped in)."""
     out: dict[str, dict[str, Any]] = {}
 
     def add(rel: str, st: os.stat_result) -> None:
@@ -41,9 +43,14 @@ def _state(common: Path) -> dict[str, dict[str, Any]]:
         if stat.S_ISLNK(st.st_mode):
             out[rel] = {"link": os.readlink(path), "mode": 0}
         elif stat.S_ISREG(st.st_mode) and st.st_size <= MAX_BYTES:
-            with open(path, "rb") as fh:
-                data = fh.read(MAX_BYTES + 1)
+            try:
+                data = fsutil.read_regular(path, MAX_BYTES + 1)
+            except fsutil.NotRegularFileError:  # swapped since the lstat
+                out[rel] = {"special": True, "mode": 0}
+                return
             out[rel] = {"sha256": hashlib.sha256(data).hexdigest(), "mode": st.st_mode & 0o777}
+            if kept is not None:
+                kept[rel] = data
         elif not stat.S_ISDIR(st.st_mode):
             out[rel] = {"special": True, "mode": 0}
 
@@ -69,12 +76,10 @@ def _state(common: Path) -> dict[str, dict[str, Any]]:
 def record(repo: Path, rec: Recorder, writer: GuardedWriter) -> dict[str, dict[str, Any]]:
     """Keep the watched files' bytes in the snapshot store; record their state in the ledger."""
     common = gitops.common_dir(repo)
-    state = _state(common)
-    for rel, entry in state.items():
-        if "sha256" in entry:
-            with open(common / rel, "rb") as fh:
-                data = fh.read(MAX_BYTES + 1)
-            snapshots.put(writer, data)
+    kept: dict[str, bytes] = {}
+    state = _state(common, kept)
+    for rel in sorted(kept):  # the very bytes hashed
+        snapshots.put(writer, kept[rel])
     rec.emit(RECORDED, "launch", files=state)
     return state
 

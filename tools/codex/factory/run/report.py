@@ -7,6 +7,7 @@ computed by :func:`decisions.final_status` from the stage results, so they canno
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import sys
@@ -141,11 +142,13 @@ def finalize(
     run_id = run.run_id
     integration = integration or {}
     rows = [s.row() for s in stages]
-    validation, unreadable = None, ""
-    try:
-        validation = _read_validation(run.run_dir)
-    except UnreadableError as exc:  # the judgement is unknown: the run cannot pass on it
-        unreadable = f"[validation-unreadable] {exc}: run bundle-validate again"
+    unreadable = ""
+    validation, validation_sha, problem = _read_validation(run.run_dir)
+    if problem is not None:  # the judgement is unknown: the run cannot pass on it
+        unreadable = (
+            f"[validation-unreadable] {UnreadableError(VALIDATION, problem)}: "
+            "run bundle-validate again"
+        )
         rows.append(ended(rec, StageResult("summary", "BLOCKED", unreadable)).row())
     head = ctx.ledger.read_head()
     not_run = next(
@@ -176,7 +179,7 @@ def finalize(
     try:
         writer.write(STATUS, jsonio.pretty(doc))
         writer.write_text(REPORT, render_report(doc, manifest, validation, unreadable))
-        attest = _attest(run, validation)
+        attest = _attest(run, validation, validation_sha)
     except PolicyViolation:  # recorded in the ledger as it happened (the run handle)
         verdict()
         _rewrite(writer, doc, manifest, validation, unreadable)
@@ -203,21 +206,28 @@ def finalize(
     return doc
 
 
-def _read_validation(run_dir: Path) -> dict[str, Any] | None:
-    """VALIDATION.json, read once: None when bundle-validate has not written one;
-    UnreadableError when it is there but unreadable or not a valid validation document."""
+def _read_validation(run_dir: Path) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """VALIDATION.json read once: (the document, the sha256 of those very bytes — what is
+    attested —, why it is unusable). (None, None, None) when bundle-validate has not written
+    one; a document that is there but unreadable or not a validation document gives its
+    problem (and its hash when its bytes could be read)."""
     path = run_dir / VALIDATION
     if not path.exists() and not path.is_symlink():
-        return None
+        return None, None, None
     try:
-        doc = jsonio.loads_document(read_file(path, VALIDATION, limit=1 << 26))
+        data = read_file(path, VALIDATION, limit=1 << 26)
+    except FactoryError as exc:
+        return None, None, str(exc).removeprefix(f"{VALIDATION}: ")
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        doc = jsonio.loads_document(data)
     except (FactoryError, ValueError) as exc:
-        raise UnreadableError(VALIDATION, str(exc).removeprefix(f"{VALIDATION}: ")) from None
+        return None, sha, str(exc).removeprefix(f"{VALIDATION}: ")
     problems = schemas.errors("validation", doc)
     if problems:
         where, msg = problems[0]
-        raise UnreadableError(VALIDATION, clip(f"{where}: {msg}", 300))
-    return dict(doc)
+        return None, sha, clip(f"{where}: {msg}", 300)
+    return dict(doc), sha, None
 
 
 def _rewrite(
@@ -238,15 +248,19 @@ def _rewrite(
                 writer.target(rel).unlink()
 
 
-def _attest(run: RunHandle, validation: dict[str, Any] | None) -> dict[str, str]:
+def _attest(
+    run: RunHandle, validation: dict[str, Any] | None, validation_sha: str | None
+) -> dict[str, str]:
     """``attestations/*.sha256`` in sha256sum format, checkable with ``sha256sum -c`` in the run
     folder. Files over the run's file limit were never read and are not listed. ``validation``
-    is VALIDATION.json as the summary read it (None: absent or unreadable)."""
+    is VALIDATION.json as the summary read it, ``validation_sha`` the hash of those very bytes
+    (None: absent or unreadable)."""
     ctx, writer, run_dir, manifest = run.ctx, run.writer, run.run_dir, run.manifest
     run_id = run.run_id
     limit = int(run.setting("limits.max_file_bytes"))
     inputs = [(MANIFEST, run.manifest_sha256)]
-    inputs.extend(file_hashes(run_dir, "", limit, names=(VALIDATION,)))
+    if validation_sha is not None:  # the bytes the verdict was read from, not a second read
+        inputs.append((VALIDATION, validation_sha))
     judged = _judged_hashes(validation)
     for w in manifest["workers"]:
         # The bytes validation judged (and integration applied), not what the folder holds now:

@@ -185,3 +185,18 @@ def test_a_refused_validation_ends_the_run_on_record_too(repo: Path, tmp_path: P
     assert evs[-1].payload["status"] == "BLOCKED"
     res = run_cli("--repo", str(repo), "watch", "--run-id", run_id, "--timeout", "30")
     assert res.returncode == 3, res.stdout + res.stderr
+
+
+def test_a_refusal_is_recorded_with_the_run_s_own_kind(repo: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    write_json(plan, EVERYTHING)
+    run_id = launch_dry(repo, "--plan", str(plan), "--kind", "nightly")
+    path = run_dir(repo, run_id) / "RUN_MANIFEST.json"
+    manifest = read_json(path)
+    manifest["config"]["security"]["protected_paths"] = []
+    write_json(path, manifest)
+    code, out, err = cli(repo, "integrate", "--run-id", run_id)  # today's kind: the default
+    assert code == 3, out + err
+    with Ledger(repo / LEDGER, Clock()) as ledger:
+        refused = ledger.select(Filter(run_id=run_id, event_type="integrate.refused"))
+    assert [e.payload["kind"] for e in refused] == ["nightly"]

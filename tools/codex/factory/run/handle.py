@@ -202,7 +202,10 @@ class RunHandle:
 
         def refused(exc: BlockedError) -> None:
             if on_refused is not None:
-                on_refused(Recorder(ctx.ledger, run_id, str(ctx.config.get("run.kind"))), exc)
+                # The run's own kind, as its run.started recorded it (not today's config).
+                row = ctx.ledger.run_row(run_id)
+                kind = row.kind if row is not None and row.kind else ctx.config.get("run.kind")
+                on_refused(Recorder(ctx.ledger, run_id, str(kind)), exc)
 
         held: ProcessLock | None = None
         if lock:

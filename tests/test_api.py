@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,10 @@ def test_the_readme_example_runs(
 def test_a_config_override_that_is_no_key_is_one_usage_error(repo: Path, key: str) -> None:
     with pytest.raises(UsageError, match="not a config key"):
         Factory(repo, config={key: "x"})
+
+
+def test_an_api_launch_records_its_kind_once(repo: Path) -> None:
+    with Factory(repo, now=PINNED) as factory:
+        run = factory.launch(dry_run=True, kind="nightly")
+    manifest = json.loads((repo / run.run_dir / "RUN_MANIFEST.json").read_text())
+    assert manifest["kind"] == manifest["config"]["run"]["kind"] == "nightly"

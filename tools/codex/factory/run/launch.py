@@ -315,6 +315,15 @@ def build_manifest(
     return manifest
 
 
+def _effective(ctx: Context, req: LaunchRequest) -> dict[str, Any]:
+    """The config the run is judged by, with the kind and base ref this launch used (an API
+    call's arguments or a crank's are not in the config layers): the manifest never says two
+    things about one setting."""
+    config = ctx.config.effective()
+    config["run"] = {**config["run"], "kind": req.kind, "base_ref": req.base_ref}
+    return config
+
+
 def _manifest(
     ctx: Context, run_id: str, req: LaunchRequest, commit: str, plan: Plan
 ) -> dict[str, Any]:
@@ -327,7 +336,7 @@ def _manifest(
         "dry_run": req.dry_run,
         "created_utc": ctx.clock.now_ts(),
         "factory_version": __version__,
-        "config": {"schema_version": schemas.SCHEMA_VERSION, **ctx.config.effective()},
+        "config": {"schema_version": schemas.SCHEMA_VERSION, **_effective(ctx, req)},
         "plan": plan.as_dict(),
         "plan_hash": digest(plan),
         "plan_source": "default" if plan.source == "default" else "file",

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.ledgers import LEDGER, ledger_lines, rewrite_ledger
 from tests.support.scratch import (
     BASE_FILES,
     OVERLAP_PLAN,
@@ -27,11 +28,9 @@ from tools.codex.factory.audit.replay import replay
 from tools.codex.factory.cli import render
 from tools.codex.factory.infra import jsonio
 from tools.codex.factory.infra.clock import Clock
-from tools.codex.factory.ledger.store import GENESIS, HEAD_RECORD, Ledger, encode
+from tools.codex.factory.ledger.store import Ledger
 from tools.codex.factory.run.context import Context
 
-LEDGER = f"{RUNS_REL}/factory_ledger.jsonl"
-HEAD = f"{RUNS_REL}/factory_ledger.sha256"
 CONFIG_REL = "tools/codex/factory/factory.config.json"
 FAILING_CHECK = {
     "schema_version": 1,
@@ -230,34 +229,7 @@ def whats(data: dict[str, Any]) -> list[str]:
     return [d["what"] for d in data["divergences"]]
 
 
-# -- ledger surgery (what a forger would do) ------------------------------------------------------
-def ledger_lines(repo: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (repo / LEDGER).read_bytes().splitlines()]
-
-
-def rewrite_ledger(
-    repo: Path, events: list[dict[str, Any]], rechain: bool = True, head: bool = True
-) -> None:
-    """Write ``events`` back; with ``rechain``, renumber and re-hash every line; with ``head``,
-    rewrite the head file to match: a forger covering their tracks."""
-    out = []
-    prev = GENESIS
-    for n, ev in enumerate(events, 1):
-        body = {k: v for k, v in ev.items() if k != "hash"}
-        if rechain:
-            body["seq"] = n
-            body["prev_hash"] = prev
-            line, prev = encode(body)
-        else:
-            line = jsonio.canonical(ev) + b"\n"
-            prev = ev["hash"]
-        out.append(line)
-    (repo / LEDGER).write_bytes(b"".join(out))
-    if head:
-        record = jsonio.canonical({"hash": prev, "seq": len(events)})
-        (repo / HEAD).write_bytes(record.ljust(HEAD_RECORD - 1) + b"\n")
-
-
+# -- ledger surgery (what a forger would do): tests/support/ledgers.py ---------------------------
 def flip_one_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     assert data, f"{path} is empty"

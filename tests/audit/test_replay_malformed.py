@@ -19,15 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.audit.test_replay import (
-    CONFIG_REL,
-    HEAD,
-    LEDGER,
-    _split_run,
-    ledger_lines,
-    ok,
-    rewrite_ledger,
-)
+from tests.audit.test_replay import CONFIG_REL, _split_run, ok
+from tests.support.ledgers import HEAD, LEDGER, ledger_lines, rewrite_ledger
 from tests.support.scratch import (
     BASE_FILES,
     RUNS_REL,

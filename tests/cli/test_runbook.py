@@ -104,7 +104,7 @@ def test_runbook_documents_exit_codes_and_every_event_type() -> None:
 
 
 def test_json_keys_documented_match_the_contract() -> None:
-    from tests.cli.test_json_output import JSON_KEYS
+    from tests.support.contract import JSON_KEYS
 
     text = RUNBOOK.read_text(encoding="utf-8")
     table = text.split("## JSON Output", 1)[1].split("\n## ", 1)[0]

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_json_output import check_keys
 from tests.loop.conftest import (
     SCENARIOS,
     crank,
@@ -21,6 +20,7 @@ from tests.loop.conftest import (
     scenario,
     settle,
 )
+from tests.support.contract import check_keys
 from tests.support.repos import PINNED, git, run_cli
 from tools.codex.factory.core.scenarios import scenario_id
 

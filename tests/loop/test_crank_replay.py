@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.audit.test_replay import ledger_lines, rewrite_ledger
 from tests.loop.conftest import crank, crashed_crank, make_crank_repo, plan_of, resume
+from tests.support.ledgers import ledger_lines, rewrite_ledger
 from tests.support.repos import git, run_cli
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.audit.test_replay import ledger_lines, rewrite_ledger
 from tests.loop.conftest import make_crank_repo, plan_of
+from tests.support.ledgers import ledger_lines, rewrite_ledger
 from tests.support.repos import PINNED, run_cli
 from tools.codex.factory.core import gates as core_gates
 from tools.codex.factory.errors import UsageError

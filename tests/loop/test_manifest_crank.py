@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.audit.test_replay import ledger_lines, rewrite_ledger
 from tests.loop.conftest import (
     MANIFEST,
     make_crank_repo,
@@ -15,6 +14,7 @@ from tests.loop.conftest import (
     unit_scenarios,
     write_manifest,
 )
+from tests.support.ledgers import ledger_lines, rewrite_ledger
 from tests.support.repos import PINNED, git, run_cli
 from tools.codex.factory.core import manifest as core_manifest
 from tools.codex.factory.errors import UsageError

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_json_output import check_keys
 from tests.loop.conftest import SCENARIOS, make_crank_repo, scenario
+from tests.support.contract import check_keys
 from tests.support.factory import launch_dry, make_patch, run_dir, set_bundle, write_config
 from tests.support.repos import PINNED, git, make_repo, pid_alive, run_cli
 from tools.codex.factory.core.scenarios import scenario_id

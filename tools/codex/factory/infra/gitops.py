@@ -636,8 +636,6 @@ def worktree_diff(worktree: Path, commit: str, hidden_missing: Sequence[str]) ->
     ``git add -A`` of the whole worktree minus ``.factory/``, diffed with fixed options. No
     filter or diff driver runs (:func:`driver_free_env`): the bytes are the ones the worker wrote.
     """
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="factory-collect-") as tmp:
         env = driver_free_env(worktree, proc.base_env({"GIT_INDEX_FILE": str(Path(tmp) / "index")}))
         git(worktree, "read-tree", commit, env=env)
@@ -739,8 +737,6 @@ def apply_view(
     declared = sum(int(m[1]) for m in _BINARY_SIZE.finditer(patch))
     if declared > max_binary:
         return GitView(error=f"binary hunks declare {declared} bytes, over {max_binary}")
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="factory-gitview-") as tmp:
         cwd = Path(tmp)
         env = _bare_env(cwd)

@@ -261,6 +261,7 @@ CORE_PURE_IMPORTS = {
     "re",
     "typing",
     "unicodedata",
+    "xml.parsers",  # expat over bytes in memory; the caller's handlers refuse every entity
     "zlib",
 }
 _DISK_METHODS = {

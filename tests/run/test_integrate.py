@@ -568,7 +568,8 @@ def test_flag_record_check_output_in_ledger(repo: Path) -> None:
         for x in (repo / "tools/codex/runs/factory_ledger.jsonl").read_text().splitlines()
     ]
     finished = [e for e in events if e["event_type"] == "check.finished" and e["run_id"] == run2]
-    assert finished[0]["payload"]["output_tail"]["stdout"].strip() == "said-this"
+    assert finished[0]["payload"]["output_tail"] == {"stdout": ["said-this"], "stderr": []}
+    assert "failing_tests" not in finished[0]["payload"]  # it passed
 
 
 def test_flag_strict_handoff_dependencies(repo: Path) -> None:
@@ -586,8 +587,13 @@ def test_flag_strict_handoff_dependencies(repo: Path) -> None:
         )
         return run_id
 
-    # Off (default): a dependency on a worker outside this integration is ignored.
-    assert integrate(repo, run_with_dependency(PINNED), "--workers", "A,C").returncode == 0
+    # Off (default): a dependency on a worker outside this integration is ignored (the run is
+    # still BLOCKED, as any subset integration: B and D are left out).
+    first = run_with_dependency(PINNED)
+    assert_agree(repo, first, integrate(repo, first, "--workers", "A,C"), "BLOCKED", 3)
+    assert read_json(run_dir(repo, first) / "Z_integrator" / "STATUS.json")["reasons"] == [
+        "integrate: partial integration: left out B, D"
+    ]
     write_config(repo, {"feature_flags": {"strict_handoff_dependencies": True}})
     run_id = run_with_dependency("2026-11-21T20:16:00Z")
     res = integrate(repo, run_id, "--workers", "A,C")

@@ -20,6 +20,7 @@ its place) is a one-line divergence naming the file and the rule, never an inter
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,10 +37,19 @@ from tools.codex.factory.audit.fold import (
     SumFile,
     divergence,
 )
-from tools.codex.factory.core.paths import ATTEST_DIR, MANIFEST, VALIDATION, Z_DIR, worker_dirname
+from tools.codex.factory.core import testfailures
+from tools.codex.factory.core.paths import (
+    ATTEST_DIR,
+    LOGS_DIR,
+    MANIFEST,
+    VALIDATION,
+    Z_DIR,
+    worker_dirname,
+)
+from tools.codex.factory.core.testfailures import TAIL_BYTES
 from tools.codex.factory.errors import FactoryError, UsageError
-from tools.codex.factory.infra import gitops, jsonio, schemas
-from tools.codex.factory.infra.writer import sha256_file
+from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
+from tools.codex.factory.infra.writer import sha256_file, sha256_stream_tail
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import (
     V1_KEYS,
@@ -75,6 +85,11 @@ _VALIDATION_KEYS = (
     "eol_normalised",
     "files_sha256",
 )
+
+
+_CHECK_BASICS = ("name", "required", "rc", "timed_out")
+# A STATUS.json check entry as replay compares it: the basics and what the check said.
+_STATUS_CHECK_KEYS = (*_CHECK_BASICS, "failing_tests", "output_tail")
 
 
 # -- reading the run folder ---------------------------------------------------------------------
@@ -116,14 +131,37 @@ def _read_sums(run_dir: Path) -> dict[str, SumFile]:
     return out
 
 
+def _read_check_logs(run_dir: Path) -> dict[str, tuple[str, bytes]]:
+    """Z's check logs that are regular files: the sha256 of each and, from the same read, the
+    bytes a summary reads (a log's last TAIL_BYTES, a JUnit XML up to its limit)."""
+    out: dict[str, tuple[str, bytes]] = {}
+    logs = run_dir / Z_DIR / LOGS_DIR
+    try:
+        names = sorted(e.name for e in os.scandir(logs) if e.name.startswith("check-"))
+    except OSError:
+        return out
+    for name in names:
+        keep = testfailures.JUNIT_MAX_BYTES if name.endswith(".junit.xml") else TAIL_BYTES
+        if not name.endswith((".log", ".junit.xml")):
+            continue
+        try:
+            fd = fsutil.open_regular(logs / name, os.O_RDONLY)
+        except OSError:
+            continue  # a link or a FIFO vouches for nothing (the artifact check names it)
+        with os.fdopen(fd, "rb") as fh:
+            out[f"{Z_DIR}/{LOGS_DIR}/{name}"] = sha256_stream_tail(fh, keep)
+    return out
+
+
 def read_docs(run_dir: Path, run_id: str) -> RunDocs:
     """What the fold needs from the run folder: RUN_MANIFEST.json once checked against its
-    schema and this run (or why it is unusable), and the attestation sum files."""
+    schema and this run (or why it is unusable), the attestation sum files and the check
+    logs (hashed, with the bytes their summary reads)."""
     doc, problem = read_doc(run_dir, MANIFEST, "run_manifest")
     if problem is None and doc["run_id"] != run_id:
         problem = f"{MANIFEST}: names run {doc['run_id']!r}, not {run_id!r}"
     manifest = doc if problem is None else None
-    return RunDocs(manifest, problem, _read_sums(run_dir))
+    return RunDocs(manifest, problem, _read_sums(run_dir), _read_check_logs(run_dir))
 
 
 def read_report_text(run_dir: Path) -> tuple[str | None, str]:
@@ -438,8 +476,9 @@ class DiskCheck:
                         "required": c["required"],
                         "rc": c["rc"],
                         "timed_out": c["timed_out"],
+                        **spec["said"],
                     }
-                    for c in seg.checks
+                    for c, spec in zip(seg.checks, seg.check_specs, strict=True)
                 ]
                 if merged
                 else []
@@ -447,7 +486,7 @@ class DiskCheck:
             expected["merge_order"] = seg.merge["order"] if merged and seg.merge else []
             expected["applied"] = [x["worker"] for x in seg.patches if x["ok"]] if merged else []
         found_checks = [
-            {k: c.get(k) for k in ("name", "required", "rc", "timed_out")}
+            {k: c.get(k) for k in _STATUS_CHECK_KEYS if k in c or k in _CHECK_BASICS}
             for c in doc.get("checks", [])
         ]
         for key, exp in expected.items():

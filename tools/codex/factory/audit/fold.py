@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypedDict
 
 from tools.codex.factory.audit.describe import describe, short
-from tools.codex.factory.core import decisions, validation
+from tools.codex.factory.core import decisions, testfailures, validation
 from tools.codex.factory.core.paths import ATTEST_DIR, MANIFEST, VALIDATION, worker_dirname
 from tools.codex.factory.errors import FactoryError
 from tools.codex.factory.infra import jsonio, schemas
@@ -90,6 +90,9 @@ class RunDocs:
     manifest: dict[str, Any] | None  # RUN_MANIFEST.json, valid and of this run; None if unusable
     manifest_problem: str | None  # why it is unusable
     sums: Mapping[str, SumFile] = field(default_factory=dict)  # of SUM_FILES, those readable
+    # Z's check logs: path under the run folder -> (sha256 of the whole file, the bytes a
+    # summary reads: a log's last testfailures.TAIL_BYTES, a JUnit XML whole).
+    logs: Mapping[str, tuple[str, bytes]] = field(default_factory=dict)
 
 
 class AnchoredHead(NamedTuple):
@@ -137,6 +140,8 @@ class CheckSpec(TypedDict):
     required: bool
     seq: int
     output_tail: bool  # recorded in the ledger
+    failed: bool  # rc != 0 or timed out: its output tail is recorded whatever the flag says
+    said: dict[str, Any]  # failing_tests and output_tail as recorded (STATUS.json repeats them)
 
 
 @dataclass
@@ -619,25 +624,66 @@ class Fold:
 
     def on_check_finished(self, ev: Event) -> None:
         p = ev.payload
-        self.seg.checks.append(
-            {
-                "name": p["name"],
-                "required": bool(p["required"]),
-                "rc": p["rc"],
-                "timed_out": bool(p["timed_out"]),
-            }
-        )
-        self.seg.check_specs.append(
-            {
-                "name": p["name"],
-                "argv": list(p["argv"]),
-                "required": bool(p["required"]),
-                "seq": ev.seq,
-                "output_tail": "output_tail" in p,
-            }
-        )
+        legacy = isinstance(p.get("output_tail", {}).get("stdout"), str)  # earlier releases
+        result: CheckResult = {
+            "name": p["name"],
+            "required": bool(p["required"]),
+            "rc": p["rc"],
+            "timed_out": bool(p["timed_out"]),
+        }
+        spec: CheckSpec = {
+            "name": p["name"],
+            "argv": list(p["argv"]),
+            "required": bool(p["required"]),
+            "seq": ev.seq,
+            "output_tail": "output_tail" in p,
+            "failed": bool(p["timed_out"]) or p["rc"] != 0,
+            "said": {
+                k: p[k]
+                for k in ("failing_tests", "output_tail")
+                if k in p and not (k == "output_tail" and legacy)
+            },
+        }
+        self.seg.checks.append(result)  # both or neither: STATUS.json's check pairs them
+        self.seg.check_specs.append(spec)
         self.state.checks = self.seg.checks
         self._record_many(p.get("logs", {}), ev.seq, "check.finished")
+        self._check_output(ev)
+
+    def _check_output(self, ev: Event) -> None:
+        """A check's recorded failing tests and output tail, recomputed by
+        :func:`testfailures.summarize` from its logs when they still hash to what was recorded
+        (a changed log is reported by the artifact check); a tail in the earlier string form is
+        not recomputed."""
+        p = ev.payload
+        wanted = self.seg.check_specs[-1]["said"]
+        if not wanted:
+            return
+        logs: dict[str, str] = p.get("logs", {})
+        found: dict[str, bytes] = {}
+        for rel, sha in logs.items():
+            held = self.docs.logs.get(rel)
+            if held is None or held[0] != sha:
+                return  # the evidence is gone or changed: nothing to recompute from
+            found[rel] = held[1]
+        streams = {
+            kind: next((b for r, b in found.items() if r.endswith(f".{kind}.log")), None)
+            for kind in ("stdout", "stderr")
+        }
+        out, err = streams["stdout"], streams["stderr"]
+        if out is None or err is None:
+            return
+        junit = next((b for r, b in found.items() if r.endswith(".junit.xml")), None)
+        said: dict[str, Any] = dict(testfailures.summarize(out, err, junit))
+        for key, recorded in sorted(wanted.items()):
+            if said[key] != recorded:
+                self.diverge(
+                    ev.seq,
+                    f"check.finished {key} of {p['name']} (recomputed from its logs by "
+                    "testfailures.summarize)",
+                    said[key],
+                    recorded,
+                )
 
     def on_integrate_refused(self, ev: Event) -> None:
         self.state.refusals.append({"seq": ev.seq, "reason": ev.payload.get("reason", "")})
@@ -801,17 +847,19 @@ class Fold:
                 )
             self.state.check_status = decisions.check_status(seg.checks)[0]
             self._check_configured_checks(seq, seg)
+        # The workers the run planned (run.started) that this merge (merge.planned) left out.
+        missing = decisions.left_out(self.state.workers, list(seg.merge["depends_on"]))
         expected = decisions.with_policy(
             *decisions.integrate_outcome(
-                seg.merge["reason"], seg.patches, seg.checks, seg.conflict
+                seg.merge["reason"], seg.patches, seg.checks, seg.conflict, missing
             ),
             before,
         )
         if (status, reason) != expected:
             self.diverge(
                 seq,
-                "integrate stage (recomputed by decisions.integrate_outcome from merge.planned, "
-                "patch.applied, patch.conflict, check.finished)",
+                "integrate stage (recomputed by decisions.integrate_outcome from run.started's "
+                "workers, merge.planned, patch.applied, patch.conflict, check.finished)",
                 f"{expected[0]} {expected[1]!r}",
                 f"{status} {reason!r}",
             )
@@ -819,7 +867,7 @@ class Fold:
     def _check_configured_checks(self, seq: int, seg: Segment) -> None:
         """The checks that ran are exactly the run's configured ones (RUN_MANIFEST.json config):
         none dropped or added, same argv and required flag, in order; with the output tail in the
-        ledger exactly when the run's feature flag asks for it."""
+        ledger when the run's feature flag asks for it, and otherwise only for a failed check."""
         at = self.events[-1] if self.events else None
         if at is None:
             return
@@ -852,7 +900,9 @@ class Fold:
         known, tail = self._run_setting(at, "feature_flags.record_check_output_in_ledger")
         if known:
             for c in seg.check_specs:
-                if c["output_tail"] != bool(tail):
+                # A failed check's tail is recorded by this release (earlier ones recorded none).
+                allowed = (True,) if tail else ((False, True) if c["failed"] else (False,))
+                if c["output_tail"] not in allowed:
                     self.diverge(
                         c["seq"],
                         f"check.finished output_tail (feature_flags.record_check_output_in_ledger in {MANIFEST})",

@@ -18,6 +18,7 @@ from tools.codex.factory.core.text import clip
 from tools.codex.factory.infra import jsonio
 from tools.codex.factory.ledger.store import Event
 from tools.codex.factory.run.outcome import Outcome
+from tools.codex.factory.run.report import check_output_lines, partial_line
 
 # Lines of each kind (findings, warnings, overlaps) the terminal shows, and their length;
 # VALIDATION.json has them all, whole.
@@ -64,10 +65,16 @@ def _more(what: str, count: int) -> list[str]:
 def summary_text(data: Mapping[str, Any]) -> str:
     """A run's end: its status, one line per stage, the report and the ledger head."""
     lines = [f"run {data['run_id'] or '-'}: {data['status']}"]
+    if data.get("left_out"):
+        lines.append(partial_line(data.get("covers", []), data["left_out"]))
     lines += [
         f"  {s['stage']:<16} {s['status']:<8} {s.get('reason', '')}".rstrip()
         for s in data["stages"]
     ]
+    for c in data.get("checks", []):
+        if c["timed_out"] or c["rc"] != 0:
+            lines.append(f"check {c['name']} failed:")
+            lines += [f"  {line}" for line in check_output_lines(c)]
     if data.get("report"):
         lines.append(f"report: {data['report']}")
     head = data["ledger_head"]

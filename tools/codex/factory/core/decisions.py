@@ -54,18 +54,31 @@ def check_status(checks: Sequence[CheckResult]) -> tuple[StatusName, list[str]]:
     return ("BLOCKED" if reasons else "PASS"), reasons
 
 
+def left_out(planned: Sequence[str], covered: Sequence[str]) -> list[str]:
+    """The run's planned workers an integration did not cover (``integrate --workers``)."""
+    return sorted(set(planned) - set(covered))
+
+
+def partial_reason(missing: Sequence[str]) -> str:
+    """Why a subset integration is never a PASS: its verdict says nothing of the workers left
+    out, and the run is not done until they are integrated too."""
+    return f"partial integration: left out {', '.join(missing)}" if missing else ""
+
+
 def integrate_outcome(
     merge_reason: str,
     applied: Sequence[AppliedPatch],
     checks: Sequence[CheckResult],
     conflict: str = "",
+    missing: Sequence[str] = (),
 ) -> tuple[StatusName, str]:
     """The integrate stage's status and reason from what it recorded: ``merge.planned``'s reason,
     the ``patch.applied`` events in merge order (worker, ok, files) and the ``check.finished``
     events. ``conflict`` is a ``patch.conflict`` error: earlier releases applied every patch in
     one `git apply` and recorded it when each applied alone but not all together; this release
     applies each patch on its own (a failure is that worker's ``patch.applied``), so only their
-    runs' replay passes one."""
+    runs' replay passes one. ``missing``: the planned workers left out of this integration
+    (:func:`left_out`): whatever the checks say, the stage is then BLOCKED, saying so."""
     if merge_reason:
         return "BLOCKED", merge_reason
     for i, a in enumerate(applied):
@@ -78,6 +91,8 @@ def integrate_outcome(
     if conflict:
         return "BLOCKED", f"the patches do not apply together: {conflict}"
     status, reasons = check_status(checks)
+    if missing:
+        return "BLOCKED", "; ".join([*reasons, partial_reason(missing)])
     return status, "; ".join(reasons)
 
 

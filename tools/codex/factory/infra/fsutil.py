@@ -503,3 +503,63 @@ def read_file(path: Path, label: str, *, limit: int) -> bytes:
     if len(data) > limit:
         raise UsageError(f"{label}: over the limit of {limit} bytes")
     return data
+
+
+def read_in_tree(root: Path, rel: str, label: str, *, limit: int) -> bytes:
+    """The bytes of the regular file at ``rel`` (a normalised '/'-path) under ``root``, reached
+    through no link at any component (a hostile tree cannot point it outside ``root``), at
+    most ``limit`` bytes; a one-line UsageError naming ``label`` otherwise."""
+    parts = rel.split("/")
+    if not HAVE_DIR_FD:  # pragma: no cover - Windows: check each name, then read the last
+        for i in range(1, len(parts) + 1):
+            try:
+                st = os.lstat(root.joinpath(*parts[:i]))
+            except OSError:
+                raise UsageError(f"{label}: file not found") from None
+            if is_link(st):
+                raise UsageError(f"{label}: {'/'.join(parts[:i])} is a link; never followed")
+        return read_file(root.joinpath(*parts), label, limit=limit)
+    try:
+        fd = os.open(root, DIR_FLAGS)
+    except OSError as exc:
+        raise UsageError(f"{label}: cannot open {root.name} ({exc.strerror})") from None
+    try:
+        for i, part in enumerate(parts[:-1]):
+            try:
+                nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                why = _why_not_opened(fd, part, exc)
+                raise UsageError(f"{label}: {'/'.join(parts[: i + 1])}: {why}") from None
+            os.close(fd)
+            fd = nxt
+        flags = os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+        try:
+            ffd = os.open(parts[-1], flags, dir_fd=fd)
+        except FileNotFoundError:
+            raise UsageError(f"{label}: file not found") from None
+        except OSError as exc:
+            raise UsageError(f"{label}: {_why_not_opened(fd, parts[-1], exc)}") from None
+    finally:
+        os.close(fd)
+    try:
+        st = os.fstat(ffd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{label}: {kind_of(st)}; it must be a regular file")
+        if st.st_size > limit:
+            raise UsageError(f"{label}: {st.st_size} bytes, over the limit of {limit}")
+        data = os.read(ffd, limit + 1)
+    finally:
+        os.close(ffd)
+    if len(data) > limit:
+        raise UsageError(f"{label}: over the limit of {limit} bytes")
+    return data
+
+
+def _why_not_opened(dir_fd: int, name: str, exc: OSError) -> str:
+    """Why ``name`` in ``dir_fd`` could not be opened: a link (O_NOFOLLOW says ELOOP, or with
+    O_DIRECTORY ENOTDIR), or the system's words."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return str(exc.strerror)
+    return "a link; never followed" if is_link(st) else str(exc.strerror)

@@ -335,6 +335,11 @@ class GuardedWriter:
         """Hash a file a child process wrote at ``rel`` (e.g. a log) as if we wrote it.
 
         Read through no link and only if it is a regular file (a FIFO would hang the read)."""
+        return self.record_tail(rel, 0)[0]
+
+    def record_tail(self, rel: str, keep: int) -> tuple[str, bytes]:
+        """:meth:`record`, also keeping the last ``keep`` bytes of the very bytes hashed (one
+        read: what is summarised of a log is what its recorded hash vouches for)."""
         path = self.target(rel)
         parts = _parts(rel)
         with self._io(rel, "read"):
@@ -353,11 +358,11 @@ class GuardedWriter:
                     raise AssertionError("unreachable") from None  # pragma: no cover
         try:
             with os.fdopen(fd, "rb", closefd=False) as fh:
-                digest = _sha256_stream(fh)
+                digest, last = sha256_stream_tail(fh, keep)
         finally:
             os.close(fd)
         self.written[rel] = digest
-        return digest
+        return digest, last
 
     def _open_regular_at(self, rel: str, dfd: int, name: str) -> int:
         flags = os.O_RDONLY | fsutil.O_NOFOLLOW | fsutil.O_NONBLOCK | fsutil.O_CLOEXEC
@@ -414,6 +419,17 @@ def _sha256_stream(fh: BinaryIO) -> str:
     for block in iter(lambda: fh.read(1 << 20), b""):
         h.update(block)
     return h.hexdigest()
+
+
+def sha256_stream_tail(fh: BinaryIO, keep: int) -> tuple[str, bytes]:
+    """The sha256 of a stream read to its end, and its last ``keep`` bytes (the same read)."""
+    h = hashlib.sha256()
+    last = b""
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        h.update(block)
+        if keep:
+            last = (last + block)[-keep:]
+    return h.hexdigest(), last
 
 
 def sha256_file(path: Path) -> str:

@@ -324,13 +324,18 @@ CHECK_PLACEHOLDERS = ("python", "base_commit", "run_id", "sandbox")
 
 
 def _check_argvs(cfg: Config) -> None:
+    """Each check's argv names only known placeholders; its ``junit_xml`` is a plain
+    repository-relative path (read in the sandbox, never outside it)."""
     for section in ("required", "advisory"):
         for i, check in enumerate(cfg.get(f"checks.{section}")):
-            placeholders.check(
-                list(check["argv"]),
-                CHECK_PLACEHOLDERS,
-                f"config checks.{section}[{i}] (source: {_describe(cfg, f'checks.{section}')})",
-            )
+            where = f"config checks.{section}[{i}]"
+            source = f"(source: {_describe(cfg, f'checks.{section}')})"
+            placeholders.check(list(check["argv"]), CHECK_PLACEHOLDERS, f"{where} {source}")
+            if "junit_xml" in check:
+                try:
+                    normalise_repo_path(str(check["junit_xml"]))
+                except PathRuleError as exc:
+                    raise UsageError(f"{where}.junit_xml: [{exc.rule}] {exc} {source}") from None
 
 
 def _check_names_unique(cfg: Config) -> None:

@@ -14,14 +14,14 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from tools.codex.factory.core import decisions, patchparse, placeholders
+from tools.codex.factory.core import decisions, patchparse, placeholders, testfailures
 from tools.codex.factory.core.globs import match_any
 from tools.codex.factory.core.paths import LOGS_DIR, SANDBOX_DIR, VALIDATION, Z_DIR, worker_dirname
-from tools.codex.factory.errors import BlockedError, FactoryError, ProcessError
+from tools.codex.factory.errors import BlockedError, FactoryError, ProcessError, UsageError
 from tools.codex.factory.infra import gitops, jsonio, proc, schemas
-from tools.codex.factory.infra.fsutil import read_file, remove_tree
+from tools.codex.factory.infra.fsutil import read_file, read_in_tree, remove_tree
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.records.validation import AppliedPatch
@@ -150,11 +150,12 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
         name = check["name"]
         out_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stdout.log"
         err_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stderr.log"
-        out_path = writer.target(out_rel)
         timeout = float(check.get("timeout_s", 600))
         start = run.ctx.clock.monotonic()
         # Created fresh through the writer: a link (or a hard link to a user's file) planted at a
         # log's name is removed, never written through.
+        junit_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.junit.xml"
+        planted = _planted(sandbox, check)
         with writer.create(out_rel) as out, writer.create(err_rel) as err:
             try:
                 done = proc.run_logged(
@@ -164,7 +165,8 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
             except ProcessError as exc:
                 err.write((str(exc) + "\n").encode("utf-8"))
                 rc, timed_out = 127, False
-        entry = {
+            junit = _junit(sandbox, check, planted, err) if rc != 0 or timed_out else None
+        entry: dict[str, Any] = {
             "name": name,
             "argv": list(check["argv"]),
             "required": required,
@@ -177,13 +179,21 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
             f"{name}: {run.ctx.clock.elapsed(start):.3f}s rc={rc} "
             f"timed_out={str(timed_out).lower()}\n"
         )
-        hashes = {rel: writer.record(rel) for rel in (out_rel, err_rel)}
+        # Hashed and summarised from one read: the tail is of the bytes the hash vouches for.
+        (out_sha, out_tail), (err_sha, err_tail) = (
+            writer.record_tail(rel, testfailures.TAIL_BYTES) for rel in (out_rel, err_rel)
+        )
+        hashes = {out_rel: out_sha, err_rel: err_sha}
+        if junit is not None:
+            hashes[junit_rel] = writer.write(junit_rel, junit)
+            entry["junit_log"] = f"{LOGS_DIR}/check-{name}.junit.xml"
+        said = testfailures.summarize(out_tail, err_tail, junit)
         extra: dict[str, Any] = {}
-        if run.setting("feature_flags.record_check_output_in_ledger"):
-            extra["output_tail"] = {
-                "stdout": _tail(out_path),
-                "stderr": _tail(writer.target(err_rel)),
-            }
+        if rc != 0 or timed_out:
+            extra["failing_tests"] = said["failing_tests"]
+        if rc != 0 or timed_out or run.setting("feature_flags.record_check_output_in_ledger"):
+            extra["output_tail"] = said["output_tail"]
+        entry.update(extra)
         rec.emit(
             "check.finished",
             "integrate",
@@ -279,7 +289,8 @@ def integrate(run: RunHandle) -> StageResult:
         if not run.ctx.config.get("run.keep_sandbox") and sandbox.exists():
             _remove_sandbox(run, sandbox)
     write_logs_index(writer, bounds)
-    status, reason = decisions.integrate_outcome("", applied, data["checks"])
+    missing = decisions.left_out(manifest["workers"], list(deps))
+    status, reason = decisions.integrate_outcome("", applied, data["checks"], missing=missing)
     return StageResult("integrate", status, reason, data)
 
 
@@ -372,13 +383,29 @@ def apply_in_order(
     return applied
 
 
-def _tail(path: Path, limit: int = 2048) -> str:
-    """The last ``limit`` bytes of a log, as text, for the ledger (feature flag)."""
-    with open(path, "rb") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, size - limit))
-        data = fh.read(limit)
-    return data.decode("utf-8", "replace")
+def _planted(sandbox: Path, check: dict[str, Any]) -> bool:
+    """Is something already at the check's ``junit_xml`` path before it runs (put there by the
+    patches)? Then it is never read as the check's results."""
+    rel = check.get("junit_xml")
+    return bool(rel) and os.path.lexists(sandbox.joinpath(*str(rel).split("/")))
+
+
+def _junit(sandbox: Path, check: dict[str, Any], planted: bool, err: BinaryIO) -> bytes | None:
+    """The JUnit XML a failed check wrote at its ``junit_xml`` (bounded, through no link); why
+    it is not used goes to the check's stderr log, one line, and None is returned."""
+    rel = check.get("junit_xml")
+    if not rel:
+        return None
+    label = f"junit_xml {rel}"
+    if planted:
+        why = f"{label}: was in the tree before the check ran (from the patches): not read"
+        err.write(f"factory: {why}\n".encode())
+        return None
+    try:
+        return read_in_tree(sandbox, str(rel), label, limit=testfailures.JUNIT_MAX_BYTES)
+    except UsageError as exc:
+        err.write(f"factory: {exc}: not used\n".encode())
+        return None
 
 
 def write_logs_index(writer: GuardedWriter, bounds: Limits) -> None:

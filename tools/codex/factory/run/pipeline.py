@@ -187,6 +187,10 @@ def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
         ),
         "ledger_head": {"seq": head.seq, "hash": head.hash},
         "reasons": doc["reasons"],
+        # What the verdict covers (a selection is never a full PASS) and what the checks said.
+        "covers": doc["covers"],
+        "left_out": doc["left_out"],
+        "checks": doc["checks"],
     }
     return Outcome(Status(doc["status"]), data, view="run")
 

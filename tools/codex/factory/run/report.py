@@ -73,9 +73,8 @@ def render_report(
     """FINAL_REPORT.txt. ``unreadable``: why VALIDATION.json, which is there, could not be
     read (its judgement is then unknown, never "not validated")."""
     head = doc["ledger_head"]
-    lines = [
-        "MULTI-CODEX FACTORY — FINAL REPORT",
-        "",
+    lines = ["MULTI-CODEX FACTORY — FINAL REPORT", *_partial_lines(doc), ""]
+    lines += [
         f"run_id:      {doc['run_id']}",
         f"kind:        {manifest['kind']}",
         f"base_ref:    {manifest['base_ref']}",
@@ -111,6 +110,8 @@ def render_report(
         kind = "required" if c["required"] else "advisory"
         rc = "timeout" if c["timed_out"] else f"rc={c['rc']}"
         lines.append(f"  [{kind}] {c['name']}: {rc}  (logs: {c['stdout_log']}, {c['stderr_log']})")
+        if c["timed_out"] or c["rc"] != 0:
+            lines += [f"    {line}" for line in check_output_lines(c)]
     lines += ["", f"policy violations: {len(doc['policy_violations']) or 'none'}"]
     lines += [f"  write to {v['path']!r} refused: {v['reason']}" for v in doc["policy_violations"]]
     lines += ["", f"files changed: {len(doc['files_changed'])}"]
@@ -120,6 +121,38 @@ def render_report(
         lines += [f"  - {r}" for r in doc["reasons"]]
     lines += ["", f"ledger head: seq={head['seq']} hash={head['hash']}", ""]
     return "\n".join(lines)
+
+
+def partial_line(covers: list[str], missing: list[str]) -> str:
+    """Which workers a subset integration's verdict covers, and which it does not."""
+    shown = ", ".join(worker_dirname(w) for w in covers) or "no worker"
+    left = ", ".join(worker_dirname(w) for w in missing)
+    return f"PARTIAL: this verdict covers {shown} only; left out: {left}"
+
+
+def _partial_lines(doc: dict[str, Any]) -> list[str]:
+    """Said first, right after the title: a verdict that covers only some planned workers."""
+    missing = doc.get("left_out") or []
+    return [partial_line(doc.get("covers", []), missing)] if missing else []
+
+
+def check_output_lines(check: dict[str, Any]) -> list[str]:
+    """A failed check's failing tests and the tail of its output (bounded and made visible
+    when recorded), for the report and the terminal."""
+    lines: list[str] = []
+    names = check.get("failing_tests")
+    if names:
+        lines.append(f"failing tests: {len(names)}")
+        lines += [f"  {n}" for n in names]
+    elif names is not None:
+        lines.append("failing tests: none recognised in its output")
+    tail = check.get("output_tail") or {}
+    for stream in ("stdout", "stderr"):
+        said = tail.get(stream) or []
+        if said:
+            lines.append(f"{stream} (last {len(said)} lines):")
+            lines += [f"  | {x}" for x in said]
+    return lines
 
 
 def _sha256sum(entries: list[tuple[str, str]]) -> bytes:
@@ -168,6 +201,8 @@ def finalize(
         "policy_violations": [],
         "files_changed": integration.get("files_changed", []),
         "ledger_head": {"seq": head.seq, "hash": head.hash},
+        "covers": sorted(run.workers),
+        "left_out": decisions.left_out(manifest["workers"], run.workers),
     }
 
     def verdict() -> None:

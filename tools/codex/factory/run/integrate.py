@@ -152,10 +152,10 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
         err_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stderr.log"
         timeout = float(check.get("timeout_s", 600))
         start = run.ctx.clock.monotonic()
-        # Created fresh through the writer: a link (or a hard link to a user's file) planted at a
-        # log's name is removed, never written through.
         junit_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.junit.xml"
         planted = _planted(sandbox, check)
+        # Created fresh through the writer: a link (or a hard link to a user's file) planted at a
+        # log's name is removed, never written through.
         with writer.create(out_rel) as out, writer.create(err_rel) as err:
             try:
                 done = proc.run_logged(

@@ -108,3 +108,15 @@ def test_partial_decision_is_pure() -> None:
         "partial integration: left out B",
     )
     assert decisions.integrate_outcome("", [], []) == ("PASS", "")
+
+
+def test_replay_checks_what_status_says_it_covers(repo: Path) -> None:
+    run_id = prepared(repo, "--workers", "D")
+    assert cli(repo, "integrate", "--run-id", run_id, "--workers", "D")[0] == 3
+    path = run_dir(repo, run_id) / "Z_integrator" / "STATUS.json"
+    doc = read_json(path)
+    doc["covers"], doc["left_out"] = ["A", "B", "C", "D"], []
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    found = {d["what"]: d["expected"] for d in replay_divergences(repo, run_id)}
+    assert "Z_integrator/STATUS.json left_out (replayed)" in found, found
+    assert found["Z_integrator/STATUS.json covers (replayed)"] == '["D"]'

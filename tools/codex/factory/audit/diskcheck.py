@@ -37,7 +37,7 @@ from tools.codex.factory.audit.fold import (
     SumFile,
     divergence,
 )
-from tools.codex.factory.core import testfailures
+from tools.codex.factory.core import decisions, testfailures
 from tools.codex.factory.core.paths import (
     ATTEST_DIR,
     LOGS_DIR,
@@ -484,6 +484,10 @@ class DiskCheck:
                 else []
             )
             expected["merge_order"] = seg.merge["order"] if merged and seg.merge else []
+            if seg.merge is not None and "covers" in doc:  # STATUS.json of this release
+                covers = sorted(seg.merge["depends_on"])
+                expected["covers"] = covers
+                expected["left_out"] = decisions.left_out(state.workers, covers)
             expected["applied"] = [x["worker"] for x in seg.patches if x["ok"]] if merged else []
         found_checks = [
             {k: c.get(k) for k in _STATUS_CHECK_KEYS if k in c or k in _CHECK_BASICS}

@@ -47,7 +47,6 @@ _PATH = re.compile(
 )
 _HEX = re.compile(r"\b(?:0x)?[0-9a-fA-F]{6,}\b")
 _DIGITS = re.compile(r"\d+")
-_FAILED_TEST = re.compile(r"^(?:FAILED|ERROR) (\S+?::\S+)|^(?:FAIL|ERROR): (\w+ \([\w.]+\))", re.M)
 
 
 def classify(output: str, rc: int | None, timed_out: bool) -> tuple[str, str]:
@@ -79,10 +78,3 @@ def normalise(message: str) -> str:
 
 def signature(scenario_id: str, symptom_class: str, symptom: str) -> str:
     return f"{scenario_id}|{symptom_class}|{normalise(symptom)}"
-
-
-def failing_tests(output: str, limit: int = 20) -> list[str]:
-    """Test names a test runner reports as failed (pytest's ``FAILED a.py::t``, unittest's
-    ``FAIL: t (m.C)``), sorted, at most ``limit``."""
-    found = {m.group(1) or m.group(2) for m in _FAILED_TEST.finditer(output)}
-    return sorted(_one(f) for f in found)[:limit]

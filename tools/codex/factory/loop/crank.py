@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory.core import convergence, escalation, symptoms
+from tools.codex.factory.core import convergence, escalation, symptoms, testfailures
 from tools.codex.factory.core import feedback as fb
 from tools.codex.factory.core import gates as core_gates
 from tools.codex.factory.core import manifest as core_manifest
@@ -960,9 +960,18 @@ def _check(e: Event, run_dir: Path) -> CheckOutcome:
         rc=rc,
         timed_out=timed_out,
         symptom_class=cls,
-        failing_tests=symptoms.failing_tests(output) if failed else [],
+        failing_tests=_failing_tests(p, output) if failed else [],
         tail=clip(output[-2000:], 2000) if failed else "",
     )
+
+
+def _failing_tests(payload: dict[str, Any], output: str) -> list[str]:
+    """The names integrate recorded for a failed check (from the hashed log bytes, or its JUnit
+    XML); a check recorded by an earlier release: the names its output shows."""
+    recorded = payload.get("failing_tests")
+    if isinstance(recorded, list):
+        return [str(t) for t in recorded]
+    return testfailures.failing_tests(output.encode("utf-8"), b"")
 
 
 def _tail(path: Path) -> str:

@@ -125,16 +125,28 @@ def test_a_check_passing_on_rerun_is_flaky_and_blames_no_worker() -> None:
         "culprits": [],
         "interactions": [],
         "flaky": ["tests"],
+        "base": [],
         "runs": 0,
         "exhausted": False,
     }
     assert [p["step"] for p in probes] == ["rerun"]
 
 
-def test_one_worker_is_the_culprit_without_a_probe() -> None:
+def test_one_worker_is_not_retested_alone_only_the_base_is() -> None:
     result, probes = drive(["A"], planted({"A"}, set()))
     assert result["culprits"] == [{"worker": "A", "check": "tests", "how": "alone"}]
-    assert result["runs"] == 0 and len(probes) == 1
+    assert [(p["step"], p["workers"]) for p in probes] == [("rerun", ["A"]), ("base", [])]
+    assert result["runs"] == 1
+
+
+def test_a_check_the_base_fails_too_is_nobodys() -> None:
+    def broken(_step: str, workers: set[str]) -> set[str]:
+        return {"lint"} | ({"tests"} if "C" in workers else set())
+
+    result, probes = drive(["A", "B", "C"], broken, ("lint", "tests"))
+    assert result["base"] == ["lint"]
+    assert result["culprits"] == [{"worker": "C", "check": "tests", "how": "alone"}]
+    assert ("base", []) in [(p["step"], p["workers"]) for p in probes]
 
 
 def test_a_dependent_is_probed_with_its_dependency_and_not_blamed_for_it() -> None:

@@ -10,7 +10,8 @@ The search, in check runs ("probes"), for the required checks that failed on the
    (not counted against the bound);
 2. **alone**: each worker on the base with its declared dependencies (so a dependent is not
    blamed for needing them); one that fails is a culprit. With one worker nothing is tested:
-   the failing merged result was that worker alone;
+   the failing merged result was that worker alone. A check every worker fails alone is run
+   on the **base** once: failing there too, it is nobody's (``base``);
 3. **bisect** the workers that pass alone: their combination (tested once if some were left
    out, else known from the rerun) is searched for the smallest set that fails although each
    member passes alone (an interaction), by prefix bisection in merge order (the last part of
@@ -26,7 +27,7 @@ import functools
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Literal, TypedDict
 
-Step = Literal["rerun", "alone", "bisect"]
+Step = Literal["rerun", "alone", "base", "bisect"]
 
 
 class Ask(TypedDict):
@@ -60,6 +61,7 @@ class Result(TypedDict):
     culprits: list[Culprit]
     interactions: list[Interaction]
     flaky: list[str]
+    base: list[str]  # checks the base commit fails too: no worker is blamed for them
     runs: int
     exhausted: bool
 
@@ -135,13 +137,24 @@ def _search(
     alone: dict[str, set[str]] = {}
     runs = 0
     if len(order) == 1:
-        alone[order[0]] = set(targets)  # the merged result was this worker alone
+        alone[order[0]] = set(targets)  # the merged result was this worker alone: not retested
     for w in order if len(order) > 1 else ():
         if runs >= bound:
             return found.culprits_from(alone, closure, targets).result(runs, True)
         out = yield {"step": "alone", "workers": closure[w], "checks": targets}
         runs += 1
         alone[w] = out & set(targets)
+    everyone = [c for c in targets if all(c in alone[w] for w in order)]
+    if everyone:  # failing whoever is applied: does the base itself fail it?
+        if runs >= bound:
+            return found.result(runs, True)
+        out = yield {"step": "base", "workers": [], "checks": everyone}
+        runs += 1
+        found.base = [c for c in everyone if c in out]
+        targets = [c for c in targets if c not in found.base]
+        alone = {w: f - set(found.base) for w, f in alone.items()}
+        if not targets:
+            return found.result(runs, False)
     found.culprits_from(alone, closure, targets)
     rest = [w for w in order if not any(alone[d] for d in closure[w])]
     if len(rest) < 2:
@@ -185,6 +198,7 @@ class _Found:
         self.culprits: list[Culprit] = []
         self.interactions: list[Interaction] = []
         self.flaky: list[str] = []
+        self.base: list[str] = []
 
     def culprits_from(
         self, alone: Mapping[str, set[str]], closure: Mapping[str, list[str]], targets: list[str]
@@ -204,6 +218,7 @@ class _Found:
             "culprits": self.culprits,
             "interactions": sorted(self.interactions, key=lambda i: (i["workers"], i["check"])),
             "flaky": self.flaky,
+            "base": self.base,
             "runs": runs,
             "exhausted": exhausted,
         }

@@ -262,3 +262,40 @@ def test_replay_catches_a_probe_the_search_would_not_ask_for(repo: Path) -> None
     rewrite_ledger(repo, events)
     found = json.loads(replay(repo, run_id).stdout)["divergences"]
     assert any("the probe core.isolation.step asks for" in d["what"] for d in found), found
+
+
+def test_at_its_bound_isolation_says_undetermined_and_guesses_nothing(repo: Path) -> None:
+    configure(repo, isolate_max_runs=1)
+    run_id = run_with(
+        repo,
+        {
+            "A": harmless(repo, "A"),
+            "B": make_patch(repo, a_test_file("b", "    assert False\n")),
+        },
+    )
+    res, doc = integrate(repo, run_id)
+    assert res.returncode == 3
+    assert doc["isolation_exhausted"] is True and doc["isolation_runs"] == 1
+    assert doc["culprits"] == [] and doc["interactions"] == []
+    assert all(v["verdict"] == "PASS" for v in doc["worker_verdicts"].values())
+    assert any("culprit undetermined" in r for r in doc["reasons"])
+    assert replay(repo, run_id).returncode == 0
+
+
+def test_a_sandbox_left_behind_is_a_valid_cleanup_event() -> None:
+    event = {
+        "seq": 1,
+        "ts_utc": "2026-11-21T20:15:00.000000Z",
+        "event_type": "cleanup.failed",
+        "run_id": "r1",
+        "stage": "integrate",
+        "payload": {
+            "actor": "Z_integrator",
+            "kind": "factory",
+            "kept": ["sandbox"],
+            "reason": "busy",
+        },
+        "prev_hash": "0" * 64,
+        "hash": "0" * 64,
+    }
+    assert schemas.errors("ledger_event", event) == []

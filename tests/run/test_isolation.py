@@ -299,3 +299,16 @@ def test_a_sandbox_left_behind_is_a_valid_cleanup_event() -> None:
         "hash": "0" * 64,
     }
     assert schemas.errors("ledger_event", event) == []
+
+
+def test_a_run_launched_before_isolation_is_integrated_and_replayed_without_it(
+    repo: Path,
+) -> None:
+    from tools.codex.factory.run.handle import isolation_settings
+
+    configure(repo, isolate_max_runs=5)
+    run_id = launch_dry(repo)
+    manifest = read_json(run_dir(repo, run_id) / "RUN_MANIFEST.json")
+    assert isolation_settings(manifest) == ("on-failure", 5, "block")
+    del manifest["config"]["integrate"]  # what an earlier release recorded
+    assert isolation_settings(manifest) == ("off", None, "block")

@@ -44,7 +44,7 @@ from tools.codex.factory.records.validation import (
     Verdict,
     Violation,
 )
-from tools.codex.factory.run.handle import run_setting
+from tools.codex.factory.run.handle import isolation_settings, run_setting
 from tools.codex.factory.run.validate import policy
 
 if sys.version_info >= (3, 11):
@@ -860,10 +860,11 @@ class Fold:
         at = self.events[-1] if self.events else None
         if manifest is None or at is None or seg.merge is None:
             return None, "block"
-        known = "integrate" in manifest.get("config", {})
-        mode = self._run_setting(at, "integrate.isolate")[1] if known else "off"
-        flaky = str(self._run_setting(at, "integrate.flaky")[1]) if known else "block"
-        max_runs = self._run_setting(at, "integrate.isolate_max_runs")[1] if known else None
+        try:
+            mode, max_runs, flaky = isolation_settings(manifest)
+        except (KeyError, TypeError) as exc:
+            self.diverge(at.seq, f"{MANIFEST} config.integrate", "the isolation settings", str(exc))
+            return None, "block"
         failed = decisions.failed_required(seg.checks)
         ran = bool(failed) and mode == "on-failure" and all(x["ok"] for x in seg.patches)
         decided = seg.isolation

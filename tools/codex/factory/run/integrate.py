@@ -28,7 +28,7 @@ from tools.codex.factory.records.validation import AppliedPatch
 from tools.codex.factory.run import bundles, snapshots, worktrees
 from tools.codex.factory.run.config import CHECK_PLACEHOLDERS
 from tools.codex.factory.run.facts import Limits, bundle_hash, file_hashes
-from tools.codex.factory.run.handle import RunHandle
+from tools.codex.factory.run.handle import RunHandle, isolation_settings
 from tools.codex.factory.run.stages import StageResult
 from tools.codex.factory.run.validate import limits as run_limits
 
@@ -309,14 +309,15 @@ def integrate(run: RunHandle) -> StageResult:
         if not run.ctx.config.get("run.keep_sandbox") and sandbox.exists():
             _remove_sandbox(run, sandbox)
     failed = decisions.failed_required(data["checks"])
+    mode, max_runs, flaky = isolation_settings(manifest)
     found = None
-    if failed and run.setting("integrate.isolate") == "on-failure":
-        found = isolate(run, order, deps, failed, stage)
+    if failed and mode == "on-failure":
+        found = isolate(run, order, deps, failed, stage, max_runs)
         data["isolation"] = found
         data["culprits"] = reported_culprits(found)
     write_logs_index(writer, bounds)
     status, reason = decisions.integrate_outcome(
-        "", applied, data["checks"], isolation=found, flaky=run.setting("integrate.flaky")
+        "", applied, data["checks"], isolation=found, flaky=flaky
     )
     return StageResult("integrate", status, reason, data)
 
@@ -332,10 +333,10 @@ def isolate(
     deps: dict[str, list[str]],
     failed: list[str],
     stage: Callable[[list[str]], list[dict[str, Any]]],
+    max_runs: int | None,
 ) -> isolation.Result:
     """Run the probes :func:`isolation.step` asks for, each recorded (``isolation.probe``),
     until it decides (``isolation.decided``, with the inputs replay recomputes it from)."""
-    max_runs = run.setting("integrate.isolate_max_runs")
     probes: list[isolation.Probe] = []
     while True:
         answer = isolation.step(order, deps, failed, probes, max_runs)

@@ -312,3 +312,50 @@ def test_a_run_launched_before_isolation_is_integrated_and_replayed_without_it(
     assert isolation_settings(manifest) == ("on-failure", 5, "block")
     del manifest["config"]["integrate"]  # what an earlier release recorded
     assert isolation_settings(manifest) == ("off", None, "block")
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_dependent_is_probed_with_its_dependency(repo: Path, declared: bool) -> None:
+    """Declared, B runs alone with A; undeclared, B's patch does not apply alone: it fails."""
+    created = {"pkg/extra.py": "def extra():\n    return 1\n"}
+    a = make_patch(repo, created)
+    (repo / "pkg/extra.py").write_text(created["pkg/extra.py"])
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "tmp"], check=True)
+    b = make_patch(
+        repo,
+        {
+            "pkg/extra.py": "def extra():\n    return 2\n",
+            **a_test_file("b", "    from pkg import extra\n    assert extra.extra() == 1\n"),
+        },
+    )
+    subprocess.run(["git", "-C", str(repo), "reset", "-q", "--hard", "HEAD~1"], check=True)
+    configure(repo)
+    plan = write_plan(
+        repo.parent / "plan.json",
+        [
+            {"id": "A", "task": "A", "allow": ["**"], "shared": ["pkg/extra.py"]},
+            {
+                "id": "B",
+                "task": "B",
+                "allow": ["**"],
+                "shared": ["pkg/extra.py"],
+                "depends_on": ["A"] if declared else [],
+            },
+            {"id": "C", "task": "C", "allow": ["**"]},
+        ],
+    )
+    run_id = launch_dry(repo, "--plan", str(plan))
+    for worker, patch in {"A": a, "B": b, "C": harmless(repo, "C")}.items():
+        set_bundle(repo, run_id, worker, patch)
+    res = run_cli("--repo", str(repo), "--now", PINNED, "bundle-validate", "--run-id", run_id)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res, doc = integrate(repo, run_id)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert doc["culprits"] == [{"worker": "B", "check": "tests", "how": "alone"}]
+    alone = [p for p in probes(repo, run_id) if p["step"] == "alone"]
+    assert [p["workers"] for p in alone] == [["A"], ["A", "B"] if declared else ["B"], ["C"]]
+    expected = "" if declared else "patch of B_worker does not apply here"
+    assert alone[1].get("apply_error", "") == expected
+    assert doc["worker_verdicts"]["A"]["verdict"] == "PASS"
+    assert replay(repo, run_id).returncode == 0

@@ -378,14 +378,12 @@ def _probe(
         if not apply_error:
             gitops.materialise(sandbox, _holdout_filter(run))
         for name in ask["checks"]:
-            rels = tuple(
-                f"{ISOLATION_LOGS}/probe-{index:03d}-{name}.{kind}.log"
-                for kind in ("stdout", "stderr")
-            )
-            if apply_error:
-                rc, timed_out = None, False
-            else:
-                rc, timed_out, hashes = _run_check(run, sandbox, by_name[name], rels)  # type: ignore[arg-type]
+            stem = f"{ISOLATION_LOGS}/probe-{index:03d}-{name}"
+            rc: int | None = None
+            timed_out = False
+            if not apply_error:
+                logged = (f"{stem}.stdout.log", f"{stem}.stderr.log")
+                rc, timed_out, hashes = _run_check(run, sandbox, by_name[name], logged)
                 logs.update(hashes)
             checks.append(
                 {

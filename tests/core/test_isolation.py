@@ -173,3 +173,26 @@ def test_a_probe_it_would_not_ask_for_or_an_extra_one_is_a_mismatch() -> None:
         isolation.step(["A", "B", "C"], {}, ["tests"], [probes[0], wrong])
     with pytest.raises(IsolationMismatch):
         isolation.step(["A", "B", "C"], {}, ["tests"], [*probes, probes[-1]])
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(st.integers(1, 12), st.data())
+def test_what_it_names_is_true_of_the_check_whatever_is_planted(
+    n: int, data: st.DataObject
+) -> None:
+    """Culprits and any failing sets at once: every culprit fails alone, every interaction fails
+    together with each member passing alone; nothing is named that the check does not show."""
+    order = IDS[:n]
+    sets = data.draw(
+        st.lists(st.sets(st.sampled_from(order), min_size=1, max_size=4), min_size=1, max_size=3)
+    )
+
+    def fails(workers: set[str]) -> bool:
+        return any(s <= workers for s in sets)
+
+    result, _ = drive(order, lambda _step, ws: {"tests"} if fails(ws) else set())
+    for c in result["culprits"]:
+        assert fails({c["worker"]})
+    for i in result["interactions"]:
+        assert fails(set(i["workers"])) and not any(fails({w}) for w in i["workers"])
+    assert result["runs"] <= isolation.default_max_runs(n)

@@ -15,7 +15,7 @@ from tests.support.factory import launch_dry, make_patch, run_dir, set_bundle, w
 from tests.support.repos import PINNED, make_repo, run_cli
 from tools.codex.factory.audit import diskcheck
 from tools.codex.factory.audit.fold import fold
-from tools.codex.factory.core import decisions
+from tools.codex.factory.core import decisions, isolation
 from tools.codex.factory.infra import jsonio
 from tools.codex.factory.ledger.store import Event
 
@@ -55,8 +55,33 @@ def recompute(evs: list[dict[str, Any]]) -> tuple[tuple[str, str], tuple[str, li
         for e in evs
         if e["event_type"] == "policy.violation" and e["seq"] < end["seq"]
     ]
+    probes: list[isolation.Probe] = [
+        {
+            "step": e["payload"]["step"],
+            "workers": e["payload"]["workers"],
+            "passed": {
+                c["name"]: c["rc"] == 0 and not c["timed_out"] for c in e["payload"]["checks"]
+            },
+        }
+        for e in evs
+        if e["event_type"] == "isolation.probe"
+    ]
+    found = None
+    if probes:  # culprit isolation, recomputed from its recorded probes
+        answer = isolation.step(
+            merge["order"], merge["depends_on"], decisions.failed_required(checks), probes
+        )
+        assert isolation.is_result(answer)
+        found = answer
     stage = decisions.with_policy(
-        *decisions.integrate_outcome(merge["reason"], applied, checks, conflict), violations
+        *decisions.integrate_outcome(
+            merge["reason"],
+            applied,
+            checks,
+            conflict,
+            isolation=found,  # type: ignore[arg-type]
+        ),
+        violations,
     )
     return stage, final
 

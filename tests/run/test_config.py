@@ -41,6 +41,7 @@ def test_defaults_when_nothing_is_set(repo: Path) -> None:
         "limits",
         "scenarios",
         "service",
+        "integrate",
         "feedback",
         "crank",
         "feature_flags",

@@ -88,6 +88,21 @@ def _describe(ev: Event) -> str:
     elif t == "check.finished":
         rc = "timeout" if p.get("timed_out") else f"rc={p.get('rc')}"
         bits = [f"name={p.get('name')}", "required" if p.get("required") else "advisory", rc]
+    elif t == "isolation.probe":
+        passed = [
+            f"{c.get('name')}={'pass' if c.get('passed') else 'FAIL'}" for c in p.get("checks", [])
+        ]
+        bits = [f"step={p.get('step')}", f"workers={','.join(p.get('workers', [])) or '-'}"]
+        bits += passed
+    elif t == "isolation.decided":
+        bits = [f"runs={p.get('runs')}"]
+        bits += [f"culprit={c.get('worker')}:{c.get('check')}" for c in p.get("culprits", [])]
+        bits += [
+            f"interaction={'+'.join(i.get('workers', []))}:{i.get('check')}"
+            for i in p.get("interactions", [])
+        ]
+        bits += [f"flaky={c}" for c in p.get("flaky", [])]
+        bits += ["exhausted"] if p.get("exhausted") else []
     elif t == "report.written":
         head = p.get("ledger_head", {})
         bits = [

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypedDict
 
 from tools.codex.factory.audit.describe import describe, short
-from tools.codex.factory.core import decisions, testfailures, validation
+from tools.codex.factory.core import decisions, isolation, testfailures, validation
 from tools.codex.factory.core.paths import ATTEST_DIR, MANIFEST, VALIDATION, worker_dirname
 from tools.codex.factory.errors import FactoryError
 from tools.codex.factory.infra import jsonio, schemas
@@ -44,7 +44,7 @@ from tools.codex.factory.records.validation import (
     Verdict,
     Violation,
 )
-from tools.codex.factory.run.handle import run_setting
+from tools.codex.factory.run.handle import isolation_settings, run_setting
 from tools.codex.factory.run.validate import policy
 
 if sys.version_info >= (3, 11):
@@ -157,6 +157,8 @@ class Segment:
     conflict: str = ""
     report: Event | None = None
     refused: list[str] = field(default_factory=list)  # integrate.refused reasons
+    probes: list[tuple[int, isolation.Probe]] = field(default_factory=list)  # (seq, probe)
+    isolation: Event | None = None  # isolation.decided
 
 
 class StageState(TypedDict):
@@ -603,6 +605,8 @@ class Fold:
         self.seg.patches = []
         self.seg.conflict = ""
         self.seg.checks = []
+        self.seg.probes = []
+        self.seg.isolation = None
         self.seg.check_specs = []
         self.state.merge = self.seg.merge
 
@@ -684,6 +688,31 @@ class Fold:
                     said[key],
                     recorded,
                 )
+
+    def on_isolation_probe(self, ev: Event) -> None:
+        p = ev.payload
+        if p["index"] != len(self.seg.probes) + 1:
+            self.diverge(ev.seq, "isolation.probe index", len(self.seg.probes) + 1, p["index"])
+        for c in p["checks"]:
+            ran = c["rc"] == 0 and not c["timed_out"]
+            if bool(c["passed"]) != ran:
+                self.diverge(
+                    ev.seq,
+                    f"isolation.probe check {c['name']!r} passed (rc 0, not timed out)",
+                    ran,
+                    c["passed"],
+                )
+        passed = {str(c["name"]): c["rc"] == 0 and not c["timed_out"] for c in p["checks"]}
+        probe: isolation.Probe = {
+            "step": p["step"],
+            "workers": list(p["workers"]),
+            "passed": passed,
+        }
+        self.seg.probes.append((ev.seq, probe))
+        self._record_many(p.get("logs", {}), ev.seq, "isolation.probe")
+
+    def on_isolation_decided(self, ev: Event) -> None:
+        self.seg.isolation = ev
 
     def on_integrate_refused(self, ev: Event) -> None:
         self.state.refusals.append({"seq": ev.seq, "reason": ev.payload.get("reason", "")})
@@ -849,9 +878,16 @@ class Fold:
             self._check_configured_checks(seq, seg)
         # The workers the run planned (run.started) that this merge (merge.planned) left out.
         missing = decisions.left_out(self.state.workers, list(seg.merge["depends_on"]))
+        found, flaky = self._check_isolation(seg)
         expected = decisions.with_policy(
             *decisions.integrate_outcome(
-                seg.merge["reason"], seg.patches, seg.checks, seg.conflict, missing
+                seg.merge["reason"],
+                seg.patches,
+                seg.checks,
+                seg.conflict,
+                missing,
+                isolation=found,
+                flaky=flaky,
             ),
             before,
         )
@@ -863,6 +899,74 @@ class Fold:
                 f"{expected[0]} {expected[1]!r}",
                 f"{status} {reason!r}",
             )
+
+    def _check_isolation(self, seg: Segment) -> tuple[isolation.Result | None, str]:
+        """Culprit isolation recomputed by :func:`isolation.step` from the recorded probes: each
+        probe the one it asks for at that point, the result the one recorded; present exactly
+        when a required check failed and the run's config (launched by a release that knows
+        isolation) asks for it. (the result, ``integrate.flaky``)."""
+        manifest = self.docs.manifest
+        at = self.events[-1] if self.events else None
+        if manifest is None or at is None or seg.merge is None:
+            return None, "block"
+        try:
+            mode, max_runs, flaky = isolation_settings(manifest)
+        except (KeyError, TypeError) as exc:
+            self.diverge(at.seq, f"{MANIFEST} config.integrate", "the isolation settings", str(exc))
+            return None, "block"
+        failed = decisions.failed_required(seg.checks)
+        ran = bool(failed) and mode == "on-failure" and all(x["ok"] for x in seg.patches)
+        decided = seg.isolation
+        if not ran:
+            for seq, _ in seg.probes[:1]:
+                self.diverge(seq, "isolation.probe", "none (no isolation for this run)", "a probe")
+            if decided is not None:
+                self.diverge(
+                    decided.seq, "isolation.decided", "none (no isolation for this run)", "one"
+                )
+            return None, flaky
+        order, deps = seg.merge["order"], seg.merge["depends_on"]
+        probes = [p for _, p in seg.probes]
+        for i, (seq, _) in enumerate(seg.probes):
+            try:
+                isolation.step(order, deps, failed, probes[: i + 1], max_runs)
+            except isolation.IsolationMismatch as exc:
+                self.diverge(
+                    seq,
+                    "isolation.probe (the probe core.isolation.step asks for)",
+                    exc.expected or "none: the search had ended",
+                    probes[i],
+                )
+                return None, flaky
+        answer = isolation.step(order, deps, failed, probes, max_runs)
+        if not isolation.is_result(answer):
+            self.diverge(
+                decided.seq if decided else None,
+                "isolation (recomputed by core.isolation.step)",
+                f"another probe: {answer}",
+                "the search ended",
+            )
+            return None, flaky
+        result: isolation.Result = answer  # type: ignore[assignment]
+        if decided is None:
+            self.diverge(None, "isolation.decided", result, "none")
+            return result, flaky
+        inputs = {
+            "order": order,
+            "depends_on": deps,
+            "failed": failed,
+            "max_runs": max_runs,
+            "probes": len(probes),
+        }
+        for key, value in {**inputs, **result}.items():
+            if decided.payload.get(key) != value:
+                self.diverge(
+                    decided.seq,
+                    f"isolation.decided {key} (recomputed by core.isolation.step from the probes)",
+                    value,
+                    decided.payload.get(key),
+                )
+        return result, flaky
 
     def _check_configured_checks(self, seq: int, seg: Segment) -> None:
         """The checks that ran are exactly the run's configured ones (RUN_MANIFEST.json config):
@@ -931,6 +1035,8 @@ HANDLERS: Mapping[str, Handler] = {
     "patch.applied": Fold.on_patch_applied,
     "patch.conflict": Fold.on_patch_conflict,
     "check.finished": Fold.on_check_finished,
+    "isolation.probe": Fold.on_isolation_probe,
+    "isolation.decided": Fold.on_isolation_decided,
     "policy.violation": Fold.on_policy_violation,
     "integrate.refused": Fold.on_integrate_refused,
     "report.written": Fold.on_report_written,

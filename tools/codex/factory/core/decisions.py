@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from tools.codex.factory.core.isolation import Result as Isolation
 from tools.codex.factory.records.status import StatusName
 from tools.codex.factory.records.validation import AppliedPatch, CheckResult, StageRow, Violation
 
@@ -65,12 +66,20 @@ def partial_reason(missing: Sequence[str]) -> str:
     return f"partial integration: left out {', '.join(missing)}" if missing else ""
 
 
+def failed_required(checks: Sequence[CheckResult]) -> list[str]:
+    """The required checks that failed (non-zero rc or timed out), in the order they ran."""
+    return [c["name"] for c in checks if c["required"] and (c["timed_out"] or c["rc"] != 0)]
+
+
 def integrate_outcome(
     merge_reason: str,
     applied: Sequence[AppliedPatch],
     checks: Sequence[CheckResult],
     conflict: str = "",
     missing: Sequence[str] = (),
+    *,
+    isolation: Isolation | None = None,
+    flaky: str = "block",
 ) -> tuple[StatusName, str]:
     """The integrate stage's status and reason from what it recorded: ``merge.planned``'s reason,
     the ``patch.applied`` events in merge order (worker, ok, files) and the ``check.finished``
@@ -91,9 +100,69 @@ def integrate_outcome(
     if conflict:
         return "BLOCKED", f"the patches do not apply together: {conflict}"
     status, reasons = check_status(checks)
+    reason = "; ".join(reasons)
+    if isolation is not None and status == "BLOCKED":
+        status, reason = isolated_outcome(checks, isolation, flaky)
     if missing:
-        return "BLOCKED", "; ".join([*reasons, partial_reason(missing)])
-    return status, "; ".join(reasons)
+        return "BLOCKED", "; ".join(r for r in (reason, partial_reason(missing)) if r)
+    return status, reason
+
+
+def isolated_outcome(
+    checks: Sequence[CheckResult], found: Isolation, flaky: str
+) -> tuple[StatusName, str]:
+    """The integrate stage after culprit isolation: each failed required check with whom it is
+    blamed on (a culprit failing alone, workers failing only together), flaky (BLOCKED, or PASS
+    with a warning when ``integrate.flaky`` is ``warn``) or undetermined."""
+    failed = failed_required(checks)
+    parts = [
+        f"{why}; {_blame(check, found)}"
+        for check, why in zip(failed, check_status(checks)[1], strict=True)
+    ]
+    if flaky == "warn" and all(c in found["flaky"] for c in failed):
+        return "PASS", "warning: " + "; ".join(parts) + " (accepted: integrate.flaky is warn)"
+    return "BLOCKED", "; ".join(parts)
+
+
+def _blame(check: str, found: Isolation) -> str:
+    culprits = [_wname(c["worker"]) for c in found["culprits"] if c["check"] == check]
+    together = [i["workers"] for i in found["interactions"] if i["check"] == check]
+    if check in found["flaky"]:
+        return "passed on a rerun: flaky"
+    if check in found["base"]:
+        return "the base commit fails it too: no worker is blamed"
+    if culprits:
+        label, each = ("culprit", "fails") if len(culprits) == 1 else ("culprits", "each fails")
+        return f"{label}: {', '.join(culprits)} ({each} alone)"
+    if together:
+        names = "; ".join(" + ".join(_wname(w) for w in ws) for ws in together)
+        return f"interaction: {names} (each passes alone, not together)"
+    if found["exhausted"]:
+        return (
+            f"culprit undetermined: isolation stopped at its bound after {found['runs']} "
+            "run(s) (integrate.isolate_max_runs)"
+        )
+    return "no worker or set of workers fails it apart"
+
+
+def _wname(worker: str) -> str:
+    return f"{worker}_worker"
+
+
+def worker_verdicts(workers: Sequence[str], found: Isolation | None) -> dict[str, dict[str, str]]:
+    """Per worker after integration: BLOCKED ``check-failed`` (a culprit), BLOCKED
+    ``check-interaction`` (a member of an interaction), else PASS."""
+    culprits = {c["worker"] for c in found["culprits"]} if found else set()
+    members = {w for i in found["interactions"] for w in i["workers"]} if found else set()
+    out: dict[str, dict[str, str]] = {}
+    for w in workers:
+        if w in culprits:
+            out[w] = {"verdict": "BLOCKED", "rule": "check-failed"}
+        elif w in members:
+            out[w] = {"verdict": "BLOCKED", "rule": "check-interaction"}
+        else:
+            out[w] = {"verdict": "PASS", "rule": ""}
+    return out
 
 
 def integrate_refused(error: str) -> tuple[StatusName, str]:

@@ -111,6 +111,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     # The program under test, for scenarios that talk to it (loop.service).
     "service": {"start": None, "health": None, "port": 0, "restart_on": []},
+    # Culprit isolation after a required check failed on the merged result (run.integrate).
+    "integrate": {
+        "isolate": "on-failure",  # off | on-failure
+        "isolate_max_runs": None,  # null: n + 2*ceil(log2 n) (core.isolation.default_max_runs)
+        "flaky": "block",  # block | warn: a check passing on its rerun
+    },
     "feedback": {"detail": "summary"},
     "crank": {
         "threshold": "0.80",

@@ -143,6 +143,19 @@ def run_setting(manifest: dict[str, Any], dotted: str) -> Any:
     return DEFAULTS[section][key]
 
 
+def isolation_settings(manifest: dict[str, Any]) -> tuple[str, int | None, str]:
+    """(``integrate.isolate``, ``isolate_max_runs``, ``flaky``) as the run was launched. A run
+    launched by a release before culprit isolation (no ``integrate`` section in its recorded
+    config) is integrated, and replayed, without it."""
+    if "integrate" not in manifest["config"]:
+        return "off", None, "block"
+    return (
+        str(run_setting(manifest, "integrate.isolate")),
+        run_setting(manifest, "integrate.isolate_max_runs"),
+        str(run_setting(manifest, "integrate.flaky")),
+    )
+
+
 def selected_workers(manifest: dict[str, Any], workers: list[str] | None) -> list[str]:
     """The run's workers a stage acts on: all of them, or a selection (the one rule of
     :func:`select_workers`) of workers the run has."""

@@ -16,7 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tools.codex.factory.core import decisions, patchparse, placeholders, testfailures
+from tools.codex.factory.core import (
+    decisions,
+    isolation,
+    patchparse,
+    placeholders,
+    testfailures,
+)
 from tools.codex.factory.core.globs import match_any
 from tools.codex.factory.core.paths import LOGS_DIR, SANDBOX_DIR, VALIDATION, Z_DIR, worker_dirname
 from tools.codex.factory.errors import BlockedError, FactoryError, ProcessError, UsageError
@@ -28,7 +34,7 @@ from tools.codex.factory.records.validation import AppliedPatch
 from tools.codex.factory.run import bundles, snapshots, worktrees
 from tools.codex.factory.run.config import CHECK_PLACEHOLDERS
 from tools.codex.factory.run.facts import Limits, bundle_hash, file_hashes
-from tools.codex.factory.run.handle import RunHandle
+from tools.codex.factory.run.handle import RunHandle, isolation_settings
 from tools.codex.factory.run.stages import StageResult
 from tools.codex.factory.run.validate import limits as run_limits
 
@@ -127,15 +133,11 @@ def without_paths(patch: bytes, drop: set[str]) -> bytes:
     return b"".join(keep)
 
 
-def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
-    """The run's configured checks (as launched), in the materialised sandbox."""
-    writer, rec = run.writer, run.recorder
-    commit = run.base_commit
-    results = []
-    timings: list[str] = []
+def _check_env(run: RunHandle, sandbox: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The environment and argv placeholder values every check of the run gets in ``sandbox``."""
     values = {
         "python": sys.executable,
-        "base_commit": commit,
+        "base_commit": run.base_commit,
         "run_id": run.run_id,
         "sandbox": str(sandbox),
     }
@@ -143,29 +145,48 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
     env = gitops.sandbox_env(sandbox, run.ctx.repo)
     if run.setting("checks.attributes") == "base":
         # Attributes come from the base commit, not the candidate (git >= 2.42; see RUNBOOK).
-        env["GIT_ATTR_SOURCE"] = commit
+        env["GIT_ATTR_SOURCE"] = run.base_commit
+    return env, values
+
+
+def _run_check(
+    run: RunHandle, sandbox: Path, check: dict[str, Any], logs: tuple[str, str]
+) -> tuple[int | None, bool, bytes | None]:
+    """One check in ``sandbox``, its output in the two logs (run-relative): (rc, timed out,
+    the JUnit XML a failed check wrote at its ``junit_xml``, if any and readable)."""
+    writer = run.writer
+    env, values = _check_env(run, sandbox)
+    timeout = float(check.get("timeout_s", 600))
+    planted = _planted(sandbox, check)
+    # Created fresh through the writer: a link (or a hard link to a user's file) planted at a
+    # log's name is removed, never written through.
+    with writer.create(logs[0]) as out, writer.create(logs[1]) as err:
+        try:
+            done = proc.run_logged(
+                placeholders.expand(check["argv"], values), sandbox, env, out, err, timeout
+            )
+            rc, timed_out = done.rc, done.timed_out
+        except ProcessError as exc:
+            err.write((str(exc) + "\n").encode("utf-8"))
+            rc, timed_out = 127, False
+        junit = _junit(sandbox, check, planted, err) if rc != 0 or timed_out else None
+    return rc, timed_out, junit
+
+
+def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
+    """The run's configured checks (as launched), in the materialised sandbox."""
+    writer, rec = run.writer, run.recorder
+    results = []
+    timings: list[str] = []
     configured = [(c, True) for c in run.setting("checks.required")]
     configured += [(c, False) for c in run.setting("checks.advisory")]
     for check, required in configured:
         name = check["name"]
         out_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stdout.log"
         err_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stderr.log"
-        timeout = float(check.get("timeout_s", 600))
-        start = run.ctx.clock.monotonic()
         junit_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.junit.xml"
-        planted = _planted(sandbox, check)
-        # Created fresh through the writer: a link (or a hard link to a user's file) planted at a
-        # log's name is removed, never written through.
-        with writer.create(out_rel) as out, writer.create(err_rel) as err:
-            try:
-                done = proc.run_logged(
-                    placeholders.expand(check["argv"], values), sandbox, env, out, err, timeout
-                )
-                rc, timed_out = done.rc, done.timed_out
-            except ProcessError as exc:
-                err.write((str(exc) + "\n").encode("utf-8"))
-                rc, timed_out = 127, False
-            junit = _junit(sandbox, check, planted, err) if rc != 0 or timed_out else None
+        start = run.ctx.clock.monotonic()
+        rc, timed_out, junit = _run_check(run, sandbox, check, (out_rel, err_rel))
         entry: dict[str, Any] = {
             "name": name,
             "argv": list(check["argv"]),
@@ -211,17 +232,43 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
     return results
 
 
-def sandbox_path(run: RunHandle) -> tuple[Path, bool]:
-    """Where the sandbox goes: ``sandbox/`` in the run folder, or under ``paths.sandbox_dir``
+def sandbox_path(run: RunHandle, name: str = SANDBOX_DIR) -> tuple[Path, bool]:
+    """Where a sandbox goes: ``name`` in the run folder, or under ``paths.sandbox_dir``
     (a short folder for Windows' path limits), in a slot of its own. (path, inside run folder)."""
     configured = run.ctx.config.get("paths.sandbox_dir")
     if not configured:
-        return run.writer.target(SANDBOX_DIR), True
+        return run.writer.target(name), True
     root = Path(os.path.expanduser(str(configured)))
     if not root.is_absolute():
         root = run.ctx.repo / root
-    slot = hashlib.sha256(f"{run.ctx.repo.resolve()}\0{run.run_id}".encode()).hexdigest()[:10]
-    return root / slot, False
+    suffix = "" if name == SANDBOX_DIR else f"\0{name}"
+    slot = hashlib.sha256(f"{run.ctx.repo.resolve()}\0{run.run_id}{suffix}".encode()).hexdigest()
+    return root / slot[:10], False
+
+
+def empty_sandbox(run: RunHandle, name: str = SANDBOX_DIR) -> tuple[Path, bool]:
+    """The sandbox's folder, empty (an earlier one at its place removed). (path, inside run
+    folder)."""
+    sandbox, inside = sandbox_path(run, name)
+    if sandbox.exists():
+        remove_tree(sandbox)
+    if inside:
+        run.writer.mkdir(name)
+    else:
+        sandbox.mkdir(parents=True)
+    return sandbox, inside
+
+
+def init_sandbox(run: RunHandle, sandbox: Path, inside: bool, name: str = SANDBOX_DIR) -> None:
+    """A sandbox repository at the base commit in that folder: every file of it written through
+    the run's writer, or a guarded writer of its own outside the run folder."""
+    # Inside the run folder, through the run's one writer (every refusal reaches STATUS.json).
+    write = (
+        (lambda rel, data: run.writer.write(f"{name}/{rel}", data, scratch=True))
+        if inside
+        else GuardedWriter(sandbox).write
+    )
+    gitops.create_sandbox(sandbox, run.ctx.repo, run.base_commit, write)
 
 
 def integrate(run: RunHandle) -> StageResult:
@@ -251,26 +298,17 @@ def integrate(run: RunHandle) -> StageResult:
         for w in order
     }
     identical = {o["path"] for o in validation["overlaps"] if o["resolution"] == "identical"}
-    sandbox, inside = sandbox_path(run)
-    if sandbox.exists():
-        remove_tree(sandbox)
-    if inside:
-        writer.mkdir(SANDBOX_DIR)
-    else:
-        sandbox.mkdir(parents=True)
+
+    def stage(workers: list[str]) -> list[dict[str, Any]]:
+        return stage_patches(
+            patches, workers, identical, validation["touched"], validation.get("eol_normalised", {})
+        )
+
     applied: list[AppliedPatch] = []
+    sandbox, inside = empty_sandbox(run)
     try:
-        # Inside the run folder, through the run's one writer (every refusal reaches STATUS.json).
-        write = (
-            (lambda rel, data: writer.write(f"{SANDBOX_DIR}/{rel}", data, scratch=True))
-            if inside
-            else GuardedWriter(sandbox).write
-        )
-        gitops.create_sandbox(sandbox, run.ctx.repo, commit, write)
-        staged = stage_patches(
-            patches, order, identical, validation["touched"], validation.get("eol_normalised", {})
-        )
-        applied = apply_in_order(run, sandbox, staged)
+        init_sandbox(run, sandbox, inside)
+        applied = apply_in_order(run, sandbox, stage(order))
         data["applied"] = [a["worker"] for a in applied if a["ok"]]
         merged = gitops.diff_cached(sandbox, commit)
         writer.write(f"{Z_DIR}/DIFF.patch", merged)
@@ -288,10 +326,119 @@ def integrate(run: RunHandle) -> StageResult:
     finally:
         if not run.ctx.config.get("run.keep_sandbox") and sandbox.exists():
             _remove_sandbox(run, sandbox)
+    failed = decisions.failed_required(data["checks"])
+    mode, max_runs, flaky = isolation_settings(manifest)
+    found = None
+    if failed and mode == "on-failure":
+        found = isolate(run, order, deps, failed, stage, max_runs)
+        data["isolation"] = found
+        data["culprits"] = reported_culprits(found)
     write_logs_index(writer, bounds)
     missing = decisions.left_out(manifest["workers"], list(deps))
-    status, reason = decisions.integrate_outcome("", applied, data["checks"], missing=missing)
+    status, reason = decisions.integrate_outcome(
+        "", applied, data["checks"], missing=missing, isolation=found, flaky=flaky
+    )
     return StageResult("integrate", status, reason, data)
+
+
+# -- culprit isolation ------------------------------------------------------------------------
+ISOLATION_LOGS = f"{Z_DIR}/{LOGS_DIR}/isolation"
+PROBE_DIR = "sandbox-probe"
+
+
+def isolate(
+    run: RunHandle,
+    order: list[str],
+    deps: dict[str, list[str]],
+    failed: list[str],
+    stage: Callable[[list[str]], list[dict[str, Any]]],
+    max_runs: int | None,
+) -> isolation.Result:
+    """Run the probes :func:`isolation.step` asks for, each recorded (``isolation.probe``),
+    until it decides (``isolation.decided``, with the inputs replay recomputes it from)."""
+    probes: list[isolation.Probe] = []
+    while True:
+        answer = isolation.step(order, deps, failed, probes, max_runs)
+        if isolation.is_result(answer):
+            break
+        ask: isolation.Ask = answer  # type: ignore[assignment]
+        probes.append(_probe(run, len(probes) + 1, ask, stage(ask["workers"])))
+    result: isolation.Result = answer  # type: ignore[assignment]
+    run.recorder.emit(
+        "isolation.decided",
+        "integrate",
+        order=order,
+        depends_on=deps,
+        failed=failed,
+        max_runs=max_runs,
+        probes=len(probes),
+        **result,
+    )
+    return result
+
+
+def _probe(
+    run: RunHandle, index: int, ask: isolation.Ask, staged: list[dict[str, Any]]
+) -> isolation.Probe:
+    """One probe: a fresh sandbox with these workers' validated patches (merge order), the
+    asked checks run in it, the sandbox removed after; recorded as ``isolation.probe``."""
+    by_name = {c["name"]: c for c in run.setting("checks.required")}
+    checks: list[dict[str, Any]] = []
+    logs: dict[str, str] = {}
+    apply_error = ""
+    sandbox, inside = empty_sandbox(run, PROBE_DIR)
+    try:
+        init_sandbox(run, sandbox, inside, PROBE_DIR)
+        for s in staged:
+            res = gitops.apply_to_index(sandbox, s["patch"]) if s["patch"] else None
+            if res is not None and res.rc != 0:
+                apply_error = f"patch of {worker_dirname(s['worker'])} does not apply here"
+                break
+        if not apply_error:
+            gitops.materialise(sandbox, _holdout_filter(run))
+        for name in ask["checks"]:
+            stem = f"{ISOLATION_LOGS}/probe-{index:03d}-{name}"
+            rc: int | None = None
+            timed_out = False
+            if not apply_error:
+                logged = (f"{stem}.stdout.log", f"{stem}.stderr.log")
+                rc, timed_out, _ = _run_check(run, sandbox, by_name[name], logged)
+                hashes = {rel: run.writer.record(rel) for rel in logged}
+                logs.update(hashes)
+            checks.append(
+                {
+                    "name": name,
+                    "rc": rc,
+                    "timed_out": timed_out,
+                    "passed": rc == 0 and not timed_out,
+                }
+            )
+    finally:
+        if sandbox.exists():
+            _remove_sandbox(run, sandbox)
+    extra = {"apply_error": apply_error} if apply_error else {}
+    run.recorder.emit(
+        "isolation.probe",
+        "integrate",
+        index=index,
+        step=ask["step"],
+        workers=ask["workers"],
+        checks=checks,
+        logs=logs,
+        **extra,
+    )
+    return {
+        "step": ask["step"],
+        "workers": list(ask["workers"]),
+        "passed": {c["name"]: bool(c["passed"]) for c in checks},
+    }
+
+
+def reported_culprits(found: isolation.Result) -> list[dict[str, Any]]:
+    """The culprits as STATUS.json, the report and ``--json`` give them: where the failing test
+    names read from a culprit's probe output would be attached (``tests``); nothing parses that
+    output yet, so none is."""
+    return [dict(c) for c in found["culprits"]]
 
 
 def _holdout_filter(run: RunHandle) -> Callable[[str], bool] | None:

@@ -172,6 +172,17 @@ def _finish(
     return out
 
 
+ISOLATION_KEYS = (
+    "culprits",
+    "interactions",
+    "flaky",
+    "base_failing",
+    "isolation_runs",
+    "isolation_exhausted",
+    "worker_verdicts",
+)
+
+
 def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
     run_id = doc["run_id"]
     head = ctx.ledger.read_head()
@@ -192,6 +203,8 @@ def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
         "left_out": doc["left_out"],
         "checks": doc["checks"],
     }
+    # After culprit isolation: whom the failed checks are blamed on, as STATUS.json says.
+    data.update({k: doc[k] for k in ISOLATION_KEYS if k in doc})
     return Outcome(Status(doc["status"]), data, view="run")
 
 

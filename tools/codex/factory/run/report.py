@@ -88,8 +88,11 @@ def render_report(
     lines += ["", "workers:"]
     verdicts = (validation or {}).get("verdicts", {})
     missing = f"unknown ({VALIDATION} unreadable)" if unreadable else "not validated"
+    after = doc.get("worker_verdicts", {})
     for w in manifest["workers"]:
-        lines.append(f"  {worker_dirname(w):<12} {verdicts.get(w, missing)}")
+        v = after.get(w)
+        shown = f"{v['verdict']} {v['rule']}".rstrip() if v else verdicts.get(w, missing)
+        lines.append(f"  {worker_dirname(w):<12} {shown}")
     findings = (validation or {}).get("findings", [])
     lines += ["", f"findings: {len(findings) or ('unknown' if unreadable else 'none')}"]
     lines += [f"  [{f['rule']}] {f['worker']} {f['path']}: {f['message']}" for f in findings]
@@ -112,6 +115,8 @@ def render_report(
         lines.append(f"  [{kind}] {c['name']}: {rc}  (logs: {c['stdout_log']}, {c['stderr_log']})")
         if c["timed_out"] or c["rc"] != 0:
             lines += [f"    {line}" for line in check_output_lines(c)]
+    if "isolation_runs" in doc:
+        lines += ["", *_isolation_lines(doc)]
     lines += ["", f"policy violations: {len(doc['policy_violations']) or 'none'}"]
     lines += [f"  write to {v['path']!r} refused: {v['reason']}" for v in doc["policy_violations"]]
     lines += ["", f"files changed: {len(doc['files_changed'])}"]
@@ -152,6 +157,25 @@ def check_output_lines(check: dict[str, Any]) -> list[str]:
         if said:
             lines.append(f"{stream} (last {len(said)} lines):")
             lines += [f"  | {x}" for x in said]
+    return lines
+
+
+def _isolation_lines(doc: dict[str, Any]) -> list[str]:
+    """The report's isolation section: who each failed required check is blamed on."""
+    lines = [
+        f"isolation: {doc['isolation_runs']} run(s)"
+        + (" (bound reached)" if doc.get("isolation_exhausted") else "")
+    ]
+    lines += [
+        f"  culprit     {worker_dirname(c['worker'])}: {c['check']} fails {c['how']}"
+        for c in doc["culprits"]
+    ]
+    lines += [
+        f"  interaction {' + '.join(worker_dirname(w) for w in i['workers'])}: {i['check']} fails together"
+        for i in doc["interactions"]
+    ]
+    lines += [f"  flaky       {c}: failed, then passed on a rerun" for c in doc["flaky"]]
+    lines += [f"  base        {c}: fails on the base commit too" for c in doc["base_failing"]]
     return lines
 
 
@@ -204,6 +228,15 @@ def finalize(
         "covers": sorted(run.workers),
         "left_out": decisions.left_out(manifest["workers"], run.workers),
     }
+    found = integration.get("isolation")
+    if found is not None:
+        doc["culprits"] = integration.get("culprits", found["culprits"])
+        doc["interactions"] = found["interactions"]
+        doc["flaky"] = found["flaky"]
+        doc["base_failing"] = found["base"]
+        doc["isolation_runs"] = found["runs"]
+        doc["isolation_exhausted"] = found["exhausted"]
+        doc["worker_verdicts"] = decisions.worker_verdicts(integration["merge_order"], found)
 
     def verdict() -> None:
         doc["policy_violations"] = list(writer.violations)

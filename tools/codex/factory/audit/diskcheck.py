@@ -36,7 +36,14 @@ from tools.codex.factory.audit.fold import (
     SumFile,
     divergence,
 )
-from tools.codex.factory.core.paths import ATTEST_DIR, MANIFEST, VALIDATION, Z_DIR, worker_dirname
+from tools.codex.factory.core.paths import (
+    ATTEST_DIR,
+    MANIFEST,
+    REPORT_HTML,
+    VALIDATION,
+    Z_DIR,
+    worker_dirname,
+)
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.infra.writer import sha256_file
@@ -176,6 +183,7 @@ class DiskCheck:
             self._check_validation_doc,
             self._check_worker_status,
             self._check_facts,
+            self._check_unrecorded_html,
         ]
         if self.folded.state.final is not None and self.folded.last_seg.report is not None:
             steps += [self._check_status_doc, self._check_report]
@@ -503,6 +511,20 @@ class DiskCheck:
                 f"{REPORT_REL} ledger head vs report.written",
                 f"seq={recorded['seq']} hash={recorded['hash']}",
                 f"seq={seq} hash={digest}",
+            )
+
+    def _check_unrecorded_html(self) -> None:
+        """A REPORT.html on disk that no report.html.written records (a recorded one is
+        compared with its hash among the recorded files)."""
+        if REPORT_HTML in self.folded.files:
+            return
+        path = self.run_dir / REPORT_HTML
+        if path.exists() or path.is_symlink():
+            self.diverge(
+                None,
+                f"{REPORT_HTML} (no report.html.written event records it)",
+                "a report.html.written event with its sha256",
+                "none in the ledger: write it with `factory report --html`",
             )
 
     def _check_unrecorded_report(self) -> None:

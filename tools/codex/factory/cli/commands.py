@@ -466,14 +466,60 @@ def print_report_cmd(
     return emit(pipeline.cmd_print_report(_ctx(click_ctx), run_id), as_json, json_out)
 
 
-@cli.command("open-report")
-@run_id_option()
+@cli.command("report")
+@run_id_option(required=False)
+@click.option("--crank-id", default=None, help="A crank instead of a run (with --html).")
+@click.option(
+    "--html",
+    "as_html",
+    is_flag=True,
+    help="Write REPORT.html (one self-contained page) in the run folder and record it.",
+)
+@json_option
 @json_out_option
 @click.pass_context
-def open_report_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -> int:
-    """Open FINAL_REPORT.txt with the platform's opener; headless, print its path."""
+def report_cmd(
+    click_ctx: click.Context,
+    run_id: str | None,
+    crank_id: str | None,
+    as_html: bool,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
+    """Print the run's FINAL_REPORT.txt; with --html, write REPORT.html (a run's or a crank's)."""
+    if (run_id is None) == (crank_id is None):
+        raise click.UsageError("give exactly one of --run-id ID or --crank-id ID")
+    if crank_id is not None and not as_html:
+        raise click.UsageError("--crank-id needs --html (`crank-status` prints a crank)")
+    if not as_html:
+        from tools.codex.factory.run import pipeline
+
+        assert run_id is not None
+        return emit(pipeline.cmd_print_report(_ctx(click_ctx), run_id), as_json, json_out)
+    from tools.codex.factory.audit import htmlpage
+
+    if crank_id is not None:
+        return emit(htmlpage.write_crank(_ctx(click_ctx), crank_id), as_json, json_out)
+    assert run_id is not None
+    return emit(htmlpage.write_run(_ctx(click_ctx), run_id), as_json, json_out)
+
+
+@cli.command("open-report")
+@run_id_option()
+@click.option("--html", "as_html", is_flag=True, help="Open REPORT.html instead.")
+@json_out_option
+@click.pass_context
+def open_report_cmd(
+    click_ctx: click.Context, run_id: str, as_html: bool, json_out: Path | None
+) -> int:
+    """Open FINAL_REPORT.txt (or REPORT.html) with the platform's opener; headless, print its path."""
     from tools.codex.factory.run import pipeline
 
+    if as_html:
+        from tools.codex.factory.audit import htmlpage
+
+        path = htmlpage.html_path(_ctx(click_ctx), run_id)
+        return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "html", path), False, json_out)
     return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "report"), False, json_out)
 
 

@@ -441,6 +441,10 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "collect": collect_text,
     "import": lambda data, _inputs: import_text(data),
     "report": lambda data, _inputs: data["report"].rstrip("\n"),
+    "report-html": lambda data, _inputs: (
+        f"{data['status']}: wrote {data['path']} (sha256 {data['sha256'][:12]}); open it with "
+        f"`factory open-report --run-id {data['run_id']} --html`"
+    ),
     "open": lambda data, _inputs: (
         f"opened {data['path']} ({data['how']})" if data["opened"] else data["path"]
     ),

@@ -153,6 +153,10 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
         out_path = writer.target(out_rel)
         timeout = float(check.get("timeout_s", 600))
         start = run.ctx.clock.monotonic()
+        # Progress: `watch` and the timeline show a check while it runs (decided by nothing).
+        rec.emit(
+            "check.started", "integrate", name=name, required=required, argv=list(check["argv"])
+        )
         # Created fresh through the writer: a link (or a hard link to a user's file) planted at a
         # log's name is removed, never written through.
         with writer.create(out_rel) as out, writer.create(err_rel) as err:

@@ -203,3 +203,11 @@ def test_page_in_headless_chromium(hostile: tuple[Path, str], tmp_path: Path) ->
     assert "<script>alert(1)" not in dom.stdout
     assert '<svg class="timeline"' in dom.stdout
     assert '<table class="overlap-matrix">' in dom.stdout
+
+
+def test_watch_shows_each_check_as_it_starts(hostile: tuple[Path, str]) -> None:
+    repo, run_id = hostile
+    res = run_cli("--repo", str(repo), "watch", "--run-id", run_id, "--timeout", "5")
+    started = [ln for ln in res.stdout.splitlines() if "check.started" in ln]
+    assert res.returncode == 0 and len(started) == 2, res.stdout
+    assert "name=shout advisory running" in started[1]

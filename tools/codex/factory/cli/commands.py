@@ -87,10 +87,11 @@ def _ctx(click_ctx: click.Context) -> Any:
 
 def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) -> int:
     """Data to stdout (text or JSON), messages to stderr, JSON copy to --json-out."""
+    from tools.codex.factory.cli import render
     from tools.codex.factory.infra import jsonio
 
     for msg in outcome.messages:
-        click.echo(msg, err=True)
+        say(msg, err=True)
     payload = jsonio.pretty(outcome.data)
     if json_out is not None:
         try:
@@ -102,12 +103,18 @@ def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) 
         sys.stdout.buffer.write(payload)
         sys.stdout.flush()
     else:
-        from tools.codex.factory.cli import render
-
         text = render.text(outcome)
         if text:
-            click.echo(text)
+            say(text)
     return outcome.exit_code
+
+
+def say(text: str, err: bool = False) -> None:
+    """One piece of text to stdout or stderr, its status words coloured on a terminal."""
+    from tools.codex.factory.cli import render
+
+    stream = sys.stderr if err else sys.stdout
+    click.echo(render.colour(text, render.use_colour(stream)), err=err)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -332,10 +339,10 @@ def _progress(as_json: bool) -> Callable[[str], None] | None:
     if as_json:
         return None
 
-    def say(line: str) -> None:
-        click.echo(line, err=True)
+    def progress(line: str) -> None:
+        say(line, err=True)
 
-    return say
+    return progress
 
 
 @cli.command("launch")
@@ -539,9 +546,9 @@ def _streams(as_json: bool) -> tuple[Callable[[str], None], Callable[[str], None
     """Progress lines go to stdout, or to stderr when stdout carries JSON; notices to stderr."""
 
     def to_err(line: str) -> None:
-        click.echo(line, err=True)
+        say(line, err=True)
 
-    return (to_err if as_json else click.echo), to_err
+    return (to_err if as_json else say), to_err
 
 
 @cli.command("ledger-replay")

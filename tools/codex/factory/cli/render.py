@@ -7,8 +7,10 @@ notices in ``Outcome.messages`` are still worded where they happen.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TextIO
 
 from tools.codex.factory.audit.describe import ONE_LINE, describe
 from tools.codex.factory.audit.diskcheck import REPORT_REL, STATUS_REL
@@ -23,6 +25,28 @@ from tools.codex.factory.run.outcome import Outcome
 # VALIDATION.json has them all, whole.
 MAX_SHOWN = 100
 MAX_LINE = 2000
+
+# Status words in colour on a terminal: PASS green, BLOCKED yellow, FAIL red.
+_ANSI = {"PASS": "32", "BLOCKED": "33", "FAIL": "31"}
+_STATUS_WORD = re.compile(r"(?<![\w.-])(PASS|BLOCKED|FAIL)(?![\w-])")
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (to anything) or TERM=dumb."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def colour(text: str, on: bool) -> str:
+    """``text`` with its status words coloured when ``on`` (the one place colour is added)."""
+    if not on:
+        return text
+    return _STATUS_WORD.sub(lambda m: f"\x1b[{_ANSI[m.group(1)]}m{m.group(1)}\x1b[0m", text)
 
 
 def preflight_text(checks: list[dict[str, Any]]) -> str:

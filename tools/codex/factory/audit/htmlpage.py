@@ -24,7 +24,7 @@ from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Event
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
-from tools.codex.factory.run.handle import RunHandle, run_lock
+from tools.codex.factory.run.handle import RunHandle, run_folder, run_lock
 from tools.codex.factory.run.outcome import Outcome
 
 HTML_REL = REPORT_HTML
@@ -124,7 +124,9 @@ def _checks(status_doc: Mapping[str, Any] | None, events: Sequence[Event]) -> li
     }
     out = []
     for c in (status_doc or {}).get("checks", []):
-        tail = c.get("output_tail") or c.get("tail") or recorded.get(str(c.get("name")))
+        # The tail under whatever name STATUS.json keeps it (e.g. output_tail), else the ledger's.
+        mine = [c[k] for k in sorted(c) if "tail" in k and c[k]]
+        tail = mine[0] if mine else recorded.get(str(c.get("name")))
         ok = not c.get("timed_out") and c.get("rc") == 0
         out.append(
             Check(
@@ -207,6 +209,7 @@ def run_page(
             ("applied", ", ".join(map(str, doc.get("applied", []))) or "-"),
             ("files changed", len(doc.get("files_changed", []))),
             *(("reason", r) for r in (finished.payload.get("reasons", []) if finished else [])),
+            *(("culprit", c) for c in doc.get("culprits", [])),
             *(("unreadable", p) for p in problems),
         ]
     )
@@ -292,9 +295,14 @@ def write_run(ctx: Context, run_id: str) -> Outcome:
         validation, p2 = read_doc(run.run_dir, VALIDATION, "validation")
         problems = [p for p, rel in ((p1, STATUS_REL), (p2, VALIDATION)) if p and _there(run, rel)]
         page = run_page(run_id, run.manifest, events, status_doc, validation, problems)
-        sha = run.writer.write(HTML_REL, htmlreport.render(page).encode("utf-8"))
+        sha = run.writer.write(HTML_REL, _bytes(page))
         _record(run.recorder, "report", "Z_integrator", sha, page["status"])
     return _outcome(ctx, run_id, page["status"], sha)
+
+
+def _bytes(page: Page) -> bytes:
+    """The page as UTF-8; a lone surrogate in recorded text becomes "?", never a crash."""
+    return htmlreport.render(page).encode("utf-8", "replace")
 
 
 def _there(run: RunHandle, rel: str) -> bool:
@@ -313,12 +321,13 @@ def write_crank(ctx: Context, crank_id: str) -> Outcome:
         for e in events
         if e.event_type == "iteration.started"
     }
+    folder = run_folder(ctx, crank_id)
     page = crank_page(crank_id, events, runs)
     lock = run_lock(ctx, crank_id)
     lock.acquire()
     try:
-        writer = GuardedWriter(ctx.layout.run_dir(crank_id))
-        sha = writer.write(HTML_REL, htmlreport.render(page).encode("utf-8"))
+        writer = GuardedWriter(folder)
+        sha = writer.write(HTML_REL, _bytes(page))
         _record(
             Recorder(ctx.ledger, crank_id, "crank"), "crank", "Z_integrator", sha, page["status"]
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.audit.diskcheck import STATUS_REL, read_doc
@@ -349,12 +350,11 @@ def _outcome(ctx: Context, run_id: str, status: str, sha: str) -> Outcome:
     return Outcome(Status.PASS, data, view="report-html")
 
 
-def html_path(ctx: Context, run_id: str) -> Any:
-    """REPORT.html of a run or crank, which must have been written (``factory report --html``)."""
-    path = ctx.layout.run_dir(validate_run_id(run_id)) / HTML_REL
+def html_path(ctx: Context, run_id: str) -> Path:
+    """REPORT.html of a run or crank, which must have been written (``factory report``)."""
+    path = run_folder(ctx, run_id) / HTML_REL
     if not path.is_file():
         raise UsageError(
-            f"run {run_id} has no {HTML_REL} yet: write it with "
-            f"`factory report --run-id {run_id} --html`"
+            f"run {run_id} has no {HTML_REL} yet: write it first (`factory report`, as HTML)"
         )
     return path

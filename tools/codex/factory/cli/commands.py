@@ -335,14 +335,31 @@ def preflight_cmd(
 
 
 def _progress(as_json: bool) -> Callable[[str], None] | None:
-    """Worker progress lines go to stderr; none at all with --json."""
+    """Worker progress lines go to stderr; none at all with --json. Checks and scenario
+    evaluations are told as their events are recorded (``render.progress_line``)."""
     if as_json:
         return None
+    _tell_events(as_json)
 
     def progress(line: str) -> None:
         say(line, err=True)
 
     return progress
+
+
+def _tell_events(as_json: bool) -> None:
+    """Progress lines for the events this command records (none with --json)."""
+    click_ctx = click.get_current_context(silent=True)
+    if click_ctx is not None and not as_json:
+        _ctx(click_ctx).tell(_event_progress)
+
+
+def _event_progress(ev: Any) -> None:
+    from tools.codex.factory.cli import render
+
+    line = render.progress_line(ev)
+    if line is not None:
+        say(line, err=True)
 
 
 @cli.command("launch")
@@ -416,6 +433,7 @@ def integrate_cmd(
     from tools.codex.factory.run import pipeline
     from tools.codex.factory.run.launch import parse_workers
 
+    _tell_events(as_json)
     return emit(
         pipeline.cmd_integrate(_ctx(click_ctx), run_id, parse_workers(workers), keep_worktrees),
         as_json,
@@ -947,6 +965,7 @@ def scenarios_run_cmd(
     Exit 0 when all pass, 1 when any fails."""
     from tools.codex.factory.loop import views
 
+    _tell_events(as_json)
     return emit(views.cmd_scenarios_run(_ctx(click_ctx), run_id, ref), as_json, json_out)
 
 

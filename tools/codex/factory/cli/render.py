@@ -334,6 +334,25 @@ def event_line(ev: Event) -> str:
     return describe(ev)
 
 
+def progress_line(ev: Event) -> str | None:
+    """The command's own progress on stderr: each check and scenario evaluation as it starts
+    and ends (workers have lines of their own); None for every other event."""
+    p, t = ev.payload, ev.event_type
+    if t == "check.started":
+        kind = "required" if p.get("required") else "advisory"
+        return f"factory: check {p.get('name')} ({kind}) running"
+    if t == "check.finished":
+        ok = p.get("rc") == 0 and not p.get("timed_out")
+        rc = "timed out" if p.get("timed_out") else f"rc={p.get('rc')}"
+        return f"factory: check {p.get('name')}: {'PASS' if ok else 'FAIL'} ({rc})"
+    if t == "scenarios.started":
+        return f"factory: scenarios: evaluating {p.get('scenarios')} at {str(p.get('commit'))[:12]}"
+    if t == "scenarios.finished":
+        sat = p.get("satisfaction") or {}
+        return f"factory: scenarios: {sat.get('passed')}/{sat.get('total')} passed"
+    return None
+
+
 def collect_text(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
     """``bundle-collect``: one line per bundle written, then the runboard's next step."""
     lines = [f"collected {len(inputs['workers'])} bundle(s) of {data['run_id']}"]

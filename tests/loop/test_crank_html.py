@@ -37,6 +37,12 @@ def test_crank_page_shows_trajectory_and_scenarios(converging: Path) -> None:
     assert 'class="trajectory"' in text and "iteration 3: 100.0%" in text
     for lane in ("it1 worker: A", "it3 stage: integrate", "scenarios: iteration 2"):
         assert lane in text, lane
+    events = run_cli(
+        "--repo", str(converging), "ledger", "--run-id", crank_id, "--event-type", "scenarios.*",
+        "--json",
+    )  # fmt: skip
+    kinds = [e["event_type"] for e in json.loads(events.stdout)]
+    assert kinds.count("scenarios.started") == kinds.count("scenarios.finished") == 3
     again = run_cli(*args, "--html", "--json")
     assert again.returncode == 0 and page.read_text(encoding="utf-8") == text
     replay = run_cli("--repo", str(converging), "ledger-replay", "--run-id", crank_id)

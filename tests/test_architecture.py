@@ -255,6 +255,7 @@ CORE_PURE_IMPORTS = {
     "enum",
     "functools",
     "hashlib",
+    "html",  # escaping text for the report page
     "itertools",
     "pathlib",  # path arithmetic only (see _DISK_METHODS)
     "posixpath",

@@ -22,6 +22,8 @@ READ_COMMANDS: list[tuple[str, tuple[str, ...]]] = [
     ("print-report", ("print-report", "--run-id", RUN)),
     ("config show", ("config", "show")),
     ("watch", ("watch", "--run-id", RUN, "--timeout", "30")),
+    ("report", ("report", "--run-id", RUN)),
+    ("report --html", ("report", "--run-id", RUN, "--html")),
 ]
 
 

@@ -30,6 +30,8 @@ JSON_KEYS: dict[str, set[str] | None] = {  # None: a JSON array (of ledger event
         "divergences",
     },
     "print-report": {"run_id", "path", "report"},
+    "report": {"run_id", "path", "report"},
+    "report --html": {"run_id", "path", "abs_path", "sha256", "status"},
     "config show": {"config", "origins", "file"},
     "doctor": {"status", "counts", "checks", "self_test"},
     "oneshot": {"run_id", "status", "stages", "report", "ledger_head", "reasons"},

@@ -20,10 +20,11 @@ from tools.codex.factory.core import convergence, symptoms
 from tools.codex.factory.core import feedback as fb
 from tools.codex.factory.core import manifest as core_manifest
 from tools.codex.factory.core import units as core_units
-from tools.codex.factory.core.paths import LOGS_DIR, Z_DIR
+from tools.codex.factory.core.paths import LOGS_DIR, REPORT_HTML, Z_DIR
 from tools.codex.factory.core.scenarios import scenario_id
 from tools.codex.factory.errors import FactoryError
 from tools.codex.factory.infra import fsutil, gitops
+from tools.codex.factory.infra.writer import sha256_file
 from tools.codex.factory.ledger.store import Event, Filter
 from tools.codex.factory.loop import crank, holdout
 from tools.codex.factory.loop.gates import GateState
@@ -53,6 +54,7 @@ def check(
     cfg = {"threshold": list(threshold), "detail": p["detail"]}
     out += _check_seal(ctx, events, p)
     out += _check_branch(ctx, events, p)
+    out += check_html(folder, events)
     gate_log, found = _check_gates(events)
     out += found
     trajectory: list[Iteration] = []
@@ -113,6 +115,32 @@ def check(
         ),
     }
     return state, out
+
+
+def check_html(folder: Path, events: Sequence[Event]) -> list[Divergence]:
+    """REPORT.html must hash to what its last ``report.html.written`` recorded; one on disk
+    that no event records is named too."""
+    written = [e for e in events if e.event_type == "report.html.written"]
+    path = folder / REPORT_HTML
+    there = path.exists() or path.is_symlink()
+    if not written:
+        if not there:
+            return []
+        return [
+            divergence(
+                None,
+                f"{REPORT_HTML} (no report.html.written event records it)",
+                "a report.html.written event with its sha256",
+                "none in the ledger: write it with `factory report --html`",
+            )
+        ]
+    last = written[-1]
+    want = str(last.payload.get("sha256"))
+    what = f"{REPORT_HTML} (recorded by report.html.written)"
+    if not path.is_file() or path.is_symlink():
+        return [divergence(last.seq, what, f"sha256 {want}", "the file is missing")]
+    now = sha256_file(path)
+    return [] if now == want else [divergence(last.seq, what, f"sha256 {want}", f"sha256 {now}")]
 
 
 def _check_branch(ctx: Context, events: Sequence[Event], p: dict[str, Any]) -> list[Divergence]:

@@ -103,6 +103,18 @@ def _describe(ev: Event) -> str:
         ]
         bits += [f"flaky={c}" for c in p.get("flaky", [])]
         bits += ["exhausted"] if p.get("exhausted") else []
+    elif t == "check.started":
+        kind = "required" if p.get("required") else "advisory"
+        bits = [f"name={p.get('name')}", kind, "running"]
+    elif t in ("scenarios.started", "scenarios.finished"):
+        bits = [f"iteration={p['iteration']}"] if "iteration" in p else []
+        if t == "scenarios.started":
+            bits.append(f"scenarios={p.get('scenarios')} running")
+        else:
+            sat = p.get("satisfaction") or {}
+            bits.append(f"passed={sat.get('passed')}/{sat.get('total')}")
+    elif t == "report.html.written":
+        bits = [f"path={p.get('path')}", f"sha256={str(p.get('sha256'))[:12]}"]
     elif t == "report.written":
         head = p.get("ledger_head", {})
         bits = [

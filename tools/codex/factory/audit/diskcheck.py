@@ -42,6 +42,7 @@ from tools.codex.factory.core.paths import (
     ATTEST_DIR,
     LOGS_DIR,
     MANIFEST,
+    REPORT_HTML,
     VALIDATION,
     Z_DIR,
     worker_dirname,
@@ -214,6 +215,7 @@ class DiskCheck:
             self._check_validation_doc,
             self._check_worker_status,
             self._check_facts,
+            self._check_unrecorded_html,
         ]
         if self.folded.state.final is not None and self.folded.last_seg.report is not None:
             steps += [self._check_status_doc, self._check_report]
@@ -546,6 +548,20 @@ class DiskCheck:
                 f"{REPORT_REL} ledger head vs report.written",
                 f"seq={recorded['seq']} hash={recorded['hash']}",
                 f"seq={seq} hash={digest}",
+            )
+
+    def _check_unrecorded_html(self) -> None:
+        """A REPORT.html on disk that no report.html.written records (a recorded one is
+        compared with its hash among the recorded files)."""
+        if REPORT_HTML in self.folded.files:
+            return
+        path = self.run_dir / REPORT_HTML
+        if path.exists() or path.is_symlink():
+            self.diverge(
+                None,
+                f"{REPORT_HTML} (no report.html.written event records it)",
+                "a report.html.written event with its sha256",
+                "none in the ledger: write it with `factory report --html`",
             )
 
     def _check_unrecorded_report(self) -> None:

@@ -29,7 +29,13 @@ from typing import Any, NamedTuple, TypedDict
 
 from tools.codex.factory.audit.describe import describe, short
 from tools.codex.factory.core import decisions, isolation, testfailures, validation
-from tools.codex.factory.core.paths import ATTEST_DIR, MANIFEST, VALIDATION, worker_dirname
+from tools.codex.factory.core.paths import (
+    ATTEST_DIR,
+    MANIFEST,
+    REPORT_HTML,
+    VALIDATION,
+    worker_dirname,
+)
 from tools.codex.factory.errors import FactoryError
 from tools.codex.factory.infra import jsonio, schemas
 from tools.codex.factory.ledger.store import Event
@@ -767,6 +773,11 @@ class Fold:
             if rel == SUM_FILES[1]:
                 self.z_listing = (set(on_disk.listed), ev.seq)
 
+    def on_report_html_written(self, ev: Event) -> None:
+        """REPORT.html, written after the run's report: the last record is what the file must
+        hash to (the disk check compares it)."""
+        self._record_file(REPORT_HTML, str(ev.payload["sha256"]), ev.seq, "report.html.written")
+
     def _check_excerpt(self, ev: Event) -> None:
         recorded = ev.payload.get("attestations", {}).get(EXCERPT_REL) or ev.payload["files"].get(
             EXCERPT_REL
@@ -1040,6 +1051,7 @@ HANDLERS: Mapping[str, Handler] = {
     "policy.violation": Fold.on_policy_violation,
     "integrate.refused": Fold.on_integrate_refused,
     "report.written": Fold.on_report_written,
+    "report.html.written": Fold.on_report_html_written,
     "run.finished": Fold.on_run_finished,
 }
 
@@ -1048,6 +1060,8 @@ HANDLERS: Mapping[str, Handler] = {
 NO_CHECK: frozenset[str] = frozenset(
     {
         "stage.started",
+        "check.started",
+        "scenarios.started",
         "run.pending",
         "run.resumed",
         "run.interrupted",

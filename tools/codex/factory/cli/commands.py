@@ -87,10 +87,11 @@ def _ctx(click_ctx: click.Context) -> Any:
 
 def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) -> int:
     """Data to stdout (text or JSON), messages to stderr, JSON copy to --json-out."""
+    from tools.codex.factory.cli import render
     from tools.codex.factory.infra import jsonio
 
     for msg in outcome.messages:
-        click.echo(msg, err=True)
+        say(msg, err=True)
     payload = jsonio.pretty(outcome.data)
     if json_out is not None:
         try:
@@ -102,12 +103,18 @@ def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) 
         sys.stdout.buffer.write(payload)
         sys.stdout.flush()
     else:
-        from tools.codex.factory.cli import render
-
         text = render.text(outcome)
         if text:
-            click.echo(text)
+            say(text)
     return outcome.exit_code
+
+
+def say(text: str, err: bool = False) -> None:
+    """One piece of text to stdout or stderr, its status words coloured on a terminal."""
+    from tools.codex.factory.cli import render
+
+    stream = sys.stderr if err else sys.stdout
+    click.echo(render.colour(text, render.use_colour(stream)), err=err)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -328,14 +335,31 @@ def preflight_cmd(
 
 
 def _progress(as_json: bool) -> Callable[[str], None] | None:
-    """Worker progress lines go to stderr; none at all with --json."""
+    """Worker progress lines go to stderr; none at all with --json. Checks and scenario
+    evaluations are told as their events are recorded (``render.progress_line``)."""
     if as_json:
         return None
+    _tell_events(as_json)
 
-    def say(line: str) -> None:
-        click.echo(line, err=True)
+    def progress(line: str) -> None:
+        say(line, err=True)
 
-    return say
+    return progress
+
+
+def _tell_events(as_json: bool) -> None:
+    """Progress lines for the events this command records (none with --json)."""
+    click_ctx = click.get_current_context(silent=True)
+    if click_ctx is not None and not as_json:
+        _ctx(click_ctx).tell(_event_progress)
+
+
+def _event_progress(ev: Any) -> None:
+    from tools.codex.factory.cli import render
+
+    line = render.progress_line(ev)
+    if line is not None:
+        say(line, err=True)
 
 
 @cli.command("launch")
@@ -409,6 +433,7 @@ def integrate_cmd(
     from tools.codex.factory.run import pipeline
     from tools.codex.factory.run.launch import parse_workers
 
+    _tell_events(as_json)
     return emit(
         pipeline.cmd_integrate(_ctx(click_ctx), run_id, parse_workers(workers), keep_worktrees),
         as_json,
@@ -466,14 +491,60 @@ def print_report_cmd(
     return emit(pipeline.cmd_print_report(_ctx(click_ctx), run_id), as_json, json_out)
 
 
-@cli.command("open-report")
-@run_id_option()
+@cli.command("report")
+@run_id_option(required=False)
+@click.option("--crank-id", default=None, help="A crank instead of a run (with --html).")
+@click.option(
+    "--html",
+    "as_html",
+    is_flag=True,
+    help="Write REPORT.html (one self-contained page) in the run folder and record it.",
+)
+@json_option
 @json_out_option
 @click.pass_context
-def open_report_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -> int:
-    """Open FINAL_REPORT.txt with the platform's opener; headless, print its path."""
+def report_cmd(
+    click_ctx: click.Context,
+    run_id: str | None,
+    crank_id: str | None,
+    as_html: bool,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
+    """Print the run's FINAL_REPORT.txt; with --html, write REPORT.html (a run's or a crank's)."""
+    if (run_id is None) == (crank_id is None):
+        raise click.UsageError("give exactly one of --run-id ID or --crank-id ID")
+    if crank_id is not None and not as_html:
+        raise click.UsageError("--crank-id needs --html (`crank-status` prints a crank)")
+    if not as_html:
+        from tools.codex.factory.run import pipeline
+
+        assert run_id is not None
+        return emit(pipeline.cmd_print_report(_ctx(click_ctx), run_id), as_json, json_out)
+    from tools.codex.factory.audit import htmlpage
+
+    if crank_id is not None:
+        return emit(htmlpage.write_crank(_ctx(click_ctx), crank_id), as_json, json_out)
+    assert run_id is not None
+    return emit(htmlpage.write_run(_ctx(click_ctx), run_id), as_json, json_out)
+
+
+@cli.command("open-report")
+@run_id_option()
+@click.option("--html", "as_html", is_flag=True, help="Open REPORT.html instead.")
+@json_out_option
+@click.pass_context
+def open_report_cmd(
+    click_ctx: click.Context, run_id: str, as_html: bool, json_out: Path | None
+) -> int:
+    """Open FINAL_REPORT.txt (or REPORT.html) with the platform's opener; headless, print its path."""
     from tools.codex.factory.run import pipeline
 
+    if as_html:
+        from tools.codex.factory.audit import htmlpage
+
+        path = htmlpage.html_path(_ctx(click_ctx), run_id)
+        return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "html", path), False, json_out)
     return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "report"), False, json_out)
 
 
@@ -493,9 +564,9 @@ def _streams(as_json: bool) -> tuple[Callable[[str], None], Callable[[str], None
     """Progress lines go to stdout, or to stderr when stdout carries JSON; notices to stderr."""
 
     def to_err(line: str) -> None:
-        click.echo(line, err=True)
+        say(line, err=True)
 
-    return (to_err if as_json else click.echo), to_err
+    return (to_err if as_json else say), to_err
 
 
 @cli.command("ledger-replay")
@@ -894,6 +965,7 @@ def scenarios_run_cmd(
     Exit 0 when all pass, 1 when any fails."""
     from tools.codex.factory.loop import views
 
+    _tell_events(as_json)
     return emit(views.cmd_scenarios_run(_ctx(click_ctx), run_id, ref), as_json, json_out)
 
 

@@ -7,8 +7,10 @@ notices in ``Outcome.messages`` are still worded where they happen.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TextIO
 
 from tools.codex.factory.audit.describe import ONE_LINE, describe
 from tools.codex.factory.audit.diskcheck import REPORT_REL, STATUS_REL
@@ -24,6 +26,28 @@ from tools.codex.factory.run.report import check_output_lines, partial_line
 # VALIDATION.json has them all, whole.
 MAX_SHOWN = 100
 MAX_LINE = 2000
+
+# Status words in colour on a terminal: PASS green, BLOCKED yellow, FAIL red.
+_ANSI = {"PASS": "32", "BLOCKED": "33", "FAIL": "31"}
+_STATUS_WORD = re.compile(r"(?<![\w.-])(PASS|BLOCKED|FAIL)(?![\w-])")
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (to anything) or TERM=dumb."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def colour(text: str, on: bool) -> str:
+    """``text`` with its status words coloured when ``on`` (the one place colour is added)."""
+    if not on:
+        return text
+    return _STATUS_WORD.sub(lambda m: f"\x1b[{_ANSI[m.group(1)]}m{m.group(1)}\x1b[0m", text)
 
 
 def preflight_text(checks: list[dict[str, Any]]) -> str:
@@ -317,6 +341,25 @@ def event_line(ev: Event) -> str:
     return describe(ev)
 
 
+def progress_line(ev: Event) -> str | None:
+    """The command's own progress on stderr: each check and scenario evaluation as it starts
+    and ends (workers have lines of their own); None for every other event."""
+    p, t = ev.payload, ev.event_type
+    if t == "check.started":
+        kind = "required" if p.get("required") else "advisory"
+        return f"factory: check {p.get('name')} ({kind}) running"
+    if t == "check.finished":
+        ok = p.get("rc") == 0 and not p.get("timed_out")
+        rc = "timed out" if p.get("timed_out") else f"rc={p.get('rc')}"
+        return f"factory: check {p.get('name')}: {'PASS' if ok else 'FAIL'} ({rc})"
+    if t == "scenarios.started":
+        return f"factory: scenarios: evaluating {p.get('scenarios')} at {str(p.get('commit'))[:12]}"
+    if t == "scenarios.finished":
+        sat = p.get("satisfaction") or {}
+        return f"factory: scenarios: {sat.get('passed')}/{sat.get('total')} passed"
+    return None
+
+
 def collect_text(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
     """``bundle-collect``: one line per bundle written, then the runboard's next step."""
     lines = [f"collected {len(inputs['workers'])} bundle(s) of {data['run_id']}"]
@@ -448,6 +491,10 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "collect": collect_text,
     "import": lambda data, _inputs: import_text(data),
     "report": lambda data, _inputs: data["report"].rstrip("\n"),
+    "report-html": lambda data, _inputs: (
+        f"{data['status']}: wrote {data['path']} (sha256 {data['sha256'][:12]}); open it with "
+        f"`factory open-report --run-id {data['run_id']} --html`"
+    ),
     "open": lambda data, _inputs: (
         f"opened {data['path']} ({data['how']})" if data["opened"] else data["path"]
     ),

@@ -13,6 +13,8 @@ from tools.codex.factory.core.ids import validate_run_id
 HEAD_SUFFIX = ".sha256"
 MANIFEST = "RUN_MANIFEST.json"
 VALIDATION = "VALIDATION.json"
+# The run's (or crank's) report as a page, written on demand and recorded by report.html.written.
+REPORT_HTML = "REPORT.html"
 RUNBOARD = "RUNBOARD.md"
 Z_DIR = "Z_integrator"
 LOCKS_DIR = "locks"

@@ -15,6 +15,7 @@ link: a hard link to someone's file there is refused, never written through.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -355,6 +356,9 @@ class Ledger:
         self._use_index = index
         self._index: LedgerIndex | None = None
         self._pending: list[Indexed] = []  # appended lines the index has not seen
+        # Told of each event this object appended, after its lock is released (progress lines);
+        # what it raises is its own affair, never the append's.
+        self.on_append: Callable[[Event], None] | None = None
 
     # -- locking -------------------------------------------------------------------------
     @_guarded
@@ -457,7 +461,11 @@ class Ledger:
     @_guarded
     def append(self, event_type: str, run_id: str, stage: str, payload: dict[str, Any]) -> Event:
         with self.lock():
-            return self.append_locked(event_type, run_id, stage, payload)
+            ev = self.append_locked(event_type, run_id, stage, payload)
+        if self.on_append is not None:
+            with contextlib.suppress(OSError, ValueError):  # a closed stderr stops no run
+                self.on_append(ev)
+        return ev
 
     @_guarded
     def append_locked(

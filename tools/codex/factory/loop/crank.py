@@ -683,6 +683,10 @@ class _Loop:
         tip = self._commit(n, run_id, parent, gate1)
         checks = self._checks(run_id)
         logs = self.writer
+        self.rec.emit(
+            "scenarios.started", STAGE, ACTOR, iteration=n, run_id=run_id, commit=tip,
+            scenarios=len((self.judged or self.sealed).scenarios),
+        )  # fmt: skip
         result = self._evaluate(n, parent, tip)
         logs.write_text(f"{LOGS_DIR}/iter_{n}/timing.log", result.timing)  # never recorded
         sat = convergence.satisfaction(result.results)

@@ -139,6 +139,10 @@ def cmd_scenarios_run(ctx: Context, run_id: str | None, ref: str | None) -> Outc
     with RunHandle.open(ctx, rid) as run:
         sealed = _sealed(ctx, run.base_commit)
         commit = _integrated(ctx, run)
+        run.recorder.emit(
+            "scenarios.started", "scenarios", run_id=rid, commit=commit,
+            scenarios=len(sealed.scenarios),
+        )  # fmt: skip
         result = _evaluate(ctx, sealed, commit, run)
         run.writer.write_text(f"{LOGS_DIR}/scenarios/timing.log", result.timing)
         sat = convergence.satisfaction(result.results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from tools.codex.factory.core.paths import Layout
 from tools.codex.factory.errors import ArgumentError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.infra.clock import Clock
-from tools.codex.factory.ledger.store import Ledger
+from tools.codex.factory.ledger.store import Event, Ledger
 from tools.codex.factory.run import config as config_mod
 
 
@@ -23,6 +24,8 @@ class Context:
     cli_config: dict[str, Any] = field(default_factory=dict)
     # Where each override came from, as the caller names it (the CLI: ``cli:--kind``).
     cli_origins: dict[str, str] = field(default_factory=dict)
+    # Told of every event this process appends (the CLI's progress lines on stderr).
+    on_event: Callable[[Event], None] | None = None
     _ledger: Ledger | None = None
 
     @functools.cached_property
@@ -53,7 +56,14 @@ class Context:
                 lock_timeout=float(self.config.get("ledger.lock_timeout_s")),
                 base=self.layout.repo,
             )
+            self._ledger.on_append = self.on_event
         return self._ledger
+
+    def tell(self, fn: Callable[[Event], None] | None) -> None:
+        """Have ``fn`` told of every event this process appends from now on."""
+        self.on_event = fn
+        if self._ledger is not None:
+            self._ledger.on_append = fn
 
     def source(self, dotted: str) -> str:
         """Where a config value came from, as the operator set it: the caller's name for it

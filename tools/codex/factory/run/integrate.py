@@ -143,6 +143,10 @@ def _check_env(run: RunHandle, sandbox: Path) -> tuple[dict[str, str], dict[str,
     }
     assert set(values) == set(CHECK_PLACEHOLDERS)  # config validation checked every argv
     env = gitops.sandbox_env(sandbox, run.ctx.repo)
+    # Bytecode stays in the sandbox and goes with it: a shared PYTHONPYCACHEPREFIX would let the
+    # modules one sandbox compiled stand in for another's sources at the same path (same size,
+    # same second), and a check would judge code that is not in the tree it was given.
+    env.pop("PYTHONPYCACHEPREFIX", None)
     if run.setting("checks.attributes") == "base":
         # Attributes come from the base commit, not the candidate (git >= 2.42; see RUNBOOK).
         env["GIT_ATTR_SOURCE"] = run.base_commit
@@ -186,6 +190,10 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
         err_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.stderr.log"
         junit_rel = f"{Z_DIR}/{LOGS_DIR}/check-{name}.junit.xml"
         start = run.ctx.clock.monotonic()
+        # Progress: `watch` and the timeline show a check while it runs (decided by nothing).
+        rec.emit(
+            "check.started", "integrate", name=name, required=required, argv=list(check["argv"])
+        )
         rc, timed_out, junit = _run_check(run, sandbox, check, (out_rel, err_rel))
         entry: dict[str, Any] = {
             "name": name,

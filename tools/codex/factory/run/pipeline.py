@@ -363,8 +363,10 @@ def cmd_print_report(ctx: Context, run_id: str) -> Outcome:
     return Outcome(Status.PASS, data, view="report")
 
 
-def cmd_open(ctx: Context, run_id: str, what: str) -> Outcome:
-    path = report.report_path(ctx, run_id) if what == "report" else run_folder(ctx, run_id)
+def cmd_open(ctx: Context, run_id: str, what: str, path: Path | None = None) -> Outcome:
+    """Open a run's report, folder or ``path`` (a file of the run the caller found)."""
+    if path is None:
+        path = report.report_path(ctx, run_id) if what == "report" else run_folder(ctx, run_id)
     opened, how = report.open_path(path)
     data = {"run_id": run_id, "path": str(path), "opened": opened, "how": how}
     messages = [] if opened else [f"factory: not opening ({how}); path printed instead"]

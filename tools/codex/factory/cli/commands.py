@@ -643,6 +643,39 @@ def clean_cmd(
     return emit(clean.cmd_clean(_ctx(click_ctx), run_id, force), as_json, json_out)
 
 
+@cli.command("land")
+@run_id_option()
+@click.option(
+    "--branch",
+    default=None,
+    help="The new branch (default: factory/result/<RUN_ID>); never an existing one.",
+)
+@click.option(
+    "--commit-message",
+    "message",
+    default=None,
+    help="The commit's message (default: factory: <RUN_ID>).",
+)
+@click.option("--pr", "open_pr", is_flag=True, help="Push the branch and open a pull request (gh).")
+@json_option
+@json_out_option
+@click.pass_context
+def land_cmd(
+    click_ctx: click.Context,
+    run_id: str,
+    branch: str | None,
+    message: str | None,
+    open_pr: bool,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
+    """Commit a PASS run's integrated tree on a new branch (HEAD, index, working tree untouched)."""
+    from tools.codex.factory.loop import land
+
+    req = land.LandRequest(run_id, branch, message, open_pr)
+    return emit(land.land(_ctx(click_ctx), req), as_json, json_out)
+
+
 # -- the dark factory ----------------------------------------------------------------------------
 @cli.command("crank")
 @click.option(

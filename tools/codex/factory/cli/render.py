@@ -72,6 +72,8 @@ def summary_text(data: Mapping[str, Any]) -> str:
         lines.append(f"report: {data['report']}")
     head = data["ledger_head"]
     lines.append(f"ledger head: seq={head['seq']} hash={head['hash']}")
+    if data.get("land"):
+        lines.append(f"next: `{data['land']}` puts the result on a branch of its own")
     return "\n".join(lines)
 
 
@@ -180,23 +182,14 @@ def doctor_text(data: Mapping[str, Any]) -> str:
 
 
 def clean_text(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
-    """``clean``: one line per worktree or branch removed, refused or failed, or why none."""
+    """``clean``: one line per worktree or branch removed, or why none (each refusal and
+    failure is one line on stderr, never repeated here)."""
     lines = []
     for r in data["removed"]:
         what = r["path"] or f"branch {r['branch']}"
         lines.append(
             f"removed {what} ({worker_dirname(r['worker'])} of {r['run_id']}, {r['bytes']} bytes)"
-            + (" [forced: uncollected changes discarded]" if r["forced"] else "")
-        )
-    for r in data["refused"]:
-        what = r["path"] or f"branch {r['branch']}"
-        lines.append(
-            f"refused {what} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}"
-        )
-    for r in data["failed"]:
-        lines.append(
-            f"failed {r['path'] or r['branch']} ({worker_dirname(r['worker'])} of "
-            f"{r['run_id']}): {r['reason']}"
+            + (f" [forced past: {r['forced_reason']}]" if r["forced"] else "")
         )
     if not inputs["found"]:
         run_id = inputs["run_id"]
@@ -204,6 +197,17 @@ def clean_text(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
             "nothing to clean: no leftover factory worktrees or branches"
             + (f" for {run_id}" if run_id else "")
         )
+    return "\n".join(lines)
+
+
+def land_text(data: Mapping[str, Any]) -> str:
+    """``land``: the branch and commit made, then the exact commands to take the result."""
+    lines = [
+        f"landed {data['run_id']} on branch {data['branch']} (commit {data['commit'][:12]}, "
+        f"on base {data['base_commit'][:12]})",
+        "next:",
+    ]
+    lines += [f"  {cmd}" for cmd in data["next"]]
     return "\n".join(lines)
 
 
@@ -437,6 +441,7 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "ledger-repair": lambda data, _inputs: repair_text(data),
     "doctor": lambda data, _inputs: doctor_text(data),
     "clean": clean_text,
+    "land": lambda data, _inputs: land_text(data),
     "replay": replay_text,
     "collect": collect_text,
     "import": lambda data, _inputs: import_text(data),

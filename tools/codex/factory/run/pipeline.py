@@ -167,12 +167,12 @@ def _finish(
         stages.append(run_stage(run.recorder, "bundle-validate", lambda: validate.validate(run)))
     doc = _integrate_and_finish(run, stages)
     messages = _remove_worktrees(run, doc, keep_worktrees)
-    out = _final_outcome(run.ctx, doc)
+    out = _final_outcome(run.ctx, doc, run.manifest)
     out.messages.extend(messages)
     return out
 
 
-def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
+def _final_outcome(ctx: Context, doc: dict[str, Any], manifest: dict[str, Any]) -> Outcome:
     run_id = doc["run_id"]
     head = ctx.ledger.read_head()
     data = {
@@ -188,6 +188,9 @@ def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
         "ledger_head": {"seq": head.seq, "hash": head.hash},
         "reasons": doc["reasons"],
     }
+    command = report.land_command(run_id, doc["status"], manifest)
+    if command:
+        data["land"] = command
     return Outcome(Status(doc["status"]), data, view="run")
 
 

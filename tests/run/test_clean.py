@@ -79,6 +79,7 @@ def test_clean_refuses_uncollected_work_and_unfinished_runs_and_force_removes_th
     assert str(trees["A"]) in lines["A"] and "bundle-collect" in lines["A"]
     assert sorted(worktrees(repo)) == [f"factory/{run_id}/{w}" for w in "ABCD"]
     assert (trees["B"] / ".factory" / "SUMMARY.md").is_file()
+    assert "remove it anyway" in lines["C"]  # not "discard": C has nothing to lose
 
     # The run finishes (BLOCKED: A, B and D never collected); what is exactly in a bundle goes.
     assert cli(repo, "integrate", "--run-id", run_id).returncode == 3

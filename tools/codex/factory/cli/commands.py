@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.records.status import EXIT_INTERRUPTED, EXIT_USAGE
 from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.version import __version__
@@ -97,7 +97,8 @@ def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) 
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_bytes(payload)
         except OSError as exc:
-            raise FactoryError(f"--json-out {json_out}: cannot write ({exc.strerror})") from None
+            # The operator named a path that cannot be written: their input, a usage error.
+            raise UsageError(f"--json-out {json_out}: cannot write ({exc.strerror})") from None
     if as_json:
         sys.stdout.buffer.write(payload)
         sys.stdout.flush()

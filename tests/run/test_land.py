@@ -205,3 +205,18 @@ def test_replay_refuses_a_landing_that_is_not_after_a_pass_or_not_of_the_recorde
     assert res.returncode == 3, res.stdout
     whats = [d["what"] for d in json.loads(res.stdout)["divergences"]]
     assert "run.landed diff_sha256 (vs Z_integrator/DIFF.patch in report.written)" in whats
+
+
+def test_resuming_a_run_that_passed_is_refused_in_one_line(tmp_path: Path) -> None:
+    repo = work_repo(tmp_path)
+    env = agent_env(tmp_path / "spec.json", {"A": {"write": {"src/app.py": "print('A')\n"}}})
+    res = cli(repo, "oneshot", "--workers", "A", "--json", env=env)
+    run_id = json.loads(res.stdout)["run_id"]
+    count = len(events(repo, run_id))
+    res = cli(repo, "launch", "--resume", "--run-id", run_id, env=env)
+    assert res.returncode == 2
+    assert res.stderr.strip() == (
+        f"factory: error: run {run_id} already finished: status PASS; there is nothing to "
+        f"resume: land it (`factory land --run-id {run_id}`) or launch a new run"
+    )
+    assert len(events(repo, run_id)) == count  # nothing reopened, nothing recorded

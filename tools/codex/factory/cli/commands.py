@@ -346,6 +346,11 @@ def _progress(as_json: bool) -> Callable[[str], None] | None:
     is_flag=True,
     help="Continue --run-id: run only the workers without a finished bundle.",
 )
+@click.option(
+    "--no-agents",
+    is_flag=True,
+    help="Run no agent: every worker is PENDING until `bundle-import` brings its bundle.",
+)
 @json_option
 @json_out_option
 @click.pass_context
@@ -358,15 +363,17 @@ def launch_cmd(
     plan: Path | None,
     workers: str | None,
     resume: bool,
+    no_agents: bool,
     as_json: bool,
     json_out: Path | None,
 ) -> int:
     """Create the run folder, manifest, scope locks and one bundle folder per worker; without
-    --dry-run, one git worktree and PROMPT.md per worker, and headless agents are run."""
+    --dry-run or --no-agents, one git worktree and PROMPT.md per worker, and headless agents
+    are run."""
     from tools.codex.factory.run import pipeline
 
     req = _launch_request(click_ctx, base_ref, dry_run, run_id, kind, plan, workers)
-    req.resume = resume
+    req.resume, req.no_agents = resume, no_agents
     req.progress = _progress(as_json)
     return emit(pipeline.cmd_launch(_ctx(click_ctx), req), as_json, json_out)
 

@@ -101,6 +101,8 @@ def _launch(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
     board = inputs.get("runboard")
     if board is not None:
         text += "\n" + "\n".join([*runboard_lines(board), board["next"]])
+    elif data.get("next"):
+        text += f"\n{data['next']}"
     return text
 
 

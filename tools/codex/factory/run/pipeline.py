@@ -45,7 +45,14 @@ def cmd_launch(ctx: Context, req: LaunchRequest) -> Outcome:
     inputs: dict[str, Any] = {"verb": "resumed" if req.resume else "launched"}
     if not d.get("dry_run", True):
         inputs["runboard"] = _runboard(ctx, d["run_id"])
-    return Outcome(Status.PASS, {"status": "PASS", **d}, view="launch", view_inputs=inputs)
+    messages = []
+    if req.dry_run and not req.no_agents and not req.resume:
+        messages.append(
+            "factory: dry run: no agent ran; every worker has an empty DONE bundle (to wait "
+            "for imported patches instead, launch with --no-agents)"
+        )
+    data = {"status": "PASS", **d}
+    return Outcome(Status.PASS, data, view="launch", view_inputs=inputs, messages=messages)
 
 
 def _runboard(ctx: Context, run_id: str) -> dict[str, Any]:

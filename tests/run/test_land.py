@@ -205,6 +205,32 @@ def test_replay_refuses_a_landing_that_is_not_after_a_pass_or_not_of_the_recorde
     assert res.returncode == 3, res.stdout
     whats = [d["what"] for d in json.loads(res.stdout)["divergences"]]
     assert "run.landed diff_sha256 (vs Z_integrator/DIFF.patch in report.written)" in whats
+    assert "run.landed tree (base + DIFF.patch)" not in whats  # another patch: not recomputed
+
+
+def test_replay_recomputes_the_landed_tree_from_the_base_and_the_patch(tmp_path: Path) -> None:
+    import hashlib
+
+    from tools.codex.factory.infra.clock import Clock
+    from tools.codex.factory.ledger.recorder import Recorder
+    from tools.codex.factory.ledger.store import Ledger
+
+    repo, run_id, _patch = _imported_pass(tmp_path)
+    base = base_commit(repo)
+    diff = (run_dir(repo, run_id) / "Z_integrator" / "DIFF.patch").read_bytes()
+    ledger = Ledger(run_dir(repo, run_id).parent / "factory_ledger.jsonl", Clock(None))
+    try:  # the recorded patch, but the base's own tree and commit: not what landing makes
+        Recorder(ledger, run_id, "factory").emit(
+            "run.landed", "land", "operator", branch="b", commit=base, base_commit=base,
+            tree=git(repo, "rev-parse", "HEAD^{tree}").strip(),
+            diff_sha256=hashlib.sha256(diff).hexdigest(),
+        )  # fmt: skip
+    finally:
+        ledger.close()
+    res = cli(repo, "ledger-replay", "--run-id", run_id, "--json")
+    assert res.returncode == 3, res.stdout
+    whats = [d["what"] for d in json.loads(res.stdout)["divergences"]]
+    assert whats == ["run.landed tree (base + DIFF.patch)"]
 
 
 def test_resuming_a_run_that_passed_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -220,3 +246,15 @@ def test_resuming_a_run_that_passed_is_refused_in_one_line(tmp_path: Path) -> No
         f"resume: land it (`factory land --run-id {run_id}`) or launch a new run"
     )
     assert len(events(repo, run_id)) == count  # nothing reopened, nothing recorded
+
+
+def test_land_pr_without_a_remote_lands_and_says_how_to_open_one(tmp_path: Path) -> None:
+    repo, run_id, _patch = _imported_pass(tmp_path)
+    res = cli(repo, "land", "--run-id", run_id, "--pr")
+    assert res.returncode == 0, res.stderr
+    branch = f"factory/result/{run_id}"
+    assert (
+        f"factory: no pull request opened (no git remote); to open one: git push <remote> {branch}"
+        in res.stderr
+    )
+    assert git(repo, "rev-parse", "--verify", branch).strip()

@@ -926,6 +926,12 @@ def tree_of(repo: Path, commit: str) -> str:
     return git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{tree}}").out.strip()
 
 
+def tree_if_present(repo: Path, commit: str) -> str | None:
+    """The tree of ``commit``, or None when git does not have that commit (any more)."""
+    res = git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{tree}}", check=False)
+    return (res.out.strip() or None) if res.rc == 0 else None
+
+
 def set_branch(repo: Path, branch: str, new: str, old: str | None) -> None:
     """Point ``refs/heads/<branch>`` at ``new``, only if it is still at ``old`` (None: only if it
     does not exist yet), so a concurrent change to the branch is refused, never overwritten."""

@@ -243,7 +243,7 @@ def test_resuming_a_run_that_passed_is_refused_in_one_line(tmp_path: Path) -> No
     assert res.returncode == 2
     assert res.stderr.strip() == (
         f"factory: error: run {run_id} already finished: status PASS; there is nothing to "
-        f"resume: land it (`factory land --run-id {run_id}`) or launch a new run"
+        "resume: land its result or launch a new run"
     )
     assert len(events(repo, run_id)) == count  # nothing reopened, nothing recorded
 
@@ -258,3 +258,14 @@ def test_land_pr_without_a_remote_lands_and_says_how_to_open_one(tmp_path: Path)
         in res.stderr
     )
     assert git(repo, "rev-parse", "--verify", branch).strip()
+
+
+def test_land_refuses_a_run_reopened_after_its_pass(tmp_path: Path) -> None:
+    repo, run_id, _patch = _imported_pass(tmp_path)
+    assert cli(repo, "bundle-validate", "--run-id", run_id).returncode == 0  # reopened
+    res = cli(repo, "land", "--run-id", run_id)
+    assert res.returncode == 3
+    assert f"run {run_id} cannot be landed: it was reopened after its PASS" in res.stderr
+    assert len(res.stderr.splitlines()) == 1
+    assert cli(repo, "integrate", "--run-id", run_id).returncode == 0
+    assert cli(repo, "land", "--run-id", run_id).returncode == 0

@@ -92,7 +92,7 @@ def _check_landable(run_id: str, events: list[Event]) -> None:
     if reopened:
         raise BlockedError(
             f"run {run_id} cannot be landed: it was reopened after its PASS ({reopened[0].stage} "
-            f"at seq {reopened[0].seq}); integrate it again (`factory integrate --run-id {run_id}`)"
+            f"at seq {reopened[0].seq}); integrate it again first"
         )
 
 

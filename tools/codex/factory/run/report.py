@@ -154,11 +154,11 @@ def render_report(
     if doc["reasons"]:
         lines += ["", "reasons:"]
         lines += [f"  - {r}" for r in doc["reasons"]]
-    lines += ["", f"ledger head: seq={head['seq']} hash={head['hash']}"]
     command = land_command(doc["run_id"], doc["status"], manifest)
     if command:
         lines += ["", f"next: `{command}` puts the result on a branch of its own"]
-    return "\n".join([*lines, ""])
+    lines += ["", f"ledger head: seq={head['seq']} hash={head['hash']}", ""]
+    return "\n".join(lines)
 
 
 def land_command(run_id: str, status: str, manifest: dict[str, Any]) -> str:

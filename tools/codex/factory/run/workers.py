@@ -479,8 +479,8 @@ def _refuse_passed(ctx: Context, run_id: str) -> None:
     ends = [e for e in ctx.ledger.run_events(run_id) if e.event_type == "run.finished"]
     if ends and ends[-1].payload.get("status") == "PASS":
         raise UsageError(
-            f"run {run_id} already finished: status PASS; there is nothing to resume: land it "
-            f"(`factory land --run-id {run_id}`) or launch a new run"
+            f"run {run_id} already finished: status PASS; there is nothing to resume: land its "
+            "result or launch a new run"
         )
 
 
@@ -501,10 +501,10 @@ def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
         manifest = run.manifest
         if manifest["dry_run"]:
             raise UsageError(f"run {req.run_id} is a dry run: there is nothing to resume")
-        _refuse_passed(ctx, req.run_id)
         chosen = run.workers
         todo = [w for w in chosen if runboard.read_status(run.run_dir, w) not in FINISHED]
         done = [w for w in chosen if w not in todo]
+        _refuse_passed(ctx, req.run_id)
         for w in manifest["plan"]["workers"]:
             if w["id"] in todo:
                 spec = agents.resolve(w, manifest["config"])

@@ -151,6 +151,10 @@ def test_a_pass_keeps_worker_branches_until_land_removes_them(tmp_path: Path) ->
     assert factory_branches(repo) == [f"factory/{run_id}/A"]  # its branch stays
     removed = [e["payload"] for e in events(repo, run_id) if e["event_type"] == "worktree.removed"]
     assert removed[0]["branch_kept"] is True and removed[0]["tip"] == base_commit(repo)
+    doctor = json.loads(cli(repo, "doctor", "--json").stdout)
+    check = next(c for c in doctor["checks"] if c["name"] == "worktrees")
+    assert check["level"] == "OK", check  # kept on purpose, not a leftover
+    assert f"1 worker branch(es) kept after a PASS of run(s) {run_id}" in check["detail"]
 
     res = cli(repo, "land", "--run-id", run_id)
     assert res.returncode == 0, res.stderr

@@ -371,6 +371,8 @@ def test_ledger_schema_closes_the_real_worker_payloads() -> None:
         "branch",
         "reason",
         "forced",
+        "branch_kept",
+        "tip",
     }
     for event in (
         "worktree.created",

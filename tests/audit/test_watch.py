@@ -257,10 +257,11 @@ def test_follower_holds_a_torn_line_until_its_newline(tmp_path: Path) -> None:
         f.close()
 
 
-def test_epilogue_events_end_the_watch_but_a_new_round_does_not(
+def test_watch_ends_on_the_last_verdict_of_a_finished_run_however_often_it_was_reopened(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    """worktree.removed after run.finished is an epilogue; a stage.started after it is a new round."""
+    """worktree.removed after run.finished is an epilogue; a stage.started after it reopens the
+    run, which may never finish again: the watch ends at once on its last verdict and says so."""
     from tools.codex.factory.infra.clock import Clock
     from tools.codex.factory.ledger.recorder import Recorder
     from tools.codex.factory.ledger.store import Ledger
@@ -301,19 +302,21 @@ def test_epilogue_events_end_the_watch_but_a_new_round_does_not(
         check=False,
     )
     assert done.returncode == 0 and "worktree.removed" in done.stdout
-    rec.stage_started("bundle-validate")  # the operator validates again: a new round
-    watcher = start_watch(repo, env, "run-rounds", "--timeout", "60")
-    try:
-        assert watcher.stdout is not None
-        seen = [watcher.stdout.readline() for _ in range(4)]
-        assert "bundle-validate" in seen[-1] and watcher.poll() is None  # still watching
-        rec.run_finished([{"stage": "integrate", "status": "BLOCKED", "reason": "x"}])
-        rc, out, err = finish(watcher)
-    finally:
-        watcher.kill()
-        ledger.close()
-    assert rc == 3, err
-    assert out.rstrip().endswith("run run-rounds finished: BLOCKED")
+    rec.stage_started("bundle-validate")  # the operator validates again: reopened
+    reopened = factory(repo, env, "watch", "--run-id", "run-rounds", "--timeout", "20")
+    assert reopened.returncode == 0, reopened.stderr
+    assert reopened.stdout.rstrip().endswith("run run-rounds finished: PASS")
+    assert "run run-rounds was reopened after it finished" in reopened.stderr
+    assert (
+        "stage.started bundle-validate" in reopened.stderr
+        and "last verdict: PASS" in reopened.stderr
+    )
+    rec.run_finished([{"stage": "integrate", "status": "BLOCKED", "reason": "x"}])
+    rec.stage_started("integrate")  # reopened again
+    again = factory(repo, env, "watch", "--run-id", "run-rounds", "--timeout", "20")
+    ledger.close()
+    assert again.returncode == 3, again.stderr
+    assert again.stdout.rstrip().endswith("run run-rounds finished: BLOCKED")
 
 
 def test_watch_ends_for_a_run_refused_by_preflight(tmp_path: Path, env: dict[str, str]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.repos import PINNED, run_cli
+from tests.support.repos import PINNED, make_repo, run_cli
 from tools.codex.factory.infra.clock import Clock, format_ts
 from tools.codex.factory.ledger.store import Filter, Ledger
 
@@ -185,3 +185,13 @@ def test_plan_with_a_dependency_cycle_is_refused_at_launch(repo: Path, tmp_path:
     assert not (repo / "tools/codex/runs").exists() or not [
         p for p in (repo / "tools/codex/runs").iterdir() if p.is_dir()
     ]
+
+
+def test_json_out_to_a_path_that_cannot_be_written_is_a_usage_error(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (tmp_path / "a-file").write_text("not a folder\n")
+    target = tmp_path / "a-file" / "out.json"
+    res = run_cli("--repo", str(repo), "config", "show", "--json-out", str(target))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith(f"factory: error: --json-out {target}: cannot write (")
+    assert len(res.stderr.splitlines()) == 1 and "Traceback" not in res.stderr

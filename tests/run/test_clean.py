@@ -79,6 +79,7 @@ def test_clean_refuses_uncollected_work_and_unfinished_runs_and_force_removes_th
     assert str(trees["A"]) in lines["A"] and "bundle-collect" in lines["A"]
     assert sorted(worktrees(repo)) == [f"factory/{run_id}/{w}" for w in "ABCD"]
     assert (trees["B"] / ".factory" / "SUMMARY.md").is_file()
+    assert "remove it anyway" in lines["C"]  # not "discard": C has nothing to lose
 
     # The run finishes (BLOCKED: A, B and D never collected); what is exactly in a bundle goes.
     assert cli(repo, "integrate", "--run-id", run_id).returncode == 3
@@ -96,7 +97,9 @@ def test_clean_refuses_uncollected_work_and_unfinished_runs_and_force_removes_th
 
     res = cli(repo, "clean", "--run-id", run_id, "--force")
     assert res.returncode == 0, res.stderr
-    assert res.stdout.count("[forced: uncollected changes discarded]") == 2
+    assert res.stdout.count("[forced past: ") == 2  # each with its own reason
+    assert "[forced past: its note .factory/SUMMARY.md was never collected]" in res.stdout
+    assert res.stderr == ""  # nothing refused, nothing said twice
     assert worktrees(repo) == {} and factory_branches(repo) == [] and not trees["A"].exists()
     assert snapshot(repo) == before
     removed = [e["payload"] for e in events(repo, run_id) if e["event_type"] == "worktree.removed"]
@@ -254,17 +257,14 @@ def test_a_clean_up_failing_after_a_pass_keeps_the_verdict_and_clean_retries(
     (tree / "src" / "app.py").write_text("print('v2')\n")
     assert cli(repo, "bundle-collect", "--run-id", run_id).returncode == 0
     assert cli(repo, "bundle-validate", "--run-id", run_id).returncode == 0
+    res = cli(repo, "integrate", "--run-id", run_id, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert factory_branches(repo) == [f"factory/{run_id}/A"]  # kept until land or clean
     lock = repo / ".git" / "packed-refs.lock"  # another git process is rewriting refs
     lock.write_bytes(b"")
-    res = cli(repo, "integrate", "--run-id", run_id, "--json")
-    assert res.returncode == 0, (
-        res.stdout + res.stderr
-    )  # the report says PASS: so does the exit code
-    assert json.loads(res.stdout)["status"] == "PASS"
-    assert (
-        "STATUS:      PASS"
-        in (run_dir(repo, run_id) / "Z_integrator" / "FINAL_REPORT.txt").read_text()
-    )
+    res = cli(repo, "land", "--run-id", run_id, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr  # the result is landed: exit 0
+    assert json.loads(res.stdout)["branch"] == f"factory/result/{run_id}"
     warnings = [ln for ln in res.stderr.splitlines() if "warning" in ln]
     assert len(warnings) == 1, res.stderr
     assert (
@@ -280,4 +280,4 @@ def test_a_clean_up_failing_after_a_pass_keeps_the_verdict_and_clean_retries(
     res = cli(repo, "clean")
     assert res.returncode == 0, res.stderr
     assert f"removed branch factory/{run_id}/A" in res.stdout
-    assert factory_branches(repo) == [] and worktrees(repo) == {}
+    assert factory_branches(repo) == [f"factory/result/{run_id}"] and worktrees(repo) == {}

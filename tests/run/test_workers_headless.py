@@ -64,7 +64,10 @@ def test_four_headless_workers_run_in_parallel_and_integrate_to_pass(tmp_path: P
     assert "started" not in res.stderr  # no progress lines with --json
     run_id = out["run_id"]
 
-    # The user's repository is exactly as before: tree, index, HEAD, branches, worktrees.
+    # The user's repository is exactly as before once the kept worker branches are cleaned:
+    # tree, index, HEAD, branches, worktrees.
+    assert len(factory_branches(repo)) == 4
+    assert cli(repo, "clean", "--run-id", run_id).returncode == 0
     assert snapshot(repo) == before
     assert worktrees(repo) == {} and factory_branches(repo) == []
     cache = Path(os.environ["XDG_CACHE_HOME"]) / "multi-codex-factory" / "wt"
@@ -129,8 +132,12 @@ def test_four_headless_workers_run_in_parallel_and_integrate_to_pass(tmp_path: P
 
     res = cli(repo, "ledger-replay", "--run-id", run_id)
     assert res.returncode == 0 and "REPLAY OK" in res.stdout, res.stdout + res.stderr
-    removed = [e["payload"]["worker"] for e in evs if e["event_type"] == "worktree.removed"]
-    assert removed == ["A", "B", "C", "D"]
+    removed = [
+        (e["payload"]["worker"], e["payload"]["reason"])
+        for e in evs
+        if e["event_type"] == "worktree.removed"
+    ]
+    assert removed == [(w, "integrated") for w in "ABCD"] + [(w, "clean") for w in "ABCD"]
     assert_events_valid(repo)
     home = str(Path(os.environ["XDG_CACHE_HOME"]).parent)
     for e in evs:  # worktree paths never reach the ledger (only relative to the worktrees folder)
@@ -359,7 +366,8 @@ def test_sigint_stops_every_agent_tree_collects_bundles_and_resume_finishes(tmp_
     assert cli(repo, "bundle-validate", "--run-id", "sigint-run").returncode == 0
     res = cli(repo, "integrate", "--run-id", "sigint-run")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert worktrees(repo) == {} and factory_branches(repo) == []
+    assert worktrees(repo) == {}
+    assert factory_branches(repo) == [f"factory/sigint-run/{w}" for w in "ABC"]  # kept
     assert_events_valid(repo)
     res = cli(repo, "ledger-replay", "--run-id", "sigint-run")
     assert res.returncode == 0 and "REPLAY OK" in res.stdout, res.stdout + res.stderr

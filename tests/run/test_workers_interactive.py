@@ -119,6 +119,8 @@ def test_launch_edit_by_hand_collect_validate_integrate(tmp_path: Path) -> None:
     assert_events_valid(repo)
     res = cli(repo, "ledger-replay", "--run-id", run_id)
     assert res.returncode == 0 and "REPLAY OK" in res.stdout, res.stdout + res.stderr
+    assert len(factory_branches(repo)) == 4  # the worker branches stay until land or clean
+    assert cli(repo, "clean", "--run-id", run_id).returncode == 0
     assert snapshot(repo) == before  # branches and worktrees gone again, nothing else touched
     assert worktrees(repo) == {} and factory_branches(repo) == []
 

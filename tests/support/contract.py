@@ -55,6 +55,7 @@ JSON_KEYS: dict[str, set[str] | None] = {  # None: a JSON array (of ledger event
     "bundle-collect": {"run_id", "status", "workers", "runboard"},
     "bundle-import": {"run_id", "worker", "status", "format", "commits", "files", "diff_sha256"},
     "clean": {"status", "removed", "refused", "failed", "busy"},
+    "land": {"run_id", "status", "branch", "commit", "base_commit", "next"},
     "crank": {
         "crank_id",
         "decision",

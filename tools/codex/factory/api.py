@@ -142,10 +142,12 @@ class Factory:
         base_ref: str | None,
         run_id: str | None,
         kind: str | None,
+        no_agents: bool = False,
     ) -> Any:
         """A launch request: arguments given here win over the config for this call only."""
 
         return LaunchRequest(
+            no_agents=no_agents,
             base_ref=base_ref if base_ref is not None else self.ctx.config.get("run.base_ref"),
             dry_run=dry_run,
             run_id=run_id,
@@ -164,12 +166,15 @@ class Factory:
         base_ref: str | None = None,
         run_id: str | None = None,
         kind: str | None = None,
+        no_agents: bool = False,
     ) -> LaunchResult:
-        """Create a run (see ``factory launch``)."""
+        """Create a run (see ``factory launch``); ``no_agents``: every worker PENDING until
+        :meth:`import_patch` brings its bundle."""
 
         req = self._request(
-            dry_run=dry_run, plan=plan, workers=workers, base_ref=base_ref, run_id=run_id, kind=kind
-        )
+            dry_run=dry_run, plan=plan, workers=workers, base_ref=base_ref, run_id=run_id,
+            kind=kind, no_agents=no_agents,
+        )  # fmt: skip
         d = _dict(pipeline.cmd_launch(self.ctx, req))
         return LaunchResult(
             d["run_id"], d["base_commit"], list(d["workers"]), d["run_dir"],

@@ -34,6 +34,7 @@ from tools.codex.factory.core.paths import (
     MANIFEST,
     REPORT_HTML,
     VALIDATION,
+    Z_DIR,
     worker_dirname,
 )
 from tools.codex.factory.errors import FactoryError
@@ -61,6 +62,9 @@ else:  # pragma: no cover - Python 3.10
 EXCERPT_REL = f"{ATTEST_DIR}/ledger_excerpt.jsonl"
 # The attestation files that list every bundle and Z file: intact, they vouch for each file.
 SUM_FILES = (f"{ATTEST_DIR}/bundles.sha256", f"{ATTEST_DIR}/report.sha256")
+
+
+DIFF_REL = f"{Z_DIR}/DIFF.patch"  # what a landing commits
 
 
 # -- what the fold finds and keeps -----------------------------------------------------------------
@@ -862,6 +866,30 @@ class Fold:
         self.last_seg = seg
         self.seg = Segment()
 
+    def on_run_landed(self, ev: Event) -> None:
+        """``land`` may follow only a finished PASS (nothing reopened since), once, and commit
+        the very DIFF.patch the last report recorded."""
+        final, p = self.state.final, ev.payload
+        if final is None or final["status"] != "PASS" or self.seg.stages or self.seg.report:
+            found = "no run.finished" if final is None else f"last status {final['status']}"
+            if final is not None and (self.seg.stages or self.seg.report):
+                found += " (the run was reopened since)"
+            self.diverge(ev.seq, "run.landed", "after a run.finished PASS", found)
+        if any(e.event_type == "run.landed" for e in self.events[:-1]):
+            self.diverge(ev.seq, "run.landed", "one landing per run", "a second run.landed")
+        report = self.last_seg.report
+        recorded = report.payload["files"].get(DIFF_REL) if report is not None else None
+        if recorded != p["diff_sha256"]:
+            self.diverge(
+                ev.seq, f"run.landed diff_sha256 (vs {DIFF_REL} in report.written)",
+                recorded, p["diff_sha256"],
+            )  # fmt: skip
+        if self.state.base_commit is not None and p["base_commit"] != self.state.base_commit:
+            self.diverge(
+                ev.seq, "run.landed base_commit (vs run.started)", self.state.base_commit,
+                p["base_commit"],
+            )  # fmt: skip
+
     def _check_integrate(self, seg: Segment) -> None:
         got = seg.stages.get("integrate")
         if got is None or got[0] in ("FAIL", "SKIPPED"):
@@ -1053,6 +1081,7 @@ HANDLERS: Mapping[str, Handler] = {
     "report.written": Fold.on_report_written,
     "report.html.written": Fold.on_report_html_written,
     "run.finished": Fold.on_run_finished,
+    "run.landed": Fold.on_run_landed,
 }
 
 # Event types replay checks nothing of beyond the schema: they record no decision it recomputes

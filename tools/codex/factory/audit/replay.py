@@ -26,15 +26,18 @@ Every mismatch is a :class:`Divergence` (event seq, what, expected, found), one 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.audit import crankreplay, diskcheck
 from tools.codex.factory.audit.anchors import Anchors
 from tools.codex.factory.audit.describe import describe
-from tools.codex.factory.audit.fold import AnchoredHead, Divergence, divergence, fold
+from tools.codex.factory.audit.fold import DIFF_REL, AnchoredHead, Divergence, divergence, fold
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.infra import gitops
 from tools.codex.factory.ledger.store import Event, VerifyResult
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
@@ -100,10 +103,38 @@ def replay(ctx: Context, run_id: str) -> Outcome:
         run_id,
         state,
         folded.timeline,
-        found + read_problems + folded.divergences + disk.divergences + anchors.divergences,
+        found + read_problems + folded.divergences + disk.divergences + anchors.divergences
+        + landed_trees(ctx, run_dir, folded.events),
         chain is not None and chain.ok,
         head,
-    )
+    )  # fmt: skip
+
+
+def landed_trees(ctx: Context, run_dir: Path, events: list[Event]) -> list[Divergence]:
+    """Each ``run.landed``: its recorded tree is base + the DIFF.patch it names (recomputed in
+    a throwaway index and object folder), and its commit, while git still has it, holds that
+    tree. A patch on disk that is not the one named is the artifact check's divergence."""
+    out: list[Divergence] = []
+    for ev in events:
+        p = ev.payload
+        if ev.event_type != "run.landed" or not isinstance(p.get("diff_sha256"), str):
+            continue
+        try:
+            data = (run_dir / DIFF_REL).read_bytes()
+            if hashlib.sha256(data).hexdigest() != p["diff_sha256"]:
+                continue
+            tree = gitops.tree_with_patch(ctx.repo, str(p["base_commit"]), data)
+            committed = gitops.tree_if_present(ctx.repo, str(p["commit"]))
+        except (OSError, FactoryError) as exc:
+            out.append(divergence(ev.seq, "run.landed tree", "base + DIFF.patch", _io_reason(exc)))
+            continue
+        if tree != p.get("tree"):
+            out.append(
+                divergence(ev.seq, "run.landed tree (base + DIFF.patch)", tree, p.get("tree"))
+            )
+        if committed is not None and committed != p.get("tree"):
+            out.append(divergence(ev.seq, "run.landed commit's tree", p.get("tree"), committed))
+    return out
 
 
 def _end(ctx: Context) -> VerifyResult | FactoryError | OSError:

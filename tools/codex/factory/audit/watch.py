@@ -3,9 +3,10 @@
 The run's events already in the ledger are read by offset through the run index (a run that
 already finished is reported at once), then the ledger is polled from the indexed end: each
 poll reads only the bytes appended since the last offset, never the whole file. A torn last line (another process mid-write, or a crash) is held back until its newline
-arrives; if ``ledger repair`` moves it aside, it is dropped. The watch ends at the run's
-``run.finished`` event, unless a new stage of the run started after it (a re-validation or
-re-integration, then it waits for the next one), and exits with that run's status code.
+arrives; if ``ledger repair`` moves it aside, it is dropped. The watch ends at the run's last
+``run.finished`` event whenever the run has finished, however often it was reopened since (a
+re-validation, a re-integration or a resume need not end with a new verdict: waiting for one
+could last forever); a reopened run is said to be so. It exits with that verdict's status code.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from tools.codex.factory.run.handle import run_folder
 from tools.codex.factory.run.outcome import Outcome
 
 POLL_S = 0.2
-# Events that start a new round of a finished run; anything else after run.finished (worktree
-# clean-up, say) is an epilogue and does not keep the watch going.
+# Events that start a new round of a finished run (the watch says the run was reopened);
+# anything else after run.finished (worktree clean-up, say) is an epilogue.
 RESTART_EVENTS = frozenset({"stage.started", "run.resumed", "run.started"})
 READ_MAX = 1 << 20
 # A run with no run folder and no event in an existing ledger is unknown (a typo, most likely):
@@ -123,16 +124,17 @@ def follow(
     deadline = None if timeout is None else started + timeout
     seen: list[Event] = []
     finished: Event | None = None
+    reopened: Event | None = None
     waiting_noted = False
 
     def take(ev: Event) -> None:
-        nonlocal finished
+        nonlocal finished, reopened
         echo(ev)
         seen.append(ev)
         if ev.event_type == "run.finished":
-            finished = ev
-        elif ev.event_type in RESTART_EVENTS:
-            finished = None  # the run goes on (re-validated, re-integrated, resumed)
+            finished, reopened = ev, None
+        elif ev.event_type in RESTART_EVENTS and finished is not None and reopened is None:
+            reopened = ev  # re-validated, re-integrated, resumed: maybe never to finish again
 
     # What the ledger holds already: the run's own lines, read by offset through the run index;
     # then only what is appended after the indexed end is read, however long the ledger is.
@@ -158,6 +160,12 @@ def follow(
                 if ev.run_id == run_id:
                     take(ev)
             if finished is not None:
+                if reopened is not None:
+                    note(
+                        f"factory: watch: run {run_id} was reopened after it finished (seq "
+                        f"{reopened.seq}: {reopened.event_type} {reopened.stage}) and has not "
+                        f"finished again; its last verdict: {finished.payload.get('status')}"
+                    )
                 return _finished(run_id, finished, seen)
             if not seen and path.exists() and real_monotonic() - started >= START_GRACE_S:
                 no_events = (

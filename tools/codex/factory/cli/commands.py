@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from tools.codex.factory.errors import FactoryError
+from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.records.status import EXIT_INTERRUPTED, EXIT_USAGE
 from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.version import __version__
@@ -98,7 +98,8 @@ def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) 
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_bytes(payload)
         except OSError as exc:
-            raise FactoryError(f"--json-out {json_out}: cannot write ({exc.strerror})") from None
+            # The operator named a path that cannot be written: their input, a usage error.
+            raise UsageError(f"--json-out {json_out}: cannot write ({exc.strerror})") from None
     if as_json:
         sys.stdout.buffer.write(payload)
         sys.stdout.flush()
@@ -369,6 +370,11 @@ def _event_progress(ev: Any) -> None:
     is_flag=True,
     help="Continue --run-id: run only the workers without a finished bundle.",
 )
+@click.option(
+    "--no-agents",
+    is_flag=True,
+    help="Run no agent: every worker is PENDING until `bundle-import` brings its bundle.",
+)
 @json_option
 @json_out_option
 @click.pass_context
@@ -381,15 +387,17 @@ def launch_cmd(
     plan: Path | None,
     workers: str | None,
     resume: bool,
+    no_agents: bool,
     as_json: bool,
     json_out: Path | None,
 ) -> int:
     """Create the run folder, manifest, scope locks and one bundle folder per worker; without
-    --dry-run, one git worktree and PROMPT.md per worker, and headless agents are run."""
+    --dry-run or --no-agents, one git worktree and PROMPT.md per worker, and headless agents
+    are run."""
     from tools.codex.factory.run import pipeline
 
     req = _launch_request(click_ctx, base_ref, dry_run, run_id, kind, plan, workers)
-    req.resume = resume
+    req.resume, req.no_agents = resume, no_agents
     req.progress = _progress(as_json)
     return emit(pipeline.cmd_launch(_ctx(click_ctx), req), as_json, json_out)
 
@@ -712,6 +720,39 @@ def clean_cmd(
     from tools.codex.factory.run import clean
 
     return emit(clean.cmd_clean(_ctx(click_ctx), run_id, force), as_json, json_out)
+
+
+@cli.command("land")
+@run_id_option()
+@click.option(
+    "--branch",
+    default=None,
+    help="The new branch (default: factory/result/<RUN_ID>); never an existing one.",
+)
+@click.option(
+    "--commit-message",
+    "message",
+    default=None,
+    help="The commit's message (default: factory: <RUN_ID>).",
+)
+@click.option("--pr", "open_pr", is_flag=True, help="Push the branch and open a pull request (gh).")
+@json_option
+@json_out_option
+@click.pass_context
+def land_cmd(
+    click_ctx: click.Context,
+    run_id: str,
+    branch: str | None,
+    message: str | None,
+    open_pr: bool,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
+    """Commit a PASS run's integrated tree on a new branch (HEAD, index, working tree untouched)."""
+    from tools.codex.factory.loop import land
+
+    req = land.LandRequest(run_id, branch, message, open_pr)
+    return emit(land.land(_ctx(click_ctx), req), as_json, json_out)
 
 
 # -- the dark factory ----------------------------------------------------------------------------

@@ -103,6 +103,8 @@ def summary_text(data: Mapping[str, Any]) -> str:
         lines.append(f"report: {data['report']}")
     head = data["ledger_head"]
     lines.append(f"ledger head: seq={head['seq']} hash={head['hash']}")
+    if data.get("land"):
+        lines.append(f"next: `{data['land']}` puts the result on a branch of its own")
     return "\n".join(lines)
 
 
@@ -130,6 +132,8 @@ def _launch(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
     board = inputs.get("runboard")
     if board is not None:
         text += "\n" + "\n".join([*runboard_lines(board), board["next"]])
+    elif data.get("next"):
+        text += f"\n{data['next']}"
     return text
 
 
@@ -211,23 +215,14 @@ def doctor_text(data: Mapping[str, Any]) -> str:
 
 
 def clean_text(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
-    """``clean``: one line per worktree or branch removed, refused or failed, or why none."""
+    """``clean``: one line per worktree or branch removed, or why none (each refusal and
+    failure is one line on stderr, never repeated here)."""
     lines = []
     for r in data["removed"]:
         what = r["path"] or f"branch {r['branch']}"
         lines.append(
             f"removed {what} ({worker_dirname(r['worker'])} of {r['run_id']}, {r['bytes']} bytes)"
-            + (" [forced: uncollected changes discarded]" if r["forced"] else "")
-        )
-    for r in data["refused"]:
-        what = r["path"] or f"branch {r['branch']}"
-        lines.append(
-            f"refused {what} ({worker_dirname(r['worker'])} of {r['run_id']}): {r['reason']}"
-        )
-    for r in data["failed"]:
-        lines.append(
-            f"failed {r['path'] or r['branch']} ({worker_dirname(r['worker'])} of "
-            f"{r['run_id']}): {r['reason']}"
+            + (f" [forced past: {r['forced_reason']}]" if r["forced"] else "")
         )
     if not inputs["found"]:
         run_id = inputs["run_id"]
@@ -235,6 +230,17 @@ def clean_text(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
             "nothing to clean: no leftover factory worktrees or branches"
             + (f" for {run_id}" if run_id else "")
         )
+    return "\n".join(lines)
+
+
+def land_text(data: Mapping[str, Any]) -> str:
+    """``land``: the branch and commit made, then the exact commands to take the result."""
+    lines = [
+        f"landed {data['run_id']} on branch {data['branch']} (commit {data['commit'][:12]}, "
+        f"on base {data['base_commit'][:12]})",
+        "next:",
+    ]
+    lines += [f"  {cmd}" for cmd in data["next"]]
     return "\n".join(lines)
 
 
@@ -487,6 +493,7 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "ledger-repair": lambda data, _inputs: repair_text(data),
     "doctor": lambda data, _inputs: doctor_text(data),
     "clean": clean_text,
+    "land": lambda data, _inputs: land_text(data),
     "replay": replay_text,
     "collect": collect_text,
     "import": lambda data, _inputs: import_text(data),

@@ -916,7 +916,7 @@ def commit_patch(repo: Path, parent: str, patch: bytes, message: str, when: str)
             if res.rc != 0:
                 raise GitError(
                     ["git", "apply", "--cached"], res.rc, res.out, res.err,
-                    why="the integrated patch does not apply to the crank branch",
+                    why="the integrated patch does not apply to its parent commit",
                 )  # fmt: skip
         tree = git(repo, "write-tree", env=env).out.strip()
         return git(repo, "commit-tree", tree, "-p", parent, "-m", message, env=env).out.strip()
@@ -926,11 +926,29 @@ def tree_of(repo: Path, commit: str) -> str:
     return git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{tree}}").out.strip()
 
 
+def tree_if_present(repo: Path, commit: str) -> str | None:
+    """The tree of ``commit``, or None when git does not have that commit (any more)."""
+    res = git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{tree}}", check=False)
+    return (res.out.strip() or None) if res.rc == 0 else None
+
+
 def set_branch(repo: Path, branch: str, new: str, old: str | None) -> None:
     """Point ``refs/heads/<branch>`` at ``new``, only if it is still at ``old`` (None: only if it
     does not exist yet), so a concurrent change to the branch is refused, never overwritten."""
     expect = old if old is not None else "0" * len(new)
     git(repo, "update-ref", "-m", "factory crank", f"refs/heads/{branch}", new, expect)
+
+
+def create_branch(repo: Path, branch: str, commit: str, why: str) -> None:
+    """Create ``refs/heads/<branch>`` at ``commit``; the empty old value makes git refuse a
+    branch that exists (created meanwhile), never overwrite it."""
+    git(repo, "update-ref", "-m", why, f"refs/heads/{branch}", commit, "")
+
+
+def delete_branch_at(repo: Path, branch: str, commit: str) -> bool:
+    """Delete ``branch`` only while its tip is ``commit`` (a branch moved since is kept);
+    whether it was deleted."""
+    return git(repo, "update-ref", "-d", f"refs/heads/{branch}", commit, check=False).rc == 0
 
 
 def remotes(repo: Path) -> list[str]:

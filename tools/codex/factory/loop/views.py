@@ -10,14 +10,14 @@ from typing import Any
 from tools.codex.factory.core import convergence
 from tools.codex.factory.core import gates as core_gates
 from tools.codex.factory.core.ids import validate_run_id
-from tools.codex.factory.core.paths import LOGS_DIR, Z_DIR
+from tools.codex.factory.core.paths import LOGS_DIR
 from tools.codex.factory.core.text import clip, one_line
-from tools.codex.factory.errors import BlockedError, UsageError
-from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
+from tools.codex.factory.errors import UsageError
+from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.loop import crank as crank_mod
-from tools.codex.factory.loop import evaluate, holdout, pr
+from tools.codex.factory.loop import evaluate, holdout, land, pr
 from tools.codex.factory.loop.gates import GateState
 from tools.codex.factory.records.crank import Iteration
 from tools.codex.factory.records.status import Status
@@ -168,18 +168,7 @@ def cmd_scenarios_run(ctx: Context, run_id: str | None, ref: str | None) -> Outc
 def _integrated(ctx: Context, run: RunHandle) -> str:
     """The run's integrated tree as a commit object (on no branch): base + Z's DIFF.patch as
     the integration recorded it."""
-    written = ctx.ledger.select(Filter(run_id=run.run_id, event_type="report.written"), 1)
-    rel = f"{Z_DIR}/DIFF.patch"
-    recorded = written[-1].payload.get("files", {}).get(rel) if written else None
-    if recorded is None:
-        raise BlockedError(
-            f"run {run.run_id} has no integrated tree: run `factory integrate` first"
-        )
-    data = fsutil.read_file(run.run_dir / rel, rel, limit=crank_mod.MAX_PATCH)
-    if hashlib.sha256(data).hexdigest() != recorded:
-        raise BlockedError(f"{run.run_id}/{rel} changed since the integration wrote it")
-    when = f"{int(ctx.clock.now().timestamp())} +0000"
-    return gitops.commit_patch(ctx.repo, run.base_commit, data, f"factory: {run.run_id}", when)
+    return land.integrated_commit(ctx, run, f"factory: {run.run_id}")
 
 
 def _evaluate(

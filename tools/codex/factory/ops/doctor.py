@@ -68,7 +68,18 @@ def worktrees(ctx: Context) -> Probe:
     # Every worker of a run that has not finished may still be at work in its worktree: in
     # use, not a leftover (`clean` refuses them without --force, for the same reason).
     at_work = [e for e in left if not e.get("run_finished")]
-    stale = [e for e in left if e not in at_work]
+    # A PASS keeps its workers' branches (worktrees gone) until the operator lands or cleans.
+    kept = [e for e in left if e not in at_work and e.get("kept_tip") and not e["exists"]]
+    stale = [e for e in left if e not in at_work and e not in kept]
+    kept_runs = sorted({str(e["run_id"]) for e in kept})
+    if kept:
+        busy_note = (
+            f"; {len(kept)} worker branch(es) kept after a PASS of run(s) {', '.join(kept_runs)} "
+            f"until `factory land --run-id {kept_runs[0]}` or `factory clean --run-id "
+            f"{kept_runs[0]}`"
+        )
+    else:
+        busy_note = ""
     busy_runs = sorted({str(e["run_id"]) for e in at_work})
     busy = (
         (
@@ -77,7 +88,7 @@ def worktrees(ctx: Context) -> Probe:
         )
         if at_work
         else ""
-    )
+    ) + busy_note
     if not stale:
         return Probe("worktrees", OK, f"no leftover worker worktrees or branches{busy}")
     mib = sum(int(e["bytes"]) for e in stale) / (1 << 20)

@@ -115,3 +115,24 @@ def write_dry_run_bundle(
         logs={"launch.log": log},
         reason="dry run: no agent invoked",
     )
+
+
+def write_awaiting_bundle(writer: GuardedWriter, run_id: str, worker: WorkerPlan) -> dict[str, str]:
+    """A run launched without agents: the worker is PENDING until ``bundle-import`` brings its
+    bundle, so a worker never imported blocks validation (``worker-not-done``), never passes
+    empty."""
+    how = f"factory bundle-import --run-id {run_id} --worker {worker.id} --patch FILE"
+    return write_bundle(
+        writer,
+        run_id,
+        worker,
+        status="PENDING",
+        patch=b"",
+        files=[],
+        dry_run=True,
+        source="dry-run",
+        summary=f"# {worker_dirname(worker.id)} (waiting for an import)\n\nNo agent runs for this "
+        f"worker: import its patch with `{how}`.\n\nTask: {worker.task}\n",
+        suggestions="# Suggestions\n\nNone yet: waiting for an imported bundle.\n",
+        reason=f"waiting for an imported bundle: `{how}`",
+    )

@@ -18,7 +18,7 @@ from tools.codex.factory.core.paths import worker_dirname
 from tools.codex.factory.errors import FactoryError, LockHeldError, UnreadableError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.ledger.recorder import Recorder
-from tools.codex.factory.ledger.store import Filter
+from tools.codex.factory.ledger.store import Event, Filter
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import collect, runboard, worktrees
 from tools.codex.factory.run.context import Context
@@ -32,8 +32,9 @@ def leftover_worktrees(ctx: Context, *, sizes: bool = True) -> list[dict[str, An
     Each entry: ``path`` (absolute, '' if only the branch is left), ``run_id``, ``worker``,
     ``branch``, ``bytes`` (disk use of the worktree folder), ``exists`` (folder present),
     ``registered`` (git knows the worktree), ``status`` (the worker's STATUS.json status,
-    ``MISSING`` without one: ``PENDING`` means an interactive worker may still be at work there)
-    and ``run_finished`` (the run recorded ``run.finished``). Sorted by run ID, then worker.
+    ``MISSING`` without one: ``PENDING`` means an interactive worker may still be at work there),
+    ``run_finished`` (the run recorded ``run.finished``) and ``kept_tip`` (the tip recorded when
+    a PASS removed the worktree and kept the branch, else None). Sorted by run ID, then worker.
     For ``doctor``; ``sizes=False`` leaves ``bytes`` 0 (removing them needs no walk of every
     file in every worktree).
     """
@@ -42,7 +43,7 @@ def leftover_worktrees(ctx: Context, *, sizes: bool = True) -> list[dict[str, An
     present = heads | {b.removeprefix("refs/heads/") for b in listing}
     created = _created_worktrees(ctx, present)
     out = []
-    for (run_id, worker), (branch, finished) in sorted(created.items()):
+    for (run_id, worker), (branch, finished, kept_tip) in sorted(created.items()):
         entry = listing.get(f"refs/heads/{branch}")
         run_dir = ctx.layout.run_dir(run_id)
         item: dict[str, Any] = {
@@ -55,6 +56,7 @@ def leftover_worktrees(ctx: Context, *, sizes: bool = True) -> list[dict[str, An
             "bytes": 0,
             "status": runboard.shown_status(run_dir, worker),
             "run_finished": finished,
+            "kept_tip": kept_tip,
         }
         if entry is not None:
             path = Path(entry["path"])
@@ -69,8 +71,10 @@ def leftover_worktrees(ctx: Context, *, sizes: bool = True) -> list[dict[str, An
     return out
 
 
-def _created_worktrees(ctx: Context, present: set[str]) -> dict[tuple[str, str], tuple[str, bool]]:
-    """(run ID, worker) -> (branch, run finished) for each factory worktree whose branch is
+def _created_worktrees(
+    ctx: Context, present: set[str]
+) -> dict[tuple[str, str], tuple[str, bool, str | None]]:
+    """(run ID, worker) -> (branch, run finished, kept tip) for each factory worktree whose branch is
     still present. A branch is ``<prefix>/<RUN_ID>/<W>``; it is the factory's when that run's
     ``worktree.created`` event names it. The cost follows the branches present, not the
     ledger's length: each candidate run's events are read through the run index."""
@@ -79,7 +83,7 @@ def _created_worktrees(ctx: Context, present: set[str]) -> dict[tuple[str, str],
         parts = branch.rsplit("/", 2)
         if len(parts) == 3 and parts[0]:
             candidates.setdefault(parts[1], []).append((parts[2], branch))
-    out: dict[tuple[str, str], tuple[str, bool]] = {}
+    out: dict[tuple[str, str], tuple[str, bool, str | None]] = {}
     for run_id, pairs in sorted(candidates.items()):
         if not RUN_ID_RE.fullmatch(run_id):
             continue
@@ -90,10 +94,42 @@ def _created_worktrees(ctx: Context, present: set[str]) -> dict[tuple[str, str],
             for e in events
             if e.event_type == "worktree.created"
         }
+        kept = kept_tips(events)
         for worker, branch in pairs:
             if (worker, branch) in named:
-                out[(run_id, worker)] = (branch, finished)
+                out[(run_id, worker)] = (branch, finished, kept.get((worker, branch)))
     return out
+
+
+def kept_tips(events: list[Event]) -> dict[tuple[str, str], str | None]:
+    """(worker, branch) -> the tip recorded when its worktree went and its branch was kept
+    (the last such record wins; a later removal of the branch forgets it)."""
+    out: dict[tuple[str, str], str | None] = {}
+    for e in events:
+        if e.event_type != "worktree.removed":
+            continue
+        key = (str(e.payload.get("worker")), str(e.payload.get("branch")))
+        if e.payload.get("branch_kept") and isinstance(e.payload.get("tip"), str):
+            out[key] = str(e.payload["tip"])
+        else:
+            out.pop(key, None)
+    return out
+
+
+def moved_since_kept(ctx: Context, item: dict[str, Any]) -> str:
+    """Why a kept branch must stay even with --force ('' when it may go): its tip is not the
+    commit recorded when the factory kept it, so someone committed there since."""
+    recorded = item.get("kept_tip")
+    if recorded is None or item["exists"]:
+        return ""
+    tip = gitops.branch_tip(ctx.repo, item["branch"])
+    if tip is None or tip == recorded:
+        return ""
+    return (
+        f"branch {item['branch']} moved since the factory kept it (tip {tip[:12]}, recorded "
+        f"{recorded[:12]}): it is no longer the factory's to delete; delete it yourself with "
+        f"`git branch -D {item['branch']}` if you do not need it"
+    )
 
 
 def _run_info(ctx: Context, run_id: str) -> dict[str, Any]:
@@ -198,10 +234,13 @@ def _remove(ctx: Context, rec: Recorder, item: dict[str, Any], reason: str, forc
     (a PASS verdict) stands, and ``factory clean`` can retry.
     """
     path = Path(item["path"]) if item["path"] else None
-    stage = "clean" if reason == "clean" else "summary"
+    stage = {"clean": "clean", "landed": "land"}.get(reason, "summary")
     actor = f"{item['worker']}_worker"
     try:
-        worktrees.remove(ctx.repo, path if item["registered"] else None, item["branch"])
+        if item.get("kept_tip") and not item["registered"]:
+            _delete_kept(ctx, item)
+        else:
+            worktrees.remove(ctx.repo, path if item["registered"] else None, item["branch"])
     except (FactoryError, OSError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         kept = []
@@ -240,10 +279,76 @@ def _remove(ctx: Context, rec: Recorder, item: dict[str, Any], reason: str, forc
     return ""
 
 
+def _delete_kept(ctx: Context, item: dict[str, Any]) -> None:
+    """Delete a kept branch only while its tip is the recorded one (never a branch moved since)."""
+    branch, tip = item["branch"], str(item["kept_tip"])
+    if not gitops.delete_branch_at(ctx.repo, branch, tip) and gitops.branch_exists(
+        ctx.repo, branch
+    ):
+        raise FactoryError(f"branch {branch} is no longer at the recorded tip {tip[:12]}")
+
+
+def _retire(ctx: Context, rec: Recorder, item: dict[str, Any]) -> str:
+    """After a PASS: remove the worktree, keep the branch (its commits stay until the result is
+    landed or the run cleaned) and record its tip; '' when done, else a line saying what failed."""
+    path = Path(item["path"]) if item["path"] else None
+    actor = f"{item['worker']}_worker"
+    try:
+        if path is not None and item["registered"]:
+            worktrees.remove_worktree(ctx.repo, path)
+    except (FactoryError, OSError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kept = ["worktree", "branch"] if path is not None and path.exists() else ["branch"]
+        rec.emit(
+            "cleanup.failed", "summary", actor, worker=item["worker"], branch=item["branch"],
+            kept=kept, reason=why,
+        )  # fmt: skip
+        return f"could not remove the worktree of {worker_dirname(item['worker'])}: {why}"
+    tip = gitops.branch_tip(ctx.repo, item["branch"])
+    extra: dict[str, Any] = {"branch_kept": True, "tip": tip} if tip is not None else {}
+    rec.emit(
+        "worktree.removed", "summary", actor, worker=item["worker"], branch=item["branch"],
+        reason="integrated", forced=False, **extra,
+    )  # fmt: skip
+    return ""
+
+
+def remove_kept_branches(
+    ctx: Context, rec: Recorder, manifest: dict[str, Any], reason: str
+) -> list[str]:
+    """The run's worker branches kept after its PASS, deleted (``land``): each only while its
+    tip is the recorded one; a branch moved since is kept and named. Messages for stderr."""
+    run_id = manifest["run_id"]
+    items = [i for i in leftover_worktrees(ctx, sizes=False) if i["run_id"] == run_id]
+    messages: list[str] = []
+    removed = 0
+    for item in items:
+        why = moved_since_kept(ctx, item) or (
+            "" if item.get("kept_tip") and not item["exists"] else "it was not kept by a PASS"
+        )
+        if why:
+            messages.append(f"factory: kept branch {item['branch']}: {why}")
+            continue
+        failed = _remove(ctx, rec, item, reason, False)
+        if failed:
+            messages.append(
+                f"factory: warning: {failed}; the result is landed all the same; "
+                f"retry with `factory clean --run-id {run_id}`"
+            )
+            continue
+        removed += 1
+    if removed:
+        messages.append(f"factory: removed {removed} worker branch(es) of {run_id}")
+    if ctx.layout.run_dir(run_id).is_dir():
+        runboard.refresh(ctx.repo, ctx.layout.run_dir(run_id), manifest)
+    return messages
+
+
 def remove_integrated(
     ctx: Context, rec: Recorder, manifest: dict[str, Any], workers: list[str]
 ) -> list[str]:
-    """Remove the integrated workers' worktrees and branches; keep any with uncollected work.
+    """Remove the integrated workers' worktrees, keep their branches (until ``land`` or
+    ``clean``); keep any worktree with uncollected work.
 
     Never raises for a removal that fails: it is recorded and becomes a warning line.
     """
@@ -257,6 +362,8 @@ def remove_integrated(
     messages: list[str] = []
     removed = 0
     for item in items:
+        if not item["registered"] and item.get("kept_tip"):
+            continue  # kept by an earlier PASS of this run: nothing left to retire
         why = uncollected(ctx, item, info)
         if why:
             rec.emit(
@@ -273,7 +380,7 @@ def remove_integrated(
                 f"collect it again or run `factory clean --run-id {run_id} --force`"
             )
             continue
-        failed = _remove(ctx, rec, item, "integrated", False)
+        failed = _retire(ctx, rec, item)
         if failed:
             messages.append(
                 f"factory: warning: {failed}; the verdict stands; "
@@ -283,11 +390,29 @@ def remove_integrated(
         removed += 1
     if removed:
         messages.append(
-            f"factory: removed {removed} worktree(s) and branch(es) of {run_id} (use --keep-worktrees to keep them)"
+            f"factory: removed {removed} worktree(s) of {run_id} (use --keep-worktrees to keep "
+            f"them); their branches stay until `factory land --run-id {run_id}` or "
+            f"`factory clean --run-id {run_id}`"
         )
     if ctx.layout.run_dir(run_id).is_dir():
         runboard.refresh(ctx.repo, ctx.layout.run_dir(run_id), manifest)
     return messages
+
+
+def _refusal(rid: str, item: dict[str, Any], where: str, why: str, moved: bool) -> str:
+    """The one line (stderr) saying what ``clean`` kept and how to go on."""
+    head = (
+        f"factory: refused {where}: worktree of {worker_dirname(item['worker'])} (run {rid}): {why}"
+    )
+    if moved:
+        return head
+    advice = (
+        "finish the run (collect, validate, integrate) first"
+        if why.startswith("run ")
+        else f"run `factory bundle-collect --run-id {rid} --workers {item['worker']}` first"
+    )
+    discard = "discard it" if not why.startswith("run ") else "remove it anyway"
+    return f"{head}; {advice}, or pass --force to {discard}"
 
 
 def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
@@ -322,9 +447,10 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
                 continue
         try:
             for item in (i for i in items if i["run_id"] == rid):
-                why = keep_reason(ctx, item, info)
+                moved = moved_since_kept(ctx, item)
+                why = moved or keep_reason(ctx, item, info)
                 where = item["path"] or f"branch {item['branch']}"
-                if why and not force:
+                if moved or (why and not force):
                     rec.emit(
                         "clean.refused",
                         "clean",
@@ -334,22 +460,14 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
                         reason=why,
                     )
                     refused.append({**item, "reason": why})
-                    advice = (
-                        "finish the run (collect, validate, integrate) first"
-                        if why.startswith("run ")
-                        else f"run `factory bundle-collect --run-id {rid} --workers {item['worker']}` first"
-                    )
-                    messages.append(
-                        f"factory: refused {where}: worktree of {worker_dirname(item['worker'])} "
-                        f"(run {rid}): {why}; {advice}, or pass --force to discard it"
-                    )
+                    messages.append(_refusal(rid, item, where, why, bool(moved)))
                     continue
                 problem = _remove(ctx, rec, item, "clean", bool(why))
                 if problem:
                     failed.append({**item, "reason": problem})
                     messages.append(f"factory: {problem}")
                     continue
-                removed.append({**item, "forced": bool(why)})
+                removed.append({**item, "forced": bool(why), "forced_reason": why})
             if info["manifest"] is not None:
                 runboard.refresh(ctx.repo, ctx.layout.run_dir(rid), info["manifest"])
         finally:

@@ -17,7 +17,7 @@ from tools.codex.factory.core.ids import (
     validate_run_id,
 )
 from tools.codex.factory.core.paths import ATTEST_DIR, LOCKS_DIR, MANIFEST, Z_DIR
-from tools.codex.factory.errors import BlockedError
+from tools.codex.factory.errors import ArgumentError, BlockedError
 from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.infra.clock import format_ts
 from tools.codex.factory.infra.writer import GuardedWriter
@@ -42,6 +42,7 @@ class LaunchRequest:
     plan_file: Path | None
     workers: list[str] | None
     resume: bool = False  # launch --resume: run the workers of --run-id without a finished bundle
+    no_agents: bool = False  # launch --no-agents: no agent; workers PENDING until imported
     wait: bool = False  # oneshot --wait: poll interactive workers until each marks itself done
     keep_worktrees: bool = False  # oneshot --keep-worktrees: keep them after a PASS
     progress: Callable[[str], None] | None = (
@@ -76,6 +77,10 @@ def check_request(req: LaunchRequest) -> None:
     """The request's own inputs, whoever made it (CLI or API): the kind and a pinned run ID
     become folder names, the worker selection follows the one rule (UsageError otherwise)."""
     validate_kind(req.kind)
+    if req.no_agents and req.resume:
+        raise ArgumentError("resume", "a run without agents has nothing to resume", label="resume")
+    if req.no_agents:
+        req.dry_run = True  # no worktree, no agent: the bundles come from bundle-import
     if req.run_id is not None:
         validate_run_id(req.run_id)
     if req.workers is not None:
@@ -276,7 +281,11 @@ def _create_locked(
         rec.emit("artifacts.written", "launch", files=dict(sorted(written.items())))
         return StageResult("launch", "PASS", "", real.result_data(ctx, manifest))
     for w in plan.workers:
-        files = bundles.write_dry_run_bundle(writer, run_id, w, commit)
+        if req.no_agents:
+            files = bundles.write_awaiting_bundle(writer, run_id, w)
+        else:
+            files = bundles.write_dry_run_bundle(writer, run_id, w, commit)
+        extra = {"awaiting_import": True} if req.no_agents else {}
         written.update(files)
         rec.emit(
             "bundle.created",
@@ -285,19 +294,23 @@ def _create_locked(
             worker=w.id,
             dry_run=True,
             files=dict(sorted(files.items())),
+            **extra,
         )
     rec.emit("artifacts.written", "launch", files=dict(sorted(written.items())))
-    return StageResult(
-        "launch",
-        "PASS",
-        "",
-        {
-            "run_id": run_id,
-            "base_commit": commit,
-            "workers": plan.ids(),
-            "run_dir": ctx.layout.run_rel(run_id),
-        },
-    )
+    data: dict[str, Any] = {
+        "run_id": run_id,
+        "base_commit": commit,
+        "workers": plan.ids(),
+        "run_dir": ctx.layout.run_rel(run_id),
+    }
+    if req.no_agents:
+        data["pending"] = plan.ids()
+        data["next"] = (
+            f"next: import each worker's patch (`factory bundle-import --run-id {run_id} "
+            f"--worker W --patch FILE`), then `factory bundle-validate --run-id {run_id}`, "
+            f"`factory integrate --run-id {run_id}`, `factory land --run-id {run_id}`"
+        )
+    return StageResult("launch", "PASS", "", data)
 
 
 def build_manifest(

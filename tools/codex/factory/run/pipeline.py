@@ -45,7 +45,14 @@ def cmd_launch(ctx: Context, req: LaunchRequest) -> Outcome:
     inputs: dict[str, Any] = {"verb": "resumed" if req.resume else "launched"}
     if not d.get("dry_run", True):
         inputs["runboard"] = _runboard(ctx, d["run_id"])
-    return Outcome(Status.PASS, {"status": "PASS", **d}, view="launch", view_inputs=inputs)
+    messages = []
+    if req.dry_run and not req.no_agents and not req.resume:
+        messages.append(
+            "factory: dry run: no agent ran; every worker has an empty DONE bundle (to wait "
+            "for imported patches instead, launch with --no-agents)"
+        )
+    data = {"status": "PASS", **d}
+    return Outcome(Status.PASS, data, view="launch", view_inputs=inputs, messages=messages)
 
 
 def _runboard(ctx: Context, run_id: str) -> dict[str, Any]:
@@ -167,7 +174,7 @@ def _finish(
         stages.append(run_stage(run.recorder, "bundle-validate", lambda: validate.validate(run)))
     doc = _integrate_and_finish(run, stages)
     messages = _remove_worktrees(run, doc, keep_worktrees)
-    out = _final_outcome(run.ctx, doc)
+    out = _final_outcome(run.ctx, doc, run.manifest)
     out.messages.extend(messages)
     return out
 
@@ -183,7 +190,7 @@ ISOLATION_KEYS = (
 )
 
 
-def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
+def _final_outcome(ctx: Context, doc: dict[str, Any], manifest: dict[str, Any]) -> Outcome:
     run_id = doc["run_id"]
     head = ctx.ledger.read_head()
     data = {
@@ -205,6 +212,9 @@ def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
     }
     # After culprit isolation: whom the failed checks are blamed on, as STATUS.json says.
     data.update({k: doc[k] for k in ISOLATION_KEYS if k in doc})
+    command = report.land_command(run_id, doc["status"], manifest)
+    if command:
+        data["land"] = command
     return Outcome(Status(doc["status"]), data, view="run")
 
 

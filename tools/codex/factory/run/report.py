@@ -28,7 +28,7 @@ from tools.codex.factory.errors import FactoryError, PolicyViolation, Unreadable
 from tools.codex.factory.infra import jsonio, proc, schemas
 from tools.codex.factory.infra.fsutil import read_file
 from tools.codex.factory.infra.writer import GuardedWriter
-from tools.codex.factory.ledger.store import Filter
+from tools.codex.factory.ledger.store import Event, Filter
 from tools.codex.factory.run import bundles
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import file_hashes
@@ -64,14 +64,50 @@ def _placeholders(writer: GuardedWriter, run_id: str, reason: str) -> None:
             writer.write(f"{Z_DIR}/{name}", data)
 
 
+def bundle_origins(events: list[Event], workers: list[str]) -> dict[str, str]:
+    """How each worker's bundle came, from the run's events (the last word wins): ``dry-run``
+    (launch wrote it empty), ``awaiting import`` (launch --no-agents), ``imported``, or the
+    collected bundle's source (``agent``, ``collected``)."""
+    out: dict[str, str] = {}
+    for e in events:
+        w = e.payload.get("worker")
+        if w not in workers:
+            continue
+        if e.event_type == "bundle.created":
+            out[w] = "awaiting import" if e.payload.get("awaiting_import") else "dry-run"
+        elif e.event_type == "bundle.imported":
+            out[w] = "imported"
+        elif e.event_type == "bundle.collected":
+            out[w] = str(e.payload.get("source") or "collected")
+    return out
+
+
+def _origin_lines(
+    doc: dict[str, Any], manifest: dict[str, Any], origins: dict[str, str]
+) -> list[str]:
+    """``dry_run: true`` only when no agent ran and no real patch was integrated (every bundle
+    launch's empty one); otherwise how the bundles came."""
+    pure = (
+        manifest["dry_run"]
+        and not doc["files_changed"]
+        and all(origins.get(w, "dry-run") == "dry-run" for w in manifest["workers"])
+    )
+    if pure:
+        return ["dry_run:     true"]
+    came = ", ".join(f"{w} {origins.get(w, 'unknown')}" for w in manifest["workers"])
+    return ["dry_run:     false", f"bundles:     {came}"]
+
+
 def render_report(
     doc: dict[str, Any],
     manifest: dict[str, Any],
     validation: dict[str, Any] | None,
     unreadable: str = "",
+    origins: dict[str, str] | None = None,
 ) -> str:
     """FINAL_REPORT.txt. ``unreadable``: why VALIDATION.json, which is there, could not be
-    read (its judgement is then unknown, never "not validated")."""
+    read (its judgement is then unknown, never "not validated"); ``origins``: how each
+    bundle came (:func:`bundle_origins`)."""
     head = doc["ledger_head"]
     lines = ["MULTI-CODEX FACTORY — FINAL REPORT", *_partial_lines(doc), ""]
     lines += [
@@ -79,7 +115,7 @@ def render_report(
         f"kind:        {manifest['kind']}",
         f"base_ref:    {manifest['base_ref']}",
         f"base_commit: {manifest['base_commit']}",
-        f"dry_run:     {str(manifest['dry_run']).lower()}",
+        *_origin_lines(doc, manifest, origins or {}),
         f"STATUS:      {doc['status']}",
         "",
         "stages:",
@@ -124,6 +160,9 @@ def render_report(
     if doc["reasons"]:
         lines += ["", "reasons:"]
         lines += [f"  - {r}" for r in doc["reasons"]]
+    command = land_command(doc["run_id"], doc["status"], manifest)
+    if command:
+        lines += ["", f"next: `{command}` puts the result on a branch of its own"]
     lines += ["", f"ledger head: seq={head['seq']} hash={head['hash']}", ""]
     return "\n".join(lines)
 
@@ -179,6 +218,14 @@ def _isolation_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def land_command(run_id: str, status: str, manifest: dict[str, Any]) -> str:
+    """The command that lands a PASS run ('' for any other, and for a crank's iterations,
+    which the crank commits itself)."""
+    if status != "PASS" or manifest.get("crank"):
+        return ""
+    return f"factory land --run-id {run_id}"
+
+
 def _sha256sum(entries: list[tuple[str, str]]) -> bytes:
     return "".join(f"{digest}  {path}\n" for path, digest in sorted(entries)).encode("utf-8")
 
@@ -201,6 +248,7 @@ def finalize(
     rows = [s.row() for s in stages]
     unreadable = ""
     validation, validation_sha, problem = _read_validation(run.run_dir)
+    origins = bundle_origins(ctx.ledger.run_events(run_id), list(manifest["workers"]))
     if problem is not None:  # the judgement is unknown: the run cannot pass on it
         unreadable = (
             f"[validation-unreadable] {UnreadableError(VALIDATION, problem)}: "
@@ -246,16 +294,16 @@ def finalize(
     attest: dict[str, str] = {}
     try:
         writer.write(STATUS, jsonio.pretty(doc))
-        writer.write_text(REPORT, render_report(doc, manifest, validation, unreadable))
+        writer.write_text(REPORT, render_report(doc, manifest, validation, unreadable, origins))
         attest = _attest(run, validation, validation_sha)
     except PolicyViolation:  # recorded in the ledger as it happened (the run handle)
         verdict()
-        _rewrite(writer, doc, manifest, validation, unreadable)
+        _rewrite(writer, doc, manifest, validation, unreadable, origins)
     except (OSError, FactoryError) as exc:
         summary = ended(rec, StageResult("summary", "FAIL", f"could not write the report: {exc}"))
         rows.append(summary.row())
         verdict()
-        _rewrite(writer, doc, manifest, validation, unreadable)
+        _rewrite(writer, doc, manifest, validation, unreadable, origins)
     try:
         rec.emit(
             "report.written",
@@ -270,7 +318,7 @@ def finalize(
     except FactoryError as exc:
         # The verdict could not be recorded: the files must not claim more than the ledger holds.
         doc["status"], doc["reasons"] = decisions.unrecorded_verdict(doc["reasons"], str(exc))
-        _rewrite(writer, doc, manifest, validation, unreadable)
+        _rewrite(writer, doc, manifest, validation, unreadable, origins)
     return doc
 
 
@@ -304,12 +352,13 @@ def _rewrite(
     manifest: dict[str, Any],
     validation: dict[str, Any] | None,
     unreadable: str,
+    origins: dict[str, str],
 ) -> None:
     """Write STATUS.json and FINAL_REPORT.txt again after the verdict changed; if even that
     fails, remove them rather than leave a verdict behind that the ledger does not hold."""
     try:
         writer.write(STATUS, jsonio.pretty(doc))
-        writer.write_text(REPORT, render_report(doc, manifest, validation, unreadable))
+        writer.write_text(REPORT, render_report(doc, manifest, validation, unreadable, origins))
     except (OSError, FactoryError):
         for rel in (STATUS, REPORT):
             with contextlib.suppress(OSError, PolicyViolation):

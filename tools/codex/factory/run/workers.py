@@ -474,6 +474,16 @@ def result_data(ctx: Context, manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _refuse_passed(ctx: Context, run_id: str) -> None:
+    """A run whose last verdict is PASS is done: resuming it would reopen a finished result."""
+    ends = [e for e in ctx.ledger.run_events(run_id) if e.event_type == "run.finished"]
+    if ends and ends[-1].payload.get("status") == "PASS":
+        raise UsageError(
+            f"run {run_id} already finished: status PASS; there is nothing to resume: land its "
+            "result or launch a new run"
+        )
+
+
 def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
     """``launch --resume --run-id ID``: run the workers whose bundle is not finished."""
 
@@ -494,6 +504,7 @@ def resume(ctx: Context, req: LaunchRequest) -> tuple[StageResult, Recorder]:
         chosen = run.workers
         todo = [w for w in chosen if runboard.read_status(run.run_dir, w) not in FINISHED]
         done = [w for w in chosen if w not in todo]
+        _refuse_passed(ctx, req.run_id)
         for w in manifest["plan"]["workers"]:
             if w["id"] in todo:
                 spec = agents.resolve(w, manifest["config"])

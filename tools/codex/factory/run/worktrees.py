@@ -175,10 +175,15 @@ def remove(repo: Path, path: Path | None, branch: str) -> None:
     Only this worktree's registration goes, never anyone else's (no ``git worktree prune``).
     """
     if path is not None:
-        gitops.worktree_remove(repo, path)
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()  # the run's slot, once its last worktree is gone
+        remove_worktree(repo, path)
     gitops.branch_delete(repo, branch)
+
+
+def remove_worktree(repo: Path, path: Path) -> None:
+    """Remove our worktree at ``path`` and its registration; its branch stays."""
+    gitops.worktree_remove(repo, path)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # the run's slot, once its last worktree is gone
 
 
 def disk_usage(path: Path) -> int:

@@ -28,7 +28,7 @@ from tools.codex.factory.audit import ledgerview, replay
 from tools.codex.factory.core.ids import select_workers
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.infra.clock import Clock
-from tools.codex.factory.run import importer, pipeline
+from tools.codex.factory.run import importer, pipeline, runref
 from tools.codex.factory.run.config import DEFAULTS
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.launch import LaunchRequest
@@ -181,6 +181,7 @@ class Factory:
     ) -> ImportResult:
         """Turn a patch file into ``worker``'s bundle (see ``factory bundle-import``)."""
 
+        run_id = runref.resolve(self.ctx, run_id)
         d = _dict(
             importer.cmd_import(
                 self.ctx, run_id, worker, Path(patch), Path(summary) if summary else None
@@ -191,6 +192,7 @@ class Factory:
     def validate(self, run_id: str, workers: list[str] | None = None) -> ValidationResult:
         """Judge the bundles (see ``factory bundle-validate``)."""
 
+        run_id = runref.resolve(self.ctx, run_id)
         out = pipeline.cmd_validate(self.ctx, run_id, _selection(workers))
         d = _dict(out)
         return ValidationResult(
@@ -203,6 +205,7 @@ class Factory:
     ) -> RunResult:
         """Apply the validated bundles and run the checks (see ``factory integrate``)."""
 
+        run_id = runref.resolve(self.ctx, run_id)
         out = pipeline.cmd_integrate(self.ctx, run_id, _selection(workers), keep_worktrees)
         return _run_result(out)
 
@@ -228,6 +231,7 @@ class Factory:
     def replay(self, run_id: str) -> ReplayResult:
         """Recompute every decision of a run from the ledger (see ``factory ledger-replay``)."""
 
+        run_id = runref.resolve(self.ctx, run_id)
         d = _dict(replay.replay(self.ctx, run_id))
         return ReplayResult(run_id, bool(d["ok"]), list(d["divergences"]), d)
 

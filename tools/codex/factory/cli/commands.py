@@ -65,10 +65,41 @@ def json_option(f: F) -> F:
     )(f)
 
 
+def _resolved(crank: bool) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """The option's callback: ``latest`` (and any ID) becomes the ID the command works on,
+    in one place for every command (``run.runref``); the resolution is said on stderr."""
+
+    def callback(
+        click_ctx: click.Context, _param: click.Parameter, value: str | None
+    ) -> str | None:
+        from tools.codex.factory.run import runref
+
+        if value != runref.LATEST:
+            return value
+        resolved = runref.resolve(_ctx(click_ctx), value, crank=crank)
+        click.echo(f"factory: {runref.LATEST} is {resolved}", err=True)
+        return resolved
+
+    return callback
+
+
 def run_id_option(required: bool = True) -> Callable[[F], F]:
+    what = "The run to act on (`latest`: the newest run)"
     if required:  # no default at all: click 8.4 lets an explicit default=None satisfy required
-        return click.option("--run-id", "run_id", required=True, help="The run to act on.")
-    return click.option("--run-id", "run_id", default=None, help="The run to act on (optional).")
+        return click.option(
+            "--run-id", "run_id", required=True, help=f"{what}.", callback=_resolved(False)
+        )
+    return click.option(
+        "--run-id", "run_id", default=None, help=f"{what}; optional.", callback=_resolved(False)
+    )
+
+
+def crank_id_option(help: str, required: bool = True) -> Callable[[F], F]:
+    """--crank-id, where ``latest`` is the newest crank."""
+    text = f"{help} (`latest`: the newest crank)"
+    if required:
+        return click.option("--crank-id", required=True, help=text, callback=_resolved(True))
+    return click.option("--crank-id", default=None, help=text, callback=_resolved(True))
 
 
 def workers_option(f: F) -> F:
@@ -245,6 +276,30 @@ def ledger_reindex(click_ctx: click.Context, as_json: bool, json_out: Path | Non
     from tools.codex.factory.audit import ledgerview
 
     return emit(ledgerview.reindex(_ctx(click_ctx)), as_json, json_out)
+
+
+@cli.command("runs")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the newest N runs.")
+@click.option(
+    "--status",
+    type=click.Choice(["PASS", "BLOCKED", "FAIL", "RUNNING"], case_sensitive=False),
+    default=None,
+    help="Only runs with this status (RUNNING: not finished).",
+)
+@json_option
+@json_out_option
+@click.pass_context
+def runs_cmd(
+    click_ctx: click.Context,
+    limit: int | None,
+    status: str | None,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
+    """List the runs, newest first: ID, kind, status, start, workers and last ledger line."""
+    from tools.codex.factory.audit import ledgerview
+
+    return emit(ledgerview.runs(_ctx(click_ctx), status, limit), as_json, json_out)
 
 
 # -- pipeline ---------------------------------------------------------------------------------
@@ -468,24 +523,30 @@ def print_report_cmd(
 
 @cli.command("open-report")
 @run_id_option()
+@json_option
 @json_out_option
 @click.pass_context
-def open_report_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -> int:
+def open_report_cmd(
+    click_ctx: click.Context, run_id: str, as_json: bool, json_out: Path | None
+) -> int:
     """Open FINAL_REPORT.txt with the platform's opener; headless, print its path."""
     from tools.codex.factory.run import pipeline
 
-    return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "report"), False, json_out)
+    return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "report"), as_json, json_out)
 
 
 @cli.command("open-run")
 @run_id_option()
+@json_option
 @json_out_option
 @click.pass_context
-def open_run_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -> int:
+def open_run_cmd(
+    click_ctx: click.Context, run_id: str, as_json: bool, json_out: Path | None
+) -> int:
     """Open the run folder with the platform's opener; headless, print its path."""
     from tools.codex.factory.run import pipeline
 
-    return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "run"), False, json_out)
+    return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "run"), as_json, json_out)
 
 
 # -- audit and operator views --------------------------------------------------------
@@ -671,7 +732,9 @@ def clean_cmd(
     default=None,
     help="Stop after this many iterations (default 5).",
 )
-@click.option("--crank-id", default=None, help="The crank's ID (default: a new one).")
+@crank_id_option(
+    "The crank's ID (default: a new one); with --resume, the crank to go on with", required=False
+)
 @click.option(
     "--block-on-regression/--no-block-on-regression",
     default=None,
@@ -742,7 +805,7 @@ def _asker(as_json: bool) -> Callable[[str], str] | None:
 
 
 @cli.command("approve")
-@click.option("--crank-id", required=True, help="The crank waiting for a review.")
+@crank_id_option("The crank waiting for a review.")
 @click.option(
     "--gate",
     type=click.Choice(["spec", "plan", "ship", "escalation"]),
@@ -778,7 +841,7 @@ def approve_cmd(
 
 
 @cli.command("reject")
-@click.option("--crank-id", required=True, help="The crank waiting for a review.")
+@crank_id_option("The crank waiting for a review.")
 @click.option(
     "--gate",
     type=click.Choice(["spec", "plan", "ship", "escalation"]),
@@ -821,7 +884,7 @@ def reject_cmd(
 
 
 @cli.command("gates")
-@click.option("--crank-id", required=True, help="The crank.")
+@crank_id_option("The crank.")
 @click.argument("settings")
 @click.option("--by", default=None, help="Who changes them (default: git's user.name and email).")
 @json_option
@@ -842,7 +905,7 @@ def gates_cmd(
 
 
 @cli.command("crank-status")
-@click.option("--crank-id", default=None, help="The crank (default: the latest).")
+@crank_id_option("The crank (default: the latest).", required=False)
 @json_option
 @json_out_option
 @click.pass_context

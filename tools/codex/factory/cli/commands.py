@@ -335,7 +335,10 @@ def launch_options(f: F) -> F:
             click.option(
                 "--base-ref",
                 default=None,
-                help="Branch, tag or commit to build on (default: run.base_ref, HEAD).",
+                help=(
+                    "Branch, tag or commit to build on (default: run.base_ref, HEAD). "
+                    "Uncommitted work is not in the run: commit it (or stash it) first."
+                ),
             ),
             click.option(
                 "--dry-run",

@@ -23,6 +23,7 @@ REPO_DEPENDENT = [
     "config",
     "git-attributes",
     "base-ref",
+    "working-tree",
     "runs-folder",
     "free-disk",
     "ledger",
@@ -124,6 +125,7 @@ def run_probes(ctx: Context) -> list[Probe]:
     out += [
         probes.git_attributes(ctx),
         probes.base_ref(ctx),
+        probes.working_tree(ctx),
         probes.runs_folder(ctx),
         probes.free_disk(ctx),
         probes.ledger(ctx),

@@ -10,7 +10,16 @@ from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.errors import BlockedError, FactoryError, LockHeldError
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.records.status import Status
-from tools.codex.factory.run import clean, collect, integrate, preflight, report, runboard, validate
+from tools.codex.factory.run import (
+    clean,
+    collect,
+    integrate,
+    preflight,
+    probes,
+    report,
+    runboard,
+    validate,
+)
 from tools.codex.factory.run import workers as real
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import RunHandle, read_manifest, run_folder
@@ -40,12 +49,15 @@ def cmd_preflight(ctx: Context, base_ref: str | None, run_id: str | None) -> Out
 
 
 def cmd_launch(ctx: Context, req: LaunchRequest) -> Outcome:
+    dirty = [] if req.resume else preflight.warnings([probes.working_tree(ctx).as_dict()])
     result, _rec = launch(ctx, req)
     d = result.data
     inputs: dict[str, Any] = {"verb": "resumed" if req.resume else "launched"}
     if not d.get("dry_run", True):
         inputs["runboard"] = _runboard(ctx, d["run_id"])
-    return Outcome(Status.PASS, {"status": "PASS", **d}, view="launch", view_inputs=inputs)
+    out = Outcome(Status.PASS, {"status": "PASS", **d}, view="launch", view_inputs=inputs)
+    out.messages[:0] = dirty
+    return out
 
 
 def _runboard(ctx: Context, run_id: str) -> dict[str, Any]:
@@ -192,7 +204,16 @@ def _final_outcome(ctx: Context, doc: dict[str, Any]) -> Outcome:
 
 
 def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
-    """preflight → launch → bundle-validate → integrate → summary; later stages SKIPPED on failure."""
+    """preflight → launch → bundle-validate → integrate → summary; later stages SKIPPED on
+    failure. A preflight WARN that concerns what is in the run (uncommitted work) is said on
+    stderr first, whatever the outcome."""
+    notes: list[str] = []
+    out = _oneshot(ctx, req, notes)
+    out.messages[:0] = notes
+    return out
+
+
+def _oneshot(ctx: Context, req: LaunchRequest, notes: list[str]) -> Outcome:
     check_request(req)
     plan = resolve_plan(
         ctx, req.plan_file, req.workers
@@ -200,6 +221,7 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
     if not req.dry_run:
         real.check(ctx, plan)  # a missing agent CLI is a usage error before anything runs
     found = preflight.checks(ctx, req.base_ref, req.run_id)
+    notes += preflight.warnings(found)
     planned: str | None = None
     if all(c["ok"] for c in found):
         # The ID is ours before anything is recorded under it. A taken worker branch is

@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.codex.factory.core.text import clip, escaped_name, one_line
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.ledger.store import MISSING_HEAD_FIX
@@ -221,6 +222,31 @@ def base_ref(ctx: Context, ref: str | None = None) -> Probe:
             "branch, tag or commit that exists",
         )
     return Probe("base-ref", OK, f"{ref} -> {commit}")
+
+
+MAX_DIRTY_SHOWN = 20
+DIRTY_FIX = (
+    "commit it (git add -A && git commit) or stash it (git stash -u) first; a run builds on "
+    "the base ref (--base-ref, default HEAD), so only committed work is in it"
+)
+
+
+def working_tree(ctx: Context) -> Probe:
+    """Uncommitted work is in no run: workers start from the base commit without it (WARN)."""
+    try:
+        dirty = gitops.uncommitted(ctx.repo)
+    except FactoryError as exc:
+        return Probe("working-tree", WARN, f"cannot read git status: {exc}", "run git status")
+    if not dirty:
+        return Probe("working-tree", OK, "no uncommitted changes")
+    shown = ", ".join(clip(one_line(escaped_name(p)), 200) for p in dirty[:MAX_DIRTY_SHOWN])
+    more = f" and {len(dirty) - MAX_DIRTY_SHOWN} more" if len(dirty) > MAX_DIRTY_SHOWN else ""
+    return Probe(
+        "working-tree",
+        WARN,
+        f"{len(dirty)} uncommitted path(s) will not be in the run: {shown}{more}",
+        DIRTY_FIX,
+    )
 
 
 def _writable(runs: Path, rel: str) -> str:

@@ -84,12 +84,20 @@ def python() -> Probe:
     )
 
 
-def dependencies() -> list[Probe]:
+SHADOW_FIX = (
+    "run the factory as the `factory` console script (it never imports from the folder it is "
+    "started in), or rename your repository's {name}"
+)
+
+
+def dependencies(repo: Path | None = None) -> list[Probe]:
+    """Each dependency: importable, in the declared range, and the file actually loaded; a
+    module loaded from the repository (or one the repository's root would put first) WARNs."""
     out = []
     for module, dist, low, high in DEPENDENCIES:
         name = f"dependency-{dist}"
         try:
-            importlib.import_module(module)
+            loaded = importlib.import_module(module)
             version = importlib.metadata.version(dist)
         except ImportError as exc:
             out.append(
@@ -101,6 +109,11 @@ def dependencies() -> list[Probe]:
                 Probe(name, WARN, f"{module} imports but has no package metadata", INSTALL_FIX)
             )
             continue
+        where = str(getattr(loaded, "__file__", None) or "?")
+        shadow = _shadowed(repo, module, where)
+        if shadow is not None:
+            out.append(shadow)
+            continue
         have = _version_tuple(version)
         wanted = f">={_fmt(low)}" + (f",<{_fmt(high)}" if high else "")
         if have < low or (high is not None and have >= high):
@@ -108,13 +121,57 @@ def dependencies() -> list[Probe]:
                 Probe(
                     name,
                     WARN,
-                    f"{dist} {version} is outside the declared range {wanted}",
+                    f"{dist} {version} ({where}) is outside the declared range {wanted}",
                     f'python -m pip install "{dist}{wanted}"',
                 )
             )
         else:
-            out.append(Probe(name, OK, f"{dist} {version}"))
+            out.append(Probe(name, OK, f"{dist} {version} from {where}"))
     return out
+
+
+def _shadowed(repo: Path | None, module: str, where: str) -> Probe | None:
+    """A WARN when the repository hands the factory its own ``module``: it was loaded from
+    the repository, or the repository's root holds a module of that name."""
+    if repo is None:
+        return None
+    name = f"dependency-{module}"
+    loaded = Path(where).resolve() if where != "?" else None
+    if loaded is not None and loaded.is_relative_to(repo.resolve()):
+        rel = loaded.relative_to(repo.resolve()).as_posix()
+        return Probe(
+            name,
+            WARN,
+            f"{module} was loaded from the repository ({rel}), not from the installed package",
+            SHADOW_FIX.format(name=rel.split("/")[0]),
+        )
+    for candidate in (module, f"{module}.py"):
+        if os.path.lexists(repo / candidate):
+            shown = candidate + ("/" if (repo / candidate).is_dir() else "")
+            return Probe(
+                name,
+                WARN,
+                f"the repository's {shown} shadows the installed {module} ({where}) for "
+                "Python started in its root (`python -c`, scripts there, older entry points)",
+                SHADOW_FIX.format(name=shown),
+            )
+    return None
+
+
+def entry_point(repo: Path) -> Probe:
+    """Can ``python -m tools.codex.factory`` start here? Not when the repository has its own
+    ``tools`` package: Python finds it first (``No module named 'tools.codex'``)."""
+    own = [n for n in ("tools/__init__.py", "tools.py") if os.path.lexists(repo / n)]
+    if not own:
+        return Probe("entry-point", OK, "`factory` and `python -m tools.codex.factory` work here")
+    return Probe(
+        "entry-point",
+        WARN,
+        f"the repository's own {own[0]} hides the factory's tools package from "
+        "`python -m tools.codex.factory` started here (No module named 'tools.codex')",
+        "run the `factory` console script instead (or `python -P -m tools.codex.factory`, "
+        "Python 3.11+)",
+    )
 
 
 def git() -> Probe:

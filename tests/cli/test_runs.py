@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import click
+
 from tests.support.contract import check_keys
 from tests.support.factory import launch_dry, run_dir
 from tests.support.repos import make_repo, run_cli
@@ -123,3 +125,42 @@ def test_open_report_and_open_run_print_json(tmp_path: Path) -> None:
         data = json.loads(res.stdout)
         check_keys(command, data)
         assert data["run_id"] == done and data["opened"] is False
+
+
+def _walk(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    out: list[tuple[str, click.Command]] = []
+    for name, cmd in sorted(group.commands.items()):
+        out.append((f"{prefix}{name}", cmd))
+        if isinstance(cmd, click.Group):
+            out += _walk(cmd, f"{prefix}{name} ")
+    return out
+
+
+def test_user_facing_text_names_no_internal_document_or_missing_schema_file() -> None:
+    from tools.codex.factory.cli.commands import cli
+    from tools.codex.factory.run.runboard import render_prompt
+
+    texts = [(name, cmd.help or "") for name, cmd in _walk(cli)]
+    for name, cmd in _walk(cli):
+        texts += [(f"{name} {p.name}", getattr(p, "help", "") or "") for p in cmd.params]
+    prompt = render_prompt(
+        run_id="r1", worker={"id": "A", "allow": ["src/**"], "deny": [], "shared": []},
+        branch="factory/r1/A", base_ref="HEAD", base_commit="0" * 40, holdout=["scenarios/"],
+        protected=["scenarios/**"], headless=False,
+    )  # fmt: skip
+    texts.append(("PROMPT.md", prompt))
+    bad = [(w, t) for w, t in texts if "DESIGN" in t or "§" in t or "schemas/" in t]
+    assert not bad, bad
+    assert "factory schema handoff_note" in prompt
+    validate = dict(_walk(cli))["bundle-validate"].help or ""
+    assert validate.startswith("Check every bundle against the rules")
+
+
+def test_schema_prints_the_installed_schemas() -> None:
+    res = run_cli("schema", "plan", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["$id"].endswith("plan.schema.json")
+    assert json.loads(run_cli("schema", "handoff_note").stdout)["type"] == "object"
+    bad = run_cli("schema", "nope")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("factory: error: no schema 'nope'; the schemas are: ")

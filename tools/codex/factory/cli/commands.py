@@ -186,6 +186,17 @@ def config_show(click_ctx: click.Context, as_json: bool, json_out: Path | None) 
     return emit(configview.show(_ctx(click_ctx)), as_json, json_out)
 
 
+@cli.command("schema")
+@click.argument("name")
+@json_option
+@json_out_option
+def schema_cmd(name: str, as_json: bool, json_out: Path | None) -> int:
+    """Print a JSON Schema the factory reads or writes, e.g. `factory schema plan`."""
+    from tools.codex.factory.ops import configview
+
+    return emit(configview.schema(name), as_json, json_out)
+
+
 # -- ledger ----------------------------------------------------------------------------------
 @cli.group("ledger", invoke_without_command=True)
 @click.option(
@@ -355,7 +366,7 @@ def launch_options(f: F) -> F:
                 "--plan",
                 type=click.Path(dir_okay=False, path_type=Path),
                 default=None,
-                help="Plan JSON (schemas/plan.schema.json); default: the embedded plan.",
+                help="Plan JSON (`factory schema plan` prints its schema); default: the embedded plan.",
             ),
             workers_option,
         ]
@@ -437,7 +448,7 @@ def launch_cmd(
 def bundle_validate_cmd(
     click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool, json_out: Path | None
 ) -> int:
-    """Check every bundle (files, schemas, scopes, overlaps, names, what git reads) and write VALIDATION.json (BLOCKED: exit 3)."""
+    """Check every bundle against the rules (files, schemas, scopes, overlaps, names, what git reads) and write VALIDATION.json (BLOCKED: exit 3)."""
     from tools.codex.factory.run import pipeline
     from tools.codex.factory.run.launch import parse_workers
 

@@ -461,6 +461,7 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "config": lambda _data, inputs: config_text(inputs["rows"]),
     "ledger": lambda data, inputs: ledger_text(data, inputs["raw"]),
     "runs": lambda data, _inputs: runs_text(data),
+    "schema": lambda data, _inputs: jsonio.pretty(data).decode("utf-8").rstrip("\n"),
     "ledger-verify": lambda data, _inputs: verify_text(data),
     "ledger-reindex": lambda data, _inputs: reindex_text(data),
     "ledger-repair": lambda data, _inputs: repair_text(data),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tools.codex.factory.errors import UsageError
+from tools.codex.factory.infra import schemas
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.outcome import Outcome
@@ -17,3 +19,15 @@ def show(ctx: Context) -> Outcome:
         "file": "tools/codex/factory/factory.config.json" if cfg.file else None,
     }
     return Outcome(Status.PASS, data, view="config", view_inputs={"rows": rows})
+
+
+def schema(name: str) -> Outcome:
+    """A JSON Schema the factory reads (a plan, a handoff note, the config, ...): printed from
+    the installed package, since a user's repository has no ``schemas/`` folder."""
+    known = sorted(
+        p.name.removesuffix(".schema.json") for p in schemas.schema_dir().glob("*.schema.json")
+    )
+    wanted = name.removesuffix(".json").removesuffix(".schema")
+    if wanted not in known:
+        raise UsageError(f"no schema {name!r}; the schemas are: {', '.join(known)}")
+    return Outcome(Status.PASS, schemas.load(wanted), view="schema")

@@ -31,7 +31,7 @@ JSON_KEYS: dict[str, set[str] | None] = {  # None: a JSON array (of ledger event
         "divergences",
     },
     "print-report": {"run_id", "path", "report"},
-    "config show": {"config", "origins", "file"},
+    "config show": {"config", "origins", "file", "file_source"},
     "doctor": {"status", "counts", "checks", "self_test"},
     "oneshot": {"run_id", "status", "stages", "report", "ledger_head", "reasons"},
     "integrate": {"run_id", "status", "stages", "report", "ledger_head", "reasons"},

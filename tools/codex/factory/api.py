@@ -110,10 +110,11 @@ class Factory:
         *,
         now: str | None = None,
         config: Mapping[str, Any] | None = None,
+        config_file: str | Path | None = None,
     ) -> None:
         """``repo``: the repository (its top level or a folder in it); ``now``: pin the clock
         (ISO-8601); ``config``: overrides of config keys (``{"run.kind": "nightly"}``), the same
-        layer as the CLI's options."""
+        layer as the CLI's options; ``config_file``: the config file to read (``--config``)."""
         overrides = dict(config or {})
         for key in sorted(overrides):
             section, _, name = str(key).partition(".")
@@ -121,7 +122,11 @@ class Factory:
                 raise UsageError(
                     f"config override {key!r}: not a config key (section.key, e.g. run.kind)"
                 )
-        self.ctx = Context(repo_opt=Path(repo), clock=Clock.from_env(now))
+        self.ctx = Context(
+            repo_opt=Path(repo),
+            clock=Clock.from_env(now),
+            config_file=Path(config_file) if config_file is not None else None,
+        )
         self.ctx.cli_config.update(overrides)
 
     def close(self) -> None:

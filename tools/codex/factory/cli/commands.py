@@ -155,16 +155,31 @@ def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) 
     metavar="ISO",
     help="Pin the clock (also FACTORY_NOW), e.g. 2026-11-21T20:15:00Z.",
 )
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Config file to read (also FACTORY_CONFIG; default: "
+    "tools/codex/factory/factory.config.json in the repository).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
 @click.pass_context
-def cli(click_ctx: click.Context, repo: Path | None, now: str | None, debug: bool) -> None:
+def cli(
+    click_ctx: click.Context,
+    repo: Path | None,
+    now: str | None,
+    config_file: Path | None,
+    debug: bool,
+) -> None:
     """Multi-Codex Factory: validate worker bundles, integrate them in a sandbox, and record
     every step in a hash-chained ledger. Exit codes: 0 PASS, 1 FAIL, 2 usage, 3 BLOCKED."""
     from tools.codex.factory.infra.clock import Clock
     from tools.codex.factory.run.context import Context
 
     _DEBUG["on"] = debug
-    ctx = Context(repo_opt=repo, clock=Clock.from_env(now), debug=debug)
+    ctx = Context(repo_opt=repo, clock=Clock.from_env(now), debug=debug, config_file=config_file)
     click_ctx.obj = ctx
     click_ctx.call_on_close(ctx.close)
 

@@ -458,7 +458,7 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     ),
     "run-pending": _pending,
     "launch": _launch,
-    "config": lambda _data, inputs: config_text(inputs["rows"]),
+    "config": lambda _data, inputs: inputs["read"] + "\n" + config_text(inputs["rows"]),
     "ledger": lambda data, inputs: ledger_text(data, inputs["raw"]),
     "runs": lambda data, _inputs: runs_text(data),
     "schema": lambda data, _inputs: jsonio.pretty(data).decode("utf-8").rstrip("\n"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import dataclass
@@ -86,11 +87,11 @@ class Layout:
 
     @property
     def runs_dir(self) -> Path:
-        return self.repo / PurePosixPath(self.runs_rel)
+        return at(self.repo, self.runs_rel)
 
     @property
     def ledger_path(self) -> Path:
-        return self.repo / PurePosixPath(self.ledger_rel)
+        return at(self.repo, self.ledger_rel)
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / validate_run_id(run_id)
@@ -104,6 +105,14 @@ class Layout:
 
     def report_path(self, run_id: str) -> Path:
         return self.z_dir(run_id) / "FINAL_REPORT.txt"
+
+
+def at(repo: Path, configured: str) -> Path:
+    """A configured path: repository-relative ('/'-separated), or absolute (a runs folder
+    outside the repository)."""
+    if os.path.isabs(configured):
+        return Path(configured)
+    return repo / PurePosixPath(configured)
 
 
 def head_path(ledger: Path) -> Path:

@@ -16,9 +16,15 @@ def show(ctx: Context) -> Outcome:
     data = {
         "config": cfg.effective(),
         "origins": {r["key"]: r["origin"] for r in rows},
-        "file": "tools/codex/factory/factory.config.json" if cfg.file else None,
+        "file": cfg.file_shown if cfg.file else None,
+        "file_source": cfg.file_source,
     }
-    return Outcome(Status.PASS, data, view="config", view_inputs={"rows": rows})
+    if cfg.file is not None:
+        read = f"config file: {cfg.file_shown} (from {cfg.file_source})"
+    else:
+        read = f"config file: none ({cfg.file_shown} does not exist; defaults and FACTORY_* only)"
+    inputs = {"rows": rows, "read": read}
+    return Outcome(Status.PASS, data, view="config", view_inputs=inputs)
 
 
 def schema(name: str) -> Outcome:

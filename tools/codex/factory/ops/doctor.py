@@ -29,6 +29,7 @@ REPO_DEPENDENT = [
     "runs-folder",
     "free-disk",
     "ledger",
+    "ledger-clean",
     "worktrees",
     "agents",
 ]
@@ -142,7 +143,7 @@ def run_probes(ctx: Context) -> list[Probe]:
         probes.ledger(ctx),
     ]
     if out[-1].ok:
-        out.append(worktrees(ctx))
+        out += [probes.ledger_kept(ctx), worktrees(ctx)]
     out += agents(ctx)
     return out
 

@@ -23,6 +23,7 @@ class Context:
     cli_config: dict[str, Any] = field(default_factory=dict)
     # Where each override came from, as the caller names it (the CLI: ``cli:--kind``).
     cli_origins: dict[str, str] = field(default_factory=dict)
+    config_file: Path | None = None  # --config: read this file instead of the repository's
     _ledger: Ledger | None = None
 
     @functools.cached_property
@@ -37,7 +38,9 @@ class Context:
 
     @functools.cached_property
     def config(self) -> config_mod.Config:
-        return config_mod.load(self.repo, cli=self.cli_config, named=self.cli_origins)
+        return config_mod.load(
+            self.repo, cli=self.cli_config, named=self.cli_origins, file=self.config_file
+        )
 
     @functools.cached_property
     def layout(self) -> Layout:

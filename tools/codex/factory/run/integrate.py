@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -127,6 +129,42 @@ def without_paths(patch: bytes, drop: set[str]) -> bytes:
     return b"".join(keep)
 
 
+class CheckFolderError(FactoryError):
+    """A check's ``cwd`` is not a real folder of the merged tree: the check fails (rc 127)."""
+
+
+def project_python(repo: Path) -> str:
+    """``{project_python}``: the repository's own virtual environment's Python (``.venv`` or
+    ``venv``, in the operator's repository, never the merged tree a worker wrote), else
+    ``python`` on PATH: the interpreter a project's tests need."""
+    for folder in (".venv", "venv"):
+        for rel in ("bin/python", "Scripts/python.exe"):
+            candidate = repo / folder / rel
+            if os.path.isfile(candidate):
+                return str(candidate)
+    return shutil.which("python") or shutil.which("python3") or "python"
+
+
+def check_folder(sandbox: Path, rel: str | None) -> Path:
+    """The folder a check runs in: the sandbox, or its repository-relative ``cwd`` (checked by
+    the config) when every part of it is a real folder of the merged tree, never a link a
+    worker planted to lead the check out of the sandbox (CheckFolderError otherwise)."""
+    here = sandbox
+    for part in (rel or "").split("/") if rel else []:
+        here = here / part
+        try:
+            st = os.lstat(here)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            what = "a link" if st is not None and stat.S_ISLNK(st.st_mode) else "not a folder"
+            raise CheckFolderError(
+                f"check cwd {rel!r}: {here.relative_to(sandbox).as_posix()} is {what} in the "
+                "merged tree (a check runs only in a folder of the sandbox)"
+            )
+    return here
+
+
 def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
     """The run's configured checks (as launched), in the materialised sandbox."""
     writer, rec = run.writer, run.recorder
@@ -135,15 +173,16 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
     timings: list[str] = []
     values = {
         "python": sys.executable,
+        "project_python": project_python(run.ctx.repo),
         "base_commit": commit,
         "run_id": run.run_id,
         "sandbox": str(sandbox),
     }
     assert set(values) == set(CHECK_PLACEHOLDERS)  # config validation checked every argv
-    env = gitops.sandbox_env(sandbox, run.ctx.repo)
+    base_env = gitops.sandbox_env(sandbox, run.ctx.repo)
     if run.setting("checks.attributes") == "base":
         # Attributes come from the base commit, not the candidate (git >= 2.42; see RUNBOOK).
-        env["GIT_ATTR_SOURCE"] = commit
+        base_env["GIT_ATTR_SOURCE"] = commit
     configured = [(c, True) for c in run.setting("checks.required")]
     configured += [(c, False) for c in run.setting("checks.advisory")]
     for check, required in configured:
@@ -153,15 +192,19 @@ def run_checks(run: RunHandle, sandbox: Path) -> list[dict[str, Any]]:
         out_path = writer.target(out_rel)
         timeout = float(check.get("timeout_s", 600))
         start = run.ctx.clock.monotonic()
+        env = dict(base_env)  # the check's own env over the sanitized one (no GIT_*: config)
+        for key, value in sorted(check.get("env", {}).items()):
+            env[key] = placeholders.expand([value], values)[0]
         # Created fresh through the writer: a link (or a hard link to a user's file) planted at a
         # log's name is removed, never written through.
         with writer.create(out_rel) as out, writer.create(err_rel) as err:
             try:
+                cwd = check_folder(sandbox, check.get("cwd"))
                 done = proc.run_logged(
-                    placeholders.expand(check["argv"], values), sandbox, env, out, err, timeout
+                    placeholders.expand(check["argv"], values), cwd, env, out, err, timeout
                 )
                 rc, timed_out = done.rc, done.timed_out
-            except ProcessError as exc:
+            except (ProcessError, CheckFolderError) as exc:
                 err.write((str(exc) + "\n").encode("utf-8"))
                 rc, timed_out = 127, False
         entry = {

@@ -377,4 +377,4 @@ def cmd_open(ctx: Context, run_id: str, what: str) -> Outcome:
 
 
 def _rel(ctx: Context, path: Path) -> str:
-    return path.relative_to(ctx.repo).as_posix()
+    return path.relative_to(ctx.repo).as_posix() if path.is_relative_to(ctx.repo) else str(path)

@@ -256,8 +256,9 @@ def config(ctx: Context) -> Probe:
             "config",
             FAIL,
             str(exc),
-            "fix the named key in tools/codex/factory/factory.config.json or the FACTORY_* "
-            "variable, then check with `factory config show`",
+            "fix the named key in the config file (--config, FACTORY_CONFIG or "
+            "tools/codex/factory/factory.config.json) or the FACTORY_* variable, then check "
+            "with `factory config show`",
         )
     by_origin: dict[str, int] = {}
     for row in cfg.rows():
@@ -417,6 +418,29 @@ def ledger(ctx: Context) -> Probe:
         f"seq {res.first_bad_seq}: {res.reason}" if res.first_bad_seq else res.reason,
         "the ledger was edited, cut or reordered: keep a copy, run `factory ledger verify`, and "
         "audit runs with `factory ledger-replay`; never edit the ledger by hand",
+    )
+
+
+def ledger_kept(ctx: Context) -> Probe:
+    """Would ``git clean -x`` delete the ledger (the audit trail)? It does when the ledger lies
+    in a git-ignored folder of the repository (the default runs folder ignores itself)."""
+    rel = ctx.config.ledger_rel
+    if os.path.isabs(rel):
+        return Probe("ledger-clean", OK, f"{rel} is outside the repository")
+    try:
+        ignored = gitops.is_ignored(ctx.repo, rel)
+    except FactoryError as exc:
+        return Probe("ledger-clean", WARN, f"cannot ask git check-ignore: {exc}", "run git status")
+    if not ignored:
+        return Probe("ledger-clean", OK, f"{rel} is not git-ignored")
+    return Probe(
+        "ledger-clean",
+        WARN,
+        f"{rel} (the ledger, the runs' audit trail) is git-ignored: `git clean -x` (e.g. "
+        "git clean -xfd) deletes it and every run folder without asking",
+        "set paths.runs_dir to a folder outside the repository (an absolute path, e.g. "
+        "~/factory-runs/<project>) with --config or FACTORY_PATHS__RUNS_DIR, or never run "
+        "git clean -x here (git clean -fd, without -x, keeps ignored files)",
     )
 
 

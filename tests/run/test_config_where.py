@@ -172,3 +172,20 @@ def test_doctor_warns_when_git_clean_x_would_delete_the_ledger(tmp_path: Path) -
     check = {c["name"]: c for c in json.loads(doc.stdout)["checks"]}["ledger-clean"]
     assert check["level"] == "WARN" and "git clean -x" in check["detail"]
     assert "paths.runs_dir" in check["fix"] and "outside the repository" in check["fix"]
+
+
+def test_a_config_file_of_the_repository_named_by_config_is_protected(tmp_path: Path) -> None:
+    from tests.support.factory import make_patch, rules, set_bundle
+
+    repo = make_repo(tmp_path / "repo", {"README.md": "hi\n", "factory.json": "{}\n"})
+    base = ("--repo", str(repo), "--config", str(repo / "factory.json"), "--now", NOW)
+    shown = _show(repo, "--config", str(repo / "factory.json"))
+    assert "factory.json" in shown["config"]["security"]["protected_paths"]
+    launched = run_cli(*base, "launch", "--dry-run", "--json")
+    assert launched.returncode == 0, launched.stderr
+    run = json.loads(launched.stdout)["run_id"]
+    # D's default scope takes root *.json: only the protection stops a worker's new checks.
+    set_bundle(repo, run, "D", make_patch(repo, {"factory.json": '{"checks": {"required": []}}\n'}))
+    res = run_cli(*base, "bundle-validate", "--run-id", run, "--json")
+    assert res.returncode == 3, res.stderr
+    assert "protected-path" in rules(json.loads(res.stdout))

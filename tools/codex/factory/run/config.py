@@ -291,7 +291,19 @@ def load(
             origins[dotted] = origin
     cfg = Config(values, origins, file_used, shown, source)
     _validate(cfg)
+    _protect_config_file(cfg, repo)
     return cfg
+
+
+def _protect_config_file(cfg: Config, repo: Path) -> None:
+    """A config file of the repository's named by --config or FACTORY_CONFIG is protected
+    like the default one (under tools/codex/factory/**): no worker may change the checks or
+    rules of the runs after theirs."""
+    if cfg.file is None or cfg.file_source == "default" or not _inside(cfg.file, repo):
+        return
+    protected = list(cfg.values["security"]["protected_paths"])
+    if cfg.file_shown not in protected:
+        cfg.values["security"]["protected_paths"] = [*protected, cfg.file_shown]
 
 
 def config_path(repo: Path, file: Path | None, environ: Mapping[str, str]) -> tuple[Path, str]:

@@ -127,3 +127,36 @@ def test_preflight_and_doctor_name_their_checks_alike(repo: Path) -> None:
     assert pre_names <= doc_names, pre_names - doc_names
     assert {"working-tree", "base-ref", "runs-folder", "ledger"} <= pre_names
     assert set(REPO_DEPENDENT) <= doc_names
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the filter is a POSIX shell command")
+def test_the_working_tree_probe_runs_no_filter_and_writes_no_index(
+    repo: Path, tmp_path: Path
+) -> None:
+    """`git status` would run a clean filter a config names on a changed file (and refresh the
+    index): the probe asks git with every driver emptied and without optional locks."""
+    import shlex
+
+    (repo / ".gitattributes").write_text("*.py filter=pwn\n", encoding="utf-8")
+    (repo / "tool.py").write_text("print(1)\n", encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "attributes")
+    marker = tmp_path / "PWNED"
+    config = tmp_path / "global.gitconfig"
+    git(
+        tmp_path,
+        "config",
+        "--file",
+        str(config),
+        "filter.pwn.clean",
+        f"sh -c 'touch {shlex.quote(str(marker))}; cat'",
+    )
+    (repo / "tool.py").write_text("print(2)\n", encoding="utf-8")
+    index = (repo / ".git" / "index").read_bytes()
+    res = run_cli(
+        "--repo", str(repo), "preflight", "--json", env={"GIT_CONFIG_GLOBAL": str(config)}
+    )
+    assert res.returncode == 0, res.stderr
+    assert "tool.py" in str(checks_of(res.stdout)["working-tree"]["detail"])
+    assert not marker.exists()
+    assert (repo / ".git" / "index").read_bytes() == index

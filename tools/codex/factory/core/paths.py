@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import posixpath
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 from tools.codex.factory.core import names
 from tools.codex.factory.core.ids import validate_run_id
@@ -110,7 +109,7 @@ class Layout:
 def at(repo: Path, configured: str) -> Path:
     """A configured path: repository-relative ('/'-separated), or absolute (a runs folder
     outside the repository)."""
-    if os.path.isabs(configured):
+    if PurePath(configured).is_absolute():
         return Path(configured)
     return repo / PurePosixPath(configured)
 

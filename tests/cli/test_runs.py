@@ -4,10 +4,12 @@ the nearest run IDs suggested for a mistyped one."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import click
+import pytest
 
 from tests.support.contract import check_keys
 from tests.support.factory import launch_dry, run_dir
@@ -164,3 +166,22 @@ def test_schema_prints_the_installed_schemas() -> None:
     bad = run_cli("schema", "nope")
     assert bad.returncode == 2
     assert bad.stderr.startswith("factory: error: no schema 'nope'; the schemas are: ")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_a_run_folder_or_report_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    done = _passed(repo)
+    evil = tmp_path / "evil"
+    (evil / "Z_integrator").mkdir(parents=True)
+    (evil / "Z_integrator" / "FINAL_REPORT.txt").write_text("not the factory's\n", encoding="utf-8")
+    os.symlink(evil, run_dir(repo, "factory_x"))
+    res = run_cli("--repo", str(repo), "print-report", "--run-id", "factory_x")
+    assert res.returncode == 3 and "not the factory's" not in res.stdout
+    assert "the run folder tools/codex/runs/factory_x is a symbolic link" in res.stderr
+    report = run_dir(repo, done) / "Z_integrator" / "FINAL_REPORT.txt"
+    report.unlink()
+    os.symlink(evil / "Z_integrator" / "FINAL_REPORT.txt", report)
+    res = run_cli("--repo", str(repo), "print-report", "--run-id", done)
+    assert res.returncode == 3 and "not the factory's" not in res.stdout
+    assert "FINAL_REPORT.txt: is a symbolic link" in res.stderr

@@ -47,6 +47,11 @@ def run_folder(ctx: Context, run_id: str, also: str = "") -> Path:
     ``also`` adds what else the caller found missing, e.g. its events)."""
     validate_run_id(run_id)
     path = ctx.layout.run_dir(run_id)
+    if path.is_symlink():  # the run's files are read and written in it: never through a link
+        raise BlockedError(
+            f"run {run_id}: the run folder {ctx.layout.run_rel(run_id)} is a symbolic link; "
+            "a run is never read or written through one (remove the link)"
+        )
     if not path.is_dir():
         raise NoRunError(run_id, ctx.layout.run_rel(run_id), also + nearest(ctx, run_id))
     return path

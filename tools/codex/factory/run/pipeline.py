@@ -7,7 +7,8 @@ from typing import Any
 
 from tools.codex.factory.core import decisions
 from tools.codex.factory.core.ids import validate_run_id
-from tools.codex.factory.errors import BlockedError, FactoryError, LockHeldError
+from tools.codex.factory.errors import BlockedError, FactoryError, LockHeldError, UsageError
+from tools.codex.factory.infra.fsutil import read_file
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run import (
@@ -35,6 +36,7 @@ from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.run.stages import StageResult, ended, run_stage, skipped
 
 STAGES = ("preflight", "launch", "bundle-validate", "integrate", "summary")
+MAX_REPORT_BYTES = 64 * 1024 * 1024
 
 
 def cmd_preflight(ctx: Context, base_ref: str | None, run_id: str | None) -> Outcome:
@@ -363,7 +365,12 @@ def _pending_outcome(
 
 def cmd_print_report(ctx: Context, run_id: str) -> Outcome:
     path = report.report_path(ctx, validate_run_id(run_id))
-    text = path.read_bytes().decode("utf-8")
+    shown = f"{ctx.layout.run_rel(run_id)}/Z_integrator/FINAL_REPORT.txt"
+    try:
+        raw = read_file(path, shown, limit=MAX_REPORT_BYTES)
+    except UsageError as exc:  # a link or a FIFO planted at the report's name: refused
+        raise BlockedError(str(exc)) from None
+    text = raw.decode("utf-8", "replace")
     data = {"run_id": run_id, "path": _rel(ctx, path), "report": text}
     return Outcome(Status.PASS, data, view="report")
 

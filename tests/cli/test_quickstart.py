@@ -28,3 +28,8 @@ def test_quickstart_runs_pass_then_blocked_with_the_overlap_named() -> None:
     assert out.rstrip().endswith("(BLOCKED expected): OK")
     started = [ln for ln in res.stderr.splitlines() if ln.endswith("started (script, timeout 60s)")]
     assert len(started) == 6  # four workers in the first run, two in the second
+    # The README shows the run IDs the quick start prints (the second run: a new second, _001).
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for part, status in ((first, "PASS"), (second, "BLOCKED")):
+        run_id = part.splitlines()[1].split()[1].rstrip(":")
+        assert f"run factory_..._{run_id[-3:]}: {status}" in readme, run_id

@@ -72,7 +72,7 @@ def test_every_command_has_help_and_is_documented_with_its_options() -> None:
             longs = [o for o in param.opts if o.startswith("--") and o != "--help"]
             if longs and not any(o in body for o in longs):
                 problems.append(f"{path}: option {longs[0]} is not described in its section")
-    for opt in ("--repo", "--now", "--debug", "--version", "--json-out", "--json"):
+    for opt in ("--repo", "--now", "--config", "--debug", "--version", "--json-out", "--json"):
         if opt not in text:
             problems.append(f"global option {opt} is not documented")
     assert not problems, "\n".join(problems)

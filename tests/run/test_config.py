@@ -97,7 +97,7 @@ def test_config_show_json_gives_values_and_origins(repo: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
-    assert set(doc) == {"config", "origins", "file"}
+    assert set(doc) == {"config", "origins", "file", "file_source"}
     assert doc["file"] == CONFIG_REL
     assert doc["config"]["run"]["kind"] == "envkind"
     assert doc["origins"]["run.kind"] == "env:FACTORY_RUN__KIND"

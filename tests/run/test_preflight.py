@@ -92,3 +92,71 @@ def test_preflight_reports_an_unwritable_parent_without_creating(repo: Path) -> 
         codex.chmod(0o755)
     assert res.returncode == 3
     assert not checks_of(res.stdout)["runs-folder"]["ok"]
+
+
+def test_a_dirty_working_tree_is_a_warn_naming_its_files(repo: Path) -> None:
+    clean = run_cli("--repo", str(repo), "preflight", "--json")
+    assert checks_of(clean.stdout)["working-tree"]["level"] == "OK"
+    (repo / "README.md").write_text("changed\n", encoding="utf-8")
+    for i in range(25):
+        (repo / f"new{i:02d}.txt").write_text("x\n", encoding="utf-8")
+    res = run_cli("--repo", str(repo), "preflight", "--json")
+    assert res.returncode == 0, res.stderr  # a WARN: the run may go on
+    tree = checks_of(res.stdout)["working-tree"]
+    assert tree["level"] == "WARN" and tree["ok"] is True
+    detail = str(tree["detail"])
+    assert detail.startswith("26 uncommitted path(s) will not be in the run: README.md, new00.txt")
+    assert detail.endswith("and 6 more") and "new19.txt" not in detail  # bounded: 20 named
+    assert "git stash -u" in str(tree["fix"]) and "--base-ref" in str(tree["fix"])
+    # oneshot and launch say so on stderr (not on stdout, which carries the JSON).
+    shot = run_cli("--repo", str(repo), "oneshot", "--dry-run", "--json")
+    assert shot.returncode == 0, shot.stderr
+    assert json.loads(shot.stdout)["status"] == "PASS"
+    assert "factory: WARN working-tree: 26 uncommitted path(s)" in shot.stderr
+    launched = run_cli("--repo", str(repo), "launch", "--dry-run")
+    assert "factory: WARN working-tree: 26 uncommitted" in launched.stderr
+
+
+def test_preflight_and_doctor_name_their_checks_alike(repo: Path) -> None:
+    from tools.codex.factory.ops.doctor import REPO_DEPENDENT
+
+    pre = run_cli("--repo", str(repo), "preflight", "--json")
+    doc = run_cli("--repo", str(repo), "doctor", "--json")
+    pre_names = set(checks_of(pre.stdout)) - {"run-id"}
+    doc_names = set(checks_of(doc.stdout))
+    assert pre_names <= doc_names, pre_names - doc_names
+    assert {"working-tree", "base-ref", "runs-folder", "ledger"} <= pre_names
+    assert set(REPO_DEPENDENT) <= doc_names
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the filter is a POSIX shell command")
+def test_the_working_tree_probe_runs_no_filter_and_writes_no_index(
+    repo: Path, tmp_path: Path
+) -> None:
+    """`git status` would run a clean filter a config names on a changed file (and refresh the
+    index): the probe asks git with every driver emptied and without optional locks."""
+    import shlex
+
+    (repo / ".gitattributes").write_text("*.py filter=pwn\n", encoding="utf-8")
+    (repo / "tool.py").write_text("print(1)\n", encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "attributes")
+    marker = tmp_path / "PWNED"
+    config = tmp_path / "global.gitconfig"
+    git(
+        tmp_path,
+        "config",
+        "--file",
+        str(config),
+        "filter.pwn.clean",
+        f"sh -c 'touch {shlex.quote(str(marker))}; cat'",
+    )
+    (repo / "tool.py").write_text("print(2)\n", encoding="utf-8")
+    index = (repo / ".git" / "index").read_bytes()
+    res = run_cli(
+        "--repo", str(repo), "preflight", "--json", env={"GIT_CONFIG_GLOBAL": str(config)}
+    )
+    assert res.returncode == 0, res.stderr
+    assert "tool.py" in str(checks_of(res.stdout)["working-tree"]["detail"])
+    assert not marker.exists()
+    assert (repo / ".git" / "index").read_bytes() == index

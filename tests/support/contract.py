@@ -7,6 +7,7 @@ from typing import Any
 
 JSON_KEYS: dict[str, set[str] | None] = {  # None: a JSON array (of ledger events)
     "ledger": None,
+    "runs": {"run_id", "kind", "status", "started", "finished", "workers", "head"},
     "ledger verify": {
         "ok",
         "lines",
@@ -32,7 +33,7 @@ JSON_KEYS: dict[str, set[str] | None] = {  # None: a JSON array (of ledger event
     "print-report": {"run_id", "path", "report"},
     "report": {"run_id", "path", "report"},
     "report --html": {"run_id", "path", "abs_path", "sha256", "status"},
-    "config show": {"config", "origins", "file"},
+    "config show": {"config", "origins", "file", "file_source"},
     "doctor": {"status", "counts", "checks", "self_test"},
     "oneshot": {"run_id", "status", "stages", "report", "ledger_head", "reasons"},
     "integrate": {
@@ -88,9 +89,16 @@ JSON_KEYS: dict[str, set[str] | None] = {  # None: a JSON array (of ledger event
 EVENT_KEYS = {"event_type", "hash", "payload", "prev_hash", "run_id", "seq", "stage", "ts_utc"}
 
 
+# Commands whose JSON is an array of objects, each with these keys (JSON_KEYS).
+ARRAYS = {"runs"}
+
+
 def check_keys(name: str, data: Any) -> None:
     keys = JSON_KEYS[name]
-    if keys is None:
+    if name in ARRAYS:
+        assert isinstance(data, list) and keys is not None
+        assert all(keys <= set(e) for e in data), f"{name}: missing keys"
+    elif keys is None:
         assert isinstance(data, list)
         assert all(set(e) == EVENT_KEYS for e in data)
     else:

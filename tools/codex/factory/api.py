@@ -28,7 +28,7 @@ from tools.codex.factory.audit import ledgerview, replay
 from tools.codex.factory.core.ids import select_workers
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.infra.clock import Clock
-from tools.codex.factory.run import importer, pipeline
+from tools.codex.factory.run import importer, pipeline, runref
 from tools.codex.factory.run.config import DEFAULTS
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.launch import LaunchRequest
@@ -110,10 +110,11 @@ class Factory:
         *,
         now: str | None = None,
         config: Mapping[str, Any] | None = None,
+        config_file: str | Path | None = None,
     ) -> None:
         """``repo``: the repository (its top level or a folder in it); ``now``: pin the clock
         (ISO-8601); ``config``: overrides of config keys (``{"run.kind": "nightly"}``), the same
-        layer as the CLI's options."""
+        layer as the CLI's options; ``config_file``: the config file to read (``--config``)."""
         overrides = dict(config or {})
         for key in sorted(overrides):
             section, _, name = str(key).partition(".")
@@ -121,7 +122,11 @@ class Factory:
                 raise UsageError(
                     f"config override {key!r}: not a config key (section.key, e.g. run.kind)"
                 )
-        self.ctx = Context(repo_opt=Path(repo), clock=Clock.from_env(now))
+        self.ctx = Context(
+            repo_opt=Path(repo),
+            clock=Clock.from_env(now),
+            config_file=Path(config_file) if config_file is not None else None,
+        )
         self.ctx.cli_config.update(overrides)
 
     def close(self) -> None:
@@ -186,6 +191,7 @@ class Factory:
     ) -> ImportResult:
         """Turn a patch file into ``worker``'s bundle (see ``factory bundle-import``)."""
 
+        run_id = runref.resolve(self.ctx, run_id)
         d = _dict(
             importer.cmd_import(
                 self.ctx, run_id, worker, Path(patch), Path(summary) if summary else None
@@ -196,6 +202,7 @@ class Factory:
     def validate(self, run_id: str, workers: list[str] | None = None) -> ValidationResult:
         """Judge the bundles (see ``factory bundle-validate``)."""
 
+        run_id = runref.resolve(self.ctx, run_id)
         out = pipeline.cmd_validate(self.ctx, run_id, _selection(workers))
         d = _dict(out)
         return ValidationResult(
@@ -208,6 +215,7 @@ class Factory:
     ) -> RunResult:
         """Apply the validated bundles and run the checks (see ``factory integrate``)."""
 
+        run_id = runref.resolve(self.ctx, run_id)
         out = pipeline.cmd_integrate(self.ctx, run_id, _selection(workers), keep_worktrees)
         return _run_result(out)
 
@@ -233,6 +241,7 @@ class Factory:
     def replay(self, run_id: str) -> ReplayResult:
         """Recompute every decision of a run from the ledger (see ``factory ledger-replay``)."""
 
+        run_id = runref.resolve(self.ctx, run_id)
         d = _dict(replay.replay(self.ctx, run_id))
         return ReplayResult(run_id, bool(d["ok"]), list(d["divergences"]), d)
 

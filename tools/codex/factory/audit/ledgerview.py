@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
+from tools.codex.factory.ledger.index import RunRow
 from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
@@ -30,3 +35,28 @@ def reindex(ctx: Context) -> Outcome:
 
 def repair(ctx: Context) -> Outcome:
     return Outcome(Status.PASS, ctx.ledger.repair(), view="ledger-repair")
+
+
+def runs(ctx: Context, status: str | None, limit: int | None) -> Outcome:
+    """``runs``: one row per run, newest first, from the run index (never a folder walk):
+    its kind, status (RUNNING until a run.finished), start, workers and its last line."""
+    rows = ctx.ledger.runs(status, limit)
+    lines = ctx.ledger.lines_at([r.last_seq for r in rows])
+    data = [_run_dict(r, lines.get(r.last_seq, b"")) for r in rows]
+    return Outcome(Status.PASS, data, view="runs")
+
+
+def _run_dict(row: RunRow, last_line: bytes) -> dict[str, Any]:
+    try:
+        digest = orjson.loads(last_line).get("hash") if last_line else None
+    except orjson.JSONDecodeError:
+        digest = None
+    return {
+        "run_id": row.run_id,
+        "kind": row.kind,
+        "status": row.status or "RUNNING",
+        "started": row.started_ts,
+        "finished": row.finished_ts,
+        "workers": row.workers,
+        "head": {"seq": row.last_seq, "hash": digest if isinstance(digest, str) else None},
+    }

@@ -65,10 +65,41 @@ def json_option(f: F) -> F:
     )(f)
 
 
+def _resolved(crank: bool) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """The option's callback: ``latest`` (and any ID) becomes the ID the command works on,
+    in one place for every command (``run.runref``); the resolution is said on stderr."""
+
+    def callback(
+        click_ctx: click.Context, _param: click.Parameter, value: str | None
+    ) -> str | None:
+        from tools.codex.factory.run import runref
+
+        if value != runref.LATEST:
+            return value
+        resolved = runref.resolve(_ctx(click_ctx), value, crank=crank)
+        click.echo(f"factory: {runref.LATEST} is {resolved}", err=True)
+        return resolved
+
+    return callback
+
+
 def run_id_option(required: bool = True) -> Callable[[F], F]:
+    what = "The run to act on (`latest`: the newest run)"
     if required:  # no default at all: click 8.4 lets an explicit default=None satisfy required
-        return click.option("--run-id", "run_id", required=True, help="The run to act on.")
-    return click.option("--run-id", "run_id", default=None, help="The run to act on (optional).")
+        return click.option(
+            "--run-id", "run_id", required=True, help=f"{what}.", callback=_resolved(False)
+        )
+    return click.option(
+        "--run-id", "run_id", default=None, help=f"{what}; optional.", callback=_resolved(False)
+    )
+
+
+def crank_id_option(help: str, required: bool = True) -> Callable[[F], F]:
+    """--crank-id, where ``latest`` is the newest crank."""
+    text = f"{help} (`latest`: the newest crank)"
+    if required:
+        return click.option("--crank-id", required=True, help=text, callback=_resolved(True))
+    return click.option("--crank-id", default=None, help=text, callback=_resolved(True))
 
 
 def workers_option(f: F) -> F:
@@ -132,16 +163,31 @@ def say(text: str, err: bool = False) -> None:
     metavar="ISO",
     help="Pin the clock (also FACTORY_NOW), e.g. 2026-11-21T20:15:00Z.",
 )
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Config file to read (also FACTORY_CONFIG; default: "
+    "tools/codex/factory/factory.config.json in the repository).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
 @click.pass_context
-def cli(click_ctx: click.Context, repo: Path | None, now: str | None, debug: bool) -> None:
+def cli(
+    click_ctx: click.Context,
+    repo: Path | None,
+    now: str | None,
+    config_file: Path | None,
+    debug: bool,
+) -> None:
     """Multi-Codex Factory: validate worker bundles, integrate them in a sandbox, and record
     every step in a hash-chained ledger. Exit codes: 0 PASS, 1 FAIL, 2 usage, 3 BLOCKED."""
     from tools.codex.factory.infra.clock import Clock
     from tools.codex.factory.run.context import Context
 
     _DEBUG["on"] = debug
-    ctx = Context(repo_opt=repo, clock=Clock.from_env(now), debug=debug)
+    ctx = Context(repo_opt=repo, clock=Clock.from_env(now), debug=debug, config_file=config_file)
     click_ctx.obj = ctx
     click_ctx.call_on_close(ctx.close)
 
@@ -161,6 +207,17 @@ def config_show(click_ctx: click.Context, as_json: bool, json_out: Path | None) 
     from tools.codex.factory.ops import configview
 
     return emit(configview.show(_ctx(click_ctx)), as_json, json_out)
+
+
+@cli.command("schema")
+@click.argument("name")
+@json_option
+@json_out_option
+def schema_cmd(name: str, as_json: bool, json_out: Path | None) -> int:
+    """Print a JSON Schema the factory reads or writes, e.g. `factory schema plan`."""
+    from tools.codex.factory.ops import configview
+
+    return emit(configview.schema(name), as_json, json_out)
 
 
 # -- ledger ----------------------------------------------------------------------------------
@@ -255,6 +312,30 @@ def ledger_reindex(click_ctx: click.Context, as_json: bool, json_out: Path | Non
     return emit(ledgerview.reindex(_ctx(click_ctx)), as_json, json_out)
 
 
+@cli.command("runs")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the newest N runs.")
+@click.option(
+    "--status",
+    type=click.Choice(["PASS", "BLOCKED", "FAIL", "RUNNING"], case_sensitive=False),
+    default=None,
+    help="Only runs with this status (RUNNING: not finished).",
+)
+@json_option
+@json_out_option
+@click.pass_context
+def runs_cmd(
+    click_ctx: click.Context,
+    limit: int | None,
+    status: str | None,
+    as_json: bool,
+    json_out: Path | None,
+) -> int:
+    """List the runs, newest first: ID, kind, status, start, workers and last ledger line."""
+    from tools.codex.factory.audit import ledgerview
+
+    return emit(ledgerview.runs(_ctx(click_ctx), status, limit), as_json, json_out)
+
+
 # -- pipeline ---------------------------------------------------------------------------------
 def _launch_request(
     click_ctx: click.Context,
@@ -288,7 +369,10 @@ def launch_options(f: F) -> F:
             click.option(
                 "--base-ref",
                 default=None,
-                help="Branch, tag or commit to build on (default: run.base_ref, HEAD).",
+                help=(
+                    "Branch, tag or commit to build on (default: run.base_ref, HEAD). "
+                    "Uncommitted work is not in the run: commit it (or stash it) first."
+                ),
             ),
             click.option(
                 "--dry-run",
@@ -305,7 +389,7 @@ def launch_options(f: F) -> F:
                 "--plan",
                 type=click.Path(dir_okay=False, path_type=Path),
                 default=None,
-                help="Plan JSON (schemas/plan.schema.json); default: the embedded plan.",
+                help="Plan JSON (`factory schema plan` prints its schema); default: the embedded plan.",
             ),
             workers_option,
         ]
@@ -411,7 +495,7 @@ def launch_cmd(
 def bundle_validate_cmd(
     click_ctx: click.Context, run_id: str, workers: str | None, as_json: bool, json_out: Path | None
 ) -> int:
-    """Check every bundle (files, schemas, scopes, overlaps, names, what git reads) and write VALIDATION.json (BLOCKED: exit 3)."""
+    """Check every bundle against the rules (files, schemas, scopes, overlaps, names, what git reads) and write VALIDATION.json (BLOCKED: exit 3)."""
     from tools.codex.factory.run import pipeline
     from tools.codex.factory.run.launch import parse_workers
 
@@ -540,10 +624,11 @@ def report_cmd(
 @cli.command("open-report")
 @run_id_option()
 @click.option("--html", "as_html", is_flag=True, help="Open REPORT.html instead.")
+@json_option
 @json_out_option
 @click.pass_context
 def open_report_cmd(
-    click_ctx: click.Context, run_id: str, as_html: bool, json_out: Path | None
+    click_ctx: click.Context, run_id: str, as_html: bool, as_json: bool, json_out: Path | None
 ) -> int:
     """Open FINAL_REPORT.txt (or REPORT.html) with the platform's opener; headless, print its path."""
     from tools.codex.factory.run import pipeline
@@ -552,19 +637,22 @@ def open_report_cmd(
         from tools.codex.factory.audit import htmlpage
 
         path = htmlpage.html_path(_ctx(click_ctx), run_id)
-        return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "html", path), False, json_out)
-    return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "report"), False, json_out)
+        return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "html", path), as_json, json_out)
+    return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "report"), as_json, json_out)
 
 
 @cli.command("open-run")
 @run_id_option()
+@json_option
 @json_out_option
 @click.pass_context
-def open_run_cmd(click_ctx: click.Context, run_id: str, json_out: Path | None) -> int:
+def open_run_cmd(
+    click_ctx: click.Context, run_id: str, as_json: bool, json_out: Path | None
+) -> int:
     """Open the run folder with the platform's opener; headless, print its path."""
     from tools.codex.factory.run import pipeline
 
-    return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "run"), False, json_out)
+    return emit(pipeline.cmd_open(_ctx(click_ctx), run_id, "run"), as_json, json_out)
 
 
 # -- audit and operator views --------------------------------------------------------
@@ -783,7 +871,9 @@ def land_cmd(
     default=None,
     help="Stop after this many iterations (default 5).",
 )
-@click.option("--crank-id", default=None, help="The crank's ID (default: a new one).")
+@crank_id_option(
+    "The crank's ID (default: a new one); with --resume, the crank to go on with", required=False
+)
 @click.option(
     "--block-on-regression/--no-block-on-regression",
     default=None,
@@ -854,7 +944,7 @@ def _asker(as_json: bool) -> Callable[[str], str] | None:
 
 
 @cli.command("approve")
-@click.option("--crank-id", required=True, help="The crank waiting for a review.")
+@crank_id_option("The crank waiting for a review.")
 @click.option(
     "--gate",
     type=click.Choice(["spec", "plan", "ship", "escalation"]),
@@ -890,7 +980,7 @@ def approve_cmd(
 
 
 @cli.command("reject")
-@click.option("--crank-id", required=True, help="The crank waiting for a review.")
+@crank_id_option("The crank waiting for a review.")
 @click.option(
     "--gate",
     type=click.Choice(["spec", "plan", "ship", "escalation"]),
@@ -933,7 +1023,7 @@ def reject_cmd(
 
 
 @cli.command("gates")
-@click.option("--crank-id", required=True, help="The crank.")
+@crank_id_option("The crank.")
 @click.argument("settings")
 @click.option("--by", default=None, help="Who changes them (default: git's user.name and email).")
 @json_option
@@ -954,7 +1044,7 @@ def gates_cmd(
 
 
 @cli.command("crank-status")
-@click.option("--crank-id", default=None, help="The crank (default: the latest).")
+@crank_id_option("The crank (default: the latest).", required=False)
 @json_option
 @json_out_option
 @click.pass_context

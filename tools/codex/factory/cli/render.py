@@ -164,11 +164,39 @@ def ledger_text(events: list[dict[str, Any]], raw: bool) -> str:
             for key in ("status", "rc", "worker", "actor", "reason")
             if key in p and p[key] not in (None, "")
         ]
+        cells = [ev["ts_utc"], str(ev["seq"]), ev["event_type"], ev["run_id"] or "-", ev["stage"]]
+        rows.append([*cells, " ".join(bits)])
+    return table(rows, right={1})
+
+
+def table(rows: list[list[str]], right: frozenset[int] | set[int] = frozenset()) -> str:
+    """Rows as columns sized to their widest cell (the last column unpadded): no column is
+    wider than what it holds. ``right``: the columns aligned to the right (numbers)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [
+            c if i == len(r) - 1 else (c.rjust(widths[i]) if i in right else c.ljust(widths[i]))
+            for i, c in enumerate(r)
+        ]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def runs_text(runs: list[dict[str, Any]]) -> str:
+    """``runs``: one row per run, newest first."""
+    if not runs:
+        return "(no runs)"
+    header = ["RUN", "KIND", "STATUS", "STARTED", "WORKERS", "HEAD"]
+    rows = [header]
+    for r in runs:
+        head = r["head"]
+        shown = f"seq={head['seq']} {head['hash'][:12]}" if head["hash"] else f"seq={head['seq']}"
+        workers = ",".join(r["workers"]) or "-"
         rows.append(
-            f"{ev['ts_utc']}  {ev['seq']:>6}  {ev['event_type']:<24} {ev['run_id'] or '-':<40} "
-            f"{ev['stage']:<16} {' '.join(bits)}".rstrip()
+            [r["run_id"], r["kind"] or "-", r["status"], r["started"] or "-", workers, shown]
         )
-    return "\n".join(rows)
+    return table(rows)
 
 
 def verify_text(data: Mapping[str, Any]) -> str:
@@ -486,8 +514,10 @@ VIEWS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     ),
     "run-pending": _pending,
     "launch": _launch,
-    "config": lambda _data, inputs: config_text(inputs["rows"]),
+    "config": lambda _data, inputs: inputs["read"] + "\n" + config_text(inputs["rows"]),
     "ledger": lambda data, inputs: ledger_text(data, inputs["raw"]),
+    "runs": lambda data, _inputs: runs_text(data),
+    "schema": lambda data, _inputs: jsonio.pretty(data).decode("utf-8").rstrip("\n"),
     "ledger-verify": lambda data, _inputs: verify_text(data),
     "ledger-reindex": lambda data, _inputs: reindex_text(data),
     "ledger-repair": lambda data, _inputs: repair_text(data),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 from tools.codex.factory.core import names
 from tools.codex.factory.core.ids import validate_run_id
@@ -88,11 +88,11 @@ class Layout:
 
     @property
     def runs_dir(self) -> Path:
-        return self.repo / PurePosixPath(self.runs_rel)
+        return at(self.repo, self.runs_rel)
 
     @property
     def ledger_path(self) -> Path:
-        return self.repo / PurePosixPath(self.ledger_rel)
+        return at(self.repo, self.ledger_rel)
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / validate_run_id(run_id)
@@ -106,6 +106,14 @@ class Layout:
 
     def report_path(self, run_id: str) -> Path:
         return self.z_dir(run_id) / "FINAL_REPORT.txt"
+
+
+def at(repo: Path, configured: str) -> Path:
+    """A configured path: repository-relative ('/'-separated), or absolute (a runs folder
+    outside the repository)."""
+    if PurePath(configured).is_absolute():
+        return Path(configured)
+    return repo / PurePosixPath(configured)
 
 
 def head_path(ledger: Path) -> Path:

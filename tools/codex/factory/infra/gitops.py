@@ -664,6 +664,24 @@ def worktree_diff(worktree: Path, commit: str, hidden_missing: Sequence[str]) ->
         ).stdout
 
 
+def uncommitted(repo: Path) -> list[str]:
+    """The paths ``git status`` reports (changed, staged, untracked; ignored files are not):
+    work that is in no commit, so in no run. Read-only and program-free: no filter or diff
+    driver a config names runs on the files (their bytes are compared as they are), and the
+    index is not refreshed (``--no-optional-locks``)."""
+    out = git(
+        repo,
+        "--no-optional-locks",
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--no-renames",
+        "--untracked-files=all",
+        env=driver_free_env(repo, proc.base_env()),
+    )
+    return sorted({entry[3:] for entry in out.out.split("\0") if len(entry) > 3})
+
+
 def is_ignored(repo: Path, rel: str) -> bool:
     return git(repo, "check-ignore", "-q", "--no-index", "--", rel, check=False).rc == 0
 

@@ -653,10 +653,15 @@ class LedgerIndex:
         )
         return {str(r[0]) for r in rows if str(r[0]).startswith(prefix)}
 
-    def runs(self, *, status: str | None = None, limit: int | None = None) -> list[RunRow]:
-        """Runs newest first (by their first event)."""
+    def runs(
+        self, *, status: str | None = None, limit: int | None = None, started: bool = False
+    ) -> list[RunRow]:
+        """Runs newest first (by their first event); ``started``: only those with a
+        run.started (runs, not the cranks that made them)."""
         sql = _RUN + " WHERE first_seq IS NOT NULL AND run_id != ''"
         args: list[object] = []
+        if started:
+            sql += " AND started_ts IS NOT NULL"
         if status is not None:
             sql += " AND upper(coalesce(status, 'RUNNING')) = upper(?)"
             args.append(status)
@@ -665,6 +670,18 @@ class LedgerIndex:
             sql += " LIMIT ?"
             args.append(limit)
         return [_run_row(row) for row in self._open().execute(sql, args).fetchall()]
+
+    def run_ids(self) -> list[str]:
+        """Every run ID the ledger names (for suggesting the nearest to a mistyped one)."""
+        rows = self._open().execute(
+            "SELECT run_id FROM runs WHERE first_seq IS NOT NULL AND run_id != ''"
+        )
+        return sorted(str(r[0]) for r in rows)
+
+    def newest_with(self, event_type: str) -> str | None:
+        """The run of the last line of ``event_type`` in chain order (None: there is none)."""
+        found = self.entries(event_type=event_type, by_seq=True, newest_first=True, limit=1)
+        return found[0].run_id if found else None
 
     def run(self, run_id: str) -> RunRow | None:
         """The run's row; None for an unknown run and for "" (events of no run)."""

@@ -707,6 +707,42 @@ class Ledger:
         events = self.run_events(run_id)
         return run_row_of(run_id, events) if events and run_id else None
 
+    def runs(self, status: str | None = None, limit: int | None = None) -> list[RunRow]:
+        """Runs (those with a run.started) newest first, from the run index alone: a list of
+        runs never reads the whole ledger. BlockedError when the index cannot serve."""
+        if not self._exists():
+            return []
+        ok, rows = self._by_index(lambda ix: ix.runs(status=status, limit=limit, started=True))
+        if not ok or rows is None:
+            raise self._no_index()
+        return rows
+
+    def run_ids(self) -> list[str]:
+        """Every run ID in the ledger (runs and cranks), from the run index ([] without one:
+        only suggestions are made from it)."""
+        ok, ids = self._by_index(lambda ix: ix.run_ids())
+        return ids if ok and ids is not None else []
+
+    def newest_with(self, event_type: str) -> str | None:
+        """The run of the last ``event_type`` line (run.started: the newest run), from the
+        run index."""
+        if not self._exists():
+            return None
+        ok, found = self._by_index(lambda ix: ix.newest_with(event_type))
+        if not ok:
+            raise self._no_index()
+        return found
+
+    def _exists(self) -> bool:
+        """Is there a ledger at all (a link or other non-file there is not "no ledger")?"""
+        return self.path.exists() or self.path.is_symlink()
+
+    def _no_index(self) -> BlockedError:
+        where = _shown(self._index_obj().path, self.base)
+        return BlockedError(
+            f"ledger index {where} cannot be read or written; run `factory ledger reindex`"
+        )
+
     def events_after(self, seq: int, event_type: str, limit: int) -> list[Event]:
         """The first ``limit`` events of ``event_type`` after ``seq``, in chain order."""
         ok, found = self._by_index(

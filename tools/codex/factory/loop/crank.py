@@ -58,6 +58,7 @@ from tools.codex.factory.run.launch import (
     resolve_plan,
 )
 from tools.codex.factory.run.plans import digest
+from tools.codex.factory.run.runref import nearest
 
 KIND = "crank"
 ACTOR = "Z_integrator"
@@ -1058,7 +1059,9 @@ def _resume(ctx: Context, req: CrankRequest) -> CrankResult:
     events = ctx.ledger.run_events(crank_id)
     started = next((e for e in events if e.event_type == "crank.started"), None)
     if started is None:
-        raise UsageError(f"no crank {crank_id} in the ledger (see `factory crank-status`)")
+        raise UsageError(
+            f"no crank {crank_id} in the ledger{nearest(ctx, crank_id)} (see `factory crank-status`)"
+        )
     if any(e.event_type == "crank.finished" for e in events):
         raise UsageError(f"crank {crank_id} has finished; start a new one")
     p = started.payload

@@ -15,7 +15,6 @@ from tools.codex.factory.core.text import clip, one_line
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.ledger.recorder import Recorder
-from tools.codex.factory.ledger.store import Filter
 from tools.codex.factory.loop import crank as crank_mod
 from tools.codex.factory.loop import evaluate, holdout, land, pr
 from tools.codex.factory.loop.gates import GateState
@@ -24,6 +23,7 @@ from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import RunHandle
 from tools.codex.factory.run.outcome import Outcome
+from tools.codex.factory.run.runref import LATEST, nearest, resolve
 
 SCENARIOS_JSON = "SCENARIOS.json"
 EXIT_STATUS = {"CONVERGED": Status.PASS}  # every other decision is BLOCKED (exit 3)
@@ -75,14 +75,14 @@ def _row(it: Iteration) -> dict[str, Any]:
 def cmd_crank_status(ctx: Context, crank_id: str | None) -> Outcome:
     """The crank's state from the ledger alone: iteration, trajectory, last decision."""
     if crank_id is None:
-        latest = ctx.ledger.select(Filter(event_type="crank.started"), limit=1)
-        if not latest:
-            raise UsageError("no crank in the ledger yet: start one with `factory crank`")
-        crank_id = latest[-1].run_id
+        try:
+            crank_id = resolve(ctx, LATEST, crank=True)
+        except UsageError:
+            raise UsageError("no crank in the ledger yet: start one with `factory crank`") from None
     crank_id = validate_run_id(crank_id, "crank ID")
     events = ctx.ledger.run_events(crank_id)
     if not any(e.event_type == "crank.started" for e in events):
-        raise UsageError(f"no crank {crank_id} in the ledger")
+        raise UsageError(f"no crank {crank_id} in the ledger{nearest(ctx, crank_id)}")
     decided = [e.payload for e in events if e.event_type == "iteration.decided"]
     finished = next((e.payload for e in events if e.event_type == "crank.finished"), None)
     started = [e.payload["iteration"] for e in events if e.event_type == "iteration.started"]
@@ -210,7 +210,7 @@ def _waiting(ctx: Context, crank_id: str) -> tuple[str, GateState]:
     cid = validate_run_id(crank_id, "crank ID")
     events = ctx.ledger.run_events(cid)
     if not any(e.event_type == "crank.started" for e in events):
-        raise UsageError(f"no crank {cid} in the ledger")
+        raise UsageError(f"no crank {cid} in the ledger{nearest(ctx, cid)}")
     if any(e.event_type == "crank.finished" for e in events):
         raise UsageError(f"crank {cid} has finished")
     return cid, GateState.of(events)

@@ -8,6 +8,7 @@ not checked. Exit 0 when nothing FAILs, 3 (BLOCKED) when something does.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.errors import FactoryError, UsageError
@@ -21,11 +22,14 @@ from tools.codex.factory.run.probes import FAIL, OK, WARN, Probe
 NO_REPO_FIX = "run doctor inside your repository, or give the repository's path"
 REPO_DEPENDENT = [
     "config",
+    "entry-point",
     "git-attributes",
     "base-ref",
+    "working-tree",
     "runs-folder",
     "free-disk",
     "ledger",
+    "ledger-clean",
     "worktrees",
     "agents",
 ]
@@ -101,8 +105,16 @@ def worktrees(ctx: Context) -> Probe:
     )
 
 
+def _repo_or_none(ctx: Context) -> Path | None:
+    try:
+        return Path(ctx.repo)
+    except FactoryError:
+        return None
+
+
 def run_probes(ctx: Context) -> list[Probe]:
-    out = [probes.python(), *probes.dependencies(), probes.git()]
+    repo_path = _repo_or_none(ctx)
+    out = [probes.python(), *probes.dependencies(repo_path), probes.git()]
     git_ok = out[-1].ok
     if git_ok:
         out.append(probes.git_features())
@@ -133,14 +145,16 @@ def run_probes(ctx: Context) -> list[Probe]:
         )
         return out
     out += [
+        probes.entry_point(ctx.repo),
         probes.git_attributes(ctx),
         probes.base_ref(ctx),
+        probes.working_tree(ctx),
         probes.runs_folder(ctx),
         probes.free_disk(ctx),
         probes.ledger(ctx),
     ]
     if out[-1].ok:
-        out.append(worktrees(ctx))
+        out += [probes.ledger_kept(ctx), worktrees(ctx)]
     out += agents(ctx)
     return out
 

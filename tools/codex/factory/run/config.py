@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -15,14 +16,16 @@ from typing import Any
 
 from tools.codex.factory.core import placeholders
 from tools.codex.factory.core.ids import validate_kind, validate_worker_id
-from tools.codex.factory.core.paths import PathRuleError, normalise_repo_path
+from tools.codex.factory.core.paths import PathRuleError, at, normalise_repo_path
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.infra import gitops, jsonio, schemas
 
 CONFIG_REL = "tools/codex/factory/factory.config.json"
 ENV_PREFIX = "FACTORY_"
 # Not config: the clock's, and the trace the factory gives its agents (a config-like name).
-ENV_RESERVED = frozenset({"FACTORY_NOW", "FACTORY_RUN_ID", "FACTORY_CRANK_ID"})
+ENV_RESERVED = frozenset({"FACTORY_NOW", "FACTORY_RUN_ID", "FACTORY_CRANK_ID", "FACTORY_CONFIG"})
+# The config file to read instead of the repository's CONFIG_REL (as --config does).
+CONFIG_ENV = "FACTORY_CONFIG"
 # Files the factory itself may find tracked in its runs folder (the repository's own
 # placeholder and ignore file); anything else tracked there belongs to the user.
 RUNS_DIR_OWN_FILES = frozenset({".gitkeep", ".gitignore"})
@@ -136,6 +139,10 @@ class Config:
     values: dict[str, dict[str, Any]]
     origins: dict[str, str] = field(default_factory=dict)
     file: Path | None = None
+    # The file as the operator knows it (repository-relative when inside it) and how it was
+    # chosen: "--config", "FACTORY_CONFIG" or "default"; ``file`` is None when none was read.
+    file_shown: str = CONFIG_REL
+    file_source: str = "default"
 
     def get(self, dotted: str) -> Any:
         section, key = dotted.split(".", 1)
@@ -231,7 +238,7 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
     return found
 
 
-def _file_layer(path: Path) -> dict[str, tuple[Any, str]]:
+def _file_layer(path: Path, shown: str) -> dict[str, tuple[Any, str]]:
     label = f"config file {path}"
     doc = jsonio.read_json(path, label, unique_keys=True)
     problems = schemas.errors("factory_config", doc)
@@ -243,7 +250,7 @@ def _file_layer(path: Path) -> dict[str, tuple[Any, str]]:
         if section == "schema_version":
             continue
         for key, value in body.items():
-            found[f"{section}.{key}"] = (value, f"file:{CONFIG_REL}")
+            found[f"{section}.{key}"] = (value, f"file:{shown}")
     return found
 
 
@@ -252,24 +259,30 @@ def load(
     cli: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     named: Mapping[str, str] | None = None,
+    file: Path | None = None,
 ) -> Config:
     """Build the effective config for ``repo``; raise UsageError naming file, key and source.
 
     ``cli`` holds the caller's overrides; each one's origin is ``named[key]`` when the caller
-    names it (the CLI: its option), else ``argument <key>``."""
+    names it (the CLI: its option), else ``argument <key>``. ``file``: the config file to read
+    (``--config``); else ``FACTORY_CONFIG``, else the repository's CONFIG_REL if it exists."""
     values = copy.deepcopy(DEFAULTS)
     origins: dict[str, str] = {}
-    path = repo / CONFIG_REL
+    env = os.environ if environ is None else environ
+    path, source = config_path(repo, file, env)
+    shown = _shown(repo, path)
     layers: list[dict[str, tuple[Any, str]]] = []
     file_used: Path | None = None
     if path.is_file():
-        layers.append(_file_layer(path))
+        layers.append(_file_layer(path, shown))
         file_used = path
     elif path.exists() or path.is_symlink():
         raise UsageError(
             f"config file {path}: not a regular file (remove it, or make it a JSON file)"
         )
-    layers.append(_env_layer(os.environ if environ is None else environ))
+    elif source != "default":
+        raise UsageError(f"config file {path} (from {source}): no such file")
+    layers.append(_env_layer(env))
     layers.append(
         {
             k: (v, (named or {}).get(k) or f"argument {k}")
@@ -282,9 +295,41 @@ def load(
             section, key = dotted.split(".", 1)
             values[section][key] = value
             origins[dotted] = origin
-    cfg = Config(values, origins, file_used)
+    cfg = Config(values, origins, file_used, shown, source)
     _validate(cfg)
+    _protect_config_file(cfg, repo)
     return cfg
+
+
+def _protect_config_file(cfg: Config, repo: Path) -> None:
+    """A config file of the repository's named by --config or FACTORY_CONFIG is protected
+    like the default one (under tools/codex/factory/**): no worker may change the checks or
+    rules of the runs after theirs."""
+    if cfg.file is None or cfg.file_source == "default" or not _inside(cfg.file, repo):
+        return
+    protected = list(cfg.values["security"]["protected_paths"])
+    if cfg.file_shown not in protected:
+        cfg.values["security"]["protected_paths"] = [*protected, cfg.file_shown]
+
+
+def config_path(repo: Path, file: Path | None, environ: Mapping[str, str]) -> tuple[Path, str]:
+    """The config file to read and what chose it: ``--config FILE``, else ``FACTORY_CONFIG``,
+    else the repository's CONFIG_REL (a relative path is the operator's: from the current
+    folder)."""
+    if file is not None:
+        return Path(os.path.abspath(file)), "--config"
+    named = environ.get(CONFIG_ENV, "")
+    if named:
+        return Path(os.path.abspath(named)), CONFIG_ENV
+    return repo / CONFIG_REL, "default"
+
+
+def _shown(repo: Path, path: Path) -> str:
+    """A path as messages show it: repository-relative inside it, else absolute."""
+    try:
+        return path.resolve().relative_to(repo.resolve()).as_posix()
+    except (ValueError, OSError):
+        return str(path)
 
 
 def _validate(cfg: Config) -> None:
@@ -309,7 +354,7 @@ def _validate(cfg: Config) -> None:
         if value is None:
             continue
         try:
-            normal[key] = normalise_repo_path(value)
+            normal[key] = _absolute(value) if os.path.isabs(value) else normalise_repo_path(value)
         except PathRuleError as exc:
             raise UsageError(f"config {key}: {exc} (source: {_describe(cfg, key)})") from None
     if "ledger.path" in normal:
@@ -325,13 +370,24 @@ def _validate(cfg: Config) -> None:
     _check_argvs(cfg)
 
 
-# What a check's argv may name (expanded when it runs in the sandbox).
-CHECK_PLACEHOLDERS = ("python", "base_commit", "run_id", "sandbox")
+def _absolute(value: str) -> str:
+    """An absolute runs folder or ledger path (outside the repository), '/'-separated for the
+    comparisons: written in its normal form (no '..', '.' or '//')."""
+    trimmed = value.rstrip("/\\") or value
+    parts = re.split(r"[/\\]", trimmed)
+    if any(p in ("..", ".") for p in parts) or "" in parts[1:]:
+        raise PathRuleError("path-not-normalised", f"path {value!r} is not normalised")
+    return Path(trimmed).as_posix()
+
+
+# What a check's argv and env values may name (expanded when it runs in the sandbox).
+CHECK_PLACEHOLDERS = ("python", "project_python", "base_commit", "run_id", "sandbox")
 
 
 def _check_argvs(cfg: Config) -> None:
-    """Each check's argv names only known placeholders; its ``junit_xml`` is a plain
-    repository-relative path (read in the sandbox, never outside it)."""
+    """Each check's argv and env values use known placeholders; its env sets no GIT_* (the
+    sandbox's git settings are the factory's); its cwd and ``junit_xml`` are plain
+    repository-relative paths (used in the sandbox, never outside it)."""
     for section in ("required", "advisory"):
         for i, check in enumerate(cfg.get(f"checks.{section}")):
             where = f"config checks.{section}[{i}]"
@@ -342,6 +398,20 @@ def _check_argvs(cfg: Config) -> None:
                     normalise_repo_path(str(check["junit_xml"]))
                 except PathRuleError as exc:
                     raise UsageError(f"{where}.junit_xml: [{exc.rule}] {exc} {source}") from None
+            for name, value in sorted(check.get("env", {}).items()):
+                if name.upper().startswith("GIT_"):
+                    raise UsageError(
+                        f"{where}.env.{name}: a check may not set GIT_* variables (the sandbox's "
+                        f"git settings are the factory's) {source}"
+                    )
+                placeholders.check([value], CHECK_PLACEHOLDERS, f"{where}.env.{name}", field="")
+            if "cwd" in check:
+                try:
+                    normalise_repo_path(check["cwd"])
+                except PathRuleError as exc:
+                    raise UsageError(
+                        f"{where}.cwd: {exc} (a folder of the repository, e.g. 'src') {source}"
+                    ) from None
 
 
 def _check_names_unique(cfg: Config) -> None:
@@ -373,7 +443,13 @@ def check_runs_dir(repo: Path, cfg: Config) -> None:
 
     rel = cfg.runs_rel
     source = _describe(cfg, "paths.runs_dir")
-    runs = repo / PurePosixPath(rel)
+    runs = at(repo, rel)
+    outside = os.path.isabs(rel)
+    if outside and _inside(runs, repo):
+        raise UsageError(
+            f"config paths.runs_dir: {rel!r} is inside the repository: write it relative to the "
+            f"repository (e.g. tools/codex/runs), or choose a folder outside it (source: {source})"
+        )
     probe = runs
     while not (probe.exists() or probe.is_symlink()) and probe != repo and probe.parent != probe:
         probe = probe.parent
@@ -383,8 +459,8 @@ def check_runs_dir(repo: Path, cfg: Config) -> None:
             f"config paths.runs_dir: {rel!r} cannot be a folder: {shown} exists and is not a folder "
             f"(source: {source})"
         )
-    if probe != runs:
-        return  # does not exist yet: it will be the factory's own
+    if probe != runs or outside:
+        return  # does not exist yet (it will be the factory's own), or holds no tracked file
     own = {f"{rel}/{name}" for name in RUNS_DIR_OWN_FILES}
     tracked = sorted(p for p in gitops.tracked_under(repo, rel) if p not in own)
     if tracked:
@@ -394,6 +470,14 @@ def check_runs_dir(repo: Path, cfg: Config) -> None:
             f"the runs folder must be the factory's own (it git-ignores everything in it); "
             f"choose another folder, e.g. the default tools/codex/runs (source: {source})"
         )
+
+
+def _inside(path: Path, repo: Path) -> bool:
+    """Is ``path`` (resolved as far as it exists) the repository or inside it?"""
+    try:
+        return path.resolve().is_relative_to(repo.resolve())
+    except OSError:
+        return False
 
 
 def _describe(cfg: Config, dotted: str) -> str:

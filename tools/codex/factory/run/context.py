@@ -26,6 +26,7 @@ class Context:
     cli_origins: dict[str, str] = field(default_factory=dict)
     # Told of every event this process appends (the CLI's progress lines on stderr).
     on_event: Callable[[Event], None] | None = None
+    config_file: Path | None = None  # --config: read this file instead of the repository's
     _ledger: Ledger | None = None
 
     @functools.cached_property
@@ -40,7 +41,9 @@ class Context:
 
     @functools.cached_property
     def config(self) -> config_mod.Config:
-        return config_mod.load(self.repo, cli=self.cli_config, named=self.cli_origins)
+        return config_mod.load(
+            self.repo, cli=self.cli_config, named=self.cli_origins, file=self.config_file
+        )
 
     @functools.cached_property
     def layout(self) -> Layout:

@@ -28,6 +28,7 @@ from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.ledger.store import Filter, Ledger
 from tools.codex.factory.run.config import DEFAULTS
 from tools.codex.factory.run.context import Context
+from tools.codex.factory.run.runref import nearest
 
 MANIFEST_EVENT = "manifest.written"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -46,8 +47,13 @@ def run_folder(ctx: Context, run_id: str, also: str = "") -> Path:
     ``also`` adds what else the caller found missing, e.g. its events)."""
     validate_run_id(run_id)
     path = ctx.layout.run_dir(run_id)
+    if path.is_symlink():  # the run's files are read and written in it: never through a link
+        raise BlockedError(
+            f"run {run_id}: the run folder {ctx.layout.run_rel(run_id)} is a symbolic link; "
+            "a run is never read or written through one (remove the link)"
+        )
     if not path.is_dir():
-        raise NoRunError(run_id, ctx.layout.run_rel(run_id), also)
+        raise NoRunError(run_id, ctx.layout.run_rel(run_id), also + nearest(ctx, run_id))
     return path
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -133,10 +135,47 @@ def without_paths(patch: bytes, drop: set[str]) -> bytes:
     return b"".join(keep)
 
 
+class CheckFolderError(FactoryError):
+    """A check's ``cwd`` is not a real folder of the merged tree: the check fails (rc 127)."""
+
+
+def project_python(repo: Path) -> str:
+    """``{project_python}``: the repository's own virtual environment's Python (``.venv`` or
+    ``venv``, in the operator's repository, never the merged tree a worker wrote), else
+    ``python`` on PATH: the interpreter a project's tests need."""
+    for folder in (".venv", "venv"):
+        for rel in ("bin/python", "Scripts/python.exe"):
+            candidate = repo / folder / rel
+            if os.path.isfile(candidate):
+                return str(candidate)
+    return shutil.which("python") or shutil.which("python3") or "python"
+
+
+def check_folder(sandbox: Path, rel: str | None) -> Path:
+    """The folder a check runs in: the sandbox, or its repository-relative ``cwd`` (checked by
+    the config) when every part of it is a real folder of the merged tree, never a link a
+    worker planted to lead the check out of the sandbox (CheckFolderError otherwise)."""
+    here = sandbox
+    for part in (rel or "").split("/") if rel else []:
+        here = here / part
+        try:
+            st = os.lstat(here)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            what = "a link" if st is not None and stat.S_ISLNK(st.st_mode) else "not a folder"
+            raise CheckFolderError(
+                f"check cwd {rel!r}: {here.relative_to(sandbox).as_posix()} is {what} in the "
+                "merged tree (a check runs only in a folder of the sandbox)"
+            )
+    return here
+
+
 def _check_env(run: RunHandle, sandbox: Path) -> tuple[dict[str, str], dict[str, str]]:
     """The environment and argv placeholder values every check of the run gets in ``sandbox``."""
     values = {
         "python": sys.executable,
+        "project_python": project_python(run.ctx.repo),
         "base_commit": run.base_commit,
         "run_id": run.run_id,
         "sandbox": str(sandbox),
@@ -160,17 +199,20 @@ def _run_check(
     the JUnit XML a failed check wrote at its ``junit_xml``, if any and readable)."""
     writer = run.writer
     env, values = _check_env(run, sandbox)
+    for key, value in sorted(check.get("env", {}).items()):
+        env[key] = placeholders.expand([value], values)[0]  # over the sanitized env (no GIT_*)
     timeout = float(check.get("timeout_s", 600))
     planted = _planted(sandbox, check)
     # Created fresh through the writer: a link (or a hard link to a user's file) planted at a
     # log's name is removed, never written through.
     with writer.create(logs[0]) as out, writer.create(logs[1]) as err:
         try:
+            cwd = check_folder(sandbox, check.get("cwd"))
             done = proc.run_logged(
-                placeholders.expand(check["argv"], values), sandbox, env, out, err, timeout
+                placeholders.expand(check["argv"], values), cwd, env, out, err, timeout
             )
             rc, timed_out = done.rc, done.timed_out
-        except ProcessError as exc:
+        except (ProcessError, CheckFolderError) as exc:
             err.write((str(exc) + "\n").encode("utf-8"))
             rc, timed_out = 127, False
         junit = _junit(sandbox, check, planted, err) if rc != 0 or timed_out else None

@@ -7,10 +7,20 @@ from typing import Any
 
 from tools.codex.factory.core import decisions
 from tools.codex.factory.core.ids import validate_run_id
-from tools.codex.factory.errors import BlockedError, FactoryError, LockHeldError
+from tools.codex.factory.errors import BlockedError, FactoryError, LockHeldError, UsageError
+from tools.codex.factory.infra.fsutil import read_file
 from tools.codex.factory.ledger.recorder import Recorder
 from tools.codex.factory.records.status import Status
-from tools.codex.factory.run import clean, collect, integrate, preflight, report, runboard, validate
+from tools.codex.factory.run import (
+    clean,
+    collect,
+    integrate,
+    preflight,
+    probes,
+    report,
+    runboard,
+    validate,
+)
 from tools.codex.factory.run import workers as real
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import RunHandle, read_manifest, run_folder
@@ -26,6 +36,7 @@ from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.run.stages import StageResult, ended, run_stage, skipped
 
 STAGES = ("preflight", "launch", "bundle-validate", "integrate", "summary")
+MAX_REPORT_BYTES = 64 * 1024 * 1024
 
 
 def cmd_preflight(ctx: Context, base_ref: str | None, run_id: str | None) -> Outcome:
@@ -40,12 +51,13 @@ def cmd_preflight(ctx: Context, base_ref: str | None, run_id: str | None) -> Out
 
 
 def cmd_launch(ctx: Context, req: LaunchRequest) -> Outcome:
+    dirty = [] if req.resume else preflight.warnings([probes.working_tree(ctx).as_dict()])
     result, _rec = launch(ctx, req)
     d = result.data
     inputs: dict[str, Any] = {"verb": "resumed" if req.resume else "launched"}
     if not d.get("dry_run", True):
         inputs["runboard"] = _runboard(ctx, d["run_id"])
-    messages = []
+    messages = list(dirty)
     if req.dry_run and not req.no_agents and not req.resume:
         messages.append(
             "factory: dry run: no agent ran; every worker has an empty DONE bundle (to wait "
@@ -219,7 +231,16 @@ def _final_outcome(ctx: Context, doc: dict[str, Any], manifest: dict[str, Any]) 
 
 
 def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
-    """preflight → launch → bundle-validate → integrate → summary; later stages SKIPPED on failure."""
+    """preflight → launch → bundle-validate → integrate → summary; later stages SKIPPED on
+    failure. A preflight WARN that concerns what is in the run (uncommitted work) is said on
+    stderr first, whatever the outcome."""
+    notes: list[str] = []
+    out = _oneshot(ctx, req, notes)
+    out.messages[:0] = notes
+    return out
+
+
+def _oneshot(ctx: Context, req: LaunchRequest, notes: list[str]) -> Outcome:
     check_request(req)
     plan = resolve_plan(
         ctx, req.plan_file, req.workers
@@ -227,6 +248,7 @@ def cmd_oneshot(ctx: Context, req: LaunchRequest) -> Outcome:
     if not req.dry_run:
         real.check(ctx, plan)  # a missing agent CLI is a usage error before anything runs
     found = preflight.checks(ctx, req.base_ref, req.run_id)
+    notes += preflight.warnings(found)
     planned: str | None = None
     if all(c["ok"] for c in found):
         # The ID is ours before anything is recorded under it. A taken worker branch is
@@ -368,7 +390,12 @@ def _pending_outcome(
 
 def cmd_print_report(ctx: Context, run_id: str) -> Outcome:
     path = report.report_path(ctx, validate_run_id(run_id))
-    text = path.read_bytes().decode("utf-8")
+    shown = f"{ctx.layout.run_rel(run_id)}/Z_integrator/FINAL_REPORT.txt"
+    try:
+        raw = read_file(path, shown, limit=MAX_REPORT_BYTES)
+    except UsageError as exc:  # a link or a FIFO planted at the report's name: refused
+        raise BlockedError(str(exc)) from None
+    text = raw.decode("utf-8", "replace")
     data = {"run_id": run_id, "path": _rel(ctx, path), "report": text}
     return Outcome(Status.PASS, data, view="report")
 
@@ -384,4 +411,4 @@ def cmd_open(ctx: Context, run_id: str, what: str, path: Path | None = None) -> 
 
 
 def _rel(ctx: Context, path: Path) -> str:
-    return path.relative_to(ctx.repo).as_posix()
+    return path.relative_to(ctx.repo).as_posix() if path.is_relative_to(ctx.repo) else str(path)

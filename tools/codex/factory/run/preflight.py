@@ -28,6 +28,7 @@ def checks(ctx: Context, base_ref: str, run_id: str | None) -> list[dict[str, An
     out += [
         probes.git_attributes(ctx),
         probes.base_ref(ctx, base_ref),
+        probes.working_tree(ctx),
         probes.runs_folder(ctx),
         probes.ledger(ctx),
     ]
@@ -51,3 +52,12 @@ def preflight(ctx: Context, rec: Recorder | None, base_ref: str, run_id: str | N
     failed = [c for c in found if not c["ok"]]
     reason = "; ".join(f"{c['name']}: {c['detail']} (fix: {c['fix']})" for c in failed)
     return StageResult("preflight", "BLOCKED" if failed else "PASS", reason, {"checks": found})
+
+
+def warnings(found: list[dict[str, Any]]) -> list[str]:
+    """The checks that WARN, as the notices a run prints on stderr (it goes on regardless)."""
+    return [
+        f"factory: WARN {c['name']}: {c['detail']} -> fix: {c['fix']}"
+        for c in found
+        if c["level"] == probes.WARN and c["name"] == "working-tree"
+    ]

@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.codex.factory.core.text import clip, escaped_name, one_line
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import gitops
 from tools.codex.factory.ledger.store import MISSING_HEAD_FIX
@@ -83,12 +84,20 @@ def python() -> Probe:
     )
 
 
-def dependencies() -> list[Probe]:
+SHADOW_FIX = (
+    "run the factory as the `factory` console script (it never imports from the folder it is "
+    "started in), or rename your repository's {name}"
+)
+
+
+def dependencies(repo: Path | None = None) -> list[Probe]:
+    """Each dependency: importable, in the declared range, and the file actually loaded; a
+    module loaded from the repository (or one the repository's root would put first) WARNs."""
     out = []
     for module, dist, low, high in DEPENDENCIES:
         name = f"dependency-{dist}"
         try:
-            importlib.import_module(module)
+            loaded = importlib.import_module(module)
             version = importlib.metadata.version(dist)
         except ImportError as exc:
             out.append(
@@ -100,6 +109,11 @@ def dependencies() -> list[Probe]:
                 Probe(name, WARN, f"{module} imports but has no package metadata", INSTALL_FIX)
             )
             continue
+        where = str(getattr(loaded, "__file__", None) or "?")
+        shadow = _shadowed(repo, module, where)
+        if shadow is not None:
+            out.append(shadow)
+            continue
         have = _version_tuple(version)
         wanted = f">={_fmt(low)}" + (f",<{_fmt(high)}" if high else "")
         if have < low or (high is not None and have >= high):
@@ -107,13 +121,57 @@ def dependencies() -> list[Probe]:
                 Probe(
                     name,
                     WARN,
-                    f"{dist} {version} is outside the declared range {wanted}",
+                    f"{dist} {version} ({where}) is outside the declared range {wanted}",
                     f'python -m pip install "{dist}{wanted}"',
                 )
             )
         else:
-            out.append(Probe(name, OK, f"{dist} {version}"))
+            out.append(Probe(name, OK, f"{dist} {version} from {where}"))
     return out
+
+
+def _shadowed(repo: Path | None, module: str, where: str) -> Probe | None:
+    """A WARN when the repository hands the factory its own ``module``: it was loaded from
+    the repository, or the repository's root holds a module of that name."""
+    if repo is None:
+        return None
+    name = f"dependency-{module}"
+    loaded = Path(where).resolve() if where != "?" else None
+    if loaded is not None and loaded.is_relative_to(repo.resolve()):
+        rel = loaded.relative_to(repo.resolve()).as_posix()
+        return Probe(
+            name,
+            WARN,
+            f"{module} was loaded from the repository ({rel}), not from the installed package",
+            SHADOW_FIX.format(name=rel.split("/")[0]),
+        )
+    for candidate in (module, f"{module}.py"):
+        if os.path.lexists(repo / candidate):
+            shown = candidate + ("/" if (repo / candidate).is_dir() else "")
+            return Probe(
+                name,
+                WARN,
+                f"the repository's {shown} shadows the installed {module} ({where}) for "
+                "Python started in its root (`python -c`, scripts there, older entry points)",
+                SHADOW_FIX.format(name=shown),
+            )
+    return None
+
+
+def entry_point(repo: Path) -> Probe:
+    """Can ``python -m tools.codex.factory`` start here? Not when the repository has its own
+    ``tools`` package: Python finds it first (``No module named 'tools.codex'``)."""
+    own = [n for n in ("tools/__init__.py", "tools.py") if os.path.lexists(repo / n)]
+    if not own:
+        return Probe("entry-point", OK, "`factory` and `python -m tools.codex.factory` work here")
+    return Probe(
+        "entry-point",
+        WARN,
+        f"the repository's own {own[0]} hides the factory's tools package from "
+        "`python -m tools.codex.factory` started here (No module named 'tools.codex')",
+        "run the `factory` console script instead (or `python -P -m tools.codex.factory`, "
+        "Python 3.11+)",
+    )
 
 
 def git() -> Probe:
@@ -198,8 +256,9 @@ def config(ctx: Context) -> Probe:
             "config",
             FAIL,
             str(exc),
-            "fix the named key in tools/codex/factory/factory.config.json or the FACTORY_* "
-            "variable, then check with `factory config show`",
+            "fix the named key in the config file (--config, FACTORY_CONFIG or "
+            "tools/codex/factory/factory.config.json) or the FACTORY_* variable, then check "
+            "with `factory config show`",
         )
     by_origin: dict[str, int] = {}
     for row in cfg.rows():
@@ -221,6 +280,31 @@ def base_ref(ctx: Context, ref: str | None = None) -> Probe:
             "branch, tag or commit that exists",
         )
     return Probe("base-ref", OK, f"{ref} -> {commit}")
+
+
+MAX_DIRTY_SHOWN = 20
+DIRTY_FIX = (
+    "commit it (git add -A && git commit) or stash it (git stash -u) first; a run builds on "
+    "the base ref (--base-ref, default HEAD), so only committed work is in it"
+)
+
+
+def working_tree(ctx: Context) -> Probe:
+    """Uncommitted work is in no run: workers start from the base commit without it (WARN)."""
+    try:
+        dirty = gitops.uncommitted(ctx.repo)
+    except FactoryError as exc:
+        return Probe("working-tree", WARN, f"cannot read git status: {exc}", "run git status")
+    if not dirty:
+        return Probe("working-tree", OK, "no uncommitted changes")
+    shown = ", ".join(clip(one_line(escaped_name(p)), 200) for p in dirty[:MAX_DIRTY_SHOWN])
+    more = f" and {len(dirty) - MAX_DIRTY_SHOWN} more" if len(dirty) > MAX_DIRTY_SHOWN else ""
+    return Probe(
+        "working-tree",
+        WARN,
+        f"{len(dirty)} uncommitted path(s) will not be in the run: {shown}{more}",
+        DIRTY_FIX,
+    )
 
 
 def _writable(runs: Path, rel: str) -> str:
@@ -334,6 +418,29 @@ def ledger(ctx: Context) -> Probe:
         f"seq {res.first_bad_seq}: {res.reason}" if res.first_bad_seq else res.reason,
         "the ledger was edited, cut or reordered: keep a copy, run `factory ledger verify`, and "
         "audit runs with `factory ledger-replay`; never edit the ledger by hand",
+    )
+
+
+def ledger_kept(ctx: Context) -> Probe:
+    """Would ``git clean -x`` delete the ledger (the audit trail)? It does when the ledger lies
+    in a git-ignored folder of the repository (the default runs folder ignores itself)."""
+    rel = ctx.config.ledger_rel
+    if os.path.isabs(rel):
+        return Probe("ledger-clean", OK, f"{rel} is outside the repository")
+    try:
+        ignored = gitops.is_ignored(ctx.repo, rel)
+    except FactoryError as exc:
+        return Probe("ledger-clean", WARN, f"cannot ask git check-ignore: {exc}", "run git status")
+    if not ignored:
+        return Probe("ledger-clean", OK, f"{rel} is not git-ignored")
+    return Probe(
+        "ledger-clean",
+        WARN,
+        f"{rel} (the ledger, the runs' audit trail) is git-ignored: `git clean -x` (e.g. "
+        "git clean -xfd) deletes it and every run folder without asking",
+        "set paths.runs_dir to a folder outside the repository (an absolute path, e.g. "
+        "~/factory-runs/<project>) with --config or FACTORY_PATHS__RUNS_DIR, or never run "
+        "git clean -x here (git clean -fd, without -x, keeps ignored files)",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tools.codex.factory.core import validation
@@ -31,7 +32,9 @@ def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
     protected |= set(run_setting(manifest, "security.holdout_paths"))  # held-out is protected too
     if version >= 2:
         # The runs folder (ledger, run artifacts) is never a worker's to touch.
-        protected.add(str(run_setting(manifest, "paths.runs_dir")).rstrip("/") + "/**")
+        runs = str(run_setting(manifest, "paths.runs_dir")).rstrip("/")
+        if not (runs.startswith("/") or re.match(r"[A-Za-z]:[/\\]", runs)):  # outside: no path
+            protected.add(runs + "/**")  # a worker's patch names can reach it
     out: Policy = {
         "run_id": manifest["run_id"],
         "protected_paths": sorted(protected),

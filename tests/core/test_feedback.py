@@ -150,3 +150,44 @@ def test_the_same_results_give_the_same_bytes(detail: str, order: list[int]) -> 
     b["scenarios"] = [b["scenarios"][i] for i in order]
     b["checks"] = list(reversed(b["checks"]))
     assert compile_feedback(a) == compile_feedback(b)
+
+
+def test_a_blamed_check_goes_to_the_worker_that_broke_it() -> None:
+    """After culprit isolation: everyone's feedback names the culprit; a culprit's own feedback
+    says its change broke the check, another worker's says it is not theirs to work around."""
+    from tools.codex.factory.core.convergence import blame
+
+    decided = {
+        "failed": ["pytest"],
+        "culprits": [{"worker": "A", "check": "pytest", "how": "alone"}],
+        "interactions": [],
+        "flaky": [],
+        "base": [],
+    }
+    assert blame(decided) == {"pytest": {"caused_by": ["A"], "cause": "alone"}}
+    together = {
+        **decided,
+        "culprits": [],
+        "interactions": [{"workers": ["D", "A"], "check": "pytest"}],
+    }
+    assert blame(together)["pytest"] == {"caused_by": ["A", "D"], "cause": "together"}
+    assert blame({**decided, "flaky": ["pytest"]})["pytest"]["cause"] == "flaky"
+    base = inp()
+    base["checks"][0].update(blame(decided)["pytest"])
+    shared = compile_feedback(base)
+    assert "caused by A_worker (it fails with that change alone)" in shared
+    assert "Make the required checks pass first: pytest." in shared
+    mine = compile_feedback({**base, "for_worker": "A"})
+    assert "caused by your change (it fails with that change alone)" in mine
+    assert "Make the required checks pass first: pytest." in mine
+    theirs = compile_feedback({**base, "for_worker": "B"})
+    assert "caused by another worker's change, not yours" in theirs
+    assert "Make the required checks pass first" not in theirs
+    assert "broken by another worker's change, not yours (do not work around them): pytest." in (
+        theirs
+    )
+    pair = inp()
+    pair["checks"][0].update(blame(together)["pytest"])
+    assert "caused by A_worker, D_worker (they fail it together, each passes alone)" in (
+        compile_feedback(pair)
+    )

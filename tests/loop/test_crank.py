@@ -21,6 +21,7 @@ from tests.loop.conftest import (
     settle,
 )
 from tests.support.contract import check_keys
+from tests.support.factory import write_plan
 from tests.support.repos import PINNED, git, run_cli
 from tools.codex.factory.core.scenarios import scenario_id
 
@@ -322,3 +323,33 @@ def test_checks_of_a_crank_iteration_run_without_the_holdout(tmp_path: Path) -> 
     assert data["trajectory"][0]["gate1"] == "PASS", out
     log = repo / "tools/codex/runs" / data["runs"][0] / "Z_integrator/LOGS/check-peek.stdout.log"
     assert log.read_text() == "holdout present: False\n"
+
+
+def test_a_failed_required_check_is_fed_back_to_the_worker_that_broke_it(tmp_path: Path) -> None:
+    """Culprit isolation names the worker whose change fails the required check; the next
+    iteration's feedback says so (with its failing output's cause), the culprit fixes it and
+    the crank converges; replay recomputes the feedback from the recorded blame."""
+    gate = "import pathlib, sys; sys.exit(1 if pathlib.Path('notes/broken').exists() else 0)"
+    check = {"name": "no-broken", "argv": ["{python}", "-c", gate], "timeout_s": 60}
+    repo = make_crank_repo(tmp_path / "repo", "culprit", checks={"required": [check]})
+    write_plan(
+        plan_of(repo),
+        [
+            {"id": "A", "task": "Build the calculator in src/calc.py.", "allow": ["src/**"]},
+            {"id": "B", "task": "Keep notes.", "allow": ["notes/**"]},
+        ],
+    )
+    code, data, out = crank(repo, "--threshold", "0.3", "--crank-id", "cul")
+    assert code == 0, out
+    assert [it["gate1"] for it in data["trajectory"]] == ["BLOCKED", "PASS"]
+    folder = repo / "tools/codex/runs/cul"
+    feedback = (folder / "feedback_iter_1.md").read_text()
+    assert "- no-broken: exit 1 (other); caused by B_worker (it fails with that change alone)" in (
+        feedback
+    )
+    status = json.loads(
+        (repo / "tools/codex/runs" / data["runs"][0] / "Z_integrator/STATUS.json").read_text()
+    )
+    assert status["culprits"] == [{"worker": "B", "check": "no-broken", "how": "alone"}]
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "cul")
+    assert replay.returncode == 0, replay.stdout + replay.stderr

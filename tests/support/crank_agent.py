@@ -97,6 +97,18 @@ def main() -> int:
         }[op]
         Path("src").mkdir(exist_ok=True)
         Path(f"src/{op}.py").write_text(f"def {op}(a, b):\n    return {body}\n")
+    if mode == "culprit":
+        # Worker A builds the calculator; worker B breaks the required check (a file it must
+        # not leave) until its feedback says its own change is what broke it.
+        if sys.argv[2] == "A":
+            mode = "converge"
+        else:
+            Path("notes").mkdir(exist_ok=True)
+            if "caused by B_worker" in prompt:
+                Path("notes/broken").unlink(missing_ok=True)
+                Path("notes/fixed").write_text("fixed\n")
+            else:
+                Path("notes/broken").write_text("broken\n")
     if mode == "converge":
         want = "add" if n == 1 else (failing[0] if failing else None)
         if want is not None:

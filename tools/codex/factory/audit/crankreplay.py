@@ -100,7 +100,8 @@ def check(
             if units is not None and last is not None and pl.get("unit"):
                 theirs = {**last, "refused": units.refused(last, str(pl["unit"]))}
                 mine = units.results(results_of, int(pl["iteration"]), str(pl["unit"]))
-                out += _check_feedback(e, folder, trajectory, cfg, mine, theirs)
+                me = units.workers[str(pl["unit"])]
+                out += _check_feedback(e, folder, trajectory, cfg, mine, theirs, me)
             else:
                 out += _check_feedback(e, folder, trajectory, cfg, results_of, last)
         elif e.event_type == "crank.finished":
@@ -292,6 +293,7 @@ def _check_feedback(
     cfg: dict[str, Any],
     results_of: dict[int, list[ScenarioResult]],
     last: dict[str, Any] | None,
+    for_worker: str = "",
 ) -> list[Divergence]:
     pl = e.payload
     n = int(pl["iteration"])
@@ -299,7 +301,7 @@ def _check_feedback(
         return [divergence(e.seq, str(pl["file"]), "after a decision", "before any")]
     inp = crank.feedback_input(
         n, trajectory, {**cfg, "detail": pl["detail"]}, last["checks"], results_of.get(n, []),
-        dict(pl.get("tails", {})), last["decision"], last["refused"],
+        dict(pl.get("tails", {})), last["decision"], last["refused"], for_worker,
     )  # fmt: skip
     text = fb.compile_feedback(inp)
     again = hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -9,12 +9,13 @@ hashed, so a replay on any machine decides the same.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 
 from tools.codex.factory.core.symptoms import signature
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.records.crank import (
+    Blame,
     Decision,
     Iteration,
     Satisfaction,
@@ -119,6 +120,37 @@ def gate1(final_status: str | None) -> str:
     """Gate 1 from an iteration run's final status: the required checks passed only on PASS;
     a run that never reached integration (no bundle passed validation) is BLOCKED."""
     return final_status if final_status in ("PASS", "FAIL", "BLOCKED") else "BLOCKED"
+
+
+def blame(decided: Mapping[str, object]) -> dict[str, Blame]:
+    """Per failed required check, whom culprit isolation (an ``isolation.decided`` payload)
+    blamed it on, for the next iteration's feedback."""
+    failed = [str(c) for c in _items(decided.get("failed"))]
+    culprits = [c for c in _items(decided.get("culprits")) if isinstance(c, Mapping)]
+    pairs = [i for i in _items(decided.get("interactions")) if isinstance(i, Mapping)]
+    flaky = {str(c) for c in _items(decided.get("flaky"))}
+    base = {str(c) for c in _items(decided.get("base"))}
+    out: dict[str, Blame] = {}
+    for check in failed:
+        alone = sorted({str(c.get("worker")) for c in culprits if c.get("check") == check})
+        together = sorted(
+            {str(w) for i in pairs if i.get("check") == check for w in _items(i.get("workers"))}
+        )
+        if check in flaky:
+            out[check] = Blame(caused_by=[], cause="flaky")
+        elif check in base:
+            out[check] = Blame(caused_by=[], cause="base")
+        elif alone:
+            out[check] = Blame(caused_by=alone, cause="alone")
+        elif together:
+            out[check] = Blame(caused_by=together, cause="together")
+        else:
+            out[check] = Blame(caused_by=[], cause="")
+    return out
+
+
+def _items(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
 
 
 def fail_count(r: ScenarioResult) -> str:

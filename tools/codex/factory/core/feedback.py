@@ -30,7 +30,13 @@ class Refusal(TypedDict):
     findings: list[str]
 
 
-class FeedbackInput(TypedDict):
+class _ForWorker(TypedDict, total=False):
+    # The worker whose prompt this feedback is for ("" or absent: every worker's): a failed
+    # required check then says whether that worker's change is what broke it.
+    for_worker: str
+
+
+class FeedbackInput(_ForWorker):
     iteration: int
     trajectory: list[Iteration]  # every iteration up to and including this one
     threshold: list[int]  # [num, den]
@@ -45,6 +51,7 @@ class FeedbackInput(TypedDict):
 def compile_feedback(inp: FeedbackInput) -> str:
     """The markdown of ``feedback_iter_<N>.md`` (deterministic: same input, same bytes)."""
     n = inp["iteration"]
+    me = inp.get("for_worker", "")
     now = inp["trajectory"][-1]
     required = [c for c in inp["checks"] if c["required"]]
     advisory = [c for c in inp["checks"] if not c["required"]]
@@ -99,7 +106,7 @@ def compile_feedback(inp: FeedbackInput) -> str:
     if failed_required:
         out += ["### Required checks", ""]
         for c in sorted(failed_required, key=lambda c: c["name"]):
-            out.append(f"- {c['name']}: {_how(c)}" + _tests(c))
+            out.append(f"- {c['name']}: {_how(c)}" + _tests(c) + _blame(c, me))
         out.append("")
     if regressed:
         out += ["### Regressions (passed before, fail now)", ""]
@@ -124,11 +131,18 @@ def compile_feedback(inp: FeedbackInput) -> str:
         out += ["- none", ""]
     out += ["## Instructions", ""]
     steps: list[str] = []
-    if failed_required:
+    mine = [c for c in failed_required if not _not_mine(c, me)]
+    if mine:
         steps.append(
             "Make the required checks pass first: "
-            + ", ".join(c["name"] for c in sorted(failed_required, key=lambda c: c["name"]))
+            + ", ".join(c["name"] for c in sorted(mine, key=lambda c: c["name"]))
             + "."
+        )
+    others = [c for c in failed_required if _not_mine(c, me)]
+    if others:
+        steps.append(
+            "Required checks broken by another worker's change, not yours (do not work around "
+            "them): " + ", ".join(c["name"] for c in sorted(others, key=lambda c: c["name"])) + "."
         )
     if inp["refused"]:
         steps.append(
@@ -170,6 +184,33 @@ def _how(c: CheckOutcome) -> str:
 
 def _tests(c: CheckOutcome) -> str:
     return f"; failing tests: {', '.join(c['failing_tests'])}" if c["failing_tests"] else ""
+
+
+def _blame(c: CheckOutcome, me: str) -> str:
+    """Whom culprit isolation blamed a failed required check on, as the reader needs it: for
+    one worker's feedback, whether it is that worker's change."""
+    who, cause = c.get("caused_by", []), c.get("cause", "")
+    if cause == "flaky":
+        return "; it passed on a rerun (flaky): no change is blamed"
+    if cause == "base":
+        return "; the base fails it too: no change is blamed"
+    if not who:
+        return ""
+    if cause == "alone":
+        how = "it fails with that change alone" if len(who) == 1 else "each fails it alone"
+    else:
+        how = "they fail it together, each passes alone"
+    if me and me in who:
+        return f"; caused by your change ({how})"
+    if me:
+        return "; caused by another worker's change, not yours"
+    return f"; caused by {', '.join(f'{w}_worker' for w in who)} ({how})"
+
+
+def _not_mine(c: CheckOutcome, me: str) -> bool:
+    """For one worker's feedback: a check isolation blamed only on other workers' changes."""
+    who = c.get("caused_by", [])
+    return bool(me and who and me not in who)
 
 
 def _scenario_line(r: ScenarioResult) -> str:

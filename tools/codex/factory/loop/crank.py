@@ -637,7 +637,9 @@ class _Loop:
         for unit in sorted(u for u in active if state[u] != "completed"):
             mine = [r for r in results if owners.get(r["id"]) == unit]
             theirs = [r for r in refused if r["worker"] == workers[unit]]
-            inp = feedback_input(n, trajectory, self.cfg, checks, mine, tails, decision, theirs)
+            inp = feedback_input(
+                n, trajectory, self.cfg, checks, mine, tails, decision, theirs, workers[unit]
+            )
             text = fb.compile_feedback(inp)
             name = f"feedback_iter_{n}_{unit}.md"
             guard(self.sealed, name, text)
@@ -791,7 +793,14 @@ class _Loop:
     def _checks(self, run_id: str) -> list[CheckOutcome]:
         events = self.ctx.ledger.select(Filter(run_id=run_id, event_type="check.finished"))
         run_dir = self.ctx.layout.run_dir(run_id)
-        return [_check(e, run_dir) for e in events]
+        found = self.ctx.ledger.select(Filter(run_id=run_id, event_type="isolation.decided"), 1)
+        blame = convergence.blame(found[-1].payload) if found else {}
+        out = [_check(e, run_dir) for e in events]
+        for c in out:
+            said = blame.get(c["name"])
+            if said is not None:
+                c["caused_by"], c["cause"] = said["caused_by"], said["cause"]
+        return out
 
     def _clean(self, run_id: str) -> None:
         """The iteration's worktrees go: its work is in the bundles and on the crank branch."""
@@ -923,6 +932,7 @@ def feedback_input(
     tails: dict[str, str],
     decision: Decision,
     refused: list[fb.Refusal],
+    for_worker: str = "",
 ) -> fb.FeedbackInput:
     threshold = cfg.threshold if isinstance(cfg, CrankSettings) else tuple(cfg["threshold"])
     detail = cfg.detail if isinstance(cfg, CrankSettings) else str(cfg["detail"])
@@ -937,6 +947,7 @@ def feedback_input(
         regressions=list(decision["regressions"]),
         refused=refused,
         detail=detail,
+        for_worker=for_worker,
     )
 
 

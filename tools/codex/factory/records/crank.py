@@ -35,7 +35,17 @@ class Satisfaction(TypedDict):
     total: int
 
 
-class CheckOutcome(TypedDict):
+class Blame(TypedDict, total=False):
+    """After culprit isolation (absent in earlier releases' records): the workers a failed
+    required check is blamed on, sorted, and how: "alone" (each fails it alone), "together"
+    (an interaction), "flaky" (it passed on a rerun), "base" (the base fails it too) or ""
+    (undetermined)."""
+
+    caused_by: list[str]
+    cause: str
+
+
+class CheckOutcome(Blame):
     """A required (Gate 1) or advisory (Gate 2) check of an iteration."""
 
     name: str

@@ -36,10 +36,12 @@ from tools.codex.factory.audit.fold import (
     SumFile,
     divergence,
 )
+from tools.codex.factory.core import review
 from tools.codex.factory.core.paths import ATTEST_DIR, MANIFEST, VALIDATION, Z_DIR, worker_dirname
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import gitops, jsonio, schemas
 from tools.codex.factory.infra.writer import sha256_file
+from tools.codex.factory.run import snapshots
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import (
     V1_KEYS,
@@ -52,7 +54,12 @@ from tools.codex.factory.run.facts import (
     file_hashes,
     gather_facts,
 )
-from tools.codex.factory.run.validate import base_tree, limits
+from tools.codex.factory.run.validate import base_tree, limits, review_inputs, review_settings
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
 
 REPORT_REL = f"{Z_DIR}/FINAL_REPORT.txt"
 STATUS_REL = f"{Z_DIR}/STATUS.json"
@@ -176,6 +183,7 @@ class DiskCheck:
             self._check_validation_doc,
             self._check_worker_status,
             self._check_facts,
+            self._check_reviews,
         ]
         if self.folded.state.final is not None and self.folded.last_seg.report is not None:
             steps += [self._check_status_doc, self._check_report]
@@ -403,6 +411,46 @@ class DiskCheck:
                         fresh.get(name),
                         old.get(name),
                     )
+
+    def _check_reviews(self) -> None:
+        """Recompute every Gate 0 ``review.findings`` with :func:`review.review` from the
+        patch snapshot it names (hash-verified) and the base commit's files; the recorded
+        base-content hashes and findings must be what that gives."""
+        manifest, base = self.docs.manifest, self.folded.state.base_commit
+        if not self.folded.review_events or manifest is None or not isinstance(base, str):
+            return
+        try:
+            settings = review_settings(manifest)
+        except (KeyError, TypeError):
+            return  # the manifest check reports it
+        bounds = self._limits()
+        for w, recorded, seq in self.folded.review_events:
+            what = f"review.findings for worker {w}"
+            try:
+                data = snapshots.get(self.run_dir, recorded["patch_sha256"], bounds.max_file_bytes)
+                inputs = review_inputs(self.ctx, base, data, settings, bounds)
+            except FactoryError as exc:
+                self.diverge(seq, what, "its patch snapshot and base commit", short(str(exc), 300))
+                continue
+            if inputs is None:
+                self.diverge(seq, what, "a patch snapshot that parses", "it does not")
+                continue
+            patch, pre = inputs
+            hashes = {p: None if b is None else _sha(b) for p, b in pre.items()}
+            if hashes != recorded["preimages"]:
+                self.diverge(
+                    seq, f"{what}: preimages (read again from the base commit)", hashes,
+                    recorded["preimages"],
+                )  # fmt: skip
+            fresh = review.review(w, patch, pre, settings)
+            if fresh != recorded["findings"]:
+                self.diverge(
+                    seq,
+                    f"{what}: findings (recomputed by review.review from the patch snapshot "
+                    "and the base commit)",
+                    fresh,
+                    recorded["findings"],
+                )
 
     def _check_status_doc(self) -> None:
         state = self.folded.state

@@ -798,6 +798,46 @@ def cat_blob(repo: Path, oid: str, max_size: int) -> bytes | None:
     return res.stdout
 
 
+def blobs_at(
+    repo: Path, commit: str, paths: Sequence[str], max_size: int
+) -> dict[str, bytes | None]:
+    """The content of each of ``paths`` in ``commit``'s tree (read from the object store),
+    or None where it is no blob there, bigger than ``max_size`` bytes or unnameable in
+    git's batch input (a newline in the path). Two batch processes, whatever the count."""
+    out: dict[str, bytes | None] = {p: None for p in paths}
+    named = [p for p in paths if "\n" not in p and "\r" not in p]
+    if not named:
+        return out
+    env = proc.base_env({"GIT_NO_REPLACE_OBJECTS": "1"})
+    query = "".join(f"{commit}:{p}\n" for p in named).encode("utf-8", "surrogateescape")
+    check = git(repo, "cat-file", "--batch-check", input=query, check=False, env=env).stdout
+    wanted: dict[str, list[str]] = {}
+    for path, line in zip(named, check.split(b"\n"), strict=False):
+        fields = line.split()
+        if (
+            len(fields) == 3
+            and fields[1] == b"blob"
+            and fields[2].isdigit()
+            and int(fields[2]) <= max_size
+        ):
+            wanted.setdefault(fields[0].decode("ascii"), []).append(path)
+    if not wanted:
+        return out
+    batch = git(
+        repo, "cat-file", "--batch", input="".join(f"{o}\n" for o in wanted).encode(), env=env
+    ).stdout
+    pos = 0
+    for holders in wanted.values():
+        end = batch.index(b"\n", pos)
+        head = batch[pos:end].split()
+        size = int(head[2]) if len(head) == 3 and head[1] == b"blob" else -1
+        data = batch[end + 1 : end + 1 + size] if size >= 0 else None
+        pos = end + 1 + (size + 1 if size >= 0 else 0)
+        for path in holders:
+            out[path] = data
+    return out
+
+
 # -- the user's repository: what is tracked ------------------------------------------------------
 def tracked_under(repo: Path, rel: str) -> list[str]:
     """Files git tracks at or below the folder ``rel`` (taken literally), repository-relative."""

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from tools.codex.factory.core import validation
+from tools.codex.factory.core import patchparse, review, validation
 from tools.codex.factory.core.paths import VALIDATION
 from tools.codex.factory.infra import gitops, jsonio, schemas
-from tools.codex.factory.records.validation import BundleFacts, Policy
+from tools.codex.factory.records.validation import (
+    BundleFacts,
+    Policy,
+    ReviewFinding,
+    ReviewSettings,
+)
 from tools.codex.factory.run import gitdir, snapshots
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import BaseTree, GitSide, Limits, gather_facts
@@ -19,7 +25,8 @@ from tools.codex.factory.run.stages import StageResult
 # .gitattributes change is refused when git cannot read them from the base); 5 records the line
 # and file-section limits of a patch among the limits.
 # 6 judges NTFS 8.3 short names (name-short-alias) with the facts' base_short_aliases.
-POLICY_VERSION = 6
+# 7 judges Gate 0's findings (review.findings) by the review settings it records.
+POLICY_VERSION = 7
 
 
 def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
@@ -56,7 +63,68 @@ def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
             out["scopes"][w["id"]]["special"] = sorted(w.get("special", []))
     if version >= 4:
         out["attributes"] = run_setting(manifest, "checks.attributes")
+    if version >= 7:
+        out["review"] = review_settings(manifest)
     return out
+
+
+def review_settings(manifest: dict[str, Any]) -> ReviewSettings:
+    """Gate 0's settings as the run was launched with them, and the files its required
+    checks run."""
+    return review.settings_of(
+        run_setting(manifest, "review.enabled"),
+        run_setting(manifest, "review.severity"),
+        run_setting(manifest, "review.test_globs"),
+        run_setting(manifest, "review.skip_patterns"),
+        [c["argv"] for c in run_setting(manifest, "checks.required")],
+    )
+
+
+def reviewable(facts: BundleFacts) -> bool:
+    """Gate 0 reads a patch validation could read whole: judged bytes, parsed, within limits."""
+    return (
+        facts.get("apply_sha256") is not None
+        and facts["patch_error"] is None
+        and not validation.unread(facts)
+    )
+
+
+def review_inputs(
+    ctx: Context, commit: str, patch_bytes: bytes, settings: ReviewSettings, bounds: Limits
+) -> tuple[patchparse.Patch, dict[str, bytes | None]] | None:
+    """The parsed patch and the base content of the files Gate 0 needs (None: it does not
+    parse, which validation reports by its own rule)."""
+    try:
+        patch = patchparse.parse(patch_bytes, bounds.max_patch_lines, bounds.max_patch_files)
+    except patchparse.PatchParseError:
+        return None
+    paths = review.needed_preimages(patch, settings)
+    return patch, gitops.blobs_at(ctx.repo, commit, paths, bounds.max_file_bytes)
+
+
+def review_worker(
+    run: RunHandle, facts: BundleFacts, settings: ReviewSettings, bounds: Limits
+) -> list[ReviewFinding]:
+    """Gate 0 on the exact bytes validation judged (the worker's patch snapshot), recorded
+    in ``review.findings`` with the hashes of the base content it read."""
+    digest = facts.get("apply_sha256")
+    assert digest is not None
+    data = snapshots.get(run.run_dir, digest, bounds.max_file_bytes)
+    inputs = review_inputs(run.ctx, run.base_commit, data, settings, bounds)
+    if inputs is None:
+        return []
+    patch, pre = inputs
+    found = review.review(facts["worker"], patch, pre, settings)
+    run.recorder.emit(
+        "review.findings",
+        "bundle-validate",
+        f"{facts['worker']}_worker",
+        worker=facts["worker"],
+        patch_sha256=digest,
+        preimages={p: None if b is None else hashlib.sha256(b).hexdigest() for p, b in pre.items()},
+        findings=found,
+    )
+    return found
 
 
 def attr_source(pol: Policy, facts: dict[str, BundleFacts]) -> bool | None:
@@ -97,10 +165,16 @@ def validate(run: RunHandle) -> StageResult:
         )
         rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
     pol = policy(manifest)
+    reviews: dict[str, list[ReviewFinding]] = {}
+    settings = pol.get("review")
+    if settings is not None and settings["enabled"]:
+        for w in workers:
+            if reviewable(facts[w]):
+                reviews[w] = review_worker(run, facts[w], settings, bounds)
     gitdir.check_and_restore(run.ctx.repo, rec, run.run_dir)
     changed = gitdir.restored_since_validation(rec)  # by this check, or by a collect since
     honoured = attr_source(pol, facts)
-    result = validation.evaluate(facts, pol, changed, honoured is not False)
+    result = validation.evaluate(facts, pol, changed, honoured is not False, reviews)
     doc = {
         "schema_version": schemas.SCHEMA_VERSION,
         "run_id": run.run_id,

@@ -69,10 +69,14 @@ def test_an_added_skip_blocks_naming_worker_path_and_line(repo: Path) -> None:
         "B",
         "tests/test_calc.py",
     )
-    events = [e for e in ledger_lines(repo) if e["event_type"] == "review.findings"]
-    assert [e["payload"]["worker"] for e in events][-1] == "B"
-    assert [f["line"] for f in events[-1]["payload"]["findings"]] == [9]
-    assert events[-1]["payload"]["preimages"].keys() == {"tests/test_calc.py"}
+    events = {
+        e["payload"]["worker"]: e["payload"]
+        for e in ledger_lines(repo)
+        if e["event_type"] == "review.findings"
+    }
+    assert [f["line"] for f in events["B"]["findings"]] == [9]
+    assert events["B"]["preimages"].keys() == {"tests/test_calc.py"}
+    assert events["A"]["findings"] == []
     assert replay(repo, run_id)[0] == 0
 
 

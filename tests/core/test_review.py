@@ -37,7 +37,7 @@ def reviewed(
     repo = make_repo(tmp_path / f"r{next(_count)}", base)
     data = make_patch(repo, changes, renames)
     patch = patchparse.parse(data)
-    conf = conf or review.default_settings()
+    conf = conf or default_settings()
     pre: dict[str, bytes | None] = {}
     for path in review.needed_preimages(patch, conf):
         res = subprocess.run(
@@ -45,6 +45,22 @@ def reviewed(
         )
         pre[path] = res.stdout if res.returncode == 0 else None
     return review.review("A", patch, pre, conf)
+
+
+def default_settings() -> ReviewSettings:
+    return review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, review.DEFAULT_SKIP_PATTERNS, [])
+
+
+def review_bytes(
+    worker: str, data: bytes, pre: dict[str, bytes | None], conf: ReviewSettings
+) -> list[ReviewFinding]:
+    """Gate 0 on patch bytes as validation gives them: none for a patch that does not parse
+    (validation refuses it by its own rule)."""
+    try:
+        patch = patchparse.parse(data)
+    except patchparse.PatchParseError:
+        return []
+    return review.review(worker, patch, pre, conf)
 
 
 def rules(found: list[ReviewFinding]) -> set[str]:
@@ -350,6 +366,13 @@ def test_deleted_go_test_with_its_source_is_not(tmp_path: Path) -> None:
     assert reviewed(tmp_path, files, {"pkg/sum_test.go": None, "pkg/sum.go": None}) == []
 
 
+def test_deleted_test_data_is_not(tmp_path: Path) -> None:
+    files = base(**{"tests/data/cases.json": "[]\n", "tests/fixture.txt": "x\n"})
+    assert (
+        reviewed(tmp_path, files, {"tests/data/cases.json": None, "tests/fixture.txt": None}) == []
+    )
+
+
 def test_js_skip_added(tmp_path: Path) -> None:
     old = "it('adds', () => {\n  expect(add(1, 2)).toBe(3);\n});\n"
     files = base(**{"web/add.test.js": old})
@@ -423,8 +446,8 @@ _line = st.text(
 def test_arbitrary_added_code_never_raises(path: str, lines: list[str]) -> None:
     patch = _patch_of(path, lines)
     for found in (
-        review.review_bytes("A", patch, {}, review.default_settings()),
-        review.review_bytes("A", patch + b"garbage\n", {}, review.default_settings()),
+        review_bytes("A", patch, {}, default_settings()),
+        review_bytes("A", patch + b"garbage\n", {}, default_settings()),
     ):
         assert all(f["rule"] in review.RULES for f in found)
 
@@ -434,5 +457,5 @@ def test_arbitrary_added_code_never_raises(path: str, lines: list[str]) -> None:
 def test_arbitrary_patch_bytes_never_raise(data: bytes, pre: bytes) -> None:
     head = b"diff --git a/tests/test_a.py b/tests/test_a.py\n--- a/tests/test_a.py\n+++ b/tests/test_a.py\n"
     for patch in (data, head + data):
-        found = review.review_bytes("A", patch, {"tests/test_a.py": pre}, review.default_settings())
+        found = review_bytes("A", patch, {"tests/test_a.py": pre}, default_settings())
         assert isinstance(found, list)

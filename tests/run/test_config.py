@@ -42,6 +42,7 @@ def test_defaults_when_nothing_is_set(repo: Path) -> None:
         "scenarios",
         "service",
         "feedback",
+        "review",
         "crank",
         "feature_flags",
     }

@@ -68,6 +68,50 @@ DEFAULT_SKIP_PATTERNS = [
     r"@Disabled\b",
     r"@Ignore\b",
 ]
+# Test code in languages other than Python (test-deleted-glob, skip-added-pattern).
+CODE_EXTENSIONS = frozenset(
+    [
+        "js",
+        "jsx",
+        "mjs",
+        "cjs",
+        "ts",
+        "tsx",
+        "go",
+        "java",
+        "kt",
+        "kts",
+        "scala",
+        "rb",
+        "rs",
+        "cs",
+        "fs",
+        "vb",
+        "php",
+        "swift",
+        "c",
+        "cc",
+        "cpp",
+        "cxx",
+        "h",
+        "hpp",
+        "m",
+        "mm",
+        "dart",
+        "ex",
+        "exs",
+        "erl",
+        "clj",
+        "lua",
+        "pl",
+        "r",
+        "jl",
+        "sh",
+        "bash",
+        "ps1",
+        "groovy",
+    ]
+)
 # Bounds: longer lines are matched on their start; bigger sources get the line rules only.
 MAX_LINE = 4000
 MAX_SOURCE = 2_000_000
@@ -137,16 +181,6 @@ class Section:
 
     def added_lines(self) -> set[int]:
         return {n for n, _ in self.added}
-
-
-def default_settings() -> ReviewSettings:
-    return {
-        "enabled": True,
-        "severity": dict(RULES),
-        "test_globs": list(DEFAULT_TEST_GLOBS),
-        "skip_patterns": list(DEFAULT_SKIP_PATTERNS),
-        "check_files": [],
-    }
 
 
 def settings_of(
@@ -303,6 +337,12 @@ def pre_image(sec: Section, pre: list[str] | None) -> list[str] | None:
 
 
 # -- what the caller must read -------------------------------------------------------------
+def is_code(path: str) -> bool:
+    """Whether ``path`` is source code by its extension: test folders also hold data (JSON,
+    text, images) whose removal is no test removed."""
+    return path.rsplit("/", 1)[-1].rpartition(".")[2].lower() in CODE_EXTENSIONS
+
+
 def is_test(path: str, settings: ReviewSettings) -> bool:
     return match_any(path, settings["test_globs"]) is not None
 
@@ -380,21 +420,6 @@ def review(
     return [unique[k] for k in sorted(unique)]
 
 
-def review_bytes(
-    worker: str,
-    data: bytes,
-    preimages: Mapping[str, bytes | None],
-    settings: ReviewSettings,
-) -> list[ReviewFinding]:
-    """:func:`review` of patch bytes; a patch that does not parse has no findings here
-    (validation refuses it with its own rule)."""
-    try:
-        patch = patchparse.parse(data)
-    except patchparse.PatchParseError:
-        return []
-    return review(worker, patch, preimages, settings)
-
-
 def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes | None]) -> None:
     settings = ctx.settings
     path = sec.path
@@ -434,7 +459,7 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
     post = post_image(sec, pre)
     if path.endswith(".py"):
         _python_test(ctx, sec, pre, post)
-    else:
+    elif is_code(path):
         _emptied_generic(ctx, sec, pre, post)
         _skip_patterns(ctx, sec)
 
@@ -449,7 +474,7 @@ def _file_deleted(ctx: _Context, sec: Section) -> None:
     python = old.endswith(".py")
     if python and _imports_deleted(ctx, [t for _, t in sec.removed]):
         return
-    if not python and _sibling_deleted(ctx, old):
+    if not python and (not is_code(old) or _sibling_deleted(ctx, old)):
         return
     how = "deleted" if sec.status == "deleted" else f"renamed away to {sec.new_path!r}"
     rule = "test-deleted" if python else "test-deleted-glob"

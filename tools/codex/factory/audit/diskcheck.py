@@ -54,12 +54,14 @@ from tools.codex.factory.run.facts import (
     file_hashes,
     gather_facts,
 )
-from tools.codex.factory.run.validate import base_tree, limits, review_inputs, review_settings
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
+from tools.codex.factory.run.validate import (
+    base_tree,
+    limits,
+    parse_patches,
+    preimage_hashes,
+    review_inputs,
+    review_settings,
+)
 
 REPORT_REL = f"{Z_DIR}/FINAL_REPORT.txt"
 STATUS_REL = f"{Z_DIR}/STATUS.json"
@@ -424,19 +426,34 @@ class DiskCheck:
         except (KeyError, TypeError):
             return  # the manifest check reports it
         bounds = self._limits()
-        for w, recorded, seq in self.folded.review_events:
-            what = f"review.findings for worker {w}"
+        events = self.folded.review_events
+        patches: dict[str, bytes] = {}
+        for w, recorded, seq in events:
             try:
-                data = snapshots.get(self.run_dir, recorded["patch_sha256"], bounds.max_file_bytes)
-                inputs = review_inputs(self.ctx, base, data, settings, bounds)
+                patches[str(seq)] = snapshots.get(
+                    self.run_dir, recorded["patch_sha256"], bounds.max_file_bytes
+                )
             except FactoryError as exc:
-                self.diverge(seq, what, "its patch snapshot and base commit", short(str(exc), 300))
+                self.diverge(
+                    seq,
+                    f"review.findings for worker {w}",
+                    "its patch snapshot",
+                    short(str(exc), 300),
+                )
+        try:
+            inputs = review_inputs(self.ctx, base, parse_patches(patches, bounds), settings, bounds)
+        except FactoryError as exc:
+            self.diverge(None, "review.findings", "the base commit's files", short(str(exc), 300))
+            return
+        for w, recorded, seq in events:
+            what = f"review.findings for worker {w}"
+            if str(seq) not in patches:
                 continue
-            if inputs is None:
+            if str(seq) not in inputs:
                 self.diverge(seq, what, "a patch snapshot that parses", "it does not")
                 continue
-            patch, pre = inputs
-            hashes = {p: None if b is None else _sha(b) for p, b in pre.items()}
+            patch, pre = inputs[str(seq)]
+            hashes = preimage_hashes(pre)
             if hashes != recorded["preimages"]:
                 self.diverge(
                     seq, f"{what}: preimages (read again from the base commit)", hashes,

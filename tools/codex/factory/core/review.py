@@ -16,8 +16,9 @@ raises: every file is reviewed within fixed bounds (line length, source size, fi
 from __future__ import annotations
 
 import ast
+import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tools.codex.factory.core import patchparse
@@ -344,7 +345,12 @@ def is_code(path: str) -> bool:
 
 
 def is_test(path: str, settings: ReviewSettings) -> bool:
-    return match_any(path, settings["test_globs"]) is not None
+    return _is_test(path, tuple(settings["test_globs"]))
+
+
+@functools.lru_cache(maxsize=65536)
+def _is_test(path: str, globs: tuple[str, ...]) -> bool:
+    return match_any(path, globs) is not None
 
 
 def needed_preimages(patch: patchparse.Patch, settings: ReviewSettings) -> list[str]:
@@ -559,6 +565,7 @@ class _Module:
     tests: dict[str, _Test]
     module_skips: list[int]
     tree: ast.Module
+    nodes: list[ast.AST]
 
 
 def _dotted(node: ast.expr) -> str:
@@ -602,34 +609,38 @@ def _marker(dec: ast.expr) -> str | None:
     return None
 
 
-def _calls(nodes: Iterable[ast.AST]) -> Iterator[ast.Call]:
-    for top in nodes:
-        for node in ast.walk(top):
-            if isinstance(node, ast.Call):
-                yield node
-
-
-def _body_markers(fn: ast.AST) -> list[tuple[int, str]]:
-    out = []
-    for call in _calls([fn]):
+def _call_markers(nodes: Iterable[ast.AST]) -> tuple[list[tuple[int, str]], list[int]]:
+    """(line, skip|xfail) of every skip or xfail call (``pytest.skip()``, ``self.skipTest()``,
+    ``pytest.xfail()``), and the lines of those that skip the whole module
+    (``allow_module_level=True``), from one walk's nodes."""
+    marks: list[tuple[int, str]] = []
+    module: list[int] = []
+    for call in nodes:
+        if not isinstance(call, ast.Call):
+            continue
         name = _dotted(call.func)
-        if name.endswith(("pytest.skip", "skipTest")) or name == "skip":
-            out.append((call.lineno, "skip"))
+        if any(k.arg == "allow_module_level" and _truthy(k.value) for k in call.keywords):
+            if name.endswith("skip"):
+                module.append(call.lineno)
+        elif name.endswith(("pytest.skip", "skipTest")) or name == "skip":
+            marks.append((call.lineno, "skip"))
         elif name.endswith("pytest.xfail"):
-            out.append((call.lineno, "xfail"))
-    return out
+            marks.append((call.lineno, "xfail"))
+    return marks, module
 
 
 def _module(lines: Sequence[str] | None) -> _Module | None:
+    """The module's tests with their markers and its module-level skips, in one walk."""
     tree = _parse(lines)
     if tree is None:
         return None
+    nodes = list(ast.walk(tree))
+    calls, skips = _call_markers(nodes)
     tests: dict[str, _Test] = {}
-    skips: list[int] = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if node.name.startswith("test"):
-                tests[node.name] = _Test(node.name, node, _fn_markers(node))
+                tests[node.name] = _Test(node.name, node, _fn_markers(node, calls))
         elif isinstance(node, ast.ClassDef):
             marks = [(d.lineno, k) for d in node.decorator_list if (k := _marker(d))]
             if marks:
@@ -639,19 +650,22 @@ def _module(lines: Sequence[str] | None) -> _Module | None:
                     item.name.startswith("test")
                 ):
                     name = f"{node.name}.{item.name}"
-                    tests[name] = _Test(name, item, _fn_markers(item))
+                    tests[name] = _Test(name, item, _fn_markers(item, calls))
         else:
             skips.extend(_module_skips(node))
-    return _Module(tests, skips, tree)
+    return _Module(tests, sorted(skips), tree, nodes)
 
 
-def _fn_markers(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[tuple[int, str]]:
+def _fn_markers(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef, calls: list[tuple[int, str]]
+) -> list[tuple[int, str]]:
     marks = [(d.lineno, k) for d in fn.decorator_list if (k := _marker(d))]
-    return marks + _body_markers(fn)
+    end = fn.end_lineno or fn.lineno
+    return marks + [(line, k) for line, k in calls if fn.lineno <= line <= end]
 
 
 def _module_skips(node: ast.stmt) -> list[int]:
-    """Lines of module-level statements that skip the whole module."""
+    """Lines of module-level statements that skip the whole module (calls aside)."""
     if isinstance(node, ast.Assign) and any(
         isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
     ):
@@ -663,13 +677,7 @@ def _module_skips(node: ast.stmt) -> list[int]:
         and _dotted(node.exc).endswith("SkipTest")
     ):
         return [node.lineno]
-    out = []
-    for call in _calls([node]):
-        if _dotted(call.func).endswith("skip") and any(
-            k.arg == "allow_module_level" and _truthy(k.value) for k in call.keywords
-        ):
-            out.append(call.lineno)
-    return out
+    return []
 
 
 def _python_test(
@@ -677,11 +685,14 @@ def _python_test(
 ) -> None:
     path = sec.path
     new = _module(post)
-    old = _module(pre) if pre is not None else None
-    if new is None or (old is None and sec.status != "added"):
+    if new is None:
         _python_lines(ctx, sec, pre, post)
-        if new is None:
-            return
+        return
+    old: _Module | None = None
+    if sec.status != "added" and _needs_base(sec, new):
+        old = _module(pre)
+        if old is None:
+            _python_lines(ctx, sec, pre, post)
     added = sec.added_lines()
     old_tests = old.tests if old is not None else {}
     if old is not None:
@@ -719,8 +730,23 @@ def _python_test(
                 "no-assertion",
                 f"test {_name(name)} is added or changed and asserts nothing",
             )
-    _assertions(ctx, sec, new.tree, added)
-    _self_mock(ctx, sec, new.tree, added)
+    _assertions(ctx, sec, new.nodes, added)
+    _self_mock(ctx, sec, new.nodes, added)
+
+
+_TEST_DEF = re.compile(r"\s*(?:async\s+)?def\s+test|\s*class\s")
+
+
+def _needs_base(sec: Section, new: _Module) -> bool:
+    """Whether the base's module can change a finding: the file has markers or module skips
+    now, has no test left, or the patch removes a test or class line. Otherwise nothing was
+    skipped, emptied or removed, and the base is not parsed."""
+    return (
+        bool(new.module_skips)
+        or not new.tests
+        or any(t.markers for t in new.tests.values())
+        or any(_TEST_DEF.match(text) for _, text in sec.removed)
+    )
 
 
 def _name(name: str) -> str:
@@ -759,6 +785,10 @@ def _asserts(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
 
 
 def _same(a: ast.expr, b: ast.expr) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, ast.Constant) and isinstance(b, ast.Constant):
+        return type(a.value) is type(b.value) and a.value == b.value
     try:
         return ast.dump(a) == ast.dump(b)
     except RecursionError:
@@ -797,8 +827,8 @@ def _raises_everything(call: ast.Call) -> bool:
     return any(isinstance(t, ast.Name) and t.id in _BROAD for t in types)
 
 
-def _assertions(ctx: _Context, sec: Section, tree: ast.Module, added: set[int]) -> None:
-    for node in ast.walk(tree):
+def _assertions(ctx: _Context, sec: Section, nodes: list[ast.AST], added: set[int]) -> None:
+    for node in nodes:
         line = getattr(node, "lineno", 0)
         if line not in added:
             continue
@@ -824,7 +854,7 @@ def _subject(path: str) -> str | None:
     return None
 
 
-def _self_mock(ctx: _Context, sec: Section, tree: ast.Module, added: set[int]) -> None:
+def _self_mock(ctx: _Context, sec: Section, nodes: list[ast.AST], added: set[int]) -> None:
     """``patch('pkg.foo.func')`` in ``test_foo.py`` of a ``func`` the test imports from
     ``pkg.foo`` (or calls as ``foo.func``): the test replaces what it should test."""
     subject = _subject(sec.path)
@@ -832,7 +862,7 @@ def _self_mock(ctx: _Context, sec: Section, tree: ast.Module, added: set[int]) -
         return
     aliases: set[str] = set()  # local names of the subject module
     names: set[str] = set()  # names the test takes from the subject module
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module:
             if node.module.rsplit(".", 1)[-1] == subject:
                 names.update(a.name for a in node.names)
@@ -843,15 +873,17 @@ def _self_mock(ctx: _Context, sec: Section, tree: ast.Module, added: set[int]) -
             for a in node.names:
                 if a.name.rsplit(".", 1)[-1] == subject:
                     aliases.add(a.asname or a.name)
-    for node in ast.walk(tree):
+    for node in nodes:
         if (
             isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Name)
             and node.value.id in aliases
         ):
             names.add(node.attr)
-    for call in _calls([tree]):
-        if call.lineno not in added:
+    if not aliases and not names:
+        return
+    for call in nodes:
+        if not isinstance(call, ast.Call) or call.lineno not in added:
             continue
         target = _mock_target(call, aliases, subject)
         if target is not None and target in names:

@@ -801,41 +801,59 @@ def cat_blob(repo: Path, oid: str, max_size: int) -> bytes | None:
 def blobs_at(
     repo: Path, commit: str, paths: Sequence[str], max_size: int
 ) -> dict[str, bytes | None]:
-    """The content of each of ``paths`` in ``commit``'s tree (read from the object store),
-    or None where it is no blob there, bigger than ``max_size`` bytes or unnameable in
-    git's batch input (a newline in the path). Two batch processes, whatever the count."""
+    """The content of each of ``paths`` in ``commit``'s tree, read from the object store by
+    the blob ids its tree lists (one ``ls-tree``, then batch ``cat-file`` for the sizes and
+    the contents: resolving each ``commit:path`` would walk the trees again for every
+    path), or None where it is no
+    regular file there or bigger than ``max_size`` bytes. The paths are the base's: the
+    operator's own files, whatever patch named them."""
     out: dict[str, bytes | None] = {p: None for p in paths}
-    named = [p for p in paths if "\n" not in p and "\r" not in p]
-    if not named:
+    if not paths:
+        return out
+    wanted = set(paths)
+    listing = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit).stdout
+    oids: dict[str, list[str]] = {}
+    for entry in listing.split(b"\0"):
+        meta, tab, raw = entry.partition(b"\t")
+        fields = meta.split()
+        path = raw.decode("utf-8", "surrogateescape")
+        if tab and len(fields) == 3 and path in wanted and fields[0] in (b"100644", b"100755"):
+            oids.setdefault(fields[2].decode("ascii"), []).append(path)
+    if not oids:
         return out
     env = proc.base_env({"GIT_NO_REPLACE_OBJECTS": "1"})
-    query = "".join(f"{commit}:{p}\n" for p in named).encode("utf-8", "surrogateescape")
-    check = git(repo, "cat-file", "--batch-check", input=query, check=False, env=env).stdout
-    wanted: dict[str, list[str]] = {}
-    for path, line in zip(named, check.split(b"\n"), strict=False):
-        fields = line.split()
-        if (
-            len(fields) == 3
-            and fields[1] == b"blob"
-            and fields[2].isdigit()
-            and int(fields[2]) <= max_size
-        ):
-            wanted.setdefault(fields[0].decode("ascii"), []).append(path)
-    if not wanted:
+    sizes = git(
+        repo, "cat-file", "--batch-check", input="".join(f"{o}\n" for o in oids).encode(), env=env
+    ).stdout.split(b"\n")
+    small = [o for o, line in zip(oids, sizes, strict=False) if _blob_within(line, o, max_size)]
+    if not small:
         return out
     batch = git(
-        repo, "cat-file", "--batch", input="".join(f"{o}\n" for o in wanted).encode(), env=env
+        repo, "cat-file", "--batch", input="".join(f"{o}\n" for o in small).encode(), env=env
     ).stdout
     pos = 0
-    for holders in wanted.values():
+    for oid in small:
         end = batch.index(b"\n", pos)
         head = batch[pos:end].split()
         size = int(head[2]) if len(head) == 3 and head[1] == b"blob" else -1
-        data = batch[end + 1 : end + 1 + size] if size >= 0 else None
         pos = end + 1 + (size + 1 if size >= 0 else 0)
-        for path in holders:
-            out[path] = data
+        if size >= 0 and head[0].decode("ascii", "replace") == oid:
+            for path in oids[oid]:
+                out[path] = batch[end + 1 : end + 1 + size]
     return out
+
+
+def _blob_within(line: bytes, oid: str, max_size: int) -> bool:
+    """Whether a ``cat-file --batch-check`` line says ``oid`` is a blob of at most
+    ``max_size`` bytes."""
+    fields = line.split()
+    return (
+        len(fields) == 3
+        and fields[0].decode("ascii", "replace") == oid
+        and fields[1] == b"blob"
+        and fields[2].isdigit()
+        and int(fields[2]) <= max_size
+    )
 
 
 # -- the user's repository: what is tracked ------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from tools.codex.factory.core import patchparse, review, validation
@@ -89,42 +91,63 @@ def reviewable(facts: BundleFacts) -> bool:
     )
 
 
+def parse_patches(patches: Mapping[str, bytes], bounds: Limits) -> dict[str, patchparse.Patch]:
+    """Each patch parsed; one that does not parse is left out (validation reports it by its
+    own rule)."""
+    parsed: dict[str, patchparse.Patch] = {}
+    for key, data in patches.items():
+        try:
+            parsed[key] = patchparse.parse(data, bounds.max_patch_lines, bounds.max_patch_files)
+        except patchparse.PatchParseError:
+            continue
+    return parsed
+
+
 def review_inputs(
-    ctx: Context, commit: str, patch_bytes: bytes, settings: ReviewSettings, bounds: Limits
-) -> tuple[patchparse.Patch, dict[str, bytes | None]] | None:
-    """The parsed patch and the base content of the files Gate 0 needs (None: it does not
-    parse, which validation reports by its own rule)."""
-    try:
-        patch = patchparse.parse(patch_bytes, bounds.max_patch_lines, bounds.max_patch_files)
-    except patchparse.PatchParseError:
-        return None
-    paths = review.needed_preimages(patch, settings)
-    return patch, gitops.blobs_at(ctx.repo, commit, paths, bounds.max_file_bytes)
+    ctx: Context,
+    commit: str,
+    parsed: Mapping[str, patchparse.Patch],
+    settings: ReviewSettings,
+    bounds: Limits,
+) -> dict[str, tuple[patchparse.Patch, dict[str, bytes | None]]]:
+    """Each parsed patch with the base content of the files Gate 0 needs for it, all read
+    from the base commit in one batch."""
+    needed = {key: review.needed_preimages(p, settings) for key, p in parsed.items()}
+    wanted = sorted({path for paths in needed.values() for path in paths})
+    blobs = gitops.blobs_at(ctx.repo, commit, wanted, bounds.max_file_bytes)
+    return {key: (parsed[key], {p: blobs[p] for p in needed[key]}) for key in parsed}
 
 
-def review_worker(
-    run: RunHandle, facts: BundleFacts, settings: ReviewSettings, bounds: Limits
-) -> list[ReviewFinding]:
-    """Gate 0 on the exact bytes validation judged (the worker's patch snapshot), recorded
-    in ``review.findings`` with the hashes of the base content it read."""
-    digest = facts.get("apply_sha256")
-    assert digest is not None
-    data = snapshots.get(run.run_dir, digest, bounds.max_file_bytes)
-    inputs = review_inputs(run.ctx, run.base_commit, data, settings, bounds)
-    if inputs is None:
-        return []
-    patch, pre = inputs
-    found = review.review(facts["worker"], patch, pre, settings)
-    run.recorder.emit(
-        "review.findings",
-        "bundle-validate",
-        f"{facts['worker']}_worker",
-        worker=facts["worker"],
-        patch_sha256=digest,
-        preimages={p: None if b is None else hashlib.sha256(b).hexdigest() for p, b in pre.items()},
-        findings=found,
-    )
-    return found
+def preimage_hashes(pre: Mapping[str, bytes | None]) -> dict[str, str | None]:
+    return {p: None if b is None else hashlib.sha256(b).hexdigest() for p, b in pre.items()}
+
+
+def review_workers(
+    run: RunHandle,
+    facts: Mapping[str, BundleFacts],
+    parsed: Mapping[str, patchparse.Patch],
+    settings: ReviewSettings,
+    bounds: Limits,
+) -> dict[str, list[ReviewFinding]]:
+    """Gate 0 on the exact bytes validation judged (each worker's patch snapshot, as
+    validation parsed it), each worker's findings recorded in ``review.findings`` with the
+    hashes of the base content it read."""
+    chosen = {w: parsed[w] for w, f in facts.items() if reviewable(f) and w in parsed}
+    inputs = review_inputs(run.ctx, run.base_commit, chosen, settings, bounds)
+    out: dict[str, list[ReviewFinding]] = {}
+    for w in sorted(inputs):
+        patch, pre = inputs[w]
+        out[w] = review.review(w, patch, pre, settings)
+        run.recorder.emit(
+            "review.findings",
+            "bundle-validate",
+            f"{w}_worker",
+            worker=w,
+            patch_sha256=facts[w]["apply_sha256"],
+            preimages=preimage_hashes(pre),
+            findings=out[w],
+        )
+    return out
 
 
 def attr_source(pol: Policy, facts: dict[str, BundleFacts]) -> bool | None:
@@ -159,18 +182,25 @@ def validate(run: RunHandle) -> StageResult:
     bounds = limits(manifest)
     side = GitSide(run.ctx.repo, gitops.object_format(run.ctx.repo))
     facts: dict[str, BundleFacts] = {}
+    parsed: dict[str, patchparse.Patch] = {}
     for w in workers:
         facts[w] = gather_facts(
-            run.run_dir, w, base, bounds, lambda data: snapshots.put(run.writer, data), side
+            run.run_dir,
+            w,
+            base,
+            bounds,
+            lambda data: snapshots.put(run.writer, data),
+            side,
+            functools.partial(parsed.__setitem__, w),
         )
         rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
     pol = policy(manifest)
-    reviews: dict[str, list[ReviewFinding]] = {}
     settings = pol.get("review")
-    if settings is not None and settings["enabled"]:
-        for w in workers:
-            if reviewable(facts[w]):
-                reviews[w] = review_worker(run, facts[w], settings, bounds)
+    reviews = (
+        review_workers(run, facts, parsed, settings, bounds)
+        if settings is not None and settings["enabled"]
+        else {}
+    )
     gitdir.check_and_restore(run.ctx.repo, rec, run.run_dir)
     changed = gitdir.restored_since_validation(rec)  # by this check, or by a collect since
     honoured = attr_source(pol, facts)

@@ -178,3 +178,16 @@ def test_replay_catches_a_deleted_review_event(repo: Path) -> None:
     assert code == 3
     whats = [d["what"] for d in data["divergences"]]
     assert "review.findings for worker B (Gate 0 is enabled)" in whats
+
+
+def test_warnings_are_fed_back_to_the_worker(repo: Path) -> None:
+    """The crank's feedback carries Gate 0 warnings of a worker whose work entered the tree."""
+    from tools.codex.factory.loop.crank import _refusals
+
+    run_id = run_with(repo, NO_ASSERT)
+    _, doc = validate(repo, run_id)
+    [entry] = _refusals(doc)
+    assert entry["worker"] == "B" and entry["findings"] == []
+    assert entry.get("warnings", [""])[0].startswith(
+        "[no-assertion] B_worker tests/test_calc.py:12"
+    )

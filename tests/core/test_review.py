@@ -407,8 +407,13 @@ def test_severity_off_and_warning(tmp_path: Path) -> None:
         "def test_x():\n    assert True\n".encode("utf-16"),
         b"x = " + b"(" * 5000 + b"\n",
         b"assert True  " + b"#" * 200_000 + b"\n",
+        b"import pytest\n\n\n@pytest"
+        + b".x" * 3000
+        + b"\ndef test_a():\n    f"
+        + b"()" * 3000
+        + b"\n",
     ],
-    ids=["invalid", "nul", "crlf", "utf16", "nesting", "huge-line"],
+    ids=["invalid", "nul", "crlf", "utf16", "nesting", "huge-line", "deep-chains"],
 )
 def test_hostile_test_files_never_crash(tmp_path: Path, content: bytes) -> None:
     found = reviewed(

@@ -569,15 +569,20 @@ class _Module:
 
 
 def _dotted(node: ast.expr) -> str:
+    """``pytest.mark.skip`` for ``pytest.mark.skip(...)`` and its attribute chain (a call's
+    result is named by what it calls; iterative: chains may be deep)."""
     parts: list[str] = []
     cur: ast.expr = node
-    while isinstance(cur, ast.Attribute):
-        parts.append(cur.attr)
-        cur = cur.value
+    while True:
+        while isinstance(cur, ast.Attribute):
+            parts.append(cur.attr)
+            cur = cur.value
+        if isinstance(cur, ast.Call) and not parts:
+            cur = cur.func
+            continue
+        break
     if isinstance(cur, ast.Name):
         parts.append(cur.id)
-    elif isinstance(cur, ast.Call):
-        return _dotted(cur.func)
     return ".".join(reversed(parts))
 
 

@@ -464,3 +464,38 @@ def test_arbitrary_patch_bytes_never_raise(data: bytes, pre: bytes) -> None:
     for patch in (data, head + data):
         found = review_bytes("A", patch, {"tests/test_a.py": pre}, default_settings())
         assert isinstance(found, list)
+
+
+_seg = st.text(st.sampled_from("ab.*?_"), min_size=1, max_size=5).filter(
+    lambda s: s not in (".", "..") and "**" not in s
+)
+_glob = st.lists(st.one_of(_seg, st.just("**")), min_size=1, max_size=4).map("/".join)
+_path = st.lists(
+    st.text(st.sampled_from("ab._"), min_size=1, max_size=5).filter(lambda s: s not in (".", "..")),
+    min_size=1,
+    max_size=5,
+).map("/".join)
+
+
+@settings(derandomize=True, max_examples=400, suppress_health_check=list(HealthCheck))
+@given(st.lists(_glob, min_size=1, max_size=3), _path)
+def test_test_globs_match_as_scope_globs_do(globs: list[str], path: str) -> None:
+    """Gate 0's fast test-file matcher agrees with the scope-glob matcher everywhere."""
+    from tools.codex.factory.core.globs import match_any
+
+    conf = review.settings_of(True, {}, globs, [], [])
+    assert review.is_test(path, conf) == (match_any(path, globs) is not None)
+
+
+def test_default_test_globs_match_as_scope_globs_do() -> None:
+    from tools.codex.factory.core.globs import match_any
+
+    for path in ["tests/a.py", "a/tests/b/c.js", "test_x.py", "pkg/x_test.go", "src/app.py",
+                 "web/__tests__/a.ts", "conftest.py", "x.spec.tsx", "tests", "a/src/test/B.java"]:  # fmt: skip
+        conf = default_settings()
+        assert review.is_test(path, conf) == (match_any(path, conf["test_globs"]) is not None)
+
+
+def test_an_invalid_glob_in_a_record_matches_nothing() -> None:
+    conf = review.settings_of(True, {}, ["a/../b", "tests/**"], [], [])
+    assert review.is_test("tests/x.py", conf) and not review.is_test("a/../b", conf)

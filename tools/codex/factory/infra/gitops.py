@@ -849,8 +849,9 @@ def blobs_at(
     return out
 
 
-# How much of a command line the paths of one ls-tree may take (far below any OS limit).
-PATHSPEC_CHARS = 64 * 1024
+# How much of a command line the paths of one ls-tree may take (Windows allows 32767
+# characters in all).
+PATHSPEC_CHARS = 16 * 1024
 
 
 def _tree_blobs(listing: bytes, wanted: set[str], sized: bool) -> Iterator[tuple[str, str, int]]:

@@ -442,7 +442,6 @@ USED_BY_TESTS_ONLY = {
     "audit/fold.py registry_problems": "pure: the fold's handlers against the ledger schema",
     "core/gitbinary.py encode_lines": "pure: the inverse of decode_line (tests build patches)",
     "core/gitbinary.py decode_lines": "pure: a whole block of data lines",
-    "core/globs.py compile_glob": "pure: one glob as a matcher",
     "infra/gitops.py ATTR_SOURCE_VERSION": "the git release GIT_ATTR_SOURCE came with (the probe's test)",
     "core/symptoms.py CLASSES": "pure: the symptom classes feedback counts",
     "core/manifest.py unit_of": "pure: the unit a worker runs (the crank wires it next)",

@@ -246,6 +246,7 @@ def test_every_subpackage_says_what_it_may_import() -> None:
 # from the standard library, and the path methods that would touch the disk.
 CORE_PURE_IMPORTS = {
     "__future__",
+    "ast",  # Python source read as data (Gate 0), never run
     "base64",
     "collections",
     "collections.abc",
@@ -443,7 +444,6 @@ USED_BY_TESTS_ONLY = {
     "audit/fold.py registry_problems": "pure: the fold's handlers against the ledger schema",
     "core/gitbinary.py encode_lines": "pure: the inverse of decode_line (tests build patches)",
     "core/gitbinary.py decode_lines": "pure: a whole block of data lines",
-    "core/globs.py compile_glob": "pure: one glob as a matcher",
     "infra/gitops.py ATTR_SOURCE_VERSION": "the git release GIT_ATTR_SOURCE came with (the probe's test)",
     "core/symptoms.py CLASSES": "pure: the symptom classes feedback counts",
     "core/manifest.py unit_of": "pure: the unit a worker runs (the crank wires it next)",

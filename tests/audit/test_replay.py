@@ -100,7 +100,7 @@ def build_scenarios(root: Path) -> dict[str, tuple[Path, str, str]]:
                 "tests/test_app.py": BASE_FILES["tests/test_app.py"].replace(
                     "'hello x'", "'hello, x'"
                 ),
-                "tests/test_new.py": "def test_new():\n    assert 1\n",
+                "tests/test_new.py": "def test_new():\n    assert 2 + 2 == 4\n",
             },
         },
         "--workers",

@@ -191,3 +191,22 @@ def test_a_blamed_check_goes_to_the_worker_that_broke_it() -> None:
     assert "caused by A_worker, D_worker (they fail it together, each passes alone)" in (
         compile_feedback(pair)
     )
+
+
+def test_gate0_warnings_are_fed_back_without_counting_as_refused() -> None:
+    base = inp()
+    base["refused"] = [
+        *base["refused"],
+        {
+            "worker": "C_worker",
+            "findings": [],
+            "warnings": ["[no-assertion] C_worker tests/test_c.py:4: asserts nothing"],
+        },
+    ]
+    text = compile_feedback(base)
+    assert "- Workers whose work did not enter the tree: 1" in text
+    assert "### Test-honesty warnings (they do not block)" in text
+    assert "- C_worker: [no-assertion] C_worker tests/test_c.py:4: asserts nothing" in text
+    assert "- C_worker: \n" not in text  # not listed as work kept out of the tree
+    assert any("Make your tests honest" in ln for ln in text.splitlines())
+    assert compile_feedback(inp()).count("Test-honesty") == 0

@@ -47,7 +47,7 @@ def test_collected_diff_reproduces_every_kind_of_change(tmp_path: Path) -> None:
     # staged: a modification; unstaged: a deletion; untracked: names with spaces and non-ASCII
     (wt / "src" / "app.py").write_text("print('changed')\n")
     git(wt, "add", "src/app.py")
-    (wt / "tests" / "test_app.py").unlink()
+    (wt / "README.md").unlink()
     (wt / "notes dir").mkdir()
     (wt / "notes dir" / "ünïcödé file.txt").write_text("hi\n", encoding="utf-8")
     if os.name != "nt":
@@ -64,7 +64,7 @@ def test_collected_diff_reproduces_every_kind_of_change(tmp_path: Path) -> None:
     parsed = patchparse.parse(patch)
     statuses = {(f.new_path or f.old_path): f.status for f in parsed.files}
     assert statuses["docs/handbook.md"] == "renamed"
-    assert statuses["tests/test_app.py"] == "deleted" and statuses["src/app.py"] == "modified"
+    assert statuses["README.md"] == "deleted" and statuses["src/app.py"] == "modified"
     assert statuses["assets/blob.bin"] == "added" and any(f.binary for f in parsed.files)
     if os.name != "nt":
         assert statuses["setup.cfg"] == "mode"

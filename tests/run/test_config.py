@@ -43,6 +43,7 @@ def test_defaults_when_nothing_is_set(repo: Path) -> None:
         "service",
         "integrate",
         "feedback",
+        "review",
         "crank",
         "feature_flags",
     }

@@ -49,10 +49,10 @@ def test_import_a_git_diff_and_a_format_patch_series_then_integrate(tmp_path: Pa
     (tmp_path / "cloud.diff").write_bytes(diff)
     git(elsewhere, "reset", "-q", "--hard")
     # A PR's .patch for worker B: two commits touching the same file, as git format-patch writes it.
-    (elsewhere / "tests" / "test_app.py").write_text("def test_ok():\n    assert 1 == 1\n")
+    (elsewhere / "tests" / "test_app.py").write_text("def test_ok():\n    assert 1 + 1 == 2\n")
     git(elsewhere, "commit", "-q", "-am", "tests: tighten")
     (elsewhere / "tests" / "test_app.py").write_text(
-        "def test_ok():\n    assert 1 == 1\n\n\ndef test_two():\n    pass\n"
+        "def test_ok():\n    assert 1 + 1 == 2\n\n\ndef test_two():\n    pass\n"
     )
     (elsewhere / "tests" / "test_more.py").write_text("def test_more():\n    pass\n")
     git(elsewhere, "add", "-A")

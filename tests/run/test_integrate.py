@@ -81,7 +81,10 @@ def test_two_disjoint_workers_pass_and_diff_reproduces_merge(repo: Path, tmp_pat
     a = make_patch(repo, {"src/app.py": "print('app v2')\n", "src/new.py": "N = 1\n"})
     b = make_patch(
         repo,
-        {"tests/test_app.py": FILES["tests/test_app.py"] + "\ndef test_more():\n    assert 1\n"},
+        {
+            "tests/test_app.py": FILES["tests/test_app.py"]
+            + "\ndef test_more():\n    assert 2 + 2 == 4\n"
+        },
     )
     run_id = validated_run(repo, {"A": a, "B": b})
     res = integrate(repo, run_id)

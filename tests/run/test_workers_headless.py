@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.repos import git, snapshot
 from tests.support.workers import (
+    FILES,
     agent_env,
     apply_to_fresh_clone,
     assert_events_valid,
@@ -29,7 +30,7 @@ PNG = "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000
 
 
 def test_four_headless_workers_run_in_parallel_and_integrate_to_pass(tmp_path: Path) -> None:
-    repo = work_repo(tmp_path)
+    repo = work_repo(tmp_path, {**FILES, "tests/fixture.txt": "old data\n"})
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     wait4 = {"dir": str(barrier), "n": 4}
@@ -42,8 +43,8 @@ def test_four_headless_workers_run_in_parallel_and_integrate_to_pass(tmp_path: P
         },
         "B": {
             "barrier": wait4,
-            "write": {"tests/test_util.py": "def test_x():\n    assert 1\n"},
-            "delete": ["tests/test_app.py"],
+            "write": {"tests/test_util.py": "def test_x():\n    assert 2 + 2 == 4\n"},
+            "delete": ["tests/fixture.txt"],
             "commit": True,
         },
         "C": {
@@ -94,11 +95,11 @@ def test_four_headless_workers_run_in_parallel_and_integrate_to_pass(tmp_path: P
             "src/util.py": b"X = 1\n",
             "src/logo.png": bytes.fromhex(PNG),
         },
-        "B": {"tests/test_util.py": b"def test_x():\n    assert 1\n"},
+        "B": {"tests/test_util.py": b"def test_x():\n    assert 2 + 2 == 4\n"},
         "C": {"docs/guide.md": b"guide\nmore\n", "docs/new page.md": "ünïcode\n".encode()},
         "D": {"setup.cfg": b"[metadata]\nname = demo2\n"},
     }
-    gone = {"A": {"src/app.py"}, "B": {"tests/test_app.py"}, "C": set(), "D": set()}
+    gone = {"A": {"src/app.py"}, "B": {"tests/fixture.txt"}, "C": set(), "D": set()}
     base_tree = tree_files(apply_to_fresh_clone(repo, commit, b"", tmp_path / "base"))
     for w in "ABCD":
         folder = run_dir(repo, run_id) / f"{w}_worker"
@@ -126,7 +127,7 @@ def test_four_headless_workers_run_in_parallel_and_integrate_to_pass(tmp_path: P
     # Z's merged patch reproduces every change at once.
     z = (run_dir(repo, run_id) / "Z_integrator" / "DIFF.patch").read_bytes()
     merged = tree_files(apply_to_fresh_clone(repo, commit, z, tmp_path / "merged"))
-    assert merged["src/main.py"] == b"print('app')\n" and "tests/test_app.py" not in merged
+    assert merged["src/main.py"] == b"print('app')\n" and "tests/fixture.txt" not in merged
     assert merged["docs/new page.md"] == "ünïcode\n".encode()
     assert "scenarios/holdout.md" in merged  # held out of the worktrees, never deleted
 

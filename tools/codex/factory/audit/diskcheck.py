@@ -37,7 +37,7 @@ from tools.codex.factory.audit.fold import (
     SumFile,
     divergence,
 )
-from tools.codex.factory.core import decisions, testfailures
+from tools.codex.factory.core import decisions, review, testfailures
 from tools.codex.factory.core.paths import (
     ATTEST_DIR,
     LOGS_DIR,
@@ -51,6 +51,7 @@ from tools.codex.factory.core.testfailures import TAIL_BYTES
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.infra.writer import sha256_file, sha256_stream_tail
+from tools.codex.factory.run import snapshots
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import (
     V1_KEYS,
@@ -63,7 +64,14 @@ from tools.codex.factory.run.facts import (
     file_hashes,
     gather_facts,
 )
-from tools.codex.factory.run.validate import base_tree, limits
+from tools.codex.factory.run.validate import (
+    base_tree,
+    limits,
+    parse_patches,
+    preimage_hashes,
+    review_inputs,
+    review_settings,
+)
 
 REPORT_REL = f"{Z_DIR}/FINAL_REPORT.txt"
 STATUS_REL = f"{Z_DIR}/STATUS.json"
@@ -216,6 +224,7 @@ class DiskCheck:
             self._check_worker_status,
             self._check_facts,
             self._check_unrecorded_html,
+            self._check_reviews,
         ]
         if self.folded.state.final is not None and self.folded.last_seg.report is not None:
             steps += [self._check_status_doc, self._check_report]
@@ -443,6 +452,61 @@ class DiskCheck:
                         fresh.get(name),
                         old.get(name),
                     )
+
+    def _check_reviews(self) -> None:
+        """Recompute every Gate 0 ``review.findings`` with :func:`review.review` from the
+        patch snapshot it names (hash-verified) and the base commit's files; the recorded
+        base-content hashes and findings must be what that gives."""
+        manifest, base = self.docs.manifest, self.folded.state.base_commit
+        if not self.folded.review_events or manifest is None or not isinstance(base, str):
+            return
+        try:
+            settings = review_settings(manifest)
+        except (KeyError, TypeError):
+            return  # the manifest check reports it
+        bounds = self._limits()
+        events = self.folded.review_events
+        patches: dict[str, bytes] = {}
+        for w, recorded, seq in events:
+            try:
+                patches[str(seq)] = snapshots.get(
+                    self.run_dir, recorded["patch_sha256"], bounds.max_file_bytes
+                )
+            except FactoryError as exc:
+                self.diverge(
+                    seq,
+                    f"review.findings for worker {w}",
+                    "its patch snapshot",
+                    short(str(exc), 300),
+                )
+        try:
+            inputs = review_inputs(self.ctx, base, parse_patches(patches, bounds), settings, bounds)
+        except FactoryError as exc:
+            self.diverge(None, "review.findings", "the base commit's files", short(str(exc), 300))
+            return
+        for w, recorded, seq in events:
+            what = f"review.findings for worker {w}"
+            if str(seq) not in patches:
+                continue
+            if str(seq) not in inputs:
+                self.diverge(seq, what, "a patch snapshot that parses", "it does not")
+                continue
+            patch, pre = inputs[str(seq)]
+            hashes = preimage_hashes(pre)
+            if hashes != recorded["preimages"]:
+                self.diverge(
+                    seq, f"{what}: preimages (read again from the base commit)", hashes,
+                    recorded["preimages"],
+                )  # fmt: skip
+            fresh = review.review(w, patch, pre, settings)
+            if fresh != recorded["findings"]:
+                self.diverge(
+                    seq,
+                    f"{what}: findings (recomputed by review.review from the patch snapshot "
+                    "and the base commit)",
+                    fresh,
+                    recorded["findings"],
+                )
 
     def _check_status_doc(self) -> None:
         state = self.folded.state

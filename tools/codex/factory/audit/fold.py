@@ -47,12 +47,13 @@ from tools.codex.factory.records.validation import (
     Finding,
     Overlap,
     Policy,
+    ReviewFinding,
     StageRow,
     Verdict,
     Violation,
 )
 from tools.codex.factory.run.handle import isolation_settings, run_setting
-from tools.codex.factory.run.validate import policy
+from tools.codex.factory.run.validate import policy, reviewable
 
 if sys.version_info >= (3, 11):
     from typing import NotRequired
@@ -296,6 +297,9 @@ class Fold:
         self.snaps: dict[str, Snapshot] = {}  # by worker folder
         self.facts: dict[str, tuple[BundleFacts, int]] = {}  # the last bundle.facts per worker
         self.fact_events: list[tuple[str, BundleFacts, int]] = []  # every bundle.facts, in order
+        # Gate 0: the last review.findings per worker since its bundle.facts, and every one.
+        self.reviews: dict[str, tuple[list[ReviewFinding], int]] = {}
+        self.review_events: list[tuple[str, dict[str, Any], int]] = []
         self.heads: list[AnchoredHead] = []  # recorded by report.written
         self.z_listing: tuple[set[str], int] | None = None  # Z files per the last report.sha256
         self.manifest_pin: FileRecord | None = None  # the first record of RUN_MANIFEST.json
@@ -490,6 +494,7 @@ class Fold:
             self.diverge(ev.seq, "bundle.facts worker", w, facts["worker"])
         self.facts[w] = (facts, ev.seq)
         self.fact_events.append((w, facts, ev.seq))
+        self.reviews.pop(w, None)
         prev = self.snaps.get(worker_dirname(w))
         before = (
             prev.files
@@ -499,6 +504,42 @@ class Fold:
         self.snaps[worker_dirname(w)] = Snapshot(
             ev.seq, "bundle.facts", bundle_hash=facts["bundle_hash"], before=before
         )
+
+    def on_review_findings(self, ev: Event) -> None:
+        """Gate 0's findings on one worker's patch: they must be about the snapshot its
+        bundle.facts judged; replay's disk check recomputes them from those bytes."""
+        p = ev.payload
+        w = p["worker"]
+        facts = self.facts.get(w)
+        judged = facts[0].get("apply_sha256") if facts is not None else None
+        if judged != p["patch_sha256"]:
+            self.diverge(
+                ev.seq,
+                f"review.findings patch_sha256 for worker {w} (the patch its bundle.facts judged)",
+                judged,
+                p["patch_sha256"],
+            )
+        self.reviews[w] = (list(p["findings"]), ev.seq)
+        self.review_events.append((w, dict(p), ev.seq))
+
+    def _reviews(
+        self, ev: Event, facts: Mapping[str, BundleFacts]
+    ) -> dict[str, list[ReviewFinding]]:
+        """The Gate 0 findings validation judged: every reviewable worker's, when the policy
+        enables the review (a missing review.findings is a divergence)."""
+        settings = ev.payload["policy"].get("review")
+        if int(ev.payload["policy"].get("version", 1)) < 7 or not settings:
+            return {}
+        if settings.get("enabled"):
+            for w in sorted(facts):
+                if reviewable(facts[w]) and w not in self.reviews:
+                    self.diverge(
+                        ev.seq,
+                        f"review.findings for worker {w} (Gate 0 is enabled)",
+                        "a review.findings event after its bundle.facts",
+                        "none",
+                    )
+        return {w: self.reviews[w][0] for w in facts if w in self.reviews}
 
     def on_validation_decided(self, ev: Event) -> None:
         p = ev.payload
@@ -519,6 +560,7 @@ class Fold:
             p["policy"],
             list(p.get("gitdir_changed", [])),
             p.get("git_attr_source", True) is not False,
+            self._reviews(ev, facts),
         )
         recomputed: Mapping[str, object] = result
         for key in ("status", "verdicts", "overlaps"):
@@ -1069,6 +1111,7 @@ HANDLERS: Mapping[str, Handler] = {
     "bundle.collected": Fold.on_bundle_collected,
     "bundle.imported": Fold.on_bundle_collected,
     "bundle.facts": Fold.on_bundle_facts,
+    "review.findings": Fold.on_review_findings,
     "validation.decided": Fold.on_validation_decided,
     "merge.planned": Fold.on_merge_planned,
     "patch.applied": Fold.on_patch_applied,

@@ -23,11 +23,22 @@ DETAILS = ("summary", "full")
 MIN_GUARDED = 12  # shorter scenario lines ("fi", "set -e", "exit 0") say nothing about it
 
 
-class Refusal(TypedDict):
-    """A worker whose bundle did not enter the tree, and why (its findings, one line each)."""
-
+class _Refused(TypedDict):
     worker: str
     findings: list[str]
+
+
+class Refusal(_Refused, total=False):
+    """A worker whose bundle did not enter the tree, and why (its findings, one line each);
+    or, with findings empty, one that did, with Gate 0's warnings on its tests."""
+
+    warnings: list[str]
+
+
+def blocked(refused: Sequence[Refusal]) -> list[Refusal]:
+    """The workers whose work did not enter the tree (those with findings; a record without
+    warnings is one, as earlier releases recorded only those)."""
+    return [r for r in refused if r["findings"] or not r.get("warnings")]
 
 
 class _ForWorker(TypedDict, total=False):
@@ -80,8 +91,10 @@ def compile_feedback(inp: FeedbackInput) -> str:
         + ", ".join(f"{counts[k]} {k}" for k in ("pass", "fail", "flaky", "infra") if counts[k])
     )
     out.append(f"- Regressions: {len(inp['regressions'])}")
-    if inp["refused"]:
-        out.append(f"- Workers whose work did not enter the tree: {len(inp['refused'])}")
+    refused = blocked(inp["refused"])
+    warned = [r for r in inp["refused"] if r.get("warnings")]
+    if refused:
+        out.append(f"- Workers whose work did not enter the tree: {len(refused)}")
     out += ["", "## Convergence trajectory", ""]
     out += [
         "| Iteration | Satisfaction | Required checks | Advisory findings | Delta |",
@@ -122,12 +135,17 @@ def compile_feedback(inp: FeedbackInput) -> str:
         for c in sorted(failed_advisory, key=lambda c: c["name"]):
             out.append(f"- {c['name']}: {_how(c)}" + _tests(c))
         out.append("")
-    if inp["refused"]:
+    if refused:
         out += ["### Work that did not enter the tree", ""]
-        for ref in sorted(inp["refused"], key=lambda r: r["worker"]):
+        for ref in sorted(refused, key=lambda r: r["worker"]):
             out.append(f"- {ref['worker']}: " + "; ".join(ref["findings"]))
         out.append("")
-    if not (failed_required or failing or failed_advisory or inp["refused"]):
+    if warned:
+        out += ["### Test-honesty warnings (they do not block)", ""]
+        for ref in sorted(warned, key=lambda r: r["worker"]):
+            out.append(f"- {ref['worker']}: " + "; ".join(ref.get("warnings", [])))
+        out.append("")
+    if not (failed_required or failing or failed_advisory or refused or warned):
         out += ["- none", ""]
     out += ["## Instructions", ""]
     steps: list[str] = []
@@ -144,7 +162,7 @@ def compile_feedback(inp: FeedbackInput) -> str:
             "Required checks broken by another worker's change, not yours (do not work around "
             "them): " + ", ".join(c["name"] for c in sorted(others, key=lambda c: c["name"])) + "."
         )
-    if inp["refused"]:
+    if refused:
         steps.append(
             "Fix what kept your work out of the tree (listed under Failures): work outside "
             "your scope, or a bundle that could not be read, never reaches it."
@@ -163,6 +181,11 @@ def compile_feedback(inp: FeedbackInput) -> str:
             "Then the advisory findings (they do not block): "
             + ", ".join(c["name"] for c in sorted(failed_advisory, key=lambda c: c["name"]))
             + "."
+        )
+    if warned:
+        steps.append(
+            "Make your tests honest where the warnings say so: a test asserts what the code "
+            "does, and nothing is skipped, deselected or hard-coded to pass."
         )
     if not steps:
         steps.append("Everything measured passes: keep it that way.")

@@ -28,6 +28,7 @@ from tools.codex.factory.records.validation import (
     Overlap,
     PlannedScope,
     Policy,
+    ReviewFinding,
     Severity,
     Verdict,
 )
@@ -384,7 +385,7 @@ def worker_findings(
         facts["patch_error"] is None
         and "DIFF.patch" not in facts["missing"]
         and "FILES_CHANGED.json" not in _broken(facts)
-        and not _unread(facts)
+        and not unread(facts)
     ):
         for p in sorted(set(touched) - set(listed)):
             out.append(
@@ -618,7 +619,7 @@ def _v2_findings(
     return out
 
 
-def _unread(facts: BundleFacts) -> bool:
+def unread(facts: BundleFacts) -> bool:
     """DIFF.patch or FILES_CHANGED.json was over a line or file limit and not read: comparing
     the two would only repeat that finding path by path."""
     return any(rule in UNREAD_RULES for _, rule, _ in facts.get("limit_problems", []))
@@ -761,18 +762,47 @@ def short_name_clashes(
     return out
 
 
+def review_findings(
+    reviews: Mapping[str, Sequence[ReviewFinding]],
+    workers: Sequence[str],
+    severity: Mapping[str, str],
+) -> list[Finding]:
+    """Gate 0's findings as validation findings: a rule the run's settings make critical
+    blocks its worker, a warning is reported, an 'off' one is dropped; each names worker,
+    path and line, its rule the finding's code."""
+    out: list[Finding] = []
+    for w in sorted(workers):
+        for f in reviews.get(w, ()):
+            level = severity.get(f["rule"], f["severity"])
+            if level == "off":
+                continue
+            where = f"{f['path']}:{f['line']}" if f["line"] else f["path"]
+            out.append(
+                _finding(
+                    w,
+                    f["path"],
+                    f["rule"],
+                    f"{w}_worker {where}: {f['message']}",
+                    "block" if level == "critical" else "warn",
+                )
+            )
+    return out
+
+
 def evaluate(
     facts_by_worker: Mapping[str, BundleFacts],
     policy: Policy,
     gitdir_changed: Sequence[str] = (),
     attr_source: bool = True,
+    reviews: Mapping[str, Sequence[ReviewFinding]] | None = None,
 ) -> Judgement:
     """The whole bundle-validate judgement: findings, warnings, overlaps, verdicts, status.
 
     ``gitdir_changed``: paths of the repository's shared git folder (hooks, config) that changed
     while the run's agents worked; the factory restored them, and every worker is blocked, since
     any of them could have done it. ``attr_source``: whether the validating machine's git honours
-    ``GIT_ATTR_SOURCE`` (recorded in ``validation.decided`` when it was asked).
+    ``GIT_ATTR_SOURCE`` (recorded in ``validation.decided`` when it was asked). ``reviews``:
+    Gate 0's recorded findings per worker, judged when the policy (version 7) enables it.
     """
     version = int(policy.get("version", 1))
     portable = str(policy.get("portable_names", "block"))
@@ -813,6 +843,9 @@ def evaluate(
     if version >= 6:
         warn = policy["case_collisions"] == "warn"
         findings.extend(short_name_clashes(facts_by_worker, "warn" if warn else "block"))
+    settings = policy.get("review")
+    if version >= 7 and settings is not None and settings["enabled"]:
+        findings.extend(review_findings(reviews or {}, list(facts_by_worker), settings["severity"]))
     ovl = overlaps(facts_by_worker, bool(policy["allow_identical_patch_overlap"]))
     for o in ovl:
         if o["resolution"] == "blocked":

@@ -816,6 +816,90 @@ def cat_blob(repo: Path, oid: str, max_size: int) -> bytes | None:
     return res.stdout
 
 
+def blobs_at(
+    repo: Path, commit: str, paths: Sequence[str], max_size: int
+) -> dict[str, bytes | None]:
+    """The content of each of ``paths`` in ``commit``'s tree, read from the object store by
+    the blob ids its tree lists (``ls-tree`` of those paths with their sizes — of the whole
+    tree, then a batch size check, when they are too many to name —, then one batch
+    ``cat-file``: resolving each ``commit:path`` would walk the trees again for every
+    path), or None where it is no
+    regular file there or bigger than ``max_size`` bytes. The paths are the base's: the
+    operator's own files, whatever patch named them."""
+    out: dict[str, bytes | None] = {p: None for p in paths}
+    if not paths:
+        return out
+    wanted = set(paths)
+    env = proc.base_env({"GIT_NO_REPLACE_OBJECTS": "1"})
+    small: list[str] = []
+    oids: dict[str, list[str]] = {}
+    if sum(len(p) + 12 for p in paths) <= PATHSPEC_CHARS:
+        # Few enough to name: ls-tree gives the sizes of those alone.
+        specs = [f":(literal){p}" for p in sorted(wanted)]
+        listing = git(repo, "ls-tree", "-r", "-z", "-l", "--full-tree", commit, "--", *specs)
+        for path, oid, size in _tree_blobs(listing.stdout, wanted, sized=True):
+            oids.setdefault(oid, []).append(path)
+            if 0 <= size <= max_size and oid not in small:
+                small.append(oid)
+    else:
+        listing = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit)
+        for path, oid, _ in _tree_blobs(listing.stdout, wanted, sized=False):
+            oids.setdefault(oid, []).append(path)
+        sizes = git(
+            repo, "cat-file", "--batch-check", input="".join(f"{o}\n" for o in oids).encode(),
+            env=env,
+        ).stdout.split(b"\n")  # fmt: skip
+        small = [o for o, line in zip(oids, sizes, strict=False) if _blob_within(line, o, max_size)]
+    if not small:
+        return out
+    batch = git(
+        repo, "cat-file", "--batch", input="".join(f"{o}\n" for o in small).encode(), env=env
+    ).stdout
+    pos = 0
+    for oid in small:
+        end = batch.index(b"\n", pos)
+        head = batch[pos:end].split()
+        size = int(head[2]) if len(head) == 3 and head[1] == b"blob" else -1
+        pos = end + 1 + (size + 1 if size >= 0 else 0)
+        if size >= 0 and head[0].decode("ascii", "replace") == oid:
+            for path in oids[oid]:
+                out[path] = batch[end + 1 : end + 1 + size]
+    return out
+
+
+# How much of a command line the paths of one ls-tree may take (Windows allows 32767
+# characters in all).
+PATHSPEC_CHARS = 16 * 1024
+
+
+def _tree_blobs(listing: bytes, wanted: set[str], sized: bool) -> Iterator[tuple[str, str, int]]:
+    """(path, blob id, size or -1) of each regular file of an ``ls-tree -r -z`` (``-l``:
+    ``sized``) listing that is in ``wanted``."""
+    for entry in listing.split(b"\0"):
+        meta, tab, raw = entry.partition(b"\t")
+        fields = meta.split()
+        path = raw.decode("utf-8", "surrogateescape")
+        if not tab or len(fields) != (4 if sized else 3) or path not in wanted:
+            continue
+        if fields[0] not in (b"100644", b"100755"):
+            continue
+        size = int(fields[3]) if sized and fields[3].isdigit() else -1
+        yield path, fields[2].decode("ascii"), size if sized else -1
+
+
+def _blob_within(line: bytes, oid: str, max_size: int) -> bool:
+    """Whether a ``cat-file --batch-check`` line says ``oid`` is a blob of at most
+    ``max_size`` bytes."""
+    fields = line.split()
+    return (
+        len(fields) == 3
+        and fields[0].decode("ascii", "replace") == oid
+        and fields[1] == b"blob"
+        and fields[2].isdigit()
+        and int(fields[2]) <= max_size
+    )
+
+
 # -- the user's repository: what is tracked ------------------------------------------------------
 def tracked_under(repo: Path, rel: str) -> list[str]:
     """Files git tracks at or below the folder ``rel`` (taken literally), repository-relative."""

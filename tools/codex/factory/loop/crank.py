@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory.core import convergence, escalation, symptoms, testfailures
+from tools.codex.factory.core import convergence, escalation, review, symptoms, testfailures
 from tools.codex.factory.core import feedback as fb
 from tools.codex.factory.core import gates as core_gates
 from tools.codex.factory.core import manifest as core_manifest
@@ -952,12 +952,25 @@ def feedback_input(
 
 
 def _refusals(doc: dict[str, Any]) -> list[fb.Refusal]:
+    """The workers whose work did not enter the tree, with their findings, and Gate 0's
+    warnings on any worker's tests (fed back, never blocking)."""
     by_worker: dict[str, list[str]] = {}
+    warned: dict[str, list[str]] = {}
     for f in doc.get("findings", []):
         line = clip(f"[{f['rule']}] {f['path']}: {f['message']}", 300)
         by_worker.setdefault(str(f["worker"]), []).append(line)
-    blocked = sorted(w for w, v in doc.get("verdicts", {}).items() if v != "PASS")
-    return [fb.Refusal(worker=w, findings=by_worker.get(w, [])[:20]) for w in blocked]
+    for f in doc.get("warnings", []):
+        if f["rule"] in review.RULES:
+            line = clip(f"[{f['rule']}] {f['message']}", 300)
+            warned.setdefault(str(f["worker"]), []).append(line)
+    blocked = {w for w, v in doc.get("verdicts", {}).items() if v != "PASS"}
+    out: list[fb.Refusal] = []
+    for w in sorted(blocked | set(warned)):
+        ref = fb.Refusal(worker=w, findings=by_worker.get(w, [])[:20] if w in blocked else [])
+        if w in warned:
+            ref["warnings"] = warned[w][:20]
+        out.append(ref)
+    return out
 
 
 def _check(e: Event, run_dir: Path) -> CheckOutcome:

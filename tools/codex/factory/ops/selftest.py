@@ -231,7 +231,7 @@ class SelfTest:
                 "tests/test_app.py": BASE_FILES["tests/test_app.py"].replace(
                     "'hello x'", "'hello, x'"
                 ),
-                "tests/test_more.py": "def test_more():\n    assert True\n",
+                "tests/test_more.py": 'def test_more():\n    assert len("ok") == 2\n',
             },
         )
         self.step(

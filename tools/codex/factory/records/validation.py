@@ -75,6 +75,31 @@ class BundleFacts(TypedDict):
     base_short_aliases: NotRequired[dict[str, str]]  # path -> base path it may be (8.3 name)
 
 
+ReviewSeverity = Literal["critical", "warning", "off"]
+
+
+class ReviewSettings(TypedDict):
+    """What Gate 0 (``core.review``) reviews by: the run's ``review.*`` config and the files
+    its required checks run (recorded in the policy, version 7)."""
+
+    enabled: bool
+    severity: dict[str, ReviewSeverity]
+    test_globs: list[str]
+    skip_patterns: list[str]
+    check_files: list[str]
+
+
+class ReviewFinding(TypedDict):
+    """One Gate 0 observation on a worker's patch; ``line`` 0 is the whole file."""
+
+    worker: str
+    path: str
+    line: int
+    rule: str
+    severity: Literal["critical", "warning"]
+    message: str
+
+
 class Policy(TypedDict):
     """Everything validation judges by (recorded in ``validation.decided``)."""
 
@@ -88,6 +113,8 @@ class Policy(TypedDict):
     limits: NotRequired[dict[str, int]]
     # version 3
     attributes: NotRequired[Literal["base", "candidate"]]
+    # version 7
+    review: NotRequired[ReviewSettings]
 
 
 class Finding(TypedDict):

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tools.codex.factory.core import placeholders
+from tools.codex.factory.core import placeholders, review
+from tools.codex.factory.core.globs import validate_glob
 from tools.codex.factory.core.ids import validate_kind, validate_worker_id
 from tools.codex.factory.core.paths import PathRuleError, at, normalise_repo_path
 from tools.codex.factory.errors import UsageError
@@ -121,6 +122,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "flaky": "block",  # block | warn: a check passing on its rerun
     },
     "feedback": {"detail": "summary"},
+    # Gate 0: the test-honesty review of each bundle (core.review); severity: {rule: level}.
+    "review": {
+        "enabled": True,
+        "severity": {},
+        "test_globs": list(review.DEFAULT_TEST_GLOBS),
+        "skip_patterns": list(review.DEFAULT_SKIP_PATTERNS),
+    },
     "crank": {
         "threshold": "0.80",
         "max_iterations": 5,
@@ -368,6 +376,28 @@ def _validate(cfg: Config) -> None:
             )
     _check_names_unique(cfg)
     _check_argvs(cfg)
+    _check_review(cfg)
+
+
+def _check_review(cfg: Config) -> None:
+    """Gate 0's globs and patterns must be usable: a typo is a usage error, never a rule that
+    silently matches nothing."""
+    for i, glob in enumerate(cfg.get("review.test_globs")):
+        try:
+            validate_glob(glob)
+        except ValueError as exc:
+            raise UsageError(
+                f"config review.test_globs[{i}] {glob!r}: {exc} "
+                f"(source: {_describe(cfg, 'review.test_globs')})"
+            ) from None
+    for i, pattern in enumerate(cfg.get("review.skip_patterns")):
+        try:
+            re.compile(pattern)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise UsageError(
+                f"config review.skip_patterns[{i}] {pattern!r}: not a regular expression ({exc}) "
+                f"(source: {_describe(cfg, 'review.skip_patterns')})"
+            ) from None
 
 
 def _absolute(value: str) -> str:

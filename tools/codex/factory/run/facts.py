@@ -434,12 +434,14 @@ def gather_facts(
     limits: Limits | None = None,
     store: Store | None = None,
     git: GitSide | None = None,
+    on_patch: Callable[[patchparse.Patch], None] | None = None,
 ) -> BundleFacts:
     """Read one bundle and return everything the judgement needs, as plain JSON.
 
     ``store`` keeps the judged bytes (the snapshot) and returns their sha256. With ``git``,
     git's own reading of DIFF.patch is compared with ours and every binary postimage is
-    verified against the section's own data.
+    verified against the section's own data. ``on_patch`` receives DIFF.patch as read (the
+    snapshot's bytes), for Gate 0 to review without reading it again.
     """
     limits = limits or Limits()
     text = limits.max_text_chars
@@ -595,6 +597,8 @@ def gather_facts(
                 # Only when present: facts recorded by earlier releases have no such key.
                 facts["stray_text"] = clip(patch.stray, text)
             _patch_facts(facts, caps, patch, applied, git, base)
+            if on_patch is not None:
+                on_patch(patch)
     deleted = set(facts["deleted"])
     aliases, clashes = base.clashes(facts["added"], deleted)
     facts["base_case_variants"] = aliases

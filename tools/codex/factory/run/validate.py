@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from tools.codex.factory.core import validation
+from tools.codex.factory.core import patchparse, review, validation
 from tools.codex.factory.core.paths import VALIDATION
 from tools.codex.factory.infra import gitops, jsonio, schemas
-from tools.codex.factory.records.validation import BundleFacts, Policy
+from tools.codex.factory.records.validation import (
+    BundleFacts,
+    Policy,
+    ReviewFinding,
+    ReviewSettings,
+)
 from tools.codex.factory.run import gitdir, snapshots
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import BaseTree, GitSide, Limits, gather_facts
@@ -20,7 +28,8 @@ from tools.codex.factory.run.stages import StageResult
 # .gitattributes change is refused when git cannot read them from the base); 5 records the line
 # and file-section limits of a patch among the limits.
 # 6 judges NTFS 8.3 short names (name-short-alias) with the facts' base_short_aliases.
-POLICY_VERSION = 6
+# 7 judges Gate 0's findings (review.findings) by the review settings it records.
+POLICY_VERSION = 7
 
 
 def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
@@ -59,6 +68,88 @@ def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
             out["scopes"][w["id"]]["special"] = sorted(w.get("special", []))
     if version >= 4:
         out["attributes"] = run_setting(manifest, "checks.attributes")
+    if version >= 7:
+        out["review"] = review_settings(manifest)
+    return out
+
+
+def review_settings(manifest: dict[str, Any]) -> ReviewSettings:
+    """Gate 0's settings as the run was launched with them, and the files its required
+    checks run."""
+    return review.settings_of(
+        run_setting(manifest, "review.enabled"),
+        run_setting(manifest, "review.severity"),
+        run_setting(manifest, "review.test_globs"),
+        run_setting(manifest, "review.skip_patterns"),
+        [c["argv"] for c in run_setting(manifest, "checks.required")],
+    )
+
+
+def reviewable(facts: BundleFacts) -> bool:
+    """Gate 0 reads a patch validation could read whole: judged bytes, parsed, within limits."""
+    return (
+        facts.get("apply_sha256") is not None
+        and facts["patch_error"] is None
+        and not validation.unread(facts)
+    )
+
+
+def parse_patches(patches: Mapping[str, bytes], bounds: Limits) -> dict[str, patchparse.Patch]:
+    """Each patch parsed; one that does not parse is left out (validation reports it by its
+    own rule)."""
+    parsed: dict[str, patchparse.Patch] = {}
+    for key, data in patches.items():
+        try:
+            parsed[key] = patchparse.parse(data, bounds.max_patch_lines, bounds.max_patch_files)
+        except patchparse.PatchParseError:
+            continue
+    return parsed
+
+
+def review_inputs(
+    ctx: Context,
+    commit: str,
+    parsed: Mapping[str, patchparse.Patch],
+    settings: ReviewSettings,
+    bounds: Limits,
+) -> dict[str, tuple[patchparse.Patch, dict[str, bytes | None]]]:
+    """Each parsed patch with the base content of the files Gate 0 needs for it, all read
+    from the base commit in one batch."""
+    needed = {key: review.needed_preimages(p, settings) for key, p in parsed.items()}
+    wanted = sorted({path for paths in needed.values() for path in paths})
+    blobs = gitops.blobs_at(ctx.repo, commit, wanted, bounds.max_file_bytes)
+    return {key: (parsed[key], {p: blobs[p] for p in needed[key]}) for key in parsed}
+
+
+def preimage_hashes(pre: Mapping[str, bytes | None]) -> dict[str, str | None]:
+    return {p: None if b is None else hashlib.sha256(b).hexdigest() for p, b in pre.items()}
+
+
+def review_workers(
+    run: RunHandle,
+    facts: Mapping[str, BundleFacts],
+    parsed: Mapping[str, patchparse.Patch],
+    settings: ReviewSettings,
+    bounds: Limits,
+) -> dict[str, list[ReviewFinding]]:
+    """Gate 0 on the exact bytes validation judged (each worker's patch snapshot, as
+    validation parsed it), each worker's findings recorded in ``review.findings`` with the
+    hashes of the base content it read."""
+    chosen = {w: parsed[w] for w, f in facts.items() if reviewable(f) and w in parsed}
+    inputs = review_inputs(run.ctx, run.base_commit, chosen, settings, bounds)
+    out: dict[str, list[ReviewFinding]] = {}
+    for w in sorted(inputs):
+        patch, pre = inputs[w]
+        out[w] = review.review(w, patch, pre, settings)
+        run.recorder.emit(
+            "review.findings",
+            "bundle-validate",
+            f"{w}_worker",
+            worker=w,
+            patch_sha256=facts[w]["apply_sha256"],
+            preimages=preimage_hashes(pre),
+            findings=out[w],
+        )
     return out
 
 
@@ -94,16 +185,29 @@ def validate(run: RunHandle) -> StageResult:
     bounds = limits(manifest)
     side = GitSide(run.ctx.repo, gitops.object_format(run.ctx.repo))
     facts: dict[str, BundleFacts] = {}
+    parsed: dict[str, patchparse.Patch] = {}
     for w in workers:
         facts[w] = gather_facts(
-            run.run_dir, w, base, bounds, lambda data: snapshots.put(run.writer, data), side
+            run.run_dir,
+            w,
+            base,
+            bounds,
+            lambda data: snapshots.put(run.writer, data),
+            side,
+            functools.partial(parsed.__setitem__, w),
         )
         rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
     pol = policy(manifest)
+    settings = pol.get("review")
+    reviews = (
+        review_workers(run, facts, parsed, settings, bounds)
+        if settings is not None and settings["enabled"]
+        else {}
+    )
     gitdir.check_and_restore(run.ctx.repo, rec, run.run_dir)
     changed = gitdir.restored_since_validation(rec)  # by this check, or by a collect since
     honoured = attr_source(pol, facts)
-    result = validation.evaluate(facts, pol, changed, honoured is not False)
+    result = validation.evaluate(facts, pol, changed, honoured is not False, reviews)
     doc = {
         "schema_version": schemas.SCHEMA_VERSION,
         "run_id": run.run_id,

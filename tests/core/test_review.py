@@ -1,0 +1,501 @@
+"""Gate 0: each rule on a real `git diff`, and its honest twin that must not be flagged."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.factory import make_patch
+from tests.support.repos import make_repo
+from tools.codex.factory.core import patchparse, review
+from tools.codex.factory.records.validation import ReviewFinding, ReviewSettings
+
+_count = itertools.count()
+
+CALC = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
+TEST_CALC = (
+    "from calc import add, sub\n\n\n"
+    "def test_add():\n    assert add(1, 2) == 3\n\n\n"
+    "def test_sub():\n    assert sub(3, 2) == 1\n"
+)
+
+
+def reviewed(
+    tmp_path: Path,
+    base: dict[str, str],
+    changes: dict[str, str | bytes | None],
+    renames: dict[str, str] | None = None,
+    conf: ReviewSettings | None = None,
+) -> list[ReviewFinding]:
+    """Gate 0 on the real `git diff` of ``changes`` to a repository holding ``base``, with
+    the pre-images it asks for read from the base commit."""
+    repo = make_repo(tmp_path / f"r{next(_count)}", base)
+    data = make_patch(repo, changes, renames)
+    patch = patchparse.parse(data)
+    conf = conf or default_settings()
+    pre: dict[str, bytes | None] = {}
+    for path in review.needed_preimages(patch, conf):
+        res = subprocess.run(
+            ["git", "-C", str(repo), "show", f"HEAD:{path}"], capture_output=True, check=False
+        )
+        pre[path] = res.stdout if res.returncode == 0 else None
+    return review.review("A", patch, pre, conf)
+
+
+def default_settings() -> ReviewSettings:
+    return review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, review.DEFAULT_SKIP_PATTERNS, [])
+
+
+def review_bytes(
+    worker: str, data: bytes, pre: dict[str, bytes | None], conf: ReviewSettings
+) -> list[ReviewFinding]:
+    """Gate 0 on patch bytes as validation gives them: none for a patch that does not parse
+    (validation refuses it by its own rule)."""
+    try:
+        patch = patchparse.parse(data)
+    except patchparse.PatchParseError:
+        return []
+    return review.review(worker, patch, pre, conf)
+
+
+def rules(found: list[ReviewFinding]) -> set[str]:
+    return {f["rule"] for f in found}
+
+
+def base(**extra: str) -> dict[str, str]:
+    return {"calc.py": CALC, "tests/test_calc.py": TEST_CALC, **extra}
+
+
+# -- test-deleted -----------------------------------------------------------------------------
+def test_deleted_test_file_is_flagged(tmp_path: Path) -> None:
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": None})
+    assert [(f["rule"], f["path"], f["line"], f["severity"]) for f in found] == [
+        ("test-deleted", "tests/test_calc.py", 0, "critical")
+    ]
+
+
+def test_deleted_with_the_code_it_tests_is_not(tmp_path: Path) -> None:
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": None, "calc.py": None})
+    assert found == []
+
+
+def test_renamed_away_is_flagged(tmp_path: Path) -> None:
+    found = reviewed(tmp_path, base(), {}, renames={"tests/test_calc.py": "old/calc_check.py"})
+    assert rules(found) == {"test-deleted"}
+
+
+def test_renamed_within_tests_is_not(tmp_path: Path) -> None:
+    found = reviewed(tmp_path, base(), {}, renames={"tests/test_calc.py": "tests/test_math.py"})
+    assert found == []
+
+
+def test_removed_test_function_is_flagged(tmp_path: Path) -> None:
+    kept = "from calc import add, sub\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": kept})
+    assert [(f["rule"], f["line"]) for f in found] == [("test-deleted", 0)]
+    assert "'test_sub'" in found[0]["message"]
+
+
+def test_removed_with_the_function_it_tests_is_not(tmp_path: Path) -> None:
+    kept = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    code = "def add(a, b):\n    return a + b\n"
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": kept, "calc.py": code})
+    assert found == []
+
+
+# -- test-emptied -----------------------------------------------------------------------------
+def test_emptied_test_file_is_flagged(tmp_path: Path) -> None:
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": "# nothing to see\n"})
+    assert "test-emptied" in rules(found)
+
+
+def test_a_test_file_with_tests_left_is_not_emptied(tmp_path: Path) -> None:
+    more = TEST_CALC + "\n\ndef test_more():\n    assert add(2, 2) == 4\n"
+    assert reviewed(tmp_path, base(), {"tests/test_calc.py": more}) == []
+
+
+# -- skips --------------------------------------------------------------------------------------
+def test_skip_added_names_the_line(tmp_path: Path) -> None:
+    text = TEST_CALC.replace("def test_sub", "@pytest.mark.skip(reason='later')\ndef test_sub")
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": "import pytest\n" + text})
+    assert [(f["rule"], f["path"], f["line"]) for f in found] == [
+        ("skip-added", "tests/test_calc.py", 9)
+    ]
+
+
+def test_an_existing_skip_is_not_new(tmp_path: Path) -> None:
+    skipped = "import pytest\n" + TEST_CALC.replace(
+        "def test_sub", "@pytest.mark.skip(reason='flaky on CI')\ndef test_sub"
+    )
+    edited = skipped.replace("assert add(1, 2) == 3", "assert add(2, 2) == 4")
+    found = reviewed(
+        tmp_path, base(**{"tests/test_calc.py": skipped}), {"tests/test_calc.py": edited}
+    )
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    "decorator",
+    ["@unittest.skip('x')", "@pytest.mark.skipif(True, reason='x')", "@skip('x')"],
+)
+def test_other_skip_spellings(tmp_path: Path, decorator: str) -> None:
+    text = "import unittest\nimport pytest\nfrom unittest import skip\n" + TEST_CALC.replace(
+        "def test_add", f"{decorator}\ndef test_add"
+    )
+    assert rules(reviewed(tmp_path, base(), {"tests/test_calc.py": text})) == {"skip-added"}
+
+
+def test_a_conditional_skipif_is_not_flagged(tmp_path: Path) -> None:
+    text = "import sys\nimport pytest\n" + TEST_CALC.replace(
+        "def test_add", "@pytest.mark.skipif(sys.platform == 'win32', reason='posix')\ndef test_add"
+    )
+    assert reviewed(tmp_path, base(), {"tests/test_calc.py": text}) == []
+
+
+def test_xfail_added(tmp_path: Path) -> None:
+    text = "import pytest\n" + TEST_CALC.replace("def test_add", "@pytest.mark.xfail\ndef test_add")
+    assert rules(reviewed(tmp_path, base(), {"tests/test_calc.py": text})) == {"xfail-added"}
+
+
+def test_an_existing_xfail_is_not_new(tmp_path: Path) -> None:
+    old = "import pytest\n" + TEST_CALC.replace("def test_add", "@pytest.mark.xfail\ndef test_add")
+    new = old.replace("== 1", "== 1  # checked")
+    assert (
+        reviewed(tmp_path, base(**{"tests/test_calc.py": old}), {"tests/test_calc.py": new}) == []
+    )
+
+
+def test_module_skipped(tmp_path: Path) -> None:
+    text = "import pytest\npytestmark = pytest.mark.skip(reason='x')\n" + TEST_CALC
+    assert rules(reviewed(tmp_path, base(), {"tests/test_calc.py": text})) == {
+        "test-module-skipped"
+    }
+
+
+def test_module_skip_by_call(tmp_path: Path) -> None:
+    text = "import pytest\npytest.skip('x', allow_module_level=True)\n" + TEST_CALC
+    assert rules(reviewed(tmp_path, base(), {"tests/test_calc.py": text})) == {
+        "test-module-skipped"
+    }
+
+
+def test_an_existing_module_skip_is_not_new(tmp_path: Path) -> None:
+    old = "import pytest\npytestmark = pytest.mark.skip(reason='x')\n" + TEST_CALC
+    new = old.replace("== 3", "== 3  # same")
+    assert (
+        reviewed(tmp_path, base(**{"tests/test_calc.py": old}), {"tests/test_calc.py": new}) == []
+    )
+
+
+# -- assertions ---------------------------------------------------------------------------------
+def test_no_assertion_is_a_warning(tmp_path: Path) -> None:
+    text = TEST_CALC + "\n\ndef test_mul():\n    add(2, 3)\n"
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": text})
+    assert [(f["rule"], f["line"], f["severity"]) for f in found] == [
+        ("no-assertion", 12, "warning")
+    ]
+
+
+def test_an_asserting_test_is_not(tmp_path: Path) -> None:
+    text = TEST_CALC + "\n\ndef test_mul(self):\n    self.assertEqual(add(2, 3), 5)\n"
+    assert reviewed(tmp_path, base(), {"tests/test_calc.py": text}) == []
+
+
+@pytest.mark.parametrize(
+    "line", ["assert True", "assert add(1, 2) == add(1, 2)", "self.assertTrue(1)"]
+)
+def test_tautology(tmp_path: Path, line: str) -> None:
+    text = TEST_CALC.replace("assert add(1, 2) == 3", line)
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": text})
+    assert [(f["rule"], f["line"]) for f in found] == [("tautology", 5)]
+
+
+def test_a_real_comparison_is_not_a_tautology(tmp_path: Path) -> None:
+    text = TEST_CALC.replace("assert add(1, 2) == 3", "assert add(2, 2) == 4")
+    assert reviewed(tmp_path, base(), {"tests/test_calc.py": text}) == []
+
+
+def test_raises_everything(tmp_path: Path) -> None:
+    text = "import pytest\n" + TEST_CALC.replace(
+        "    assert add(1, 2) == 3", "    with pytest.raises(Exception):\n        add(None, 2)"
+    )
+    assert rules(reviewed(tmp_path, base(), {"tests/test_calc.py": text})) == {"raises-everything"}
+
+
+def test_raises_a_named_error_is_not(tmp_path: Path) -> None:
+    text = "import pytest\n" + TEST_CALC.replace(
+        "    assert add(1, 2) == 3", "    with pytest.raises(TypeError):\n        add(None, 2)"
+    )
+    assert reviewed(tmp_path, base(), {"tests/test_calc.py": text}) == []
+
+
+# -- self-mock ----------------------------------------------------------------------------------
+def test_self_mock(tmp_path: Path) -> None:
+    text = "from unittest.mock import patch\n" + TEST_CALC.replace(
+        "def test_add():", "@patch('calc.add', return_value=3)\ndef test_add(_m):"
+    )
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": text})
+    assert [(f["rule"], f["line"]) for f in found] == [("self-mock", 5)]
+
+
+def test_mocking_a_collaborator_is_not(tmp_path: Path) -> None:
+    text = "from unittest.mock import patch\n" + TEST_CALC.replace(
+        "def test_add():", "@patch('calc.requests.get')\ndef test_add(_m):"
+    )
+    assert reviewed(tmp_path, base(), {"tests/test_calc.py": text}) == []
+
+
+def test_self_mock_by_monkeypatch(tmp_path: Path) -> None:
+    text = "import calc\n" + TEST_CALC.replace(
+        "def test_add():\n",
+        "def test_add(monkeypatch):\n    monkeypatch.setattr(calc, 'add', max)\n",
+    )
+    assert rules(reviewed(tmp_path, base(), {"tests/test_calc.py": text})) == {"self-mock"}
+
+
+# -- test detection -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "line",
+    [
+        "if 'pytest' in sys.modules:",
+        "if os.environ.get('PYTEST_CURRENT_TEST'):",
+        "if 'pytest' in sys.argv[0]:",
+    ],
+)
+def test_detection(tmp_path: Path, line: str) -> None:
+    code = f"import os, sys\n\n\ndef add(a, b):\n    {line}\n        return 3\n    return a + b\n"
+    found = reviewed(tmp_path, base(), {"calc.py": code})
+    assert [(f["rule"], f["path"], f["line"]) for f in found] == [("test-detection", "calc.py", 5)]
+
+
+def test_argv_parsing_and_test_side_detection_are_not(tmp_path: Path) -> None:
+    code = "import sys\n\n\ndef main():\n    return sys.argv[1:]\n"
+    conftest = "import sys\n\nRUNNING = 'pytest' in sys.modules\n"
+    found = reviewed(tmp_path, base(), {"cli.py": code, "tests/helpers.py": conftest})
+    assert found == []
+
+
+# -- test selection and check configuration -----------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("pytest.ini", "[pytest]\naddopts = -k 'not slow'\n"),
+        (
+            "pyproject.toml",
+            "[tool.pytest.ini_options]\naddopts = '--deselect tests/test_calc.py::test_sub'\n",
+        ),
+        ("setup.cfg", "[coverage:run]\nomit =\n    calc.py\n"),
+    ],
+)
+def test_selection_changed(tmp_path: Path, name: str, text: str) -> None:
+    found = reviewed(tmp_path, base(), {name: text})
+    assert "test-selection-changed" in rules(found)
+    assert {f["path"] for f in found} == {name}
+
+
+def test_conftest_deselecting(tmp_path: Path) -> None:
+    text = "def pytest_collection_modifyitems(config, items):\n    items[:] = items[:1]\n"
+    found = reviewed(tmp_path, base(), {"tests/conftest.py": text})
+    assert ("test-selection-changed", 1) in {(f["rule"], f["line"]) for f in found}
+
+
+def test_an_unrelated_config_change_is_not(tmp_path: Path) -> None:
+    old = "[project]\nname = 'calc'\ndependencies = []\n"
+    new = "[project]\nname = 'calc'\ndependencies = ['attrs']\n"
+    conftest = "import pytest\n\n\n@pytest.fixture\ndef two():\n    return 2\n"
+    found = reviewed(
+        tmp_path,
+        base(**{"pyproject.toml": old}),
+        {"pyproject.toml": new, "tests/conftest.py": conftest},
+    )
+    assert found == []
+
+
+def test_check_config_changed(tmp_path: Path) -> None:
+    conf = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [["bash", "ci/check.sh"]])
+    assert conf["check_files"] == ["ci/check.sh"]
+    found = reviewed(
+        tmp_path, base(**{"ci/check.sh": "pytest\n"}), {"ci/check.sh": "true\n"}, conf=conf
+    )
+    assert [(f["rule"], f["severity"]) for f in found] == [("check-config-changed", "warning")]
+    assert (
+        reviewed(tmp_path, base(**{"ci/other.sh": "x\n"}), {"ci/other.sh": "y\n"}, conf=conf) == []
+    )
+
+
+def test_check_files_of_a_command() -> None:
+    assert review.check_files(["make", "test"]) == ["Makefile", "makefile", "GNUmakefile"]
+    argv = ["{python}", "-m", "pytest", "-c", "ci/pytest.ini", "--rcfile=./.cov.toml", "tests"]
+    assert review.check_files(argv) == ["ci/pytest.ini", ".cov.toml"]
+    assert review.check_files(["git", "diff", "--check", "{base_commit}"]) == []
+
+
+# -- hard-coded outputs -------------------------------------------------------------------------
+def test_hardcoded_output(tmp_path: Path) -> None:
+    code = "def names():\n    return {'alice': 31, 'bob': 42}\n"
+    test = "from people import names\n\n\ndef test_names():\n    assert names() == {'alice': 31, 'bob': 42}\n"
+    found = reviewed(tmp_path, base(), {"people.py": code, "tests/test_people.py": test})
+    assert [(f["rule"], f["path"], f["line"]) for f in found] == [
+        ("hardcoded-output", "people.py", 2)
+    ]
+
+
+def test_a_computed_result_is_not_hardcoded(tmp_path: Path) -> None:
+    code = "def names(rows):\n    return {r['name']: r['age'] for r in rows}\n"
+    test = (
+        "from people import names\n\n\ndef test_names():\n"
+        "    assert names([{'name': 'alice', 'age': 31}]) == {'alice': 31}\n"
+    )
+    assert reviewed(tmp_path, base(), {"people.py": code, "tests/test_people.py": test}) == []
+
+
+# -- other languages ----------------------------------------------------------------------------
+def test_deleted_go_test(tmp_path: Path) -> None:
+    files = base(**{"pkg/sum.go": "package pkg\n", "pkg/sum_test.go": "package pkg\n"})
+    found = reviewed(tmp_path, files, {"pkg/sum_test.go": None})
+    assert [(f["rule"], f["path"]) for f in found] == [("test-deleted-glob", "pkg/sum_test.go")]
+
+
+def test_deleted_go_test_with_its_source_is_not(tmp_path: Path) -> None:
+    files = base(**{"pkg/sum.go": "package pkg\n", "pkg/sum_test.go": "package pkg\n"})
+    assert reviewed(tmp_path, files, {"pkg/sum_test.go": None, "pkg/sum.go": None}) == []
+
+
+def test_deleted_test_data_is_not(tmp_path: Path) -> None:
+    files = base(**{"tests/data/cases.json": "[]\n", "tests/fixture.txt": "x\n"})
+    assert (
+        reviewed(tmp_path, files, {"tests/data/cases.json": None, "tests/fixture.txt": None}) == []
+    )
+
+
+def test_js_skip_added(tmp_path: Path) -> None:
+    old = "it('adds', () => {\n  expect(add(1, 2)).toBe(3);\n});\n"
+    files = base(**{"web/add.test.js": old})
+    found = reviewed(tmp_path, files, {"web/add.test.js": old.replace("it(", "it.skip(")})
+    assert [(f["rule"], f["line"]) for f in found] == [("skip-added-pattern", 1)]
+
+
+def test_js_existing_skip_is_not_new(tmp_path: Path) -> None:
+    old = "it.skip('adds', () => {\n  expect(add(1, 2)).toBe(3);\n});\n"
+    files = base(**{"web/add.test.js": old})
+    assert reviewed(tmp_path, files, {"web/add.test.js": old.replace("'adds'", "'sums'")}) == []
+
+
+# -- settings -----------------------------------------------------------------------------------
+def test_severity_off_and_warning(tmp_path: Path) -> None:
+    off = review.settings_of(True, {"test-deleted": "off"}, review.DEFAULT_TEST_GLOBS, [], [])
+    assert reviewed(tmp_path, base(), {"tests/test_calc.py": None}, conf=off) == []
+    warn = review.settings_of(True, {"test-deleted": "warning"}, review.DEFAULT_TEST_GLOBS, [], [])
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": None}, conf=warn)
+    assert [f["severity"] for f in found] == ["warning"]
+    disabled = review.settings_of(False, {}, review.DEFAULT_TEST_GLOBS, [], [])
+    assert reviewed(tmp_path, base(), {"tests/test_calc.py": None}, conf=disabled) == []
+
+
+# -- hostile input ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"def test_x(:\n  assert True\n",  # invalid Python: line rules only
+        b"\x00\x01binary\x00 assert True\n",
+        b"def test_x():\r\n    assert True\r\n",
+        "def test_x():\n    assert True\n".encode("utf-16"),
+        b"x = " + b"(" * 5000 + b"\n",
+        b"assert True  " + b"#" * 200_000 + b"\n",
+        b"import pytest\n\n\n@pytest"
+        + b".x" * 3000
+        + b"\ndef test_a():\n    f"
+        + b"()" * 3000
+        + b"\n",
+    ],
+    ids=["invalid", "nul", "crlf", "utf16", "nesting", "huge-line", "deep-chains"],
+)
+def test_hostile_test_files_never_crash(tmp_path: Path, content: bytes) -> None:
+    found = reviewed(
+        tmp_path, base(), {"tests/test_calc.py": content, "tests/test_new.py": content}
+    )
+    assert all(f["rule"] in review.RULES for f in found)
+
+
+def test_invalid_python_gets_the_line_rules(tmp_path: Path) -> None:
+    text = TEST_CALC.replace("def test_sub", "@pytest.mark.skip\ndef test_sub(:")
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": text})
+    assert ("skip-added", 8) in {(f["rule"], f["line"]) for f in found}
+
+
+def _patch_of(path: str, lines: list[str]) -> bytes:
+    body = "".join(f"+{line}\n" for line in lines)
+    return (
+        f"diff --git a/{path} b/{path}\nnew file mode 100644\n--- /dev/null\n+++ b/{path}\n"
+        f"@@ -0,0 +1,{len(lines)} @@\n{body}"
+    ).encode("utf-8", "surrogatepass")
+
+
+_line = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), max_size=60
+)
+
+
+@settings(derandomize=True, max_examples=150, suppress_health_check=list(HealthCheck))
+@given(
+    st.sampled_from(
+        ["tests/test_a.py", "src/a.py", "a.test.js", "pytest.ini", "tests/conftest.py"]
+    ),
+    st.lists(_line, min_size=1, max_size=12),
+)
+def test_arbitrary_added_code_never_raises(path: str, lines: list[str]) -> None:
+    patch = _patch_of(path, lines)
+    for found in (
+        review_bytes("A", patch, {}, default_settings()),
+        review_bytes("A", patch + b"garbage\n", {}, default_settings()),
+    ):
+        assert all(f["rule"] in review.RULES for f in found)
+
+
+@settings(derandomize=True, max_examples=150, suppress_health_check=list(HealthCheck))
+@given(st.binary(max_size=400), st.binary(max_size=200))
+def test_arbitrary_patch_bytes_never_raise(data: bytes, pre: bytes) -> None:
+    head = b"diff --git a/tests/test_a.py b/tests/test_a.py\n--- a/tests/test_a.py\n+++ b/tests/test_a.py\n"
+    for patch in (data, head + data):
+        found = review_bytes("A", patch, {"tests/test_a.py": pre}, default_settings())
+        assert isinstance(found, list)
+
+
+_seg = st.text(st.sampled_from("ab.*?_"), min_size=1, max_size=5).filter(
+    lambda s: s not in (".", "..") and "**" not in s
+)
+_glob = st.lists(st.one_of(_seg, st.just("**")), min_size=1, max_size=4).map("/".join)
+_path = st.lists(
+    st.text(st.sampled_from("ab._"), min_size=1, max_size=5).filter(lambda s: s not in (".", "..")),
+    min_size=1,
+    max_size=5,
+).map("/".join)
+
+
+@settings(derandomize=True, max_examples=400, suppress_health_check=list(HealthCheck))
+@given(st.lists(_glob, min_size=1, max_size=3), _path)
+def test_test_globs_match_as_scope_globs_do(globs: list[str], path: str) -> None:
+    """Gate 0's fast test-file matcher agrees with the scope-glob matcher everywhere."""
+    from tools.codex.factory.core.globs import match_any
+
+    conf = review.settings_of(True, {}, globs, [], [])
+    assert review.is_test(path, conf) == (match_any(path, globs) is not None)
+
+
+def test_default_test_globs_match_as_scope_globs_do() -> None:
+    from tools.codex.factory.core.globs import match_any
+
+    for path in ["tests/a.py", "a/tests/b/c.js", "test_x.py", "pkg/x_test.go", "src/app.py",
+                 "web/__tests__/a.ts", "conftest.py", "x.spec.tsx", "tests", "a/src/test/B.java"]:  # fmt: skip
+        conf = default_settings()
+        assert review.is_test(path, conf) == (match_any(path, conf["test_globs"]) is not None)
+
+
+def test_an_invalid_glob_in_a_record_matches_nothing() -> None:
+    conf = review.settings_of(True, {}, ["a/../b", "tests/**"], [], [])
+    assert review.is_test("tests/x.py", conf) and not review.is_test("a/../b", conf)

@@ -1,0 +1,1149 @@
+"""Gate 0: the deterministic test-honesty review of one worker's patch.
+
+A worker can make a failing check pass without fixing anything: delete or empty the test,
+skip it, assert nothing, assert ``True``, catch every exception, mock the very function under
+test, make the code notice it runs under pytest, deselect tests in the configuration, or
+return the literals its own new test expects. This module finds those moves in a patch.
+
+Pure: a function of the patch (:mod:`core.patchparse`), the base content of the files the
+rules need (:func:`needed_preimages`; the caller reads them from the base commit) and the
+settings, so ``ledger-replay`` recomputes the same findings. Python test code is read with
+:mod:`ast` where its post-image can be rebuilt; anything that does not parse (invalid Python,
+NUL bytes, UTF-16, a hunk that does not fit its pre-image) gets the line rules only. No input
+raises: every file is reviewed within fixed bounds (line length, source size, findings).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tools.codex.factory.core import patchparse
+from tools.codex.factory.core.globs import compile_glob
+from tools.codex.factory.records.validation import ReviewFinding, ReviewSettings, ReviewSeverity
+
+# Each rule and its default severity: critical BLOCKS the worker, warning is reported.
+RULES: dict[str, ReviewSeverity] = {
+    "test-deleted": "critical",
+    "test-emptied": "critical",
+    "test-module-skipped": "critical",
+    "skip-added": "critical",
+    "xfail-added": "critical",
+    "no-assertion": "warning",
+    "tautology": "critical",
+    "raises-everything": "critical",
+    "self-mock": "critical",
+    "test-detection": "critical",
+    "test-selection-changed": "critical",
+    "check-config-changed": "warning",
+    "hardcoded-output": "warning",
+    "test-deleted-glob": "critical",
+    "skip-added-pattern": "critical",
+}
+DEFAULT_TEST_GLOBS = [
+    "tests/**",
+    "**/tests/**",
+    "**/test_*.py",
+    "**/*_test.py",
+    "**/conftest.py",
+    "**/__tests__/**",
+    "**/*.test.js",
+    "**/*.spec.js",
+    "**/*.test.ts",
+    "**/*.spec.ts",
+    "**/*.test.tsx",
+    "**/*.spec.tsx",
+    "**/*_test.go",
+    "**/src/test/**",
+]
+DEFAULT_SKIP_PATTERNS = [
+    r"\bit\.skip\(",
+    r"\bdescribe\.skip\(",
+    r"\btest\.skip\(",
+    r"\bxit\(",
+    r"\bxdescribe\(",
+    r"\bt\.Skip(?:f|Now)?\(",
+    r"@Disabled\b",
+    r"@Ignore\b",
+]
+# Test code in languages other than Python (test-deleted-glob, skip-added-pattern).
+CODE_EXTENSIONS = frozenset(
+    [
+        "js",
+        "jsx",
+        "mjs",
+        "cjs",
+        "ts",
+        "tsx",
+        "go",
+        "java",
+        "kt",
+        "kts",
+        "scala",
+        "rb",
+        "rs",
+        "cs",
+        "fs",
+        "vb",
+        "php",
+        "swift",
+        "c",
+        "cc",
+        "cpp",
+        "cxx",
+        "h",
+        "hpp",
+        "m",
+        "mm",
+        "dart",
+        "ex",
+        "exs",
+        "erl",
+        "clj",
+        "lua",
+        "pl",
+        "r",
+        "jl",
+        "sh",
+        "bash",
+        "ps1",
+        "groovy",
+    ]
+)
+# Bounds: longer lines are matched on their start; bigger sources get the line rules only.
+MAX_LINE = 4000
+MAX_SOURCE = 2_000_000
+MAX_FINDINGS = 1000
+MAX_NAME = 200
+# Files whose settings choose which tests run (pytest, tox, coverage).
+SELECTION_FILES = frozenset(
+    {"pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", ".coveragerc"}
+)
+_SELECTION_KEY = re.compile(
+    r"^\s*(addopts|testpaths|python_files|python_classes|python_functions|norecursedirs"
+    r"|collect_ignore(?:_glob)?|omit|fail_under|fail-under|source|include|exclude)\s*[=:]"
+)
+_SELECTION_OPT = re.compile(
+    r"--deselect\b|--ignore(?:-glob)?\b|(?:^|[\s\"'\[=,])-[km](?:[\s=\"']|$)|--last-failed\b"
+    r"|--lf\b|--co\b|--collect-only\b|--exitfirst\b|--maxfail\b"
+)
+_KEY_LINE = re.compile(r"^\s*[\[\w.\"'-]+\s*[=:\]]")
+_CONFTEST_HOOK = re.compile(
+    r"collect_ignore|pytest_collection_modifyitems|pytest_ignore_collect|pytest_deselected"
+    r"|\.deselect\b|add_marker\(.*\b(?:skip|xfail)|pytest_runtest_setup|pytest_collect_file"
+    r"|pytest_pycollect_makeitem|\bconfig\.(?:args|option)\b|\baddopts\b"
+)
+_DETECTION = [
+    re.compile(r"[\"']_?pytest[\"']\s+(?:not\s+)?in\s+sys\.modules"),
+    re.compile(r"sys\.modules\s*(?:\.get\(|\[)\s*[\"']_?pytest"),
+    re.compile(r"[\"']unittest[\"']\s+(?:not\s+)?in\s+sys\.modules"),
+    re.compile(r"PYTEST_CURRENT_TEST|PYTEST_VERSION|PYTEST_XDIST_WORKER"),
+    re.compile(r"sys\.argv.*(?:py\.?test|unittest|\btest)|(?:py\.?test|unittest).*sys\.argv"),
+]
+_LINE_SKIP = re.compile(
+    r"@(?:pytest\.)?mark\.skip\b(?!if)|@unittest\.skip\b|@skip\(|skip[iI]f\(\s*(?:True|1)\s*[,)]"
+    r"|\bpytest\.skip\(|\.skipTest\("
+)
+_LINE_XFAIL = re.compile(
+    r"@(?:pytest\.)?mark\.xfail\b|@unittest\.expectedFailure\b|pytest\.xfail\("
+)
+_LINE_MODULE_SKIP = re.compile(
+    r"^pytestmark\s*=.*\b(?:skip|xfail)\b|allow_module_level\s*=\s*True|^raise\s+(?:unittest\.)?SkipTest"
+)
+_LINE_TAUTOLOGY = re.compile(r"^\s*assert\s+(?:True|1|\"[^\"]+\"|'[^']+')\s*(?:#.*)?$")
+_LINE_RAISES_ALL = re.compile(r"(?:\braises|assertRaises)\(\s*\(?\s*(?:Base)?Exception\s*[,)]")
+_LITERAL = re.compile(r"\"([^\"\\]{2,80})\"|'([^'\\]{2,80})'|(?<![\w.])(-?\d+(?:\.\d+)?)(?![\w.])")
+_HUNK = re.compile(rb"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_RETURN_LITERAL = re.compile(r"\s*return\s*[\[{(\"'0-9-]")
+_TABLES = (ast.Dict, ast.List, ast.Tuple, ast.Set, ast.Constant)
+_ASSERTING = ("assert", "raises", "warns", "fail", "expect", "verify", "check", "ensure")
+_BROAD = frozenset({"Exception", "BaseException"})
+_TRIVIAL_NUMBERS = frozenset({"0", "1", "-1", "2", "0.0", "1.0"})
+
+
+@dataclass
+class Section:
+    """One file section of the patch, as the rules read it: its changed lines, numbered."""
+
+    old_path: str | None
+    new_path: str | None
+    status: str
+    binary: bool
+    added: list[tuple[int, str]] = field(default_factory=list)  # (new line, text)
+    removed: list[tuple[int, str]] = field(default_factory=list)  # (old line, text)
+    hunks: list[tuple[int, int, list[tuple[str, str]]]] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return self.new_path if self.new_path is not None else self.old_path or ""
+
+    def added_lines(self) -> set[int]:
+        return {n for n, _ in self.added}
+
+
+def settings_of(
+    enabled: bool,
+    severity: Mapping[str, str],
+    test_globs: Sequence[str],
+    skip_patterns: Sequence[str],
+    check_argvs: Iterable[Sequence[str]],
+) -> ReviewSettings:
+    """The settings a run reviews by: its config, every rule's severity spelled out, and
+    the files its required checks run."""
+    sev: dict[str, ReviewSeverity] = dict(RULES)
+    for rule, value in severity.items():
+        if rule in RULES and value in ("critical", "warning", "off"):
+            sev[rule] = value  # type: ignore[assignment]
+    files = sorted({f for argv in check_argvs for f in check_files(argv)})
+    return {
+        "enabled": bool(enabled),
+        "severity": dict(sorted(sev.items())),
+        "test_globs": list(test_globs),
+        "skip_patterns": list(skip_patterns),
+        "check_files": files,
+    }
+
+
+_SCRIPT_EXT = (".py", ".sh", ".bash", ".ps1", ".bat", ".cmd", ".js", ".mjs", ".cjs", ".ts", ".rb")
+_CONFIG_EXT = (".ini", ".cfg", ".toml", ".json", ".yml", ".yaml", ".mk")
+_RUNNER_FILES = {
+    "make": ["Makefile", "makefile", "GNUmakefile"],
+    "tox": ["tox.ini"],
+    "nox": ["noxfile.py"],
+}
+
+
+def check_files(argv: Sequence[str]) -> list[str]:
+    """Repository files a check command runs or reads: its script and config arguments
+    (``scripts/check.sh``, ``-c ci/pytest.ini``) and the file its runner reads (``make``:
+    Makefile)."""
+    out: list[str] = []
+    if argv:
+        runner = argv[0].replace("\\", "/").rsplit("/", 1)[-1].lower()
+        runner = runner[:-4] if runner.endswith(".exe") else runner
+        out.extend(_RUNNER_FILES.get(runner, []))
+    for arg in argv[1:] if argv else ():
+        value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
+        if value.startswith("-") or "{" in value or value.startswith("/") or ":" in value:
+            continue
+        value = value.replace("\\", "/").removeprefix("./")
+        if ".." in value.split("/") or not value:
+            continue
+        if value.lower().endswith(_SCRIPT_EXT + _CONFIG_EXT):
+            out.append(value)
+    return out
+
+
+# -- reading the patch ---------------------------------------------------------------------
+def sections(patch: patchparse.Patch) -> list[Section]:
+    """Each file section with its numbered added and removed lines (binary ones without)."""
+    return [_section(f) for f in patch.files]
+
+
+def _text(raw: bytes) -> str:
+    line = raw.decode("utf-8", "replace").rstrip("\n").rstrip("\r")
+    return line[:MAX_LINE]
+
+
+def _section(f: patchparse.FileChange) -> Section:
+    sec = Section(f.old_path, f.new_path, f.status, f.binary)
+    if f.binary:
+        return sec
+    lines = f.raw.split(b"\n")
+    i, n = 0, len(lines)
+    while i < n and not lines[i].startswith(b"@@"):
+        i += 1
+    while i < n:
+        m = _HUNK.match(lines[i])
+        if m is None:
+            break
+        old_no, new_no = int(m[1]), int(m[3])
+        old_left = 1 if m[2] is None else int(m[2])
+        new_left = 1 if m[4] is None else int(m[4])
+        start = old_no if old_left else old_no + 1
+        body: list[tuple[str, str]] = []
+        i += 1
+        while i < n and (old_left > 0 or new_left > 0):
+            line = lines[i]
+            kind = line[:1]
+            if kind == b"+":
+                sec.added.append((new_no, _text(line[1:])))
+                body.append(("+", _text(line[1:])))
+                new_no += 1
+                new_left -= 1
+            elif kind == b"-":
+                sec.removed.append((old_no, _text(line[1:])))
+                body.append(("-", _text(line[1:])))
+                old_no += 1
+                old_left -= 1
+            elif kind == b"\\":
+                pass
+            else:
+                body.append((" ", _text(line[1:])))
+                old_no += 1
+                new_no += 1
+                old_left -= 1
+                new_left -= 1
+            i += 1
+        while i < n and lines[i].startswith(b"\\"):
+            i += 1
+        sec.hunks.append((start, len([k for k, _ in body if k != "+"]), body))
+    return sec
+
+
+def _lines(data: bytes | None) -> list[str] | None:
+    if data is None:
+        return None
+    return [_text(x) for x in data.split(b"\n")][: -1 if data.endswith(b"\n") else None]
+
+
+def post_image(sec: Section, pre: list[str] | None) -> list[str] | None:
+    """The file's lines after the patch: an added file's added lines; a changed one's
+    pre-image with the hunks applied (None when a hunk does not fit it)."""
+    if sec.status == "added":
+        return [t for _, t in sec.added]
+    if sec.status == "deleted" or pre is None:
+        return None
+    out: list[str] = []
+    pos = 0
+    for start, _count, body in sec.hunks:
+        at = max(start - 1, 0)
+        if at < pos or at > len(pre):
+            return None
+        out.extend(pre[pos:at])
+        pos = at
+        for kind, text in body:
+            if kind == "+":
+                out.append(text)
+                continue
+            if pos >= len(pre) or pre[pos] != text:
+                return None
+            if kind == " ":
+                out.append(text)
+            pos += 1
+    out.extend(pre[pos:])
+    return out
+
+
+def pre_image(sec: Section, pre: list[str] | None) -> list[str] | None:
+    """The file's lines before the patch: a deleted file's removed lines, else the base's."""
+    if sec.status == "deleted":
+        return [t for _, t in sec.removed]
+    if sec.status == "added":
+        return []
+    return pre
+
+
+# -- what the caller must read -------------------------------------------------------------
+def is_code(path: str) -> bool:
+    """Whether ``path`` is source code by its extension: test folders also hold data (JSON,
+    text, images) whose removal is no test removed."""
+    return path.rsplit("/", 1)[-1].rpartition(".")[2].lower() in CODE_EXTENSIONS
+
+
+def is_test(path: str, settings: ReviewSettings) -> bool:
+    return _is_test(path, tuple(settings["test_globs"]))
+
+
+@functools.lru_cache(maxsize=65536)
+def _is_test(path: str, globs: tuple[str, ...]) -> bool:
+    return any(m(path) for m in _matchers(globs))
+
+
+@functools.lru_cache(maxsize=64)
+def _matchers(globs: tuple[str, ...]) -> tuple[Callable[[str], bool], ...]:
+    """One matcher per usable glob (an invalid one, possible only in a forged record,
+    matches nothing): a regular expression where the glob has no class and at most two
+    stars in a segment (linear enough, and many times faster), else the glob matcher."""
+    out: list[Callable[[str], bool]] = []
+    for glob in globs:
+        try:
+            compiled = compile_glob(glob)
+        except ValueError:
+            continue
+        fast = _glob_regex(glob)
+        out.append(compiled.match if fast is None else functools.partial(_full, fast))
+    return tuple(out)
+
+
+def _full(regex: re.Pattern[str], path: str) -> bool:
+    return regex.fullmatch(path) is not None
+
+
+def _glob_regex(glob: str) -> re.Pattern[str] | None:
+    """The scope-glob semantics (:mod:`core.globs`) as a regular expression, for globs of
+    literals, ``*``, ``?`` and ``**`` segments; None for others."""
+    segments = glob.split("/")
+    if segments[-1] == "":
+        segments[-1] = "**"
+    if any("[" in seg or seg.count("*") > 2 for seg in segments if seg != "**"):
+        return None
+    out = ""
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == "**":
+            out += ONE_OR_MORE if last else ZERO_OR_MORE
+            continue
+        for ch in seg:
+            out += "[^/]*" if ch == "*" else "[^/]" if ch == "?" else re.escape(ch)
+        out += "" if last else "/"
+    return re.compile(out)
+
+
+ONE_OR_MORE = "[^/]+(?:/[^/]+)*"  # a trailing '**': one or more whole segments
+ZERO_OR_MORE = "(?:[^/]+/)*"  # a leading or inner '**': zero or more
+
+
+def needed_preimages(patch: patchparse.Patch, settings: ReviewSettings) -> list[str]:
+    """Base paths whose content the review needs: changed (not added or deleted) test files,
+    to rebuild their post-image and tell a new skip from an old one."""
+    if not settings["enabled"]:
+        return []
+    out = {
+        f.old_path
+        for f in patch.files
+        if f.old_path is not None
+        and not f.binary
+        and f.status in ("modified", "renamed")
+        and is_test(f.old_path, settings)
+    }
+    return sorted(out)
+
+
+# -- the review -----------------------------------------------------------------------------
+@dataclass
+class _Context:
+    worker: str
+    settings: ReviewSettings
+    secs: list[Section]
+    found: list[ReviewFinding] = field(default_factory=list)
+    deleted: set[str] = field(default_factory=set)
+    removed_defs: set[str] = field(default_factory=set)
+    test_literals: set[str] = field(default_factory=set)
+
+    def add(self, path: str, line: int, rule: str, message: str) -> None:
+        sev = self.settings["severity"].get(rule, RULES[rule])
+        if sev == "off" or len(self.found) >= MAX_FINDINGS:
+            return
+        self.found.append(
+            {
+                "worker": self.worker,
+                "path": path,
+                "line": line,
+                "rule": rule,
+                "severity": "critical" if sev == "critical" else "warning",
+                "message": message,
+            }
+        )
+
+
+def review(
+    worker: str,
+    patch: patchparse.Patch,
+    preimages: Mapping[str, bytes | None],
+    settings: ReviewSettings,
+) -> list[ReviewFinding]:
+    """Every Gate 0 finding on one worker's patch, sorted (path, line, rule, message)."""
+    if not settings["enabled"]:
+        return []
+    ctx = _Context(worker, settings, sections(patch))
+    for sec in ctx.secs:
+        if sec.old_path is not None and sec.status in ("deleted", "renamed"):
+            ctx.deleted.add(sec.old_path)
+        for _, text in sec.removed:
+            m = re.match(r"\s*(?:async\s+)?def\s+(\w+)|\s*class\s+(\w+)", text)
+            if m:
+                ctx.removed_defs.add(m[1] or m[2])
+        if is_test(sec.path, settings):
+            for _, text in sec.added:
+                ctx.test_literals.update(_literals(text))
+    for sec in ctx.secs:
+        if sec.binary:
+            if sec.status == "deleted" and is_test(sec.path, settings):
+                _file_deleted(ctx, sec)
+            continue
+        _review_section(ctx, sec, preimages)
+    unique = {(f["path"], f["line"], f["rule"], f["message"]): f for f in ctx.found}
+    return [unique[k] for k in sorted(unique)]
+
+
+def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes | None]) -> None:
+    settings = ctx.settings
+    path = sec.path
+    test = is_test(path, settings)
+    old_test = sec.old_path is not None and is_test(sec.old_path, settings)
+    if sec.status == "deleted" and old_test:
+        _file_deleted(ctx, sec)
+        return
+    if sec.status == "renamed" and old_test and not test:
+        _file_deleted(ctx, sec)
+        return
+    base = path.rsplit("/", 1)[-1]
+    if base in SELECTION_FILES:
+        _selection(ctx, sec)
+    if base == "conftest.py":
+        _conftest(ctx, sec)
+    if any(_under(path, f) for f in settings["check_files"]) or (
+        sec.old_path is not None and any(_under(sec.old_path, f) for f in settings["check_files"])
+    ):
+        first = sec.added[0][0] if sec.added else 0
+        ctx.add(
+            path,
+            first,
+            "check-config-changed",
+            f"changes {path!r}, a file the required checks run: the check that judges this "
+            "change is changed by it",
+        )
+    if not test:
+        _detection(ctx, sec)
+        if path.endswith(".py"):
+            _hardcoded(ctx, sec)
+        return
+    if sec.status == "deleted":
+        return
+    pre_raw = preimages.get(sec.old_path or "") if sec.old_path is not None else None
+    pre = pre_image(sec, _lines(pre_raw))
+    post = post_image(sec, pre)
+    if path.endswith(".py"):
+        _python_test(ctx, sec, pre, post)
+    elif is_code(path):
+        _emptied_generic(ctx, sec, pre, post)
+        _skip_patterns(ctx, sec)
+
+
+def _under(path: str, target: str) -> bool:
+    return path == target or (target.endswith("/") and path.startswith(target))
+
+
+# -- deleted test files ---------------------------------------------------------------------
+def _file_deleted(ctx: _Context, sec: Section) -> None:
+    old = sec.old_path or ""
+    python = old.endswith(".py")
+    if python and _imports_deleted(ctx, [t for _, t in sec.removed]):
+        return
+    if not python and (not is_code(old) or _sibling_deleted(ctx, old)):
+        return
+    how = "deleted" if sec.status == "deleted" else f"renamed away to {sec.new_path!r}"
+    rule = "test-deleted" if python else "test-deleted-glob"
+    ctx.add(
+        old,
+        0,
+        rule,
+        f"test file {how}, while the code it tests stays: remove tests only with that code",
+    )
+
+
+def _imports_deleted(ctx: _Context, lines: list[str]) -> bool:
+    """Whether a module the deleted test imports is deleted (or renamed away) too."""
+    modules: set[str] = set()
+    tree = _parse(lines)
+    if tree is not None:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module)
+                modules.update(f"{node.module}.{a.name}" for a in node.names)
+    else:
+        for text in lines:
+            m = re.match(r"\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", text)
+            if m:
+                modules.add(m[1] or m[2])
+    stems = {p[:-3] if p.endswith(".py") else p for p in ctx.deleted}
+    for mod in modules:
+        rel = mod.replace(".", "/")
+        for stem in stems:
+            if stem.endswith(("/__init__",)):
+                stem = stem[: -len("/__init__")]
+            if stem == rel or stem.endswith("/" + rel):
+                return True
+    return False
+
+
+_TEST_AFFIXES = re.compile(r"(?:^test_|_test$|\.test$|\.spec$|^test(?=[A-Z])|Tests?$)")
+
+
+def _sibling_deleted(ctx: _Context, old: str) -> bool:
+    """Whether the source a non-Python test file names (``foo_test.go``: ``foo.go``,
+    ``foo.test.js``: ``foo.js``, ``FooTest.java``: ``Foo.java``) is deleted too."""
+    name = old.rsplit("/", 1)[-1]
+    stem = name.split(".", 1)[0] if "." in name else name
+    if name.count(".") >= 2:
+        stem = name.rsplit(".", 1)[0]
+    subject = _TEST_AFFIXES.sub("", stem)
+    if not subject:
+        return False
+    for path in ctx.deleted:
+        other = path.rsplit("/", 1)[-1]
+        if path != old and other.split(".", 1)[0] == subject:
+            return True
+    return False
+
+
+# -- Python test files -----------------------------------------------------------------------
+def _parse(lines: Sequence[str] | None) -> ast.Module | None:
+    """The module, or None for anything that does not parse (never an exception)."""
+    if lines is None:
+        return None
+    source = "\n".join(lines)
+    if len(source) > MAX_SOURCE or "\x00" in source:
+        return None
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+        return None
+
+
+@dataclass
+class _Test:
+    name: str
+    node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+    markers: list[tuple[int, str]]  # (line, skip|xfail)
+
+
+@dataclass
+class _Module:
+    tests: dict[str, _Test]
+    module_skips: list[int]
+    tree: ast.Module
+    nodes: list[ast.AST]
+
+
+def _dotted(node: ast.expr) -> str:
+    """``pytest.mark.skip`` for ``pytest.mark.skip(...)`` and its attribute chain (a call's
+    result is named by what it calls; iterative: chains may be deep)."""
+    parts: list[str] = []
+    cur: ast.expr = node
+    while True:
+        while isinstance(cur, ast.Attribute):
+            parts.append(cur.attr)
+            cur = cur.value
+        if isinstance(cur, ast.Call) and not parts:
+            cur = cur.func
+            continue
+        break
+    if isinstance(cur, ast.Name):
+        parts.append(cur.id)
+    return ".".join(reversed(parts))
+
+
+def _truthy(node: ast.expr | None) -> bool:
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, str):
+            return node.value.strip() in ("True", "1")
+        return bool(node.value)
+    return False
+
+
+def _falsy(node: ast.expr | None) -> bool:
+    return isinstance(node, ast.Constant) and not node.value
+
+
+def _marker(dec: ast.expr) -> str | None:
+    """'skip' or 'xfail' for a decorator (or marker expression) that skips or expects
+    failure unconditionally; None otherwise (``skipif(sys.platform == 'win32')`` is not)."""
+    name = _dotted(dec).rsplit(".", 1)[-1]
+    first = dec.args[0] if isinstance(dec, ast.Call) and dec.args else None
+    if name == "skip":
+        return "skip"
+    if name in ("skipif", "skipIf"):
+        return "skip" if _truthy(first) else None
+    if name == "skipUnless":
+        return "skip" if _falsy(first) else None
+    if name in ("xfail", "expectedFailure"):
+        return "xfail"
+    return None
+
+
+def _call_markers(nodes: Iterable[ast.AST]) -> tuple[list[tuple[int, str]], list[int]]:
+    """(line, skip|xfail) of every skip or xfail call (``pytest.skip()``, ``self.skipTest()``,
+    ``pytest.xfail()``), and the lines of those that skip the whole module
+    (``allow_module_level=True``), from one walk's nodes."""
+    marks: list[tuple[int, str]] = []
+    module: list[int] = []
+    for call in nodes:
+        if not isinstance(call, ast.Call):
+            continue
+        name = _dotted(call.func)
+        if any(k.arg == "allow_module_level" and _truthy(k.value) for k in call.keywords):
+            if name.endswith("skip"):
+                module.append(call.lineno)
+        elif name.endswith(("pytest.skip", "skipTest")) or name == "skip":
+            marks.append((call.lineno, "skip"))
+        elif name.endswith("pytest.xfail"):
+            marks.append((call.lineno, "xfail"))
+    return marks, module
+
+
+def _module(lines: Sequence[str] | None) -> _Module | None:
+    """The module's tests with their markers and its module-level skips, in one walk."""
+    tree = _parse(lines)
+    if tree is None:
+        return None
+    nodes = list(ast.walk(tree))
+    calls, skips = _call_markers(nodes)
+    tests: dict[str, _Test] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if node.name.startswith("test"):
+                tests[node.name] = _Test(node.name, node, _fn_markers(node, calls))
+        elif isinstance(node, ast.ClassDef):
+            marks = [(d.lineno, k) for d in node.decorator_list if (k := _marker(d))]
+            if marks:
+                tests[node.name] = _Test(node.name, node, marks)
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                    item.name.startswith("test")
+                ):
+                    name = f"{node.name}.{item.name}"
+                    tests[name] = _Test(name, item, _fn_markers(item, calls))
+        else:
+            skips.extend(_module_skips(node))
+    return _Module(tests, sorted(skips), tree, nodes)
+
+
+def _fn_markers(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef, calls: list[tuple[int, str]]
+) -> list[tuple[int, str]]:
+    marks = [(d.lineno, k) for d in fn.decorator_list if (k := _marker(d))]
+    end = fn.end_lineno or fn.lineno
+    return marks + [(line, k) for line, k in calls if fn.lineno <= line <= end]
+
+
+def _module_skips(node: ast.stmt) -> list[int]:
+    """Lines of module-level statements that skip the whole module (calls aside)."""
+    if isinstance(node, ast.Assign) and any(
+        isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+    ):
+        values = node.value.elts if isinstance(node.value, (ast.List, ast.Tuple)) else [node.value]
+        return [node.lineno for v in values if _marker(v)]
+    if (
+        isinstance(node, ast.Raise)
+        and node.exc is not None
+        and _dotted(node.exc).endswith("SkipTest")
+    ):
+        return [node.lineno]
+    return []
+
+
+def _python_test(
+    ctx: _Context, sec: Section, pre: list[str] | None, post: list[str] | None
+) -> None:
+    path = sec.path
+    new = _module(post)
+    if new is None:
+        _python_lines(ctx, sec, pre, post)
+        return
+    old: _Module | None = None
+    if sec.status != "added" and _needs_base(sec, new):
+        old = _module(pre)
+        if old is None:
+            _python_lines(ctx, sec, pre, post)
+    added = sec.added_lines()
+    old_tests = old.tests if old is not None else {}
+    if old is not None:
+        if old.tests and not new.tests:
+            ctx.add(
+                path,
+                0,
+                "test-emptied",
+                f"every test of the file is gone ({len(old.tests)} in the base, none now)",
+            )
+        _tests_removed(ctx, sec, old, new)
+        if len(new.module_skips) > len(old.module_skips):
+            line = new.module_skips[-1]
+            ctx.add(path, line, "test-module-skipped", "the whole test module is skipped now")
+    elif sec.status == "added" and new.module_skips:
+        ctx.add(path, new.module_skips[0], "test-module-skipped", "a new test module skipped whole")
+    for name, test in new.tests.items():
+        before = old_tests.get(name)
+        for kind in ("skip", "xfail"):
+            now = [line for line, k in test.markers if k == kind]
+            was = [line for line, k in (before.markers if before else []) if k == kind]
+            if len(now) > len(was):
+                fresh = [n for n in now if n in added] or now
+                rule = "skip-added" if kind == "skip" else "xfail-added"
+                what = "skipped" if kind == "skip" else "marked as expected to fail"
+                ctx.add(path, fresh[0], rule, f"test {_name(name)} is {what}; it was not before")
+        node = test.node
+        if isinstance(node, ast.ClassDef):
+            continue
+        end = node.end_lineno or node.lineno
+        if any(node.lineno <= n <= end for n in added) and not _asserts(node):
+            ctx.add(
+                path,
+                node.lineno,
+                "no-assertion",
+                f"test {_name(name)} is added or changed and asserts nothing",
+            )
+    _assertions(ctx, sec, new.nodes, added)
+    _self_mock(ctx, sec, new.nodes, added)
+
+
+_TEST_DEF = re.compile(r"\s*(?:async\s+)?def\s+test|\s*class\s")
+
+
+def _needs_base(sec: Section, new: _Module) -> bool:
+    """Whether the base's module can change a finding: the file has markers or module skips
+    now, has no test left, or the patch removes a test or class line. Otherwise nothing was
+    skipped, emptied or removed, and the base is not parsed."""
+    return (
+        bool(new.module_skips)
+        or not new.tests
+        or any(t.markers for t in new.tests.values())
+        or any(_TEST_DEF.match(text) for _, text in sec.removed)
+    )
+
+
+def _name(name: str) -> str:
+    return repr(name[:MAX_NAME])
+
+
+def _tests_removed(ctx: _Context, sec: Section, old: _Module, new: _Module) -> None:
+    """Test functions the base had and the patch removes (renames aside: fewer tests after)."""
+    gone = sorted(set(old.tests) - set(new.tests))
+    if not gone or len(new.tests) >= len(old.tests):
+        return
+    for name in gone:
+        node = old.tests[name].node
+        used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        used |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+        if used & ctx.removed_defs:
+            continue  # removed with the code it tested
+        ctx.add(
+            sec.path,
+            0,
+            "test-deleted",
+            f"test {_name(name)} (line {node.lineno} of the base) is removed while the code "
+            "it tests stays",
+        )
+
+
+def _asserts(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    for node in ast.walk(fn):
+        if isinstance(node, (ast.Assert, ast.Raise)):
+            return True
+        if isinstance(node, ast.Call):
+            name = _dotted(node.func).rsplit(".", 1)[-1].lower()
+            if any(word in name for word in _ASSERTING):
+                return True
+    return False
+
+
+def _same(a: ast.expr, b: ast.expr) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, ast.Constant) and isinstance(b, ast.Constant):
+        return type(a.value) is type(b.value) and a.value == b.value
+    try:
+        return ast.dump(a) == ast.dump(b)
+    except RecursionError:
+        return False
+
+
+def _tautology(node: ast.AST) -> bool:
+    if isinstance(node, ast.Assert):
+        test = node.test
+        if isinstance(test, ast.Constant):
+            return bool(test.value)
+        if (
+            isinstance(test, ast.Compare)
+            and len(test.ops) == 1
+            and isinstance(test.ops[0], (ast.Eq, ast.Is, ast.LtE, ast.GtE))
+        ):
+            return _same(test.left, test.comparators[0])
+        return False
+    if isinstance(node, ast.Call):
+        name = _dotted(node.func).rsplit(".", 1)[-1]
+        if name == "assertTrue" and node.args:
+            return _truthy(node.args[0]) or (
+                isinstance(node.args[0], ast.Constant) and bool(node.args[0].value)
+            )
+        if name in ("assertEqual", "assertIs", "assertEquals") and len(node.args) >= 2:
+            return _same(node.args[0], node.args[1])
+    return False
+
+
+def _raises_everything(call: ast.Call) -> bool:
+    name = _dotted(call.func).rsplit(".", 1)[-1]
+    if name not in ("raises", "assertRaises") or not call.args:
+        return False
+    first = call.args[0]
+    types = first.elts if isinstance(first, ast.Tuple) else [first]
+    return any(isinstance(t, ast.Name) and t.id in _BROAD for t in types)
+
+
+def _assertions(ctx: _Context, sec: Section, nodes: list[ast.AST], added: set[int]) -> None:
+    for node in nodes:
+        line = getattr(node, "lineno", 0)
+        if line not in added:
+            continue
+        if _tautology(node):
+            ctx.add(sec.path, line, "tautology", "an assertion that cannot fail")
+        if isinstance(node, ast.Call) and _raises_everything(node):
+            ctx.add(
+                sec.path,
+                line,
+                "raises-everything",
+                "expects any exception at all (Exception): every error passes; name the "
+                "exception the code raises",
+            )
+
+
+def _subject(path: str) -> str | None:
+    """The module a test file tests by its name: ``test_foo.py``/``foo_test.py``: foo."""
+    name = path.rsplit("/", 1)[-1][:-3]
+    if name.startswith("test_"):
+        return name[5:] or None
+    if name.endswith("_test"):
+        return name[:-5] or None
+    return None
+
+
+def _self_mock(ctx: _Context, sec: Section, nodes: list[ast.AST], added: set[int]) -> None:
+    """``patch('pkg.foo.func')`` in ``test_foo.py`` of a ``func`` the test imports from
+    ``pkg.foo`` (or calls as ``foo.func``): the test replaces what it should test."""
+    subject = _subject(sec.path)
+    if subject is None:
+        return
+    aliases: set[str] = set()  # local names of the subject module
+    names: set[str] = set()  # names the test takes from the subject module
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.rsplit(".", 1)[-1] == subject:
+                names.update(a.name for a in node.names)
+            for a in node.names:
+                if a.name == subject:
+                    aliases.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.rsplit(".", 1)[-1] == subject:
+                    aliases.add(a.asname or a.name)
+    for node in nodes:
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+        ):
+            names.add(node.attr)
+    if not aliases and not names:
+        return
+    for call in nodes:
+        if not isinstance(call, ast.Call) or call.lineno not in added:
+            continue
+        target = _mock_target(call, aliases, subject)
+        if target is not None and target in names:
+            ctx.add(
+                sec.path,
+                call.lineno,
+                "self-mock",
+                f"mocks {_name(target)} of the module under test ({subject!r}), which the test "
+                "itself calls: mock its collaborators, not the code under test",
+            )
+
+
+def _mock_target(call: ast.Call, aliases: set[str], subject: str) -> str | None:
+    """The attribute of the subject module a mock call replaces, if any."""
+    func = _dotted(call.func)
+    last = func.rsplit(".", 1)[-1]
+    args = call.args
+    first = args[0] if args else None
+    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+        if last not in ("patch", "setattr"):
+            return None
+        module, _, attr = first.value.rpartition(".")
+        if module.rsplit(".", 1)[-1] == subject:
+            return attr
+        return None
+    is_object = func.endswith("patch.object") or (last == "setattr" and "monkeypatch" in func)
+    if is_object and len(args) >= 2 and isinstance(args[1], ast.Constant):
+        owner = _dotted(args[0]) if isinstance(args[0], (ast.Name, ast.Attribute)) else ""
+        if (owner in aliases or owner.rsplit(".", 1)[-1] == subject) and isinstance(
+            args[1].value, str
+        ):
+            return args[1].value
+    return None
+
+
+def _python_lines(
+    ctx: _Context, sec: Section, pre: list[str] | None, post: list[str] | None
+) -> None:
+    """Line rules for Python test code that cannot be read as a module."""
+    path = sec.path
+    removed = [t for _, t in sec.removed]
+    for pattern, rule, what in (
+        (_LINE_SKIP, "skip-added", "a skip marker is added"),
+        (_LINE_XFAIL, "xfail-added", "an expected-failure marker is added"),
+        (_LINE_MODULE_SKIP, "test-module-skipped", "the whole test module is skipped"),
+    ):
+        for line in _new_matches(pattern, sec.added, removed):
+            ctx.add(path, line, rule, what)
+    for line, text in sec.added:
+        if _LINE_TAUTOLOGY.match(text):
+            ctx.add(path, line, "tautology", "an assertion that cannot fail")
+        if _LINE_RAISES_ALL.search(text):
+            ctx.add(path, line, "raises-everything", "expects any exception at all (Exception)")
+    _emptied_generic(ctx, sec, pre, post)
+
+
+def _new_matches(
+    pattern: re.Pattern[str],
+    added: Sequence[tuple[int, str]],
+    removed: Sequence[str],
+) -> list[int]:
+    """Lines of added matches beyond those removed (a marker moved or edited is not new)."""
+    hits = [n for n, t in added if pattern.search(t)]
+    extra = len(hits) - sum(1 for t in removed if pattern.search(t))
+    return hits[: max(extra, 0)]
+
+
+def _blank(lines: Sequence[str]) -> bool:
+    return all(not t.strip() or t.lstrip().startswith(("#", "//", "/*", "*", "--")) for t in lines)
+
+
+def _emptied_generic(
+    ctx: _Context, sec: Section, pre: list[str] | None, post: list[str] | None
+) -> None:
+    if sec.status == "added":
+        return
+    gone = pre is not None and not _blank(pre)
+    if post is not None:
+        empty = _blank(post)
+    else:
+        empty = bool(sec.removed) and _blank([t for _, t in sec.added]) and pre is None
+        gone = gone or (empty and not _blank([t for _, t in sec.removed]))
+        empty = empty and pre is None and _whole(sec)
+    if gone and empty:
+        ctx.add(sec.path, 0, "test-emptied", "the test file is emptied")
+
+
+def _whole(sec: Section) -> bool:
+    """Whether the one hunk replaces the whole file (starts at line 1, no context)."""
+    return (
+        len(sec.hunks) == 1 and sec.hunks[0][0] == 1 and all(k != " " for k, _ in sec.hunks[0][2])
+    )
+
+
+def _skip_patterns(ctx: _Context, sec: Section) -> None:
+    removed = [t for _, t in sec.removed]
+    for source in ctx.settings["skip_patterns"]:
+        try:
+            pattern = re.compile(source)
+        except (re.error, RecursionError, OverflowError):
+            continue
+        for line in _new_matches(pattern, sec.added, removed):
+            ctx.add(
+                sec.path,
+                line,
+                "skip-added-pattern",
+                f"a skip marker is added (matches {source!r})",
+            )
+
+
+# -- configuration, detection, hard-coded outputs ---------------------------------------------
+def _selection(ctx: _Context, sec: Section) -> None:
+    """Changed lines of a pytest/tox/coverage settings file that choose which tests run."""
+    for _start, _count, body in sec.hunks:
+        key: str | None = None
+        new_no = _start
+        for kind, text in body:
+            is_key = _KEY_LINE.match(text) is not None
+            if is_key:
+                km = _SELECTION_KEY.match(text)
+                key = km[1] if km else None
+            if kind != " " and (
+                _SELECTION_KEY.match(text)
+                or _SELECTION_OPT.search(text)
+                or (key is not None and not is_key and text.strip())
+            ):
+                ctx.add(
+                    sec.path,
+                    new_no if kind == "+" else 0,
+                    "test-selection-changed",
+                    f"changes which tests run or count ({text.strip()[:120]!r})",
+                )
+            if kind != "-":
+                new_no += 1
+
+
+def _conftest(ctx: _Context, sec: Section) -> None:
+    for line, text in sec.added:
+        if _CONFTEST_HOOK.search(text):
+            ctx.add(
+                sec.path,
+                line,
+                "test-selection-changed",
+                f"a conftest hook or setting that deselects, ignores or skips tests "
+                f"({text.strip()[:120]!r})",
+            )
+
+
+def _detection(ctx: _Context, sec: Section) -> None:
+    for line, text in sec.added:
+        if any(p.search(text) for p in _DETECTION):
+            ctx.add(
+                sec.path,
+                line,
+                "test-detection",
+                "code that checks whether it runs under a test: it can behave differently "
+                "for the tests",
+            )
+
+
+def _literals(text: str) -> set[str]:
+    out = set()
+    for m in _LITERAL.finditer(text):
+        value = m[1] or m[2] or m[3]
+        if value and value not in _TRIVIAL_NUMBERS:
+            out.add(value)
+    return out
+
+
+def _hardcoded(ctx: _Context, sec: Section) -> None:
+    """A return of a literal table whose literals the change's tests expect."""
+    if not ctx.test_literals or not sec.added:
+        return
+    returns: list[tuple[int, set[str]]] = []
+    tree = _parse([t for _, t in sec.added]) if sec.status == "added" else None
+    if tree is not None:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Return) and isinstance(node.value, _TABLES):
+                found = {
+                    str(c.value)
+                    for c in ast.walk(node.value)
+                    if isinstance(c, ast.Constant)
+                    and isinstance(c.value, (str, int, float))
+                    and not isinstance(c.value, bool)
+                }
+                returns.append((node.lineno, {x for x in found if _kept(x)}))
+    else:
+        added = sec.added
+        for i, (line, text) in enumerate(added):
+            if _RETURN_LITERAL.match(text):
+                seen: set[str] = set()
+                depth = 0
+                for j in range(i, min(i + 200, len(added))):
+                    chunk = added[j][1]
+                    seen |= _literals(chunk)
+                    depth += sum(chunk.count(c) for c in "([{") - sum(chunk.count(c) for c in ")]}")
+                    if depth <= 0:
+                        break
+                returns.append((line, seen))
+    for line, found in returns:
+        shared = found & ctx.test_literals
+        if len(shared) >= 2:
+            sample = ", ".join(sorted(repr(x[:40]) for x in shared)[:4])
+            ctx.add(
+                sec.path,
+                line,
+                "hardcoded-output",
+                f"returns literals the change's tests expect ({sample}): compute the "
+                "result, do not hard-code it",
+            )
+
+
+def _kept(value: str) -> bool:
+    return len(value) >= 2 and value not in _TRIVIAL_NUMBERS

@@ -124,7 +124,14 @@ def test_a_pair_failing_only_together_is_an_interaction(repo: Path) -> None:
         repo,
         {
             "A": make_patch(
-                repo, {"pkg/lib.py": removed, "tests/test_lib.py": None, **_new_test()}
+                repo,
+                {
+                    "pkg/lib.py": removed,
+                    # Its test follows the rename (deleting it would be refused as a gamed test).
+                    "tests/test_lib.py": "from pkg import lib\n\n\ndef test_old():\n"
+                    "    assert lib.new(1) == 2\n",
+                    **_new_test(),
+                },
             ),
             "B": harmless(repo, "B"),
             "C": harmless(repo, "C"),

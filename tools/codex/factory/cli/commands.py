@@ -188,6 +188,7 @@ def cli(
 
     _DEBUG["on"] = debug
     ctx = Context(repo_opt=repo, clock=Clock.from_env(now), debug=debug, config_file=config_file)
+    ctx.on_notice = lambda line: say(line, err=True)
     click_ctx.obj = ctx
     click_ctx.call_on_close(ctx.close)
 

@@ -359,6 +359,10 @@ class Ledger:
         # Told of each event this object appended, after its lock is released (progress lines);
         # what it raises is its own affair, never the append's.
         self.on_append: Callable[[Event], None] | None = None
+        # Told once, (asked, used), when a pinned clock is earlier than the ledger's last
+        # event and the append stamps that later time instead (times never go back).
+        self.on_clock_raised: Callable[[str, str], None] | None = None
+        self._raised_told = False
 
     # -- locking -------------------------------------------------------------------------
     @_guarded
@@ -482,6 +486,7 @@ class Ledger:
         head = self._head_locked()
         ts = self.clock.now_ts()
         if head.ts_utc and ts < head.ts_utc:
+            self._tell_raised(ts, head.ts_utc)
             ts = head.ts_utc
         body = {
             "event_type": event_type,
@@ -513,6 +518,14 @@ class Ledger:
             if len(self._pending) >= INDEX_BATCH:
                 self._flush_locked()
         return Event(head.seq + 1, ts, event_type, run_id, stage, payload, head.hash, digest)
+
+    def _tell_raised(self, asked: str, used: str) -> None:
+        """A pinned clock behind the ledger is said once, not silently raised."""
+        if self.clock.pinned is None or self._raised_told or self.on_clock_raised is None:
+            return
+        self._raised_told = True
+        with contextlib.suppress(OSError, ValueError):  # a closed stderr stops no run
+            self.on_clock_raised(asked, used)
 
     def _write_head_file(self, head: Head) -> None:
         """Mirror (seq, hash) so a cut-off ledger shows as shorter than its head.

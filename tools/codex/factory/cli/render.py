@@ -29,6 +29,8 @@ MAX_LINE = 2000
 
 # Status words in colour on a terminal: PASS green, BLOCKED yellow, FAIL red.
 _ANSI = {"PASS": "32", "BLOCKED": "33", "FAIL": "31"}
+# The command's own ledger head: the ledger's last event when it ended.
+HEAD_AFTER_COMMAND = "ledger head after this command"
 _STATUS_WORD = re.compile(r"(?<![\w.-])(PASS|BLOCKED|FAIL)(?![\w-])")
 
 
@@ -102,7 +104,8 @@ def summary_text(data: Mapping[str, Any]) -> str:
     if data.get("report"):
         lines.append(f"report: {data['report']}")
     head = data["ledger_head"]
-    lines.append(f"ledger head: seq={head['seq']} hash={head['hash']}")
+    # Not the report's ``ledger head:`` (written before report.written and run.finished).
+    lines.append(f"{HEAD_AFTER_COMMAND}: seq={head['seq']} hash={head['hash']}")
     if data.get("land"):
         lines.append(f"next: `{data['land']}` puts the result on a branch of its own")
     return "\n".join(lines)

@@ -36,7 +36,14 @@ _STATUS_WORD = re.compile(r"(?<![\w.-])(PASS|BLOCKED|FAIL)(?![\w-])")
 
 def use_colour(stream: TextIO) -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set (to anything) or TERM=dumb."""
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+    if os.environ.get("NO_COLOR"):
+        return False
+    return can_redraw(stream)
+
+
+def can_redraw(stream: TextIO) -> bool:
+    """A terminal that moves its cursor (the live board): a TTY, and TERM is not dumb."""
+    if os.environ.get("TERM") == "dumb":
         return False
     isatty = getattr(stream, "isatty", None)
     try:

@@ -3,6 +3,7 @@ whose stderr shows the check's row appear and finish while stdout gets none of i
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from tests.support.factory import write_config
 from tests.support.repos import ROOT, make_repo
-from tools.codex.factory.cli.board import Board, Row, render_board, row_line, update
+from tools.codex.factory.cli.board import Board, LiveBoard, Row, render_board, row_line, update
 from tools.codex.factory.ledger.store import Event
 
 
@@ -91,11 +92,40 @@ def test_lines_show_elapsed_time_and_colour_only_when_asked() -> None:
         == "  check     tests                    running     2.2s  required"
     )
     assert "\x1b[36mrunning \x1b[0m" in row_line(row, 3.25, colour=True)
-    hostile = Row("worker", "\x1b[2J" + "x" * 300, "pending")
-    assert "\x1b[2J" not in row_line(hostile, 0.0, colour=False)
-    assert len(row_line(hostile, 0.0, colour=False)) <= 100
+    hostile = Row("worker", "\x1b[2J\n" + "x" * 300, "pending", "\x1b]0;t\x07" + "y" * 300)
+    for on in (False, True):
+        line = row_line(hostile, 0.0, colour=on)
+        assert "\x1b[2J" not in line and "\x1b]" not in line and "\n" not in line
+        assert len(re.sub("\x1b\\[[0-9;]*m", "", line)) <= 100
+    assert row_line(hostile, 0.0, False).startswith(
+        "  worker    \\x1b[2J\\nxxxxxxxxxxxxxx… pending"
+    )
     assert render_board(Board(), 0.0, colour=False) == []
     assert render_board(Board("r1", (row,)), 2.0, False)[0] == "factory: run r1"
+
+
+def test_the_board_fits_the_terminal() -> None:
+    rows = tuple(Row("check", f"c{i}", "pending", "x" * 200) for i in range(30))
+    lines = render_board(Board("r" * 300, rows), 0.0, colour=False, width=60, height=10)
+    assert len(lines) == 10 and all(len(ln) <= 60 for ln in lines)
+    assert lines[1] == "  ... 22 earlier row(s)" and lines[-1].startswith("  check     c29 ")
+
+
+def test_a_question_holds_the_board_still() -> None:
+    out = io.StringIO()
+    board = LiveBoard(out, colour=False, clock=lambda: 1.0)
+    board.on_event(ev("check.started", name="tests", required=True))
+    assert "\x1b[" not in out.getvalue() and "tests" in out.getvalue()
+    with board.aside():
+        mark = len(out.getvalue())
+        board.on_event(ev("check.finished", name="tests", rc=0, timed_out=False))
+        assert len(out.getvalue()) == mark  # nothing drawn over the question
+    after = out.getvalue()[mark:]
+    assert "\x1b[" not in after and after.splitlines()[-1].endswith("PASS rc=0")
+    board.say("factory: a line")
+    board.close()
+    assert out.getvalue().count("factory: a line") == 1
+    assert out.getvalue().endswith("PASS rc=0\n")  # the last board stays below the line
 
 
 def test_help_does_not_load_the_board() -> None:

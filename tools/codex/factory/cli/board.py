@@ -9,13 +9,14 @@ dependency). Elapsed times are real time, shown only here and never recorded.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TextIO
 
 from tools.codex.factory.cli import render
-from tools.codex.factory.core.text import clip
 from tools.codex.factory.infra.clock import real_monotonic
 from tools.codex.factory.ledger.store import Event
 
@@ -124,24 +125,54 @@ def update(board: Board, ev: Event, now: float) -> Board:
     return board
 
 
-def row_line(row: Row, now: float, colour: bool) -> str:
+def fit(text: str, width: int) -> str:
+    """``text`` on one terminal line: control characters shown escaped (none reaches the
+    terminal), cut to ``width`` with an ellipsis (a wrapped line would break the redraw)."""
+    shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+    return shown if len(shown) <= width else shown[: width - 1] + "…"
+
+
+def row_line(row: Row, now: float, colour: bool, width: int = WIDTH) -> str:
     """One row: kind, name, state (coloured on a terminal), elapsed, detail."""
     secs = row.elapsed(now)
     took = f"{secs:6.1f}s" if secs is not None else " " * 7
-    name = clip(row.name, 24)
-    state = f"{row.state:<8}"
-    if colour:
-        state = f"\x1b[{_STATE_ANSI[row.state]}m{state}\x1b[0m"
-    line = f"  {row.kind:<9} {name:<24} {state} {took}  {row.detail}".rstrip()
-    return render.colour(clip(line, WIDTH), colour)
+    name = fit(row.name, 24)
+    plain = f"  {row.kind:<9} {name:<24} {row.state:<8} {took}  {fit(row.detail, width)}"
+    line = fit(plain.rstrip(), width)
+    if colour:  # the state word in its colour (after fitting: escapes take no columns)
+        at = 2 + 9 + 1 + 24 + 1
+        tint = f"\x1b[{_STATE_ANSI[row.state]}m{row.state:<8}\x1b[0m"
+        line = line[:at] + tint + line[at + 8 :] if len(line) >= at + 8 else line
+    return render.colour(line, colour)
 
 
-def render_board(board: Board, now: float, colour: bool) -> list[str]:
-    """The board's lines: its run, then one line per row."""
+def render_board(
+    board: Board, now: float, colour: bool, width: int = WIDTH, height: int = 0
+) -> list[str]:
+    """The board's lines: its run, then one line per row, each within ``width`` so none wraps,
+    and with ``height`` at most that many lines (the latest rows; the rest counted), so the
+    cursor can always move back to its first line."""
     if not board.rows:
         return []
-    head = f"factory: run {clip(board.run_id, WIDTH - 13)}"
-    return [head, *(row_line(r, now, colour) for r in board.rows)]
+    width = max(20, min(width, WIDTH))
+    rows = board.rows
+    hidden = 0
+    if height and len(rows) + 1 > height:
+        keep = max(1, height - 2)
+        hidden, rows = len(rows) - keep, rows[-keep:]
+    head = fit(f"factory: run {board.run_id}", width)
+    more = [f"  ... {hidden} earlier row(s)"] if hidden else []
+    return [head, *more, *(row_line(r, now, colour, width) for r in rows)]
+
+
+def _size(stream: TextIO) -> tuple[int, int]:
+    """The terminal's (columns - 1, lines - 1): a line as wide as the screen would wrap."""
+    try:
+        cols, lines = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return WIDTH, 0
+    # A terminal that tells no size (0 x 0) gets the default width and no height limit.
+    return (cols - 1 if cols > 1 else WIDTH), (max(3, lines - 1) if lines > 0 else 0)
 
 
 class LiveBoard:
@@ -152,6 +183,7 @@ class LiveBoard:
         self.stream, self.colour, self.clock = stream, colour, clock
         self.board = Board()
         self.drawn = 0  # lines of the board now on the screen
+        self.held = False  # a question is on the terminal: no redraws
         self.lock = threading.RLock()
         self.stopped = threading.Event()
         self.ticker: threading.Thread | None = None
@@ -173,6 +205,18 @@ class LiveBoard:
             self._erase()
             self.stream.write(render.colour(line, self.colour) + "\n")
             self._draw()
+
+    @contextlib.contextmanager
+    def aside(self) -> Iterator[None]:
+        """The board held still while the terminal asks a question; drawn again below it."""
+        with self.lock:
+            self.held, self.drawn = True, 0  # what is on screen stays above the question
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.held = False
+                self._redraw()
 
     def close(self) -> None:
         """Stop redrawing; the last board stays on the screen above what follows."""
@@ -197,7 +241,11 @@ class LiveBoard:
             self.drawn = 0
 
     def _draw(self) -> None:
-        lines = render_board(self.board, self.clock(), self.colour)
+        if self.held:
+            self.stream.flush()
+            return
+        width, height = _size(self.stream)
+        lines = render_board(self.board, self.clock(), self.colour, width, height)
         if lines:
             self.stream.write("\n".join(lines) + "\n")
         self.drawn = len(lines)

@@ -975,8 +975,12 @@ def _asker(as_json: bool) -> Callable[[str], str] | None:
         return None
 
     def ask(question: str) -> str:
-        answer = str(click.prompt(question, err=True))
-        return answer
+        click_ctx = click.get_current_context(silent=True)
+        board = click_ctx.meta.get("factory.board") if click_ctx is not None else None
+        if board is None:
+            return str(click.prompt(question, err=True))
+        with board.aside():
+            return str(click.prompt(question, err=True))
 
     return ask
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.factory import write_config
 from tests.support.repos import ROOT, make_repo
+from tests.support.workers import agent_env, work_repo
 from tools.codex.factory.cli.board import Board, LiveBoard, Row, render_board, row_line, update
 from tools.codex.factory.ledger.store import Event
 
@@ -142,23 +143,16 @@ def test_help_does_not_load_the_board() -> None:
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
-def test_a_real_oneshot_draws_its_check_on_a_terminal(tmp_path: Path) -> None:
+def on_terminal(repo: Path, *args: str, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """The command with stderr on a pseudo-terminal (NO_COLOR) and stdout on a pipe: what
+    each received."""
     import pty
 
-    repo = make_repo(tmp_path / "repo")
-    slow = ["{python}", "-c", "import time; time.sleep(1.5)"]
-    write_config(repo, {"checks": {"advisory": [{"name": "slowcheck", "argv": slow}]}})
     master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    env.update({"PYTHONPATH": str(ROOT), "TERM": "xterm", "NO_COLOR": "1"})
-    argv = [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo)]
-    proc = subprocess.Popen(
-        [*argv, "oneshot", "--base-ref", "HEAD", "--dry-run"],
-        stdout=subprocess.PIPE,
-        stderr=slave,
-        env=env,
-    )
+    full = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    full.update({"PYTHONPATH": str(ROOT), "TERM": "xterm", "NO_COLOR": "1", **(env or {})})
+    argv = [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), *args]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=full)
     os.close(slave)
     chunks = []
     while True:
@@ -172,9 +166,25 @@ def test_a_real_oneshot_draws_its_check_on_a_terminal(tmp_path: Path) -> None:
     os.close(master)
     assert proc.stdout is not None
     stdout = proc.stdout.read().decode()
-    assert proc.wait(timeout=120) == 0
-    term = b"".join(chunks).decode("utf-8", "replace")
-    rows = [ln for ln in term.splitlines() if "slowcheck" in ln]  # one in each redraw
+    proc.wait(timeout=120)
+    return b"".join(chunks).decode("utf-8", "replace"), stdout
+
+
+def rows_of(term: str, name: str) -> list[str]:
+    """The board's row for ``name`` in each redraw, in order."""
+    return [ln for ln in term.splitlines() if re.match(rf"  \w+ +{name} ", ln)]
+
+
+posix = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+
+
+@posix
+def test_a_real_oneshot_draws_its_check_on_a_terminal(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    slow = ["{python}", "-c", "import time; time.sleep(1.5)"]
+    write_config(repo, {"checks": {"advisory": [{"name": "slowcheck", "argv": slow}]}})
+    term, stdout = on_terminal(repo, "oneshot", "--base-ref", "HEAD", "--dry-run")
+    rows = rows_of(term, "slowcheck")  # one in each redraw
     running = [i for i, ln in enumerate(rows) if " running " in ln]
     finished = [i for i, ln in enumerate(rows) if " done " in ln and ln.endswith("PASS rc=0")]
     assert running and finished and max(running) < min(finished)
@@ -182,3 +192,16 @@ def test_a_real_oneshot_draws_its_check_on_a_terminal(tmp_path: Path) -> None:
     assert "factory: check slowcheck" not in term  # the board, not the plain lines
     assert "\x1b[" in term and not re.search("\x1b\\[[0-9;]*m", term)  # NO_COLOR: no colour
     assert "run " in stdout and "slowcheck" not in stdout and "\x1b[" not in stdout
+
+
+@posix
+def test_a_real_launch_draws_its_agents_on_a_terminal(tmp_path: Path) -> None:
+    repo = work_repo(tmp_path)
+    spec = {"A": {"sleep": 1.2, "write": {"src/app.py": "print('A')\n"}}, "B": {"exit": 3}}
+    env = agent_env(tmp_path / "spec.json", spec)
+    term, stdout = on_terminal(repo, "launch", "--base-ref", "HEAD", "--workers", "A,B", env=env)
+    a, b = rows_of(term, "A"), rows_of(term, "B")
+    assert any(" running " in ln for ln in a) and " done " in a[-1]
+    assert a[-1].endswith("DONE") and b[-1].endswith("CRASHED") and " failed " in b[-1]
+    assert "factory: A_worker started" in term  # worker lines above the board
+    assert "\x1b[" not in stdout and "running" not in stdout

@@ -484,9 +484,8 @@ class Ledger:
         if not isinstance(payload, dict):
             raise UsageError("ledger: payload must be an object")
         head = self._head_locked()
-        ts = self.clock.now_ts()
+        asked = ts = self.clock.now_ts()
         if head.ts_utc and ts < head.ts_utc:
-            self._tell_raised(ts, head.ts_utc)
             ts = head.ts_utc
         body = {
             "event_type": event_type,
@@ -511,6 +510,8 @@ class Ledger:
             os.fsync(fd)
         new_head = Head(head.seq + 1, digest, ts)
         self._write_head_file(new_head)
+        if ts != asked:  # said once the event is written with that time, not before
+            self._tell_raised(asked, ts)
         st = os.fstat(fd)
         self._cache = (st.st_ino, st.st_size, st.st_mtime_ns, new_head)
         if self._use_index:

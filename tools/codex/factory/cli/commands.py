@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -16,6 +16,9 @@ from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.records.status import EXIT_INTERRUPTED, EXIT_USAGE
 from tools.codex.factory.run.outcome import Outcome
 from tools.codex.factory.version import __version__
+
+if TYPE_CHECKING:
+    from tools.codex.factory.cli.board import LiveBoard
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEBUG = {"on": False}
@@ -121,6 +124,7 @@ def emit(outcome: Outcome, as_json: bool = False, json_out: Path | None = None) 
     from tools.codex.factory.cli import render
     from tools.codex.factory.infra import jsonio
 
+    _close_board()
     for msg in outcome.messages:
         say(msg, err=True)
     payload = jsonio.pretty(outcome.data)
@@ -188,6 +192,7 @@ def cli(
 
     _DEBUG["on"] = debug
     ctx = Context(repo_opt=repo, clock=Clock.from_env(now), debug=debug, config_file=config_file)
+    ctx.on_notice = lambda line: say(line, err=True)
     click_ctx.obj = ctx
     click_ctx.call_on_close(ctx.close)
 
@@ -421,10 +426,13 @@ def preflight_cmd(
 
 def _progress(as_json: bool) -> Callable[[str], None] | None:
     """Worker progress lines go to stderr; none at all with --json. Checks and scenario
-    evaluations are told as their events are recorded (``render.progress_line``)."""
+    evaluations are told as their events are recorded (``render.progress_line``), or drawn on
+    the live board when stderr is a terminal (the lines then print above it)."""
     if as_json:
         return None
-    _tell_events(as_json)
+    board = _tell_events(as_json)
+    if board is not None:
+        return board.say
 
     def progress(line: str) -> None:
         say(line, err=True)
@@ -432,11 +440,41 @@ def _progress(as_json: bool) -> Callable[[str], None] | None:
     return progress
 
 
-def _tell_events(as_json: bool) -> None:
-    """Progress lines for the events this command records (none with --json)."""
+def _tell_events(as_json: bool) -> LiveBoard | None:
+    """Progress for the events this command records (none with --json): the live board on a
+    terminal (returned), else plain lines."""
     click_ctx = click.get_current_context(silent=True)
-    if click_ctx is not None and not as_json:
-        _ctx(click_ctx).tell(_event_progress)
+    if click_ctx is None or as_json:
+        return None
+    board = _board(click_ctx)
+    _ctx(click_ctx).tell(_event_progress if board is None else board.on_event)
+    return board
+
+
+def _board(click_ctx: click.Context) -> LiveBoard | None:
+    """The command's live board (one per command) when stderr is a terminal that moves its
+    cursor, else None; loaded only then, so other commands never import it."""
+    from tools.codex.factory.cli import render
+
+    meta = click_ctx.meta
+    if "factory.board" not in meta:
+        meta["factory.board"] = None
+        if render.can_redraw(sys.stderr):
+            from tools.codex.factory.cli.board import LiveBoard
+
+            board = LiveBoard(sys.stderr, render.use_colour(sys.stderr))
+            meta["factory.board"] = board
+            click_ctx.call_on_close(board.close)
+    board_or_none: LiveBoard | None = meta["factory.board"]
+    return board_or_none
+
+
+def _close_board() -> None:
+    """The board stops redrawing before the command's own output follows it."""
+    click_ctx = click.get_current_context(silent=True)
+    board = click_ctx.meta.get("factory.board") if click_ctx is not None else None
+    if board is not None:
+        board.close()
 
 
 def _event_progress(ev: Any) -> None:
@@ -937,8 +975,12 @@ def _asker(as_json: bool) -> Callable[[str], str] | None:
         return None
 
     def ask(question: str) -> str:
-        answer = str(click.prompt(question, err=True))
-        return answer
+        click_ctx = click.get_current_context(silent=True)
+        board = click_ctx.meta.get("factory.board") if click_ctx is not None else None
+        if board is None:
+            return str(click.prompt(question, err=True))
+        with board.aside():
+            return str(click.prompt(question, err=True))
 
     return ask
 

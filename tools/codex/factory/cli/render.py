@@ -29,12 +29,21 @@ MAX_LINE = 2000
 
 # Status words in colour on a terminal: PASS green, BLOCKED yellow, FAIL red.
 _ANSI = {"PASS": "32", "BLOCKED": "33", "FAIL": "31"}
+# The command's own ledger head: the ledger's last event when it ended.
+HEAD_AFTER_COMMAND = "ledger head after this command"
 _STATUS_WORD = re.compile(r"(?<![\w.-])(PASS|BLOCKED|FAIL)(?![\w-])")
 
 
 def use_colour(stream: TextIO) -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set (to anything) or TERM=dumb."""
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+    if os.environ.get("NO_COLOR"):
+        return False
+    return can_redraw(stream)
+
+
+def can_redraw(stream: TextIO) -> bool:
+    """A terminal that moves its cursor (the live board): a TTY, and TERM is not dumb."""
+    if os.environ.get("TERM") == "dumb":
         return False
     isatty = getattr(stream, "isatty", None)
     try:
@@ -102,7 +111,8 @@ def summary_text(data: Mapping[str, Any]) -> str:
     if data.get("report"):
         lines.append(f"report: {data['report']}")
     head = data["ledger_head"]
-    lines.append(f"ledger head: seq={head['seq']} hash={head['hash']}")
+    # Not the report's ``ledger head:`` (written before report.written and run.finished).
+    lines.append(f"{HEAD_AFTER_COMMAND}: seq={head['seq']} hash={head['hash']}")
     if data.get("land"):
         lines.append(f"next: `{data['land']}` puts the result on a branch of its own")
     return "\n".join(lines)

@@ -48,8 +48,9 @@ def sleep(seconds: float) -> None:
 class Clock:
     """Wall time and elapsed time; pinned, both stand still (durations are 0)."""
 
-    def __init__(self, pinned: _dt.datetime | None = None) -> None:
+    def __init__(self, pinned: _dt.datetime | None = None, source: str = "--now") -> None:
         self.pinned = pinned
+        self.source = source  # how the operator pinned it (messages name it)
 
     @classmethod
     def from_env(cls, now: str | None = None) -> Clock:
@@ -57,7 +58,7 @@ class Clock:
             return cls(parse_instant(now, "pinned time", arg="now"))
         env = os.environ.get("FACTORY_NOW")
         if env:
-            return cls(parse_instant(env, "FACTORY_NOW"))
+            return cls(parse_instant(env, "FACTORY_NOW"), source="FACTORY_NOW")
         return cls(None)
 
     def now(self) -> _dt.datetime:

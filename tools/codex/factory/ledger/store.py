@@ -359,6 +359,10 @@ class Ledger:
         # Told of each event this object appended, after its lock is released (progress lines);
         # what it raises is its own affair, never the append's.
         self.on_append: Callable[[Event], None] | None = None
+        # Told once, (asked, used), when a pinned clock is earlier than the ledger's last
+        # event and the append stamps that later time instead (times never go back).
+        self.on_clock_raised: Callable[[str, str], None] | None = None
+        self._raised_told = False
 
     # -- locking -------------------------------------------------------------------------
     @_guarded
@@ -480,7 +484,7 @@ class Ledger:
         if not isinstance(payload, dict):
             raise UsageError("ledger: payload must be an object")
         head = self._head_locked()
-        ts = self.clock.now_ts()
+        asked = ts = self.clock.now_ts()
         if head.ts_utc and ts < head.ts_utc:
             ts = head.ts_utc
         body = {
@@ -506,6 +510,8 @@ class Ledger:
             os.fsync(fd)
         new_head = Head(head.seq + 1, digest, ts)
         self._write_head_file(new_head)
+        if ts != asked:  # said once the event is written with that time, not before
+            self._tell_raised(asked, ts)
         st = os.fstat(fd)
         self._cache = (st.st_ino, st.st_size, st.st_mtime_ns, new_head)
         if self._use_index:
@@ -513,6 +519,14 @@ class Ledger:
             if len(self._pending) >= INDEX_BATCH:
                 self._flush_locked()
         return Event(head.seq + 1, ts, event_type, run_id, stage, payload, head.hash, digest)
+
+    def _tell_raised(self, asked: str, used: str) -> None:
+        """A pinned clock behind the ledger is said once, not silently raised."""
+        if self.clock.pinned is None or self._raised_told or self.on_clock_raised is None:
+            return
+        self._raised_told = True
+        with contextlib.suppress(OSError, ValueError):  # a closed stderr stops no run
+            self.on_clock_raised(asked, used)
 
     def _write_head_file(self, head: Head) -> None:
         """Mirror (seq, hash) so a cut-off ledger shows as shorter than its head.

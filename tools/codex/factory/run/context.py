@@ -26,6 +26,8 @@ class Context:
     cli_origins: dict[str, str] = field(default_factory=dict)
     # Told of every event this process appends (the CLI's progress lines on stderr).
     on_event: Callable[[Event], None] | None = None
+    # Told of one-line notices for the operator (stderr), e.g. a pinned clock that was raised.
+    on_notice: Callable[[str], None] | None = None
     config_file: Path | None = None  # --config: read this file instead of the repository's
     _ledger: Ledger | None = None
 
@@ -60,7 +62,12 @@ class Context:
                 base=self.layout.repo,
             )
             self._ledger.on_append = self.on_event
+            self._ledger.on_clock_raised = self._clock_raised
         return self._ledger
+
+    def _clock_raised(self, asked: str, used: str) -> None:
+        if self.on_notice is not None:
+            self.on_notice(clock_raised_line(self.clock.source, asked, used))
 
     def tell(self, fn: Callable[[Event], None] | None) -> None:
         """Have ``fn`` told of every event this process appends from now on."""
@@ -82,3 +89,12 @@ class Context:
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.close()
+
+
+def clock_raised_line(source: str, asked: str, used: str) -> str:
+    """Why events are not stamped with the pinned time: the ledger's times never go back."""
+    return (
+        f"factory: {source} {asked} is earlier than the ledger's last event: events are stamped "
+        f"{used} instead (the ledger's times never go back); for byte-identical runs use a fresh "
+        "ledger (paths.runs_dir set to a new folder, e.g. FACTORY_PATHS__RUNS_DIR)"
+    )

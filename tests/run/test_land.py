@@ -273,3 +273,42 @@ def test_land_refuses_a_run_reopened_after_its_pass(tmp_path: Path) -> None:
     assert len(res.stderr.splitlines()) == 1
     assert cli(repo, "integrate", "--run-id", run_id).returncode == 0
     assert cli(repo, "land", "--run-id", run_id).returncode == 0
+
+
+def test_a_branch_git_cannot_create_is_refused_in_one_line_and_nothing_moves(
+    tmp_path: Path,
+) -> None:
+    """A branch that appeared after land's check, or a branch named like the result's folder
+    (git refuses refs/heads/factory/result/X beside refs/heads/factory/result): BLOCKED in one
+    line naming the branch, and no branch moved or made."""
+    from tools.codex.factory.errors import GitError
+    from tools.codex.factory.infra import gitops
+
+    repo, run_id, _patch = _imported_pass(tmp_path)
+    base = base_commit(repo)
+    git(repo, "branch", "factory/result")
+    res = cli(repo, "land", "--run-id", run_id)
+    assert res.returncode == 3, res.stderr
+    line = res.stderr.strip()
+    assert "\n" not in line and "git update-ref" not in line, line
+    assert line.startswith(f"factory: error: branch factory/result/{run_id} cannot be created"), (
+        line
+    )
+    assert "'refs/heads/factory/result' exists" in line
+    assert git(repo, "rev-parse", "factory/result").strip() == base
+    assert not any(e["event_type"] == "run.landed" for e in events(repo))
+    # The creation itself never overwrites: a branch made between the check and it stays put.
+    git(repo, "branch", "meanwhile")
+    try:
+        gitops.create_branch(repo, "meanwhile", _patch_commit(repo), "test")
+    except GitError:
+        pass
+    else:
+        raise AssertionError("create_branch overwrote an existing branch")
+    assert git(repo, "rev-parse", "meanwhile").strip() == base
+
+
+def _patch_commit(repo: Path) -> str:
+    """Some commit other than HEAD (the base): an empty commit on no branch."""
+    tree = git(repo, "rev-parse", "HEAD^{tree}").strip()
+    return git(repo, "commit-tree", tree, "-p", "HEAD", "-m", "other").strip()

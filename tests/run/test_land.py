@@ -312,3 +312,43 @@ def _patch_commit(repo: Path) -> str:
     """Some commit other than HEAD (the base): an empty commit on no branch."""
     tree = git(repo, "rev-parse", "HEAD^{tree}").strip()
     return git(repo, "commit-tree", tree, "-p", "HEAD", "-m", "other").strip()
+
+
+def test_land_and_clean_keep_a_kept_branch_the_operator_has_checked_out(tmp_path: Path) -> None:
+    """A kept worker branch the operator switched to (to look at it) is HEAD's branch:
+    deleting it would leave HEAD on a branch that no longer exists. land and clean keep it
+    and say why; HEAD still names a commit."""
+    repo = work_repo(tmp_path)
+    env = agent_env(tmp_path / "spec.json", {"A": {"write": {"src/app.py": "print('A')\n"}}})
+    res = cli(repo, "oneshot", "--workers", "A", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    run_id = json.loads(res.stdout)["run_id"]
+    branch = f"factory/{run_id}/A"
+    git(repo, "switch", "-q", branch)
+
+    res = cli(repo, "land", "--run-id", run_id)
+    assert res.returncode == 0, res.stderr
+    assert f"factory: kept branch {branch}: it is checked out at {repo}" in res.stderr, res.stderr
+    assert git(repo, "symbolic-ref", "HEAD").strip() == f"refs/heads/{branch}"
+    assert git(repo, "rev-parse", "--verify", "HEAD").strip() == base_commit(repo)
+
+    for extra in ((), ("--force",)):
+        res = cli(repo, "clean", "--run-id", run_id, *extra)
+        assert res.returncode == 3, res.stdout + res.stderr
+        assert f"branch {branch}: worktree of A_worker (run {run_id}): it is checked out at" in (
+            res.stderr
+        ), res.stderr
+        assert git(repo, "rev-parse", "--verify", "HEAD").strip() == base_commit(repo)
+    git(repo, "switch", "-q", "-")
+    # A worktree of the operator's own on the kept branch, with work in it: never removed.
+    look = tmp_path / "look"
+    git(repo, "worktree", "add", "-q", str(look), branch)
+    (look / "notes.txt").write_text("my notes\n")
+    res = cli(repo, "clean", "--run-id", run_id, "--force")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"it is checked out at {look}" in res.stderr, res.stderr
+    assert (look / "notes.txt").read_text() == "my notes\n"
+    git(repo, "worktree", "remove", "--force", str(look))
+    res = cli(repo, "clean", "--run-id", run_id)
+    assert res.returncode == 0, res.stderr
+    assert factory_branches(repo) == [f"factory/result/{run_id}"]

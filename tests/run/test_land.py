@@ -4,11 +4,14 @@ operator's (HEAD, index, working tree, other branches) moves."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.contract import check_keys
-from tests.support.repos import git, snapshot
+from tests.support.repos import git, run_process, snapshot
 from tests.support.workers import (
     agent_env,
     assert_events_valid,
@@ -352,3 +355,19 @@ def test_land_and_clean_keep_a_kept_branch_the_operator_has_checked_out(tmp_path
     res = cli(repo, "clean", "--run-id", run_id)
     assert res.returncode == 0, res.stderr
     assert factory_branches(repo) == [f"factory/result/{run_id}"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs")
+def test_replay_of_a_landing_never_reads_the_patch_through_a_link(tmp_path: Path) -> None:
+    """A landed run whose Z_integrator/DIFF.patch was swapped for a link to a FIFO (or to
+    /dev/zero): ledger-replay says so in one divergence, never hangs or reads without end."""
+    repo, run_id, _patch = _imported_pass(tmp_path)
+    assert cli(repo, "land", "--run-id", run_id).returncode == 0
+    diff = run_dir(repo, run_id) / "Z_integrator" / "DIFF.patch"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    diff.unlink()
+    diff.symlink_to(fifo)
+    res = run_process("--repo", str(repo), "ledger-replay", "--run-id", run_id, timeout=60)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "run.landed tree" in res.stdout and "Traceback" not in res.stderr

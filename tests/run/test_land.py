@@ -371,3 +371,20 @@ def test_replay_of_a_landing_never_reads_the_patch_through_a_link(tmp_path: Path
     res = run_process("--repo", str(repo), "ledger-replay", "--run-id", run_id, timeout=60)
     assert res.returncode == 3, res.stdout + res.stderr
     assert "run.landed tree" in res.stdout and "Traceback" not in res.stderr
+
+
+def test_land_text_offers_the_fast_forward_or_the_switch_never_both_in_a_row(
+    tmp_path: Path,
+) -> None:
+    """Followed top to bottom, `git switch B` then `git merge --ff-only B` merges B into
+    itself and leaves the operator's branch without the result: the text says which is which."""
+    repo, run_id, _patch = _imported_pass(tmp_path)
+    branch = f"factory/result/{run_id}"
+    res = cli(repo, "land", "--run-id", run_id)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.rstrip().splitlines()
+    at = lines.index("next:")
+    assert lines[at + 1].startswith(f"  git merge --ff-only {branch}"), lines
+    assert lines[at + 2].startswith(f"  or: git switch {branch}"), lines
+    git(repo, *lines[at + 1].split("#")[0].split()[1:])
+    assert git(repo, "show", "HEAD:src/app.py") == "print('landed')\n"

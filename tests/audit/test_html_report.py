@@ -8,7 +8,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -211,3 +214,52 @@ def test_watch_shows_each_check_as_it_starts(hostile: tuple[Path, str]) -> None:
     started = [ln for ln in res.stdout.splitlines() if "check.started" in ln]
     assert res.returncode == 0 and len(started) == 2, res.stdout
     assert "name=shout advisory running" in started[1]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="kills a process group")
+def test_the_page_of_an_interrupted_run_is_the_same_whenever_it_is_written(tmp_path: Path) -> None:
+    """A run killed while its agent ran leaves a bar open (worker.started, no end): the bar
+    ends at the run's last event, never at an earlier page write, so writing the page again
+    later gives the same bytes."""
+    from tests.support.repos import ROOT
+    from tests.support.workers import agent_env, events, work_repo
+
+    repo = work_repo(tmp_path)
+    env = {
+        **os.environ,
+        **agent_env(tmp_path / "spec.json", {"A": {"sleep": 60}}),
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    argv = ["--repo", str(repo), "--now", PINNED, "oneshot", "--workers", "A"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tools.codex.factory", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(e["event_type"] == "worker.started" for e in _events_or_none(repo)):
+            assert time.monotonic() < deadline, "the agent never started"
+            time.sleep(0.1)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    run_id = next(e["run_id"] for e in events(repo) if e["event_type"] == "worker.started")
+    pages = []
+    for now in ("2026-11-21T20:30:00Z", "2026-11-21T21:45:00Z"):
+        res = run_cli("--repo", str(repo), "--now", now, "report", "--run-id", run_id, "--html")
+        assert res.returncode == 0, res.stderr
+        pages.append((run_dir(repo, run_id) / "REPORT.html").read_bytes())
+    assert b"worker: A" in pages[0]
+    assert pages[0] == pages[1]
+
+
+def _events_or_none(repo: Path) -> list[dict[str, object]]:
+    from tests.support.workers import events
+
+    try:
+        return events(repo)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []

@@ -93,6 +93,16 @@ def test_a_dependency_loaded_from_the_repository_is_a_warn(tmp_path: Path) -> No
     assert all(p.level == probes.OK for p in probes.dependencies(clean))
 
 
+def test_dependencies_installed_in_an_environment_inside_the_repository_are_ok() -> None:
+    """A project's own virtual environment in the repository (.venv/lib/.../site-packages)
+    with the factory installed in it: installed packages, not the repository's code."""
+    site = Path(click.__file__).resolve().parents[1]
+    assert site.name in ("site-packages", "dist-packages")
+    holder = site.parents[1]  # as if the repository held the environment (.venv/lib/...)
+    found = {p.name: p for p in probes.dependencies(holder)}
+    assert found["dependency-click"].level == probes.OK, found["dependency-click"].detail
+
+
 def test_main_takes_the_repository_off_the_front_of_sys_path(tmp_path: Path) -> None:
     from tools.codex.factory.__main__ import without_repository
 

@@ -66,3 +66,18 @@ def test_same_data_same_bytes_and_nothing_fetched() -> None:
     assert "default-src 'none'" in page
     for fetch in ("http:", "https:", "url(", "@import", "<link", "<script"):
         assert fetch not in page.replace("http://www.w3.org/2000/svg", ""), fetch
+
+
+def test_overlap_cells_are_bounded_whatever_the_workers_share() -> None:
+    """25 workers sharing the same 2000 paths: every one of the 600 cells would list all 2000
+    (the page growing with workers squared times paths); each cell shows a bounded few and
+    how many more, so the page stays a small multiple of what validation recorded."""
+    from tools.codex.factory.core.htmlreport import MAX_CELL_PATHS
+
+    workers = [chr(ord("A") + i) for i in range(25)]
+    paths = [f"src/module_{i:04d}.py" for i in range(2000)]
+    page = render(Page(title="t", status="BLOCKED", workers=workers,
+                       overlaps=[(p, workers) for p in paths]))  # fmt: skip
+    assert len(page) < 1_000_000, len(page)
+    assert page.count(f"and {2000 - MAX_CELL_PATHS} more") == 25 * 24
+    assert "src/module_0000.py" in page and "src/module_1999.py" not in page

@@ -54,3 +54,13 @@ def test_crank_page_shows_trajectory_and_scenarios(converging: Path) -> None:
     )
     no_html = run_cli("--repo", str(converging), "report", "--crank-id", crank_id)
     assert no_html.returncode == 2 and "--crank-id needs --html" in no_html.stderr
+
+
+def test_report_html_takes_latest_for_the_newest_crank(converging: Path) -> None:
+    code, data, out = crank(converging, "--threshold", "1.0")
+    assert code == 0, out
+    args = ("--repo", str(converging), "--now", PINNED, "report", "--crank-id", "latest")
+    res = run_cli(*args, "--html", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["run_id"] == data["crank_id"]
+    assert f"factory: latest is {data['crank_id']}" in res.stderr

@@ -193,3 +193,76 @@ def test_a_config_file_of_the_repository_named_by_config_is_protected(tmp_path: 
     res = run_cli(*base, "bundle-validate", "--run-id", run, "--json")
     assert res.returncode == 3, res.stderr
     assert "protected-path" in rules(json.loads(res.stdout))
+
+
+def _validate_with(repo: Path, config: Path, changes: dict[str, str | None], *launch: str) -> Any:
+    """Launch with ``--config config``, give worker D a patch (after ``changes``: a str is a
+    file's text, None removes; '->X' makes a link to X), return bundle-validate's result."""
+    import subprocess
+
+    from tests.support.factory import set_bundle
+
+    base = ("--repo", str(repo), "--config", str(config), "--now", NOW)
+    launched = run_cli(*base, "launch", "--dry-run", "--json", *launch)
+    assert launched.returncode == 0, launched.stderr
+    run = json.loads(launched.stdout)["run_id"]
+    for rel, content in changes.items():
+        path = repo / rel
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        if content is None:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if content.startswith("->"):
+            os.symlink(content[2:], path)
+        else:
+            path.write_text(content)
+    git(repo, "add", "-A")
+    patch = subprocess.run(
+        ["git", "-C", str(repo), "diff", "--cached", "--binary", "--full-index", "HEAD"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    git(repo, "reset", "-q", "--hard", "HEAD")
+    git(repo, "clean", "-qfd", "--", "evil")
+    set_bundle(repo, run, "D", patch)
+    return run_cli(*base, "bundle-validate", "--run-id", run, "--json")
+
+
+def test_a_config_file_whose_name_holds_glob_characters_is_protected_as_spelled(
+    tmp_path: Path,
+) -> None:
+    from tests.support.factory import rules
+
+    repo = make_repo(tmp_path / "repo", {"README.md": "hi\n", "conf[1].json": "{}\n"})
+    res = _validate_with(
+        repo, repo / "conf[1].json", {"conf[1].json": '{"checks": {"required": []}}\n'}
+    )
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "protected-path" in rules(json.loads(res.stdout))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links")
+def test_a_config_file_reached_through_a_link_of_the_repository_cannot_be_re_pointed(
+    tmp_path: Path,
+) -> None:
+    from tests.support.factory import rules
+
+    repo = make_repo(tmp_path / "repo", {"README.md": "hi\n", "real/factory.json": "{}\n"})
+    os.symlink("real", repo / "cfg")
+    git(repo, "add", "cfg")
+    git(repo, "commit", "-qm", "cfg link")
+    # D re-points the link at a folder of its own whose factory.json empties the checks.
+    changes: dict[str, str | None] = {
+        "cfg": "->evil",
+        "evil/factory.json": '{"checks": {"required": []}}\n',
+    }
+    from tests.support.factory import write_plan
+
+    # D may change anything, links included: only the protection stops it.
+    plan = write_plan(
+        tmp_path / "plan.json", [{"id": "D", "task": "all", "allow": ["**"], "special": ["**"]}]
+    )
+    res = _validate_with(repo, repo / "cfg" / "factory.json", changes, "--plan", str(plan))
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "protected-path" in rules(json.loads(res.stdout))

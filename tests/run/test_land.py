@@ -4,11 +4,14 @@ operator's (HEAD, index, working tree, other branches) moves."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.contract import check_keys
-from tests.support.repos import git, snapshot
+from tests.support.repos import git, run_process, snapshot
 from tests.support.workers import (
     agent_env,
     assert_events_valid,
@@ -273,3 +276,115 @@ def test_land_refuses_a_run_reopened_after_its_pass(tmp_path: Path) -> None:
     assert len(res.stderr.splitlines()) == 1
     assert cli(repo, "integrate", "--run-id", run_id).returncode == 0
     assert cli(repo, "land", "--run-id", run_id).returncode == 0
+
+
+def test_a_branch_git_cannot_create_is_refused_in_one_line_and_nothing_moves(
+    tmp_path: Path,
+) -> None:
+    """A branch that appeared after land's check, or a branch named like the result's folder
+    (git refuses refs/heads/factory/result/X beside refs/heads/factory/result): BLOCKED in one
+    line naming the branch, and no branch moved or made."""
+    from tools.codex.factory.errors import GitError
+    from tools.codex.factory.infra import gitops
+
+    repo, run_id, _patch = _imported_pass(tmp_path)
+    base = base_commit(repo)
+    git(repo, "branch", "factory/result")
+    res = cli(repo, "land", "--run-id", run_id)
+    assert res.returncode == 3, res.stderr
+    line = res.stderr.strip()
+    assert "\n" not in line and "git update-ref" not in line, line
+    assert line.startswith(f"factory: error: branch factory/result/{run_id} cannot be created"), (
+        line
+    )
+    assert "'refs/heads/factory/result' exists" in line
+    assert git(repo, "rev-parse", "factory/result").strip() == base
+    assert not any(e["event_type"] == "run.landed" for e in events(repo))
+    # The creation itself never overwrites: a branch made between the check and it stays put.
+    git(repo, "branch", "meanwhile")
+    try:
+        gitops.create_branch(repo, "meanwhile", _patch_commit(repo), "test")
+    except GitError:
+        pass
+    else:
+        raise AssertionError("create_branch overwrote an existing branch")
+    assert git(repo, "rev-parse", "meanwhile").strip() == base
+
+
+def _patch_commit(repo: Path) -> str:
+    """Some commit other than HEAD (the base): an empty commit on no branch."""
+    tree = git(repo, "rev-parse", "HEAD^{tree}").strip()
+    return git(repo, "commit-tree", tree, "-p", "HEAD", "-m", "other").strip()
+
+
+def test_land_and_clean_keep_a_kept_branch_the_operator_has_checked_out(tmp_path: Path) -> None:
+    """A kept worker branch the operator switched to (to look at it) is HEAD's branch:
+    deleting it would leave HEAD on a branch that no longer exists. land and clean keep it
+    and say why; HEAD still names a commit."""
+    repo = work_repo(tmp_path)
+    env = agent_env(tmp_path / "spec.json", {"A": {"write": {"src/app.py": "print('A')\n"}}})
+    res = cli(repo, "oneshot", "--workers", "A", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    run_id = json.loads(res.stdout)["run_id"]
+    branch = f"factory/{run_id}/A"
+    git(repo, "switch", "-q", branch)
+
+    res = cli(repo, "land", "--run-id", run_id)
+    assert res.returncode == 0, res.stderr
+    assert f"factory: kept branch {branch}: it is checked out at {repo}" in res.stderr, res.stderr
+    assert git(repo, "symbolic-ref", "HEAD").strip() == f"refs/heads/{branch}"
+    assert git(repo, "rev-parse", "--verify", "HEAD").strip() == base_commit(repo)
+
+    for extra in ((), ("--force",)):
+        res = cli(repo, "clean", "--run-id", run_id, *extra)
+        assert res.returncode == 3, res.stdout + res.stderr
+        assert f"branch {branch}: worktree of A_worker (run {run_id}): it is checked out at" in (
+            res.stderr
+        ), res.stderr
+        assert git(repo, "rev-parse", "--verify", "HEAD").strip() == base_commit(repo)
+    git(repo, "switch", "-q", "-")
+    # A worktree of the operator's own on the kept branch, with work in it: never removed.
+    look = tmp_path / "look"
+    git(repo, "worktree", "add", "-q", str(look), branch)
+    (look / "notes.txt").write_text("my notes\n")
+    res = cli(repo, "clean", "--run-id", run_id, "--force")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"it is checked out at {look}" in res.stderr, res.stderr
+    assert (look / "notes.txt").read_text() == "my notes\n"
+    git(repo, "worktree", "remove", "--force", str(look))
+    res = cli(repo, "clean", "--run-id", run_id)
+    assert res.returncode == 0, res.stderr
+    assert factory_branches(repo) == [f"factory/result/{run_id}"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs")
+def test_replay_of_a_landing_never_reads_the_patch_through_a_link(tmp_path: Path) -> None:
+    """A landed run whose Z_integrator/DIFF.patch was swapped for a link to a FIFO (or to
+    /dev/zero): ledger-replay says so in one divergence, never hangs or reads without end."""
+    repo, run_id, _patch = _imported_pass(tmp_path)
+    assert cli(repo, "land", "--run-id", run_id).returncode == 0
+    diff = run_dir(repo, run_id) / "Z_integrator" / "DIFF.patch"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    diff.unlink()
+    diff.symlink_to(fifo)
+    res = run_process("--repo", str(repo), "ledger-replay", "--run-id", run_id, timeout=60)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "run.landed tree" in res.stdout and "Traceback" not in res.stderr
+
+
+def test_land_text_offers_the_fast_forward_or_the_switch_never_both_in_a_row(
+    tmp_path: Path,
+) -> None:
+    """Followed top to bottom, `git switch B` then `git merge --ff-only B` merges B into
+    itself and leaves the operator's branch without the result: the text says which is which."""
+    repo, run_id, _patch = _imported_pass(tmp_path)
+    branch = f"factory/result/{run_id}"
+    res = cli(repo, "land", "--run-id", run_id)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.rstrip().splitlines()
+    at = lines.index("next:")
+    assert lines[at + 1].startswith(f"  git merge --ff-only {branch}"), lines
+    assert lines[at + 2].startswith(f"  or: git switch {branch}"), lines
+    git(repo, *lines[at + 1].split("#")[0].split()[1:])
+    assert git(repo, "show", "HEAD:src/app.py") == "print('landed')\n"

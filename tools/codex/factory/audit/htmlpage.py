@@ -68,7 +68,10 @@ def _bar_status(ev: Event) -> str:
 
 def timeline(events: Sequence[Event], prefix: Mapping[str, str] | None = None) -> list[Bar]:
     """Bars from the events' timestamps: each start paired with the next matching end (an end
-    without a start, e.g. a check of an older release, starts at the event before it)."""
+    without a start, e.g. a check of an older release, starts at the event before it). A bar
+    never ended (a run killed mid-agent) ends at the last event that is not a page write:
+    writing the page again later gives the same bytes."""
+    events = [e for e in events if e.event_type != EVENT]
     if not events:
         return []
     t0 = _seconds(events[0].ts_utc)

@@ -37,7 +37,7 @@ from tools.codex.factory.audit.describe import describe
 from tools.codex.factory.audit.fold import DIFF_REL, AnchoredHead, Divergence, divergence, fold
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.errors import FactoryError
-from tools.codex.factory.infra import gitops
+from tools.codex.factory.infra import fsutil, gitops
 from tools.codex.factory.ledger.store import Event, VerifyResult
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
@@ -110,6 +110,9 @@ def replay(ctx: Context, run_id: str) -> Outcome:
     )  # fmt: skip
 
 
+MAX_LANDED_PATCH = 512 * 1024 * 1024  # as land reads it
+
+
 def landed_trees(ctx: Context, run_dir: Path, events: list[Event]) -> list[Divergence]:
     """Each ``run.landed``: its recorded tree is base + the DIFF.patch it names (recomputed in
     a throwaway index and object folder), and its commit, while git still has it, holds that
@@ -120,7 +123,8 @@ def landed_trees(ctx: Context, run_dir: Path, events: list[Event]) -> list[Diver
         if ev.event_type != "run.landed" or not isinstance(p.get("diff_sha256"), str):
             continue
         try:
-            data = (run_dir / DIFF_REL).read_bytes()
+            # A regular file, never through a link (a FIFO or /dev/zero there cannot hang it).
+            data = fsutil.read_file(run_dir / DIFF_REL, DIFF_REL, limit=MAX_LANDED_PATCH)
             if hashlib.sha256(data).hexdigest() != p["diff_sha256"]:
                 continue
             tree = gitops.tree_with_patch(ctx.repo, str(p["base_commit"]), data)

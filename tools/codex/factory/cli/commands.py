@@ -623,7 +623,7 @@ def print_report_cmd(
 
 @cli.command("report")
 @run_id_option(required=False)
-@click.option("--crank-id", default=None, help="A crank instead of a run (with --html).")
+@crank_id_option("A crank instead of a run (with --html)", required=False)
 @click.option(
     "--html",
     "as_html",

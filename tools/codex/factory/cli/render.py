@@ -278,7 +278,15 @@ def land_text(data: Mapping[str, Any]) -> str:
         f"on base {data['base_commit'][:12]})",
         "next:",
     ]
-    lines += [f"  {cmd}" for cmd in data["next"]]
+    # Alternatives, not steps: the merge takes the result onto the current branch; switching
+    # first would merge the branch into itself.
+    nxt = list(data["next"])
+    lines += [f"  {cmd}" for cmd in nxt if not cmd.startswith("git switch ")]
+    lines += [
+        f"  or: {cmd} (to look at the result on its own branch)"
+        for cmd in nxt
+        if cmd.startswith("git switch ")
+    ]
     return "\n".join(lines)
 
 

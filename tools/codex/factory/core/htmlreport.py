@@ -93,6 +93,9 @@ class Page(TypedDict, total=False):
     attestations: list[tuple[str, str]]
 
 
+# Paths shown in one cell of the overlap matrix: the pairs grow with the workers squared, so a
+# cell lists a few and counts the rest (VALIDATION.json holds them all).
+MAX_CELL_PATHS = 20
 _LABEL_W = 220
 _CHART_W = 760
 
@@ -201,9 +204,11 @@ def overlap_matrix(workers: Sequence[str], overlaps: Sequence[tuple[str, list[st
             if a == b:
                 cells.append('<td class="none">-</td>')
             elif paths:
-                cells.append(
-                    "<td>" + "<br>".join(f"<code>{esc(p)}</code>" for p in paths) + "</td>"
-                )
+                shown = [f"<code>{esc(p)}</code>" for p in paths[:MAX_CELL_PATHS]]
+                if len(paths) > MAX_CELL_PATHS:
+                    more = len(paths) - MAX_CELL_PATHS
+                    shown.append(f'<span class="none">and {more} more</span>')
+                cells.append("<td>" + "<br>".join(shown) + "</td>")
             else:
                 cells.append("<td></td>")
         rows.append(f"<tr><th>{esc(a)}</th>{''.join(cells)}</tr>")

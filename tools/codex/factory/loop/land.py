@@ -15,7 +15,7 @@ from typing import Any
 
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.core.paths import Z_DIR
-from tools.codex.factory.errors import BlockedError, FactoryError, UsageError
+from tools.codex.factory.errors import BlockedError, FactoryError, GitError, UsageError
 from tools.codex.factory.infra import fsutil, gitops
 from tools.codex.factory.ledger.store import Event, Filter
 from tools.codex.factory.loop import pr
@@ -108,6 +108,20 @@ def _branch(ctx: Context, run_id: str, wanted: str | None) -> str:
     return branch
 
 
+def _create(ctx: Context, branch: str, commit: str, run_id: str) -> None:
+    """Create the branch, or refuse in one line with git's reason (a branch made since the
+    check, or one named like a folder of the new name): nothing is moved or made."""
+    try:
+        gitops.create_branch(ctx.repo, branch, commit, f"factory land {run_id}")
+    except GitError as exc:
+        lines = [ln.strip() for ln in exc.stderr.splitlines() if ln.strip()]
+        reason = lines[-1].removeprefix("fatal: ") if lines else f"git exited with rc={exc.rc}"
+        raise BlockedError(
+            f"branch {branch} cannot be created ({reason[:300]}); land never moves or replaces "
+            "a branch: pass another branch name"
+        ) from None
+
+
 def next_commands(ctx: Context, base: str, branch: str) -> list[str]:
     """What the operator types next: a fast-forward while HEAD is still the base, else a merge."""
     try:
@@ -129,7 +143,7 @@ def land(ctx: Context, req: LandRequest) -> Outcome:
         data, sha = integrated_patch(ctx, run)
         message = req.message or f"factory: {run_id}"
         commit = gitops.commit_patch(ctx.repo, run.base_commit, data, message, _when(ctx))
-        gitops.create_branch(ctx.repo, branch, commit, f"factory land {run_id}")
+        _create(ctx, branch, commit, run_id)
         try:
             run.recorder.emit(
                 LANDED, "land", "operator", branch=branch, commit=commit,

@@ -57,8 +57,13 @@ def leftover_worktrees(ctx: Context, *, sizes: bool = True) -> list[dict[str, An
             "status": runboard.shown_status(run_dir, worker),
             "run_finished": finished,
             "kept_tip": kept_tip,
+            "checked_out": "",
         }
-        if entry is not None:
+        if entry is not None and not worktrees.is_factory_checkout(
+            ctx.repo, run_id, worker, Path(entry["path"])
+        ):
+            item["checked_out"] = entry["path"]  # the operator's checkout: never removed
+        elif entry is not None:
             path = Path(entry["path"])
             exists = path.is_dir()
             item.update(
@@ -114,6 +119,18 @@ def kept_tips(events: list[Event]) -> dict[tuple[str, str], str | None]:
         else:
             out.pop(key, None)
     return out
+
+
+def checked_out(item: dict[str, Any]) -> str:
+    """Why the branch must stay even with --force ('' when it may go): a checkout of the
+    operator's has it (deleting it would leave that HEAD on a branch that no longer exists)."""
+    where = item.get("checked_out")
+    if not where:
+        return ""
+    return (
+        f"it is checked out at {where}, a checkout of yours: switch that checkout to another "
+        "branch first"
+    )
 
 
 def moved_since_kept(ctx: Context, item: dict[str, Any]) -> str:
@@ -323,8 +340,10 @@ def remove_kept_branches(
     messages: list[str] = []
     removed = 0
     for item in items:
-        why = moved_since_kept(ctx, item) or (
-            "" if item.get("kept_tip") and not item["exists"] else "it was not kept by a PASS"
+        why = (
+            checked_out(item)
+            or moved_since_kept(ctx, item)
+            or ("" if item.get("kept_tip") and not item["exists"] else "it was not kept by a PASS")
         )
         if why:
             messages.append(f"factory: kept branch {item['branch']}: {why}")
@@ -447,7 +466,7 @@ def cmd_clean(ctx: Context, run_id: str | None, force: bool) -> Outcome:
                 continue
         try:
             for item in (i for i in items if i["run_id"] == rid):
-                moved = moved_since_kept(ctx, item)
+                moved = checked_out(item) or moved_since_kept(ctx, item)
                 why = moved or keep_reason(ctx, item, info)
                 where = item["path"] or f"branch {item['branch']}"
                 if moved or (why and not force):

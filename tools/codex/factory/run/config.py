@@ -312,12 +312,60 @@ def load(
 def _protect_config_file(cfg: Config, repo: Path) -> None:
     """A config file of the repository's named by --config or FACTORY_CONFIG is protected
     like the default one (under tools/codex/factory/**): no worker may change the checks or
-    rules of the runs after theirs."""
-    if cfg.file is None or cfg.file_source == "default" or not _inside(cfg.file, repo):
+    rules of the runs after theirs, nor re-point a link of the repository the path is read
+    through (that would name another file)."""
+    if cfg.file is None or cfg.file_source == "default":
         return
     protected = list(cfg.values["security"]["protected_paths"])
-    if cfg.file_shown not in protected:
-        cfg.values["security"]["protected_paths"] = [*protected, cfg.file_shown]
+    wanted = [p for p in _config_protections(cfg.file, repo) if p not in protected]
+    if wanted:
+        cfg.values["security"]["protected_paths"] = [*protected, *wanted]
+
+
+MAX_LINK_HOPS = 40  # as the kernel's own bound on links followed in one path
+
+
+def _config_protections(file: Path, repo: Path) -> list[str]:
+    """The repository paths reading ``file`` depends on, as literal globs: every link of the
+    repository followed on the way (one at a time, as the filesystem follows them) and the
+    file finally read, when it lies in the repository."""
+    root = repo.resolve()
+    todo = list(file.parts[1:])
+    here = Path(file.anchor)
+    found: list[str] = []
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part in ("", "."):
+            continue
+        step = here.parent if part == ".." else here / part
+        if not step.is_symlink():
+            here = step
+            continue
+        hops += 1
+        if hops > MAX_LINK_HOPS:
+            break
+        found += _repo_rel(step, root)
+        target = Path(os.readlink(step))
+        if target.is_absolute():
+            here = Path(target.anchor)
+        todo = [*target.parts[1:], *todo] if target.is_absolute() else [*target.parts, *todo]
+    found += _repo_rel(here, root)
+    return sorted({_literal_glob(p) for p in found})
+
+
+def _repo_rel(path: Path, root: Path) -> list[str]:
+    """``[path relative to root]`` when ``path`` (no links in it) lies inside it, else []."""
+    try:
+        rel = path.relative_to(root).as_posix()
+    except ValueError:
+        return []
+    return [rel] if rel != "." else []
+
+
+def _literal_glob(path: str) -> str:
+    """``path`` as a glob matching only itself (``*``, ``?`` and ``[`` in brackets)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
 
 
 def config_path(repo: Path, file: Path | None, environ: Mapping[str, str]) -> tuple[Path, str]:

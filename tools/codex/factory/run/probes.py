@@ -130,6 +130,10 @@ def dependencies(repo: Path | None = None) -> list[Probe]:
     return out
 
 
+# Where pip installs packages: a module under one is installed, even in a repository's .venv.
+INSTALLED_DIRS = frozenset({"site-packages", "dist-packages"})
+
+
 def _shadowed(repo: Path | None, module: str, where: str) -> Probe | None:
     """A WARN when the repository hands the factory its own ``module``: it was loaded from
     the repository, or the repository's root holds a module of that name."""
@@ -139,6 +143,8 @@ def _shadowed(repo: Path | None, module: str, where: str) -> Probe | None:
     loaded = Path(where).resolve() if where != "?" else None
     if loaded is not None and loaded.is_relative_to(repo.resolve()):
         rel = loaded.relative_to(repo.resolve()).as_posix()
+        if INSTALLED_DIRS & set(rel.split("/")):
+            return None  # installed in an environment the repository holds (.venv): not its code
         return Probe(
             name,
             WARN,

@@ -84,6 +84,14 @@ def worktree_path(root: Path, repo: Path, run_id: str, worker: str) -> Path:
     return root / slot(repo, run_id) / worker
 
 
+def is_factory_checkout(repo: Path, run_id: str, worker: str, path: Path) -> bool:
+    """Is ``path`` the worktree the factory made for this worker (``<root>/<slot>/<worker>``),
+    not a checkout of the operator's that has its branch (the repository itself, or a worktree
+    of theirs made to look at a kept branch)? Only the factory's is the factory's to remove."""
+    same = os.path.normcase
+    return same(path.name) == same(worker) and same(path.parent.name) == slot(repo, run_id)
+
+
 def branch_name(prefix: str, run_id: str, worker: str) -> str:
     name = f"{prefix.strip('/')}/{run_id}/{worker}"
     if not prefix.strip("/") or not gitops.valid_branch(name):

@@ -116,6 +116,9 @@ def test_land_refuses_an_existing_branch_a_tampered_patch_and_a_run_not_pass(
 ) -> None:
     repo, run_id, _patch = _imported_pass(tmp_path)
     base = base_commit(repo)
+    res = cli(repo, "land", "--run-id", run_id, "--branch", "")
+    assert res.returncode == 2 and "branch '': an empty name" in res.stderr, res.stderr
+    assert not git(repo, "branch", "--list", f"factory/result/{run_id}").strip()
     git(repo, "branch", f"factory/result/{run_id}")
     res = cli(repo, "land", "--run-id", run_id)
     assert res.returncode == 3 and "exists already" in res.stderr, res.stderr

@@ -97,6 +97,8 @@ def _check_landable(run_id: str, events: list[Event]) -> None:
 
 
 def _branch(ctx: Context, run_id: str, wanted: str | None) -> str:
+    if wanted is not None and not wanted.strip():
+        raise UsageError("branch '': an empty name; give a branch name, or none for the default")
     branch = wanted or f"{BRANCH_PREFIX}/{run_id}"
     if not gitops.valid_branch(branch):
         raise UsageError(f"branch {branch!r}: not a valid git branch name")

@@ -127,3 +127,16 @@ def test_arbitrary_bytes_never_raise_and_stay_bounded(
 def test_structured_noise_never_raises(parts: list[str]) -> None:
     data = "\n".join(parts).encode()
     assert tf.summarize(data, data[::-1], data) == tf.summarize(data, data[::-1], data)
+
+
+def test_a_long_hostile_line_is_read_in_linear_time() -> None:
+    """A check's one long line of colons (worker output) once made the verbose pattern
+    backtrack quadratically: minutes of integrate and replay for a 256 KiB tail."""
+    import time
+
+    for line in (b":" * 64 * 1024, b"a::" * 20_000 + b" FAILE", b"x:: FAILED" * 6000):
+        started = time.monotonic()
+        tf.summarize(line, line)
+        assert time.monotonic() - started < 2.0, line[:20]
+    assert tf.names_in_text(b"a:::: FAILED [ 5%]\n") == {"a::::"}
+    assert tf.names_in_text(b"a:: FAILED\n::b FAILED\nt.py::x y FAILED  [100%]\n") == {"t.py::x y"}

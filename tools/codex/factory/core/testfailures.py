@@ -36,7 +36,11 @@ class CheckOutput(TypedDict):
 # pytest: "FAILED tests/t.py::test_y - AssertionError" (short summary), "ERROR tests/t.py" (a
 # collection error), "tests/t.py::test_y FAILED  [ 50%]" (verbose), "[gw0] [ 50%] FAILED t::y".
 _PYTEST_SUMMARY = re.compile(r"^(?:FAILED|ERROR) (?P<name>\S.*?)(?: - .*)?$")
-_PYTEST_VERBOSE = re.compile(r"^(?P<name>\S+::\S.*?) (?:FAILED|ERROR)(?:\s+\[\s*\d+%\])?$")
+# Verbose, read in two linear steps (one pattern with "\S+::\S.*?" backtracks quadratically on
+# a long line of colons a check prints): the earliest outcome word that ends the line, then a
+# name whose first word holds "::" between two characters.
+_PYTEST_VERBOSE_END = re.compile(r" (?:FAILED|ERROR)(?:\s+\[\s*\d+%\])?$")
+_FIRST_WORD = re.compile(r"\S+")
 _PYTEST_XDIST = re.compile(r"^\[gw\d+\] \[\s*\d+%\] (?:FAILED|ERROR) (?P<name>\S+)")
 # unittest: "FAIL: test_y (pkg.test_x.TestZ)" or, from Python 3.11, "(pkg.test_x.TestZ.test_y)".
 _UNITTEST = re.compile(r"^(?:FAIL|ERROR): (?P<test>\w+) \((?P<where>[\w.]+)\)")
@@ -95,12 +99,25 @@ def names_in_text(data: bytes) -> set[str]:
         if m:
             found.add(_unittest_name(m))
             continue
-        for pattern in (_PYTEST_SUMMARY, _PYTEST_VERBOSE, _PYTEST_XDIST):
-            m = pattern.match(text)
-            if m and _PYTEST_NAME.search(m.group("name")):
-                found.add(m.group("name").strip())
-                break
+        name = _pytest_name(text)
+        if name:
+            found.add(name)
     return found
+
+
+def _pytest_name(text: str) -> str:
+    """The test a pytest line says failed, or ''."""
+    for pattern in (_PYTEST_SUMMARY, _PYTEST_XDIST):
+        m = pattern.match(text)
+        if m and _PYTEST_NAME.search(m.group("name")):
+            return m.group("name").strip()
+    end = _PYTEST_VERBOSE_END.search(text)
+    if end is None:
+        return ""
+    name = text[: end.start()]
+    first = _FIRST_WORD.match(name)
+    word = first.group() if first else ""
+    return name.strip() if "::" in word[1:-1] and _PYTEST_NAME.search(name) else ""
 
 
 class JUnitError(ValueError):

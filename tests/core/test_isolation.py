@@ -196,3 +196,25 @@ def test_what_it_names_is_true_of_the_check_whatever_is_planted(
     for i in result["interactions"]:
         assert fails(set(i["workers"])) and not any(fails({w}) for w in i["workers"])
     assert result["runs"] <= isolation.default_max_runs(n)
+
+
+def test_a_check_isolation_named_no_one_for_is_undetermined_never_cleared() -> None:
+    """'lint' fails with A alone, 'tests' only with A and B together: A is lint's culprit and
+    left out of the search for the rest, so nobody is named for tests. Its reason must not say
+    no set of workers fails it (A + B does): it is undetermined."""
+    from tools.codex.factory.core import decisions
+
+    def oracle(_step: str, workers: set[str]) -> set[str]:
+        return ({"lint"} if "A" in workers else set()) | (
+            {"tests"} if {"A", "B"} <= workers else set()
+        )
+
+    result, _ = drive(["A", "B"], oracle, ("lint", "tests"))
+    assert result["culprits"] == [{"worker": "A", "check": "lint", "how": "alone"}]
+    assert result["interactions"] == [] and not result["exhausted"]
+    checks = [{"name": c, "required": True, "rc": 1, "timed_out": False} for c in ("lint", "tests")]
+    status, reason = decisions.integrate_outcome("", [], checks, isolation=result)  # type: ignore[arg-type]
+    assert status == "BLOCKED"
+    assert "'lint' exited with rc=1; culprit: A_worker (fails alone)" in reason
+    assert "'tests' exited with rc=1; culprit undetermined: " in reason, reason
+    assert "fails it apart" not in reason

@@ -218,3 +218,17 @@ def test_a_check_isolation_named_no_one_for_is_undetermined_never_cleared() -> N
     assert "'lint' exited with rc=1; culprit: A_worker (fails alone)" in reason
     assert "'tests' exited with rc=1; culprit undetermined: " in reason, reason
     assert "fails it apart" not in reason
+
+
+def test_at_the_bound_before_the_base_probe_the_culprits_found_stand() -> None:
+    """Every worker fails 'lint' alone (the base may be broken: that needs one more probe), C
+    alone fails 'tests'. The bound stops the search before the base probe; C, found, stands."""
+
+    def oracle(_step: str, workers: set[str]) -> set[str]:
+        return {"lint"} | ({"tests"} if "C" in workers else set())
+
+    result, probes = drive(["A", "B", "C"], oracle, ("lint", "tests"), bound=3)
+    assert result["exhausted"] and result["runs"] == 3
+    assert "base" not in [p["step"] for p in probes]
+    assert result["culprits"] == [{"worker": "C", "check": "tests", "how": "alone"}]
+    assert result["base"] == []

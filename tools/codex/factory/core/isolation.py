@@ -146,8 +146,9 @@ def _search(
         alone[w] = out & set(targets)
     everyone = [c for c in targets if all(c in alone[w] for w in order)]
     if everyone:  # failing whoever is applied: does the base itself fail it?
-        if runs >= bound:
-            return found.result(runs, True)
+        if runs >= bound:  # what was found of the other checks stands
+            others = [c for c in targets if c not in everyone]
+            return found.culprits_from(alone, closure, others).result(runs, True)
         out = yield {"step": "base", "workers": [], "checks": everyone}
         runs += 1
         found.base = [c for c in everyone if c in out]

@@ -232,3 +232,22 @@ def test_at_the_bound_before_the_base_probe_the_culprits_found_stand() -> None:
     assert "base" not in [p["step"] for p in probes]
     assert result["culprits"] == [{"worker": "C", "check": "tests", "how": "alone"}]
     assert result["base"] == []
+
+
+def test_at_the_bound_mid_way_a_worker_is_not_blamed_for_what_all_probed_fail() -> None:
+    """The base fails 'tests', so every probe does. Stopped after A's alone probe, nothing
+    shows it is A's rather than the base's (the full search would probe the base): A is not
+    named. Once B passed a check alone, A failing it alone is A's, as the full search says."""
+
+    def broken(_step: str, _workers: set[str]) -> set[str]:
+        return {"tests"}
+
+    result, _ = drive(["A", "B", "C"], broken, bound=1)
+    assert result["exhausted"] and result["culprits"] == [] and result["base"] == []
+
+    def a_fails(_step: str, workers: set[str]) -> set[str]:
+        return {"tests"} if "A" in workers else set()
+
+    result, _ = drive(["A", "B", "C"], a_fails, bound=2)
+    assert result["exhausted"]
+    assert result["culprits"] == [{"worker": "A", "check": "tests", "how": "alone"}]

@@ -139,8 +139,9 @@ def _search(
     if len(order) == 1:
         alone[order[0]] = set(targets)  # the merged result was this worker alone: not retested
     for w in order if len(order) > 1 else ():
-        if runs >= bound:
-            return found.culprits_from(alone, closure, targets).result(runs, True)
+        if runs >= bound:  # a check every worker probed fails may be the base's: unnamed
+            some_pass = [c for c in targets if any(c not in f for f in alone.values())]
+            return found.culprits_from(alone, closure, some_pass).result(runs, True)
         out = yield {"step": "alone", "workers": closure[w], "checks": targets}
         runs += 1
         alone[w] = out & set(targets)

@@ -251,3 +251,26 @@ def test_at_the_bound_mid_way_a_worker_is_not_blamed_for_what_all_probed_fail() 
     result, _ = drive(["A", "B", "C"], a_fails, bound=2)
     assert result["exhausted"]
     assert result["culprits"] == [{"worker": "A", "check": "tests", "how": "alone"}]
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(st.integers(1, 8), st.data())
+def test_a_check_the_base_fails_is_never_blamed_whatever_the_bound(
+    n: int, data: st.DataObject
+) -> None:
+    order = IDS[:n]
+    base = data.draw(st.sets(st.sampled_from(["lint", "tests"])))
+    culprits = data.draw(st.sets(st.sampled_from(order), max_size=2))
+    bound = data.draw(st.none() | st.integers(0, 2 * n))
+
+    def oracle(_step: str, workers: set[str]) -> set[str]:
+        return base | ({"tests"} if culprits & workers else set())
+
+    failed = tuple(c for c in ("lint", "tests") if c in oracle("rerun", set(order)))
+    if not failed:
+        return
+    result, _ = drive(order, oracle, failed, bound=bound)
+    assert not [c for c in result["culprits"] if c["check"] in base], result
+    assert set(result["base"]) <= base
+    for c in result["culprits"]:
+        assert c["worker"] in culprits

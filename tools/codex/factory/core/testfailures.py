@@ -48,11 +48,29 @@ _PYTEST_NAME = re.compile(r"::|\.py\b")
 
 
 def decode(data: bytes) -> str:
-    """Text of a log: UTF-16 with a byte-order mark, else UTF-8 (a BOM dropped); bad bytes are
-    replaced, never raised on."""
+    """Text of a log: UTF-16 with a byte-order mark, or a UTF-16-LE tail whose mark was cut
+    off, else UTF-8 (a BOM dropped); bad bytes are replaced, never raised on."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return data.decode("utf-16", "replace")
+    skip = _utf16_le_offset(data)
+    if skip is not None:
+        return data[skip:].decode("utf-16-le", "replace")
     return data.decode("utf-8-sig", "replace")
+
+
+def _utf16_le_offset(data: bytes) -> int | None:
+    """Where a UTF-16-LE text starts when the tail of a longer log (its mark cut off, at an
+    even or an odd byte) is one: mostly ASCII, so nearly every other byte is NUL."""
+    sample = data[:4096]
+    half = len(sample) // 2
+    if half < 32:
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    if odd > 0.8 * half and even < 0.1 * half:
+        return 0
+    if even > 0.8 * half and odd < 0.1 * half:
+        return 1
+    return None
 
 
 def visible(text: str) -> str:

@@ -515,7 +515,8 @@ class DiskCheck:
                 expected["covers"] = covers
                 expected["left_out"] = decisions.left_out(state.workers, covers)
             expected["applied"] = [x["worker"] for x in seg.patches if x["ok"]] if merged else []
-            expected.update(_isolation_keys(seg.found, seg.merge["order"] if seg.merge else []))
+            if seg.found is not None or not (seg.probes or seg.isolation):  # else unrecomputable
+                expected.update(_isolation_keys(seg.found, seg.merge["order"] if seg.merge else []))
         found_checks = [
             {k: c.get(k) for k in _STATUS_CHECK_KEYS if k in c or k in _CHECK_BASICS}
             for c in doc.get("checks", [])

@@ -196,3 +196,81 @@ def test_what_it_names_is_true_of_the_check_whatever_is_planted(
     for i in result["interactions"]:
         assert fails(set(i["workers"])) and not any(fails({w}) for w in i["workers"])
     assert result["runs"] <= isolation.default_max_runs(n)
+
+
+def test_a_check_isolation_named_no_one_for_is_undetermined_never_cleared() -> None:
+    """'lint' fails with A alone, 'tests' only with A and B together: A is lint's culprit and
+    left out of the search for the rest, so nobody is named for tests. Its reason must not say
+    no set of workers fails it (A + B does): it is undetermined."""
+    from tools.codex.factory.core import decisions
+
+    def oracle(_step: str, workers: set[str]) -> set[str]:
+        return ({"lint"} if "A" in workers else set()) | (
+            {"tests"} if {"A", "B"} <= workers else set()
+        )
+
+    result, _ = drive(["A", "B"], oracle, ("lint", "tests"))
+    assert result["culprits"] == [{"worker": "A", "check": "lint", "how": "alone"}]
+    assert result["interactions"] == [] and not result["exhausted"]
+    checks = [{"name": c, "required": True, "rc": 1, "timed_out": False} for c in ("lint", "tests")]
+    status, reason = decisions.integrate_outcome("", [], checks, isolation=result)  # type: ignore[arg-type]
+    assert status == "BLOCKED"
+    assert "'lint' exited with rc=1; culprit: A_worker (fails alone)" in reason
+    assert "'tests' exited with rc=1; culprit undetermined: " in reason, reason
+    assert "fails it apart" not in reason
+
+
+def test_at_the_bound_before_the_base_probe_the_culprits_found_stand() -> None:
+    """Every worker fails 'lint' alone (the base may be broken: that needs one more probe), C
+    alone fails 'tests'. The bound stops the search before the base probe; C, found, stands."""
+
+    def oracle(_step: str, workers: set[str]) -> set[str]:
+        return {"lint"} | ({"tests"} if "C" in workers else set())
+
+    result, probes = drive(["A", "B", "C"], oracle, ("lint", "tests"), bound=3)
+    assert result["exhausted"] and result["runs"] == 3
+    assert "base" not in [p["step"] for p in probes]
+    assert result["culprits"] == [{"worker": "C", "check": "tests", "how": "alone"}]
+    assert result["base"] == []
+
+
+def test_at_the_bound_mid_way_a_worker_is_not_blamed_for_what_all_probed_fail() -> None:
+    """The base fails 'tests', so every probe does. Stopped after A's alone probe, nothing
+    shows it is A's rather than the base's (the full search would probe the base): A is not
+    named. Once B passed a check alone, A failing it alone is A's, as the full search says."""
+
+    def broken(_step: str, _workers: set[str]) -> set[str]:
+        return {"tests"}
+
+    result, _ = drive(["A", "B", "C"], broken, bound=1)
+    assert result["exhausted"] and result["culprits"] == [] and result["base"] == []
+
+    def a_fails(_step: str, workers: set[str]) -> set[str]:
+        return {"tests"} if "A" in workers else set()
+
+    result, _ = drive(["A", "B", "C"], a_fails, bound=2)
+    assert result["exhausted"]
+    assert result["culprits"] == [{"worker": "A", "check": "tests", "how": "alone"}]
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(st.integers(1, 8), st.data())
+def test_a_check_the_base_fails_is_never_blamed_whatever_the_bound(
+    n: int, data: st.DataObject
+) -> None:
+    order = IDS[:n]
+    base = data.draw(st.sets(st.sampled_from(["lint", "tests"])))
+    culprits = data.draw(st.sets(st.sampled_from(order), max_size=2))
+    bound = data.draw(st.none() | st.integers(0, 2 * n))
+
+    def oracle(_step: str, workers: set[str]) -> set[str]:
+        return base | ({"tests"} if culprits & workers else set())
+
+    failed = tuple(c for c in ("lint", "tests") if c in oracle("rerun", set(order)))
+    if not failed:
+        return
+    result, _ = drive(order, oracle, failed, bound=bound)
+    assert not [c for c in result["culprits"] if c["check"] in base], result
+    assert set(result["base"]) <= base
+    for c in result["culprits"]:
+        assert c["worker"] in culprits

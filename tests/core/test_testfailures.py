@@ -127,3 +127,29 @@ def test_arbitrary_bytes_never_raise_and_stay_bounded(
 def test_structured_noise_never_raises(parts: list[str]) -> None:
     data = "\n".join(parts).encode()
     assert tf.summarize(data, data[::-1], data) == tf.summarize(data, data[::-1], data)
+
+
+def test_a_long_hostile_line_is_read_in_linear_time() -> None:
+    """A check's one long line of colons (worker output) once made the verbose pattern
+    backtrack quadratically: minutes of integrate and replay for a 256 KiB tail."""
+    import time
+
+    for line in (b":" * 64 * 1024, b"a::" * 20_000 + b" FAILE", b"x:: FAILED" * 6000):
+        started = time.monotonic()
+        tf.summarize(line, line)
+        assert time.monotonic() - started < 2.0, line[:20]
+    assert tf.names_in_text(b"a:::: FAILED [ 5%]\n") == {"a::::"}
+    assert tf.names_in_text(b"a:: FAILED\n::b FAILED\nt.py::x y FAILED  [100%]\n") == {"t.py::x y"}
+
+
+def test_the_tail_of_a_long_utf16_log_is_still_read_as_utf16() -> None:
+    """A UTF-16 log (Windows tools) longer than the tail loses its byte-order mark to the cut,
+    at an even or an odd byte: its lines and failing tests are still read, not NUL escapes."""
+    text = "\ufeff" + "noise line\r\n" * 30_000 + "FAIL: test_y (m.T)\r\nlast line\r\n"
+    data = text.encode("utf-16-le")
+    assert len(data) > tf.TAIL_BYTES
+    for cut in (tf.TAIL_BYTES, tf.TAIL_BYTES - 1):
+        got = tf.summarize(b"", data[-cut:])
+        assert got["failing_tests"] == ["m.T.test_y"], cut
+        assert got["output_tail"]["stderr"][-2:] == ["FAIL: test_y (m.T)", "last line"], cut
+    assert tf.tail(b"a\x00b\x00\xff\x00") == ["a\\x00b\\x00\ufffd\\x00"]  # too short to guess

@@ -366,3 +366,28 @@ def test_a_dependent_is_probed_with_its_dependency(repo: Path, declared: bool) -
     assert alone[1].get("apply_error", "") == expected
     assert doc["worker_verdicts"]["A"]["verdict"] == "PASS"
     assert replay(repo, run_id).returncode == 0
+
+
+def test_replay_recomputes_the_culprits_status_json_names(repo: Path) -> None:
+    """STATUS.json's culprits and per-worker verdicts are what isolation.decided decided: a
+    status that blames another worker is a divergence of its own, not only a changed hash."""
+    configure(repo)
+    run_id = run_with(
+        repo,
+        {
+            "A": make_patch(repo, a_test_file("a", "    assert False\n")),
+            "B": harmless(repo, "B"),
+        },
+    )
+    integrate(repo, run_id)
+    assert replay(repo, run_id).returncode == 0
+    path = run_dir(repo, run_id) / "Z_integrator" / "STATUS.json"
+    doc = read_json(path)
+    doc["culprits"] = [{"worker": "B", "check": "tests", "how": "alone"}]
+    doc["worker_verdicts"]["A"] = {"verdict": "PASS", "rule": ""}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    res = replay(repo, run_id)
+    assert res.returncode == 3, res.stdout
+    whats = [d["what"] for d in json.loads(res.stdout)["divergences"]]
+    assert "Z_integrator/STATUS.json culprits (replayed)" in whats, whats
+    assert "Z_integrator/STATUS.json worker_verdicts (replayed)" in whats, whats

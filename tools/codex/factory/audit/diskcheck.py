@@ -37,7 +37,7 @@ from tools.codex.factory.audit.fold import (
     SumFile,
     divergence,
 )
-from tools.codex.factory.core import decisions, review, testfailures
+from tools.codex.factory.core import decisions, isolation, review, testfailures
 from tools.codex.factory.core.paths import (
     ATTEST_DIR,
     LOGS_DIR,
@@ -99,6 +99,30 @@ _VALIDATION_KEYS = (
 _CHECK_BASICS = ("name", "required", "rc", "timed_out")
 # A STATUS.json check entry as replay compares it: the basics and what the check said.
 _STATUS_CHECK_KEYS = (*_CHECK_BASICS, "failing_tests", "output_tail")
+
+
+def _isolation_keys(found: isolation.Result | None, order: list[str]) -> dict[str, object]:
+    """STATUS.json's isolation keys as replay recomputes them (none without an isolation)."""
+    keys = {
+        "culprits",
+        "interactions",
+        "flaky",
+        "base_failing",
+        "isolation_runs",
+        "isolation_exhausted",
+        "worker_verdicts",
+    }
+    if found is None:
+        return dict.fromkeys(sorted(keys))
+    return {
+        "culprits": [dict(c) for c in found["culprits"]],
+        "interactions": found["interactions"],
+        "flaky": found["flaky"],
+        "base_failing": found["base"],
+        "isolation_runs": found["runs"],
+        "isolation_exhausted": found["exhausted"],
+        "worker_verdicts": decisions.worker_verdicts(order, found),
+    }
 
 
 # -- reading the run folder ---------------------------------------------------------------------
@@ -555,6 +579,8 @@ class DiskCheck:
                 expected["covers"] = covers
                 expected["left_out"] = decisions.left_out(state.workers, covers)
             expected["applied"] = [x["worker"] for x in seg.patches if x["ok"]] if merged else []
+            if seg.found is not None or not (seg.probes or seg.isolation):  # else unrecomputable
+                expected.update(_isolation_keys(seg.found, seg.merge["order"] if seg.merge else []))
         found_checks = [
             {k: c.get(k) for k in _STATUS_CHECK_KEYS if k in c or k in _CHECK_BASICS}
             for c in doc.get("checks", [])

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, TypedDict
 
 from tools.codex.factory.audit.describe import describe, short
 from tools.codex.factory.core import decisions, isolation, testfailures, validation
+from tools.codex.factory.core.isolation import Result as IsolationResult
 from tools.codex.factory.core.paths import (
     ATTEST_DIR,
     MANIFEST,
@@ -170,6 +171,7 @@ class Segment:
     refused: list[str] = field(default_factory=list)  # integrate.refused reasons
     probes: list[tuple[int, isolation.Probe]] = field(default_factory=list)  # (seq, probe)
     isolation: Event | None = None  # isolation.decided
+    found: IsolationResult | None = None  # isolation as recomputed (STATUS.json repeats it)
 
 
 class StageState(TypedDict):
@@ -960,6 +962,7 @@ class Fold:
         # The workers the run planned (run.started) that this merge (merge.planned) left out.
         missing = decisions.left_out(self.state.workers, list(seg.merge["depends_on"]))
         found, flaky = self._check_isolation(seg)
+        seg.found = found
         expected = decisions.with_policy(
             *decisions.integrate_outcome(
                 seg.merge["reason"],

@@ -142,7 +142,12 @@ def _blame(check: str, found: Isolation) -> str:
             f"culprit undetermined: isolation stopped at its bound after {found['runs']} "
             "run(s) (integrate.isolate_max_runs)"
         )
-    return "no worker or set of workers fails it apart"
+    # The merged result fails it, so some set of workers does: isolation did not search that
+    # set (it holds a worker blamed for another check, or another interaction was followed).
+    return (
+        "culprit undetermined: isolation named no worker or set of workers for it (it may fail "
+        "only together with a worker blamed for another check)"
+    )
 
 
 def _wname(worker: str) -> str:

@@ -139,15 +139,17 @@ def _search(
     if len(order) == 1:
         alone[order[0]] = set(targets)  # the merged result was this worker alone: not retested
     for w in order if len(order) > 1 else ():
-        if runs >= bound:
-            return found.culprits_from(alone, closure, targets).result(runs, True)
+        if runs >= bound:  # a check every worker probed fails may be the base's: unnamed
+            some_pass = [c for c in targets if any(c not in f for f in alone.values())]
+            return found.culprits_from(alone, closure, some_pass).result(runs, True)
         out = yield {"step": "alone", "workers": closure[w], "checks": targets}
         runs += 1
         alone[w] = out & set(targets)
     everyone = [c for c in targets if all(c in alone[w] for w in order)]
     if everyone:  # failing whoever is applied: does the base itself fail it?
-        if runs >= bound:
-            return found.result(runs, True)
+        if runs >= bound:  # what was found of the other checks stands
+            others = [c for c in targets if c not in everyone]
+            return found.culprits_from(alone, closure, others).result(runs, True)
         out = yield {"step": "base", "workers": [], "checks": everyone}
         runs += 1
         found.base = [c for c in everyone if c in out]

@@ -36,7 +36,11 @@ class CheckOutput(TypedDict):
 # pytest: "FAILED tests/t.py::test_y - AssertionError" (short summary), "ERROR tests/t.py" (a
 # collection error), "tests/t.py::test_y FAILED  [ 50%]" (verbose), "[gw0] [ 50%] FAILED t::y".
 _PYTEST_SUMMARY = re.compile(r"^(?:FAILED|ERROR) (?P<name>\S.*?)(?: - .*)?$")
-_PYTEST_VERBOSE = re.compile(r"^(?P<name>\S+::\S.*?) (?:FAILED|ERROR)(?:\s+\[\s*\d+%\])?$")
+# Verbose, read in two linear steps (one pattern with "\S+::\S.*?" backtracks quadratically on
+# a long line of colons a check prints): the earliest outcome word that ends the line, then a
+# name whose first word holds "::" between two characters.
+_PYTEST_VERBOSE_END = re.compile(r" (?:FAILED|ERROR)(?:\s+\[\s*\d+%\])?$")
+_FIRST_WORD = re.compile(r"\S+")
 _PYTEST_XDIST = re.compile(r"^\[gw\d+\] \[\s*\d+%\] (?:FAILED|ERROR) (?P<name>\S+)")
 # unittest: "FAIL: test_y (pkg.test_x.TestZ)" or, from Python 3.11, "(pkg.test_x.TestZ.test_y)".
 _UNITTEST = re.compile(r"^(?:FAIL|ERROR): (?P<test>\w+) \((?P<where>[\w.]+)\)")
@@ -44,11 +48,29 @@ _PYTEST_NAME = re.compile(r"::|\.py\b")
 
 
 def decode(data: bytes) -> str:
-    """Text of a log: UTF-16 with a byte-order mark, else UTF-8 (a BOM dropped); bad bytes are
-    replaced, never raised on."""
+    """Text of a log: UTF-16 with a byte-order mark, or a UTF-16-LE tail whose mark was cut
+    off, else UTF-8 (a BOM dropped); bad bytes are replaced, never raised on."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return data.decode("utf-16", "replace")
+    skip = _utf16_le_offset(data)
+    if skip is not None:
+        return data[skip:].decode("utf-16-le", "replace")
     return data.decode("utf-8-sig", "replace")
+
+
+def _utf16_le_offset(data: bytes) -> int | None:
+    """Where a UTF-16-LE text starts when the tail of a longer log (its mark cut off, at an
+    even or an odd byte) is one: mostly ASCII, so nearly every other byte is NUL."""
+    sample = data[:4096]
+    half = len(sample) // 2
+    if half < 32:
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    if odd > 0.8 * half and even < 0.1 * half:
+        return 0
+    if even > 0.8 * half and odd < 0.1 * half:
+        return 1
+    return None
 
 
 def visible(text: str) -> str:
@@ -95,12 +117,25 @@ def names_in_text(data: bytes) -> set[str]:
         if m:
             found.add(_unittest_name(m))
             continue
-        for pattern in (_PYTEST_SUMMARY, _PYTEST_VERBOSE, _PYTEST_XDIST):
-            m = pattern.match(text)
-            if m and _PYTEST_NAME.search(m.group("name")):
-                found.add(m.group("name").strip())
-                break
+        name = _pytest_name(text)
+        if name:
+            found.add(name)
     return found
+
+
+def _pytest_name(text: str) -> str:
+    """The test a pytest line says failed, or ''."""
+    for pattern in (_PYTEST_SUMMARY, _PYTEST_XDIST):
+        m = pattern.match(text)
+        if m and _PYTEST_NAME.search(m.group("name")):
+            return m.group("name").strip()
+    end = _PYTEST_VERBOSE_END.search(text)
+    if end is None:
+        return ""
+    name = text[: end.start()]
+    first = _FIRST_WORD.match(name)
+    word = first.group() if first else ""
+    return name.strip() if "::" in word[1:-1] and _PYTEST_NAME.search(name) else ""
 
 
 class JUnitError(ValueError):

@@ -178,6 +178,18 @@ def test_an_agent_past_its_time_limit_is_stopped_and_blocks(repo: Path) -> None:
     assert [a["timed_out"] for a in attempts(repo, "A")] == [True, True]
 
 
+def test_an_agent_that_cannot_start_blocks(repo: Path) -> None:
+    agent = {"preset": "script", "argv": ["no-such-reviewer-binary-3b7e", "{prompt_file}"]}
+    write_config(repo, {"schema_version": 1, "review": {"agent": agent}})
+    run_id = launch_dry(repo)
+    code, doc = validate(repo, run_id)
+    assert code == 3 and set(doc["verdicts"].values()) == {"BLOCKED"}
+    assert {f["rule"] for f in doc["findings"]} == {"review-agent-failed"}
+    assert "no-such-reviewer-binary-3b7e" in doc["findings"][0]["message"]
+    assert [a["rc"] for a in attempts(repo, "A")] == [None, None]
+    assert replay(repo, run_id)[0] == 0
+
+
 def test_the_prompt_holds_the_diff_and_no_holdout_content(repo: Path) -> None:
     run_id = agent_run(repo, {})
     hostile = SCENARIO.replace("add(2, 3) gives 5", "add(2, 3) gives 6")

@@ -165,6 +165,7 @@ def _record(
     job, answer, err = result if result is not None else (None, None, b"")
     if job is not None and not job.started:
         start_error = job.error or "its agent could not start"
+    start_error = core.plain(start_error, core.MAX_ERROR)
     rc = job.rc if job is not None else None
     timed_out = bool(job.timed_out) if job is not None else False
     findings, error = judge(rc, timed_out, start_error, answer)

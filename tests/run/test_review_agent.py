@@ -147,6 +147,21 @@ def test_a_garbled_answer_is_retried_once(repo: Path) -> None:
     assert replay(repo, run_id)[0] == 0
 
 
+def test_replay_catches_a_removed_failed_attempt(repo: Path) -> None:
+    run_id = agent_run(repo, {"A": ["no", verdict()]})
+    assert validate(repo, run_id)[0] == 0
+    events = [
+        e
+        for e in ledger_lines(repo)
+        if not (e["event_type"] == "review.agent" and e["payload"]["error"] is not None)
+    ]
+    rewrite_ledger(repo, events)
+    code, data = replay(repo, run_id)
+    assert code == 3
+    whats = [d["what"] for d in data["divergences"]]
+    assert "review.agent attempt for worker A (numbered from 1 since its bundle.facts)" in whats
+
+
 @pytest.mark.parametrize(
     ("answer", "why"),
     [

@@ -541,7 +541,15 @@ class Fold:
                 judged,
                 p["patch_sha256"],
             )
-        self.agent_answers.setdefault(w, []).append(p)
+        earlier = self.agent_answers.setdefault(w, [])
+        if p["attempt"] != len(earlier) + 1:
+            self.diverge(
+                ev.seq,
+                f"review.agent attempt for worker {w} (numbered from 1 since its bundle.facts)",
+                len(earlier) + 1,
+                p["attempt"],
+            )
+        earlier.append(p)
         self.agent_events.append((w, p, ev.seq))
 
     def _agent_answers(

@@ -197,6 +197,17 @@ def test_missing_agent_command_is_only_a_warning(tmp_path: Path, env: dict[str, 
     assert found["agent-workers.agents.B"].startswith("OK")
 
 
+def test_the_reviewer_agent_is_probed_too(tmp_path: Path, env: dict[str, str]) -> None:
+    repo = make_repo(tmp_path / "repo", env)
+    (repo / CONFIG_REL).parent.mkdir(parents=True)
+    agent = {"preset": "claude", "argv": ["no-such-reviewer-binary-91c2", "-p"]}
+    (repo / CONFIG_REL).write_bytes(jsonio.pretty({"review": {"agent": agent}}))
+    res = factory(repo, env, "doctor")
+    assert res.returncode == 0, res.stdout
+    line = lines_of(res.stdout)["agent-review.agent"]
+    assert line.startswith("WARN") and "no-such-reviewer-binary-91c2" in line
+
+
 def test_doctor_and_launch_judge_an_agent_with_one_probe(
     tmp_path: Path, env: dict[str, str]
 ) -> None:

@@ -47,11 +47,12 @@ from tools.codex.factory.core.paths import (
     Z_DIR,
     worker_dirname,
 )
+from tools.codex.factory.core.reviewagent import MAX_ANSWER_BYTES
 from tools.codex.factory.core.testfailures import TAIL_BYTES
 from tools.codex.factory.errors import FactoryError, UsageError
 from tools.codex.factory.infra import fsutil, gitops, jsonio, schemas
 from tools.codex.factory.infra.writer import sha256_file, sha256_stream_tail
-from tools.codex.factory.run import snapshots
+from tools.codex.factory.run import reviewagent, snapshots
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import (
     V1_KEYS,
@@ -249,6 +250,7 @@ class DiskCheck:
             self._check_facts,
             self._check_unrecorded_html,
             self._check_reviews,
+            self._check_agent_answers,
         ]
         if self.folded.state.final is not None and self.folded.last_seg.report is not None:
             steps += [self._check_status_doc, self._check_report]
@@ -531,6 +533,48 @@ class DiskCheck:
                     fresh,
                     recorded["findings"],
                 )
+
+    def _check_agent_answers(self) -> None:
+        """Re-judge every ``review.agent`` attempt from its recorded inputs: the answer read
+        back from the snapshot store (hash-verified) and how its process ended must give the
+        recorded findings or error, and the patch snapshot must give the recorded prompt (the
+        agent is not run again)."""
+        manifest = self.docs.manifest
+        if not self.folded.agent_events or manifest is None:
+            return
+        bounds = self._limits()
+        for w, recorded, seq in self.folded.agent_events:
+            what = f"review.agent for worker {w} (attempt {recorded.get('attempt')})"
+            answer: bytes | None = None
+            digest = recorded["answer_sha256"]
+            try:
+                if digest is not None:
+                    answer = snapshots.get(self.run_dir, digest, MAX_ANSWER_BYTES + 1)
+                patch = snapshots.get(self.run_dir, recorded["patch_sha256"], bounds.max_file_bytes)
+            except FactoryError as exc:
+                self.diverge(seq, what, "its answer and patch snapshots", short(str(exc), 300))
+                continue
+            findings, error = reviewagent.judge(
+                recorded["rc"], recorded["timed_out"], recorded["start_error"], answer
+            )
+            if (findings, error) != (recorded["findings"], recorded["error"]):
+                self.diverge(
+                    seq,
+                    f"{what}: its judgement (recomputed from the recorded answer)",
+                    {"findings": findings, "error": error},
+                    {"findings": recorded["findings"], "error": recorded["error"]},
+                )
+            parsed = parse_patches({"p": patch}, bounds)
+            if "p" in parsed:
+                prompt, _ = reviewagent.prompt_for(manifest, w, parsed["p"])
+                fresh = hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+                if fresh != recorded["prompt_sha256"]:
+                    self.diverge(
+                        seq,
+                        f"{what}: prompt_sha256 (rebuilt from the patch snapshot)",
+                        fresh,
+                        recorded["prompt_sha256"],
+                    )
 
     def _check_status_doc(self) -> None:
         state = self.folded.state

@@ -25,7 +25,7 @@ import hashlib
 import sys
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, TypedDict, cast
 
 from tools.codex.factory.audit.describe import describe, short
 from tools.codex.factory.core import decisions, isolation, testfailures, validation
@@ -42,6 +42,7 @@ from tools.codex.factory.errors import FactoryError
 from tools.codex.factory.infra import jsonio, schemas
 from tools.codex.factory.ledger.store import Event
 from tools.codex.factory.records.validation import (
+    AgentAttempt,
     AppliedPatch,
     BundleFacts,
     CheckResult,
@@ -302,6 +303,9 @@ class Fold:
         # Gate 0: the last review.findings per worker since its bundle.facts, and every one.
         self.reviews: dict[str, tuple[list[ReviewFinding], int]] = {}
         self.review_events: list[tuple[str, dict[str, Any], int]] = []
+        # Gate 0's reviewer agent: each worker's attempts since its bundle.facts, and every one.
+        self.agent_answers: dict[str, list[AgentAttempt]] = {}
+        self.agent_events: list[tuple[str, AgentAttempt, int]] = []
         self.heads: list[AnchoredHead] = []  # recorded by report.written
         self.z_listing: tuple[set[str], int] | None = None  # Z files per the last report.sha256
         self.manifest_pin: FileRecord | None = None  # the first record of RUN_MANIFEST.json
@@ -497,6 +501,7 @@ class Fold:
         self.facts[w] = (facts, ev.seq)
         self.fact_events.append((w, facts, ev.seq))
         self.reviews.pop(w, None)
+        self.agent_answers.pop(w, None)
         prev = self.snaps.get(worker_dirname(w))
         before = (
             prev.files
@@ -523,6 +528,51 @@ class Fold:
             )
         self.reviews[w] = (list(p["findings"]), ev.seq)
         self.review_events.append((w, dict(p), ev.seq))
+
+    def on_review_agent(self, ev: Event) -> None:
+        """One attempt of the reviewer agent on one worker's patch: about the snapshot its
+        bundle.facts judged; replay's disk check re-judges its recorded answer."""
+        p = cast(AgentAttempt, ev.payload)
+        w = p["worker"]
+        facts = self.facts.get(w)
+        judged = facts[0].get("apply_sha256") if facts is not None else None
+        if judged != p["patch_sha256"]:
+            self.diverge(
+                ev.seq,
+                f"review.agent patch_sha256 for worker {w} (the patch its bundle.facts judged)",
+                judged,
+                p["patch_sha256"],
+            )
+        earlier = self.agent_answers.setdefault(w, [])
+        if p["attempt"] != len(earlier) + 1:
+            self.diverge(
+                ev.seq,
+                f"review.agent attempt for worker {w} (numbered from 1 since its bundle.facts)",
+                len(earlier) + 1,
+                p["attempt"],
+            )
+        earlier.append(p)
+        self.agent_events.append((w, p, ev.seq))
+
+    def _agent_answers(
+        self, ev: Event, facts: Mapping[str, BundleFacts]
+    ) -> dict[str, list[AgentAttempt]]:
+        """The reviewer agent's attempts validation judged, when the policy names an agent
+        (a reviewable worker without one is a divergence)."""
+        pol = ev.payload["policy"]
+        settings = pol.get("review") or {}
+        if int(pol.get("version", 1)) < 8 or pol.get("review_agent") is None:
+            return {}
+        if settings.get("enabled"):
+            for w in sorted(facts):
+                if reviewable(facts[w]) and w not in self.agent_answers:
+                    self.diverge(
+                        ev.seq,
+                        f"review.agent for worker {w} (the reviewer agent is configured)",
+                        "a review.agent event after its bundle.facts",
+                        "none",
+                    )
+        return {w: self.agent_answers[w] for w in facts if w in self.agent_answers}
 
     def _reviews(
         self, ev: Event, facts: Mapping[str, BundleFacts]
@@ -563,6 +613,7 @@ class Fold:
             list(p.get("gitdir_changed", [])),
             p.get("git_attr_source", True) is not False,
             self._reviews(ev, facts),
+            self._agent_answers(ev, facts),
         )
         recomputed: Mapping[str, object] = result
         for key in ("status", "verdicts", "overlaps"):
@@ -1115,6 +1166,7 @@ HANDLERS: Mapping[str, Handler] = {
     "bundle.imported": Fold.on_bundle_collected,
     "bundle.facts": Fold.on_bundle_facts,
     "review.findings": Fold.on_review_findings,
+    "review.agent": Fold.on_review_agent,
     "validation.decided": Fold.on_validation_decided,
     "merge.planned": Fold.on_merge_planned,
     "patch.applied": Fold.on_patch_applied,

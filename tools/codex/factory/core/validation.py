@@ -18,10 +18,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from tools.codex.factory.core import links, names
+from tools.codex.factory.core import links, names, reviewagent
 from tools.codex.factory.core.globs import match_any
 from tools.codex.factory.core.paths import PathRuleError, normalise_repo_path
 from tools.codex.factory.records.validation import (
+    AgentAttempt,
     BundleFacts,
     Finding,
     Judgement,
@@ -625,6 +626,13 @@ def unread(facts: BundleFacts) -> bool:
     return any(rule in UNREAD_RULES for _, rule, _ in facts.get("limit_problems", []))
 
 
+def reviewable(facts: BundleFacts) -> bool:
+    """Gate 0 reads a patch validation could read whole: judged bytes, parsed, within limits."""
+    return (
+        facts.get("apply_sha256") is not None and facts["patch_error"] is None and not unread(facts)
+    )
+
+
 def _broken(facts: BundleFacts) -> set[str]:
     found = set(facts["missing"]) | set(facts["symlinks"])
     found |= {n for n, _ in facts["json_errors"]}
@@ -789,12 +797,29 @@ def review_findings(
     return out
 
 
+def agent_findings(
+    facts_by_worker: Mapping[str, BundleFacts],
+    answers: Mapping[str, Sequence[AgentAttempt]],
+) -> list[Finding]:
+    """The reviewer agent's verdicts as validation findings, for every worker Gate 0 reads: a
+    critical finding blocks (``review-agent``), a warning is reported, and a worker without a
+    valid answer is blocked (``review-agent-failed``)."""
+    out: list[Finding] = []
+    for w in sorted(facts_by_worker):
+        if not reviewable(facts_by_worker[w]):
+            continue
+        for path, rule, message, level in reviewagent.findings_of(w, answers.get(w, ())):
+            out.append(_finding(w, path, rule, message, "block" if level == "block" else "warn"))
+    return out
+
+
 def evaluate(
     facts_by_worker: Mapping[str, BundleFacts],
     policy: Policy,
     gitdir_changed: Sequence[str] = (),
     attr_source: bool = True,
     reviews: Mapping[str, Sequence[ReviewFinding]] | None = None,
+    agent_answers: Mapping[str, Sequence[AgentAttempt]] | None = None,
 ) -> Judgement:
     """The whole bundle-validate judgement: findings, warnings, overlaps, verdicts, status.
 
@@ -803,6 +828,8 @@ def evaluate(
     any of them could have done it. ``attr_source``: whether the validating machine's git honours
     ``GIT_ATTR_SOURCE`` (recorded in ``validation.decided`` when it was asked). ``reviews``:
     Gate 0's recorded findings per worker, judged when the policy (version 7) enables it.
+    ``agent_answers``: the reviewer agent's recorded attempts per worker (``review.agent``
+    payloads, in order), judged when the policy (version 8) names an agent.
     """
     version = int(policy.get("version", 1))
     portable = str(policy.get("portable_names", "block"))
@@ -846,6 +873,8 @@ def evaluate(
     settings = policy.get("review")
     if version >= 7 and settings is not None and settings["enabled"]:
         findings.extend(review_findings(reviews or {}, list(facts_by_worker), settings["severity"]))
+        if version >= 8 and policy.get("review_agent") is not None:
+            findings.extend(agent_findings(facts_by_worker, agent_answers or {}))
     ovl = overlaps(facts_by_worker, bool(policy["allow_identical_patch_overlap"]))
     for o in ovl:
         if o["resolution"] == "blocked":

@@ -960,7 +960,7 @@ def _refusals(doc: dict[str, Any]) -> list[fb.Refusal]:
         line = clip(f"[{f['rule']}] {f['path']}: {f['message']}", 300)
         by_worker.setdefault(str(f["worker"]), []).append(line)
     for f in doc.get("warnings", []):
-        if f["rule"] in review.RULES:
+        if f["rule"] in review.RULES or f["rule"] == "review-agent":
             line = clip(f"[{f['rule']}] {f['message']}", 300)
             warned.setdefault(str(f["worker"]), []).append(line)
     blocked = {w for w, v in doc.get("verdicts", {}).items() if v != "PASS"}

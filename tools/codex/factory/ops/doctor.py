@@ -38,12 +38,15 @@ REPO_DEPENDENT = [
 def agents(ctx: Context) -> list[Probe]:
     """The agents the config names, each by the probe ``launch`` refuses a run on (a WARN
     here: dry runs need no agent)."""
-    wcfg = ctx.config.effective()["workers"]
+    effective = ctx.config.effective()
+    wcfg = effective["workers"]
     named: list[tuple[str, dict[str, Any]]] = []
     if wcfg.get("agent"):
         named.append(("workers.agent", wcfg["agent"]))
     for wid, spec in sorted((wcfg.get("agents") or {}).items()):
         named.append((f"workers.agents.{wid}", spec))
+    if (effective.get("review") or {}).get("agent"):
+        named.append(("review.agent", effective["review"]["agent"]))  # Gate 0's reviewer
     if not named:
         return [Probe("agents", OK, "no agent configured (dry runs need none)")]
     out: list[Probe] = []

@@ -100,6 +100,42 @@ class ReviewFinding(TypedDict):
     message: str
 
 
+class AgentPolicy(TypedDict):
+    """The reviewer agent (config ``review.agent``) as validation's policy records it."""
+
+    preset: str
+    argv: list[str]
+    prompt_via: str
+    timeout_s: float
+
+
+class AgentFinding(TypedDict):
+    """One finding of the reviewer agent's verdict (``schemas/review_verdict.schema.json``)."""
+
+    severity: Literal["critical", "warning"]
+    path: str
+    line: int
+    rule: str
+    text: str
+
+
+class AgentAttempt(TypedDict):
+    """One attempt of the reviewer agent (a ``review.agent`` payload): its inputs and the
+    judgement of its answer, ``findings`` (valid) or ``error``."""
+
+    worker: str
+    attempt: int
+    patch_sha256: str
+    prompt_sha256: str
+    rc: int | None
+    timed_out: bool
+    start_error: str
+    answer_sha256: str | None
+    findings: list[AgentFinding] | None
+    error: str | None
+    stderr_tail: NotRequired[str]
+
+
 class Policy(TypedDict):
     """Everything validation judges by (recorded in ``validation.decided``)."""
 
@@ -115,6 +151,8 @@ class Policy(TypedDict):
     attributes: NotRequired[Literal["base", "candidate"]]
     # version 7
     review: NotRequired[ReviewSettings]
+    # version 8: the reviewer agent's command, or None
+    review_agent: NotRequired[AgentPolicy | None]
 
 
 class Finding(TypedDict):

@@ -20,6 +20,7 @@ from tools.codex.factory.core.ids import validate_kind, validate_worker_id
 from tools.codex.factory.core.paths import PathRuleError, at, normalise_repo_path
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.infra import gitops, jsonio, schemas
+from tools.codex.factory.run import agents
 
 CONFIG_REL = "tools/codex/factory/factory.config.json"
 ENV_PREFIX = "FACTORY_"
@@ -128,6 +129,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "severity": {},
         "test_globs": list(review.DEFAULT_TEST_GLOBS),
         "skip_patterns": list(review.DEFAULT_SKIP_PATTERNS),
+        "agent": None,  # the reviewer agent (an agent spec, as workers.agent); null: none
     },
     "crank": {
         "threshold": "0.80",
@@ -446,6 +448,9 @@ def _check_review(cfg: Config) -> None:
                 f"config review.skip_patterns[{i}] {pattern!r}: not a regular expression ({exc}) "
                 f"(source: {_describe(cfg, 'review.skip_patterns')})"
             ) from None
+    raw = cfg.get("review.agent")
+    if raw is not None:
+        agents.spec_of(raw, "config review.agent", cfg.values["workers"])
 
 
 def _absolute(value: str) -> str:

@@ -17,7 +17,7 @@ from tools.codex.factory.records.validation import (
     ReviewFinding,
     ReviewSettings,
 )
-from tools.codex.factory.run import gitdir, snapshots
+from tools.codex.factory.run import gitdir, reviewagent, snapshots
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.facts import BaseTree, GitSide, Limits, gather_facts
 from tools.codex.factory.run.handle import RunHandle, run_setting
@@ -29,7 +29,8 @@ from tools.codex.factory.run.stages import StageResult
 # and file-section limits of a patch among the limits.
 # 6 judges NTFS 8.3 short names (name-short-alias) with the facts' base_short_aliases.
 # 7 judges Gate 0's findings (review.findings) by the review settings it records.
-POLICY_VERSION = 7
+# 8 records the reviewer agent (review_agent) and judges its answers (review.agent).
+POLICY_VERSION = 8
 
 
 def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
@@ -70,6 +71,8 @@ def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
         out["attributes"] = run_setting(manifest, "checks.attributes")
     if version >= 7:
         out["review"] = review_settings(manifest)
+    if version >= 8:
+        out["review_agent"] = reviewagent.policy_entry(manifest)
     return out
 
 
@@ -85,13 +88,7 @@ def review_settings(manifest: dict[str, Any]) -> ReviewSettings:
     )
 
 
-def reviewable(facts: BundleFacts) -> bool:
-    """Gate 0 reads a patch validation could read whole: judged bytes, parsed, within limits."""
-    return (
-        facts.get("apply_sha256") is not None
-        and facts["patch_error"] is None
-        and not validation.unread(facts)
-    )
+reviewable = validation.reviewable
 
 
 def parse_patches(patches: Mapping[str, bytes], bounds: Limits) -> dict[str, patchparse.Patch]:
@@ -199,15 +196,21 @@ def validate(run: RunHandle) -> StageResult:
         rec.emit("bundle.facts", "bundle-validate", f"{w}_worker", worker=w, facts=facts[w])
     pol = policy(manifest)
     settings = pol.get("review")
+    enabled = settings is not None and settings["enabled"]
     reviews = (
         review_workers(run, facts, parsed, settings, bounds)
         if settings is not None and settings["enabled"]
         else {}
     )
+    answers = (
+        reviewagent.review_agents(run, facts, parsed)
+        if enabled and pol.get("review_agent") is not None
+        else {}
+    )
     gitdir.check_and_restore(run.ctx.repo, rec, run.run_dir)
     changed = gitdir.restored_since_validation(rec)  # by this check, or by a collect since
     honoured = attr_source(pol, facts)
-    result = validation.evaluate(facts, pol, changed, honoured is not False, reviews)
+    result = validation.evaluate(facts, pol, changed, honoured is not False, reviews, answers)
     doc = {
         "schema_version": schemas.SCHEMA_VERSION,
         "run_id": run.run_id,

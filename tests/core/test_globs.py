@@ -448,3 +448,35 @@ def test_work_bound_holds_on_random_inputs(pattern: str, path: str) -> None:
         _oracle(pattern, False).fullmatch(path) is not None,
         _oracle(pattern, True).fullmatch(path) is not None,  # 'AA/?' matches 'aa/' folded
     )
+
+
+_SEG = st.sampled_from(["a", "A", "b", "src", "SRC", "*", "?", "[a-b]", "**", "x.md", "ß", "SS"])
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(
+    patterns=st.lists(st.lists(_SEG, min_size=1, max_size=3).map("/".join), max_size=6),
+    path=st.lists(st.sampled_from(["a", "A", "b", "src", "Src", "x.md", "ss", ""]), min_size=1,
+                  max_size=4).map("/".join),
+    ignore_case=st.booleans(),
+)  # fmt: skip
+def test_match_any_is_the_first_pattern_that_matches_in_order(
+    patterns: list[str], path: str, ignore_case: bool
+) -> None:
+    """Trying only the patterns a path's first segment can start finds what trying every
+    pattern in order finds (or raises where that would)."""
+
+    def every() -> str | None:
+        return next(
+            (p for p in patterns if compile_glob(p, ignore_case=ignore_case).match(path)), None
+        )
+
+    try:
+        expected: str | type[ValueError] | None = every()
+    except ValueError:
+        expected = ValueError
+    try:
+        got: str | type[ValueError] | None = match_any(path, patterns, ignore_case=ignore_case)
+    except ValueError:
+        got = ValueError
+    assert got == expected

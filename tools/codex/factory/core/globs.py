@@ -113,15 +113,45 @@ def compile_glob(pattern: str, *, ignore_case: bool = False) -> CompiledGlob:
 
 def match_any(path: str, patterns: Sequence[str], *, ignore_case: bool = False) -> str | None:
     """The first pattern matching ``path`` (for messages), or None. The path is split (and
-    folded) once for all the patterns."""
-    texts: list[Sequence[str]] | None = None
-    for pattern in patterns:
-        glob = _compile(pattern, ignore_case)
-        if texts is None:
-            texts = _texts(path, ignore_case)
-        if _match_steps(glob, path, texts)[0]:
-            return pattern
+    folded) once for all the patterns, and only patterns its first segment can start are
+    tried (a literal first segment that differs is a certain mismatch)."""
+    if not patterns:
+        return None
+    pats = tuple(patterns)
+    plan = _plan(pats, ignore_case)
+    texts = _texts(path, ignore_case)
+    if plan is None:  # an invalid pattern: tried in order, raising where it is reached
+        return next(
+            (p for p in pats if _match_steps(_compile(p, ignore_case), path, texts)[0]), None
+        )
+    by_first, anywhere = plan
+    listed = by_first.get(texts[0], ())
+    for i in sorted(listed + anywhere) if listed and anywhere else listed or anywhere:
+        if _match_steps(_compile(pats[i], ignore_case), path, texts)[0]:
+            return pats[i]
     return None
+
+
+_Plan = tuple[dict[object, tuple[int, ...]], tuple[int, ...]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(patterns: tuple[str, ...], ignore_case: bool) -> _Plan | None:
+    """The patterns (by index) a path can match, by the path's first segment: those whose
+    first segment is that literal text, and those whose first segment is not literal (always
+    tried). None when a pattern is invalid."""
+    by_first: dict[object, list[int]] = {}
+    anywhere: list[int] = []
+    for i, pattern in enumerate(patterns):
+        try:
+            first = _compile(pattern, ignore_case)._literals[0]
+        except ValueError:
+            return None
+        if first is None:
+            anywhere.append(i)
+        else:
+            by_first.setdefault(first, []).append(i)
+    return {k: tuple(v) for k, v in by_first.items()}, tuple(anywhere)
 
 
 def _texts(path: str, ignore_case: bool) -> list[Sequence[str]]:

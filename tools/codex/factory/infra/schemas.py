@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.codex.factory.errors import FactoryError
-from tools.codex.factory.infra import jsonio
+from tools.codex.factory.infra import jsonio, schemacheck
 
 SCHEMA_VERSION = 1
 
@@ -85,25 +85,37 @@ def _tagged(name: str) -> tuple[str, dict[str, list[Any]]] | None:
 
 
 @functools.cache
-def _validator(name: str, tag: str | None = None) -> Any:
-    import jsonschema  # lazy: keeps `--help` fast
-
+def _schema(name: str, tag: str | None = None) -> dict[str, Any]:
+    """The schema a document is judged by: a tagged union's branches for ``tag`` only."""
     schema = load(name)
     tagged = _tagged(name)
     if tagged is not None:
         schema = {k: v for k, v in schema.items() if k != "allOf"}
         if tag is not None and tag in tagged[1]:
             schema["allOf"] = tagged[1][tag]
+    return schema
+
+
+@functools.cache
+def _validator(name: str, tag: str | None = None) -> Any:
+    import jsonschema  # lazy: keeps `--help` fast, and a valid document never needs it
+
+    schema = _schema(name, tag)
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema, registry=_registry(), format_checker=cls.FORMAT_CHECKER)
 
 
-def _validator_for(name: str, doc: Any) -> Any:
+@functools.cache
+def _check(name: str, tag: str | None = None) -> schemacheck.Check | None:
+    return schemacheck.compile_schema(_schema(name, tag), name, load)
+
+
+def _tag(name: str, doc: Any) -> str | None:
     tagged = _tagged(name)
     if tagged is None:
-        return _validator(name)
+        return None
     tag = doc.get(tagged[0]) if isinstance(doc, dict) else None
-    return _validator(name, tag if isinstance(tag, str) and tag in tagged[1] else None)
+    return tag if isinstance(tag, str) and tag in tagged[1] else None
 
 
 def pointer(path: Any) -> str:
@@ -144,7 +156,10 @@ def errors(name: str, doc: Any) -> list[tuple[str, str]]:
     """Every violation as (json path, message), sorted so reports are stable."""
     if not jsonio.depth_ok(doc):  # the validator recurses: refuse what would exhaust it
         return [("(top level)", f"nested deeper than {jsonio.MAX_DEPTH} levels")]
+    tag = _tag(name, doc)
+    if schemacheck.valid(_check(name, tag), doc):  # certainly valid: no jsonschema needed
+        return []
     found: list[tuple[str, str]] = []
-    for err in _validator_for(name, doc).iter_errors(doc):
+    for err in _validator(name, tag).iter_errors(doc):
         found.extend((pointer(e.absolute_path), e.message) for e in _specific(err))
     return sorted(found)

@@ -58,7 +58,7 @@ HEAD_RECORD = 100
 HEAD_READ_LIMIT = 4096  # a head file is one HEAD_RECORD; anything far larger is not one
 # Appended lines reach the index in batches, inside the lock (a whole batch costs about what
 # one line alone would); a query or close() flushes the rest first.
-INDEX_BATCH = 64
+INDEX_BATCH = 256
 _HASH_KEY = b'"hash":"'
 _PREV_KEY = b'"prev_hash":"'
 _SEQ_KEY = b'"seq":'

@@ -16,6 +16,7 @@ raises: every file is reviewed within fixed bounds (line length, source size, fi
 from __future__ import annotations
 
 import ast
+import bisect
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -685,6 +686,7 @@ def _module(lines: Sequence[str] | None) -> _Module | None:
         return None
     nodes = list(ast.walk(tree))
     calls, skips = _call_markers(nodes)
+    calls.sort()
     tests: dict[str, _Test] = {}
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -708,9 +710,13 @@ def _module(lines: Sequence[str] | None) -> _Module | None:
 def _fn_markers(
     fn: ast.FunctionDef | ast.AsyncFunctionDef, calls: list[tuple[int, str]]
 ) -> list[tuple[int, str]]:
+    """The function's skip/xfail decorators and calls; ``calls`` is sorted by line, so each
+    test takes its own by bisection (a file of thousands of skipping tests stays linear)."""
     marks = [(d.lineno, k) for d in fn.decorator_list if (k := _marker(d))]
     end = fn.end_lineno or fn.lineno
-    return marks + [(line, k) for line, k in calls if fn.lineno <= line <= end]
+    lo = bisect.bisect_left(calls, (fn.lineno, ""))
+    hi = bisect.bisect_right(calls, (end, "\uffff"))
+    return marks + calls[lo:hi]
 
 
 def _module_skips(node: ast.stmt) -> list[int]:
@@ -743,6 +749,7 @@ def _python_test(
         if old is None:
             _python_lines(ctx, sec, pre, post)
     added = sec.added_lines()
+    lines = sorted(added)
     old_tests = old.tests if old is not None else {}
     if old is not None:
         if old.tests and not new.tests:
@@ -772,7 +779,7 @@ def _python_test(
         if isinstance(node, ast.ClassDef):
             continue
         end = node.end_lineno or node.lineno
-        if any(node.lineno <= n <= end for n in added) and not _asserts(node):
+        if _touches(lines, node.lineno, end) and not _asserts(node):
             ctx.add(
                 path,
                 node.lineno,
@@ -781,6 +788,13 @@ def _python_test(
             )
     _assertions(ctx, sec, new.nodes, added)
     _self_mock(ctx, sec, new.nodes, added)
+
+
+def _touches(lines: Sequence[int], first: int, last: int) -> bool:
+    """Whether a sorted list of added lines has one in ``first..last`` (by bisection: a file
+    of thousands of tests stays linear)."""
+    at = bisect.bisect_left(lines, first)
+    return at < len(lines) and lines[at] <= last
 
 
 _TEST_DEF = re.compile(r"\s*(?:async\s+)?def\s+test|\s*class\s")

@@ -1135,17 +1135,21 @@ def _hardcoded(ctx: _Context, sec: Section) -> None:
                 returns.append((node.lineno, {x for x in found if _kept(x)}))
     else:
         added = sec.added
-        for i, (line, text) in enumerate(added):
-            if _RETURN_LITERAL.match(text):
-                seen: set[str] = set()
-                depth = 0
-                for j in range(i, min(i + 200, len(added))):
-                    chunk = added[j][1]
-                    seen |= _literals(chunk)
-                    depth += sum(chunk.count(c) for c in "([{") - sum(chunk.count(c) for c in ")]}")
-                    if depth <= 0:
-                        break
-                returns.append((line, seen))
+        starts = [i for i, (_, text) in enumerate(added) if _RETURN_LITERAL.match(text)]
+        for k, i in enumerate(starts):
+            # A table ends by its brackets, within 200 lines, at the next return at the
+            # latest: each added line is read once, however many returns a patch opens.
+            stop = min(i + 200, starts[k + 1] if k + 1 < len(starts) else len(added))
+            line = added[i][0]
+            seen: set[str] = set()
+            depth = 0
+            for j in range(i, stop):
+                chunk = added[j][1]
+                seen |= _literals(chunk)
+                depth += sum(chunk.count(c) for c in "([{") - sum(chunk.count(c) for c in ")]}")
+                if depth <= 0:
+                    break
+            returns.append((line, seen))
     for line, found in returns:
         shared = found & ctx.test_literals
         if len(shared) >= 2:

@@ -459,6 +459,24 @@ def test_many_unclosed_literal_returns_are_read_once() -> None:
     assert found == []
 
 
+def test_long_lines_of_repeated_words_are_searched_linearly() -> None:
+    """The built-in patterns have no '.*' between two alternatives: a line of 4000
+    characters of 'pytest ' (or 'add_marker(') made one such pattern backtrack over every
+    pair of positions, some ten seconds for 1500 such lines."""
+    source = _patch_of("src/m.py", ["x = '" + "pytest " * 570 + "'" for _ in range(1500)])
+    hooks = _patch_of("tests/conftest.py", ["x = '" + "add_marker(" * 360 + "'"] * 1500)
+    started = time.monotonic()
+    found = review_bytes("A", source + hooks, {}, default_settings())
+    assert time.monotonic() - started < 6
+    assert found == []
+    honest = _patch_of("src/m.py", ["import sys", "ARGS = sys.argv[1:]"])
+    sniff = _patch_of("src/m.py", ["import sys", "T = 'pytest' in ' '.join(sys.argv)"])
+    hook = _patch_of("tests/conftest.py", ["    item.add_marker(pytest.mark.skip(reason='x'))"])
+    assert review_bytes("A", honest, {}, default_settings()) == []
+    assert rules(review_bytes("A", sniff, {}, default_settings())) == {"test-detection"}
+    assert rules(review_bytes("A", hook, {}, default_settings())) == {"test-selection-changed"}
+
+
 def _patch_of(path: str, lines: list[str]) -> bytes:
     body = "".join(f"+{line}\n" for line in lines)
     return (

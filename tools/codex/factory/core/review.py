@@ -134,7 +134,7 @@ _SELECTION_OPT = re.compile(
 _KEY_LINE = re.compile(r"^\s*[\[\w.\"'-]+\s*[=:\]]")
 _CONFTEST_HOOK = re.compile(
     r"collect_ignore|pytest_collection_modifyitems|pytest_ignore_collect|pytest_deselected"
-    r"|\.deselect\b|add_marker\(.*\b(?:skip|xfail)|pytest_runtest_setup|pytest_collect_file"
+    r"|\.deselect\b|pytest_runtest_setup|pytest_collect_file"
     r"|pytest_pycollect_makeitem|\bconfig\.(?:args|option)\b|\baddopts\b"
 )
 _DETECTION = [
@@ -142,8 +142,14 @@ _DETECTION = [
     re.compile(r"sys\.modules\s*(?:\.get\(|\[)\s*[\"']_?pytest"),
     re.compile(r"[\"']unittest[\"']\s+(?:not\s+)?in\s+sys\.modules"),
     re.compile(r"PYTEST_CURRENT_TEST|PYTEST_VERSION|PYTEST_XDIST_WORKER"),
-    re.compile(r"sys\.argv.*(?:py\.?test|unittest|\btest)|(?:py\.?test|unittest).*sys\.argv"),
 ]
+# sys.argv sniffed for a test runner: both on one line (two linear searches, where one
+# pattern with '.*' between them backtracks quadratically on a long line of either).
+_ARGV = re.compile(r"sys\.argv")
+_ARGV_RUNNER = re.compile(r"py\.?test|unittest|\btest")
+# add_marker(...skip|xfail): the marker searched after the call, linearly.
+_ADD_MARKER = re.compile(r"add_marker\(")
+_SKIP_WORD = re.compile(r"\b(?:skip|xfail)")
 _LINE_SKIP = re.compile(
     r"@(?:pytest\.)?mark\.skip\b(?!if)|@unittest\.skip\b|@skip\(|skip[iI]f\(\s*(?:True|1)\s*[,)]"
     r"|\bpytest\.skip\(|\.skipTest\("
@@ -1085,7 +1091,7 @@ def _selection(ctx: _Context, sec: Section) -> None:
 
 def _conftest(ctx: _Context, sec: Section) -> None:
     for line, text in sec.added:
-        if _CONFTEST_HOOK.search(text):
+        if _CONFTEST_HOOK.search(text) or _adds_skip_marker(text):
             ctx.add(
                 sec.path,
                 line,
@@ -1095,9 +1101,18 @@ def _conftest(ctx: _Context, sec: Section) -> None:
             )
 
 
+def _adds_skip_marker(text: str) -> bool:
+    call = _ADD_MARKER.search(text)
+    return call is not None and _SKIP_WORD.search(text, call.end()) is not None
+
+
+def _sniffs_argv(text: str) -> bool:
+    return _ARGV.search(text) is not None and _ARGV_RUNNER.search(text) is not None
+
+
 def _detection(ctx: _Context, sec: Section) -> None:
     for line, text in sec.added:
-        if any(p.search(text) for p in _DETECTION):
+        if any(p.search(text) for p in _DETECTION) or _sniffs_argv(text):
             ctx.add(
                 sec.path,
                 line,

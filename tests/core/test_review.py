@@ -317,6 +317,51 @@ def test_an_unrelated_config_change_is_not(tmp_path: Path) -> None:
     assert found == []
 
 
+_TOOLS = (
+    "[tool.ruff]\nline-length = 100\nexclude = ['build']\n"
+    + "".join(f"# line {i}\n" for i in range(10))
+    + "[tool.setuptools.packages.find]\ninclude = ['calc*']\n"
+    + "".join(f"# more {i}\n" for i in range(10))
+    + "[tool.coverage.run]\nsource = ['calc']\n"
+    + "".join(f"# coverage {i}\n" for i in range(10))
+    + "omit = []\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("exclude = ['build']", "exclude = ['build', 'dist']"),
+        ("include = ['calc*']", "include = ['calc*', 'extra*']"),
+    ],
+)
+def test_another_tools_exclude_or_include_is_no_test_selection(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    """ruff's, mypy's, flake8's or setuptools' exclude/include choose no test: only
+    coverage's do, in its own section, even when the hunk does not show the header."""
+    found = reviewed(
+        tmp_path, base(**{"pyproject.toml": _TOOLS}), {"pyproject.toml": _TOOLS.replace(old, new)}
+    )
+    assert found == []
+    cfg = "[flake8]\nexclude = build\n\n[coverage:run]\n" + "# x\n" * 10 + "omit = \n"
+    found = reviewed(
+        tmp_path,
+        base(**{"setup.cfg": cfg}),
+        {"setup.cfg": cfg.replace("exclude = build", "exclude = build,dist")},
+    )
+    assert found == []
+
+
+def test_coverage_omit_deep_in_its_section_is_test_selection(tmp_path: Path) -> None:
+    changed = _TOOLS.replace("omit = []", "omit = ['calc.py']")
+    found = reviewed(tmp_path, base(**{"pyproject.toml": _TOOLS}), {"pyproject.toml": changed})
+    assert {(f["rule"], f["line"]) for f in found} >= {("test-selection-changed", 38)}
+    cfg = "[flake8]\nexclude = build\n\n[coverage:run]\n" + "# x\n" * 10 + "omit = \n"
+    found = reviewed(tmp_path, base(**{"setup.cfg": cfg}), {"setup.cfg": cfg + "    calc.py\n"})
+    assert rules(found) == {"test-selection-changed"}
+
+
 def test_check_config_changed(tmp_path: Path) -> None:
     conf = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [["bash", "ci/check.sh"]])
     assert conf["check_files"] == ["ci/check.sh"]

@@ -127,6 +127,8 @@ _SELECTION_KEY = re.compile(
     r"^\s*(addopts|testpaths|python_files|python_classes|python_functions|norecursedirs"
     r"|collect_ignore(?:_glob)?|omit|fail_under|fail-under|source|include|exclude)\s*[=:]"
 )
+_COVERAGE_KEYS = frozenset({"omit", "source", "include", "exclude", "fail_under", "fail-under"})
+_SECTION = re.compile(r"[ \t]*\[\[?([^\]\[\n]+)\]")  # matched at a line's start
 _SELECTION_OPT = re.compile(
     r"--deselect\b|--ignore(?:-glob)?\b|(?:^|[\s\"'\[=,])-[km](?:[\s=\"']|$)|--last-failed\b"
     r"|--lf\b|--co\b|--collect-only\b|--exitfirst\b|--maxfail\b"
@@ -406,7 +408,8 @@ ZERO_OR_MORE = "(?:[^/]+/)*"  # a leading or inner '**': zero or more
 
 def needed_preimages(patch: patchparse.Patch, settings: ReviewSettings) -> list[str]:
     """Base paths whose content the review needs: changed (not added or deleted) test files,
-    to rebuild their post-image and tell a new skip from an old one."""
+    to rebuild their post-image and tell a new skip from an old one, and changed settings
+    files, to know the section a changed line is in."""
     if not settings["enabled"]:
         return []
     out = {
@@ -415,7 +418,7 @@ def needed_preimages(patch: patchparse.Patch, settings: ReviewSettings) -> list[
         if f.old_path is not None
         and not f.binary
         and f.status in ("modified", "renamed")
-        and is_test(f.old_path, settings)
+        and (is_test(f.old_path, settings) or _basename(f.old_path) in SELECTION_FILES)
     }
     return sorted(out)
 
@@ -488,9 +491,10 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
     if sec.status == "renamed" and old_test and not test:
         _file_deleted(ctx, sec)
         return
-    base = path.rsplit("/", 1)[-1]
+    base = _basename(path)
     if base in SELECTION_FILES:
-        _selection(ctx, sec)
+        raw = preimages.get(sec.old_path) if sec.old_path is not None else None
+        _selection(ctx, sec, pre_image(sec, _lines(raw)))
     if base == "conftest.py":
         _conftest(ctx, sec)
     if any(_under(path, f) for f in settings["check_files"]) or (
@@ -1064,18 +1068,52 @@ def _skip_patterns(ctx: _Context, sec: Section) -> None:
 
 
 # -- configuration, detection, hard-coded outputs ---------------------------------------------
-def _selection(ctx: _Context, sec: Section) -> None:
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _sections_by_line(pre: Sequence[str] | None) -> list[str] | None:
+    """The section (``[tool.ruff]``: ``tool.ruff``; ``""`` before any) each base line ends
+    in, in one pass; None when the base is unknown."""
+    if pre is None:
+        return None
+    out: list[str] = []
+    current = ""
+    for text in pre:
+        m = _SECTION.match(text)
+        if m:
+            current = m[1].strip().lower()
+        out.append(current)
+    return out
+
+
+def _counts(key: str, section: str | None, path: str) -> bool:
+    """Whether a settings key chooses tests: coverage's ``omit``/``include``/``exclude``/
+    ``source``/``fail_under`` only in a coverage section (ruff's or setuptools' ``exclude``
+    chooses no test); an unknown section counts."""
+    if key not in _COVERAGE_KEYS or _basename(path) == ".coveragerc" or section is None:
+        return True
+    return "coverage" in section
+
+
+def _selection(ctx: _Context, sec: Section, pre: Sequence[str] | None) -> None:
     """Changed lines of a pytest/tox/coverage settings file that choose which tests run."""
+    by_line = _sections_by_line(pre)
     for _start, _count, body in sec.hunks:
         key: str | None = None
         new_no = _start
+        at = max(_start - 1, 0)
+        section = None if by_line is None else (by_line[at - 1] if 0 < at <= len(by_line) else "")
         for kind, text in body:
+            header = _SECTION.match(text)
+            if header and kind != "-":
+                section = header[1].strip().lower()
             is_key = _KEY_LINE.match(text) is not None
             if is_key:
                 km = _SELECTION_KEY.match(text)
-                key = km[1] if km else None
+                key = km[1] if km and _counts(km[1], section, sec.path) else None
             if kind != " " and (
-                _SELECTION_KEY.match(text)
+                (is_key and key is not None)
                 or _SELECTION_OPT.search(text)
                 or (key is not None and not is_key and text.strip())
             ):

@@ -443,6 +443,40 @@ def test_severity_off_and_warning(tmp_path: Path) -> None:
     assert reviewed(tmp_path, base(), {"tests/test_calc.py": None}, conf=disabled) == []
 
 
+_HEAD = "import builtins\nimport unittest\n\nimport pytest\n\nfrom calc import add, sub\n\nHAVE = True\n\n\n"
+_SUB = "\n\ndef test_sub():\n    assert sub(3, 2) == 1\n"
+
+
+@pytest.mark.parametrize(
+    ("test_add", "rule"),
+    [
+        ("@pytest.mark.skipif(condition=True, reason='x')\ndef test_add():\n    assert add(1, 2) == 3\n", "skip-added"),
+        ("@pytest.mark.skipif(not 0, reason='x')\ndef test_add():\n    assert add(1, 2) == 3\n", "skip-added"),
+        ("@pytest.mark.skipif(1 == 1, reason='x')\ndef test_add():\n    assert add(1, 2) == 3\n", "skip-added"),
+        ("def test_add():\n    raise unittest.SkipTest('later')\n", "skip-added"),
+        ("class TestAdd:\n    __test__ = False\n\n    def test_add(self):\n        assert add(1, 2) == 3\n", "skip-added"),
+        ("pytestmark: object = pytest.mark.skip\n\n\ndef test_add():\n    assert add(1, 2) == 3\n", "test-module-skipped"),
+        ("def test_add():\n    assert add(1, 2) == 4 or True\n", "tautology"),
+        ("def test_add():\n    assert (add(1, 2) == 4, 'sum')\n", "tautology"),
+        ("def test_add():\n    assert not False\n", "tautology"),
+        ("def test_add():\n    with pytest.raises(builtins.Exception):\n        add(1, 'a')\n", "raises-everything"),
+        ("@pytest.mark.skipif(not HAVE, reason='x')\ndef test_add():\n    assert add(1, 2) == 3\n", None),
+        ("def test_add():\n    assert add(1, 2) == 3 and True\n", None),
+        ("def test_add():\n    assert (add(1, 2), 3) == (3, 3)\n", None),
+        ("def test_add():\n    with pytest.raises(TypeError, match='unsupported'):\n        add(1, 'a')\n", None),
+    ],
+)  # fmt: skip
+def test_evasions_of_the_python_rules(tmp_path: Path, test_add: str, rule: str | None) -> None:
+    """Spellings that say the same as a flagged one are flagged; the honest ones are not."""
+    old = _HEAD + "def test_add():\n    assert add(1, 2) == 3\n" + _SUB
+    found = reviewed(
+        tmp_path,
+        base(**{"tests/test_calc.py": old}),
+        {"tests/test_calc.py": _HEAD + test_add + _SUB},
+    )
+    assert rules(found) == ({rule} if rule else set())
+
+
 # -- hostile input ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "content",

@@ -642,15 +642,60 @@ def _dotted(node: ast.expr) -> str:
 
 
 def _truthy(node: ast.expr | None) -> bool:
-    if isinstance(node, ast.Constant):
-        if isinstance(node.value, str):
-            return node.value.strip() in ("True", "1")
-        return bool(node.value)
-    return False
+    """A condition that always holds: a constant expression that is true (``True``,
+    ``not 0``, ``1 == 1``, ``x or True``), or pytest's string condition ``"True"``/``"1"``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value.strip() in ("True", "1")
+    return node is not None and _value(node) is True
 
 
 def _falsy(node: ast.expr | None) -> bool:
-    return isinstance(node, ast.Constant) and not node.value
+    return node is not None and _value(node) is False
+
+
+_COMPARE: dict[type[ast.cmpop], Callable[[object, object], object]] = {
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b,  # type: ignore[operator]
+    ast.LtE: lambda a, b: a <= b,  # type: ignore[operator]
+    ast.Gt: lambda a, b: a > b,  # type: ignore[operator]
+    ast.GtE: lambda a, b: a >= b,  # type: ignore[operator]
+}
+
+
+def _value(node: ast.expr, depth: int = 0) -> bool | None:
+    """The truth of an expression whose value the source fixes (literals, a non-empty
+    display, ``not``, ``and``/``or``, comparisons of literals); None when it depends on
+    anything else. Nesting beyond 32 is unknown."""
+    if depth > 32:
+        return None
+    if isinstance(node, ast.Constant):
+        return bool(node.value) if not isinstance(node.value, (bytes, complex)) else None
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return bool(node.elts) if not any(isinstance(e, ast.Starred) for e in node.elts) else None
+    if isinstance(node, ast.Dict):
+        return bool(node.keys) if all(k is not None for k in node.keys) else None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        inner = _value(node.operand, depth + 1)
+        return None if inner is None else not inner
+    if isinstance(node, ast.BoolOp):
+        either = isinstance(node.op, ast.Or)
+        values = [_value(v, depth + 1) for v in node.values]
+        if either in values:
+            return either  # 'x or True' holds, 'x and False' fails, whatever x is
+        return None if None in values else not either
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        left, right = node.left, node.comparators[0]
+        compare = _COMPARE.get(type(node.ops[0]))
+        if compare is None or not isinstance(left, ast.Constant):
+            return None
+        if not isinstance(right, ast.Constant):
+            return None
+        try:
+            return bool(compare(left.value, right.value))
+        except TypeError:
+            return None
+    return None
 
 
 def _marker(dec: ast.expr) -> str | None:
@@ -658,6 +703,8 @@ def _marker(dec: ast.expr) -> str | None:
     failure unconditionally; None otherwise (``skipif(sys.platform == 'win32')`` is not)."""
     name = _dotted(dec).rsplit(".", 1)[-1]
     first = dec.args[0] if isinstance(dec, ast.Call) and dec.args else None
+    if isinstance(dec, ast.Call) and first is None:
+        first = next((k.value for k in dec.keywords if k.arg == "condition"), None)
     if name == "skip":
         return "skip"
     if name in ("skipif", "skipIf"):
@@ -676,6 +723,10 @@ def _call_markers(nodes: Iterable[ast.AST]) -> tuple[list[tuple[int, str]], list
     marks: list[tuple[int, str]] = []
     module: list[int] = []
     for call in nodes:
+        if isinstance(call, ast.Raise) and call.exc is not None:
+            if _dotted(call.exc).endswith("SkipTest"):
+                marks.append((call.lineno, "skip"))  # in a test; at module level: a module skip
+            continue
         if not isinstance(call, ast.Call):
             continue
         name = _dotted(call.func)
@@ -704,6 +755,7 @@ def _module(lines: Sequence[str] | None) -> _Module | None:
                 tests[node.name] = _Test(node.name, node, _fn_markers(node, calls))
         elif isinstance(node, ast.ClassDef):
             marks = [(d.lineno, k) for d in node.decorator_list if (k := _marker(d))]
+            marks += [(line, "skip") for line in _not_collected(node)]
             if marks:
                 tests[node.name] = _Test(node.name, node, marks)
             for item in node.body:
@@ -729,12 +781,25 @@ def _fn_markers(
     return marks + calls[lo:hi]
 
 
+def _not_collected(cls: ast.ClassDef) -> list[int]:
+    """Lines of a class body's ``__test__ = False``: pytest collects none of its tests."""
+    return [
+        item.lineno
+        for item in cls.body
+        if isinstance(item, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "__test__" for t in item.targets)
+        and _falsy(item.value)
+    ]
+
+
 def _module_skips(node: ast.stmt) -> list[int]:
     """Lines of module-level statements that skip the whole module (calls aside)."""
-    if isinstance(node, ast.Assign) and any(
-        isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
-    ):
-        values = node.value.elts if isinstance(node.value, (ast.List, ast.Tuple)) else [node.value]
+    targets = node.targets if isinstance(node, ast.Assign) else []
+    if isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets = [node.target]
+    value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+    if value is not None and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in targets):
+        values = value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]
         return [node.lineno for v in values if _marker(v)]
     if (
         isinstance(node, ast.Raise)
@@ -871,8 +936,8 @@ def _same(a: ast.expr, b: ast.expr) -> bool:
 def _tautology(node: ast.AST) -> bool:
     if isinstance(node, ast.Assert):
         test = node.test
-        if isinstance(test, ast.Constant):
-            return bool(test.value)
+        if _value(test) is True:
+            return True  # 'assert 1', 'assert (x, "why")', 'assert x or True'
         if (
             isinstance(test, ast.Compare)
             and len(test.ops) == 1
@@ -883,9 +948,7 @@ def _tautology(node: ast.AST) -> bool:
     if isinstance(node, ast.Call):
         name = _dotted(node.func).rsplit(".", 1)[-1]
         if name == "assertTrue" and node.args:
-            return _truthy(node.args[0]) or (
-                isinstance(node.args[0], ast.Constant) and bool(node.args[0].value)
-            )
+            return _value(node.args[0]) is True
         if name in ("assertEqual", "assertIs", "assertEquals") and len(node.args) >= 2:
             return _same(node.args[0], node.args[1])
     return False
@@ -897,7 +960,10 @@ def _raises_everything(call: ast.Call) -> bool:
         return False
     first = call.args[0]
     types = first.elts if isinstance(first, ast.Tuple) else [first]
-    return any(isinstance(t, ast.Name) and t.id in _BROAD for t in types)
+    return any(
+        isinstance(t, (ast.Name, ast.Attribute)) and _dotted(t).rsplit(".", 1)[-1] in _BROAD
+        for t in types
+    )
 
 
 def _assertions(ctx: _Context, sec: Section, nodes: list[ast.AST], added: set[int]) -> None:

@@ -109,6 +109,15 @@ def test_removed_with_the_function_it_tests_is_not(tmp_path: Path) -> None:
     assert found == []
 
 
+def test_removed_while_its_function_is_only_edited_is_flagged(tmp_path: Path) -> None:
+    """A def line edited (a type hint) is removed and added again: the function stays, so
+    removing its test is no removal with its code."""
+    kept = "from calc import add, sub\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    code = CALC.replace("def sub(a, b):", "def sub(a: int, b: int) -> int:")
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": kept, "calc.py": code})
+    assert [(f["rule"], f["line"]) for f in found] == [("test-deleted", 0)]
+
+
 # -- test-emptied -----------------------------------------------------------------------------
 def test_emptied_test_file_is_flagged(tmp_path: Path) -> None:
     found = reviewed(tmp_path, base(), {"tests/test_calc.py": "# nothing to see\n"})

@@ -460,13 +460,16 @@ def review(
     if not settings["enabled"]:
         return []
     ctx = _Context(worker, settings, sections(patch))
+    added_defs: set[str] = set()
     for sec in ctx.secs:
         if sec.old_path is not None and sec.status in ("deleted", "renamed"):
             ctx.deleted.add(sec.old_path)
-        for _, text in sec.removed:
-            m = re.match(r"\s*(?:async\s+)?def\s+(\w+)|\s*class\s+(\w+)", text)
-            if m:
-                ctx.removed_defs.add(m[1] or m[2])
+        ctx.removed_defs.update(_defs(sec.removed))
+        added_defs.update(_defs(sec.added))
+    # A definition the patch removes and adds again (its line edited: a type hint, a
+    # parameter) stays: a test of it removed is no test removed with its code.
+    ctx.removed_defs -= added_defs
+    for sec in ctx.secs:
         if is_test(sec.path, settings):
             for _, text in sec.added:
                 ctx.test_literals.update(_literals(text))
@@ -478,6 +481,14 @@ def review(
         _review_section(ctx, sec, preimages)
     unique = {(f["path"], f["line"], f["rule"], f["message"]): f for f in ctx.found}
     return [unique[k] for k in sorted(unique)]
+
+
+_DEF = re.compile(r"\s*(?:async\s+)?def\s+(\w+)|\s*class\s+(\w+)")
+
+
+def _defs(lines: Iterable[tuple[int, str]]) -> set[str]:
+    """Names the ``def`` and ``class`` lines among ``lines`` define."""
+    return {m[1] or m[2] for _, text in lines if (m := _DEF.match(text))}
 
 
 def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes | None]) -> None:

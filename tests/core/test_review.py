@@ -118,6 +118,25 @@ def test_removed_while_its_function_is_only_edited_is_flagged(tmp_path: Path) ->
     assert [(f["rule"], f["line"]) for f in found] == [("test-deleted", 0)]
 
 
+@pytest.mark.parametrize(
+    "moved",
+    [
+        "from calc import sub\n\n\ndef test_sub():\n    assert sub(3, 2) == 1\n",
+        "from calc import sub\n\n\nclass TestSub:\n    def test_sub(self):\n        assert sub(3, 2) == 1\n",
+    ],
+    ids=["function", "into-a-class"],
+)
+def test_a_test_moved_to_another_test_file_is_not_removed(tmp_path: Path, moved: str) -> None:
+    """Splitting a test file is a refactor, not a removal; the moved test is still
+    reviewed where it lands."""
+    kept = "from calc import add, sub\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": kept, "tests/test_sub.py": moved})
+    assert found == []
+    hollow = "def test_sub():\n    assert True\n"
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": kept, "tests/test_sub.py": hollow})
+    assert rules(found) == {"tautology"}
+
+
 # -- test-emptied -----------------------------------------------------------------------------
 def test_emptied_test_file_is_flagged(tmp_path: Path) -> None:
     found = reviewed(tmp_path, base(), {"tests/test_calc.py": "# nothing to see\n"})

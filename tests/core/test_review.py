@@ -137,6 +137,22 @@ def test_a_test_moved_to_another_test_file_is_not_removed(tmp_path: Path, moved:
     assert rules(found) == {"tautology"}
 
 
+def test_a_test_file_moved_and_rewritten_is_not_deleted(tmp_path: Path) -> None:
+    """Deleted here, its tests (parametrized now) added in another test file: a move git
+    does not see as a rename; one test left behind is still a deletion."""
+    new = (
+        "import pytest\n\nfrom calc import add, sub\n\n\n"
+        "@pytest.mark.parametrize(('a', 'b', 'c'), [(1, 2, 3), (0, 0, 0), (5, 5, 10)])\n"
+        "def test_add(a, b, c):\n    assert add(a, b) == c\n\n\n"
+        "@pytest.mark.parametrize(('a', 'b', 'c'), [(3, 2, 1), (0, 0, 0)])\n"
+        "def test_sub(a, b, c):\n    assert sub(a, b) == c\n"
+    )
+    moved = {"tests/test_calc.py": None, "tests/unit/test_arith.py": new}
+    assert reviewed(tmp_path, base(), moved) == []
+    partly = {"tests/test_calc.py": None, "tests/unit/test_arith.py": new.split("\n\n\n@")[0]}
+    assert rules(reviewed(tmp_path, base(), partly)) == {"test-deleted"}
+
+
 # -- test-emptied -----------------------------------------------------------------------------
 def test_emptied_test_file_is_flagged(tmp_path: Path) -> None:
     found = reviewed(tmp_path, base(), {"tests/test_calc.py": "# nothing to see\n"})

@@ -548,6 +548,8 @@ def _file_deleted(ctx: _Context, sec: Section) -> None:
     python = old.endswith(".py")
     if python and _imports_deleted(ctx, [t for _, t in sec.removed]):
         return
+    if python and _moved(ctx, [t for _, t in sec.removed]):
+        return
     if not python and (not is_code(old) or _sibling_deleted(ctx, old)):
         return
     how = "deleted" if sec.status == "deleted" else f"renamed away to {sec.new_path!r}"
@@ -558,6 +560,13 @@ def _file_deleted(ctx: _Context, sec: Section) -> None:
         rule,
         f"test file {how}, while the code it tests stays: remove tests only with that code",
     )
+
+
+def _moved(ctx: _Context, lines: list[str]) -> bool:
+    """Whether every test of a deleted test file is defined again by the patch's added
+    test-file lines (the file moved or split, its tests reviewed where they land)."""
+    tests = {name for name in _defs(enumerate(lines)) if name.startswith("test")}
+    return bool(tests) and tests <= ctx.added_tests
 
 
 def _imports_deleted(ctx: _Context, lines: list[str]) -> bool:

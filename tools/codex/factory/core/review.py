@@ -797,10 +797,27 @@ def _fn_markers(
     """The function's skip/xfail decorators and calls; ``calls`` is sorted by line, so each
     test takes its own by bisection (a file of thousands of skipping tests stays linear)."""
     marks = [(d.lineno, k) for d in fn.decorator_list if (k := _marker(d))]
+    marks += _param_marks(fn.decorator_list)
     end = fn.end_lineno or fn.lineno
     lo = bisect.bisect_left(calls, (fn.lineno, ""))
     hi = bisect.bisect_right(calls, (end, "\uffff"))
     return marks + calls[lo:hi]
+
+
+def _param_marks(decorators: Sequence[ast.expr]) -> list[tuple[int, str]]:
+    """(line, skip|xfail) of the ``marks=`` of each ``pytest.param`` in a ``parametrize``
+    decorator: ``pytest.param(1, marks=pytest.mark.skip)`` skips that case."""
+    out: list[tuple[int, str]] = []
+    for dec in decorators:
+        if not (isinstance(dec, ast.Call) and _dotted(dec.func).endswith("parametrize")):
+            continue
+        for node in ast.walk(dec):
+            if not isinstance(node, ast.keyword) or node.arg != "marks":
+                continue
+            value = node.value
+            values = value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]
+            out.extend((v.lineno, k) for v in values if (k := _marker(v)))
+    return out
 
 
 def _not_collected(cls: ast.ClassDef) -> list[int]:

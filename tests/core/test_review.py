@@ -349,6 +349,17 @@ def test_conftest_deselecting(tmp_path: Path) -> None:
     assert ("test-selection-changed", 1) in {(f["rule"], f["line"]) for f in found}
 
 
+@pytest.mark.parametrize("path", ["calc_plugin.py", "tests/plugins/deselect.py"])
+def test_a_collection_hook_in_a_plugin_module(tmp_path: Path, path: str) -> None:
+    """A plugin module (loaded by pytest_plugins, -p or an entry point) chooses tests as a
+    conftest does; an ordinary function there is no hook."""
+    hook = "def pytest_collection_modifyitems(config, items):\n    items[:] = []\n"
+    found = reviewed(tmp_path, base(), {path: hook})
+    assert [(f["rule"], f["line"]) for f in found] == [("test-selection-changed", 1)]
+    helper = "def pytest_helper_value():\n    return 2\n"
+    assert reviewed(tmp_path, base(), {path: helper}) == []
+
+
 def test_an_unrelated_config_change_is_not(tmp_path: Path) -> None:
     old = "[project]\nname = 'calc'\ndependencies = []\n"
     new = "[project]\nname = 'calc'\ndependencies = ['attrs']\n"

@@ -149,6 +149,11 @@ _DETECTION = [
 # pattern with '.*' between them backtracks quadratically on a long line of either).
 _ARGV = re.compile(r"sys\.argv")
 _ARGV_RUNNER = re.compile(r"py\.?test|unittest|\btest")
+_HOOK_DEF = re.compile(
+    r"\s*(?:async\s+)?def\s+pytest_(?:collection_modifyitems|ignore_collect|deselected"
+    r"|collect_file|pycollect_makeitem|runtest_setup|runtest_call|runtest_protocol"
+    r"|runtest_makereport|collection|make_collect_report|report_teststatus)\b"
+)
 # add_marker(...skip|xfail): the marker searched after the call, linearly.
 _ADD_MARKER = re.compile(r"add_marker\(")
 _SKIP_WORD = re.compile(r"\b(?:skip|xfail)")
@@ -510,6 +515,8 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
         _selection(ctx, sec, pre_image(sec, _lines(raw)))
     if base == "conftest.py":
         _conftest(ctx, sec)
+    elif path.endswith(".py"):
+        _plugin_hooks(ctx, sec)
     if any(_under(path, f) for f in settings["check_files"]) or (
         sec.old_path is not None and any(_under(sec.old_path, f) for f in settings["check_files"])
     ):
@@ -1243,6 +1250,19 @@ def _conftest(ctx: _Context, sec: Section) -> None:
                 "test-selection-changed",
                 f"a conftest hook or setting that deselects, ignores or skips tests "
                 f"({text.strip()[:120]!r})",
+            )
+
+
+def _plugin_hooks(ctx: _Context, sec: Section) -> None:
+    """A collection hook defined outside a conftest: a plugin module (``pytest_plugins``,
+    ``-p``, a ``pytest11`` entry point) chooses which tests run as a conftest would."""
+    for line, text in sec.added:
+        if _HOOK_DEF.match(text):
+            ctx.add(
+                sec.path,
+                line,
+                "test-selection-changed",
+                f"a pytest hook that chooses which tests run ({text.strip()[:120]!r})",
             )
 
 

@@ -318,6 +318,23 @@ def test_detection(tmp_path: Path, line: str) -> None:
     assert [(f["rule"], f["path"], f["line"]) for f in found] == [("test-detection", "calc.py", 5)]
 
 
+@pytest.mark.parametrize(
+    ("line", "flagged"),
+    [
+        ("T = 'py' 'test' in sys.modules", True),
+        ("T = os.environ.get('PYTEST_' + 'CURRENT_TEST')", True),
+        ("T = any('pytest' in m for m in sys.modules)", True),
+        ("T = sys.modules.__contains__('pytest')", True),
+        ("MOD = sys.modules[__name__]", False),
+        ("NAME = 'py' 'thon' + '3'", False),
+    ],
+)
+def test_detection_spelled_otherwise(tmp_path: Path, line: str, flagged: bool) -> None:
+    code = CALC + "\n\nimport os\nimport sys\n\n" + line + "\n"
+    found = reviewed(tmp_path, base(), {"calc.py": code})
+    assert rules(found) == ({"test-detection"} if flagged else set())
+
+
 def test_argv_parsing_and_test_side_detection_are_not(tmp_path: Path) -> None:
     code = "import sys\n\n\ndef main():\n    return sys.argv[1:]\n"
     conftest = "import sys\n\nRUNNING = 'pytest' in sys.modules\n"

@@ -154,6 +154,9 @@ _HOOK_DEF = re.compile(
     r"|collect_file|pycollect_makeitem|runtest_setup|runtest_call|runtest_protocol"
     r"|runtest_makereport|collection|make_collect_report|report_teststatus)\b"
 )
+_MODULES = re.compile(r"\bsys\.modules\b")
+_PYTEST_STRING = re.compile(r"[\"']_?pytest\b")
+_JOINED = re.compile(r"([\"'])[ \t]*(?:\+[ \t]*)?\1")  # the seam of two adjacent or added strings
 # add_marker(...skip|xfail): the marker searched after the call, linearly.
 _ADD_MARKER = re.compile(r"add_marker\(")
 _SKIP_WORD = re.compile(r"\b(?:skip|xfail)")
@@ -1275,9 +1278,16 @@ def _sniffs_argv(text: str) -> bool:
     return _ARGV.search(text) is not None and _ARGV_RUNNER.search(text) is not None
 
 
+def _sniffs_modules(text: str) -> bool:
+    """``sys.modules`` and a ``"pytest"`` string on one line, however they are combined
+    (``any("pytest" in m for m in sys.modules)``, ``sys.modules.__contains__("pytest")``)."""
+    return _MODULES.search(text) is not None and _PYTEST_STRING.search(text) is not None
+
+
 def _detection(ctx: _Context, sec: Section) -> None:
-    for line, text in sec.added:
-        if any(p.search(text) for p in _DETECTION) or _sniffs_argv(text):
+    for line, raw in sec.added:
+        text = _JOINED.sub("", raw)  # "py" "test", "PYTEST_" + "CURRENT_TEST": one string
+        if any(p.search(text) for p in _DETECTION) or _sniffs_argv(text) or _sniffs_modules(text):
             ctx.add(
                 sec.path,
                 line,

@@ -472,6 +472,32 @@ def test_a_computed_result_is_not_hardcoded(tmp_path: Path) -> None:
     assert reviewed(tmp_path, base(), {"people.py": code, "tests/test_people.py": test}) == []
 
 
+@pytest.mark.parametrize("where", ["added", "changed"])
+def test_hardcoded_output_reads_strings_whole_and_skips_dict_keys(
+    tmp_path: Path, where: str
+) -> None:
+    """A one-character string in the test does not shift which quotes pair up; dict keys
+    are a result's shape (a to_dict), not hard-coded values."""
+    names = "\n\ndef names(prefix):\n    return [\n        'alice',\n        'bob',\n    ]\n"
+    to_dict = "\n\ndef info(n, a):\n    return {\n        'name': n,\n        'age': a,\n    }\n"
+    test = (
+        "\n\ndef test_more():\n    from calc import info, names\n"
+        "    assert names('x') == ['alice', 'bob']\n"
+        "    assert info('y', 3) == {'name': 'y', 'age': 3}\n"
+    )
+    module = "calc.py" if where == "changed" else "calc2.py"
+    found = reviewed(
+        tmp_path,
+        base(),
+        {
+            module: (CALC if where == "changed" else "") + names + to_dict,
+            "tests/test_calc.py": TEST_CALC + test,
+        },
+    )
+    assert [(f["rule"], f["path"]) for f in found] == [("hardcoded-output", module)]
+    assert "'alice', 'bob'" in found[0]["message"]
+
+
 # -- other languages ----------------------------------------------------------------------------
 def test_deleted_go_test(tmp_path: Path) -> None:
     files = base(**{"pkg/sum.go": "package pkg\n", "pkg/sum_test.go": "package pkg\n"})

@@ -172,7 +172,12 @@ _LINE_MODULE_SKIP = re.compile(
 )
 _LINE_TAUTOLOGY = re.compile(r"^\s*assert\s+(?:True|1|\"[^\"]+\"|'[^']+')\s*(?:#.*)?$")
 _LINE_RAISES_ALL = re.compile(r"(?:\braises|assertRaises)\(\s*\(?\s*(?:Base)?Exception\s*[,)]")
-_LITERAL = re.compile(r"\"([^\"\\]{2,80})\"|'([^'\\]{2,80})'|(?<![\w.])(-?\d+(?:\.\d+)?)(?![\w.])")
+# Every string is matched whole (then those of 2 to 80 characters kept): a bounded match
+# would resynchronise on a closing quote ("'x', 3) == {'" from "f('x', 3) == {'a': 1}").
+# A string followed by ':' is a dict key: the shape of a result, not a value of it.
+_LITERAL = re.compile(
+    r"\"([^\"\\]*)\"([ \t]*:)?|'([^'\\]*)'([ \t]*:)?|(?<![\w.])(-?\d+(?:\.\d+)?)(?![\w.])"
+)
 _HUNK = re.compile(rb"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _RETURN_LITERAL = re.compile(r"\s*return\s*[\[{(\"'0-9-]")
 _TABLES = (ast.Dict, ast.List, ast.Tuple, ast.Set, ast.Constant)
@@ -1297,11 +1302,14 @@ def _detection(ctx: _Context, sec: Section) -> None:
             )
 
 
-def _literals(text: str) -> set[str]:
+def _literals(text: str, keys: bool = True) -> set[str]:
+    """The string and number literals of a line (``keys``: dict keys too)."""
     out = set()
     for m in _LITERAL.finditer(text):
-        value = m[1] or m[2] or m[3]
-        if value and value not in _TRIVIAL_NUMBERS:
+        if not keys and (m[2] or m[4]):
+            continue
+        value = m[1] if m[1] is not None else m[3] if m[3] is not None else m[5]
+        if value and len(value) <= 80 and _kept(value):
             out.add(value)
     return out
 
@@ -1315,10 +1323,18 @@ def _hardcoded(ctx: _Context, sec: Section) -> None:
     if tree is not None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Return) and isinstance(node.value, _TABLES):
+                keys = {
+                    id(k)
+                    for d in ast.walk(node.value)
+                    if isinstance(d, ast.Dict)
+                    for k in d.keys
+                    if k is not None
+                }
                 found = {
                     str(c.value)
                     for c in ast.walk(node.value)
                     if isinstance(c, ast.Constant)
+                    and id(c) not in keys
                     and isinstance(c.value, (str, int, float))
                     and not isinstance(c.value, bool)
                 }
@@ -1335,7 +1351,7 @@ def _hardcoded(ctx: _Context, sec: Section) -> None:
             depth = 0
             for j in range(i, stop):
                 chunk = added[j][1]
-                seen |= _literals(chunk)
+                seen |= _literals(chunk, keys=False)
                 depth += sum(chunk.count(c) for c in "([{") - sum(chunk.count(c) for c in ")]}")
                 if depth <= 0:
                     break

@@ -377,6 +377,21 @@ def test_a_collection_hook_in_a_plugin_module(tmp_path: Path, path: str) -> None
     assert reviewed(tmp_path, base(), {path: helper}) == []
 
 
+@pytest.mark.parametrize(
+    ("old", "new"), [("pytest.ini", "old/pytest.ini.bak"), ("ci/pytest.ini", "pytest.ini")]
+)
+def test_a_settings_file_moved_is_test_selection(tmp_path: Path, old: str, new: str) -> None:
+    """A rename git finds identical has no changed line: moving pytest.ini away drops its
+    settings, moving one in adds them."""
+    ini = "[pytest]\naddopts = --cov=calc --cov-fail-under=90\ntestpaths = tests\n"
+    found = reviewed(tmp_path, base(**{old: ini}), {}, renames={old: new})
+    assert [(f["rule"], f["path"], f["line"]) for f in found] == [
+        ("test-selection-changed", new, 0)
+    ]
+    other = reviewed(tmp_path, base(**{"ci/x.ini": ini}), {}, renames={"ci/x.ini": "ci/y.ini"})
+    assert other == []
+
+
 def test_an_unrelated_config_change_is_not(tmp_path: Path) -> None:
     old = "[project]\nname = 'calc'\ndependencies = []\n"
     new = "[project]\nname = 'calc'\ndependencies = ['attrs']\n"

@@ -518,6 +518,14 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
         _file_deleted(ctx, sec)
         return
     base = _basename(path)
+    if sec.status == "renamed" and SELECTION_FILES & {base, _basename(sec.old_path or "")}:
+        ctx.add(
+            path,
+            0,
+            "test-selection-changed",
+            f"a test settings file moved ({sec.old_path!r} to {path!r}): pytest, tox or "
+            "coverage read their settings by name and place",
+        )
     if base in SELECTION_FILES:
         raw = preimages.get(sec.old_path) if sec.old_path is not None else None
         _selection(ctx, sec, pre_image(sec, _lines(raw)))

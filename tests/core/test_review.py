@@ -95,6 +95,23 @@ def test_renamed_within_tests_is_not(tmp_path: Path) -> None:
     assert found == []
 
 
+@pytest.mark.parametrize(
+    ("new", "flagged"),
+    [
+        ("tests/test_calc.py.bak", True),
+        ("tests/calc_checks.py", True),
+        ("tests/calc_test.py", False),
+        ("tests/unit/test_math.py", False),
+    ],
+)
+def test_renamed_to_a_name_pytest_does_not_collect(tmp_path: Path, new: str, flagged: bool) -> None:
+    """Still under tests/, but no longer a test module by its name: its tests stop running."""
+    found = reviewed(tmp_path, base(), {}, renames={"tests/test_calc.py": new})
+    assert [(f["rule"], f["path"]) for f in found] == (
+        [("test-deleted", "tests/test_calc.py")] if flagged else []
+    )
+
+
 def test_removed_test_function_is_flagged(tmp_path: Path) -> None:
     kept = "from calc import add, sub\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
     found = reviewed(tmp_path, base(), {"tests/test_calc.py": kept})

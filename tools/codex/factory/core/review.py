@@ -514,7 +514,7 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
     if sec.status == "deleted" and old_test:
         _file_deleted(ctx, sec)
         return
-    if sec.status == "renamed" and old_test and not test:
+    if sec.status == "renamed" and old_test and (not test or _uncollected(sec.old_path, path)):
         _file_deleted(ctx, sec)
         return
     base = _basename(path)
@@ -559,6 +559,18 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
     elif is_code(path):
         _emptied_generic(ctx, sec, pre, post)
         _skip_patterns(ctx, sec)
+
+
+def _collected(path: str) -> bool:
+    """Whether pytest collects the file by its default name patterns (test_*.py, *_test.py)."""
+    name = _basename(path)
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+
+def _uncollected(old: str | None, new: str) -> bool:
+    """A test module renamed to a name pytest does not collect (``test_calc.py.bak``,
+    ``calc_checks.py``): its tests no longer run, though the file stays under tests/."""
+    return old is not None and _collected(old) and not _collected(new)
 
 
 def _under(path: str, target: str) -> bool:

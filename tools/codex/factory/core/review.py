@@ -805,13 +805,14 @@ def _module(lines: Sequence[str] | None) -> _Module | None:
     nodes = list(ast.walk(tree))
     calls, skips = _call_markers(nodes)
     calls.sort()
+    aliases = _marker_aliases(tree.body)
     tests: dict[str, _Test] = {}
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if node.name.startswith("test"):
-                tests[node.name] = _Test(node.name, node, _fn_markers(node, calls))
+                tests[node.name] = _Test(node.name, node, _fn_markers(node, calls, aliases))
         elif isinstance(node, ast.ClassDef):
-            marks = [(d.lineno, k) for d in node.decorator_list if (k := _marker(d))]
+            marks = _decorator_marks(node.decorator_list, aliases)
             marks += [(line, "skip") for line in _not_collected(node)]
             if marks:
                 tests[node.name] = _Test(node.name, node, marks)
@@ -820,18 +821,39 @@ def _module(lines: Sequence[str] | None) -> _Module | None:
                     item.name.startswith("test")
                 ):
                     name = f"{node.name}.{item.name}"
-                    tests[name] = _Test(name, item, _fn_markers(item, calls))
+                    tests[name] = _Test(name, item, _fn_markers(item, calls, aliases))
         else:
             skips.extend(_module_skips(node))
     return _Module(tests, sorted(skips), tree, nodes)
 
 
+def _marker_aliases(body: Sequence[ast.stmt]) -> dict[str, str]:
+    """Module-level names bound to a skip or xfail marker (``later = pytest.mark.skip``)."""
+    out: dict[str, str] = {}
+    for node in body:
+        if isinstance(node, ast.Assign) and (kind := _marker(node.value)):
+            out.update((t.id, kind) for t in node.targets if isinstance(t, ast.Name))
+    return out
+
+
+def _decorator_marks(decs: Sequence[ast.expr], aliases: Mapping[str, str]) -> list[tuple[int, str]]:
+    """(line, skip|xfail) of decorators that are markers or a name bound to one."""
+    out: list[tuple[int, str]] = []
+    for dec in decs:
+        kind = _marker(dec) or aliases.get(_dotted(dec))
+        if kind:
+            out.append((dec.lineno, kind))
+    return out
+
+
 def _fn_markers(
-    fn: ast.FunctionDef | ast.AsyncFunctionDef, calls: list[tuple[int, str]]
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    calls: list[tuple[int, str]],
+    aliases: Mapping[str, str],
 ) -> list[tuple[int, str]]:
     """The function's skip/xfail decorators and calls; ``calls`` is sorted by line, so each
     test takes its own by bisection (a file of thousands of skipping tests stays linear)."""
-    marks = [(d.lineno, k) for d in fn.decorator_list if (k := _marker(d))]
+    marks = _decorator_marks(fn.decorator_list, aliases)
     marks += _param_marks(fn.decorator_list)
     end = fn.end_lineno or fn.lineno
     lo = bisect.bisect_left(calls, (fn.lineno, ""))

@@ -170,6 +170,22 @@ def test_a_test_file_moved_and_rewritten_is_not_deleted(tmp_path: Path) -> None:
     assert rules(reviewed(tmp_path, base(), partly)) == {"test-deleted"}
 
 
+@pytest.mark.parametrize(
+    ("cases", "flagged"), [("[(1, 2, 3), (0, 0, 0)]", False), ("[(1, 2, 3)]", True)]
+)
+def test_tests_merged_into_a_parametrized_one(tmp_path: Path, cases: str, flagged: bool) -> None:
+    """Two tests become one test over two cases: a refactor; over one case: a test lost."""
+    old = TEST_CALC + "\n\ndef test_add_zero():\n    assert add(0, 0) == 0\n"
+    new = (
+        "import pytest\n\nfrom calc import add, sub\n\n\n"
+        f"@pytest.mark.parametrize(('a', 'b', 'c'), {cases})\n"
+        "def test_add(a, b, c):\n    assert add(a, b) == c\n\n\n"
+        "def test_sub():\n    assert sub(3, 2) == 1\n"
+    )
+    found = reviewed(tmp_path, base(**{"tests/test_calc.py": old}), {"tests/test_calc.py": new})
+    assert rules(found) == ({"test-deleted"} if flagged else set())
+
+
 # -- test-emptied -----------------------------------------------------------------------------
 def test_emptied_test_file_is_flagged(tmp_path: Path) -> None:
     found = reviewed(tmp_path, base(), {"tests/test_calc.py": "# nothing to see\n"})

@@ -248,6 +248,7 @@ CORE_PURE_IMPORTS = {
     "__future__",
     "ast",  # Python source read as data (Gate 0), never run
     "base64",
+    "bisect",  # searching sorted lists in memory (Gate 0's line ranges)
     "collections",
     "collections.abc",
     "dataclasses",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,23 @@ def test_renamed_within_tests_is_not(tmp_path: Path) -> None:
     assert found == []
 
 
+@pytest.mark.parametrize(
+    ("new", "flagged"),
+    [
+        ("tests/test_calc.py.bak", True),
+        ("tests/calc_checks.py", True),
+        ("tests/calc_test.py", False),
+        ("tests/unit/test_math.py", False),
+    ],
+)
+def test_renamed_to_a_name_pytest_does_not_collect(tmp_path: Path, new: str, flagged: bool) -> None:
+    """Still under tests/, but no longer a test module by its name: its tests stop running."""
+    found = reviewed(tmp_path, base(), {}, renames={"tests/test_calc.py": new})
+    assert [(f["rule"], f["path"]) for f in found] == (
+        [("test-deleted", "tests/test_calc.py")] if flagged else []
+    )
+
+
 def test_removed_test_function_is_flagged(tmp_path: Path) -> None:
     kept = "from calc import add, sub\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
     found = reviewed(tmp_path, base(), {"tests/test_calc.py": kept})
@@ -106,6 +124,66 @@ def test_removed_with_the_function_it_tests_is_not(tmp_path: Path) -> None:
     code = "def add(a, b):\n    return a + b\n"
     found = reviewed(tmp_path, base(), {"tests/test_calc.py": kept, "calc.py": code})
     assert found == []
+
+
+def test_removed_while_its_function_is_only_edited_is_flagged(tmp_path: Path) -> None:
+    """A def line edited (a type hint) is removed and added again: the function stays, so
+    removing its test is no removal with its code."""
+    kept = "from calc import add, sub\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    code = CALC.replace("def sub(a, b):", "def sub(a: int, b: int) -> int:")
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": kept, "calc.py": code})
+    assert [(f["rule"], f["line"]) for f in found] == [("test-deleted", 0)]
+
+
+@pytest.mark.parametrize(
+    "moved",
+    [
+        "from calc import sub\n\n\ndef test_sub():\n    assert sub(3, 2) == 1\n",
+        "from calc import sub\n\n\nclass TestSub:\n    def test_sub(self):\n        assert sub(3, 2) == 1\n",
+    ],
+    ids=["function", "into-a-class"],
+)
+def test_a_test_moved_to_another_test_file_is_not_removed(tmp_path: Path, moved: str) -> None:
+    """Splitting a test file is a refactor, not a removal; the moved test is still
+    reviewed where it lands."""
+    kept = "from calc import add, sub\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": kept, "tests/test_sub.py": moved})
+    assert found == []
+    hollow = "def test_sub():\n    assert True\n"
+    found = reviewed(tmp_path, base(), {"tests/test_calc.py": kept, "tests/test_sub.py": hollow})
+    assert rules(found) == {"tautology"}
+
+
+def test_a_test_file_moved_and_rewritten_is_not_deleted(tmp_path: Path) -> None:
+    """Deleted here, its tests (parametrized now) added in another test file: a move git
+    does not see as a rename; one test left behind is still a deletion."""
+    new = (
+        "import pytest\n\nfrom calc import add, sub\n\n\n"
+        "@pytest.mark.parametrize(('a', 'b', 'c'), [(1, 2, 3), (0, 0, 0), (5, 5, 10)])\n"
+        "def test_add(a, b, c):\n    assert add(a, b) == c\n\n\n"
+        "@pytest.mark.parametrize(('a', 'b', 'c'), [(3, 2, 1), (0, 0, 0)])\n"
+        "def test_sub(a, b, c):\n    assert sub(a, b) == c\n"
+    )
+    moved = {"tests/test_calc.py": None, "tests/unit/test_arith.py": new}
+    assert reviewed(tmp_path, base(), moved) == []
+    partly = {"tests/test_calc.py": None, "tests/unit/test_arith.py": new.split("\n\n\n@")[0]}
+    assert rules(reviewed(tmp_path, base(), partly)) == {"test-deleted"}
+
+
+@pytest.mark.parametrize(
+    ("cases", "flagged"), [("[(1, 2, 3), (0, 0, 0)]", False), ("[(1, 2, 3)]", True)]
+)
+def test_tests_merged_into_a_parametrized_one(tmp_path: Path, cases: str, flagged: bool) -> None:
+    """Two tests become one test over two cases: a refactor; over one case: a test lost."""
+    old = TEST_CALC + "\n\ndef test_add_zero():\n    assert add(0, 0) == 0\n"
+    new = (
+        "import pytest\n\nfrom calc import add, sub\n\n\n"
+        f"@pytest.mark.parametrize(('a', 'b', 'c'), {cases})\n"
+        "def test_add(a, b, c):\n    assert add(a, b) == c\n\n\n"
+        "def test_sub():\n    assert sub(3, 2) == 1\n"
+    )
+    found = reviewed(tmp_path, base(**{"tests/test_calc.py": old}), {"tests/test_calc.py": new})
+    assert rules(found) == ({"test-deleted"} if flagged else set())
 
 
 # -- test-emptied -----------------------------------------------------------------------------
@@ -273,6 +351,23 @@ def test_detection(tmp_path: Path, line: str) -> None:
     assert [(f["rule"], f["path"], f["line"]) for f in found] == [("test-detection", "calc.py", 5)]
 
 
+@pytest.mark.parametrize(
+    ("line", "flagged"),
+    [
+        ("T = 'py' 'test' in sys.modules", True),
+        ("T = os.environ.get('PYTEST_' + 'CURRENT_TEST')", True),
+        ("T = any('pytest' in m for m in sys.modules)", True),
+        ("T = sys.modules.__contains__('pytest')", True),
+        ("MOD = sys.modules[__name__]", False),
+        ("NAME = 'py' 'thon' + '3'", False),
+    ],
+)
+def test_detection_spelled_otherwise(tmp_path: Path, line: str, flagged: bool) -> None:
+    code = CALC + "\n\nimport os\nimport sys\n\n" + line + "\n"
+    found = reviewed(tmp_path, base(), {"calc.py": code})
+    assert rules(found) == ({"test-detection"} if flagged else set())
+
+
 def test_argv_parsing_and_test_side_detection_are_not(tmp_path: Path) -> None:
     code = "import sys\n\n\ndef main():\n    return sys.argv[1:]\n"
     conftest = "import sys\n\nRUNNING = 'pytest' in sys.modules\n"
@@ -304,6 +399,32 @@ def test_conftest_deselecting(tmp_path: Path) -> None:
     assert ("test-selection-changed", 1) in {(f["rule"], f["line"]) for f in found}
 
 
+@pytest.mark.parametrize("path", ["calc_plugin.py", "tests/plugins/deselect.py"])
+def test_a_collection_hook_in_a_plugin_module(tmp_path: Path, path: str) -> None:
+    """A plugin module (loaded by pytest_plugins, -p or an entry point) chooses tests as a
+    conftest does; an ordinary function there is no hook."""
+    hook = "def pytest_collection_modifyitems(config, items):\n    items[:] = []\n"
+    found = reviewed(tmp_path, base(), {path: hook})
+    assert [(f["rule"], f["line"]) for f in found] == [("test-selection-changed", 1)]
+    helper = "def pytest_helper_value():\n    return 2\n"
+    assert reviewed(tmp_path, base(), {path: helper}) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("pytest.ini", "old/pytest.ini.bak"), ("ci/pytest.ini", "pytest.ini")]
+)
+def test_a_settings_file_moved_is_test_selection(tmp_path: Path, old: str, new: str) -> None:
+    """A rename git finds identical has no changed line: moving pytest.ini away drops its
+    settings, moving one in adds them."""
+    ini = "[pytest]\naddopts = --cov=calc --cov-fail-under=90\ntestpaths = tests\n"
+    found = reviewed(tmp_path, base(**{old: ini}), {}, renames={old: new})
+    assert [(f["rule"], f["path"], f["line"]) for f in found] == [
+        ("test-selection-changed", new, 0)
+    ]
+    other = reviewed(tmp_path, base(**{"ci/x.ini": ini}), {}, renames={"ci/x.ini": "ci/y.ini"})
+    assert other == []
+
+
 def test_an_unrelated_config_change_is_not(tmp_path: Path) -> None:
     old = "[project]\nname = 'calc'\ndependencies = []\n"
     new = "[project]\nname = 'calc'\ndependencies = ['attrs']\n"
@@ -314,6 +435,51 @@ def test_an_unrelated_config_change_is_not(tmp_path: Path) -> None:
         {"pyproject.toml": new, "tests/conftest.py": conftest},
     )
     assert found == []
+
+
+_TOOLS = (
+    "[tool.ruff]\nline-length = 100\nexclude = ['build']\n"
+    + "".join(f"# line {i}\n" for i in range(10))
+    + "[tool.setuptools.packages.find]\ninclude = ['calc*']\n"
+    + "".join(f"# more {i}\n" for i in range(10))
+    + "[tool.coverage.run]\nsource = ['calc']\n"
+    + "".join(f"# coverage {i}\n" for i in range(10))
+    + "omit = []\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("exclude = ['build']", "exclude = ['build', 'dist']"),
+        ("include = ['calc*']", "include = ['calc*', 'extra*']"),
+    ],
+)
+def test_another_tools_exclude_or_include_is_no_test_selection(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    """ruff's, mypy's, flake8's or setuptools' exclude/include choose no test: only
+    coverage's do, in its own section, even when the hunk does not show the header."""
+    found = reviewed(
+        tmp_path, base(**{"pyproject.toml": _TOOLS}), {"pyproject.toml": _TOOLS.replace(old, new)}
+    )
+    assert found == []
+    cfg = "[flake8]\nexclude = build\n\n[coverage:run]\n" + "# x\n" * 10 + "omit = \n"
+    found = reviewed(
+        tmp_path,
+        base(**{"setup.cfg": cfg}),
+        {"setup.cfg": cfg.replace("exclude = build", "exclude = build,dist")},
+    )
+    assert found == []
+
+
+def test_coverage_omit_deep_in_its_section_is_test_selection(tmp_path: Path) -> None:
+    changed = _TOOLS.replace("omit = []", "omit = ['calc.py']")
+    found = reviewed(tmp_path, base(**{"pyproject.toml": _TOOLS}), {"pyproject.toml": changed})
+    assert {(f["rule"], f["line"]) for f in found} >= {("test-selection-changed", 38)}
+    cfg = "[flake8]\nexclude = build\n\n[coverage:run]\n" + "# x\n" * 10 + "omit = \n"
+    found = reviewed(tmp_path, base(**{"setup.cfg": cfg}), {"setup.cfg": cfg + "    calc.py\n"})
+    assert rules(found) == {"test-selection-changed"}
 
 
 def test_check_config_changed(tmp_path: Path) -> None:
@@ -352,6 +518,32 @@ def test_a_computed_result_is_not_hardcoded(tmp_path: Path) -> None:
         "    assert names([{'name': 'alice', 'age': 31}]) == {'alice': 31}\n"
     )
     assert reviewed(tmp_path, base(), {"people.py": code, "tests/test_people.py": test}) == []
+
+
+@pytest.mark.parametrize("where", ["added", "changed"])
+def test_hardcoded_output_reads_strings_whole_and_skips_dict_keys(
+    tmp_path: Path, where: str
+) -> None:
+    """A one-character string in the test does not shift which quotes pair up; dict keys
+    are a result's shape (a to_dict), not hard-coded values."""
+    names = "\n\ndef names(prefix):\n    return [\n        'alice',\n        'bob',\n    ]\n"
+    to_dict = "\n\ndef info(n, a):\n    return {\n        'name': n,\n        'age': a,\n    }\n"
+    test = (
+        "\n\ndef test_more():\n    from calc import info, names\n"
+        "    assert names('x') == ['alice', 'bob']\n"
+        "    assert info('y', 3) == {'name': 'y', 'age': 3}\n"
+    )
+    module = "calc.py" if where == "changed" else "calc2.py"
+    found = reviewed(
+        tmp_path,
+        base(),
+        {
+            module: (CALC if where == "changed" else "") + names + to_dict,
+            "tests/test_calc.py": TEST_CALC + test,
+        },
+    )
+    assert [(f["rule"], f["path"]) for f in found] == [("hardcoded-output", module)]
+    assert "'alice', 'bob'" in found[0]["message"]
 
 
 # -- other languages ----------------------------------------------------------------------------
@@ -397,6 +589,46 @@ def test_severity_off_and_warning(tmp_path: Path) -> None:
     assert reviewed(tmp_path, base(), {"tests/test_calc.py": None}, conf=disabled) == []
 
 
+_HEAD = "import builtins\nimport unittest\n\nimport pytest\n\nfrom calc import add, sub\n\nHAVE = True\n\n\n"
+_SUB = "\n\ndef test_sub():\n    assert sub(3, 2) == 1\n"
+
+
+@pytest.mark.parametrize(
+    ("test_add", "rule"),
+    [
+        ("@pytest.mark.skipif(condition=True, reason='x')\ndef test_add():\n    assert add(1, 2) == 3\n", "skip-added"),
+        ("@pytest.mark.skipif(not 0, reason='x')\ndef test_add():\n    assert add(1, 2) == 3\n", "skip-added"),
+        ("@pytest.mark.skipif(1 == 1, reason='x')\ndef test_add():\n    assert add(1, 2) == 3\n", "skip-added"),
+        ("def test_add():\n    raise unittest.SkipTest('later')\n", "skip-added"),
+        ("class TestAdd:\n    __test__ = False\n\n    def test_add(self):\n        assert add(1, 2) == 3\n", "skip-added"),
+        ("pytestmark: object = pytest.mark.skip\n\n\ndef test_add():\n    assert add(1, 2) == 3\n", "test-module-skipped"),
+        ("def test_add():\n    assert add(1, 2) == 4 or True\n", "tautology"),
+        ("def test_add():\n    assert (add(1, 2) == 4, 'sum')\n", "tautology"),
+        ("def test_add():\n    assert not False\n", "tautology"),
+        ("def test_add():\n    with pytest.raises(builtins.Exception):\n        add(1, 'a')\n", "raises-everything"),
+        ("later = pytest.mark.skip(reason='x')\n\n\n@later\ndef test_add():\n    assert add(1, 2) == 3\n", "skip-added"),
+        ("flaky = pytest.mark.xfail\n\n\nclass TestAdd:\n    @flaky\n    def test_add(self):\n        assert add(1, 2) == 3\n", "xfail-added"),
+        ("slow = pytest.mark.slow\n\n\n@slow\ndef test_add():\n    assert add(1, 2) == 3\n", None),
+        ("@pytest.mark.parametrize('a', [pytest.param(1, marks=pytest.mark.skip)])\ndef test_add(a):\n    assert add(a, 2) == 3\n", "skip-added"),
+        ("@pytest.mark.parametrize('a', [pytest.param(1, marks=[pytest.mark.xfail])])\ndef test_add(a):\n    assert add(a, 2) == 3\n", "xfail-added"),
+        ("@pytest.mark.parametrize('a', [pytest.param(1, id='one'), 2])\ndef test_add(a):\n    assert add(a, 1) == a + 1\n", None),
+        ("@pytest.mark.skipif(not HAVE, reason='x')\ndef test_add():\n    assert add(1, 2) == 3\n", None),
+        ("def test_add():\n    assert add(1, 2) == 3 and True\n", None),
+        ("def test_add():\n    assert (add(1, 2), 3) == (3, 3)\n", None),
+        ("def test_add():\n    with pytest.raises(TypeError, match='unsupported'):\n        add(1, 'a')\n", None),
+    ],
+)  # fmt: skip
+def test_evasions_of_the_python_rules(tmp_path: Path, test_add: str, rule: str | None) -> None:
+    """Spellings that say the same as a flagged one are flagged; the honest ones are not."""
+    old = _HEAD + "def test_add():\n    assert add(1, 2) == 3\n" + _SUB
+    found = reviewed(
+        tmp_path,
+        base(**{"tests/test_calc.py": old}),
+        {"tests/test_calc.py": _HEAD + test_add + _SUB},
+    )
+    assert rules(found) == ({rule} if rule else set())
+
+
 # -- hostile input ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "content",
@@ -426,6 +658,54 @@ def test_invalid_python_gets_the_line_rules(tmp_path: Path) -> None:
     text = TEST_CALC.replace("def test_sub", "@pytest.mark.skip\ndef test_sub(:")
     found = reviewed(tmp_path, base(), {"tests/test_calc.py": text})
     assert ("skip-added", 8) in {(f["rule"], f["line"]) for f in found}
+
+
+def test_a_test_file_of_thousands_of_skipping_tests_is_reviewed_in_linear_time() -> None:
+    """Each test takes its markers and added lines by bisection: 20000 tests that each
+    skip took close to a minute when every test scanned every call and every line."""
+    lines = ["import pytest"]
+    for i in range(20_000):
+        lines += [f"def test_{i}():", "    pytest.skip()"]
+    started = time.monotonic()
+    found = review_bytes("A", _patch_of("tests/test_many.py", lines), {}, default_settings())
+    assert time.monotonic() - started < 10
+    assert len(found) == review.MAX_FINDINGS
+    assert {f["rule"] for f in found} == {"no-assertion", "skip-added"}
+
+
+def test_many_unclosed_literal_returns_are_read_once() -> None:
+    """A return of a literal table is read to its closing bracket, at most 200 lines and
+    never past the next return: 400 returns that never close made every line be read 200
+    times (twenty seconds for a patch of 1.4 MB)."""
+    test = _patch_of("tests/test_y.py", ["def test_y():", "    assert f() == ['ab', 'cd']"])
+    lines = ["return [" + '"ab", ' * 600 for _ in range(400)]
+    body = "".join(f"+{line}\n" for line in lines)
+    source = (
+        "diff --git a/src/m.py b/src/m.py\n--- a/src/m.py\n+++ b/src/m.py\n"
+        f"@@ -1,1 +1,{len(lines) + 1} @@\n x = 0\n{body}"
+    ).encode()
+    started = time.monotonic()
+    found = review_bytes("A", test + source, {}, default_settings())
+    assert time.monotonic() - started < 8
+    assert found == []
+
+
+def test_long_lines_of_repeated_words_are_searched_linearly() -> None:
+    """The built-in patterns have no '.*' between two alternatives: a line of 4000
+    characters of 'pytest ' (or 'add_marker(') made one such pattern backtrack over every
+    pair of positions, some ten seconds for 1500 such lines."""
+    source = _patch_of("src/m.py", ["x = '" + "pytest " * 570 + "'" for _ in range(1500)])
+    hooks = _patch_of("tests/conftest.py", ["x = '" + "add_marker(" * 360 + "'"] * 1500)
+    started = time.monotonic()
+    found = review_bytes("A", source + hooks, {}, default_settings())
+    assert time.monotonic() - started < 6
+    assert found == []
+    honest = _patch_of("src/m.py", ["import sys", "ARGS = sys.argv[1:]"])
+    sniff = _patch_of("src/m.py", ["import sys", "T = 'pytest' in ' '.join(sys.argv)"])
+    hook = _patch_of("tests/conftest.py", ["    item.add_marker(pytest.mark.skip(reason='x'))"])
+    assert review_bytes("A", honest, {}, default_settings()) == []
+    assert rules(review_bytes("A", sniff, {}, default_settings())) == {"test-detection"}
+    assert rules(review_bytes("A", hook, {}, default_settings())) == {"test-selection-changed"}
 
 
 def _patch_of(path: str, lines: list[str]) -> bytes:

@@ -16,6 +16,7 @@ raises: every file is reviewed within fixed bounds (line length, source size, fi
 from __future__ import annotations
 
 import ast
+import bisect
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -126,6 +127,8 @@ _SELECTION_KEY = re.compile(
     r"^\s*(addopts|testpaths|python_files|python_classes|python_functions|norecursedirs"
     r"|collect_ignore(?:_glob)?|omit|fail_under|fail-under|source|include|exclude)\s*[=:]"
 )
+_COVERAGE_KEYS = frozenset({"omit", "source", "include", "exclude", "fail_under", "fail-under"})
+_SECTION = re.compile(r"[ \t]*\[\[?([^\]\[\n]+)\]")  # matched at a line's start
 _SELECTION_OPT = re.compile(
     r"--deselect\b|--ignore(?:-glob)?\b|(?:^|[\s\"'\[=,])-[km](?:[\s=\"']|$)|--last-failed\b"
     r"|--lf\b|--co\b|--collect-only\b|--exitfirst\b|--maxfail\b"
@@ -133,7 +136,7 @@ _SELECTION_OPT = re.compile(
 _KEY_LINE = re.compile(r"^\s*[\[\w.\"'-]+\s*[=:\]]")
 _CONFTEST_HOOK = re.compile(
     r"collect_ignore|pytest_collection_modifyitems|pytest_ignore_collect|pytest_deselected"
-    r"|\.deselect\b|add_marker\(.*\b(?:skip|xfail)|pytest_runtest_setup|pytest_collect_file"
+    r"|\.deselect\b|pytest_runtest_setup|pytest_collect_file"
     r"|pytest_pycollect_makeitem|\bconfig\.(?:args|option)\b|\baddopts\b"
 )
 _DETECTION = [
@@ -141,8 +144,22 @@ _DETECTION = [
     re.compile(r"sys\.modules\s*(?:\.get\(|\[)\s*[\"']_?pytest"),
     re.compile(r"[\"']unittest[\"']\s+(?:not\s+)?in\s+sys\.modules"),
     re.compile(r"PYTEST_CURRENT_TEST|PYTEST_VERSION|PYTEST_XDIST_WORKER"),
-    re.compile(r"sys\.argv.*(?:py\.?test|unittest|\btest)|(?:py\.?test|unittest).*sys\.argv"),
 ]
+# sys.argv sniffed for a test runner: both on one line (two linear searches, where one
+# pattern with '.*' between them backtracks quadratically on a long line of either).
+_ARGV = re.compile(r"sys\.argv")
+_ARGV_RUNNER = re.compile(r"py\.?test|unittest|\btest")
+_HOOK_DEF = re.compile(
+    r"\s*(?:async\s+)?def\s+pytest_(?:collection_modifyitems|ignore_collect|deselected"
+    r"|collect_file|pycollect_makeitem|runtest_setup|runtest_call|runtest_protocol"
+    r"|runtest_makereport|collection|make_collect_report|report_teststatus)\b"
+)
+_MODULES = re.compile(r"\bsys\.modules\b")
+_PYTEST_STRING = re.compile(r"[\"']_?pytest\b")
+_JOINED = re.compile(r"([\"'])[ \t]*(?:\+[ \t]*)?\1")  # the seam of two adjacent or added strings
+# add_marker(...skip|xfail): the marker searched after the call, linearly.
+_ADD_MARKER = re.compile(r"add_marker\(")
+_SKIP_WORD = re.compile(r"\b(?:skip|xfail)")
 _LINE_SKIP = re.compile(
     r"@(?:pytest\.)?mark\.skip\b(?!if)|@unittest\.skip\b|@skip\(|skip[iI]f\(\s*(?:True|1)\s*[,)]"
     r"|\bpytest\.skip\(|\.skipTest\("
@@ -155,7 +172,12 @@ _LINE_MODULE_SKIP = re.compile(
 )
 _LINE_TAUTOLOGY = re.compile(r"^\s*assert\s+(?:True|1|\"[^\"]+\"|'[^']+')\s*(?:#.*)?$")
 _LINE_RAISES_ALL = re.compile(r"(?:\braises|assertRaises)\(\s*\(?\s*(?:Base)?Exception\s*[,)]")
-_LITERAL = re.compile(r"\"([^\"\\]{2,80})\"|'([^'\\]{2,80})'|(?<![\w.])(-?\d+(?:\.\d+)?)(?![\w.])")
+# Every string is matched whole (then those of 2 to 80 characters kept): a bounded match
+# would resynchronise on a closing quote ("'x', 3) == {'" from "f('x', 3) == {'a': 1}").
+# A string followed by ':' is a dict key: the shape of a result, not a value of it.
+_LITERAL = re.compile(
+    r"\"([^\"\\]*)\"([ \t]*:)?|'([^'\\]*)'([ \t]*:)?|(?<![\w.])(-?\d+(?:\.\d+)?)(?![\w.])"
+)
 _HUNK = re.compile(rb"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _RETURN_LITERAL = re.compile(r"\s*return\s*[\[{(\"'0-9-]")
 _TABLES = (ast.Dict, ast.List, ast.Tuple, ast.Set, ast.Constant)
@@ -399,7 +421,8 @@ ZERO_OR_MORE = "(?:[^/]+/)*"  # a leading or inner '**': zero or more
 
 def needed_preimages(patch: patchparse.Patch, settings: ReviewSettings) -> list[str]:
     """Base paths whose content the review needs: changed (not added or deleted) test files,
-    to rebuild their post-image and tell a new skip from an old one."""
+    to rebuild their post-image and tell a new skip from an old one, and changed settings
+    files, to know the section a changed line is in."""
     if not settings["enabled"]:
         return []
     out = {
@@ -408,7 +431,7 @@ def needed_preimages(patch: patchparse.Patch, settings: ReviewSettings) -> list[
         if f.old_path is not None
         and not f.binary
         and f.status in ("modified", "renamed")
-        and is_test(f.old_path, settings)
+        and (is_test(f.old_path, settings) or _basename(f.old_path) in SELECTION_FILES)
     }
     return sorted(out)
 
@@ -423,6 +446,7 @@ class _Context:
     deleted: set[str] = field(default_factory=set)
     removed_defs: set[str] = field(default_factory=set)
     test_literals: set[str] = field(default_factory=set)
+    added_tests: set[str] = field(default_factory=set)  # defined by added test-file lines
 
     def add(self, path: str, line: int, rule: str, message: str) -> None:
         sev = self.settings["severity"].get(rule, RULES[rule])
@@ -450,16 +474,20 @@ def review(
     if not settings["enabled"]:
         return []
     ctx = _Context(worker, settings, sections(patch))
+    added_defs: set[str] = set()
     for sec in ctx.secs:
         if sec.old_path is not None and sec.status in ("deleted", "renamed"):
             ctx.deleted.add(sec.old_path)
-        for _, text in sec.removed:
-            m = re.match(r"\s*(?:async\s+)?def\s+(\w+)|\s*class\s+(\w+)", text)
-            if m:
-                ctx.removed_defs.add(m[1] or m[2])
+        ctx.removed_defs.update(_defs(sec.removed))
+        added_defs.update(_defs(sec.added))
+    # A definition the patch removes and adds again (its line edited: a type hint, a
+    # parameter) stays: a test of it removed is no test removed with its code.
+    ctx.removed_defs -= added_defs
+    for sec in ctx.secs:
         if is_test(sec.path, settings):
             for _, text in sec.added:
                 ctx.test_literals.update(_literals(text))
+            ctx.added_tests.update(_defs(sec.added))
     for sec in ctx.secs:
         if sec.binary:
             if sec.status == "deleted" and is_test(sec.path, settings):
@@ -470,6 +498,14 @@ def review(
     return [unique[k] for k in sorted(unique)]
 
 
+_DEF = re.compile(r"\s*(?:async\s+)?def\s+(\w+)|\s*class\s+(\w+)")
+
+
+def _defs(lines: Iterable[tuple[int, str]]) -> set[str]:
+    """Names the ``def`` and ``class`` lines among ``lines`` define."""
+    return {m[1] or m[2] for _, text in lines if (m := _DEF.match(text))}
+
+
 def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes | None]) -> None:
     settings = ctx.settings
     path = sec.path
@@ -478,14 +514,25 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
     if sec.status == "deleted" and old_test:
         _file_deleted(ctx, sec)
         return
-    if sec.status == "renamed" and old_test and not test:
+    if sec.status == "renamed" and old_test and (not test or _uncollected(sec.old_path, path)):
         _file_deleted(ctx, sec)
         return
-    base = path.rsplit("/", 1)[-1]
+    base = _basename(path)
+    if sec.status == "renamed" and SELECTION_FILES & {base, _basename(sec.old_path or "")}:
+        ctx.add(
+            path,
+            0,
+            "test-selection-changed",
+            f"a test settings file moved ({sec.old_path!r} to {path!r}): pytest, tox or "
+            "coverage read their settings by name and place",
+        )
     if base in SELECTION_FILES:
-        _selection(ctx, sec)
+        raw = preimages.get(sec.old_path) if sec.old_path is not None else None
+        _selection(ctx, sec, pre_image(sec, _lines(raw)))
     if base == "conftest.py":
         _conftest(ctx, sec)
+    elif path.endswith(".py"):
+        _plugin_hooks(ctx, sec)
     if any(_under(path, f) for f in settings["check_files"]) or (
         sec.old_path is not None and any(_under(sec.old_path, f) for f in settings["check_files"])
     ):
@@ -514,6 +561,18 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
         _skip_patterns(ctx, sec)
 
 
+def _collected(path: str) -> bool:
+    """Whether pytest collects the file by its default name patterns (test_*.py, *_test.py)."""
+    name = _basename(path)
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+
+def _uncollected(old: str | None, new: str) -> bool:
+    """A test module renamed to a name pytest does not collect (``test_calc.py.bak``,
+    ``calc_checks.py``): its tests no longer run, though the file stays under tests/."""
+    return old is not None and _collected(old) and not _collected(new)
+
+
 def _under(path: str, target: str) -> bool:
     return path == target or (target.endswith("/") and path.startswith(target))
 
@@ -523,6 +582,8 @@ def _file_deleted(ctx: _Context, sec: Section) -> None:
     old = sec.old_path or ""
     python = old.endswith(".py")
     if python and _imports_deleted(ctx, [t for _, t in sec.removed]):
+        return
+    if python and _moved(ctx, [t for _, t in sec.removed]):
         return
     if not python and (not is_code(old) or _sibling_deleted(ctx, old)):
         return
@@ -534,6 +595,13 @@ def _file_deleted(ctx: _Context, sec: Section) -> None:
         rule,
         f"test file {how}, while the code it tests stays: remove tests only with that code",
     )
+
+
+def _moved(ctx: _Context, lines: list[str]) -> bool:
+    """Whether every test of a deleted test file is defined again by the patch's added
+    test-file lines (the file moved or split, its tests reviewed where they land)."""
+    tests = {name for name in _defs(enumerate(lines)) if name.startswith("test")}
+    return bool(tests) and tests <= ctx.added_tests
 
 
 def _imports_deleted(ctx: _Context, lines: list[str]) -> bool:
@@ -631,15 +699,60 @@ def _dotted(node: ast.expr) -> str:
 
 
 def _truthy(node: ast.expr | None) -> bool:
-    if isinstance(node, ast.Constant):
-        if isinstance(node.value, str):
-            return node.value.strip() in ("True", "1")
-        return bool(node.value)
-    return False
+    """A condition that always holds: a constant expression that is true (``True``,
+    ``not 0``, ``1 == 1``, ``x or True``), or pytest's string condition ``"True"``/``"1"``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value.strip() in ("True", "1")
+    return node is not None and _value(node) is True
 
 
 def _falsy(node: ast.expr | None) -> bool:
-    return isinstance(node, ast.Constant) and not node.value
+    return node is not None and _value(node) is False
+
+
+_COMPARE: dict[type[ast.cmpop], Callable[[object, object], object]] = {
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b,  # type: ignore[operator]
+    ast.LtE: lambda a, b: a <= b,  # type: ignore[operator]
+    ast.Gt: lambda a, b: a > b,  # type: ignore[operator]
+    ast.GtE: lambda a, b: a >= b,  # type: ignore[operator]
+}
+
+
+def _value(node: ast.expr, depth: int = 0) -> bool | None:
+    """The truth of an expression whose value the source fixes (literals, a non-empty
+    display, ``not``, ``and``/``or``, comparisons of literals); None when it depends on
+    anything else. Nesting beyond 32 is unknown."""
+    if depth > 32:
+        return None
+    if isinstance(node, ast.Constant):
+        return bool(node.value) if not isinstance(node.value, (bytes, complex)) else None
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return bool(node.elts) if not any(isinstance(e, ast.Starred) for e in node.elts) else None
+    if isinstance(node, ast.Dict):
+        return bool(node.keys) if all(k is not None for k in node.keys) else None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        inner = _value(node.operand, depth + 1)
+        return None if inner is None else not inner
+    if isinstance(node, ast.BoolOp):
+        either = isinstance(node.op, ast.Or)
+        values = [_value(v, depth + 1) for v in node.values]
+        if either in values:
+            return either  # 'x or True' holds, 'x and False' fails, whatever x is
+        return None if None in values else not either
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        left, right = node.left, node.comparators[0]
+        compare = _COMPARE.get(type(node.ops[0]))
+        if compare is None or not isinstance(left, ast.Constant):
+            return None
+        if not isinstance(right, ast.Constant):
+            return None
+        try:
+            return bool(compare(left.value, right.value))
+        except TypeError:
+            return None
+    return None
 
 
 def _marker(dec: ast.expr) -> str | None:
@@ -647,6 +760,8 @@ def _marker(dec: ast.expr) -> str | None:
     failure unconditionally; None otherwise (``skipif(sys.platform == 'win32')`` is not)."""
     name = _dotted(dec).rsplit(".", 1)[-1]
     first = dec.args[0] if isinstance(dec, ast.Call) and dec.args else None
+    if isinstance(dec, ast.Call) and first is None:
+        first = next((k.value for k in dec.keywords if k.arg == "condition"), None)
     if name == "skip":
         return "skip"
     if name in ("skipif", "skipIf"):
@@ -665,6 +780,10 @@ def _call_markers(nodes: Iterable[ast.AST]) -> tuple[list[tuple[int, str]], list
     marks: list[tuple[int, str]] = []
     module: list[int] = []
     for call in nodes:
+        if isinstance(call, ast.Raise) and call.exc is not None:
+            if _dotted(call.exc).endswith("SkipTest"):
+                marks.append((call.lineno, "skip"))  # in a test; at module level: a module skip
+            continue
         if not isinstance(call, ast.Call):
             continue
         name = _dotted(call.func)
@@ -685,13 +804,16 @@ def _module(lines: Sequence[str] | None) -> _Module | None:
         return None
     nodes = list(ast.walk(tree))
     calls, skips = _call_markers(nodes)
+    calls.sort()
+    aliases = _marker_aliases(tree.body)
     tests: dict[str, _Test] = {}
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if node.name.startswith("test"):
-                tests[node.name] = _Test(node.name, node, _fn_markers(node, calls))
+                tests[node.name] = _Test(node.name, node, _fn_markers(node, calls, aliases))
         elif isinstance(node, ast.ClassDef):
-            marks = [(d.lineno, k) for d in node.decorator_list if (k := _marker(d))]
+            marks = _decorator_marks(node.decorator_list, aliases)
+            marks += [(line, "skip") for line in _not_collected(node)]
             if marks:
                 tests[node.name] = _Test(node.name, node, marks)
             for item in node.body:
@@ -699,26 +821,81 @@ def _module(lines: Sequence[str] | None) -> _Module | None:
                     item.name.startswith("test")
                 ):
                     name = f"{node.name}.{item.name}"
-                    tests[name] = _Test(name, item, _fn_markers(item, calls))
+                    tests[name] = _Test(name, item, _fn_markers(item, calls, aliases))
         else:
             skips.extend(_module_skips(node))
     return _Module(tests, sorted(skips), tree, nodes)
 
 
+def _marker_aliases(body: Sequence[ast.stmt]) -> dict[str, str]:
+    """Module-level names bound to a skip or xfail marker (``later = pytest.mark.skip``)."""
+    out: dict[str, str] = {}
+    for node in body:
+        if isinstance(node, ast.Assign) and (kind := _marker(node.value)):
+            out.update((t.id, kind) for t in node.targets if isinstance(t, ast.Name))
+    return out
+
+
+def _decorator_marks(decs: Sequence[ast.expr], aliases: Mapping[str, str]) -> list[tuple[int, str]]:
+    """(line, skip|xfail) of decorators that are markers or a name bound to one."""
+    out: list[tuple[int, str]] = []
+    for dec in decs:
+        kind = _marker(dec) or aliases.get(_dotted(dec))
+        if kind:
+            out.append((dec.lineno, kind))
+    return out
+
+
 def _fn_markers(
-    fn: ast.FunctionDef | ast.AsyncFunctionDef, calls: list[tuple[int, str]]
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    calls: list[tuple[int, str]],
+    aliases: Mapping[str, str],
 ) -> list[tuple[int, str]]:
-    marks = [(d.lineno, k) for d in fn.decorator_list if (k := _marker(d))]
+    """The function's skip/xfail decorators and calls; ``calls`` is sorted by line, so each
+    test takes its own by bisection (a file of thousands of skipping tests stays linear)."""
+    marks = _decorator_marks(fn.decorator_list, aliases)
+    marks += _param_marks(fn.decorator_list)
     end = fn.end_lineno or fn.lineno
-    return marks + [(line, k) for line, k in calls if fn.lineno <= line <= end]
+    lo = bisect.bisect_left(calls, (fn.lineno, ""))
+    hi = bisect.bisect_right(calls, (end, "\uffff"))
+    return marks + calls[lo:hi]
+
+
+def _param_marks(decorators: Sequence[ast.expr]) -> list[tuple[int, str]]:
+    """(line, skip|xfail) of the ``marks=`` of each ``pytest.param`` in a ``parametrize``
+    decorator: ``pytest.param(1, marks=pytest.mark.skip)`` skips that case."""
+    out: list[tuple[int, str]] = []
+    for dec in decorators:
+        if not (isinstance(dec, ast.Call) and _dotted(dec.func).endswith("parametrize")):
+            continue
+        for node in ast.walk(dec):
+            if not isinstance(node, ast.keyword) or node.arg != "marks":
+                continue
+            value = node.value
+            values = value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]
+            out.extend((v.lineno, k) for v in values if (k := _marker(v)))
+    return out
+
+
+def _not_collected(cls: ast.ClassDef) -> list[int]:
+    """Lines of a class body's ``__test__ = False``: pytest collects none of its tests."""
+    return [
+        item.lineno
+        for item in cls.body
+        if isinstance(item, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "__test__" for t in item.targets)
+        and _falsy(item.value)
+    ]
 
 
 def _module_skips(node: ast.stmt) -> list[int]:
     """Lines of module-level statements that skip the whole module (calls aside)."""
-    if isinstance(node, ast.Assign) and any(
-        isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
-    ):
-        values = node.value.elts if isinstance(node.value, (ast.List, ast.Tuple)) else [node.value]
+    targets = node.targets if isinstance(node, ast.Assign) else []
+    if isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets = [node.target]
+    value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+    if value is not None and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in targets):
+        values = value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]
         return [node.lineno for v in values if _marker(v)]
     if (
         isinstance(node, ast.Raise)
@@ -743,6 +920,7 @@ def _python_test(
         if old is None:
             _python_lines(ctx, sec, pre, post)
     added = sec.added_lines()
+    lines = sorted(added)
     old_tests = old.tests if old is not None else {}
     if old is not None:
         if old.tests and not new.tests:
@@ -772,7 +950,7 @@ def _python_test(
         if isinstance(node, ast.ClassDef):
             continue
         end = node.end_lineno or node.lineno
-        if any(node.lineno <= n <= end for n in added) and not _asserts(node):
+        if _touches(lines, node.lineno, end) and not _asserts(node):
             ctx.add(
                 path,
                 node.lineno,
@@ -781,6 +959,13 @@ def _python_test(
             )
     _assertions(ctx, sec, new.nodes, added)
     _self_mock(ctx, sec, new.nodes, added)
+
+
+def _touches(lines: Sequence[int], first: int, last: int) -> bool:
+    """Whether a sorted list of added lines has one in ``first..last`` (by bisection: a file
+    of thousands of tests stays linear)."""
+    at = bisect.bisect_left(lines, first)
+    return at < len(lines) and lines[at] <= last
 
 
 _TEST_DEF = re.compile(r"\s*(?:async\s+)?def\s+test|\s*class\s")
@@ -805,7 +990,7 @@ def _name(name: str) -> str:
 def _tests_removed(ctx: _Context, sec: Section, old: _Module, new: _Module) -> None:
     """Test functions the base had and the patch removes (renames aside: fewer tests after)."""
     gone = sorted(set(old.tests) - set(new.tests))
-    if not gone or len(new.tests) >= len(old.tests):
+    if not gone or _cases(new) >= _cases(old):
         return
     for name in gone:
         node = old.tests[name].node
@@ -813,6 +998,8 @@ def _tests_removed(ctx: _Context, sec: Section, old: _Module, new: _Module) -> N
         used |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
         if used & ctx.removed_defs:
             continue  # removed with the code it tested
+        if name.rsplit(".", 1)[-1] in ctx.added_tests:
+            continue  # moved: a test file the patch changes defines it (split, regrouped)
         ctx.add(
             sec.path,
             0,
@@ -820,6 +1007,24 @@ def _tests_removed(ctx: _Context, sec: Section, old: _Module, new: _Module) -> N
             f"test {_name(name)} (line {node.lineno} of the base) is removed while the code "
             "it tests stays",
         )
+
+
+def _cases(module: _Module) -> int:
+    """How many test cases the module's tests run: a ``parametrize`` over a literal list
+    of n values is n (two tests merged into one parametrized test are no test removed)."""
+    total = 0
+    for test in module.tests.values():
+        node = test.node
+        if isinstance(node, ast.ClassDef):
+            continue  # a marked class: its methods are counted themselves
+        count = 1
+        for dec in node.decorator_list:
+            if isinstance(dec, ast.Call) and _dotted(dec.func).endswith("parametrize"):
+                values = dec.args[1] if len(dec.args) > 1 else None
+                if isinstance(values, (ast.List, ast.Tuple)) and values.elts:
+                    count *= min(len(values.elts), 10_000)
+        total += min(count, 10_000_000)
+    return total
 
 
 def _asserts(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
@@ -847,8 +1052,8 @@ def _same(a: ast.expr, b: ast.expr) -> bool:
 def _tautology(node: ast.AST) -> bool:
     if isinstance(node, ast.Assert):
         test = node.test
-        if isinstance(test, ast.Constant):
-            return bool(test.value)
+        if _value(test) is True:
+            return True  # 'assert 1', 'assert (x, "why")', 'assert x or True'
         if (
             isinstance(test, ast.Compare)
             and len(test.ops) == 1
@@ -859,9 +1064,7 @@ def _tautology(node: ast.AST) -> bool:
     if isinstance(node, ast.Call):
         name = _dotted(node.func).rsplit(".", 1)[-1]
         if name == "assertTrue" and node.args:
-            return _truthy(node.args[0]) or (
-                isinstance(node.args[0], ast.Constant) and bool(node.args[0].value)
-            )
+            return _value(node.args[0]) is True
         if name in ("assertEqual", "assertIs", "assertEquals") and len(node.args) >= 2:
             return _same(node.args[0], node.args[1])
     return False
@@ -873,7 +1076,10 @@ def _raises_everything(call: ast.Call) -> bool:
         return False
     first = call.args[0]
     types = first.elts if isinstance(first, ast.Tuple) else [first]
-    return any(isinstance(t, ast.Name) and t.id in _BROAD for t in types)
+    return any(
+        isinstance(t, (ast.Name, ast.Attribute)) and _dotted(t).rsplit(".", 1)[-1] in _BROAD
+        for t in types
+    )
 
 
 def _assertions(ctx: _Context, sec: Section, nodes: list[ast.AST], added: set[int]) -> None:
@@ -1044,18 +1250,52 @@ def _skip_patterns(ctx: _Context, sec: Section) -> None:
 
 
 # -- configuration, detection, hard-coded outputs ---------------------------------------------
-def _selection(ctx: _Context, sec: Section) -> None:
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _sections_by_line(pre: Sequence[str] | None) -> list[str] | None:
+    """The section (``[tool.ruff]``: ``tool.ruff``; ``""`` before any) each base line ends
+    in, in one pass; None when the base is unknown."""
+    if pre is None:
+        return None
+    out: list[str] = []
+    current = ""
+    for text in pre:
+        m = _SECTION.match(text)
+        if m:
+            current = m[1].strip().lower()
+        out.append(current)
+    return out
+
+
+def _counts(key: str, section: str | None, path: str) -> bool:
+    """Whether a settings key chooses tests: coverage's ``omit``/``include``/``exclude``/
+    ``source``/``fail_under`` only in a coverage section (ruff's or setuptools' ``exclude``
+    chooses no test); an unknown section counts."""
+    if key not in _COVERAGE_KEYS or _basename(path) == ".coveragerc" or section is None:
+        return True
+    return "coverage" in section
+
+
+def _selection(ctx: _Context, sec: Section, pre: Sequence[str] | None) -> None:
     """Changed lines of a pytest/tox/coverage settings file that choose which tests run."""
+    by_line = _sections_by_line(pre)
     for _start, _count, body in sec.hunks:
         key: str | None = None
         new_no = _start
+        at = max(_start - 1, 0)
+        section = None if by_line is None else (by_line[at - 1] if 0 < at <= len(by_line) else "")
         for kind, text in body:
+            header = _SECTION.match(text)
+            if header and kind != "-":
+                section = header[1].strip().lower()
             is_key = _KEY_LINE.match(text) is not None
             if is_key:
                 km = _SELECTION_KEY.match(text)
-                key = km[1] if km else None
+                key = km[1] if km and _counts(km[1], section, sec.path) else None
             if kind != " " and (
-                _SELECTION_KEY.match(text)
+                (is_key and key is not None)
                 or _SELECTION_OPT.search(text)
                 or (key is not None and not is_key and text.strip())
             ):
@@ -1071,7 +1311,7 @@ def _selection(ctx: _Context, sec: Section) -> None:
 
 def _conftest(ctx: _Context, sec: Section) -> None:
     for line, text in sec.added:
-        if _CONFTEST_HOOK.search(text):
+        if _CONFTEST_HOOK.search(text) or _adds_skip_marker(text):
             ctx.add(
                 sec.path,
                 line,
@@ -1081,9 +1321,38 @@ def _conftest(ctx: _Context, sec: Section) -> None:
             )
 
 
-def _detection(ctx: _Context, sec: Section) -> None:
+def _plugin_hooks(ctx: _Context, sec: Section) -> None:
+    """A collection hook defined outside a conftest: a plugin module (``pytest_plugins``,
+    ``-p``, a ``pytest11`` entry point) chooses which tests run as a conftest would."""
     for line, text in sec.added:
-        if any(p.search(text) for p in _DETECTION):
+        if _HOOK_DEF.match(text):
+            ctx.add(
+                sec.path,
+                line,
+                "test-selection-changed",
+                f"a pytest hook that chooses which tests run ({text.strip()[:120]!r})",
+            )
+
+
+def _adds_skip_marker(text: str) -> bool:
+    call = _ADD_MARKER.search(text)
+    return call is not None and _SKIP_WORD.search(text, call.end()) is not None
+
+
+def _sniffs_argv(text: str) -> bool:
+    return _ARGV.search(text) is not None and _ARGV_RUNNER.search(text) is not None
+
+
+def _sniffs_modules(text: str) -> bool:
+    """``sys.modules`` and a ``"pytest"`` string on one line, however they are combined
+    (``any("pytest" in m for m in sys.modules)``, ``sys.modules.__contains__("pytest")``)."""
+    return _MODULES.search(text) is not None and _PYTEST_STRING.search(text) is not None
+
+
+def _detection(ctx: _Context, sec: Section) -> None:
+    for line, raw in sec.added:
+        text = _JOINED.sub("", raw)  # "py" "test", "PYTEST_" + "CURRENT_TEST": one string
+        if any(p.search(text) for p in _DETECTION) or _sniffs_argv(text) or _sniffs_modules(text):
             ctx.add(
                 sec.path,
                 line,
@@ -1093,11 +1362,14 @@ def _detection(ctx: _Context, sec: Section) -> None:
             )
 
 
-def _literals(text: str) -> set[str]:
+def _literals(text: str, keys: bool = True) -> set[str]:
+    """The string and number literals of a line (``keys``: dict keys too)."""
     out = set()
     for m in _LITERAL.finditer(text):
-        value = m[1] or m[2] or m[3]
-        if value and value not in _TRIVIAL_NUMBERS:
+        if not keys and (m[2] or m[4]):
+            continue
+        value = m[1] if m[1] is not None else m[3] if m[3] is not None else m[5]
+        if value and len(value) <= 80 and _kept(value):
             out.add(value)
     return out
 
@@ -1111,27 +1383,39 @@ def _hardcoded(ctx: _Context, sec: Section) -> None:
     if tree is not None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Return) and isinstance(node.value, _TABLES):
+                keys = {
+                    id(k)
+                    for d in ast.walk(node.value)
+                    if isinstance(d, ast.Dict)
+                    for k in d.keys
+                    if k is not None
+                }
                 found = {
                     str(c.value)
                     for c in ast.walk(node.value)
                     if isinstance(c, ast.Constant)
+                    and id(c) not in keys
                     and isinstance(c.value, (str, int, float))
                     and not isinstance(c.value, bool)
                 }
                 returns.append((node.lineno, {x for x in found if _kept(x)}))
     else:
         added = sec.added
-        for i, (line, text) in enumerate(added):
-            if _RETURN_LITERAL.match(text):
-                seen: set[str] = set()
-                depth = 0
-                for j in range(i, min(i + 200, len(added))):
-                    chunk = added[j][1]
-                    seen |= _literals(chunk)
-                    depth += sum(chunk.count(c) for c in "([{") - sum(chunk.count(c) for c in ")]}")
-                    if depth <= 0:
-                        break
-                returns.append((line, seen))
+        starts = [i for i, (_, text) in enumerate(added) if _RETURN_LITERAL.match(text)]
+        for k, i in enumerate(starts):
+            # A table ends by its brackets, within 200 lines, at the next return at the
+            # latest: each added line is read once, however many returns a patch opens.
+            stop = min(i + 200, starts[k + 1] if k + 1 < len(starts) else len(added))
+            line = added[i][0]
+            seen: set[str] = set()
+            depth = 0
+            for j in range(i, stop):
+                chunk = added[j][1]
+                seen |= _literals(chunk, keys=False)
+                depth += sum(chunk.count(c) for c in "([{") - sum(chunk.count(c) for c in ")]}")
+                if depth <= 0:
+                    break
+            returns.append((line, seen))
     for line, found in returns:
         shared = found & ctx.test_literals
         if len(shared) >= 2:

@@ -39,6 +39,8 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("doctor", ["doctor"]),
     ("clean --run-id X", ["clean", "--run-id", "{run}"]),
     ("preflight", ["preflight"]),
+    ("runs --limit 20", ["runs", "--limit", "20"]),
+    ("ledger-replay --run-id latest", ["ledger-replay", "--run-id", "latest"]),
 ]
 
 

@@ -96,7 +96,10 @@ def test_a_culprit_that_fails_alone_is_named_and_blocked(repo: Path) -> None:
     res, doc = integrate(repo, run_id)
     assert res.returncode == 3, res.stdout + res.stderr
     assert doc["status"] == "BLOCKED"
-    assert doc["culprits"] == [{"worker": "A", "check": "tests", "how": "alone"}]
+    # named with the failing tests its own probe showed, not only the merged check's
+    assert doc["culprits"] == [
+        {"worker": "A", "check": "tests", "how": "alone", "tests": ["tests/test_a.py::test_a"]}
+    ]
     assert doc["interactions"] == [] and doc["flaky"] == []
     assert doc["worker_verdicts"] == {
         "A": {"verdict": "BLOCKED", "rule": "check-failed"},
@@ -203,7 +206,9 @@ def test_eight_workers_one_culprit_found_within_the_bound(repo: Path) -> None:
     run_id = run_with(repo, patches)
     res, doc = integrate(repo, run_id)
     assert res.returncode == 3
-    assert doc["culprits"] == [{"worker": "F", "check": "tests", "how": "alone"}]
+    assert doc["culprits"] == [
+        {"worker": "F", "check": "tests", "how": "alone", "tests": ["tests/test_f.py::test_f"]}
+    ]
     assert doc["interactions"] == []
     ran = probes(repo, run_id)
     assert doc["isolation_runs"] == len(ran) - 1 == 9  # 8 alone, the rest together once
@@ -359,7 +364,7 @@ def test_a_dependent_is_probed_with_its_dependency(repo: Path, declared: bool) -
     assert res.returncode == 0, res.stdout + res.stderr
     res, doc = integrate(repo, run_id)
     assert res.returncode == 3, res.stdout + res.stderr
-    assert doc["culprits"] == [{"worker": "B", "check": "tests", "how": "alone"}]
+    assert [(c["worker"], c["how"]) for c in doc["culprits"]] == [("B", "alone")]
     alone = [p for p in probes(repo, run_id) if p["step"] == "alone"]
     assert [p["workers"] for p in alone] == [["A"], ["A", "B"] if declared else ["B"], ["C"]]
     expected = "" if declared else "patch of B_worker does not apply here"
@@ -391,3 +396,33 @@ def test_replay_recomputes_the_culprits_status_json_names(repo: Path) -> None:
     whats = [d["what"] for d in json.loads(res.stdout)["divergences"]]
     assert "Z_integrator/STATUS.json culprits (replayed)" in whats, whats
     assert "Z_integrator/STATUS.json worker_verdicts (replayed)" in whats, whats
+
+
+def test_replay_recomputes_a_probes_failing_tests_from_its_logs(repo: Path) -> None:
+    """The failing tests a culprit is named with come from its probe's logs: a recorded name
+    edited (and rechained) is a divergence, and so is STATUS.json naming other tests."""
+    configure(repo)
+    run_id = run_with(
+        repo,
+        {
+            "A": make_patch(repo, a_test_file("a", "    assert False\n")),
+            "B": harmless(repo, "B"),
+        },
+    )
+    integrate(repo, run_id)
+    assert replay(repo, run_id).returncode == 0
+    events = ledger_lines(repo)
+    probe = next(
+        e
+        for e in events
+        if e["event_type"] == "isolation.probe" and e["payload"]["workers"] == ["A"]
+    )
+    check = probe["payload"]["checks"][0]
+    assert check["failing_tests"] == ["tests/test_a.py::test_a"]
+    check["failing_tests"] = ["tests/test_lib.py::test_old"]  # blame another test
+    rewrite_ledger(repo, events)
+    res = replay(repo, run_id)
+    assert res.returncode == 3, res.stdout
+    whats = [d["what"] for d in json.loads(res.stdout)["divergences"]]
+    assert any("isolation.probe failing_tests of tests" in w for w in whats), whats
+    assert "Z_integrator/STATUS.json culprits (replayed)" in whats, whats

@@ -102,7 +102,12 @@ _CHECK_BASICS = ("name", "required", "rc", "timed_out")
 _STATUS_CHECK_KEYS = (*_CHECK_BASICS, "failing_tests", "output_tail")
 
 
-def _isolation_keys(found: isolation.Result | None, order: list[str]) -> dict[str, object]:
+def _isolation_keys(
+    found: isolation.Result | None,
+    order: list[str],
+    probes: list[isolation.Probe],
+    tests: list[dict[str, list[str]]],
+) -> dict[str, object]:
     """STATUS.json's isolation keys as replay recomputes them (none without an isolation)."""
     keys = {
         "culprits",
@@ -116,7 +121,7 @@ def _isolation_keys(found: isolation.Result | None, order: list[str]) -> dict[st
     if found is None:
         return dict.fromkeys(sorted(keys))
     return {
-        "culprits": [dict(c) for c in found["culprits"]],
+        "culprits": isolation.culprit_tests(found["culprits"], probes, tests),
         "interactions": found["interactions"],
         "flaky": found["flaky"],
         "base_failing": found["base"],
@@ -174,7 +179,15 @@ def _read_check_logs(run_dir: Path) -> dict[str, tuple[str, bytes]]:
         names = sorted(e.name for e in os.scandir(logs) if e.name.startswith("check-"))
     except OSError:
         return out
-    for name in names:
+    try:  # culprit isolation's probe logs: their failing tests are recomputed too
+        probes = sorted(
+            f"isolation/{e.name}"
+            for e in os.scandir(logs / "isolation")
+            if e.name.startswith("probe-") and e.name.endswith(".log")
+        )
+    except OSError:
+        probes = []
+    for name in [*names, *probes]:
         keep = testfailures.JUNIT_MAX_BYTES if name.endswith(".junit.xml") else TAIL_BYTES
         if not name.endswith((".log", ".junit.xml")):
             continue
@@ -624,7 +637,14 @@ class DiskCheck:
                 expected["left_out"] = decisions.left_out(state.workers, covers)
             expected["applied"] = [x["worker"] for x in seg.patches if x["ok"]] if merged else []
             if seg.found is not None or not (seg.probes or seg.isolation):  # else unrecomputable
-                expected.update(_isolation_keys(seg.found, seg.merge["order"] if seg.merge else []))
+                expected.update(
+                    _isolation_keys(
+                        seg.found,
+                        seg.merge["order"] if seg.merge else [],
+                        [probe for _, probe in seg.probes],
+                        seg.probe_tests,
+                    )
+                )
         found_checks = [
             {k: c.get(k) for k in _STATUS_CHECK_KEYS if k in c or k in _CHECK_BASICS}
             for c in doc.get("checks", [])

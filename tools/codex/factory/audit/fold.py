@@ -171,6 +171,7 @@ class Segment:
     report: Event | None = None
     refused: list[str] = field(default_factory=list)  # integrate.refused reasons
     probes: list[tuple[int, isolation.Probe]] = field(default_factory=list)  # (seq, probe)
+    probe_tests: list[dict[str, list[str]]] = field(default_factory=list)  # check -> names
     isolation: Event | None = None  # isolation.decided
     found: IsolationResult | None = None  # isolation as recomputed (STATUS.json repeats it)
 
@@ -814,7 +815,39 @@ class Fold:
             "passed": passed,
         }
         self.seg.probes.append((ev.seq, probe))
+        self.seg.probe_tests.append(
+            {str(c["name"]): list(c.get("failing_tests", [])) for c in p["checks"]}
+        )
         self._record_many(p.get("logs", {}), ev.seq, "isolation.probe")
+        self._probe_output(ev)
+
+    def _probe_output(self, ev: Event) -> None:
+        """A failed probe check's recorded failing tests, recomputed from its two logs when
+        they still hash to what was recorded (as for ``check.finished``; a changed log is the
+        artifact check's to name)."""
+        p = ev.payload
+        logs: dict[str, str] = p.get("logs", {})
+        for c in p["checks"]:
+            if c["passed"] or "failing_tests" not in c:
+                continue
+            stem = f"probe-{int(p['index']):03d}-{c['name']}"
+            rels = [
+                next((r for r in sorted(logs) if r.endswith(f"/{stem}.{kind}.log")), "")
+                for kind in ("stdout", "stderr")
+            ]
+            held = [self.docs.logs.get(r) for r in rels]
+            out, err = held
+            if out is None or err is None or [out[0], err[0]] != [logs[r] for r in rels]:
+                continue
+            again = testfailures.failing_tests(out[1], err[1])
+            if again != c["failing_tests"]:
+                self.diverge(
+                    ev.seq,
+                    f"isolation.probe failing_tests of {c['name']} (recomputed from its logs "
+                    "by testfailures.failing_tests)",
+                    again,
+                    c["failing_tests"],
+                )
 
     def on_isolation_decided(self, ev: Event) -> None:
         self.seg.isolation = ev

@@ -66,6 +66,33 @@ class Result(TypedDict):
     exhausted: bool
 
 
+def culprit_tests(
+    culprits: Sequence[Culprit],
+    probes: Sequence[Probe],
+    tests: Sequence[Mapping[str, Sequence[str]]],
+) -> list[dict[str, object]]:
+    """The culprits as the report gives them: each with the failing tests its own ``alone``
+    probe showed for that check (``tests``, when any were named), from the recorded probes and
+    the failing test names recorded beside each (``tests[i]``: check -> names)."""
+    out: list[dict[str, object]] = []
+    for c in culprits:
+        mine = [
+            i
+            for i, p in enumerate(probes)
+            if p["step"] == "alone"
+            and c["worker"] in p["workers"]
+            and p["passed"].get(c["check"]) is False
+        ]
+        shown: dict[str, object] = dict(c)
+        if mine:
+            own = min(mine, key=lambda i: (len(probes[i]["workers"]), i))
+            names = list(tests[own].get(c["check"], [])) if own < len(tests) else []
+            if names:
+                shown["tests"] = names
+        out.append(shown)
+    return out
+
+
 class IsolationMismatch(ValueError):
     """A recorded probe is not the one the search asks for at that point."""
 

@@ -380,9 +380,8 @@ def integrate(run: RunHandle) -> StageResult:
     mode, max_runs, flaky = isolation_settings(manifest)
     found = None
     if failed and mode == "on-failure":
-        found = isolate(run, order, deps, failed, stage, max_runs)
+        found, data["culprits"] = isolate(run, order, deps, failed, stage, max_runs)
         data["isolation"] = found
-        data["culprits"] = reported_culprits(found)
     write_logs_index(writer, bounds)
     missing = decisions.left_out(manifest["workers"], list(deps))
     status, reason = decisions.integrate_outcome(
@@ -403,16 +402,20 @@ def isolate(
     failed: list[str],
     stage: Callable[[list[str]], list[dict[str, Any]]],
     max_runs: int | None,
-) -> isolation.Result:
+) -> tuple[isolation.Result, list[dict[str, object]]]:
     """Run the probes :func:`isolation.step` asks for, each recorded (``isolation.probe``),
-    until it decides (``isolation.decided``, with the inputs replay recomputes it from)."""
+    until it decides (``isolation.decided``, with the inputs replay recomputes it from); the
+    result, and its culprits with the failing tests of their own probes."""
     probes: list[isolation.Probe] = []
+    tests: list[dict[str, list[str]]] = []
     while True:
         answer = isolation.step(order, deps, failed, probes, max_runs)
         if isolation.is_result(answer):
             break
         ask: isolation.Ask = answer  # type: ignore[assignment]
-        probes.append(_probe(run, len(probes) + 1, ask, stage(ask["workers"])))
+        probe, named = _probe(run, len(probes) + 1, ask, stage(ask["workers"]))
+        probes.append(probe)
+        tests.append(named)
     result: isolation.Result = answer  # type: ignore[assignment]
     run.recorder.emit(
         "isolation.decided",
@@ -424,12 +427,12 @@ def isolate(
         probes=len(probes),
         **result,
     )
-    return result
+    return result, isolation.culprit_tests(result["culprits"], probes, tests)
 
 
 def _probe(
     run: RunHandle, index: int, ask: isolation.Ask, staged: list[dict[str, Any]]
-) -> isolation.Probe:
+) -> tuple[isolation.Probe, dict[str, list[str]]]:
     """One probe: a fresh sandbox with these workers' validated patches (merge order), the
     asked checks run in it, the sandbox removed after; recorded as ``isolation.probe``."""
     by_name = {c["name"]: c for c in run.setting("checks.required")}
@@ -453,16 +456,21 @@ def _probe(
             if not apply_error:
                 logged = (f"{stem}.stdout.log", f"{stem}.stderr.log")
                 rc, timed_out, _ = _run_check(run, sandbox, by_name[name], logged)
-                hashes = {rel: run.writer.record(rel) for rel in logged}
-                logs.update(hashes)
-            checks.append(
-                {
-                    "name": name,
-                    "rc": rc,
-                    "timed_out": timed_out,
-                    "passed": rc == 0 and not timed_out,
-                }
-            )
+                # Hashed and read for its failing tests in one pass (what is named is what the
+                # recorded hash vouches for).
+                (out_sha, out_tail), (err_sha, err_tail) = (
+                    run.writer.record_tail(rel, testfailures.TAIL_BYTES) for rel in logged
+                )
+                logs.update({logged[0]: out_sha, logged[1]: err_sha})
+            entry: dict[str, Any] = {
+                "name": name,
+                "rc": rc,
+                "timed_out": timed_out,
+                "passed": rc == 0 and not timed_out,
+            }
+            if not apply_error and not entry["passed"]:
+                entry["failing_tests"] = testfailures.failing_tests(out_tail, err_tail)
+            checks.append(entry)
     finally:
         if sandbox.exists():
             _remove_sandbox(run, sandbox)
@@ -477,18 +485,12 @@ def _probe(
         logs=logs,
         **extra,
     )
-    return {
+    probe: isolation.Probe = {
         "step": ask["step"],
         "workers": list(ask["workers"]),
         "passed": {c["name"]: bool(c["passed"]) for c in checks},
     }
-
-
-def reported_culprits(found: isolation.Result) -> list[dict[str, Any]]:
-    """The culprits as STATUS.json, the report and ``--json`` give them: where the failing test
-    names read from a culprit's probe output would be attached (``tests``); nothing parses that
-    output yet, so none is."""
-    return [dict(c) for c in found["culprits"]]
+    return probe, {str(c["name"]): list(c.get("failing_tests", [])) for c in checks}
 
 
 def _holdout_filter(run: RunHandle) -> Callable[[str], bool] | None:

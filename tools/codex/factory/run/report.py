@@ -207,6 +207,7 @@ def _isolation_lines(doc: dict[str, Any]) -> list[str]:
     ]
     lines += [
         f"  culprit     {worker_dirname(c['worker'])}: {c['check']} fails {c['how']}"
+        + (f" (failing tests: {', '.join(c['tests'])})" if c.get("tests") else "")
         for c in doc["culprits"]
     ]
     lines += [

@@ -3,6 +3,7 @@ files it wrote and the decisions it made (real repositories, real tampering)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 
 from tests.loop.conftest import crank, crashed_crank, make_crank_repo, plan_of, resume
+from tests.support.factory import write_plan
 from tests.support.ledgers import ledger_lines, rewrite_ledger
 from tests.support.repos import git, run_cli
+from tests.support.scratch import RUNS_REL
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +147,44 @@ def test_a_resume_launches_the_recorded_plan_whatever_plan_json_says(tmp_path: P
         )
         assert sorted(manifest["plan"]["workers"][0]["allow"]) == ["notes/**", "src/**"]
     assert divergences(repo, "c1") == []
+
+
+def test_a_forged_blame_in_a_decided_iteration_is_recomputed(tmp_path: Path) -> None:
+    """The blame an iteration's checks carry is what its run's isolation decided: a forger who
+    moves it onto another worker (and rewrites the feedback it compiles to, with its hash) is
+    caught, the feedback alone being recompiled from the forged record."""
+    gate = "import pathlib, sys; sys.exit(1 if pathlib.Path('notes/broken').exists() else 0)"
+    check = {"name": "no-broken", "argv": ["{python}", "-c", gate], "timeout_s": 60}
+    repo = make_crank_repo(tmp_path / "repo", "culprit", checks={"required": [check]})
+    write_plan(
+        plan_of(repo),
+        [
+            {"id": "A", "task": "Build the calculator in src/calc.py.", "allow": ["src/**"]},
+            {"id": "B", "task": "Keep notes.", "allow": ["notes/**"]},
+        ],
+    )
+    code, _, out = crank(repo, "--threshold", "0.3", "--crank-id", "cul")
+    assert code == 0, out
+    assert divergences(repo, "cul") == []
+    events = ledger_lines(repo)
+    decided = next(
+        e
+        for e in events
+        if e["event_type"] == "iteration.decided" and e["payload"]["iteration"] == 1
+    )
+    (blamed,) = [c for c in decided["payload"]["checks"] if c.get("caused_by")]
+    assert blamed["caused_by"] == ["B"]
+    blamed["caused_by"] = ["A"]
+    path = folder(repo, "cul") / "feedback_iter_1.md"
+    text = path.read_text().replace("caused by B_worker", "caused by A_worker")
+    path.write_text(text)
+    compiled = next(
+        e
+        for e in events
+        if e["event_type"] == "feedback.compiled" and e["payload"]["iteration"] == 1
+    )
+    compiled["payload"]["sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    rewrite_ledger(repo, events)
+    (repo / RUNS_REL / "factory_ledger.index.sqlite3").unlink()  # a cache a forger deletes
+    found = divergences(repo, "cul")
+    assert [d for d in found if d.startswith("iteration 1 check no-broken blame")], found

@@ -80,6 +80,7 @@ def check(
                 out.append(
                     divergence(e.seq, f"iteration {n} inputs", _short(again), _short(recorded))
                 )
+            out += _check_blame(ctx, e)
             trajectory.append(recorded)
             if units is not None:
                 decided = units.decide(e, results, gate1, threshold, out)
@@ -274,6 +275,27 @@ def _check_scenarios(
             divergence(e.seq, f"iteration {n} satisfaction", str(sat), str(pl["satisfaction"]))
         )
     return results
+
+
+def _check_blame(ctx: Context, e: Event) -> list[Divergence]:
+    """Each check's blame (``caused_by``, ``cause``) must be what its run's recorded
+    ``isolation.decided`` says (the run's own replay recomputes that): the feedback is
+    recompiled from these checks, so a blame moved onto another worker would otherwise pass
+    unseen. A check with neither key was recorded by a release before blame."""
+    run_id = str(e.payload["inputs"]["run_id"])
+    found = ctx.ledger.select(Filter(run_id=run_id, event_type="isolation.decided"), 1)
+    blame = convergence.blame(found[-1].payload) if found else {}
+    n = int(e.payload["iteration"])
+    out: list[Divergence] = []
+    for c in e.payload.get("checks", []):
+        if "caused_by" not in c and "cause" not in c:
+            continue
+        said = blame.get(str(c.get("name")))
+        want = f"{said['caused_by']} {said['cause']!r}" if said else "no blame"
+        now = f"{c.get('caused_by')} {c.get('cause')!r}"
+        if now != want:
+            out.append(divergence(e.seq, f"iteration {n} check {c.get('name')} blame", want, now))
+    return out
 
 
 def _tree(ctx: Context, events: Sequence[Event], run_id: str) -> str:

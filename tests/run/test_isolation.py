@@ -426,3 +426,37 @@ def test_replay_recomputes_a_probes_failing_tests_from_its_logs(repo: Path) -> N
     whats = [d["what"] for d in json.loads(res.stdout)["divergences"]]
     assert any("isolation.probe failing_tests of tests" in w for w in whats), whats
     assert "Z_integrator/STATUS.json culprits (replayed)" in whats, whats
+
+
+def test_an_integration_killed_mid_isolation_and_run_again_replays_its_own_probes(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Integrated again after a kill in the middle of isolation (no run.finished between), the
+    culprit is named with the failing tests of the second integration's probes; replay
+    recomputes them from those probes, never from the killed integration's."""
+    said = tmp_path / "said.txt"
+    script = (
+        "import os, pathlib, sys\n"
+        f"said = pathlib.Path({str(said)!r}).read_text()\n"
+        "a, b = pathlib.Path('notes/A.txt').exists(), pathlib.Path('notes/B.txt').exists()\n"
+        "if said == 'first' and a and not b:\n"
+        "    os.kill(os.getppid(), 9)  # the factory dies in its second probe\n"
+        "if a:\n"
+        "    print('FAILED tests/test_x.py::test_' + said + ('_with_b' if b else ''))\n"
+        "    sys.exit(1)\n"
+    )
+    configure(repo, ["{python}", "-c", script])
+    run_id = run_with(repo, {"A": harmless(repo, "A"), "B": harmless(repo, "B")})
+    said.write_text("first")
+    argv = ("--repo", str(repo), "--now", PINNED, "integrate", "--run-id", run_id)
+    killed = run_cli(*argv, real=True)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert len(probes(repo, run_id)) == 1
+    said.write_text("second")
+    res, doc = integrate(repo, run_id)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert doc["culprits"] == [
+        {"worker": "A", "check": "tests", "how": "alone", "tests": ["tests/test_x.py::test_second"]}
+    ]
+    out = replay(repo, run_id)
+    assert out.returncode == 0, out.stdout

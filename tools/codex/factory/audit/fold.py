@@ -712,6 +712,7 @@ class Fold:
         self.seg.conflict = ""
         self.seg.checks = []
         self.seg.probes = []
+        self.seg.probe_tests = []
         self.seg.isolation = None
         self.seg.check_specs = []
         self.state.merge = self.seg.merge

@@ -460,3 +460,32 @@ def test_an_integration_killed_mid_isolation_and_run_again_replays_its_own_probe
     ]
     out = replay(repo, run_id)
     assert out.returncode == 0, out.stdout
+
+
+def test_a_probes_failing_tests_without_its_logs_recorded_are_no_record(repo: Path) -> None:
+    """A failed probe check's failing tests stand only on the logs the probe recorded: a probe
+    whose log hashes were dropped from its record (names then vouched for by nothing) is a
+    divergence, not names taken on trust."""
+    configure(repo)
+    run_id = run_with(
+        repo,
+        {
+            "A": make_patch(repo, a_test_file("a", "    assert False\n")),
+            "B": harmless(repo, "B"),
+        },
+    )
+    integrate(repo, run_id)
+    events = ledger_lines(repo)
+    probe = next(
+        e
+        for e in events
+        if e["event_type"] == "isolation.probe" and e["payload"]["workers"] == ["A"]
+    )
+    probe["payload"]["logs"] = {}
+    probe["payload"]["checks"][0]["failing_tests"] = ["tests/test_lib.py::test_old"]
+    rewrite_ledger(repo, events)
+    (run_dir(repo, run_id).parent / "factory_ledger.index.sqlite3").unlink(missing_ok=True)
+    res = replay(repo, run_id)
+    assert res.returncode == 3, res.stdout
+    whats = [d["what"] for d in json.loads(res.stdout)["divergences"]]
+    assert any("isolation.probe failing_tests of tests" in w for w in whats), whats

@@ -149,10 +149,21 @@ def test_a_resume_launches_the_recorded_plan_whatever_plan_json_says(tmp_path: P
     assert divergences(repo, "c1") == []
 
 
-def test_a_forged_blame_in_a_decided_iteration_is_recomputed(tmp_path: Path) -> None:
-    """The blame an iteration's checks carry is what its run's isolation decided: a forger who
-    moves it onto another worker (and rewrites the feedback it compiles to, with its hash) is
-    caught, the feedback alone being recompiled from the forged record."""
+@pytest.mark.parametrize(
+    ("key", "forged", "said", "what"),
+    [
+        ("caused_by", ["A"], "caused by A_worker", "blame"),
+        ("failing_tests", ["tests/x.py::t"], "(other); failing tests: tests/x.py::t;", "tests"),
+        ("rc", 2, "exit 2 (other)", "rc"),
+    ],
+)
+def test_a_forged_check_in_a_decided_iteration_is_recomputed(
+    tmp_path: Path, key: str, forged: object, said: str, what: str
+) -> None:
+    """The checks an iteration's record carries (whom isolation blamed, the failing tests, the
+    exit code) are what its run recorded: a forger who changes one (and rewrites the feedback it
+    compiles to, with its hash) is caught, the feedback alone being recompiled from the
+    forged record."""
     gate = "import pathlib, sys; sys.exit(1 if pathlib.Path('notes/broken').exists() else 0)"
     check = {"name": "no-broken", "argv": ["{python}", "-c", gate], "timeout_s": 60}
     repo = make_crank_repo(tmp_path / "repo", "culprit", checks={"required": [check]})
@@ -173,10 +184,12 @@ def test_a_forged_blame_in_a_decided_iteration_is_recomputed(tmp_path: Path) -> 
         if e["event_type"] == "iteration.decided" and e["payload"]["iteration"] == 1
     )
     (blamed,) = [c for c in decided["payload"]["checks"] if c.get("caused_by")]
-    assert blamed["caused_by"] == ["B"]
-    blamed["caused_by"] = ["A"]
+    assert blamed["caused_by"] == ["B"] and blamed["failing_tests"] == [] and blamed["rc"] == 1
+    blamed[key] = forged
     path = folder(repo, "cul") / "feedback_iter_1.md"
-    text = path.read_text().replace("caused by B_worker", "caused by A_worker")
+    honest = {"blame": "caused by B_worker", "tests": "(other);", "rc": "exit 1 (other)"}[what]
+    assert honest in path.read_text()
+    text = path.read_text().replace(honest, said)
     path.write_text(text)
     compiled = next(
         e
@@ -187,4 +200,4 @@ def test_a_forged_blame_in_a_decided_iteration_is_recomputed(tmp_path: Path) -> 
     rewrite_ledger(repo, events)
     (repo / RUNS_REL / "factory_ledger.index.sqlite3").unlink()  # a cache a forger deletes
     found = divergences(repo, "cul")
-    assert [d for d in found if d.startswith("iteration 1 check no-broken blame")], found
+    assert [d for d in found if d.startswith(f"iteration 1 check no-broken {what}")], found

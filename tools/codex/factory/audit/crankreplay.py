@@ -28,7 +28,7 @@ from tools.codex.factory.infra.writer import sha256_file
 from tools.codex.factory.ledger.store import Event, Filter
 from tools.codex.factory.loop import crank, holdout
 from tools.codex.factory.loop.gates import GateState
-from tools.codex.factory.records.crank import Decision, Iteration, ScenarioResult
+from tools.codex.factory.records.crank import Blame, Decision, Iteration, ScenarioResult
 from tools.codex.factory.records.manifest import Manifest, UnitAttempt
 from tools.codex.factory.run import plans
 from tools.codex.factory.run.context import Context
@@ -80,7 +80,7 @@ def check(
                 out.append(
                     divergence(e.seq, f"iteration {n} inputs", _short(again), _short(recorded))
                 )
-            out += _check_blame(ctx, e)
+            out += _check_checks(ctx, e)
             trajectory.append(recorded)
             if units is not None:
                 decided = units.decide(e, results, gate1, threshold, out)
@@ -277,25 +277,61 @@ def _check_scenarios(
     return results
 
 
-def _check_blame(ctx: Context, e: Event) -> list[Divergence]:
-    """Each check's blame (``caused_by``, ``cause``) must be what its run's recorded
-    ``isolation.decided`` says (the run's own replay recomputes that): the feedback is
-    recompiled from these checks, so a blame moved onto another worker would otherwise pass
-    unseen. A check with neither key was recorded by a release before blame."""
+def _check_checks(ctx: Context, e: Event) -> list[Divergence]:
+    """An iteration's checks must be what its run recorded: each one's name, required, rc and
+    timed_out (and the failing tests, when its ``check.finished`` names them) as in that
+    event, and its blame (``caused_by``, ``cause``) what the run's ``isolation.decided`` says
+    (the run's own replay recomputes both). The feedback is recompiled from these checks, so a
+    change here would otherwise pass unseen. A check with no blame keys was recorded by a
+    release before blame."""
     run_id = str(e.payload["inputs"]["run_id"])
-    found = ctx.ledger.select(Filter(run_id=run_id, event_type="isolation.decided"), 1)
-    blame = convergence.blame(found[-1].payload) if found else {}
     n = int(e.payload["iteration"])
+    # As the crank read them when it decided (a later integration of that run is no part).
+    finished = [
+        f
+        for f in ctx.ledger.select(Filter(run_id=run_id, event_type="check.finished"))
+        if f.seq < e.seq
+    ]
+    found = [
+        f
+        for f in ctx.ledger.select(Filter(run_id=run_id, event_type="isolation.decided"))
+        if f.seq < e.seq
+    ]
+    blame = convergence.blame(found[-1].payload) if found else {}
+    checks = list(e.payload.get("checks", []))
+    if len(checks) != len(finished):
+        return [divergence(e.seq, f"iteration {n} checks", str(len(finished)), str(len(checks)))]
     out: list[Divergence] = []
-    for c in e.payload.get("checks", []):
-        if "caused_by" not in c and "cause" not in c:
-            continue
-        said = blame.get(str(c.get("name")))
-        want = f"{said['caused_by']} {said['cause']!r}" if said else "no blame"
-        now = f"{c.get('caused_by')} {c.get('cause')!r}"
-        if now != want:
-            out.append(divergence(e.seq, f"iteration {n} check {c.get('name')} blame", want, now))
+    for c, ran in zip(checks, finished, strict=True):
+        name = str(ran.payload.get("name"))
+        for key, want in sorted(_recorded(ran.payload, blame.get(name), c).items()):
+            if c.get(key) != want:
+                what = _CHECK_WHAT.get(key, key)
+                out.append(
+                    divergence(e.seq, f"iteration {n} check {name} {what}", want, c.get(key))
+                )
     return out
+
+
+# How a divergence names a field of an iteration's check.
+_CHECK_WHAT = {"caused_by": "blame", "cause": "blame cause", "failing_tests": "tests"}
+
+
+def _recorded(ran: dict[str, Any], said: Blame | None, c: dict[str, Any]) -> dict[str, object]:
+    """The fields of an iteration's check its run's events fix."""
+    failed = ran.get("rc") != 0 or bool(ran.get("timed_out"))
+    want: dict[str, object] = {
+        "name": ran.get("name"),
+        "required": bool(ran.get("required")),
+        "rc": ran.get("rc"),
+        "timed_out": bool(ran.get("timed_out")),
+    }
+    if isinstance(ran.get("failing_tests"), list):
+        want["failing_tests"] = [str(t) for t in ran["failing_tests"]] if failed else []
+    if "caused_by" in c or "cause" in c:
+        want["caused_by"] = said["caused_by"] if said else None
+        want["cause"] = said["cause"] if said else None
+    return want
 
 
 def _tree(ctx: Context, events: Sequence[Event], run_id: str) -> str:

@@ -133,6 +133,16 @@ def test_a_rechained_unit_status_is_recomputed(tmp_path: Path) -> None:
     assert replay.returncode == 3
     assert "iteration 1 unit attempts" in replay.stdout
     assert "iteration 1 unit statuses" in replay.stdout
+    # a feedback file recorded for a unit the manifest has not: one divergence, no traceback
+    fed = next(
+        e for e in events if e["event_type"] == "feedback.compiled" and e["payload"].get("unit")
+    )
+    fed["payload"]["unit"] = "nosuch"
+    rewrite_ledger(repo, events)
+    replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "m2", "--json")
+    assert replay.returncode == 3, replay.stdout + replay.stderr
+    whats = [d["what"] for d in json.loads(replay.stdout)["divergences"]]
+    assert any(w.endswith(" unit") and "feedback_iter_" in w for w in whats), whats
 
 
 def test_the_json_form_makes_the_same_plan(tmp_path: Path) -> None:

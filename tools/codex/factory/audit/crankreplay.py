@@ -98,7 +98,13 @@ def check(
                 )  # fmt: skip
             last = {"decision": decided, "checks": pl["checks"], "refused": pl["refused"]}
         elif e.event_type == "feedback.compiled":
-            if units is not None and last is not None and pl.get("unit"):
+            if units is not None and pl.get("unit") and str(pl["unit"]) not in units.workers:
+                out.append(
+                    divergence(
+                        e.seq, f"{pl['file']} unit", "a unit of the crank's manifest", pl["unit"]
+                    )
+                )
+            elif units is not None and last is not None and pl.get("unit"):
                 theirs = {**last, "refused": units.refused(last, str(pl["unit"]))}
                 mine = units.results(results_of, int(pl["iteration"]), str(pl["unit"]))
                 me = units.workers[str(pl["unit"])]

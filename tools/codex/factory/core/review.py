@@ -680,6 +680,38 @@ class _Module:
     nodes: list[ast.AST]
 
 
+# Fields that hold no node a rule reads: names (str) and the operator singletons (Load,
+# Add, Eq, And, Not), which are childless and carry no line.
+_LEAF_FIELDS = frozenset(
+    {"ctx", "op", "ops", "id", "attr", "arg", "name", "asname", "module", "level", "kind"}
+    | {"type_comment", "is_async", "conversion", "lineno", "col_offset"}
+)
+_OPERATORS = (ast.expr_context, ast.operator, ast.cmpop, ast.boolop, ast.unaryop)
+
+
+@functools.lru_cache(maxsize=256)
+def _child_fields(kind: type) -> tuple[str, ...]:
+    return tuple(f for f in getattr(kind, "_fields", ()) if f not in _LEAF_FIELDS)
+
+
+def _walk(node: ast.AST) -> list[ast.AST]:
+    """The nodes of :func:`ast.walk` (the same breadth-first order) but the operator
+    singletons no rule reads: one loop over a growing list and the fields that can hold a
+    node, where ``ast.walk`` runs two generators over every field of every node."""
+    out = [node]
+    i = 0
+    while i < len(out):
+        cur = out[i]
+        i += 1
+        for name in _child_fields(type(cur)):
+            value = getattr(cur, name, None)
+            if isinstance(value, list):
+                out.extend(x for x in value if isinstance(x, ast.AST))
+            elif isinstance(value, ast.AST) and not isinstance(value, _OPERATORS):
+                out.append(value)
+    return out
+
+
 def _dotted(node: ast.expr) -> str:
     """``pytest.mark.skip`` for ``pytest.mark.skip(...)`` and its attribute chain (a call's
     result is named by what it calls; iterative: chains may be deep)."""
@@ -802,7 +834,7 @@ def _module(lines: Sequence[str] | None) -> _Module | None:
     tree = _parse(lines)
     if tree is None:
         return None
-    nodes = list(ast.walk(tree))
+    nodes = _walk(tree)
     calls, skips = _call_markers(nodes)
     calls.sort()
     aliases = _marker_aliases(tree.body)
@@ -1028,7 +1060,7 @@ def _cases(module: _Module) -> int:
 
 
 def _asserts(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    for node in ast.walk(fn):
+    for node in _walk(fn):
         if isinstance(node, (ast.Assert, ast.Raise)):
             return True
         if isinstance(node, ast.Call):

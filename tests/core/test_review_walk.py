@@ -1,0 +1,34 @@
+"""Gate 0's own tree walk is ast.walk's, less the operator singletons no rule reads."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tools.codex.factory.core import review
+
+ROOT = Path(__file__).resolve().parents[2]
+TRICKY = """
+@pytest.mark.parametrize("x", [pytest.param(1, marks=pytest.mark.skip)])
+async def test_x(x, *a, k: int = 1, **kw) -> None:
+    global g
+    async with a as b, c:
+        [y async for y in z if not y or -y < 2 <= 3]
+    match x:
+        case {"k": [1, *rest]} | Point(x=0) as p if p:
+            raise SkipTest from e
+    try:
+        del x[1:2, ::3]
+    except* (ValueError, TypeError) as e:
+        f"{x!r:>{k}}"
+    lambda q=1: (yield from q)
+"""
+
+
+def test_walk_is_ast_walk_without_operators() -> None:
+    sources = [TRICKY] + [p.read_text() for p in sorted(ROOT.glob("tools/codex/factory/**/*.py"))]
+    for source in sources:
+        tree = ast.parse(source)
+        want = [n for n in ast.walk(tree) if not isinstance(n, review._OPERATORS)]
+        got = review._walk(tree)
+        assert [id(n) for n in got] == [id(n) for n in want]

@@ -856,9 +856,9 @@ def blobs_at(
         small = [o for o, line in zip(oids, sizes, strict=False) if _blob_within(line, o, max_size)]
     if not small:
         return out
-    batch = git(
-        repo, "cat-file", "--batch", input="".join(f"{o}\n" for o in small).encode(), env=env
-    ).stdout
+    # --buffer: one write per full buffer, not one per object (the output is read whole).
+    feed = "".join(f"{o}\n" for o in small).encode()
+    batch = git(repo, "cat-file", "--batch", "--buffer", input=feed, env=env).stdout
     pos = 0
     for oid in small:
         end = batch.index(b"\n", pos)

@@ -292,13 +292,15 @@ def _section(f: patchparse.FileChange) -> Section:
             line = lines[i]
             kind = line[:1]
             if kind == b"+":
-                sec.added.append((new_no, _text(line[1:])))
-                body.append(("+", _text(line[1:])))
+                text = _text(line[1:])
+                sec.added.append((new_no, text))
+                body.append(("+", text))
                 new_no += 1
                 new_left -= 1
             elif kind == b"-":
-                sec.removed.append((old_no, _text(line[1:])))
-                body.append(("-", _text(line[1:])))
+                text = _text(line[1:])
+                sec.removed.append((old_no, text))
+                body.append(("-", text))
                 old_no += 1
                 old_left -= 1
             elif kind == b"\\":

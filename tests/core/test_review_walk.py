@@ -32,3 +32,4 @@ def test_walk_is_ast_walk_without_operators() -> None:
         want = [n for n in ast.walk(tree) if not isinstance(n, review._OPERATORS)]
         got = review._walk(tree)
         assert [id(n) for n in got] == [id(n) for n in want]
+        assert [id(n) for n in review._lazy_walk(tree)] == [id(n) for n in want]

@@ -19,7 +19,7 @@ import ast
 import bisect
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tools.codex.factory.core import patchparse
@@ -700,11 +700,18 @@ def _walk(node: ast.AST) -> list[ast.AST]:
     """The nodes of :func:`ast.walk` (the same breadth-first order) but the operator
     singletons no rule reads: one loop over a growing list and the fields that can hold a
     node, where ``ast.walk`` runs two generators over every field of every node."""
+    return list(_lazy_walk(node))
+
+
+def _lazy_walk(node: ast.AST) -> Iterator[ast.AST]:
+    """:func:`_walk`'s nodes one by one: a search that stops at its first hit reads only
+    the nodes up to it."""
     out = [node]
     i = 0
     while i < len(out):
         cur = out[i]
         i += 1
+        yield cur
         for name in _child_fields(type(cur)):
             value = getattr(cur, name, None)
             if isinstance(value, list):
@@ -1062,7 +1069,7 @@ def _cases(module: _Module) -> int:
 
 
 def _asserts(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    for node in _walk(fn):
+    for node in _lazy_walk(fn):
         if isinstance(node, (ast.Assert, ast.Raise)):
             return True
         if isinstance(node, ast.Call):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tools.codex.factory.core import review
+from tools.codex.factory.core import patchparse, review
 
 ROOT = Path(__file__).resolve().parents[2]
 TRICKY = """
@@ -33,3 +33,18 @@ def test_walk_is_ast_walk_without_operators() -> None:
         got = review._walk(tree)
         assert [id(n) for n in got] == [id(n) for n in want]
         assert [id(n) for n in review._lazy_walk(tree)] == [id(n) for n in want]
+
+
+def test_section_lines_read_as_text_reads_them() -> None:
+    """The inlined line decoding of sections is _text's: CR endings, broken UTF-8, long
+    lines, a non-ASCII first byte."""
+    old = [b"a\r", b"\xc3", b"x" * (review.MAX_LINE + 9), b"\xe2\x82", b"keep"]
+    new = [b"b\r\r", b"\xff\xfe", b"y" * (review.MAX_LINE + 1), b"\xe2\x82", b"keep"]
+    body = b"".join(b"-" + line + b"\n" for line in old[:3])
+    body += b"".join(b"+" + line + b"\n" for line in new[:3])
+    body += b" \xe2\x82\n keep\n"
+    data = b"diff --git a/t.py b/t.py\n--- a/t.py\n+++ b/t.py\n@@ -1,5 +1,5 @@\n" + body
+    (sec,) = review.sections(patchparse.parse(data))
+    assert sec.removed == [(i + 1, review._text(line)) for i, line in enumerate(old[:3])]
+    assert sec.added == [(i + 1, review._text(line)) for i, line in enumerate(new[:3])]
+    assert [t for k, t in sec.hunks[0][2] if k == " "] == [review._text(x) for x in old[3:]]

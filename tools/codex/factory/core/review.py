@@ -266,6 +266,8 @@ def sections(patch: patchparse.Patch) -> list[Section]:
 
 
 def _text(raw: bytes) -> str:
+    """A line as the rules read it (``_section`` inlines it: a line split on b"\n" has no
+    "\n" to strip, and no decoding makes one)."""
     line = raw.decode("utf-8", "replace").rstrip("\n").rstrip("\r")
     return line[:MAX_LINE]
 
@@ -292,13 +294,13 @@ def _section(f: patchparse.FileChange) -> Section:
             line = lines[i]
             kind = line[:1]
             if kind == b"+":
-                text = _text(line[1:])
+                text = line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]  # _text
                 sec.added.append((new_no, text))
                 body.append(("+", text))
                 new_no += 1
                 new_left -= 1
             elif kind == b"-":
-                text = _text(line[1:])
+                text = line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]
                 sec.removed.append((old_no, text))
                 body.append(("-", text))
                 old_no += 1
@@ -306,7 +308,7 @@ def _section(f: patchparse.FileChange) -> Section:
             elif kind == b"\\":
                 pass
             else:
-                body.append((" ", _text(line[1:])))
+                body.append((" ", line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]))
                 old_no += 1
                 new_no += 1
                 old_left -= 1

@@ -693,9 +693,14 @@ _LEAF_FIELDS = frozenset(
 _OPERATORS = (ast.expr_context, ast.operator, ast.cmpop, ast.boolop, ast.unaryop)
 
 
-@functools.lru_cache(maxsize=256)
-def _child_fields(kind: type) -> tuple[str, ...]:
-    return tuple(f for f in getattr(kind, "_fields", ()) if f not in _LEAF_FIELDS)
+_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {}  # per node class: as many as ast has
+
+
+def _child_fields(kind: type[ast.AST]) -> tuple[str, ...]:
+    fields = _FIELDS.get(kind)
+    if fields is None:
+        fields = _FIELDS[kind] = tuple(f for f in kind._fields if f not in _LEAF_FIELDS)
+    return fields
 
 
 def _walk(node: ast.AST) -> list[ast.AST]:
@@ -720,7 +725,6 @@ def _lazy_walk(node: ast.AST) -> Iterator[ast.AST]:
                 out.extend(x for x in value if isinstance(x, ast.AST))
             elif isinstance(value, ast.AST) and not isinstance(value, _OPERATORS):
                 out.append(value)
-    return out
 
 
 def _dotted(node: ast.expr) -> str:

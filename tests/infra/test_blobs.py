@@ -36,3 +36,17 @@ def test_blobs_by_path(tmp_path: Path, named: bool, monkeypatch: pytest.MonkeyPa
     for absent in ("big.txt", "missing.py", "tests", "link.py", "tests/*.py"):
         assert got[absent] is None, absent  # too big, absent, a folder, a link, a pattern
     assert gitops.blobs_at(repo, commit, [], 50) == {}
+
+
+@pytest.mark.parametrize(
+    "var", ["GIT_GLOB_PATHSPECS", "GIT_ICASE_PATHSPECS", "GIT_NOGLOB_PATHSPECS"]
+)
+def test_blobs_literal_whatever_the_environment(
+    tmp_path: Path, var: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's pathspec settings change no path: each is read as it is spelled."""
+    repo = make_repo(tmp_path / "repo", {"tests/Test_a.py": "x = 1\n", "tests/[ab].py": "y\n"})
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    monkeypatch.setenv(var, "1")
+    got = gitops.blobs_at(repo, commit, ["tests/test_a.py", "tests/[ab].py", "tests/a.py"], 50)
+    assert got == {"tests/test_a.py": None, "tests/[ab].py": b"y\n", "tests/a.py": None}

@@ -19,7 +19,7 @@ import ast
 import bisect
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tools.codex.factory.core import patchparse
@@ -266,6 +266,8 @@ def sections(patch: patchparse.Patch) -> list[Section]:
 
 
 def _text(raw: bytes) -> str:
+    """A line as the rules read it (``_section`` inlines it: a line split on b"\n" has no
+    "\n" to strip, and no decoding makes one)."""
     line = raw.decode("utf-8", "replace").rstrip("\n").rstrip("\r")
     return line[:MAX_LINE]
 
@@ -292,19 +294,21 @@ def _section(f: patchparse.FileChange) -> Section:
             line = lines[i]
             kind = line[:1]
             if kind == b"+":
-                sec.added.append((new_no, _text(line[1:])))
-                body.append(("+", _text(line[1:])))
+                text = line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]  # _text
+                sec.added.append((new_no, text))
+                body.append(("+", text))
                 new_no += 1
                 new_left -= 1
             elif kind == b"-":
-                sec.removed.append((old_no, _text(line[1:])))
-                body.append(("-", _text(line[1:])))
+                text = line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]
+                sec.removed.append((old_no, text))
+                body.append(("-", text))
                 old_no += 1
                 old_left -= 1
             elif kind == b"\\":
                 pass
             else:
-                body.append((" ", _text(line[1:])))
+                body.append((" ", line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]))
                 old_no += 1
                 new_no += 1
                 old_left -= 1
@@ -680,6 +684,49 @@ class _Module:
     nodes: list[ast.AST]
 
 
+# Fields that hold no node a rule reads: names (str) and the operator singletons (Load,
+# Add, Eq, And, Not), which are childless and carry no line.
+_LEAF_FIELDS = frozenset(
+    {"ctx", "op", "ops", "id", "attr", "arg", "name", "asname", "module", "level", "kind"}
+    | {"type_comment", "is_async", "conversion", "lineno", "col_offset"}
+)
+_OPERATORS = (ast.expr_context, ast.operator, ast.cmpop, ast.boolop, ast.unaryop)
+
+
+_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {}  # per node class: as many as ast has
+
+
+def _child_fields(kind: type[ast.AST]) -> tuple[str, ...]:
+    fields = _FIELDS.get(kind)
+    if fields is None:
+        fields = _FIELDS[kind] = tuple(f for f in kind._fields if f not in _LEAF_FIELDS)
+    return fields
+
+
+def _walk(node: ast.AST) -> list[ast.AST]:
+    """The nodes of :func:`ast.walk` (the same breadth-first order) but the operator
+    singletons no rule reads: one loop over a growing list and the fields that can hold a
+    node, where ``ast.walk`` runs two generators over every field of every node."""
+    return list(_lazy_walk(node))
+
+
+def _lazy_walk(node: ast.AST) -> Iterator[ast.AST]:
+    """:func:`_walk`'s nodes one by one: a search that stops at its first hit reads only
+    the nodes up to it."""
+    out = [node]
+    i = 0
+    while i < len(out):
+        cur = out[i]
+        i += 1
+        yield cur
+        for name in _child_fields(type(cur)):
+            value = getattr(cur, name, None)
+            if isinstance(value, list):
+                out.extend(x for x in value if isinstance(x, ast.AST))
+            elif isinstance(value, ast.AST) and not isinstance(value, _OPERATORS):
+                out.append(value)
+
+
 def _dotted(node: ast.expr) -> str:
     """``pytest.mark.skip`` for ``pytest.mark.skip(...)`` and its attribute chain (a call's
     result is named by what it calls; iterative: chains may be deep)."""
@@ -802,7 +849,7 @@ def _module(lines: Sequence[str] | None) -> _Module | None:
     tree = _parse(lines)
     if tree is None:
         return None
-    nodes = list(ast.walk(tree))
+    nodes = _walk(tree)
     calls, skips = _call_markers(nodes)
     calls.sort()
     aliases = _marker_aliases(tree.body)
@@ -1028,7 +1075,7 @@ def _cases(module: _Module) -> int:
 
 
 def _asserts(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    for node in ast.walk(fn):
+    for node in _lazy_walk(fn):
         if isinstance(node, (ast.Assert, ast.Raise)):
             return True
         if isinstance(node, ast.Call):

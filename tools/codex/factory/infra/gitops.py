@@ -833,14 +833,18 @@ def blobs_at(
     env = proc.base_env({"GIT_NO_REPLACE_OBJECTS": "1"})
     small: list[str] = []
     oids: dict[str, list[str]] = {}
-    if sum(len(p) + 12 for p in paths) <= PATHSPEC_CHARS:
-        # Few enough to name: ls-tree gives the sizes of those alone.
-        specs = [f":(literal){p}" for p in sorted(wanted)]
-        listing = git(repo, "ls-tree", "-r", "-z", "-l", "--full-tree", commit, "--", *specs)
+    if sum(len(p) + 3 for p in paths) <= PATHSPEC_CHARS:
+        # Few enough to name: ls-tree gives the sizes of those alone. Every pathspec is
+        # literal by the environment, not by a ':(literal)' prefix each: more paths fit.
+        literal = proc.base_env({**_LITERAL, "GIT_NO_REPLACE_OBJECTS": "1"})
+        listing = git(
+            repo, "ls-tree", "-r", "-z", "-l", "--full-tree", commit, "--", *sorted(wanted),
+            env=literal,
+        )  # fmt: skip
         for path, oid, size in _tree_blobs(listing.stdout, wanted, sized=True):
-            oids.setdefault(oid, []).append(path)
-            if 0 <= size <= max_size and oid not in small:
+            if 0 <= size <= max_size and oid not in oids:
                 small.append(oid)
+            oids.setdefault(oid, []).append(path)
     else:
         listing = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit)
         for path, oid, _ in _tree_blobs(listing.stdout, wanted, sized=False):
@@ -852,9 +856,9 @@ def blobs_at(
         small = [o for o, line in zip(oids, sizes, strict=False) if _blob_within(line, o, max_size)]
     if not small:
         return out
-    batch = git(
-        repo, "cat-file", "--batch", input="".join(f"{o}\n" for o in small).encode(), env=env
-    ).stdout
+    # --buffer: one write per full buffer, not one per object (the output is read whole).
+    feed = "".join(f"{o}\n" for o in small).encode()
+    batch = git(repo, "cat-file", "--batch", "--buffer", input=feed, env=env).stdout
     pos = 0
     for oid in small:
         end = batch.index(b"\n", pos)
@@ -867,6 +871,13 @@ def blobs_at(
     return out
 
 
+# Pathspecs matched as the exact paths they spell, whatever the operator's environment says.
+_LITERAL = {
+    "GIT_LITERAL_PATHSPECS": "1",
+    "GIT_GLOB_PATHSPECS": "0",
+    "GIT_NOGLOB_PATHSPECS": "0",
+    "GIT_ICASE_PATHSPECS": "0",
+}
 # How much of a command line the paths of one ls-tree may take (Windows allows 32767
 # characters in all).
 PATHSPEC_CHARS = 16 * 1024

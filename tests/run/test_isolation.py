@@ -76,6 +76,20 @@ def harmless(repo: Path, w: str) -> bytes:
     return make_patch(repo, {f"notes/{w}.txt": f"{w}\n"})
 
 
+def integrated_culprit_a(repo: Path) -> str:
+    """A run whose worker A breaks the suite alone (B is harmless), integrated: its ID."""
+    configure(repo)
+    run_id = run_with(
+        repo,
+        {
+            "A": make_patch(repo, a_test_file("a", "    assert False\n")),
+            "B": harmless(repo, "B"),
+        },
+    )
+    integrate(repo, run_id)
+    return run_id
+
+
 def probes(repo: Path, run_id: str) -> list[dict[str, Any]]:
     return [
         e["payload"]
@@ -228,15 +242,7 @@ def test_isolation_off_keeps_the_plain_verdict(repo: Path) -> None:
 
 
 def test_replay_catches_an_edited_probe_outcome(repo: Path) -> None:
-    configure(repo)
-    run_id = run_with(
-        repo,
-        {
-            "A": make_patch(repo, a_test_file("a", "    assert False\n")),
-            "B": harmless(repo, "B"),
-        },
-    )
-    integrate(repo, run_id)
+    run_id = integrated_culprit_a(repo)
     assert replay(repo, run_id).returncode == 0
     events = ledger_lines(repo)
     probe = next(
@@ -255,15 +261,7 @@ def test_replay_catches_an_edited_probe_outcome(repo: Path) -> None:
 
 
 def test_replay_catches_a_probe_the_search_would_not_ask_for(repo: Path) -> None:
-    configure(repo)
-    run_id = run_with(
-        repo,
-        {
-            "A": make_patch(repo, a_test_file("a", "    assert False\n")),
-            "B": harmless(repo, "B"),
-        },
-    )
-    integrate(repo, run_id)
+    run_id = integrated_culprit_a(repo)
     events = ledger_lines(repo)
     probe = next(
         e
@@ -376,15 +374,7 @@ def test_a_dependent_is_probed_with_its_dependency(repo: Path, declared: bool) -
 def test_replay_recomputes_the_culprits_status_json_names(repo: Path) -> None:
     """STATUS.json's culprits and per-worker verdicts are what isolation.decided decided: a
     status that blames another worker is a divergence of its own, not only a changed hash."""
-    configure(repo)
-    run_id = run_with(
-        repo,
-        {
-            "A": make_patch(repo, a_test_file("a", "    assert False\n")),
-            "B": harmless(repo, "B"),
-        },
-    )
-    integrate(repo, run_id)
+    run_id = integrated_culprit_a(repo)
     assert replay(repo, run_id).returncode == 0
     path = run_dir(repo, run_id) / "Z_integrator" / "STATUS.json"
     doc = read_json(path)
@@ -401,15 +391,7 @@ def test_replay_recomputes_the_culprits_status_json_names(repo: Path) -> None:
 def test_replay_recomputes_a_probes_failing_tests_from_its_logs(repo: Path) -> None:
     """The failing tests a culprit is named with come from its probe's logs: a recorded name
     edited (and rechained) is a divergence, and so is STATUS.json naming other tests."""
-    configure(repo)
-    run_id = run_with(
-        repo,
-        {
-            "A": make_patch(repo, a_test_file("a", "    assert False\n")),
-            "B": harmless(repo, "B"),
-        },
-    )
-    integrate(repo, run_id)
+    run_id = integrated_culprit_a(repo)
     assert replay(repo, run_id).returncode == 0
     events = ledger_lines(repo)
     probe = next(
@@ -466,15 +448,7 @@ def test_a_probes_failing_tests_without_its_logs_recorded_are_no_record(repo: Pa
     """A failed probe check's failing tests stand only on the logs the probe recorded: a probe
     whose log hashes were dropped from its record (names then vouched for by nothing) is a
     divergence, not names taken on trust."""
-    configure(repo)
-    run_id = run_with(
-        repo,
-        {
-            "A": make_patch(repo, a_test_file("a", "    assert False\n")),
-            "B": harmless(repo, "B"),
-        },
-    )
-    integrate(repo, run_id)
+    run_id = integrated_culprit_a(repo)
     events = ledger_lines(repo)
     probe = next(
         e

@@ -50,6 +50,11 @@ answers = spec.get(worker, ['{"findings": []}'])
 answer = answers[min(n, len(answers)) - 1]
 if answer == "SLEEP":
     time.sleep(60)
+if answer == "FIFO":  # swap the log the factory reads its answer from for a FIFO
+    out = pathlib.Path("..", "logs", "stdout")
+    out.unlink()
+    os.mkfifo(out)
+    answer = '{"findings": []}'
 sys.stdout.write(answer)
 """
 CRITICAL = {
@@ -182,6 +187,17 @@ def test_a_malformed_answer_twice_blocks_review_agent_failed(
     assert why in line and "Traceback" not in res.stdout + res.stderr
     assert [a["attempt"] for a in attempts(repo, "A")] == [1, 2]
     assert replay(repo, run_id)[0] == 0
+
+
+def test_an_answer_log_swapped_for_a_fifo_is_no_answer_and_never_hangs(repo: Path) -> None:
+    """The agent's answer is read from its log as a regular file, through no link: a log the
+    agent swapped for a FIFO is refused at once (a plain open would wait forever)."""
+    run_id = agent_run(repo, {"A": ["FIFO"]})
+    code, doc = validate(repo, run_id)
+    assert code == 3
+    [found] = doc["findings"]
+    assert found["rule"] == "review-agent-failed"
+    assert [a["attempt"] for a in attempts(repo, "A")] == [1, 2]
 
 
 def test_an_agent_past_its_time_limit_is_stopped_and_blocks(repo: Path) -> None:

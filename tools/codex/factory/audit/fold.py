@@ -513,20 +513,25 @@ class Fold:
             ev.seq, "bundle.facts", bundle_hash=facts["bundle_hash"], before=before
         )
 
+    def _judged_patch(self, ev: Event, worker: str, sha: str) -> None:
+        """A review of one worker's patch must be about the snapshot its bundle.facts judged."""
+        facts = self.facts.get(worker)
+        judged = facts[0].get("apply_sha256") if facts is not None else None
+        if judged != sha:
+            self.diverge(
+                ev.seq,
+                f"{ev.event_type} patch_sha256 for worker {worker} (the patch its bundle.facts "
+                "judged)",
+                judged,
+                sha,
+            )
+
     def on_review_findings(self, ev: Event) -> None:
         """Gate 0's findings on one worker's patch: they must be about the snapshot its
         bundle.facts judged; replay's disk check recomputes them from those bytes."""
         p = ev.payload
         w = p["worker"]
-        facts = self.facts.get(w)
-        judged = facts[0].get("apply_sha256") if facts is not None else None
-        if judged != p["patch_sha256"]:
-            self.diverge(
-                ev.seq,
-                f"review.findings patch_sha256 for worker {w} (the patch its bundle.facts judged)",
-                judged,
-                p["patch_sha256"],
-            )
+        self._judged_patch(ev, w, str(p["patch_sha256"]))
         self.reviews[w] = (list(p["findings"]), ev.seq)
         self.review_events.append((w, dict(p), ev.seq))
 
@@ -535,15 +540,7 @@ class Fold:
         bundle.facts judged; replay's disk check re-judges its recorded answer."""
         p = cast(AgentAttempt, ev.payload)
         w = p["worker"]
-        facts = self.facts.get(w)
-        judged = facts[0].get("apply_sha256") if facts is not None else None
-        if judged != p["patch_sha256"]:
-            self.diverge(
-                ev.seq,
-                f"review.agent patch_sha256 for worker {w} (the patch its bundle.facts judged)",
-                judged,
-                p["patch_sha256"],
-            )
+        self._judged_patch(ev, w, p["patch_sha256"])
         earlier = self.agent_answers.setdefault(w, [])
         if p["attempt"] != len(earlier) + 1:
             self.diverge(

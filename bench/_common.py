@@ -52,6 +52,22 @@ def load_line() -> str:
     return "machine: " + ("; ".join(parts) or "load unknown")
 
 
+def disk_line(where: Path, files: int = 400) -> str:
+    """How long this disk takes to create a small file (the raw syscalls, no Python around
+    them to speak of): checkouts and exports create many, and some disks are slow at it."""
+    import tempfile
+    import time
+
+    with tempfile.TemporaryDirectory(dir=where, prefix="bench-disk-") as tmp:
+        t = time.perf_counter()
+        for i in range(files):
+            fd = os.open(os.path.join(tmp, f"f{i}"), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)
+            os.write(fd, b"x" * 64)
+            os.close(fd)
+        each = (time.perf_counter() - t) / files
+    return f"disk: creating a small file takes {each * 1e3:.3f} ms here ({files} files in {where})"
+
+
 # -- shared builders for the ledger benchmarks ------------------------------------------------
 
 LEDGER_REL = "tools/codex/runs/factory_ledger.jsonl"

@@ -306,6 +306,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-crank-") as tmp:
         root = Path(tmp)
         repo, plan, ids = build(root, args.workers, args.files)
+        print(_common.disk_line(root))
         os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
         for k, v in _common.git_env().items():
             if k.startswith("GIT_"):

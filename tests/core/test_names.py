@@ -312,6 +312,29 @@ def test_clean_names_have_no_problems(path: str) -> None:
     assert name_problems(path) == []
 
 
+# Parts near the plain shortcut's edges: dots, tildes, device names, lengths around the limit.
+NEAR_PLAIN = st.one_of(
+    st.text(alphabet="aA0_-.~ :Cc", max_size=8),
+    st.sampled_from(["CON", "con.txt", "LPT1", "nul", "COM10", "CONIN$", "git~1", "GIT~1"]).flatmap(
+        lambda d: st.text(alphabet="._-x", max_size=3).map(lambda tail: d + tail)
+    ),
+    st.integers(min_value=250, max_value=260).map(lambda n: "x" * n),
+)
+
+
+@given(NEAR_PLAIN)
+def test_plain_shortcut_never_hides_a_problem(part: str) -> None:
+    """The fast answer for plain names is the full rules' answer."""
+    if names.is_plain(part):
+        assert names._all_part_problems(part, part) == []
+
+
+def test_plain_shortcut_takes_ordinary_names_and_leaves_the_rest() -> None:
+    assert all(names.is_plain(p) for p in ("f0001.txt", "src", "a-b_c.tar.gz", "x" * 255))
+    for part in (".git", "git~1", "CON", "con.txt", "a.", "x" * 256, "a b", "caf\u00e9", ".x"):
+        assert not names.is_plain(part), part
+
+
 # --------------------------------------------------------------------------------------------
 # name_problems: .git and git's special files
 

@@ -251,7 +251,22 @@ def _how_alias(part: str, target: str) -> str:
     return "; ".join(ways)
 
 
+# A name no rule below can apply to: ASCII letters, digits, '_' and '-', with '.' inside
+# (never first: no dot name can alias a git file; never last: Win32 strips it), no '~' (short
+# names), within MAX_NAME. Only the device names are still looked up.
+_PLAIN = re.compile(r"[A-Za-z0-9_-](?:[A-Za-z0-9_.-]{0,253}[A-Za-z0-9_-])?", re.ASCII)
+
+
+def is_plain(part: str) -> bool:
+    """A name :func:`name_problems` never objects to, known without the full rules."""
+    return _PLAIN.fullmatch(part) is not None and _RESERVED.fullmatch(part) is None
+
+
 def _part_problems(path: str, part: str) -> list[NameProblem]:
+    return [] if is_plain(part) else _all_part_problems(path, part)
+
+
+def _all_part_problems(path: str, part: str) -> list[NameProblem]:
     out: list[NameProblem] = []
 
     def add(rule: str, message: str) -> None:

@@ -83,6 +83,7 @@ _DEV_NULL = b"/dev/null"
 # Whitespace as ``bytes.strip`` sees it: a run of blank lines is skipped at once (one class,
 # no group, so the regex engine keeps no state per line).
 _SPACE_RUN = re.compile(rb"[ \t\n\r\x0b\x0c]*")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 class PatchParseError(ValueError):
@@ -292,7 +293,7 @@ def _unquote(s: bytes) -> tuple[bytes, int]:
 def _check_unquoted(name: bytes) -> bytes:
     # git quotes any name holding a control character, so an unquoted one (a stray '\r'
     # from a CRLF mangle, a tab) means the patch was not written by git as it stands.
-    if any(c < 0x20 or c == 0x7F for c in name):
+    if _CONTROL.search(name):
         raise _Bad(f"unquoted path {_show(name)} contains a control character")
     return name
 
@@ -464,6 +465,9 @@ _EXT_PREFIXES: tuple[tuple[bytes, str], ...] = (
     (b"dissimilarity index ", "dissimilarity"),
     (b"index ", "index"),
 )
+_EXT_KEYS = dict(_EXT_PREFIXES)
+# The prefixes are distinct at their start, so at most one alternative matches a line.
+_EXT_START = re.compile(b"|".join(re.escape(p) for p, _ in _EXT_PREFIXES))
 
 
 class _Lines:
@@ -488,9 +492,13 @@ class _Lines:
         return self.starts[i - self.first]
 
     def __getitem__(self, i: int) -> bytes:
-        self._reach(i + 1)
         k = i - self.first
-        return self.data[self.starts[k] : self.starts[k + 1]]
+        starts = self.starts
+        if k < 0 or k + 1 >= len(starts):
+            self._reach(i + 1)
+            k = i - self.first
+            starts = self.starts
+        return self.data[starts[k] : starts[k + 1]]
 
     def skip_blank(self, i: int) -> int:
         """The first line after blank line ``i`` that is not blank (or the end)."""
@@ -503,6 +511,12 @@ class _Lines:
             return i + 1
         self.first, self.starts = i + skipped, [end]
         return self.first
+
+    def jump(self, i: int, start: int, before: int) -> None:
+        """Line ``i`` starts at ``start`` and line ``i - 1`` at ``before`` (a caller walked
+        the bytes to there); only those two are kept."""
+        if i > self.first + len(self.starts) - 1:
+            self.first, self.starts = i - 1, [before, start]
 
     def _reach(self, i: int) -> None:
         if i < self.first:
@@ -531,15 +545,20 @@ class _Parser:
         self.stray: str | None = None
         self.max_files = max_files
         self.begin = 0  # the offset the file section being read starts at
+        self._text_at, self._text = -1, b""
 
     # -- helpers ---------------------------------------------------------------------------
     def text(self, i: int) -> bytes:
-        """Line ``i`` without its line end (``\\n`` or ``\\r\\n``)."""
+        """Line ``i`` without its line end (``\\n`` or ``\\r\\n``); the last one asked is
+        kept (a header line is looked at several times)."""
+        if i == self._text_at:
+            return self._text
         line = self.lines[i]
         if line.endswith(b"\n"):
             line = line[:-1]
         if line.endswith(b"\r"):
             line = line[:-1]
+        self._text_at, self._text = i, line
         return line
 
     def peek(self, i: int) -> bytes | None:
@@ -836,10 +855,11 @@ class _Parser:
         h = _Header()
         while self.i < self.n:
             t = self.text(self.i)
-            found = next(((p, k) for p, k in _EXT_PREFIXES if t.startswith(p)), None)
+            found = _EXT_START.match(t)
             if found is None:
                 break
-            prefix, key = found
+            prefix = found[0]
+            key = _EXT_KEYS[prefix]
             if key in h.seen:
                 raise self.fail(self.i, f"duplicate {_show(prefix.strip())} line")
             h.seen.add(key)
@@ -940,39 +960,63 @@ class _Parser:
         new = 1 if m[4] is None else int(m[4])
         body.counts.append((old, new))
         self.i += 1
-        while old > 0 or new > 0:
-            if self.i >= self.n:
-                raise self.fail(
-                    head,
-                    f"truncated hunk: the patch ends with {old} old and {new} new lines still due",
-                )
-            line = self.lines[self.i]
-            c = line[:1]
-            if c == b" " or line in (b"\n", b"\r\n"):  # an empty line is empty context
-                if old == 0 or new == 0:
-                    raise self.hunk_mismatch(head, "context")
-                old -= 1
-                new -= 1
-                body.context += 1
-            elif c == b"-":
-                if old == 0:
-                    raise self.hunk_mismatch(head, "'-'")
-                old -= 1
-                body.deleted += 1
-            elif c == b"+":
-                if new == 0:
-                    raise self.hunk_mismatch(head, "'+'")
-                new -= 1
-                self.added(body, line)
-            elif c != b"\\":
-                raise self.fail(
-                    self.i,
-                    f"truncated hunk (header at line {head + 1} wants {old} old and {new} new "
-                    f"lines more) but found {_show(self.text(self.i))}",
-                )
-            else:
-                self.marker(body)
-            self.i += 1
+        # The body is walked over the bytes (no per-line slices: most patches are mostly hunk
+        # lines), then the line cursor is moved past it.
+        data, n, i = self.data, self.n, self.i
+        size = len(data)
+        pos = self.lines.start(i)
+        prev = pos
+        context = deleted = 0
+        try:
+            while old > 0 or new > 0:
+                if i >= n:
+                    raise self.fail(
+                        head,
+                        f"truncated hunk: the patch ends with {old} old and {new} new lines "
+                        "still due",
+                    )
+                end = data.find(b"\n", pos)
+                nxt = size if end == -1 else end + 1
+                c = data[pos : pos + 1]
+                if c == b" " or c == b"\n" or (c == b"\r" and nxt - pos == 2 and end != -1):
+                    # an empty line is empty context
+                    if old == 0 or new == 0:
+                        self.i = i
+                        raise self.hunk_mismatch(head, "context")
+                    old -= 1
+                    new -= 1
+                    context += 1
+                elif c == b"-":
+                    if old == 0:
+                        self.i = i
+                        raise self.hunk_mismatch(head, "'-'")
+                    old -= 1
+                    deleted += 1
+                elif c == b"+":
+                    if new == 0:
+                        self.i = i
+                        raise self.hunk_mismatch(head, "'+'")
+                    new -= 1
+                    if body.first_added is None:
+                        body.first_added, body.first_added_at = data[pos:nxt], i
+                    body.added += 1
+                elif c != b"\\":
+                    self.i = i
+                    self.lines.jump(i, pos, prev)
+                    raise self.fail(
+                        i,
+                        f"truncated hunk (header at line {head + 1} wants {old} old and {new} "
+                        f"new lines more) but found {_show(self.text(i))}",
+                    )
+                elif body.first_added_at == i - 1:  # a '\\' marker
+                    body.first_added_cut = True
+                prev, pos = pos, nxt
+                i += 1
+        finally:
+            body.context += context
+            body.deleted += deleted
+        self.i = i
+        self.lines.jump(i, pos, prev)
         while self.i < self.n and self.lines[self.i].startswith(b"\\"):
             self.marker(body)
             self.i += 1

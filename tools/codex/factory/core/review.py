@@ -381,17 +381,24 @@ def _is_test(path: str, globs: tuple[str, ...]) -> bool:
 
 @functools.lru_cache(maxsize=64)
 def _matchers(globs: tuple[str, ...]) -> tuple[Callable[[str], bool], ...]:
-    """One matcher per usable glob (an invalid one, possible only in a forged record,
-    matches nothing): a regular expression where the glob has no class and at most two
-    stars in a segment (linear enough, and many times faster), else the glob matcher."""
+    """Matchers that together match what any usable glob matches (an invalid one, possible
+    only in a forged record, matches nothing): one regular expression for the globs with no
+    class and at most two stars in a segment (linear enough, and many times faster), the
+    glob matcher for each other one."""
     out: list[Callable[[str], bool]] = []
+    fast: list[str] = []
     for glob in globs:
         try:
             compiled = compile_glob(glob)
         except ValueError:
             continue
-        fast = _glob_regex(glob)
-        out.append(compiled.match if fast is None else functools.partial(_full, fast))
+        regex = _glob_regex(glob)
+        if regex is None:
+            out.append(compiled.match)
+        else:
+            fast.append(f"(?:{regex.pattern})")
+    if fast:
+        out.insert(0, functools.partial(_full, re.compile("|".join(fast))))
     return tuple(out)
 
 

@@ -6,6 +6,7 @@ when it is imported and passes it with every git it starts (through :func:`git` 
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import os
@@ -750,42 +751,69 @@ def apply_view(
     (git inflates every hunk into memory of the declared size while reading). A blank patch
     touches nothing and is not shown to git, which would refuse it.
     """
+    with apply_view_started(patch, timeout, max_binary) as view:
+        return view()
+
+
+@contextlib.contextmanager
+def apply_view_started(
+    patch: bytes, timeout: float = 120, max_binary: int = gitbinary.DEFAULT_LIMIT
+) -> Iterator[Callable[[], GitView]]:
+    """:func:`apply_view`, started now: both git readings run (at once) while the caller
+    does its own work, and the function it yields waits for them. Leaving the block waits
+    for both processes and removes their folder, whatever happened."""
     if not patch.strip():
-        return GitView()
+        yield GitView
+        return
     declared = sum(int(m[1]) for m in _BINARY_SIZE.finditer(patch))
     if declared > max_binary:
-        return GitView(error=f"binary hunks declare {declared} bytes, over {max_binary}")
-    with tempfile.TemporaryDirectory(prefix="factory-gitview-") as tmp:
+        yield functools.partial(
+            GitView, error=f"binary hunks declare {declared} bytes, over {max_binary}"
+        )
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="factory-gitview-") as tmp,
+        concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool,
+    ):
         cwd = Path(tmp)
         env = _bare_env(cwd)
-        outputs = []
-        for extra in ((), ("-R",)):
+
+        def read(extra: tuple[str, ...]) -> proc.Result:
             summary = () if extra else ("--summary",)
-            try:
-                res = git(
-                    cwd,
-                    "-c",
-                    "core.quotePath=true",
-                    "apply",
-                    *extra,
-                    "--numstat",
-                    *summary,
-                    "-z",
-                    "-",
-                    input=patch,
-                    check=False,
-                    env=env,
-                    timeout=timeout,
-                )
-            except GitError as exc:
-                if exc.rc is None and "timed out" in str(exc):
-                    return GitView(error=f"git apply took longer than {timeout}s")
-                raise
-            error = _apply_error(res)
-            if error is not None:
-                return GitView(error=error)
-            outputs.append(res.stdout)
-    return read_apply_output(outputs[0], outputs[1])
+            return git(
+                cwd,
+                "-c",
+                "core.quotePath=true",
+                "apply",
+                *extra,
+                "--numstat",
+                *summary,
+                "-z",
+                "-",
+                input=patch,
+                check=False,
+                env=env,
+                timeout=timeout,
+            )
+
+        runs = [pool.submit(read, ()), pool.submit(read, ("-R",))]
+
+        def view() -> GitView:
+            outputs = []
+            for future in runs:
+                try:
+                    res = future.result()
+                except GitError as exc:
+                    if exc.rc is None and "timed out" in str(exc):
+                        return GitView(error=f"git apply took longer than {timeout}s")
+                    raise
+                error = _apply_error(res)
+                if error is not None:
+                    return GitView(error=error)
+                outputs.append(res.stdout)
+            return read_apply_output(outputs[0], outputs[1])
+
+        yield view
 
 
 def object_format(repo: Path) -> str:

@@ -17,6 +17,7 @@ only within its line and file-section limits.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -585,20 +586,27 @@ def gather_facts(
         facts["apply_sha256"] = (
             store(applied) if store is not None else hashlib.sha256(applied).hexdigest()
         )
-        try:
-            patch = patchparse.parse(applied, limits.max_patch_lines, limits.max_patch_files)
-        except patchparse.PatchLimitError as exc:
-            unread = "not read" if exc.rule == "patch-too-many-lines" else "not read further"
-            limit_problems.append(["DIFF.patch", exc.rule, f"{exc}; {unread}"])
-        except patchparse.PatchParseError as exc:
-            facts["patch_error"] = clip(str(exc), text)
-        else:
-            if patch.stray is not None:
-                # Only when present: facts recorded by earlier releases have no such key.
-                facts["stray_text"] = clip(patch.stray, text)
-            _patch_facts(facts, caps, patch, applied, git, base)
-            if on_patch is not None:
-                on_patch(patch)
+        # git reads the same bytes (on other cores) while we parse them.
+        viewing = (
+            gitops.apply_view_started(applied, max_binary=limits.max_file_bytes)
+            if git is not None
+            else contextlib.nullcontext(None)
+        )
+        with viewing as view:
+            try:
+                patch = patchparse.parse(applied, limits.max_patch_lines, limits.max_patch_files)
+            except patchparse.PatchLimitError as exc:
+                unread = "not read" if exc.rule == "patch-too-many-lines" else "not read further"
+                limit_problems.append(["DIFF.patch", exc.rule, f"{exc}; {unread}"])
+            except patchparse.PatchParseError as exc:
+                facts["patch_error"] = clip(str(exc), text)
+            else:
+                if patch.stray is not None:
+                    # Only when present: facts recorded by earlier releases have no such key.
+                    facts["stray_text"] = clip(patch.stray, text)
+                _patch_facts(facts, caps, patch, applied, git, base, view)
+                if on_patch is not None:
+                    on_patch(patch)
     deleted = set(facts["deleted"])
     aliases, clashes = base.clashes(facts["added"], deleted)
     facts["base_case_variants"] = aliases
@@ -688,8 +696,10 @@ def _patch_facts(
     applied: bytes,
     git: GitSide | None,
     base: BaseTree,
+    view: Callable[[], gitview.GitView] | None,
 ) -> None:
-    """The facts DIFF.patch gives, each list within the caps."""
+    """The facts DIFF.patch gives, each list within the caps; ``view`` waits for git's
+    reading of the same bytes (given with ``git``)."""
     limits = caps.limits
     text = limits.max_text_chars
     where = "DIFF.patch"
@@ -732,10 +742,8 @@ def _patch_facts(
         )
     )
     if git is not None:
-        views = gitview.compare_views(
-            patchparse.git_view(patch),
-            gitops.apply_view(applied, max_binary=limits.max_file_bytes),
-        )
+        assert view is not None
+        views = gitview.compare_views(patchparse.git_view(patch), view())
         facts["patch_disagreements"] = caps.texts(views, f"{where} (disagreements with git)")
         facts["binary_checks"] = caps.rows(
             binary_checks(patch, git, limits), f"{where} (binary sections)"

@@ -340,7 +340,10 @@ def honours_attr_source() -> bool:
 _PROBE_KEEP = frozenset({"GIT_CONFIG_NOSYSTEM", "GIT_EXEC_PATH"})
 
 
-def diff_cached(sandbox: Path, commit: str) -> bytes:
+def diff_cached(sandbox: Path, commit: str, *pathspecs: str) -> bytes:
+    """The sandbox index against ``commit`` as a patch, with fixed options (see DIFF_ARGS);
+    ``pathspecs`` (literal) limit it to those paths and what is under them."""
+    env = {**_own_env(sandbox), **_LITERAL} if pathspecs else _own_env(sandbox)
     return git(
         sandbox,
         *DIFF_ARGS,
@@ -354,26 +357,96 @@ def diff_cached(sandbox: Path, commit: str) -> bytes:
         "--no-textconv",
         commit,
         "--",
-        env=_own_env(sandbox),
+        *pathspecs,
+        env=env,
     ).stdout
 
 
-def changed_cached(sandbox: Path, commit: str) -> list[str]:
-    """Sorted paths the sandbox index changes against ``commit``: every name diff_cached's
-    sections carry (a rename's two names are a deletion and an addition here), read by git
-    from the index and the tree, not by parsing the diff again."""
+def _name_status(sandbox: Path, commit: str) -> list[tuple[bytes, bytes]]:
+    """(status letter, path) of each path the index changes against ``commit``, no renames."""
     out = git(
         sandbox,
         "diff",
         "--cached",
-        "--name-only",
+        "--name-status",
         "--no-renames",
         "-z",
         commit,
         "--",
         env=_own_env(sandbox),
     ).stdout
-    return sorted({p for p in out.decode("utf-8", "surrogateescape").split("\0") if p})
+    fields = out.split(b"\0")
+    return [(fields[i][:1], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
+
+
+# Below this many changed paths one `git diff` is as quick as two.
+SPLIT_DIFF_MIN = 512
+
+
+def merged_diff(sandbox: Path, commit: str) -> tuple[bytes, list[str]]:
+    """:func:`diff_cached`, and the sorted paths the index changes against ``commit`` (every
+    name its sections carry; a rename's two names are a deletion and an addition here), read
+    by git from the index and the tree, not by parsing the diff again.
+
+    The diff is taken by two git processes at once where that gives the same bytes.
+
+    git writes a diff's sections in path order, each from its own file's two sides unless
+    it pairs a deletion with an addition (-M). So when nothing was both deleted and added,
+    and no path changed type (two sections), the diff of an early range of paths followed
+    by that of the rest is the whole diff. The ranges are whole folders (literal pathspecs,
+    no two alike but for case), and the halves must hold one section per changed path, or
+    the single diff is taken instead.
+    """
+    entries = _name_status(sandbox, commit)
+    changed = sorted({p.decode("utf-8", "surrogateescape") for _, p in entries})
+    halves = _split(entries)
+    if halves is None:
+        return diff_cached(sandbox, commit), changed
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        parts = list(pool.map(lambda specs: diff_cached(sandbox, commit, *specs), halves))
+    joined = b"".join(parts)
+    if _sections(joined) != len(entries):
+        return diff_cached(sandbox, commit), changed
+    return joined, changed
+
+
+def _sections(patch: bytes) -> int:
+    """The ``diff --git`` headers of a patch git wrote (content lines start with ' ', '+',
+    '-' or '\\'; base85 lines hold no space)."""
+    return patch.count(b"\ndiff --git ") + patch.startswith(b"diff --git ")
+
+
+def _split(entries: list[tuple[bytes, bytes]]) -> tuple[list[str], list[str]] | None:
+    """Two lists of folder pathspecs that cover ``entries`` in two ranges of path order,
+    or None where one diff must be taken whole."""
+    if len(entries) < SPLIT_DIFF_MIN:
+        return None
+    kinds = {status for status, _ in entries}
+    if not kinds <= {b"A", b"M", b"D"} or {b"A", b"D"} <= kinds:
+        return None
+    paths = sorted(p for _, p in entries)  # git's order: the bytes
+    for depth in range(1, 9):
+        groups: list[tuple[bytes, int]] = []  # (folder, paths under it), in path order
+        for path in paths:
+            head = b"/".join(path.split(b"/")[:depth])
+            if groups and groups[-1][0] == head:
+                groups[-1] = (head, groups[-1][1] + 1)
+            else:
+                groups.append((head, 1))
+        if len(groups) >= 2:
+            break
+    else:
+        return None
+    names = [g.decode("utf-8", "surrogateescape") for g, _ in groups]
+    if len({n.casefold() for n in names}) != len(names) or sum(map(len, names)) > PATHSPEC_CHARS:
+        return None
+    total, running, cut = len(paths), 0, 1
+    for i, (_, count) in enumerate(groups[:-1]):
+        running += count
+        cut = i + 1
+        if 2 * running >= total:
+            break
+    return names[:cut], names[cut:]
 
 
 # -- worktrees (real workers) -------------------------------------------------------------------

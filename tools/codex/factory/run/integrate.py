@@ -360,9 +360,8 @@ def integrate(run: RunHandle) -> StageResult:
         init_sandbox(run, sandbox, inside)
         applied = apply_in_order(run, sandbox, stage(order))
         data["applied"] = [a["worker"] for a in applied if a["ok"]]
-        merged = gitops.diff_cached(sandbox, commit)
+        merged, data["files_changed"] = gitops.merged_diff(sandbox, commit)
         writer.write(f"{Z_DIR}/DIFF.patch", merged)
-        data["files_changed"] = gitops.changed_cached(sandbox, commit)
         writer.write(
             f"{Z_DIR}/FILES_CHANGED.json",
             jsonio.pretty(

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.repos import git, make_repo
@@ -761,6 +761,10 @@ def test_hunk_byte_walk_reads_as_line_by_line(
     )
 
 
+SECTION_PAIR = (
+    b"diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n"
+    b"--- a/p\n+++ b/p\n@@ -1 +1 @@\n-a\n+b\n"
+)
 _LINK_LINE = st.sampled_from(
     [b"+t\n", b"+t", b"+t\r\n", b"-o\n", b"\\ No newline at end of file\n", b"\\\n", b"\n"]
 )
@@ -809,3 +813,18 @@ def test_extended_header_prefix_is_the_first_that_starts_the_line(line: bytes) -
 def test_control_bytes_are_those_below_space_and_del(name: bytes) -> None:
     has = any(c < 0x20 or c == 0x7F for c in name)
     assert (patchparse._CONTROL.search(name) is not None) == has
+
+
+@settings(
+    derandomize=True, max_examples=400, deadline=None, suppress_health_check=list(HealthCheck)
+)
+@given(_mangled_patch(), st.one_of(st.none(), st.integers(0, 40)), st.integers(0, 3))
+@example(SECTION_PAIR, None, 1)  # a plain section after a git one is the second
+def test_a_patch_refused_on_a_limit_was_known_to_be_at_risk(
+    data: bytes, max_lines: int | None, files: int
+) -> None:
+    """Validation shows git early only patches ``may_exceed`` clears: parse never refuses one
+    of those on a limit."""
+    max_files = files or None
+    refused = _outcome(patchparse._Parser(data, max_files), max_lines)[0] == "limit"
+    assert not refused or patchparse.may_exceed(data, max_lines, max_files)

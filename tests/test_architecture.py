@@ -448,8 +448,6 @@ USED_BY_TESTS_ONLY = {
     "infra/gitops.py ATTR_SOURCE_VERSION": "the git release GIT_ATTR_SOURCE came with (the probe's test)",
     "core/symptoms.py CLASSES": "pure: the symptom classes feedback counts",
     "core/manifest.py unit_of": "pure: the unit a worker runs (the crank wires it next)",
-    "infra/gitops.py apply_view": "git's reading of a patch in one call (validation starts it "
-    "early with apply_view_started)",
 }
 
 

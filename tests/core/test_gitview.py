@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import zlib
 from pathlib import Path
 
@@ -693,3 +694,27 @@ def test_apply_view_bounds_what_git_would_inflate() -> None:
     assert gitops.apply_view(small, max_binary=0).sections == (GitSection("x", "x", None, None),)
     slow = gitops.apply_view(small, timeout=1e-6)
     assert slow.error is not None and "longer than" in slow.error
+
+
+@pytest.mark.skipif(os.name == "nt", reason="lists child processes with ps")
+def test_a_caller_failing_while_git_reads_leaves_no_git_and_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git reads the patch while the caller parses it: whatever the caller raises, both gits
+    are reaped and their folder removed before the error goes on."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    patch = b"diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n" * 2000
+    threads = threading.active_count()
+    with pytest.raises(RuntimeError, match="parser bug"), gitops.apply_view_started(patch):
+        raise RuntimeError("parser bug")
+    assert threading.active_count() == threads  # the readers are done, not left behind
+    ps = subprocess.run(
+        ["ps", "-o", "comm=", "--ppid", str(os.getpid())], capture_output=True, text=True
+    )
+    assert "git" not in ps.stdout.split()
+    assert list(tmp_path.iterdir()) == []
+    with gitops.apply_view_started(patch, timeout=1e-6) as view:
+        assert view().error == "git apply took longer than 1e-06s"
+    assert list(tmp_path.iterdir()) == []

@@ -8,10 +8,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.repos import git, make_repo
+from tools.codex.factory.core import patchparse
 from tools.codex.factory.core.patchparse import FileChange, Patch, PatchParseError, parse
 
 BASE = {
@@ -623,3 +624,207 @@ def test_random_real_patches_match_git(
         else:
             assert parse(data.replace(b"\n", b"\r\n")).touched() == patch.touched()
         assert b"".join(f.raw for f in patch.files) == data
+
+
+# --------------------------------------------------------------------------------------------
+# The byte walk over hunk bodies reads exactly as the line-by-line reading it replaced (kept
+# here as the oracle: each body line sliced through ``_Lines``, no cached text, no jumps).
+
+
+class _EveryLine(patchparse._Lines):
+    def __getitem__(self, i: int) -> bytes:
+        self._reach(i + 1)
+        k = i - self.first
+        return self.data[self.starts[k] : self.starts[k + 1]]
+
+
+class _LineByLine(patchparse._Parser):
+    def __init__(self, data: bytes, max_files: int | None = None) -> None:
+        super().__init__(data, max_files)
+        self.lines = _EveryLine(data)
+
+    def text(self, i: int) -> bytes:
+        line = self.lines[i]
+        line = line[:-1] if line.endswith(b"\n") else line
+        return line[:-1] if line.endswith(b"\r") else line
+
+    def hunk(self, body: patchparse._Body) -> None:
+        head = self.i
+        m = patchparse._HUNK.fullmatch(self.text(head))
+        if m is None:
+            raise self.fail(head, f"malformed hunk header {patchparse._show(self.text(head))}")
+        old = 1 if m[2] is None else int(m[2])
+        new = 1 if m[4] is None else int(m[4])
+        body.counts.append((old, new))
+        self.i += 1
+        while old > 0 or new > 0:
+            if self.i >= self.n:
+                raise self.fail(
+                    head,
+                    f"truncated hunk: the patch ends with {old} old and {new} new lines still due",
+                )
+            line = self.lines[self.i]
+            c = line[:1]
+            if c == b" " or line in (b"\n", b"\r\n"):
+                if old == 0 or new == 0:
+                    raise self.hunk_mismatch(head, "context")
+                old, new, body.context = old - 1, new - 1, body.context + 1
+            elif c == b"-":
+                if old == 0:
+                    raise self.hunk_mismatch(head, "'-'")
+                old, body.deleted = old - 1, body.deleted + 1
+            elif c == b"+":
+                if new == 0:
+                    raise self.hunk_mismatch(head, "'+'")
+                new -= 1
+                self.added(body, line)
+            elif c != b"\\":
+                raise self.fail(
+                    self.i,
+                    f"truncated hunk (header at line {head + 1} wants {old} old and {new} "
+                    f"new lines more) but found {patchparse._show(self.text(self.i))}",
+                )
+            else:
+                self.marker(body)
+            self.i += 1
+        while self.i < self.n and self.lines[self.i].startswith(b"\\"):
+            self.marker(body)
+            self.i += 1
+
+
+def _outcome(parser: patchparse._Parser, max_lines: int | None) -> object:
+    try:
+        patch = parser.run(max_lines)
+    except patchparse.PatchLimitError as exc:
+        return ("limit", exc.line, exc.rule, str(exc))
+    except PatchParseError as exc:
+        return ("error", exc.line, str(exc))
+    return ("read", patch.files, patch.stray)
+
+
+_BODY_LINE = st.sampled_from(
+    [b" c\n", b"-d\n", b"+a\n", b"\n", b"\r\n", b"\r", b"\\ No newline at end of file\n",
+     b"+a\r\n", b" c\r\n", b"-d", b"+a", b"x\n", b"@@ -1 +1 @@\n", b"\r\r\n", b"+\n", b"\\\n"]
+)  # fmt: skip
+_SECTION_HEAD = st.sampled_from(
+    [b"diff --git a/f b/f\n--- a/f\n+++ b/f\n",
+     b"diff --git a/f b/f\nindex 1234567..89abcde 100644\n--- a/f\n+++ b/f\n",
+     b"diff --git a/l b/l\nnew file mode 120000\n--- /dev/null\n+++ b/l\n",
+     b"diff --git a/d b/d\ndeleted file mode 100644\n--- a/d\n+++ /dev/null\n",
+     b"--- a/p\n+++ b/p\n",
+     b"diff --git a/f b/g\nsimilarity index 90%\nrename from f\nrename to g\n--- a/f\n+++ b/g\n"]
+)  # fmt: skip
+_SECTION_TAIL = st.sampled_from(
+    [b"", b"\n\n\n", b"-- \n2.40.0\n", b"GIT binary patch\nliteral 0\nHcmV?d00001\n\n",
+     b"Binary files a/f and b/f differ\n", b"From abc Mon Sep 17 00:00:00 2001\n", b"junk\n"]
+)  # fmt: skip
+
+
+@st.composite
+def _hunk_text(draw: st.DrawFn) -> bytes:
+    old, new = draw(st.integers(0, 4)), draw(st.integers(0, 4))
+    olds = draw(st.sampled_from([f"-1,{old}", "-1" if old == 1 else f"-0,{old}"]))
+    news = draw(st.sampled_from([f"+1,{new}", "+1" if new == 1 else f"+0,{new}"]))
+    end = draw(st.sampled_from([b"\n", b"\r\n"]))
+    return f"@@ {olds} {news} @@".encode() + end + b"".join(draw(st.lists(_BODY_LINE, max_size=12)))
+
+
+@st.composite
+def _mangled_patch(draw: st.DrawFn) -> bytes:
+    parts: list[bytes] = []
+    for _ in range(draw(st.integers(1, 3))):
+        parts += [draw(_SECTION_HEAD), *draw(st.lists(_hunk_text(), max_size=3))]
+        parts.append(draw(_SECTION_TAIL))
+    data = b"".join(parts)
+    if draw(st.booleans()):
+        data = data.replace(b"\n", b"\r\n")
+    for _ in range(draw(st.integers(0, 2))):  # cut, insert, delete a byte, join two lines
+        at, how = draw(st.integers(0, len(data))), draw(st.integers(0, 3))
+        extra = draw(st.sampled_from([b"\n", b"\r", b" ", b"+", b"-", b"\\", b"\n" * 20]))
+        data = [data[:at], data[:at] + extra + data[at:], data[:at] + data[at + 1 :],
+                data[:at] + data[at:].replace(b"\n", b"", 1)][how]  # fmt: skip
+    return data
+
+
+@settings(
+    derandomize=True, max_examples=600, deadline=None, suppress_health_check=list(HealthCheck)
+)
+@given(_mangled_patch(), st.one_of(st.none(), st.integers(0, 40)), st.integers(0, 3))
+def test_hunk_byte_walk_reads_as_line_by_line(
+    data: bytes, max_lines: int | None, files: int
+) -> None:
+    """Same files, counts, errors and line numbers on any bytes: CR/CRLF, no final newline,
+    '\\' markers, empty context lines, truncated hunks, counts of 0, binary after hunks."""
+    max_files = files or None
+    assert _outcome(patchparse._Parser(data, max_files), max_lines) == _outcome(
+        _LineByLine(data, max_files), max_lines
+    )
+
+
+SECTION_PAIR = (
+    b"diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n"
+    b"--- a/p\n+++ b/p\n@@ -1 +1 @@\n-a\n+b\n"
+)
+_LINK_LINE = st.sampled_from(
+    [b"+t\n", b"+t", b"+t\r\n", b"-o\n", b"\\ No newline at end of file\n", b"\\\n", b"\n"]
+)
+
+
+@settings(
+    derandomize=True, max_examples=300, deadline=None, suppress_health_check=list(HealthCheck)
+)
+@given(
+    st.sampled_from(["-0,0 +1", "-1 +1", "-1 +1,2", "-0,0 +1,0"]), st.lists(_LINK_LINE, max_size=5)
+)
+def test_link_target_byte_walk_reads_as_line_by_line(counts: str, lines: list[bytes]) -> None:
+    """The first '+' line and a '\\' marker right after it (a link's target) read the same."""
+    mode = (
+        b"new file mode 120000\n--- /dev/null"
+        if counts.startswith("-0")
+        else b"index 1234567..89abcde 120000\n--- a/l"
+    )
+    data = (
+        b"diff --git a/l b/l\n"
+        + mode
+        + b"\n+++ b/l\n@@ "
+        + counts.encode()
+        + b" @@\n"
+        + b"".join(lines)
+    )
+    assert _outcome(patchparse._Parser(data), None) == _outcome(_LineByLine(data), None)
+
+
+@pytest.mark.parametrize("tail", [b"", b"+x\n", b"bad\n", b"\\ a\n\\ b\n", b" c\n"])
+def test_a_huge_hunk_reads_as_line_by_line(tail: bytes) -> None:
+    body = b"".join(b" c%d\n" % i for i in range(3000))
+    head = b"diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -1,3000 +1,3001 @@\n"
+    for data in (head + body + tail, head + body[:-1], head + body + tail + head + b"+y\n"):
+        assert _outcome(patchparse._Parser(data), None) == _outcome(_LineByLine(data), None)
+
+
+@given(st.binary(max_size=30).flatmap(lambda b: st.sampled_from([b, b"index " + b, b"new " + b])))
+def test_extended_header_prefix_is_the_first_that_starts_the_line(line: bytes) -> None:
+    first = next((p for p, _ in patchparse._EXT_PREFIXES if line.startswith(p)), None)
+    found = patchparse._EXT_START.match(line)
+    assert (None if found is None else found[0]) == first
+
+
+@given(st.binary(max_size=20))
+def test_control_bytes_are_those_below_space_and_del(name: bytes) -> None:
+    has = any(c < 0x20 or c == 0x7F for c in name)
+    assert (patchparse._CONTROL.search(name) is not None) == has
+
+
+@settings(
+    derandomize=True, max_examples=400, deadline=None, suppress_health_check=list(HealthCheck)
+)
+@given(_mangled_patch(), st.one_of(st.none(), st.integers(0, 40)), st.integers(0, 3))
+@example(SECTION_PAIR, None, 1)  # a plain section after a git one is the second
+def test_a_patch_refused_on_a_limit_was_known_to_be_at_risk(
+    data: bytes, max_lines: int | None, files: int
+) -> None:
+    """Validation shows git early only patches ``may_exceed`` clears: parse never refuses one
+    of those on a limit."""
+    max_files = files or None
+    refused = _outcome(patchparse._Parser(data, max_files), max_lines)[0] == "limit"
+    assert not refused or patchparse.may_exceed(data, max_lines, max_files)

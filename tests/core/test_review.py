@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tests.support.factory import make_patch
 from tests.support.repos import make_repo
 from tools.codex.factory.core import patchparse, review
+from tools.codex.factory.core.globs import validate_glob
 from tools.codex.factory.records.validation import ReviewFinding, ReviewSettings
 
 _count = itertools.count()
@@ -767,6 +768,36 @@ def test_test_globs_match_as_scope_globs_do(globs: list[str], path: str) -> None
     assert review.is_test(path, conf) == (match_any(path, globs) is not None)
 
 
+_any_seg = st.text(st.sampled_from("ab.*?_[]!^-+()$|{}"), min_size=1, max_size=6)
+_any_glob = st.tuples(
+    st.lists(st.one_of(_any_seg, st.just("**")), min_size=1, max_size=5).map("/".join),
+    st.sampled_from(["", "/"]),
+).map("".join)
+_any_path = st.lists(
+    st.text(st.sampled_from("ab._+()$|{}[]!^-*?\n"), min_size=1, max_size=5), min_size=1, max_size=6
+).map("/".join)
+
+
+def _usable(glob: str) -> bool:
+    try:
+        validate_glob(glob)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(derandomize=True, max_examples=1500, suppress_health_check=list(HealthCheck))
+@given(st.lists(_any_glob, min_size=1, max_size=4), _any_path)
+def test_test_globs_of_every_shape_match_as_scope_globs_do(globs: list[str], path: str) -> None:
+    """Classes, regex metacharacters, trailing '/', many '**', invalid globs among them: the
+    combined fast matcher says what the scope-glob matcher says of the usable ones."""
+    from tools.codex.factory.core.globs import match_any
+
+    usable = [g for g in globs if _usable(g)]
+    conf = review.settings_of(True, {}, globs, [], [])
+    assert review.is_test(path, conf) == (match_any(path, usable) is not None)
+
+
 def test_default_test_globs_match_as_scope_globs_do() -> None:
     from tools.codex.factory.core.globs import match_any
 
@@ -774,6 +805,17 @@ def test_default_test_globs_match_as_scope_globs_do() -> None:
                  "web/__tests__/a.ts", "conftest.py", "x.spec.tsx", "tests", "a/src/test/B.java"]:  # fmt: skip
         conf = default_settings()
         assert review.is_test(path, conf) == (match_any(path, conf["test_globs"]) is not None)
+
+
+def test_a_test_glob_of_many_double_stars_is_matched_in_linear_time() -> None:
+    """A regular expression backtracks a power of the path's segments per '**': such a glob
+    against a worker's deep path (within max_path_chars) goes to the glob matcher."""
+    glob = "**/src/**/test/**/lib/**/x.py"
+    path = "src/test/lib/" * 300 + "y.py"
+    conf = review.settings_of(True, {}, [glob], [], [])
+    start = time.monotonic()
+    assert not review.is_test(path, conf) and review.is_test(path[:-4] + "x.py", conf)
+    assert time.monotonic() - start < 2
 
 
 def test_an_invalid_glob_in_a_record_matches_nothing() -> None:

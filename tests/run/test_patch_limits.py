@@ -3,6 +3,8 @@ a limit finding (never a hang), and below them the parser keeps only what its se
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 import tracemalloc
 from pathlib import Path
@@ -82,6 +84,45 @@ def test_too_many_file_sections_or_listed_paths_are_limit_findings(repo: Path) -
     assert "5 paths listed: over the limit of 4" in messages[1]
     res = run_cli("--repo", str(repo), "--now", PINNED, "ledger-replay", "--run-id", run_id)
     assert res.returncode == 0, res.stdout
+
+
+def git_readings_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A POSIX wrapper in front of the real git that notes each `git apply --numstat` (git's
+    reading of a patch) in the file it returns."""
+    real_git = shutil.which("git")
+    assert real_git is not None
+    bin_dir, log = tmp_path / "bin", tmp_path / "readings.log"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "git"
+    wrapper.write_text(
+        f'#!/bin/sh\ncase " $* " in *" apply "*"--numstat "*) echo "read $*" >> "{log}";; esac\n'
+        f'exec "{real_git}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir) + os.pathsep + os.environ["PATH"])
+    return log
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a POSIX shell wrapper stands in for git")
+def test_git_never_reads_a_patch_over_the_limits(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limits bound git's work too: a hostile patch of a million tiny sections would hold
+    git (twice, at once) in far more memory than the limits allow us."""
+    log = git_readings_logged(tmp_path, monkeypatch)
+    three = make_patch(repo, {"src/app.py": "v\n", "src/b.py": "b\n", "src/c.py": "c\n"})
+    for patch, rule in ((three, "files"), (SECTION + b"\n" * 100, "lines")):
+        run_id = launch_dry(repo, "--workers", "A")
+        set_bundle(repo, run_id, "A", patch, ["src/app.py"] if rule == "lines" else None)
+        code, doc = validate(repo, run_id)
+        assert (code, rules_of(doc)) == (3, [("DIFF.patch", f"patch-too-many-{rule}")])
+    assert not log.exists(), log.read_text()
+    run_id = launch_dry(repo, "--workers", "A")
+    set_bundle(repo, run_id, "A", make_patch(repo, {"src/app.py": "v\n", "src/b.py": "b\n"}))
+    assert validate(repo, run_id)[0] == 0
+    assert [r.split()[-2:] for r in log.read_text().splitlines()] == [["-z", "-"]] * 2, (
+        log.read_text()
+    )
 
 
 def test_an_import_over_the_limits_is_a_usage_error(repo: Path, tmp_path: Path) -> None:

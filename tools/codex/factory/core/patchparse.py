@@ -190,6 +190,19 @@ def parse(data: bytes, max_lines: int | None = None, max_files: int | None = Non
     return _Parser(data, max_files).run(max_lines)
 
 
+def may_exceed(data: bytes, max_lines: int | None, max_files: int | None) -> bool:
+    """Whether :func:`parse` may refuse ``data`` on a limit, from counts alone: its lines, and
+    the lines that could start a file section (at least as many as the sections). Such a
+    patch is not shown to git before we read it: the limits bound our work, not git's."""
+    if max_lines is not None and _Lines(data).count > max_lines:
+        return True
+    if max_files is None:
+        return False
+    heads = (b"diff --git ", b"--- ")
+    starts = data.startswith(heads) + sum(data.count(b"\n" + h) for h in heads)
+    return starts > max_files
+
+
 def git_view(patch: Patch) -> GitView:
     """What ``git apply --numstat --summary -z`` (and ``-R --numstat -z``) would print if git
     read the patch as we did: compare it with ``gitops.apply_view`` of the same bytes.

@@ -586,10 +586,15 @@ def gather_facts(
         facts["apply_sha256"] = (
             store(applied) if store is not None else hashlib.sha256(applied).hexdigest()
         )
-        # git reads the same bytes (on other cores) while we parse them.
+        # git reads the same bytes (on other cores) while we parse them, unless the patch may
+        # be over a limit: then git reads it only once we have (a million tiny sections would
+        # hold two gits in gigabytes).
+        early = git is not None and not patchparse.may_exceed(
+            applied, limits.max_patch_lines, limits.max_patch_files
+        )
         viewing = (
             gitops.apply_view_started(applied, max_binary=limits.max_file_bytes)
-            if git is not None
+            if early
             else contextlib.nullcontext(None)
         )
         with viewing as view:
@@ -699,7 +704,7 @@ def _patch_facts(
     view: Callable[[], gitview.GitView] | None,
 ) -> None:
     """The facts DIFF.patch gives, each list within the caps; ``view`` waits for git's
-    reading of the same bytes (given with ``git``)."""
+    reading of the same bytes when it was started early (else git reads them now)."""
     limits = caps.limits
     text = limits.max_text_chars
     where = "DIFF.patch"
@@ -742,8 +747,12 @@ def _patch_facts(
         )
     )
     if git is not None:
-        assert view is not None
-        views = gitview.compare_views(patchparse.git_view(patch), view())
+        gits = (
+            view()
+            if view is not None
+            else gitops.apply_view(applied, max_binary=limits.max_file_bytes)
+        )
+        views = gitview.compare_views(patchparse.git_view(patch), gits)
         facts["patch_disagreements"] = caps.texts(views, f"{where} (disagreements with git)")
         facts["binary_checks"] = caps.rows(
             binary_checks(patch, git, limits), f"{where} (binary sections)"

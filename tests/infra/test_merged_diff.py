@@ -124,6 +124,23 @@ def test_folders_alike_but_for_case_are_never_split_apart() -> None:
     assert gitops._split([(b"M", f"d{j}/f{i:03d}".encode()) for j in (1, 2) for i in range(300)])
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("e\u0301t\u00e9".encode(), "\u00e9t\u00e9".encode()),  # macOS git composes arguments
+        (b"dir.", b"dir"),  # Windows strips trailing dots
+        (b"a\\b", b"a/b"),  # Git for Windows reads '\\' as '/'
+        (b"\xff", b"\xed\xb3\xbf"),  # not UTF-8: Windows re-encodes it
+    ],
+    ids=["nfd-nfc", "trailing-dot", "backslash", "not-utf8"],
+)
+def test_names_git_reads_alike_somewhere_are_never_split_apart(first: bytes, second: bytes) -> None:
+    """On macOS `git diff -- <NFD name>` also matches the NFC folder: the halves would hold
+    that folder twice and the other not at all, as many sections as one diff."""
+    entries = [(b"M", d + f"/f{i:03d}".encode()) for d in (first, second) for i in range(300)]
+    assert gitops._split(sorted(entries, key=lambda e: e[1])) is None
+
+
 def test_small_or_type_changing_diffs_are_taken_whole() -> None:
     many = [(b"M", f"d{j}/f{i:03d}".encode()) for j in (1, 2) for i in range(300)]
     assert gitops._split(many[: gitops.SPLIT_DIFF_MIN - 1]) is None

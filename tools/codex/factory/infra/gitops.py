@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tools.codex.factory.core import gitbinary
 from tools.codex.factory.core.gitview import GitView, read_apply_output
+from tools.codex.factory.core.names import fold as names_fold
 from tools.codex.factory.errors import GitError, NotARepoError, UsageError
 from tools.codex.factory.infra import proc
 from tools.codex.factory.infra.fsutil import remove_tree
@@ -416,6 +417,17 @@ def _sections(patch: bytes) -> int:
     return patch.count(b"\ndiff --git ") + patch.startswith(b"diff --git ")
 
 
+def _alike(names: list[str]) -> bool:
+    """Whether git on some OS could read one of ``names`` as a pathspec for another's paths:
+    macOS git turns an argument's decomposed Unicode into composed form, Git for Windows
+    reads '\\' as '/' and re-encodes bytes that are not UTF-8. So no two may share a
+    :func:`names.fold` key (case, Unicode form, trailing dots), and none may hold '\\' or
+    bytes that are not UTF-8. (Names are all as deep, or files: none is another's folder.)"""
+    if any("\\" in n or any("\ud800" <= c <= "\udfff" for c in n) for n in names):
+        return True
+    return len({names_fold(n) for n in names}) != len(names)
+
+
 def _split(entries: list[tuple[bytes, bytes]]) -> tuple[list[str], list[str]] | None:
     """Two lists of folder pathspecs that cover ``entries`` in two ranges of path order,
     or None where one diff must be taken whole."""
@@ -438,7 +450,7 @@ def _split(entries: list[tuple[bytes, bytes]]) -> tuple[list[str], list[str]] | 
     else:
         return None
     names = [g.decode("utf-8", "surrogateescape") for g, _ in groups]
-    if len({n.casefold() for n in names}) != len(names) or sum(map(len, names)) > PATHSPEC_CHARS:
+    if _alike(names) or sum(map(len, names)) > PATHSPEC_CHARS:
         return None
     total, running, cut = len(paths), 0, 1
     for i, (_, count) in enumerate(groups[:-1]):

@@ -141,6 +141,15 @@ def test_names_git_reads_alike_somewhere_are_never_split_apart(first: bytes, sec
     assert gitops._split(sorted(entries, key=lambda e: e[1])) is None
 
 
+def test_names_past_a_windows_command_line_are_never_split() -> None:
+    """7000 two-letter names with a space, before a folder as big: the first half's git
+    would need 7000 quoted names, 35000 characters, where Windows allows 32767."""
+    short = [(b"M", f" {chr(0x4E00 + i)}".encode()) for i in range(7000)]
+    big = [(b"M", f"\uff5a/f{i:04d}".encode()) for i in range(7000)]
+    assert gitops._split([*short, *big]) is None
+    assert gitops._split([*short[:2000], *big[:2000]])  # 10000 characters: split
+
+
 def test_small_or_type_changing_diffs_are_taken_whole() -> None:
     many = [(b"M", f"d{j}/f{i:03d}".encode()) for j in (1, 2) for i in range(300)]
     assert gitops._split(many[: gitops.SPLIT_DIFF_MIN - 1]) is None

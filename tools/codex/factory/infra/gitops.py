@@ -428,6 +428,12 @@ def _alike(names: list[str]) -> bool:
     return len({names_fold(n) for n in names}) != len(names)
 
 
+def _command_chars(names: list[str]) -> int:
+    """What ``names`` may take of a Windows command line (UTF-16 units): each one quoted,
+    a space between. Either half may hold nearly all of them."""
+    return sum(len(n.encode("utf-16-le")) // 2 + 3 for n in names)
+
+
 def _split(entries: list[tuple[bytes, bytes]]) -> tuple[list[str], list[str]] | None:
     """Two lists of folder pathspecs that cover ``entries`` in two ranges of path order,
     or None where one diff must be taken whole."""
@@ -450,7 +456,7 @@ def _split(entries: list[tuple[bytes, bytes]]) -> tuple[list[str], list[str]] | 
     else:
         return None
     names = [g.decode("utf-8", "surrogateescape") for g, _ in groups]
-    if _alike(names) or sum(map(len, names)) > PATHSPEC_CHARS:
+    if _alike(names) or _command_chars(names) > PATHSPEC_CHARS:
         return None
     total, running, cut = len(paths), 0, 1
     for i, (_, count) in enumerate(groups[:-1]):

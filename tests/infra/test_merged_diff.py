@@ -117,6 +117,29 @@ def test_one_folder_is_split_below_it(tmp_path: Path) -> None:
     assert gitops.merged_diff(sandbox, commit)[0] == gitops.diff_cached(sandbox, commit)
 
 
+def test_halves_are_ranges_of_byte_order_not_of_folder_order(tmp_path: Path) -> None:
+    """'a-b' and 'a.b' sort before 'a/' but after folder 'a': a cut by folder names would
+    put 'a.b' after 'a/x' in the joined diff, with as many sections as the whole one."""
+    files = {
+        **{f"a/x{i:03d}": f"{i}\n" for i in range(300)},
+        **{f"a-b/y{i:03d}": f"{i}\n" for i in range(300)},
+        "a.b": "dotted\n",
+        **{f"a0/z{i:03d}": f"{i}\n" for i in range(300)},
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    for rel in files:
+        (repo / rel).write_text("x\n", encoding="utf-8")
+    git(repo, "add", "-A")
+    patch = git(repo, "diff", "--cached", "--full-index", "HEAD").encode()
+    sandbox, commit = _sandbox(tmp_path, repo)
+    assert gitops.apply_to_index(sandbox, patch).rc == 0
+    halves = gitops._split(gitops._name_status(sandbox, commit))
+    assert halves == (["a-b", "a.b", "a"], ["a0"])
+    whole = gitops.diff_cached(sandbox, commit)
+    assert gitops.merged_diff(sandbox, commit)[0] == whole
+    assert b"".join(gitops.diff_cached(sandbox, commit, *h) for h in halves) == whole
+
+
 def test_folders_alike_but_for_case_are_never_split_apart() -> None:
     """On a case-insensitive checkout 'Docs' would also match 'docs': one diff, whole."""
     entries = [(b"M", f"{d}/f{i:03d}".encode()) for d in ("Docs", "docs") for i in range(300)]

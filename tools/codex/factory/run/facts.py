@@ -444,6 +444,21 @@ def gather_facts(
     verified against the section's own data. ``on_patch`` receives DIFF.patch as read (the
     snapshot's bytes), for Gate 0 to review without reading it again.
     """
+    with contextlib.ExitStack() as stack:  # git's early reading of DIFF.patch ends with it
+        return _gather_facts(stack, run_dir, worker, base, limits, store, git, on_patch)
+
+
+def _gather_facts(
+    stack: contextlib.ExitStack,
+    run_dir: Path,
+    worker: str,
+    base: BaseTree,
+    limits: Limits | None = None,
+    store: Store | None = None,
+    git: GitSide | None = None,
+    on_patch: Callable[[patchparse.Patch], None] | None = None,
+) -> BundleFacts:
+    """:func:`gather_facts`, git's early reading of DIFF.patch held open on ``stack``."""
     limits = limits or Limits()
     text = limits.max_text_chars
     folder = run_dir / worker_dirname(worker)
@@ -486,6 +501,7 @@ def gather_facts(
         # A symlinked bundle folder (or LOGS/) could point anywhere: read nothing through it.
         facts["symlinks"].append(worker_dirname(worker) if folder.is_symlink() else "LOGS")
         return facts
+    view = _start_view(stack, seen.get("DIFF.patch"), git, limits)
     if "(bundle)" in seen:
         limit_problems.append(
             [
@@ -586,32 +602,20 @@ def gather_facts(
         facts["apply_sha256"] = (
             store(applied) if store is not None else hashlib.sha256(applied).hexdigest()
         )
-        # git reads the same bytes (on other cores) while we parse them, unless the patch may
-        # be over a limit: then git reads it only once we have (a million tiny sections would
-        # hold two gits in gigabytes).
-        early = git is not None and not patchparse.may_exceed(
-            applied, limits.max_patch_lines, limits.max_patch_files
-        )
-        viewing = (
-            gitops.apply_view_started(applied, max_binary=limits.max_file_bytes)
-            if early
-            else contextlib.nullcontext(None)
-        )
-        with viewing as view:
-            try:
-                patch = patchparse.parse(applied, limits.max_patch_lines, limits.max_patch_files)
-            except patchparse.PatchLimitError as exc:
-                unread = "not read" if exc.rule == "patch-too-many-lines" else "not read further"
-                limit_problems.append(["DIFF.patch", exc.rule, f"{exc}; {unread}"])
-            except patchparse.PatchParseError as exc:
-                facts["patch_error"] = clip(str(exc), text)
-            else:
-                if patch.stray is not None:
-                    # Only when present: facts recorded by earlier releases have no such key.
-                    facts["stray_text"] = clip(patch.stray, text)
-                _patch_facts(facts, caps, patch, applied, git, base, view)
-                if on_patch is not None:
-                    on_patch(patch)
+        try:
+            patch = patchparse.parse(applied, limits.max_patch_lines, limits.max_patch_files)
+        except patchparse.PatchLimitError as exc:
+            unread = "not read" if exc.rule == "patch-too-many-lines" else "not read further"
+            limit_problems.append(["DIFF.patch", exc.rule, f"{exc}; {unread}"])
+        except patchparse.PatchParseError as exc:
+            facts["patch_error"] = clip(str(exc), text)
+        else:
+            if patch.stray is not None:
+                # Only when present: facts recorded by earlier releases have no such key.
+                facts["stray_text"] = clip(patch.stray, text)
+            _patch_facts(facts, caps, patch, applied, git, base, view)
+            if on_patch is not None:
+                on_patch(patch)
     deleted = set(facts["deleted"])
     aliases, clashes = base.clashes(facts["added"], deleted)
     facts["base_case_variants"] = aliases
@@ -692,6 +696,25 @@ def recorded_paths(paths: Sequence[str], limits: Limits) -> dict[str, Any]:
 def _row_size(limit: int) -> Callable[[Sequence[str]], int]:
     """The characters of a row of strings, each counted as clipped to ``limit``."""
     return lambda row: sum(min(len(x), limit) for x in row)
+
+
+def _start_view(
+    stack: contextlib.ExitStack,
+    entry: dict[str, Any] | None,
+    git: GitSide | None,
+    limits: Limits,
+) -> Callable[[], gitview.GitView] | None:
+    """Start git's reading of DIFF.patch (the bytes as they will be judged) as soon as they
+    are read, so it runs on other cores while we check the bundle; held open on ``stack``.
+    None (git reads later, if at all) unless there is git to ask and a regular DIFF.patch that
+    cannot be over a limit: git reads such a patch only once we have (a million tiny
+    sections would hold two gits in gigabytes)."""
+    if git is None or entry is None or entry["kind"] != "file":
+        return None
+    applied, _ = normalise_eol(entry["data"])
+    if patchparse.may_exceed(applied, limits.max_patch_lines, limits.max_patch_files):
+        return None
+    return stack.enter_context(gitops.apply_view_started(applied, max_binary=limits.max_file_bytes))
 
 
 def _patch_facts(

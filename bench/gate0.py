@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 import _common
-from integrate import ENV, PY, factory, sh
+from integrate import ENV, PY, factory, fill_bundles, plan_and_config, sh
 
 TEST = "from pkg{w}.m{i:04d} import f{i}\n\n\ndef test_f{i}():\n    assert f{i}(2) == {sq}\n"
 SOURCE = "def f{i}(x):\n    return x * x\n\n\ndef g{i}(x):\n    return x + {i}\n"
@@ -55,21 +55,7 @@ def build(root: Path, workers: int, files: int) -> tuple[Path, list[bytes]]:
         sh("git", "add", "-A", cwd=repo)
         patches.append(sh("git", "diff", "--cached", "--binary", "--full-index", "HEAD", cwd=repo))
         sh("git", "reset", "-q", "--hard", "HEAD", cwd=repo)
-    plan = {
-        "schema_version": 1,
-        "workers": [{"id": w, "task": "bench", "allow": [f"pkg{w}/**"]} for w in ids],
-    }
-    (root / "plan.json").write_text(json.dumps(plan))
-    (repo / "tools/codex/factory").mkdir(parents=True)
-    (repo / "tools/codex/factory/factory.config.json").write_text(
-        json.dumps(
-            {
-                "checks": {"required": [], "advisory": []},
-                "ledger": {"fsync": False},
-                "review": {"enabled": False},
-            }
-        )
-    )
+    plan_and_config(root, repo, {w: f"pkg{w}/**" for w in ids}, review={"enabled": False})
     return repo, patches
 
 
@@ -117,16 +103,7 @@ def one_round(root: Path, workers: int, files: int) -> dict[str, float]:
     repo, patches = build(root, workers, files)
     run_id = "bench-gate0"
     factory(repo, "launch", "--dry-run", "--run-id", run_id, "--plan", str(root / "plan.json"))
-    run = repo / "tools/codex/runs" / run_id
-    for i, patch in enumerate(patches):
-        folder = run / f"{chr(ord('A') + i)}_worker"
-        (folder / "DIFF.patch").write_bytes(patch)
-        listed = sorted(
-            line[6:].decode() for line in patch.splitlines() if line.startswith(b"+++ b/")
-        )
-        (folder / "FILES_CHANGED.json").write_text(
-            json.dumps({"schema_version": 1, "files": listed})
-        )
+    fill_bundles(repo / "tools/codex/runs" / run_id, patches)
     out = subprocess.run(
         [PY, "-c", CHILD, str(repo), run_id], env=ENV, capture_output=True, check=False
     )

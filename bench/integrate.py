@@ -64,16 +64,34 @@ def build(root: Path, workers: int, files: int) -> tuple[Path, list[bytes]]:
         sh("git", "add", "-A", cwd=repo)
         patches.append(sh("git", "diff", "--cached", "--binary", "--full-index", "HEAD", cwd=repo))
         sh("git", "reset", "-q", "--hard", "HEAD", cwd=repo)
+    plan_and_config(root, repo, {w: f"w{w}/**" for w in ids})
+    return repo, patches
+
+
+def plan_and_config(root: Path, repo: Path, allow: dict[str, str], **config: object) -> None:
+    """plan.json (each worker allowed its glob) and a factory config with no checks and no
+    fsync, plus ``config``."""
     plan = {
         "schema_version": 1,
-        "workers": [{"id": w, "task": "bench", "allow": [f"w{w}/**"]} for w in ids],
+        "workers": [{"id": w, "task": "bench", "allow": [g]} for w, g in allow.items()],
     }
     (root / "plan.json").write_text(json.dumps(plan))
     (repo / "tools/codex/factory").mkdir(parents=True)
-    (repo / "tools/codex/factory/factory.config.json").write_text(
-        json.dumps({"checks": {"required": [], "advisory": []}, "ledger": {"fsync": False}})
-    )
-    return repo, patches
+    settings = {"checks": {"required": [], "advisory": []}, "ledger": {"fsync": False}, **config}
+    (repo / "tools/codex/factory/factory.config.json").write_text(json.dumps(settings))
+
+
+def fill_bundles(run: Path, patches: list[bytes]) -> None:
+    """Worker A, B, ... hand back the patches in order, each with its FILES_CHANGED.json."""
+    for i, patch in enumerate(patches):
+        folder = run / f"{chr(ord('A') + i)}_worker"
+        (folder / "DIFF.patch").write_bytes(patch)
+        listed = sorted(
+            line[6:].decode() for line in patch.splitlines() if line.startswith(b"+++ b/")
+        )
+        (folder / "FILES_CHANGED.json").write_text(
+            json.dumps({"schema_version": 1, "files": listed})
+        )
 
 
 def factory(repo: Path, *args: str) -> None:
@@ -112,17 +130,7 @@ def ours(root: Path, repo: Path, patches: list[bytes]) -> tuple[float, float, fl
     """
     run_id = f"bench{len(patches)}"
     factory(repo, "launch", "--dry-run", "--run-id", run_id, "--plan", str(root / "plan.json"))
-    run = repo / "tools/codex/runs" / run_id
-    for i, patch in enumerate(patches):
-        w = chr(ord("A") + i)
-        folder = run / f"{w}_worker"
-        (folder / "DIFF.patch").write_bytes(patch)
-        listed = sorted(
-            line[6:].decode() for line in patch.splitlines() if line.startswith(b"+++ b/")
-        )
-        (folder / "FILES_CHANGED.json").write_text(
-            json.dumps({"schema_version": 1, "files": listed})
-        )
+    fill_bundles(repo / "tools/codex/runs" / run_id, patches)
     out = subprocess.run(
         [PY, "-c", CHILD, str(repo), run_id], env=ENV, capture_output=True, check=True
     ).stdout

@@ -677,7 +677,9 @@ class _LineByLine(patchparse._Parser):
                 if new == 0:
                     raise self.hunk_mismatch(head, "'+'")
                 new -= 1
-                self.added(body, line)
+                if body.first_added is None:
+                    body.first_added, body.first_added_at = line, self.i
+                body.added += 1
             elif c != b"\\":
                 raise self.fail(
                     self.i,

@@ -811,11 +811,10 @@ def test_a_test_glob_of_many_double_stars_is_matched_in_linear_time() -> None:
     """A regular expression backtracks a power of the path's segments per '**': such a glob
     against a worker's deep path (within max_path_chars) goes to the glob matcher."""
     glob = "**/src/**/test/**/lib/**/x.py"
+    assert review._glob_regex(glob) is None and review._glob_regex("**/src/**/x.py") is not None
     path = "src/test/lib/" * 300 + "y.py"
     conf = review.settings_of(True, {}, [glob], [], [])
-    start = time.monotonic()
     assert not review.is_test(path, conf) and review.is_test(path[:-4] + "x.py", conf)
-    assert time.monotonic() - start < 2
 
 
 def test_an_invalid_glob_in_a_record_matches_nothing() -> None:

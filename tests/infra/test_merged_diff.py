@@ -37,9 +37,11 @@ def _sandbox(tmp_path: Path, repo: Path) -> tuple[Path, str]:
     return sandbox, commit
 
 
-def _staged(tmp_path: Path, change: Callable[[Path], None]) -> tuple[Path, str]:
-    """A sandbox whose index holds ``change`` made to the base, as a patch applied to it."""
-    repo = make_repo(tmp_path / "repo", BASE)
+def _staged(
+    tmp_path: Path, change: Callable[[Path], None], base: dict[str, str] = BASE
+) -> tuple[Path, str]:
+    """A sandbox whose index holds ``change`` made to ``base``, as a patch applied to it."""
+    repo = make_repo(tmp_path / "repo", base)
     change(repo)
     git(repo, "add", "-A")
     patch = git(repo, "diff", "--cached", "--binary", "--full-index", "HEAD").encode()
@@ -52,6 +54,12 @@ def _staged(tmp_path: Path, change: Callable[[Path], None]) -> tuple[Path, str]:
 def _modify(repo: Path) -> None:
     for rel in BASE:
         (repo / rel).write_text(BASE[rel] + "changed\n", encoding="utf-8")
+
+
+def _rewrite_all(repo: Path) -> None:
+    for path in repo.rglob("*"):
+        if path.is_file() and ".git" not in path.relative_to(repo).parts:
+            path.write_text("x\n", encoding="utf-8")
 
 
 def _modify_and_add(repo: Path) -> None:
@@ -105,13 +113,7 @@ def test_merged_diff_is_the_whole_diff(
 
 def test_one_folder_is_split_below_it(tmp_path: Path) -> None:
     files = {f"src/p{i % 4}/f{i:03d}": f"{i}\n" for i in range(600)}
-    repo = make_repo(tmp_path / "repo", files)
-    for rel in files:
-        (repo / rel).write_text("x\n", encoding="utf-8")
-    git(repo, "add", "-A")
-    patch = git(repo, "diff", "--cached", "--full-index", "HEAD").encode()
-    sandbox, commit = _sandbox(tmp_path, repo)
-    assert gitops.apply_to_index(sandbox, patch).rc == 0
+    sandbox, commit = _staged(tmp_path, _rewrite_all, files)
     halves = gitops._split(gitops._name_status(sandbox, commit))
     assert halves == (["src/p0", "src/p1"], ["src/p2", "src/p3"])
     assert gitops.merged_diff(sandbox, commit)[0] == gitops.diff_cached(sandbox, commit)
@@ -126,13 +128,7 @@ def test_halves_are_ranges_of_byte_order_not_of_folder_order(tmp_path: Path) -> 
         "a.b": "dotted\n",
         **{f"a0/z{i:03d}": f"{i}\n" for i in range(300)},
     }
-    repo = make_repo(tmp_path / "repo", files)
-    for rel in files:
-        (repo / rel).write_text("x\n", encoding="utf-8")
-    git(repo, "add", "-A")
-    patch = git(repo, "diff", "--cached", "--full-index", "HEAD").encode()
-    sandbox, commit = _sandbox(tmp_path, repo)
-    assert gitops.apply_to_index(sandbox, patch).rc == 0
+    sandbox, commit = _staged(tmp_path, _rewrite_all, files)
     halves = gitops._split(gitops._name_status(sandbox, commit))
     assert halves == (["a-b", "a.b", "a"], ["a0"])
     whole = gitops.diff_cached(sandbox, commit)

@@ -980,65 +980,56 @@ class _Parser:
         pos = self.lines.start(i)
         prev = pos
         context = deleted = 0
-        try:
-            while old > 0 or new > 0:
-                if i >= n:
-                    raise self.fail(
-                        head,
-                        f"truncated hunk: the patch ends with {old} old and {new} new lines "
-                        "still due",
-                    )
-                end = data.find(b"\n", pos)
-                nxt = size if end == -1 else end + 1
-                c = data[pos : pos + 1]
-                if c == b" " or c == b"\n" or (c == b"\r" and nxt - pos == 2 and end != -1):
-                    # an empty line is empty context
-                    if old == 0 or new == 0:
-                        self.i = i
-                        raise self.hunk_mismatch(head, "context")
-                    old -= 1
-                    new -= 1
-                    context += 1
-                elif c == b"-":
-                    if old == 0:
-                        self.i = i
-                        raise self.hunk_mismatch(head, "'-'")
-                    old -= 1
-                    deleted += 1
-                elif c == b"+":
-                    if new == 0:
-                        self.i = i
-                        raise self.hunk_mismatch(head, "'+'")
-                    new -= 1
-                    if body.first_added is None:
-                        body.first_added, body.first_added_at = data[pos:nxt], i
-                    body.added += 1
-                elif c != b"\\":
+        while old > 0 or new > 0:
+            if i >= n:
+                raise self.fail(
+                    head,
+                    f"truncated hunk: the patch ends with {old} old and {new} new lines still due",
+                )
+            end = data.find(b"\n", pos)
+            nxt = size if end == -1 else end + 1
+            c = data[pos : pos + 1]
+            if c == b" " or c == b"\n" or (c == b"\r" and nxt - pos == 2 and end != -1):
+                # an empty line is empty context
+                if old == 0 or new == 0:
                     self.i = i
-                    self.lines.jump(i, pos, prev)
-                    raise self.fail(
-                        i,
-                        f"truncated hunk (header at line {head + 1} wants {old} old and {new} "
-                        f"new lines more) but found {_show(self.text(i))}",
-                    )
-                elif body.first_added_at == i - 1:  # a '\\' marker
-                    body.first_added_cut = True
-                prev, pos = pos, nxt
-                i += 1
-        finally:
-            body.context += context
-            body.deleted += deleted
+                    raise self.hunk_mismatch(head, "context")
+                old -= 1
+                new -= 1
+                context += 1
+            elif c == b"-":
+                if old == 0:
+                    self.i = i
+                    raise self.hunk_mismatch(head, "'-'")
+                old -= 1
+                deleted += 1
+            elif c == b"+":
+                if new == 0:
+                    self.i = i
+                    raise self.hunk_mismatch(head, "'+'")
+                new -= 1
+                if body.first_added is None:  # what a symlink's section gives as its target
+                    body.first_added, body.first_added_at = data[pos:nxt], i
+                body.added += 1
+            elif c != b"\\":
+                self.i = i
+                self.lines.jump(i, pos, prev)
+                raise self.fail(
+                    i,
+                    f"truncated hunk (header at line {head + 1} wants {old} old and {new} "
+                    f"new lines more) but found {_show(self.text(i))}",
+                )
+            elif body.first_added_at == i - 1:  # a '\\' marker
+                body.first_added_cut = True
+            prev, pos = pos, nxt
+            i += 1
+        body.context += context
+        body.deleted += deleted
         self.i = i
         self.lines.jump(i, pos, prev)
         while self.i < self.n and self.lines[self.i].startswith(b"\\"):
             self.marker(body)
             self.i += 1
-
-    def added(self, body: _Body, line: bytes) -> None:
-        """Count a '+' line; keep the first (what a symlink's section gives as its target)."""
-        if body.first_added is None:
-            body.first_added, body.first_added_at = line, self.i
-        body.added += 1
 
     def marker(self, body: _Body) -> None:
         """A '\\' line at ``i``: right after the first '+' line it takes that line's newline."""

@@ -445,228 +445,218 @@ def gather_facts(
     snapshot's bytes), for Gate 0 to review without reading it again.
     """
     with contextlib.ExitStack() as stack:  # git's early reading of DIFF.patch ends with it
-        return _gather_facts(stack, run_dir, worker, base, limits, store, git, on_patch)
-
-
-def _gather_facts(
-    stack: contextlib.ExitStack,
-    run_dir: Path,
-    worker: str,
-    base: BaseTree,
-    limits: Limits | None = None,
-    store: Store | None = None,
-    git: GitSide | None = None,
-    on_patch: Callable[[patchparse.Patch], None] | None = None,
-) -> BundleFacts:
-    """:func:`gather_facts`, git's early reading of DIFF.patch held open on ``stack``."""
-    limits = limits or Limits()
-    text = limits.max_text_chars
-    folder = run_dir / worker_dirname(worker)
-    facts: BundleFacts = {
-        "version": FACTS_VERSION,
-        "worker": worker,
-        "missing": [],
-        "symlinks": [],
-        "json_errors": [],
-        "schema_errors": [],
-        "status": None,
-        "status_reason": "",
-        "ids": {},
-        "files_changed": [],
-        "touched": [],
-        "added": [],
-        "patch_error": None,
-        "section_hashes": {},
-        "scope": None,
-        "depends_on": [],
-        "log_problems": [],
-        "base_case_variants": {},
-        "bundle_hash": "",
-        "run_id": None,
-        "files_sha256": {},
-        "apply_sha256": None,
-        "eol_normalised": False,
-        "limit_problems": [],
-        "deleted": [],
-        "base_dir_clashes": {},
-        "links": [],
-        "gitlinks": [],
-    }
-    limit_problems: list[list[str]] = []
-    caps = Caps(limits, limit_problems)
-    keep = frozenset(WORKER_FILES)
-    digest, seen = scan(folder, limits, keep)
-    facts["bundle_hash"] = digest
-    if folder.is_symlink() or (folder / "LOGS").is_symlink():
-        # A symlinked bundle folder (or LOGS/) could point anywhere: read nothing through it.
-        facts["symlinks"].append(worker_dirname(worker) if folder.is_symlink() else "LOGS")
-        return facts
-    view = _start_view(stack, seen.get("DIFF.patch"), git, limits)
-    if "(bundle)" in seen:
-        limit_problems.append(
-            [
-                worker_dirname(worker),
-                "bundle-too-many-files",
-                f"more than {limits.max_bundle_files} entries in the bundle folder",
-            ]
-        )
-    for rel, entry in sorted(seen.items()):
-        if entry["kind"] == "bad-name":
-            limit_problems.append(
-                [
-                    clip(rel, limits.max_path_chars),
-                    "name-not-utf8",
-                    "a file name that is not valid UTF-8 (shown with \\x escapes): no "
-                    "bundle file has one; remove it",
-                ]
-            )
-        if entry["kind"] == "special":
-            # A FIFO, socket or device anywhere in the bundle: never opened (a FIFO would
-            # hang the read), and never passed over either (a log no index lists included).
-            limit_problems.append(
-                [
-                    clip(rel, limits.max_path_chars),
-                    "bundle-file-special",
-                    "not a regular file (a FIFO, socket or device): nothing is read from it; "
-                    "remove it",
-                ]
-            )
-        if entry["kind"] == "oversize":
-            rule = "bundle-file-too-large" if entry["over"] == "file" else "bundle-too-large"
-            limit = limits.max_file_bytes if entry["over"] == "file" else limits.max_bundle_bytes
-            what = "the file limit" if entry["over"] == "file" else "the bundle's total limit"
-            limit_problems.append(
-                [rel, rule, f"{entry['bytes']} bytes: over {what} of {limit} bytes; not read"]
-            )
-    patch_bytes = b""
-    docs: dict[str, Any] = {}
-    for name in WORKER_FILES:
-        entry = seen.get(name)
-        kind = entry["kind"] if entry is not None else "missing"
-        if kind == "symlink":
-            facts["symlinks"].append(name)
-            continue
-        if kind != "file":
-            if kind != "oversize":  # an oversize file is a limit problem, not a missing one
-                facts["missing"].append(name)
-            continue
-        assert entry is not None
-        data: bytes = entry["data"]
-        if name == "DIFF.patch":
-            patch_bytes = data
-            continue
-        facts["files_sha256"][name] = store(data) if store is not None else entry["sha256"]
-        if name in JSON_FILES:
-            try:
-                doc = jsonio.loads_document(data, unique_keys=True)
-            except ValueError as exc:
-                first = str(exc).splitlines()[0] if str(exc) else "invalid JSON"
-                facts["json_errors"].append([name, clip(first, text)])
-                continue
-            problems = schemas.errors(JSON_FILES[name], doc)
-            if problems:
-                rows = [[name, where, msg] for where, msg in problems]
-                for row in caps.items(rows, f"{name} (schema errors)", _row_size(text)):
-                    facts["schema_errors"].append([name, clip(row[1], text), clip(row[2], text)])
-                continue
-            docs[name] = doc
-    if "STATUS.json" in docs:
-        st_doc = docs["STATUS.json"]
-        facts["run_id"] = st_doc["run_id"]
-        facts["status"] = st_doc["status"]
-        facts["status_reason"] = clip(st_doc.get("reason", ""), text)
-        facts["ids"]["STATUS.json"] = st_doc["worker"]
-    if "SCOPE_LOCK.json" in docs:
-        sl = docs["SCOPE_LOCK.json"]
-        facts["scope"] = {
-            "allow": caps.texts(sl["allow"], "SCOPE_LOCK.json allow"),
-            "deny": caps.texts(sl["deny"], "SCOPE_LOCK.json deny"),
-            "shared": caps.texts(sl["shared"], "SCOPE_LOCK.json shared"),
+        limits = limits or Limits()
+        text = limits.max_text_chars
+        folder = run_dir / worker_dirname(worker)
+        facts: BundleFacts = {
+            "version": FACTS_VERSION,
+            "worker": worker,
+            "missing": [],
+            "symlinks": [],
+            "json_errors": [],
+            "schema_errors": [],
+            "status": None,
+            "status_reason": "",
+            "ids": {},
+            "files_changed": [],
+            "touched": [],
+            "added": [],
+            "patch_error": None,
+            "section_hashes": {},
+            "scope": None,
+            "depends_on": [],
+            "log_problems": [],
+            "base_case_variants": {},
+            "bundle_hash": "",
+            "run_id": None,
+            "files_sha256": {},
+            "apply_sha256": None,
+            "eol_normalised": False,
+            "limit_problems": [],
+            "deleted": [],
+            "base_dir_clashes": {},
+            "links": [],
+            "gitlinks": [],
         }
-        facts["ids"]["SCOPE_LOCK.json"] = sl["worker"]
-    if "HANDOFF_NOTE.json" in docs:
-        facts["depends_on"] = sorted(
-            caps.texts(docs["HANDOFF_NOTE.json"]["depends_on"], "HANDOFF_NOTE.json depends_on")
-        )
-        facts["ids"]["HANDOFF_NOTE.json"] = docs["HANDOFF_NOTE.json"]["worker"]
-    if "FILES_CHANGED.json" in docs:
-        facts["files_changed"] = _listed(docs["FILES_CHANGED.json"]["files"], caps)
-    if (
-        "DIFF.patch" not in facts["missing"]
-        and "DIFF.patch" not in facts["symlinks"]
-        and (seen.get("DIFF.patch", {}).get("kind") == "file")
-    ):
-        applied, converted = normalise_eol(patch_bytes)
-        facts["eol_normalised"] = converted
-        facts["files_sha256"]["DIFF.patch"] = hashlib.sha256(patch_bytes).hexdigest()
-        facts["apply_sha256"] = (
-            store(applied) if store is not None else hashlib.sha256(applied).hexdigest()
-        )
-        try:
-            patch = patchparse.parse(applied, limits.max_patch_lines, limits.max_patch_files)
-        except patchparse.PatchLimitError as exc:
-            unread = "not read" if exc.rule == "patch-too-many-lines" else "not read further"
-            limit_problems.append(["DIFF.patch", exc.rule, f"{exc}; {unread}"])
-        except patchparse.PatchParseError as exc:
-            facts["patch_error"] = clip(str(exc), text)
-        else:
-            if patch.stray is not None:
-                # Only when present: facts recorded by earlier releases have no such key.
-                facts["stray_text"] = clip(patch.stray, text)
-            _patch_facts(facts, caps, patch, applied, git, base, view)
-            if on_patch is not None:
-                on_patch(patch)
-    deleted = set(facts["deleted"])
-    aliases, clashes = base.clashes(facts["added"], deleted)
-    facts["base_case_variants"] = aliases
-    facts["base_dir_clashes"] = clashes
-    short = base.short_aliases(facts["added"])
-    if short:
-        # Only when present: a bundle without such names records what earlier releases did.
-        facts["base_short_aliases"] = short
-    if "LOGS/INDEX.json" in docs:
-        path_size = _row_size(limits.max_path_chars)
-        listed = caps.items(
-            docs["LOGS/INDEX.json"]["logs"],
-            "LOGS/INDEX.json logs",
-            lambda i: path_size([i["path"]]),
-        )
-        for item in listed:
-            rel = clip(item["path"], limits.max_path_chars)
+        limit_problems: list[list[str]] = []
+        caps = Caps(limits, limit_problems)
+        keep = frozenset(WORKER_FILES)
+        digest, seen = scan(folder, limits, keep)
+        facts["bundle_hash"] = digest
+        if folder.is_symlink() or (folder / "LOGS").is_symlink():
+            # A symlinked bundle folder (or LOGS/) could point anywhere: read nothing through it.
+            facts["symlinks"].append(worker_dirname(worker) if folder.is_symlink() else "LOGS")
+            return facts
+        view = _start_view(stack, seen.get("DIFF.patch"), git, limits)
+        if "(bundle)" in seen:
+            limit_problems.append(
+                [
+                    worker_dirname(worker),
+                    "bundle-too-many-files",
+                    f"more than {limits.max_bundle_files} entries in the bundle folder",
+                ]
+            )
+        for rel, entry in sorted(seen.items()):
+            if entry["kind"] == "bad-name":
+                limit_problems.append(
+                    [
+                        clip(rel, limits.max_path_chars),
+                        "name-not-utf8",
+                        "a file name that is not valid UTF-8 (shown with \\x escapes): no "
+                        "bundle file has one; remove it",
+                    ]
+                )
+            if entry["kind"] == "special":
+                # A FIFO, socket or device anywhere in the bundle: never opened (a FIFO would
+                # hang the read), and never passed over either (a log no index lists included).
+                limit_problems.append(
+                    [
+                        clip(rel, limits.max_path_chars),
+                        "bundle-file-special",
+                        "not a regular file (a FIFO, socket or device): nothing is read from it; "
+                        "remove it",
+                    ]
+                )
+            if entry["kind"] == "oversize":
+                rule = "bundle-file-too-large" if entry["over"] == "file" else "bundle-too-large"
+                limit = (
+                    limits.max_file_bytes if entry["over"] == "file" else limits.max_bundle_bytes
+                )
+                what = "the file limit" if entry["over"] == "file" else "the bundle's total limit"
+                limit_problems.append(
+                    [rel, rule, f"{entry['bytes']} bytes: over {what} of {limit} bytes; not read"]
+                )
+        patch_bytes = b""
+        docs: dict[str, Any] = {}
+        for name in WORKER_FILES:
+            entry = seen.get(name)
+            kind = entry["kind"] if entry is not None else "missing"
+            if kind == "symlink":
+                facts["symlinks"].append(name)
+                continue
+            if kind != "file":
+                if kind != "oversize":  # an oversize file is a limit problem, not a missing one
+                    facts["missing"].append(name)
+                continue
+            assert entry is not None
+            data: bytes = entry["data"]
+            if name == "DIFF.patch":
+                patch_bytes = data
+                continue
+            facts["files_sha256"][name] = store(data) if store is not None else entry["sha256"]
+            if name in JSON_FILES:
+                try:
+                    doc = jsonio.loads_document(data, unique_keys=True)
+                except ValueError as exc:
+                    first = str(exc).splitlines()[0] if str(exc) else "invalid JSON"
+                    facts["json_errors"].append([name, clip(first, text)])
+                    continue
+                problems = schemas.errors(JSON_FILES[name], doc)
+                if problems:
+                    rows = [[name, where, msg] for where, msg in problems]
+                    for row in caps.items(rows, f"{name} (schema errors)", _row_size(text)):
+                        facts["schema_errors"].append(
+                            [name, clip(row[1], text), clip(row[2], text)]
+                        )
+                    continue
+                docs[name] = doc
+        if "STATUS.json" in docs:
+            st_doc = docs["STATUS.json"]
+            facts["run_id"] = st_doc["run_id"]
+            facts["status"] = st_doc["status"]
+            facts["status_reason"] = clip(st_doc.get("reason", ""), text)
+            facts["ids"]["STATUS.json"] = st_doc["worker"]
+        if "SCOPE_LOCK.json" in docs:
+            sl = docs["SCOPE_LOCK.json"]
+            facts["scope"] = {
+                "allow": caps.texts(sl["allow"], "SCOPE_LOCK.json allow"),
+                "deny": caps.texts(sl["deny"], "SCOPE_LOCK.json deny"),
+                "shared": caps.texts(sl["shared"], "SCOPE_LOCK.json shared"),
+            }
+            facts["ids"]["SCOPE_LOCK.json"] = sl["worker"]
+        if "HANDOFF_NOTE.json" in docs:
+            facts["depends_on"] = sorted(
+                caps.texts(docs["HANDOFF_NOTE.json"]["depends_on"], "HANDOFF_NOTE.json depends_on")
+            )
+            facts["ids"]["HANDOFF_NOTE.json"] = docs["HANDOFF_NOTE.json"]["worker"]
+        if "FILES_CHANGED.json" in docs:
+            facts["files_changed"] = _listed(docs["FILES_CHANGED.json"]["files"], caps)
+        if (
+            "DIFF.patch" not in facts["missing"]
+            and "DIFF.patch" not in facts["symlinks"]
+            and (seen.get("DIFF.patch", {}).get("kind") == "file")
+        ):
+            applied, converted = normalise_eol(patch_bytes)
+            facts["eol_normalised"] = converted
+            facts["files_sha256"]["DIFF.patch"] = hashlib.sha256(patch_bytes).hexdigest()
+            facts["apply_sha256"] = (
+                store(applied) if store is not None else hashlib.sha256(applied).hexdigest()
+            )
             try:
-                normalise_repo_path(rel)
-            except PathRuleError as exc:
-                facts["log_problems"].append([rel, "log-path-invalid", clip(str(exc), text)])
-                continue
-            log = seen.get(f"LOGS/{rel}")
-            if log is None or log["kind"] not in ("file", "oversize"):
-                facts["log_problems"].append(
-                    [
-                        rel,
-                        "log-missing",
-                        "listed in LOGS/INDEX.json but absent or not a regular file",
-                    ]
-                )
-                continue
-            if log["kind"] == "oversize":
-                continue  # reported as a limit problem
-            if log["sha256"] != item["sha256"] or log["bytes"] != item["bytes"]:
-                facts["log_problems"].append(
-                    [
-                        rel,
-                        "log-hash-mismatch",
-                        f"sha256 {log['sha256'][:12]}…/{log['bytes']} bytes, index says "
-                        f"{item['sha256'][:12]}…/{item['bytes']}",
-                    ]
-                )
-    facts["files_sha256"] = dict(sorted(facts["files_sha256"].items()))
-    # The limit problems are bounded too (a bundle folder of 100,000 badly named files).
-    overflow: list[list[str]] = []
-    facts["limit_problems"] = Caps(limits, overflow).items(
-        limit_problems, "(limit findings)", _row_size(limits.max_path_chars)
-    )
-    facts["limit_problems"].extend(overflow)
-    return facts
+                patch = patchparse.parse(applied, limits.max_patch_lines, limits.max_patch_files)
+            except patchparse.PatchLimitError as exc:
+                unread = "not read" if exc.rule == "patch-too-many-lines" else "not read further"
+                limit_problems.append(["DIFF.patch", exc.rule, f"{exc}; {unread}"])
+            except patchparse.PatchParseError as exc:
+                facts["patch_error"] = clip(str(exc), text)
+            else:
+                if patch.stray is not None:
+                    # Only when present: facts recorded by earlier releases have no such key.
+                    facts["stray_text"] = clip(patch.stray, text)
+                _patch_facts(facts, caps, patch, applied, git, base, view)
+                if on_patch is not None:
+                    on_patch(patch)
+        deleted = set(facts["deleted"])
+        aliases, clashes = base.clashes(facts["added"], deleted)
+        facts["base_case_variants"] = aliases
+        facts["base_dir_clashes"] = clashes
+        short = base.short_aliases(facts["added"])
+        if short:
+            # Only when present: a bundle without such names records what earlier releases did.
+            facts["base_short_aliases"] = short
+        if "LOGS/INDEX.json" in docs:
+            path_size = _row_size(limits.max_path_chars)
+            listed = caps.items(
+                docs["LOGS/INDEX.json"]["logs"],
+                "LOGS/INDEX.json logs",
+                lambda i: path_size([i["path"]]),
+            )
+            for item in listed:
+                rel = clip(item["path"], limits.max_path_chars)
+                try:
+                    normalise_repo_path(rel)
+                except PathRuleError as exc:
+                    facts["log_problems"].append([rel, "log-path-invalid", clip(str(exc), text)])
+                    continue
+                log = seen.get(f"LOGS/{rel}")
+                if log is None or log["kind"] not in ("file", "oversize"):
+                    facts["log_problems"].append(
+                        [
+                            rel,
+                            "log-missing",
+                            "listed in LOGS/INDEX.json but absent or not a regular file",
+                        ]
+                    )
+                    continue
+                if log["kind"] == "oversize":
+                    continue  # reported as a limit problem
+                if log["sha256"] != item["sha256"] or log["bytes"] != item["bytes"]:
+                    facts["log_problems"].append(
+                        [
+                            rel,
+                            "log-hash-mismatch",
+                            f"sha256 {log['sha256'][:12]}…/{log['bytes']} bytes, index says "
+                            f"{item['sha256'][:12]}…/{item['bytes']}",
+                        ]
+                    )
+        facts["files_sha256"] = dict(sorted(facts["files_sha256"].items()))
+        # The limit problems are bounded too (a bundle folder of 100,000 badly named files).
+        overflow: list[list[str]] = []
+        facts["limit_problems"] = Caps(limits, overflow).items(
+            limit_problems, "(limit findings)", _row_size(limits.max_path_chars)
+        )
+        facts["limit_problems"].extend(overflow)
+        return facts
 
 
 def _listed(files: Sequence[str], caps: Caps) -> list[str]:

@@ -18,7 +18,7 @@ from tests.support.factory import (
     write_config,
 )
 from tests.support.ledgers import ledger_lines, rewrite_ledger
-from tests.support.repos import PINNED, make_repo, run_cli
+from tests.support.repos import PINNED, git, make_repo, run_cli
 from tools.codex.factory.run import reviewagent
 
 SCENARIO = (
@@ -249,6 +249,35 @@ def test_a_prompt_holding_a_scenario_line_is_never_sent(repo: Path) -> None:
     assert code == 3
     [found] = doc["findings"]
     assert found["rule"] == "review-agent-failed" and "holdout-leak" in found["message"]
+    assert not (repo.parent / "agent" / "count-A").exists()
+    assert replay(repo, run_id)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        {"scenarios/data": None},  # a link: the scenarios cannot be read from the base commit
+        {"scenarios/broken.md": "no scenario heading here\n"},  # a scenario that does not parse
+    ],
+)
+def test_an_unreadable_holdout_never_lets_the_prompt_through(
+    tmp_path: Path, planted: dict[str, str | None]
+) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    for rel, text in planted.items():
+        if text is None:
+            (repo / rel).symlink_to("add.md")
+        else:
+            (repo / rel).write_text(text, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "planted")
+    run_id = agent_run(repo, {})  # a harmless diff: the guard cannot tell, so nothing is sent
+    code, doc = validate(repo, run_id)
+    assert code == 3
+    found = [f for f in doc["findings"] if f["worker"] == "A"]
+    assert [f["rule"] for f in found] == ["review-agent-failed"]
+    assert "holdout-leak" in found[0]["message"]
+    assert next(iter(planted)) in found[0]["message"]
     assert not (repo.parent / "agent" / "count-A").exists()
     assert replay(repo, run_id)[0] == 0
 

@@ -133,11 +133,11 @@ def review_agents(
         return {}
     shown = {w: prompt_for(run.manifest, w, parsed[w]) for w in chosen}
     prompts = {w: p for w, (p, _) in shown.items()}
-    guard = _scenarios(run)
+    guard, unreadable = _scenarios(run)
     attempts: dict[str, list[AgentAttempt]] = {w: [] for w in chosen}
     pending: list[str] = []
     for w in chosen:
-        leak = _leak(prompts[w], guard)
+        leak = unreadable or _leak(prompts[w], guard)
         if leak:
             attempts[w].append(_record(run, w, facts[w], prompts[w], 1, None, leak))
         else:
@@ -186,23 +186,21 @@ def _record(
     return payload
 
 
-def _scenarios(run: RunHandle) -> list[scenarios.Scenario]:
-    """The base commit's holdout scenarios, for the leak guard (none when there are none)."""
+def _scenarios(run: RunHandle) -> tuple[list[scenarios.Scenario], str]:
+    """The base commit's holdout scenarios, for the leak guard, and why nothing may be sent
+    when they cannot all be read (a guard that skipped one would let its lines through)."""
     folder = str(run_setting(run.manifest, "scenarios.dir")).strip("/")
     limit = int(run_setting(run.manifest, "limits.max_file_bytes"))
-    try:
-        files = gitops.tree_files(run.ctx.repo, run.base_commit, folder, limit)
-    except FactoryError:
-        return []
     out: list[scenarios.Scenario] = []
-    for path, data in files:
-        name = path.rsplit("/", 1)[-1].lower()
-        if name.endswith(".md") and name != "readme.md":
-            try:
+    try:
+        for path, data in gitops.tree_files(run.ctx.repo, run.base_commit, folder, limit):
+            name = path.rsplit("/", 1)[-1].lower()
+            if name.endswith(".md") and name != "readme.md":
                 out.append(scenarios.parse(path, data))
-            except FactoryError:
-                continue
-    return out
+    except FactoryError as exc:
+        why = core.plain(str(exc), core.MAX_ERROR)
+        return [], f"holdout-leak: the scenarios cannot be guarded ({why}); nothing was sent"
+    return out, ""
 
 
 def _leak(prompt: str, guard: list[scenarios.Scenario]) -> str:

@@ -55,6 +55,13 @@ if answer == "FIFO":  # swap the log the factory reads its answer from for a FIF
     out.unlink()
     os.mkfifo(out)
     answer = '{"findings": []}'
+if answer == "LINK":  # swap the log for a link to a file holding a clean verdict
+    out = pathlib.Path("..", "logs", "stdout")
+    out.unlink()
+    (box / "clean.json").write_text('{"findings": []}')
+    out.symlink_to(box / "clean.json")
+    answer = ""
+sys.stderr.write("x" * 3000 + f"reviewed {worker}")
 sys.stdout.write(answer)
 """
 CRITICAL = {
@@ -146,7 +153,8 @@ def test_a_garbled_answer_is_retried_once(repo: Path) -> None:
     assert code == 0, doc["findings"]
     first, second = attempts(repo, "A")
     assert first["attempt"] == 1 and first["error"].startswith("its answer is not JSON")
-    assert first["findings"] is None
+    assert first["findings"] is None and first["stderr_tail"].endswith("xxreviewed A")
+    assert len(first["stderr_tail"]) == reviewagent.STDERR_TAIL
     assert second["attempt"] == 2 and (second["findings"], second["error"]) == ([], None)
     assert len(attempts(repo, "C")) == 1  # a valid first answer is not asked again
     assert replay(repo, run_id)[0] == 0
@@ -198,6 +206,16 @@ def test_an_answer_log_swapped_for_a_fifo_is_no_answer_and_never_hangs(repo: Pat
     [found] = doc["findings"]
     assert found["rule"] == "review-agent-failed"
     assert [a["attempt"] for a in attempts(repo, "A")] == [1, 2]
+
+
+def test_an_answer_log_swapped_for_a_link_is_no_answer(repo: Path) -> None:
+    """The answer is the log the factory created, never a file a link there points to."""
+    run_id = agent_run(repo, {"A": ["LINK"]})
+    code, doc = validate(repo, run_id)
+    assert code == 3
+    [found] = doc["findings"]
+    assert found["rule"] == "review-agent-failed" and "no answer" in found["message"]
+    assert [a["answer_sha256"] for a in attempts(repo, "A")] == [None, None]
 
 
 def test_an_agent_past_its_time_limit_is_stopped_and_blocks(repo: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ from tools.codex.factory.core import patchparse, scenarios, validation
 from tools.codex.factory.core import reviewagent as core
 from tools.codex.factory.core.feedback import leaks
 from tools.codex.factory.errors import FactoryError
-from tools.codex.factory.infra import gitops, proc, schemas
+from tools.codex.factory.infra import fsutil, gitops, proc, schemas
 from tools.codex.factory.records.validation import (
     AgentAttempt,
     AgentFinding,
@@ -237,18 +238,23 @@ def _round(
 
 def _outputs(folder: Path, res: agents.JobResult) -> tuple[bytes | None, bytes]:
     """The agent's standard output (bounded: one byte over the limit is enough to refuse it)
-    and the tail of its standard error."""
+    and the tail of its standard error, each read from the log we created, never through a
+    link or a FIFO the agent put in its place (none: no answer)."""
     out: bytes | None = None
-    if res.started and (folder / "logs" / "stdout").is_file():
-        with (folder / "logs" / "stdout").open("rb") as f:
-            out = f.read(core.MAX_ANSWER_BYTES + 1)
-    err = b""
-    if (folder / "logs" / "stderr").is_file():
-        with (folder / "logs" / "stderr").open("rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - STDERR_TAIL))
-            err = f.read()
-    return out, err
+    if res.started:
+        try:
+            out = fsutil.read_regular(folder / "logs" / "stdout", core.MAX_ANSWER_BYTES + 1)
+        except OSError:
+            out = None
+    try:
+        fd = fsutil.open_regular(folder / "logs" / "stderr", os.O_RDONLY)
+    except OSError:
+        return out, b""
+    try:
+        os.lseek(fd, max(0, os.fstat(fd).st_size - STDERR_TAIL), os.SEEK_SET)
+        return out, os.read(fd, STDERR_TAIL)
+    finally:
+        os.close(fd)
 
 
 def _job(

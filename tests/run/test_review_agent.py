@@ -18,7 +18,7 @@ from tests.support.factory import (
     write_config,
 )
 from tests.support.ledgers import ledger_lines, rewrite_ledger
-from tests.support.repos import PINNED, make_repo, run_cli
+from tests.support.repos import PINNED, git, make_repo, run_cli
 from tools.codex.factory.run import reviewagent
 
 SCENARIO = (
@@ -55,6 +55,13 @@ if answer == "FIFO":  # swap the log the factory reads its answer from for a FIF
     out.unlink()
     os.mkfifo(out)
     answer = '{"findings": []}'
+if answer == "LINK":  # swap the log for a link to a file holding a clean verdict
+    out = pathlib.Path("..", "logs", "stdout")
+    out.unlink()
+    (box / "clean.json").write_text('{"findings": []}')
+    out.symlink_to(box / "clean.json")
+    answer = ""
+sys.stderr.write("x" * 3000 + f"reviewed {worker}")
 sys.stdout.write(answer)
 """
 CRITICAL = {
@@ -146,7 +153,8 @@ def test_a_garbled_answer_is_retried_once(repo: Path) -> None:
     assert code == 0, doc["findings"]
     first, second = attempts(repo, "A")
     assert first["attempt"] == 1 and first["error"].startswith("its answer is not JSON")
-    assert first["findings"] is None
+    assert first["findings"] is None and first["stderr_tail"].endswith("xxreviewed A")
+    assert len(first["stderr_tail"]) == reviewagent.STDERR_TAIL
     assert second["attempt"] == 2 and (second["findings"], second["error"]) == ([], None)
     assert len(attempts(repo, "C")) == 1  # a valid first answer is not asked again
     assert replay(repo, run_id)[0] == 0
@@ -200,6 +208,16 @@ def test_an_answer_log_swapped_for_a_fifo_is_no_answer_and_never_hangs(repo: Pat
     assert [a["attempt"] for a in attempts(repo, "A")] == [1, 2]
 
 
+def test_an_answer_log_swapped_for_a_link_is_no_answer(repo: Path) -> None:
+    """The answer is the log the factory created, never a file a link there points to."""
+    run_id = agent_run(repo, {"A": ["LINK"]})
+    code, doc = validate(repo, run_id)
+    assert code == 3
+    [found] = doc["findings"]
+    assert found["rule"] == "review-agent-failed" and "no answer" in found["message"]
+    assert [a["answer_sha256"] for a in attempts(repo, "A")] == [None, None]
+
+
 def test_an_agent_past_its_time_limit_is_stopped_and_blocks(repo: Path) -> None:
     run_id = agent_run(repo, {"A": ["SLEEP"]}, timeout=1)
     code, doc = validate(repo, run_id)
@@ -249,6 +267,35 @@ def test_a_prompt_holding_a_scenario_line_is_never_sent(repo: Path) -> None:
     assert code == 3
     [found] = doc["findings"]
     assert found["rule"] == "review-agent-failed" and "holdout-leak" in found["message"]
+    assert not (repo.parent / "agent" / "count-A").exists()
+    assert replay(repo, run_id)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        {"scenarios/data": None},  # a link: the scenarios cannot be read from the base commit
+        {"scenarios/broken.md": "no scenario heading here\n"},  # a scenario that does not parse
+    ],
+)
+def test_an_unreadable_holdout_never_lets_the_prompt_through(
+    tmp_path: Path, planted: dict[str, str | None]
+) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    for rel, text in planted.items():
+        if text is None:
+            (repo / rel).symlink_to("add.md")
+        else:
+            (repo / rel).write_text(text, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "planted")
+    run_id = agent_run(repo, {})  # a harmless diff: the guard cannot tell, so nothing is sent
+    code, doc = validate(repo, run_id)
+    assert code == 3
+    found = [f for f in doc["findings"] if f["worker"] == "A"]
+    assert [f["rule"] for f in found] == ["review-agent-failed"]
+    assert "holdout-leak" in found[0]["message"]
+    assert next(iter(planted)) in found[0]["message"]
     assert not (repo.parent / "agent" / "count-A").exists()
     assert replay(repo, run_id)[0] == 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ from tools.codex.factory.core import patchparse, scenarios, validation
 from tools.codex.factory.core import reviewagent as core
 from tools.codex.factory.core.feedback import leaks
 from tools.codex.factory.errors import FactoryError
-from tools.codex.factory.infra import gitops, proc, schemas
+from tools.codex.factory.infra import fsutil, gitops, proc, schemas
 from tools.codex.factory.records.validation import (
     AgentAttempt,
     AgentFinding,
@@ -133,11 +134,11 @@ def review_agents(
         return {}
     shown = {w: prompt_for(run.manifest, w, parsed[w]) for w in chosen}
     prompts = {w: p for w, (p, _) in shown.items()}
-    guard = _scenarios(run)
+    guard, unreadable = _scenarios(run)
     attempts: dict[str, list[AgentAttempt]] = {w: [] for w in chosen}
     pending: list[str] = []
     for w in chosen:
-        leak = _leak(prompts[w], guard)
+        leak = unreadable or _leak(prompts[w], guard)
         if leak:
             attempts[w].append(_record(run, w, facts[w], prompts[w], 1, None, leak))
         else:
@@ -186,23 +187,21 @@ def _record(
     return payload
 
 
-def _scenarios(run: RunHandle) -> list[scenarios.Scenario]:
-    """The base commit's holdout scenarios, for the leak guard (none when there are none)."""
+def _scenarios(run: RunHandle) -> tuple[list[scenarios.Scenario], str]:
+    """The base commit's holdout scenarios, for the leak guard, and why nothing may be sent
+    when they cannot all be read (a guard that skipped one would let its lines through)."""
     folder = str(run_setting(run.manifest, "scenarios.dir")).strip("/")
     limit = int(run_setting(run.manifest, "limits.max_file_bytes"))
-    try:
-        files = gitops.tree_files(run.ctx.repo, run.base_commit, folder, limit)
-    except FactoryError:
-        return []
     out: list[scenarios.Scenario] = []
-    for path, data in files:
-        name = path.rsplit("/", 1)[-1].lower()
-        if name.endswith(".md") and name != "readme.md":
-            try:
+    try:
+        for path, data in gitops.tree_files(run.ctx.repo, run.base_commit, folder, limit):
+            name = path.rsplit("/", 1)[-1].lower()
+            if name.endswith(".md") and name != "readme.md":
                 out.append(scenarios.parse(path, data))
-            except FactoryError:
-                continue
-    return out
+    except FactoryError as exc:
+        why = core.plain(str(exc), core.MAX_ERROR)
+        return [], f"holdout-leak: the scenarios cannot be guarded ({why}); nothing was sent"
+    return out, ""
 
 
 def _leak(prompt: str, guard: list[scenarios.Scenario]) -> str:
@@ -239,18 +238,23 @@ def _round(
 
 def _outputs(folder: Path, res: agents.JobResult) -> tuple[bytes | None, bytes]:
     """The agent's standard output (bounded: one byte over the limit is enough to refuse it)
-    and the tail of its standard error."""
+    and the tail of its standard error, each read from the log we created, never through a
+    link or a FIFO the agent put in its place (none: no answer)."""
     out: bytes | None = None
-    if res.started and (folder / "logs" / "stdout").is_file():
-        with (folder / "logs" / "stdout").open("rb") as f:
-            out = f.read(core.MAX_ANSWER_BYTES + 1)
-    err = b""
-    if (folder / "logs" / "stderr").is_file():
-        with (folder / "logs" / "stderr").open("rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - STDERR_TAIL))
-            err = f.read()
-    return out, err
+    if res.started:
+        try:
+            out = fsutil.read_regular(folder / "logs" / "stdout", core.MAX_ANSWER_BYTES + 1)
+        except OSError:
+            out = None
+    try:
+        fd = fsutil.open_regular(folder / "logs" / "stderr", os.O_RDONLY)
+    except OSError:
+        return out, b""
+    try:
+        os.lseek(fd, max(0, os.fstat(fd).st_size - STDERR_TAIL), os.SEEK_SET)
+        return out, os.read(fd, STDERR_TAIL)
+    finally:
+        os.close(fd)
 
 
 def _job(

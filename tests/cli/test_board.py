@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.factory import write_config
-from tests.support.repos import ROOT, make_repo
+from tests.support.repos import ROOT, make_repo, run_on_terminal
 from tests.support.workers import agent_env, work_repo
 from tools.codex.factory.cli.board import Board, LiveBoard, Row, render_board, row_line, update
 from tools.codex.factory.ledger.store import Event
@@ -146,28 +146,8 @@ def test_help_does_not_load_the_board() -> None:
 def on_terminal(repo: Path, *args: str, env: dict[str, str] | None = None) -> tuple[str, str]:
     """The command with stderr on a pseudo-terminal (NO_COLOR) and stdout on a pipe: what
     each received."""
-    import pty
-
-    master, slave = pty.openpty()
-    full = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    full.update({"PYTHONPATH": str(ROOT), "TERM": "xterm", "NO_COLOR": "1", **(env or {})})
-    argv = [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), *args]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=full)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    assert proc.stdout is not None
-    stdout = proc.stdout.read().decode()
-    proc.wait(timeout=120)
-    return b"".join(chunks).decode("utf-8", "replace"), stdout
+    term, stdout, _rc = run_on_terminal(repo, *args, env={"NO_COLOR": "1", **(env or {})})
+    return term, stdout
 
 
 def rows_of(term: str, name: str) -> list[str]:

@@ -3,15 +3,13 @@ a pipe never does, and NO_COLOR turns them off."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.factory import launch_dry
-from tests.support.repos import PINNED, ROOT, make_repo, run_cli
+from tests.support.repos import PINNED, make_repo, run_cli, run_on_terminal
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 GREEN_PASS = "\x1b[32mPASS\x1b[0m"
@@ -29,28 +27,11 @@ def passed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def on_terminal(repo: Path, run_id: str, **env: str) -> str:
     """``print-report`` with its stdout on a pseudo-terminal: what the terminal received."""
-    import pty
-
-    master, slave = pty.openpty()
-    full = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    full.update({"PYTHONPATH": str(ROOT), "TERM": "xterm", **env})
-    argv = [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo)]
-    proc = subprocess.Popen(
-        [*argv, "print-report", "--run-id", run_id], stdout=slave, stderr=slave, env=full
+    term, _stdout, rc = run_on_terminal(
+        repo, "print-report", "--run-id", run_id, env=env, stdout=True, timeout=60
     )
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    assert proc.wait(timeout=60) == 0
-    return b"".join(chunks).decode("utf-8", "replace")
+    assert rc == 0
+    return term
 
 
 def test_status_words_are_coloured_on_a_terminal(passed: tuple[Path, str]) -> None:

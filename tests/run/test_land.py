@@ -314,6 +314,29 @@ def test_a_branch_git_cannot_create_is_refused_in_one_line_and_nothing_moves(
     assert git(repo, "rev-parse", "meanwhile").strip() == base
 
 
+def test_land_refuses_a_branch_name_git_reads_as_another_ref(tmp_path: Path) -> None:
+    """The next commands printed (`git merge NAME`) must take the new branch: a name that is
+    a tag, a full ref or a commit already would merge that instead. Refused, nothing made."""
+    repo, run_id, _patch = _imported_pass(tmp_path)
+    base = base_commit(repo)
+    git(repo, "tag", "v1", base)
+    refs = git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
+    res = cli(repo, "land", "--run-id", run_id, "--branch", "v1")
+    assert res.returncode == 3, res.stdout + res.stderr
+    line = res.stderr.strip()
+    assert line == (
+        f"factory: error: branch v1: git reads that name as commit {base[:12]} already "
+        "(`git merge v1` would take that, not the new branch): pass another branch name"
+    ), line
+    res = cli(repo, "land", "--run-id", run_id, "--branch", base[:10])
+    assert res.returncode == 3 and f"reads that name as commit {base[:12]}" in res.stderr
+    res = cli(repo, "land", "--run-id", run_id, "--branch", "refs/heads/x")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "branch 'refs/heads/x': a full ref name; give the branch's own name" in res.stderr
+    assert git(repo, "for-each-ref", "--format=%(refname) %(objectname)") == refs
+    assert not any(e["event_type"] == "run.landed" for e in events(repo))
+
+
 def _patch_commit(repo: Path) -> str:
     """Some commit other than HEAD (the base): an empty commit on no branch."""
     tree = git(repo, "rev-parse", "HEAD^{tree}").strip()

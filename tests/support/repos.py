@@ -127,6 +127,36 @@ def run_process(
     )
 
 
+def run_on_terminal(
+    repo: Path, *args: str, env: dict[str, str], stdout: bool = False, timeout: float = 120
+) -> tuple[str, str, int]:
+    """The CLI as a real process with stderr (and stdout when ``stdout``) on a pseudo-terminal
+    (TERM=xterm, NO_COLOR unset unless ``env`` sets it): what the terminal received, what
+    stdout's pipe received ("" when it is on the terminal) and the exit code. POSIX only."""
+    import pty
+
+    master, slave = pty.openpty()
+    full = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    full.update({"PYTHONPATH": str(ROOT), "TERM": "xterm", **env})
+    argv = [sys.executable, "-m", "tools.codex.factory", "--repo", str(repo), *args]
+    out = slave if stdout else subprocess.PIPE
+    proc = subprocess.Popen(argv, stdout=out, stderr=slave, env=full)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    piped = proc.stdout.read().decode() if proc.stdout is not None else ""
+    rc = proc.wait(timeout=timeout)
+    return b"".join(chunks).decode("utf-8", "replace"), piped, rc
+
+
 def pid_alive(pid: int) -> bool:
     """True if the process runs; a zombie (killed, not yet reaped by its new parent) is dead."""
     try:

@@ -22,7 +22,7 @@ from tools.codex.factory.core.paths import REPORT_HTML, VALIDATION
 from tools.codex.factory.errors import UsageError
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
-from tools.codex.factory.ledger.store import Event
+from tools.codex.factory.ledger.store import Event, Filter
 from tools.codex.factory.records.status import Status
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import RunHandle, run_folder, run_lock
@@ -342,19 +342,19 @@ def _there(run: RunHandle, rel: str) -> bool:
 def write_crank(ctx: Context, crank_id: str) -> Outcome:
     """Write REPORT.html of a crank (under its lock) and record it."""
     validate_run_id(crank_id, "crank ID")
-    events = ctx.ledger.run_events(crank_id)
-    if not any(e.event_type == "crank.started" for e in events):
+    if not ctx.ledger.select(Filter(run_id=crank_id, event_type="crank.started"), 1):
         raise UsageError(f"no crank {crank_id} in the ledger")
-    runs = {
-        str(e.payload["run_id"]): ctx.ledger.run_events(str(e.payload["run_id"]))
-        for e in events
-        if e.event_type == "iteration.started"
-    }
     folder = run_folder(ctx, crank_id)
-    page = crank_page(crank_id, events, runs)
     lock = run_lock(ctx, crank_id)
     lock.acquire()
-    try:
+    try:  # the facts are read under the lock: a crank going on cannot add to them meanwhile
+        events = ctx.ledger.run_events(crank_id)
+        runs = {
+            str(e.payload["run_id"]): ctx.ledger.run_events(str(e.payload["run_id"]))
+            for e in events
+            if e.event_type == "iteration.started"
+        }
+        page = crank_page(crank_id, events, runs)
         writer = GuardedWriter(folder)
         sha = writer.write(HTML_REL, _bytes(page))
         _record(

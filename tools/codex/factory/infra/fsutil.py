@@ -483,6 +483,11 @@ def read_file(path: Path, label: str, *, limit: int) -> bytes:
         raise UsageError(f"{label}: {exc.strerror}; it must be a regular file") from None
     except OSError as exc:
         raise UsageError(f"{label}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    return _read_fd(fd, label, limit)
+
+
+def _read_fd(fd: int, label: str, limit: int) -> bytes:
+    """All of the open regular file ``fd`` (closed after), at most ``limit`` bytes."""
     try:
         size = os.fstat(fd).st_size
         if size > limit:
@@ -541,18 +546,11 @@ def read_in_tree(root: Path, rel: str, label: str, *, limit: int) -> bytes:
             raise UsageError(f"{label}: {_why_not_opened(fd, parts[-1], exc)}") from None
     finally:
         os.close(fd)
-    try:
-        st = os.fstat(ffd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{label}: {kind_of(st)}; it must be a regular file")
-        if st.st_size > limit:
-            raise UsageError(f"{label}: {st.st_size} bytes, over the limit of {limit}")
-        data = os.read(ffd, limit + 1)
-    finally:
+    st = os.fstat(ffd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(ffd)
-    if len(data) > limit:
-        raise UsageError(f"{label}: over the limit of {limit} bytes")
-    return data
+        raise UsageError(f"{label}: {kind_of(st)}; it must be a regular file")
+    return _read_fd(ffd, label, limit)
 
 
 def _why_not_opened(dir_fd: int, name: str, exc: OSError) -> str:

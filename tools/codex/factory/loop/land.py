@@ -102,12 +102,28 @@ def _branch(ctx: Context, run_id: str, wanted: str | None) -> str:
     branch = wanted or f"{BRANCH_PREFIX}/{run_id}"
     if not gitops.valid_branch(branch):
         raise UsageError(f"branch {branch!r}: not a valid git branch name")
+    if branch.startswith("refs/"):
+        raise UsageError(f"branch {branch!r}: a full ref name; give the branch's own name")
     if gitops.branch_exists(ctx.repo, branch):
         raise BlockedError(
             f"branch {branch} exists already; land never moves an existing branch: "
             "pass another branch name, or delete that branch first"
         )
+    _refuse_taken_name(ctx, branch)
     return branch
+
+
+def _refuse_taken_name(ctx: Context, branch: str) -> None:
+    """A name git already reads as something (a tag, a ref, a commit's short ID) would make the
+    printed `git merge NAME` take that instead of the new branch: BlockedError."""
+    try:
+        taken = gitops.resolve_commit(ctx.repo, branch)
+    except UsageError:
+        return  # names nothing yet
+    raise BlockedError(
+        f"branch {branch}: git reads that name as commit {taken[:12]} already (`git merge "
+        f"{branch}` would take that, not the new branch): pass another branch name"
+    )
 
 
 def _create(ctx: Context, branch: str, commit: str, run_id: str) -> None:

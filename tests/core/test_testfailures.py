@@ -89,6 +89,21 @@ def test_junit_with_doctype_or_entities_is_refused_and_text_is_used() -> None:
         assert tf.failing_tests(b"FAILED tests/t.py::a - x\n", b"", doc) == ["tests/t.py::a"]
 
 
+def test_junit_declaring_an_encoding_expat_cannot_read_is_refused_not_raised() -> None:
+    """A check's XML may declare any encoding: one Python has no codec for, a multi-byte or a
+    non-text one must be a refused document (the text is used), never an exception."""
+    body = b'<testsuite><testcase name="planted"><failure/></testcase></testsuite>'
+    for enc in (b"bogus", b"utf-7", b"shift_jis", b"idna", b"rot13", b"punycode", b"undefined"):
+        doc = b'<?xml version="1.0" encoding="' + enc + b'"?>' + body
+        try:
+            tf.names_in_junit(doc)
+        except tf.JUnitError:
+            pass
+        else:
+            raise AssertionError(f"accepted encoding {enc!r}")
+        assert tf.failing_tests(b"FAILED tests/t.py::a - x\n", b"", doc) == ["tests/t.py::a"]
+
+
 def test_tail_is_bounded_visible_and_decoded() -> None:
     lines = [f"line {i}" for i in range(30)]
     out = ("\r\n".join(lines) + "\r\n\r\n").encode()

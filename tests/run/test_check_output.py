@@ -192,6 +192,30 @@ def test_junit_through_a_link_is_not_followed(repo: Path, tmp_path: Path) -> Non
     assert os.path.exists(secret)
 
 
+def test_junit_in_an_encoding_python_cannot_read_falls_back_to_the_text(repo: Path) -> None:
+    """The check (a worker's code) writes the XML: a declared encoding with no codec is one
+    refused document, never an integrate that crashes."""
+    script = (
+        "import os, sys\n"
+        "os.makedirs('reports', exist_ok=True)\n"
+        "open('reports/junit.xml', 'w').write('<?xml version=\"1.0\" encoding=\"bogus\"?>"
+        '<testsuite><testcase name="planted"><failure/></testcase></testsuite>\')\n'
+        "print('FAILED t.py::real')\n"
+        "sys.exit(1)\n"
+    )
+    write_config(
+        repo,
+        checks(
+            {"name": "tests", "argv": ["{python}", "-c", script], "junit_xml": "reports/junit.xml"}
+        ),
+    )
+    run_id, res = run_once(repo)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    assert finished(repo, run_id)["failing_tests"] == ["t.py::real"]
+    assert replay_whats(repo, run_id) == []
+
+
 def test_junit_xml_path_is_checked_in_config(repo: Path) -> None:
     write_config(repo, checks({"name": "t", "argv": ["true"], "junit_xml": "../out.xml"}))
     res = run_cli("--repo", str(repo), "launch", "--base-ref", "HEAD", "--dry-run")

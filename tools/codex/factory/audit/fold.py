@@ -797,16 +797,15 @@ class Fold:
         p = ev.payload
         if p["index"] != len(self.seg.probes) + 1:
             self.diverge(ev.seq, "isolation.probe index", len(self.seg.probes) + 1, p["index"])
+        passed = {str(c["name"]): c["rc"] == 0 and not c["timed_out"] for c in p["checks"]}
         for c in p["checks"]:
-            ran = c["rc"] == 0 and not c["timed_out"]
-            if bool(c["passed"]) != ran:
+            if bool(c["passed"]) != passed[str(c["name"])]:
                 self.diverge(
                     ev.seq,
                     f"isolation.probe check {c['name']!r} passed (rc 0, not timed out)",
-                    ran,
+                    passed[str(c["name"])],
                     c["passed"],
                 )
-        passed = {str(c["name"]): c["rc"] == 0 and not c["timed_out"] for c in p["checks"]}
         probe: isolation.Probe = {
             "step": p["step"],
             "workers": list(p["workers"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from tools.codex.factory.core.isolation import Result as Isolation
+from tools.codex.factory.core.paths import worker_dirname
 from tools.codex.factory.records.status import StatusName
 from tools.codex.factory.records.validation import AppliedPatch, CheckResult, StageRow, Violation
 
@@ -125,7 +126,7 @@ def isolated_outcome(
 
 
 def _blame(check: str, found: Isolation) -> str:
-    culprits = [_wname(c["worker"]) for c in found["culprits"] if c["check"] == check]
+    culprits = [worker_dirname(c["worker"]) for c in found["culprits"] if c["check"] == check]
     together = [i["workers"] for i in found["interactions"] if i["check"] == check]
     if check in found["flaky"]:
         return "passed on a rerun: flaky"
@@ -135,7 +136,7 @@ def _blame(check: str, found: Isolation) -> str:
         label, each = ("culprit", "fails") if len(culprits) == 1 else ("culprits", "each fails")
         return f"{label}: {', '.join(culprits)} ({each} alone)"
     if together:
-        names = "; ".join(" + ".join(_wname(w) for w in ws) for ws in together)
+        names = "; ".join(" + ".join(worker_dirname(w) for w in ws) for ws in together)
         return f"interaction: {names} (each passes alone, not together)"
     if found["exhausted"]:
         return (
@@ -148,10 +149,6 @@ def _blame(check: str, found: Isolation) -> str:
         "culprit undetermined: isolation named no worker or set of workers for it (it may fail "
         "only together with a worker blamed for another check)"
     )
-
-
-def _wname(worker: str) -> str:
-    return f"{worker}_worker"
 
 
 def worker_verdicts(workers: Sequence[str], found: Isolation | None) -> dict[str, dict[str, str]]:

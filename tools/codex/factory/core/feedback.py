@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from tools.codex.factory.core.convergence import fail_count, percent
+from tools.codex.factory.core.paths import worker_dirname
 from tools.codex.factory.core.scenarios import Scenario
 from tools.codex.factory.records.crank import CheckOutcome, Iteration, ScenarioResult
 
@@ -227,7 +228,7 @@ def _blame(c: CheckOutcome, me: str) -> str:
         return f"; caused by your change ({how})"
     if me:
         return "; caused by another worker's change, not yours"
-    return f"; caused by {', '.join(f'{w}_worker' for w in who)} ({how})"
+    return f"; caused by {', '.join(worker_dirname(w) for w in who)} ({how})"
 
 
 def _not_mine(c: CheckOutcome, me: str) -> bool:

@@ -139,7 +139,8 @@ def _pytest_name(text: str) -> str:
 
 
 class JUnitError(ValueError):
-    """A JUnit XML document refused: malformed, or with a DOCTYPE or an entity declaration."""
+    """A JUnit XML document refused: malformed, with a DOCTYPE or an entity declaration, or in
+    an encoding expat cannot read."""
 
 
 def names_in_junit(data: bytes) -> set[str]:
@@ -180,10 +181,14 @@ def names_in_junit(data: bytes) -> set[str]:
     parser.EndElementHandler = end
     try:
         parser.Parse(data, True)
+    except JUnitError:
+        raise
     except expat.ExpatError as exc:
         raise JUnitError(f"not well-formed XML ({exc})") from None
     except RecursionError:
         raise JUnitError("nested too deep") from None
+    except (LookupError, ValueError) as exc:  # a declared encoding Python's expat cannot read
+        raise JUnitError(f"unreadable encoding ({exc})") from None
     return found
 
 

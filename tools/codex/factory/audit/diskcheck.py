@@ -109,17 +109,8 @@ def _isolation_keys(
     tests: list[dict[str, list[str]]],
 ) -> dict[str, object]:
     """STATUS.json's isolation keys as replay recomputes them (none without an isolation)."""
-    keys = {
-        "culprits",
-        "interactions",
-        "flaky",
-        "base_failing",
-        "isolation_runs",
-        "isolation_exhausted",
-        "worker_verdicts",
-    }
     if found is None:
-        return dict.fromkeys(sorted(keys))
+        return dict.fromkeys(sorted(isolation.STATUS_KEYS))
     return {
         "culprits": isolation.culprit_tests(found["culprits"], probes, tests),
         "interactions": found["interactions"],

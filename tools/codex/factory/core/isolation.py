@@ -27,6 +27,17 @@ import functools
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Literal, TypedDict
 
+# What STATUS.json (and --json) say of an isolation; null each when there was none.
+STATUS_KEYS = (
+    "culprits",
+    "interactions",
+    "flaky",
+    "base_failing",
+    "isolation_runs",
+    "isolation_exhausted",
+    "worker_verdicts",
+)
+
 Step = Literal["rerun", "alone", "base", "bisect"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tools.codex.factory.core import decisions
+from tools.codex.factory.core import decisions, isolation
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.errors import BlockedError, FactoryError, LockHeldError, UsageError
 from tools.codex.factory.infra.fsutil import read_file
@@ -191,17 +191,6 @@ def _finish(
     return out
 
 
-ISOLATION_KEYS = (
-    "culprits",
-    "interactions",
-    "flaky",
-    "base_failing",
-    "isolation_runs",
-    "isolation_exhausted",
-    "worker_verdicts",
-)
-
-
 def _final_outcome(ctx: Context, doc: dict[str, Any], manifest: dict[str, Any]) -> Outcome:
     run_id = doc["run_id"]
     head = ctx.ledger.read_head()
@@ -223,7 +212,7 @@ def _final_outcome(ctx: Context, doc: dict[str, Any], manifest: dict[str, Any]) 
         "checks": doc["checks"],
     }
     # After culprit isolation: whom the failed checks are blamed on, as STATUS.json says.
-    data.update({k: doc[k] for k in ISOLATION_KEYS if k in doc})
+    data.update({k: doc[k] for k in isolation.STATUS_KEYS if k in doc})
     command = report.land_command(run_id, doc["status"], manifest)
     if command:
         data["land"] = command

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.factory import make_patch
@@ -820,3 +820,104 @@ def test_a_test_glob_of_many_double_stars_is_matched_in_linear_time() -> None:
 def test_an_invalid_glob_in_a_record_matches_nothing() -> None:
     conf = review.settings_of(True, {}, ["a/../b", "tests/**"], [], [])
     assert review.is_test("tests/x.py", conf) and not review.is_test("a/../b", conf)
+
+
+# Statements that make or miss every name the text prefilters look for (skip, xfail, patch,
+# setattr), some spelled with non-ASCII letters Python folds to them (NFKC).
+_TOP = [
+    "import pytest",
+    "import unittest",
+    "from unittest import mock",
+    "from pkg import calc",
+    "from pkg.calc import add",
+    "import pkg.calc as calc",
+    "pytestmark = pytest.mark.skip",
+    "pytest.skip('m', allow_module_level=True)",
+    "pytest.\uff53kip('m', allow_module_level=True)",
+    "x = 1",
+]
+_DECORATORS = ["", "@pytest.mark.xfail", "@pytest.mark.skip", "@pytest.mark.\uff53kip"]
+_BODY = [
+    "assert add(1, 2) == 3",
+    "assert calc.add(1, 1) == calc.add(1, 1)",
+    "assert True",
+    "pytest.skip('x')",
+    "pytest.\uff53kip('x')",
+    "self.skipTest('x')",
+    "raise unittest.SkipTest('x')",
+    "raise unittest.\uff33kipTest('x')",
+    "pytest.xfail('x')",
+    "pytest.\uff58fail('x')",
+    "mock.patch('pkg.calc.add')",
+    "mock.\uff50atch('pkg.calc.add')",
+    "monkeypatch.setattr(calc, 'add', len)",
+    "mp.setattr('pkg.calc.add', len)",
+    "mp.\uff53etattr('pkg.calc.add', len)",
+    "mock.patch.object(calc, 'add')",
+    "pytest.raises(Exception)",
+    "y = 2",
+]
+_body = st.lists(st.sampled_from(_BODY), min_size=1, max_size=3)
+_item = st.one_of(
+    st.tuples(st.just("top"), st.sampled_from(_TOP), st.just([])),
+    st.tuples(st.just("def"), st.sampled_from(_DECORATORS), _body),
+    st.tuples(st.just("class"), st.sampled_from(_DECORATORS), _body),
+)
+
+
+def _module_lines(items: list[tuple[str, str, list[str]]]) -> list[str]:
+    out: list[str] = []
+    for i, (kind, head, body) in enumerate(items):
+        if kind == "top":
+            out.append(head)
+            continue
+        indent = "    " if kind == "def" else "        "
+        if kind == "class":
+            out.append(f"class TestC{i}:")
+        if head:
+            out.append(indent[4:] + head)
+        arg = "self" if kind == "class" else "mp"
+        out.append(f"{indent[4:]}def test_{i}({arg}):")
+        out.extend(indent + line for line in body)
+    return out
+
+
+@settings(derandomize=True, max_examples=300, suppress_health_check=list(HealthCheck))
+@given(st.lists(_item, min_size=1, max_size=8), st.integers(0, 40))
+@example([("def", "", ["raise unittest.SkipTest('x')"])], 0)  # each word alone
+@example([("def", "", ["pytest.xfail('x')"])], 0)
+@example([("def", "", ["self.skipTest('x')"])], 0)
+@example(
+    [("top", "from pkg.calc import add", []), ("def", "", ["mp.setattr('pkg.calc.add', len)"])], 1
+)
+@example([("top", "from pkg.calc import add", []), ("def", "", ["mock.patch('pkg.calc.add')"])], 1)
+def test_the_text_prefilters_change_no_finding(
+    items: list[tuple[str, str, list[str]]], kept: int
+) -> None:
+    """A module whose text cannot name a skip, an xfail or a mock is not searched for them;
+    the findings are those of the full search (every prefilter word set to "", which every
+    text holds), for an added test file and for one grown from its first lines."""
+    lines = _module_lines(items)
+    path = "tests/test_calc.py"
+    cases: list[tuple[bytes, dict[str, bytes | None]]] = [(_patch_of(path, lines), {})]
+    kept = min(max(kept, 1), len(lines))
+    old, new = lines[:kept], lines[kept:]
+    if new:
+        body = "".join(f" {x}\n" for x in old) + "".join(f"+{x}\n" for x in new)
+        head = f"diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n"
+        hunk = f"@@ -1,{len(old)} +1,{len(lines)} @@\n"
+        pre = "".join(f"{x}\n" for x in old).encode()
+        cases.append(((head + hunk + body).encode(), {path: pre}))
+    got = [review_bytes("A", data, pre, default_settings()) for data, pre in cases]
+    marks = _marks(review._module(lines))  # a finding can hide another: the markers too
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(review, "_MARKER_WORDS", ("",))
+        mp.setattr(review, "_MOCK_WORDS", ("",))
+        assert got == [review_bytes("A", data, pre, default_settings()) for data, pre in cases]
+        assert marks == _marks(review._module(lines))
+
+
+def _marks(module: review._Module | None) -> object:
+    if module is None:
+        return None
+    return module.module_skips, {name: test.markers for name, test in module.tests.items()}

@@ -50,3 +50,73 @@ def test_blobs_literal_whatever_the_environment(
     monkeypatch.setenv(var, "1")
     got = gitops.blobs_at(repo, commit, ["tests/test_a.py", "tests/[ab].py", "tests/a.py"], 50)
     assert got == {"tests/test_a.py": None, "tests/[ab].py": b"y\n", "tests/a.py": None}
+
+
+def _hide_object(repo: Path, path: str) -> None:
+    """Remove ``path``'s blob from the object store (loose, as a fresh commit leaves it): only
+    a read of the checked-out copy can still give its bytes."""
+    oid = git(repo, "rev-parse", f"HEAD:{path}").strip()
+    (repo / ".git" / "objects" / oid[:2] / oid[2:]).unlink()
+
+
+def test_a_checked_out_copy_with_the_blobs_bytes_is_read_from_the_work_tree(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"tests/test_a.py": "a = 1\n", "tests/b.py": "b = 2\n"})
+    _hide_object(repo, "tests/test_a.py")
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    got = gitops.blobs_at(repo, commit, ["tests/test_a.py", "tests/b.py"], 50)
+    assert got == {"tests/test_a.py": b"a = 1\n", "tests/b.py": b"b = 2\n"}
+
+
+@pytest.mark.parametrize("change", ["edited", "crlf", "removed", "folder", "too-big"])
+def test_a_copy_that_is_not_the_blob_is_never_used(tmp_path: Path, change: str) -> None:
+    """Edited, converted, gone or replaced: the base's bytes come from git, and a copy
+    hidden from git is None (never the work tree's bytes)."""
+    repo = make_repo(tmp_path / "repo", {"t/a.py": "a = 1\nb = 2\n", "t/h.py": "h = 1\n"})
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    for rel in ("t/a.py", "t/h.py"):
+        copy = repo / rel
+        if change == "edited":
+            copy.write_bytes(b"a = 9\nb = 2\n")
+        elif change == "crlf":
+            copy.write_bytes(copy.read_bytes().replace(b"\n", b"\r\n"))
+        elif change == "removed":
+            copy.unlink()
+        elif change == "folder":
+            copy.unlink()
+            copy.mkdir()
+        else:
+            copy.write_bytes(b"a = 1\nb = 2\n" + b"#" * 100)
+    _hide_object(repo, "t/h.py")
+    got = gitops.blobs_at(repo, commit, ["t/a.py", "t/h.py"], 50)
+    assert got == {"t/a.py": b"a = 1\nb = 2\n", "t/h.py": None}
+
+
+@pytest.mark.skipif(os.name == "nt", reason="links and FIFOs")
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_a_link_or_fifo_in_place_of_the_copy_is_not_read(tmp_path: Path, kind: str) -> None:
+    """A link to a file with the very bytes is not followed, and a FIFO cannot hang the
+    read: the bytes come from git."""
+    repo = make_repo(tmp_path / "repo", {"t/a.py": "a = 1\n"})
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "t/a.py").unlink()
+    if kind == "link":
+        (tmp_path / "same.py").write_bytes(b"a = 1\n")
+        os.symlink(tmp_path / "same.py", repo / "t/a.py")
+        _hide_object(repo, "t/a.py")
+        assert gitops.blobs_at(repo, commit, ["t/a.py"], 50) == {"t/a.py": None}
+    else:
+        os.mkfifo(repo / "t/a.py")
+        assert gitops.blobs_at(repo, commit, ["t/a.py"], 50) == {"t/a.py": b"a = 1\n"}
+
+
+def test_a_path_outside_the_work_tree_is_never_read(tmp_path: Path) -> None:
+    """A name with '..', '.', an empty part, '\\' or ':' reaches no checked-out file, even
+    one holding the very bytes the id names."""
+    repo = make_repo(tmp_path / "repo", {"a.py": "a = 1\n"})
+    (tmp_path / "outside.py").write_bytes(b"a = 1\n")
+    oid = git(repo, "rev-parse", "HEAD:a.py").strip()
+    assert gitops._checked_out(repo, "a.py", oid, 50) == b"a = 1\n"
+    for name in ("../outside.py", "./a.py", "/a.py", "x//a.py", "x\\..\\a.py", "c:a.py"):
+        assert gitops._checked_out(repo, name, oid, 50) is None, name

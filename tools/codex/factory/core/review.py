@@ -457,9 +457,38 @@ class _Context:
     secs: list[Section]
     found: list[ReviewFinding] = field(default_factory=list)
     deleted: set[str] = field(default_factory=set)
-    removed_defs: set[str] = field(default_factory=set)
-    test_literals: set[str] = field(default_factory=set)
-    added_tests: set[str] = field(default_factory=set)  # defined by added test-file lines
+
+    # Read by few rules on few files: each is taken from the whole patch when first asked.
+    @functools.cached_property
+    def removed_defs(self) -> set[str]:
+        """Names the patch's removed ``def``/``class`` lines define, but those it adds again
+        (the line edited: a type hint, a parameter): a test of such a definition removed is
+        no test removed with its code."""
+        removed: set[str] = set()
+        added: set[str] = set()
+        for sec in self.secs:
+            removed.update(_defs(sec.removed))
+            added.update(_defs(sec.added))
+        return removed - added
+
+    @functools.cached_property
+    def test_literals(self) -> set[str]:
+        """The string and number literals of the added test-file lines."""
+        out: set[str] = set()
+        for sec in self.secs:
+            if is_test(sec.path, self.settings):
+                for _, text in sec.added:
+                    out.update(_literals(text))
+        return out
+
+    @functools.cached_property
+    def added_tests(self) -> set[str]:
+        """Names the added test-file lines define."""
+        out: set[str] = set()
+        for sec in self.secs:
+            if is_test(sec.path, self.settings):
+                out.update(_defs(sec.added))
+        return out
 
     def add(self, path: str, line: int, rule: str, message: str) -> None:
         sev = self.settings["severity"].get(rule, RULES[rule])
@@ -487,20 +516,9 @@ def review(
     if not settings["enabled"]:
         return []
     ctx = _Context(worker, settings, sections(patch))
-    added_defs: set[str] = set()
     for sec in ctx.secs:
         if sec.old_path is not None and sec.status in ("deleted", "renamed"):
             ctx.deleted.add(sec.old_path)
-        ctx.removed_defs.update(_defs(sec.removed))
-        added_defs.update(_defs(sec.added))
-    # A definition the patch removes and adds again (its line edited: a type hint, a
-    # parameter) stays: a test of it removed is no test removed with its code.
-    ctx.removed_defs -= added_defs
-    for sec in ctx.secs:
-        if is_test(sec.path, settings):
-            for _, text in sec.added:
-                ctx.test_literals.update(_literals(text))
-            ctx.added_tests.update(_defs(sec.added))
     for sec in ctx.secs:
         if sec.binary:
             if sec.status == "deleted" and is_test(sec.path, settings):
@@ -669,7 +687,10 @@ def _parse(lines: Sequence[str] | None) -> ast.Module | None:
     """The module, or None for anything that does not parse (never an exception)."""
     if lines is None:
         return None
-    source = "\n".join(lines)
+    return _parse_source("\n".join(lines))
+
+
+def _parse_source(source: str) -> ast.Module | None:
     if len(source) > MAX_SOURCE or "\x00" in source:
         return None
     try:
@@ -691,6 +712,13 @@ class _Module:
     module_skips: list[int]
     tree: ast.Module
     nodes: list[ast.AST]
+    ascii_source: str | None  # the source when all ASCII: its names are spelled as parsed
+
+    def may_name(self, *words: str) -> bool:
+        """Whether a name in the module can hold one of ``words``: false only for an ASCII
+        source without them (a non-ASCII name can spell one, as Python folds it by NFKC)."""
+        text = self.ascii_source
+        return text is None or any(w in text for w in words)
 
 
 # Fields that hold no node a rule reads: names (str) and the operator singletons (Load,
@@ -716,7 +744,18 @@ def _walk(node: ast.AST) -> list[ast.AST]:
     """The nodes of :func:`ast.walk` (the same breadth-first order) but the operator
     singletons no rule reads: one loop over a growing list and the fields that can hold a
     node, where ``ast.walk`` runs two generators over every field of every node."""
-    return list(_lazy_walk(node))
+    out = [node]
+    fields = _FIELDS
+    for cur in out:  # the loop reads what it appends
+        kind = type(cur)
+        names = fields.get(kind) or _child_fields(kind)
+        for name in names:
+            value = getattr(cur, name, None)
+            if type(value) is list:
+                out.extend([x for x in value if isinstance(x, ast.AST)])
+            elif isinstance(value, ast.AST) and not isinstance(value, _OPERATORS):
+                out.append(value)
+    return out
 
 
 def _lazy_walk(node: ast.AST) -> Iterator[ast.AST]:
@@ -855,11 +894,18 @@ def _call_markers(nodes: Iterable[ast.AST]) -> tuple[list[tuple[int, str]], list
 
 def _module(lines: Sequence[str] | None) -> _Module | None:
     """The module's tests with their markers and its module-level skips, in one walk."""
-    tree = _parse(lines)
+    if lines is None:
+        return None
+    source = "\n".join(lines)
+    tree = _parse_source(source)
     if tree is None:
         return None
     nodes = _walk(tree)
-    calls, skips = _call_markers(nodes)
+    ascii_source = source if source.isascii() else None
+    calls: list[tuple[int, str]] = []
+    skips: list[int] = []
+    if ascii_source is None or any(w in source for w in _MARKER_WORDS):
+        calls, skips = _call_markers(nodes)
     calls.sort()
     aliases = _marker_aliases(tree.body)
     tests: dict[str, _Test] = {}
@@ -880,7 +926,12 @@ def _module(lines: Sequence[str] | None) -> _Module | None:
                     tests[name] = _Test(name, item, _fn_markers(item, calls, aliases))
         else:
             skips.extend(_module_skips(node))
-    return _Module(tests, sorted(skips), tree, nodes)
+    return _Module(tests, sorted(skips), tree, nodes, ascii_source)
+
+
+# What every name :func:`_call_markers` reads holds (``pytest.skip``, ``skipTest``,
+# ``SkipTest``, ``pytest.xfail``): a module without them has no skip or xfail call.
+_MARKER_WORDS = ("skip", "Skip", "xfail")
 
 
 def _marker_aliases(body: Sequence[ast.stmt]) -> dict[str, str]:
@@ -1014,7 +1065,8 @@ def _python_test(
                 f"test {_name(name)} is added or changed and asserts nothing",
             )
     _assertions(ctx, sec, new.nodes, added)
-    _self_mock(ctx, sec, new.nodes, added)
+    if new.may_name(*_MOCK_WORDS):
+        _self_mock(ctx, sec, new.nodes, added)
 
 
 def _touches(lines: Sequence[int], first: int, last: int) -> bool:
@@ -1205,6 +1257,11 @@ def _self_mock(ctx: _Context, sec: Section, nodes: list[ast.AST], added: set[int
                 f"mocks {_name(target)} of the module under test ({subject!r}), which the test "
                 "itself calls: mock its collaborators, not the code under test",
             )
+
+
+# What the name of every call :func:`_mock_target` takes holds (``patch``, ``patch.object``,
+# ``monkeypatch.setattr``): a module without them mocks nothing.
+_MOCK_WORDS = ("patch", "setattr")
 
 
 def _mock_target(call: ast.Call, aliases: set[str], subject: str) -> str | None:
@@ -1432,8 +1489,8 @@ def _literals(text: str, keys: bool = True) -> set[str]:
 
 def _hardcoded(ctx: _Context, sec: Section) -> None:
     """A return of a literal table whose literals the change's tests expect."""
-    if not ctx.test_literals or not sec.added:
-        return
+    if not sec.added or (sec.status == "added" and not ctx.test_literals):
+        return  # (a changed file's returns are found first: most have none)
     returns: list[tuple[int, set[str]]] = []
     tree = _parse([t for _, t in sec.added]) if sec.status == "added" else None
     if tree is not None:

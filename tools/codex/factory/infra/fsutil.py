@@ -164,6 +164,32 @@ def read_regular(path: Path, limit: int) -> bytes:
         os.close(fd)
 
 
+def read_if_regular(path: Path, limit: int) -> bytes | None:
+    """All of a regular file of at most ``limit`` bytes, or None for anything else: missing,
+    a link, a FIFO, a device, bigger, unreadable (held by another process on Windows)."""
+    try:
+        fd = open_regular(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        if os.fstat(fd).st_size > limit:
+            return None
+        chunks: list[bytes] = []
+        left = limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    return data if len(data) <= limit else None
+
+
 # -- walk --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Entry:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
+import hashlib
 import os
 import re
 import tempfile
@@ -19,7 +20,7 @@ from tools.codex.factory.core import gitbinary
 from tools.codex.factory.core.gitview import GitView, read_apply_output
 from tools.codex.factory.core.names import fold as names_fold
 from tools.codex.factory.errors import GitError, NotARepoError, UsageError
-from tools.codex.factory.infra import proc
+from tools.codex.factory.infra import fsutil, proc
 from tools.codex.factory.infra.fsutil import remove_tree
 
 MIN_VERSION = (2, 30)
@@ -938,41 +939,43 @@ def cat_blob(repo: Path, oid: str, max_size: int) -> bytes | None:
 def blobs_at(
     repo: Path, commit: str, paths: Sequence[str], max_size: int
 ) -> dict[str, bytes | None]:
-    """The content of each of ``paths`` in ``commit``'s tree, read from the object store by
-    the blob ids its tree lists (``ls-tree`` of those paths with their sizes — of the whole
-    tree, then a batch size check, when they are too many to name —, then one batch
-    ``cat-file``: resolving each ``commit:path`` would walk the trees again for every
-    path), or None where it is no
-    regular file there or bigger than ``max_size`` bytes. The paths are the base's: the
-    operator's own files, whatever patch named them."""
+    """The content of each of ``paths`` in ``commit``'s tree, or None where it is no regular
+    file there or bigger than ``max_size`` bytes. The paths are the base's: the operator's
+    own files, whatever patch named them.
+
+    One ``ls-tree`` gives each path's blob id (of those paths when they are few enough to
+    name, else of the whole tree). A checked-out copy whose bytes hash to that id is those
+    bytes (:func:`_checked_out`: many times cheaper than inflating loose objects); the rest
+    come from the object store by id, sizes first (``cat-file --batch-check``, then one
+    ``--batch``): resolving each ``commit:path`` would walk the trees again for every path."""
     out: dict[str, bytes | None] = {p: None for p in paths}
     if not paths:
         return out
     wanted = set(paths)
     env = proc.base_env({"GIT_NO_REPLACE_OBJECTS": "1"})
-    small: list[str] = []
-    oids: dict[str, list[str]] = {}
     if sum(len(p) + 3 for p in paths) <= PATHSPEC_CHARS:
-        # Few enough to name: ls-tree gives the sizes of those alone. Every pathspec is
-        # literal by the environment, not by a ':(literal)' prefix each: more paths fit.
+        # Few enough to name. Every pathspec is literal by the environment, not by a
+        # ':(literal)' prefix each: more paths fit.
         literal = proc.base_env({**_LITERAL, "GIT_NO_REPLACE_OBJECTS": "1"})
         listing = git(
-            repo, "ls-tree", "-r", "-z", "-l", "--full-tree", commit, "--", *sorted(wanted),
-            env=literal,
-        )  # fmt: skip
-        for path, oid, size in _tree_blobs(listing.stdout, wanted, sized=True):
-            if 0 <= size <= max_size and oid not in oids:
-                small.append(oid)
-            oids.setdefault(oid, []).append(path)
+            repo, "ls-tree", "-r", "-z", "--full-tree", commit, "--", *sorted(wanted), env=literal
+        )
     else:
-        listing = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit)
-        for path, oid, _ in _tree_blobs(listing.stdout, wanted, sized=False):
+        listing = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit, env=env)
+    oids: dict[str, list[str]] = {}
+    for path, oid in _tree_blobs(listing.stdout, wanted):
+        data = _checked_out(repo, path, oid, max_size)
+        if data is None:
             oids.setdefault(oid, []).append(path)
-        sizes = git(
-            repo, "cat-file", "--batch-check", input="".join(f"{o}\n" for o in oids).encode(),
-            env=env,
-        ).stdout.split(b"\n")  # fmt: skip
-        small = [o for o, line in zip(oids, sizes, strict=False) if _blob_within(line, o, max_size)]
+        else:
+            out[path] = data
+    if not oids:
+        return out
+    sizes = git(
+        repo, "cat-file", "--batch-check", input="".join(f"{o}\n" for o in oids).encode(),
+        env=env,
+    ).stdout.split(b"\n")  # fmt: skip
+    small = [o for o, line in zip(oids, sizes, strict=False) if _blob_within(line, o, max_size)]
     if not small:
         return out
     # --buffer: one write per full buffer, not one per object (the output is read whole).
@@ -990,6 +993,30 @@ def blobs_at(
     return out
 
 
+# A blob id's hash by its length: SHA-1 (40 hex digits) or SHA-256 (64) repositories.
+_OBJECT_HASHES = {40: "sha1", 64: "sha256"}
+# A path component that names no plain entry below the work tree's top.
+_NOT_PLAIN_PART = re.compile(r"\A(?:\.{1,2})?\Z|[\\:\x00]")
+
+
+def _checked_out(repo: Path, path: str, oid: str, max_size: int) -> bytes | None:
+    """The work tree's copy of ``path`` when its bytes are the blob ``oid``, else None.
+
+    The bytes are read once (a regular file only: no link followed at the name, no FIFO
+    waited on, at most ``max_size`` bytes) and hashed as git hashes a blob; only bytes that
+    hash to ``oid`` are used, so whatever the file is, holds or is reached through, they are
+    the base's content. An edited, filtered (CRLF) or missing copy is read from git."""
+    algo = _OBJECT_HASHES.get(len(oid))
+    if algo is None or any(_NOT_PLAIN_PART.search(part) for part in path.split("/")):
+        return None
+    data = fsutil.read_if_regular(repo / path, max_size)
+    if data is None:
+        return None
+    digest = hashlib.new(algo, b"blob %d\0" % len(data))
+    digest.update(data)
+    return data if digest.hexdigest() == oid else None
+
+
 # Pathspecs matched as the exact paths they spell, whatever the operator's environment says.
 _LITERAL = {
     "GIT_LITERAL_PATHSPECS": "1",
@@ -1002,19 +1029,18 @@ _LITERAL = {
 PATHSPEC_CHARS = 16 * 1024
 
 
-def _tree_blobs(listing: bytes, wanted: set[str], sized: bool) -> Iterator[tuple[str, str, int]]:
-    """(path, blob id, size or -1) of each regular file of an ``ls-tree -r -z`` (``-l``:
-    ``sized``) listing that is in ``wanted``."""
+def _tree_blobs(listing: bytes, wanted: set[str]) -> Iterator[tuple[str, str]]:
+    """(path, blob id) of each regular file of an ``ls-tree -r -z`` listing that is in
+    ``wanted``."""
     for entry in listing.split(b"\0"):
         meta, tab, raw = entry.partition(b"\t")
         fields = meta.split()
         path = raw.decode("utf-8", "surrogateescape")
-        if not tab or len(fields) != (4 if sized else 3) or path not in wanted:
+        if not tab or len(fields) != 3 or path not in wanted:
             continue
         if fields[0] not in (b"100644", b"100755"):
             continue
-        size = int(fields[3]) if sized and fields[3].isdigit() else -1
-        yield path, fields[2].decode("ascii"), size if sized else -1
+        yield path, fields[2].decode("ascii")
 
 
 def _blob_within(line: bytes, oid: str, max_size: int) -> bool:

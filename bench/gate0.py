@@ -7,8 +7,11 @@ Gate 0 <= 0.5x the time of `bundle-validate` without it.
 Each round builds a fresh repository, launches one run with the review off (untimed), fills
 the bundles, then in one child process times `Factory.validate` (bundle-validate without
 Gate 0) and then Gate 0 alone over the same judged bytes: the base content it needs
-(`run.validate.review_inputs`, as bundle-validate calls it) and `core.review.review` of each
-worker's patch snapshot, parsed untimed (bundle-validate hands Gate 0 the patch it parsed). Interpreter start-up is bench/startup.py's. Medians are reported.
+(`run.validate.review_inputs`, as bundle-validate calls it: from the checked-out copies that
+hash to the base's blobs; with --from-git every copy is edited first, so all of it comes
+from git's object store) and `core.review.review` of each worker's patch snapshot, parsed
+untimed (bundle-validate hands Gate 0 the patch it parsed). Interpreter start-up is
+bench/startup.py's. Medians are reported.
 """
 
 from __future__ import annotations
@@ -97,13 +100,16 @@ print(json.dumps({"validate": validate_s, "gate0": gate0_s, "validate_cpu": vali
 """
 
 
-def one_round(root: Path, workers: int, files: int) -> dict[str, float]:
+def one_round(root: Path, workers: int, files: int, from_git: bool) -> dict[str, float]:
     """Gate 0's and bundle-validate's wall and CPU seconds (with their git children) on one
     fresh run."""
     repo, patches = build(root, workers, files)
     run_id = "bench-gate0"
     factory(repo, "launch", "--dry-run", "--run-id", run_id, "--plan", str(root / "plan.json"))
     fill_bundles(repo / "tools/codex/runs" / run_id, patches)
+    if from_git:
+        for test in repo.glob("pkg*/tests/test_*.py"):
+            test.write_text(test.read_text() + "# edited\n")
     out = subprocess.run(
         [PY, "-c", CHILD, str(repo), run_id], env=ENV, capture_output=True, check=False
     )
@@ -120,16 +126,18 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--files", type=int, default=250)
+    ap.add_argument("--from-git", action="store_true", help="no checked-out copy is the base's")
     args = ap.parse_args()
     print(_common.env_line())
     print(_common.load_line())
     got: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:
-            for key, value in one_round(Path(tmp), args.workers, args.files).items():
+            rnd = one_round(Path(tmp), args.workers, args.files, args.from_git)
+            for key, value in rnd.items():
                 got.setdefault(key, []).append(value)
     m = {k: _common.median(v) for k, v in got.items()}
-    size = f"{args.workers} x {args.files}"
+    size = f"{args.workers} x {args.files}" + (" (base from git)" if args.from_git else "")
     print(
         f"{size}: Gate 0 {m['gate0']:.3f}s (CPU {m['gate0_cpu']:.3f}s), bundle-validate "
         f"{m['validate']:.3f}s (CPU {m['validate_cpu']:.3f}s), medians of {args.rounds}; "

@@ -921,3 +921,49 @@ def _marks(module: review._Module | None) -> object:
     if module is None:
         return None
     return module.module_skips, {name: test.markers for name, test in module.tests.items()}
+
+
+@pytest.mark.parametrize(
+    ("path", "flagged"),
+    [
+        ("tests/test_a.py", True),
+        ("src/m.py", True),  # test detection is read line by line in source too
+        ("pytest.ini", True),
+        ("tests/app.test.js", True),
+        ("tests/data/cases.json", False),  # test data, not code
+        ("web/app.min.js", False),  # minified source: no Gate 0 rule reads it
+    ],
+)
+def test_a_line_longer_than_gate_0_reads_is_flagged(path: str, flagged: bool) -> None:
+    """Gate 0 reads the first MAX_LINE characters of a line: a longer added line of code it
+    reviews could hide a skip after them (``X = "..."; pytestmark = pytest.mark.skip``)."""
+    hidden = f'X = "{"x" * review.MAX_LINE}"; pytestmark = pytest.mark.skip'
+    found = review_bytes(
+        "A", _patch_of(path, ["import pytest", hidden, "Y = 1"]), {}, default_settings()
+    )
+    got = [(f["rule"], f["line"], f["severity"]) for f in found if f["rule"] == "line-too-long"]
+    assert got == ([("line-too-long", 2, "critical")] if flagged else [])
+
+
+def test_a_line_of_exactly_the_limit_is_read_whole() -> None:
+    at = "#" + "x" * (review.MAX_LINE - 1)
+    over = at + "x"
+    patch = _patch_of("tests/test_a.py", [at, "def test_a():", "    assert f() == 1", over])
+    found = review_bytes("A", patch, {}, default_settings())
+    assert [(f["rule"], f["line"]) for f in found] == [("line-too-long", 4)]
+    assert f"{review.MAX_LINE + 1} characters" in found[0]["message"]
+
+
+def test_the_line_rule_is_off_for_a_policy_before_it() -> None:
+    """Settings of policy version 8 do not name the rule, and a rule they do not name is off:
+    a run recorded then is judged as it was."""
+    old = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [], policy_version=8)
+    assert "line-too-long" not in old["severity"]
+    assert "skip-added" in old["severity"]
+    now = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [], policy_version=9)
+    assert now["severity"]["line-too-long"] == "critical"
+    patch = _patch_of("tests/test_a.py", ["#" + "x" * review.MAX_LINE])
+    assert review_bytes("A", patch, {}, old) == []
+    assert rules(review_bytes("A", patch, {}, now)) == {"line-too-long"}
+    warn = review.settings_of(True, {"line-too-long": "warning"}, review.DEFAULT_TEST_GLOBS, [], [])
+    assert [f["severity"] for f in review_bytes("A", patch, {}, warn)] == ["warning"]

@@ -191,3 +191,40 @@ def test_warnings_are_fed_back_to_the_worker(repo: Path) -> None:
     assert entry.get("warnings", [""])[0].startswith(
         "[no-assertion] B_worker tests/test_calc.py:12"
     )
+
+
+# A test line whose first 4,000 characters read as a harmless string, and whose tail skips
+# the whole module: Gate 0 reads no further than those characters.
+HIDDEN_SKIP = (
+    "import pytest\n" + f'NOTE = "{"x" * 4000}"; pytestmark = pytest.mark.skip\n' + TEST_CALC
+)
+
+
+def test_a_line_too_long_to_read_blocks_and_replays(repo: Path) -> None:
+    run_id = run_with(repo, HIDDEN_SKIP)
+    code, doc = validate(repo, run_id)
+    assert code == 3 and doc["verdicts"]["B"] == "BLOCKED"
+    assert [(f["rule"], f["path"]) for f in doc["findings"]] == [
+        ("line-too-long", "tests/test_calc.py")
+    ]
+    assert replay(repo, run_id)[0] == 0
+
+
+def test_a_run_recorded_before_the_line_rule_replays_by_its_own_policy(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run judged by policy version 8 (no line-too-long rule) passed the long line; replay
+    today judges it by version 8 too, and finds nothing to add."""
+    from tools.codex.factory.run import validate as stage
+
+    run_id = run_with(repo, HIDDEN_SKIP.replace("pytestmark = pytest.mark.skip", "N = 1"))
+    latest = stage.policy
+    with monkeypatch.context() as mp:
+        mp.setattr(stage, "policy", lambda manifest: latest(manifest, 8))
+        code, doc = validate(repo, run_id)
+    assert code == 0 and doc["findings"] == [], doc
+    (decided,) = [e for e in ledger_lines(repo) if e["event_type"] == "validation.decided"]
+    assert decided["payload"]["policy"]["version"] == 8
+    assert "line-too-long" not in decided["payload"]["policy"]["review"]["severity"]
+    code, report = replay(repo, run_id)
+    assert code == 0, report

@@ -66,6 +66,7 @@ from tools.codex.factory.run.facts import (
     gather_facts,
 )
 from tools.codex.factory.run.validate import (
+    POLICY_VERSION,
     base_tree,
     limits,
     parse_patches,
@@ -490,8 +491,10 @@ class DiskCheck:
         manifest, base = self.docs.manifest, self.folded.state.base_commit
         if not self.folded.review_events or manifest is None or not isinstance(base, str):
             return
+        decided = self.folded.state.validation
+        version = decided["policy"].get("version", 1) if decided is not None else POLICY_VERSION
         try:
-            settings = review_settings(manifest)
+            settings = review_settings(manifest, version if isinstance(version, int) else 1)
         except (KeyError, TypeError):
             return  # the manifest check reports it
         bounds = self._limits()

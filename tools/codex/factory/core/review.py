@@ -43,7 +43,12 @@ RULES: dict[str, ReviewSeverity] = {
     "hardcoded-output": "warning",
     "test-deleted-glob": "critical",
     "skip-added-pattern": "critical",
+    "line-too-long": "critical",
 }
+# Rules newer than Gate 0 itself, by the policy version that brought each: settings of an
+# earlier policy do not name them, and a rule its settings do not name is off (a run
+# recorded before it is judged as it was).
+RULES_SINCE = {"line-too-long": 9}
 DEFAULT_TEST_GLOBS = [
     "tests/**",
     "**/tests/**",
@@ -196,6 +201,7 @@ class Section:
     binary: bool
     added: list[tuple[int, str]] = field(default_factory=list)  # (new line, text)
     removed: list[tuple[int, str]] = field(default_factory=list)  # (old line, text)
+    long: list[tuple[int, int]] = field(default_factory=list)  # (new line, length) > MAX_LINE
     hunks: list[tuple[int, int, list[tuple[str, str]]]] = field(default_factory=list)
 
     @property
@@ -212,12 +218,17 @@ def settings_of(
     test_globs: Sequence[str],
     skip_patterns: Sequence[str],
     check_argvs: Iterable[Sequence[str]],
+    policy_version: int | None = None,
 ) -> ReviewSettings:
-    """The settings a run reviews by: its config, every rule's severity spelled out, and
-    the files its required checks run."""
-    sev: dict[str, ReviewSeverity] = dict(RULES)
+    """The settings a run reviews by: its config, the severity of every rule its policy
+    version knows (None: the latest) spelled out, and the files its required checks run."""
+    sev: dict[str, ReviewSeverity] = {
+        rule: level
+        for rule, level in RULES.items()
+        if policy_version is None or RULES_SINCE.get(rule, 0) <= policy_version
+    }
     for rule, value in severity.items():
-        if rule in RULES and value in ("critical", "warning", "off"):
+        if rule in sev and value in ("critical", "warning", "off"):
             sev[rule] = value  # type: ignore[assignment]
     files = sorted({f for argv in check_argvs for f in check_files(argv)})
     return {
@@ -294,7 +305,10 @@ def _section(f: patchparse.FileChange) -> Section:
             line = lines[i]
             kind = line[:1]
             if kind == b"+":
-                text = line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]  # _text
+                text = line[1:].decode("utf-8", "replace").rstrip("\r")  # _text
+                if len(text) > MAX_LINE:
+                    sec.long.append((new_no, len(text)))
+                    text = text[:MAX_LINE]
                 sec.added.append((new_no, text))
                 body.append(("+", text))
                 new_no += 1
@@ -491,7 +505,9 @@ class _Context:
         return out
 
     def add(self, path: str, line: int, rule: str, message: str) -> None:
-        sev = self.settings["severity"].get(rule, RULES[rule])
+        sev = self.settings["severity"].get(rule)
+        if sev is None:
+            sev = "off" if rule in RULES_SINCE else RULES[rule]
         if sev == "off" or len(self.found) >= MAX_FINDINGS:
             return
         self.found.append(
@@ -549,6 +565,16 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
         _file_deleted(ctx, sec)
         return
     base = _basename(path)
+    if sec.long and (base in SELECTION_FILES or path.endswith(".py") or (test and is_code(path))):
+        line, length = sec.long[0]
+        more = f" (and {len(sec.long) - 1} more)" if len(sec.long) > 1 else ""
+        ctx.add(
+            path,
+            line,
+            "line-too-long",
+            f"an added line of {length} characters{more}: Gate 0 reads the first {MAX_LINE} "
+            "of a line, so a skip or a test switch after them would pass unseen; split it",
+        )
     if sec.status == "renamed" and SELECTION_FILES & {base, _basename(sec.old_path or "")}:
         ctx.add(
             path,

@@ -30,7 +30,8 @@ from tools.codex.factory.run.stages import StageResult
 # 6 judges NTFS 8.3 short names (name-short-alias) with the facts' base_short_aliases.
 # 7 judges Gate 0's findings (review.findings) by the review settings it records.
 # 8 records the reviewer agent (review_agent) and judges its answers (review.agent).
-POLICY_VERSION = 8
+# 9 names Gate 0's line-too-long rule in the review settings (an earlier policy: off).
+POLICY_VERSION = 9
 
 
 def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
@@ -70,21 +71,22 @@ def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
     if version >= 4:
         out["attributes"] = run_setting(manifest, "checks.attributes")
     if version >= 7:
-        out["review"] = review_settings(manifest)
+        out["review"] = review_settings(manifest, version)
     if version >= 8:
         out["review_agent"] = reviewagent.policy_entry(manifest)
     return out
 
 
-def review_settings(manifest: dict[str, Any]) -> ReviewSettings:
-    """Gate 0's settings as the run was launched with them, and the files its required
-    checks run."""
+def review_settings(manifest: dict[str, Any], version: int = POLICY_VERSION) -> ReviewSettings:
+    """Gate 0's settings as the run was launched with them, by the rules policy ``version``
+    knows, and the files its required checks run."""
     return review.settings_of(
         run_setting(manifest, "review.enabled"),
         run_setting(manifest, "review.severity"),
         run_setting(manifest, "review.test_globs"),
         run_setting(manifest, "review.skip_patterns"),
         [c["argv"] for c in run_setting(manifest, "checks.required")],
+        version,
     )
 
 

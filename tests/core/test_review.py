@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -967,3 +968,45 @@ def test_the_line_rule_is_off_for_a_policy_before_it() -> None:
     assert rules(review_bytes("A", patch, {}, now)) == {"line-too-long"}
     warn = review.settings_of(True, {"line-too-long": "warning"}, review.DEFAULT_TEST_GLOBS, [], [])
     assert [f["severity"] for f in review_bytes("A", patch, {}, warn)] == ["warning"]
+
+
+_TOKENS = ["sys", ".", "modules", "argv", '"', "'", " ", "+", "PYTEST_", "CURRENT_TEST", "py"]
+_TOKENS += ["test", "x = ", "[", "]", "if ", " in ", "skip", "sys.argv", "sys.modules"]
+_TOKENS += ['"PYT"', '"EST_VERSION"', "'sys.mod'", "'ules'", '"sys.ar" + "gv"', "'pytest'"]
+_WHOLE = ["[pytest]", "[coverage:run]", "addopts = -k fast", "omit = src/*", "x = 1"]
+_WHOLE += ["def test_a():", "    assert 1", "    pass", ""]
+_code_line = st.one_of(
+    st.lists(st.sampled_from(_TOKENS), max_size=6).map("".join), st.sampled_from(_WHOLE)
+)
+
+
+@settings(derandomize=True, max_examples=300, suppress_health_check=list(HealthCheck))
+@given(
+    st.sampled_from(["src/m.py", "tests/test_m.py", "pytest.ini", "docs/m.txt", "tests/m.js"]),
+    st.lists(_code_line, min_size=1, max_size=8),
+    st.lists(_code_line, min_size=1, max_size=8),
+)
+@example("src/m.py", ["x = 1"], ["if 'pytest' in sys.modules: x = 1"])  # each alone
+@example("src/m.py", ["x = 1"], ['x = "PYT" "EST_VERSION"'])
+@example("src/m.py", ["x = 1"], ["x = 'py' 'test' in ' '.join(sys.argv)"])
+@example("src/m.py", ["x = 1"], ["m = 'sys.mod' 'ules'; 'pytest'"])
+@example("pytest.ini", ["[pytest]", "x = 1"], ["[pytest]", "addopts = -k fast"])
+def test_partial_sections_and_the_detection_prefilter_change_no_finding(
+    path: str, old: list[str], new: list[str]
+) -> None:
+    """Hunks are kept only where a rule reads them, and a section whose joined text names no
+    sys.modules, sys.argv or PYTEST_ is not searched line by line: the findings are those of
+    full sections searched whole (strings split and joined: "PYTEST_" + "CURRENT_TEST")."""
+    import difflib
+
+    diff = list(difflib.unified_diff([f"{x}\n" for x in old], [f"{x}\n" for x in new], n=2))
+    if not diff:
+        return
+    head = f"diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n"
+    data = (head + "".join(diff[2:])).encode()
+    pre: dict[str, bytes | None] = {path: "".join(f"{x}\n" for x in old).encode()}
+    got = review_bytes("A", data, pre, default_settings())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(review, "_reads_hunks", lambda f, s: True)
+        mp.setattr(review, "_DETECTION_ANY", re.compile(""))
+        assert got == review_bytes("A", data, pre, default_settings())

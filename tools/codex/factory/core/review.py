@@ -161,6 +161,8 @@ _HOOK_DEF = re.compile(
 )
 _MODULES = re.compile(r"\bsys\.modules\b")
 _PYTEST_STRING = re.compile(r"[\"']_?pytest\b")
+# What every line the detection rules flag holds, once its strings are joined.
+_DETECTION_ANY = re.compile(r"sys\.(?:modules|argv)|PYTEST_")
 _JOINED = re.compile(r"([\"'])[ \t]*(?:\+[ \t]*)?\1")  # the seam of two adjacent or added strings
 # add_marker(...skip|xfail): the marker searched after the call, linearly.
 _ADD_MARKER = re.compile(r"add_marker\(")
@@ -271,9 +273,22 @@ def check_files(argv: Sequence[str]) -> list[str]:
 
 
 # -- reading the patch ---------------------------------------------------------------------
-def sections(patch: patchparse.Patch) -> list[Section]:
-    """Each file section with its numbered added and removed lines (binary ones without)."""
-    return [_section(f) for f in patch.files]
+def sections(patch: patchparse.Patch, settings: ReviewSettings | None = None) -> list[Section]:
+    """Each file section with its numbered added and removed lines (binary ones without),
+    and its hunks where a rule reads them: in test and test settings files (all, without
+    ``settings``)."""
+    if settings is None:
+        return [_section(f, True) for f in patch.files]
+    return [_section(f, _reads_hunks(f, settings)) for f in patch.files]
+
+
+def _reads_hunks(f: patchparse.FileChange, settings: ReviewSettings) -> bool:
+    """Whether a rule reads the section's hunks: a test file's (its post-image, whether it
+    is emptied whole) or a test settings file's (the settings section of each line)."""
+    return any(
+        p is not None and (_basename(p) in SELECTION_FILES or is_test(p, settings))
+        for p in (f.new_path, f.old_path)
+    )
 
 
 def _text(raw: bytes) -> str:
@@ -283,7 +298,7 @@ def _text(raw: bytes) -> str:
     return line[:MAX_LINE]
 
 
-def _section(f: patchparse.FileChange) -> Section:
+def _section(f: patchparse.FileChange, hunks: bool) -> Section:
     sec = Section(f.old_path, f.new_path, f.status, f.binary)
     if f.binary:
         return sec
@@ -310,19 +325,22 @@ def _section(f: patchparse.FileChange) -> Section:
                     sec.long.append((new_no, len(text)))
                     text = text[:MAX_LINE]
                 sec.added.append((new_no, text))
-                body.append(("+", text))
+                if hunks:
+                    body.append(("+", text))
                 new_no += 1
                 new_left -= 1
             elif kind == b"-":
                 text = line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]
                 sec.removed.append((old_no, text))
-                body.append(("-", text))
+                if hunks:
+                    body.append(("-", text))
                 old_no += 1
                 old_left -= 1
             elif kind == b"\\":
                 pass
             else:
-                body.append((" ", line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]))
+                if hunks:
+                    body.append((" ", line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]))
                 old_no += 1
                 new_no += 1
                 old_left -= 1
@@ -330,7 +348,8 @@ def _section(f: patchparse.FileChange) -> Section:
             i += 1
         while i < n and lines[i].startswith(b"\\"):
             i += 1
-        sec.hunks.append((start, len([k for k, _ in body if k != "+"]), body))
+        if hunks:
+            sec.hunks.append((start, len([k for k, _ in body if k != "+"]), body))
     return sec
 
 
@@ -531,7 +550,7 @@ def review(
     """Every Gate 0 finding on one worker's patch, sorted (path, line, rule, message)."""
     if not settings["enabled"]:
         return []
-    ctx = _Context(worker, settings, sections(patch))
+    ctx = _Context(worker, settings, sections(patch, settings))
     for sec in ctx.secs:
         if sec.old_path is not None and sec.status in ("deleted", "renamed"):
             ctx.deleted.add(sec.old_path)
@@ -1489,6 +1508,9 @@ def _sniffs_modules(text: str) -> bool:
 
 
 def _detection(ctx: _Context, sec: Section) -> None:
+    # Seams never span lines: the joined text of all the lines is theirs, joined one by one.
+    if _DETECTION_ANY.search(_JOINED.sub("", "\n".join(t for _, t in sec.added))) is None:
+        return
     for line, raw in sec.added:
         text = _JOINED.sub("", raw)  # "py" "test", "PYTEST_" + "CURRENT_TEST": one string
         if any(p.search(text) for p in _DETECTION) or _sniffs_argv(text) or _sniffs_modules(text):

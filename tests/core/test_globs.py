@@ -480,3 +480,36 @@ def test_match_any_is_the_first_pattern_that_matches_in_order(
     except ValueError:
         got = ValueError
     assert got == expected
+
+
+# Literal folders and a trailing '**' (the usual scope lock) are matched by comparing their
+# first segments: always the program's answer.
+prefix_patterns = st.lists(
+    st.sampled_from(["a", "b", "A", "ß", "ss", "K", "\u212a", ".x", "a.b"]), min_size=1, max_size=3
+).map(lambda segs: "/".join(segs) + ("/" if len(segs) % 2 else "/**"))
+
+
+@settings(max_examples=300, derandomize=True)
+@given(
+    patterns=st.lists(prefix_patterns | piece_patterns, min_size=1, max_size=4),
+    path=st.lists(
+        st.sampled_from(["a", "b", "A", "ß", "ss", "SS", "k", "\u212a", ".x", "a.b", ""]),
+        min_size=1,
+        max_size=5,
+    ).map("/".join),
+)
+def test_match_any_and_match_are_the_programs_answer(patterns: list[str], path: str) -> None:
+    for ignore_case in (False, True):
+        usable = []
+        for pattern in patterns:
+            try:
+                glob = compile_glob(pattern, ignore_case=ignore_case)
+            except ValueError:
+                continue
+            usable.append(pattern)
+            assert glob.match(path) is _match_steps(glob, path)[0], (pattern, path, ignore_case)
+        want = next(
+            (p for p in usable if _match_steps(compile_glob(p, ignore_case=ignore_case), path)[0]),
+            None,
+        )
+        assert match_any(path, usable, ignore_case=ignore_case) == want

@@ -95,10 +95,13 @@ class CompiledGlob:
     # fewest path segments that can match, and whether more are allowed (some '**')
     _min_segments: int = field(repr=False, compare=False)
     _open: bool = field(repr=False, compare=False)
+    # literal segments then one trailing '**' ('src/**', 'a/b/'): how many, and their texts
+    _prefix: int = field(repr=False, compare=False)
+    _head: tuple[Sequence[str], ...] = field(repr=False, compare=False)
 
     def match(self, path: str) -> bool:
         """Whether the whole of ``path`` matches the pattern."""
-        return _match_steps(self, path)[0]
+        return _hit(self, path, _texts(path, self.ignore_case))
 
 
 def validate_glob(pattern: str) -> None:
@@ -127,7 +130,7 @@ def match_any(path: str, patterns: Sequence[str], *, ignore_case: bool = False) 
     by_first, anywhere = plan
     listed = by_first.get(texts[0], ())
     for i in sorted(listed + anywhere) if listed and anywhere else listed or anywhere:
-        if _match_steps(_compile(pats[i], ignore_case), path, texts)[0]:
+        if _hit(_compile(pats[i], ignore_case), path, texts):
             return pats[i]
     return None
 
@@ -155,12 +158,25 @@ def _plan(patterns: tuple[str, ...], ignore_case: bool) -> _Plan | None:
 
 
 def _texts(path: str, ignore_case: bool) -> list[Sequence[str]]:
-    """``path``'s segments as matching reads them: folded per character when ignoring case."""
+    """``path``'s segments as matching reads them: folded per character when ignoring case
+    (an ASCII character folds to its lower case, one character)."""
     raws = path.split("/")
-    return [tuple(map(str.casefold, raw)) for raw in raws] if ignore_case else list(raws)
+    if not ignore_case:
+        return list(raws)
+    return [tuple(raw.lower()) if raw.isascii() else tuple(map(str.casefold, raw)) for raw in raws]
 
 
 # -- matching --------------------------------------------------------------------------------
+def _hit(glob: CompiledGlob, path: str, texts: Sequence[Sequence[str]]) -> bool:
+    """Whether ``path`` (read as ``texts``) matches: a glob of literal segments and a
+    trailing '**' by comparing its first segments (what :func:`_match_steps` concludes for
+    it: those segments equal, then one or more non-empty ones), any other by the program."""
+    k = glob._prefix
+    if k:
+        return len(texts) > k and tuple(texts[:k]) == glob._head and all(texts[k:])
+    return _match_steps(glob, path, texts)[0]
+
+
 def _match_steps(
     glob: CompiledGlob, path: str, texts: Sequence[Sequence[str]] | None = None
 ) -> tuple[bool, int]:
@@ -290,6 +306,7 @@ def _compile(pattern: str, ignore_case: bool) -> CompiledGlob:
     literals = tuple(_literal(item, ignore_case) for item in items)
     fixed = sum(item is not None for item in items)
     trailing = items[-1] is None
+    prefix = fixed if trailing and fixed and all(x is not None for x in literals[:-1]) else 0
     return CompiledGlob(
         pattern,
         ignore_case,
@@ -297,6 +314,8 @@ def _compile(pattern: str, ignore_case: bool) -> CompiledGlob:
         literals,
         _min_segments=fixed + trailing,
         _open=any(item is None for item in items),
+        _prefix=prefix,
+        _head=tuple(x for x in literals[:prefix] if x is not None),
     )
 
 

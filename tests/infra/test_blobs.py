@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,22 @@ def test_a_path_outside_the_work_tree_is_never_read(tmp_path: Path) -> None:
     assert gitops._checked_out(repo, "a.py", oid, 50) == b"a = 1\n"
     for name in ("../outside.py", "./a.py", "/a.py", "x//a.py", "x\\..\\a.py", "c:a.py"):
         assert gitops._checked_out(repo, name, oid, 50) is None, name
+
+
+@pytest.mark.skipif(os.name == "nt", reason="links")
+@pytest.mark.parametrize("where", ["folder", "top"])
+def test_a_link_at_a_parent_folder_is_not_followed(tmp_path: Path, where: str) -> None:
+    """A folder of the path that is a link leads out of the work tree (to a copy with the very
+    bytes, or to /dev, a FIFO's writer, a mount that hangs): nothing there is opened, the
+    bytes come from git."""
+    repo = make_repo(tmp_path / "repo", {"t/u/a.py": "a = 1\n"})
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    _hide_object(repo, "t/u/a.py")
+    outside = tmp_path / "outside"
+    (outside / "u").mkdir(parents=True)
+    (outside / "u/a.py").write_bytes(b"a = 1\n")
+    linked = repo / ("t/u" if where == "folder" else "t")
+    shutil.rmtree(linked)
+    os.symlink(outside / "u" if where == "folder" else outside, linked)
+    assert (repo / "t/u/a.py").read_bytes() == b"a = 1\n"  # a path that leads out
+    assert gitops.blobs_at(repo, commit, ["t/u/a.py"], 50) == {"t/u/a.py": None}

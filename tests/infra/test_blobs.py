@@ -140,3 +140,19 @@ def test_a_link_at_a_parent_folder_is_not_followed(tmp_path: Path, where: str) -
     os.symlink(outside / "u" if where == "folder" else outside, linked)
     assert (repo / "t/u/a.py").read_bytes() == b"a = 1\n"  # a path that leads out
     assert gitops.blobs_at(repo, commit, ["t/u/a.py"], 50) == {"t/u/a.py": None}
+
+
+@pytest.mark.parametrize(
+    "name", ["nul.py", "CON", "aux.test.py", "com1.py", "LPT\u00b9.py", "conin$", "a.py.", "a.py "]
+)
+def test_a_name_windows_reads_as_a_device_or_another_file_is_not_opened(
+    tmp_path: Path, name: str
+) -> None:
+    """On Windows 'nul.py' opens the NUL device, 'com1.py' a serial port, and 'a.py.' or
+    'a.py ' the file 'a.py': such a name is never opened, on any system, only read from git."""
+    repo = make_repo(tmp_path / "repo", {f"t/{name}": "a = 1\n", "t/ok.py": "a = 1\n"})
+    oid = git(repo, "rev-parse", "HEAD:t/ok.py").strip()
+    assert gitops._checked_out(repo, "t/ok.py", oid, 50) == b"a = 1\n"
+    assert gitops._checked_out(repo, f"t/{name}", oid, 50) is None
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    assert gitops.blobs_at(repo, commit, [f"t/{name}"], 50) == {f"t/{name}": b"a = 1\n"}

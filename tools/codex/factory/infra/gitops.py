@@ -995,8 +995,14 @@ def blobs_at(
 
 # A blob id's hash by its length: SHA-1 (40 hex digits) or SHA-256 (64) repositories.
 _OBJECT_HASHES = {40: "sha1", 64: "sha256"}
-# A path component that names no plain entry below the work tree's top.
-_NOT_PLAIN_PART = re.compile(r"\A(?:\.{1,2})?\Z|[\\:\x00]")
+# A path component that names no plain entry below the work tree's top: '', '.', '..', one
+# with a separator, a stream (':') or NUL, and those Windows reads as another name (a trailing
+# '.' or ' ') or as a device (NUL, CON, COM1..., with any extension).
+_NOT_PLAIN_PART = re.compile(
+    r"\A(?:\.{1,2})?\Z|[\\:\x00]|[. ]\Z"
+    r"|(?i:\A(?:CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3]|CONIN\$|CONOUT\$)"
+    r"(?:[ .]|\Z))"
+)
 
 
 def _checked_out(repo: Path, path: str, oid: str, max_size: int) -> bytes | None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.repos import git, make_repo
+from tests.support.repos import ROOT, git, make_repo
 from tools.codex.factory.infra import gitops
 
 FILES = {
@@ -156,3 +158,29 @@ def test_a_name_windows_reads_as_a_device_or_another_file_is_not_opened(
     assert gitops._checked_out(repo, f"t/{name}", oid, 50) is None
     commit = git(repo, "rev-parse", "HEAD").strip()
     assert gitops.blobs_at(repo, commit, [f"t/{name}"], 50) == {f"t/{name}": b"a = 1\n"}
+
+
+_ASCII_CHILD = """
+import sys
+from pathlib import Path
+from tools.codex.factory.infra import gitops
+assert sys.getfilesystemencoding() == "ascii", sys.getfilesystemencoding()
+gitops.PATHSPEC_CHARS = 0  # the whole tree listed: no path on git's command line
+print(ascii(gitops.blobs_at(Path(sys.argv[1]), sys.argv[2], ["t/\\u00e9.py"], 50)))
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the file system encoding is UTF-8 there")
+def test_a_name_the_file_system_encoding_cannot_spell_is_read_from_git(tmp_path: Path) -> None:
+    """Under a C locale without UTF-8 mode Python names files in ASCII: 't/\u00e9.py' cannot
+    be opened by name (an encoding error, never a traceback), so its bytes come from git."""
+    repo = make_repo(tmp_path / "repo", {"t/\u00e9.py": "a = 1\n"})
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    env.pop("PYTHONIOENCODING", None)
+    res = subprocess.run(
+        [sys.executable, "-c", _ASCII_CHILD, str(repo), commit],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "{'t/\\xe9.py': b'a = 1\\n'}"

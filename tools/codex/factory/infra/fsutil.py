@@ -168,24 +168,25 @@ def read_if_regular(root: Path, rel: str, limit: int) -> bytes | None:
     """All of the regular file at ``rel`` (a '/'-path) under ``root`` of at most ``limit``
     bytes, or None for anything else: missing, a link at it or at any folder of its path (a
     link there leads out of ``root``: to /dev, a FIFO's writer, a mount that hangs), a FIFO,
-    a device, bigger, unreadable (held by another process on Windows)."""
+    a device, bigger, unreadable (held by another process on Windows), or a name the file
+    system encoding cannot spell (non-ASCII under a C locale without UTF-8 mode)."""
     parts = rel.split("/")
     if not HAVE_DIR_FD:  # pragma: no cover - Windows: check each folder, then open the last
         for i in range(1, len(parts)):
             try:
                 st = os.lstat(root.joinpath(*parts[:i]))
-            except OSError:
+            except (OSError, ValueError):
                 return None
             if is_link(st) or not stat.S_ISDIR(st.st_mode):
                 return None
         try:
             fd = open_regular(root.joinpath(*parts), os.O_RDONLY)
-        except OSError:
+        except (OSError, ValueError):
             return None
         return _read_if_within(fd, limit)
     try:
         fd = _open_below(root, parts)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a name the file system encoding cannot spell
         return None
     return _read_if_within(fd, limit)
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.repos import git, make_repo
+from tests.support.repos import ROOT, git, make_repo
 from tools.codex.factory.infra import gitops
 
 FILES = {
@@ -120,3 +123,64 @@ def test_a_path_outside_the_work_tree_is_never_read(tmp_path: Path) -> None:
     assert gitops._checked_out(repo, "a.py", oid, 50) == b"a = 1\n"
     for name in ("../outside.py", "./a.py", "/a.py", "x//a.py", "x\\..\\a.py", "c:a.py"):
         assert gitops._checked_out(repo, name, oid, 50) is None, name
+
+
+@pytest.mark.skipif(os.name == "nt", reason="links")
+@pytest.mark.parametrize("where", ["folder", "top"])
+def test_a_link_at_a_parent_folder_is_not_followed(tmp_path: Path, where: str) -> None:
+    """A folder of the path that is a link leads out of the work tree (to a copy with the very
+    bytes, or to /dev, a FIFO's writer, a mount that hangs): nothing there is opened, the
+    bytes come from git."""
+    repo = make_repo(tmp_path / "repo", {"t/u/a.py": "a = 1\n"})
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    _hide_object(repo, "t/u/a.py")
+    outside = tmp_path / "outside"
+    (outside / "u").mkdir(parents=True)
+    (outside / "u/a.py").write_bytes(b"a = 1\n")
+    linked = repo / ("t/u" if where == "folder" else "t")
+    shutil.rmtree(linked)
+    os.symlink(outside / "u" if where == "folder" else outside, linked)
+    assert (repo / "t/u/a.py").read_bytes() == b"a = 1\n"  # a path that leads out
+    assert gitops.blobs_at(repo, commit, ["t/u/a.py"], 50) == {"t/u/a.py": None}
+
+
+@pytest.mark.parametrize(
+    "name", ["nul.py", "CON", "aux.test.py", "com1.py", "LPT\u00b9.py", "conin$", "a.py.", "a.py "]
+)
+def test_a_name_windows_reads_as_a_device_or_another_file_is_not_opened(
+    tmp_path: Path, name: str
+) -> None:
+    """On Windows 'nul.py' opens the NUL device, 'com1.py' a serial port, and 'a.py.' or
+    'a.py ' the file 'a.py': such a name is never opened, on any system, only read from git."""
+    repo = make_repo(tmp_path / "repo", {f"t/{name}": "a = 1\n", "t/ok.py": "a = 1\n"})
+    oid = git(repo, "rev-parse", "HEAD:t/ok.py").strip()
+    assert gitops._checked_out(repo, "t/ok.py", oid, 50) == b"a = 1\n"
+    assert gitops._checked_out(repo, f"t/{name}", oid, 50) is None
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    assert gitops.blobs_at(repo, commit, [f"t/{name}"], 50) == {f"t/{name}": b"a = 1\n"}
+
+
+_ASCII_CHILD = """
+import sys
+from pathlib import Path
+from tools.codex.factory.infra import gitops
+assert sys.getfilesystemencoding() == "ascii", sys.getfilesystemencoding()
+gitops.PATHSPEC_CHARS = 0  # the whole tree listed: no path on git's command line
+print(ascii(gitops.blobs_at(Path(sys.argv[1]), sys.argv[2], ["t/\\u00e9.py"], 50)))
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the file system encoding is UTF-8 there")
+def test_a_name_the_file_system_encoding_cannot_spell_is_read_from_git(tmp_path: Path) -> None:
+    """Under a C locale without UTF-8 mode Python names files in ASCII: 't/\u00e9.py' cannot
+    be opened by name (an encoding error, never a traceback), so its bytes come from git."""
+    repo = make_repo(tmp_path / "repo", {"t/\u00e9.py": "a = 1\n"})
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    env.pop("PYTHONIOENCODING", None)
+    res = subprocess.run(
+        [sys.executable, "-c", _ASCII_CHILD, str(repo), commit],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "{'t/\\xe9.py': b'a = 1\\n'}"

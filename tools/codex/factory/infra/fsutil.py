@@ -164,15 +164,53 @@ def read_regular(path: Path, limit: int) -> bytes:
         os.close(fd)
 
 
-def read_if_regular(path: Path, limit: int) -> bytes | None:
-    """All of a regular file of at most ``limit`` bytes, or None for anything else: missing,
-    a link, a FIFO, a device, bigger, unreadable (held by another process on Windows)."""
+def read_if_regular(root: Path, rel: str, limit: int) -> bytes | None:
+    """All of the regular file at ``rel`` (a '/'-path) under ``root`` of at most ``limit``
+    bytes, or None for anything else: missing, a link at it or at any folder of its path (a
+    link there leads out of ``root``: to /dev, a FIFO's writer, a mount that hangs), a FIFO,
+    a device, bigger, unreadable (held by another process on Windows), or a name the file
+    system encoding cannot spell (non-ASCII under a C locale without UTF-8 mode)."""
+    parts = rel.split("/")
+    if not HAVE_DIR_FD:  # pragma: no cover - Windows: check each folder, then open the last
+        for i in range(1, len(parts)):
+            try:
+                st = os.lstat(root.joinpath(*parts[:i]))
+            except (OSError, ValueError):
+                return None
+            if is_link(st) or not stat.S_ISDIR(st.st_mode):
+                return None
+        try:
+            fd = open_regular(root.joinpath(*parts), os.O_RDONLY)
+        except (OSError, ValueError):
+            return None
+        return _read_if_within(fd, limit)
     try:
-        fd = open_regular(path, os.O_RDONLY)
-    except OSError:
+        fd = _open_below(root, parts)
+    except (OSError, ValueError):  # ValueError: a name the file system encoding cannot spell
         return None
+    return _read_if_within(fd, limit)
+
+
+def _open_below(root: Path, parts: list[str]) -> int:
+    """The file ``parts`` names under ``root``, opened through no link at any component below
+    ``root`` (``root`` is the caller's own path: a link to it is the caller's choice)."""
+    dir_fd = os.open(root, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     try:
-        if os.fstat(fd).st_size > limit:
+        for part in parts[:-1]:
+            nxt = os.open(part, DIR_FLAGS, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = nxt
+        return os.open(parts[-1], os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _read_if_within(fd: int, limit: int) -> bytes | None:
+    """All of the open ``fd`` (closed after) when it is a regular file of at most ``limit``
+    bytes, else None."""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             return None
         chunks: list[bytes] = []
         left = limit + 1

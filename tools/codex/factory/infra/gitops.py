@@ -995,21 +995,27 @@ def blobs_at(
 
 # A blob id's hash by its length: SHA-1 (40 hex digits) or SHA-256 (64) repositories.
 _OBJECT_HASHES = {40: "sha1", 64: "sha256"}
-# A path component that names no plain entry below the work tree's top.
-_NOT_PLAIN_PART = re.compile(r"\A(?:\.{1,2})?\Z|[\\:\x00]")
+# A path component that names no plain entry below the work tree's top: '', '.', '..', one
+# with a separator, a stream (':') or NUL, and those Windows reads as another name (a trailing
+# '.' or ' ') or as a device (NUL, CON, COM1..., with any extension).
+_NOT_PLAIN_PART = re.compile(
+    r"\A(?:\.{1,2})?\Z|[\\:\x00]|[. ]\Z"
+    r"|(?i:\A(?:CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3]|CONIN\$|CONOUT\$)"
+    r"(?:[ .]|\Z))"
+)
 
 
 def _checked_out(repo: Path, path: str, oid: str, max_size: int) -> bytes | None:
     """The work tree's copy of ``path`` when its bytes are the blob ``oid``, else None.
 
-    The bytes are read once (a regular file only: no link followed at the name, no FIFO
-    waited on, at most ``max_size`` bytes) and hashed as git hashes a blob; only bytes that
-    hash to ``oid`` are used, so whatever the file is, holds or is reached through, they are
-    the base's content. An edited, filtered (CRLF) or missing copy is read from git."""
+    The bytes are read once (a regular file only, reached through no link at any component:
+    nothing outside the work tree is opened; no FIFO waited on; at most ``max_size`` bytes)
+    and hashed as git hashes a blob; only bytes that hash to ``oid`` are used, so whatever the
+    file is or holds, they are the base's content. An edited, filtered (CRLF) or missing copy is read from git."""
     algo = _OBJECT_HASHES.get(len(oid))
     if algo is None or any(_NOT_PLAIN_PART.search(part) for part in path.split("/")):
         return None
-    data = fsutil.read_if_regular(repo / path, max_size)
+    data = fsutil.read_if_regular(repo, path, max_size)
     if data is None:
         return None
     digest = hashlib.new(algo, b"blob %d\0" % len(data))

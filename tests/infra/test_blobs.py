@@ -114,15 +114,19 @@ def test_a_link_or_fifo_in_place_of_the_copy_is_not_read(tmp_path: Path, kind: s
         assert gitops.blobs_at(repo, commit, ["t/a.py"], 50) == {"t/a.py": b"a = 1\n"}
 
 
+def _copy(repo: Path, name: str, oid: str) -> bytes | None:
+    return gitops._checked_out(repo, [(name, oid)], 50).get(name)
+
+
 def test_a_path_outside_the_work_tree_is_never_read(tmp_path: Path) -> None:
     """A name with '..', '.', an empty part, '\\' or ':' reaches no checked-out file, even
     one holding the very bytes the id names."""
     repo = make_repo(tmp_path / "repo", {"a.py": "a = 1\n"})
     (tmp_path / "outside.py").write_bytes(b"a = 1\n")
     oid = git(repo, "rev-parse", "HEAD:a.py").strip()
-    assert gitops._checked_out(repo, "a.py", oid, 50) == b"a = 1\n"
+    assert _copy(repo, "a.py", oid) == b"a = 1\n"
     for name in ("../outside.py", "./a.py", "/a.py", "x//a.py", "x\\..\\a.py", "c:a.py"):
-        assert gitops._checked_out(repo, name, oid, 50) is None, name
+        assert _copy(repo, name, oid) is None, name
 
 
 @pytest.mark.skipif(os.name == "nt", reason="links")
@@ -154,8 +158,8 @@ def test_a_name_windows_reads_as_a_device_or_another_file_is_not_opened(
     'a.py ' the file 'a.py': such a name is never opened, on any system, only read from git."""
     repo = make_repo(tmp_path / "repo", {f"t/{name}": "a = 1\n", "t/ok.py": "a = 1\n"})
     oid = git(repo, "rev-parse", "HEAD:t/ok.py").strip()
-    assert gitops._checked_out(repo, "t/ok.py", oid, 50) == b"a = 1\n"
-    assert gitops._checked_out(repo, f"t/{name}", oid, 50) is None
+    assert _copy(repo, "t/ok.py", oid) == b"a = 1\n"
+    assert _copy(repo, f"t/{name}", oid) is None
     commit = git(repo, "rev-parse", "HEAD").strip()
     assert gitops.blobs_at(repo, commit, [f"t/{name}"], 50) == {f"t/{name}": b"a = 1\n"}
 
@@ -184,3 +188,37 @@ def test_a_name_the_file_system_encoding_cannot_spell_is_read_from_git(tmp_path:
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "{'t/\\xe9.py': b'a = 1\\n'}"
+
+
+def test_copies_in_many_folders_are_read_each_through_its_own_folders(tmp_path: Path) -> None:
+    """Folders are opened once while their paths follow one another, and only the current
+    path's are held: paths that leave a folder and come back to it, sibling folders whose
+    names share a prefix, a folder that is a link in the middle (its file from git) and a
+    missing one; no descriptor is left open."""
+    files = {
+        "a/b/x.py": "x\n", "a/b/c/y.py": "y\n", "a/b/z.py": "z\n", "a/bb/w.py": "w\n",
+        "a/l/v.py": "v\n", "a/m/u.py": "u\n", "top.py": "t\n", "gone/s.py": "s\n",
+    }  # fmt: skip
+    repo = make_repo(tmp_path / "repo", files)
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    listed = [(p, git(repo, "rev-parse", f"HEAD:{p}").strip()) for p in files]
+    shutil.rmtree(repo / "gone")
+    if os.name != "nt":
+        shutil.move(repo / "a/l", tmp_path / "l")
+        os.symlink(tmp_path / "l", repo / "a/l")
+    fds = _open_fds()
+    copies = gitops._checked_out(repo, listed, 50)
+    assert _open_fds() == fds
+    readable = {p for p in files if not p.startswith("gone/")}
+    if os.name != "nt":
+        readable.discard("a/l/v.py")
+    assert copies == {p: files[p].encode() for p in sorted(readable)}
+    for p in sorted(readable):
+        _hide_object(repo, p)
+    got = gitops.blobs_at(repo, commit, list(files), 50)
+    assert got == {p: files[p].encode() for p in files}  # the rest from git
+
+
+def _open_fds() -> int:
+    proc_fds = Path("/proc/self/fd")
+    return len(list(proc_fds.iterdir())) if proc_fds.is_dir() else 0

@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -170,39 +170,67 @@ def read_if_regular(root: Path, rel: str, limit: int) -> bytes | None:
     link there leads out of ``root``: to /dev, a FIFO's writer, a mount that hangs), a FIFO,
     a device, bigger, unreadable (held by another process on Windows), or a name the file
     system encoding cannot spell (non-ASCII under a C locale without UTF-8 mode)."""
-    parts = rel.split("/")
+    return read_regular_files(root, [rel], limit)[rel]
+
+
+def read_regular_files(root: Path, rels: Iterable[str], limit: int) -> dict[str, bytes | None]:
+    """:func:`read_if_regular` of each of ``rels``, each folder opened once while the paths
+    under it follow one another (in sorted order): only the folders of the current path
+    are held open, so a deep or wide tree holds few descriptors."""
+    out: dict[str, bytes | None] = dict.fromkeys(rels)
     if not HAVE_DIR_FD:  # pragma: no cover - Windows: check each folder, then open the last
-        for i in range(1, len(parts)):
-            try:
-                st = os.lstat(root.joinpath(*parts[:i]))
+        for rel in out:
+            out[rel] = _read_checking_folders(root, rel.split("/"), limit)
+        return out
+    try:
+        top = os.open(root, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    except (OSError, ValueError):
+        return out
+    chain: list[tuple[str, int]] = []  # the open folders of the current path, outermost first
+    try:
+        for rel in sorted(out):
+            *folders, name = rel.split("/")
+            keep = 0
+            while keep < min(len(chain), len(folders)) and chain[keep][0] == folders[keep]:
+                keep += 1
+            while len(chain) > keep:
+                os.close(chain.pop()[1])
+            try:  # ValueError: a name the file system encoding cannot spell
+                for part in folders[keep:]:
+                    chain.append((part, os.open(part, DIR_FLAGS, dir_fd=_last(chain, top))))
+                flags = os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+                fd = os.open(name, flags, dir_fd=_last(chain, top))
             except (OSError, ValueError):
-                return None
-            if is_link(st) or not stat.S_ISDIR(st.st_mode):
-                return None
+                continue
+            out[rel] = _read_if_within(fd, limit)
+    finally:
+        for _, fd in chain:
+            os.close(fd)
+        os.close(top)
+    return out
+
+
+def _last(chain: list[tuple[str, int]], top: int) -> int:
+    return chain[-1][1] if chain else top
+
+
+def _read_checking_folders(  # pragma: no cover - Windows
+    root: Path, parts: list[str], limit: int
+) -> bytes | None:
+    """Windows: no folder of the path may be a link (checked by name), then the file opened
+    as :func:`open_regular` opens it."""
+    for i in range(1, len(parts)):
         try:
-            fd = open_regular(root.joinpath(*parts), os.O_RDONLY)
+            st = os.lstat(root.joinpath(*parts[:i]))
         except (OSError, ValueError):
             return None
-        return _read_if_within(fd, limit)
+        if is_link(st) or not stat.S_ISDIR(st.st_mode):
+            return None
     try:
-        fd = _open_below(root, parts)
-    except (OSError, ValueError):  # ValueError: a name the file system encoding cannot spell
+        fd = open_regular(root.joinpath(*parts), os.O_RDONLY)
+    except (OSError, ValueError):
         return None
     return _read_if_within(fd, limit)
-
-
-def _open_below(root: Path, parts: list[str]) -> int:
-    """The file ``parts`` names under ``root``, opened through no link at any component below
-    ``root`` (``root`` is the caller's own path: a link to it is the caller's choice)."""
-    dir_fd = os.open(root, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    try:
-        for part in parts[:-1]:
-            nxt = os.open(part, DIR_FLAGS, dir_fd=dir_fd)
-            os.close(dir_fd)
-            dir_fd = nxt
-        return os.open(parts[-1], os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, dir_fd=dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _read_if_within(fd: int, limit: int) -> bytes | None:

@@ -963,8 +963,10 @@ def blobs_at(
     else:
         listing = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit, env=env)
     oids: dict[str, list[str]] = {}
-    for path, oid in _tree_blobs(listing.stdout, wanted):
-        data = _checked_out(repo, path, oid, max_size)
+    listed = list(_tree_blobs(listing.stdout, wanted))
+    copies = _checked_out(repo, listed, max_size)
+    for path, oid in listed:
+        data = copies.get(path)
         if data is None:
             oids.setdefault(oid, []).append(path)
         else:
@@ -1005,22 +1007,29 @@ _NOT_PLAIN_PART = re.compile(
 )
 
 
-def _checked_out(repo: Path, path: str, oid: str, max_size: int) -> bytes | None:
-    """The work tree's copy of ``path`` when its bytes are the blob ``oid``, else None.
+def _checked_out(repo: Path, listed: Sequence[tuple[str, str]], max_size: int) -> dict[str, bytes]:
+    """The work tree's copy of each (path, blob id) whose bytes are that blob.
 
     The bytes are read once (a regular file only, reached through no link at any component:
     nothing outside the work tree is opened; no FIFO waited on; at most ``max_size`` bytes)
-    and hashed as git hashes a blob; only bytes that hash to ``oid`` are used, so whatever the
-    file is or holds, they are the base's content. An edited, filtered (CRLF) or missing copy is read from git."""
-    algo = _OBJECT_HASHES.get(len(oid))
-    if algo is None or any(_NOT_PLAIN_PART.search(part) for part in path.split("/")):
-        return None
-    data = fsutil.read_if_regular(repo, path, max_size)
-    if data is None:
-        return None
-    digest = hashlib.new(algo, b"blob %d\0" % len(data))
-    digest.update(data)
-    return data if digest.hexdigest() == oid else None
+    and hashed as git hashes a blob; only bytes that hash to the id are used, so whatever the
+    file is or holds, they are the base's content. An edited, filtered (CRLF) or missing copy,
+    or one under a name some system reads otherwise, is left out: git reads it."""
+    ids = {
+        path: oid
+        for path, oid in listed
+        if len(oid) in _OBJECT_HASHES
+        and not any(_NOT_PLAIN_PART.search(part) for part in path.split("/"))
+    }
+    out: dict[str, bytes] = {}
+    for path, data in fsutil.read_regular_files(repo, ids, max_size).items():
+        if data is None:
+            continue
+        digest = hashlib.new(_OBJECT_HASHES[len(ids[path])], b"blob %d\0" % len(data))
+        digest.update(data)
+        if digest.hexdigest() == ids[path]:
+            out[path] = data
+    return out
 
 
 # Pathspecs matched as the exact paths they spell, whatever the operator's environment says.

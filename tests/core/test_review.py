@@ -1010,3 +1010,36 @@ def test_partial_sections_and_the_detection_prefilter_change_no_finding(
         mp.setattr(review, "_reads_hunks", lambda f, s: True)
         mp.setattr(review, "_DETECTION_ANY", re.compile(""))
         assert got == review_bytes("A", data, pre, default_settings())
+
+
+# A lone carriage return is a line break to Python (and to configparser), not to git: the
+# parser numbers the lines after it further on than the patch does, so a rule that asks
+# whether a node's line is added missed `assert True` on a line the patch adds.
+CR_PADDED = "import os\r\r\r\r\r\rimport sys\n\n\ndef test_add():\n    assert True\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "flagged"),
+    [
+        ("tests/test_new.py", CR_PADDED, True),
+        ("src/m.py", "import os\rimport sys\n", True),
+        ("pytest.ini", "[pytest]\nx = 1\rtestpaths = elsewhere\n", True),
+        ("tests/test_new.py", CR_PADDED.replace("\r", "\r\n"), False),  # CRLF line endings
+        ("tests/test_new.py", "X = 1\r\n\r\n", False),
+        ("tests/data/cases.txt", "a\rb\n", False),  # test data, not code
+    ],
+)
+def test_a_line_break_git_does_not_see_is_flagged(
+    tmp_path: Path, path: str, text: str, flagged: bool
+) -> None:
+    found = reviewed(tmp_path, base(), {path: text})
+    got = [(f["rule"], f["line"], f["severity"]) for f in found if f["rule"] == "hidden-line-break"]
+    assert got == (
+        [("hidden-line-break", 1 + path.endswith(".ini"), "critical")] if flagged else []
+    )
+
+
+def test_a_run_before_the_line_break_rule_is_judged_without_it(tmp_path: Path) -> None:
+    old = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [], policy_version=9)
+    assert "hidden-line-break" not in old["severity"]
+    assert reviewed(tmp_path, base(), {"src/m.py": "import os\rimport sys\n"}, conf=old) == []

@@ -44,11 +44,12 @@ RULES: dict[str, ReviewSeverity] = {
     "test-deleted-glob": "critical",
     "skip-added-pattern": "critical",
     "line-too-long": "critical",
+    "hidden-line-break": "critical",
 }
 # Rules newer than Gate 0 itself, by the policy version that brought each: settings of an
 # earlier policy do not name them, and a rule its settings do not name is off (a run
 # recorded before it is judged as it was).
-RULES_SINCE = {"line-too-long": 9}
+RULES_SINCE = {"line-too-long": 9, "hidden-line-break": 10}
 DEFAULT_TEST_GLOBS = [
     "tests/**",
     "**/tests/**",
@@ -204,6 +205,7 @@ class Section:
     added: list[tuple[int, str]] = field(default_factory=list)  # (new line, text)
     removed: list[tuple[int, str]] = field(default_factory=list)  # (old line, text)
     long: list[tuple[int, int]] = field(default_factory=list)  # (new line, length) > MAX_LINE
+    breaks: list[int] = field(default_factory=list)  # new lines holding a lone '\r'
     hunks: list[tuple[int, int, list[tuple[str, str]]]] = field(default_factory=list)
 
     @property
@@ -320,6 +322,8 @@ def _section(f: patchparse.FileChange, hunks: bool) -> Section:
             line = lines[i]
             kind = line[:1]
             if kind == b"+":
+                if b"\r" in line and b"\r" in line[1 : -1 if line.endswith(b"\r") else None]:
+                    sec.breaks.append(new_no)
                 text = line[1:].decode("utf-8", "replace").rstrip("\r")  # _text
                 if len(text) > MAX_LINE:
                     sec.long.append((new_no, len(text)))
@@ -584,7 +588,17 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
         _file_deleted(ctx, sec)
         return
     base = _basename(path)
-    if sec.long and (base in SELECTION_FILES or path.endswith(".py") or (test and is_code(path))):
+    read = base in SELECTION_FILES or path.endswith(".py") or (test and is_code(path))
+    if read and sec.breaks:
+        ctx.add(
+            path,
+            sec.breaks[0],
+            "hidden-line-break",
+            "an added line holds a carriage return that Python and its settings parsers "
+            "read as a line break: Gate 0 numbers and reads lines as git does; end lines "
+            "with '\\n'",
+        )
+    if read and sec.long:
         line, length = sec.long[0]
         more = f" (and {len(sec.long) - 1} more)" if len(sec.long) > 1 else ""
         ctx.add(

@@ -701,7 +701,7 @@ def test_long_lines_of_repeated_words_are_searched_linearly() -> None:
     started = time.monotonic()
     found = review_bytes("A", source + hooks, {}, default_settings())
     assert time.monotonic() - started < 6
-    assert found == []
+    assert [(f["path"], f["rule"]) for f in found] == [("tests/conftest.py", "file-too-long")]
     honest = _patch_of("src/m.py", ["import sys", "ARGS = sys.argv[1:]"])
     sniff = _patch_of("src/m.py", ["import sys", "T = 'pytest' in ' '.join(sys.argv)"])
     hook = _patch_of("tests/conftest.py", ["    item.add_marker(pytest.mark.skip(reason='x'))"])
@@ -1043,3 +1043,26 @@ def test_a_run_before_the_line_break_rule_is_judged_without_it(tmp_path: Path) -
     old = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [], policy_version=9)
     assert "hidden-line-break" not in old["severity"]
     assert reviewed(tmp_path, base(), {"src/m.py": "import os\rimport sys\n"}, conf=old) == []
+
+
+def _padded(head: str, size: int) -> str:
+    """A test module of at least ``size`` characters: ``head``, data lines, one test."""
+    row = f"DATA = {'1' * 60!r}\n"
+    return head + row * (size // len(row) + 1) + "def test_add():\n    assert add(1, 2) == 3\n"
+
+
+def test_a_test_file_longer_than_gate_0_parses_is_flagged(tmp_path: Path) -> None:
+    """Gate 0 parses a test file of up to MAX_SOURCE characters and reads a longer one line
+    by line, where ``import pytest; pytestmark = pytest.mark.skip`` passed unseen."""
+    head = "from calc import add\nimport pytest; pytestmark = pytest.mark.skip\n"
+    found = reviewed(tmp_path, base(), {"tests/test_big.py": _padded(head, review.MAX_SOURCE)})
+    assert [(f["rule"], f["line"], f["severity"]) for f in found] == [
+        ("file-too-long", 0, "critical")
+    ]
+    under = reviewed(tmp_path, base(), {"tests/test_big.py": _padded(head, 1000)})
+    assert rules(under) == {"test-module-skipped"}
+    data = {"tests/data/big.py.txt": _padded("", review.MAX_SOURCE)}
+    assert reviewed(tmp_path, base(), data) == []
+    old = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [], policy_version=9)
+    honest = _padded("from calc import add\n", review.MAX_SOURCE)
+    assert reviewed(tmp_path, base(), {"tests/test_big.py": honest}, conf=old) == []

@@ -45,11 +45,12 @@ RULES: dict[str, ReviewSeverity] = {
     "skip-added-pattern": "critical",
     "line-too-long": "critical",
     "hidden-line-break": "critical",
+    "file-too-long": "critical",
 }
 # Rules newer than Gate 0 itself, by the policy version that brought each: settings of an
 # earlier policy do not name them, and a rule its settings do not name is off (a run
 # recorded before it is judged as it was).
-RULES_SINCE = {"line-too-long": 9, "hidden-line-break": 10}
+RULES_SINCE = {"line-too-long": 9, "hidden-line-break": 10, "file-too-long": 10}
 DEFAULT_TEST_GLOBS = [
     "tests/**",
     "**/tests/**",
@@ -1078,6 +1079,7 @@ def _python_test(
     path = sec.path
     new = _module(post)
     if new is None:
+        _too_long(ctx, sec, post)
         _python_lines(ctx, sec, pre, post)
         return
     old: _Module | None = None
@@ -1126,6 +1128,21 @@ def _python_test(
     _assertions(ctx, sec, new.nodes, added)
     if new.may_name(*_MOCK_WORDS):
         _self_mock(ctx, sec, new.nodes, added)
+
+
+def _too_long(ctx: _Context, sec: Section, post: list[str] | None) -> None:
+    """A test module too long to parse is read line by line only, where a skip written
+    otherwise than the line rules spell it passes unseen."""
+    size = sum(map(len, post)) + len(post) - 1 if post else 0
+    if size > MAX_SOURCE:
+        ctx.add(
+            sec.path,
+            0,
+            "file-too-long",
+            f"the test file is {size} characters after the patch: Gate 0 parses up to "
+            f"{MAX_SOURCE} and reads a longer one line by line only, where a skip can pass "
+            "unseen; split it",
+        )
 
 
 def _touches(lines: Sequence[int], first: int, last: int) -> bool:

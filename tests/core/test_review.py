@@ -1066,3 +1066,43 @@ def test_a_test_file_longer_than_gate_0_parses_is_flagged(tmp_path: Path) -> Non
     old = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [], policy_version=9)
     honest = _padded("from calc import add\n", review.MAX_SOURCE)
     assert reviewed(tmp_path, base(), {"tests/test_big.py": honest}, conf=old) == []
+
+
+# Python decodes a source file by its coding declaration (or a UTF-8 byte-order mark), Gate 0
+# reads UTF-8: in each of these pytest skips the module, and Gate 0 read no skip.
+SKIP_TAIL = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+UTF7_SKIP = "+AHAAeQB0AGUAcwB0AG0AYQByAGsAIAA9ACAAcAB5AHQAZQBzAHQALgBtAGEAcgBrAC4AcwBrAGkAcA-"
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("\ufeffimport pytest; pytestmark = pytest.mark.skip\n" + SKIP_TAIL, 1),
+        ("# coding: utf-7\nimport pytest\n" + UTF7_SKIP + "\n" + SKIP_TAIL, 1),
+        (
+            "#!/usr/bin/env python\n# -*- coding: unicode_escape -*-\nimport pytest\n"
+            "pytestmar\\u006b = pytest.mark.skip\n" + SKIP_TAIL,
+            2,
+        ),
+        ("# vim: set fileencoding=latin-1 :\n" + SKIP_TAIL, 1),
+        ("# coding: no-such-codec\n" + SKIP_TAIL, 1),
+        ("# -*- coding: utf-8 -*-\n" + SKIP_TAIL, 0),
+        ("# coding: UTF8\n" + SKIP_TAIL, 0),
+        ("# coding=ascii\n" + SKIP_TAIL, 0),
+        ("import os\n\n# coding: utf-7\n" + SKIP_TAIL, 0),  # line 3: Python does not read it
+    ],
+)
+def test_a_source_encoding_gate_0_does_not_read_is_flagged(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    found = reviewed(tmp_path, base(), {"tests/test_new.py": text})
+    got = [(f["line"], f["severity"]) for f in found if f["rule"] == "source-encoding"]
+    assert got == ([(line, "critical")] if line else [])
+
+
+def test_a_source_encoding_is_read_in_python_files_only(tmp_path: Path) -> None:
+    changes = {"tests/data/cases.txt": "\ufeffa\n", "src/m.py": "# coding: utf-7\nX = 1\n"}
+    found = reviewed(tmp_path, base(), changes)
+    assert [(f["path"], f["rule"]) for f in found] == [("src/m.py", "source-encoding")]
+    old = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [], policy_version=9)
+    assert reviewed(tmp_path, base(), changes, conf=old) == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import codecs
 import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -46,11 +47,17 @@ RULES: dict[str, ReviewSeverity] = {
     "line-too-long": "critical",
     "hidden-line-break": "critical",
     "file-too-long": "critical",
+    "source-encoding": "critical",
 }
 # Rules newer than Gate 0 itself, by the policy version that brought each: settings of an
 # earlier policy do not name them, and a rule its settings do not name is off (a run
 # recorded before it is judged as it was).
-RULES_SINCE = {"line-too-long": 9, "hidden-line-break": 10, "file-too-long": 10}
+RULES_SINCE = {
+    "line-too-long": 9,
+    "hidden-line-break": 10,
+    "file-too-long": 10,
+    "source-encoding": 10,
+}
 DEFAULT_TEST_GLOBS = [
     "tests/**",
     "**/tests/**",
@@ -161,6 +168,10 @@ _HOOK_DEF = re.compile(
     r"|collect_file|pycollect_makeitem|runtest_setup|runtest_call|runtest_protocol"
     r"|runtest_makereport|collection|make_collect_report|report_teststatus)\b"
 )
+# A source encoding declaration as Python reads it on a file's first two lines (PEP 263).
+_CODING = re.compile(r"[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
+# The codecs that decode a file to the text Gate 0 reads (UTF-8).
+_UTF8 = frozenset({"utf-8", "utf-8-sig", "ascii"})
 _MODULES = re.compile(r"\bsys\.modules\b")
 _PYTEST_STRING = re.compile(r"[\"']_?pytest\b")
 # What every line the detection rules flag holds, once its strings are joined.
@@ -599,6 +610,8 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
             "read as a line break: Gate 0 numbers and reads lines as git does; end lines "
             "with '\\n'",
         )
+    if path.endswith(".py"):
+        _source_encoding(ctx, sec)
     if read and sec.long:
         line, length = sec.long[0]
         more = f" (and {len(sec.long) - 1} more)" if len(sec.long) > 1 else ""
@@ -650,6 +663,37 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
     elif is_code(path):
         _emptied_generic(ctx, sec, pre, post)
         _skip_patterns(ctx, sec)
+
+
+def _source_encoding(ctx: _Context, sec: Section) -> None:
+    """A byte-order mark or a coding declaration other than UTF-8 added to a Python file:
+    Python decodes the file by it, Gate 0 reads UTF-8 (``# coding: utf-7`` spells any skip
+    in letters and digits)."""
+    for line, text in sec.added[:2]:
+        if line > 2:
+            return
+        m = _CODING.match(text)
+        if line == 1 and text.startswith("\ufeff"):
+            what = "starts with a byte-order mark"
+        elif m is not None and _codec(m[1]) not in _UTF8:
+            what = f"declares the source encoding {m[1][:40]!r}"
+        else:
+            continue
+        ctx.add(
+            sec.path,
+            line,
+            "source-encoding",
+            f"line {line} {what}: Python decodes the file by it, Gate 0 reads "
+            "UTF-8 and would not see what it spells; write the file in plain UTF-8",
+        )
+        return
+
+
+def _codec(name: str) -> str | None:
+    try:
+        return codecs.lookup(name).name
+    except (LookupError, ValueError):
+        return None
 
 
 def _collected(path: str) -> bool:

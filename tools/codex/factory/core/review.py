@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import bisect
-import codecs
 import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -170,8 +169,9 @@ _HOOK_DEF = re.compile(
 )
 # A source encoding declaration as Python reads it on a file's first two lines (PEP 263).
 _CODING = re.compile(r"[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
-# The codecs that decode a file to the text Gate 0 reads (UTF-8).
-_UTF8 = frozenset({"utf-8", "utf-8-sig", "ascii"})
+# Names of the codecs that decode a file to the text Gate 0 reads (UTF-8), in lower case with
+# '-' for '_'; by name, not by the codec registry, so the finding is the same on every Python.
+_UTF8 = frozenset({"utf-8", "utf8", "utf-8-sig", "utf8-sig", "ascii", "us-ascii"})
 _MODULES = re.compile(r"\bsys\.modules\b")
 _PYTEST_STRING = re.compile(r"[\"']_?pytest\b")
 # What every line the detection rules flag holds, once its strings are joined.
@@ -675,7 +675,7 @@ def _source_encoding(ctx: _Context, sec: Section) -> None:
         m = _CODING.match(text)
         if line == 1 and text.startswith("\ufeff"):
             what = "starts with a byte-order mark"
-        elif m is not None and _codec(m[1]) not in _UTF8:
+        elif m is not None and m[1].lower().replace("_", "-") not in _UTF8:
             what = f"declares the source encoding {m[1][:40]!r}"
         else:
             continue
@@ -687,13 +687,6 @@ def _source_encoding(ctx: _Context, sec: Section) -> None:
             "UTF-8 and would not see what it spells; write the file in plain UTF-8",
         )
         return
-
-
-def _codec(name: str) -> str | None:
-    try:
-        return codecs.lookup(name).name
-    except (LookupError, ValueError):
-        return None
 
 
 def _collected(path: str) -> bool:

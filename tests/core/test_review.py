@@ -701,7 +701,7 @@ def test_long_lines_of_repeated_words_are_searched_linearly() -> None:
     started = time.monotonic()
     found = review_bytes("A", source + hooks, {}, default_settings())
     assert time.monotonic() - started < 6
-    assert found == []
+    assert [(f["path"], f["rule"]) for f in found] == [("tests/conftest.py", "file-too-long")]
     honest = _patch_of("src/m.py", ["import sys", "ARGS = sys.argv[1:]"])
     sniff = _patch_of("src/m.py", ["import sys", "T = 'pytest' in ' '.join(sys.argv)"])
     hook = _patch_of("tests/conftest.py", ["    item.add_marker(pytest.mark.skip(reason='x'))"])
@@ -1010,3 +1010,99 @@ def test_partial_sections_and_the_detection_prefilter_change_no_finding(
         mp.setattr(review, "_reads_hunks", lambda f, s: True)
         mp.setattr(review, "_DETECTION_ANY", re.compile(""))
         assert got == review_bytes("A", data, pre, default_settings())
+
+
+# A lone carriage return is a line break to Python (and to configparser), not to git: the
+# parser numbers the lines after it further on than the patch does, so a rule that asks
+# whether a node's line is added missed `assert True` on a line the patch adds.
+CR_PADDED = "import os\r\r\r\r\r\rimport sys\n\n\ndef test_add():\n    assert True\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "flagged"),
+    [
+        ("tests/test_new.py", CR_PADDED, True),
+        ("src/m.py", "import os\rimport sys\n", True),
+        ("pytest.ini", "[pytest]\nx = 1\rtestpaths = elsewhere\n", True),
+        ("tests/test_new.py", CR_PADDED.replace("\r", "\r\n"), False),  # CRLF line endings
+        ("tests/test_new.py", "X = 1\r\n\r\n", False),
+        ("tests/data/cases.txt", "a\rb\n", False),  # test data, not code
+    ],
+)
+def test_a_line_break_git_does_not_see_is_flagged(
+    tmp_path: Path, path: str, text: str, flagged: bool
+) -> None:
+    found = reviewed(tmp_path, base(), {path: text})
+    got = [(f["rule"], f["line"], f["severity"]) for f in found if f["rule"] == "hidden-line-break"]
+    assert got == (
+        [("hidden-line-break", 1 + path.endswith(".ini"), "critical")] if flagged else []
+    )
+
+
+def test_a_run_before_the_line_break_rule_is_judged_without_it(tmp_path: Path) -> None:
+    old = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [], policy_version=9)
+    assert "hidden-line-break" not in old["severity"]
+    assert reviewed(tmp_path, base(), {"src/m.py": "import os\rimport sys\n"}, conf=old) == []
+
+
+def _padded(head: str, size: int) -> str:
+    """A test module of at least ``size`` characters: ``head``, data lines, one test."""
+    row = f"DATA = {'1' * 60!r}\n"
+    return head + row * (size // len(row) + 1) + "def test_add():\n    assert add(1, 2) == 3\n"
+
+
+def test_a_test_file_longer_than_gate_0_parses_is_flagged(tmp_path: Path) -> None:
+    """Gate 0 parses a test file of up to MAX_SOURCE characters and reads a longer one line
+    by line, where ``import pytest; pytestmark = pytest.mark.skip`` passed unseen."""
+    head = "from calc import add\nimport pytest; pytestmark = pytest.mark.skip\n"
+    found = reviewed(tmp_path, base(), {"tests/test_big.py": _padded(head, review.MAX_SOURCE)})
+    assert [(f["rule"], f["line"], f["severity"]) for f in found] == [
+        ("file-too-long", 0, "critical")
+    ]
+    under = reviewed(tmp_path, base(), {"tests/test_big.py": _padded(head, 1000)})
+    assert rules(under) == {"test-module-skipped"}
+    data = {"tests/data/big.py.txt": _padded("", review.MAX_SOURCE)}
+    assert reviewed(tmp_path, base(), data) == []
+    old = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [], policy_version=9)
+    honest = _padded("from calc import add\n", review.MAX_SOURCE)
+    assert reviewed(tmp_path, base(), {"tests/test_big.py": honest}, conf=old) == []
+
+
+# Python decodes a source file by its coding declaration (or a UTF-8 byte-order mark), Gate 0
+# reads UTF-8: in each of these pytest skips the module, and Gate 0 read no skip.
+SKIP_TAIL = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+UTF7_SKIP = "+AHAAeQB0AGUAcwB0AG0AYQByAGsAIAA9ACAAcAB5AHQAZQBzAHQALgBtAGEAcgBrAC4AcwBrAGkAcA-"
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("\ufeffimport pytest; pytestmark = pytest.mark.skip\n" + SKIP_TAIL, 1),
+        ("# coding: utf-7\nimport pytest\n" + UTF7_SKIP + "\n" + SKIP_TAIL, 1),
+        (
+            "#!/usr/bin/env python\n# -*- coding: unicode_escape -*-\nimport pytest\n"
+            "pytestmar\\u006b = pytest.mark.skip\n" + SKIP_TAIL,
+            2,
+        ),
+        ("# vim: set fileencoding=latin-1 :\n" + SKIP_TAIL, 1),
+        ("# coding: no-such-codec\n" + SKIP_TAIL, 1),
+        ("# -*- coding: utf-8 -*-\n" + SKIP_TAIL, 0),
+        ("# coding: UTF8\n" + SKIP_TAIL, 0),
+        ("# coding=ascii\n" + SKIP_TAIL, 0),
+        ("import os\n\n# coding: utf-7\n" + SKIP_TAIL, 0),  # line 3: Python does not read it
+    ],
+)
+def test_a_source_encoding_gate_0_does_not_read_is_flagged(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    found = reviewed(tmp_path, base(), {"tests/test_new.py": text})
+    got = [(f["line"], f["severity"]) for f in found if f["rule"] == "source-encoding"]
+    assert got == ([(line, "critical")] if line else [])
+
+
+def test_a_source_encoding_is_read_in_python_files_only(tmp_path: Path) -> None:
+    changes = {"tests/data/cases.txt": "\ufeffa\n", "src/m.py": "# coding: utf-7\nX = 1\n"}
+    found = reviewed(tmp_path, base(), changes)
+    assert [(f["path"], f["rule"]) for f in found] == [("src/m.py", "source-encoding")]
+    old = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [], policy_version=9)
+    assert reviewed(tmp_path, base(), changes, conf=old) == []

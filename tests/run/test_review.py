@@ -228,3 +228,50 @@ def test_a_run_recorded_before_the_line_rule_replays_by_its_own_policy(
     assert "line-too-long" not in decided["payload"]["policy"]["review"]["severity"]
     code, report = replay(repo, run_id)
     assert code == 0, report
+
+
+def _judged_by_policy_8(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bundle-validate as the release before the line rule ran it."""
+    from tools.codex.factory.run import validate as stage
+
+    latest = stage.policy
+    monkeypatch.setattr(stage, "policy", lambda manifest: latest(manifest, 8))
+
+
+def test_each_validation_of_a_run_replays_by_its_own_policy(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run validated by policy 8 and again by today's: each review.findings is recomputed
+    by the policy of the validation.decided after it, not by the last one."""
+    run_id = run_with(repo, HIDDEN_SKIP.replace("pytestmark = pytest.mark.skip", "N = 1"))
+    with monkeypatch.context() as mp:
+        _judged_by_policy_8(mp)
+        assert validate(repo, run_id)[0] == 0
+    code, doc = validate(repo, run_id)
+    assert code == 3 and [f["rule"] for f in doc["findings"]] == ["line-too-long"]
+    code, report = replay(repo, run_id)
+    assert code == 0, report
+
+
+def test_a_run_stopped_before_its_verdict_replays_by_the_policy_it_reviewed_by(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bundle-validate stopped after Gate 0 recorded its findings and before the verdict (the
+    operator interrupts the reviewer agent): no validation.decided names the policy, so each
+    review.findings is recomputed by the version it records (none: before the line rule)."""
+    from tools.codex.factory.run import validate as stage
+
+    run_id = run_with(repo, HIDDEN_SKIP.replace("pytestmark = pytest.mark.skip", "N = 1"))
+    with monkeypatch.context() as mp:
+        _judged_by_policy_8(mp)
+
+        def stop(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        mp.setattr(stage.gitdir, "check_and_restore", stop)
+        res = run_cli("--repo", str(repo), "--now", PINNED, "bundle-validate", "--run-id", run_id)
+    assert res.returncode != 0
+    events = [e["event_type"] for e in ledger_lines(repo)]
+    assert "review.findings" in events and "validation.decided" not in events
+    code, report = replay(repo, run_id)
+    assert code == 0, report

@@ -443,7 +443,7 @@ def test_runs_judged_by_the_previous_policy_keep_their_verdict(
         for e in ledger_events(short_repo, "bundle.facts")
     }
     (decided,) = [e["payload"] for e in ledger_events(short_repo, "validation.decided")]
-    assert decided["policy"]["version"] == 9
+    assert decided["policy"]["version"] == 10
     assert validation.evaluate(facts, decided["policy"])["status"] == "BLOCKED"
     previous: Any = {**decided["policy"], "version": 5}
     assert validation.evaluate(facts, previous)["status"] == "PASS"

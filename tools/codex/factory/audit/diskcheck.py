@@ -491,10 +491,8 @@ class DiskCheck:
         manifest, base = self.docs.manifest, self.folded.state.base_commit
         if not self.folded.review_events or manifest is None or not isinstance(base, str):
             return
-        decided = self.folded.state.validation
-        version = decided["policy"].get("version", 1) if decided is not None else POLICY_VERSION
         try:
-            settings = review_settings(manifest, version if isinstance(version, int) else 1)
+            settings = {v: review_settings(manifest, v) for v in self._review_versions()}
         except (KeyError, TypeError):
             return  # the manifest check reports it
         bounds = self._limits()
@@ -513,7 +511,8 @@ class DiskCheck:
                     short(str(exc), 300),
                 )
         try:
-            inputs = review_inputs(self.ctx, base, parse_patches(patches, bounds), settings, bounds)
+            parsed = parse_patches(patches, bounds)
+            inputs = review_inputs(self.ctx, base, parsed, settings[POLICY_VERSION], bounds)
         except FactoryError as exc:
             self.diverge(None, "review.findings", "the base commit's files", short(str(exc), 300))
             return
@@ -531,7 +530,7 @@ class DiskCheck:
                     seq, f"{what}: preimages (read again from the base commit)", hashes,
                     recorded["preimages"],
                 )  # fmt: skip
-            fresh = review.review(w, patch, pre, settings)
+            fresh = review.review(w, patch, pre, settings[self._review_version(seq, recorded)])
             if fresh != recorded["findings"]:
                 self.diverge(
                     seq,
@@ -540,6 +539,17 @@ class DiskCheck:
                     fresh,
                     recorded["findings"],
                 )
+
+    def _review_version(self, seq: int, recorded: Mapping[str, Any]) -> int:
+        """The policy version a review.findings is recomputed by: the validation.decided's
+        after it; with none (the run stopped before its verdict), the version it records
+        (none: recorded before review.findings named it, when no rule was newer than 8)."""
+        version = self.folded.review_versions.get(seq, recorded.get("policy_version", 8))
+        return version if isinstance(version, int) and not isinstance(version, bool) else 1
+
+    def _review_versions(self) -> set[int]:
+        events = self.folded.review_events
+        return {POLICY_VERSION} | {self._review_version(seq, p) for _, p, seq in events}
 
     def _check_agent_answers(self) -> None:
         """Re-judge every ``review.agent`` attempt from its recorded inputs: the answer read

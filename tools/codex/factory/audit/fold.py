@@ -304,6 +304,8 @@ class Fold:
         # Gate 0: the last review.findings per worker since its bundle.facts, and every one.
         self.reviews: dict[str, tuple[list[ReviewFinding], int]] = {}
         self.review_events: list[tuple[str, dict[str, Any], int]] = []
+        # The policy version each review.findings is judged by: the validation.decided's after it.
+        self.review_versions: dict[int, object] = {}
         # Gate 0's reviewer agent: each worker's attempts since its bundle.facts, and every one.
         self.agent_answers: dict[str, list[AgentAttempt]] = {}
         self.agent_events: list[tuple[str, AgentAttempt, int]] = []
@@ -630,6 +632,8 @@ class Fold:
                 p["findings"],
             )
         self._check_policy(ev)
+        for _w, _p, seq in self.review_events:
+            self.review_versions.setdefault(seq, p["policy"].get("version", 1))
         state: ValidationState = {
             "seq": ev.seq,
             "workers": workers,

@@ -44,11 +44,19 @@ RULES: dict[str, ReviewSeverity] = {
     "test-deleted-glob": "critical",
     "skip-added-pattern": "critical",
     "line-too-long": "critical",
+    "hidden-line-break": "critical",
+    "file-too-long": "critical",
+    "source-encoding": "critical",
 }
 # Rules newer than Gate 0 itself, by the policy version that brought each: settings of an
 # earlier policy do not name them, and a rule its settings do not name is off (a run
 # recorded before it is judged as it was).
-RULES_SINCE = {"line-too-long": 9}
+RULES_SINCE = {
+    "line-too-long": 9,
+    "hidden-line-break": 10,
+    "file-too-long": 10,
+    "source-encoding": 10,
+}
 DEFAULT_TEST_GLOBS = [
     "tests/**",
     "**/tests/**",
@@ -159,6 +167,11 @@ _HOOK_DEF = re.compile(
     r"|collect_file|pycollect_makeitem|runtest_setup|runtest_call|runtest_protocol"
     r"|runtest_makereport|collection|make_collect_report|report_teststatus)\b"
 )
+# A source encoding declaration as Python reads it on a file's first two lines (PEP 263).
+_CODING = re.compile(r"[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
+# Names of the codecs that decode a file to the text Gate 0 reads (UTF-8), in lower case with
+# '-' for '_'; by name, not by the codec registry, so the finding is the same on every Python.
+_UTF8 = frozenset({"utf-8", "utf8", "utf-8-sig", "utf8-sig", "ascii", "us-ascii"})
 _MODULES = re.compile(r"\bsys\.modules\b")
 _PYTEST_STRING = re.compile(r"[\"']_?pytest\b")
 # What every line the detection rules flag holds, once its strings are joined.
@@ -204,6 +217,7 @@ class Section:
     added: list[tuple[int, str]] = field(default_factory=list)  # (new line, text)
     removed: list[tuple[int, str]] = field(default_factory=list)  # (old line, text)
     long: list[tuple[int, int]] = field(default_factory=list)  # (new line, length) > MAX_LINE
+    breaks: list[int] = field(default_factory=list)  # new lines holding a lone '\r'
     hunks: list[tuple[int, int, list[tuple[str, str]]]] = field(default_factory=list)
 
     @property
@@ -320,6 +334,8 @@ def _section(f: patchparse.FileChange, hunks: bool) -> Section:
             line = lines[i]
             kind = line[:1]
             if kind == b"+":
+                if b"\r" in line and b"\r" in line[1 : -1 if line.endswith(b"\r") else None]:
+                    sec.breaks.append(new_no)
                 text = line[1:].decode("utf-8", "replace").rstrip("\r")  # _text
                 if len(text) > MAX_LINE:
                     sec.long.append((new_no, len(text)))
@@ -584,7 +600,19 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
         _file_deleted(ctx, sec)
         return
     base = _basename(path)
-    if sec.long and (base in SELECTION_FILES or path.endswith(".py") or (test and is_code(path))):
+    read = base in SELECTION_FILES or path.endswith(".py") or (test and is_code(path))
+    if read and sec.breaks:
+        ctx.add(
+            path,
+            sec.breaks[0],
+            "hidden-line-break",
+            "an added line holds a carriage return that Python and its settings parsers "
+            "read as a line break: Gate 0 numbers and reads lines as git does; end lines "
+            "with '\\n'",
+        )
+    if path.endswith(".py"):
+        _source_encoding(ctx, sec)
+    if read and sec.long:
         line, length = sec.long[0]
         more = f" (and {len(sec.long) - 1} more)" if len(sec.long) > 1 else ""
         ctx.add(
@@ -635,6 +663,30 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
     elif is_code(path):
         _emptied_generic(ctx, sec, pre, post)
         _skip_patterns(ctx, sec)
+
+
+def _source_encoding(ctx: _Context, sec: Section) -> None:
+    """A byte-order mark or a coding declaration other than UTF-8 added to a Python file:
+    Python decodes the file by it, Gate 0 reads UTF-8 (``# coding: utf-7`` spells any skip
+    in letters and digits)."""
+    for line, text in sec.added[:2]:
+        if line > 2:
+            return
+        m = _CODING.match(text)
+        if line == 1 and text.startswith("\ufeff"):
+            what = "starts with a byte-order mark"
+        elif m is not None and m[1].lower().replace("_", "-") not in _UTF8:
+            what = f"declares the source encoding {m[1][:40]!r}"
+        else:
+            continue
+        ctx.add(
+            sec.path,
+            line,
+            "source-encoding",
+            f"line {line} {what}: Python decodes the file by it, Gate 0 reads "
+            "UTF-8 and would not see what it spells; write the file in plain UTF-8",
+        )
+        return
 
 
 def _collected(path: str) -> bool:
@@ -1064,6 +1116,7 @@ def _python_test(
     path = sec.path
     new = _module(post)
     if new is None:
+        _too_long(ctx, sec, post)
         _python_lines(ctx, sec, pre, post)
         return
     old: _Module | None = None
@@ -1112,6 +1165,21 @@ def _python_test(
     _assertions(ctx, sec, new.nodes, added)
     if new.may_name(*_MOCK_WORDS):
         _self_mock(ctx, sec, new.nodes, added)
+
+
+def _too_long(ctx: _Context, sec: Section, post: list[str] | None) -> None:
+    """A test module too long to parse is read line by line only, where a skip written
+    otherwise than the line rules spell it passes unseen."""
+    size = sum(map(len, post)) + len(post) - 1 if post else 0
+    if size > MAX_SOURCE:
+        ctx.add(
+            sec.path,
+            0,
+            "file-too-long",
+            f"the test file is {size} characters after the patch: Gate 0 parses up to "
+            f"{MAX_SOURCE} and reads a longer one line by line only, where a skip can pass "
+            "unseen; split it",
+        )
 
 
 def _touches(lines: Sequence[int], first: int, last: int) -> bool:

@@ -31,7 +31,8 @@ from tools.codex.factory.run.stages import StageResult
 # 7 judges Gate 0's findings (review.findings) by the review settings it records.
 # 8 records the reviewer agent (review_agent) and judges its answers (review.agent).
 # 9 names Gate 0's line-too-long rule in the review settings (an earlier policy: off).
-POLICY_VERSION = 9
+# 10 names Gate 0's hidden-line-break, file-too-long and source-encoding rules likewise.
+POLICY_VERSION = 10
 
 
 def policy(manifest: dict[str, Any], version: int = POLICY_VERSION) -> Policy:
@@ -130,10 +131,12 @@ def review_workers(
     parsed: Mapping[str, patchparse.Patch],
     settings: ReviewSettings,
     bounds: Limits,
+    version: int = POLICY_VERSION,
 ) -> dict[str, list[ReviewFinding]]:
     """Gate 0 on the exact bytes validation judged (each worker's patch snapshot, as
     validation parsed it), each worker's findings recorded in ``review.findings`` with the
-    hashes of the base content it read."""
+    hashes of the base content it read and the policy version of its settings (replay's,
+    should the run stop before its verdict)."""
     chosen = {w: parsed[w] for w, f in facts.items() if reviewable(f) and w in parsed}
     inputs = review_inputs(run.ctx, run.base_commit, chosen, settings, bounds)
     out: dict[str, list[ReviewFinding]] = {}
@@ -148,6 +151,7 @@ def review_workers(
             patch_sha256=facts[w]["apply_sha256"],
             preimages=preimage_hashes(pre),
             findings=out[w],
+            policy_version=version,
         )
     return out
 
@@ -200,7 +204,7 @@ def validate(run: RunHandle) -> StageResult:
     settings = pol.get("review")
     enabled = settings is not None and settings["enabled"]
     reviews = (
-        review_workers(run, facts, parsed, settings, bounds)
+        review_workers(run, facts, parsed, settings, bounds, int(pol.get("version", 1)))
         if settings is not None and settings["enabled"]
         else {}
     )

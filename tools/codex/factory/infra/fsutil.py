@@ -164,19 +164,16 @@ def read_regular(path: Path, limit: int) -> bytes:
         os.close(fd)
 
 
-def read_if_regular(root: Path, rel: str, limit: int) -> bytes | None:
-    """All of the regular file at ``rel`` (a '/'-path) under ``root`` of at most ``limit``
+def read_regular_files(root: Path, rels: Iterable[str], limit: int) -> dict[str, bytes | None]:
+    """All of each regular file at ``rels`` ('/'-paths) under ``root`` of at most ``limit``
     bytes, or None for anything else: missing, a link at it or at any folder of its path (a
     link there leads out of ``root``: to /dev, a FIFO's writer, a mount that hangs), a FIFO,
     a device, bigger, unreadable (held by another process on Windows), or a name the file
-    system encoding cannot spell (non-ASCII under a C locale without UTF-8 mode)."""
-    return read_regular_files(root, [rel], limit)[rel]
+    system encoding cannot spell (non-ASCII under a C locale without UTF-8 mode).
 
-
-def read_regular_files(root: Path, rels: Iterable[str], limit: int) -> dict[str, bytes | None]:
-    """:func:`read_if_regular` of each of ``rels``, each folder opened once while the paths
-    under it follow one another (in sorted order): only the folders of the current path
-    are held open, so a deep or wide tree holds few descriptors."""
+    Each folder is opened once while the paths under it follow one another (in sorted
+    order), and only the folders of the current path are held open, so a deep or wide tree
+    holds few descriptors."""
     out: dict[str, bytes | None] = dict.fromkeys(rels)
     if not HAVE_DIR_FD:  # pragma: no cover - Windows: check each folder, then open the last
         for rel in out:

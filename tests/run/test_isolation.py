@@ -463,3 +463,54 @@ def test_a_probes_failing_tests_without_its_logs_recorded_are_no_record(repo: Pa
     assert res.returncode == 3, res.stdout
     whats = [d["what"] for d in json.loads(res.stdout)["divergences"]]
     assert any("isolation.probe failing_tests of tests" in w for w in whats), whats
+
+
+# A required check that names its failing test only in the JUnit XML it writes (its output
+# says no test name): it fails when notes/A.txt is in the tree.
+JUNIT_CHECK = """
+import pathlib, sys
+if pathlib.Path("notes/A.txt").exists():
+    pathlib.Path("reports").mkdir(exist_ok=True)
+    pathlib.Path("reports/junit.xml").write_text(
+        '<testsuite><testcase classname="tests.test_notes" name="test_no_a">'
+        '<failure message="a"/></testcase></testsuite>'
+    )
+    print("boom")
+    sys.exit(1)
+"""
+
+
+def test_a_culprit_is_named_with_the_tests_its_probes_junit_xml_names(repo: Path) -> None:
+    """A probe's check that wrote JUnit XML names its failing tests from it, as the merged
+    check does: kept beside the probe's logs, hashed, and read again by replay."""
+    write_config(
+        repo,
+        {
+            "checks": {
+                "required": [
+                    {
+                        "name": "tests",
+                        "argv": ["{python}", "-c", JUNIT_CHECK],
+                        "junit_xml": "reports/junit.xml",
+                    }
+                ]
+            }
+        },
+    )
+    run_id = run_with(repo, {"A": harmless(repo, "A"), "B": harmless(repo, "B")})
+    res, doc = integrate(repo, run_id)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert doc["culprits"] == [
+        {"worker": "A", "check": "tests", "how": "alone", "tests": ["tests.test_notes.test_no_a"]}
+    ]
+    alone = next(p for p in probes(repo, run_id) if p["workers"] == ["A"])
+    stem = "Z_integrator/LOGS/isolation/probe-002-tests"
+    assert f"{stem}.junit.xml" in alone["logs"]
+    assert replay(repo, run_id).returncode == 0
+    events = ledger_lines(repo)
+    for e in events:
+        if e["event_type"] == "isolation.probe" and e["payload"]["workers"] == ["A"]:
+            e["payload"]["checks"][0]["failing_tests"] = ["boom"]  # as the output alone says
+    rewrite_ledger(repo, events)
+    whats = [d["what"] for d in json.loads(replay(repo, run_id).stdout)["divergences"]]
+    assert any("isolation.probe failing_tests of tests" in w for w in whats), whats

@@ -175,7 +175,7 @@ def _read_check_logs(run_dir: Path) -> dict[str, tuple[str, bytes]]:
         probes = sorted(
             f"isolation/{e.name}"
             for e in os.scandir(logs / "isolation")
-            if e.name.startswith("probe-") and e.name.endswith(".log")
+            if e.name.startswith("probe-") and e.name.endswith((".log", ".junit.xml"))
         )
     except OSError:
         probes = []

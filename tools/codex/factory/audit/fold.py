@@ -823,9 +823,9 @@ class Fold:
         self._probe_output(ev)
 
     def _probe_output(self, ev: Event) -> None:
-        """A failed probe check's recorded failing tests, recomputed from its two logs when
-        they still hash to what was recorded (as for ``check.finished``; a changed log is the
-        artifact check's to name)."""
+        """A failed probe check's recorded failing tests, recomputed from its two logs (and
+        the JUnit XML it wrote, when one was recorded) while they still hash to what was
+        recorded (as for ``check.finished``; a changed log is the artifact check's to name)."""
         p = ev.payload
         logs: dict[str, str] = p.get("logs", {})
         for c in p["checks"]:
@@ -845,11 +845,14 @@ class Fold:
                     c["failing_tests"],
                 )
                 continue
+            junit = next((r for r in sorted(logs) if r.endswith(f"/{stem}.junit.xml")), "")
+            if junit:
+                rels.append(junit)
             held = [self.docs.logs.get(r) for r in rels]
-            out, err = held
-            if out is None or err is None or [out[0], err[0]] != [logs[r] for r in rels]:
+            if any(h is None or h[0] != logs[r] for h, r in zip(held, rels, strict=True)):
                 continue
-            again = testfailures.failing_tests(out[1], err[1])
+            out, err, *xml = (h[1] for h in held if h is not None)
+            again = testfailures.failing_tests(out, err, xml[0] if xml else None)
             if again != c["failing_tests"]:
                 self.diverge(
                     ev.seq,

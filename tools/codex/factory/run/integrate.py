@@ -452,15 +452,18 @@ def _probe(
             stem = f"{ISOLATION_LOGS}/probe-{index:03d}-{name}"
             rc: int | None = None
             timed_out = False
+            junit: bytes | None = None
             if not apply_error:
                 logged = (f"{stem}.stdout.log", f"{stem}.stderr.log")
-                rc, timed_out, _ = _run_check(run, sandbox, by_name[name], logged)
+                rc, timed_out, junit = _run_check(run, sandbox, by_name[name], logged)
                 # Hashed and read for its failing tests in one pass (what is named is what the
                 # recorded hash vouches for).
                 (out_sha, out_tail), (err_sha, err_tail) = (
                     run.writer.record_tail(rel, testfailures.TAIL_BYTES) for rel in logged
                 )
                 logs.update({logged[0]: out_sha, logged[1]: err_sha})
+                if junit is not None:  # kept beside the logs, as for the merged check
+                    logs[f"{stem}.junit.xml"] = run.writer.write(f"{stem}.junit.xml", junit)
             entry: dict[str, Any] = {
                 "name": name,
                 "rc": rc,
@@ -468,7 +471,7 @@ def _probe(
                 "passed": rc == 0 and not timed_out,
             }
             if not apply_error and not entry["passed"]:
-                entry["failing_tests"] = testfailures.failing_tests(out_tail, err_tail)
+                entry["failing_tests"] = testfailures.failing_tests(out_tail, err_tail, junit)
             checks.append(entry)
     finally:
         if sandbox.exists():

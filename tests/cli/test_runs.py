@@ -15,6 +15,7 @@ from tests.support.contract import check_keys
 from tests.support.factory import launch_dry, run_dir
 from tests.support.repos import make_repo, run_cli
 from tools.codex.factory import Factory
+from tools.codex.factory.errors import UsageError
 
 EARLY = "2026-11-21T20:15:00Z"
 LATER = "2026-11-21T20:16:00Z"
@@ -185,3 +186,24 @@ def test_a_run_folder_or_report_that_is_a_link_is_refused(tmp_path: Path) -> Non
     res = run_cli("--repo", str(repo), "print-report", "--run-id", done)
     assert res.returncode == 3 and "not the factory's" not in res.stdout
     assert "FINAL_REPORT.txt: is a symbolic link" in res.stderr
+
+
+def test_latest_is_never_a_new_runs_id(tmp_path: Path) -> None:
+    """`latest` names the newest run: launch and oneshot refuse it as the ID of a new run
+    (with or without runs, from the CLI and the API), and launch --resume resolves it."""
+    repo = make_repo(tmp_path / "repo")
+    want = (
+        "factory: error: --run-id latest: that name refers to the newest run, so it cannot be a "
+        "new run's ID; leave the run ID out for a fresh one, or resume the newest run"
+    )
+    for _ in range(2):
+        for command in ("launch", "oneshot"):
+            res = run_cli("--repo", str(repo), command, "--dry-run", "--run-id", "latest")
+            assert (res.returncode, res.stderr.strip()) == (2, want), res.stderr
+        assert not run_dir(repo, "latest").exists()
+        done = _passed(repo)
+    with Factory(repo) as factory, pytest.raises(UsageError, match="cannot be a new run's ID"):
+        factory.launch(dry_run=True, run_id="latest")
+    resumed = run_cli("--repo", str(repo), "launch", "--resume", "--run-id", "latest")
+    assert f"factory: latest is {done}" in resumed.stderr, resumed.stderr
+    assert "cannot be a new run's ID" not in resumed.stderr

@@ -342,6 +342,14 @@ def runs_cmd(
 
 
 # -- pipeline ---------------------------------------------------------------------------------
+def _new_run_id(click_ctx: click.Context, run_id: str | None, resume: bool) -> str | None:
+    """The run ID launch was given: with --resume, ``latest`` is the newest run, resolved as
+    every command resolves it (as a new run's ID, the library refuses it)."""
+    if not resume:
+        return run_id
+    return _resolved(False)(click_ctx, click.Option(["--run-id"]), run_id)
+
+
 def _launch_request(
     click_ctx: click.Context,
     base_ref: str | None,
@@ -384,7 +392,13 @@ def launch_options(f: F) -> F:
                 is_flag=True,
                 help="Invoke no agent: each worker gets an empty, schema-valid bundle.",
             ),
-            run_id_option(required=False),
+            click.option(
+                "--run-id",
+                "run_id",
+                default=None,
+                help="The new run's ID (default: a fresh one); with launch --resume, the run to "
+                "continue (`latest`: the newest run).",
+            ),
             click.option(
                 "--kind",
                 default=None,
@@ -518,6 +532,7 @@ def launch_cmd(
     are run."""
     from tools.codex.factory.run import pipeline
 
+    run_id = _new_run_id(click_ctx, run_id, resume)
     req = _launch_request(click_ctx, base_ref, dry_run, run_id, kind, plan, workers)
     req.resume, req.no_agents = resume, no_agents
     req.progress = _progress(as_json)

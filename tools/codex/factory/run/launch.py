@@ -29,6 +29,7 @@ from tools.codex.factory.run.config import check_runs_dir
 from tools.codex.factory.run.context import Context
 from tools.codex.factory.run.handle import MANIFEST_EVENT, run_lock
 from tools.codex.factory.run.plans import default_plan, digest, load_plan
+from tools.codex.factory.run.runref import LATEST
 from tools.codex.factory.run.stages import StageResult, run_own_stage
 from tools.codex.factory.version import __version__
 
@@ -81,6 +82,14 @@ def check_request(req: LaunchRequest) -> None:
         raise ArgumentError("resume", "a run without agents has nothing to resume", label="resume")
     if req.no_agents:
         req.dry_run = True  # no worktree, no agent: the bundles come from bundle-import
+    if req.run_id == LATEST and not req.resume:
+        raise ArgumentError(
+            "run_id",
+            "that name refers to the newest run, so it cannot be a new run's ID; leave the "
+            "run ID out for a fresh one, or resume the newest run",
+            label="run ID",
+            value=LATEST,
+        )
     if req.run_id is not None:
         validate_run_id(req.run_id)
     if req.workers is not None:

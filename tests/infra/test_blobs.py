@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.repos import ROOT, git, make_repo
-from tools.codex.factory.infra import gitops
+from tools.codex.factory.infra import fsutil, gitops
 
 FILES = {
     "tests/test_a.py": "def test_a():\n    assert 1 + 1 == 2\n",
@@ -167,7 +167,7 @@ def test_a_name_windows_reads_as_a_device_or_another_file_is_not_opened(
 _ASCII_CHILD = """
 import sys
 from pathlib import Path
-from tools.codex.factory.infra import gitops
+from tools.codex.factory.infra import fsutil, gitops
 assert sys.getfilesystemencoding() == "ascii", sys.getfilesystemencoding()
 gitops.PATHSPEC_CHARS = 0  # the whole tree listed: no path on git's command line
 print(ascii(gitops.blobs_at(Path(sys.argv[1]), sys.argv[2], ["t/\\u00e9.py"], 50)))
@@ -222,3 +222,15 @@ def test_copies_in_many_folders_are_read_each_through_its_own_folders(tmp_path: 
 def _open_fds() -> int:
     proc_fds = Path("/proc/self/fd")
     return len(list(proc_fds.iterdir())) if proc_fds.is_dir() else 0
+
+
+def test_the_reader_opens_nothing_outside_its_root(tmp_path: Path) -> None:
+    """Whatever the caller hands it, a path with '..', '.' or an empty part, or an absolute
+    one, reads nothing (not even a file inside the root reached a roundabout way)."""
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "a/in.txt").write_bytes(b"in\n")
+    (tmp_path / "outside.txt").write_bytes(b"out\n")
+    odd = ["../outside.txt", "a/../../outside.txt", "a/../a/in.txt", "./a/in.txt", "a//in.txt"]
+    got = fsutil.read_regular_files(root, ["a/in.txt", *odd, str(tmp_path / "outside.txt")], 50)
+    assert got == {"a/in.txt": b"in\n", **dict.fromkeys(odd), str(tmp_path / "outside.txt"): None}

@@ -168,15 +168,18 @@ def read_regular_files(root: Path, rels: Iterable[str], limit: int) -> dict[str,
     """All of each regular file at ``rels`` ('/'-paths) under ``root`` of at most ``limit``
     bytes, or None for anything else: missing, a link at it or at any folder of its path (a
     link there leads out of ``root``: to /dev, a FIFO's writer, a mount that hangs), a FIFO,
-    a device, bigger, unreadable (held by another process on Windows), or a name the file
-    system encoding cannot spell (non-ASCII under a C locale without UTF-8 mode).
+    a device, bigger, unreadable (held by another process on Windows), a name the file
+    system encoding cannot spell (non-ASCII under a C locale without UTF-8 mode), or a path
+    that is not plainly below ``root`` (an empty, '.' or '..' part, or on Windows one with a
+    separator or drive).
 
     Each folder is opened once while the paths under it follow one another (in sorted
     order), and only the folders of the current path are held open, so a deep or wide tree
     holds few descriptors."""
     out: dict[str, bytes | None] = dict.fromkeys(rels)
+    below = [rel for rel in out if _plainly_below(rel.split("/"))]
     if not HAVE_DIR_FD:  # pragma: no cover - Windows: check each folder, then open the last
-        for rel in out:
+        for rel in below:
             out[rel] = _read_checking_folders(root, rel.split("/"), limit)
         return out
     try:
@@ -185,7 +188,7 @@ def read_regular_files(root: Path, rels: Iterable[str], limit: int) -> dict[str,
         return out
     chain: list[tuple[str, int]] = []  # the open folders of the current path, outermost first
     try:
-        for rel in sorted(out):
+        for rel in sorted(below):
             *folders, name = rel.split("/")
             keep = 0
             while keep < min(len(chain), len(folders)) and chain[keep][0] == folders[keep]:
@@ -205,6 +208,14 @@ def read_regular_files(root: Path, rels: Iterable[str], limit: int) -> dict[str,
             os.close(fd)
         os.close(top)
     return out
+
+
+def _plainly_below(parts: list[str]) -> bool:
+    """Whether each part names an entry of the folder before it (never that folder, its
+    parent, or on Windows another drive or a path of its own): the caller's paths, whoever
+    they came from, cannot lead the reader out of its root."""
+    odd = ("\\", ":") if os.name == "nt" else ()
+    return all(part not in ("", ".", "..") and not any(c in part for c in odd) for part in parts)
 
 
 def _last(chain: list[tuple[str, int]], top: int) -> int:

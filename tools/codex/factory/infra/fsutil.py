@@ -27,6 +27,9 @@ O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
 O_BINARY = getattr(os, "O_BINARY", 0)
+# Folders of one path read_regular_files keeps open for the paths after it (deeper ones are
+# opened again for each path): bounded, since a process may hold as few as 256 descriptors.
+HELD_FOLDERS = 32
 DIR_FLAGS = os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
 # Opening relative to a directory handle (openat and friends) is what makes "never through a
 # link" hold for every component, not only the last. Windows has none of it.
@@ -173,9 +176,10 @@ def read_regular_files(root: Path, rels: Iterable[str], limit: int) -> dict[str,
     that is not plainly below ``root`` (an empty, '.' or '..' part, or on Windows one with a
     separator or drive).
 
-    Each folder is opened once while the paths under it follow one another (in sorted
-    order), and only the folders of the current path are held open, so a deep or wide tree
-    holds few descriptors."""
+    Each of a path's first :data:`HELD_FOLDERS` folders is opened once while the paths
+    under it follow one another (in sorted order), and only the current path's are held; a
+    deeper folder is held only until the next is open, so however deep or wide the tree,
+    a few descriptors suffice (a process may have as few as 256)."""
     out: dict[str, bytes | None] = dict.fromkeys(rels)
     below = [rel for rel in out if _plainly_below(rel.split("/"))]
     if not HAVE_DIR_FD:  # pragma: no cover - Windows: check each folder, then open the last
@@ -190,16 +194,16 @@ def read_regular_files(root: Path, rels: Iterable[str], limit: int) -> dict[str,
     try:
         for rel in sorted(below):
             *folders, name = rel.split("/")
+            held, deeper = folders[:HELD_FOLDERS], folders[HELD_FOLDERS:]
             keep = 0
-            while keep < min(len(chain), len(folders)) and chain[keep][0] == folders[keep]:
+            while keep < min(len(chain), len(held)) and chain[keep][0] == held[keep]:
                 keep += 1
             while len(chain) > keep:
                 os.close(chain.pop()[1])
             try:  # ValueError: a name the file system encoding cannot spell
-                for part in folders[keep:]:
+                for part in held[keep:]:
                     chain.append((part, os.open(part, DIR_FLAGS, dir_fd=_last(chain, top))))
-                flags = os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
-                fd = os.open(name, flags, dir_fd=_last(chain, top))
+                fd = _open_below(_last(chain, top), deeper, name)
             except (OSError, ValueError):
                 continue
             out[rel] = _read_if_within(fd, limit)
@@ -220,6 +224,23 @@ def _plainly_below(parts: list[str]) -> bool:
 
 def _last(chain: list[tuple[str, int]], top: int) -> int:
     return chain[-1][1] if chain else top
+
+
+def _open_below(dir_fd: int, folders: list[str], name: str) -> int:
+    """The file ``name`` in ``folders`` below the open ``dir_fd`` (left open), through no
+    link; each folder closed once the next is open, so depth costs no descriptors."""
+    flags = os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+    own = -1
+    try:
+        for part in folders:
+            nxt = os.open(part, DIR_FLAGS, dir_fd=dir_fd if own < 0 else own)
+            if own >= 0:
+                os.close(own)
+            own = nxt
+        return os.open(name, flags, dir_fd=dir_fd if own < 0 else own)
+    finally:
+        if own >= 0:
+            os.close(own)
 
 
 def _read_checking_folders(  # pragma: no cover - Windows

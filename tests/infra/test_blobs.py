@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.repos import ROOT, git, make_repo
-from tools.codex.factory.infra import gitops
+from tools.codex.factory.infra import fsutil, gitops
 
 FILES = {
     "tests/test_a.py": "def test_a():\n    assert 1 + 1 == 2\n",
@@ -167,7 +167,7 @@ def test_a_name_windows_reads_as_a_device_or_another_file_is_not_opened(
 _ASCII_CHILD = """
 import sys
 from pathlib import Path
-from tools.codex.factory.infra import gitops
+from tools.codex.factory.infra import fsutil, gitops
 assert sys.getfilesystemencoding() == "ascii", sys.getfilesystemencoding()
 gitops.PATHSPEC_CHARS = 0  # the whole tree listed: no path on git's command line
 print(ascii(gitops.blobs_at(Path(sys.argv[1]), sys.argv[2], ["t/\\u00e9.py"], 50)))
@@ -222,3 +222,48 @@ def test_copies_in_many_folders_are_read_each_through_its_own_folders(tmp_path: 
 def _open_fds() -> int:
     proc_fds = Path("/proc/self/fd")
     return len(list(proc_fds.iterdir())) if proc_fds.is_dir() else 0
+
+
+_FEW_FDS_CHILD = """
+import resource, sys
+from pathlib import Path
+from tools.codex.factory.infra import fsutil, gitops
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+repo, commit, rels = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+fds = len(list(Path("/proc/self/fd").iterdir())) if Path("/proc/self/fd").is_dir() else 0
+print(ascii(gitops.blobs_at(repo, commit, rels, 50)))
+assert fds == (len(list(Path("/proc/self/fd").iterdir())) if fds else 0), "descriptors left"
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="descriptor limits")
+def test_a_deep_copy_is_read_under_a_small_descriptor_limit(tmp_path: Path) -> None:
+    """A path deeper than the process may hold descriptors (macOS allows 256 by default)
+    is still read from the work tree: only a few of its folders are held open at once, and
+    none is left open after."""
+    files = {
+        "d/" * 120 + "a.py": "a\n", "d/" * 120 + "b.py": "b\n", "d/" * 40 + "e/c.py": "c\n",
+        "d/" * 33 + "f.py": "f\n", "top.py": "t\n",
+    }  # fmt: skip
+    repo = make_repo(tmp_path / "repo", files)
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    for rel in files:
+        _hide_object(repo, rel)
+    res = subprocess.run(
+        [sys.executable, "-c", _FEW_FDS_CHILD, str(repo), commit, *files],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == ascii({p: t.encode() for p, t in files.items()})
+
+
+def test_the_reader_opens_nothing_outside_its_root(tmp_path: Path) -> None:
+    """Whatever the caller hands it, a path with '..', '.' or an empty part, or an absolute
+    one, reads nothing (not even a file inside the root reached a roundabout way)."""
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "a/in.txt").write_bytes(b"in\n")
+    (tmp_path / "outside.txt").write_bytes(b"out\n")
+    odd = ["../outside.txt", "a/../../outside.txt", "a/../a/in.txt", "./a/in.txt", "a//in.txt"]
+    got = fsutil.read_regular_files(root, ["a/in.txt", *odd, str(tmp_path / "outside.txt")], 50)
+    assert got == {"a/in.txt": b"in\n", **dict.fromkeys(odd), str(tmp_path / "outside.txt"): None}

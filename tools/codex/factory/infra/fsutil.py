@@ -27,6 +27,9 @@ O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
 O_BINARY = getattr(os, "O_BINARY", 0)
+# Folders of one path read_regular_files keeps open for the paths after it (deeper ones are
+# opened again for each path): bounded, since a process may hold as few as 256 descriptors.
+HELD_FOLDERS = 32
 DIR_FLAGS = os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
 # Opening relative to a directory handle (openat and friends) is what makes "never through a
 # link" hold for every component, not only the last. Windows has none of it.
@@ -168,15 +171,19 @@ def read_regular_files(root: Path, rels: Iterable[str], limit: int) -> dict[str,
     """All of each regular file at ``rels`` ('/'-paths) under ``root`` of at most ``limit``
     bytes, or None for anything else: missing, a link at it or at any folder of its path (a
     link there leads out of ``root``: to /dev, a FIFO's writer, a mount that hangs), a FIFO,
-    a device, bigger, unreadable (held by another process on Windows), or a name the file
-    system encoding cannot spell (non-ASCII under a C locale without UTF-8 mode).
+    a device, bigger, unreadable (held by another process on Windows), a name the file
+    system encoding cannot spell (non-ASCII under a C locale without UTF-8 mode), or a path
+    that is not plainly below ``root`` (an empty, '.' or '..' part, or on Windows one with a
+    separator or drive).
 
-    Each folder is opened once while the paths under it follow one another (in sorted
-    order), and only the folders of the current path are held open, so a deep or wide tree
-    holds few descriptors."""
+    Each of a path's first :data:`HELD_FOLDERS` folders is opened once while the paths
+    under it follow one another (in sorted order), and only the current path's are held; a
+    deeper folder is held only until the next is open, so however deep or wide the tree,
+    a few descriptors suffice (a process may have as few as 256)."""
     out: dict[str, bytes | None] = dict.fromkeys(rels)
+    below = [rel for rel in out if _plainly_below(rel.split("/"))]
     if not HAVE_DIR_FD:  # pragma: no cover - Windows: check each folder, then open the last
-        for rel in out:
+        for rel in below:
             out[rel] = _read_checking_folders(root, rel.split("/"), limit)
         return out
     try:
@@ -185,18 +192,18 @@ def read_regular_files(root: Path, rels: Iterable[str], limit: int) -> dict[str,
         return out
     chain: list[tuple[str, int]] = []  # the open folders of the current path, outermost first
     try:
-        for rel in sorted(out):
+        for rel in sorted(below):
             *folders, name = rel.split("/")
+            held, deeper = folders[:HELD_FOLDERS], folders[HELD_FOLDERS:]
             keep = 0
-            while keep < min(len(chain), len(folders)) and chain[keep][0] == folders[keep]:
+            while keep < min(len(chain), len(held)) and chain[keep][0] == held[keep]:
                 keep += 1
             while len(chain) > keep:
                 os.close(chain.pop()[1])
             try:  # ValueError: a name the file system encoding cannot spell
-                for part in folders[keep:]:
+                for part in held[keep:]:
                     chain.append((part, os.open(part, DIR_FLAGS, dir_fd=_last(chain, top))))
-                flags = os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
-                fd = os.open(name, flags, dir_fd=_last(chain, top))
+                fd = _open_below(_last(chain, top), deeper, name)
             except (OSError, ValueError):
                 continue
             out[rel] = _read_if_within(fd, limit)
@@ -207,8 +214,33 @@ def read_regular_files(root: Path, rels: Iterable[str], limit: int) -> dict[str,
     return out
 
 
+def _plainly_below(parts: list[str]) -> bool:
+    """Whether each part names an entry of the folder before it (never that folder, its
+    parent, or on Windows another drive or a path of its own): the caller's paths, whoever
+    they came from, cannot lead the reader out of its root."""
+    odd = ("\\", ":") if os.name == "nt" else ()
+    return all(part not in ("", ".", "..") and not any(c in part for c in odd) for part in parts)
+
+
 def _last(chain: list[tuple[str, int]], top: int) -> int:
     return chain[-1][1] if chain else top
+
+
+def _open_below(dir_fd: int, folders: list[str], name: str) -> int:
+    """The file ``name`` in ``folders`` below the open ``dir_fd`` (left open), through no
+    link; each folder closed once the next is open, so depth costs no descriptors."""
+    flags = os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+    own = -1
+    try:
+        for part in folders:
+            nxt = os.open(part, DIR_FLAGS, dir_fd=dir_fd if own < 0 else own)
+            if own >= 0:
+                os.close(own)
+            own = nxt
+        return os.open(name, flags, dir_fd=dir_fd if own < 0 else own)
+    finally:
+        if own >= 0:
+            os.close(own)
 
 
 def _read_checking_folders(  # pragma: no cover - Windows

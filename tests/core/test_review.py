@@ -1106,3 +1106,24 @@ def test_a_source_encoding_is_read_in_python_files_only(tmp_path: Path) -> None:
     assert [(f["path"], f["rule"]) for f in found] == [("src/m.py", "source-encoding")]
     old = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [], policy_version=9)
     assert reviewed(tmp_path, base(), changes, conf=old) == []
+
+
+# pytest reads pytest.ini, tox.ini and setup.cfg with iniconfig, which splits lines where
+# str.splitlines does: 'x = 1<VT>testpaths = elsewhere' set testpaths (pytest collected only
+# `elsewhere`) while Gate 0 read one line keyed 'x'.
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"])
+@pytest.mark.parametrize(
+    ("path", "head"),
+    [("pytest.ini", "[pytest]\n"), ("tox.ini", "[pytest]\n"), ("setup.cfg", "[tool:pytest]\n")],
+)
+def test_a_line_break_pytests_ini_reader_sees_is_flagged(
+    tmp_path: Path, path: str, head: str, char: str
+) -> None:
+    found = reviewed(tmp_path, base(), {path: f"{head}x = 1{char}testpaths = elsewhere\n"})
+    assert [(f["rule"], f["line"]) for f in found] == [("hidden-line-break", 2)]
+
+
+def test_a_form_feed_in_python_is_no_line_break(tmp_path: Path) -> None:
+    """Python's tokenizer reads a form feed as white space (Emacs page breaks)."""
+    found = reviewed(tmp_path, base(), {"src/m.py": "X = 1\n\x0c\nY = 2  # \u2028\n"})
+    assert found == []

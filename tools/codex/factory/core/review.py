@@ -136,6 +136,9 @@ MAX_NAME = 200
 SELECTION_FILES = frozenset(
     {"pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", ".coveragerc"}
 )
+# Those pytest reads with iniconfig, which splits lines where str.splitlines does.
+INI_FILES = frozenset({"pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"})
+_SOFT_BREAK = re.compile("[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _SELECTION_KEY = re.compile(
     r"^\s*(addopts|testpaths|python_files|python_classes|python_functions|norecursedirs"
     r"|collect_ignore(?:_glob)?|omit|fail_under|fail-under|source|include|exclude)\s*[=:]"
@@ -610,6 +613,8 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
             "read as a line break: Gate 0 numbers and reads lines as git does; end lines "
             "with '\\n'",
         )
+    if base in INI_FILES:
+        _soft_breaks(ctx, sec)
     if path.endswith(".py"):
         _source_encoding(ctx, sec)
     if read and sec.long:
@@ -663,6 +668,22 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
     elif is_code(path):
         _emptied_generic(ctx, sec, pre, post)
         _skip_patterns(ctx, sec)
+
+
+def _soft_breaks(ctx: _Context, sec: Section) -> None:
+    """An added line of a settings file pytest reads with iniconfig holding a character
+    str.splitlines breaks at (a vertical tab, a form feed, U+2028...): pytest reads two lines
+    ('x = 1<VT>testpaths = elsewhere' sets testpaths) where Gate 0 reads one."""
+    for line, text in sec.added:
+        if m := _SOFT_BREAK.search(text):
+            ctx.add(
+                sec.path,
+                line,
+                "hidden-line-break",
+                f"an added line holds {m[0]!r}, which pytest reads as a line break in this "
+                "file: Gate 0 numbers and reads lines as git does; end lines with '\\n'",
+            )
+            return
 
 
 def _source_encoding(ctx: _Context, sec: Section) -> None:

@@ -1077,7 +1077,7 @@ UTF7_SKIP = "+AHAAeQB0AGUAcwB0AG0AYQByAGsAIAA9ACAAcAB5AHQAZQBzAHQALgBtAGEAcgBrAC
 @pytest.mark.parametrize(
     ("text", "line"),
     [
-        ("\ufeffimport pytest; pytestmark = pytest.mark.skip\n" + SKIP_TAIL, 1),
+        ("\ufeff# coding: latin-1\n" + SKIP_TAIL, 1),
         ("# coding: utf-7\nimport pytest\n" + UTF7_SKIP + "\n" + SKIP_TAIL, 1),
         (
             "#!/usr/bin/env python\n# -*- coding: unicode_escape -*-\nimport pytest\n"
@@ -1127,3 +1127,20 @@ def test_a_form_feed_in_python_is_no_line_break(tmp_path: Path) -> None:
     """Python's tokenizer reads a form feed as white space (Emacs page breaks)."""
     found = reviewed(tmp_path, base(), {"src/m.py": "X = 1\n\x0c\nY = 2  # \u2028\n"})
     assert found == []
+
+
+# Python reads a UTF-8 byte-order mark as the file's encoding, Gate 0's parser refused it:
+# a test file saved with one (Windows editors do) was read line by line only, where a skip
+# through an alias passed unseen.
+ALIAS_SKIP = TEST_CALC.replace("sub\n", "sub\nimport pytest\n", 1).replace(
+    "def test_add", "off = pytest.mark.skip\n\n\n@off\ndef test_add"
+)
+
+
+def test_a_test_file_with_a_byte_order_mark_is_parsed(tmp_path: Path) -> None:
+    bom = base(**{"tests/test_calc.py": "\ufeff" + TEST_CALC})
+    found = reviewed(tmp_path, bom, {"tests/test_calc.py": "\ufeff" + ALIAS_SKIP})
+    assert [(f["rule"], f["line"]) for f in found] == [("skip-added", 8)]
+    new = "\ufeffimport pytest; pytestmark = pytest.mark.skip\n" + SKIP_TAIL
+    found = reviewed(tmp_path, base(), {"tests/test_new.py": new})
+    assert [(f["rule"], f["line"]) for f in found] == [("test-module-skipped", 1)]

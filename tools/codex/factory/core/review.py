@@ -687,25 +687,22 @@ def _soft_breaks(ctx: _Context, sec: Section) -> None:
 
 
 def _source_encoding(ctx: _Context, sec: Section) -> None:
-    """A byte-order mark or a coding declaration other than UTF-8 added to a Python file:
-    Python decodes the file by it, Gate 0 reads UTF-8 (``# coding: utf-7`` spells any skip
-    in letters and digits)."""
+    """A coding declaration other than UTF-8 added to a Python file: Python decodes the file
+    by it, Gate 0 reads UTF-8 (``# coding: utf-7`` spells any skip in letters and digits).
+    A UTF-8 byte-order mark is no finding: both read the file as UTF-8."""
     for line, text in sec.added[:2]:
         if line > 2:
             return
-        m = _CODING.match(text)
-        if line == 1 and text.startswith("\ufeff"):
-            what = "starts with a byte-order mark"
-        elif m is not None and m[1].lower().replace("_", "-") not in _UTF8:
-            what = f"declares the source encoding {m[1][:40]!r}"
-        else:
+        m = _CODING.match(text.removeprefix("\ufeff") if line == 1 else text)
+        if m is None or m[1].lower().replace("_", "-") in _UTF8:
             continue
         ctx.add(
             sec.path,
             line,
             "source-encoding",
-            f"line {line} {what}: Python decodes the file by it, Gate 0 reads "
-            "UTF-8 and would not see what it spells; write the file in plain UTF-8",
+            f"line {line} declares the source encoding {m[1][:40]!r}: Python decodes the "
+            "file by it, Gate 0 reads UTF-8 and would not see what it spells; write the file "
+            "in plain UTF-8",
         )
         return
 
@@ -809,10 +806,12 @@ def _parse(lines: Sequence[str] | None) -> ast.Module | None:
 
 
 def _parse_source(source: str) -> ast.Module | None:
+    """A leading byte-order mark is read as Python reads it (the file's encoding, UTF-8),
+    not refused: a test file saved with one is parsed, not read line by line only."""
     if len(source) > MAX_SOURCE or "\x00" in source:
         return None
     try:
-        return ast.parse(source)
+        return ast.parse(source.removeprefix("\ufeff"))
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
         return None
 

@@ -1144,3 +1144,35 @@ def test_a_test_file_with_a_byte_order_mark_is_parsed(tmp_path: Path) -> None:
     new = "\ufeffimport pytest; pytestmark = pytest.mark.skip\n" + SKIP_TAIL
     found = reviewed(tmp_path, base(), {"tests/test_new.py": new})
     assert [(f["rule"], f["line"]) for f in found] == [("test-module-skipped", 1)]
+
+
+# Python reads a coding declaration as its tokenizer does: line 2 only after a blank or comment
+# line 1, the first declaration only, and any 'utf-8-...' name (Emacs's utf-8-unix) as UTF-8.
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("# -*- coding: utf-8-unix -*-\n" + SKIP_TAIL, 0),
+        ("# vim: set fileencoding=UTF_8_dos :\n" + SKIP_TAIL, 0),
+        ("import os\n# coding: latin-1\n" + SKIP_TAIL, 0),
+        ('"""Decoding files.\n# coding: utf-7 is what the sample declares.\n"""\n' + SKIP_TAIL, 0),
+        ("# coding: utf-8\n# coding: utf-7\n" + SKIP_TAIL, 0),
+        ("\n# coding: utf-7\n" + SKIP_TAIL, 2),
+        ("\x0c\n# coding: utf-7\n" + SKIP_TAIL, 2),  # a form feed: a blank line 1
+        ("# coding: utf8-unix\n" + SKIP_TAIL, 1),  # no such codec: Python refuses the file
+    ],
+)
+def test_a_coding_declaration_is_read_as_python_reads_it(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    found = reviewed(tmp_path, base(), {"tests/test_new.py": text})
+    assert [f["line"] for f in found if f["rule"] == "source-encoding"] == ([line] if line else [])
+
+
+@pytest.mark.parametrize(("first", "flagged"), [("X = 1", False), ("# header", True)])
+def test_a_declaration_added_under_an_unchanged_first_line(
+    tmp_path: Path, first: str, flagged: bool
+) -> None:
+    found = reviewed(
+        tmp_path, {"m.py": f"{first}\nY = 2\n"}, {"m.py": f"{first}\n# coding: utf-7\n"}
+    )
+    assert [f["rule"] for f in found] == (["source-encoding"] if flagged else [])

@@ -174,7 +174,10 @@ _HOOK_DEF = re.compile(
 _CODING = re.compile(r"[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
 # Names of the codecs that decode a file to the text Gate 0 reads (UTF-8), in lower case with
 # '-' for '_'; by name, not by the codec registry, so the finding is the same on every Python.
+# Python's tokenizer reads any name starting 'utf-8-' as UTF-8 ('utf-8-unix').
 _UTF8 = frozenset({"utf-8", "utf8", "utf-8-sig", "utf8-sig", "ascii", "us-ascii"})
+# A first line after which Python reads a declaration on line 2: blank or a comment.
+_BLANK_OR_COMMENT = re.compile(r"[ \t\f]*(?:[#\r]|$)")
 _MODULES = re.compile(r"\bsys\.modules\b")
 _PYTEST_STRING = re.compile(r"[\"']_?pytest\b")
 # What every line the detection rules flag holds, once its strings are joined.
@@ -221,6 +224,7 @@ class Section:
     removed: list[tuple[int, str]] = field(default_factory=list)  # (old line, text)
     long: list[tuple[int, int]] = field(default_factory=list)  # (new line, length) > MAX_LINE
     breaks: list[int] = field(default_factory=list)  # new lines holding a lone '\r'
+    head: dict[int, tuple[bool, str]] = field(default_factory=dict)  # new lines 1-2: added?
     hunks: list[tuple[int, int, list[tuple[str, str]]]] = field(default_factory=list)
 
     @property
@@ -344,6 +348,8 @@ def _section(f: patchparse.FileChange, hunks: bool) -> Section:
                     sec.long.append((new_no, len(text)))
                     text = text[:MAX_LINE]
                 sec.added.append((new_no, text))
+                if new_no <= 2:
+                    sec.head[new_no] = (True, text)
                 if hunks:
                     body.append(("+", text))
                 new_no += 1
@@ -358,8 +364,12 @@ def _section(f: patchparse.FileChange, hunks: bool) -> Section:
             elif kind == b"\\":
                 pass
             else:
-                if hunks:
-                    body.append((" ", line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]))
+                if hunks or new_no <= 2:
+                    text = line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]
+                    if hunks:
+                        body.append((" ", text))
+                    if new_no <= 2:
+                        sec.head[new_no] = (False, text)
                 old_no += 1
                 new_no += 1
                 old_left -= 1
@@ -689,13 +699,22 @@ def _soft_breaks(ctx: _Context, sec: Section) -> None:
 def _source_encoding(ctx: _Context, sec: Section) -> None:
     """A coding declaration other than UTF-8 added to a Python file: Python decodes the file
     by it, Gate 0 reads UTF-8 (``# coding: utf-7`` spells any skip in letters and digits).
-    A UTF-8 byte-order mark is no finding: both read the file as UTF-8."""
-    for line, text in sec.added[:2]:
-        if line > 2:
-            return
-        m = _CODING.match(text.removeprefix("\ufeff") if line == 1 else text)
-        if m is None or m[1].lower().replace("_", "-") in _UTF8:
+    A UTF-8 byte-order mark is no finding: both read the file as UTF-8. Lines 1 and 2 are
+    read as Python's tokenizer reads them: the first declaration only, line 2 only after a
+    blank or comment line 1 (an unseen line 1 is taken as one)."""
+    for line in (1, 2):
+        added, text = sec.head.get(line, (False, None))
+        if text is None:
             continue
+        text = text.removeprefix("\ufeff") if line == 1 else text
+        m = _CODING.match(text)
+        if m is None:
+            if line == 1 and _BLANK_OR_COMMENT.match(text) is None:
+                return
+            continue
+        name = m[1].lower().replace("_", "-")
+        if not added or name in _UTF8 or name.startswith("utf-8-"):
+            return
         ctx.add(
             sec.path,
             line,

@@ -275,3 +275,22 @@ def test_a_run_stopped_before_its_verdict_replays_by_the_policy_it_reviewed_by(
     assert "review.findings" in events and "validation.decided" not in events
     code, report = replay(repo, run_id)
     assert code == 0, report
+
+
+def test_a_review_policy_version_the_verdict_contradicts_is_a_divergence(repo: Path) -> None:
+    """review.findings records the policy version it reviewed by; the validation.decided after
+    it names the one replay judges it by. A forger's other version (re-chained) is reported,
+    not passed over."""
+    run_id = run_with(repo, SKIPPED)
+    assert validate(repo, run_id)[0] == 3
+    events = ledger_lines(repo)
+    for ev in events:
+        if ev["event_type"] == "review.findings" and ev["payload"]["worker"] == "B":
+            assert ev["payload"]["policy_version"] > 9
+            ev["payload"]["policy_version"] = 8
+    rewrite_ledger(repo, events)
+    (repo / "tools/codex/runs/factory_ledger.index.sqlite3").unlink()  # a cache: a forger's too
+    code, report = replay(repo, run_id)
+    assert code != 0
+    whats = [d["what"] for d in report["divergences"]]
+    assert any("review.findings policy_version for worker B" in w for w in whats), whats

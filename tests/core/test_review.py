@@ -1176,3 +1176,22 @@ def test_a_declaration_added_under_an_unchanged_first_line(
         tmp_path, {"m.py": f"{first}\nY = 2\n"}, {"m.py": f"{first}\n# coding: utf-7\n"}
     )
     assert [f["rule"] for f in found] == (["source-encoding"] if flagged else [])
+
+
+# Gate 0 reads the first 4,000 characters of a line; it parsed the base's lines so cut, so a
+# test file whose base holds one longer line (a data blob) never parsed: every change to it
+# was read line by line only, and a skip through an alias passed unseen.
+LONG_DATA = f"BLOB = {'x' * (review.MAX_LINE + 100)!r}\n"
+
+
+def test_a_test_file_with_a_long_line_in_its_base_is_parsed(tmp_path: Path) -> None:
+    long_base = base(**{"tests/test_calc.py": LONG_DATA + TEST_CALC})
+    found = reviewed(tmp_path, long_base, {"tests/test_calc.py": LONG_DATA + ALIAS_SKIP})
+    assert [(f["rule"], f["line"]) for f in found] == [("skip-added", 9)]
+    # The base parsed as well: a skip it already had is not new when the long line goes.
+    skipped = "import pytest\n" + TEST_CALC.replace(
+        "def test_add", "@pytest.mark.skip\ndef test_add"
+    )
+    long_skipped = base(**{"tests/test_calc.py": LONG_DATA + skipped})
+    found = reviewed(tmp_path, long_skipped, {"tests/test_calc.py": "BLOB = 'x'\n" + skipped})
+    assert found == []

@@ -312,11 +312,11 @@ def _reads_hunks(f: patchparse.FileChange, settings: ReviewSettings) -> bool:
     )
 
 
-def _text(raw: bytes) -> str:
+def _text(raw: bytes, limit: int | None = MAX_LINE) -> str:
     """A line as the rules read it (``_section`` inlines it: a line split on b"\n" has no
-    "\n" to strip, and no decoding makes one)."""
+    "\n" to strip, and no decoding makes one); whole with no ``limit``."""
     line = raw.decode("utf-8", "replace").rstrip("\n").rstrip("\r")
-    return line[:MAX_LINE]
+    return line[:limit]
 
 
 def _section(f: patchparse.FileChange, hunks: bool) -> Section:
@@ -382,15 +382,16 @@ def _section(f: patchparse.FileChange, hunks: bool) -> Section:
     return sec
 
 
-def _lines(data: bytes | None) -> list[str] | None:
+def _lines(data: bytes | None, limit: int | None = MAX_LINE) -> list[str] | None:
     if data is None:
         return None
-    return [_text(x) for x in data.split(b"\n")][: -1 if data.endswith(b"\n") else None]
+    return [_text(x, limit) for x in data.split(b"\n")][: -1 if data.endswith(b"\n") else None]
 
 
 def post_image(sec: Section, pre: list[str] | None) -> list[str] | None:
     """The file's lines after the patch: an added file's added lines; a changed one's
-    pre-image with the hunks applied (None when a hunk does not fit it)."""
+    pre-image with the hunks applied (None when a hunk does not fit it). A line of ``pre``
+    longer than the rules read fits a hunk's line cut to MAX_LINE, and is kept whole."""
     if sec.status == "added":
         return [t for _, t in sec.added]
     if sec.status == "deleted" or pre is None:
@@ -407,10 +408,10 @@ def post_image(sec: Section, pre: list[str] | None) -> list[str] | None:
             if kind == "+":
                 out.append(text)
                 continue
-            if pos >= len(pre) or pre[pos] != text:
+            if pos >= len(pre) or pre[pos][:MAX_LINE] != text:
                 return None
             if kind == " ":
-                out.append(text)
+                out.append(pre[pos])
             pos += 1
     out.extend(pre[pos:])
     return out
@@ -674,7 +675,7 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
     pre = pre_image(sec, _lines(pre_raw))
     post = post_image(sec, pre)
     if path.endswith(".py"):
-        _python_test(ctx, sec, pre, post)
+        _python_test(ctx, sec, pre, post, _parsed_images(sec, pre_raw, pre, post))
     elif is_code(path):
         _emptied_generic(ctx, sec, pre, post)
         _skip_patterns(ctx, sec)
@@ -1149,18 +1150,35 @@ def _module_skips(node: ast.stmt) -> list[int]:
     return []
 
 
+def _parsed_images(
+    sec: Section, raw: bytes | None, pre: list[str] | None, post: list[str] | None
+) -> tuple[list[str] | None, list[str] | None]:
+    """The pre- and post-image to parse: with the base's lines whole where one is longer than
+    the rules read (a data blob), so the file parses as Python reads it."""
+    if raw is None or not pre or all(len(x) < MAX_LINE for x in pre):
+        return pre, post
+    full = pre_image(sec, _lines(raw, None))
+    return full, post_image(sec, full)
+
+
 def _python_test(
-    ctx: _Context, sec: Section, pre: list[str] | None, post: list[str] | None
+    ctx: _Context,
+    sec: Section,
+    pre: list[str] | None,
+    post: list[str] | None,
+    whole: tuple[list[str] | None, list[str] | None],
 ) -> None:
+    """The rules on a Python test file: on its module where it parses (``whole``: its
+    images with the base's long lines whole), else line by line."""
     path = sec.path
-    new = _module(post)
+    new = _module(whole[1])
     if new is None:
-        _too_long(ctx, sec, post)
+        _too_long(ctx, sec, whole[1])
         _python_lines(ctx, sec, pre, post)
         return
     old: _Module | None = None
     if sec.status != "added" and _needs_base(sec, new):
-        old = _module(pre)
+        old = _module(whole[0])
         if old is None:
             _python_lines(ctx, sec, pre, post)
     added = sec.added_lines()

@@ -6,6 +6,7 @@ import itertools
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -1195,3 +1196,82 @@ def test_a_test_file_with_a_long_line_in_its_base_is_parsed(tmp_path: Path) -> N
     long_skipped = base(**{"tests/test_calc.py": LONG_DATA + skipped})
     found = reviewed(tmp_path, long_skipped, {"tests/test_calc.py": "BLOB = 'x'\n" + skipped})
     assert found == []
+
+
+# git places a hunk by its content, near the old line its header names, and ignores the new
+# line: a patch whose hunks are out of order, or whose header names another line, applies as
+# written while Gate 0, numbering by the headers, read another file (or none) and passed
+# `assert True` and a skip through an alias.
+BASE_T = (
+    "from calc import add, sub\n\n\n"
+    + "".join(f"def test_add_{i}():\n    assert add({i}, 1) == {i + 1}\n\n\n" for i in range(4))
+    + "def test_sub():\n    assert sub(3, 2) == 1\n"
+)
+HUNKED = BASE_T.replace("from calc", "import pytest\nfrom calc").replace(
+    "def test_sub():\n    assert sub(3, 2) == 1",
+    "off = pytest.mark.skip\n\n\n@off\ndef test_sub():\n    assert True",
+)
+
+
+def _forged(tmp_path: Path, forge: Callable[[bytes], bytes]) -> list[ReviewFinding]:
+    repo = make_repo(tmp_path / f"r{next(_count)}", base(**{"tests/test_calc.py": BASE_T}))
+    data = forge(make_patch(repo, {"tests/test_calc.py": HUNKED}))
+    (tmp_path / "p.diff").write_bytes(data)
+    subprocess.run(
+        ["git", "-C", str(repo), "apply", "--cached", str(tmp_path / "p.diff")], check=True
+    )
+    pre = subprocess.run(
+        ["git", "-C", str(repo), "show", "HEAD:tests/test_calc.py"], capture_output=True
+    )
+    return review_bytes("A", data, {"tests/test_calc.py": pre.stdout}, default_settings())
+
+
+def _swap(data: bytes) -> bytes:
+    head, first, second = re.split(rb"\n(?=@@ )", data, maxsplit=2)
+    return b"\n".join([head, second.rstrip(b"\n"), first]) + b"\n"
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        _swap,  # the hunks out of order
+        lambda d: re.sub(rb"\+(\d+),(\d+) @@", lambda m: b"+%d,%s @@" % (int(m[1]) + 50, m[2]), d),
+        lambda d: re.sub(rb"@@ -17,", b"@@ -14,", d),  # git finds it 3 lines further
+    ],
+)
+def test_a_hunk_placed_otherwise_than_its_header_says_is_flagged(
+    tmp_path: Path, forge: Callable[[bytes], bytes]
+) -> None:
+    assert ("tautology", 26) in [(f["rule"], f["line"]) for f in _forged(tmp_path, lambda d: d)]
+    found = _forged(tmp_path, forge)
+    assert ("hunk-misplaced", 0, "critical") in [
+        (f["rule"], f["line"], f["severity"]) for f in found
+    ]
+
+
+def test_hunks_as_git_writes_them_are_not_misplaced(tmp_path: Path) -> None:
+    """Zero context, a pure insertion, a pure deletion, a new and an emptied file."""
+    repo = make_repo(tmp_path / "r", base(**{"tests/test_sub.py": TEST_CALC}))
+    changes: dict[str, str | bytes | None] = {
+        "tests/test_calc.py": TEST_CALC.replace("from calc", "X = 1\nfrom calc").replace(
+            "\n\ndef test_sub():\n    assert sub(3, 2) == 1\n", "\n"
+        ),
+        "tests/test_sub.py": "",
+        "tests/test_new.py": TEST_CALC,
+    }
+    for context in ("-U0", "-U3"):
+        subprocess.run(["git", "-C", str(repo), "reset", "-q", "--hard"], check=True)
+        for path, text in changes.items():
+            (repo / path).write_text(str(text))
+        subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+        data = subprocess.run(
+            ["git", "-C", str(repo), "diff", "--cached", context], capture_output=True, check=True
+        ).stdout
+        pre = {
+            p: subprocess.run(
+                ["git", "-C", str(repo), "show", f"HEAD:{p}"], capture_output=True
+            ).stdout
+            for p in ("tests/test_calc.py", "tests/test_sub.py")
+        }
+        found = review_bytes("A", data, pre, default_settings())
+        assert "hunk-misplaced" not in rules(found), (context, found)

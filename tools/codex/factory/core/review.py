@@ -47,6 +47,7 @@ RULES: dict[str, ReviewSeverity] = {
     "hidden-line-break": "critical",
     "file-too-long": "critical",
     "source-encoding": "critical",
+    "hunk-misplaced": "critical",
 }
 # Rules newer than Gate 0 itself, by the policy version that brought each: settings of an
 # earlier policy do not name them, and a rule its settings do not name is off (a run
@@ -56,6 +57,7 @@ RULES_SINCE = {
     "hidden-line-break": 10,
     "file-too-long": 10,
     "source-encoding": 10,
+    "hunk-misplaced": 10,
 }
 DEFAULT_TEST_GLOBS = [
     "tests/**",
@@ -225,6 +227,7 @@ class Section:
     long: list[tuple[int, int]] = field(default_factory=list)  # (new line, length) > MAX_LINE
     breaks: list[int] = field(default_factory=list)  # new lines holding a lone '\r'
     head: dict[int, tuple[bool, str]] = field(default_factory=dict)  # new lines 1-2: added?
+    misplaced: bool = False  # a hunk out of order, or its new line not git's
     hunks: list[tuple[int, int, list[tuple[str, str]]]] = field(default_factory=list)
 
     @property
@@ -327,6 +330,7 @@ def _section(f: patchparse.FileChange, hunks: bool) -> Section:
     i, n = 0, len(lines)
     while i < n and not lines[i].startswith(b"@@"):
         i += 1
+    end = delta = 0  # where the last hunk ends in the old file; the lines added so far, net
     while i < n:
         m = _HUNK.match(lines[i])
         if m is None:
@@ -335,6 +339,9 @@ def _section(f: patchparse.FileChange, hunks: bool) -> Section:
         old_left = 1 if m[2] is None else int(m[2])
         new_left = 1 if m[4] is None else int(m[4])
         start = old_no if old_left else old_no + 1
+        if start < end or new_no != start + delta - (not new_left):
+            sec.misplaced = True
+        end, delta = start + old_left, delta + new_left - old_left
         body: list[tuple[str, str]] = []
         i += 1
         while i < n and (old_left > 0 or new_left > 0):
@@ -628,6 +635,8 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
         _soft_breaks(ctx, sec)
     if path.endswith(".py"):
         _source_encoding(ctx, sec)
+    if read and sec.misplaced:
+        _misplaced(ctx, sec)
     if read and sec.long:
         line, length = sec.long[0]
         more = f" (and {len(sec.long) - 1} more)" if len(sec.long) > 1 else ""
@@ -648,7 +657,10 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
         )
     if base in SELECTION_FILES:
         raw = preimages.get(sec.old_path) if sec.old_path is not None else None
-        _selection(ctx, sec, pre_image(sec, _lines(raw)))
+        settings_pre = pre_image(sec, _lines(raw))
+        if settings_pre is not None and post_image(sec, settings_pre) is None:
+            _misplaced(ctx, sec)
+        _selection(ctx, sec, settings_pre)
     if base == "conftest.py":
         _conftest(ctx, sec)
     elif path.endswith(".py"):
@@ -674,11 +686,28 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
     pre_raw = preimages.get(sec.old_path or "") if sec.old_path is not None else None
     pre = pre_image(sec, _lines(pre_raw))
     post = post_image(sec, pre)
+    if post is None and pre is not None:
+        _misplaced(ctx, sec)
     if path.endswith(".py"):
         _python_test(ctx, sec, pre, post, _parsed_images(sec, pre_raw, pre, post))
     elif is_code(path):
         _emptied_generic(ctx, sec, pre, post)
         _skip_patterns(ctx, sec)
+
+
+def _misplaced(ctx: _Context, sec: Section) -> None:
+    """git places a hunk by its content near the old line its header names, and ignores the
+    new line it names: hunks out of order, a new line not git's, or a hunk whose content
+    is not at its old line still apply, while Gate 0 numbers and rebuilds the file by the
+    headers (an added ``assert True`` read as an unchanged line)."""
+    ctx.add(
+        sec.path,
+        0,
+        "hunk-misplaced",
+        "a hunk does not sit where its header says (out of order, or at another line than "
+        "git applies it): Gate 0 numbers and rebuilds the file by the headers; write the "
+        "patch with git diff",
+    )
 
 
 def _soft_breaks(ctx: _Context, sec: Section) -> None:

@@ -294,3 +294,20 @@ def test_a_review_policy_version_the_verdict_contradicts_is_a_divergence(repo: P
     assert code != 0
     whats = [d["what"] for d in report["divergences"]]
     assert any("review.findings policy_version for worker B" in w for w in whats), whats
+
+
+def test_a_hunk_header_git_ignores_blocks_end_to_end(repo: Path) -> None:
+    """A patch whose hunk names a new line git ignores applies in the sandbox as written: Gate
+    0 blocks it rather than read its `assert True` as an unchanged line."""
+    import re
+
+    changed = TEST_CALC.replace("assert add(0, 0) == 0", "assert True")
+    run_id = launch_dry(repo)
+    data = make_patch(repo, {"tests/test_calc.py": changed})
+    forged = re.sub(rb"\+(\d+),(\d+) @@", lambda m: b"+%d,%s @@" % (int(m[1]) + 50, m[2]), data)
+    assert forged != data
+    set_bundle(repo, run_id, "B", forged)
+    code, doc = validate(repo, run_id)
+    assert code == 3 and doc["verdicts"]["B"] == "BLOCKED", doc
+    assert [f["rule"] for f in doc["findings"]] == ["hunk-misplaced"]
+    assert replay(repo, run_id)[0] == 0

@@ -6,6 +6,7 @@ import itertools
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -1077,7 +1078,7 @@ UTF7_SKIP = "+AHAAeQB0AGUAcwB0AG0AYQByAGsAIAA9ACAAcAB5AHQAZQBzAHQALgBtAGEAcgBrAC
 @pytest.mark.parametrize(
     ("text", "line"),
     [
-        ("\ufeffimport pytest; pytestmark = pytest.mark.skip\n" + SKIP_TAIL, 1),
+        ("\ufeff# coding: latin-1\n" + SKIP_TAIL, 1),
         ("# coding: utf-7\nimport pytest\n" + UTF7_SKIP + "\n" + SKIP_TAIL, 1),
         (
             "#!/usr/bin/env python\n# -*- coding: unicode_escape -*-\nimport pytest\n"
@@ -1106,3 +1107,171 @@ def test_a_source_encoding_is_read_in_python_files_only(tmp_path: Path) -> None:
     assert [(f["path"], f["rule"]) for f in found] == [("src/m.py", "source-encoding")]
     old = review.settings_of(True, {}, review.DEFAULT_TEST_GLOBS, [], [], policy_version=9)
     assert reviewed(tmp_path, base(), changes, conf=old) == []
+
+
+# pytest reads pytest.ini, tox.ini and setup.cfg with iniconfig, which splits lines where
+# str.splitlines does: 'x = 1<VT>testpaths = elsewhere' set testpaths (pytest collected only
+# `elsewhere`) while Gate 0 read one line keyed 'x'.
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"])
+@pytest.mark.parametrize(
+    ("path", "head"),
+    [("pytest.ini", "[pytest]\n"), ("tox.ini", "[pytest]\n"), ("setup.cfg", "[tool:pytest]\n")],
+)
+def test_a_line_break_pytests_ini_reader_sees_is_flagged(
+    tmp_path: Path, path: str, head: str, char: str
+) -> None:
+    found = reviewed(tmp_path, base(), {path: f"{head}x = 1{char}testpaths = elsewhere\n"})
+    assert [(f["rule"], f["line"]) for f in found] == [("hidden-line-break", 2)]
+
+
+def test_a_form_feed_in_python_is_no_line_break(tmp_path: Path) -> None:
+    """Python's tokenizer reads a form feed as white space (Emacs page breaks)."""
+    found = reviewed(tmp_path, base(), {"src/m.py": "X = 1\n\x0c\nY = 2  # \u2028\n"})
+    assert found == []
+
+
+# Python reads a UTF-8 byte-order mark as the file's encoding, Gate 0's parser refused it:
+# a test file saved with one (Windows editors do) was read line by line only, where a skip
+# through an alias passed unseen.
+ALIAS_SKIP = TEST_CALC.replace("sub\n", "sub\nimport pytest\n", 1).replace(
+    "def test_add", "off = pytest.mark.skip\n\n\n@off\ndef test_add"
+)
+
+
+def test_a_test_file_with_a_byte_order_mark_is_parsed(tmp_path: Path) -> None:
+    bom = base(**{"tests/test_calc.py": "\ufeff" + TEST_CALC})
+    found = reviewed(tmp_path, bom, {"tests/test_calc.py": "\ufeff" + ALIAS_SKIP})
+    assert [(f["rule"], f["line"]) for f in found] == [("skip-added", 8)]
+    new = "\ufeffimport pytest; pytestmark = pytest.mark.skip\n" + SKIP_TAIL
+    found = reviewed(tmp_path, base(), {"tests/test_new.py": new})
+    assert [(f["rule"], f["line"]) for f in found] == [("test-module-skipped", 1)]
+
+
+# Python reads a coding declaration as its tokenizer does: line 2 only after a blank or comment
+# line 1, the first declaration only, and any 'utf-8-...' name (Emacs's utf-8-unix) as UTF-8.
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("# -*- coding: utf-8-unix -*-\n" + SKIP_TAIL, 0),
+        ("# vim: set fileencoding=UTF_8_dos :\n" + SKIP_TAIL, 0),
+        ("import os\n# coding: latin-1\n" + SKIP_TAIL, 0),
+        ('"""Decoding files.\n# coding: utf-7 is what the sample declares.\n"""\n' + SKIP_TAIL, 0),
+        ("# coding: utf-8\n# coding: utf-7\n" + SKIP_TAIL, 0),
+        ("\n# coding: utf-7\n" + SKIP_TAIL, 2),
+        ("\x0c\n# coding: utf-7\n" + SKIP_TAIL, 2),  # a form feed: a blank line 1
+        ("# coding: utf8-unix\n" + SKIP_TAIL, 1),  # no such codec: Python refuses the file
+    ],
+)
+def test_a_coding_declaration_is_read_as_python_reads_it(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    found = reviewed(tmp_path, base(), {"tests/test_new.py": text})
+    assert [f["line"] for f in found if f["rule"] == "source-encoding"] == ([line] if line else [])
+
+
+@pytest.mark.parametrize(("first", "flagged"), [("X = 1", False), ("# header", True)])
+def test_a_declaration_added_under_an_unchanged_first_line(
+    tmp_path: Path, first: str, flagged: bool
+) -> None:
+    found = reviewed(
+        tmp_path, {"m.py": f"{first}\nY = 2\n"}, {"m.py": f"{first}\n# coding: utf-7\n"}
+    )
+    assert [f["rule"] for f in found] == (["source-encoding"] if flagged else [])
+
+
+# Gate 0 reads the first 4,000 characters of a line; it parsed the base's lines so cut, so a
+# test file whose base holds one longer line (a data blob) never parsed: every change to it
+# was read line by line only, and a skip through an alias passed unseen.
+LONG_DATA = f"BLOB = {'x' * (review.MAX_LINE + 100)!r}\n"
+
+
+def test_a_test_file_with_a_long_line_in_its_base_is_parsed(tmp_path: Path) -> None:
+    long_base = base(**{"tests/test_calc.py": LONG_DATA + TEST_CALC})
+    found = reviewed(tmp_path, long_base, {"tests/test_calc.py": LONG_DATA + ALIAS_SKIP})
+    assert [(f["rule"], f["line"]) for f in found] == [("skip-added", 9)]
+    # The base parsed as well: a skip it already had is not new when the long line goes.
+    skipped = "import pytest\n" + TEST_CALC.replace(
+        "def test_add", "@pytest.mark.skip\ndef test_add"
+    )
+    long_skipped = base(**{"tests/test_calc.py": LONG_DATA + skipped})
+    found = reviewed(tmp_path, long_skipped, {"tests/test_calc.py": "BLOB = 'x'\n" + skipped})
+    assert found == []
+
+
+# git places a hunk by its content, near the old line its header names, and ignores the new
+# line: a patch whose hunks are out of order, or whose header names another line, applies as
+# written while Gate 0, numbering by the headers, read another file (or none) and passed
+# `assert True` and a skip through an alias.
+BASE_T = (
+    "from calc import add, sub\n\n\n"
+    + "".join(f"def test_add_{i}():\n    assert add({i}, 1) == {i + 1}\n\n\n" for i in range(4))
+    + "def test_sub():\n    assert sub(3, 2) == 1\n"
+)
+HUNKED = BASE_T.replace("from calc", "import pytest\nfrom calc").replace(
+    "def test_sub():\n    assert sub(3, 2) == 1",
+    "off = pytest.mark.skip\n\n\n@off\ndef test_sub():\n    assert True",
+)
+
+
+def _forged(tmp_path: Path, forge: Callable[[bytes], bytes]) -> list[ReviewFinding]:
+    repo = make_repo(tmp_path / f"r{next(_count)}", base(**{"tests/test_calc.py": BASE_T}))
+    data = forge(make_patch(repo, {"tests/test_calc.py": HUNKED}))
+    (tmp_path / "p.diff").write_bytes(data)
+    subprocess.run(
+        ["git", "-C", str(repo), "apply", "--cached", str(tmp_path / "p.diff")], check=True
+    )
+    pre = subprocess.run(
+        ["git", "-C", str(repo), "show", "HEAD:tests/test_calc.py"], capture_output=True
+    )
+    return review_bytes("A", data, {"tests/test_calc.py": pre.stdout}, default_settings())
+
+
+def _swap(data: bytes) -> bytes:
+    head, first, second = re.split(rb"\n(?=@@ )", data, maxsplit=2)
+    return b"\n".join([head, second.rstrip(b"\n"), first]) + b"\n"
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        _swap,  # the hunks out of order
+        lambda d: re.sub(rb"\+(\d+),(\d+) @@", lambda m: b"+%d,%s @@" % (int(m[1]) + 50, m[2]), d),
+        lambda d: re.sub(rb"@@ -17,", b"@@ -14,", d),  # git finds it 3 lines further
+    ],
+)
+def test_a_hunk_placed_otherwise_than_its_header_says_is_flagged(
+    tmp_path: Path, forge: Callable[[bytes], bytes]
+) -> None:
+    assert ("tautology", 26) in [(f["rule"], f["line"]) for f in _forged(tmp_path, lambda d: d)]
+    found = _forged(tmp_path, forge)
+    assert ("hunk-misplaced", 0, "critical") in [
+        (f["rule"], f["line"], f["severity"]) for f in found
+    ]
+
+
+def test_hunks_as_git_writes_them_are_not_misplaced(tmp_path: Path) -> None:
+    """Zero context, a pure insertion, a pure deletion, a new and an emptied file."""
+    repo = make_repo(tmp_path / "r", base(**{"tests/test_sub.py": TEST_CALC}))
+    changes: dict[str, str | bytes | None] = {
+        "tests/test_calc.py": TEST_CALC.replace("from calc", "X = 1\nfrom calc").replace(
+            "\n\ndef test_sub():\n    assert sub(3, 2) == 1\n", "\n"
+        ),
+        "tests/test_sub.py": "",
+        "tests/test_new.py": TEST_CALC,
+    }
+    for context in ("-U0", "-U3"):
+        subprocess.run(["git", "-C", str(repo), "reset", "-q", "--hard"], check=True)
+        for path, text in changes.items():
+            (repo / path).write_text(str(text))
+        subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+        data = subprocess.run(
+            ["git", "-C", str(repo), "diff", "--cached", context], capture_output=True, check=True
+        ).stdout
+        pre = {
+            p: subprocess.run(
+                ["git", "-C", str(repo), "show", f"HEAD:{p}"], capture_output=True
+            ).stdout
+            for p in ("tests/test_calc.py", "tests/test_sub.py")
+        }
+        found = review_bytes("A", data, pre, default_settings())
+        assert "hunk-misplaced" not in rules(found), (context, found)

@@ -275,3 +275,39 @@ def test_a_run_stopped_before_its_verdict_replays_by_the_policy_it_reviewed_by(
     assert "review.findings" in events and "validation.decided" not in events
     code, report = replay(repo, run_id)
     assert code == 0, report
+
+
+def test_a_review_policy_version_the_verdict_contradicts_is_a_divergence(repo: Path) -> None:
+    """review.findings records the policy version it reviewed by; the validation.decided after
+    it names the one replay judges it by. A forger's other version (re-chained) is reported,
+    not passed over."""
+    run_id = run_with(repo, SKIPPED)
+    assert validate(repo, run_id)[0] == 3
+    events = ledger_lines(repo)
+    for ev in events:
+        if ev["event_type"] == "review.findings" and ev["payload"]["worker"] == "B":
+            assert ev["payload"]["policy_version"] > 9
+            ev["payload"]["policy_version"] = 8
+    rewrite_ledger(repo, events)
+    (repo / "tools/codex/runs/factory_ledger.index.sqlite3").unlink()  # a cache: a forger's too
+    code, report = replay(repo, run_id)
+    assert code != 0
+    whats = [d["what"] for d in report["divergences"]]
+    assert any("review.findings policy_version for worker B" in w for w in whats), whats
+
+
+def test_a_hunk_header_git_ignores_blocks_end_to_end(repo: Path) -> None:
+    """A patch whose hunk names a new line git ignores applies in the sandbox as written: Gate
+    0 blocks it rather than read its `assert True` as an unchanged line."""
+    import re
+
+    changed = TEST_CALC.replace("assert add(0, 0) == 0", "assert True")
+    run_id = launch_dry(repo)
+    data = make_patch(repo, {"tests/test_calc.py": changed})
+    forged = re.sub(rb"\+(\d+),(\d+) @@", lambda m: b"+%d,%s @@" % (int(m[1]) + 50, m[2]), data)
+    assert forged != data
+    set_bundle(repo, run_id, "B", forged)
+    code, doc = validate(repo, run_id)
+    assert code == 3 and doc["verdicts"]["B"] == "BLOCKED", doc
+    assert [f["rule"] for f in doc["findings"]] == ["hunk-misplaced"]
+    assert replay(repo, run_id)[0] == 0

@@ -593,6 +593,23 @@ class Fold:
                     )
         return {w: self.reviews[w][0] for w in facts if w in self.reviews}
 
+    def _review_policy(self, ev: Event) -> None:
+        """Each review.findings not yet judged is judged by this decision's policy version:
+        one that records another (a forger's, to be recomputed by fewer rules) diverges."""
+        version = ev.payload["policy"].get("version", 1)
+        for w, p, seq in self.review_events:
+            if seq in self.review_versions:
+                continue
+            self.review_versions[seq] = version
+            if "policy_version" in p and p["policy_version"] != version:
+                self.diverge(
+                    seq,
+                    f"review.findings policy_version for worker {w} (the policy version of "
+                    f"the validation.decided at seq {ev.seq})",
+                    version,
+                    p["policy_version"],
+                )
+
     def on_validation_decided(self, ev: Event) -> None:
         p = ev.payload
         workers = list(p["workers"])
@@ -632,8 +649,7 @@ class Fold:
                 p["findings"],
             )
         self._check_policy(ev)
-        for _w, _p, seq in self.review_events:
-            self.review_versions.setdefault(seq, p["policy"].get("version", 1))
+        self._review_policy(ev)
         state: ValidationState = {
             "seq": ev.seq,
             "workers": workers,

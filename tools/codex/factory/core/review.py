@@ -47,6 +47,7 @@ RULES: dict[str, ReviewSeverity] = {
     "hidden-line-break": "critical",
     "file-too-long": "critical",
     "source-encoding": "critical",
+    "hunk-misplaced": "critical",
 }
 # Rules newer than Gate 0 itself, by the policy version that brought each: settings of an
 # earlier policy do not name them, and a rule its settings do not name is off (a run
@@ -56,6 +57,7 @@ RULES_SINCE = {
     "hidden-line-break": 10,
     "file-too-long": 10,
     "source-encoding": 10,
+    "hunk-misplaced": 10,
 }
 DEFAULT_TEST_GLOBS = [
     "tests/**",
@@ -136,6 +138,9 @@ MAX_NAME = 200
 SELECTION_FILES = frozenset(
     {"pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", ".coveragerc"}
 )
+# Those pytest reads with iniconfig, which splits lines where str.splitlines does.
+INI_FILES = frozenset({"pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"})
+_SOFT_BREAK = re.compile("[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _SELECTION_KEY = re.compile(
     r"^\s*(addopts|testpaths|python_files|python_classes|python_functions|norecursedirs"
     r"|collect_ignore(?:_glob)?|omit|fail_under|fail-under|source|include|exclude)\s*[=:]"
@@ -171,7 +176,10 @@ _HOOK_DEF = re.compile(
 _CODING = re.compile(r"[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
 # Names of the codecs that decode a file to the text Gate 0 reads (UTF-8), in lower case with
 # '-' for '_'; by name, not by the codec registry, so the finding is the same on every Python.
+# Python's tokenizer reads any name starting 'utf-8-' as UTF-8 ('utf-8-unix').
 _UTF8 = frozenset({"utf-8", "utf8", "utf-8-sig", "utf8-sig", "ascii", "us-ascii"})
+# A first line after which Python reads a declaration on line 2: blank or a comment.
+_BLANK_OR_COMMENT = re.compile(r"[ \t\f]*(?:[#\r]|$)")
 _MODULES = re.compile(r"\bsys\.modules\b")
 _PYTEST_STRING = re.compile(r"[\"']_?pytest\b")
 # What every line the detection rules flag holds, once its strings are joined.
@@ -218,6 +226,8 @@ class Section:
     removed: list[tuple[int, str]] = field(default_factory=list)  # (old line, text)
     long: list[tuple[int, int]] = field(default_factory=list)  # (new line, length) > MAX_LINE
     breaks: list[int] = field(default_factory=list)  # new lines holding a lone '\r'
+    head: dict[int, tuple[bool, str]] = field(default_factory=dict)  # new lines 1-2: added?
+    misplaced: bool = False  # a hunk out of order, or its new line not git's
     hunks: list[tuple[int, int, list[tuple[str, str]]]] = field(default_factory=list)
 
     @property
@@ -305,11 +315,11 @@ def _reads_hunks(f: patchparse.FileChange, settings: ReviewSettings) -> bool:
     )
 
 
-def _text(raw: bytes) -> str:
+def _text(raw: bytes, limit: int | None = MAX_LINE) -> str:
     """A line as the rules read it (``_section`` inlines it: a line split on b"\n" has no
-    "\n" to strip, and no decoding makes one)."""
+    "\n" to strip, and no decoding makes one); whole with no ``limit``."""
     line = raw.decode("utf-8", "replace").rstrip("\n").rstrip("\r")
-    return line[:MAX_LINE]
+    return line[:limit]
 
 
 def _section(f: patchparse.FileChange, hunks: bool) -> Section:
@@ -320,6 +330,7 @@ def _section(f: patchparse.FileChange, hunks: bool) -> Section:
     i, n = 0, len(lines)
     while i < n and not lines[i].startswith(b"@@"):
         i += 1
+    end = delta = 0  # where the last hunk ends in the old file; the lines added so far, net
     while i < n:
         m = _HUNK.match(lines[i])
         if m is None:
@@ -328,6 +339,9 @@ def _section(f: patchparse.FileChange, hunks: bool) -> Section:
         old_left = 1 if m[2] is None else int(m[2])
         new_left = 1 if m[4] is None else int(m[4])
         start = old_no if old_left else old_no + 1
+        if start < end or new_no != start + delta - (not new_left):
+            sec.misplaced = True
+        end, delta = start + old_left, delta + new_left - old_left
         body: list[tuple[str, str]] = []
         i += 1
         while i < n and (old_left > 0 or new_left > 0):
@@ -341,6 +355,8 @@ def _section(f: patchparse.FileChange, hunks: bool) -> Section:
                     sec.long.append((new_no, len(text)))
                     text = text[:MAX_LINE]
                 sec.added.append((new_no, text))
+                if new_no <= 2:
+                    sec.head[new_no] = (True, text)
                 if hunks:
                     body.append(("+", text))
                 new_no += 1
@@ -355,8 +371,12 @@ def _section(f: patchparse.FileChange, hunks: bool) -> Section:
             elif kind == b"\\":
                 pass
             else:
-                if hunks:
-                    body.append((" ", line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]))
+                if hunks or new_no <= 2:
+                    text = line[1:].decode("utf-8", "replace").rstrip("\r")[:MAX_LINE]
+                    if hunks:
+                        body.append((" ", text))
+                    if new_no <= 2:
+                        sec.head[new_no] = (False, text)
                 old_no += 1
                 new_no += 1
                 old_left -= 1
@@ -369,15 +389,16 @@ def _section(f: patchparse.FileChange, hunks: bool) -> Section:
     return sec
 
 
-def _lines(data: bytes | None) -> list[str] | None:
+def _lines(data: bytes | None, limit: int | None = MAX_LINE) -> list[str] | None:
     if data is None:
         return None
-    return [_text(x) for x in data.split(b"\n")][: -1 if data.endswith(b"\n") else None]
+    return [_text(x, limit) for x in data.split(b"\n")][: -1 if data.endswith(b"\n") else None]
 
 
 def post_image(sec: Section, pre: list[str] | None) -> list[str] | None:
     """The file's lines after the patch: an added file's added lines; a changed one's
-    pre-image with the hunks applied (None when a hunk does not fit it)."""
+    pre-image with the hunks applied (None when a hunk does not fit it). A line of ``pre``
+    longer than the rules read fits a hunk's line cut to MAX_LINE, and is kept whole."""
     if sec.status == "added":
         return [t for _, t in sec.added]
     if sec.status == "deleted" or pre is None:
@@ -394,10 +415,10 @@ def post_image(sec: Section, pre: list[str] | None) -> list[str] | None:
             if kind == "+":
                 out.append(text)
                 continue
-            if pos >= len(pre) or pre[pos] != text:
+            if pos >= len(pre) or pre[pos][:MAX_LINE] != text:
                 return None
             if kind == " ":
-                out.append(text)
+                out.append(pre[pos])
             pos += 1
     out.extend(pre[pos:])
     return out
@@ -610,8 +631,12 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
             "read as a line break: Gate 0 numbers and reads lines as git does; end lines "
             "with '\\n'",
         )
+    if base in INI_FILES:
+        _soft_breaks(ctx, sec)
     if path.endswith(".py"):
         _source_encoding(ctx, sec)
+    if read and sec.misplaced:
+        _misplaced(ctx, sec)
     if read and sec.long:
         line, length = sec.long[0]
         more = f" (and {len(sec.long) - 1} more)" if len(sec.long) > 1 else ""
@@ -632,7 +657,10 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
         )
     if base in SELECTION_FILES:
         raw = preimages.get(sec.old_path) if sec.old_path is not None else None
-        _selection(ctx, sec, pre_image(sec, _lines(raw)))
+        settings_pre = pre_image(sec, _lines(raw))
+        if settings_pre is not None and post_image(sec, settings_pre) is None:
+            _misplaced(ctx, sec)
+        _selection(ctx, sec, settings_pre)
     if base == "conftest.py":
         _conftest(ctx, sec)
     elif path.endswith(".py"):
@@ -658,33 +686,72 @@ def _review_section(ctx: _Context, sec: Section, preimages: Mapping[str, bytes |
     pre_raw = preimages.get(sec.old_path or "") if sec.old_path is not None else None
     pre = pre_image(sec, _lines(pre_raw))
     post = post_image(sec, pre)
+    if post is None and pre is not None:
+        _misplaced(ctx, sec)
     if path.endswith(".py"):
-        _python_test(ctx, sec, pre, post)
+        _python_test(ctx, sec, pre, post, _parsed_images(sec, pre_raw, pre, post))
     elif is_code(path):
         _emptied_generic(ctx, sec, pre, post)
         _skip_patterns(ctx, sec)
 
 
-def _source_encoding(ctx: _Context, sec: Section) -> None:
-    """A byte-order mark or a coding declaration other than UTF-8 added to a Python file:
-    Python decodes the file by it, Gate 0 reads UTF-8 (``# coding: utf-7`` spells any skip
-    in letters and digits)."""
-    for line, text in sec.added[:2]:
-        if line > 2:
+def _misplaced(ctx: _Context, sec: Section) -> None:
+    """git places a hunk by its content near the old line its header names, and ignores the
+    new line it names: hunks out of order, a new line not git's, or a hunk whose content
+    is not at its old line still apply, while Gate 0 numbers and rebuilds the file by the
+    headers (an added ``assert True`` read as an unchanged line)."""
+    ctx.add(
+        sec.path,
+        0,
+        "hunk-misplaced",
+        "a hunk does not sit where its header says (out of order, or at another line than "
+        "git applies it): Gate 0 numbers and rebuilds the file by the headers; write the "
+        "patch with git diff",
+    )
+
+
+def _soft_breaks(ctx: _Context, sec: Section) -> None:
+    """An added line of a settings file pytest reads with iniconfig holding a character
+    str.splitlines breaks at (a vertical tab, a form feed, U+2028...): pytest reads two lines
+    ('x = 1<VT>testpaths = elsewhere' sets testpaths) where Gate 0 reads one."""
+    for line, text in sec.added:
+        if m := _SOFT_BREAK.search(text):
+            ctx.add(
+                sec.path,
+                line,
+                "hidden-line-break",
+                f"an added line holds {m[0]!r}, which pytest reads as a line break in this "
+                "file: Gate 0 numbers and reads lines as git does; end lines with '\\n'",
+            )
             return
-        m = _CODING.match(text)
-        if line == 1 and text.startswith("\ufeff"):
-            what = "starts with a byte-order mark"
-        elif m is not None and m[1].lower().replace("_", "-") not in _UTF8:
-            what = f"declares the source encoding {m[1][:40]!r}"
-        else:
+
+
+def _source_encoding(ctx: _Context, sec: Section) -> None:
+    """A coding declaration other than UTF-8 added to a Python file: Python decodes the file
+    by it, Gate 0 reads UTF-8 (``# coding: utf-7`` spells any skip in letters and digits).
+    A UTF-8 byte-order mark is no finding: both read the file as UTF-8. Lines 1 and 2 are
+    read as Python's tokenizer reads them: the first declaration only, line 2 only after a
+    blank or comment line 1 (an unseen line 1 is taken as one)."""
+    for line in (1, 2):
+        added, text = sec.head.get(line, (False, None))
+        if text is None:
             continue
+        text = text.removeprefix("\ufeff") if line == 1 else text
+        m = _CODING.match(text)
+        if m is None:
+            if line == 1 and _BLANK_OR_COMMENT.match(text) is None:
+                return
+            continue
+        name = m[1].lower().replace("_", "-")
+        if not added or name in _UTF8 or name.startswith("utf-8-"):
+            return
         ctx.add(
             sec.path,
             line,
             "source-encoding",
-            f"line {line} {what}: Python decodes the file by it, Gate 0 reads "
-            "UTF-8 and would not see what it spells; write the file in plain UTF-8",
+            f"line {line} declares the source encoding {m[1][:40]!r}: Python decodes the "
+            "file by it, Gate 0 reads UTF-8 and would not see what it spells; write the file "
+            "in plain UTF-8",
         )
         return
 
@@ -788,10 +855,12 @@ def _parse(lines: Sequence[str] | None) -> ast.Module | None:
 
 
 def _parse_source(source: str) -> ast.Module | None:
+    """A leading byte-order mark is read as Python reads it (the file's encoding, UTF-8),
+    not refused: a test file saved with one is parsed, not read line by line only."""
     if len(source) > MAX_SOURCE or "\x00" in source:
         return None
     try:
-        return ast.parse(source)
+        return ast.parse(source.removeprefix("\ufeff"))
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
         return None
 
@@ -1110,18 +1179,35 @@ def _module_skips(node: ast.stmt) -> list[int]:
     return []
 
 
+def _parsed_images(
+    sec: Section, raw: bytes | None, pre: list[str] | None, post: list[str] | None
+) -> tuple[list[str] | None, list[str] | None]:
+    """The pre- and post-image to parse: with the base's lines whole where one is longer than
+    the rules read (a data blob), so the file parses as Python reads it."""
+    if raw is None or not pre or all(len(x) < MAX_LINE for x in pre):
+        return pre, post
+    full = pre_image(sec, _lines(raw, None))
+    return full, post_image(sec, full)
+
+
 def _python_test(
-    ctx: _Context, sec: Section, pre: list[str] | None, post: list[str] | None
+    ctx: _Context,
+    sec: Section,
+    pre: list[str] | None,
+    post: list[str] | None,
+    whole: tuple[list[str] | None, list[str] | None],
 ) -> None:
+    """The rules on a Python test file: on its module where it parses (``whole``: its
+    images with the base's long lines whole), else line by line."""
     path = sec.path
-    new = _module(post)
+    new = _module(whole[1])
     if new is None:
-        _too_long(ctx, sec, post)
+        _too_long(ctx, sec, whole[1])
         _python_lines(ctx, sec, pre, post)
         return
     old: _Module | None = None
     if sec.status != "added" and _needs_base(sec, new):
-        old = _module(pre)
+        old = _module(whole[0])
         if old is None:
             _python_lines(ctx, sec, pre, post)
     added = sec.added_lines()

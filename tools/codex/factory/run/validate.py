@@ -31,7 +31,8 @@ from tools.codex.factory.run.stages import StageResult
 # 7 judges Gate 0's findings (review.findings) by the review settings it records.
 # 8 records the reviewer agent (review_agent) and judges its answers (review.agent).
 # 9 names Gate 0's line-too-long rule in the review settings (an earlier policy: off).
-# 10 names Gate 0's hidden-line-break, file-too-long and source-encoding rules likewise.
+# 10 names Gate 0's hidden-line-break, file-too-long, source-encoding and hunk-misplaced
+# rules likewise.
 POLICY_VERSION = 10
 
 

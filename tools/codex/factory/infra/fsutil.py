@@ -269,14 +269,17 @@ def _read_if_within(fd: int, limit: int) -> bytes | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             return None
+        # First its size and one byte more (one read, no megabyte buffer for a small file);
+        # a read shorter than asked is the end of a regular file.
         chunks: list[bytes] = []
-        left = limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
+        got, ask = 0, st.st_size + 1
+        while ask > 0:
+            chunk = os.read(fd, ask)
             chunks.append(chunk)
-            left -= len(chunk)
+            got += len(chunk)
+            if len(chunk) < ask:
+                break
+            ask = min(limit + 1 - got, 1 << 20)
     except OSError:
         return None
     finally:

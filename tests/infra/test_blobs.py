@@ -267,3 +267,15 @@ def test_the_reader_opens_nothing_outside_its_root(tmp_path: Path) -> None:
     odd = ["../outside.txt", "a/../../outside.txt", "a/../a/in.txt", "./a/in.txt", "a//in.txt"]
     got = fsutil.read_regular_files(root, ["a/in.txt", *odd, str(tmp_path / "outside.txt")], 50)
     assert got == {"a/in.txt": b"in\n", **dict.fromkeys(odd), str(tmp_path / "outside.txt"): None}
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="Linux /proc")
+def test_a_read_shorter_than_asked_is_not_taken_for_the_files_end() -> None:
+    """A regular file may answer a read with fewer bytes than asked before its end (/proc's
+    do, a page at a time; so may a network or FUSE file system): the copy is read until a read
+    brings nothing, never cut at the first short one."""
+    whole = Path("/proc/self/smaps").read_bytes()
+    assert len(whole) > 16 * 4096  # many short reads long
+    got = fsutil.read_regular_files(Path("/proc/self"), ["smaps"], 1 << 24)["smaps"]
+    assert got is not None and len(got) > len(whole) // 2, len(got or b"")
+    assert fsutil.read_regular_files(Path("/proc/self"), ["smaps"], 4096)["smaps"] is None

@@ -353,3 +353,21 @@ def test_a_failed_required_check_is_fed_back_to_the_worker_that_broke_it(tmp_pat
     assert status["culprits"] == [{"worker": "B", "check": "no-broken", "how": "alone"}]
     replay = run_cli("--repo", str(repo), "ledger-replay", "--run-id", "cul")
     assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_latest_is_never_a_new_cranks_id(converging: Path) -> None:
+    """`latest` names the newest crank: a new crank refuses it as its ID in one line (it was
+    resolved to the newest crank, then refused as taken); --resume still resolves it."""
+    want = (
+        "factory: error: --crank-id latest: that name refers to the newest crank, so it cannot "
+        "be a new crank's ID; leave the crank ID out for a fresh one, or resume the newest crank"
+    )
+    for _ in range(2):
+        code, _data, out = crank(converging, "--crank-id", "latest")
+        assert (code, out.strip()) == (2, want), out
+        code, data, out = crank(converging, "--threshold", "0.3", "--max-iterations", "1")
+        assert code == 0, out
+    assert not (converging / "tools/codex/runs/latest").exists()
+    resumed = run_cli("--repo", str(converging), "crank", "--resume", "--crank-id", "latest")
+    assert f"factory: latest is {data['crank_id']}" in resumed.stderr, resumed.stderr
+    assert "cannot be a new crank's ID" not in resumed.stderr

@@ -26,6 +26,7 @@ _DEBUG = {"on": False}
 # The option that gives each argument the library names in neutral words (ArgumentError.arg).
 OPTIONS = {
     "run_id": "--run-id",
+    "crank_id": "--crank-id",
     "workers": "--workers",
     "worker": "--worker",
     "patch": "--patch",
@@ -342,12 +343,15 @@ def runs_cmd(
 
 
 # -- pipeline ---------------------------------------------------------------------------------
-def _new_run_id(click_ctx: click.Context, run_id: str | None, resume: bool) -> str | None:
-    """The run ID launch was given: with --resume, ``latest`` is the newest run, resolved as
-    every command resolves it (as a new run's ID, the library refuses it)."""
+def _new_run_id(
+    click_ctx: click.Context, run_id: str | None, resume: bool, crank: bool = False
+) -> str | None:
+    """The run (crank) ID launch (crank) was given: with --resume, ``latest`` is the newest,
+    resolved as every command resolves it (as a new one's ID, the library refuses it)."""
     if not resume:
         return run_id
-    return _resolved(False)(click_ctx, click.Option(["--run-id"]), run_id)
+    option = click.Option(["--crank-id" if crank else "--run-id"])
+    return _resolved(crank)(click_ctx, option, run_id)
 
 
 def _launch_request(
@@ -924,8 +928,11 @@ def land_cmd(
     default=None,
     help="Stop after this many iterations (default 5).",
 )
-@crank_id_option(
-    "The crank's ID (default: a new one); with --resume, the crank to go on with", required=False
+@click.option(
+    "--crank-id",
+    default=None,
+    help="The crank's ID (default: a new one); with --resume, the crank to go on with "
+    "(`latest`: the newest crank).",
 )
 @click.option(
     "--block-on-regression/--no-block-on-regression",
@@ -966,6 +973,7 @@ def crank_cmd(
     from tools.codex.factory.loop import views
     from tools.codex.factory.loop.crank import CrankRequest
 
+    crank_id = _new_run_id(click_ctx, crank_id, resume, crank=True)
     req = CrankRequest(
         plan_file=plan,
         base_ref=base_ref,

@@ -269,15 +269,16 @@ def _read_if_within(fd: int, limit: int) -> bytes | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             return None
-        # First its size and one byte more (one read, no megabyte buffer for a small file);
-        # a read shorter than asked is the end of a regular file.
+        # First its size and one byte more (one read, no megabyte buffer for a small file).
+        # Its end: a read that brings nothing, or a short one once the size fstat gave is
+        # read whole; any other short read (/proc, a network or FUSE file system) goes on.
         chunks: list[bytes] = []
         got, ask = 0, st.st_size + 1
         while ask > 0:
             chunk = os.read(fd, ask)
             chunks.append(chunk)
             got += len(chunk)
-            if len(chunk) < ask:
+            if not chunk or (len(chunk) < ask and got == st.st_size):
                 break
             ask = min(limit + 1 - got, 1 << 20)
     except OSError:

@@ -27,7 +27,7 @@ from tools.codex.factory.core import units as core_units
 from tools.codex.factory.core.ids import validate_run_id
 from tools.codex.factory.core.paths import LOGS_DIR, Z_DIR
 from tools.codex.factory.core.text import clip
-from tools.codex.factory.errors import BlockedError, FactoryError, UsageError
+from tools.codex.factory.errors import ArgumentError, BlockedError, FactoryError, UsageError
 from tools.codex.factory.infra import fsutil, gitops, jsonio
 from tools.codex.factory.infra.writer import GuardedWriter
 from tools.codex.factory.ledger.recorder import Recorder
@@ -58,7 +58,7 @@ from tools.codex.factory.run.launch import (
     resolve_plan,
 )
 from tools.codex.factory.run.plans import digest
-from tools.codex.factory.run.runref import nearest
+from tools.codex.factory.run.runref import LATEST, nearest
 
 KIND = "crank"
 ACTOR = "Z_integrator"
@@ -297,6 +297,14 @@ def crank(ctx: Context, req: CrankRequest) -> CrankResult:
 
 def _claim(ctx: Context, wanted: str | None, commit: str) -> str:
     """The crank's ID and its (new, empty) folder, claimed under the ledger lock."""
+    if wanted == LATEST:
+        raise ArgumentError(
+            "crank_id",
+            "that name refers to the newest crank, so it cannot be a new crank's ID; leave the "
+            "crank ID out for a fresh one, or resume the newest crank",
+            label="crank ID",
+            value=LATEST,
+        )
     crank_id = validate_run_id(wanted, "crank ID") if wanted else next_run_id(ctx, KIND, commit)
     folder = ctx.layout.run_dir(crank_id)
     try:

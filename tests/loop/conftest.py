@@ -68,6 +68,22 @@ def plan_of(repo: Path) -> Path:
     return repo.parent / f"{repo.name}-plan.json"
 
 
+def culprit_crank_repo(path: Path) -> Path:
+    """A crank whose worker B (notes) breaks a required check that A (the calculator) keeps:
+    the ``culprit`` agent writes notes/broken in iteration 1 and removes it once blamed."""
+    gate = "import pathlib, sys; sys.exit(1 if pathlib.Path('notes/broken').exists() else 0)"
+    check = {"name": "no-broken", "argv": ["{python}", "-c", gate], "timeout_s": 60}
+    repo = make_crank_repo(path, "culprit", checks={"required": [check]})
+    write_plan(
+        plan_of(repo),
+        [
+            {"id": "A", "task": "Build the calculator in src/calc.py.", "allow": ["src/**"]},
+            {"id": "B", "task": "Keep notes.", "allow": ["notes/**"]},
+        ],
+    )
+    return repo
+
+
 def crank(repo: Path, *args: str, now: str = PINNED) -> tuple[int, dict[str, Any], str]:
     res = run_cli(
         "--repo", str(repo), "--now", now, "crank", "--plan", str(plan_of(repo)), "--json", *args

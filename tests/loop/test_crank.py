@@ -14,6 +14,7 @@ from tests.loop.conftest import (
     SCENARIOS,
     crank,
     crashed_crank,
+    culprit_crank_repo,
     make_crank_repo,
     plan_of,
     resume,
@@ -21,7 +22,6 @@ from tests.loop.conftest import (
     settle,
 )
 from tests.support.contract import check_keys
-from tests.support.factory import write_plan
 from tests.support.repos import PINNED, git, run_cli
 from tools.codex.factory.core.scenarios import scenario_id
 
@@ -329,16 +329,7 @@ def test_a_failed_required_check_is_fed_back_to_the_worker_that_broke_it(tmp_pat
     """Culprit isolation names the worker whose change fails the required check; the next
     iteration's feedback says so (with its failing output's cause), the culprit fixes it and
     the crank converges; replay recomputes the feedback from the recorded blame."""
-    gate = "import pathlib, sys; sys.exit(1 if pathlib.Path('notes/broken').exists() else 0)"
-    check = {"name": "no-broken", "argv": ["{python}", "-c", gate], "timeout_s": 60}
-    repo = make_crank_repo(tmp_path / "repo", "culprit", checks={"required": [check]})
-    write_plan(
-        plan_of(repo),
-        [
-            {"id": "A", "task": "Build the calculator in src/calc.py.", "allow": ["src/**"]},
-            {"id": "B", "task": "Keep notes.", "allow": ["notes/**"]},
-        ],
-    )
+    repo = culprit_crank_repo(tmp_path / "repo")
     code, data, out = crank(repo, "--threshold", "0.3", "--crank-id", "cul")
     assert code == 0, out
     assert [it["gate1"] for it in data["trajectory"]] == ["BLOCKED", "PASS"]

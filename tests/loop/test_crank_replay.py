@@ -11,8 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.loop.conftest import crank, crashed_crank, make_crank_repo, plan_of, resume
-from tests.support.factory import write_plan
+from tests.loop.conftest import (
+    crank,
+    crashed_crank,
+    culprit_crank_repo,
+    make_crank_repo,
+    plan_of,
+    resume,
+)
 from tests.support.ledgers import ledger_lines, rewrite_ledger
 from tests.support.repos import git, run_cli
 from tests.support.scratch import RUNS_REL
@@ -164,16 +170,7 @@ def test_a_forged_check_in_a_decided_iteration_is_recomputed(
     exit code) are what its run recorded: a forger who changes one (and rewrites the feedback it
     compiles to, with its hash) is caught, the feedback alone being recompiled from the
     forged record."""
-    gate = "import pathlib, sys; sys.exit(1 if pathlib.Path('notes/broken').exists() else 0)"
-    check = {"name": "no-broken", "argv": ["{python}", "-c", gate], "timeout_s": 60}
-    repo = make_crank_repo(tmp_path / "repo", "culprit", checks={"required": [check]})
-    write_plan(
-        plan_of(repo),
-        [
-            {"id": "A", "task": "Build the calculator in src/calc.py.", "allow": ["src/**"]},
-            {"id": "B", "task": "Keep notes.", "allow": ["notes/**"]},
-        ],
-    )
+    repo = culprit_crank_repo(tmp_path / "repo")
     code, _, out = crank(repo, "--threshold", "0.3", "--crank-id", "cul")
     assert code == 0, out
     assert divergences(repo, "cul") == []

@@ -428,6 +428,22 @@ class GitSide:
     object_format: str = "sha1"
 
 
+# Bundle entries nothing is read from, by kind: (rule, why). A FIFO, socket or device anywhere
+# in the bundle is never opened (a FIFO would hang the read), and never passed over either (a
+# log no index lists included).
+_ENTRY_PROBLEMS = {
+    "bad-name": (
+        "name-not-utf8",
+        "a file name that is not valid UTF-8 (shown with \\x escapes): no bundle file has one; "
+        "remove it",
+    ),
+    "special": (
+        "bundle-file-special",
+        "not a regular file (a FIFO, socket or device): nothing is read from it; remove it",
+    ),
+}
+
+
 def gather_facts(
     run_dir: Path,
     worker: str,
@@ -497,26 +513,9 @@ def gather_facts(
                 ]
             )
         for rel, entry in sorted(seen.items()):
-            if entry["kind"] == "bad-name":
-                limit_problems.append(
-                    [
-                        clip(rel, limits.max_path_chars),
-                        "name-not-utf8",
-                        "a file name that is not valid UTF-8 (shown with \\x escapes): no "
-                        "bundle file has one; remove it",
-                    ]
-                )
-            if entry["kind"] == "special":
-                # A FIFO, socket or device anywhere in the bundle: never opened (a FIFO would
-                # hang the read), and never passed over either (a log no index lists included).
-                limit_problems.append(
-                    [
-                        clip(rel, limits.max_path_chars),
-                        "bundle-file-special",
-                        "not a regular file (a FIFO, socket or device): nothing is read from it; "
-                        "remove it",
-                    ]
-                )
+            if entry["kind"] in _ENTRY_PROBLEMS:
+                rule, why = _ENTRY_PROBLEMS[entry["kind"]]
+                limit_problems.append([clip(rel, limits.max_path_chars), rule, why])
             if entry["kind"] == "oversize":
                 rule = "bundle-file-too-large" if entry["over"] == "file" else "bundle-too-large"
                 limit = (
